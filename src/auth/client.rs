@@ -1,0 +1,118 @@
+//! What a session records about the client: its address (API.md section 3's remote-ip rule)
+//! and the kind of program it is (ua-type).
+
+use std::net::IpAddr;
+
+use crate::config::IpNetwork;
+
+/// Every ua-type name, in the order the rules try them.
+pub const UA_TYPES: [&str; 6] = ["bot", "cli", "desktop-app", "mobile", "browser", "unknown"];
+
+/// The first matching rule on the lowercased User-Agent.
+pub fn ua_type(user_agent: &str) -> &'static str {
+    let lowered = user_agent.to_lowercase();
+    let has_any = |needles: &[&str]| needles.iter().any(|needle| lowered.contains(needle));
+    if has_any(&["bot", "crawler", "spider", "slurp"]) {
+        "bot"
+    } else if has_any(&[
+        "curl",
+        "wget",
+        "httpie",
+        "python-",
+        "go-http-client",
+        "okhttp",
+        "java/",
+    ]) {
+        "cli"
+    } else if has_any(&["electron"]) {
+        "desktop-app"
+    } else if has_any(&["mobile", "android", "iphone", "ipad"]) {
+        "mobile"
+    } else if has_any(&["mozilla/"]) {
+        "browser"
+    } else {
+        "unknown"
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not a trusted proxy. IPv4-mapped IPv6 is shown
+/// as IPv4.
+pub fn remote_ip(
+    peer: IpAddr,
+    forwarded_for: Option<&str>,
+    trusted_proxies: &[IpNetwork],
+) -> IpAddr {
+    let is_trusted = |address: IpAddr| {
+        trusted_proxies
+            .iter()
+            .any(|network| network.contains(canonical(address)))
+    };
+    let peer = canonical(peer);
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let Some(forwarded_for) = forwarded_for else {
+        return peer;
+    };
+    let mut chosen = peer;
+    for entry in forwarded_for.rsplit(',') {
+        let Ok(address) = entry.trim().parse::<IpAddr>() else {
+            // An entry we cannot read ends the walk: trust stops at the last readable hop.
+            return chosen;
+        };
+        let address = canonical(address);
+        chosen = address;
+        if !is_trusted(address) {
+            return address;
+        }
+    }
+    chosen
+}
+
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ua_types_follow_the_first_matching_rule() {
+        assert_eq!(ua_type("Googlebot/2.1"), "bot");
+        assert_eq!(ua_type("curl/8.5.0"), "cli");
+        assert_eq!(ua_type("Mozilla/5.0 Electron/30"), "desktop-app");
+        assert_eq!(
+            ua_type("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"),
+            "mobile"
+        );
+        assert_eq!(
+            ua_type("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"),
+            "browser"
+        );
+        assert_eq!(ua_type(""), "unknown");
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies: Vec<IpNetwork> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            remote_ip(peer, Some("198.51.100.1, 203.0.113.7, 10.0.0.9"), &proxies),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            remote_ip(outsider, Some("198.51.100.1"), &proxies),
+            outsider
+        );
+        assert_eq!(
+            remote_ip("::ffff:192.0.2.1".parse().unwrap(), None, &[]),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! `AuthError`: what a use case can answer besides success. The HTTP layer maps each variant
+//! to a status in one place; nothing here knows HTTP.
+
+use crate::auth::password::PasswordError;
+use crate::auth::token::TokenError;
+use crate::model::Permission;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("field {field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// Sign-in with an unknown email or a wrong password: the two are indistinguishable.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// No valid credential: unknown, expired, revoked, tampered or malformed alike.
+    #[error("no valid credential")]
+    Unauthenticated,
+    #[error("the account is pending email verification")]
+    AccountPending,
+    #[error("the account is suspended")]
+    AccountSuspended,
+    #[error("the credential lacks the permission {}", .0.name())]
+    MissingPermission(Permission),
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("the password hashers are saturated")]
+    Overloaded,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<PasswordError> for AuthError {
+    fn from(error: PasswordError) -> AuthError {
+        match error {
+            PasswordError::Overloaded => AuthError::Overloaded,
+            PasswordError::Stopped | PasswordError::Argon2(_) => {
+                AuthError::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(error: TokenError) -> AuthError {
+        match error {
+            TokenError::Malformed
+            | TokenError::UnknownKey
+            | TokenError::BadSignature
+            | TokenError::InvalidClaims => AuthError::Unauthenticated,
+            TokenError::BadStoredKey | TokenError::Signing => {
+                AuthError::Internal(error.to_string())
+            }
+        }
+    }
+}

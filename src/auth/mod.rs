@@ -1,0 +1,370 @@
+//! The domain: use cases as functions over `&App`. Nothing here knows HTTP or redb; store
+//! writes run off the async runtime through `store_write`, password work on the hasher pool.
+
+pub mod client;
+pub mod email;
+pub mod error;
+pub mod password;
+pub mod return_url;
+pub mod token;
+
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::model::{
+    ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, UnixSeconds, User,
+    now_unix_seconds,
+};
+use crate::store::{NewSignIn, Store, StoreError};
+use email::EmailAddress;
+use password::Password;
+use token::TokenClaims;
+
+pub use error::AuthError;
+
+/// The vendor's upper bound on a password, in Unicode characters.
+pub const PASSWORD_MAX_CHARACTERS: usize = 72;
+
+/// Runs a store write on the blocking pool so that its fsync never stalls the runtime.
+pub async fn store_write<T, F>(store: &Store, write: F) -> Result<T, AuthError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || write(&store))
+        .await
+        .map_err(|error| AuthError::Internal(error.to_string()))?
+        .map_err(AuthError::from)
+}
+
+/// A fresh API token: 32 random bytes as 64 lowercase hex characters.
+pub fn generate_api_token() -> Result<String, AuthError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
+    Ok(crate::hex::hex_encode(&bytes))
+}
+
+pub fn api_token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether a string has the shape of an API token (64 lowercase hex characters).
+pub fn looks_like_api_token(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// Who the client is, as a session records it.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub remote_ip: String,
+    pub user_agent: String,
+}
+
+#[derive(Debug)]
+pub struct SignInRequest {
+    pub email: String,
+    pub password: Password,
+    pub long_term_token: bool,
+    pub logout_other: bool,
+    pub client: ClientInfo,
+}
+
+#[derive(Debug)]
+pub struct SignInOutcome {
+    pub user: User,
+    pub session: Session,
+    pub api_token: String,
+    pub signed_token: String,
+}
+
+/// Email and password sign-in. Unknown email and wrong password cost the same and answer
+/// the same; the account's status is looked at only once the password has verified.
+pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome, AuthError> {
+    if request.password.expose().chars().count() > PASSWORD_MAX_CHARACTERS {
+        return Err(AuthError::InvalidField {
+            field: "password",
+            message: "must be at most 72 characters",
+        });
+    }
+    let email = EmailAddress::parse(&request.email).ok_or(AuthError::InvalidField {
+        field: "email",
+        message: "must be an email address of 5 to 255 characters",
+    })?;
+    let user = app.store.user_by_normalized_email(&email.normalized)?;
+    let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
+    let verification = app
+        .hashers
+        .verify(request.password.clone(), stored_hash)
+        .await?;
+    let Some(user) = user.filter(|_| verification.matches) else {
+        return Err(AuthError::InvalidCredentials);
+    };
+    let parent = match user.parent_id {
+        Some(parent_id) => app.store.user_by_id(parent_id)?,
+        None => None,
+    };
+    check_may_sign_in(app, &user, parent.as_ref())?;
+    let replacement_password_hash = if verification.needs_rehash {
+        Some(app.hashers.hash(request.password).await?)
+    } else {
+        None
+    };
+    let now = now_unix_seconds();
+    let lifetime = if request.long_term_token {
+        app.config.session.long_term_seconds
+    } else {
+        app.config.session.short_term_seconds
+    };
+    let expire = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let api_token = generate_api_token()?;
+    let session = new_session(
+        &user,
+        SessionKind::SignIn,
+        now,
+        expire,
+        &request.client,
+        PermissionSet::empty(),
+        Some(api_token_hash(&api_token)),
+    );
+    let bound_api_token = session_api_token(&session, &api_token);
+    let signed_token = sign_session_token(
+        app,
+        &user,
+        parent.as_ref(),
+        &session,
+        serde_json::Map::new(),
+    )?;
+    let sign_in = NewSignIn {
+        session: session.clone(),
+        api_token: Some(bound_api_token),
+        end_other_sessions: request.logout_other,
+        replacement_password_hash,
+    };
+    store_write(&app.store, move |store| store.record_sign_in(&sign_in)).await?;
+    Ok(SignInOutcome {
+        user,
+        session,
+        api_token,
+        signed_token,
+    })
+}
+
+/// A pending or suspended account (or one whose parent is suspended) may not sign in.
+fn check_may_sign_in(app: &App, user: &User, parent: Option<&User>) -> Result<(), AuthError> {
+    if user.status == Status::Suspended
+        || parent.is_some_and(|parent| parent.status == Status::Suspended)
+    {
+        return Err(AuthError::AccountSuspended);
+    }
+    if user.status == Status::Pending && !app.config.auth.allow_unverified_sign_in {
+        return Err(AuthError::AccountPending);
+    }
+    Ok(())
+}
+
+pub fn new_session(
+    user: &User,
+    kind: SessionKind,
+    now: UnixSeconds,
+    expire: UnixSeconds,
+    client: &ClientInfo,
+    granted_permissions: PermissionSet,
+    api_token_hash: Option<[u8; 32]>,
+) -> Session {
+    Session {
+        id: SessionId::new_random(),
+        user_id: user.id,
+        kind,
+        created: now,
+        expire,
+        remote_ip: client.remote_ip.clone(),
+        user_agent: client.user_agent.chars().take(512).collect(),
+        ua_type: client::ua_type(&client.user_agent),
+        granted_permissions,
+        api_token_hash,
+    }
+}
+
+/// The API token a sign-in hands out: bound to its session, expiring with it.
+fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
+    ApiToken {
+        hash: api_token_hash(api_token),
+        prefix: api_token.chars().take(8).collect(),
+        user_id: session.user_id,
+        session_id: Some(session.id),
+        permissions: PermissionSet::empty(),
+        restrictions: PermissionSet::empty(),
+        created: session.created,
+        updated: session.created,
+        expires_at: Some(session.expire),
+    }
+}
+
+pub fn sign_session_token(
+    app: &App,
+    user: &User,
+    parent: Option<&User>,
+    session: &Session,
+    extra_claims: serde_json::Map<String, serde_json::Value>,
+) -> Result<String, AuthError> {
+    let claims = TokenClaims {
+        issuer: app.issuer.clone(),
+        user_id: user.id,
+        session_id: session.id,
+        issued_at: session.created,
+        expires_at: session.expire,
+        permissions: session_permissions(session, user, parent),
+        extra_claims,
+    };
+    Ok(app.key_ring().sign(&claims)?)
+}
+
+/// The set a user may use now: its own, and for a sub-user only what its parent still holds.
+pub fn user_permissions(user: &User, parent: Option<&User>) -> PermissionSet {
+    match parent {
+        Some(parent) => user.permissions.intersection(parent.permissions),
+        None => user.permissions,
+    }
+}
+
+fn session_permissions(session: &Session, user: &User, parent: Option<&User>) -> PermissionSet {
+    let owner = user_permissions(user, parent);
+    match session.kind {
+        SessionKind::SignIn => owner,
+        SessionKind::Minted => session.granted_permissions.intersection(owner),
+    }
+}
+
+/// A credential as presented, before it is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresentedCredential<'a> {
+    SignedToken(&'a str),
+    ApiToken(&'a str),
+}
+
+/// How the caller authenticated; some routes care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A signed token (header, query or cookie) of a sign-in or minted session.
+    SessionToken(SessionKind),
+    /// The API token a sign-in handed out, bound to its session.
+    SessionApiToken,
+    /// A standalone API token from `POST /auth/api-token`.
+    StandaloneApiToken,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: User,
+    pub parent: Option<User>,
+    pub session_id: Option<SessionId>,
+    pub api_token_hash: Option<[u8; 32]>,
+    pub kind: CredentialKind,
+    pub effective_permissions: PermissionSet,
+}
+
+impl Identity {
+    /// Whether the credential belongs to a session (a sign-in, minted token or its api-token).
+    pub fn has_session(&self) -> bool {
+        self.session_id.is_some()
+    }
+}
+
+/// Turns a presented credential into an identity, or `Unauthenticated`. Reads the store
+/// every time (revocation shows on the very next request); signature checks are cached by
+/// the complete token text, and `exp` is checked on every hit.
+pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Identity, AuthError> {
+    let now = now_unix_seconds();
+    match credential {
+        PresentedCredential::SignedToken(token) => {
+            let verified = match app.token_cache.get(token) {
+                Some(verified) => verified,
+                None => {
+                    let verified = app.key_ring().verify(token, &app.issuer, now)?;
+                    app.token_cache.insert(token, verified);
+                    verified
+                }
+            };
+            if verified.expires_at <= now {
+                return Err(AuthError::Unauthenticated);
+            }
+            let context = app
+                .store
+                .session_context(verified.session_id)?
+                .ok_or(AuthError::Unauthenticated)?;
+            if context.session.user_id != verified.user_id || context.session.expire <= now {
+                return Err(AuthError::Unauthenticated);
+            }
+            check_credential_holder(app, &context.user, context.parent.as_ref())?;
+            Ok(Identity {
+                effective_permissions: session_permissions(
+                    &context.session,
+                    &context.user,
+                    context.parent.as_ref(),
+                ),
+                kind: CredentialKind::SessionToken(context.session.kind),
+                session_id: Some(context.session.id),
+                api_token_hash: None,
+                user: context.user,
+                parent: context.parent,
+            })
+        }
+        PresentedCredential::ApiToken(token) => {
+            if !looks_like_api_token(token) {
+                return Err(AuthError::Unauthenticated);
+            }
+            let context = app
+                .store
+                .api_token_context(&api_token_hash(token))?
+                .ok_or(AuthError::Unauthenticated)?;
+            let api_token = &context.api_token;
+            if api_token
+                .expires_at
+                .is_some_and(|expires_at| expires_at <= now)
+            {
+                return Err(AuthError::Unauthenticated);
+            }
+            check_credential_holder(app, &context.user, context.parent.as_ref())?;
+            let owner = user_permissions(&context.user, context.parent.as_ref());
+            let (kind, effective_permissions, session_id) = match &context.session {
+                Some(session) => {
+                    if session.expire <= now {
+                        return Err(AuthError::Unauthenticated);
+                    }
+                    (
+                        CredentialKind::SessionApiToken,
+                        session_permissions(session, &context.user, context.parent.as_ref()),
+                        Some(session.id),
+                    )
+                }
+                None => (
+                    CredentialKind::StandaloneApiToken,
+                    api_token
+                        .permissions
+                        .difference(api_token.restrictions)
+                        .intersection(owner),
+                    None,
+                ),
+            };
+            Ok(Identity {
+                kind,
+                effective_permissions,
+                session_id,
+                api_token_hash: Some(api_token.hash),
+                user: context.user,
+                parent: context.parent,
+            })
+        }
+    }
+}
+
+/// A suspended user (or a sub-user of a suspended parent) holds no valid credential; nor
+/// does a pending one unless unverified sign-in is allowed.
+fn check_credential_holder(app: &App, user: &User, parent: Option<&User>) -> Result<(), AuthError> {
+    check_may_sign_in(app, user, parent).map_err(|_| AuthError::Unauthenticated)
+}

@@ -1,0 +1,384 @@
+//! Passwords: argon2id PHC strings, hashed and verified on a fixed pool of hasher threads.
+//! The only module that knows argon2. Each hasher owns one preallocated memory buffer and
+//! reuses it for every job (a fresh 19 MiB allocation per hash leaves glibc holding hundreds
+//! of MiB); a bounded queue sits in front of the pool, and a full queue is an immediate
+//! `Overloaded`, never a wait. Token checks never touch this pool.
+
+use std::fmt;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
+
+use crate::model::PasswordHashString;
+
+const SALT_BYTES: usize = 16;
+const OUTPUT_BYTES: usize = 32;
+
+/// A password in memory: never printed.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(text: String) -> Password {
+        Password(text)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("Password(***)")
+    }
+}
+
+/// argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("every hasher is busy and the queue is full")]
+    Overloaded,
+    #[error("the hasher pool has stopped")]
+    Stopped,
+    #[error("argon2 failed: {0}")]
+    Argon2(String),
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The stored hash used other parameters than the configured ones: re-hash it.
+    pub needs_rehash: bool,
+}
+
+enum Job {
+    Hash {
+        password: Password,
+        reply: tokio::sync::oneshot::Sender<Result<PasswordHashString, PasswordError>>,
+    },
+    Verify {
+        password: Password,
+        stored: PasswordHashString,
+        reply: tokio::sync::oneshot::Sender<Result<Verification, PasswordError>>,
+    },
+}
+
+/// The pool. Cloning shares it.
+#[derive(Clone)]
+pub struct Hashers {
+    queue: SyncSender<Job>,
+    cost: HashCost,
+    /// Verified against when the email is unknown, so that both cases cost the same.
+    dummy_hash: PasswordHashString,
+}
+
+impl fmt::Debug for Hashers {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Hashers")
+            .field("cost", &self.cost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hashers {
+    /// Starts `threads` hashers, each with its own buffer, behind a queue of `queue_capacity`.
+    /// The dummy hash is made here, with the configured cost.
+    pub fn start(
+        cost: HashCost,
+        threads: usize,
+        queue_capacity: usize,
+    ) -> Result<Hashers, PasswordError> {
+        let params = params_for(cost)?;
+        let (queue, receiver) = std::sync::mpsc::sync_channel::<Job>(queue_capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads.max(1) {
+            let receiver = Arc::clone(&receiver);
+            let params = params.clone();
+            std::thread::Builder::new()
+                .name(format!("latchkey-hasher-{index}"))
+                .spawn(move || run_hasher(&receiver, &params))
+                .map_err(|error| PasswordError::Argon2(error.to_string()))?;
+        }
+        let dummy_hash = hash_with_memory(
+            &Password::new("latchkey-dummy-password".to_owned()),
+            &params,
+            &mut vec![Block::default(); params.block_count()],
+        )?;
+        Ok(Hashers {
+            queue,
+            cost,
+            dummy_hash,
+        })
+    }
+
+    pub fn cost(&self) -> HashCost {
+        self.cost
+    }
+
+    pub async fn hash(&self, password: Password) -> Result<PasswordHashString, PasswordError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Hash { password, reply })?;
+        answer.await.map_err(|_| PasswordError::Stopped)?
+    }
+
+    /// Verifies against `stored`, or against the dummy hash when there is none, so that an
+    /// unknown account and a wrong password take the same time. `None` never matches.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<PasswordHashString>,
+    ) -> Result<Verification, PasswordError> {
+        let is_dummy = stored.is_none();
+        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Verify {
+            password,
+            stored,
+            reply,
+        })?;
+        let verification = answer.await.map_err(|_| PasswordError::Stopped)??;
+        if is_dummy {
+            return Ok(Verification {
+                matches: false,
+                needs_rehash: false,
+            });
+        }
+        Ok(verification)
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PasswordError> {
+        self.queue.try_send(job).map_err(|error| match error {
+            TrySendError::Full(_) => PasswordError::Overloaded,
+            TrySendError::Disconnected(_) => PasswordError::Stopped,
+        })
+    }
+}
+
+/// Hashes on the calling thread with a buffer of its own: for the admin CLI and seeding.
+pub fn hash_once(password: &Password, cost: HashCost) -> Result<PasswordHashString, PasswordError> {
+    let params = params_for(cost)?;
+    hash_with_memory(
+        password,
+        &params,
+        &mut vec![Block::default(); params.block_count()],
+    )
+}
+
+fn params_for(cost: HashCost) -> Result<Params, PasswordError> {
+    Params::new(
+        cost.memory_kib,
+        cost.iterations,
+        cost.parallelism,
+        Some(OUTPUT_BYTES),
+    )
+    .map_err(|error| PasswordError::Argon2(error.to_string()))
+}
+
+fn run_hasher(receiver: &Mutex<Receiver<Job>>, params: &Params) {
+    let mut memory = vec![Block::default(); params.block_count()];
+    loop {
+        let job = {
+            let Ok(receiver) = receiver.lock() else {
+                return;
+            };
+            match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        match job {
+            Job::Hash { password, reply } => {
+                let _ = reply.send(hash_with_memory(&password, params, &mut memory));
+            }
+            Job::Verify {
+                password,
+                stored,
+                reply,
+            } => {
+                let _ = reply.send(verify_with_memory(&password, &stored, params, &mut memory));
+            }
+        }
+    }
+}
+
+fn hash_with_memory(
+    password: &Password,
+    params: &Params,
+    memory: &mut [Block],
+) -> Result<PasswordHashString, PasswordError> {
+    let argon2_error = |error: argon2::Error| PasswordError::Argon2(error.to_string());
+    let hash_error = |error: argon2::password_hash::Error| PasswordError::Argon2(error.to_string());
+    let phc_error =
+        |error: argon2::password_hash::phc::Error| PasswordError::Argon2(error.to_string());
+    let mut salt_bytes = [0u8; SALT_BYTES];
+    getrandom::fill(&mut salt_bytes).map_err(|error| PasswordError::Argon2(error.to_string()))?;
+    let mut output = [0u8; OUTPUT_BYTES];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password.expose().as_bytes(),
+            &salt_bytes,
+            &mut output,
+            &mut memory[..params.block_count()],
+        )
+        .map_err(argon2_error)?;
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(hash_error)?,
+        salt: Some(Salt::new(&salt_bytes).map_err(phc_error)?),
+        hash: Some(Output::new(&output).map_err(phc_error)?),
+    };
+    Ok(PasswordHashString(phc.to_string()))
+}
+
+fn verify_with_memory(
+    password: &Password,
+    stored: &PasswordHashString,
+    configured: &Params,
+    memory: &mut [Block],
+) -> Result<Verification, PasswordError> {
+    let no_match = Verification {
+        matches: false,
+        needs_rehash: false,
+    };
+    let Ok(phc) = PasswordHash::new(&stored.0) else {
+        return Ok(no_match);
+    };
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return Ok(no_match);
+    };
+    let Ok(algorithm) = Algorithm::try_from(phc.algorithm.as_str()) else {
+        return Ok(no_match);
+    };
+    let version = match phc.version.map(Version::try_from) {
+        Some(Ok(version)) => version,
+        None => Version::V0x13,
+        Some(Err(_)) => return Ok(no_match),
+    };
+    let Ok(stored_params) = Params::try_from(&phc) else {
+        return Ok(no_match);
+    };
+    let Ok(stored_params) = Params::new(
+        stored_params.m_cost(),
+        stored_params.t_cost(),
+        stored_params.p_cost(),
+        Some(expected.len()),
+    ) else {
+        return Ok(no_match);
+    };
+    // A stored hash made with more memory than the configured cost (an older, stronger
+    // setting) needs a larger buffer for this one call.
+    let mut larger_memory;
+    let blocks = if stored_params.block_count() <= memory.len() {
+        &mut memory[..stored_params.block_count()]
+    } else {
+        larger_memory = vec![Block::default(); stored_params.block_count()];
+        &mut larger_memory[..]
+    };
+    let mut computed = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, stored_params.clone())
+        .hash_password_into_with_memory(
+            password.expose().as_bytes(),
+            salt.as_ref(),
+            &mut computed,
+            blocks,
+        )
+        .map_err(|error| PasswordError::Argon2(error.to_string()))?;
+    let matches = bool::from(computed.as_slice().ct_eq(expected.as_bytes()));
+    let needs_rehash = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
+        || stored_params.m_cost() != configured.m_cost()
+        || stored_params.t_cost() != configured.t_cost()
+        || stored_params.p_cost() != configured.p_cost();
+    Ok(Verification {
+        matches,
+        needs_rehash: matches && needs_rehash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: HashCost = HashCost {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only_and_flags_other_costs_for_rehash() {
+        let hashers = Hashers::start(CHEAP, 2, 8).unwrap();
+        let hash = hashers
+            .hash(Password::new("correct horse".into()))
+            .await
+            .unwrap();
+        assert!(
+            hash.0.starts_with("$argon2id$v=19$m=64,t=1,p=1$"),
+            "{}",
+            hash.0
+        );
+        let good = hashers
+            .verify(Password::new("correct horse".into()), Some(hash.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            good,
+            Verification {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        let bad = hashers
+            .verify(Password::new("wrong horse".into()), Some(hash))
+            .await
+            .unwrap();
+        assert!(!bad.matches);
+        let dummy = hashers
+            .verify(Password::new("x".into()), None)
+            .await
+            .unwrap();
+        assert!(!dummy.matches);
+
+        let older = hash_once(
+            &Password::new("correct horse".into()),
+            HashCost {
+                memory_kib: 128,
+                ..CHEAP
+            },
+        )
+        .unwrap();
+        let verification = hashers
+            .verify(Password::new("correct horse".into()), Some(older))
+            .await
+            .unwrap();
+        assert_eq!(
+            verification,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+    }
+
+    #[test]
+    fn passwords_do_not_print() {
+        assert_eq!(
+            format!("{:?}", Password::new("secret".into())),
+            "Password(***)"
+        );
+    }
+}

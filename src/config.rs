@@ -1,0 +1,554 @@
+//! Configuration: typed settings with safe defaults, layered as built-in defaults, then a TOML
+//! file, then `LATCHKEY_<SECTION>__<KEY>` environment variables, then command-line flags.
+//! An unknown key, an unknown `LATCHKEY_` variable or a bad value stops the start, naming it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// Environment variables that are flags, not config keys.
+const FLAG_VARIABLES: [&str; 2] = ["LATCHKEY_DATA_DIR", "LATCHKEY_CONFIG"];
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub password: PasswordConfig,
+    pub session: SessionConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where `serve` listens.
+    pub listen: SocketAddr,
+    /// The server's own external URL: the tokens' `iss`, the CSRF origin, `Secure` cookies.
+    /// Unset: `http://<listen>`.
+    pub public_url: Option<Origin>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNetwork>,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time allowed to receive a request's headers; also bounds keep-alive idle time.
+    pub header_read_timeout_seconds: u64,
+    /// Time allowed for reading a body and handling a request.
+    pub request_timeout_seconds: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest request head (line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Origins allowed to call the API from a browser (CORS).
+    pub cors_origins: Vec<Origin>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 15,
+            max_connections: 10_000,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The data directory: `latchkey.redb` lives here.
+    pub data_dir: PathBuf,
+    /// redb's page cache.
+    pub cache_size_mib: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            data_dir: PathBuf::from("./data"),
+            cache_size_mib: 32,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("latchkey.redb")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// argon2id time cost (OWASP: 2).
+    pub iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// Hasher threads; 0 means one per core.
+    pub hasher_threads: usize,
+    /// Password checks allowed to wait for a hasher before sign-in answers 503.
+    pub queue_capacity: usize,
+    /// Shortest password accepted when one is set (the vendor's minimum is 6).
+    pub min_length: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> PasswordConfig {
+        PasswordConfig {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            hasher_threads: 0,
+            queue_capacity: 64,
+            min_length: 6,
+        }
+    }
+}
+
+impl PasswordConfig {
+    pub fn effective_hasher_threads(&self) -> usize {
+        if self.hasher_threads > 0 {
+            return self.hasher_threads;
+        }
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Lifetime of a `long-term-token` session (14 days).
+    pub long_term_seconds: u64,
+    /// Lifetime of a short session (3 hours).
+    pub short_term_seconds: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            long_term_seconds: 14 * 24 * 3600,
+            short_term_seconds: 3 * 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accept `?token=` and `?jwt=` credentials (the vendor does).
+    pub query_credentials: bool,
+    /// Absolute `ret-url` origins allowed, and origins trusted for cookie CSRF checks.
+    pub allowed_return_origins: Vec<Origin>,
+    /// Verified token signatures remembered (the hot path skips Ed25519 for these).
+    pub verified_token_cache_entries: usize,
+    /// Let `pending` users sign in before they verify their email.
+    pub allow_unverified_sign_in: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            query_credentials: true,
+            allowed_return_origins: Vec::new(),
+            verified_token_cache_entries: 100_000,
+            allow_unverified_sign_in: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (key=value) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter level: error, warn, info, debug, trace.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Command-line values that override every other layer.
+#[derive(Clone, Debug, Default)]
+pub struct FlagOverrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Environment { name: String, message: String },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Builds the configuration from all layers. `environment` is passed in (not read here)
+    /// so that tests and `check-config` see exactly what the process would.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut layered = toml::Table::new();
+        let mut file_label = String::from("(none)");
+        if let Some(path) = file {
+            file_label = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: file_label.clone(),
+                source,
+            })?;
+            layered = toml::from_str(&text).map_err(|error| ConfigError::File {
+                path: file_label.clone(),
+                message: error.message().to_owned(),
+            })?;
+        }
+        // Check the file alone first, so an error in it names the file.
+        if file.is_some() {
+            Config::deserialize(layered.clone()).map_err(|error| ConfigError::File {
+                path: file_label,
+                message: error.message().to_owned(),
+            })?;
+        }
+        let variables: BTreeMap<String, String> = environment
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("LATCHKEY_"))
+            .collect();
+        for (name, raw_value) in &variables {
+            if FLAG_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            let environment_error = |message: String| ConfigError::Environment {
+                name: name.clone(),
+                message,
+            };
+            let Some((section, key)) = name
+                .trim_start_matches("LATCHKEY_")
+                .split_once("__")
+                .map(|(section, key)| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+                .filter(|(section, key)| !section.is_empty() && !key.is_empty())
+            else {
+                return Err(environment_error(
+                    "unknown variable; config variables look like LATCHKEY_SECTION__KEY".into(),
+                ));
+            };
+            let value = parse_environment_value(raw_value);
+            // Check the variable alone first, so an error in it names the variable.
+            let mut single_section = toml::Table::new();
+            single_section.insert(key.clone(), value.clone());
+            let mut single = toml::Table::new();
+            single.insert(section.clone(), toml::Value::Table(single_section));
+            Config::deserialize(single)
+                .map_err(|error| environment_error(error.message().into()))?;
+            let section_table = layered
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = section_table else {
+                return Err(environment_error(format!("[{section}] is not a section")));
+            };
+            section_table.insert(key, value);
+        }
+        let mut config = Config::deserialize(layered)
+            .map_err(|error| ConfigError::Invalid(error.message().to_owned()))?;
+        if let Some(data_dir) = variables.get("LATCHKEY_DATA_DIR") {
+            config.store.data_dir = PathBuf::from(data_dir);
+        }
+        if let Some(data_dir) = &flags.data_dir {
+            config.store.data_dir.clone_from(data_dir);
+        }
+        if let Some(listen) = flags.listen {
+            config.server.listen = listen;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.password.memory_kib < 8 * self.password.parallelism.max(1) {
+            return invalid("password.memory_kib must be at least 8 × password.parallelism");
+        }
+        if self.password.iterations < 1 || self.password.parallelism < 1 {
+            return invalid("password.iterations and password.parallelism must be at least 1");
+        }
+        if !(1..=72).contains(&self.password.min_length) {
+            return invalid("password.min_length must be between 1 and 72");
+        }
+        if self.password.queue_capacity == 0 {
+            return invalid("password.queue_capacity must be at least 1");
+        }
+        if self.session.long_term_seconds == 0 || self.session.short_term_seconds == 0 {
+            return invalid("session lifetimes must be at least 1 second");
+        }
+        if self.http.max_connections == 0 || self.http.max_body_bytes == 0 {
+            return invalid("http.max_connections and http.max_body_bytes must be at least 1");
+        }
+        if self.http.header_read_timeout_seconds == 0 || self.http.request_timeout_seconds == 0 {
+            return invalid("http timeouts must be at least 1 second");
+        }
+        if self.http.max_header_bytes < 8192 {
+            return invalid("http.max_header_bytes must be at least 8192");
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return invalid("log.level must be one of error, warn, info, debug, trace");
+        }
+        Ok(())
+    }
+
+    /// The public URL's origin; `http://<listen>` when unset.
+    pub fn public_origin(&self) -> Origin {
+        self.server.public_url.clone().unwrap_or_else(|| Origin {
+            scheme: "http".to_owned(),
+            host: self.server.listen.ip().to_string(),
+            port: self.server.listen.port(),
+        })
+    }
+}
+
+/// A variable's value is read as a TOML value (`true`, `5`, `["a"]`), else as a string.
+fn parse_environment_value(raw_value: &str) -> toml::Value {
+    let document = format!("value = {raw_value}");
+    toml::from_str::<toml::Table>(&document)
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(raw_value.to_owned()))
+}
+
+/// A web origin: scheme, host and port, compared exactly.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    pub fn from_url(url: &url::Url) -> Option<Origin> {
+        let host = url.host_str()?.to_owned();
+        let port = url.port_or_known_default()?;
+        Some(Origin {
+            scheme: url.scheme().to_owned(),
+            host,
+            port,
+        })
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.scheme == "https"
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Origin, String> {
+        let url =
+            url::Url::parse(text).map_err(|error| format!("{text:?} is not a URL: {error}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{text:?} must be an http or https URL"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("{text:?} must not carry user information"));
+        }
+        Origin::from_url(&url).ok_or_else(|| format!("{text:?} has no host"))
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let default_port = match self.scheme.as_str() {
+            "https" => 443,
+            _ => 80,
+        };
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            write!(formatter, "{}://{}", self.scheme, host)
+        } else {
+            write!(formatter, "{}://{}:{}", self.scheme, host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, formatter)
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Origin, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An address or a CIDR block (`10.0.0.0/8`, `::1`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    pub address: IpAddr,
+    pub prefix_length: u8,
+}
+
+impl IpNetwork {
+    pub fn contains(&self, candidate: IpAddr) -> bool {
+        match (self.address, candidate) {
+            (IpAddr::V4(network), IpAddr::V4(candidate)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_length))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(candidate) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(candidate)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_length))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(candidate) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNetwork {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<IpNetwork, String> {
+        let (address_text, prefix_text) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address_text
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
+        let maximum = if address.is_ipv4() { 32 } else { 128 };
+        let prefix_length = match prefix_text {
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|length| *length <= maximum)
+                .ok_or_else(|| format!("{text:?} has a bad prefix length"))?,
+            None => maximum,
+        };
+        Ok(IpNetwork {
+            address,
+            prefix_length,
+        })
+    }
+}
+
+impl fmt::Debug for IpNetwork {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}/{}", self.address, self.prefix_length)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpNetwork, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order_and_unknown_names_are_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[password]\nmemory_kib = 64\niterations = 1\n[server]\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let environment = vec![("LATCHKEY_PASSWORD__ITERATIONS".to_owned(), "3".to_owned())];
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..FlagOverrides::default()
+        };
+        let config = Config::load(Some(&file), environment, &flags).unwrap();
+        assert_eq!(config.password.memory_kib, 64);
+        assert_eq!(config.password.iterations, 3);
+        assert_eq!(config.server.listen.port(), 9100);
+
+        let unknown_variable = vec![("LATCHKEY_PASSWORD__COLOUR".to_owned(), "1".to_owned())];
+        let error = Config::load(None, unknown_variable, &FlagOverrides::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("LATCHKEY_PASSWORD__COLOUR"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("colour"), "{error}");
+
+        std::fs::write(&file, "[password]\ncolour = 1\n").unwrap();
+        let error = Config::load(Some(&file), Vec::new(), &FlagOverrides::default()).unwrap_err();
+        assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let network: IpNetwork = "10.1.0.0/16".parse().unwrap();
+        assert!(network.contains("10.1.200.3".parse().unwrap()));
+        assert!(!network.contains("10.2.0.1".parse().unwrap()));
+        let single: IpNetwork = "::1".parse().unwrap();
+        assert!(single.contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNetwork>().is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! Wire types: the vendor's response schemas, field for field (kebab-case). Absent optional
+//! fields are omitted; lists are `[]`, never null.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::auth;
+use crate::model::{PermissionSet, User};
+use crate::rfc3339::format_rfc3339;
+
+/// `RouterUnauthorizedError`, the shape of every error.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: u32,
+    pub context: Map<String, Value>,
+    pub error: &'a str,
+    pub status: &'a str,
+}
+
+/// `AuthJWTToken`.
+#[derive(Serialize)]
+pub struct JwtToken {
+    pub expire: String,
+    pub token: String,
+}
+
+/// `AuthOAuthProviderToken`.
+#[derive(Serialize)]
+pub struct OAuthProviderToken {
+    pub provider: String,
+    pub token: String,
+}
+
+/// `AuthPostSignInResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SignInResponse {
+    pub api_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_user: Option<String>,
+    pub email: String,
+    pub jwt_token: JwtToken,
+    pub oauth_provider_tokens: Vec<OAuthProviderToken>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ret_url: Option<String>,
+    pub status: &'static str,
+    pub user_id: u64,
+}
+
+/// `UsercommonPermission`.
+#[derive(Serialize)]
+pub struct PermissionEntry {
+    pub name: &'static str,
+    pub scopes: Vec<String>,
+}
+
+pub fn permission_map(set: PermissionSet) -> BTreeMap<&'static str, PermissionEntry> {
+    set.iter()
+        .map(|permission| {
+            (
+                permission.name(),
+                PermissionEntry {
+                    name: permission.name(),
+                    scopes: Vec::new(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `UserShort`.
+#[derive(Serialize)]
+pub struct UserShort {
+    pub email: String,
+    pub id: u64,
+    pub role: &'static str,
+    pub status: &'static str,
+    pub username: String,
+}
+
+impl UserShort {
+    pub fn from_user(user: &User) -> UserShort {
+        UserShort {
+            email: user.email.clone(),
+            id: user.id,
+            role: user.role.name(),
+            status: user.status.name(),
+            username: user.normalized_email.clone(),
+        }
+    }
+}
+
+/// `UserGetUserResponse` (also the shape of the PUT answers). `plan` is omitted.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UserProfile {
+    pub created: String,
+    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    pub id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<UserShort>,
+    pub permissions: BTreeMap<&'static str, PermissionEntry>,
+    pub role: &'static str,
+    pub status: &'static str,
+    pub updated: String,
+    pub username: String,
+}
+
+impl UserProfile {
+    pub fn from_user(user: &User, parent: Option<&User>) -> UserProfile {
+        UserProfile {
+            created: format_rfc3339(user.created),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            id: user.id,
+            last_name: user.last_name.clone(),
+            parent: parent.map(UserShort::from_user),
+            permissions: permission_map(auth::user_permissions(user, parent)),
+            role: user.role.name(),
+            status: user.status.name(),
+            updated: format_rfc3339(user.updated),
+            username: user.normalized_email.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct HealthResponse {
+    pub status: &'static str,
+}

@@ -1,0 +1,198 @@
+//! `ApiError` and the one table that maps every error to an HTTP status, a stable numeric
+//! code (listed in the README) and a sanitized message. Internals are logged, never sent.
+
+use std::borrow::Cow;
+
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+
+use crate::auth::AuthError;
+use crate::model::Permission;
+
+#[derive(Debug)]
+pub enum ApiError {
+    InvalidField {
+        field: Cow<'static, str>,
+        message: Cow<'static, str>,
+    },
+    MalformedBody(&'static str),
+    InvalidPathParameter(&'static str),
+    Unauthenticated,
+    InvalidCredentials,
+    MissingPermission(Permission),
+    AccountPending,
+    AccountSuspended,
+    CrossSiteRequest,
+    WrongPassword,
+    NotFound,
+    MethodNotAllowed(&'static str),
+    Conflict(&'static str),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Overloaded,
+    Draining,
+    Timeout,
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid_field(field: &'static str, message: &'static str) -> ApiError {
+        ApiError::InvalidField {
+            field: Cow::Borrowed(field),
+            message: Cow::Borrowed(message),
+        }
+    }
+
+    /// Status, code, message and context: the single place that knows them.
+    pub fn parts(&self) -> (StatusCode, u32, Cow<'static, str>, Map<String, Value>) {
+        let mut context = Map::new();
+        let (status, code, message): (StatusCode, u32, Cow<'static, str>) = match self {
+            ApiError::InvalidField { field, message } => {
+                context.insert("field".into(), json!(field));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40000,
+                    Cow::Owned(format!("{field} {message}")),
+                )
+            }
+            ApiError::MalformedBody(what) => {
+                context.insert("reason".into(), json!(what));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40001,
+                    "the request body is malformed".into(),
+                )
+            }
+            ApiError::InvalidPathParameter(name) => {
+                context.insert("parameter".into(), json!(name));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40002,
+                    Cow::Owned(format!("path parameter {name} is invalid")),
+                )
+            }
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                40100,
+                "a valid credential is required".into(),
+            ),
+            ApiError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                40101,
+                "wrong email or password".into(),
+            ),
+            ApiError::MissingPermission(permission) => {
+                context.insert("permission".into(), json!(permission.name()));
+                (
+                    StatusCode::FORBIDDEN,
+                    40300,
+                    Cow::Owned(format!("permission {} is required", permission.name())),
+                )
+            }
+            ApiError::AccountPending => {
+                context.insert("reason".into(), json!("pending"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40301,
+                    "the account awaits email verification".into(),
+                )
+            }
+            ApiError::AccountSuspended => {
+                context.insert("reason".into(), json!("suspended"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40302,
+                    "the account is suspended".into(),
+                )
+            }
+            ApiError::CrossSiteRequest => {
+                context.insert("reason".into(), json!("origin"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40303,
+                    "a cookie-authenticated request must come from an allowed origin".into(),
+                )
+            }
+            ApiError::WrongPassword => {
+                context.insert("field".into(), json!("old-password"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40304,
+                    "the current password is wrong".into(),
+                )
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, 40400, "not found".into()),
+            ApiError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                40500,
+                "method not allowed".into(),
+            ),
+            ApiError::Conflict(what) => {
+                context.insert("reason".into(), json!(what));
+                (
+                    StatusCode::CONFLICT,
+                    40900,
+                    Cow::Owned(format!("conflict: {what}")),
+                )
+            }
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                41300,
+                "the request body is too large".into(),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                41500,
+                "send application/json or application/x-www-form-urlencoded (utf-8)".into(),
+            ),
+            ApiError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                50300,
+                "the server is busy; retry shortly".into(),
+            ),
+            ApiError::Draining => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                50301,
+                "the server is shutting down".into(),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                50302,
+                "the request took too long".into(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                50000,
+                "internal error".into(),
+            ),
+        };
+        (status, code, message, context)
+    }
+
+    /// Seconds a client should wait, for the statuses that carry `Retry-After`.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ApiError::Overloaded | ApiError::Draining | ApiError::Timeout => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::InvalidField { field, message } => ApiError::invalid_field(field, message),
+            AuthError::InvalidCredentials => ApiError::InvalidCredentials,
+            AuthError::Unauthenticated => ApiError::Unauthenticated,
+            AuthError::AccountPending => ApiError::AccountPending,
+            AuthError::AccountSuspended => ApiError::AccountSuspended,
+            AuthError::MissingPermission(permission) => ApiError::MissingPermission(permission),
+            AuthError::WrongPassword => ApiError::WrongPassword,
+            AuthError::NotFound => ApiError::NotFound,
+            AuthError::Conflict(what) => ApiError::Conflict(what),
+            AuthError::Overloaded => ApiError::Overloaded,
+            AuthError::Store(error) => ApiError::Internal(error.to_string()),
+            AuthError::Internal(message) => ApiError::Internal(message),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! One function per endpoint: decode the request, call the domain, encode the answer.
+
+use hyper::StatusCode;
+use hyper::header::{HeaderValue, LOCATION, SET_COOKIE};
+
+use crate::auth::password::Password;
+use crate::auth::return_url::check_return_url;
+use crate::auth::{self, Identity, SignInRequest};
+use crate::http::dto::{HealthResponse, JwtToken, SignInResponse, UserProfile};
+use crate::http::error::ApiError;
+use crate::http::fields::BodyKind;
+use crate::http::{Api, Request, Response, empty_response, error_response, json_response};
+use crate::rfc3339::format_rfc3339;
+
+/// `POST /auth/sign-in`.
+pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
+    let fields = request.fields(api).await?;
+    let email = fields.required_string("email")?;
+    let password = fields.required_string("password")?;
+    let current_user = fields.string("current-user")?;
+    let logout_other = fields.boolean("logout-other")?.unwrap_or(false);
+    let long_term_token = fields.boolean("long-term-token")?.unwrap_or(true);
+    let return_url = checked_return_url(api, fields.string("ret-url")?)?;
+    let outcome = auth::sign_in(
+        &api.app,
+        SignInRequest {
+            email,
+            password: Password::new(password),
+            long_term_token,
+            logout_other,
+            client: request.client_info(api),
+        },
+    )
+    .await?;
+    let max_age = outcome.session.expire - outcome.session.created;
+    let cookie = session_cookie(api, &outcome.signed_token, max_age);
+    let mut response = match (&return_url, fields.kind()) {
+        (Some(location), BodyKind::Form) => {
+            let mut response = empty_response(StatusCode::SEE_OTHER);
+            let location = HeaderValue::from_str(location)
+                .map_err(|_| ApiError::invalid_field("ret-url", "is not a usable URL"))?;
+            response.headers_mut().insert(LOCATION, location);
+            response
+        }
+        _ => json_response(
+            StatusCode::OK,
+            &SignInResponse {
+                api_token: outcome.api_token,
+                current_user,
+                email: outcome.user.email.clone(),
+                jwt_token: JwtToken {
+                    expire: format_rfc3339(outcome.session.expire),
+                    token: outcome.signed_token,
+                },
+                oauth_provider_tokens: Vec::new(),
+                ret_url: return_url.clone(),
+                status: outcome.user.status.name(),
+                user_id: outcome.user.id,
+            },
+        ),
+    };
+    response.headers_mut().append(SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// Applies the ret-url rule; an empty value counts as absent.
+fn checked_return_url(api: &Api, candidate: Option<String>) -> Result<Option<String>, ApiError> {
+    match candidate.filter(|text| !text.is_empty()) {
+        None => Ok(None),
+        Some(text) => check_return_url(&text, &api.app.config.auth.allowed_return_origins)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "ret-url",
+                    "must be a local path or a URL on an allowed origin",
+                )
+            }),
+    }
+}
+
+/// The `jwt` cookie: HttpOnly, SameSite=Lax, Secure when the public URL is https.
+fn session_cookie(api: &Api, token: &str, max_age_seconds: i64) -> HeaderValue {
+    let secure = if api.app.config.public_origin().is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let text =
+        format!("jwt={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("jwt=; Max-Age=0"))
+}
+
+/// `GET /user/current`: the hot path; no write, no hashing.
+pub fn current_user(_api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &UserProfile::from_user(&identity.user, identity.parent.as_ref()),
+    ))
+}
+
+/// `GET /health`: 200 while serving, 503 while draining.
+pub fn health(api: &Api) -> Result<Response, ApiError> {
+    if api.app.is_draining() {
+        return Ok(error_response(&ApiError::Draining));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &HealthResponse { status: "ok" },
+    ))
+}

@@ -1,0 +1,380 @@
+//! Domain types shared by the store and the auth layer: users, sessions, API tokens, roles,
+//! statuses and permission sets. None of them is a serde type; the wire and the disk each
+//! have their own.
+
+use std::fmt;
+
+/// Seconds since the Unix epoch, UTC. Every stored time is one of these.
+pub type UnixSeconds = i64;
+
+/// The clock every rule reads; one place so that nothing else calls `SystemTime`.
+pub fn now_unix_seconds() -> UnixSeconds {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+}
+
+pub type UserId = u64;
+
+/// A session id is a random UUID; stored as its 128-bit value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u128);
+
+impl SessionId {
+    pub fn new_random() -> SessionId {
+        SessionId(uuid::Uuid::new_v4().as_u128())
+    }
+
+    /// Parses only the canonical lowercase or uppercase hyphenated form, nothing looser.
+    pub fn parse_canonical(text: &str) -> Option<SessionId> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 36 {
+            return None;
+        }
+        for (index, byte) in bytes.iter().enumerate() {
+            let hyphen_position = matches!(index, 8 | 13 | 18 | 23);
+            if hyphen_position != (*byte == b'-') {
+                return None;
+            }
+            if !hyphen_position && !byte.is_ascii_hexdigit() {
+                return None;
+            }
+        }
+        uuid::Uuid::try_parse(text)
+            .ok()
+            .map(|uuid| SessionId(uuid.as_u128()))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        uuid::Uuid::from_u128(self.0).hyphenated().fmt(formatter)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, formatter)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Sub,
+    User,
+    Admin,
+    Root,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Root, Role::Admin, Role::User, Role::Sub];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Root => "root",
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Sub => "sub",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
+    }
+
+    /// The set a new user of this role starts with.
+    pub fn default_permissions(self) -> PermissionSet {
+        match self {
+            Role::Root | Role::Admin => PermissionSet::all(),
+            Role::User => PermissionSet::all()
+                .without(Permission::ReadAdmin)
+                .without(Permission::WriteAdmin),
+            Role::Sub => PermissionSet::empty()
+                .with(Permission::ReadProfile)
+                .with(Permission::ReadMedia)
+                .with(Permission::ReadStatistics),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Active,
+    Suspended,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Pending, Status::Active, Status::Suspended];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Suspended => "suspended",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.name() == name)
+    }
+}
+
+/// The 14 permission names of the vendor's `UsercommonPermissionName`, in its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    ReadAdmin,
+    ReadBilling,
+    ReadInvite,
+    ReadMedia,
+    ReadProfile,
+    ReadStatistics,
+    ReadSubUser,
+    ReadUser,
+    WriteAdmin,
+    WriteBilling,
+    WriteInvite,
+    WriteMedia,
+    WriteSubUser,
+    WriteUser,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 14] = [
+        Permission::ReadAdmin,
+        Permission::ReadBilling,
+        Permission::ReadInvite,
+        Permission::ReadMedia,
+        Permission::ReadProfile,
+        Permission::ReadStatistics,
+        Permission::ReadSubUser,
+        Permission::ReadUser,
+        Permission::WriteAdmin,
+        Permission::WriteBilling,
+        Permission::WriteInvite,
+        Permission::WriteMedia,
+        Permission::WriteSubUser,
+        Permission::WriteUser,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::ReadAdmin => "read:admin",
+            Permission::ReadBilling => "read:billing",
+            Permission::ReadInvite => "read:invite",
+            Permission::ReadMedia => "read:media",
+            Permission::ReadProfile => "read:profile",
+            Permission::ReadStatistics => "read:statistics",
+            Permission::ReadSubUser => "read:sub-user",
+            Permission::ReadUser => "read:user",
+            Permission::WriteAdmin => "write:admin",
+            Permission::WriteBilling => "write:billing",
+            Permission::WriteInvite => "write:invite",
+            Permission::WriteMedia => "write:media",
+            Permission::WriteSubUser => "write:sub-user",
+            Permission::WriteUser => "write:user",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Permission> {
+        Permission::ALL
+            .into_iter()
+            .find(|permission| permission.name() == name)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of permissions as a bit set: the hot path intersects these on every request.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct PermissionSet(u16);
+
+impl PermissionSet {
+    pub fn empty() -> PermissionSet {
+        PermissionSet(0)
+    }
+
+    pub fn all() -> PermissionSet {
+        Permission::ALL
+            .into_iter()
+            .fold(PermissionSet::empty(), PermissionSet::with)
+    }
+
+    pub fn from_bits(bits: u16) -> PermissionSet {
+        PermissionSet(bits & PermissionSet::all().0)
+    }
+
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    pub fn with(self, permission: Permission) -> PermissionSet {
+        PermissionSet(self.0 | permission.bit())
+    }
+
+    pub fn without(self, permission: Permission) -> PermissionSet {
+        PermissionSet(self.0 & !permission.bit())
+    }
+
+    pub fn contains(self, permission: Permission) -> bool {
+        self.0 & permission.bit() != 0
+    }
+
+    pub fn intersection(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 & other.0)
+    }
+
+    pub fn union(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 | other.0)
+    }
+
+    pub fn difference(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 & !other.0)
+    }
+
+    /// The first permission of `self` that `limit` lacks, in the vendor's order.
+    pub fn first_outside(self, limit: PermissionSet) -> Option<Permission> {
+        self.iter().find(|permission| !limit.contains(*permission))
+    }
+
+    /// Members in the vendor's (alphabetical) order.
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(move |permission| self.contains(*permission))
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Permission::name).collect()
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> PermissionSet {
+        iter.into_iter()
+            .fold(PermissionSet::empty(), PermissionSet::with)
+    }
+}
+
+impl fmt::Debug for PermissionSet {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_set().entries(self.names()).finish()
+    }
+}
+
+/// A password hash in PHC string form. Not secret like a password, but never printed either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHashString(pub String);
+
+impl fmt::Debug for PasswordHashString {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("PasswordHashString(***)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: UserId,
+    /// The address as the user typed it (trimmed).
+    pub email: String,
+    /// The normalized address; unique; shown as `username`.
+    pub normalized_email: String,
+    pub password_hash: Option<PasswordHashString>,
+    pub role: Role,
+    pub status: Status,
+    pub parent_id: Option<UserId>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The set this user was given; see `effective_permissions` for what it may use.
+    pub permissions: PermissionSet,
+    pub created: UnixSeconds,
+    pub updated: UnixSeconds,
+}
+
+/// What `insert_user` needs; the store assigns the id.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub normalized_email: String,
+    pub password_hash: Option<PasswordHashString>,
+    pub role: Role,
+    pub status: Status,
+    pub parent_id: Option<UserId>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub permissions: PermissionSet,
+}
+
+/// How a session came to be: its credentials and its permission rule differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A password or OAuth sign-in: the session holds the user's whole set.
+    SignIn,
+    /// `POST /auth/jwt`: the session holds the granted set minus restrictions.
+    Minted,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub kind: SessionKind,
+    pub created: UnixSeconds,
+    pub expire: UnixSeconds,
+    pub remote_ip: String,
+    pub user_agent: String,
+    pub ua_type: &'static str,
+    /// For minted sessions, the granted set; for sign-ins, ignored.
+    pub granted_permissions: PermissionSet,
+    /// SHA-256 of the API token bound to this session, if any.
+    pub api_token_hash: Option<[u8; 32]>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiToken {
+    pub hash: [u8; 32],
+    /// The first 8 characters of the token, kept for masked display and prefix lookup.
+    pub prefix: String,
+    pub user_id: UserId,
+    /// Set for the API token a sign-in hands out; it lives and dies with that session.
+    pub session_id: Option<SessionId>,
+    pub permissions: PermissionSet,
+    pub restrictions: PermissionSet,
+    pub created: UnixSeconds,
+    pub updated: UnixSeconds,
+    /// `None`: never expires.
+    pub expires_at: Option<UnixSeconds>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_names_round_trip_and_roles_have_the_documented_defaults() {
+        for permission in Permission::ALL {
+            assert_eq!(Permission::from_name(permission.name()), Some(permission));
+        }
+        assert_eq!(Role::Root.default_permissions(), PermissionSet::all());
+        let user_set = Role::User.default_permissions();
+        assert!(!user_set.contains(Permission::ReadAdmin));
+        assert!(user_set.contains(Permission::WriteSubUser));
+        assert_eq!(
+            Role::Sub.default_permissions().names(),
+            vec!["read:media", "read:profile", "read:statistics"]
+        );
+    }
+
+    #[test]
+    fn session_ids_parse_only_in_canonical_form() {
+        let id = SessionId::new_random();
+        assert_eq!(SessionId::parse_canonical(&id.to_string()), Some(id));
+        let text = id.to_string();
+        assert_eq!(SessionId::parse_canonical(&text.replace('-', "")), None);
+        assert_eq!(SessionId::parse_canonical(&format!("{{{text}}}")), None);
+        assert_eq!(SessionId::parse_canonical("not-a-uuid"), None);
+    }
+}

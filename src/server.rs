@@ -1,0 +1,83 @@
+//! The accept loop: one hyper HTTP/1 connection per socket, with a timer so the header-read
+//! timeout applies, a request timeout around each handler, a cap on open connections, and a
+//! graceful shutdown that lets in-flight requests finish within a deadline. `run` never binds.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::http::error::ApiError;
+use crate::http::{self, Api};
+
+/// Serves `listener` until `shutdown` completes, then drains: health answers 503, no new
+/// connection is taken, and open ones get `shutdown_grace_seconds` to finish.
+pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+    let config = api.app.config.clone();
+    let header_read_timeout = Duration::from_secs(config.http.header_read_timeout_seconds);
+    let request_timeout = Duration::from_secs(config.http.request_timeout_seconds);
+    let connection_slots = Arc::new(Semaphore::new(config.http.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&connection_slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors and the like: log, breathe, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection_api = Arc::clone(&api);
+        let service = service_fn(move |request| {
+            let api = Arc::clone(&connection_api);
+            async move {
+                let handled =
+                    tokio::time::timeout(request_timeout, http::handle(&api, request, peer));
+                let response = match handled.await {
+                    Ok(response) => response,
+                    Err(_) => http::error_response(&ApiError::Timeout),
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_buf_size(config.http.max_header_bytes)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    api.app.start_draining();
+    drop(listener);
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("shutdown deadline passed; closing open connections"),
+    }
+}

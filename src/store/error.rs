@@ -1,0 +1,37 @@
+//! The store's one error type: redb's failures, records that do not decode, and the few
+//! outcomes a caller must branch on (a taken email).
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failed: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("a stored {0} record does not decode")]
+    CorruptRecord(&'static str),
+    #[error("the email address is taken")]
+    EmailTaken,
+    #[error("the store file {path} is held by another process")]
+    Locked { path: String },
+    #[error("the store file {path} could not be prepared: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+macro_rules! from_redb_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> StoreError {
+                StoreError::Redb(redb::Error::from(error))
+            }
+        }
+    )*};
+}
+
+from_redb_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

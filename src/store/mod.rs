@@ -1,0 +1,492 @@
+//! Storage: the only module that knows redb. One redb file holds every table; each public
+//! function is one transaction, and every write transaction commits durably (redb's
+//! `Durability::Immediate`, with quick repair) before it returns.
+
+mod error;
+mod record;
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+use crate::model::{
+    ApiToken, NewUser, PasswordHashString, Session, SessionId, UnixSeconds, User, UserId,
+};
+use record::{ApiTokenRecord, SessionRecord, SigningKeyRecord, UserRecord, decode, encode};
+
+pub use error::StoreError;
+
+/// The schema version this build writes; `open` refuses a newer file.
+const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const USERID_USER: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_user");
+const EMAIL_USERID: TableDefinition<&str, u64> = TableDefinition::new("email_userid");
+const PARENTID_CHILDID: TableDefinition<(u64, u64), ()> = TableDefinition::new("parentid_childid");
+const SESSIONID_SESSION: TableDefinition<u128, &[u8]> = TableDefinition::new("sessionid_session");
+const USERID_SESSIONID: TableDefinition<(u64, u128), ()> = TableDefinition::new("userid_sessionid");
+const EXPIRE_SESSIONID: TableDefinition<(i64, u128), ()> = TableDefinition::new("expire_sessionid");
+const TOKENHASH_APITOKEN: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("tokenhash_apitoken");
+const USERID_TOKENHASH: TableDefinition<(u64, &[u8; 32]), ()> =
+    TableDefinition::new("userid_tokenhash");
+const KEYID_SIGNINGKEY: TableDefinition<&str, &[u8]> = TableDefinition::new("keyid_signingkey");
+
+const META_SCHEMA_VERSION: &str = "schema_version";
+const META_NEXT_USER_ID: &str = "next_user_id";
+
+/// A cheap handle to the one open database.
+#[derive(Clone)]
+pub struct Store {
+    database: Arc<Database>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Store")
+    }
+}
+
+/// A signing key as the store keeps it; the token module turns it into a usable key.
+#[derive(Clone)]
+pub struct StoredSigningKey {
+    pub key_id: String,
+    pub secret_key_bytes: Vec<u8>,
+    pub active: bool,
+    pub created: UnixSeconds,
+    pub retired_at: Option<UnixSeconds>,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("StoredSigningKey")
+            .field("key_id", &self.key_id)
+            .field("secret_key_bytes", &"***")
+            .field("active", &self.active)
+            .finish()
+    }
+}
+
+/// Everything a sign-in writes, committed in one transaction.
+#[derive(Debug)]
+pub struct NewSignIn {
+    pub session: Session,
+    pub api_token: Option<ApiToken>,
+    /// `logout-other`: end every other session of the user in the same transaction.
+    pub end_other_sessions: bool,
+    /// A re-hash of the password under the configured parameters.
+    pub replacement_password_hash: Option<PasswordHashString>,
+}
+
+/// A session credential's whole context, read in one transaction.
+#[derive(Clone, Debug)]
+pub struct SessionContext {
+    pub session: Session,
+    pub user: User,
+    pub parent: Option<User>,
+}
+
+/// An API token credential's whole context, read in one transaction.
+#[derive(Clone, Debug)]
+pub struct ApiTokenContext {
+    pub api_token: ApiToken,
+    pub session: Option<Session>,
+    pub user: User,
+    pub parent: Option<User>,
+}
+
+impl Store {
+    /// Opens (or creates) the file, creating its directory 0700 and the file 0600, and every
+    /// table in one write transaction.
+    pub fn open(path: &Path, cache_size_bytes: usize) -> Result<Store, StoreError> {
+        let io_error = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(directory) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            && !directory.exists()
+        {
+            std::fs::create_dir_all(directory).map_err(io_error)?;
+            std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_error)?;
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
+
+        let database = Database::builder()
+            .set_cache_size(cache_size_bytes)
+            .create(path)
+            .map_err(|error| match error {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.display().to_string(),
+                },
+                other => StoreError::from(other),
+            })?;
+        let store = Store {
+            database: Arc::new(database),
+        };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        {
+            let mut meta = transaction.open_table(META)?;
+            let stored_version = meta.get(META_SCHEMA_VERSION)?.map(|guard| guard.value());
+            match stored_version {
+                Some(version) if version > SCHEMA_VERSION => {
+                    return Err(StoreError::CorruptRecord(
+                        "schema version (newer than this build)",
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+                }
+            }
+            transaction.open_table(USERID_USER)?;
+            transaction.open_table(EMAIL_USERID)?;
+            transaction.open_table(PARENTID_CHILDID)?;
+            transaction.open_table(SESSIONID_SESSION)?;
+            transaction.open_table(USERID_SESSIONID)?;
+            transaction.open_table(EXPIRE_SESSIONID)?;
+            transaction.open_table(TOKENHASH_APITOKEN)?;
+            transaction.open_table(USERID_TOKENHASH)?;
+            transaction.open_table(KEYID_SIGNINGKEY)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut transaction = self.database.begin_write()?;
+        transaction.set_quick_repair(true);
+        Ok(transaction)
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.database.begin_read()?)
+    }
+
+    // ---- signing keys ----
+
+    pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let transaction = self.begin_read()?;
+        let table = transaction.open_table(KEYID_SIGNINGKEY)?;
+        let mut keys = Vec::new();
+        for entry in table.iter()? {
+            let (key_id, bytes) = entry?;
+            let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
+            keys.push(StoredSigningKey {
+                key_id: key_id.value().to_owned(),
+                secret_key_bytes: crate::hex::hex_decode(&record.secret_key_hex)
+                    .ok_or(StoreError::CorruptRecord("signing key"))?,
+                active: record.status == "active",
+                created: record.created,
+                retired_at: record.retired_at,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// Stores a new active key and retires every other active key, in one transaction.
+    pub fn insert_active_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        {
+            let mut table = transaction.open_table(KEYID_SIGNINGKEY)?;
+            let mut retired = Vec::new();
+            for entry in table.iter()? {
+                let (key_id, bytes) = entry?;
+                let mut record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
+                if record.status == "active" {
+                    record.status = "retired".to_owned();
+                    record.retired_at = Some(key.created);
+                    retired.push((key_id.value().to_owned(), record));
+                }
+            }
+            for (key_id, record) in retired {
+                table.insert(key_id.as_str(), encode(&record).as_slice())?;
+            }
+            let record = SigningKeyRecord {
+                v: record::RECORD_VERSION,
+                secret_key_hex: crate::hex::hex_encode(&key.secret_key_bytes),
+                status: "active".to_owned(),
+                created: key.created,
+                retired_at: None,
+            };
+            table.insert(key.key_id.as_str(), encode(&record).as_slice())?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    // ---- users ----
+
+    pub fn insert_user(&self, new_user: NewUser, now: UnixSeconds) -> Result<User, StoreError> {
+        let transaction = self.begin_write()?;
+        let user = {
+            let mut emails = transaction.open_table(EMAIL_USERID)?;
+            if emails.get(new_user.normalized_email.as_str())?.is_some() {
+                return Err(StoreError::EmailTaken);
+            }
+            let mut meta = transaction.open_table(META)?;
+            let id = meta
+                .get(META_NEXT_USER_ID)?
+                .map_or(1, |guard| guard.value());
+            meta.insert(META_NEXT_USER_ID, id + 1)?;
+            let user = User {
+                id,
+                email: new_user.email,
+                normalized_email: new_user.normalized_email,
+                password_hash: new_user.password_hash,
+                role: new_user.role,
+                status: new_user.status,
+                parent_id: new_user.parent_id,
+                first_name: new_user.first_name,
+                last_name: new_user.last_name,
+                permissions: new_user.permissions,
+                created: now,
+                updated: now,
+            };
+            emails.insert(user.normalized_email.as_str(), id)?;
+            let mut users = transaction.open_table(USERID_USER)?;
+            users.insert(id, encode(&UserRecord::from_user(&user)).as_slice())?;
+            if let Some(parent_id) = user.parent_id {
+                let mut children = transaction.open_table(PARENTID_CHILDID)?;
+                children.insert((parent_id, id), ())?;
+            }
+            user
+        };
+        transaction.commit()?;
+        Ok(user)
+    }
+
+    pub fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let transaction = self.begin_read()?;
+        read_user(&transaction, id)
+    }
+
+    pub fn user_by_normalized_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let transaction = self.begin_read()?;
+        let emails = transaction.open_table(EMAIL_USERID)?;
+        let Some(id) = emails.get(email)?.map(|guard| guard.value()) else {
+            return Ok(None);
+        };
+        read_user(&transaction, id)
+    }
+
+    /// Every user, in id order (the admin CLI's listing).
+    pub fn all_users(&self) -> Result<Vec<User>, StoreError> {
+        let transaction = self.begin_read()?;
+        let table = transaction.open_table(USERID_USER)?;
+        let mut users = Vec::new();
+        for entry in table.iter()? {
+            let (id, bytes) = entry?;
+            let record: UserRecord = decode(bytes.value(), "user")?;
+            users.push(record.into_user(id.value())?);
+        }
+        Ok(users)
+    }
+
+    // ---- sessions ----
+
+    /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
+    /// sessions and replaces its password hash, all in one durable transaction.
+    pub fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        {
+            let user_id = sign_in.session.user_id;
+            if sign_in.end_other_sessions {
+                for session_id in session_ids_of_user(&transaction, user_id)? {
+                    delete_session(&transaction, session_id)?;
+                }
+            }
+            insert_session(&transaction, &sign_in.session)?;
+            if let Some(api_token) = &sign_in.api_token {
+                insert_api_token(&transaction, api_token)?;
+            }
+            if let Some(hash) = &sign_in.replacement_password_hash {
+                let mut users = transaction.open_table(USERID_USER)?;
+                let record_bytes = users.get(user_id)?.map(|guard| guard.value().to_vec());
+                if let Some(bytes) = record_bytes {
+                    let mut record: UserRecord = decode(&bytes, "user")?;
+                    record.password_hash = Some(hash.0.clone());
+                    users.insert(user_id, encode(&record).as_slice())?;
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The session, its user and the user's parent, or `None` if the session is gone.
+    pub fn session_context(&self, id: SessionId) -> Result<Option<SessionContext>, StoreError> {
+        let transaction = self.begin_read()?;
+        let Some(session) = read_session(&transaction, id)? else {
+            return Ok(None);
+        };
+        let Some((user, parent)) = read_user_and_parent(&transaction, session.user_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(SessionContext {
+            session,
+            user,
+            parent,
+        }))
+    }
+
+    /// The API token with this hash, its session (if bound to one), its user and parent.
+    pub fn api_token_context(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<ApiTokenContext>, StoreError> {
+        let transaction = self.begin_read()?;
+        let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let Some(bytes) = tokens.get(hash)? else {
+            return Ok(None);
+        };
+        let record: ApiTokenRecord = decode(bytes.value(), "api token")?;
+        let api_token = record.into_api_token(*hash);
+        let session = match api_token.session_id {
+            Some(session_id) => match read_session(&transaction, session_id)? {
+                Some(session) => Some(session),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let Some((user, parent)) = read_user_and_parent(&transaction, api_token.user_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(ApiTokenContext {
+            api_token,
+            session,
+            user,
+            parent,
+        }))
+    }
+}
+
+fn read_user(transaction: &ReadTransaction, id: UserId) -> Result<Option<User>, StoreError> {
+    let users = transaction.open_table(USERID_USER)?;
+    let Some(bytes) = users.get(id)? else {
+        return Ok(None);
+    };
+    let record: UserRecord = decode(bytes.value(), "user")?;
+    Ok(Some(record.into_user(id)?))
+}
+
+fn read_user_and_parent(
+    transaction: &ReadTransaction,
+    id: UserId,
+) -> Result<Option<(User, Option<User>)>, StoreError> {
+    let Some(user) = read_user(transaction, id)? else {
+        return Ok(None);
+    };
+    let parent = match user.parent_id {
+        Some(parent_id) => match read_user(transaction, parent_id)? {
+            Some(parent) => Some(parent),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some((user, parent)))
+}
+
+fn read_session(
+    transaction: &ReadTransaction,
+    id: SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let sessions = transaction.open_table(SESSIONID_SESSION)?;
+    let Some(bytes) = sessions.get(id.0)? else {
+        return Ok(None);
+    };
+    let record: SessionRecord = decode(bytes.value(), "session")?;
+    Ok(Some(record.into_session(id)?))
+}
+
+fn insert_session(transaction: &WriteTransaction, session: &Session) -> Result<(), StoreError> {
+    let mut sessions = transaction.open_table(SESSIONID_SESSION)?;
+    sessions.insert(
+        session.id.0,
+        encode(&SessionRecord::from_session(session)).as_slice(),
+    )?;
+    let mut by_user = transaction.open_table(USERID_SESSIONID)?;
+    by_user.insert((session.user_id, session.id.0), ())?;
+    let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
+    by_expiry.insert((session.expire, session.id.0), ())?;
+    Ok(())
+}
+
+fn insert_api_token(
+    transaction: &WriteTransaction,
+    api_token: &ApiToken,
+) -> Result<(), StoreError> {
+    let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+    tokens.insert(
+        &api_token.hash,
+        encode(&ApiTokenRecord::from_api_token(api_token)).as_slice(),
+    )?;
+    let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
+    by_user.insert((api_token.user_id, &api_token.hash), ())?;
+    Ok(())
+}
+
+fn delete_api_token(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+    hash: &[u8; 32],
+) -> Result<(), StoreError> {
+    let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+    tokens.remove(hash)?;
+    let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
+    by_user.remove((user_id, hash))?;
+    Ok(())
+}
+
+fn session_ids_of_user(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<Vec<SessionId>, StoreError> {
+    let by_user = transaction.open_table(USERID_SESSIONID)?;
+    let mut ids = Vec::new();
+    for entry in by_user.range((user_id, 0u128)..=(user_id, u128::MAX))? {
+        let (key, _) = entry?;
+        ids.push(SessionId(key.value().1));
+    }
+    Ok(ids)
+}
+
+/// Removes a session, its index rows and its bound API token. Returns whether it existed.
+fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool, StoreError> {
+    let session = {
+        let mut sessions = transaction.open_table(SESSIONID_SESSION)?;
+        let Some(bytes) = sessions.remove(id.0)? else {
+            return Ok(false);
+        };
+        let record: SessionRecord = decode(bytes.value(), "session")?;
+        record.into_session(id)?
+    };
+    let mut by_user = transaction.open_table(USERID_SESSIONID)?;
+    by_user.remove((session.user_id, id.0))?;
+    let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
+    by_expiry.remove((session.expire, id.0))?;
+    if let Some(hash) = session.api_token_hash {
+        delete_api_token(transaction, session.user_id, &hash)?;
+    }
+    Ok(true)
+}
