@@ -104,19 +104,21 @@ impl Hashers {
         let params = params_for(cost)?;
         let (queue, receiver) = std::sync::mpsc::sync_channel::<Job>(queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        // The first hasher makes the dummy hash with its own buffer before it takes jobs, so
+        // that start-up never holds one buffer more than the pool does.
+        let (dummy_sender, dummy_receiver) = std::sync::mpsc::channel();
         for index in 0..threads.max(1) {
             let receiver = Arc::clone(&receiver);
             let params = params.clone();
+            let dummy_sender = (index == 0).then(|| dummy_sender.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-hasher-{index}"))
-                .spawn(move || run_hasher(&receiver, &params))
+                .spawn(move || run_hasher(&receiver, &params, dummy_sender))
                 .map_err(|error| PasswordError::Argon2(error.to_string()))?;
         }
-        let dummy_hash = hash_with_memory(
-            &Password::new("latchkey-dummy-password".to_owned()),
-            &params,
-            &mut vec![Block::default(); params.block_count()],
-        )?;
+        let dummy_hash = dummy_receiver
+            .recv()
+            .map_err(|_| PasswordError::Stopped)??;
         Ok(Hashers {
             queue,
             cost,
@@ -187,8 +189,16 @@ fn params_for(cost: HashCost) -> Result<Params, PasswordError> {
     .map_err(|error| PasswordError::Argon2(error.to_string()))
 }
 
-fn run_hasher(receiver: &Mutex<Receiver<Job>>, params: &Params) {
+fn run_hasher(
+    receiver: &Mutex<Receiver<Job>>,
+    params: &Params,
+    dummy_sender: Option<std::sync::mpsc::Sender<Result<PasswordHashString, PasswordError>>>,
+) {
     let mut memory = vec![Block::default(); params.block_count()];
+    if let Some(dummy_sender) = dummy_sender {
+        let dummy_password = Password::new("latchkey-dummy-password".to_owned());
+        let _ = dummy_sender.send(hash_with_memory(&dummy_password, params, &mut memory));
+    }
     loop {
         let job = {
             let Ok(receiver) = receiver.lock() else {

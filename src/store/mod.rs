@@ -290,6 +290,17 @@ impl Store {
         read_user(&transaction, id)
     }
 
+    /// Writes a changed user record (not its email, which has its own index).
+    pub fn replace_user(&self, user: &User) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        {
+            let mut users = transaction.open_table(USERID_USER)?;
+            users.insert(user.id, encode(&UserRecord::from_user(user)).as_slice())?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// Every user, in id order (the admin CLI's listing).
     pub fn all_users(&self) -> Result<Vec<User>, StoreError> {
         let transaction = self.begin_read()?;

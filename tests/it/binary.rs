@@ -1,0 +1,194 @@
+//! The built binary, end to end: `user add`, `serve` with the default (OWASP) argon2 cost,
+//! sign-ins, peak memory, SIGTERM, and a restart on the same file.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use serde_json::json;
+
+use crate::support::{PASSWORD, request_to};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
+
+struct RunningServer {
+    child: Child,
+    address: SocketAddr,
+}
+
+fn start_server(data_dir: &std::path::Path) -> RunningServer {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("LATCHKEY_DATA_DIR", data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let address = loop {
+        let line = receiver
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the server printed no listen line");
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    RunningServer { child, address }
+}
+
+fn terminate(server: &mut RunningServer) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.child.wait().unwrap()
+}
+
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn user_add_serve_sign_in_terminate_and_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data_path = data_dir.path().join("nested");
+    let mut add = Command::new(BINARY)
+        .args([
+            "user",
+            "add",
+            "--email",
+            "root@example.com",
+            "--role",
+            "root",
+            "--password-stdin",
+        ])
+        .env("LATCHKEY_DATA_DIR", &data_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let output = add.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("created user 1 root@example.com (root)")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let file_mode = std::fs::metadata(data_path.join("latchkey.redb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(file_mode & 0o777, 0o600);
+    let directory_mode = std::fs::metadata(&data_path).unwrap().permissions().mode();
+    assert_eq!(directory_mode & 0o777, 0o700);
+
+    let mut server = start_server(&data_path);
+    let address = server.address;
+    let sign_in = move || async move {
+        request_to(address, "POST", "/auth/sign-in")
+            .json(&json!({ "email": "root@example.com", "password": PASSWORD }))
+            .send()
+            .await
+    };
+    let first = sign_in().await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let first_token = first.json["jwt-token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // 200 sign-ins at the default argon2 cost, 8 at a time: memory stays bounded.
+    for _ in 0..25 {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            batch.spawn(sign_in());
+        }
+        while let Some(response) = batch.join_next().await {
+            assert_eq!(response.unwrap().status, 200);
+        }
+    }
+    let peak = peak_memory_kib(server.child.id());
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB is over 64 MiB");
+
+    let status = terminate(&mut server);
+    assert_eq!(status.code(), Some(0), "SIGTERM should exit 0");
+
+    let mut restarted = start_server(&data_path);
+    let profile = request_to(restarted.address, "GET", "/user/current")
+        .bearer(&first_token)
+        .send()
+        .await;
+    assert_eq!(profile.status, 200, "{}", profile.text());
+    assert_eq!(profile.json["email"], "root@example.com");
+    assert_eq!(terminate(&mut restarted).code(), Some(0));
+}
+
+#[test]
+fn password_stdin_strips_exactly_one_newline_and_arguments_never_carry_one() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let add = |email: &str, stdin: &str| {
+        let mut child = Command::new(BINARY)
+            .args(["user", "add", "--email", email, "--password-stdin"])
+            .env("LATCHKEY_DATA_DIR", data_dir.path())
+            .env("LATCHKEY_PASSWORD__MEMORY_KIB", "64")
+            .env("LATCHKEY_PASSWORD__ITERATIONS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(add("one@example.com", "password one\n\n").status.success());
+    assert!(add("two@example.com", " spaced password ").status.success());
+    let taken = add("one@example.com", "another password\n");
+    assert!(!taken.status.success());
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("taken"));
+    let short = add("three@example.com", "abc\n");
+    assert!(!short.status.success());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store_dir = data_dir.path().to_path_buf();
+    runtime.block_on(async move {
+        let server = crate::support::TestServer::start_with(|config| {
+            config.store.data_dir = store_dir;
+        })
+        .await;
+        // "password one\n\n" keeps its second newline; " spaced password " keeps its spaces.
+        for (email, password, status) in [
+            ("one@example.com", "password one\n", 200),
+            ("one@example.com", "password one", 401),
+            ("two@example.com", " spaced password ", 200),
+        ] {
+            let response = server
+                .request("POST", "/auth/sign-in")
+                .json(&json!({ "email": email, "password": password }))
+                .send()
+                .await;
+            assert_eq!(response.status, status, "{email} {password:?}");
+        }
+    });
+}

@@ -1,0 +1,113 @@
+//! Bad input of every kind gets the documented error shape and a 4xx, never a 500.
+
+use latchkey::model::{Role, Status};
+use serde_json::json;
+
+use crate::support::{PASSWORD, TestServer};
+
+#[tokio::test]
+async fn every_field_with_a_wrong_type_is_a_400_naming_it() {
+    let server = TestServer::start().await;
+    server.add_user("types@example.com", Role::User, Status::Active);
+    let base = json!({ "email": "types@example.com", "password": PASSWORD });
+    let cases = [
+        ("email", json!(5)),
+        ("email", json!(["a@b.com"])),
+        ("password", json!(true)),
+        ("password", json!({ "x": 1 })),
+        ("current-user", json!(1)),
+        ("logout-other", json!("yes")),
+        ("long-term-token", json!(1)),
+        ("ret-url", json!(false)),
+    ];
+    for (field, value) in cases {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        let response = server
+            .request("POST", "/auth/sign-in")
+            .json(&body)
+            .send()
+            .await;
+        let error = response.assert_error(400);
+        assert_eq!(error["context"]["field"], field, "{field} = {value}");
+    }
+    let form = server
+        .request("POST", "/auth/sign-in")
+        .form(&[
+            ("email", "types@example.com"),
+            ("password", PASSWORD),
+            ("logout-other", "1"),
+        ])
+        .send()
+        .await;
+    assert_eq!(form.assert_error(400)["context"]["field"], "logout-other");
+    let missing = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "password": PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(missing.assert_error(400)["context"]["field"], "email");
+    let too_long = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "types@example.com", "password": "x".repeat(73) }))
+        .send()
+        .await;
+    assert_eq!(too_long.assert_error(400)["context"]["field"], "password");
+    let bad_email = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "not-an-email", "password": PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(bad_email.assert_error(400)["context"]["field"], "email");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_foreign_bodies_get_their_statuses() {
+    let server = TestServer::start().await;
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("application/json", b"{\"email\":".to_vec(), 400),
+        ("application/json", b"[1,2]".to_vec(), 400),
+        ("application/json", vec![b' '; 65 * 1024], 413),
+        ("text/plain", b"email=a".to_vec(), 415),
+        ("application/json; charset=iso-8859-1", b"{}".to_vec(), 415),
+        (
+            "application/x-www-form-urlencoded",
+            b"email=\xff\xfe".to_vec(),
+            400,
+        ),
+    ];
+    for (content_type, body, status) in cases {
+        let response = server
+            .request("POST", "/auth/sign-in")
+            .raw_body(content_type, body)
+            .send()
+            .await;
+        response.assert_error(status);
+    }
+    // An empty body without a Content-Type is `{}`: the email is then missing.
+    let empty = server.request("POST", "/auth/sign-in").send().await;
+    assert_eq!(empty.assert_error(400)["context"]["field"], "email");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_are_404_and_405() {
+    let server = TestServer::start().await;
+    server
+        .request("GET", "/nothing-here")
+        .send()
+        .await
+        .assert_error(404);
+    server
+        .request("GET", "/user/current/")
+        .send()
+        .await
+        .assert_error(404);
+    let wrong_method = server.request("DELETE", "/auth/sign-in").send().await;
+    wrong_method.assert_error(405);
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
+    let health = server.request("GET", "/health").send().await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json, json!({ "status": "ok" }));
+    assert_eq!(health.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(health.header("referrer-policy"), Some("no-referrer"));
+}

@@ -1,0 +1,11 @@
+//! The one integration-test binary: every test talks HTTP to a real server on 127.0.0.1
+//! port 0 over a real redb file in a temp dir.
+
+// Test code may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod binary;
+mod credentials;
+mod decoding;
+mod sign_in;
+mod support;

@@ -1,0 +1,301 @@
+//! The test harness: a real server on 127.0.0.1 port 0 over a real redb file in a temp dir,
+//! started in-process, and a small HTTP/1.1 client that speaks to it over TCP.
+// Not every test module uses every helper.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use latchkey::App;
+use latchkey::auth::password::{HashCost, Password, hash_once};
+use latchkey::config::Config;
+use latchkey::http::Api;
+use latchkey::model::{NewUser, Role, Status, User, now_unix_seconds};
+use latchkey::store::Store;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Cheap argon2 so the suite runs fast; the default stays OWASP's.
+pub fn cheap_config() -> Config {
+    let mut config = Config::default();
+    config.password.memory_kib = 64;
+    config.password.iterations = 1;
+    config.password.hasher_threads = 2;
+    config
+}
+
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub app: Arc<App>,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed the cheap config.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let data_dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut config = cheap_config();
+        config.store.data_dir = data_dir.path().to_path_buf();
+        config.server.listen = address;
+        config.server.shutdown_grace_seconds = 2;
+        adjust(&mut config);
+        let store = Store::open(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
+        let app = Arc::new(App::new(config, store).unwrap());
+        let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
+        let (shutdown, shutdown_received) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(latchkey::run(listener, api, async move {
+            let _ = shutdown_received.await;
+        }));
+        TestServer {
+            address,
+            app,
+            data_dir,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Creates a user straight in the store, as `latchkey user add` does.
+    pub fn add_user(&self, email: &str, role: Role, status: Status) -> User {
+        self.add_user_with_cost(email, role, status, self.cost())
+    }
+
+    pub fn add_user_with_cost(
+        &self,
+        email: &str,
+        role: Role,
+        status: Status,
+        cost: HashCost,
+    ) -> User {
+        let hash = hash_once(&Password::new(PASSWORD.to_owned()), cost).unwrap();
+        self.app
+            .store
+            .insert_user(
+                NewUser {
+                    email: email.to_owned(),
+                    normalized_email: email.trim().to_lowercase(),
+                    password_hash: Some(hash),
+                    role,
+                    status,
+                    parent_id: None,
+                    first_name: None,
+                    last_name: None,
+                    permissions: role.default_permissions(),
+                },
+                now_unix_seconds(),
+            )
+            .unwrap()
+    }
+
+    pub fn cost(&self) -> HashCost {
+        latchkey::app::password_cost(&self.app.config)
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> TestRequest {
+        request_to(self.address, method, path)
+    }
+
+    /// Signs in by JSON and returns the whole answer.
+    pub async fn sign_in(&self, email: &str) -> SignedIn {
+        let response = self
+            .request("POST", "/auth/sign-in")
+            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        SignedIn {
+            signed_token: response.json["jwt-token"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            api_token: response.json["api-token"].as_str().unwrap().to_owned(),
+            user_id: response.json["user-id"].as_u64().unwrap(),
+        }
+    }
+}
+
+/// A request to `/frontend/api/v1{path}` on any server.
+pub fn request_to(address: SocketAddr, method: &str, path: &str) -> TestRequest {
+    TestRequest {
+        address,
+        method: method.to_owned(),
+        path: format!("/frontend/api/v1{path}"),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    pub signed_token: String,
+    pub api_token: String,
+    pub user_id: u64,
+}
+
+pub struct TestRequest {
+    address: SocketAddr,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl TestRequest {
+    pub fn header(mut self, name: &str, value: &str) -> TestRequest {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> TestRequest {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    /// Appends a raw query string (already encoded).
+    pub fn query(mut self, query: &str) -> TestRequest {
+        let separator = if self.path.contains('?') { '&' } else { '?' };
+        self.path = format!("{}{separator}{query}", self.path);
+        self
+    }
+
+    pub fn json(self, body: &Value) -> TestRequest {
+        self.raw_body("application/json", serde_json::to_vec(body).unwrap())
+    }
+
+    pub fn form(self, pairs: &[(&str, &str)]) -> TestRequest {
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.raw_body("application/x-www-form-urlencoded", encoded.into_bytes())
+    }
+
+    pub fn raw_body(mut self, content_type: &str, body: Vec<u8>) -> TestRequest {
+        self.headers
+            .push(("Content-Type".to_owned(), content_type.to_owned()));
+        self.body = body;
+        self
+    }
+
+    pub async fn send(self) -> TestResponse {
+        let mut stream = tokio::net::TcpStream::connect(self.address).await.unwrap();
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.method,
+            self.path,
+            self.address,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // A server may answer (413) before reading the whole body; a failed write is fine.
+        let _ = stream.write_all(&self.body).await;
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        TestResponse::parse(&raw)
+    }
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub json: Value,
+}
+
+impl TestResponse {
+    fn parse(raw: &[u8]) -> TestResponse {
+        let split = raw
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        let chunked = headers
+            .iter()
+            .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+        if chunked {
+            body = dechunk(&body);
+        }
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header_name, _)| header_name == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the documented error shape and status, and returns the body.
+    pub fn assert_error(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert!(self.json["code"].is_u64(), "{}", self.text());
+        assert!(self.json["context"].is_object(), "{}", self.text());
+        assert!(self.json["error"].is_string(), "{}", self.text());
+        assert!(self.json["status"].is_string(), "{}", self.text());
+        if status == 401 {
+            assert_eq!(self.header("www-authenticate"), Some("Bearer"));
+        }
+        &self.json
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = body.windows(2).position(|window| window == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+        body = &body[line_end + 2 + size + 2..];
+    }
+}
