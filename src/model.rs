@@ -26,7 +26,7 @@ impl SessionId {
         SessionId(uuid::Uuid::new_v4().as_u128())
     }
 
-    /// Parses only the canonical lowercase or uppercase hyphenated form, nothing looser.
+    /// Parses only the canonical form (lowercase, hyphenated), nothing looser.
     pub fn parse_canonical(text: &str) -> Option<SessionId> {
         let bytes = text.as_bytes();
         if bytes.len() != 36 {
@@ -37,7 +37,7 @@ impl SessionId {
             if hyphen_position != (*byte == b'-') {
                 return None;
             }
-            if !hyphen_position && !byte.is_ascii_hexdigit() {
+            if !hyphen_position && !(byte.is_ascii_digit() || (b'a'..=b'f').contains(byte)) {
                 return None;
             }
         }
@@ -376,5 +376,6 @@ mod tests {
         assert_eq!(SessionId::parse_canonical(&text.replace('-', "")), None);
         assert_eq!(SessionId::parse_canonical(&format!("{{{text}}}")), None);
         assert_eq!(SessionId::parse_canonical("not-a-uuid"), None);
+        assert_eq!(SessionId::parse_canonical(&text.to_uppercase()), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The domain: use cases as functions over `&App`. Nothing here knows HTTP or redb; store
 //! writes run off the async runtime through `store_write`, password work on the hasher pool.
 
+pub mod account;
 pub mod client;
 pub mod email;
 pub mod error;

@@ -134,3 +134,67 @@ impl UserProfile {
 pub struct HealthResponse {
     pub status: &'static str,
 }
+
+/// `AuthSession`.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SessionEntry {
+    pub created: String,
+    pub expire: String,
+    pub id: String,
+    pub remote_ip: String,
+    pub ua_type: &'static str,
+    pub user_agent: String,
+}
+
+impl SessionEntry {
+    pub fn from_session(session: &crate::model::Session) -> SessionEntry {
+        SessionEntry {
+            created: format_rfc3339(session.created),
+            expire: format_rfc3339(session.expire),
+            id: session.id.to_string(),
+            remote_ip: session.remote_ip.clone(),
+            ua_type: session.ua_type,
+            user_agent: session.user_agent.clone(),
+        }
+    }
+}
+
+/// `AuthGetSessionsResponse`.
+#[derive(Serialize)]
+pub struct SessionList {
+    pub sessions: Vec<SessionEntry>,
+}
+
+/// `AuthDeleteSignOutResponse`.
+#[derive(Serialize)]
+pub struct SignOutResponse {
+    pub success: bool,
+    #[serde(rename = "ret-url", skip_serializing_if = "Option::is_none")]
+    pub ret_url: Option<String>,
+}
+
+/// `PaginationPagination`.
+#[derive(Serialize)]
+pub struct Pagination {
+    pub count: usize,
+    pub limit: usize,
+    pub page: usize,
+    pub total: usize,
+}
+
+/// The sort block of `UserGetUsersResponse`.
+#[derive(Serialize)]
+pub struct Sort {
+    pub field: &'static str,
+    pub order: &'static str,
+}
+
+/// `UserGetUsersResponse`.
+#[derive(Serialize)]
+pub struct UserList {
+    pub filter: Map<String, Value>,
+    pub pagination: Pagination,
+    pub sort: Sort,
+    pub users: Vec<UserShort>,
+}

@@ -64,7 +64,10 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
 }
 
 /// Applies the ret-url rule; an empty value counts as absent.
-fn checked_return_url(api: &Api, candidate: Option<String>) -> Result<Option<String>, ApiError> {
+pub fn checked_return_url(
+    api: &Api,
+    candidate: Option<String>,
+) -> Result<Option<String>, ApiError> {
     match candidate.filter(|text| !text.is_empty()) {
         None => Ok(None),
         Some(text) => check_return_url(&text, &api.app.config.auth.allowed_return_origins)

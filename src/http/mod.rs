@@ -3,6 +3,7 @@
 //! applies the route's access rule from the one table in `access_rule`, and dispatches with
 //! one `match`. Errors become responses in `error`, in one place.
 
+mod accounts;
 mod credential;
 mod dto;
 pub mod error;
@@ -35,18 +36,43 @@ const PREFIX: &str = "/frontend/api/v1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     SignIn,
+    SignOut,
+    Sessions,
+    Session,
+    CurrentPassword,
+    UserPassword,
+    Users,
     CurrentUser,
+    UserById,
     Health,
 }
 
 impl Route {
-    pub const ALL: [Route; 3] = [Route::SignIn, Route::CurrentUser, Route::Health];
+    pub const ALL: [Route; 10] = [
+        Route::SignIn,
+        Route::SignOut,
+        Route::Sessions,
+        Route::Session,
+        Route::CurrentPassword,
+        Route::UserPassword,
+        Route::Users,
+        Route::CurrentUser,
+        Route::UserById,
+        Route::Health,
+    ];
 
     /// The path template under `/frontend/api/v1`, as matchit reads it and logs show it.
     pub fn template(self) -> &'static str {
         match self {
             Route::SignIn => "/auth/sign-in",
+            Route::SignOut => "/auth/sign-out",
+            Route::Sessions => "/auth/session",
+            Route::Session => "/auth/session/{session-id}",
+            Route::CurrentPassword => "/auth/current/password",
+            Route::UserPassword => "/auth/{user-id}/password",
+            Route::Users => "/user",
             Route::CurrentUser => "/user/current",
+            Route::UserById => "/user/{user-id}",
             Route::Health => "/health",
         }
     }
@@ -55,7 +81,13 @@ impl Route {
     pub fn methods(self) -> &'static str {
         match self {
             Route::SignIn => "POST",
-            Route::CurrentUser | Route::Health => "GET",
+            Route::SignOut => "DELETE",
+            Route::Sessions | Route::Session => "GET, DELETE",
+            Route::CurrentPassword | Route::UserPassword => "PUT",
+            Route::Users => "GET, POST",
+            Route::CurrentUser => "GET, PUT, DELETE",
+            Route::UserById => "GET, PUT",
+            Route::Health => "GET",
         }
     }
 }
@@ -67,17 +99,75 @@ pub enum Access {
     Public,
     /// Any valid credential.
     Authenticated,
-    /// A session credential, or `write:user` (or this permission) in the effective set.
+    /// A session credential (sign-in, minted token or its api-token), or this permission.
     SessionOrPermission(Permission),
     /// This permission in the effective set.
     Permission(Permission),
+    /// The caller's own `{user-id}` needs nothing more; anyone else's needs this permission.
+    SelfOrPermission(Permission),
+    /// Without a credential the handler decides (a reset token); with one, as inner rule.
+    CredentialOptional(Permission),
 }
 
 /// The route rules, all in one table (API.md section 6), checked before any handler runs.
 pub fn access_rule(route: Route, method: &Method) -> Access {
+    use Permission::{ReadSubUser, WriteSubUser, WriteUser};
     match (route, method) {
         (Route::SignIn | Route::Health, _) => Access::Public,
-        (Route::CurrentUser, _) => Access::Authenticated,
+        (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
+        (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
+            Access::SessionOrPermission(WriteUser)
+        }
+        (Route::Sessions | Route::Session | Route::SignOut | Route::CurrentUser, _) => {
+            Access::Authenticated
+        }
+        (Route::Users, &Method::GET) => Access::Permission(ReadSubUser),
+        (Route::UserById, &Method::GET) => Access::SelfOrPermission(ReadSubUser),
+        (Route::Users | Route::UserById | Route::UserPassword, _) => {
+            Access::Permission(WriteSubUser)
+        }
+    }
+}
+
+/// Path parameters, parsed strictly from the raw text (API.md section 2).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PathParameters {
+    pub user_id: Option<crate::model::UserId>,
+    pub session_id: Option<crate::model::SessionId>,
+}
+
+impl PathParameters {
+    fn parse(raw: &[(String, String)]) -> Result<PathParameters, ApiError> {
+        let mut parameters = PathParameters::default();
+        for (name, value) in raw {
+            match name.as_str() {
+                "user-id" => {
+                    let valid = !value.is_empty()
+                        && value.len() <= 19
+                        && value.bytes().all(|byte| byte.is_ascii_digit())
+                        && !value.starts_with('0');
+                    let id = valid.then(|| value.parse::<u64>().ok()).flatten();
+                    parameters.user_id = Some(id.ok_or(ApiError::InvalidPathParameter("user-id"))?);
+                }
+                "session-id" => {
+                    let id = crate::model::SessionId::parse_canonical(value);
+                    parameters.session_id =
+                        Some(id.ok_or(ApiError::InvalidPathParameter("session-id"))?);
+                }
+                _ => {}
+            }
+        }
+        Ok(parameters)
+    }
+
+    pub fn user_id(&self) -> Result<crate::model::UserId, ApiError> {
+        self.user_id
+            .ok_or(ApiError::InvalidPathParameter("user-id"))
+    }
+
+    pub fn session_id(&self) -> Result<crate::model::SessionId, ApiError> {
+        self.session_id
+            .ok_or(ApiError::InvalidPathParameter("session-id"))
     }
 }
 
@@ -218,10 +308,47 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
 
 async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Response, ApiError> {
     let method = request.parts.method.clone();
-    let identity = check_access(api, &request, access_rule(route, &method))?;
+    let path = PathParameters::parse(&request.path_parameters)?;
+    let identity = check_access(api, &request, access_rule(route, &method), &path)?;
+    let request = &mut request;
     match (route, &method) {
-        (Route::SignIn, &Method::POST) => handlers::sign_in(api, &mut request).await,
+        (Route::SignIn, &Method::POST) => handlers::sign_in(api, request).await,
+        (Route::SignOut, &Method::DELETE) => {
+            accounts::sign_out(api, request, required(identity)?).await
+        }
+        (Route::Sessions, &Method::GET) => accounts::list_sessions(api, required(identity)?),
+        (Route::Sessions, &Method::DELETE) => {
+            accounts::end_all_sessions(api, required(identity)?).await
+        }
+        (Route::Session, &Method::GET) => {
+            accounts::get_session(api, required(identity)?, path.session_id()?)
+        }
+        (Route::Session, &Method::DELETE) => {
+            accounts::end_session(api, required(identity)?, path.session_id()?).await
+        }
+        (Route::CurrentPassword, &Method::PUT) => {
+            accounts::change_current_password(api, request, identity).await
+        }
+        (Route::UserPassword, &Method::PUT) => {
+            accounts::change_user_password(api, request, required(identity)?, path.user_id()?).await
+        }
+        (Route::Users, &Method::GET) => accounts::list_users(api, request, required(identity)?),
+        (Route::Users, &Method::POST) => {
+            accounts::create_sub_user(api, request, required(identity)?).await
+        }
         (Route::CurrentUser, &Method::GET) => handlers::current_user(api, required(identity)?),
+        (Route::CurrentUser, &Method::PUT) => {
+            accounts::update_current_user(api, request, required(identity)?).await
+        }
+        (Route::CurrentUser, &Method::DELETE) => {
+            accounts::delete_current_user(api, required(identity)?).await
+        }
+        (Route::UserById, &Method::GET) => {
+            accounts::get_user(api, required(identity)?, path.user_id()?)
+        }
+        (Route::UserById, &Method::PUT) => {
+            accounts::update_user(api, request, required(identity)?, path.user_id()?).await
+        }
         (Route::Health, &Method::GET) => handlers::health(api),
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }
@@ -237,6 +364,7 @@ fn check_access(
     api: &Api,
     request: &Request,
     access: Access,
+    path: &PathParameters,
 ) -> Result<Option<Identity>, ApiError> {
     if access == Access::Public {
         return Ok(None);
@@ -246,8 +374,13 @@ fn check_access(
         &request.parts,
         &request.query,
         config.auth.query_credentials,
-    )?
-    .ok_or(ApiError::Unauthenticated)?;
+    )?;
+    let Some(found) = found else {
+        return match access {
+            Access::CredentialOptional(_) => Ok(None),
+            _ => Err(ApiError::Unauthenticated),
+        };
+    };
     let identity = auth::authenticate(&api.app, found.presented())?;
     if found.from_cookie {
         credential::check_cookie_origin(
@@ -256,20 +389,22 @@ fn check_access(
             &config.auth.allowed_return_origins,
         )?;
     }
-    match access {
-        Access::Public | Access::Authenticated => {}
-        Access::SessionOrPermission(permission) => {
-            if !identity.has_session() && !identity.effective_permissions.contains(permission) {
-                return Err(ApiError::MissingPermission(permission));
-            }
+    let holds = |permission| identity.effective_permissions.contains(permission);
+    let missing = match access {
+        Access::Public | Access::Authenticated => None,
+        Access::SessionOrPermission(permission) | Access::CredentialOptional(permission) => {
+            (!identity.has_session() && !holds(permission)).then_some(permission)
         }
-        Access::Permission(permission) => {
-            if !identity.effective_permissions.contains(permission) {
-                return Err(ApiError::MissingPermission(permission));
-            }
+        Access::Permission(permission) => (!holds(permission)).then_some(permission),
+        Access::SelfOrPermission(permission) => {
+            let is_self = path.user_id == Some(identity.user.id);
+            (!is_self && !holds(permission)).then_some(permission)
         }
+    };
+    match missing {
+        Some(permission) => Err(ApiError::MissingPermission(permission)),
+        None => Ok(Some(identity)),
     }
-    Ok(Some(identity))
 }
 
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {

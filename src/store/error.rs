@@ -9,6 +9,8 @@ pub enum StoreError {
     CorruptRecord(&'static str),
     #[error("the email address is taken")]
     EmailTaken,
+    #[error("the last active root cannot be suspended, demoted or deleted")]
+    LastActiveRoot,
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

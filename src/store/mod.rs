@@ -2,6 +2,7 @@
 //! function is one transaction, and every write transaction commits durably (redb's
 //! `Durability::Immediate`, with quick repair) before it returns.
 
+mod accounts;
 mod error;
 mod record;
 
@@ -18,6 +19,7 @@ use crate::model::{
 };
 use record::{ApiTokenRecord, SessionRecord, SigningKeyRecord, UserRecord, decode, encode};
 
+pub use accounts::SessionsToEnd;
 pub use error::StoreError;
 
 /// The schema version this build writes; `open` refuses a newer file.

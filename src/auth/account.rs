@@ -1,0 +1,439 @@
+//! Use cases on sessions, passwords and users: listing and ending sessions, signing out,
+//! changing passwords, creating sub-users, reading and changing profiles, deleting an
+//! account, with the reach rules of API.md section 6.
+
+use crate::app::App;
+use crate::auth::email::EmailAddress;
+use crate::auth::password::Password;
+use crate::auth::{AuthError, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS, store_write};
+use crate::model::{
+    NewUser, Permission, PermissionSet, Role, Session, SessionId, Status, User, UserId,
+    now_unix_seconds,
+};
+use crate::store::{SessionsToEnd, StoreError};
+
+const NAME_MAX_CHARACTERS: usize = 255;
+
+/// Whether `caller` may read or change `target`: its own sub-users, and for root and admin
+/// every user of strictly lower rank. Never itself (it has its own routes), never a root.
+pub fn can_reach(caller: &User, target: &User) -> bool {
+    if target.id == caller.id {
+        return false;
+    }
+    if target.parent_id == Some(caller.id) {
+        return true;
+    }
+    match caller.role {
+        Role::Root | Role::Admin => target.role < caller.role,
+        Role::User | Role::Sub => false,
+    }
+}
+
+fn store_error(error: StoreError) -> AuthError {
+    match error {
+        StoreError::LastActiveRoot => AuthError::Conflict("last active root"),
+        StoreError::EmailTaken => AuthError::Conflict("email taken"),
+        other => AuthError::Store(other),
+    }
+}
+
+/// A reachable user by id, or `NotFound` (also for users the caller may not see).
+pub fn reachable_user(app: &App, identity: &Identity, id: UserId) -> Result<User, AuthError> {
+    app.store
+        .user_by_id(id)?
+        .filter(|target| can_reach(&identity.user, target))
+        .ok_or(AuthError::NotFound)
+}
+
+/// The parent of a user, if it has one.
+pub fn parent_of(app: &App, user: &User) -> Result<Option<User>, AuthError> {
+    match user.parent_id {
+        Some(parent_id) => Ok(app.store.user_by_id(parent_id)?),
+        None => Ok(None),
+    }
+}
+
+pub fn list_sessions(app: &App, identity: &Identity) -> Result<Vec<Session>, AuthError> {
+    Ok(app
+        .store
+        .live_sessions_of_user(identity.user.id, now_unix_seconds())?)
+}
+
+pub fn get_session(app: &App, identity: &Identity, id: SessionId) -> Result<Session, AuthError> {
+    app.store
+        .session(id)?
+        .filter(|session| {
+            session.user_id == identity.user.id && session.expire > now_unix_seconds()
+        })
+        .ok_or(AuthError::NotFound)
+}
+
+pub async fn end_session(app: &App, identity: &Identity, id: SessionId) -> Result<(), AuthError> {
+    let user_id = identity.user.id;
+    let ended = store_write(&app.store, move |store| {
+        store.end_session_of_user(user_id, id)
+    })
+    .await?;
+    if ended {
+        Ok(())
+    } else {
+        Err(AuthError::NotFound)
+    }
+}
+
+pub async fn end_all_sessions(app: &App, identity: &Identity) -> Result<(), AuthError> {
+    let user_id = identity.user.id;
+    store_write(&app.store, move |store| {
+        store.end_all_sessions_of_user(user_id)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Ends the credential's session, or with `logout_all` every session of the user. A
+/// standalone API token has no session: it may only sign out everything.
+pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Result<(), AuthError> {
+    if logout_all {
+        return end_all_sessions(app, identity).await;
+    }
+    match (identity.kind, identity.session_id) {
+        (CredentialKind::StandaloneApiToken, _) | (_, None) => Err(AuthError::InvalidField {
+            field: "logout-all",
+            message: "must be true when signing out with a standalone API token",
+        }),
+        (_, Some(session_id)) => {
+            let user_id = identity.user.id;
+            store_write(&app.store, move |store| {
+                store.end_session_of_user(user_id, session_id)
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// Checks a new password: its length, and that it is neither the email nor the old one.
+fn check_new_password(
+    app: &App,
+    new_password: &Password,
+    email: &str,
+    old_password: Option<&Password>,
+) -> Result<(), AuthError> {
+    let length = new_password.expose().chars().count();
+    if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
+        return Err(AuthError::InvalidField {
+            field: "new-password",
+            message: "has the wrong length",
+        });
+    }
+    if new_password.expose().trim().to_lowercase() == email.to_lowercase() {
+        return Err(AuthError::InvalidField {
+            field: "new-password",
+            message: "must differ from the email address",
+        });
+    }
+    if old_password.is_some_and(|old| old.expose() == new_password.expose()) {
+        return Err(AuthError::InvalidField {
+            field: "new-password",
+            message: "must differ from the current password",
+        });
+    }
+    Ok(())
+}
+
+/// Verifies the caller's own password (re-authentication); a wrong one is `WrongPassword`.
+async fn verify_own_password(app: &App, user: &User, password: &Password) -> Result<(), AuthError> {
+    if password.expose().chars().count() > PASSWORD_MAX_CHARACTERS {
+        return Err(AuthError::WrongPassword);
+    }
+    let verification = app
+        .hashers
+        .verify(password.clone(), user.password_hash.clone())
+        .await?;
+    if verification.matches {
+        Ok(())
+    } else {
+        Err(AuthError::WrongPassword)
+    }
+}
+
+/// `PUT /auth/current/password` with a credential. `logout_all` ends every other session
+/// and every standalone API token.
+pub async fn change_own_password(
+    app: &App,
+    identity: &Identity,
+    old_password: Password,
+    new_password: Password,
+    logout_all: bool,
+) -> Result<(), AuthError> {
+    verify_own_password(app, &identity.user, &old_password).await?;
+    check_new_password(
+        app,
+        &new_password,
+        &identity.user.normalized_email,
+        Some(&old_password),
+    )?;
+    let hash = app.hashers.hash(new_password).await?;
+    let sessions_to_end = match (logout_all, identity.session_id) {
+        (false, _) => SessionsToEnd::None,
+        (true, Some(current)) => SessionsToEnd::AllExcept(current),
+        (true, None) => SessionsToEnd::All,
+    };
+    let user_id = identity.user.id;
+    store_write(&app.store, move |store| {
+        store.change_password(
+            user_id,
+            &hash,
+            sessions_to_end,
+            logout_all,
+            now_unix_seconds(),
+        )
+    })
+    .await
+}
+
+/// `PUT /auth/{user-id}/password`: the caller re-authenticates with its own password.
+pub async fn change_user_password(
+    app: &App,
+    identity: &Identity,
+    target_id: UserId,
+    caller_password: Password,
+    new_password: Password,
+    logout_all: bool,
+) -> Result<(), AuthError> {
+    let target = reachable_user(app, identity, target_id)?;
+    verify_own_password(app, &identity.user, &caller_password).await?;
+    check_new_password(app, &new_password, &target.normalized_email, None)?;
+    let hash = app.hashers.hash(new_password).await?;
+    let sessions_to_end = if logout_all {
+        SessionsToEnd::All
+    } else {
+        SessionsToEnd::None
+    };
+    store_write(&app.store, move |store| {
+        store.change_password(target.id, &hash, sessions_to_end, false, now_unix_seconds())
+    })
+    .await
+}
+
+/// What `POST /user` asks for.
+#[derive(Debug)]
+pub struct NewSubUser {
+    pub email: String,
+    pub password: Password,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub permissions: Option<PermissionSet>,
+}
+
+/// The caller creates a sub-user: role `sub`, parent the caller, active. A sub-user never
+/// creates users, and the new set must lie within the caller's effective set.
+pub async fn create_sub_user(
+    app: &App,
+    identity: &Identity,
+    request: NewSubUser,
+) -> Result<User, AuthError> {
+    if identity.user.role == Role::Sub {
+        return Err(AuthError::MissingPermission(Permission::WriteSubUser));
+    }
+    let permissions = request
+        .permissions
+        .unwrap_or_else(|| Role::Sub.default_permissions());
+    check_within(permissions, identity.effective_permissions)?;
+    let email = EmailAddress::parse(&request.email).ok_or(AuthError::InvalidField {
+        field: "email",
+        message: "must be an email address of 5 to 255 characters",
+    })?;
+    check_new_password(app, &request.password, &email.normalized, None).map_err(
+        |error| match error {
+            AuthError::InvalidField { message, .. } => AuthError::InvalidField {
+                field: "password",
+                message,
+            },
+            other => other,
+        },
+    )?;
+    let first_name = checked_name("first-name", request.first_name)?;
+    let last_name = checked_name("last-name", request.last_name)?;
+    let hash = app.hashers.hash(request.password).await?;
+    let new_user = NewUser {
+        email: email.as_given,
+        normalized_email: email.normalized,
+        password_hash: Some(hash),
+        role: Role::Sub,
+        status: Status::Active,
+        parent_id: Some(identity.user.id),
+        first_name,
+        last_name,
+        permissions,
+    };
+    let result = store_write(&app.store, move |store| {
+        Ok(store.insert_user(new_user, now_unix_seconds()))
+    })
+    .await?;
+    result.map_err(store_error)
+}
+
+/// Everything a request grants must lie within the E of the credential making it.
+pub fn check_within(requested: PermissionSet, limit: PermissionSet) -> Result<(), AuthError> {
+    match requested.first_outside(limit) {
+        Some(permission) => Err(AuthError::MissingPermission(permission)),
+        None => Ok(()),
+    }
+}
+
+fn checked_name(field: &'static str, name: Option<String>) -> Result<Option<String>, AuthError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    if name.chars().count() > NAME_MAX_CHARACTERS || name.chars().any(char::is_control) {
+        return Err(AuthError::InvalidField {
+            field,
+            message: "must be at most 255 characters, without control characters",
+        });
+    }
+    Ok(Some(name))
+}
+
+/// Profile changes: names (absent: unchanged), and for other users a replacement set.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub permissions: Option<PermissionSet>,
+}
+
+/// `PUT /user/current`: only the names.
+pub async fn update_own_profile(
+    app: &App,
+    identity: &Identity,
+    change: ProfileChange,
+) -> Result<User, AuthError> {
+    apply_profile_change(app, identity.user.id, change).await
+}
+
+/// `PUT /user/{user-id}`: names and permissions of a reachable user.
+pub async fn update_user_profile(
+    app: &App,
+    identity: &Identity,
+    target_id: UserId,
+    change: ProfileChange,
+) -> Result<User, AuthError> {
+    reachable_user(app, identity, target_id)?;
+    if let Some(permissions) = change.permissions {
+        check_within(permissions, identity.effective_permissions)?;
+    }
+    apply_profile_change(app, target_id, change).await
+}
+
+async fn apply_profile_change(
+    app: &App,
+    user_id: UserId,
+    change: ProfileChange,
+) -> Result<User, AuthError> {
+    let first_name = checked_name("first-name", change.first_name)?;
+    let last_name = checked_name("last-name", change.last_name)?;
+    let permissions = change.permissions;
+    let updated = store_write(&app.store, move |store| {
+        Ok(store.update_user(user_id, now_unix_seconds(), |user| {
+            if first_name.is_some() {
+                user.first_name = first_name;
+            }
+            if last_name.is_some() {
+                user.last_name = last_name;
+            }
+            if let Some(permissions) = permissions {
+                user.permissions = permissions;
+            }
+        }))
+    })
+    .await?;
+    updated.map_err(store_error)?.ok_or(AuthError::NotFound)
+}
+
+/// `DELETE /user/current`: the user, its sub-users, and all their sessions and tokens.
+pub async fn delete_own_account(app: &App, identity: &Identity) -> Result<(), AuthError> {
+    let user_id = identity.user.id;
+    let deleted = store_write(&app.store, move |store| Ok(store.delete_user_tree(user_id))).await?;
+    deleted.map_err(store_error)?;
+    Ok(())
+}
+
+/// Filters of `GET /user`.
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub statuses: Vec<Status>,
+    pub parent_id: Option<UserId>,
+    pub email: Option<String>,
+    pub email_contains: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserSortField {
+    Id,
+    Username,
+    Email,
+    Status,
+    Created,
+    Updated,
+}
+
+/// `GET /user`: the users the caller may read (never itself), filtered, sorted and paged.
+/// Returns one page and the number of matches.
+pub fn list_users(
+    app: &App,
+    identity: &Identity,
+    filter: &UserFilter,
+    sort: (UserSortField, bool),
+    page: usize,
+    limit: usize,
+) -> Result<(Vec<User>, usize), AuthError> {
+    let candidates = match identity.user.role {
+        Role::Root | Role::Admin => app.store.all_users()?,
+        Role::User | Role::Sub => app.store.children_of(identity.user.id)?,
+    };
+    let email = filter
+        .email
+        .as_ref()
+        .map(|email| email.trim().to_lowercase());
+    let contains = filter
+        .email_contains
+        .as_ref()
+        .map(|text| text.to_lowercase());
+    let mut matches: Vec<User> = candidates
+        .into_iter()
+        .filter(|user| can_reach(&identity.user, user))
+        .filter(|user| filter.statuses.is_empty() || filter.statuses.contains(&user.status))
+        .filter(|user| filter.parent_id.is_none() || user.parent_id == filter.parent_id)
+        .filter(|user| {
+            email
+                .as_ref()
+                .is_none_or(|email| &user.normalized_email == email)
+        })
+        .filter(|user| {
+            contains
+                .as_ref()
+                .is_none_or(|text| user.normalized_email.contains(text.as_str()))
+        })
+        .collect();
+    let (field, descending) = sort;
+    matches.sort_by(|left, right| {
+        let order = match field {
+            UserSortField::Id => left.id.cmp(&right.id),
+            UserSortField::Username => left.normalized_email.cmp(&right.normalized_email),
+            UserSortField::Email => left.email.cmp(&right.email),
+            UserSortField::Status => left.status.name().cmp(right.status.name()),
+            UserSortField::Created => left.created.cmp(&right.created),
+            UserSortField::Updated => left.updated.cmp(&right.updated),
+        }
+        .then(left.id.cmp(&right.id));
+        if descending { order.reverse() } else { order }
+    });
+    let total = matches.len();
+    let page_of_users = matches
+        .into_iter()
+        .skip(page.saturating_sub(1).saturating_mul(limit))
+        .take(limit)
+        .collect();
+    Ok((page_of_users, total))
+}

@@ -1,0 +1,348 @@
+//! Handlers for sessions, sign-out, passwords and users: decode, call `auth::account`,
+//! encode.
+
+use hyper::StatusCode;
+use hyper::header::{HeaderValue, SET_COOKIE};
+use serde_json::{Map, Value, json};
+
+use crate::auth::Identity;
+use crate::auth::account::{self, NewSubUser, ProfileChange, UserFilter, UserSortField};
+use crate::auth::password::Password;
+use crate::http::dto::{
+    Pagination, SessionEntry, SessionList, SignOutResponse, Sort, UserList, UserProfile, UserShort,
+};
+use crate::http::error::ApiError;
+use crate::http::fields::Fields;
+use crate::http::handlers::checked_return_url;
+use crate::http::{Api, Request, Response, empty_response, json_response};
+use crate::model::{Permission, PermissionSet, SessionId, Status, UserId};
+
+const DEFAULT_PAGE_LIMIT: u64 = 10;
+const MAX_PAGE_LIMIT: u64 = 100;
+
+/// The header that removes the `jwt` cookie.
+fn cleared_cookie() -> HeaderValue {
+    HeaderValue::from_static("jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+pub fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    let sessions = account::list_sessions(&api.app, &identity)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &SessionList {
+            sessions: sessions.iter().map(SessionEntry::from_session).collect(),
+        },
+    ))
+}
+
+pub fn get_session(api: &Api, identity: Identity, id: SessionId) -> Result<Response, ApiError> {
+    let session = account::get_session(&api.app, &identity, id)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &SessionEntry::from_session(&session),
+    ))
+}
+
+pub async fn end_all_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    account::end_all_sessions(&api.app, &identity).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+pub async fn end_session(
+    api: &Api,
+    identity: Identity,
+    id: SessionId,
+) -> Result<Response, ApiError> {
+    account::end_session(&api.app, &identity, id).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// `DELETE /auth/sign-out`: a bad ret-url is refused before anything ends.
+pub async fn sign_out(
+    api: &Api,
+    request: &mut Request,
+    identity: Identity,
+) -> Result<Response, ApiError> {
+    let logout_all = request.query.boolean("logout-all")?.unwrap_or(false);
+    let return_url = checked_return_url(api, request.query.string("ret-url")?)?;
+    account::sign_out(&api.app, &identity, logout_all).await?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &SignOutResponse {
+            success: true,
+            ret_url: return_url,
+        },
+    );
+    response.headers_mut().append(SET_COOKIE, cleared_cookie());
+    Ok(response)
+}
+
+/// `logout-all` from the query (as documented) or, failing that, the body.
+fn logout_all_flag(request: &Request, fields: &Fields) -> Result<bool, ApiError> {
+    match request.query.boolean("logout-all")? {
+        Some(value) => Ok(value),
+        None => Ok(fields.boolean("logout-all")?.unwrap_or(false)),
+    }
+}
+
+/// `PUT /auth/current/password`. With a credential: old and new password. Without one, a
+/// reset token is required (the sign-up issue adds it); until then, 401.
+pub async fn change_current_password(
+    api: &Api,
+    request: &mut Request,
+    identity: Option<Identity>,
+) -> Result<Response, ApiError> {
+    let fields = request.fields(api).await?;
+    let logout_all = logout_all_flag(request, &fields)?;
+    let Some(identity) = identity else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let old_password = fields.required_string("old-password")?;
+    let new_password = fields.required_string("new-password")?;
+    account::change_own_password(
+        &api.app,
+        &identity,
+        Password::new(old_password),
+        Password::new(new_password),
+        logout_all,
+    )
+    .await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// `PUT /auth/{user-id}/password`: `old-password` is the caller's own.
+pub async fn change_user_password(
+    api: &Api,
+    request: &mut Request,
+    identity: Identity,
+    target_id: UserId,
+) -> Result<Response, ApiError> {
+    let fields = request.fields(api).await?;
+    let logout_all = logout_all_flag(request, &fields)?;
+    let caller_password = fields.required_string("old-password")?;
+    let new_password = fields.required_string("new-password")?;
+    account::change_user_password(
+        &api.app,
+        &identity,
+        target_id,
+        Password::new(caller_password),
+        Password::new(new_password),
+        logout_all,
+    )
+    .await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// A list of permission names; an unknown name is a 400 naming the field.
+fn permission_set(fields: &Fields, field: &'static str) -> Result<Option<PermissionSet>, ApiError> {
+    let Some(names) = fields.string_list(field)? else {
+        return Ok(None);
+    };
+    names
+        .iter()
+        .map(|name| {
+            Permission::from_name(name)
+                .ok_or_else(|| ApiError::invalid_field(field, "names an unknown permission"))
+        })
+        .collect::<Result<PermissionSet, _>>()
+        .map(Some)
+}
+
+/// `POST /user`: creates a sub-user of the caller; 201 with its profile.
+pub async fn create_sub_user(
+    api: &Api,
+    request: &mut Request,
+    identity: Identity,
+) -> Result<Response, ApiError> {
+    let fields = request.fields(api).await?;
+    let new_sub_user = NewSubUser {
+        email: fields.required_string("email")?,
+        password: Password::new(fields.required_string("password")?),
+        first_name: fields.string("first-name")?,
+        last_name: fields.string("last-name")?,
+        permissions: permission_set(&fields, "permissions")?,
+    };
+    let user = account::create_sub_user(&api.app, &identity, new_sub_user).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &UserProfile::from_user(&user, Some(&identity.user)),
+    ))
+}
+
+/// `PUT /user/current`: only the names; other fields are ignored.
+pub async fn update_current_user(
+    api: &Api,
+    request: &mut Request,
+    identity: Identity,
+) -> Result<Response, ApiError> {
+    let fields = request.fields(api).await?;
+    let change = ProfileChange {
+        first_name: fields.string("first-name")?,
+        last_name: fields.string("last-name")?,
+        permissions: None,
+    };
+    let user = account::update_own_profile(&api.app, &identity, change).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &UserProfile::from_user(&user, identity.parent.as_ref()),
+    ))
+}
+
+/// `PUT /user/{user-id}`: names, and `permissions` replacing the target's set.
+pub async fn update_user(
+    api: &Api,
+    request: &mut Request,
+    identity: Identity,
+    target_id: UserId,
+) -> Result<Response, ApiError> {
+    let fields = request.fields(api).await?;
+    if fields.string_list("restrictions").is_err() || fields.string_list("restrictions")?.is_some()
+    {
+        return Err(ApiError::invalid_field(
+            "restrictions",
+            "cannot be set on a user",
+        ));
+    }
+    let change = ProfileChange {
+        first_name: fields.string("first-name")?,
+        last_name: fields.string("last-name")?,
+        permissions: permission_set(&fields, "permissions")?,
+    };
+    let user = account::update_user_profile(&api.app, &identity, target_id, change).await?;
+    let parent = account::parent_of(&api.app, &user)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &UserProfile::from_user(&user, parent.as_ref()),
+    ))
+}
+
+/// `GET /user/{user-id}`: the caller's own id answers like `/user/current`.
+pub fn get_user(api: &Api, identity: Identity, target_id: UserId) -> Result<Response, ApiError> {
+    if target_id == identity.user.id {
+        return crate::http::handlers::current_user(api, identity);
+    }
+    let user = account::reachable_user(&api.app, &identity, target_id)?;
+    let parent = account::parent_of(&api.app, &user)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &UserProfile::from_user(&user, parent.as_ref()),
+    ))
+}
+
+/// `DELETE /user/current`.
+pub async fn delete_current_user(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    account::delete_own_account(&api.app, &identity).await?;
+    let mut response = empty_response(StatusCode::NO_CONTENT);
+    response.headers_mut().append(SET_COOKIE, cleared_cookie());
+    Ok(response)
+}
+
+/// `GET /user`: filters, `pagination[page]`, `pagination[limit]`, `sort[field]`,
+/// `sort[order]`.
+pub fn list_users(
+    api: &Api,
+    request: &mut Request,
+    identity: Identity,
+) -> Result<Response, ApiError> {
+    let query = &request.query;
+    let statuses = query
+        .string_list("status")?
+        .unwrap_or_default()
+        .iter()
+        .map(|name| {
+            Status::from_name(name)
+                .ok_or_else(|| ApiError::invalid_field("status", "names an unknown status"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let parent_id = query.unsigned("parent-id")?;
+    let filter = UserFilter {
+        statuses,
+        parent_id,
+        email: query.string("email")?,
+        email_contains: query.string("email-contains")?,
+    };
+    let page = query.unsigned("pagination[page]")?.unwrap_or(1);
+    if page == 0 {
+        return Err(ApiError::invalid_field(
+            "pagination[page]",
+            "must be at least 1",
+        ));
+    }
+    let limit = query
+        .unsigned("pagination[limit]")?
+        .unwrap_or(DEFAULT_PAGE_LIMIT)
+        .clamp(1, MAX_PAGE_LIMIT);
+    let (sort_field, sort_name) = match query.string("sort[field]")?.as_deref() {
+        None | Some("id") => (UserSortField::Id, "id"),
+        Some("username") => (UserSortField::Username, "username"),
+        Some("email") => (UserSortField::Email, "email"),
+        Some("status") => (UserSortField::Status, "status"),
+        Some("created") => (UserSortField::Created, "created"),
+        Some("updated") => (UserSortField::Updated, "updated"),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "sort[field]",
+                "names an unknown field",
+            ));
+        }
+    };
+    let (descending, order_name) = match query.string("sort[order]")?.as_deref() {
+        None | Some("asc") => (false, "asc"),
+        Some("desc") => (true, "desc"),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "sort[order]",
+                "must be asc or desc",
+            ));
+        }
+    };
+    let page = usize::try_from(page).unwrap_or(usize::MAX);
+    let limit = usize::try_from(limit).unwrap_or(10);
+    let (users, total) = account::list_users(
+        &api.app,
+        &identity,
+        &filter,
+        (sort_field, descending),
+        page,
+        limit,
+    )?;
+    let mut applied = Map::new();
+    if !filter.statuses.is_empty() {
+        applied.insert(
+            "status".into(),
+            json!(
+                filter
+                    .statuses
+                    .iter()
+                    .map(|status| status.name())
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    if let Some(parent_id) = filter.parent_id {
+        applied.insert("parent-id".into(), json!(parent_id));
+    }
+    if let Some(email) = &filter.email {
+        applied.insert("email".into(), Value::String(email.clone()));
+    }
+    if let Some(text) = &filter.email_contains {
+        applied.insert("email-contains".into(), Value::String(text.clone()));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &UserList {
+            filter: applied,
+            pagination: Pagination {
+                count: users.len(),
+                limit,
+                page,
+                total,
+            },
+            sort: Sort {
+                field: sort_name,
+                order: order_name,
+            },
+            users: users.iter().map(UserShort::from_user).collect(),
+        },
+    ))
+}

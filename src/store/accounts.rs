@@ -1,0 +1,303 @@
+//! Store functions for sessions, passwords and the user tree: listing, ending, changing and
+//! deleting, each in one transaction.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::model::{
+    PasswordHashString, Role, Session, SessionId, Status, UnixSeconds, User, UserId,
+};
+use crate::store::record::{UserRecord, decode, encode};
+use crate::store::{
+    EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, Store, StoreError, TOKENHASH_APITOKEN,
+    USERID_SESSIONID, USERID_TOKENHASH, USERID_USER, delete_api_token, delete_session,
+    read_session, read_user, session_ids_of_user,
+};
+
+/// Which sessions a password change ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionsToEnd {
+    None,
+    All,
+    AllExcept(SessionId),
+}
+
+impl Store {
+    /// The user's sessions that have not expired, newest first.
+    pub fn live_sessions_of_user(
+        &self,
+        user_id: UserId,
+        now: UnixSeconds,
+    ) -> Result<Vec<Session>, StoreError> {
+        let transaction = self.begin_read()?;
+        let by_user = transaction.open_table(USERID_SESSIONID)?;
+        let mut sessions = Vec::new();
+        for entry in by_user.range((user_id, 0u128)..=(user_id, u128::MAX))? {
+            let (key, _) = entry?;
+            if let Some(session) = read_session(&transaction, SessionId(key.value().1))?
+                && session.expire > now
+            {
+                sessions.push(session);
+            }
+        }
+        sessions.sort_by(|left, right| {
+            right
+                .created
+                .cmp(&left.created)
+                .then(right.id.cmp(&left.id))
+        });
+        Ok(sessions)
+    }
+
+    pub fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
+        let transaction = self.begin_read()?;
+        read_session(&transaction, id)
+    }
+
+    /// Ends one session of this user; `false` when it is not there (or not theirs).
+    pub fn end_session_of_user(&self, user_id: UserId, id: SessionId) -> Result<bool, StoreError> {
+        let transaction = self.begin_write()?;
+        let ended = match read_session_in_write(&transaction, id)? {
+            Some(session) if session.user_id == user_id => delete_session(&transaction, id)?,
+            _ => false,
+        };
+        transaction.commit()?;
+        Ok(ended)
+    }
+
+    /// Ends every session of the user, the caller's own included.
+    pub fn end_all_sessions_of_user(&self, user_id: UserId) -> Result<usize, StoreError> {
+        let transaction = self.begin_write()?;
+        let ids = session_ids_of_user(&transaction, user_id)?;
+        for id in &ids {
+            delete_session(&transaction, *id)?;
+        }
+        transaction.commit()?;
+        Ok(ids.len())
+    }
+
+    /// Sets a password hash and ends sessions (and standalone API tokens) in one transaction.
+    pub fn change_password(
+        &self,
+        user_id: UserId,
+        hash: &PasswordHashString,
+        sessions_to_end: SessionsToEnd,
+        end_standalone_api_tokens: bool,
+        now: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        {
+            let mut users = transaction.open_table(USERID_USER)?;
+            let bytes = users.get(user_id)?.map(|guard| guard.value().to_vec());
+            let Some(bytes) = bytes else {
+                return Ok(());
+            };
+            let mut record: UserRecord = decode(&bytes, "user")?;
+            record.password_hash = Some(hash.0.clone());
+            record.updated = now;
+            users.insert(user_id, encode(&record).as_slice())?;
+        }
+        let keep = match sessions_to_end {
+            SessionsToEnd::None => None,
+            SessionsToEnd::All => Some(None),
+            SessionsToEnd::AllExcept(kept) => Some(Some(kept)),
+        };
+        if let Some(kept) = keep {
+            for id in session_ids_of_user(&transaction, user_id)? {
+                if Some(id) != kept {
+                    delete_session(&transaction, id)?;
+                }
+            }
+        }
+        if end_standalone_api_tokens {
+            delete_standalone_api_tokens(&transaction, user_id)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The user's sub-users, in id order.
+    pub fn children_of(&self, parent_id: UserId) -> Result<Vec<User>, StoreError> {
+        let transaction = self.begin_read()?;
+        let children = transaction.open_table(PARENTID_CHILDID)?;
+        let mut users = Vec::new();
+        for entry in children.range((parent_id, 0u64)..=(parent_id, u64::MAX))? {
+            let (key, _) = entry?;
+            if let Some(user) = read_user(&transaction, key.value().1)? {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
+    /// Changes a user through `change`, refusing (with `LastActiveRoot`) a change that would
+    /// leave no active root.
+    pub fn update_user(
+        &self,
+        id: UserId,
+        now: UnixSeconds,
+        change: impl FnOnce(&mut User),
+    ) -> Result<Option<User>, StoreError> {
+        let transaction = self.begin_write()?;
+        let updated = {
+            let Some(mut user) = read_user_in_write(&transaction, id)? else {
+                return Ok(None);
+            };
+            let was_active_root = is_active_root(&user);
+            change(&mut user);
+            user.updated = now;
+            if was_active_root && !is_active_root(&user) && count_active_roots(&transaction)? <= 1 {
+                return Err(StoreError::LastActiveRoot);
+            }
+            let mut users = transaction.open_table(USERID_USER)?;
+            users.insert(id, encode(&UserRecord::from_user(&user)).as_slice())?;
+            user
+        };
+        transaction.commit()?;
+        Ok(Some(updated))
+    }
+
+    /// Deletes the user, its sub-users, and all their sessions and API tokens, in one
+    /// transaction. Refuses to delete the last active root.
+    pub fn delete_user_tree(&self, id: UserId) -> Result<bool, StoreError> {
+        let transaction = self.begin_write()?;
+        let Some(user) = read_user_in_write(&transaction, id)? else {
+            return Ok(false);
+        };
+        if is_active_root(&user) && count_active_roots(&transaction)? <= 1 {
+            return Err(StoreError::LastActiveRoot);
+        }
+        let mut doomed = vec![user];
+        {
+            let children = transaction.open_table(PARENTID_CHILDID)?;
+            let mut child_ids = Vec::new();
+            for entry in children.range((id, 0u64)..=(id, u64::MAX))? {
+                child_ids.push(entry?.0.value().1);
+            }
+            drop(children);
+            for child_id in child_ids {
+                if let Some(child) = read_user_in_write(&transaction, child_id)? {
+                    doomed.push(child);
+                }
+            }
+        }
+        for user in &doomed {
+            for session_id in session_ids_of_user(&transaction, user.id)? {
+                delete_session(&transaction, session_id)?;
+            }
+            delete_standalone_api_tokens(&transaction, user.id)?;
+            transaction.open_table(USERID_USER)?.remove(user.id)?;
+            transaction
+                .open_table(EMAIL_USERID)?
+                .remove(user.normalized_email.as_str())?;
+            if let Some(parent_id) = user.parent_id {
+                transaction
+                    .open_table(PARENTID_CHILDID)?
+                    .remove((parent_id, user.id))?;
+            }
+        }
+        transaction.commit()?;
+        Ok(true)
+    }
+
+    /// Deletes up to `limit` sessions that expired before `now`; returns how many.
+    pub fn purge_expired_sessions(
+        &self,
+        now: UnixSeconds,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let transaction = self.begin_write()?;
+        let expired: Vec<(i64, u128)> = {
+            let by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
+            let mut keys = Vec::new();
+            for entry in by_expiry
+                .range((i64::MIN, 0u128)..(now, 0u128))?
+                .take(limit)
+            {
+                keys.push(entry?.0.value());
+            }
+            keys
+        };
+        for (expire, id) in &expired {
+            if !delete_session(&transaction, SessionId(*id))? {
+                // An index row without its session: drop the orphan row itself.
+                transaction
+                    .open_table(EXPIRE_SESSIONID)?
+                    .remove((*expire, *id))?;
+            }
+        }
+        transaction.commit()?;
+        Ok(expired.len())
+    }
+}
+
+fn is_active_root(user: &User) -> bool {
+    user.role == Role::Root && user.status == Status::Active
+}
+
+fn count_active_roots(transaction: &WriteTransaction) -> Result<usize, StoreError> {
+    let users = transaction.open_table(USERID_USER)?;
+    let mut count = 0;
+    for entry in users.iter()? {
+        let (id, bytes) = entry?;
+        let record: UserRecord = decode(bytes.value(), "user")?;
+        if is_active_root(&record.into_user(id.value())?) {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+fn read_user_in_write(
+    transaction: &WriteTransaction,
+    id: UserId,
+) -> Result<Option<User>, StoreError> {
+    let users = transaction.open_table(USERID_USER)?;
+    let Some(bytes) = users.get(id)? else {
+        return Ok(None);
+    };
+    let record: UserRecord = decode(bytes.value(), "user")?;
+    Ok(Some(record.into_user(id)?))
+}
+
+fn read_session_in_write(
+    transaction: &WriteTransaction,
+    id: SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let sessions = transaction.open_table(crate::store::SESSIONID_SESSION)?;
+    let Some(bytes) = sessions.get(id.0)? else {
+        return Ok(None);
+    };
+    let record: crate::store::record::SessionRecord = decode(bytes.value(), "session")?;
+    Ok(Some(record.into_session(id)?))
+}
+
+/// Deletes every API token of the user that is not bound to a session.
+fn delete_standalone_api_tokens(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    let hashes: Vec<[u8; 32]> = {
+        let by_user = transaction.open_table(USERID_TOKENHASH)?;
+        let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let mut hashes = Vec::new();
+        for entry in by_user.range((user_id, &[0u8; 32])..=(user_id, &[0xffu8; 32]))? {
+            let hash = *entry?.0.value().1;
+            let standalone = match tokens.get(&hash)? {
+                Some(bytes) => {
+                    let record: crate::store::record::ApiTokenRecord =
+                        decode(bytes.value(), "api token")?;
+                    record.session_id.is_none()
+                }
+                None => true,
+            };
+            if standalone {
+                hashes.push(hash);
+            }
+        }
+        hashes
+    };
+    for hash in hashes {
+        delete_api_token(transaction, user_id, &hash)?;
+    }
+    Ok(())
+}
