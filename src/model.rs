@@ -37,7 +37,8 @@ impl SessionId {
             if hyphen_position != (*byte == b'-') {
                 return None;
             }
-            if !hyphen_position && !(byte.is_ascii_digit() || (b'a'..=b'f').contains(byte)) {
+            let lowercase_hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
+            if !hyphen_position && !lowercase_hex {
                 return None;
             }
         }
