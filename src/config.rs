@@ -150,6 +150,8 @@ pub struct SessionConfig {
     pub long_term_seconds: u64,
     /// Lifetime of a short session (3 hours).
     pub short_term_seconds: u64,
+    /// How often expired sessions are purged (in transactions of at most 1,000 rows).
+    pub purge_interval_seconds: u64,
 }
 
 impl Default for SessionConfig {
@@ -157,6 +159,7 @@ impl Default for SessionConfig {
         SessionConfig {
             long_term_seconds: 14 * 24 * 3600,
             short_term_seconds: 3 * 3600,
+            purge_interval_seconds: 60,
         }
     }
 }
@@ -327,7 +330,10 @@ impl Config {
         if self.password.queue_capacity == 0 {
             return invalid("password.queue_capacity must be at least 1");
         }
-        if self.session.long_term_seconds == 0 || self.session.short_term_seconds == 0 {
+        if self.session.long_term_seconds == 0
+            || self.session.short_term_seconds == 0
+            || self.session.purge_interval_seconds == 0
+        {
             return invalid("session lifetimes must be at least 1 second");
         }
         if self.http.max_connections == 0 || self.http.max_body_bytes == 0 {

@@ -25,6 +25,9 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
     let request_timeout = Duration::from_secs(config.http.request_timeout_seconds);
     let connection_slots = Arc::new(Semaphore::new(config.http.max_connections));
     let graceful = GracefulShutdown::new();
+    let purge = tokio::spawn(crate::auth::purge_expired_sessions_forever(Arc::clone(
+        &api.app,
+    )));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -74,6 +77,7 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
         });
     }
     api.app.start_draining();
+    purge.abort();
     drop(listener);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     tokio::select! {

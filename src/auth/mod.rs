@@ -369,3 +369,35 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
 fn check_credential_holder(app: &App, user: &User, parent: Option<&User>) -> Result<(), AuthError> {
     check_may_sign_in(app, user, parent).map_err(|_| AuthError::Unauthenticated)
 }
+
+/// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
+/// write lock behind a purge.
+pub const PURGE_BATCH_ROWS: usize = 1_000;
+
+/// Deletes expired sessions now and then, in small transactions, until the process ends.
+pub async fn purge_expired_sessions_forever(app: std::sync::Arc<App>) {
+    let interval = std::time::Duration::from_secs(app.config.session.purge_interval_seconds);
+    loop {
+        tokio::time::sleep(interval).await;
+        loop {
+            let now = now_unix_seconds();
+            let purged = store_write(&app.store, move |store| {
+                store.purge_expired_sessions(now, PURGE_BATCH_ROWS)
+            })
+            .await;
+            match purged {
+                Ok(count) if count == PURGE_BATCH_ROWS => tokio::task::yield_now().await,
+                Ok(count) => {
+                    if count > 0 {
+                        tracing::debug!(count, "purged expired sessions");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "session purge failed");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Store functions for sessions, passwords and the user tree: listing, ending, changing and
 //! deleting, each in one transaction.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::model::{
     PasswordHashString, Role, Session, SessionId, Status, UnixSeconds, User, UserId,
@@ -197,6 +197,24 @@ impl Store {
         }
         transaction.commit()?;
         Ok(true)
+    }
+
+    /// How many sessions the store holds, expired or not.
+    pub fn session_count(&self) -> Result<u64, StoreError> {
+        let transaction = self.begin_read()?;
+        Ok(transaction
+            .open_table(crate::store::SESSIONID_SESSION)?
+            .len()?)
+    }
+
+    /// Inserts many sessions in one transaction: for seeding benchmarks and tests.
+    pub fn insert_sessions(&self, sessions: &[Session]) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        for session in sessions {
+            crate::store::insert_session(&transaction, session)?;
+        }
+        transaction.commit()?;
+        Ok(())
     }
 
     /// Deletes up to `limit` sessions that expired before `now`; returns how many.

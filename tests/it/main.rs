@@ -4,8 +4,10 @@
 // Test code may panic: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod binary;
 mod credentials;
 mod decoding;
+mod schema;
 mod sign_in;
 mod support;

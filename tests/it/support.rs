@@ -276,6 +276,7 @@ impl TestResponse {
         assert!(self.json["context"].is_object(), "{}", self.text());
         assert!(self.json["error"].is_string(), "{}", self.text());
         assert!(self.json["status"].is_string(), "{}", self.text());
+        crate::schema::assert_matches_schema(&self.json, "RouterUnauthorizedError");
         if status == 401 {
             assert_eq!(self.header("www-authenticate"), Some("Bearer"));
         }

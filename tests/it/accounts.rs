@@ -1,0 +1,708 @@
+//! Sessions, sign-out, password changes, sub-users, user endpoints, permissions and
+//! revocation, over HTTP, each answer checked against the vendor's schema.
+
+use latchkey::model::{
+    PermissionSet, Role, Session, SessionId, SessionKind, Status, now_unix_seconds,
+};
+use serde_json::json;
+
+use crate::schema::assert_matches_schema;
+use crate::support::{PASSWORD, SignedIn, TestServer};
+
+async fn status_with(server: &TestServer, credential: &str) -> u16 {
+    server
+        .request("GET", "/user/current")
+        .bearer(credential)
+        .send()
+        .await
+        .status
+}
+
+async fn assert_ended(server: &TestServer, signed_in: &SignedIn) {
+    assert_eq!(
+        status_with(server, &signed_in.signed_token).await,
+        401,
+        "signed token survived"
+    );
+    assert_eq!(
+        status_with(server, &signed_in.api_token).await,
+        401,
+        "api-token survived"
+    );
+    let cookie = server
+        .request("GET", "/user/current")
+        .header("Cookie", &format!("jwt={}", signed_in.signed_token))
+        .send()
+        .await;
+    assert_eq!(cookie.status, 401, "cookie survived");
+}
+
+async fn assert_alive(server: &TestServer, signed_in: &SignedIn) {
+    assert_eq!(status_with(server, &signed_in.signed_token).await, 200);
+    assert_eq!(status_with(server, &signed_in.api_token).await, 200);
+}
+
+async fn sign_in_with_agent(server: &TestServer, email: &str, agent: &str) -> SignedIn {
+    let response = server
+        .request("POST", "/auth/sign-in")
+        .header("User-Agent", agent)
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(response.status, 200);
+    assert_matches_schema(&response.json, "AuthPostSignInResponse");
+    SignedIn {
+        signed_token: response.json["jwt-token"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        api_token: response.json["api-token"].as_str().unwrap().to_owned(),
+        user_id: response.json["user-id"].as_u64().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_newest_first_read_one_by_one_and_ended() {
+    let server = TestServer::start().await;
+    server.add_user("s@example.com", Role::User, Status::Active);
+    server.add_user("other@example.com", Role::User, Status::Active);
+    let first = sign_in_with_agent(&server, "s@example.com", "curl/8.5").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = sign_in_with_agent(&server, "s@example.com", "Mozilla/5.0 (X11; Linux)").await;
+    let other = server.sign_in("other@example.com").await;
+
+    let list = server
+        .request("GET", "/auth/session")
+        .bearer(&first.api_token)
+        .send()
+        .await;
+    assert_eq!(list.status, 200);
+    assert_matches_schema(&list.json, "AuthGetSessionsResponse");
+    let sessions = list.json["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0]["ua-type"], "browser");
+    assert_eq!(sessions[1]["ua-type"], "cli");
+    assert_eq!(sessions[0]["remote-ip"], "127.0.0.1");
+    assert_eq!(sessions[0]["user-agent"], "Mozilla/5.0 (X11; Linux)");
+    let second_id = sessions[0]["id"].as_str().unwrap().to_owned();
+
+    let one = server
+        .request("GET", &format!("/auth/session/{second_id}"))
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    assert_eq!(one.status, 200);
+    assert_matches_schema(&one.json, "AuthSession");
+    assert_eq!(one.json["id"], second_id.as_str());
+
+    // Another user's session is not there for this caller; a malformed id is a 400.
+    let foreign = server
+        .request("GET", &format!("/auth/session/{second_id}"))
+        .bearer(&other.signed_token)
+        .send()
+        .await;
+    foreign.assert_error(404);
+    let foreign_delete = server
+        .request("DELETE", &format!("/auth/session/{second_id}"))
+        .bearer(&other.signed_token)
+        .send()
+        .await;
+    foreign_delete.assert_error(404);
+    let malformed = server
+        .request("GET", "/auth/session/not-a-uuid")
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    assert_eq!(
+        malformed.assert_error(400)["context"]["parameter"],
+        "session-id"
+    );
+    let unknown = server
+        .request("GET", &format!("/auth/session/{}", SessionId::new_random()))
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    unknown.assert_error(404);
+
+    assert_alive(&server, &second).await;
+    let ended = server
+        .request("DELETE", &format!("/auth/session/{second_id}"))
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    assert_eq!(ended.status, 204);
+    assert!(ended.body.is_empty());
+    assert_ended(&server, &second).await;
+    assert_alive(&server, &first).await;
+
+    let all = server
+        .request("DELETE", "/auth/session")
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    assert_eq!(all.status, 204);
+    assert_ended(&server, &first).await;
+    assert_alive(&server, &other).await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_sign_ins_all_end_with_delete_all_sessions() {
+    let server = TestServer::start().await;
+    server.add_user("fifty@example.com", Role::User, Status::Active);
+    let mut batch = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let request = server
+            .request("POST", "/auth/sign-in")
+            .json(&json!({ "email": "fifty@example.com", "password": PASSWORD }));
+        batch.spawn(request.send());
+    }
+    let mut tokens = Vec::new();
+    while let Some(response) = batch.join_next().await {
+        let response = response.unwrap();
+        assert_eq!(response.status, 200);
+        tokens.push(
+            response.json["jwt-token"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let ended = server
+        .request("DELETE", "/auth/session")
+        .bearer(&tokens[0])
+        .send()
+        .await;
+    assert_eq!(ended.status, 204);
+    for token in &tokens {
+        assert_eq!(status_with(&server, token).await, 401);
+    }
+}
+
+#[tokio::test]
+async fn sign_out_ends_its_session_or_all_and_checks_ret_url_first() {
+    let server = TestServer::start().await;
+    server.add_user("out@example.com", Role::User, Status::Active);
+    let first = server.sign_in("out@example.com").await;
+    let second = server.sign_in("out@example.com").await;
+    let bad = server
+        .request("DELETE", "/auth/sign-out")
+        .query("ret-url=%2F%2Fevil.example")
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    bad.assert_error(400);
+    assert_alive(&server, &first).await;
+
+    let out = server
+        .request("DELETE", "/auth/sign-out")
+        .query("ret-url=%2Fbye")
+        .bearer(&first.signed_token)
+        .send()
+        .await;
+    assert_eq!(out.status, 200);
+    assert_matches_schema(&out.json, "AuthDeleteSignOutResponse");
+    assert_eq!(out.json, json!({ "success": true, "ret-url": "/bye" }));
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_ended(&server, &first).await;
+    assert_alive(&server, &second).await;
+
+    let third = server.sign_in("out@example.com").await;
+    let all = server
+        .request("DELETE", "/auth/sign-out")
+        .query("logout-all=true")
+        .bearer(&third.api_token)
+        .send()
+        .await;
+    assert_eq!(all.status, 200);
+    assert_ended(&server, &second).await;
+    assert_ended(&server, &third).await;
+    let bad_flag = server
+        .request("DELETE", "/auth/sign-out")
+        .query("logout-all=yes")
+        .bearer(&third.api_token)
+        .send()
+        .await;
+    bad_flag.assert_error(401);
+}
+
+#[tokio::test]
+async fn a_cookie_sign_out_needs_an_allowed_origin() {
+    let server = TestServer::start().await;
+    server.add_user("csrf@example.com", Role::User, Status::Active);
+    let signed_in = server.sign_in("csrf@example.com").await;
+    let cookie = format!("jwt={}", signed_in.signed_token);
+    let foreign = server
+        .request("DELETE", "/auth/sign-out")
+        .header("Cookie", &cookie)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await;
+    assert_eq!(foreign.assert_error(403)["context"]["reason"], "origin");
+    let missing = server
+        .request("DELETE", "/auth/sign-out")
+        .header("Cookie", &cookie)
+        .send()
+        .await;
+    missing.assert_error(403);
+    let foreign_referer = server
+        .request("DELETE", "/auth/sign-out")
+        .header("Cookie", &cookie)
+        .header("Referer", "https://evil.example/page")
+        .send()
+        .await;
+    foreign_referer.assert_error(403);
+    assert_alive(&server, &signed_in).await;
+    let own = server
+        .request("DELETE", "/auth/sign-out")
+        .header("Cookie", &cookie)
+        .header("Origin", &server.origin())
+        .send()
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_ended(&server, &signed_in).await;
+}
+
+#[tokio::test]
+async fn own_password_changes_with_the_old_one_and_logout_all_ends_the_rest() {
+    let server = TestServer::start().await;
+    server.add_user("pw@example.com", Role::User, Status::Active);
+    let current = server.sign_in("pw@example.com").await;
+    let other = server.sign_in("pw@example.com").await;
+    let change = |old: &str, new: &str| {
+        server
+            .request("PUT", "/auth/current/password")
+            .bearer(&current.signed_token)
+            .form(&[("old-password", old), ("new-password", new)])
+    };
+    change("wrong old password", "brand new password")
+        .send()
+        .await
+        .assert_error(403);
+    let same_as_email = change(PASSWORD, "pw@example.com").send().await;
+    assert_eq!(
+        same_as_email.assert_error(400)["context"]["field"],
+        "new-password"
+    );
+    change(PASSWORD, PASSWORD).send().await.assert_error(400);
+    change(PASSWORD, "short").send().await.assert_error(400);
+    let changed = change(PASSWORD, "brand new password").send().await;
+    assert_eq!(changed.status, 204, "{}", changed.text());
+    assert_alive(&server, &other).await;
+    let old = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "pw@example.com", "password": PASSWORD }))
+        .send()
+        .await;
+    old.assert_error(401);
+
+    let json_change = server
+        .request("PUT", "/auth/current/password")
+        .query("logout-all=true")
+        .bearer(&current.signed_token)
+        .json(&json!({ "old-password": "brand new password", "new-password": "another new password" }))
+        .send()
+        .await;
+    assert_eq!(json_change.status, 204, "{}", json_change.text());
+    assert_ended(&server, &other).await;
+    assert_alive(&server, &current).await;
+    let no_credential = server
+        .request("PUT", "/auth/current/password")
+        .form(&[("old-password", "x"), ("new-password", "y")])
+        .send()
+        .await;
+    no_credential.assert_error(401);
+}
+
+async fn create_sub_user(
+    server: &TestServer,
+    parent: &SignedIn,
+    email: &str,
+    permissions: &[&str],
+) -> u64 {
+    let response = server
+        .request("POST", "/user")
+        .bearer(&parent.signed_token)
+        .json(&json!({
+            "email": email, "password": PASSWORD, "first-name": "Sub", "last-name": "User",
+            "permissions": permissions,
+        }))
+        .send()
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert_matches_schema(&response.json, "UserGetUserResponse");
+    assert_eq!(response.json["role"], "sub");
+    assert_eq!(response.json["parent"]["id"], parent.user_id);
+    response.json["id"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn sub_users_are_reached_only_by_their_parent_and_hold_no_more_than_it() {
+    let server = TestServer::start().await;
+    server.add_user("parent@example.com", Role::User, Status::Active);
+    server.add_user("stranger@example.com", Role::User, Status::Active);
+    let parent = server.sign_in("parent@example.com").await;
+    let stranger = server.sign_in("stranger@example.com").await;
+    let sub_id = create_sub_user(
+        &server,
+        &parent,
+        "sub@example.com",
+        &["read:profile", "read:media"],
+    )
+    .await;
+    let sub = server.sign_in("sub@example.com").await;
+
+    let too_much = server
+        .request("POST", "/user")
+        .bearer(&parent.signed_token)
+        .json(&json!({ "email": "x@example.com", "password": PASSWORD, "permissions": ["read:admin"] }))
+        .send()
+        .await;
+    assert_eq!(
+        too_much.assert_error(403)["context"]["permission"],
+        "read:admin"
+    );
+    let taken = server
+        .request("POST", "/user")
+        .bearer(&parent.signed_token)
+        .json(&json!({ "email": "SUB@example.com", "password": PASSWORD }))
+        .send()
+        .await;
+    taken.assert_error(409);
+
+    // The sub-user lacks write:sub-user and read:sub-user: 403 naming them.
+    let create = server
+        .request("POST", "/user")
+        .bearer(&sub.signed_token)
+        .json(&json!({ "email": "y@example.com", "password": PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(
+        create.assert_error(403)["context"]["permission"],
+        "write:sub-user"
+    );
+    let raise = server
+        .request("PUT", &format!("/user/{sub_id}"))
+        .bearer(&sub.signed_token)
+        .json(&json!({ "permissions": ["write:user"] }))
+        .send()
+        .await;
+    assert_eq!(
+        raise.assert_error(403)["context"]["permission"],
+        "write:sub-user"
+    );
+    let list = server
+        .request("GET", "/user")
+        .bearer(&sub.signed_token)
+        .send()
+        .await;
+    assert_eq!(
+        list.assert_error(403)["context"]["permission"],
+        "read:sub-user"
+    );
+    let own = server
+        .request("GET", &format!("/user/{sub_id}"))
+        .bearer(&sub.signed_token)
+        .send()
+        .await;
+    assert_eq!(own.status, 200);
+    assert_matches_schema(&own.json, "UserGetUserResponse");
+    assert_eq!(own.json["parent"]["email"], "parent@example.com");
+    let names: Vec<&str> = own.json["permissions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, ["read:media", "read:profile"]);
+
+    // Another user's sub-user is not there for a stranger.
+    let read = server
+        .request("GET", &format!("/user/{sub_id}"))
+        .bearer(&stranger.signed_token)
+        .send()
+        .await;
+    read.assert_error(404);
+    let password = server
+        .request("PUT", &format!("/auth/{sub_id}/password"))
+        .bearer(&stranger.signed_token)
+        .form(&[
+            ("old-password", PASSWORD),
+            ("new-password", "taken over password"),
+        ])
+        .send()
+        .await;
+    password.assert_error(404);
+
+    // The parent changes the sub-user's password with its own; logout-all ends its sessions.
+    let wrong = server
+        .request("PUT", &format!("/auth/{sub_id}/password"))
+        .bearer(&parent.signed_token)
+        .form(&[
+            ("old-password", "not my password"),
+            ("new-password", "fresh sub password"),
+        ])
+        .send()
+        .await;
+    wrong.assert_error(403);
+    let changed = server
+        .request("PUT", &format!("/auth/{sub_id}/password"))
+        .query("logout-all=true")
+        .bearer(&parent.signed_token)
+        .form(&[
+            ("old-password", PASSWORD),
+            ("new-password", "fresh sub password"),
+        ])
+        .send()
+        .await;
+    assert_eq!(changed.status, 204, "{}", changed.text());
+    assert_ended(&server, &sub).await;
+
+    // The parent narrows the sub-user's set; its profile and effective set follow.
+    let narrowed = server
+        .request("PUT", &format!("/user/{sub_id}"))
+        .bearer(&parent.signed_token)
+        .json(&json!({ "permissions": ["read:profile"], "first-name": "Renamed" }))
+        .send()
+        .await;
+    assert_eq!(narrowed.status, 200, "{}", narrowed.text());
+    assert_matches_schema(&narrowed.json, "UserPutUserProfileResponse");
+    assert_eq!(narrowed.json["first-name"], "Renamed");
+    assert_eq!(narrowed.json["permissions"].as_object().unwrap().len(), 1);
+    let restrictions = server
+        .request("PUT", &format!("/user/{sub_id}"))
+        .bearer(&parent.signed_token)
+        .json(&json!({ "restrictions": ["read:profile"] }))
+        .send()
+        .await;
+    assert_eq!(
+        restrictions.assert_error(400)["context"]["field"],
+        "restrictions"
+    );
+
+    // Deleting the parent deletes the sub-user and ends every credential of both.
+    let sub_again = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "sub@example.com", "password": "fresh sub password" }))
+        .send()
+        .await;
+    let sub_token = sub_again.json["jwt-token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deleted = server
+        .request("DELETE", "/user/current")
+        .bearer(&parent.signed_token)
+        .send()
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_ended(&server, &parent).await;
+    assert_eq!(status_with(&server, &sub_token).await, 401);
+    let gone = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "sub@example.com", "password": "fresh sub password" }))
+        .send()
+        .await;
+    gone.assert_error(401);
+}
+
+#[tokio::test]
+async fn admins_reach_lower_ranks_only_and_the_last_root_stays() {
+    let server = TestServer::start().await;
+    let root = server.add_user("root@example.com", Role::Root, Status::Active);
+    let other_admin = server.add_user("admin2@example.com", Role::Admin, Status::Active);
+    let plain = server.add_user("plain@example.com", Role::User, Status::Active);
+    server.add_user("admin@example.com", Role::Admin, Status::Active);
+    let admin = server.sign_in("admin@example.com").await;
+    for target in [root.id, other_admin.id] {
+        let read = server
+            .request("GET", &format!("/user/{target}"))
+            .bearer(&admin.signed_token)
+            .send()
+            .await;
+        read.assert_error(404);
+        let change = server
+            .request("PUT", &format!("/user/{target}"))
+            .bearer(&admin.signed_token)
+            .json(&json!({ "first-name": "Hacked" }))
+            .send()
+            .await;
+        change.assert_error(404);
+    }
+    let change = server
+        .request("PUT", &format!("/user/{}", plain.id))
+        .bearer(&admin.signed_token)
+        .json(&json!({ "last-name": "Changed" }))
+        .send()
+        .await;
+    assert_eq!(change.status, 200, "{}", change.text());
+    assert_eq!(change.json["last-name"], "Changed");
+    let bad_id = server
+        .request("GET", "/user/0")
+        .bearer(&admin.signed_token)
+        .send()
+        .await;
+    assert_eq!(bad_id.assert_error(400)["context"]["parameter"], "user-id");
+    let bad_id = server
+        .request("GET", "/user/12x")
+        .bearer(&admin.signed_token)
+        .send()
+        .await;
+    bad_id.assert_error(400);
+
+    let own = server
+        .request("PUT", "/user/current")
+        .bearer(&admin.signed_token)
+        .json(&json!({ "first-name": "Ada", "last-name": "Admin", "role": "root" }))
+        .send()
+        .await;
+    assert_eq!(own.status, 200);
+    assert_matches_schema(&own.json, "UserPutCurrentUserProfileResponse");
+    assert_eq!(own.json["first-name"], "Ada");
+    assert_eq!(own.json["role"], "admin");
+
+    let root_session = server.sign_in("root@example.com").await;
+    let last_root = server
+        .request("DELETE", "/user/current")
+        .bearer(&root_session.signed_token)
+        .send()
+        .await;
+    last_root.assert_error(409);
+    assert_alive(&server, &root_session).await;
+}
+
+#[tokio::test]
+async fn user_lists_filter_sort_and_page_over_250_sub_users() {
+    let server = TestServer::start().await;
+    server.add_user("boss@example.com", Role::User, Status::Active);
+    let boss = server.sign_in("boss@example.com").await;
+    for index in 0..250 {
+        create_sub_user(
+            &server,
+            &boss,
+            &format!("member-{index:03}@example.com"),
+            &["read:profile"],
+        )
+        .await;
+    }
+    // Suspend five through the store, as the CLI would.
+    for user in server
+        .app
+        .store
+        .children_of(boss.user_id)
+        .unwrap()
+        .into_iter()
+        .take(5)
+    {
+        server
+            .app
+            .store
+            .update_user(user.id, now_unix_seconds(), |user| {
+                user.status = Status::Suspended
+            })
+            .unwrap();
+    }
+    let list = |query: &str| {
+        server
+            .request("GET", "/user")
+            .bearer(&boss.signed_token)
+            .query(query)
+    };
+    let first_page = list("").send().await;
+    assert_eq!(first_page.status, 200);
+    assert_matches_schema(&first_page.json, "UserGetUsersResponse");
+    assert_eq!(
+        first_page.json["pagination"],
+        json!({ "count": 10, "limit": 10, "page": 1, "total": 250 })
+    );
+    assert_eq!(
+        first_page.json["sort"],
+        json!({ "field": "id", "order": "asc" })
+    );
+    assert_eq!(
+        first_page.json["users"][0]["email"],
+        "member-000@example.com"
+    );
+
+    let clamped = list("pagination%5Blimit%5D=500&pagination%5Bpage%5D=3")
+        .send()
+        .await;
+    assert_eq!(
+        clamped.json["pagination"],
+        json!({ "count": 50, "limit": 100, "page": 3, "total": 250 })
+    );
+    let sorted = list("sort%5Bfield%5D=email&sort%5Border%5D=desc")
+        .send()
+        .await;
+    assert_eq!(sorted.json["users"][0]["email"], "member-249@example.com");
+    let contains = list("email-contains=MEMBER-10").send().await;
+    assert_eq!(contains.json["pagination"]["total"], 10);
+    assert_eq!(
+        contains.json["filter"],
+        json!({ "email-contains": "MEMBER-10" })
+    );
+    let exact = list("email=member-042%40example.com").send().await;
+    assert_eq!(exact.json["pagination"]["total"], 1);
+    let suspended = list("status=suspended").send().await;
+    assert_eq!(suspended.json["pagination"]["total"], 5);
+    let both = list("status=suspended&status[]=active").send().await;
+    assert_eq!(both.json["pagination"]["total"], 250);
+    let by_parent = list(&format!("parent-id={}", boss.user_id)).send().await;
+    assert_eq!(by_parent.json["pagination"]["total"], 250);
+    list("sort%5Bfield%5D=password")
+        .send()
+        .await
+        .assert_error(400);
+    list("pagination%5Bpage%5D=0")
+        .send()
+        .await
+        .assert_error(400);
+    list("status=sleeping").send().await.assert_error(400);
+}
+
+#[tokio::test]
+async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
+    let server = TestServer::start_with(|config| config.session.purge_interval_seconds = 1).await;
+    let user = server.add_user("purge@example.com", Role::User, Status::Active);
+    let past = now_unix_seconds() - 3600;
+    let expired: Vec<Session> = (0..10_000)
+        .map(|_| Session {
+            id: SessionId::new_random(),
+            user_id: user.id,
+            kind: SessionKind::SignIn,
+            created: past - 60,
+            expire: past,
+            remote_ip: "127.0.0.1".into(),
+            user_agent: String::new(),
+            ua_type: "unknown",
+            granted_permissions: PermissionSet::empty(),
+            api_token_hash: None,
+        })
+        .collect();
+    server.app.store.insert_sessions(&expired).unwrap();
+    assert_eq!(server.app.store.session_count().unwrap(), 10_000);
+    let mut live = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        live.push(server.sign_in("purge@example.com").await);
+        let listed = server
+            .request("GET", "/auth/session")
+            .bearer(&live[0].signed_token)
+            .send()
+            .await;
+        assert_eq!(
+            listed.json["sessions"].as_array().unwrap().len(),
+            live.len()
+        );
+        if server.app.store.session_count().unwrap() == live.len() as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired sessions were not purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for signed_in in &live {
+        assert_alive(&server, signed_in).await;
+    }
+}
