@@ -16,8 +16,8 @@ use crate::auth::email::EmailAddress;
 use crate::auth::password::{Password, hash_once};
 use crate::config::{Config, FlagOverrides, LogFormat};
 use crate::http::Api;
-use crate::model::{NewUser, Role, Status, now_unix_seconds};
-use crate::store::{Store, StoreError};
+use crate::model::{NewUser, Role, SessionId, Status, now_unix_seconds};
+use crate::store::{SessionsToEnd, Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +51,29 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage sessions.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List a user's live sessions.
+    List {
+        #[arg(long)]
+        email: String,
+    },
+    /// End one session (--id) or every session (--all) of a user.
+    Revoke {
+        #[arg(long)]
+        email: String,
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +91,31 @@ enum UserCommand {
     },
     /// List every user.
     List,
+    /// Set a user's password (read from standard input).
+    Passwd {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one trailing newline is stripped).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Suspend a user: every credential of it (and of its sub-users) stops working.
+    Suspend {
+        #[arg(long)]
+        email: String,
+    },
+    /// Make a suspended or pending user active.
+    Activate {
+        #[arg(long)]
+        email: String,
+    },
+    /// Change a user's role (root, admin or user); its permissions become the role's.
+    Role {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
 }
 
 /// Why a command failed: printed as one line, exit code 1.
@@ -118,6 +166,31 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
                 password_stdin,
             } => add_user(&config, &email, &role, password_stdin),
             UserCommand::List => list_users(&config),
+            UserCommand::Passwd {
+                email,
+                password_stdin,
+            } => set_password(&config, &email, password_stdin),
+            UserCommand::Suspend { email } => change_user(&config, &email, "suspended", |user| {
+                user.status = Status::Suspended
+            }),
+            UserCommand::Activate { email } => change_user(&config, &email, "activated", |user| {
+                user.status = Status::Active
+            }),
+            UserCommand::Role { email, role } => {
+                let role = Role::from_name(&role)
+                    .filter(|role| *role != Role::Sub)
+                    .ok_or_else(|| {
+                        CommandError::Usage("--role must be root, admin or user".into())
+                    })?;
+                change_user(&config, &email, "given a new role", move |user| {
+                    user.role = role;
+                    user.permissions = role.default_permissions();
+                })
+            }
+        },
+        Command::Session { command } => match command {
+            SessionCommand::List { email } => list_sessions(&config, &email),
+            SessionCommand::Revoke { email, id, all } => revoke_sessions(&config, &email, id, all),
         },
     }
 }
@@ -291,5 +364,103 @@ fn list_users(config: &Config) -> Result<(), CommandError> {
             user.status.name()
         );
     }
+    Ok(())
+}
+
+fn user_by_email(store: &Store, email: &str) -> Result<crate::model::User, CommandError> {
+    let normalized = EmailAddress::parse(email)
+        .ok_or_else(|| CommandError::Usage(format!("{email:?} is not an email address")))?
+        .normalized;
+    store
+        .user_by_normalized_email(&normalized)?
+        .ok_or_else(|| CommandError::Usage(format!("no user {normalized}")))
+}
+
+fn set_password(config: &Config, email: &str, password_stdin: bool) -> Result<(), CommandError> {
+    let password = read_new_password(password_stdin, config.password.min_length)?;
+    let store = open_store_for_admin(config)?;
+    let user = user_by_email(&store, email)?;
+    let hash = hash_once(&password, password_cost(config))
+        .map_err(|error| CommandError::Start(error.to_string()))?;
+    store.change_password(
+        user.id,
+        &hash,
+        SessionsToEnd::None,
+        false,
+        now_unix_seconds(),
+    )?;
+    let _ = writeln!(std::io::stdout(), "password set for {}", user.email);
+    Ok(())
+}
+
+fn change_user(
+    config: &Config,
+    email: &str,
+    what: &str,
+    change: impl FnOnce(&mut crate::model::User),
+) -> Result<(), CommandError> {
+    let store = open_store_for_admin(config)?;
+    let user = user_by_email(&store, email)?;
+    let updated = store
+        .update_user(user.id, now_unix_seconds(), change)
+        .map_err(|error| match error {
+            StoreError::LastActiveRoot => CommandError::Usage(
+                "conflict: the last active root cannot be suspended, demoted or deleted".into(),
+            ),
+            other => CommandError::Store(other),
+        })?
+        .ok_or_else(|| CommandError::Usage(format!("no user {email}")))?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{} {what}: role {}, status {}",
+        updated.email,
+        updated.role.name(),
+        updated.status.name()
+    );
+    Ok(())
+}
+
+fn list_sessions(config: &Config, email: &str) -> Result<(), CommandError> {
+    let store = open_store_for_admin(config)?;
+    let user = user_by_email(&store, email)?;
+    let mut stdout = std::io::stdout();
+    for session in store.live_sessions_of_user(user.id, now_unix_seconds())? {
+        let _ = writeln!(
+            stdout,
+            "{}\tcreated {}\texpires {}\t{}\t{}",
+            session.id,
+            crate::rfc3339::format_rfc3339(session.created),
+            crate::rfc3339::format_rfc3339(session.expire),
+            session.remote_ip,
+            session.ua_type
+        );
+    }
+    Ok(())
+}
+
+fn revoke_sessions(
+    config: &Config,
+    email: &str,
+    id: Option<String>,
+    all: bool,
+) -> Result<(), CommandError> {
+    let store = open_store_for_admin(config)?;
+    let user = user_by_email(&store, email)?;
+    let mut stdout = std::io::stdout();
+    if all {
+        let count = store.end_all_sessions_of_user(user.id)?;
+        let _ = writeln!(stdout, "ended {count} sessions of {}", user.email);
+        return Ok(());
+    }
+    let text = id.unwrap_or_default();
+    let session_id = SessionId::parse_canonical(&text)
+        .ok_or_else(|| CommandError::Usage(format!("{text:?} is not a session id")))?;
+    if !store.end_session_of_user(user.id, session_id)? {
+        return Err(CommandError::Usage(format!(
+            "{} has no session {text}",
+            user.email
+        )));
+    }
+    let _ = writeln!(stdout, "ended session {text} of {}", user.email);
     Ok(())
 }

@@ -192,3 +192,207 @@ fn password_stdin_strips_exactly_one_newline_and_arguments_never_carry_one() {
         }
     });
 }
+
+/// Runs an admin command with cheap argon2 against `data_dir`; returns (success, stdout+stderr).
+fn admin(data_dir: &std::path::Path, arguments: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new(BINARY)
+        .args(arguments)
+        .env("LATCHKEY_DATA_DIR", data_dir)
+        .env("LATCHKEY_PASSWORD__MEMORY_KIB", "64")
+        .env("LATCHKEY_PASSWORD__ITERATIONS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn admin_commands_suspend_activate_demote_and_revoke_but_keep_the_last_root() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let path = data_dir.path();
+    let password = format!("{PASSWORD}\n");
+    assert!(
+        admin(
+            path,
+            &[
+                "user",
+                "add",
+                "--email",
+                "root@example.com",
+                "--role",
+                "root",
+                "--password-stdin"
+            ],
+            &password
+        )
+        .0
+    );
+    assert!(
+        admin(
+            path,
+            &[
+                "user",
+                "add",
+                "--email",
+                "user@example.com",
+                "--password-stdin"
+            ],
+            &password
+        )
+        .0
+    );
+
+    let (ok, text) = admin(
+        path,
+        &["user", "suspend", "--email", "root@example.com"],
+        "",
+    );
+    assert!(!ok && text.contains("last active root"), "{text}");
+    let (ok, text) = admin(
+        path,
+        &[
+            "user",
+            "role",
+            "--email",
+            "root@example.com",
+            "--role",
+            "admin",
+        ],
+        "",
+    );
+    assert!(!ok && text.contains("last active root"), "{text}");
+    let (ok, text) = admin(
+        path,
+        &[
+            "user",
+            "role",
+            "--email",
+            "user@example.com",
+            "--role",
+            "admin",
+        ],
+        "",
+    );
+    assert!(ok && text.contains("role admin"), "{text}");
+    let (ok, text) = admin(
+        path,
+        &["user", "suspend", "--email", "user@example.com"],
+        "",
+    );
+    assert!(ok && text.contains("status suspended"), "{text}");
+    let (_, listing) = admin(path, &["user", "list"], "");
+    assert!(
+        listing.contains("user@example.com\tadmin\tsuspended"),
+        "{listing}"
+    );
+    assert!(
+        admin(
+            path,
+            &["user", "activate", "--email", "user@example.com"],
+            ""
+        )
+        .0
+    );
+    assert!(
+        admin(
+            path,
+            &[
+                "user",
+                "passwd",
+                "--email",
+                "user@example.com",
+                "--password-stdin"
+            ],
+            "a newer password\n"
+        )
+        .0
+    );
+
+    // Two sessions, then the server stops; the CLI lists and ends them.
+    let mut server = start_server(path);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let response = request_to(server.address, "POST", "/auth/sign-in")
+            .json(&json!({ "email": "user@example.com", "password": "a newer password" }))
+            .send()
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        tokens.push(
+            response.json["jwt-token"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(terminate(&mut server).code(), Some(0));
+    let (ok, sessions) = admin(
+        path,
+        &["session", "list", "--email", "user@example.com"],
+        "",
+    );
+    assert!(ok);
+    let ids: Vec<&str> = sessions
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    assert_eq!(ids.len(), 2, "{sessions}");
+    let (ok, text) = admin(
+        path,
+        &[
+            "session",
+            "revoke",
+            "--email",
+            "user@example.com",
+            "--id",
+            ids[0],
+        ],
+        "",
+    );
+    assert!(ok, "{text}");
+    let (ok, _) = admin(
+        path,
+        &[
+            "session",
+            "revoke",
+            "--email",
+            "user@example.com",
+            "--id",
+            ids[0],
+        ],
+        "",
+    );
+    assert!(!ok, "a session cannot end twice");
+
+    let mut server = start_server(path);
+    let mut statuses = Vec::new();
+    for token in &tokens {
+        let response = request_to(server.address, "GET", "/user/current")
+            .bearer(token)
+            .send()
+            .await;
+        statuses.push(response.status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401]);
+    assert_eq!(terminate(&mut server).code(), Some(0));
+    let (ok, text) = admin(
+        path,
+        &["session", "revoke", "--email", "user@example.com", "--all"],
+        "",
+    );
+    assert!(ok && text.contains("ended 1 sessions"), "{text}");
+}
