@@ -198,3 +198,17 @@ pub struct UserList {
     pub sort: Sort,
     pub users: Vec<UserShort>,
 }
+
+/// One entry of `GET /auth/keys`.
+#[derive(Serialize)]
+pub struct PublicKeyEntry {
+    pub id: String,
+    pub key: String,
+    pub status: &'static str,
+    pub created: String,
+}
+
+#[derive(Serialize)]
+pub struct PublicKeyList {
+    pub keys: Vec<PublicKeyEntry>,
+}

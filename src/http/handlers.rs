@@ -1,12 +1,15 @@
 //! One function per endpoint: decode the request, call the domain, encode the answer.
 
 use hyper::StatusCode;
-use hyper::header::{HeaderValue, LOCATION, SET_COOKIE};
+use hyper::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH, LOCATION, SET_COOKIE};
+use sha2::{Digest, Sha256};
 
 use crate::auth::password::Password;
 use crate::auth::return_url::check_return_url;
 use crate::auth::{self, Identity, SignInRequest};
-use crate::http::dto::{HealthResponse, JwtToken, SignInResponse, UserProfile};
+use crate::http::dto::{
+    HealthResponse, JwtToken, PublicKeyEntry, PublicKeyList, SignInResponse, UserProfile,
+};
 use crate::http::error::ApiError;
 use crate::http::fields::BodyKind;
 use crate::http::{Api, Request, Response, empty_response, error_response, json_response};
@@ -99,6 +102,57 @@ pub fn current_user(_api: &Api, identity: Identity) -> Result<Response, ApiError
         StatusCode::OK,
         &UserProfile::from_user(&identity.user, identity.parent.as_ref()),
     ))
+}
+
+/// `GET /auth/keys`: every key that can still verify a token, as PASERK, with an ETag that
+/// changes when the set or a status changes. No credential needed.
+pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
+    let key_ring = api.app.key_ring();
+    let mut keys: Vec<PublicKeyEntry> = key_ring
+        .keys()
+        .iter()
+        .map(|key| PublicKeyEntry {
+            id: key.key_id.clone(),
+            key: key.public_key_paserk.clone(),
+            status: if key.active { "active" } else { "retired" },
+            created: format_rfc3339(key.created),
+        })
+        .collect();
+    keys.sort_by(|left, right| {
+        right
+            .created
+            .cmp(&left.created)
+            .then(left.id.cmp(&right.id))
+    });
+    let mut fingerprint = Sha256::new();
+    for key in &keys {
+        fingerprint.update(key.id.as_bytes());
+        fingerprint.update(key.status.as_bytes());
+    }
+    let etag = format!(
+        "\"{}\"",
+        &crate::hex::hex_encode(&fingerprint.finalize())[..32]
+    );
+    let not_modified = request
+        .parts
+        .headers
+        .get(IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag));
+    let mut response = if not_modified {
+        empty_response(StatusCode::NOT_MODIFIED)
+    } else {
+        json_response(StatusCode::OK, &PublicKeyList { keys })
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(ETAG, value);
+    }
+    Ok(response)
 }
 
 /// `GET /health`: 200 while serving, 503 while draining.

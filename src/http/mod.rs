@@ -44,11 +44,12 @@ pub enum Route {
     Users,
     CurrentUser,
     UserById,
+    Keys,
     Health,
 }
 
 impl Route {
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::SignIn,
         Route::SignOut,
         Route::Sessions,
@@ -58,6 +59,7 @@ impl Route {
         Route::Users,
         Route::CurrentUser,
         Route::UserById,
+        Route::Keys,
         Route::Health,
     ];
 
@@ -73,6 +75,7 @@ impl Route {
             Route::Users => "/user",
             Route::CurrentUser => "/user/current",
             Route::UserById => "/user/{user-id}",
+            Route::Keys => "/auth/keys",
             Route::Health => "/health",
         }
     }
@@ -87,7 +90,7 @@ impl Route {
             Route::Users => "GET, POST",
             Route::CurrentUser => "GET, PUT, DELETE",
             Route::UserById => "GET, PUT",
-            Route::Health => "GET",
+            Route::Keys | Route::Health => "GET",
         }
     }
 }
@@ -113,7 +116,7 @@ pub enum Access {
 pub fn access_rule(route: Route, method: &Method) -> Access {
     use Permission::{ReadSubUser, WriteSubUser, WriteUser};
     match (route, method) {
-        (Route::SignIn | Route::Health, _) => Access::Public,
+        (Route::SignIn | Route::Keys | Route::Health, _) => Access::Public,
         (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
         (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
             Access::SessionOrPermission(WriteUser)
@@ -349,6 +352,7 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
         (Route::UserById, &Method::PUT) => {
             accounts::update_user(api, request, required(identity)?, path.user_id()?).await
         }
+        (Route::Keys, &Method::GET) => handlers::public_keys(api, request),
         (Route::Health, &Method::GET) => handlers::health(api),
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }

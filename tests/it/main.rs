@@ -8,6 +8,7 @@ mod accounts;
 mod binary;
 mod credentials;
 mod decoding;
+mod keys;
 mod schema;
 mod sign_in;
 mod support;
