@@ -91,7 +91,7 @@ enum UserCommand {
     },
     /// List every user.
     List,
-    /// Set a user's password (read from standard input).
+    /// Set a user's password; ends its sessions and API tokens.
     Passwd {
         #[arg(long)]
         email: String,
@@ -182,6 +182,13 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
                     .ok_or_else(|| {
                         CommandError::Usage("--role must be root, admin or user".into())
                     })?;
+                let store = open_store_for_admin(&config)?;
+                if user_by_email(&store, &email)?.role == Role::Sub {
+                    return Err(CommandError::Usage(
+                        "a sub-user's role cannot change; its parent manages it".into(),
+                    ));
+                }
+                drop(store);
                 change_user(&config, &email, "given a new role", move |user| {
                     user.role = role;
                     user.permissions = role.default_permissions();

@@ -1,6 +1,7 @@
 //! The accept loop: one hyper HTTP/1 connection per socket, with a timer so the header-read
-//! timeout applies, a request timeout around each handler, a cap on open connections, and a
-//! graceful shutdown that lets in-flight requests finish within a deadline. `run` never binds.
+//! timeout applies, a cap on open connections (the request timeout wraps each handler in
+//! `http::handle`), and a graceful shutdown that lets in-flight requests finish within a
+//! deadline. `run` never binds.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +15,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::http::error::ApiError;
 use crate::http::{self, Api};
 
 /// Serves `listener` until `shutdown` completes, then drains: health answers 503, no new
@@ -22,7 +22,6 @@ use crate::http::{self, Api};
 pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
     let config = api.app.config.clone();
     let header_read_timeout = Duration::from_secs(config.http.header_read_timeout_seconds);
-    let request_timeout = Duration::from_secs(config.http.request_timeout_seconds);
     let connection_slots = Arc::new(Semaphore::new(config.http.max_connections));
     let graceful = GracefulShutdown::new();
     let purge = tokio::spawn(crate::auth::purge_expired_sessions_forever(Arc::clone(
@@ -53,15 +52,7 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
         let connection_api = Arc::clone(&api);
         let service = service_fn(move |request| {
             let api = Arc::clone(&connection_api);
-            async move {
-                let handled =
-                    tokio::time::timeout(request_timeout, http::handle(&api, request, peer));
-                let response = match handled.await {
-                    Ok(response) => response,
-                    Err(_) => http::error_response(&ApiError::Timeout),
-                };
-                Ok::<_, Infallible>(response)
-            }
+            async move { Ok::<_, Infallible>(http::handle(&api, request, peer).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -227,7 +227,8 @@ impl KeyRing {
             SessionId::parse_canonical(text_claim("sid")?).ok_or(TokenError::InvalidClaims)?;
         let expires_at = parse_rfc3339(text_claim("exp")?).ok_or(TokenError::InvalidClaims)?;
         let not_before = parse_rfc3339(text_claim("nbf")?).ok_or(TokenError::InvalidClaims)?;
-        if not_before > now + CLOCK_SKEW_SECONDS {
+        let issued_at = parse_rfc3339(text_claim("iat")?).ok_or(TokenError::InvalidClaims)?;
+        if not_before > now + CLOCK_SKEW_SECONDS || issued_at > now + CLOCK_SKEW_SECONDS {
             return Err(TokenError::InvalidClaims);
         }
         Ok(VerifiedToken {

@@ -20,9 +20,13 @@ use crate::model::{Permission, PermissionSet, SessionId, Status, UserId};
 const DEFAULT_PAGE_LIMIT: u64 = 10;
 const MAX_PAGE_LIMIT: u64 = 100;
 
-/// The header that removes the `jwt` cookie.
-fn cleared_cookie() -> HeaderValue {
-    HeaderValue::from_static("jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+/// The header that removes the `jwt` cookie (with the attributes that set it).
+fn cleared_cookie(api: &Api) -> HeaderValue {
+    if api.app.config.public_origin().is_https() {
+        HeaderValue::from_static("jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")
+    } else {
+        HeaderValue::from_static("jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+    }
 }
 
 pub fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
@@ -73,7 +77,9 @@ pub async fn sign_out(
             ret_url: return_url,
         },
     );
-    response.headers_mut().append(SET_COOKIE, cleared_cookie());
+    response
+        .headers_mut()
+        .append(SET_COOKIE, cleared_cookie(api));
     Ok(response)
 }
 
@@ -233,7 +239,9 @@ pub fn get_user(api: &Api, identity: Identity, target_id: UserId) -> Result<Resp
 pub async fn delete_current_user(api: &Api, identity: Identity) -> Result<Response, ApiError> {
     account::delete_own_account(&api.app, &identity).await?;
     let mut response = empty_response(StatusCode::NO_CONTENT);
-    response.headers_mut().append(SET_COOKIE, cleared_cookie());
+    response
+        .headers_mut()
+        .append(SET_COOKIE, cleared_cookie(api));
     Ok(response)
 }
 

@@ -287,7 +287,11 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
                 peer,
                 path_parameters,
             };
-            match dispatch(api, route, request).await {
+            let request_timeout =
+                std::time::Duration::from_secs(api.app.config.http.request_timeout_seconds);
+            let handled =
+                tokio::time::timeout(request_timeout, dispatch(api, route, request)).await;
+            match handled.unwrap_or(Err(ApiError::Timeout)) {
                 Ok(response) => response,
                 Err(error) => {
                     if let ApiError::Internal(detail) = &error {
@@ -311,6 +315,13 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
 
 async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Response, ApiError> {
     let method = request.parts.method.clone();
+    if !route
+        .methods()
+        .split(", ")
+        .any(|allowed| allowed == method.as_str())
+    {
+        return Err(ApiError::MethodNotAllowed(route.methods()));
+    }
     let path = PathParameters::parse(&request.path_parameters)?;
     let identity = check_access(api, &request, access_rule(route, &method), &path)?;
     let request = &mut request;

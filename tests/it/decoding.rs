@@ -105,6 +105,10 @@ async fn unknown_paths_and_wrong_methods_are_404_and_405() {
     let wrong_method = server.request("DELETE", "/auth/sign-in").send().await;
     wrong_method.assert_error(405);
     assert_eq!(wrong_method.header("allow"), Some("POST"));
+    // The method is checked before the credential: no credential, still 405.
+    let no_credential = server.request("DELETE", "/user/7").send().await;
+    no_credential.assert_error(405);
+    assert_eq!(no_credential.header("allow"), Some("GET, PUT"));
     let health = server.request("GET", "/health").send().await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json, json!({ "status": "ok" }));
