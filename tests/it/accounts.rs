@@ -49,16 +49,7 @@ async fn sign_in_with_agent(server: &TestServer, email: &str, agent: &str) -> Si
         .json(&json!({ "email": email, "password": PASSWORD }))
         .send()
         .await;
-    assert_eq!(response.status, 200);
-    assert_matches_schema(&response.json, "AuthPostSignInResponse");
-    SignedIn {
-        signed_token: response.json["jwt-token"]["token"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        api_token: response.json["api-token"].as_str().unwrap().to_owned(),
-        user_id: response.json["user-id"].as_u64().unwrap(),
-    }
+    SignedIn::from_response(&response)
 }
 
 #[tokio::test]

@@ -144,31 +144,17 @@ async fn user_add_serve_sign_in_terminate_and_restart() {
 fn password_stdin_strips_exactly_one_newline_and_arguments_never_carry_one() {
     let data_dir = tempfile::tempdir().unwrap();
     let add = |email: &str, stdin: &str| {
-        let mut child = Command::new(BINARY)
-            .args(["user", "add", "--email", email, "--password-stdin"])
-            .env("LATCHKEY_DATA_DIR", data_dir.path())
-            .env("LATCHKEY_PASSWORD__MEMORY_KIB", "64")
-            .env("LATCHKEY_PASSWORD__ITERATIONS", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        admin(
+            data_dir.path(),
+            &["user", "add", "--email", email, "--password-stdin"],
+            stdin,
+        )
     };
-    assert!(add("one@example.com", "password one\n\n").status.success());
-    assert!(add("two@example.com", " spaced password ").status.success());
-    let taken = add("one@example.com", "another password\n");
-    assert!(!taken.status.success());
-    assert!(String::from_utf8_lossy(&taken.stderr).contains("taken"));
-    let short = add("three@example.com", "abc\n");
-    assert!(!short.status.success());
+    assert!(add("one@example.com", "password one\n\n").0);
+    assert!(add("two@example.com", " spaced password ").0);
+    let (ok, text) = add("one@example.com", "another password\n");
+    assert!(!ok && text.contains("taken"), "{text}");
+    assert!(!add("three@example.com", "abc\n").0);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let store_dir = data_dir.path().to_path_buf();

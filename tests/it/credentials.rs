@@ -111,16 +111,7 @@ async fn tampered_expired_foreign_and_garbage_tokens_are_refused_alike() {
     let foreign = foreign_ring.sign(&claims(now + 600)).unwrap();
 
     // Same claims and our key id in the footer, but signed by another key.
-    let footer = format!(r#"{{"kid":"{}"}}"#, server.app.key_ring().active_key_id());
-    let payload = pasetors_payload(&signed_in.signed_token);
-    let other_pair = AsymmetricKeyPair::<V4>::generate().unwrap();
-    let forged = PublicToken::sign(
-        &other_pair.secret,
-        payload.as_bytes(),
-        Some(footer.as_bytes()),
-        None,
-    )
-    .unwrap();
+    let forged = forge_with_our_key_id(&server, &signed_in.signed_token);
 
     let mut tampered = signed_in.signed_token.clone().into_bytes();
     let index = "v4.public.".len() + 5;
@@ -170,16 +161,7 @@ async fn a_forged_token_whose_claims_equal_a_cached_one_is_refused() {
         .send()
         .await;
     assert_eq!(warm.status, 200);
-    let footer = format!(r#"{{"kid":"{}"}}"#, server.app.key_ring().active_key_id());
-    let payload = pasetors_payload(&signed_in.signed_token);
-    let other_pair = AsymmetricKeyPair::<V4>::generate().unwrap();
-    let forged = PublicToken::sign(
-        &other_pair.secret,
-        payload.as_bytes(),
-        Some(footer.as_bytes()),
-        None,
-    )
-    .unwrap();
+    let forged = forge_with_our_key_id(&server, &signed_in.signed_token);
     assert_ne!(forged, signed_in.signed_token);
     let response = server
         .request("GET", "/user/current")
@@ -211,6 +193,20 @@ async fn suspension_blocks_every_credential_on_the_next_request() {
             .await;
         response.assert_error(401);
     }
+}
+
+/// The same claims under our key id, signed by another key.
+fn forge_with_our_key_id(server: &TestServer, genuine: &str) -> String {
+    let footer = format!(r#"{{"kid":"{}"}}"#, server.app.key_ring().active_key_id());
+    let other_pair = AsymmetricKeyPair::<V4>::generate().unwrap();
+    let payload = pasetors_payload(genuine);
+    PublicToken::sign(
+        &other_pair.secret,
+        payload.as_bytes(),
+        Some(footer.as_bytes()),
+        None,
+    )
+    .unwrap()
 }
 
 /// The claims JSON of a v4.public token (the message before the 64-byte signature).

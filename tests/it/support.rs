@@ -155,6 +155,22 @@ pub struct SignedIn {
     pub user_id: u64,
 }
 
+impl SignedIn {
+    /// Reads a successful sign-in answer, checked against the vendor's schema.
+    pub fn from_response(response: &TestResponse) -> SignedIn {
+        assert_eq!(response.status, 200, "{}", response.text());
+        crate::schema::assert_matches_schema(&response.json, "AuthPostSignInResponse");
+        SignedIn {
+            signed_token: response.json["jwt-token"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            api_token: response.json["api-token"].as_str().unwrap().to_owned(),
+            user_id: response.json["user-id"].as_u64().unwrap(),
+        }
+    }
+}
+
 pub struct TestRequest {
     address: SocketAddr,
     method: String,
