@@ -303,6 +303,14 @@ impl Store {
         Ok(())
     }
 
+    /// Stores an API token (its hash and record) in one transaction.
+    pub fn insert_api_token(&self, api_token: &ApiToken) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        insert_api_token(&transaction, api_token)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// Every user, in id order (the admin CLI's listing).
     pub fn all_users(&self) -> Result<Vec<User>, StoreError> {
         let transaction = self.begin_read()?;

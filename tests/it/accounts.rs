@@ -2,7 +2,8 @@
 //! revocation, over HTTP, each answer checked against the vendor's schema.
 
 use latchkey::model::{
-    PermissionSet, Role, Session, SessionId, SessionKind, Status, now_unix_seconds,
+    ApiToken, Permission, PermissionSet, Role, Session, SessionId, SessionKind, Status,
+    now_unix_seconds,
 };
 use serde_json::json;
 
@@ -696,4 +697,156 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
     for signed_in in &live {
         assert_alive(&server, signed_in).await;
     }
+}
+
+/// A standalone API token stored the way `POST /auth/api-token` will store one.
+fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission]) -> String {
+    let token = latchkey::auth::generate_api_token().unwrap();
+    let now = now_unix_seconds();
+    server
+        .app
+        .store
+        .insert_api_token(&ApiToken {
+            hash: latchkey::auth::api_token_hash(&token),
+            prefix: token[..8].to_owned(),
+            user_id,
+            session_id: None,
+            permissions: permissions.iter().copied().collect(),
+            restrictions: PermissionSet::empty(),
+            created: now,
+            updated: now,
+            expires_at: None,
+        })
+        .unwrap();
+    token
+}
+
+#[tokio::test]
+async fn a_read_profile_api_token_cannot_delete_end_all_or_create_beyond_itself() {
+    let server = TestServer::start().await;
+    let user = server.add_user("narrow@example.com", Role::User, Status::Active);
+    let session = server.sign_in("narrow@example.com").await;
+    let narrow = standalone_token(&server, user.id, &[Permission::ReadProfile]);
+    assert_eq!(status_with(&server, &narrow).await, 200);
+    let delete = server
+        .request("DELETE", "/user/current")
+        .bearer(&narrow)
+        .send()
+        .await;
+    assert_eq!(
+        delete.assert_error(403)["context"]["permission"],
+        "write:user"
+    );
+    let end_all = server
+        .request("DELETE", "/auth/session")
+        .bearer(&narrow)
+        .send()
+        .await;
+    assert_eq!(
+        end_all.assert_error(403)["context"]["permission"],
+        "write:user"
+    );
+    let create = server
+        .request("POST", "/user")
+        .bearer(&narrow)
+        .json(&json!({ "email": "kid@example.com", "password": PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(
+        create.assert_error(403)["context"]["permission"],
+        "write:sub-user"
+    );
+    // A token with write:sub-user still cannot grant what it does not hold itself.
+    let writer = standalone_token(
+        &server,
+        user.id,
+        &[Permission::WriteSubUser, Permission::ReadProfile],
+    );
+    let beyond = server
+        .request("POST", "/user")
+        .bearer(&writer)
+        .json(&json!({ "email": "kid@example.com", "password": PASSWORD, "permissions": ["read:media"] }))
+        .send()
+        .await;
+    assert_eq!(
+        beyond.assert_error(403)["context"]["permission"],
+        "read:media"
+    );
+    let within = server
+        .request("POST", "/user")
+        .bearer(&writer)
+        .json(&json!({ "email": "kid@example.com", "password": PASSWORD, "permissions": ["read:profile"] }))
+        .send()
+        .await;
+    assert_eq!(within.status, 201, "{}", within.text());
+    // A standalone token signs out only with logout-all.
+    let sign_out = server
+        .request("DELETE", "/auth/sign-out")
+        .bearer(&narrow)
+        .send()
+        .await;
+    assert_eq!(sign_out.assert_error(400)["context"]["field"], "logout-all");
+    assert_alive(&server, &session).await;
+}
+
+#[tokio::test]
+async fn standalone_api_tokens_survive_session_ends_but_not_logout_all_password_changes_or_deletion()
+ {
+    let server = TestServer::start().await;
+    let user = server.add_user("keeper@example.com", Role::User, Status::Active);
+    let session = server.sign_in("keeper@example.com").await;
+    let standalone = standalone_token(
+        &server,
+        user.id,
+        &[Permission::ReadProfile, Permission::WriteUser],
+    );
+    let end_all = server
+        .request("DELETE", "/auth/session")
+        .bearer(&session.signed_token)
+        .send()
+        .await;
+    assert_eq!(end_all.status, 204);
+    assert_ended(&server, &session).await;
+    assert_eq!(
+        status_with(&server, &standalone).await,
+        200,
+        "sessions' end took a standalone token"
+    );
+
+    let session = server.sign_in("keeper@example.com").await;
+    let plain_change = server
+        .request("PUT", "/auth/current/password")
+        .bearer(&session.signed_token)
+        .form(&[
+            ("old-password", PASSWORD),
+            ("new-password", "second password here"),
+        ])
+        .send()
+        .await;
+    assert_eq!(plain_change.status, 204);
+    assert_eq!(status_with(&server, &standalone).await, 200);
+    let logout_all_change = server
+        .request("PUT", "/auth/current/password")
+        .query("logout-all=true")
+        .bearer(&session.signed_token)
+        .form(&[
+            ("old-password", "second password here"),
+            ("new-password", "third password here"),
+        ])
+        .send()
+        .await;
+    assert_eq!(logout_all_change.status, 204);
+    assert_eq!(status_with(&server, &standalone).await, 401);
+    assert_alive(&server, &session).await;
+
+    let second = standalone_token(&server, user.id, &[Permission::WriteUser]);
+    assert_eq!(status_with(&server, &second).await, 200);
+    let deleted = server
+        .request("DELETE", "/user/current")
+        .bearer(&second)
+        .send()
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(status_with(&server, &second).await, 401);
+    assert_ended(&server, &session).await;
 }
