@@ -8,9 +8,10 @@ use crate::model::{
 };
 use crate::store::record::{UserRecord, decode, encode};
 use crate::store::{
-    EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, Store, StoreError, TOKENHASH_APITOKEN,
-    USERID_SESSIONID, USERID_TOKENHASH, USERID_USER, delete_api_token, delete_session,
-    read_session, read_user, session_ids_of_user,
+    EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, SESSIONID_SESSION, Store, StoreError,
+    TOKENHASH_APITOKEN, USERID_SESSIONID, USERID_TOKENHASH, USERID_USER, delete_api_token,
+    delete_session, read_session, read_user, session_ids_of_user, session_in, set_password_hash,
+    user_in,
 };
 
 /// Which sessions a password change ends.
@@ -56,7 +57,9 @@ impl Store {
     /// Ends one session of this user; `false` when it is not there (or not theirs).
     pub fn end_session_of_user(&self, user_id: UserId, id: SessionId) -> Result<bool, StoreError> {
         let transaction = self.begin_write()?;
-        let ended = match read_session_in_write(&transaction, id)? {
+        // Bound first, so the sessions table closes before `delete_session` reopens it.
+        let session = session_in(&transaction.open_table(SESSIONID_SESSION)?, id)?;
+        let ended = match session {
             Some(session) if session.user_id == user_id => delete_session(&transaction, id)?,
             _ => false,
         };
@@ -85,17 +88,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let transaction = self.begin_write()?;
-        {
-            let mut users = transaction.open_table(USERID_USER)?;
-            let bytes = users.get(user_id)?.map(|guard| guard.value().to_vec());
-            let Some(bytes) = bytes else {
-                return Ok(());
-            };
-            let mut record: UserRecord = decode(&bytes, "user")?;
-            record.password_hash = Some(hash.0.clone());
-            record.updated = now;
-            users.insert(user_id, encode(&record).as_slice())?;
-        }
+        set_password_hash(&transaction, user_id, hash, Some(now))?;
         let keep = match sessions_to_end {
             SessionsToEnd::None => None,
             SessionsToEnd::All => Some(None),
@@ -139,7 +132,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         let transaction = self.begin_write()?;
         let updated = {
-            let Some(mut user) = read_user_in_write(&transaction, id)? else {
+            let Some(mut user) = user_in(&transaction.open_table(USERID_USER)?, id)? else {
                 return Ok(None);
             };
             let was_active_root = is_active_root(&user);
@@ -160,7 +153,7 @@ impl Store {
     /// transaction. Refuses to delete the last active root.
     pub fn delete_user_tree(&self, id: UserId) -> Result<bool, StoreError> {
         let transaction = self.begin_write()?;
-        let Some(user) = read_user_in_write(&transaction, id)? else {
+        let Some(user) = user_in(&transaction.open_table(USERID_USER)?, id)? else {
             return Ok(false);
         };
         if is_active_root(&user) && count_active_roots(&transaction)? <= 1 {
@@ -175,7 +168,7 @@ impl Store {
             }
             drop(children);
             for child_id in child_ids {
-                if let Some(child) = read_user_in_write(&transaction, child_id)? {
+                if let Some(child) = user_in(&transaction.open_table(USERID_USER)?, child_id)? {
                     doomed.push(child);
                 }
             }
@@ -263,30 +256,6 @@ fn count_active_roots(transaction: &WriteTransaction) -> Result<usize, StoreErro
         }
     }
     Ok(count)
-}
-
-fn read_user_in_write(
-    transaction: &WriteTransaction,
-    id: UserId,
-) -> Result<Option<User>, StoreError> {
-    let users = transaction.open_table(USERID_USER)?;
-    let Some(bytes) = users.get(id)? else {
-        return Ok(None);
-    };
-    let record: UserRecord = decode(bytes.value(), "user")?;
-    Ok(Some(record.into_user(id)?))
-}
-
-fn read_session_in_write(
-    transaction: &WriteTransaction,
-    id: SessionId,
-) -> Result<Option<Session>, StoreError> {
-    let sessions = transaction.open_table(crate::store::SESSIONID_SESSION)?;
-    let Some(bytes) = sessions.get(id.0)? else {
-        return Ok(None);
-    };
-    let record: crate::store::record::SessionRecord = decode(bytes.value(), "session")?;
-    Ok(Some(record.into_session(id)?))
 }
 
 /// Deletes every API token of the user that is not bound to a session.

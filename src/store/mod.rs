@@ -342,13 +342,8 @@ impl Store {
                 insert_api_token(&transaction, api_token)?;
             }
             if let Some(hash) = &sign_in.replacement_password_hash {
-                let mut users = transaction.open_table(USERID_USER)?;
-                let record_bytes = users.get(user_id)?.map(|guard| guard.value().to_vec());
-                if let Some(bytes) = record_bytes {
-                    let mut record: UserRecord = decode(&bytes, "user")?;
-                    record.password_hash = Some(hash.0.clone());
-                    users.insert(user_id, encode(&record).as_slice())?;
-                }
+                // A re-hash of the same password is not a profile change: `updated` stays.
+                set_password_hash(&transaction, user_id, hash, None)?;
             }
         }
         transaction.commit()?;
@@ -402,13 +397,51 @@ impl Store {
     }
 }
 
-fn read_user(transaction: &ReadTransaction, id: UserId) -> Result<Option<User>, StoreError> {
-    let users = transaction.open_table(USERID_USER)?;
+/// A user from the users table of either kind of transaction.
+fn user_in(
+    users: &impl ReadableTable<u64, &'static [u8]>,
+    id: UserId,
+) -> Result<Option<User>, StoreError> {
     let Some(bytes) = users.get(id)? else {
         return Ok(None);
     };
     let record: UserRecord = decode(bytes.value(), "user")?;
     Ok(Some(record.into_user(id)?))
+}
+
+/// A session from the sessions table of either kind of transaction.
+fn session_in(
+    sessions: &impl ReadableTable<u128, &'static [u8]>,
+    id: SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let Some(bytes) = sessions.get(id.0)? else {
+        return Ok(None);
+    };
+    let record: SessionRecord = decode(bytes.value(), "session")?;
+    Ok(Some(record.into_session(id)?))
+}
+
+fn read_user(transaction: &ReadTransaction, id: UserId) -> Result<Option<User>, StoreError> {
+    user_in(&transaction.open_table(USERID_USER)?, id)
+}
+
+/// Sets a user's password hash inside a write transaction; a missing user is left alone.
+fn set_password_hash(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+    hash: &PasswordHashString,
+    now: Option<UnixSeconds>,
+) -> Result<(), StoreError> {
+    let mut users = transaction.open_table(USERID_USER)?;
+    let Some(mut user) = user_in(&users, user_id)? else {
+        return Ok(());
+    };
+    user.password_hash = Some(hash.clone());
+    if let Some(now) = now {
+        user.updated = now;
+    }
+    users.insert(user_id, encode(&UserRecord::from_user(&user)).as_slice())?;
+    Ok(())
 }
 
 fn read_user_and_parent(
@@ -432,12 +465,7 @@ fn read_session(
     transaction: &ReadTransaction,
     id: SessionId,
 ) -> Result<Option<Session>, StoreError> {
-    let sessions = transaction.open_table(SESSIONID_SESSION)?;
-    let Some(bytes) = sessions.get(id.0)? else {
-        return Ok(None);
-    };
-    let record: SessionRecord = decode(bytes.value(), "session")?;
-    Ok(Some(record.into_session(id)?))
+    session_in(&transaction.open_table(SESSIONID_SESSION)?, id)
 }
 
 fn insert_session(transaction: &WriteTransaction, session: &Session) -> Result<(), StoreError> {
