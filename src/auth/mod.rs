@@ -104,10 +104,7 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
     let Some(user) = user.filter(|_| verification.matches) else {
         return Err(AuthError::InvalidCredentials);
     };
-    let parent = match user.parent_id {
-        Some(parent_id) => app.store.user_by_id(parent_id)?,
-        None => None,
-    };
+    let parent = account::parent_of(app, &user)?;
     check_may_sign_in(app, &user, parent.as_ref())?;
     let replacement_password_hash = if verification.needs_rehash {
         Some(app.hashers.hash(request.password).await?)

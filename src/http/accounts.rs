@@ -2,7 +2,7 @@
 //! encode.
 
 use hyper::StatusCode;
-use hyper::header::{HeaderValue, SET_COOKIE};
+use hyper::header::SET_COOKIE;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Identity;
@@ -13,21 +13,12 @@ use crate::http::dto::{
 };
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
-use crate::http::handlers::checked_return_url;
+use crate::http::handlers::{checked_return_url, session_cookie};
 use crate::http::{Api, Request, Response, empty_response, json_response};
 use crate::model::{Permission, PermissionSet, SessionId, Status, UserId};
 
 const DEFAULT_PAGE_LIMIT: u64 = 10;
 const MAX_PAGE_LIMIT: u64 = 100;
-
-/// The header that removes the `jwt` cookie (with the attributes that set it).
-fn cleared_cookie(api: &Api) -> HeaderValue {
-    if api.app.config.public_origin().is_https() {
-        HeaderValue::from_static("jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")
-    } else {
-        HeaderValue::from_static("jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
-    }
-}
 
 pub fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
     let sessions = account::list_sessions(&api.app, &identity)?;
@@ -79,7 +70,7 @@ pub async fn sign_out(
     );
     response
         .headers_mut()
-        .append(SET_COOKIE, cleared_cookie(api));
+        .append(SET_COOKIE, session_cookie(api, "", 0));
     Ok(response)
 }
 
@@ -202,8 +193,7 @@ pub async fn update_user(
     target_id: UserId,
 ) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
-    if fields.string_list("restrictions").is_err() || fields.string_list("restrictions")?.is_some()
-    {
+    if !matches!(fields.string_list("restrictions"), Ok(None)) {
         return Err(ApiError::invalid_field(
             "restrictions",
             "cannot be set on a user",
@@ -241,7 +231,7 @@ pub async fn delete_current_user(api: &Api, identity: Identity) -> Result<Respon
     let mut response = empty_response(StatusCode::NO_CONTENT);
     response
         .headers_mut()
-        .append(SET_COOKIE, cleared_cookie(api));
+        .append(SET_COOKIE, session_cookie(api, "", 0));
     Ok(response)
 }
 

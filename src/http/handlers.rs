@@ -85,8 +85,8 @@ pub fn checked_return_url(
 }
 
 /// The `jwt` cookie: HttpOnly, SameSite=Lax, Secure when the public URL is https.
-fn session_cookie(api: &Api, token: &str, max_age_seconds: i64) -> HeaderValue {
-    let secure = if api.app.config.public_origin().is_https() {
+pub fn session_cookie(api: &Api, token: &str, max_age_seconds: i64) -> HeaderValue {
+    let secure = if api.public_origin.is_https() {
         "; Secure"
     } else {
         ""

@@ -179,7 +179,7 @@ impl PathParameters {
 pub struct Api {
     pub app: Arc<App>,
     router: matchit::Router<Route>,
-    public_origin: Origin,
+    pub public_origin: Origin,
 }
 
 impl Api {
@@ -252,12 +252,14 @@ impl Request {
 pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    let cors_origins = &api.app.config.http.cors_origins;
     let origin = request
         .headers()
         .get(header::ORIGIN)
+        .filter(|_| !cors_origins.is_empty())
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<Origin>().ok())
-        .filter(|origin| api.app.config.http.cors_origins.contains(origin));
+        .filter(|origin| cors_origins.contains(origin));
     let matched = api
         .router
         .at(request.uri().path())
