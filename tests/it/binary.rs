@@ -336,31 +336,17 @@ async fn admin_commands_suspend_activate_demote_and_revoke_but_keep_the_last_roo
         .filter_map(|line| line.split('\t').next())
         .collect();
     assert_eq!(ids.len(), 2, "{sessions}");
-    let (ok, text) = admin(
-        path,
-        &[
-            "session",
-            "revoke",
-            "--email",
-            "user@example.com",
-            "--id",
-            ids[0],
-        ],
-        "",
-    );
+    let revoke_first = [
+        "session",
+        "revoke",
+        "--email",
+        "user@example.com",
+        "--id",
+        ids[0],
+    ];
+    let (ok, text) = admin(path, &revoke_first, "");
     assert!(ok, "{text}");
-    let (ok, _) = admin(
-        path,
-        &[
-            "session",
-            "revoke",
-            "--email",
-            "user@example.com",
-            "--id",
-            ids[0],
-        ],
-        "",
-    );
+    let (ok, _) = admin(path, &revoke_first, "");
     assert!(!ok, "a session cannot end twice");
 
     let mut server = start_server(path);

@@ -115,3 +115,65 @@ async fn unknown_paths_and_wrong_methods_are_404_and_405() {
     assert_eq!(health.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(health.header("referrer-policy"), Some("no-referrer"));
 }
+
+#[tokio::test]
+async fn cors_answers_listed_origins_only() {
+    let server = TestServer::start_with(|config| {
+        config.http.cors_origins = vec!["https://app.example.com".parse().unwrap()];
+    })
+    .await;
+    let preflight = server
+        .request("OPTIONS", "/auth/sign-in")
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("POST")
+    );
+    assert_eq!(preflight.header("vary"), Some("Origin"));
+    let listed = server
+        .request("GET", "/health")
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await;
+    assert_eq!(
+        listed.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+
+    let unlisted = server
+        .request("OPTIONS", "/auth/sign-in")
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await;
+    unlisted.assert_error(405);
+    assert!(unlisted.header("access-control-allow-origin").is_none());
+    let unlisted_get = server
+        .request("GET", "/health")
+        .header("Origin", "https://evil.example")
+        .send()
+        .await;
+    assert!(unlisted_get.header("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn health_answers_503_while_draining() {
+    let server = TestServer::start().await;
+    assert_eq!(server.request("GET", "/health").send().await.status, 200);
+    server.app.start_draining();
+    let draining = server.request("GET", "/health").send().await;
+    draining.assert_error(503);
+    assert_eq!(draining.header("retry-after"), Some("1"));
+}

@@ -118,6 +118,15 @@ impl TestServer {
         request_to(self.address, method, path)
     }
 
+    /// `GET /user/current` with a bearer credential: how a resource server checks one.
+    pub async fn current_user_status(&self, credential: &str) -> u16 {
+        self.request("GET", "/user/current")
+            .bearer(credential)
+            .send()
+            .await
+            .status
+    }
+
     /// Signs in by JSON and returns the whole answer.
     pub async fn sign_in(&self, email: &str) -> SignedIn {
         let response = self
@@ -125,15 +134,7 @@ impl TestServer {
             .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
             .send()
             .await;
-        assert_eq!(response.status, 200, "{}", response.text());
-        SignedIn {
-            signed_token: response.json["jwt-token"]["token"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            api_token: response.json["api-token"].as_str().unwrap().to_owned(),
-            user_id: response.json["user-id"].as_u64().unwrap(),
-        }
+        SignedIn::from_response(&response)
     }
 }
 
