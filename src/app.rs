@@ -66,6 +66,62 @@ impl App {
         }
     }
 
+    /// Re-reads the signing keys from the store and swaps the ring in.
+    pub fn reload_key_ring(&self) -> Result<(), StartError> {
+        let key_ring = Arc::new(KeyRing::from_stored(&self.store.signing_keys()?)?);
+        match self.key_ring.write() {
+            Ok(mut guard) => *guard = key_ring,
+            Err(poisoned) => *poisoned.into_inner() = key_ring,
+        }
+        Ok(())
+    }
+
+    /// Makes a new active key (the old one retires but keeps verifying) and returns its id.
+    pub fn rotate_signing_key(&self) -> Result<String, StartError> {
+        let key = generate_signing_key(now_unix_seconds())?;
+        self.store.insert_active_signing_key(&key)?;
+        self.reload_key_ring()?;
+        Ok(key.key_id)
+    }
+
+    /// Drops retired keys that can no longer have a live token (retired longer ago than the
+    /// longest token lifetime), and rotates when `[keys] rotate_every` says it is time.
+    /// Returns the ids dropped.
+    pub fn maintain_signing_keys(&self) -> Result<Vec<String>, StartError> {
+        let now = now_unix_seconds();
+        let longest_lifetime = self
+            .config
+            .session
+            .long_term_seconds
+            .max(self.config.session.short_term_seconds);
+        let longest_lifetime = i64::try_from(longest_lifetime).unwrap_or(i64::MAX);
+        let mut dropped = Vec::new();
+        let stored = self.store.signing_keys()?;
+        for key in &stored {
+            if let Some(retired_at) = key.retired_at
+                && !key.active
+                && retired_at.saturating_add(longest_lifetime) < now
+            {
+                self.store.delete_signing_key(&key.key_id)?;
+                dropped.push(key.key_id.clone());
+            }
+        }
+        let rotate_every = i64::try_from(self.config.keys.rotate_every).unwrap_or(i64::MAX);
+        let newest_active = stored
+            .iter()
+            .filter(|key| key.active)
+            .map(|key| key.created)
+            .max();
+        if rotate_every > 0
+            && newest_active.is_some_and(|created| created.saturating_add(rotate_every) <= now)
+        {
+            self.rotate_signing_key()?;
+        } else if !dropped.is_empty() {
+            self.reload_key_ring()?;
+        }
+        Ok(dropped)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }

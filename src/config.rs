@@ -22,7 +22,15 @@ pub struct Config {
     pub password: PasswordConfig,
     pub session: SessionConfig,
     pub auth: AuthConfig,
+    pub keys: KeysConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Seconds between automatic signing-key rotations; 0 (the default) turns it off.
+    pub rotate_every: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -2,12 +2,15 @@
 //! writes run off the async runtime through `store_write`, password work on the hasher pool.
 
 pub mod account;
+pub mod api_tokens;
 pub mod client;
 pub mod email;
 pub mod error;
 pub mod password;
 pub mod return_url;
 pub mod token;
+
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -371,15 +374,30 @@ fn check_credential_holder(app: &App, user: &User, parent: Option<&User>) -> Res
 /// write lock behind a purge.
 pub const PURGE_BATCH_ROWS: usize = 1_000;
 
-/// Deletes expired sessions now and then, in small transactions, until the process ends.
+/// Now and then, until the process ends: deletes expired sessions and API tokens expired
+/// more than 30 days ago, in small transactions, and drops signing keys that can no longer
+/// have a live token (rotating them when `[keys] rotate_every` says so).
 pub async fn purge_expired_sessions_forever(app: std::sync::Arc<App>) {
     let interval = std::time::Duration::from_secs(app.config.session.purge_interval_seconds);
     loop {
         tokio::time::sleep(interval).await;
+        let maintained = Arc::clone(&app);
+        match tokio::task::spawn_blocking(move || maintained.maintain_signing_keys()).await {
+            Ok(Ok(dropped)) if !dropped.is_empty() => {
+                tracing::info!(?dropped, "dropped retired signing keys")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "signing-key maintenance failed"),
+            _ => {}
+        }
         loop {
             let now = now_unix_seconds();
             let purged = store_write(&app.store, move |store| {
-                store.purge_expired_sessions(now, PURGE_BATCH_ROWS)
+                let sessions = store.purge_expired_sessions(now, PURGE_BATCH_ROWS)?;
+                let tokens = store.purge_api_tokens_expired_before(
+                    now - api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS,
+                    PURGE_BATCH_ROWS,
+                )?;
+                Ok(sessions.max(tokens))
             })
             .await;
             match purged {

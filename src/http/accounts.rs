@@ -131,7 +131,10 @@ pub async fn change_user_password(
 }
 
 /// A list of permission names; an unknown name is a 400 naming the field.
-fn permission_set(fields: &Fields, field: &'static str) -> Result<Option<PermissionSet>, ApiError> {
+pub fn permission_set(
+    fields: &Fields,
+    field: &'static str,
+) -> Result<Option<PermissionSet>, ApiError> {
     let Some(names) = fields.string_list(field)? else {
         return Ok(None);
     };

@@ -212,3 +212,44 @@ pub struct PublicKeyEntry {
 pub struct PublicKeyList {
     pub keys: Vec<PublicKeyEntry>,
 }
+
+/// `AuthApiToken`: the full token only in the answer that creates it, else masked.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ApiTokenEntry {
+    pub created: String,
+    pub expired: bool,
+    pub expires_at: Option<String>,
+    pub permissions: BTreeMap<&'static str, PermissionEntry>,
+    pub restrictions: BTreeMap<&'static str, PermissionEntry>,
+    pub token: String,
+    pub updated: String,
+}
+
+impl ApiTokenEntry {
+    /// `full_token` is given once, at creation; otherwise the token shows as its prefix + `…`.
+    pub fn from_api_token(
+        api_token: &crate::model::ApiToken,
+        full_token: Option<String>,
+    ) -> ApiTokenEntry {
+        ApiTokenEntry {
+            created: format_rfc3339(api_token.created),
+            expired: crate::auth::api_tokens::is_expired(
+                api_token,
+                crate::model::now_unix_seconds(),
+            ),
+            expires_at: api_token.expires_at.map(format_rfc3339),
+            permissions: permission_map(api_token.permissions),
+            restrictions: permission_map(api_token.restrictions),
+            token: full_token.unwrap_or_else(|| format!("{}…", api_token.prefix)),
+            updated: format_rfc3339(api_token.updated),
+        }
+    }
+}
+
+/// `AuthGetApiTokenListResponse`.
+#[derive(Serialize)]
+pub struct ApiTokenList {
+    #[serde(rename = "api-tokens")]
+    pub api_tokens: Vec<ApiTokenEntry>,
+}

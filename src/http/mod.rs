@@ -9,6 +9,7 @@ mod dto;
 pub mod error;
 pub mod fields;
 mod handlers;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,12 +45,15 @@ pub enum Route {
     Users,
     CurrentUser,
     UserById,
+    ApiTokens,
+    ApiToken,
+    Mint,
     Keys,
     Health,
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 14] = [
         Route::SignIn,
         Route::SignOut,
         Route::Sessions,
@@ -59,6 +63,9 @@ impl Route {
         Route::Users,
         Route::CurrentUser,
         Route::UserById,
+        Route::ApiTokens,
+        Route::ApiToken,
+        Route::Mint,
         Route::Keys,
         Route::Health,
     ];
@@ -75,6 +82,9 @@ impl Route {
             Route::Users => "/user",
             Route::CurrentUser => "/user/current",
             Route::UserById => "/user/{user-id}",
+            Route::ApiTokens => "/auth/api-token",
+            Route::ApiToken => "/auth/api-token/{token}",
+            Route::Mint => "/auth/jwt",
             Route::Keys => "/auth/keys",
             Route::Health => "/health",
         }
@@ -83,7 +93,9 @@ impl Route {
     /// The methods the route answers (for 405's `Allow` and CORS preflight).
     pub fn methods(self) -> &'static str {
         match self {
-            Route::SignIn => "POST",
+            Route::SignIn | Route::Mint => "POST",
+            Route::ApiTokens => "GET, POST",
+            Route::ApiToken => "GET, PUT, DELETE",
             Route::SignOut => "DELETE",
             Route::Sessions | Route::Session => "GET, DELETE",
             Route::CurrentPassword | Route::UserPassword => "PUT",
@@ -114,7 +126,7 @@ pub enum Access {
 
 /// The route rules, all in one table (API.md section 6), checked before any handler runs.
 pub fn access_rule(route: Route, method: &Method) -> Access {
-    use Permission::{ReadSubUser, WriteSubUser, WriteUser};
+    use Permission::{ReadSubUser, ReadUser, WriteSubUser, WriteUser};
     match (route, method) {
         (Route::SignIn | Route::Keys | Route::Health, _) => Access::Public,
         (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
@@ -124,6 +136,8 @@ pub fn access_rule(route: Route, method: &Method) -> Access {
         (Route::Sessions | Route::Session | Route::SignOut | Route::CurrentUser, _) => {
             Access::Authenticated
         }
+        (Route::ApiTokens | Route::ApiToken, &Method::GET) => Access::Permission(ReadUser),
+        (Route::ApiTokens | Route::ApiToken | Route::Mint, _) => Access::Permission(WriteUser),
         (Route::Users, &Method::GET) => Access::Permission(ReadSubUser),
         (Route::UserById, &Method::GET) => Access::SelfOrPermission(ReadSubUser),
         (Route::Users | Route::UserById | Route::UserPassword, _) => {
@@ -133,10 +147,23 @@ pub fn access_rule(route: Route, method: &Method) -> Access {
 }
 
 /// Path parameters, parsed strictly from the raw text (API.md section 2).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Default)]
 pub struct PathParameters {
     pub user_id: Option<crate::model::UserId>,
     pub session_id: Option<crate::model::SessionId>,
+    /// An API token: its 64 characters, or its first 8.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for PathParameters {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PathParameters")
+            .field("user_id", &self.user_id)
+            .field("session_id", &self.session_id)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl PathParameters {
@@ -152,6 +179,15 @@ impl PathParameters {
                     let id = valid.then(|| value.parse::<u64>().ok()).flatten();
                     parameters.user_id = Some(id.ok_or(ApiError::InvalidPathParameter("user-id"))?);
                 }
+                "token" => {
+                    let lowercase_hex = value
+                        .bytes()
+                        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+                    if !lowercase_hex || !(value.len() == 8 || value.len() == 64) {
+                        return Err(ApiError::InvalidPathParameter("token"));
+                    }
+                    parameters.token = Some(value.clone());
+                }
                 "session-id" => {
                     let id = crate::model::SessionId::parse_canonical(value);
                     parameters.session_id =
@@ -166,6 +202,13 @@ impl PathParameters {
     pub fn user_id(&self) -> Result<crate::model::UserId, ApiError> {
         self.user_id
             .ok_or(ApiError::InvalidPathParameter("user-id"))
+    }
+
+    /// The `{token}` text (kept out of `Debug` and logs).
+    pub fn token(&self) -> Result<&str, ApiError> {
+        self.token
+            .as_deref()
+            .ok_or(ApiError::InvalidPathParameter("token"))
     }
 
     pub fn session_id(&self) -> Result<crate::model::SessionId, ApiError> {
@@ -365,6 +408,20 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
         (Route::UserById, &Method::PUT) => {
             accounts::update_user(api, request, required(identity)?, path.user_id()?).await
         }
+        (Route::ApiTokens, &Method::GET) => tokens::list(api, request, required(identity)?),
+        (Route::ApiTokens, &Method::POST) => {
+            tokens::create(api, request, required(identity)?).await
+        }
+        (Route::ApiToken, &Method::GET) => {
+            tokens::get(api, request, required(identity)?, path.token()?)
+        }
+        (Route::ApiToken, &Method::PUT) => {
+            tokens::update(api, request, required(identity)?, path.token()?).await
+        }
+        (Route::ApiToken, &Method::DELETE) => {
+            tokens::delete(api, required(identity)?, path.token()?).await
+        }
+        (Route::Mint, &Method::POST) => tokens::mint(api, request, required(identity)?).await,
         (Route::Keys, &Method::GET) => handlers::public_keys(api, request),
         (Route::Health, &Method::GET) => handlers::health(api),
         _ => Err(ApiError::MethodNotAllowed(route.methods())),

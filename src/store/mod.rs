@@ -3,6 +3,7 @@
 //! `Durability::Immediate`, with quick repair) before it returns.
 
 mod accounts;
+mod api_tokens;
 mod error;
 mod record;
 
@@ -37,6 +38,9 @@ const TOKENHASH_APITOKEN: TableDefinition<&[u8; 32], &[u8]> =
 const USERID_TOKENHASH: TableDefinition<(u64, &[u8; 32]), ()> =
     TableDefinition::new("userid_tokenhash");
 const KEYID_SIGNINGKEY: TableDefinition<&str, &[u8]> = TableDefinition::new("keyid_signingkey");
+/// Standalone API tokens by expiry, for the purge of those expired more than 30 days ago.
+const EXPIRE_TOKENHASH: TableDefinition<(i64, &[u8; 32]), ()> =
+    TableDefinition::new("expire_tokenhash");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NEXT_USER_ID: &str = "next_user_id";
@@ -170,6 +174,7 @@ impl Store {
             transaction.open_table(TOKENHASH_APITOKEN)?;
             transaction.open_table(USERID_TOKENHASH)?;
             transaction.open_table(KEYID_SIGNINGKEY)?;
+            transaction.open_table(EXPIRE_TOKENHASH)?;
         }
         transaction.commit()?;
         Ok(())
@@ -492,6 +497,10 @@ fn insert_api_token(
     )?;
     let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
     by_user.insert((api_token.user_id, &api_token.hash), ())?;
+    if let (None, Some(expires_at)) = (api_token.session_id, api_token.expires_at) {
+        let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
+        by_expiry.insert((expires_at, &api_token.hash), ())?;
+    }
     Ok(())
 }
 
@@ -500,10 +509,20 @@ fn delete_api_token(
     user_id: UserId,
     hash: &[u8; 32],
 ) -> Result<(), StoreError> {
-    let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
-    tokens.remove(hash)?;
+    let expires_at = {
+        let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let removed = tokens.remove(hash)?;
+        match removed {
+            Some(bytes) => decode::<ApiTokenRecord>(bytes.value(), "api token")?.expires_at,
+            None => None,
+        }
+    };
     let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
     by_user.remove((user_id, hash))?;
+    if let Some(expires_at) = expires_at {
+        let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
+        by_expiry.remove((expires_at, hash))?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,260 @@
+//! Standalone API tokens and minted tokens: what a credential may create or change never
+//! exceeds its own effective set (API.md sections 4 and 6).
+
+use crate::app::App;
+use crate::auth::account::check_within;
+use crate::auth::{
+    AuthError, ClientInfo, Identity, api_token_hash, generate_api_token, new_session,
+    sign_session_token, store_write,
+};
+use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds, now_unix_seconds};
+use crate::store::NewSignIn;
+
+/// Claims a caller may not set on a minted token.
+pub const RESERVED_CLAIMS: [&str; 9] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "sid",
+    "permissions",
+];
+/// The largest claims object a minted token may carry, serialized.
+pub const MAX_CLAIMS_BYTES: usize = 4096;
+/// Expired tokens stay listable this long, then the purge removes them.
+pub const EXPIRED_TOKEN_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
+/// The longest `ttl` accepted: 100 years is "practically never" without overflow.
+const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+/// `ttl` seconds from now; 0 means never.
+fn expiry_from_ttl(now: UnixSeconds, ttl: u64) -> Result<Option<UnixSeconds>, AuthError> {
+    if ttl == 0 {
+        return Ok(None);
+    }
+    if ttl > MAX_TTL_SECONDS {
+        return Err(AuthError::InvalidField {
+            field: "ttl",
+            message: "must be at most 100 years in seconds",
+        });
+    }
+    Ok(Some(now + i64::try_from(ttl).unwrap_or(i64::MAX)))
+}
+
+pub fn is_expired(api_token: &ApiToken, now: UnixSeconds) -> bool {
+    api_token
+        .expires_at
+        .is_some_and(|expires_at| expires_at <= now)
+}
+
+/// What `POST /auth/api-token` asks for.
+#[derive(Debug, Default)]
+pub struct NewApiToken {
+    /// Absent: the creating credential's effective set.
+    pub permissions: Option<PermissionSet>,
+    pub restrictions: Option<PermissionSet>,
+    pub ttl: u64,
+}
+
+/// Creates a standalone token; returns it with its full text, which is never shown again.
+pub async fn create_api_token(
+    app: &App,
+    identity: &Identity,
+    request: NewApiToken,
+) -> Result<(ApiToken, String), AuthError> {
+    let permissions = request
+        .permissions
+        .unwrap_or(identity.effective_permissions);
+    check_within(permissions, identity.effective_permissions)?;
+    let now = now_unix_seconds();
+    let token = generate_api_token()?;
+    let api_token = ApiToken {
+        hash: api_token_hash(&token),
+        prefix: token[..8].to_owned(),
+        user_id: identity.user.id,
+        session_id: None,
+        permissions,
+        restrictions: request.restrictions.unwrap_or_default(),
+        created: now,
+        updated: now,
+        expires_at: expiry_from_ttl(now, request.ttl)?,
+    };
+    let stored = api_token.clone();
+    store_write(&app.store, move |store| store.insert_api_token(&stored)).await?;
+    Ok((api_token, token))
+}
+
+/// The caller's standalone tokens; expired ones only when asked for.
+pub fn list_api_tokens(
+    app: &App,
+    identity: &Identity,
+    include_expired: bool,
+) -> Result<Vec<ApiToken>, AuthError> {
+    let now = now_unix_seconds();
+    Ok(app
+        .store
+        .standalone_api_tokens_of_user(identity.user.id)?
+        .into_iter()
+        .filter(|api_token| include_expired || !is_expired(api_token, now))
+        .collect())
+}
+
+/// One of the caller's tokens by its full text or its first 8 characters. A prefix that
+/// matches two tokens is a conflict, never a guess.
+pub fn find_api_token(
+    app: &App,
+    identity: &Identity,
+    key: &str,
+    include_expired: bool,
+) -> Result<ApiToken, AuthError> {
+    let candidates = list_api_tokens(app, identity, include_expired)?;
+    if key.len() == 64 {
+        let hash = api_token_hash(key);
+        return candidates
+            .into_iter()
+            .find(|api_token| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &api_token.hash[..],
+                    &hash[..],
+                ))
+            })
+            .ok_or(AuthError::NotFound);
+    }
+    let mut matches = candidates
+        .into_iter()
+        .filter(|api_token| api_token.prefix == key);
+    let found = matches.next().ok_or(AuthError::NotFound)?;
+    if matches.next().is_some() {
+        return Err(AuthError::Conflict(
+            "the prefix matches more than one token; use the full token",
+        ));
+    }
+    Ok(found)
+}
+
+/// What `PUT /auth/api-token/{token}` asks for.
+#[derive(Debug, Default)]
+pub struct ApiTokenChange {
+    /// Restarts the lifetime from now (0: never expires).
+    pub ttl: Option<u64>,
+    pub permissions: Option<PermissionSet>,
+    /// Replace the set with `permissions` instead of adding to it.
+    pub reset_permissions: bool,
+    pub restrictions: Option<PermissionSet>,
+}
+
+pub async fn update_api_token(
+    app: &App,
+    identity: &Identity,
+    key: &str,
+    change: ApiTokenChange,
+) -> Result<ApiToken, AuthError> {
+    let mut api_token = find_api_token(app, identity, key, true)?;
+    let now = now_unix_seconds();
+    if let Some(permissions) = change.permissions {
+        check_within(permissions, identity.effective_permissions)?;
+        api_token.permissions = if change.reset_permissions {
+            permissions
+        } else {
+            api_token.permissions.union(permissions)
+        };
+    } else if change.reset_permissions {
+        api_token.permissions = PermissionSet::empty();
+    }
+    if let Some(restrictions) = change.restrictions {
+        api_token.restrictions = restrictions;
+    }
+    if let Some(ttl) = change.ttl {
+        api_token.expires_at = expiry_from_ttl(now, ttl)?;
+    }
+    api_token.updated = now;
+    let stored = api_token.clone();
+    store_write(&app.store, move |store| store.replace_api_token(&stored)).await?;
+    Ok(api_token)
+}
+
+pub async fn delete_api_token(app: &App, identity: &Identity, key: &str) -> Result<(), AuthError> {
+    let api_token = find_api_token(app, identity, key, true)?;
+    let user_id = identity.user.id;
+    let deleted = store_write(&app.store, move |store| {
+        store.delete_api_token_of_user(user_id, &api_token.hash)
+    })
+    .await?;
+    if deleted {
+        Ok(())
+    } else {
+        Err(AuthError::NotFound)
+    }
+}
+
+/// What `POST /auth/jwt` asks for.
+#[derive(Debug, Default)]
+pub struct MintRequest {
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub long_term_token: bool,
+    /// Absent: the minting credential's effective set.
+    pub permissions: Option<PermissionSet>,
+}
+
+/// Mints a signed token as a new session (listed and ended like any other) whose set is
+/// the granted one, never more than the minting credential holds.
+pub async fn mint_token(
+    app: &App,
+    identity: &Identity,
+    request: MintRequest,
+    client: &ClientInfo,
+) -> Result<(Session, String), AuthError> {
+    if RESERVED_CLAIMS
+        .iter()
+        .any(|name| request.claims.contains_key(*name))
+    {
+        return Err(AuthError::InvalidField {
+            field: "claims",
+            message: "must not set a reserved claim (iss, sub, aud, exp, nbf, iat, jti, sid, permissions)",
+        });
+    }
+    let size = serde_json::to_vec(&request.claims).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_CLAIMS_BYTES {
+        return Err(AuthError::InvalidField {
+            field: "claims",
+            message: "must be at most 4 KiB",
+        });
+    }
+    let permissions = request
+        .permissions
+        .unwrap_or(identity.effective_permissions);
+    check_within(permissions, identity.effective_permissions)?;
+    let now = now_unix_seconds();
+    let lifetime = if request.long_term_token {
+        app.config.session.long_term_seconds
+    } else {
+        app.config.session.short_term_seconds
+    };
+    let expire = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let session = new_session(
+        &identity.user,
+        SessionKind::Minted,
+        now,
+        expire,
+        client,
+        permissions,
+        None,
+    );
+    let token = sign_session_token(
+        app,
+        &identity.user,
+        identity.parent.as_ref(),
+        &session,
+        request.claims,
+    )?;
+    let minted = NewSignIn {
+        session: session.clone(),
+        api_token: None,
+        end_other_sessions: false,
+        replacement_password_hash: None,
+    };
+    store_write(&app.store, move |store| store.record_sign_in(&minted)).await?;
+    Ok((session, token))
+}
