@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::{self, AdminCommand};
 use crate::app::{App, password_cost};
 use crate::auth::PASSWORD_MAX_CHARACTERS;
-use crate::auth::email::EmailAddress;
 use crate::auth::password::{Password, hash_once};
 use crate::config::{Config, FlagOverrides, LogFormat};
 use crate::http::Api;
-use crate::model::{NewUser, Role, SessionId, Status, now_unix_seconds};
-use crate::store::{SessionsToEnd, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +55,23 @@ enum Command {
         #[command(subcommand)]
         command: SessionCommand,
     },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write a consistent copy of the store to FILE (through the server when it runs).
+    Backup { file: PathBuf },
+    /// Replace the store with a backup (the server must be stopped).
+    Restore { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new active signing key; the old one verifies until its tokens expire.
+    Rotate,
+    /// List the signing keys and their statuses.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,47 +175,122 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
             let _ = writeln!(stdout, "configuration ok");
             Ok(())
         }
-        Command::User { command } => match command {
-            UserCommand::Add {
-                email,
-                role,
-                password_stdin,
-            } => add_user(&config, &email, &role, password_stdin),
-            UserCommand::List => list_users(&config),
-            UserCommand::Passwd {
-                email,
-                password_stdin,
-            } => set_password(&config, &email, password_stdin),
-            UserCommand::Suspend { email } => change_user(&config, &email, "suspended", |user| {
-                user.status = Status::Suspended
-            }),
-            UserCommand::Activate { email } => change_user(&config, &email, "activated", |user| {
-                user.status = Status::Active
-            }),
-            UserCommand::Role { email, role } => {
-                let role = Role::from_name(&role)
-                    .filter(|role| *role != Role::Sub)
-                    .ok_or_else(|| {
-                        CommandError::Usage("--role must be root, admin or user".into())
-                    })?;
-                let store = open_store_for_admin(&config)?;
-                if user_by_email(&store, &email)?.role == Role::Sub {
-                    return Err(CommandError::Usage(
-                        "a sub-user's role cannot change; its parent manages it".into(),
-                    ));
+        Command::Restore { file } => restore(&config, &file),
+        Command::User { command } => {
+            let command = match command {
+                UserCommand::Add {
+                    email,
+                    role,
+                    password_stdin,
+                } => AdminCommand::UserAdd {
+                    email,
+                    role,
+                    password_hash: new_password_hash(&config, password_stdin)?,
+                },
+                UserCommand::List => AdminCommand::UserList,
+                UserCommand::Passwd {
+                    email,
+                    password_stdin,
+                } => AdminCommand::UserPasswd {
+                    email,
+                    password_hash: new_password_hash(&config, password_stdin)?,
+                },
+                UserCommand::Suspend { email } => AdminCommand::UserSuspend { email },
+                UserCommand::Activate { email } => AdminCommand::UserActivate { email },
+                UserCommand::Role { email, role } => AdminCommand::UserRole { email, role },
+            };
+            run_admin(&config, command)
+        }
+        Command::Session { command } => run_admin(
+            &config,
+            match command {
+                SessionCommand::List { email } => AdminCommand::SessionList { email },
+                SessionCommand::Revoke { email, id, all } => {
+                    AdminCommand::SessionRevoke { email, id, all }
                 }
-                drop(store);
-                change_user(&config, &email, "given a new role", move |user| {
-                    user.role = role;
-                    user.permissions = role.default_permissions();
-                })
-            }
-        },
-        Command::Session { command } => match command {
-            SessionCommand::List { email } => list_sessions(&config, &email),
-            SessionCommand::Revoke { email, id, all } => revoke_sessions(&config, &email, id, all),
-        },
+            },
+        ),
+        Command::Keys { command } => run_admin(
+            &config,
+            match command {
+                KeysCommand::Rotate => AdminCommand::KeysRotate,
+                KeysCommand::List => AdminCommand::KeysList,
+            },
+        ),
+        Command::Backup { file } => {
+            let path = std::path::absolute(&file)
+                .map_err(|error| CommandError::Usage(format!("{}: {error}", file.display())))?;
+            run_admin(&config, AdminCommand::Backup { path })
+        }
     }
+}
+
+/// Sends an admin command to the running server, or runs it on the store; prints its
+/// output; a refused command is exit code 1.
+fn run_admin(config: &Config, command: AdminCommand) -> Result<(), CommandError> {
+    let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
+    let reply = admin::run_from_cli(&socket, || open_store(config), command)
+        .map_err(CommandError::Start)?;
+    if reply.ok {
+        let _ = std::io::stdout().write_all(reply.output.as_bytes());
+        Ok(())
+    } else {
+        Err(CommandError::Usage(reply.output))
+    }
+}
+
+fn open_store(config: &Config) -> Result<Store, StoreError> {
+    Store::open(
+        &config.store.database_path(),
+        config.store.cache_size_mib * 1024 * 1024,
+    )
+}
+
+/// `latchkey restore FILE`: with the server stopped, checks that the copy opens and holds
+/// a signing key, then replaces the store with it (through a temporary file and a rename).
+fn restore(config: &Config, file: &std::path::Path) -> Result<(), CommandError> {
+    let target = config.store.database_path();
+    // Holding the current store proves no server runs on it during the swap.
+    let held = match Store::open(&target, 4 * 1024 * 1024) {
+        Ok(store) => Some(store),
+        Err(StoreError::Locked { path }) => {
+            return Err(CommandError::Usage(format!(
+                "{path} is held by a running server; stop it before restoring"
+            )));
+        }
+        Err(StoreError::Io { .. }) => None,
+        Err(other) => return Err(CommandError::Store(other)),
+    };
+    let staged = target.with_extension("redb.restoring");
+    let _ = std::fs::remove_file(&staged);
+    std::fs::copy(file, &staged)
+        .map_err(|error| CommandError::Usage(format!("cannot read {}: {error}", file.display())))?;
+    if let Err(error) = Store::check_backup(&staged) {
+        let _ = std::fs::remove_file(&staged);
+        return Err(CommandError::Usage(format!(
+            "{} is not a usable backup: {error}",
+            file.display()
+        )));
+    }
+    drop(held);
+    std::fs::rename(&staged, &target).map_err(|error| {
+        CommandError::Usage(format!("cannot replace {}: {error}", target.display()))
+    })?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "restored {} from {}",
+        target.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+/// Reads and hashes a new password in this process, so that it never crosses the socket.
+fn new_password_hash(config: &Config, from_stdin: bool) -> Result<String, CommandError> {
+    let password = read_new_password(from_stdin, config.password.min_length)?;
+    hash_once(&password, password_cost(config))
+        .map(|hash| hash.0)
+        .map_err(|error| CommandError::Start(error.to_string()))
 }
 
 fn init_logging(config: &Config) {
@@ -218,13 +309,35 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(limit = ?limit.maximum, "raised the open-files limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
+    }
+}
+
 fn serve(config: Config) -> Result<(), CommandError> {
     init_logging(&config);
+    raise_open_files_limit();
     let database_path = config.store.database_path();
-    let store = Store::open(&database_path, config.store.cache_size_mib * 1024 * 1024)?;
+    let socket_path = admin::socket_path(&config.store.data_dir).map_err(CommandError::Start)?;
+    // The store first: holding it proves no other server uses this data dir, so a socket
+    // file left behind is stale and may go.
+    let store = open_store(&config)?;
     let listen = config.server.listen;
-    let app = App::new(config, store).map_err(|error| CommandError::Start(error.to_string()))?;
-    let api = Api::new(Arc::new(app)).map_err(|error| CommandError::Start(error.to_string()))?;
+    let app =
+        Arc::new(App::new(config, store).map_err(|error| CommandError::Start(error.to_string()))?);
+    let api = Api::new(Arc::clone(&app)).map_err(|error| CommandError::Start(error.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("latchkey-runtime")
@@ -237,12 +350,17 @@ fn serve(config: Config) -> Result<(), CommandError> {
         let bound = listener
             .local_addr()
             .map_err(|error| CommandError::Start(error.to_string()))?;
+        let admin_listener = admin::bind_socket(&socket_path).map_err(CommandError::Start)?;
+        let admin_task = tokio::spawn(admin::serve_socket(admin_listener, Arc::clone(&app)));
         tracing::info!(
             listen = %bound,
             data = %database_path.display(),
+            admin_socket = %socket_path.display(),
             "latchkey serving"
         );
         crate::server::run(listener, Arc::new(api), shutdown_signal()).await;
+        admin_task.abort();
+        let _ = std::fs::remove_file(&socket_path);
         tracing::info!("latchkey stopped");
         Ok(())
     })
@@ -263,19 +381,6 @@ async fn shutdown_signal() {
         _ = terminate.recv() => tracing::info!("SIGTERM received; draining"),
         _ = interrupt.recv() => tracing::info!("SIGINT received; draining"),
     }
-}
-
-fn open_store_for_admin(config: &Config) -> Result<Store, CommandError> {
-    Store::open(
-        &config.store.database_path(),
-        config.store.cache_size_mib * 1024 * 1024,
-    )
-    .map_err(|error| match error {
-        StoreError::Locked { path } => {
-            CommandError::Start(format!("{path} is held by a running server; stop it first"))
-        }
-        other => CommandError::Store(other),
-    })
 }
 
 /// Reads the new password: from standard input (exactly one trailing newline stripped), or
@@ -312,162 +417,4 @@ fn read_new_password(from_stdin: bool, min_length: usize) -> Result<Password, Co
         )));
     }
     Ok(Password::new(password))
-}
-
-fn add_user(
-    config: &Config,
-    email: &str,
-    role_name: &str,
-    password_stdin: bool,
-) -> Result<(), CommandError> {
-    let email = EmailAddress::parse(email)
-        .ok_or_else(|| CommandError::Usage(format!("{email:?} is not an email address")))?;
-    let role = Role::from_name(role_name)
-        .filter(|role| *role != Role::Sub)
-        .ok_or_else(|| CommandError::Usage("--role must be root, admin or user".to_owned()))?;
-    let password = read_new_password(password_stdin, config.password.min_length)?;
-    let store = open_store_for_admin(config)?;
-    let hash = hash_once(&password, password_cost(config))
-        .map_err(|error| CommandError::Start(error.to_string()))?;
-    let user = store
-        .insert_user(
-            NewUser {
-                email: email.as_given,
-                normalized_email: email.normalized,
-                password_hash: Some(hash),
-                role,
-                status: Status::Active,
-                parent_id: None,
-                first_name: None,
-                last_name: None,
-                permissions: role.default_permissions(),
-            },
-            now_unix_seconds(),
-        )
-        .map_err(|error| match error {
-            StoreError::EmailTaken => CommandError::Usage("that email address is taken".into()),
-            other => CommandError::Store(other),
-        })?;
-    let _ = writeln!(
-        std::io::stdout(),
-        "created user {} {} ({})",
-        user.id,
-        user.email,
-        user.role.name()
-    );
-    Ok(())
-}
-
-fn list_users(config: &Config) -> Result<(), CommandError> {
-    let store = open_store_for_admin(config)?;
-    let mut stdout = std::io::stdout();
-    for user in store.all_users()? {
-        let _ = writeln!(
-            stdout,
-            "{}\t{}\t{}\t{}",
-            user.id,
-            user.email,
-            user.role.name(),
-            user.status.name()
-        );
-    }
-    Ok(())
-}
-
-fn user_by_email(store: &Store, email: &str) -> Result<crate::model::User, CommandError> {
-    let normalized = EmailAddress::parse(email)
-        .ok_or_else(|| CommandError::Usage(format!("{email:?} is not an email address")))?
-        .normalized;
-    store
-        .user_by_normalized_email(&normalized)?
-        .ok_or_else(|| CommandError::Usage(format!("no user {normalized}")))
-}
-
-fn set_password(config: &Config, email: &str, password_stdin: bool) -> Result<(), CommandError> {
-    let password = read_new_password(password_stdin, config.password.min_length)?;
-    let store = open_store_for_admin(config)?;
-    let user = user_by_email(&store, email)?;
-    let hash = hash_once(&password, password_cost(config))
-        .map_err(|error| CommandError::Start(error.to_string()))?;
-    store.change_password(
-        user.id,
-        &hash,
-        SessionsToEnd::None,
-        false,
-        now_unix_seconds(),
-    )?;
-    let _ = writeln!(std::io::stdout(), "password set for {}", user.email);
-    Ok(())
-}
-
-fn change_user(
-    config: &Config,
-    email: &str,
-    what: &str,
-    change: impl FnOnce(&mut crate::model::User),
-) -> Result<(), CommandError> {
-    let store = open_store_for_admin(config)?;
-    let user = user_by_email(&store, email)?;
-    let updated = store
-        .update_user(user.id, now_unix_seconds(), change)
-        .map_err(|error| match error {
-            StoreError::LastActiveRoot => CommandError::Usage(
-                "conflict: the last active root cannot be suspended, demoted or deleted".into(),
-            ),
-            other => CommandError::Store(other),
-        })?
-        .ok_or_else(|| CommandError::Usage(format!("no user {email}")))?;
-    let _ = writeln!(
-        std::io::stdout(),
-        "{} {what}: role {}, status {}",
-        updated.email,
-        updated.role.name(),
-        updated.status.name()
-    );
-    Ok(())
-}
-
-fn list_sessions(config: &Config, email: &str) -> Result<(), CommandError> {
-    let store = open_store_for_admin(config)?;
-    let user = user_by_email(&store, email)?;
-    let mut stdout = std::io::stdout();
-    for session in store.live_sessions_of_user(user.id, now_unix_seconds())? {
-        let _ = writeln!(
-            stdout,
-            "{}\tcreated {}\texpires {}\t{}\t{}",
-            session.id,
-            crate::rfc3339::format_rfc3339(session.created),
-            crate::rfc3339::format_rfc3339(session.expire),
-            session.remote_ip,
-            session.ua_type
-        );
-    }
-    Ok(())
-}
-
-fn revoke_sessions(
-    config: &Config,
-    email: &str,
-    id: Option<String>,
-    all: bool,
-) -> Result<(), CommandError> {
-    let store = open_store_for_admin(config)?;
-    let user = user_by_email(&store, email)?;
-    let mut stdout = std::io::stdout();
-    if all {
-        let count = store.end_all_sessions_of_user(user.id)?;
-        let _ = writeln!(stdout, "ended {count} sessions of {}", user.email);
-        return Ok(());
-    }
-    let text = id.unwrap_or_default();
-    let session_id = SessionId::parse_canonical(&text)
-        .ok_or_else(|| CommandError::Usage(format!("{text:?} is not a session id")))?;
-    if !store.end_session_of_user(user.id, session_id)? {
-        return Err(CommandError::Usage(format!(
-            "{} has no session {text}",
-            user.email
-        )));
-    }
-    let _ = writeln!(stdout, "ended session {text} of {}", user.email);
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //! cases, passwords, tokens), `http` (routes and wire types), `server` (the accept loop),
 //! `app` (the shared state that ties them), `cli` (the binary's commands).
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

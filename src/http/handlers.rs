@@ -24,6 +24,8 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
     let logout_other = fields.boolean("logout-other")?.unwrap_or(false);
     let long_term_token = fields.boolean("long-term-token")?.unwrap_or(true);
     let return_url = checked_return_url(api, fields.string("ret-url")?)?;
+    let client = request.client_info(api);
+    let remote_ip = client.remote_ip.clone();
     let outcome = auth::sign_in(
         &api.app,
         SignInRequest {
@@ -31,10 +33,20 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
             password: Password::new(password),
             long_term_token,
             logout_other,
-            client: request.client_info(api),
+            client,
         },
     )
-    .await?;
+    .await
+    .inspect_err(|error| {
+        tracing::info!(target: "latchkey::audit", event = "sign-in-failed", reason = %error, remote_ip);
+    })?;
+    tracing::info!(
+        target: "latchkey::audit",
+        event = "sign-in",
+        user_id = outcome.user.id,
+        session_id = %outcome.session.id,
+        remote_ip = outcome.session.remote_ip,
+    );
     let max_age = outcome.session.expire - outcome.session.created;
     let cookie = session_cookie(api, &outcome.signed_token, max_age);
     let mut response = match (&return_url, fields.kind()) {
@@ -118,10 +130,11 @@ pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
             created: format_rfc3339(key.created),
         })
         .collect();
+    // The active key first, then the retired ones, newest first.
     keys.sort_by(|left, right| {
-        right
-            .created
-            .cmp(&left.created)
+        (left.status != "active")
+            .cmp(&(right.status != "active"))
+            .then(right.created.cmp(&left.created))
             .then(left.id.cmp(&right.id))
     });
     let mut fingerprint = Sha256::new();

@@ -369,8 +369,56 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
     }
     let path = PathParameters::parse(&request.path_parameters)?;
     let identity = check_access(api, &request, access_rule(route, &method), &path)?;
-    let request = &mut request;
-    match (route, &method) {
+    let audit_subject = identity
+        .as_ref()
+        .map(|identity| (identity.user.id, identity.session_id));
+    let remote_ip = request.client_info(api).remote_ip;
+    let outcome = run_handler(api, route, &method, &mut request, identity, &path).await;
+    if let (Ok(response), Some(event), Some((user_id, session_id))) =
+        (&outcome, audited_event(route, &method), audit_subject)
+        && response.status().is_success()
+    {
+        tracing::info!(
+            target: "latchkey::audit",
+            event,
+            user_id,
+            session_id = session_id.map(|id| id.to_string()),
+            target_user_id = path.user_id,
+            target_session_id = path.session_id.map(|id| id.to_string()),
+            remote_ip,
+        );
+    }
+    outcome
+}
+
+/// The security events the audit log records, by route; sign-in logs its own.
+fn audited_event(route: Route, method: &Method) -> Option<&'static str> {
+    match (route, method) {
+        (Route::SignOut, _) => Some("sign-out"),
+        (Route::Sessions, &Method::DELETE) => Some("sessions-ended"),
+        (Route::Session, &Method::DELETE) => Some("session-ended"),
+        (Route::CurrentPassword, _) => Some("password-changed"),
+        (Route::UserPassword, _) => Some("user-password-changed"),
+        (Route::Users, &Method::POST) => Some("sub-user-created"),
+        (Route::UserById, &Method::PUT) => Some("user-changed"),
+        (Route::CurrentUser, &Method::DELETE) => Some("user-deleted"),
+        (Route::ApiTokens, &Method::POST) => Some("api-token-created"),
+        (Route::ApiToken, &Method::PUT) => Some("api-token-changed"),
+        (Route::ApiToken, &Method::DELETE) => Some("api-token-deleted"),
+        (Route::Mint, _) => Some("token-minted"),
+        _ => None,
+    }
+}
+
+async fn run_handler(
+    api: &Api,
+    route: Route,
+    method: &Method,
+    request: &mut Request,
+    identity: Option<Identity>,
+    path: &PathParameters,
+) -> Result<Response, ApiError> {
+    match (route, method) {
         (Route::SignIn, &Method::POST) => handlers::sign_in(api, request).await,
         (Route::SignOut, &Method::DELETE) => {
             accounts::sign_out(api, request, required(identity)?).await

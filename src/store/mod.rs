@@ -558,3 +558,64 @@ fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool,
     }
     Ok(true)
 }
+
+/// Copies every row of one table from a read transaction into a write transaction.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    source: &ReadTransaction,
+    target: &WriteTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<(), StoreError> {
+    let from = source.open_table(definition)?;
+    let mut to = target.open_table(definition)?;
+    for entry in from.iter()? {
+        let (key, value) = entry?;
+        to.insert(key.value(), value.value())?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Writes a consistent copy of the whole store to a new file at `path`, from one read
+    /// transaction: writes that commit meanwhile are not in it, and nothing half-done is.
+    pub fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        let io_error = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_error)?;
+        let copy = Database::builder().create(path)?;
+        let source = self.begin_read()?;
+        let mut target = copy.begin_write()?;
+        target.set_quick_repair(true);
+        copy_table(&source, &target, META)?;
+        copy_table(&source, &target, USERID_USER)?;
+        copy_table(&source, &target, EMAIL_USERID)?;
+        copy_table(&source, &target, PARENTID_CHILDID)?;
+        copy_table(&source, &target, SESSIONID_SESSION)?;
+        copy_table(&source, &target, USERID_SESSIONID)?;
+        copy_table(&source, &target, EXPIRE_SESSIONID)?;
+        copy_table(&source, &target, TOKENHASH_APITOKEN)?;
+        copy_table(&source, &target, USERID_TOKENHASH)?;
+        copy_table(&source, &target, EXPIRE_TOKENHASH)?;
+        copy_table(&source, &target, KEYID_SIGNINGKEY)?;
+        target.commit()?;
+        Ok(())
+    }
+
+    /// Checks that `path` is a store this build can open and that it holds a signing key:
+    /// what `restore` requires before it replaces anything.
+    pub fn check_backup(path: &Path) -> Result<(), StoreError> {
+        let store = Store::open(path, 4 * 1024 * 1024)?;
+        if store.signing_keys()?.is_empty() {
+            return Err(StoreError::CorruptRecord(
+                "backup (it holds no signing key)",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -4,31 +4,50 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use serde_json::json;
 
 use crate::support::{PASSWORD, request_to};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
+pub const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
 
-struct RunningServer {
-    child: Child,
-    address: SocketAddr,
+/// Cheap argon2 for the tests that do not measure it.
+pub const CHEAP_HASHING: [(&str, &str); 2] = [
+    ("LATCHKEY_PASSWORD__MEMORY_KIB", "64"),
+    ("LATCHKEY_PASSWORD__ITERATIONS", "1"),
+];
+
+pub struct RunningServer {
+    pub child: Child,
+    pub address: SocketAddr,
+    /// Every line the server wrote to standard error so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
-fn start_server(data_dir: &std::path::Path) -> RunningServer {
+pub fn start_server(data_dir: &std::path::Path) -> RunningServer {
+    start_server_with(data_dir, &[])
+}
+
+pub fn start_server_with(
+    data_dir: &std::path::Path,
+    environment: &[(&str, &str)],
+) -> RunningServer {
     let mut child = Command::new(BINARY)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("LATCHKEY_DATA_DIR", data_dir)
+        .envs(environment.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (sender, receiver) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let collected = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            collected.lock().unwrap().push(line.clone());
             let _ = sender.send(line);
         }
     });
@@ -39,11 +58,20 @@ fn start_server(data_dir: &std::path::Path) -> RunningServer {
         if let Some(rest) = line.split("listen=").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
+        if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(listen) = entry["listen"].as_str()
+        {
+            break listen.parse().unwrap();
+        }
     };
-    RunningServer { child, address }
+    RunningServer {
+        child,
+        address,
+        log,
+    }
 }
 
-fn terminate(server: &mut RunningServer) -> std::process::ExitStatus {
+pub fn terminate(server: &mut RunningServer) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
@@ -180,12 +208,11 @@ fn password_stdin_strips_exactly_one_newline_and_arguments_never_carry_one() {
 }
 
 /// Runs an admin command with cheap argon2 against `data_dir`; returns (success, stdout+stderr).
-fn admin(data_dir: &std::path::Path, arguments: &[&str], stdin: &str) -> (bool, String) {
+pub fn admin(data_dir: &std::path::Path, arguments: &[&str], stdin: &str) -> (bool, String) {
     let mut child = Command::new(BINARY)
         .args(arguments)
         .env("LATCHKEY_DATA_DIR", data_dir)
-        .env("LATCHKEY_PASSWORD__MEMORY_KIB", "64")
-        .env("LATCHKEY_PASSWORD__ITERATIONS", "1")
+        .envs(CHEAP_HASHING)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,6 +10,7 @@ mod binary;
 mod credentials;
 mod decoding;
 mod keys;
+mod operator;
 mod schema;
 mod sign_in;
 mod support;

@@ -1,0 +1,449 @@
+//! Admin commands and the admin socket. A command runs the same way whether the CLI holds
+//! the store itself (server stopped) or hands the command to a running server over the Unix
+//! socket in the data directory (mode 0600, peer uid checked): `execute` is the one
+//! implementation, so the output is the same either way. Passwords never cross the socket:
+//! the CLI hashes them first.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::app::App;
+use crate::auth::email::EmailAddress;
+use crate::auth::token::generate_signing_key;
+use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
+use crate::rfc3339::format_rfc3339;
+use crate::store::{SessionsToEnd, Store, StoreError};
+
+/// The socket's file name inside the data directory.
+pub const SOCKET_FILE_NAME: &str = "latchkey.sock";
+/// `sun_path` holds 108 bytes with its terminating NUL.
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+/// A request line is small; anything longer is refused.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long the CLI keeps trying the socket when the store is held by a starting server.
+const LOCKED_RETRY: Duration = Duration::from_secs(5);
+
+/// One admin command, as it travels over the socket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum AdminCommand {
+    UserAdd {
+        email: String,
+        role: String,
+        password_hash: String,
+    },
+    UserList,
+    UserPasswd {
+        email: String,
+        password_hash: String,
+    },
+    UserSuspend {
+        email: String,
+    },
+    UserActivate {
+        email: String,
+    },
+    UserRole {
+        email: String,
+        role: String,
+    },
+    SessionList {
+        email: String,
+    },
+    SessionRevoke {
+        email: String,
+        id: Option<String>,
+        all: bool,
+    },
+    KeysRotate,
+    KeysList,
+    Backup {
+        path: PathBuf,
+    },
+}
+
+/// The answer: what to print, and whether the command succeeded.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminReply {
+    pub ok: bool,
+    pub output: String,
+}
+
+impl AdminReply {
+    fn success(output: String) -> AdminReply {
+        AdminReply { ok: true, output }
+    }
+
+    fn failure(output: impl Into<String>) -> AdminReply {
+        AdminReply {
+            ok: false,
+            output: output.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The socket's path for a data directory, refused when too long for a Unix socket.
+pub fn socket_path(data_dir: &Path) -> Result<PathBuf, String> {
+    let path = data_dir.join(SOCKET_FILE_NAME);
+    if path.as_os_str().len() > MAX_SOCKET_PATH_BYTES {
+        return Err(format!(
+            "the admin socket path {} is {} bytes, over the {MAX_SOCKET_PATH_BYTES} a Unix socket allows; use a shorter --data-dir",
+            path.display(),
+            path.as_os_str().len()
+        ));
+    }
+    Ok(path)
+}
+
+/// Runs a command against the store; with `app` (inside the server) key changes also
+/// reload the live key ring.
+pub fn execute(store: &Store, app: Option<&App>, command: AdminCommand) -> AdminReply {
+    match run(store, app, command) {
+        Ok(output) => AdminReply::success(output),
+        Err(AdminError::Refused(message)) => AdminReply::failure(message),
+        Err(AdminError::Store(StoreError::LastActiveRoot)) => AdminReply::failure(
+            "conflict: the last active root cannot be suspended, demoted or deleted",
+        ),
+        Err(AdminError::Store(error)) => AdminReply::failure(error.to_string()),
+    }
+}
+
+fn refused(message: impl Into<String>) -> AdminError {
+    AdminError::Refused(message.into())
+}
+
+fn user_by_email(store: &Store, email: &str) -> Result<User, AdminError> {
+    let normalized = EmailAddress::parse(email)
+        .ok_or_else(|| refused(format!("{email:?} is not an email address")))?
+        .normalized;
+    store
+        .user_by_normalized_email(&normalized)?
+        .ok_or_else(|| refused(format!("no user {normalized}")))
+}
+
+fn role_from_flag(name: &str) -> Result<Role, AdminError> {
+    Role::from_name(name)
+        .filter(|role| *role != Role::Sub)
+        .ok_or_else(|| refused("--role must be root, admin or user"))
+}
+
+fn audit(event: &str, user: &User) {
+    tracing::info!(target: "latchkey::audit", event, user_id = user.id, source = "admin");
+}
+
+fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String, AdminError> {
+    let now = now_unix_seconds();
+    match command {
+        AdminCommand::UserAdd {
+            email,
+            role,
+            password_hash,
+        } => {
+            let address = EmailAddress::parse(&email)
+                .ok_or_else(|| refused(format!("{email:?} is not an email address")))?;
+            let role = role_from_flag(&role)?;
+            let new_user = NewUser {
+                email: address.as_given,
+                normalized_email: address.normalized,
+                password_hash: Some(PasswordHashString(password_hash)),
+                role,
+                status: Status::Active,
+                parent_id: None,
+                first_name: None,
+                last_name: None,
+                permissions: role.default_permissions(),
+            };
+            let user = store
+                .insert_user(new_user, now)
+                .map_err(|error| match error {
+                    StoreError::EmailTaken => refused("that email address is taken"),
+                    other => AdminError::Store(other),
+                })?;
+            audit("user-created", &user);
+            Ok(format!(
+                "created user {} {} ({})\n",
+                user.id,
+                user.email,
+                user.role.name()
+            ))
+        }
+        AdminCommand::UserList => Ok(store
+            .all_users()?
+            .iter()
+            .map(|user| {
+                format!(
+                    "{}\t{}\t{}\t{}\n",
+                    user.id,
+                    user.email,
+                    user.role.name(),
+                    user.status.name()
+                )
+            })
+            .collect()),
+        AdminCommand::UserPasswd {
+            email,
+            password_hash,
+        } => {
+            let user = user_by_email(store, &email)?;
+            // An operator resets a password that may be known to someone else: end everything.
+            store.change_password(
+                user.id,
+                &PasswordHashString(password_hash),
+                SessionsToEnd::All,
+                true,
+                now,
+            )?;
+            audit("password-reset", &user);
+            Ok(format!(
+                "password set for {}; its sessions and API tokens have ended\n",
+                user.email
+            ))
+        }
+        AdminCommand::UserSuspend { email } => change_user(store, &email, "suspended", |user| {
+            user.status = Status::Suspended
+        }),
+        AdminCommand::UserActivate { email } => change_user(store, &email, "activated", |user| {
+            user.status = Status::Active
+        }),
+        AdminCommand::UserRole { email, role } => {
+            let role = role_from_flag(&role)?;
+            if user_by_email(store, &email)?.role == Role::Sub {
+                return Err(refused(
+                    "a sub-user's role cannot change; its parent manages it",
+                ));
+            }
+            change_user(store, &email, "given a new role", move |user| {
+                user.role = role;
+                user.permissions = role.default_permissions();
+            })
+        }
+        AdminCommand::SessionList { email } => {
+            let user = user_by_email(store, &email)?;
+            Ok(store
+                .live_sessions_of_user(user.id, now)?
+                .iter()
+                .map(|session| {
+                    format!(
+                        "{}\tcreated {}\texpires {}\t{}\t{}\n",
+                        session.id,
+                        format_rfc3339(session.created),
+                        format_rfc3339(session.expire),
+                        session.remote_ip,
+                        session.ua_type
+                    )
+                })
+                .collect())
+        }
+        AdminCommand::SessionRevoke { email, id, all } => {
+            let user = user_by_email(store, &email)?;
+            if all {
+                let count = store.end_all_sessions_of_user(user.id)?;
+                audit("sessions-ended", &user);
+                return Ok(format!("ended {count} sessions of {}\n", user.email));
+            }
+            let text = id.unwrap_or_default();
+            let session_id = SessionId::parse_canonical(&text)
+                .ok_or_else(|| refused(format!("{text:?} is not a session id")))?;
+            if !store.end_session_of_user(user.id, session_id)? {
+                return Err(refused(format!("{} has no session {text}", user.email)));
+            }
+            audit("session-ended", &user);
+            Ok(format!("ended session {text} of {}\n", user.email))
+        }
+        AdminCommand::KeysRotate => {
+            let key_id = match app {
+                Some(app) => app
+                    .rotate_signing_key()
+                    .map_err(|error| refused(error.to_string()))?,
+                None => {
+                    let key =
+                        generate_signing_key(now).map_err(|error| refused(error.to_string()))?;
+                    store.insert_active_signing_key(&key)?;
+                    key.key_id
+                }
+            };
+            tracing::info!(target: "latchkey::audit", event = "key-rotated", key_id, source = "admin");
+            Ok(format!("new active key {key_id}\n"))
+        }
+        AdminCommand::KeysList => Ok(store
+            .signing_keys()?
+            .iter()
+            .map(|key| {
+                format!(
+                    "{}\t{}\tcreated {}\n",
+                    key.key_id,
+                    if key.active { "active" } else { "retired" },
+                    format_rfc3339(key.created)
+                )
+            })
+            .collect()),
+        AdminCommand::Backup { path } => {
+            store.backup_to(&path)?;
+            Ok(format!("backup written to {}\n", path.display()))
+        }
+    }
+}
+
+fn change_user(
+    store: &Store,
+    email: &str,
+    what: &str,
+    change: impl FnOnce(&mut User),
+) -> Result<String, AdminError> {
+    let user = user_by_email(store, email)?;
+    let updated = store
+        .update_user(user.id, now_unix_seconds(), change)?
+        .ok_or_else(|| refused(format!("no user {email}")))?;
+    audit(
+        match updated.status {
+            Status::Suspended => "user-suspended",
+            _ => "user-changed",
+        },
+        &updated,
+    );
+    Ok(format!(
+        "{} {what}: role {}, status {}\n",
+        updated.email,
+        updated.role.name(),
+        updated.status.name()
+    ))
+}
+
+/// Binds the admin socket: removes a stale socket file first, then restricts the new one
+/// to its owner. Call after the store is open (so no other server holds this data dir).
+pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, String> {
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|error| format!("cannot bind the admin socket {}: {error}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    Ok(listener)
+}
+
+/// This process's user id, read without unsafe code.
+fn own_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self")
+        .ok()
+        .map(|metadata| metadata.uid())
+}
+
+/// Serves admin commands until the task is dropped: one JSON line in, one JSON line out.
+pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
+    let uid = own_uid();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let peer_uid = stream.peer_cred().ok().map(|credentials| credentials.uid());
+        if peer_uid.is_none() || peer_uid != uid {
+            tracing::warn!(?peer_uid, "admin socket: refused a peer of another user");
+            continue;
+        }
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let (reader, mut writer) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(reader.take(MAX_REQUEST_BYTES as u64));
+            let reply = match reader.read_line(&mut line).await {
+                Ok(_) => match serde_json::from_str::<AdminCommand>(&line) {
+                    Ok(command) => {
+                        let worker = Arc::clone(&app);
+                        tokio::task::spawn_blocking(move || {
+                            execute(&worker.store, Some(&worker), command)
+                        })
+                        .await
+                        .unwrap_or_else(|error| AdminReply::failure(error.to_string()))
+                    }
+                    Err(_) => AdminReply::failure("malformed admin command"),
+                },
+                Err(error) => AdminReply::failure(error.to_string()),
+            };
+            let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
+            bytes.push(b'\n');
+            let _ = writer.write_all(&bytes).await;
+        });
+    }
+}
+
+/// How the CLI reaches the store: the running server's socket if it answers, else the
+/// store file itself; if the file is held (a server is starting), the socket again for up
+/// to 5 seconds.
+pub fn run_from_cli(
+    socket: &Path,
+    open_store: impl Fn() -> Result<Store, StoreError>,
+    command: AdminCommand,
+) -> Result<AdminReply, String> {
+    if let Some(reply) = try_socket(socket, &command)? {
+        return Ok(reply);
+    }
+    match open_store() {
+        Ok(store) => Ok(execute(&store, None, command)),
+        Err(StoreError::Locked { path }) => {
+            let deadline = Instant::now() + LOCKED_RETRY;
+            while Instant::now() < deadline {
+                if let Some(reply) = try_socket(socket, &command)? {
+                    return Ok(reply);
+                }
+                #[allow(clippy::disallowed_methods, reason = "the CLI has no async runtime")]
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(format!(
+                "{path} is held by another process and its admin socket does not answer"
+            ))
+        }
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// `Ok(None)` when no server listens (no socket file, or a stale one).
+fn try_socket(socket: &Path, command: &AdminCommand) -> Result<Option<AdminReply>, String> {
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(error) => return Err(format!("admin socket {}: {error}", socket.display())),
+    };
+    let mut request = serde_json::to_vec(command).map_err(|error| error.to_string())?;
+    request.push(b'\n');
+    stream
+        .write_all(&request)
+        .map_err(|error| format!("admin socket: {error}"))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|error| format!("admin socket: {error}"))?;
+    if line.is_empty() {
+        return Err(
+            "the server closed the admin socket without an answer (another user's server?)".into(),
+        );
+    }
+    serde_json::from_str(&line)
+        .map(Some)
+        .map_err(|error| format!("admin socket: malformed answer: {error}"))
+}
