@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::password::{HashCost, Hashers, PasswordError};
+use crate::auth::throttle::{Throttle, ThrottleLimits};
 use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
 use crate::config::Config;
 use crate::model::now_unix_seconds;
@@ -18,6 +19,7 @@ pub struct App {
     /// Replaced whole on key rotation; readers clone the `Arc` and let go of the lock.
     key_ring: RwLock<Arc<KeyRing>>,
     pub token_cache: VerifiedTokenCache,
+    pub throttle: Throttle,
     /// The tokens' `iss`: the public URL's origin.
     pub issuer: String,
     draining: AtomicBool,
@@ -51,6 +53,12 @@ impl App {
         Ok(App {
             issuer: config.public_origin().to_string(),
             token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries),
+            throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
+                failures_per_account_network: config.throttle.failures_per_account_network,
+                failures_per_account: config.throttle.failures_per_account,
+                failures_per_network: config.throttle.failures_per_network,
+                max_delay_seconds: config.throttle.max_delay_seconds,
+            })),
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,

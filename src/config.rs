@@ -23,7 +23,35 @@ pub struct Config {
     pub session: SessionConfig,
     pub auth: AuthConfig,
     pub keys: KeysConfig,
+    pub throttle: ThrottleConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Throttle password guessing (429 with Retry-After). Turn off only for load tests.
+    pub enabled: bool,
+    /// Failures a minute per (account, client network) before a growing wait.
+    pub failures_per_account_network: u32,
+    /// Failures a minute per account from networks that have failed against it.
+    pub failures_per_account: u32,
+    /// Failures a minute per client network (IPv4 address, IPv6 /64).
+    pub failures_per_network: u32,
+    /// Longest wait the growing delay reaches, in seconds.
+    pub max_delay_seconds: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> ThrottleConfig {
+        ThrottleConfig {
+            enabled: true,
+            failures_per_account_network: 5,
+            failures_per_account: 20,
+            failures_per_network: 30,
+            max_delay_seconds: 900,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -349,6 +377,14 @@ impl Config {
         }
         if self.http.header_read_timeout_seconds == 0 || self.http.request_timeout_seconds == 0 {
             return invalid("http timeouts must be at least 1 second");
+        }
+        if self.throttle.failures_per_account_network == 0
+            || self.throttle.failures_per_account == 0
+            || self.throttle.failures_per_network == 0
+        {
+            return invalid(
+                "throttle limits must be at least 1 (set throttle.enabled = false to turn it off)",
+            );
         }
         if self.http.max_header_bytes < 8192 {
             return invalid("http.max_header_bytes must be at least 8192");

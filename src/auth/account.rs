@@ -5,7 +5,10 @@
 use crate::app::App;
 use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
-use crate::auth::{AuthError, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS, store_write};
+use crate::auth::{
+    AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS, store_write,
+    throttled_verify,
+};
 use crate::model::{
     NewUser, Permission, PermissionSet, Role, Session, SessionId, Status, User, UserId,
     now_unix_seconds,
@@ -141,15 +144,25 @@ fn check_new_password(
     Ok(())
 }
 
-/// Verifies the caller's own password (re-authentication); a wrong one is `WrongPassword`.
-async fn verify_own_password(app: &App, user: &User, password: &Password) -> Result<(), AuthError> {
+/// Verifies the caller's own password (re-authentication) under the brute-force throttle;
+/// a wrong one is `WrongPassword`.
+async fn verify_own_password(
+    app: &App,
+    user: &User,
+    password: &Password,
+    client: &ClientInfo,
+) -> Result<(), AuthError> {
     if password.expose().chars().count() > PASSWORD_MAX_CHARACTERS {
         return Err(AuthError::WrongPassword);
     }
-    let verification = app
-        .hashers
-        .verify(password.clone(), user.password_hash.clone())
-        .await?;
+    let verification = throttled_verify(
+        app,
+        &user.normalized_email,
+        client,
+        password.clone(),
+        user.password_hash.clone(),
+    )
+    .await?;
     if verification.matches {
         Ok(())
     } else {
@@ -165,8 +178,9 @@ pub async fn change_own_password(
     old_password: Password,
     new_password: Password,
     logout_all: bool,
+    client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    verify_own_password(app, &identity.user, &old_password).await?;
+    verify_own_password(app, &identity.user, &old_password, client).await?;
     check_new_password(
         app,
         &new_password,
@@ -200,9 +214,10 @@ pub async fn change_user_password(
     caller_password: Password,
     new_password: Password,
     logout_all: bool,
+    client: &ClientInfo,
 ) -> Result<(), AuthError> {
     let target = reachable_user(app, identity, target_id)?;
-    verify_own_password(app, &identity.user, &caller_password).await?;
+    verify_own_password(app, &identity.user, &caller_password, client).await?;
     check_new_password(app, &new_password, &target.normalized_email, None)?;
     let hash = app.hashers.hash(new_password).await?;
     let sessions_to_end = if logout_all {

@@ -33,6 +33,8 @@ pub enum AuthError {
     Conflict(&'static str),
     #[error("the password hashers are saturated")]
     Overloaded,
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyAttempts(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

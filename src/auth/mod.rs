@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod password;
 pub mod return_url;
+pub mod throttle;
 pub mod token;
 
 use std::sync::Arc;
@@ -68,6 +69,39 @@ pub struct ClientInfo {
     pub user_agent: String,
 }
 
+impl ClientInfo {
+    /// The network the throttle counts this client in (IPv4 address, IPv6 /64).
+    pub fn network(&self) -> String {
+        match self.remote_ip.parse() {
+            Ok(address) => throttle::client_network(address),
+            Err(_) => self.remote_ip.clone(),
+        }
+    }
+}
+
+/// Verifies a password for `email` under the brute-force throttle: a refused check costs no
+/// hashing; a failure drains the buckets, a success clears this network's history.
+pub async fn throttled_verify(
+    app: &App,
+    email: &str,
+    client: &ClientInfo,
+    password: Password,
+    stored: Option<crate::model::PasswordHashString>,
+) -> Result<password::Verification, AuthError> {
+    let network = client.network();
+    app.throttle
+        .check(email, &network, app.throttle.now())
+        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+    let verification = app.hashers.verify(password, stored).await?;
+    if verification.matches {
+        app.throttle.record_success(email, &network);
+    } else {
+        app.throttle
+            .record_failure(email, &network, app.throttle.now());
+    }
+    Ok(verification)
+}
+
 #[derive(Debug)]
 pub struct SignInRequest {
     pub email: String,
@@ -100,10 +134,14 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
     })?;
     let user = app.store.user_by_normalized_email(&email.normalized)?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
-    let verification = app
-        .hashers
-        .verify(request.password.clone(), stored_hash)
-        .await?;
+    let verification = throttled_verify(
+        app,
+        &email.normalized,
+        &request.client,
+        request.password.clone(),
+        stored_hash,
+    )
+    .await?;
     let Some(user) = user.filter(|_| verification.matches) else {
         return Err(AuthError::InvalidCredentials);
     };

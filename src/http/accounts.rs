@@ -102,6 +102,7 @@ pub async fn change_current_password(
         Password::new(old_password),
         Password::new(new_password),
         logout_all,
+        &request.client_info(api),
     )
     .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
@@ -125,6 +126,7 @@ pub async fn change_user_password(
         Password::new(caller_password),
         Password::new(new_password),
         logout_all,
+        &request.client_info(api),
     )
     .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))

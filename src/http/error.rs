@@ -29,6 +29,7 @@ pub enum ApiError {
     Conflict(&'static str),
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyRequests(u64),
     Overloaded,
     Draining,
     Timeout,
@@ -145,6 +146,11 @@ impl ApiError {
                 41500,
                 "send application/json or application/x-www-form-urlencoded (utf-8)".into(),
             ),
+            ApiError::TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                42900,
+                "too many failed attempts; retry later".into(),
+            ),
             ApiError::Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 50300,
@@ -173,6 +179,7 @@ impl ApiError {
     pub fn retry_after_seconds(&self) -> Option<u64> {
         match self {
             ApiError::Overloaded | ApiError::Draining | ApiError::Timeout => Some(1),
+            ApiError::TooManyRequests(seconds) => Some(*seconds),
             _ => None,
         }
     }
@@ -191,6 +198,7 @@ impl From<AuthError> for ApiError {
             AuthError::NotFound => ApiError::NotFound,
             AuthError::Conflict(what) => ApiError::Conflict(what),
             AuthError::Overloaded => ApiError::Overloaded,
+            AuthError::TooManyAttempts(seconds) => ApiError::TooManyRequests(seconds),
             AuthError::Store(error) => ApiError::Internal(error.to_string()),
             AuthError::Internal(message) => ApiError::Internal(message),
         }

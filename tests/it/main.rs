@@ -9,6 +9,7 @@ mod api_tokens;
 mod binary;
 mod credentials;
 mod decoding;
+mod hardening;
 mod keys;
 mod operator;
 mod schema;
