@@ -20,8 +20,12 @@ pub struct App {
     key_ring: RwLock<Arc<KeyRing>>,
     pub token_cache: VerifiedTokenCache,
     pub throttle: Throttle,
+    /// Limits sign-up, resend and reset requests per address and client network.
+    pub request_limiter: Throttle,
     /// The tokens' `iss`: the public URL's origin.
     pub issuer: String,
+    /// The `[[oauth.providers]]`, with their HTTP client and JWKS caches.
+    pub oauth: crate::auth::oauth::OAuthProviders,
     draining: AtomicBool,
 }
 
@@ -33,6 +37,8 @@ pub enum StartError {
     Keys(#[from] TokenError),
     #[error("password hashers: {0}")]
     Hashers(#[from] PasswordError),
+    #[error("oauth: {0}")]
+    OAuth(String),
 }
 
 impl App {
@@ -59,9 +65,17 @@ impl App {
                 failures_per_network: config.throttle.failures_per_network,
                 max_delay_seconds: config.throttle.max_delay_seconds,
             })),
+            request_limiter: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
+                failures_per_account_network: config.signup.requests_per_address_network,
+                failures_per_account: config.signup.requests_per_address,
+                failures_per_network: config.signup.requests_per_network,
+                max_delay_seconds: config.throttle.max_delay_seconds,
+            })),
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,
+            oauth: crate::auth::oauth::OAuthProviders::new(&config.oauth)
+                .map_err(StartError::OAuth)?,
             config,
             draining: AtomicBool::new(false),
         })

@@ -24,7 +24,312 @@ pub struct Config {
     pub auth: AuthConfig,
     pub keys: KeysConfig,
     pub throttle: ThrottleConfig,
+    pub signup: SignupConfig,
+    pub email: EmailConfig,
+    pub captcha: CaptchaConfig,
+    pub oauth: OAuthConfig,
     pub log: LogConfig,
+}
+
+/// `[oauth]`: the providers whose tokens `POST /auth/oauth-sign-in` accepts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// `[[oauth.providers]]` tables, read from the config file only (never the environment).
+    pub providers: Vec<OAuthProviderConfig>,
+    /// Clock skew allowed on an ID token's `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_seconds: u64,
+    /// Shortest time between two JWKS fetches of one provider; a token with an unknown `kid`
+    /// triggers a fetch only when the last one is at least this old.
+    pub jwks_refresh_floor_seconds: u64,
+    /// Time allowed for each call to a provider (discovery, JWKS, introspection, userinfo).
+    pub provider_timeout_seconds: u64,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> OAuthConfig {
+        OAuthConfig {
+            providers: Vec::new(),
+            leeway_seconds: 60,
+            jwks_refresh_floor_seconds: 60,
+            provider_timeout_seconds: 5,
+        }
+    }
+}
+
+/// How a provider's token is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthProviderKind {
+    /// The token is an OpenID Connect ID token, verified against the provider's JWKS.
+    #[default]
+    Oidc,
+    /// The token is an access token: introspected, then sent to the userinfo URL.
+    Userinfo,
+}
+
+/// One `[[oauth.providers]]` table. `auth::oauth::check_provider_configs` checks it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthProviderConfig {
+    /// The name clients send as `provider`.
+    pub name: String,
+    pub kind: OAuthProviderKind,
+    /// OIDC: the exact `iss` of the provider's ID tokens.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// OIDC: the accepted `aud` values (our client ids); empty means `[client_id]`.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// OIDC: where the JWKS is fetched; unset with no `jwks_file`: from the issuer's
+    /// discovery document.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// OIDC: a JWKS read once at start instead of fetched.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Userinfo: the URL that answers the token's account as JSON.
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+    /// Userinfo: the RFC 7662 introspection URL that proves the token was issued to us.
+    #[serde(default)]
+    pub introspection_url: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Sent (HTTP Basic, with `client_id`) to the introspection URL. Never logged.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_subject_field")]
+    pub subject_field: String,
+    #[serde(default = "default_email_field")]
+    pub email_field: String,
+    #[serde(default = "default_email_verified_field")]
+    pub email_verified_field: String,
+    /// Link an unlinked provider account to the account with the same, verified, email.
+    #[serde(default)]
+    pub link_by_verified_email: bool,
+    /// Create accounts for unknown provider accounts; unset follows `[signup] open`.
+    #[serde(default)]
+    pub allow_sign_up: Option<bool>,
+    /// Userinfo without introspection: any app's token for this provider would sign in.
+    #[serde(default)]
+    pub allow_unbound_tokens: bool,
+}
+
+fn default_subject_field() -> String {
+    "sub".to_owned()
+}
+
+fn default_email_field() -> String {
+    "email".to_owned()
+}
+
+fn default_email_verified_field() -> String {
+    "email_verified".to_owned()
+}
+
+impl Default for OAuthProviderConfig {
+    fn default() -> OAuthProviderConfig {
+        OAuthProviderConfig {
+            name: String::new(),
+            kind: OAuthProviderKind::Oidc,
+            issuer: None,
+            audiences: Vec::new(),
+            jwks_url: None,
+            jwks_file: None,
+            userinfo_url: None,
+            introspection_url: None,
+            client_id: None,
+            client_secret: None,
+            subject_field: default_subject_field(),
+            email_field: default_email_field(),
+            email_verified_field: default_email_verified_field(),
+            link_by_verified_email: false,
+            allow_sign_up: None,
+            allow_unbound_tokens: false,
+        }
+    }
+}
+
+impl fmt::Debug for OAuthProviderConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("OAuthProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_file", &self.jwks_file)
+            .field("userinfo_url", &self.userinfo_url)
+            .field("introspection_url", &self.introspection_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("link_by_verified_email", &self.link_by_verified_email)
+            .field("allow_sign_up", &self.allow_sign_up)
+            .field("allow_unbound_tokens", &self.allow_unbound_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupConfig {
+    /// Let anyone create an account with `POST /auth/sign-up` (closed by default).
+    pub open: bool,
+    /// Let `pending` users sign in before they verify their email.
+    pub allow_unverified_sign_in: bool,
+    /// How long an email-verification link works.
+    pub verify_token_lifetime_seconds: u64,
+    /// How long a password-reset link works.
+    pub reset_token_lifetime_seconds: u64,
+    /// Sign-up, resend and reset requests a minute per (address, client network).
+    pub requests_per_address_network: u32,
+    /// The same, per address from every network.
+    pub requests_per_address: u32,
+    /// The same, per client network for every address.
+    pub requests_per_network: u32,
+}
+
+impl Default for SignupConfig {
+    fn default() -> SignupConfig {
+        SignupConfig {
+            open: false,
+            allow_unverified_sign_in: false,
+            verify_token_lifetime_seconds: 24 * 3600,
+            reset_token_lifetime_seconds: 30 * 60,
+            requests_per_address_network: 3,
+            requests_per_address: 5,
+            requests_per_network: 20,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// Write each message as an .eml file in `<data-dir>/outbox/`.
+    Outbox,
+    /// Send through an SMTP server.
+    Smtp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Implicit,
+    None,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    pub transport: EmailTransport,
+    /// The From header.
+    pub from: String,
+    /// Link in verification emails; `{token}` is replaced. Unset: the server's own page.
+    pub verify_link: Option<String>,
+    /// Link in password-reset emails; `{token}` is replaced. Unset: the server's own page.
+    pub reset_link: Option<String>,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// Delivery attempts before a message is given up (with a growing wait between).
+    pub max_attempts: u32,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EmailConfig")
+            .field("transport", &self.transport)
+            .field("from", &self.from)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &self.smtp_password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EmailConfig {
+    fn default() -> EmailConfig {
+        EmailConfig {
+            transport: EmailTransport::Outbox,
+            from: "Latchkey <latchkey@localhost>".to_owned(),
+            verify_link: None,
+            reset_link: None,
+            smtp_host: "localhost".to_owned(),
+            smtp_port: 587,
+            smtp_tls: SmtpTls::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            max_attempts: 20,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptchaProvider {
+    None,
+    Recaptcha,
+    Hcaptcha,
+    Turnstile,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptchaConfig {
+    /// Which siteverify protocol checks `X-Recaptcha-Token` (none: only its presence).
+    pub provider: CaptchaProvider,
+    pub secret: Option<String>,
+    /// Overrides the provider's own siteverify URL.
+    pub verify_url: Option<String>,
+}
+
+impl std::fmt::Debug for CaptchaConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CaptchaConfig")
+            .field("provider", &self.provider)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("verify_url", &self.verify_url)
+            .finish()
+    }
+}
+
+impl Default for CaptchaConfig {
+    fn default() -> CaptchaConfig {
+        CaptchaConfig {
+            provider: CaptchaProvider::None,
+            secret: None,
+            verify_url: None,
+        }
+    }
+}
+
+impl CaptchaConfig {
+    /// The siteverify URL: the configured one, else the provider's.
+    pub fn effective_verify_url(&self) -> Option<String> {
+        self.verify_url.clone().or_else(|| {
+            match self.provider {
+                CaptchaProvider::None => None,
+                CaptchaProvider::Recaptcha => {
+                    Some("https://www.google.com/recaptcha/api/siteverify")
+                }
+                CaptchaProvider::Hcaptcha => Some("https://api.hcaptcha.com/siteverify"),
+                CaptchaProvider::Turnstile => {
+                    Some("https://challenges.cloudflare.com/turnstile/v0/siteverify")
+                }
+            }
+            .map(str::to_owned)
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -209,8 +514,6 @@ pub struct AuthConfig {
     pub allowed_return_origins: Vec<Origin>,
     /// Verified token signatures remembered (the hot path skips Ed25519 for these).
     pub verified_token_cache_entries: usize,
-    /// Let `pending` users sign in before they verify their email.
-    pub allow_unverified_sign_in: bool,
 }
 
 impl Default for AuthConfig {
@@ -219,7 +522,6 @@ impl Default for AuthConfig {
             query_credentials: true,
             allowed_return_origins: Vec::new(),
             verified_token_cache_entries: 100_000,
-            allow_unverified_sign_in: false,
         }
     }
 }
@@ -321,6 +623,11 @@ impl Config {
                     "unknown variable; config variables look like LATCHKEY_SECTION__KEY".into(),
                 ));
             };
+            if section == "oauth" && key == "providers" {
+                return Err(environment_error(
+                    "[[oauth.providers]] are read from the config file only".into(),
+                ));
+            }
             let value = parse_environment_value(raw_value);
             // Check the variable alone first, so an error in it names the variable.
             let mut single_section = toml::Table::new();
@@ -354,6 +661,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        crate::auth::oauth::check_provider_configs(&self.oauth).map_err(ConfigError::Invalid)?;
         if self.password.memory_kib < 8 * self.password.parallelism.max(1) {
             return invalid("password.memory_kib must be at least 8 × password.parallelism");
         }
@@ -385,6 +693,15 @@ impl Config {
             return invalid(
                 "throttle limits must be at least 1 (set throttle.enabled = false to turn it off)",
             );
+        }
+        if self.captcha.provider != CaptchaProvider::None && self.captcha.secret.is_none() {
+            return invalid("captcha.secret is required when captcha.provider is set");
+        }
+        if self.email.transport == EmailTransport::Smtp && self.email.smtp_host.is_empty() {
+            return invalid("email.smtp_host is required when email.transport = \"smtp\"");
+        }
+        if !crate::mail::is_valid_from(&self.email.from) {
+            return invalid("email.from must be an address like \"Name <user@example.com>\"");
         }
         if self.http.max_header_bytes < 8192 {
             return invalid("http.max_header_bytes must be at least 8192");

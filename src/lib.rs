@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod hex;
 pub mod http;
+pub mod mail;
 pub mod model;
 pub mod rfc3339;
 pub mod server;

@@ -350,6 +350,70 @@ pub struct ApiToken {
     pub expires_at: Option<UnixSeconds>,
 }
 
+/// What a single-use emailed token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailTokenPurpose {
+    /// Moves a pending user to active (`POST /auth/verify`).
+    VerifyEmail,
+    /// Sets a new password (`password-update-token`).
+    ResetPassword,
+}
+
+/// An emailed token as stored: only its SHA-256 is kept.
+#[derive(Clone, Debug)]
+pub struct EmailToken {
+    pub hash: [u8; 32],
+    pub purpose: EmailTokenPurpose,
+    pub user_id: UserId,
+    pub expires_at: UnixSeconds,
+}
+
+/// Why an emailed token was refused; each has its own reason on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailTokenProblem {
+    Unknown,
+    Used,
+    Expired,
+}
+
+/// A message waiting in the store's mail queue.
+#[derive(Clone)]
+pub struct OutgoingMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl fmt::Debug for OutgoingMail {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Bodies carry single-use tokens: never printed.
+        formatter
+            .debug_struct("OutgoingMail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A queued message with its delivery state.
+#[derive(Clone, Debug)]
+pub struct QueuedMail {
+    pub id: u64,
+    pub mail: OutgoingMail,
+    pub attempts: u32,
+    pub next_attempt_at: UnixSeconds,
+}
+
+/// A provider's account linked to a user: (provider, subject) signs in as `user_id`. The
+/// subject is the provider's own account id, not a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthIdentity {
+    pub provider: String,
+    pub subject: String,
+    pub user_id: UserId,
+    pub linked: UnixSeconds,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

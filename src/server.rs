@@ -27,6 +27,7 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
     let purge = tokio::spawn(crate::auth::purge_expired_sessions_forever(Arc::clone(
         &api.app,
     )));
+    let mailer = tokio::spawn(crate::mail::deliver_forever(Arc::clone(&api.app)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -69,6 +70,7 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
     }
     api.app.start_draining();
     purge.abort();
+    mailer.abort();
     drop(listener);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     tokio::select! {

@@ -35,6 +35,25 @@ pub enum AuthError {
     Overloaded,
     #[error("too many failed attempts; retry in {0} s")]
     TooManyAttempts(u64),
+    #[error("sign-up is closed")]
+    SignupClosed,
+    #[error("emailed token refused: {problem:?}")]
+    EmailToken {
+        field: &'static str,
+        problem: crate::model::EmailTokenProblem,
+    },
+    #[error("the captcha check failed")]
+    CaptchaRefused,
+    #[error("the captcha verifier is unreachable")]
+    CaptchaUnavailable,
+    /// An OAuth provider token that does not verify; the reason is for the log only.
+    #[error("the OAuth provider token is not valid: {0}")]
+    InvalidProviderToken(&'static str),
+    /// A valid provider token that may not sign anyone in; the reason goes on the wire.
+    #[error("OAuth sign-in refused: {0}")]
+    OAuthRefused(&'static str),
+    #[error("the OAuth provider cannot be reached")]
+    ProviderUnreachable,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -3,11 +3,14 @@
 
 pub mod account;
 pub mod api_tokens;
+pub mod captcha;
 pub mod client;
 pub mod email;
 pub mod error;
+pub mod oauth;
 pub mod password;
 pub mod return_url;
+pub mod signup;
 pub mod throttle;
 pub mod token;
 
@@ -117,6 +120,8 @@ pub struct SignInOutcome {
     pub session: Session,
     pub api_token: String,
     pub signed_token: String,
+    /// The account's OAuth identities, for `oauth-provider-tokens`.
+    pub linked_identities: Vec<crate::model::OAuthIdentity>,
 }
 
 /// Email and password sign-in. Unknown email and wrong password cost the same and answer
@@ -146,14 +151,54 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
         return Err(AuthError::InvalidCredentials);
     };
     let parent = account::parent_of(app, &user)?;
+    // `open_session` checks again; checking first means a refused account costs no re-hash.
     check_may_sign_in(app, &user, parent.as_ref())?;
     let replacement_password_hash = if verification.needs_rehash {
         Some(app.hashers.hash(request.password).await?)
     } else {
         None
     };
+    open_session(
+        app,
+        SessionOpening {
+            user,
+            parent,
+            long_term_token: request.long_term_token,
+            logout_other: request.logout_other,
+            client: request.client,
+            replacement_password_hash,
+        },
+    )
+    .await
+}
+
+/// A user who has proved who they are (password or OAuth), about to get a session.
+#[derive(Debug)]
+pub struct SessionOpening {
+    pub user: User,
+    pub parent: Option<User>,
+    pub long_term_token: bool,
+    pub logout_other: bool,
+    pub client: ClientInfo,
+    /// A re-hash of the password under the configured cost, written with the session.
+    pub replacement_password_hash: Option<crate::model::PasswordHashString>,
+}
+
+/// The shared end of every sign-in: checks the account's status, creates the session and
+/// its bound API token, signs the token, and commits them (with `logout-other` and any
+/// re-hash) in one durable transaction before answering.
+pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOutcome, AuthError> {
+    let SessionOpening {
+        user,
+        parent,
+        long_term_token,
+        logout_other,
+        client,
+        replacement_password_hash,
+    } = opening;
+    check_may_sign_in(app, &user, parent.as_ref())?;
     let now = now_unix_seconds();
-    let lifetime = if request.long_term_token {
+    let lifetime = if long_term_token {
         app.config.session.long_term_seconds
     } else {
         app.config.session.short_term_seconds
@@ -165,7 +210,7 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
         SessionKind::SignIn,
         now,
         expire,
-        &request.client,
+        &client,
         PermissionSet::empty(),
         Some(api_token_hash(&api_token)),
     );
@@ -180,15 +225,17 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
     let sign_in = NewSignIn {
         session: session.clone(),
         api_token: Some(bound_api_token),
-        end_other_sessions: request.logout_other,
+        end_other_sessions: logout_other,
         replacement_password_hash,
     };
     store_write(&app.store, move |store| store.record_sign_in(&sign_in)).await?;
+    let linked_identities = app.store.identities_of_user(user.id)?;
     Ok(SignInOutcome {
         user,
         session,
         api_token,
         signed_token,
+        linked_identities,
     })
 }
 
@@ -199,7 +246,7 @@ fn check_may_sign_in(app: &App, user: &User, parent: Option<&User>) -> Result<()
     {
         return Err(AuthError::AccountSuspended);
     }
-    if user.status == Status::Pending && !app.config.auth.allow_unverified_sign_in {
+    if user.status == Status::Pending && !app.config.signup.allow_unverified_sign_in {
         return Err(AuthError::AccountPending);
     }
     Ok(())
@@ -435,7 +482,10 @@ pub async fn purge_expired_sessions_forever(app: std::sync::Arc<App>) {
                     now - api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS,
                     PURGE_BATCH_ROWS,
                 )?;
-                Ok(sessions.max(tokens))
+                // Used and expired emailed tokens stay a day, so a late click is told "expired".
+                let email_tokens =
+                    store.purge_email_tokens_expired_before(now - 24 * 3600, PURGE_BATCH_ROWS)?;
+                Ok(sessions.max(tokens).max(email_tokens))
             })
             .await;
             match purged {

@@ -82,8 +82,8 @@ fn logout_all_flag(request: &Request, fields: &Fields) -> Result<bool, ApiError>
     }
 }
 
-/// `PUT /auth/current/password`. With a credential: old and new password. Without one, a
-/// reset token is required (the sign-up issue adds it); until then, 401.
+/// `PUT /auth/current/password`. With a credential: old and new password. Without one: a
+/// `password-update-token` from a reset email and the new password.
 pub async fn change_current_password(
     api: &Api,
     request: &mut Request,
@@ -92,7 +92,9 @@ pub async fn change_current_password(
     let fields = request.fields(api).await?;
     let logout_all = logout_all_flag(request, &fields)?;
     let Some(identity) = identity else {
-        return Err(ApiError::Unauthenticated);
+        // No credential: the reset token's half of this endpoint.
+        crate::http::signup::complete_reset(api, &fields).await?;
+        return Ok(empty_response(StatusCode::NO_CONTENT));
     };
     let old_password = fields.required_string("old-password")?;
     let new_password = fields.required_string("new-password")?;

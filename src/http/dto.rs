@@ -253,3 +253,41 @@ pub struct ApiTokenList {
     #[serde(rename = "api-tokens")]
     pub api_tokens: Vec<ApiTokenEntry>,
 }
+
+/// `AuthPostOAuthSignInCheckAuthResult`.
+#[derive(Serialize)]
+pub struct CheckAuthResult {
+    pub message: String,
+    pub ok: bool,
+}
+
+/// `AuthPostOAuthSignInResponse` for `check-auth: true`: a verdict, without a session.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OAuthCheckAuthResponse {
+    pub check_auth_result: CheckAuthResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub oauth_provider_tokens: Vec<OAuthProviderToken>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ret_url: Option<String>,
+    /// `anonymous` when the token has no account (yet).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<u64>,
+}
+
+/// `oauth-provider-tokens`: a user's linked identities, each as its provider-side account id.
+pub fn oauth_provider_tokens(
+    identities: &[crate::model::OAuthIdentity],
+) -> Vec<OAuthProviderToken> {
+    identities
+        .iter()
+        .map(|identity| OAuthProviderToken {
+            provider: identity.provider.clone(),
+            token: identity.subject.clone(),
+        })
+        .collect()
+}

@@ -30,6 +30,16 @@ pub enum ApiError {
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests(u64),
+    SignupClosed,
+    InvalidEmailToken {
+        field: &'static str,
+        problem: crate::model::EmailTokenProblem,
+    },
+    CaptchaRefused,
+    CaptchaUnavailable,
+    InvalidProviderToken,
+    OAuthRefused(&'static str),
+    ProviderUnreachable,
     Overloaded,
     Draining,
     Timeout,
@@ -146,6 +156,55 @@ impl ApiError {
                 41500,
                 "send application/json or application/x-www-form-urlencoded (utf-8)".into(),
             ),
+            ApiError::SignupClosed => {
+                context.insert("reason".into(), json!("signup-closed"));
+                (StatusCode::FORBIDDEN, 40305, "sign-up is closed".into())
+            }
+            ApiError::InvalidEmailToken { field, problem } => {
+                let reason = match problem {
+                    crate::model::EmailTokenProblem::Unknown => "invalid",
+                    crate::model::EmailTokenProblem::Used => "used",
+                    crate::model::EmailTokenProblem::Expired => "expired",
+                };
+                context.insert("field".into(), json!(field));
+                context.insert("reason".into(), json!(reason));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40004,
+                    Cow::Owned(format!("the token is {reason}")),
+                )
+            }
+            ApiError::CaptchaRefused => {
+                context.insert("reason".into(), json!("captcha"));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40005,
+                    "the captcha check failed".into(),
+                )
+            }
+            ApiError::CaptchaUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                50303,
+                "the captcha verifier cannot be reached; retry shortly".into(),
+            ),
+            ApiError::InvalidProviderToken => (
+                StatusCode::UNAUTHORIZED,
+                40102,
+                "the OAuth provider token is not valid".into(),
+            ),
+            ApiError::OAuthRefused(reason) => {
+                context.insert("reason".into(), json!(reason));
+                (
+                    StatusCode::FORBIDDEN,
+                    40306,
+                    "this provider account may not sign in here".into(),
+                )
+            }
+            ApiError::ProviderUnreachable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                50304,
+                "the OAuth provider cannot be reached; retry shortly".into(),
+            ),
             ApiError::TooManyRequests(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 42900,
@@ -178,7 +237,11 @@ impl ApiError {
     /// Seconds a client should wait, for the statuses that carry `Retry-After`.
     pub fn retry_after_seconds(&self) -> Option<u64> {
         match self {
-            ApiError::Overloaded | ApiError::Draining | ApiError::Timeout => Some(1),
+            ApiError::Overloaded
+            | ApiError::Draining
+            | ApiError::Timeout
+            | ApiError::CaptchaUnavailable
+            | ApiError::ProviderUnreachable => Some(1),
             ApiError::TooManyRequests(seconds) => Some(*seconds),
             _ => None,
         }
@@ -199,6 +262,15 @@ impl From<AuthError> for ApiError {
             AuthError::Conflict(what) => ApiError::Conflict(what),
             AuthError::Overloaded => ApiError::Overloaded,
             AuthError::TooManyAttempts(seconds) => ApiError::TooManyRequests(seconds),
+            AuthError::SignupClosed => ApiError::SignupClosed,
+            AuthError::EmailToken { field, problem } => {
+                ApiError::InvalidEmailToken { field, problem }
+            }
+            AuthError::CaptchaRefused => ApiError::CaptchaRefused,
+            AuthError::CaptchaUnavailable => ApiError::CaptchaUnavailable,
+            AuthError::InvalidProviderToken(_) => ApiError::InvalidProviderToken,
+            AuthError::OAuthRefused(reason) => ApiError::OAuthRefused(reason),
+            AuthError::ProviderUnreachable => ApiError::ProviderUnreachable,
             AuthError::Store(error) => ApiError::Internal(error.to_string()),
             AuthError::Internal(message) => ApiError::Internal(message),
         }

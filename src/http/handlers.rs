@@ -6,9 +6,10 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::password::Password;
 use crate::auth::return_url::check_return_url;
-use crate::auth::{self, Identity, SignInRequest};
+use crate::auth::{self, Identity, SignInOutcome, SignInRequest};
 use crate::http::dto::{
     HealthResponse, JwtToken, PublicKeyEntry, PublicKeyList, SignInResponse, UserProfile,
+    oauth_provider_tokens,
 };
 use crate::http::error::ApiError;
 use crate::http::fields::BodyKind;
@@ -47,9 +48,21 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
         session_id = %outcome.session.id,
         remote_ip = outcome.session.remote_ip,
     );
+    signed_in_response(api, outcome, current_user, return_url, fields.kind())
+}
+
+/// The answer to a successful sign-in, password or OAuth: `SignInResponse` as JSON, or
+/// `303 See Other` to `ret-url` for a form post; both set the `jwt` cookie.
+pub fn signed_in_response(
+    api: &Api,
+    outcome: SignInOutcome,
+    current_user: Option<String>,
+    return_url: Option<String>,
+    body_kind: BodyKind,
+) -> Result<Response, ApiError> {
     let max_age = outcome.session.expire - outcome.session.created;
     let cookie = session_cookie(api, &outcome.signed_token, max_age);
-    let mut response = match (&return_url, fields.kind()) {
+    let mut response = match (&return_url, body_kind) {
         (Some(location), BodyKind::Form) => {
             let mut response = empty_response(StatusCode::SEE_OTHER);
             let location = HeaderValue::from_str(location)
@@ -67,7 +80,7 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
                     expire: format_rfc3339(outcome.session.expire),
                     token: outcome.signed_token,
                 },
-                oauth_provider_tokens: Vec::new(),
+                oauth_provider_tokens: oauth_provider_tokens(&outcome.linked_identities),
                 ret_url: return_url.clone(),
                 status: outcome.user.status.name(),
                 user_id: outcome.user.id,
@@ -166,6 +179,20 @@ pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
         headers.insert(ETAG, value);
     }
     Ok(response)
+}
+
+/// `GET /openapi.json`: the server's own OpenAPI 3.1 document (the vendor's schema names
+/// where they exist; every status each route can answer). A test keeps it in step with
+/// `Route`.
+pub fn openapi_document() -> Response {
+    let mut response = empty_response(StatusCode::OK);
+    *response.body_mut() =
+        http_body_util::Full::new(bytes::Bytes::from_static(include_bytes!("openapi.json")));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `GET /health`: 200 while serving, 503 while draining.

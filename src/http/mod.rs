@@ -9,6 +9,8 @@ mod dto;
 pub mod error;
 pub mod fields;
 mod handlers;
+mod oauth;
+pub(crate) mod signup;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -37,6 +39,7 @@ const PREFIX: &str = "/frontend/api/v1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     SignIn,
+    OAuthSignIn,
     SignOut,
     Sessions,
     Session,
@@ -48,13 +51,20 @@ pub enum Route {
     ApiTokens,
     ApiToken,
     Mint,
+    SignUp,
+    Verify,
+    VerifyResend,
+    PasswordReset,
+    PasswordResetConfirm,
     Keys,
+    OpenApi,
     Health,
 }
 
 impl Route {
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 21] = [
         Route::SignIn,
+        Route::OAuthSignIn,
         Route::SignOut,
         Route::Sessions,
         Route::Session,
@@ -66,7 +76,13 @@ impl Route {
         Route::ApiTokens,
         Route::ApiToken,
         Route::Mint,
+        Route::SignUp,
+        Route::Verify,
+        Route::VerifyResend,
+        Route::PasswordReset,
+        Route::PasswordResetConfirm,
         Route::Keys,
+        Route::OpenApi,
         Route::Health,
     ];
 
@@ -74,6 +90,7 @@ impl Route {
     pub fn template(self) -> &'static str {
         match self {
             Route::SignIn => "/auth/sign-in",
+            Route::OAuthSignIn => "/auth/oauth-sign-in",
             Route::SignOut => "/auth/sign-out",
             Route::Sessions => "/auth/session",
             Route::Session => "/auth/session/{session-id}",
@@ -85,7 +102,13 @@ impl Route {
             Route::ApiTokens => "/auth/api-token",
             Route::ApiToken => "/auth/api-token/{token}",
             Route::Mint => "/auth/jwt",
+            Route::SignUp => "/auth/sign-up",
+            Route::Verify => "/auth/verify",
+            Route::VerifyResend => "/auth/verify/resend",
+            Route::PasswordReset => "/auth/password-reset",
+            Route::PasswordResetConfirm => "/auth/password-reset/confirm",
             Route::Keys => "/auth/keys",
+            Route::OpenApi => "/openapi.json",
             Route::Health => "/health",
         }
     }
@@ -93,7 +116,13 @@ impl Route {
     /// The methods the route answers (for 405's `Allow` and CORS preflight).
     pub fn methods(self) -> &'static str {
         match self {
-            Route::SignIn | Route::Mint => "POST",
+            Route::SignIn
+            | Route::OAuthSignIn
+            | Route::Mint
+            | Route::SignUp
+            | Route::VerifyResend
+            | Route::PasswordResetConfirm => "POST",
+            Route::Verify | Route::PasswordReset => "GET, POST",
             Route::ApiTokens => "GET, POST",
             Route::ApiToken => "GET, PUT, DELETE",
             Route::SignOut => "DELETE",
@@ -102,7 +131,7 @@ impl Route {
             Route::Users => "GET, POST",
             Route::CurrentUser => "GET, PUT, DELETE",
             Route::UserById => "GET, PUT",
-            Route::Keys | Route::Health => "GET",
+            Route::Keys | Route::OpenApi | Route::Health => "GET",
         }
     }
 }
@@ -128,7 +157,19 @@ pub enum Access {
 pub fn access_rule(route: Route, method: &Method) -> Access {
     use Permission::{ReadSubUser, ReadUser, WriteSubUser, WriteUser};
     match (route, method) {
-        (Route::SignIn | Route::Keys | Route::Health, _) => Access::Public,
+        (
+            Route::SignIn
+            | Route::OAuthSignIn
+            | Route::SignUp
+            | Route::Verify
+            | Route::VerifyResend
+            | Route::PasswordReset
+            | Route::PasswordResetConfirm
+            | Route::Keys
+            | Route::OpenApi
+            | Route::Health,
+            _,
+        ) => Access::Public,
         (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
         (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
             Access::SessionOrPermission(WriteUser)
@@ -420,6 +461,7 @@ async fn run_handler(
 ) -> Result<Response, ApiError> {
     match (route, method) {
         (Route::SignIn, &Method::POST) => handlers::sign_in(api, request).await,
+        (Route::OAuthSignIn, &Method::POST) => oauth::oauth_sign_in(api, request).await,
         (Route::SignOut, &Method::DELETE) => {
             accounts::sign_out(api, request, required(identity)?).await
         }
@@ -470,7 +512,17 @@ async fn run_handler(
             tokens::delete(api, required(identity)?, path.token()?).await
         }
         (Route::Mint, &Method::POST) => tokens::mint(api, request, required(identity)?).await,
+        (Route::SignUp, &Method::POST) => signup::sign_up(api, request).await,
+        (Route::Verify, &Method::GET) => signup::verify_page(request),
+        (Route::Verify, &Method::POST) => signup::verify(api, request).await,
+        (Route::VerifyResend, &Method::POST) => signup::resend(api, request).await,
+        (Route::PasswordReset, &Method::GET) => signup::reset_page(request),
+        (Route::PasswordReset, &Method::POST) => signup::request_reset(api, request).await,
+        (Route::PasswordResetConfirm, &Method::POST) => {
+            signup::confirm_reset_form(api, request).await
+        }
         (Route::Keys, &Method::GET) => handlers::public_keys(api, request),
+        (Route::OpenApi, &Method::GET) => Ok(handlers::openapi_document()),
         (Route::Health, &Method::GET) => handlers::health(api),
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }

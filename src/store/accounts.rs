@@ -178,6 +178,7 @@ impl Store {
                 delete_session(&transaction, session_id)?;
             }
             delete_standalone_api_tokens(&transaction, user.id)?;
+            crate::store::identities::delete_identities_of_user(&transaction, user.id)?;
             transaction.open_table(USERID_USER)?.remove(user.id)?;
             transaction
                 .open_table(EMAIL_USERID)?
@@ -259,7 +260,7 @@ fn count_active_roots(transaction: &WriteTransaction) -> Result<usize, StoreErro
 }
 
 /// Deletes every API token of the user that is not bound to a session.
-fn delete_standalone_api_tokens(
+pub(super) fn delete_standalone_api_tokens(
     transaction: &WriteTransaction,
     user_id: UserId,
 ) -> Result<(), StoreError> {

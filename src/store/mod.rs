@@ -4,7 +4,9 @@
 
 mod accounts;
 mod api_tokens;
+mod email;
 mod error;
+mod identities;
 mod record;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -21,7 +23,9 @@ use crate::model::{
 use record::{ApiTokenRecord, SessionRecord, SigningKeyRecord, UserRecord, decode, encode};
 
 pub use accounts::SessionsToEnd;
+pub use email::{SignUpEffect, TokenAction};
 pub use error::StoreError;
+pub use identities::IdentityLink;
 
 /// The schema version this build writes; `open` refuses a newer file.
 const SCHEMA_VERSION: u64 = 1;
@@ -175,6 +179,8 @@ impl Store {
             transaction.open_table(USERID_TOKENHASH)?;
             transaction.open_table(KEYID_SIGNINGKEY)?;
             transaction.open_table(EXPIRE_TOKENHASH)?;
+            email::create_tables(&transaction)?;
+            identities::create_tables(&transaction)?;
         }
         transaction.commit()?;
         Ok(())
@@ -246,39 +252,7 @@ impl Store {
 
     pub fn insert_user(&self, new_user: NewUser, now: UnixSeconds) -> Result<User, StoreError> {
         let transaction = self.begin_write()?;
-        let user = {
-            let mut emails = transaction.open_table(EMAIL_USERID)?;
-            if emails.get(new_user.normalized_email.as_str())?.is_some() {
-                return Err(StoreError::EmailTaken);
-            }
-            let mut meta = transaction.open_table(META)?;
-            let id = meta
-                .get(META_NEXT_USER_ID)?
-                .map_or(1, |guard| guard.value());
-            meta.insert(META_NEXT_USER_ID, id + 1)?;
-            let user = User {
-                id,
-                email: new_user.email,
-                normalized_email: new_user.normalized_email,
-                password_hash: new_user.password_hash,
-                role: new_user.role,
-                status: new_user.status,
-                parent_id: new_user.parent_id,
-                first_name: new_user.first_name,
-                last_name: new_user.last_name,
-                permissions: new_user.permissions,
-                created: now,
-                updated: now,
-            };
-            emails.insert(user.normalized_email.as_str(), id)?;
-            let mut users = transaction.open_table(USERID_USER)?;
-            users.insert(id, encode(&UserRecord::from_user(&user)).as_slice())?;
-            if let Some(parent_id) = user.parent_id {
-                let mut children = transaction.open_table(PARENTID_CHILDID)?;
-                children.insert((parent_id, id), ())?;
-            }
-            user
-        };
+        let user = insert_user(&transaction, new_user, now)?;
         transaction.commit()?;
         Ok(user)
     }
@@ -403,6 +377,46 @@ impl Store {
 }
 
 /// A user from the users table of either kind of transaction.
+/// Inserts a user inside a write transaction, assigning the next id; `EmailTaken` if the
+/// normalized email is in use.
+fn insert_user(
+    transaction: &WriteTransaction,
+    new_user: NewUser,
+    now: UnixSeconds,
+) -> Result<User, StoreError> {
+    let mut emails = transaction.open_table(EMAIL_USERID)?;
+    if emails.get(new_user.normalized_email.as_str())?.is_some() {
+        return Err(StoreError::EmailTaken);
+    }
+    let mut meta = transaction.open_table(META)?;
+    let id = meta
+        .get(META_NEXT_USER_ID)?
+        .map_or(1, |guard| guard.value());
+    meta.insert(META_NEXT_USER_ID, id + 1)?;
+    let user = User {
+        id,
+        email: new_user.email,
+        normalized_email: new_user.normalized_email,
+        password_hash: new_user.password_hash,
+        role: new_user.role,
+        status: new_user.status,
+        parent_id: new_user.parent_id,
+        first_name: new_user.first_name,
+        last_name: new_user.last_name,
+        permissions: new_user.permissions,
+        created: now,
+        updated: now,
+    };
+    emails.insert(user.normalized_email.as_str(), id)?;
+    let mut users = transaction.open_table(USERID_USER)?;
+    users.insert(id, encode(&UserRecord::from_user(&user)).as_slice())?;
+    if let Some(parent_id) = user.parent_id {
+        let mut children = transaction.open_table(PARENTID_CHILDID)?;
+        children.insert((parent_id, id), ())?;
+    }
+    Ok(user)
+}
+
 fn user_in(
     users: &impl ReadableTable<u64, &'static [u8]>,
     id: UserId,
@@ -603,6 +617,8 @@ impl Store {
         copy_table(&source, &target, USERID_TOKENHASH)?;
         copy_table(&source, &target, EXPIRE_TOKENHASH)?;
         copy_table(&source, &target, KEYID_SIGNINGKEY)?;
+        email::copy_tables(&source, &target)?;
+        identities::copy_tables(&source, &target)?;
         target.commit()?;
         Ok(())
     }

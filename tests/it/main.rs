@@ -7,11 +7,16 @@
 mod accounts;
 mod api_tokens;
 mod binary;
+mod contract;
 mod credentials;
 mod decoding;
 mod hardening;
 mod keys;
+mod mail_support;
+mod oauth;
+mod oauth_provider;
 mod operator;
 mod schema;
 mod sign_in;
+mod signup;
 mod support;

@@ -190,7 +190,8 @@ async fn pending_and_suspended_get_403_only_with_the_right_password() {
 
 #[tokio::test]
 async fn pending_users_sign_in_when_unverified_sign_in_is_allowed() {
-    let server = TestServer::start_with(|config| config.auth.allow_unverified_sign_in = true).await;
+    let server =
+        TestServer::start_with(|config| config.signup.allow_unverified_sign_in = true).await;
     server.add_user("early@example.com", Role::User, Status::Pending);
     let response = server
         .request("POST", "/auth/sign-in")

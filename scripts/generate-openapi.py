@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Writes src/http/openapi.json: the vendor's schemas (from ../shared/spec) where they exist,
+Latchkey's own for the endpoints the vendor lacks, and every status each route can answer.
+Run it after changing a route; tests/it/contract.rs fails until the document matches."""
+import copy
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+vendor = json.load(open(os.path.join(ROOT, '..', 'shared', 'spec', 'probe-openapi-2025-06.json')))
+vs = vendor['components']['schemas']
+keep = ['AuthDeleteSignOutResponse','AuthGetSessionsResponse','AuthJWTToken','AuthOAuthProviderToken','AuthPassword',
+ 'AuthPostOAuthSignInCheckAuthResult','AuthPostOAuthSignInRequest','AuthPostOAuthSignInResponse','AuthPostSignInRequest',
+ 'AuthPostSignInResponse','AuthPostVerifyRequest','AuthPostVerifyResponse','AuthSession','FormDataAuthOAuthProviderToken',
+ 'FormDataAuthPostOAuthSignInRequest','FormDataAuthPostSignInRequest','FormDataAuthPutCurrentPasswordRequest',
+ 'FormDataAuthPutUserPasswordRequest','PaginationPagination','PaginationRequest','RouterUnauthorizedError',
+ 'SortfieldSortInternalRouterRoutesUserSortFieldInternalToolsOrderfieldString','UserFilterParams','UserGetUserResponse',
+ 'UserGetUsersResponse','UserPutCurrentUserProfileRequest','UserPutCurrentUserProfileResponse','UserPutUserProfileRequest',
+ 'UserPutUserProfileResponse','UserShort','UserSortField','UsercommonPermission','UsercommonPermissionName','UsercommonRole',
+ 'UsercommonStatus','PlanShort','OrderfieldString']
+schemas = {k: copy.deepcopy(vs[k]) for k in keep}
+ref = lambda n: {'$ref': f'#/components/schemas/{n}'}
+perm_list = {'type': 'array', 'items': ref('UsercommonPermissionName')}
+perm_map = {'type': 'object', 'additionalProperties': ref('UsercommonPermission')}
+schemas.update({
+ 'AuthApiToken': {'type': 'object', 'properties': {
+   'created': {'type': 'string', 'format': 'date-time'}, 'updated': {'type': 'string', 'format': 'date-time'},
+   'expired': {'type': ['boolean', 'null']}, 'expires-at': {'type': ['string', 'null'], 'format': 'date-time'},
+   'permissions': perm_map, 'restrictions': perm_map,
+   'token': {'type': 'string', 'description': 'The whole token in the answer that creates it; afterwards its first 8 characters and an ellipsis.'}}},
+ 'AuthGetApiTokenListResponse': {'type': 'object', 'properties': {'api-tokens': {'type': ['array', 'null'], 'items': ref('AuthApiToken')}}},
+ 'AuthPostApiTokenRequest': {'type': 'object', 'properties': {'permissions': perm_list, 'restrictions': perm_list,
+   'ttl': {'type': 'integer', 'minimum': 0, 'default': 0, 'description': 'Seconds; 0 never expires.'}}},
+ 'AuthPutApiTokenRequest': {'type': 'object', 'properties': {'permissions': perm_list, 'restrictions': perm_list,
+   'reset-permissions': {'type': 'boolean', 'default': False}, 'ttl': {'type': 'integer', 'minimum': 0}}},
+ 'AuthPostJWTTokenRequest': {'type': 'object', 'properties': {'claims': {'type': 'object', 'additionalProperties': {},
+   'description': 'Extra claims; iss, sub, aud, exp, nbf, iat, jti, sid and permissions are refused, and so is more than 4 KiB.'},
+   'long-term-token': {'type': 'boolean', 'default': True}, 'permissions': perm_list}},
+ 'AuthPostSignUpRequest': {'type': 'object', 'required': ['email', 'password'], 'properties': {
+   'email': {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 255},
+   'password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
+   'first-name': {'type': 'string'}, 'last-name': {'type': 'string'}}},
+ 'AuthEmailRequest': {'type': 'object', 'required': ['email'], 'properties': {
+   'email': {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 255}}},
+ 'AuthSuccessResponse': {'type': 'object', 'properties': {'success': {'type': 'boolean'}}},
+ 'AuthPutCurrentPasswordRequest': {'type': 'object', 'properties': {
+   'old-password': {'type': 'string', 'format': 'password', 'maxLength': 72},
+   'new-password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
+   'password-update-token': {'type': 'string', 'description': 'From a reset email; used without a credential.'},
+   'logout-all': {'type': 'boolean', 'default': False}}},
+ 'AuthPasswordResetConfirmRequest': {'type': 'object', 'required': ['password-update-token', 'new-password'], 'properties': {
+   'password-update-token': {'type': 'string'}, 'new-password': {'type': 'string', 'minLength': 6, 'maxLength': 72}}},
+ 'AuthKey': {'type': 'object', 'properties': {'id': {'type': 'string', 'description': 'PASERK id (k4.pid.…)'},
+   'key': {'type': 'string', 'description': 'PASERK public key (k4.public.…)'}, 'status': {'type': 'string', 'enum': ['active', 'retired']},
+   'created': {'type': 'string', 'format': 'date-time'}}},
+ 'AuthKeysResponse': {'type': 'object', 'properties': {'keys': {'type': 'array', 'items': ref('AuthKey')}}},
+ 'HealthResponse': {'type': 'object', 'properties': {'status': {'type': 'string', 'enum': ['ok']}}},
+ 'UserPostUserRequest': {'type': 'object', 'required': ['email', 'password'], 'properties': {
+   'email': {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 255},
+   'password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
+   'first-name': {'type': 'string'}, 'last-name': {'type': 'string'}, 'permissions': perm_list}},
+})
+schemas['UserPutUserProfileRequest'] = copy.deepcopy(vs['UserPutUserProfileRequest'])
+schemas['UserPutUserProfileRequest']['properties']['permissions'] = perm_list
+# The form variants of the password bodies carry the vendor's required lists; ours are looser.
+STD = [{'api_key_header': []}, {'api_key': []}, {'jwt-token': []}, {'jwt-cookie': []}, {'jwt': []}]
+OPTIONAL = STD + [{}]
+def error(desc):
+    return {'description': desc, 'content': {'application/json': {'schema': ref('RouterUnauthorizedError')}}}
+ERRORS = {'400': 'Malformed or invalid input', '401': 'No valid credential', '403': 'Not allowed',
+  '404': 'No such thing', '405': 'Method not allowed', '409': 'Conflict', '413': 'Body too large',
+  '415': 'Unsupported media type', '429': 'Too many attempts', '503': 'Overloaded or draining'}
+def errors(*codes):
+    return {code: error(ERRORS[code]) for code in codes}
+def body(json_schema, form_schema=None):
+    content = {'application/json': {'schema': json_schema}}
+    content['application/x-www-form-urlencoded'] = {'schema': form_schema or json_schema}
+    return {'content': content}
+def ok(code, schema=None, description='OK', content_type='application/json'):
+    if schema is None:
+        return {code: {'description': description}}
+    return {code: {'description': description, 'content': {content_type: {'schema': schema}}}}
+HTML = {'type': 'string'}
+logout_all = {'name': 'logout-all', 'in': 'query', 'schema': {'type': 'boolean', 'default': False}}
+user_id = {'name': 'user-id', 'in': 'path', 'required': True, 'schema': {'type': 'integer', 'minimum': 1}}
+session_id = {'name': 'session-id', 'in': 'path', 'required': True, 'schema': {'type': 'string', 'format': 'uuid'}}
+token_param = {'name': 'token', 'in': 'path', 'required': True, 'description': 'The API token, or its first 8 characters.',
+  'schema': {'type': 'string', 'pattern': '^([0-9a-f]{8}|[0-9a-f]{64})$'}}
+include_expired = {'name': 'include-expired', 'in': 'query', 'schema': {'type': 'boolean', 'default': False}}
+recaptcha_optional = {'name': 'X-Recaptcha-Token', 'in': 'header', 'schema': {'type': 'string', 'minLength': 6},
+  'description': 'Checked when a captcha provider is configured.'}
+W = ('400','401','403','404','405','409','413','415','429','503')
+def op(operation_id, summary, responses, security=None, parameters=None, request=None, tags=('Auth',)):
+    o = {'tags': list(tags), 'summary': summary, 'operationId': operation_id,
+         'responses': {**errors(*W), **dict(responses)}}
+    if security is not None: o['security'] = security
+    if parameters: o['parameters'] = parameters
+    if request: o['requestBody'] = request
+    return o
+P = '/frontend/api/v1'
+paths = {
+ P+'/auth/sign-in': {'post': op('routes/auth.PostSignIn', 'Authenticate user by username(email) and password',
+   {**ok('200', ref('AuthPostSignInResponse')), **ok('303', description='A form with ret-url: redirected there, with the jwt cookie')},
+   request=body(ref('AuthPostSignInRequest'), ref('FormDataAuthPostSignInRequest')))},
+ P+'/auth/oauth-sign-in': {'post': op('routes/auth.PostOAuthSignIn', 'Authenticate user by oauth provider token',
+   {**ok('200', ref('AuthPostOAuthSignInResponse')), **ok('303', description='A form with ret-url: redirected there')},
+   parameters=[{'name': n, 'in': 'cookie', 'schema': {'type': 'string'}} for n in ['oauth-provider-name', 'oauth-email', 'oauth-provider-token']],
+   request=body(ref('AuthPostOAuthSignInRequest'), ref('FormDataAuthPostOAuthSignInRequest')))},
+ P+'/auth/sign-out': {'delete': op('routes/auth.DeleteSignOut', 'Invalidate current JWT token session or invalidate all sessions',
+   ok('200', ref('AuthDeleteSignOutResponse')), STD,
+   [logout_all, {'name': 'ret-url', 'in': 'query', 'schema': {'type': ['null', 'string'], 'format': 'url'}}])},
+ P+'/auth/session': {
+   'get': op('routes/auth.GetSessions', 'Get list of active sessions', ok('200', ref('AuthGetSessionsResponse')), STD),
+   'delete': op('routes/auth.DeleteSessions', 'Delete all active sessions', ok('204', description='No Content'), STD)},
+ P+'/auth/session/{session-id}': {
+   'get': op('routes/auth.GetSession', 'Get one active session', ok('200', ref('AuthSession')), STD, [session_id]),
+   'delete': op('routes/auth.DeleteSession', 'Delete active session', ok('204', description='No Content'), STD, [session_id])},
+ P+'/auth/current/password': {'put': op('routes/auth.PutCurrentPassword',
+   'Update current user password (with a credential), or set it with a reset token (without one)',
+   ok('204', description='No Content'), OPTIONAL, [logout_all], body(ref('AuthPutCurrentPasswordRequest')))},
+ P+'/auth/{user-id}/password': {'put': op('routes/auth.PutUserPassword', 'Update sub user password',
+   ok('204', description='No Content'), STD, [logout_all, user_id],
+   body(ref('FormDataAuthPutUserPasswordRequest')))},
+ P+'/auth/api-token': {
+   'get': op('routes/auth.GetApiTokenList', 'List API Tokens', ok('200', ref('AuthGetApiTokenListResponse')), STD, [include_expired]),
+   'post': op('routes/auth.PostApiToken', 'Create API Token', ok('200', ref('AuthApiToken')), STD, None, body(ref('AuthPostApiTokenRequest')))},
+ P+'/auth/api-token/{token}': {
+   'get': op('routes/auth.GetApiToken', 'Get API Token', ok('200', ref('AuthApiToken')), STD, [token_param, include_expired]),
+   'put': op('routes/auth.PutApiToken', 'Refresh API Token or set Token TTL and change permissions', ok('200', ref('AuthApiToken')), STD, [token_param], body(ref('AuthPutApiTokenRequest'))),
+   'delete': op('routes/auth.DeleteApiToken', 'Delete API Token', ok('204', description='No Content'), STD, [token_param])},
+ P+'/auth/jwt': {'post': op('routes/auth.PostJWTToken', 'Generate new JWT Token (a PASETO v4.public token)',
+   ok('200', ref('AuthJWTToken')), STD, None, body(ref('AuthPostJWTTokenRequest')))},
+ P+'/auth/sign-up': {'post': op('routes/auth.PostSignUp', 'Create a pending account and email a verification link',
+   ok('200', ref('AuthSuccessResponse')), None, [recaptcha_optional], body(ref('AuthPostSignUpRequest')))},
+ P+'/auth/verify': {
+   'get': op('routes/auth.GetVerifyPage', 'The page an email link opens; its form completes the verification',
+     ok('200', HTML, content_type='text/html'), None, [{'name': 'token', 'in': 'query', 'schema': {'type': 'string'}}]),
+   'post': op('routes/auth.PostVerify', 'Verify Sign-up email', ok('200', ref('AuthPostVerifyResponse')), None,
+     [{'name': 'X-Recaptcha-Token', 'in': 'header', 'required': True, 'schema': {'minLength': 6, 'type': 'string'}}],
+     body(ref('AuthPostVerifyRequest')))},
+ P+'/auth/verify/resend': {'post': op('routes/auth.PostVerifyResend', 'Email a new verification link (the same answer always)',
+   ok('200', ref('AuthSuccessResponse')), None, [recaptcha_optional], body(ref('AuthEmailRequest')))},
+ P+'/auth/password-reset': {
+   'get': op('routes/auth.GetPasswordResetPage', 'The page a reset email opens; its form sets the new password',
+     ok('200', HTML, content_type='text/html'), None, [{'name': 'token', 'in': 'query', 'schema': {'type': 'string'}}]),
+   'post': op('routes/auth.PostPasswordReset', 'Email a password-reset link (the same answer always)',
+     ok('200', ref('AuthSuccessResponse')), None, [recaptcha_optional], body(ref('AuthEmailRequest')))},
+ P+'/auth/password-reset/confirm': {'post': op('routes/auth.PostPasswordResetConfirm', "The reset page's form",
+   {**ok('200', HTML, content_type='text/html'), '400': {'description': 'Not changed', 'content': {'text/html': {'schema': HTML}}}}, None, None,
+   {'content': {'application/x-www-form-urlencoded': {'schema': ref('AuthPasswordResetConfirmRequest')}}})},
+ P+'/auth/keys': {'get': op('routes/auth.GetKeys', 'Public keys that verify signed tokens (PASERK)',
+   {**ok('200', ref('AuthKeysResponse')), **ok('304', description='Not Modified')}, None,
+   [{'name': 'If-None-Match', 'in': 'header', 'schema': {'type': 'string'}}])},
+ P+'/user': {
+   'get': op('routes/user.GetUsers', 'List users', ok('200', ref('UserGetUsersResponse')), STD, [
+     {'name': 'status', 'in': 'query', 'schema': {'type': 'array', 'items': ref('UsercommonStatus')}, 'explode': True},
+     {'name': 'parent-id', 'in': 'query', 'schema': {'type': 'integer', 'minimum': 1}},
+     {'name': 'email', 'in': 'query', 'schema': {'type': 'string'}},
+     {'name': 'email-contains', 'in': 'query', 'schema': {'type': 'string'}},
+     {'name': 'pagination', 'in': 'query', 'schema': ref('PaginationRequest'), 'style': 'deepObject', 'explode': True},
+     {'name': 'sort', 'in': 'query', 'schema': ref('SortfieldSortInternalRouterRoutesUserSortFieldInternalToolsOrderfieldString'), 'style': 'deepObject', 'explode': True}],
+     tags=('User',)),
+   'post': op('routes/user.PostUser', 'Create a sub-user of the caller', ok('201', ref('UserGetUserResponse'), 'Created'), STD, None,
+     body(ref('UserPostUserRequest')), tags=('User',))},
+ P+'/user/current': {
+   'get': op('routes/user.GetCurrentUser', 'Get current user profile (401 without a valid credential)', ok('200', ref('UserGetUserResponse')), STD, tags=('User',)),
+   'put': op('routes/user.PutCurrentUserProfile', 'Update user profile', ok('200', ref('UserPutCurrentUserProfileResponse')), STD, None,
+     body(ref('UserPutCurrentUserProfileRequest')), tags=('User',)),
+   'delete': op('routes/user.DeleteCurrentUser', 'Delete current user, its sub-users and all their sessions and tokens',
+     ok('204', description='No Content'), STD, tags=('User',))},
+ P+'/user/{user-id}': {
+   'get': op('routes/user.GetUser', 'Get user by id (401 without a valid credential)', ok('200', ref('UserGetUserResponse')), STD, [user_id], tags=('User',)),
+   'put': op('routes/user.PutUserProfile', 'Update sub user profile by id', ok('200', ref('UserPutUserProfileResponse')), STD, [user_id],
+     body(ref('UserPutUserProfileRequest')), tags=('User',))},
+ P+'/health': {'get': op('routes/health.GetHealth', 'Health: 200 while serving, 503 while draining', ok('200', ref('HealthResponse')), None, tags=('Health',))},
+ P+'/openapi.json': {'get': op('routes/openapi.GetDocument', 'This document', ok('200', {'type': 'object'}), None, tags=('Health',))},
+}
+security_schemes = copy.deepcopy(vendor['components']['securitySchemes'])
+security_schemes['jwt']['bearerFormat'] = 'PASETO v4.public'
+security_schemes['jwt']['description'] = 'Signed token (Header): PASETO v4.public, Ed25519; keys at /auth/keys.'
+security_schemes['jwt-token']['description'] = 'Signed token (query ?jwt=): PASETO v4.public.'
+security_schemes['jwt-cookie']['description'] = 'Signed token (cookie jwt): PASETO v4.public.'
+document = {
+ 'openapi': '3.1.0',
+ 'info': {'title': 'Latchkey', 'version': '0.1.0',
+   'description': "Probe.dev's Auth API as Latchkey serves it. Signed tokens are PASETO v4.public (the field keeps the vendor's name jwt-token). GET /user/current and GET /user/{user-id} answer 401 without a valid credential."},
+ 'paths': paths,
+ 'components': {'schemas': dict(sorted(schemas.items())), 'securitySchemes': security_schemes},
+ 'tags': [{'name': 'Auth'}, {'name': 'User'}, {'name': 'Health'}],
+}
+json.dump(document, open(os.path.join(ROOT, 'src', 'http', 'openapi.json'), 'w'), indent=1, sort_keys=False)
+

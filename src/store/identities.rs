@@ -1,0 +1,227 @@
+//! Store functions for OAuth identities: which user a provider's account (provider, subject)
+//! signs in as, and the reverse index that lists a user's linked identities. Linking (to an
+//! existing account or a new one) is one transaction with the checks that must hold at that
+//! moment.
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{NewUser, OAuthIdentity, Status, UnixSeconds, User, UserId};
+use crate::store::accounts::delete_standalone_api_tokens;
+use crate::store::record::{RECORD_VERSION, UserRecord, decode, encode};
+use crate::store::{
+    Store, StoreError, USERID_USER, copy_table, delete_session, insert_user, session_ids_of_user,
+    user_in,
+};
+
+/// (provider, subject) → the linked user, as an `IdentityRecord`.
+const PROVIDERSUBJECT_IDENTITY: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("providersubject_identity");
+/// The reverse index: a user's identities, in (provider, subject) order.
+const USERID_PROVIDERSUBJECT: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("userid_providersubject");
+
+#[derive(Serialize, Deserialize)]
+struct IdentityRecord {
+    v: u8,
+    user_id: UserId,
+    linked: UnixSeconds,
+}
+
+/// What linking an identity to an existing account did.
+#[derive(Clone, Debug)]
+pub enum IdentityLink {
+    /// Linked; the user as it now is (a pending account was activated, its password and
+    /// credentials removed).
+    Linked(User),
+    /// The identity was already linked (a concurrent sign-in won): this is its user.
+    AlreadyLinked(User),
+    /// The account is gone, or no longer passes `may_link`: nothing was written.
+    Refused,
+}
+
+pub(super) fn create_tables(transaction: &WriteTransaction) -> Result<(), StoreError> {
+    transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
+    transaction.open_table(USERID_PROVIDERSUBJECT)?;
+    Ok(())
+}
+
+pub(super) fn copy_tables(
+    source: &ReadTransaction,
+    target: &WriteTransaction,
+) -> Result<(), StoreError> {
+    copy_table(source, target, PROVIDERSUBJECT_IDENTITY)?;
+    copy_table(source, target, USERID_PROVIDERSUBJECT)?;
+    Ok(())
+}
+
+/// Removes every identity of a user (its deletion).
+pub(super) fn delete_identities_of_user(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    let keys: Vec<(String, String)> = {
+        let by_user = transaction.open_table(USERID_PROVIDERSUBJECT)?;
+        let mut keys = Vec::new();
+        for entry in by_user.range(user_range(user_id))? {
+            let (key, _) = entry?;
+            let (_, provider, subject) = key.value();
+            keys.push((provider.to_owned(), subject.to_owned()));
+        }
+        keys
+    };
+    let mut identities = transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
+    let mut by_user = transaction.open_table(USERID_PROVIDERSUBJECT)?;
+    for (provider, subject) in &keys {
+        identities.remove((provider.as_str(), subject.as_str()))?;
+        by_user.remove((user_id, provider.as_str(), subject.as_str()))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The user this identity signs in as; `None` when it is not linked (or its user is gone).
+    pub fn user_of_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let transaction = self.begin_read()?;
+        let identities = transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
+        let Some(bytes) = identities.get((provider, subject))? else {
+            return Ok(None);
+        };
+        let record: IdentityRecord = decode(bytes.value(), "oauth identity")?;
+        user_in(&transaction.open_table(USERID_USER)?, record.user_id)
+    }
+
+    /// The user's linked identities, in (provider, subject) order.
+    pub fn identities_of_user(&self, user_id: UserId) -> Result<Vec<OAuthIdentity>, StoreError> {
+        let transaction = self.begin_read()?;
+        let by_user = transaction.open_table(USERID_PROVIDERSUBJECT)?;
+        let identities = transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
+        let mut found = Vec::new();
+        for entry in by_user.range(user_range(user_id))? {
+            let (key, _) = entry?;
+            let (_, provider, subject) = key.value();
+            let Some(bytes) = identities.get((provider, subject))? else {
+                continue;
+            };
+            let record: IdentityRecord = decode(bytes.value(), "oauth identity")?;
+            found.push(OAuthIdentity {
+                provider: provider.to_owned(),
+                subject: subject.to_owned(),
+                user_id: record.user_id,
+                linked: record.linked,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Links (provider, subject) to the existing user `user_id`, if `may_link` still accepts
+    /// that user inside this transaction. A pending user is made active, loses its password,
+    /// and loses every session and standalone API token: whoever set that password never
+    /// proved the address, and the provider did.
+    pub fn link_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+        user_id: UserId,
+        may_link: impl FnOnce(&User) -> bool,
+        now: UnixSeconds,
+    ) -> Result<IdentityLink, StoreError> {
+        let transaction = self.begin_write()?;
+        if let Some(user) = linked_user(&transaction, provider, subject)? {
+            return Ok(IdentityLink::AlreadyLinked(user));
+        }
+        let Some(mut user) = user_in(&transaction.open_table(USERID_USER)?, user_id)? else {
+            return Ok(IdentityLink::Refused);
+        };
+        if !may_link(&user) {
+            return Ok(IdentityLink::Refused);
+        }
+        if user.status == Status::Pending {
+            user.status = Status::Active;
+            user.password_hash = None;
+            user.updated = now;
+            transaction
+                .open_table(USERID_USER)?
+                .insert(user.id, encode(&UserRecord::from_user(&user)).as_slice())?;
+            for session_id in session_ids_of_user(&transaction, user.id)? {
+                delete_session(&transaction, session_id)?;
+            }
+            delete_standalone_api_tokens(&transaction, user.id)?;
+        }
+        insert_identity(&transaction, provider, subject, user.id, now)?;
+        transaction.commit()?;
+        Ok(IdentityLink::Linked(user))
+    }
+
+    /// Creates a user and links (provider, subject) to it, in one transaction. If the
+    /// identity got linked meanwhile, nothing is created and its user is answered instead.
+    /// `EmailTaken` if the address is in use.
+    pub fn create_user_with_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+        new_user: NewUser,
+        now: UnixSeconds,
+    ) -> Result<(User, bool), StoreError> {
+        let transaction = self.begin_write()?;
+        if let Some(user) = linked_user(&transaction, provider, subject)? {
+            return Ok((user, false));
+        }
+        let user = insert_user(&transaction, new_user, now)?;
+        insert_identity(&transaction, provider, subject, user.id, now)?;
+        transaction.commit()?;
+        Ok((user, true))
+    }
+}
+
+/// Every key of the reverse index that belongs to `user_id`.
+fn user_range(user_id: UserId) -> std::ops::Range<(UserId, &'static str, &'static str)> {
+    (user_id, "", "")..(user_id.saturating_add(1), "", "")
+}
+
+/// The live user an identity is linked to, inside a write transaction. A row whose user is
+/// gone counts as unlinked and is overwritten by the next link.
+fn linked_user(
+    transaction: &WriteTransaction,
+    provider: &str,
+    subject: &str,
+) -> Result<Option<User>, StoreError> {
+    let user_id = {
+        let identities = transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
+        let Some(bytes) = identities.get((provider, subject))? else {
+            return Ok(None);
+        };
+        let record: IdentityRecord = decode(bytes.value(), "oauth identity")?;
+        record.user_id
+    };
+    user_in(&transaction.open_table(USERID_USER)?, user_id)
+}
+
+fn insert_identity(
+    transaction: &WriteTransaction,
+    provider: &str,
+    subject: &str,
+    user_id: UserId,
+    now: UnixSeconds,
+) -> Result<(), StoreError> {
+    let record = IdentityRecord {
+        v: RECORD_VERSION,
+        user_id,
+        linked: now,
+    };
+    let mut identities = transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
+    let previous = identities
+        .insert((provider, subject), encode(&record).as_slice())?
+        .map(|bytes| decode::<IdentityRecord>(bytes.value(), "oauth identity"))
+        .transpose()?;
+    let mut by_user = transaction.open_table(USERID_PROVIDERSUBJECT)?;
+    if let Some(previous) = previous {
+        by_user.remove((previous.user_id, provider, subject))?;
+    }
+    by_user.insert((user_id, provider, subject), ())?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Real email peers for the tests: an SMTP server (Python's aiosmtpd, installed by .ci/run)
+//! that saves what it accepts, and readers for the saved messages.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct SmtpServer {
+    pub port: u16,
+    pub inbox: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpServer {
+    /// Starts aiosmtpd on `port`; with `require_auth`, AUTH as mailer / secret is required.
+    pub fn start_on(port: u16, require_auth: bool) -> SmtpServer {
+        let inbox = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp_server.py");
+        let mut child = Command::new("python3")
+            .args([
+                script,
+                &port.to_string(),
+                inbox.path().to_str().unwrap(),
+                if require_auth { "auth" } else { "open" },
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the SMTP server (pip install aiosmtpd)");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "the SMTP server did not start (is aiosmtpd installed?)"
+        );
+        SmtpServer { port, inbox, child }
+    }
+
+    pub fn start(require_auth: bool) -> SmtpServer {
+        SmtpServer::start_on(free_port(), require_auth)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `directory` holds at least `count` .eml files; returns them all, in order,
+/// with quoted-printable soft breaks and `=3D` undone.
+pub async fn wait_for_mail(directory: &Path, count: usize, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(directory)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|extension| extension == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if paths.len() >= count {
+            paths.sort();
+            return paths
+                .iter()
+                .map(|path| {
+                    std::fs::read_to_string(path)
+                        .unwrap()
+                        .replace("=\r\n", "")
+                        .replace("=\n", "")
+                        .replace("=3D", "=")
+                })
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} mails did not arrive in {directory:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The single-use token in a message's link (`…?token=<base64url>`).
+pub fn token_in(message: &str) -> String {
+    let start = message
+        .find("token=")
+        .expect("no token link in the message")
+        + "token=".len();
+    message[start..]
+        .chars()
+        .take_while(|character| {
+            character.is_ascii_alphanumeric() || *character == '-' || *character == '_'
+        })
+        .collect()
+}
