@@ -63,3 +63,29 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_normalizing_is_idempotent(text in "\\PC{0,80}") {
+            if let Some(address) = EmailAddress::parse(&text) {
+                prop_assert_eq!(address.normalized.clone(), address.normalized.to_lowercase());
+                prop_assert!(!address.normalized.chars().any(char::is_whitespace));
+                let again = EmailAddress::parse(&address.normalized).unwrap();
+                prop_assert_eq!(again.normalized, address.normalized);
+            }
+        }
+
+        #[test]
+        fn well_formed_addresses_are_accepted(local in "[a-zA-Z0-9._+-]{1,20}", domain in "[a-z0-9-]{1,20}\\.[a-z]{2,6}") {
+            let text = format!("{local}@{domain}");
+            let address = EmailAddress::parse(&text).unwrap();
+            prop_assert_eq!(address.normalized, text.to_lowercase());
+        }
+    }
+}

@@ -58,3 +58,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn whatever_passes_is_a_local_path_or_an_allowed_origin(candidate in "\\PC{0,60}|/[\\x00-\\x7f]{0,40}|https?://[a-z.@:/\\\\]{0,40}") {
+            let allowed: Vec<Origin> = vec!["https://app.example.com".parse().unwrap()];
+            if let Some(accepted) = check_return_url(&candidate, &allowed) {
+                prop_assert!(!accepted.chars().any(char::is_control));
+                prop_assert!(!accepted.contains('\\'));
+                if accepted.starts_with('/') {
+                    prop_assert!(!accepted.starts_with("//"));
+                } else {
+                    let url = url::Url::parse(&accepted).unwrap();
+                    prop_assert_eq!(Origin::from_url(&url), Some(allowed[0].clone()));
+                    prop_assert!(url.username().is_empty() && url.password().is_none());
+                }
+            }
+        }
+    }
+}

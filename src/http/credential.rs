@@ -125,3 +125,47 @@ pub fn check_cookie_origin(
         _ => Err(ApiError::CrossSiteRequest),
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parts(authorization: Option<&str>, cookie: Option<&str>) -> Parts {
+        let mut builder = hyper::Request::builder().method("DELETE").uri("/x");
+        if let Some(value) = authorization {
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        if let Some(value) = cookie {
+            builder = builder.header(COOKIE, value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_query_or_cookie_is_read_without_panicking(
+            authorization in proptest::option::of("[ -~]{0,90}"),
+            cookie in proptest::option::of("[ -~]{0,90}"),
+            query in "[ -~]{0,90}",
+        ) {
+            let parts = parts(authorization.as_deref(), cookie.as_deref());
+            let query = Fields::from_query(Some(&query));
+            if let Ok(Some(found)) = find_credential(&parts, &query, true) {
+                prop_assert!(!found.value.is_empty() || found.from_cookie || !found.is_api_token);
+                if let Some(header) = authorization {
+                    prop_assert_eq!(found.value, header.split_once(' ').unwrap().1.trim());
+                }
+            }
+            let _ = check_cookie_origin(&parts, &"https://auth.example.com".parse().unwrap(), &[]);
+        }
+
+        #[test]
+        fn a_bearer_header_is_an_api_token_exactly_when_it_has_the_shape(value in "[0-9a-fA-Fv4.public_-]{1,70}") {
+            let parts = parts(Some(&format!("Bearer {value}")), None);
+            let found = find_credential(&parts, &Fields::from_query(None), true).unwrap().unwrap();
+            prop_assert_eq!(found.is_api_token, crate::auth::looks_like_api_token(&value));
+        }
+    }
+}

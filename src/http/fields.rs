@@ -308,3 +308,48 @@ mod tests {
         assert!(decode_body(Some(BodyKind::Form), b"a=\xff").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn decoding_any_bytes_never_panics(kind in 0u8..3, bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let kind = match kind {
+                0 => None,
+                1 => Some(BodyKind::Json),
+                _ => Some(BodyKind::Form),
+            };
+            if let Ok(fields) = decode_body(kind, &bytes) {
+                for name in ["email", "password", "logout-all", "ttl", "permissions", "claims"] {
+                    let _ = fields.string(name);
+                    let _ = fields.boolean(name);
+                    let _ = fields.unsigned(name);
+                    let _ = fields.string_list(name);
+                    let _ = fields.object(name);
+                }
+            }
+        }
+
+        #[test]
+        fn json_and_form_carry_the_same_strings(pairs in proptest::collection::btree_map("[a-z-]{1,12}", "\\PC{0,30}", 0..6)) {
+            let json = serde_json::to_vec(&pairs).unwrap();
+            let form = form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+            let from_json = decode_body(Some(BodyKind::Json), &json).unwrap();
+            let from_form = decode_body(Some(BodyKind::Form), form.as_bytes()).unwrap();
+            for (name, value) in &pairs {
+                let name: &'static str = Box::leak(name.clone().into_boxed_str());
+                prop_assert_eq!(from_json.string(name).unwrap(), Some(value.clone()));
+                prop_assert_eq!(from_form.string(name).unwrap(), Some(value.clone()));
+            }
+        }
+
+        #[test]
+        fn media_type_parsing_never_panics(content_type in "\\PC{0,60}") {
+            let _ = body_kind(&content_type);
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! one `match`. Errors become responses in `error`, in one place.
 
 mod accounts;
-mod credential;
+pub mod credential;
 mod dto;
 pub mod error;
 pub mod fields;
@@ -208,7 +208,7 @@ impl std::fmt::Debug for PathParameters {
 }
 
 impl PathParameters {
-    fn parse(raw: &[(String, String)]) -> Result<PathParameters, ApiError> {
+    pub fn parse(raw: &[(String, String)]) -> Result<PathParameters, ApiError> {
         let mut parameters = PathParameters::default();
         for (name, value) in raw {
             match name.as_str() {
@@ -266,12 +266,33 @@ pub struct Api {
     pub public_origin: Origin,
 }
 
+/// The router: every route's template under `/frontend/api/v1`.
+pub fn build_router() -> Result<matchit::Router<Route>, matchit::InsertError> {
+    let mut router = matchit::Router::new();
+    for route in Route::ALL {
+        router.insert(format!("{PREFIX}{}", route.template()), route)?;
+    }
+    Ok(router)
+}
+
+/// Looks a path up: `None` for no route, else the route and its strictly parsed
+/// parameters (or the 400 they earn). Exposed for the fuzz targets.
+pub fn resolve_path(
+    router: &matchit::Router<Route>,
+    path: &str,
+) -> Option<Result<(Route, PathParameters), ApiError>> {
+    let found = router.at(path).ok()?;
+    let parameters: Vec<(String, String)> = found
+        .params
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    Some(PathParameters::parse(&parameters).map(|parsed| (*found.value, parsed)))
+}
+
 impl Api {
     pub fn new(app: Arc<App>) -> Result<Api, matchit::InsertError> {
-        let mut router = matchit::Router::new();
-        for route in Route::ALL {
-            router.insert(format!("{PREFIX}{}", route.template()), route)?;
-        }
+        let router = build_router()?;
         Ok(Api {
             public_origin: app.config.public_origin(),
             app,

@@ -8,6 +8,7 @@ mod accounts;
 mod api_tokens;
 mod binary;
 mod contract;
+mod crash;
 mod credentials;
 mod decoding;
 mod hardening;
