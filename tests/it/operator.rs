@@ -397,3 +397,18 @@ async fn the_log_can_be_json() {
     assert_eq!(sign_in["user_id"], 1);
     assert_eq!(sign_in["remote_ip"], "127.0.0.1");
 }
+
+#[test]
+fn a_socket_path_too_long_for_unix_stops_the_start_with_a_clear_message() {
+    let directory = tempfile::tempdir().unwrap();
+    let long = directory.path().join("d".repeat(100));
+    let output = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("LATCHKEY_DATA_DIR", &long)
+        .envs(CHEAP_HASHING)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("over the 107") && message.contains("shorter --data-dir"), "{message}");
+}
