@@ -55,6 +55,10 @@ impl App {
             password_cost(&config),
             config.password.effective_hasher_threads(),
             config.password.queue_capacity,
+            match config.password.buffer_release_after_idle_seconds {
+                0 => None,
+                seconds => Some(std::time::Duration::from_secs(seconds)),
+            },
         )?;
         Ok(App {
             issuer: config.public_origin().to_string(),

@@ -460,6 +460,8 @@ pub struct PasswordConfig {
     pub queue_capacity: usize,
     /// Shortest password accepted when one is set (the vendor's minimum is 6).
     pub min_length: usize,
+    /// A hasher frees its argon2 buffer after this many seconds without work; 0 keeps it.
+    pub buffer_release_after_idle_seconds: u64,
 }
 
 impl Default for PasswordConfig {
@@ -471,6 +473,7 @@ impl Default for PasswordConfig {
             hasher_threads: 0,
             queue_capacity: 64,
             min_length: 6,
+            buffer_release_after_idle_seconds: 5,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Passwords: argon2id PHC strings, hashed and verified on a fixed pool of hasher threads.
-//! The only module that knows argon2. Each hasher owns one preallocated memory buffer and
-//! reuses it for every job (a fresh 19 MiB allocation per hash leaves glibc holding hundreds
-//! of MiB); a bounded queue sits in front of the pool, and a full queue is an immediate
+//! The only module that knows argon2. Each hasher owns one memory buffer and reuses it for
+//! every job while work keeps coming (a fresh 19 MiB allocation per hash leaves glibc holding
+//! hundreds of MiB), and lets it go after a configurable idle spell so an idle server stays
+//! small; a bounded queue sits in front of the pool, and a full queue is an immediate
 //! `Overloaded`, never a wait. Token checks never touch this pool.
 
 use std::fmt;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
@@ -100,6 +102,7 @@ impl Hashers {
         cost: HashCost,
         threads: usize,
         queue_capacity: usize,
+        release_after_idle: Option<Duration>,
     ) -> Result<Hashers, PasswordError> {
         let params = params_for(cost)?;
         let (queue, receiver) = std::sync::mpsc::sync_channel::<Job>(queue_capacity);
@@ -113,7 +116,7 @@ impl Hashers {
             let dummy_sender = (index == 0).then(|| dummy_sender.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-hasher-{index}"))
-                .spawn(move || run_hasher(&receiver, &params, dummy_sender))
+                .spawn(move || run_hasher(&receiver, &params, release_after_idle, dummy_sender))
                 .map_err(|error| PasswordError::Argon2(error.to_string()))?;
         }
         let dummy_hash = dummy_receiver
@@ -192,23 +195,43 @@ fn params_for(cost: HashCost) -> Result<Params, PasswordError> {
 fn run_hasher(
     receiver: &Mutex<Receiver<Job>>,
     params: &Params,
+    release_after_idle: Option<Duration>,
     dummy_sender: Option<std::sync::mpsc::Sender<Result<PasswordHashString, PasswordError>>>,
 ) {
-    let mut memory = vec![Block::default(); params.block_count()];
+    // The buffer is made when work arrives and reused for every job while work keeps coming;
+    // after `release_after_idle` without a job it goes, so an idle server holds no argon2
+    // memory. That is one allocation per busy spell, not one per hash.
+    let mut memory: Vec<Block> = Vec::new();
+    let block_count = params.block_count();
     if let Some(dummy_sender) = dummy_sender {
+        memory = vec![Block::default(); block_count];
         let dummy_password = Password::new("latchkey-dummy-password".to_owned());
         let _ = dummy_sender.send(hash_with_memory(&dummy_password, params, &mut memory));
+        if release_after_idle.is_some() {
+            memory = Vec::new();
+        }
     }
     loop {
         let job = {
             let Ok(receiver) = receiver.lock() else {
                 return;
             };
-            match receiver.recv() {
+            let received = match release_after_idle {
+                Some(idle) if !memory.is_empty() => receiver.recv_timeout(idle),
+                _ => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
                 Ok(job) => job,
-                Err(_) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    memory = Vec::new();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         };
+        if memory.is_empty() {
+            memory = vec![Block::default(); block_count];
+        }
         match job {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with_memory(&password, params, &mut memory));
@@ -331,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only_and_flags_other_costs_for_rehash() {
-        let hashers = Hashers::start(CHEAP, 2, 8).unwrap();
+        let hashers = Hashers::start(CHEAP, 2, 8, Some(Duration::from_millis(50))).unwrap();
         let hash = hashers
             .hash(Password::new("correct horse".into()))
             .await

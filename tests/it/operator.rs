@@ -410,5 +410,8 @@ fn a_socket_path_too_long_for_unix_stops_the_start_with_a_clear_message() {
         .unwrap();
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("over the 107") && message.contains("shorter --data-dir"), "{message}");
+    assert!(
+        message.contains("over the 107") && message.contains("shorter --data-dir"),
+        "{message}"
+    );
 }
