@@ -5,9 +5,10 @@
 //! small; a bounded queue sits in front of the pool, and a full queue is an immediate
 //! `Overloaded`, never a wait. Token checks never touch this pool.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::sync::{Condvar, MutexGuard};
 use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -77,10 +78,106 @@ enum Job {
     },
 }
 
+/// The bounded job queue the hashers share. Each hasher waits on the condition variable
+/// with its own timeout, so each can notice its own idle spell.
+struct JobQueue {
+    state: Mutex<QueueState>,
+    job_arrived: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+enum Taken {
+    Job(Job),
+    IdleTimeout,
+    Closed,
+}
+
+impl JobQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn push(&self, job: Job) -> Result<(), PasswordError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(PasswordError::Stopped);
+        }
+        if state.jobs.len() >= self.capacity {
+            return Err(PasswordError::Overloaded);
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.job_arrived.notify_one();
+        Ok(())
+    }
+
+    fn take(&self, idle_limit: Option<Duration>) -> Taken {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Taken::Job(job);
+            }
+            if state.closed {
+                return Taken::Closed;
+            }
+            state = match idle_limit {
+                None => match self.job_arrived.wait(state) {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                },
+                Some(limit) => {
+                    let (guard, waited) = match self.job_arrived.wait_timeout(state, limit) {
+                        Ok(result) => result,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    if waited.timed_out() && guard.jobs.is_empty() && !guard.closed {
+                        return Taken::IdleTimeout;
+                    }
+                    guard
+                }
+            };
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.job_arrived.notify_all();
+    }
+}
+
+/// Closes the queue when the last `Hashers` handle goes, so the threads end.
+struct QueueOwner(Arc<JobQueue>);
+
+impl Drop for QueueOwner {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A buffer for `block_count` blocks that the allocator always maps and unmaps on its own:
+/// capacity is reserved past glibc's largest dynamic mmap threshold (32 MiB), so freeing it
+/// returns the memory to the kernel at once; only the blocks in use are ever touched, so
+/// the extra capacity costs address space, not memory.
+fn new_buffer(block_count: usize) -> Vec<Block> {
+    const ALWAYS_MAPPED_BYTES: usize = 33 * 1024 * 1024;
+    let capacity = block_count.max(ALWAYS_MAPPED_BYTES / std::mem::size_of::<Block>());
+    let mut buffer = Vec::with_capacity(capacity);
+    buffer.resize(block_count, Block::default());
+    buffer
+}
+
 /// The pool. Cloning shares it.
 #[derive(Clone)]
 pub struct Hashers {
-    queue: SyncSender<Job>,
+    queue: Arc<QueueOwner>,
     cost: HashCost,
     /// Verified against when the email is unknown, so that both cases cost the same.
     dummy_hash: PasswordHashString,
@@ -105,25 +202,31 @@ impl Hashers {
         release_after_idle: Option<Duration>,
     ) -> Result<Hashers, PasswordError> {
         let params = params_for(cost)?;
-        let (queue, receiver) = std::sync::mpsc::sync_channel::<Job>(queue_capacity);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let queue = Arc::new(JobQueue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            job_arrived: Condvar::new(),
+            capacity: queue_capacity,
+        });
         // The first hasher makes the dummy hash with its own buffer before it takes jobs, so
         // that start-up never holds one buffer more than the pool does.
         let (dummy_sender, dummy_receiver) = std::sync::mpsc::channel();
         for index in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
+            let queue = Arc::clone(&queue);
             let params = params.clone();
             let dummy_sender = (index == 0).then(|| dummy_sender.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-hasher-{index}"))
-                .spawn(move || run_hasher(&receiver, &params, release_after_idle, dummy_sender))
+                .spawn(move || run_hasher(&queue, &params, release_after_idle, dummy_sender))
                 .map_err(|error| PasswordError::Argon2(error.to_string()))?;
         }
         let dummy_hash = dummy_receiver
             .recv()
             .map_err(|_| PasswordError::Stopped)??;
         Ok(Hashers {
-            queue,
+            queue: Arc::new(QueueOwner(queue)),
             cost,
             dummy_hash,
         })
@@ -165,10 +268,7 @@ impl Hashers {
     }
 
     fn submit(&self, job: Job) -> Result<(), PasswordError> {
-        self.queue.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => PasswordError::Overloaded,
-            TrySendError::Disconnected(_) => PasswordError::Stopped,
-        })
+        self.queue.0.push(job)
     }
 }
 
@@ -193,7 +293,7 @@ fn params_for(cost: HashCost) -> Result<Params, PasswordError> {
 }
 
 fn run_hasher(
-    receiver: &Mutex<Receiver<Job>>,
+    queue: &JobQueue,
     params: &Params,
     release_after_idle: Option<Duration>,
     dummy_sender: Option<std::sync::mpsc::Sender<Result<PasswordHashString, PasswordError>>>,
@@ -204,7 +304,7 @@ fn run_hasher(
     let mut memory: Vec<Block> = Vec::new();
     let block_count = params.block_count();
     if let Some(dummy_sender) = dummy_sender {
-        memory = vec![Block::default(); block_count];
+        memory = new_buffer(block_count);
         let dummy_password = Password::new("latchkey-dummy-password".to_owned());
         let _ = dummy_sender.send(hash_with_memory(&dummy_password, params, &mut memory));
         if release_after_idle.is_some() {
@@ -212,25 +312,17 @@ fn run_hasher(
         }
     }
     loop {
-        let job = {
-            let Ok(receiver) = receiver.lock() else {
-                return;
-            };
-            let received = match release_after_idle {
-                Some(idle) if !memory.is_empty() => receiver.recv_timeout(idle),
-                _ => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match received {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    memory = Vec::new();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
+        let idle_limit = release_after_idle.filter(|_| !memory.is_empty());
+        let job = match queue.take(idle_limit) {
+            Taken::Job(job) => job,
+            Taken::IdleTimeout => {
+                memory = Vec::new();
+                continue;
             }
+            Taken::Closed => return,
         };
         if memory.is_empty() {
-            memory = vec![Block::default(); block_count];
+            memory = new_buffer(block_count);
         }
         match job {
             Job::Hash { password, reply } => {
