@@ -25,6 +25,16 @@ pub struct RunningServer {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+/// A server a failed test leaves behind is killed, not orphaned.
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn start_server(data_dir: &std::path::Path) -> RunningServer {
     start_server_with(data_dir, &[])
 }
@@ -52,9 +62,11 @@ pub fn start_server_with(
         }
     });
     let address = loop {
-        let line = receiver
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("the server printed no listen line");
+        let Ok(line) = receiver.recv_timeout(std::time::Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server printed no listen line");
+        };
         if let Some(rest) = line.split("listen=").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
