@@ -43,10 +43,12 @@ fn expiry_from_ttl(now: UnixSeconds, ttl: u64) -> Result<Option<UnixSeconds>, Au
     Ok(Some(now + i64::try_from(ttl).unwrap_or(i64::MAX)))
 }
 
+/// Whether a token has expired. Times are whole seconds, so a token stays valid through its
+/// `expires-at` second: a `ttl` of N gives at least N seconds, never less.
 pub fn is_expired(api_token: &ApiToken, now: UnixSeconds) -> bool {
     api_token
         .expires_at
-        .is_some_and(|expires_at| expires_at <= now)
+        .is_some_and(|expires_at| expires_at < now)
 }
 
 /// What `POST /auth/api-token` asks for.

@@ -409,10 +409,7 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
                 .api_token_context(&api_token_hash(token))?
                 .ok_or(AuthError::Unauthenticated)?;
             let api_token = &context.api_token;
-            if api_token
-                .expires_at
-                .is_some_and(|expires_at| expires_at <= now)
-            {
+            if api_tokens::is_expired(api_token, now) {
                 return Err(AuthError::Unauthenticated);
             }
             check_credential_holder(app, &context.user, context.parent.as_ref())?;
