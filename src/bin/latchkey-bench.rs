@@ -100,6 +100,10 @@ struct Args {
     /// Print the report only; do not write BENCHMARKS.md.
     #[arg(long)]
     no_write: bool,
+    /// Extra environment for the latchkey server, for what-if runs (repeatable), e.g.
+    /// `--server-env LATCHKEY_STORE__CACHE_SIZE_MIB=4`.
+    #[arg(long, value_name = "NAME=VALUE")]
+    server_env: Vec<String>,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     hello_server: Option<SocketAddr>,
@@ -152,6 +156,7 @@ fn run(args: &Args) -> BenchResult<()> {
         .thread_name("bench-client")
         .enable_all()
         .build()?;
+    client.spawn(clean_up_on_signal());
     let timing = Timing {
         warmup: Duration::from_secs(args.warmup_seconds),
         measured: Duration::from_secs(args.seconds),
@@ -196,6 +201,7 @@ fn run(args: &Args) -> BenchResult<()> {
     for (label, duration) in &small.timings {
         report.phase(&format!("  small: {label}"), *duration);
     }
+    report.seed_notes.push(seed_note(&small_plan, &small));
     let requests = Requests::build(&small);
 
     let started = Instant::now();
@@ -221,6 +227,7 @@ fn run(args: &Args) -> BenchResult<()> {
             report.phase(&format!("  large: {label}"), *duration);
         }
         let seeded_bytes = file_size(&large_dir.join("latchkey.redb"));
+        report.seed_notes.push(seed_note(&large_plan, &large));
         let large_requests = Requests::build(&large);
         drop(large);
         let started = Instant::now();
@@ -253,6 +260,44 @@ fn run(args: &Args) -> BenchResult<()> {
     Ok(())
 }
 
+/// What an interrupted run (Ctrl-C, SIGTERM) must clean up: the child servers it started and
+/// its temporary directory.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static WORK_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Waits on the client runtime for SIGINT or SIGTERM, then kills the children this run
+/// started (by their ids), removes the temporary directory and exits.
+async fn clean_up_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    if let Ok(children) = CHILDREN.lock() {
+        for pid in children.iter() {
+            if let Some(pid) = i32::try_from(*pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+    if let Ok(directory) = WORK_DIR.lock()
+        && let Some(directory) = directory.as_ref()
+    {
+        let _ = std::fs::remove_dir_all(directory);
+    }
+    progress!("interrupted: killed the servers it started and removed its temporary directory");
+    std::process::exit(130);
+}
+
 struct Timing {
     warmup: Duration,
     measured: Duration,
@@ -261,6 +306,7 @@ struct Timing {
 /// Where things are: the server binary, this crate's directory, the report.
 struct Paths {
     server: PathBuf,
+    server_env: Vec<(String, String)>,
     own_exe: PathBuf,
     target_dir: Option<PathBuf>,
     manifest_dir: PathBuf,
@@ -283,8 +329,16 @@ impl Paths {
             .output
             .clone()
             .unwrap_or_else(|| manifest_dir.join("BENCHMARKS.md"));
+        let mut server_env = Vec::new();
+        for variable in &args.server_env {
+            let (name, value) = variable
+                .split_once('=')
+                .ok_or_else(|| format!("--server-env {variable}: expected NAME=VALUE"))?;
+            server_env.push((name.to_owned(), value.to_owned()));
+        }
         Ok(Paths {
             server,
+            server_env,
             target_dir: exe_dir.parent().map(Path::to_path_buf),
             own_exe,
             manifest_dir,
@@ -336,6 +390,9 @@ impl WorkDir {
             std::env::temp_dir().join(format!("latchkey-bench-{}-{nanos:x}", std::process::id()));
         std::fs::create_dir(&path)
             .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+        if let Ok(mut directory) = WORK_DIR.lock() {
+            *directory = Some(path.clone());
+        }
         Ok(WorkDir { path })
     }
 }
@@ -343,6 +400,9 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        if let Ok(mut directory) = WORK_DIR.lock() {
+            *directory = None;
+        }
     }
 }
 
@@ -476,6 +536,8 @@ struct Seeded {
     session_tokens: Vec<String>,
     /// The API tokens bound to the same sessions.
     api_tokens: Vec<String>,
+    /// The distinct users those sessions belong to.
+    token_users: usize,
     timings: Vec<(String, Duration)>,
 }
 
@@ -576,6 +638,7 @@ fn seed_store(
     let mut session_tokens = Vec::with_capacity(capacity);
     let mut api_tokens = Vec::with_capacity(capacity);
     let mut bound_tokens = Vec::with_capacity(capacity);
+    let mut token_users = std::collections::HashSet::new();
     let mut batch: Vec<Session> =
         Vec::with_capacity(SEED_BATCH.min(usize::try_from(plan.sessions)?));
     let mut last_report = Instant::now();
@@ -608,6 +671,7 @@ fn seed_store(
                 extra_claims: serde_json::Map::new(),
             };
             session_tokens.push(key_ring.sign(&claims)?);
+            token_users.insert(template.id);
             bound_tokens.push(ApiToken {
                 hash: api_token_hash(&api_token),
                 prefix: api_token.chars().take(8).collect(),
@@ -673,11 +737,25 @@ fn seed_store(
     );
     drop(store);
     Ok(Seeded {
+        token_users: token_users.len(),
         sign_in_emails,
         session_tokens,
         api_tokens,
         timings,
     })
+}
+
+fn seed_note(plan: &SeedPlan, seeded: &Seeded) -> String {
+    format!(
+        "{} store: {} sign-in users and {} users, {} sessions; the {} token sessions belong to \
+         {} users",
+        plan.label,
+        plan.sign_in_users,
+        thousands(plan.users),
+        thousands(plan.sessions),
+        thousands(seeded.session_tokens.len() as u64),
+        thousands(seeded.token_users as u64)
+    )
 }
 
 /// The request bytes each load cycles over, built once.
@@ -753,6 +831,35 @@ struct SmallResults {
     restart_peaks: Vec<u64>,
 }
 
+impl SmallResults {
+    /// The phases answered by latchkey, in the order they ran.
+    fn latchkey_phases(&self) -> Vec<&Phase> {
+        vec![
+            &self.sign_ins,
+            &self.signed_rate,
+            &self.signed_latency,
+            &self.api_rate,
+            &self.api_latency,
+            &self.sessions_rate,
+            &self.sessions_latency,
+            &self.mixed_tokens,
+        ]
+    }
+}
+
+impl LargeMeasured {
+    fn latchkey_phases(&self) -> Vec<&Phase> {
+        vec![
+            &self.signed_rate,
+            &self.signed_latency,
+            &self.api_rate,
+            &self.api_latency,
+            &self.sessions_rate,
+            &self.sessions_latency,
+        ]
+    }
+}
+
 struct LargeResults {
     seeded_bytes: u64,
     file_bytes: u64,
@@ -789,6 +896,7 @@ struct Phase {
     client: Option<CpuUse>,
     server_reads: Option<u64>,
     server_memory_after: Option<MemoryStatus>,
+    server_mappings_after: Vec<Mapping>,
     /// Cores busy on the whole machine minus the server, the client and the other server:
     /// anything else running during the window.
     others: Option<f64>,
@@ -797,6 +905,24 @@ struct Phase {
 }
 
 impl Phase {
+    /// Server CPU per answered request in µs: total and user space.
+    fn cpu_per_answer_us(&self) -> Option<(f64, f64)> {
+        let answers = self.outcome.completed();
+        let cpu = self.server.as_ref()?;
+        if answers == 0 {
+            return None;
+        }
+        let scale = self.outcome.window.as_secs_f64() * 1e6 / answers as f64;
+        Some((cpu.cores * scale, cpu.user_cores * scale))
+    }
+
+    fn cpu_per_answer_text(&self) -> String {
+        self.cpu_per_answer_us().map_or_else(
+            || "?".to_owned(),
+            |(total, user)| format!("{total:.0} ({user:.0} + {:.0})", total - user),
+        )
+    }
+
     fn rate(&self) -> f64 {
         self.outcome.rate()
     }
@@ -813,7 +939,7 @@ fn measure_small_store(
     requests: &Requests,
     timing: &Timing,
 ) -> BenchResult<SmallResults> {
-    let mut server = ChildServer::start_latchkey(&paths.server, directory)?;
+    let mut server = ChildServer::start_latchkey(paths, directory)?;
     let first_start = server.wait_ready()?;
     progress!(
         "small store: server pid {} ready on {} in {:.0} ms",
@@ -914,7 +1040,7 @@ fn measure_small_store(
     let mut restarts = Vec::new();
     let mut restart_peaks = Vec::new();
     for _ in 0..RESTARTS {
-        let mut server = ChildServer::start_latchkey(&paths.server, directory)?;
+        let mut server = ChildServer::start_latchkey(paths, directory)?;
         restarts.push(server.wait_ready()?);
         restart_peaks.push(memory_status(server.pid).map_or(0, |status| status.hwm_kib));
         server.stop()?;
@@ -950,7 +1076,7 @@ fn measure_large_store(
     requests: &Requests,
     timing: &Timing,
 ) -> BenchResult<LargeMeasured> {
-    let mut server = ChildServer::start_latchkey(&paths.server, directory)?;
+    let mut server = ChildServer::start_latchkey(paths, directory)?;
     let first_start = server.wait_ready()?;
     progress!(
         "large store: server pid {} ready in {:.0} ms",
@@ -974,7 +1100,7 @@ fn measure_large_store(
     progress!("(g) large store: {RESTARTS} starts after a clean stop");
     let mut restarts = Vec::new();
     for _ in 0..RESTARTS {
-        let mut server = ChildServer::start_latchkey(&paths.server, directory)?;
+        let mut server = ChildServer::start_latchkey(paths, directory)?;
         restarts.push(server.wait_ready()?);
         server.stop()?;
     }
@@ -1224,6 +1350,7 @@ fn measure(
     let (before, after) = samples;
     let window = timing.measured.as_secs_f64();
     let server_memory = memory_status(target_pid).ok();
+    let server_mappings = largest_mappings(target_pid);
     let mut phases = Vec::new();
     for (connections, outcome) in outcomes {
         progress!(
@@ -1244,6 +1371,7 @@ fn measure(
                 _ => None,
             },
             server_memory_after: server_memory.clone(),
+            server_mappings_after: server_mappings.clone(),
             quiet_wait,
             others: match (before.machine_ticks, after.machine_ticks) {
                 (Some(before_ticks), Some(after_ticks)) => {
@@ -1542,7 +1670,8 @@ fn free_port() -> BenchResult<SocketAddr> {
 }
 
 impl ChildServer {
-    fn start_latchkey(binary: &Path, data_dir: &Path) -> BenchResult<ChildServer> {
+    fn start_latchkey(paths: &Paths, data_dir: &Path) -> BenchResult<ChildServer> {
+        let binary = &paths.server;
         let address = free_port()?;
         let mut command = Command::new(binary);
         command
@@ -1559,6 +1688,9 @@ impl ChildServer {
             .env("LATCHKEY_DATA_DIR", data_dir)
             .env("LATCHKEY_SERVER__PUBLIC_URL", PUBLIC_URL)
             .env("LATCHKEY_LOG__LEVEL", "warn");
+        for (name, value) in &paths.server_env {
+            command.env(name, value);
+        }
         ChildServer::spawn(command, address, "/frontend/api/v1/health")
     }
 
@@ -1597,6 +1729,9 @@ impl ChildServer {
                     }
                 }
             });
+        }
+        if let Ok(mut children) = CHILDREN.lock() {
+            children.push(child.id());
         }
         Ok(ChildServer {
             pid: child.id(),
@@ -1681,6 +1816,9 @@ impl Drop for ChildServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Ok(mut children) = CHILDREN.lock() {
+            children.retain(|pid| *pid != self.pid);
+        }
     }
 }
 
@@ -1747,6 +1885,7 @@ fn hello_server(address: SocketAddr) -> BenchResult<()> {
 #[derive(Clone)]
 struct CpuSample {
     ticks: u64,
+    user_ticks: u64,
     threads: BTreeMap<String, u64>,
 }
 
@@ -1754,6 +1893,8 @@ struct CpuSample {
 #[derive(Clone)]
 struct CpuUse {
     cores: f64,
+    /// Of `cores`, the part in user space (the rest is the kernel's, on the process's behalf).
+    user_cores: f64,
     threads: BTreeMap<String, f64>,
 }
 
@@ -1766,6 +1907,9 @@ impl CpuUse {
         let (before, after) = (before?, after?);
         let cores =
             after.ticks.saturating_sub(before.ticks) as f64 / CLOCK_TICKS_PER_SECOND / window;
+        let user_cores = after.user_ticks.saturating_sub(before.user_ticks) as f64
+            / CLOCK_TICKS_PER_SECOND
+            / window;
         let threads = after
             .threads
             .iter()
@@ -1778,7 +1922,11 @@ impl CpuUse {
             })
             .filter(|(_, cores)| *cores > 0.0)
             .collect();
-        Some(CpuUse { cores, threads })
+        Some(CpuUse {
+            cores,
+            user_cores,
+            threads,
+        })
     }
 
     fn describe(&self) -> String {
@@ -1855,7 +2003,7 @@ fn machine_busy_ticks() -> Option<u64> {
 }
 
 /// utime + stime from a `stat` file, and the thread's name.
-fn stat_ticks(path: &str) -> Option<(String, u64)> {
+fn stat_ticks(path: &str) -> Option<(String, u64, u64)> {
     let text = std::fs::read_to_string(path).ok()?;
     let open = text.find('(')?;
     let close = text.rfind(')')?;
@@ -1863,25 +2011,29 @@ fn stat_ticks(path: &str) -> Option<(String, u64)> {
     let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     let user: u64 = fields.get(11)?.parse().ok()?;
     let system: u64 = fields.get(12)?.parse().ok()?;
-    Some((name, user + system))
+    Some((name, user, system))
 }
 
 fn cpu_sample(process: &str, with_threads: bool) -> Option<CpuSample> {
-    let (_, ticks) = stat_ticks(&format!("{process}/stat"))?;
+    let (_, user_ticks, system_ticks) = stat_ticks(&format!("{process}/stat"))?;
     let mut threads = BTreeMap::new();
     if with_threads && let Ok(entries) = std::fs::read_dir(format!("{process}/task")) {
         for entry in entries.take(10_000).flatten() {
             let path = entry.path().join("stat");
-            if let Some((name, thread_ticks)) = stat_ticks(&path.to_string_lossy()) {
+            if let Some((name, user, system)) = stat_ticks(&path.to_string_lossy()) {
                 let group = name
                     .trim_end_matches(|character: char| character.is_ascii_digit())
                     .trim_end_matches('-')
                     .to_owned();
-                *threads.entry(group).or_default() += thread_ticks;
+                *threads.entry(group).or_default() += user + system;
             }
         }
     }
-    Some(CpuSample { ticks, threads })
+    Some(CpuSample {
+        ticks: user_ticks + system_ticks,
+        user_ticks,
+        threads,
+    })
 }
 
 /// Read system calls so far (`syscr` in /proc/<pid>/io): redb reads pages it lacks in its
@@ -1971,6 +2123,40 @@ fn largest_mappings(pid: u32) -> Vec<Mapping> {
     mappings
 }
 
+/// What a memory snapshot holds, in words: the hasher buffers and the rest.
+fn memory_breakdown(status: &MemoryStatus, mappings: &[Mapping], buffer_kib: u64) -> String {
+    let buffers: u64 = mappings
+        .iter()
+        .map(|mapping| hasher_buffers_in(mapping, buffer_kib))
+        .sum();
+    let other_anonymous: u64 = mappings
+        .iter()
+        .filter(|mapping| {
+            mapping.name == "[anonymous]" && hasher_buffers_in(mapping, buffer_kib) == 0
+        })
+        .map(|mapping| mapping.rss_kib)
+        .sum();
+    let heap: u64 = mappings
+        .iter()
+        .filter(|mapping| mapping.name == "[heap]")
+        .map(|mapping| mapping.rss_kib)
+        .sum();
+    format!(
+        "VmRSS {:.1} MiB = {:.1} MiB anonymous + {:.1} MiB file-backed (mostly the binary's own \
+         pages). Resident argon2 hasher buffers ({} KiB each): {buffers}, {:.1} MiB. Other large \
+         anonymous mappings: {:.1} MiB, plus {:.1} MiB of `[heap]` (malloc's heap and per-thread \
+         arenas, which hold redb's page cache and whatever the allocator keeps after a burst). \
+         The largest mappings are listed under Memory.",
+        kib_to_mib(status.rss_kib),
+        kib_to_mib(status.anon_kib),
+        kib_to_mib(status.file_kib),
+        thousands(buffer_kib + 4),
+        kib_to_mib(buffers * (buffer_kib + 4)),
+        kib_to_mib(other_anonymous),
+        kib_to_mib(heap)
+    )
+}
+
 /// How many hasher buffers (`memory_kib` of argon2 blocks, mmapped with one page of malloc
 /// header) an anonymous mapping's resident size amounts to: adjacent ones merge into one.
 fn hasher_buffers_in(mapping: &Mapping, memory_kib: u64) -> u64 {
@@ -2021,6 +2207,7 @@ struct Report {
     commit: String,
     machine: String,
     config_note: String,
+    seed_notes: Vec<String>,
     phases: Vec<(String, Duration)>,
     rows: Vec<Row>,
     total: Duration,
@@ -2089,6 +2276,9 @@ impl Report {
         if args.warmup_seconds != 1 {
             flags.push(format!("--warmup-seconds {}", args.warmup_seconds));
         }
+        for variable in &args.server_env {
+            flags.push(format!("--server-env {variable}"));
+        }
         if !flags.is_empty() {
             command = format!("{command} -- {}", flags.join(" "));
         }
@@ -2127,6 +2317,7 @@ impl Report {
             commit,
             machine: format!("{cores} cores ({model}), {memory} memory, Linux {kernel}"),
             config_note: String::new(),
+            seed_notes: Vec::new(),
             phases: Vec::new(),
             rows: Vec::new(),
             total: Duration::ZERO,
@@ -2441,6 +2632,13 @@ impl Report {
              is off; stderr is drained). Everything else is the default configuration: {}.",
             self.config_note
         );
+        if !self.args.server_env.is_empty() {
+            let _ = writeln!(
+                text,
+                "- **A what-if run**: the server also had `{}`.",
+                self.args.server_env.join("`, `")
+            );
+        }
         let _ = writeln!(
             text,
             "- Client: the benchmark's own HTTP/1.1 keep-alive client, a tokio runtime with \
@@ -2462,6 +2660,9 @@ impl Report {
             thousands(TOKEN_SESSIONS),
             thousands(TOKEN_SESSIONS)
         );
+        for note in &self.seed_notes {
+            let _ = writeln!(text, "  - {note}");
+        }
         let _ = writeln!(text, "- Whole run: {:.0} s.\n", self.total.as_secs_f64());
         let _ = writeln!(text, "## Results\n");
         let _ = writeln!(text, "{}", self.table());
@@ -2477,7 +2678,7 @@ impl Report {
         );
         let _ = writeln!(
             text,
-            "| phase | conns | answers | rate | p50 ms | p99 ms | max ms | non-200 / failed | server CPU µs/req | server cores (threads) | client cores | other processes' cores | reads/req | server RSS / HWM after, MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| phase | conns | answers | rate | p50 ms | p99 ms | max ms | non-200 / failed | server CPU µs/req (user + kernel) | server cores (threads) | client cores | other processes' cores | reads/req | server RSS / HWM after, MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let mut all: Vec<&Phase> = vec![
             &small.sign_ins,
@@ -2506,17 +2707,9 @@ impl Report {
         for phase in all {
             let outcome = &phase.outcome;
             let answers = outcome.completed();
-            let per_request = |cores: f64| {
-                if answers == 0 {
-                    f64::NAN
-                } else {
-                    cores * outcome.window.as_secs_f64() * 1e6 / answers as f64
-                }
-            };
-            let server_cores = phase.server.as_ref().map_or(f64::NAN, |cpu| cpu.cores);
             let _ = writeln!(
                 text,
-                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} / {} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} / {} | {} | {} | {} | {} | {} | {} |",
                 phase.name,
                 phase.connections,
                 thousands(answers),
@@ -2526,7 +2719,7 @@ impl Report {
                 outcome.max_ms(),
                 outcome.unexpected,
                 outcome.failed,
-                per_request(server_cores),
+                phase.cpu_per_answer_text(),
                 phase
                     .server
                     .as_ref()
@@ -2830,11 +3023,9 @@ impl Report {
             )
         };
         let per_request = |phase: &Phase| -> f64 {
-            let answers = phase.outcome.completed().max(1) as f64;
-            phase.server.as_ref().map_or(f64::NAN, |cpu| cpu.cores)
-                * phase.outcome.window.as_secs_f64()
-                * 1e6
-                / answers
+            phase
+                .cpu_per_answer_us()
+                .map_or(f64::NAN, |(total, _)| total)
         };
         match row.key {
             "a" => format!(
@@ -2856,10 +3047,10 @@ impl Report {
                     &small.signed_rate
                 };
                 format!(
-                    "the server spent {:.0} µs of CPU per answer against the hello server's {:.0} µs; \
-                     {} (hello phase: {}).",
-                    per_request(phase),
-                    per_request(&small.hello),
+                    "the server spent {} µs of CPU (user + kernel) per answer against the hello \
+                     server's {} µs; {} (hello phase: {}).",
+                    phase.cpu_per_answer_text(),
+                    small.hello.cpu_per_answer_text(),
                     cpu(phase),
                     cpu(&small.hello)
                 )
@@ -2884,42 +3075,45 @@ impl Report {
                 )
             }
             "e" | "f" if row.measurement.contains("RSS") => {
-                let (mappings, status) = if row.measurement.contains("before") {
-                    (&small.idle_before_mappings, &small.idle_before)
-                } else if row.key == "f" {
-                    match large {
-                        Some(large) => (&large.results.peak_mappings, &large.results.peak),
-                        None => (&small.idle_after_mappings, &small.idle_after),
+                let buffer_kib = u64::from(self.memory_kib());
+                if row.measurement.contains("peak") {
+                    let (phases, final_peak): (Vec<&Phase>, u64) = if row.key == "f" {
+                        match large {
+                            Some(large) => {
+                                (large.results.latchkey_phases(), large.results.peak.hwm_kib)
+                            }
+                            None => (Vec::new(), 0),
+                        }
+                    } else {
+                        (small.latchkey_phases(), small.peak.hwm_kib)
+                    };
+                    let setter = phases.into_iter().find(|phase| {
+                        phase
+                            .server_memory_after
+                            .as_ref()
+                            .is_some_and(|memory| memory.hwm_kib + 256 >= final_peak)
+                    });
+                    match setter
+                        .and_then(|phase| Some((phase, phase.server_memory_after.as_ref()?)))
+                    {
+                        Some((phase, memory)) => format!(
+                            "VmHWM reached {:.1} MiB by the end of the phase \"{}\" ({} \
+                             connections; see the last column of Load phases). Right after it: {}",
+                            kib_to_mib(memory.hwm_kib),
+                            phase.name,
+                            phase.connections,
+                            memory_breakdown(memory, &phase.server_mappings_after, buffer_kib)
+                        ),
+                        None => "no phase snapshot shows the peak; see Memory.".to_owned(),
                     }
                 } else {
-                    (&small.idle_after_mappings, &small.idle_after)
-                };
-                let buffer_kib = u64::from(self.memory_kib());
-                let buffers: u64 = mappings
-                    .iter()
-                    .map(|mapping| hasher_buffers_in(mapping, buffer_kib))
-                    .sum();
-                let other_anonymous: u64 = mappings
-                    .iter()
-                    .filter(|mapping| {
-                        mapping.name == "[anonymous]" && hasher_buffers_in(mapping, buffer_kib) == 0
-                    })
-                    .map(|mapping| mapping.rss_kib)
-                    .sum();
-                format!(
-                    "of VmRSS {:.1} MiB ({:.1} MiB anonymous, {:.1} MiB file-backed, mostly the \
-                     binary's own pages), {buffers} hasher argon2 buffers of {} KiB each are \
-                     resident from the start ({:.1} MiB: each hasher thread allocates and touches \
-                     its whole buffer when it starts); the other large anonymous mappings hold \
-                     {:.1} MiB (malloc arenas of the runtime threads, redb's page cache). The \
-                     largest mappings are listed under Memory.",
-                    kib_to_mib(status.rss_kib),
-                    kib_to_mib(status.anon_kib),
-                    kib_to_mib(status.file_kib),
-                    thousands(buffer_kib + 4),
-                    kib_to_mib(buffers * (buffer_kib + 4)),
-                    kib_to_mib(other_anonymous)
-                )
+                    let (mappings, status) = if row.measurement.contains("before") {
+                        (&small.idle_before_mappings, &small.idle_before)
+                    } else {
+                        (&small.idle_after_mappings, &small.idle_after)
+                    };
+                    memory_breakdown(status, mappings, buffer_kib)
+                }
             }
             "f" => match large {
                 Some(large) => {
