@@ -177,25 +177,38 @@ pub async fn sign_up(
     Ok(())
 }
 
-/// `POST /auth/verify`: consumes the token and activates the user.
-pub async fn verify_email(app: &App, token: &str) -> Result<User, AuthError> {
+/// Consumes an emailed token and makes its change in one transaction; a refusal names the
+/// field the token came in, and a success is an audit event.
+async fn consume(
+    app: &App,
+    token: &str,
+    purpose: EmailTokenPurpose,
+    action: TokenAction,
+    field: &'static str,
+    event: &'static str,
+) -> Result<User, AuthError> {
     let hash = email_token_hash(token);
     let now = now_unix_seconds();
     let consumed = store_write(&app.store, move |store| {
-        store.consume_email_token(
-            &hash,
-            EmailTokenPurpose::VerifyEmail,
-            TokenAction::Activate,
-            now,
-        )
+        store.consume_email_token(&hash, purpose, action, now)
     })
     .await?;
-    let user = consumed.map_err(|problem| AuthError::EmailToken {
-        field: "verify-token",
-        problem,
-    })?;
-    tracing::info!(target: "latchkey::audit", event = "email-verified", user_id = user.id);
+    let user = consumed.map_err(|problem| AuthError::EmailToken { field, problem })?;
+    tracing::info!(target: "latchkey::audit", event, user_id = user.id);
     Ok(user)
+}
+
+/// `POST /auth/verify`: consumes the token and activates the user.
+pub async fn verify_email(app: &App, token: &str) -> Result<User, AuthError> {
+    consume(
+        app,
+        token,
+        EmailTokenPurpose::VerifyEmail,
+        TokenAction::Activate,
+        "verify-token",
+        "email-verified",
+    )
+    .await
 }
 
 /// `POST /auth/verify/resend`: a fresh link for a pending user; the same answer always.
@@ -288,21 +301,13 @@ pub async fn complete_password_reset(
         });
     }
     let hash = app.hashers.hash(new_password).await?;
-    let token_hash = email_token_hash(token);
-    let now = now_unix_seconds();
-    let consumed = store_write(&app.store, move |store| {
-        store.consume_email_token(
-            &token_hash,
-            EmailTokenPurpose::ResetPassword,
-            TokenAction::SetPassword(hash),
-            now,
-        )
-    })
-    .await?;
-    let user = consumed.map_err(|problem| AuthError::EmailToken {
-        field: "password-update-token",
-        problem,
-    })?;
-    tracing::info!(target: "latchkey::audit", event = "password-reset", user_id = user.id);
-    Ok(user)
+    consume(
+        app,
+        token,
+        EmailTokenPurpose::ResetPassword,
+        TokenAction::SetPassword(hash),
+        "password-update-token",
+        "password-reset",
+    )
+    .await
 }
