@@ -68,6 +68,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 const QUIET_CORES: f64 = 0.3;
 /// ...but no longer than this.
 const QUIET_WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// Loads measured while others used more than `QUIET_CORES` are measured again, up to this
+/// many attempts in all.
+const MEASURE_ATTEMPTS: u32 = 3;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -586,22 +589,24 @@ fn seed_store(
     let mut user_ids: Vec<UserId> = Vec::with_capacity(user_count);
     let mut template: Option<User> = None;
     let mut last_report = Instant::now();
+    let mut batch = Vec::with_capacity(SEED_BATCH.min(user_count));
+    let mut done: u64 = 0;
     for index in 0..plan.users {
-        let user = store.insert_user(
-            new_user(
-                &format!("user-{index}@{label}.bench.invalid"),
-                password_hash,
-            )?,
-            now,
-        )?;
-        user_ids.push(user.id);
-        if template.is_none() {
-            template = Some(user);
+        batch.push(new_user(
+            &format!("user-{index}@{label}.bench.invalid"),
+            password_hash,
+        )?);
+        if batch.len() == SEED_BATCH || index + 1 == plan.users {
+            let inserted = store.insert_users(std::mem::take(&mut batch), now)?;
+            done += inserted.len() as u64;
+            user_ids.extend(inserted.iter().map(|user| user.id));
+            if template.is_none() {
+                template = inserted.into_iter().next();
+            }
         }
-        if last_report.elapsed() >= Duration::from_secs(15) {
+        if last_report.elapsed() >= Duration::from_secs(15) && done > 0 {
             last_report = Instant::now();
             let elapsed = started.elapsed().as_secs_f64();
-            let done = index + 1;
             let left = (plan.users - done) as f64 * elapsed / done as f64;
             progress!(
                 "seed {label}: {done} of {} users ({:.0}/s, about {left:.0} s left)",
@@ -613,15 +618,16 @@ fn seed_store(
     let mut template = template.ok_or("no users to seed")?;
     let users_took = started.elapsed();
     progress!(
-        "seed {label}: {} users in {:.1} s ({:.0}/s, one transaction each)",
+        "seed {label}: {} users in {:.1} s ({:.0}/s, in transactions of {SEED_BATCH})",
         plan.users,
         users_took.as_secs_f64(),
         plan.users as f64 / users_took.as_secs_f64().max(1e-9)
     );
     timings.push((
         format!(
-            "{} users, one `insert_user` transaction each",
-            thousands(plan.users)
+            "{} users, `insert_users` in transactions of {}",
+            thousands(plan.users),
+            thousands(SEED_BATCH as u64)
         ),
         users_took,
     ));
@@ -719,13 +725,13 @@ fn seed_store(
     ));
 
     let started = Instant::now();
-    for bound in &bound_tokens {
-        store.insert_api_token(bound)?;
+    for chunk in bound_tokens.chunks(SEED_BATCH) {
+        store.insert_api_tokens(chunk)?;
     }
     let tokens_took = started.elapsed();
     timings.push((
         format!(
-            "{} session-bound API tokens, one `insert_api_token` transaction each",
+            "{} session-bound API tokens, `insert_api_tokens` in one transaction",
             thousands(bound_tokens.len() as u64)
         ),
         tokens_took,
@@ -902,6 +908,8 @@ struct Phase {
     others: Option<f64>,
     /// Time spent before the phase waiting for other processes to go quiet.
     quiet_wait: Duration,
+    /// Which attempt this is (see `measure`).
+    attempts: u32,
 }
 
 impl Phase {
@@ -1300,7 +1308,43 @@ fn measure_one(
 
 /// Runs the loads together against `target` and returns one phase per load; CPU, reads and
 /// memory are sampled at the edges of the measured window.
+/// `measure_once`, again (at most `MEASURE_ATTEMPTS` times in all) when other processes used
+/// more than `QUIET_CORES` during the window; the least disturbed attempt is kept.
 fn measure(
+    client: &tokio::runtime::Runtime,
+    target: &ChildServer,
+    other: Option<&ChildServer>,
+    specs: Vec<LoadSpec>,
+    timing: &Timing,
+) -> BenchResult<Vec<Phase>> {
+    let disturbance = |phases: &[Phase]| {
+        phases
+            .iter()
+            .filter_map(|phase| phase.others)
+            .fold(0.0, f64::max)
+    };
+    let mut best: Option<Vec<Phase>> = None;
+    for attempt in 1..=MEASURE_ATTEMPTS {
+        let mut phases = measure_once(client, target, other, specs.clone(), timing)?;
+        for phase in &mut phases {
+            phase.attempts = attempt;
+        }
+        let others = disturbance(&phases);
+        let better = best.as_ref().is_none_or(|best| others < disturbance(best));
+        if better {
+            best = Some(phases);
+        }
+        if others <= QUIET_CORES {
+            break;
+        }
+        if attempt < MEASURE_ATTEMPTS {
+            progress!("    other processes used {others:.2} cores meanwhile; measuring again");
+        }
+    }
+    best.ok_or_else(|| "no attempt measured".into())
+}
+
+fn measure_once(
     client: &tokio::runtime::Runtime,
     target: &ChildServer,
     other: Option<&ChildServer>,
@@ -1373,6 +1417,7 @@ fn measure(
             server_memory_after: server_memory.clone(),
             server_mappings_after: server_mappings.clone(),
             quiet_wait,
+            attempts: 1,
             others: match (before.machine_ticks, after.machine_ticks) {
                 (Some(before_ticks), Some(after_ticks)) => {
                     let machine = after_ticks.saturating_sub(before_ticks) as f64
@@ -1400,6 +1445,7 @@ fn measure(
 // The load client
 // ---------------------------------------------------------------------------------------------
 
+#[derive(Clone)]
 struct LoadSpec {
     name: String,
     requests: Arc<Vec<Vec<u8>>>,
@@ -2786,9 +2832,13 @@ impl Report {
         let _ = writeln!(
             text,
             "\nBefore each load the benchmark waits (up to {} s) for the machine to use less \
-             than {QUIET_CORES} cores; it waited {:.1} s in all.",
+             than {QUIET_CORES} cores; it waited {:.1} s in all. A load during which other \
+             processes used more than {QUIET_CORES} cores is measured again (at most \
+             {MEASURE_ATTEMPTS} attempts, the least disturbed one kept): {} of the loads above \
+             needed more than one attempt.",
             QUIET_WAIT_LIMIT.as_secs(),
-            waited.as_secs_f64()
+            waited.as_secs_f64(),
+            all_phases.iter().filter(|phase| phase.attempts > 1).count()
         );
         let busiest_others = all_phases
             .iter()

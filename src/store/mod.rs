@@ -282,6 +282,32 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts many users in one transaction (bulk seeding: benchmarks and imports); stops
+    /// at the first taken email, writing nothing.
+    pub fn insert_users(
+        &self,
+        new_users: Vec<NewUser>,
+        now: UnixSeconds,
+    ) -> Result<Vec<User>, StoreError> {
+        let transaction = self.begin_write()?;
+        let mut users = Vec::with_capacity(new_users.len());
+        for new_user in new_users {
+            users.push(insert_user(&transaction, new_user, now)?);
+        }
+        transaction.commit()?;
+        Ok(users)
+    }
+
+    /// Stores many API tokens in one transaction (bulk seeding).
+    pub fn insert_api_tokens(&self, api_tokens: &[ApiToken]) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        for api_token in api_tokens {
+            insert_api_token(&transaction, api_token)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// Stores an API token (its hash and record) in one transaction.
     pub fn insert_api_token(&self, api_token: &ApiToken) -> Result<(), StoreError> {
         let transaction = self.begin_write()?;
