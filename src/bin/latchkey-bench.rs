@@ -559,9 +559,9 @@ fn new_user(email: &str, password_hash: &PasswordHashString) -> BenchResult<NewU
     })
 }
 
-/// Users one transaction each (the only public way), sessions in transactions of
-/// `SEED_BATCH`, and one session in every `sessions / TOKEN_SESSIONS` gets a bound API token
-/// and a signed token, signed with the store's key exactly as the server signs them.
+/// Users, sessions and API tokens in transactions of `SEED_BATCH` rows; one session in every
+/// `sessions / TOKEN_SESSIONS` gets a bound API token and a signed token, signed with the
+/// store's key exactly as the server signs them.
 fn seed_store(
     directory: &Path,
     plan: &SeedPlan,
@@ -1306,8 +1306,6 @@ fn measure_one(
         .ok_or_else(|| "no phase measured".into())
 }
 
-/// Runs the loads together against `target` and returns one phase per load; CPU, reads and
-/// memory are sampled at the edges of the measured window.
 /// `measure_once`, again (at most `MEASURE_ATTEMPTS` times in all) when other processes used
 /// more than `QUIET_CORES` during the window; the least disturbed attempt is kept.
 fn measure(
@@ -1344,6 +1342,8 @@ fn measure(
     best.ok_or_else(|| "no attempt measured".into())
 }
 
+/// Runs the loads together against `target` and returns one phase per load; CPU, reads and
+/// memory are sampled at the edges of the measured window.
 fn measure_once(
     client: &tokio::runtime::Runtime,
     target: &ChildServer,
@@ -3201,24 +3201,26 @@ impl Report {
                 argon2.seconds_per_hash * 1e3
             ),
             _ => {
-                let mut phases: Vec<&(String, Duration)> = self
-                    .phases
-                    .iter()
-                    .filter(|(label, _)| label.starts_with("  "))
-                    .collect();
-                phases.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
-                let longest: Vec<String> = phases
-                    .iter()
-                    .take(3)
-                    .map(|(label, took)| {
-                        format!("{} took {:.0} s", label.trim(), took.as_secs_f64())
-                    })
-                    .collect();
+                let longest = |nested: bool| -> Vec<String> {
+                    let mut phases: Vec<&(String, Duration)> = self
+                        .phases
+                        .iter()
+                        .filter(|(label, _)| label.starts_with("  ") == nested)
+                        .collect();
+                    phases.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+                    phases
+                        .iter()
+                        .take(3)
+                        .map(|(label, took)| {
+                            format!("{} {:.0} s", label.trim(), took.as_secs_f64())
+                        })
+                        .collect()
+                };
                 format!(
-                    "the longest steps were seeding: {}. The Store API has no bulk insert for \
-                     users or API tokens, so each row is its own durable transaction (an fsync); \
-                     see Where the time went.",
-                    longest.join("; ")
+                    "the longest parts of the run: {}; within the seeding: {}. See Where the \
+                     time went.",
+                    longest(false).join("; "),
+                    longest(true).join("; ")
                 )
             }
         }
