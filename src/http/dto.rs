@@ -1,8 +1,6 @@
 //! Wire types: the vendor's response schemas, field for field (kebab-case). Absent optional
 //! fields are omitted; lists are `[]`, never null.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -49,25 +47,37 @@ pub struct SignInResponse {
     pub user_id: u64,
 }
 
-/// `UsercommonPermission`.
+/// `UsercommonPermission`, one entry of a permission map.
 #[derive(Serialize)]
-pub struct PermissionEntry {
-    pub name: &'static str,
-    pub scopes: Vec<String>,
+struct PermissionEntry {
+    name: &'static str,
+    scopes: [&'static str; 0],
 }
 
-pub fn permission_map(set: PermissionSet) -> BTreeMap<&'static str, PermissionEntry> {
-    set.iter()
-        .map(|permission| {
-            (
+/// A permission map (`{"read:user": {"name": "read:user", "scopes": []}, ...}`), written
+/// straight from the bit set: `PermissionSet::iter` yields names in sorted order, so the
+/// keys come out sorted without building a map per answer.
+pub struct PermissionMap(pub PermissionSet);
+
+impl Serialize for PermissionMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.iter().count()))?;
+        for permission in self.0.iter() {
+            map.serialize_entry(
                 permission.name(),
-                PermissionEntry {
+                &PermissionEntry {
                     name: permission.name(),
-                    scopes: Vec::new(),
+                    scopes: [],
                 },
-            )
-        })
-        .collect()
+            )?;
+        }
+        map.end()
+    }
+}
+
+pub fn permission_map(set: PermissionSet) -> PermissionMap {
+    PermissionMap(set)
 }
 
 /// `UserShort`.
@@ -105,7 +115,7 @@ pub struct UserProfile {
     pub last_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<UserShort>,
-    pub permissions: BTreeMap<&'static str, PermissionEntry>,
+    pub permissions: PermissionMap,
     pub role: &'static str,
     pub status: &'static str,
     pub updated: String,
@@ -220,8 +230,8 @@ pub struct ApiTokenEntry {
     pub created: String,
     pub expired: bool,
     pub expires_at: Option<String>,
-    pub permissions: BTreeMap<&'static str, PermissionEntry>,
-    pub restrictions: BTreeMap<&'static str, PermissionEntry>,
+    pub permissions: PermissionMap,
+    pub restrictions: PermissionMap,
     pub token: String,
     pub updated: String,
 }
