@@ -6,7 +6,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use crate::model::{
     PasswordHashString, Role, Session, SessionId, Status, UnixSeconds, User, UserId,
 };
-use crate::store::record::{UserRecord, decode, encode};
+use crate::store::record::{decode_api_token, decode_user, encode_user};
 use crate::store::{
     EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, SESSIONID_SESSION, Store, StoreError,
     TOKENHASH_APITOKEN, USERID_SESSIONID, USERID_TOKENHASH, USERID_USER, delete_api_token,
@@ -142,7 +142,7 @@ impl Store {
                 return Err(StoreError::LastActiveRoot);
             }
             let mut users = transaction.open_table(USERID_USER)?;
-            users.insert(id, encode(&UserRecord::from_user(&user)).as_slice())?;
+            users.insert(id, encode_user(&user).as_slice())?;
             user
         };
         transaction.commit()?;
@@ -251,8 +251,7 @@ fn count_active_roots(transaction: &WriteTransaction) -> Result<usize, StoreErro
     let mut count = 0;
     for entry in users.iter()? {
         let (id, bytes) = entry?;
-        let record: UserRecord = decode(bytes.value(), "user")?;
-        if is_active_root(&record.into_user(id.value())?) {
+        if is_active_root(&decode_user(bytes.value(), id.value())?) {
             count += 1;
         }
     }
@@ -271,11 +270,7 @@ pub(super) fn delete_standalone_api_tokens(
         for entry in by_user.range((user_id, &[0u8; 32])..=(user_id, &[0xffu8; 32]))? {
             let hash = *entry?.0.value().1;
             let standalone = match tokens.get(&hash)? {
-                Some(bytes) => {
-                    let record: crate::store::record::ApiTokenRecord =
-                        decode(bytes.value(), "api token")?;
-                    record.session_id.is_none()
-                }
+                Some(bytes) => decode_api_token(bytes.value(), hash)?.session_id.is_none(),
                 None => true,
             };
             if standalone {

@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 
 use crate::model::{ApiToken, UnixSeconds, UserId};
-use crate::store::record::{ApiTokenRecord, decode};
+use crate::store::record::decode_api_token;
 use crate::store::{
     EXPIRE_TOKENHASH, KEYID_SIGNINGKEY, Store, StoreError, TOKENHASH_APITOKEN, USERID_TOKENHASH,
     delete_api_token, insert_api_token,
@@ -25,7 +25,7 @@ impl Store {
             let Some(bytes) = tokens.get(&hash)? else {
                 continue;
             };
-            let token = decode::<ApiTokenRecord>(bytes.value(), "api token")?.into_api_token(hash);
+            let token = decode_api_token(bytes.value(), hash)?;
             if token.session_id.is_none() {
                 found.push(token);
             }
@@ -90,10 +90,7 @@ impl Store {
             let owner = transaction
                 .open_table(TOKENHASH_APITOKEN)?
                 .get(hash)?
-                .map(|bytes| {
-                    decode::<ApiTokenRecord>(bytes.value(), "api token")
-                        .map(|record| record.user_id)
-                })
+                .map(|bytes| decode_api_token(bytes.value(), *hash).map(|token| token.user_id))
                 .transpose()?;
             match owner {
                 Some(user_id) => delete_api_token(&transaction, user_id, hash)?,

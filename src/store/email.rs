@@ -9,7 +9,7 @@ use crate::model::{
     QueuedMail, Status, UnixSeconds, User, UserId,
 };
 use crate::store::accounts::delete_standalone_api_tokens;
-use crate::store::record::{RECORD_VERSION, UserRecord, decode, encode};
+use crate::store::record::{RECORD_VERSION, decode, encode, encode_user};
 use crate::store::{
     EMAIL_USERID, META, Store, StoreError, USERID_USER, copy_table, delete_session, insert_user,
     session_ids_of_user, user_in,
@@ -159,7 +159,7 @@ fn insert_token(transaction: &WriteTransaction, token: &EmailToken) -> Result<()
 fn write_user(transaction: &WriteTransaction, user: &User) -> Result<(), StoreError> {
     transaction
         .open_table(USERID_USER)?
-        .insert(user.id, encode(&UserRecord::from_user(user)).as_slice())?;
+        .insert(user.id, encode_user(user).as_slice())?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{NewUser, OAuthIdentity, Status, UnixSeconds, User, UserId};
 use crate::store::accounts::delete_standalone_api_tokens;
-use crate::store::record::{RECORD_VERSION, UserRecord, decode, encode};
+use crate::store::record::{RECORD_VERSION, decode, encode, encode_user};
 use crate::store::{
     Store, StoreError, USERID_USER, copy_table, delete_session, insert_user, session_ids_of_user,
     user_in,
@@ -146,7 +146,7 @@ impl Store {
             user.updated = now;
             transaction
                 .open_table(USERID_USER)?
-                .insert(user.id, encode(&UserRecord::from_user(&user)).as_slice())?;
+                .insert(user.id, encode_user(&user).as_slice())?;
             for session_id in session_ids_of_user(&transaction, user.id)? {
                 delete_session(&transaction, session_id)?;
             }

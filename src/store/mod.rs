@@ -20,7 +20,10 @@ use redb::{
 use crate::model::{
     ApiToken, NewUser, PasswordHashString, Session, SessionId, UnixSeconds, User, UserId,
 };
-use record::{ApiTokenRecord, SessionRecord, SigningKeyRecord, UserRecord, decode, encode};
+use record::{
+    SigningKeyRecord, decode, decode_api_token, decode_session, decode_user, encode,
+    encode_api_token, encode_session, encode_user,
+};
 
 pub use accounts::SessionsToEnd;
 pub use email::{SignUpEffect, TokenAction};
@@ -276,7 +279,7 @@ impl Store {
         let transaction = self.begin_write()?;
         {
             let mut users = transaction.open_table(USERID_USER)?;
-            users.insert(user.id, encode(&UserRecord::from_user(user)).as_slice())?;
+            users.insert(user.id, encode_user(user).as_slice())?;
         }
         transaction.commit()?;
         Ok(())
@@ -323,8 +326,7 @@ impl Store {
         let mut users = Vec::new();
         for entry in table.iter()? {
             let (id, bytes) = entry?;
-            let record: UserRecord = decode(bytes.value(), "user")?;
-            users.push(record.into_user(id.value())?);
+            users.push(decode_user(bytes.value(), id.value())?);
         }
         Ok(users)
     }
@@ -381,8 +383,7 @@ impl Store {
         let Some(bytes) = tokens.get(hash)? else {
             return Ok(None);
         };
-        let record: ApiTokenRecord = decode(bytes.value(), "api token")?;
-        let api_token = record.into_api_token(*hash);
+        let api_token = decode_api_token(bytes.value(), *hash)?;
         let session = match api_token.session_id {
             Some(session_id) => match read_session(&transaction, session_id)? {
                 Some(session) => Some(session),
@@ -435,7 +436,7 @@ fn insert_user(
     };
     emails.insert(user.normalized_email.as_str(), id)?;
     let mut users = transaction.open_table(USERID_USER)?;
-    users.insert(id, encode(&UserRecord::from_user(&user)).as_slice())?;
+    users.insert(id, encode_user(&user).as_slice())?;
     if let Some(parent_id) = user.parent_id {
         let mut children = transaction.open_table(PARENTID_CHILDID)?;
         children.insert((parent_id, id), ())?;
@@ -450,8 +451,7 @@ fn user_in(
     let Some(bytes) = users.get(id)? else {
         return Ok(None);
     };
-    let record: UserRecord = decode(bytes.value(), "user")?;
-    Ok(Some(record.into_user(id)?))
+    Ok(Some(decode_user(bytes.value(), id)?))
 }
 
 /// A session from the sessions table of either kind of transaction.
@@ -462,8 +462,7 @@ fn session_in(
     let Some(bytes) = sessions.get(id.0)? else {
         return Ok(None);
     };
-    let record: SessionRecord = decode(bytes.value(), "session")?;
-    Ok(Some(record.into_session(id)?))
+    Ok(Some(decode_session(bytes.value(), id)?))
 }
 
 fn read_user(transaction: &ReadTransaction, id: UserId) -> Result<Option<User>, StoreError> {
@@ -485,7 +484,7 @@ fn set_password_hash(
     if let Some(now) = now {
         user.updated = now;
     }
-    users.insert(user_id, encode(&UserRecord::from_user(&user)).as_slice())?;
+    users.insert(user_id, encode_user(&user).as_slice())?;
     Ok(())
 }
 
@@ -515,10 +514,7 @@ fn read_session(
 
 fn insert_session(transaction: &WriteTransaction, session: &Session) -> Result<(), StoreError> {
     let mut sessions = transaction.open_table(SESSIONID_SESSION)?;
-    sessions.insert(
-        session.id.0,
-        encode(&SessionRecord::from_session(session)).as_slice(),
-    )?;
+    sessions.insert(session.id.0, encode_session(session).as_slice())?;
     let mut by_user = transaction.open_table(USERID_SESSIONID)?;
     by_user.insert((session.user_id, session.id.0), ())?;
     let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
@@ -531,10 +527,7 @@ fn insert_api_token(
     api_token: &ApiToken,
 ) -> Result<(), StoreError> {
     let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
-    tokens.insert(
-        &api_token.hash,
-        encode(&ApiTokenRecord::from_api_token(api_token)).as_slice(),
-    )?;
+    tokens.insert(&api_token.hash, encode_api_token(api_token).as_slice())?;
     let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
     by_user.insert((api_token.user_id, &api_token.hash), ())?;
     if let (None, Some(expires_at)) = (api_token.session_id, api_token.expires_at) {
@@ -553,7 +546,7 @@ fn delete_api_token(
         let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
         let removed = tokens.remove(hash)?;
         match removed {
-            Some(bytes) => decode::<ApiTokenRecord>(bytes.value(), "api token")?.expires_at,
+            Some(bytes) => decode_api_token(bytes.value(), *hash)?.expires_at,
             None => None,
         }
     };
@@ -586,8 +579,7 @@ fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool,
         let Some(bytes) = sessions.remove(id.0)? else {
             return Ok(false);
         };
-        let record: SessionRecord = decode(bytes.value(), "session")?;
-        record.into_session(id)?
+        decode_session(bytes.value(), id)?
     };
     let mut by_user = transaction.open_table(USERID_SESSIONID)?;
     by_user.remove((session.user_id, id.0))?;

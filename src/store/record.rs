@@ -1,10 +1,15 @@
-//! Stored record types (serde_json bytes) and their hand-written conversion to and from the
-//! domain types. Every record carries a version `v`; a later field is added with
-//! `#[serde(default)]`, so older files keep decoding.
+//! Stored records and their hand-written conversion to and from the domain types.
+//!
+//! Users, sessions and API tokens, read on every authenticated request, are stored in a
+//! compact binary layout (`BINARY_FORMAT`, below); decoding JSON was the largest part of a
+//! token check's own work. Files written before it hold them as JSON (`{"v":1,...}`), which
+//! still decodes: the first byte tells the two apart, as JSON always starts with `{`. The
+//! other records (keys, emailed tokens, mail, identities) stay JSON, where a later field is
+//! added with `#[serde(default)]`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::hex::{hex_decode, hex_encode};
+use crate::hex::hex_decode;
 use crate::model::{
     ApiToken, PasswordHashString, PermissionSet, Role, Session, SessionId, SessionKind, Status,
     UnixSeconds, User, UserId,
@@ -13,9 +18,9 @@ use crate::store::StoreError;
 
 pub const RECORD_VERSION: u8 = 1;
 
-#[derive(Serialize, Deserialize)]
+/// The JSON layout of files written before the binary one; read, never written.
+#[derive(Deserialize)]
 pub struct UserRecord {
-    pub v: u8,
     pub email: String,
     pub normalized_email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,23 +39,6 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    pub fn from_user(user: &User) -> UserRecord {
-        UserRecord {
-            v: RECORD_VERSION,
-            email: user.email.clone(),
-            normalized_email: user.normalized_email.clone(),
-            password_hash: user.password_hash.as_ref().map(|hash| hash.0.clone()),
-            role: user.role.name().to_owned(),
-            status: user.status.name().to_owned(),
-            parent_id: user.parent_id,
-            first_name: user.first_name.clone(),
-            last_name: user.last_name.clone(),
-            permissions: user.permissions.bits(),
-            created: user.created,
-            updated: user.updated,
-        }
-    }
-
     pub fn into_user(self, id: UserId) -> Result<User, StoreError> {
         Ok(User {
             id,
@@ -69,9 +57,9 @@ impl UserRecord {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// The JSON layout of files written before the binary one; read, never written.
+#[derive(Deserialize)]
 pub struct SessionRecord {
-    pub v: u8,
     pub user_id: UserId,
     pub kind: String,
     pub created: UnixSeconds,
@@ -86,34 +74,11 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    pub fn from_session(session: &Session) -> SessionRecord {
-        SessionRecord {
-            v: RECORD_VERSION,
-            user_id: session.user_id,
-            kind: match session.kind {
-                SessionKind::SignIn => "sign-in",
-                SessionKind::Minted => "minted",
-            }
-            .to_owned(),
-            created: session.created,
-            expire: session.expire,
-            remote_ip: session.remote_ip.clone(),
-            user_agent: session.user_agent.clone(),
-            ua_type: session.ua_type.to_owned(),
-            granted_permissions: session.granted_permissions.bits(),
-            api_token_hash: session.api_token_hash.map(|hash| hex_encode(&hash)),
-        }
-    }
-
     pub fn into_session(self, id: SessionId) -> Result<Session, StoreError> {
-        let corrupt = StoreError::CorruptRecord("session");
-        let kind = match self.kind.as_str() {
-            "sign-in" => SessionKind::SignIn,
-            "minted" => SessionKind::Minted,
-            _ => return Err(corrupt),
-        };
+        let corrupt = || StoreError::CorruptRecord("session");
+        let kind = session_kind_from_name(&self.kind).ok_or_else(corrupt)?;
         let api_token_hash = match self.api_token_hash {
-            Some(text) => Some(hex_decode_32(&text).ok_or(corrupt)?),
+            Some(text) => Some(hex_decode_32(&text).ok_or_else(corrupt)?),
             None => None,
         };
         Ok(Session {
@@ -139,9 +104,9 @@ fn known_ua_type(stored: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-#[derive(Serialize, Deserialize)]
+/// The JSON layout of files written before the binary one; read, never written.
+#[derive(Deserialize)]
 pub struct ApiTokenRecord {
-    pub v: u8,
     pub prefix: String,
     pub user_id: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,20 +121,6 @@ pub struct ApiTokenRecord {
 }
 
 impl ApiTokenRecord {
-    pub fn from_api_token(token: &ApiToken) -> ApiTokenRecord {
-        ApiTokenRecord {
-            v: RECORD_VERSION,
-            prefix: token.prefix.clone(),
-            user_id: token.user_id,
-            session_id: token.session_id.map(|id| id.0),
-            permissions: token.permissions.bits(),
-            restrictions: token.restrictions.bits(),
-            created: token.created,
-            updated: token.updated,
-            expires_at: token.expires_at,
-        }
-    }
-
     pub fn into_api_token(self, hash: [u8; 32]) -> ApiToken {
         ApiToken {
             hash,
@@ -210,4 +161,458 @@ pub fn decode<'a, T: Deserialize<'a>>(
 
 fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
     hex_decode(text)?.try_into().ok()
+}
+
+// ---- the binary layout of users, sessions and API tokens ----
+//
+// Byte 0 is `BINARY_FORMAT`; the fields follow in a fixed order. Integers are little-endian
+// and fixed-width, a string is its length (u32) and its UTF-8 bytes, an optional value is a
+// 0 or 1 byte and then the value. A record that changes shape gets a new format byte, and
+// decoding keeps every older one.
+
+/// The first byte of a binary record. JSON records start with `{`.
+const BINARY_FORMAT: u8 = 2;
+
+struct RecordWriter {
+    bytes: Vec<u8>,
+}
+
+impl RecordWriter {
+    fn new() -> RecordWriter {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.push(BINARY_FORMAT);
+        RecordWriter { bytes }
+    }
+
+    fn u16(&mut self, value: u16) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn i64(&mut self, value: i64) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn u128(&mut self, value: u128) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn text(&mut self, value: &str) {
+        // Every stored string is bounded far below 4 GiB by the request limits.
+        let length = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&length.to_le_bytes());
+        self.bytes.extend_from_slice(value.as_bytes());
+    }
+
+    fn present(&mut self, present: bool) {
+        self.bytes.push(u8::from(present));
+    }
+
+    fn optional_text(&mut self, value: Option<&str>) {
+        self.present(value.is_some());
+        if let Some(value) = value {
+            self.text(value);
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Reads a binary record; any short, overlong or malformed input is a corrupt record.
+struct RecordReader<'a> {
+    rest: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> RecordReader<'a> {
+    /// `None` for a JSON record; a reader after the format byte for a binary one.
+    fn open(bytes: &'a [u8], what: &'static str) -> Result<Option<RecordReader<'a>>, StoreError> {
+        match bytes.split_first() {
+            Some((&b'{', _)) => Ok(None),
+            Some((&BINARY_FORMAT, rest)) => Ok(Some(RecordReader { rest, what })),
+            _ => Err(StoreError::CorruptRecord(what)),
+        }
+    }
+
+    fn corrupt(&self) -> StoreError {
+        StoreError::CorruptRecord(self.what)
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let Some((head, rest)) = self.rest.split_first_chunk::<N>() else {
+            return Err(self.corrupt());
+        };
+        self.rest = rest;
+        Ok(*head)
+    }
+
+    fn u16(&mut self) -> Result<u16, StoreError> {
+        self.take().map(u16::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        self.take().map(u64::from_le_bytes)
+    }
+
+    fn i64(&mut self) -> Result<i64, StoreError> {
+        self.take().map(i64::from_le_bytes)
+    }
+
+    fn u128(&mut self) -> Result<u128, StoreError> {
+        self.take().map(u128::from_le_bytes)
+    }
+
+    fn text(&mut self) -> Result<&'a str, StoreError> {
+        let length =
+            usize::try_from(u32::from_le_bytes(self.take()?)).map_err(|_| self.corrupt())?;
+        if self.rest.len() < length {
+            return Err(self.corrupt());
+        }
+        let (text, rest) = self.rest.split_at(length);
+        self.rest = rest;
+        std::str::from_utf8(text).map_err(|_| self.corrupt())
+    }
+
+    fn present(&mut self) -> Result<bool, StoreError> {
+        match self.take::<1>()? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(self.corrupt()),
+        }
+    }
+
+    fn optional_text(&mut self) -> Result<Option<&'a str>, StoreError> {
+        if self.present()? {
+            self.text().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn finish(self) -> Result<(), StoreError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(self.corrupt())
+        }
+    }
+}
+
+pub fn encode_user(user: &User) -> Vec<u8> {
+    let mut writer = RecordWriter::new();
+    writer.text(&user.email);
+    writer.text(&user.normalized_email);
+    writer.optional_text(user.password_hash.as_ref().map(|hash| hash.0.as_str()));
+    writer.text(user.role.name());
+    writer.text(user.status.name());
+    writer.present(user.parent_id.is_some());
+    if let Some(parent_id) = user.parent_id {
+        writer.u64(parent_id);
+    }
+    writer.optional_text(user.first_name.as_deref());
+    writer.optional_text(user.last_name.as_deref());
+    writer.u16(user.permissions.bits());
+    writer.i64(user.created);
+    writer.i64(user.updated);
+    writer.finish()
+}
+
+pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
+    let Some(mut reader) = RecordReader::open(bytes, "user")? else {
+        return decode::<UserRecord>(bytes, "user")?.into_user(id);
+    };
+    let corrupt = || StoreError::CorruptRecord("user");
+    let user = User {
+        id,
+        email: reader.text()?.to_owned(),
+        normalized_email: reader.text()?.to_owned(),
+        password_hash: reader
+            .optional_text()?
+            .map(|hash| PasswordHashString(hash.to_owned())),
+        role: Role::from_name(reader.text()?).ok_or_else(corrupt)?,
+        status: Status::from_name(reader.text()?).ok_or_else(corrupt)?,
+        parent_id: if reader.present()? {
+            Some(reader.u64()?)
+        } else {
+            None
+        },
+        first_name: reader.optional_text()?.map(str::to_owned),
+        last_name: reader.optional_text()?.map(str::to_owned),
+        permissions: PermissionSet::from_bits(reader.u16()?),
+        created: reader.i64()?,
+        updated: reader.i64()?,
+    };
+    reader.finish()?;
+    Ok(user)
+}
+
+pub fn encode_session(session: &Session) -> Vec<u8> {
+    let mut writer = RecordWriter::new();
+    writer.u64(session.user_id);
+    writer.text(session_kind_name(session.kind));
+    writer.i64(session.created);
+    writer.i64(session.expire);
+    writer.text(&session.remote_ip);
+    writer.text(&session.user_agent);
+    writer.text(session.ua_type);
+    writer.u16(session.granted_permissions.bits());
+    writer.present(session.api_token_hash.is_some());
+    if let Some(hash) = &session.api_token_hash {
+        writer.bytes.extend_from_slice(hash);
+    }
+    writer.finish()
+}
+
+pub fn decode_session(bytes: &[u8], id: SessionId) -> Result<Session, StoreError> {
+    let Some(mut reader) = RecordReader::open(bytes, "session")? else {
+        return decode::<SessionRecord>(bytes, "session")?.into_session(id);
+    };
+    let session = Session {
+        id,
+        user_id: reader.u64()?,
+        kind: session_kind_from_name(reader.text()?).ok_or(StoreError::CorruptRecord("session"))?,
+        created: reader.i64()?,
+        expire: reader.i64()?,
+        remote_ip: reader.text()?.to_owned(),
+        user_agent: reader.text()?.to_owned(),
+        ua_type: known_ua_type(reader.text()?),
+        granted_permissions: PermissionSet::from_bits(reader.u16()?),
+        api_token_hash: if reader.present()? {
+            Some(reader.take::<32>()?)
+        } else {
+            None
+        },
+    };
+    reader.finish()?;
+    Ok(session)
+}
+
+pub fn encode_api_token(token: &ApiToken) -> Vec<u8> {
+    let mut writer = RecordWriter::new();
+    writer.text(&token.prefix);
+    writer.u64(token.user_id);
+    writer.present(token.session_id.is_some());
+    if let Some(session_id) = token.session_id {
+        writer.u128(session_id.0);
+    }
+    writer.u16(token.permissions.bits());
+    writer.u16(token.restrictions.bits());
+    writer.i64(token.created);
+    writer.i64(token.updated);
+    writer.present(token.expires_at.is_some());
+    if let Some(expires_at) = token.expires_at {
+        writer.i64(expires_at);
+    }
+    writer.finish()
+}
+
+pub fn decode_api_token(bytes: &[u8], hash: [u8; 32]) -> Result<ApiToken, StoreError> {
+    let Some(mut reader) = RecordReader::open(bytes, "api token")? else {
+        return Ok(decode::<ApiTokenRecord>(bytes, "api token")?.into_api_token(hash));
+    };
+    let token = ApiToken {
+        hash,
+        prefix: reader.text()?.to_owned(),
+        user_id: reader.u64()?,
+        session_id: if reader.present()? {
+            Some(SessionId(reader.u128()?))
+        } else {
+            None
+        },
+        permissions: PermissionSet::from_bits(reader.u16()?),
+        restrictions: PermissionSet::from_bits(reader.u16()?),
+        created: reader.i64()?,
+        updated: reader.i64()?,
+        expires_at: if reader.present()? {
+            Some(reader.i64()?)
+        } else {
+            None
+        },
+    };
+    reader.finish()?;
+    Ok(token)
+}
+
+fn session_kind_name(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::SignIn => "sign-in",
+        SessionKind::Minted => "minted",
+    }
+}
+
+fn session_kind_from_name(name: &str) -> Option<SessionKind> {
+    match name {
+        "sign-in" => Some(SessionKind::SignIn),
+        "minted" => Some(SessionKind::Minted),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_user(
+        email: String,
+        password_hash: Option<String>,
+        parent_id: Option<u64>,
+        first_name: Option<String>,
+        permissions: u16,
+        created: i64,
+    ) -> User {
+        User {
+            id: 7,
+            normalized_email: email.to_lowercase(),
+            email,
+            password_hash: password_hash.map(PasswordHashString),
+            role: Role::Sub,
+            status: Status::Suspended,
+            parent_id,
+            first_name,
+            last_name: Some("Ünïcödé 🦀".to_owned()),
+            permissions: PermissionSet::from_bits(permissions),
+            created,
+            updated: created.wrapping_add(1),
+        }
+    }
+
+    fn sample_session(api_token_hash: Option<[u8; 32]>) -> Session {
+        Session {
+            id: SessionId(u128::MAX - 3),
+            user_id: 42,
+            kind: SessionKind::Minted,
+            created: 1_700_000_000,
+            expire: 1_700_003_600,
+            remote_ip: "2001:db8::1".to_owned(),
+            user_agent: "curl/8.5.0".to_owned(),
+            ua_type: "cli",
+            granted_permissions: PermissionSet::from_bits(0b101),
+            api_token_hash,
+        }
+    }
+
+    fn sample_api_token(session_id: Option<SessionId>, expires_at: Option<i64>) -> ApiToken {
+        ApiToken {
+            hash: [9; 32],
+            prefix: "abcdEFGH".to_owned(),
+            user_id: u64::MAX,
+            session_id,
+            permissions: PermissionSet::from_bits(0x3fff),
+            restrictions: PermissionSet::from_bits(1),
+            created: -5,
+            updated: 0,
+            expires_at,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn users_survive_a_round_trip(
+            email in ".{0,80}",
+            password_hash in proptest::option::of(".{0,120}"),
+            parent_id in proptest::option::of(any::<u64>()),
+            first_name in proptest::option::of(".{0,40}"),
+            permissions in any::<u16>(),
+            created in any::<i64>(),
+        ) {
+            let user = sample_user(email, password_hash, parent_id, first_name, permissions, created);
+            let encoded = encode_user(&user);
+            let decoded = decode_user(&encoded, user.id).map_err(|error| TestCaseError::fail(error.to_string()))?;
+            prop_assert_eq!(encode_user(&decoded), encoded);
+            prop_assert_eq!(decoded.email, user.email);
+            prop_assert_eq!(decoded.parent_id, user.parent_id);
+            prop_assert_eq!(decoded.permissions.bits(), PermissionSet::from_bits(permissions).bits());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_user(&bytes, 1);
+            let _ = decode_session(&bytes, SessionId(1));
+            let _ = decode_api_token(&bytes, [0; 32]);
+        }
+    }
+
+    #[test]
+    fn sessions_and_api_tokens_survive_a_round_trip() {
+        for session in [sample_session(None), sample_session(Some([0xab; 32]))] {
+            let encoded = encode_session(&session);
+            let decoded = decode_session(&encoded, session.id).expect("decodes");
+            assert_eq!(encode_session(&decoded), encoded);
+            assert_eq!(decoded.api_token_hash, session.api_token_hash);
+            assert_eq!(decoded.kind, SessionKind::Minted);
+            assert_eq!(decoded.ua_type, "cli");
+        }
+        for token in [
+            sample_api_token(None, None),
+            sample_api_token(Some(SessionId(3)), Some(i64::MAX)),
+        ] {
+            let encoded = encode_api_token(&token);
+            let decoded = decode_api_token(&encoded, token.hash).expect("decodes");
+            assert_eq!(encode_api_token(&decoded), encoded);
+            assert_eq!(decoded.session_id, token.session_id);
+            assert_eq!(decoded.expires_at, token.expires_at);
+        }
+    }
+
+    #[test]
+    fn truncated_extended_or_unknown_records_are_corrupt() {
+        let encoded = [
+            encode_user(&sample_user("a@b.c".to_owned(), None, Some(1), None, 3, 9)),
+            encode_session(&sample_session(Some([1; 32]))),
+            encode_api_token(&sample_api_token(Some(SessionId(1)), Some(2))),
+        ];
+        for bytes in &encoded {
+            for length in 0..bytes.len() {
+                let cut = &bytes[..length];
+                assert!(decode_user(cut, 1).is_err());
+                assert!(decode_session(cut, SessionId(1)).is_err());
+                assert!(decode_api_token(cut, [0; 32]).is_err());
+            }
+            let mut extended = bytes.clone();
+            extended.push(0);
+            assert!(decode_user(&extended, 1).is_err());
+            assert!(decode_session(&extended, SessionId(1)).is_err());
+            assert!(decode_api_token(&extended, [0; 32]).is_err());
+        }
+        assert!(decode_user(&[3, 0, 0], 1).is_err());
+    }
+
+    /// Records as the JSON layout wrote them before the binary one still decode.
+    #[test]
+    fn json_records_from_older_files_still_decode() {
+        let user = decode_user(
+            br#"{"v":1,"email":"Ann@Example.com","normalized_email":"ann@example.com","password_hash":"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA","role":"admin","status":"active","permissions":5,"created":10,"updated":11}"#,
+            3,
+        )
+        .expect("user decodes");
+        assert_eq!(user.email, "Ann@Example.com");
+        assert_eq!(user.role, Role::Admin);
+        assert_eq!(user.status, Status::Active);
+        assert_eq!(user.permissions.bits(), 5);
+        assert!(user.password_hash.is_some() && user.parent_id.is_none());
+
+        let hash_hex = "ab".repeat(32);
+        let session = decode_session(
+            format!(r#"{{"v":1,"user_id":3,"kind":"sign-in","created":1,"expire":2,"remote_ip":"127.0.0.1","user_agent":"x","ua_type":"browser","granted_permissions":0,"api_token_hash":"{hash_hex}"}}"#).as_bytes(),
+            SessionId(8),
+        )
+        .expect("session decodes");
+        assert_eq!(session.kind, SessionKind::SignIn);
+        assert_eq!(session.api_token_hash, Some([0xab; 32]));
+        assert_eq!(session.ua_type, "browser");
+
+        let token = decode_api_token(
+            br#"{"v":1,"prefix":"abcdefgh","user_id":3,"session_id":8,"permissions":1,"restrictions":0,"created":1,"updated":1,"expires_at":99}"#,
+            [1; 32],
+        )
+        .expect("api token decodes");
+        assert_eq!(token.session_id, Some(SessionId(8)));
+        assert_eq!(token.expires_at, Some(99));
+    }
 }
