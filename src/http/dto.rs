@@ -148,32 +148,32 @@ pub struct HealthResponse {
 /// `AuthSession`.
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct SessionEntry {
+pub struct SessionEntry<'a> {
     pub created: String,
     pub expire: String,
     pub id: String,
-    pub remote_ip: String,
+    pub remote_ip: &'a str,
     pub ua_type: &'static str,
-    pub user_agent: String,
+    pub user_agent: &'a str,
 }
 
-impl SessionEntry {
-    pub fn from_session(session: &crate::model::Session) -> SessionEntry {
+impl SessionEntry<'_> {
+    pub fn from_session(session: &crate::model::Session) -> SessionEntry<'_> {
         SessionEntry {
             created: format_rfc3339(session.created),
             expire: format_rfc3339(session.expire),
             id: session.id.to_string(),
-            remote_ip: session.remote_ip.clone(),
+            remote_ip: &session.remote_ip,
             ua_type: session.ua_type,
-            user_agent: session.user_agent.clone(),
+            user_agent: &session.user_agent,
         }
     }
 }
 
 /// `AuthGetSessionsResponse`.
 #[derive(Serialize)]
-pub struct SessionList {
-    pub sessions: Vec<SessionEntry>,
+pub struct SessionList<'a> {
+    pub sessions: Vec<SessionEntry<'a>>,
 }
 
 /// `AuthDeleteSignOutResponse`.
