@@ -262,7 +262,7 @@ pub fn new_session(
     api_token_hash: Option<[u8; 32]>,
 ) -> Session {
     Session {
-        id: SessionId::new_random(),
+        id: SessionId::new_for_user(user.id),
         user_id: user.id,
         kind,
         created: now,
