@@ -6,11 +6,62 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::model::UnixSeconds;
 
+/// Formats by hand for the years 0000 to 9999 (every answer formats a few timestamps, and
+/// the `time` crate's general formatter was a visible share of a session listing); `time`
+/// formats anything outside that range.
 pub fn format_rfc3339(seconds: UnixSeconds) -> String {
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|moment| moment.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+    const SECONDS_PER_DAY: i64 = 86_400;
+    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
+    if !(0..=9999).contains(&year) {
+        return OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .and_then(|moment| moment.format(&Rfc3339).ok())
+            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
+    }
+    let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
+    let mut text = String::with_capacity(20);
+    push_two_digits(&mut text, year / 100);
+    push_two_digits(&mut text, year % 100);
+    for (separator, value) in [
+        ('-', month),
+        ('-', day),
+        ('T', second_of_day / 3600),
+        (':', second_of_day / 60 % 60),
+        (':', second_of_day % 60),
+    ] {
+        text.push(separator);
+        push_two_digits(&mut text, value);
+    }
+    text.push('Z');
+    text
+}
+
+/// `value` in 0..100 as two ASCII digits.
+fn push_two_digits(text: &mut String, value: i64) {
+    let tens = u8::try_from(value / 10 % 10).unwrap_or(0);
+    let units = u8::try_from(value % 10).unwrap_or(0);
+    text.push(char::from(b'0' + tens));
+    text.push(char::from(b'0' + units));
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01, by the
+/// well-known era arithmetic (eras of 400 years, years starting in March).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 pub fn parse_rfc3339(text: &str) -> Option<UnixSeconds> {
@@ -22,6 +73,26 @@ pub fn parse_rfc3339(text: &str) -> Option<UnixSeconds> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn the_hand_formatter_agrees_with_the_time_crate(seconds in -62_167_219_200_i64..253_402_300_800) {
+            let expected = OffsetDateTime::from_unix_timestamp(seconds)
+                .ok()
+                .and_then(|moment| moment.format(&Rfc3339).ok());
+            proptest::prop_assert_eq!(Some(format_rfc3339(seconds)), expected);
+        }
+    }
+
+    #[test]
+    fn formats_the_edges_of_the_range() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_rfc3339(-62_167_219_200), "0000-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339(i64::MAX), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn round_trips_in_utc() {
