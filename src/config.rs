@@ -434,7 +434,7 @@ impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
-            cache_size_mib: 16,
+            cache_size_mib: 32,
         }
     }
 }
