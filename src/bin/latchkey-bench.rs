@@ -1284,34 +1284,37 @@ fn token_loads(
             took: first.0,
             failures: first.1,
         });
+        let load_set = |target: &ChildServer,
+                        beside: &ChildServer,
+                        name: &str,
+                        connections: usize,
+                        timing: &Timing| {
+            measure_one(
+                client,
+                target,
+                Some(beside),
+                LoadSpec {
+                    name: name.to_owned(),
+                    requests: Arc::clone(request_set),
+                    connections,
+                },
+                timing,
+            )
+        };
         let mut rounds = Vec::new();
         for round in 1..=PAIRED_ROUNDS {
             progress!(
                 "(b/c/f) {name}, {RATE_CONNECTIONS} connections, round {round} of \
                  {PAIRED_ROUNDS}: the hello server, then latchkey"
             );
-            let hello = measure_one(
-                client,
+            let hello = load_set(
                 hello_server,
-                Some(server),
-                LoadSpec {
-                    name: "hello server (same requests)".to_owned(),
-                    requests: Arc::clone(request_set),
-                    connections: RATE_CONNECTIONS,
-                },
-                &round_timing,
-            )?;
-            let target = measure_one(
-                client,
                 server,
-                Some(hello_server),
-                LoadSpec {
-                    name: name.clone(),
-                    requests: Arc::clone(request_set),
-                    connections: RATE_CONNECTIONS,
-                },
+                "hello server (same requests)",
+                RATE_CONNECTIONS,
                 &round_timing,
             )?;
+            let target = load_set(server, hello_server, &name, RATE_CONNECTIONS, &round_timing)?;
             rounds.push((hello, target));
         }
         let mut by_ratio: Vec<(f64, Phase, Phase)> = rounds
@@ -1327,15 +1330,11 @@ fn token_loads(
             round_ratios,
         });
         progress!("(b/c/f) {name}, {LATENCY_CONNECTIONS} connections");
-        phases.push(measure_one(
-            client,
+        phases.push(load_set(
             server,
-            Some(hello_server),
-            LoadSpec {
-                name: name.clone(),
-                requests: Arc::clone(request_set),
-                connections: LATENCY_CONNECTIONS,
-            },
+            hello_server,
+            &name,
+            LATENCY_CONNECTIONS,
             timing,
         )?);
     }
