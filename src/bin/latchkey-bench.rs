@@ -833,16 +833,8 @@ struct SmallResults {
     sign_ins: Phase,
     /// The argon2 limit measured again right after the sign-ins.
     argon2_after: Argon2Limit,
-    signed_rate: Phase,
-    signed_latency: Phase,
-    api_rate: Phase,
-    api_latency: Phase,
-    sessions_rate: Phase,
-    sessions_latency: Phase,
-    priming: Vec<Priming>,
-    signed_pair: HelloPair,
-    api_pair: HelloPair,
-    sessions_pair: HelloPair,
+    /// (b) and (c).
+    tokens: TokenLoads,
     mixed_tokens: Phase,
     mixed_sign_ins: Phase,
     idle_after: MemoryStatus,
@@ -856,32 +848,33 @@ struct SmallResults {
     idle_after_without_caches: MemoryStatus,
 }
 
-impl SmallResults {
-    /// The phases answered by latchkey, in the order they ran.
-    fn latchkey_phases(&self) -> Vec<&Phase> {
-        vec![
-            &self.sign_ins,
+impl TokenLoads {
+    /// The phases of (b) and (c), in the order they ran.
+    fn phases(&self) -> [&Phase; 6] {
+        [
             &self.signed_rate,
             &self.signed_latency,
             &self.api_rate,
             &self.api_latency,
             &self.sessions_rate,
             &self.sessions_latency,
-            &self.mixed_tokens,
         ]
+    }
+}
+
+impl SmallResults {
+    /// The phases answered by latchkey, in the order they ran.
+    fn latchkey_phases(&self) -> Vec<&Phase> {
+        let mut phases = vec![&self.sign_ins];
+        phases.extend(self.tokens.phases());
+        phases.push(&self.mixed_tokens);
+        phases
     }
 }
 
 impl LargeMeasured {
     fn latchkey_phases(&self) -> Vec<&Phase> {
-        vec![
-            &self.signed_rate,
-            &self.signed_latency,
-            &self.api_rate,
-            &self.api_latency,
-            &self.sessions_rate,
-            &self.sessions_latency,
-        ]
+        self.tokens.phases().to_vec()
     }
 }
 
@@ -894,16 +887,7 @@ struct LargeResults {
 struct LargeMeasured {
     first_start: Duration,
     idle_before: MemoryStatus,
-    signed_rate: Phase,
-    signed_latency: Phase,
-    api_rate: Phase,
-    api_latency: Phase,
-    sessions_rate: Phase,
-    sessions_latency: Phase,
-    priming: Vec<Priming>,
-    signed_pair: HelloPair,
-    api_pair: HelloPair,
-    sessions_pair: HelloPair,
+    tokens: TokenLoads,
     peak: MemoryStatus,
     peak_mappings: Vec<Mapping>,
     stop: Stopped,
@@ -1010,18 +994,7 @@ fn measure_small_store(
     progress!("(b) the hello server, beside latchkey for the paired rate rounds");
     let mut hello_server = ChildServer::start_hello(&paths.own_exe)?;
     hello_server.wait_ready()?;
-    let TokenLoads {
-        signed_rate,
-        signed_latency,
-        api_rate,
-        api_latency,
-        sessions_rate,
-        sessions_latency,
-        priming,
-        signed_pair,
-        api_pair,
-        sessions_pair,
-    } = token_loads(client, &server, &hello_server, requests, timing, "")?;
+    let tokens = token_loads(client, &server, &hello_server, requests, timing, "")?;
     hello_server.stop()?;
 
     progress!(
@@ -1109,16 +1082,7 @@ fn measure_small_store(
         idle_before_mappings,
         sign_ins,
         argon2_after,
-        signed_rate,
-        signed_latency,
-        api_rate,
-        api_latency,
-        sessions_rate,
-        sessions_latency,
-        priming,
-        signed_pair,
-        api_pair,
-        sessions_pair,
+        tokens,
         mixed_tokens,
         mixed_sign_ins,
         idle_after,
@@ -1150,18 +1114,7 @@ fn measure_large_store(
     let idle_before = memory_status(server.pid)?;
     let mut hello_server = ChildServer::start_hello(&paths.own_exe)?;
     hello_server.wait_ready()?;
-    let TokenLoads {
-        signed_rate,
-        signed_latency,
-        api_rate,
-        api_latency,
-        sessions_rate,
-        sessions_latency,
-        priming,
-        signed_pair,
-        api_pair,
-        sessions_pair,
-    } = token_loads(client, &server, &hello_server, requests, timing, "large: ")?;
+    let tokens = token_loads(client, &server, &hello_server, requests, timing, "large: ")?;
     hello_server.stop()?;
     let peak = memory_status(server.pid)?;
     let peak_mappings = largest_mappings(server.pid);
@@ -1176,16 +1129,7 @@ fn measure_large_store(
     Ok(LargeMeasured {
         first_start,
         idle_before,
-        signed_rate,
-        signed_latency,
-        api_rate,
-        api_latency,
-        sessions_rate,
-        sessions_latency,
-        priming,
-        signed_pair,
-        api_pair,
-        sessions_pair,
+        tokens,
         peak,
         peak_mappings,
         stop,
@@ -2591,7 +2535,7 @@ impl Report {
             "≥ 90% of the argon2 limit",
             check(ratio >= 0.9),
         );
-        let hello = small.signed_pair.hello.rate();
+        let hello = small.tokens.signed_pair.hello.rate();
         self.row(
             "b",
             format!(
@@ -2605,24 +2549,24 @@ impl Report {
         for (label, phase, pair, latency) in [
             (
                 "token checks: GET /user/current, signed token",
-                &small.signed_rate,
-                &small.signed_pair,
-                &small.signed_latency,
+                &small.tokens.signed_rate,
+                &small.tokens.signed_pair,
+                &small.tokens.signed_latency,
             ),
             (
                 "token checks: GET /user/current, API token",
-                &small.api_rate,
-                &small.api_pair,
-                &small.api_latency,
+                &small.tokens.api_rate,
+                &small.tokens.api_pair,
+                &small.tokens.api_latency,
             ),
             (
                 "GET /auth/session, signed token",
-                &small.sessions_rate,
-                &small.sessions_pair,
-                &small.sessions_latency,
+                &small.tokens.sessions_rate,
+                &small.tokens.sessions_pair,
+                &small.tokens.sessions_latency,
             ),
         ] {
-            let key = if std::ptr::eq(phase, &small.signed_rate) {
+            let key = if std::ptr::eq(phase, &small.tokens.signed_rate) {
                 "b"
             } else {
                 "c"
@@ -2714,27 +2658,27 @@ impl Report {
             for (label, phase, latency, pair, small_phase, small_pair) in [
                 (
                     "GET /user/current, signed token",
-                    &results.signed_rate,
-                    &results.signed_latency,
-                    &results.signed_pair,
-                    &small.signed_rate,
-                    &small.signed_pair,
+                    &results.tokens.signed_rate,
+                    &results.tokens.signed_latency,
+                    &results.tokens.signed_pair,
+                    &small.tokens.signed_rate,
+                    &small.tokens.signed_pair,
                 ),
                 (
                     "GET /user/current, API token",
-                    &results.api_rate,
-                    &results.api_latency,
-                    &results.api_pair,
-                    &small.api_rate,
-                    &small.api_pair,
+                    &results.tokens.api_rate,
+                    &results.tokens.api_latency,
+                    &results.tokens.api_pair,
+                    &small.tokens.api_rate,
+                    &small.tokens.api_pair,
                 ),
                 (
                     "GET /auth/session, signed token",
-                    &results.sessions_rate,
-                    &results.sessions_latency,
-                    &results.sessions_pair,
-                    &small.sessions_rate,
-                    &small.sessions_pair,
+                    &results.tokens.sessions_rate,
+                    &results.tokens.sessions_latency,
+                    &results.tokens.sessions_pair,
+                    &small.tokens.sessions_rate,
+                    &small.tokens.sessions_pair,
                 ),
             ] {
                 // Minutes of seeding separate the two stores' windows, so each is taken as a
@@ -2922,25 +2866,25 @@ impl Report {
         );
         let mut all: Vec<&Phase> = vec![
             &small.sign_ins,
-            &small.signed_pair.hello,
-            &small.signed_rate,
-            &small.signed_latency,
-            &small.api_rate,
-            &small.api_latency,
-            &small.sessions_rate,
-            &small.sessions_latency,
+            &small.tokens.signed_pair.hello,
+            &small.tokens.signed_rate,
+            &small.tokens.signed_latency,
+            &small.tokens.api_rate,
+            &small.tokens.api_latency,
+            &small.tokens.sessions_rate,
+            &small.tokens.sessions_latency,
             &small.mixed_tokens,
             &small.mixed_sign_ins,
         ];
         if let Some(large) = large {
             let results = &large.results;
             all.extend([
-                &results.signed_rate,
-                &results.signed_latency,
-                &results.api_rate,
-                &results.api_latency,
-                &results.sessions_rate,
-                &results.sessions_latency,
+                &results.tokens.signed_rate,
+                &results.tokens.signed_latency,
+                &results.tokens.api_rate,
+                &results.tokens.api_latency,
+                &results.tokens.sessions_rate,
+                &results.tokens.sessions_latency,
             ]);
         }
         let all_phases = all.clone();
@@ -2996,9 +2940,9 @@ impl Report {
              the verified-token cache; every first read fills redb's page cache.\n\n\
              | request set | requests | seconds | rate | non-200 / failed |\n|---|---|---|---|---|"
         );
-        let mut priming: Vec<&Priming> = small.priming.iter().collect();
+        let mut priming: Vec<&Priming> = small.tokens.priming.iter().collect();
         if let Some(large) = large {
-            priming.extend(large.results.priming.iter());
+            priming.extend(large.results.tokens.priming.iter());
         }
         for first in priming {
             let _ = writeln!(
@@ -3302,11 +3246,11 @@ impl Report {
             ),
             "b" | "c" if row.target.starts_with("≥") => {
                 let (phase, pair) = if row.measurement.contains("API token") {
-                    (&small.api_rate, &small.api_pair)
+                    (&small.tokens.api_rate, &small.tokens.api_pair)
                 } else if row.measurement.contains("/auth/session") {
-                    (&small.sessions_rate, &small.sessions_pair)
+                    (&small.tokens.sessions_rate, &small.tokens.sessions_pair)
                 } else {
-                    (&small.signed_rate, &small.signed_pair)
+                    (&small.tokens.signed_rate, &small.tokens.signed_pair)
                 };
                 format!(
                     "in the median round the server spent {} µs of CPU (user + kernel) per answer \
@@ -3321,11 +3265,11 @@ impl Report {
                 let phase = if row.key == "d" {
                     &small.mixed_tokens
                 } else if row.measurement.contains("API token") {
-                    &small.api_latency
+                    &small.tokens.api_latency
                 } else if row.measurement.contains("/auth/session") {
-                    &small.sessions_latency
+                    &small.tokens.sessions_latency
                 } else {
-                    &small.signed_latency
+                    &small.tokens.signed_latency
                 };
                 format!(
                     "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} answers; {}.",
@@ -3393,11 +3337,11 @@ impl Report {
                 Some(large) => {
                     let results = &large.results;
                     let (phase, small_phase) = if row.measurement.contains("API token") {
-                        (&results.api_rate, &small.api_rate)
+                        (&results.tokens.api_rate, &small.tokens.api_rate)
                     } else if row.measurement.contains("/auth/session") {
-                        (&results.sessions_rate, &small.sessions_rate)
+                        (&results.tokens.sessions_rate, &small.tokens.sessions_rate)
                     } else {
-                        (&results.signed_rate, &small.signed_rate)
+                        (&results.tokens.signed_rate, &small.tokens.signed_rate)
                     };
                     let reads = |phase: &Phase| {
                         phase.server_reads.map_or(f64::NAN, |reads| {
