@@ -368,14 +368,9 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
     let now = now_unix_seconds();
     match credential {
         PresentedCredential::SignedToken(token) => {
-            let verified = match app.token_cache.get(token) {
-                Some(verified) => verified,
-                None => {
-                    let verified = app.key_ring().verify(token, &app.issuer, now)?;
-                    app.token_cache.insert(token, verified);
-                    verified
-                }
-            };
+            let verified = app
+                .token_cache
+                .get_or_verify(token, || app.key_ring().verify(token, &app.issuer, now))?;
             if verified.expires_at <= now {
                 return Err(AuthError::Unauthenticated);
             }

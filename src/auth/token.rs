@@ -274,27 +274,29 @@ impl VerifiedTokenCache {
         &self.shards[usize::from(digest[0]) % CACHE_SHARDS]
     }
 
-    pub fn get(&self, token: &str) -> Option<VerifiedToken> {
+    /// The cached verification of `token`, or `verify`'s result, remembered when it succeeds.
+    /// The token is hashed once for both.
+    pub fn get_or_verify<E>(
+        &self,
+        token: &str,
+        verify: impl FnOnce() -> Result<VerifiedToken, E>,
+    ) -> Result<VerifiedToken, E> {
         if self.capacity_per_shard == 0 {
-            return None;
+            return verify();
         }
         let digest = VerifiedTokenCache::digest(token);
-        let shard = self.shard(&digest).lock().ok()?;
-        shard.get(&digest).copied()
-    }
-
-    pub fn insert(&self, token: &str, verified: VerifiedToken) {
-        if self.capacity_per_shard == 0 {
-            return;
+        let shard = self.shard(&digest);
+        if let Some(verified) = shard.lock().ok().and_then(|map| map.get(&digest).copied()) {
+            return Ok(verified);
         }
-        let digest = VerifiedTokenCache::digest(token);
-        let Ok(mut shard) = self.shard(&digest).lock() else {
-            return;
-        };
-        if shard.len() >= self.capacity_per_shard {
-            shard.clear();
+        let verified = verify()?;
+        if let Ok(mut map) = shard.lock() {
+            if map.len() >= self.capacity_per_shard {
+                map.clear();
+            }
+            map.insert(digest, verified);
         }
-        shard.insert(digest, verified);
+        Ok(verified)
     }
 }
 
