@@ -286,9 +286,13 @@ impl<'a> RecordReader<'a> {
         }
     }
 
-    fn optional_text(&mut self) -> Result<Option<&'a str>, StoreError> {
+    /// A presence byte, then `read`'s value if present.
+    fn optional<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         if self.present()? {
-            self.text().map(Some)
+            read(self).map(Some)
         } else {
             Ok(None)
         }
@@ -332,17 +336,13 @@ pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
         email: reader.text()?.to_owned(),
         normalized_email: reader.text()?.to_owned(),
         password_hash: reader
-            .optional_text()?
+            .optional(RecordReader::text)?
             .map(|hash| PasswordHashString(hash.to_owned())),
         role: Role::from_name(reader.text()?).ok_or_else(corrupt)?,
         status: Status::from_name(reader.text()?).ok_or_else(corrupt)?,
-        parent_id: if reader.present()? {
-            Some(reader.u64()?)
-        } else {
-            None
-        },
-        first_name: reader.optional_text()?.map(str::to_owned),
-        last_name: reader.optional_text()?.map(str::to_owned),
+        parent_id: reader.optional(RecordReader::u64)?,
+        first_name: reader.optional(RecordReader::text)?.map(str::to_owned),
+        last_name: reader.optional(RecordReader::text)?.map(str::to_owned),
         permissions: PermissionSet::from_bits(reader.u16()?),
         created: reader.i64()?,
         updated: reader.i64()?,
@@ -382,11 +382,7 @@ pub fn decode_session(bytes: &[u8], id: SessionId) -> Result<Session, StoreError
         user_agent: reader.text()?.to_owned(),
         ua_type: known_ua_type(reader.text()?),
         granted_permissions: PermissionSet::from_bits(reader.u16()?),
-        api_token_hash: if reader.present()? {
-            Some(reader.take::<32>()?)
-        } else {
-            None
-        },
+        api_token_hash: reader.optional(RecordReader::take::<32>)?,
     };
     reader.finish()?;
     Ok(session)
@@ -419,20 +415,12 @@ pub fn decode_api_token(bytes: &[u8], hash: [u8; 32]) -> Result<ApiToken, StoreE
         hash,
         prefix: reader.text()?.to_owned(),
         user_id: reader.u64()?,
-        session_id: if reader.present()? {
-            Some(SessionId(reader.u128()?))
-        } else {
-            None
-        },
+        session_id: reader.optional(RecordReader::u128)?.map(SessionId),
         permissions: PermissionSet::from_bits(reader.u16()?),
         restrictions: PermissionSet::from_bits(reader.u16()?),
         created: reader.i64()?,
         updated: reader.i64()?,
-        expires_at: if reader.present()? {
-            Some(reader.i64()?)
-        } else {
-            None
-        },
+        expires_at: reader.optional(RecordReader::i64)?,
     };
     reader.finish()?;
     Ok(token)
