@@ -76,10 +76,6 @@ impl Serialize for PermissionMap {
     }
 }
 
-pub fn permission_map(set: PermissionSet) -> PermissionMap {
-    PermissionMap(set)
-}
-
 /// `UserShort`.
 #[derive(Serialize)]
 pub struct UserShort {
@@ -131,7 +127,7 @@ impl UserProfile {
             id: user.id,
             last_name: user.last_name.clone(),
             parent: parent.map(UserShort::from_user),
-            permissions: permission_map(auth::user_permissions(user, parent)),
+            permissions: PermissionMap(auth::user_permissions(user, parent)),
             role: user.role.name(),
             status: user.status.name(),
             updated: format_rfc3339(user.updated),
@@ -249,8 +245,8 @@ impl ApiTokenEntry {
                 crate::model::now_unix_seconds(),
             ),
             expires_at: api_token.expires_at.map(format_rfc3339),
-            permissions: permission_map(api_token.permissions),
-            restrictions: permission_map(api_token.restrictions),
+            permissions: PermissionMap(api_token.permissions),
+            restrictions: PermissionMap(api_token.restrictions),
             token: full_token.unwrap_or_else(|| format!("{}…", api_token.prefix)),
             updated: format_rfc3339(api_token.updated),
         }
