@@ -39,6 +39,19 @@ impl SessionId {
         SessionId(uuid::Uuid::new_v8(bytes).as_u128())
     }
 
+    /// Every id `new_for_user` can give this user. A user whose id has the same low 48 bits
+    /// shares the range, so whoever reads it checks each session's user.
+    pub fn range_for_user(user_id: UserId) -> std::ops::RangeInclusive<u128> {
+        let first = u128::from(user_id & 0xFFFF_FFFF_FFFF) << 80;
+        first..=first | ((1u128 << 80) - 1)
+    }
+
+    /// Whether this id carries the user's prefix (see `new_for_user`); ids made before that
+    /// layout do not.
+    pub fn is_prefixed_for(self, user_id: UserId) -> bool {
+        SessionId::range_for_user(user_id).contains(&self.0)
+    }
+
     /// Parses only the canonical form (lowercase, hyphenated), nothing looser.
     pub fn parse_canonical(text: &str) -> Option<SessionId> {
         let bytes = text.as_bytes();
@@ -459,6 +472,13 @@ mod tests {
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(SessionId::parse_canonical(&first.to_string()), Some(first));
         assert!(SessionId::new_for_user(user_id + 1).0 > first.0);
+        let range = SessionId::range_for_user(user_id);
+        assert!(first.is_prefixed_for(user_id) && second.is_prefixed_for(user_id));
+        assert!(!SessionId::new_for_user(user_id + 1).is_prefixed_for(user_id));
+        assert!(SessionId::new_for_user(user_id ^ (1 << 48)).is_prefixed_for(user_id));
+        assert_eq!(range.start() >> 80, first.0 >> 80);
+        assert_eq!(range.end() >> 80, first.0 >> 80);
+        assert_eq!(range.end() - range.start(), (1u128 << 80) - 1);
     }
 
     #[test]

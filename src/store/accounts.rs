@@ -9,8 +9,9 @@ use crate::model::{
 use crate::store::record::{decode_api_token, decode_user, encode_user};
 use crate::store::{
     EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, SESSIONID_SESSION, Store, StoreError,
-    TOKENHASH_APITOKEN, USERID_SESSIONID, USERID_TOKENHASH, USERID_USER, delete_api_token,
-    delete_session, read_session, session_ids_of_user, session_in, set_password_hash, user_in,
+    TOKENHASH_APITOKEN, USERID_TOKENHASH, USERID_UNPREFIXEDSESSIONID, USERID_USER,
+    delete_api_token, delete_session, read_session, session_ids_of_user, session_in,
+    sessions_of_user, set_password_hash, user_in,
 };
 
 /// Which sessions a password change ends.
@@ -29,18 +30,12 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<Vec<Session>, StoreError> {
         let transaction = self.begin_read()?;
-        let by_user = transaction.open_table(USERID_SESSIONID)?;
-        // Opening a table costs a lookup of its own: once here, not once per session.
-        let session_table = transaction.open_table(SESSIONID_SESSION)?;
-        let mut sessions = Vec::new();
-        for entry in by_user.range((user_id, 0u128)..=(user_id, u128::MAX))? {
-            let (key, _) = entry?;
-            if let Some(session) = session_in(&session_table, SessionId(key.value().1))?
-                && session.expire > now
-            {
-                sessions.push(session);
-            }
-        }
+        let mut sessions = sessions_of_user(
+            &transaction.open_table(SESSIONID_SESSION)?,
+            &transaction.open_table(USERID_UNPREFIXEDSESSIONID)?,
+            user_id,
+        )?;
+        sessions.retain(|session| session.expire > now);
         sessions.sort_by(|left, right| {
             right
                 .created

@@ -38,7 +38,11 @@ const USERID_USER: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_us
 const EMAIL_USERID: TableDefinition<&str, u64> = TableDefinition::new("email_userid");
 const PARENTID_CHILDID: TableDefinition<(u64, u64), ()> = TableDefinition::new("parentid_childid");
 const SESSIONID_SESSION: TableDefinition<u128, &[u8]> = TableDefinition::new("sessionid_session");
-const USERID_SESSIONID: TableDefinition<(u64, u128), ()> = TableDefinition::new("userid_sessionid");
+/// The user's sessions whose id lacks the user's prefix (`SessionId::new_for_user`): random
+/// v4 ids from files written before that layout. Prefixed sessions have no row here, since a
+/// range of the sessions table finds them; this table empties as the old sessions end.
+const USERID_UNPREFIXEDSESSIONID: TableDefinition<(u64, u128), ()> =
+    TableDefinition::new("userid_sessionid");
 const EXPIRE_SESSIONID: TableDefinition<(i64, u128), ()> = TableDefinition::new("expire_sessionid");
 const TOKENHASH_APITOKEN: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("tokenhash_apitoken");
@@ -176,7 +180,7 @@ impl Store {
             transaction.open_table(EMAIL_USERID)?;
             transaction.open_table(PARENTID_CHILDID)?;
             transaction.open_table(SESSIONID_SESSION)?;
-            transaction.open_table(USERID_SESSIONID)?;
+            transaction.open_table(USERID_UNPREFIXEDSESSIONID)?;
             transaction.open_table(EXPIRE_SESSIONID)?;
             transaction.open_table(TOKENHASH_APITOKEN)?;
             transaction.open_table(USERID_TOKENHASH)?;
@@ -515,8 +519,10 @@ fn read_session(
 fn insert_session(transaction: &WriteTransaction, session: &Session) -> Result<(), StoreError> {
     let mut sessions = transaction.open_table(SESSIONID_SESSION)?;
     sessions.insert(session.id.0, encode_session(session).as_slice())?;
-    let mut by_user = transaction.open_table(USERID_SESSIONID)?;
-    by_user.insert((session.user_id, session.id.0), ())?;
+    if !session.id.is_prefixed_for(session.user_id) {
+        let mut unprefixed = transaction.open_table(USERID_UNPREFIXEDSESSIONID)?;
+        unprefixed.insert((session.user_id, session.id.0), ())?;
+    }
     let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
     by_expiry.insert((session.expire, session.id.0), ())?;
     Ok(())
@@ -559,17 +565,44 @@ fn delete_api_token(
     Ok(())
 }
 
+/// The user's sessions, in no particular order: a range of the sessions table finds those
+/// with prefixed ids (one or two pages for a user), the index the older ones.
+fn sessions_of_user(
+    sessions: &impl ReadableTable<u128, &'static [u8]>,
+    unprefixed: &impl ReadableTable<(u64, u128), ()>,
+    user_id: UserId,
+) -> Result<Vec<Session>, StoreError> {
+    let mut found = Vec::new();
+    for entry in sessions.range(SessionId::range_for_user(user_id))? {
+        let (key, bytes) = entry?;
+        let session = decode_session(bytes.value(), SessionId(key.value()))?;
+        if session.user_id == user_id {
+            found.push(session);
+        }
+    }
+    for entry in unprefixed.range((user_id, 0u128)..=(user_id, u128::MAX))? {
+        let id = SessionId(entry?.0.value().1);
+        // Files written while every session had a row here: the range above found it.
+        if id.is_prefixed_for(user_id) {
+            continue;
+        }
+        if let Some(session) = session_in(sessions, id)? {
+            found.push(session);
+        }
+    }
+    Ok(found)
+}
+
 fn session_ids_of_user(
     transaction: &WriteTransaction,
     user_id: UserId,
 ) -> Result<Vec<SessionId>, StoreError> {
-    let by_user = transaction.open_table(USERID_SESSIONID)?;
-    let mut ids = Vec::new();
-    for entry in by_user.range((user_id, 0u128)..=(user_id, u128::MAX))? {
-        let (key, _) = entry?;
-        ids.push(SessionId(key.value().1));
-    }
-    Ok(ids)
+    let sessions = sessions_of_user(
+        &transaction.open_table(SESSIONID_SESSION)?,
+        &transaction.open_table(USERID_UNPREFIXEDSESSIONID)?,
+        user_id,
+    )?;
+    Ok(sessions.into_iter().map(|session| session.id).collect())
 }
 
 /// Removes a session, its index rows and its bound API token. Returns whether it existed.
@@ -581,8 +614,9 @@ fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool,
         };
         decode_session(bytes.value(), id)?
     };
-    let mut by_user = transaction.open_table(USERID_SESSIONID)?;
-    by_user.remove((session.user_id, id.0))?;
+    // Also for prefixed ids: files written before that layout indexed every session.
+    let mut unprefixed = transaction.open_table(USERID_UNPREFIXEDSESSIONID)?;
+    unprefixed.remove((session.user_id, id.0))?;
     let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
     by_expiry.remove((session.expire, id.0))?;
     if let Some(hash) = session.api_token_hash {
@@ -629,7 +663,7 @@ impl Store {
         copy_table(&source, &target, EMAIL_USERID)?;
         copy_table(&source, &target, PARENTID_CHILDID)?;
         copy_table(&source, &target, SESSIONID_SESSION)?;
-        copy_table(&source, &target, USERID_SESSIONID)?;
+        copy_table(&source, &target, USERID_UNPREFIXEDSESSIONID)?;
         copy_table(&source, &target, EXPIRE_SESSIONID)?;
         copy_table(&source, &target, TOKENHASH_APITOKEN)?;
         copy_table(&source, &target, USERID_TOKENHASH)?;

@@ -695,6 +695,94 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
     }
 }
 
+/// A live session of `user_id` with the given id, written straight to the store.
+fn live_session(id: SessionId, user_id: u64) -> Session {
+    let now = now_unix_seconds();
+    Session {
+        id,
+        user_id,
+        kind: SessionKind::SignIn,
+        created: now - 60,
+        expire: now + 3600,
+        remote_ip: "127.0.0.1".into(),
+        user_agent: String::new(),
+        ua_type: "unknown",
+        granted_permissions: PermissionSet::empty(),
+        api_token_hash: None,
+    }
+}
+
+#[tokio::test]
+async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_apart() {
+    let server = TestServer::start().await;
+    server.add_user("prefix@example.com", Role::User, Status::Active);
+    let signed_in = server.sign_in("prefix@example.com").await;
+    let user = server
+        .app
+        .store
+        .user_by_id(signed_in.user_id)
+        .unwrap()
+        .unwrap();
+    // Another user whose id has the same low 48 bits: its new sessions share the id range.
+    let mut neighbour = user.clone();
+    neighbour.id = user.id ^ (1 << 48);
+    server.app.store.replace_user(&neighbour).unwrap();
+    let neighbour_session = live_session(SessionId::new_for_user(neighbour.id), neighbour.id);
+    assert!(SessionId::range_for_user(user.id).contains(&neighbour_session.id.0));
+    // A session from before prefixed ids: a random v4 id, found through the index.
+    let old_session = live_session(SessionId::new_random(), user.id);
+    assert!(!old_session.id.is_prefixed_for(user.id));
+    server
+        .app
+        .store
+        .insert_sessions(&[neighbour_session.clone(), old_session.clone()])
+        .unwrap();
+
+    let listed = server
+        .request("GET", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert_eq!(listed.status, 200);
+    let mut listed_ids: Vec<String> = listed.json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|session| session["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed_ids.sort();
+    let own_session_id = server
+        .app
+        .store
+        .live_sessions_of_user(user.id, now_unix_seconds())
+        .unwrap()
+        .into_iter()
+        .map(|session| session.id)
+        .find(|id| *id != old_session.id)
+        .unwrap();
+    let mut expected = vec![own_session_id.to_string(), old_session.id.to_string()];
+    expected.sort();
+    assert_eq!(listed_ids, expected);
+
+    let ended = server
+        .request("DELETE", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert!(ended.status < 300, "ending all sessions: {}", ended.status);
+    assert!(server.app.store.session(old_session.id).unwrap().is_none());
+    assert!(server.app.store.session(own_session_id).unwrap().is_none());
+    assert!(
+        server
+            .app
+            .store
+            .session(neighbour_session.id)
+            .unwrap()
+            .is_some(),
+        "ending one user's sessions ended its neighbour's"
+    );
+}
+
 /// A standalone API token stored the way `POST /auth/api-token` will store one.
 fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission]) -> String {
     let token = latchkey::auth::generate_api_token().unwrap();
