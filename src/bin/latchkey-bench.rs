@@ -71,11 +71,13 @@ const QUIET_WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// Loads measured while others used more than `QUIET_CORES` are measured again, up to this
 /// many attempts in all.
 const MEASURE_ATTEMPTS: u32 = 3;
-/// Rate windows against the hello server: this many rounds of (hello, then latchkey), each
-/// window half the measured seconds; the ratio is the median round's. A machine shared with
-/// others drifts by tens of percent within a minute, so a ratio of two windows measured
-/// minutes apart says more about the neighbours than about the server.
-const PAIRED_ROUNDS: usize = 3;
+/// Rate windows against the hello server: this many rounds of a hello and a latchkey window,
+/// each half the measured seconds, hello first in odd rounds and latchkey first in even ones;
+/// the ratio is the median round's. A machine shared with others drifts by tens of percent
+/// within a minute (hello alone measured 60,000 to 86,000/s in one run), so a ratio of two
+/// windows measured minutes apart says more about the neighbours than about the server, and
+/// three rounds left the median a round's noise away from the next run's.
+const PAIRED_ROUNDS: usize = 5;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -1247,18 +1249,34 @@ fn token_loads(
         };
         let mut rounds = Vec::new();
         for round in 1..=PAIRED_ROUNDS {
+            let hello_first = round % 2 == 1;
             progress!(
                 "(b/c/f) {name}, {RATE_CONNECTIONS} connections, round {round} of \
-                 {PAIRED_ROUNDS}: the hello server, then latchkey"
+                 {PAIRED_ROUNDS}: {}",
+                if hello_first {
+                    "the hello server, then latchkey"
+                } else {
+                    "latchkey, then the hello server"
+                }
             );
-            let hello = load_set(
-                hello_server,
-                server,
-                "hello server (same requests)",
-                RATE_CONNECTIONS,
-                &round_timing,
-            )?;
-            let target = load_set(server, hello_server, &name, RATE_CONNECTIONS, &round_timing)?;
+            let measure_hello = || {
+                load_set(
+                    hello_server,
+                    server,
+                    "hello server (same requests)",
+                    RATE_CONNECTIONS,
+                    &round_timing,
+                )
+            };
+            let measure_target =
+                || load_set(server, hello_server, &name, RATE_CONNECTIONS, &round_timing);
+            let (hello, target) = if hello_first {
+                let hello = measure_hello()?;
+                (hello, measure_target()?)
+            } else {
+                let target = measure_target()?;
+                (measure_hello()?, target)
+            };
             rounds.push((hello, target));
         }
         let mut by_ratio: Vec<(f64, Phase, Phase)> = rounds
@@ -2962,8 +2980,9 @@ impl Report {
              used {} and {} cores meanwhile. Sign-ins are judged against the mean of the two: \
              this shared machine's speed drifts between windows a minute apart.\n\n\
              Token-check rates against hello: {PAIRED_ROUNDS} rounds per request set, each a \
-             hello window and then a latchkey window of half the measured seconds, with both \
-             servers running; the ratio is the median round's, and every round's is listed. \
+             hello window and a latchkey window of half the measured seconds (hello first in \
+             odd rounds, latchkey first in even ones), with both servers running; the ratio is \
+             the median round's, and every round's is listed. \
              Load phases show the median round's windows. The large store's rates are judged as \
              their share of hello over the small store's share of hello, because seeding \
              separates them by minutes; the raw ratio of the rates is listed beside it.",
