@@ -1188,7 +1188,7 @@ struct Priming {
 }
 
 /// (b) and (c): each request set is first sent once, unmeasured (`prime`), then loaded at 64
-/// connections for the rate, in `PAIRED_ROUNDS` rounds each right after a hello window, and
+/// connections for the rate, in `PAIRED_ROUNDS` rounds each paired with a hello window, and
 /// at 8 for the latency.
 fn token_loads(
     client: &tokio::runtime::Runtime,

@@ -30,8 +30,11 @@ pub use email::{SignUpEffect, TokenAction};
 pub use error::StoreError;
 pub use identities::IdentityLink;
 
-/// The schema version this build writes; `open` refuses a newer file.
-const SCHEMA_VERSION: u64 = 1;
+/// The schema version this build writes; `open` refuses a newer file and raises an older
+/// one. 2: sessions with prefixed ids have no row in `userid_sessionid`, so a build that
+/// knew only version 1 would miss them when it lists or ends a user's sessions; it must
+/// refuse the file rather than leave sessions it cannot find alive.
+const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const USERID_USER: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_user");
@@ -39,8 +42,10 @@ const EMAIL_USERID: TableDefinition<&str, u64> = TableDefinition::new("email_use
 const PARENTID_CHILDID: TableDefinition<(u64, u64), ()> = TableDefinition::new("parentid_childid");
 const SESSIONID_SESSION: TableDefinition<u128, &[u8]> = TableDefinition::new("sessionid_session");
 /// The user's sessions whose id lacks the user's prefix (`SessionId::new_for_user`): random
-/// v4 ids from files written before that layout. Prefixed sessions have no row here, since a
-/// range of the sessions table finds them; this table empties as the old sessions end.
+/// v4 ids from files written before that layout. New sessions get no row here, since a range
+/// of the sessions table finds them; the rows that version 1 files hold for prefixed ids are
+/// skipped when read and removed when their session ends. The table empties as old
+/// sessions end.
 const USERID_UNPREFIXEDSESSIONID: TableDefinition<(u64, u128), ()> =
     TableDefinition::new("userid_sessionid");
 const EXPIRE_SESSIONID: TableDefinition<(i64, u128), ()> = TableDefinition::new("expire_sessionid");
@@ -171,8 +176,9 @@ impl Store {
                         "schema version (newer than this build)",
                     ));
                 }
-                Some(_) => {}
-                None => {
+                // Older versions need no rewrite: this build reads what they wrote.
+                Some(SCHEMA_VERSION) => {}
+                Some(_) | None => {
                     meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
                 }
             }
@@ -407,7 +413,6 @@ impl Store {
     }
 }
 
-/// A user from the users table of either kind of transaction.
 /// Inserts a user inside a write transaction, assigning the next id; `EmailTaken` if the
 /// normalized email is in use.
 fn insert_user(
@@ -448,6 +453,7 @@ fn insert_user(
     Ok(user)
 }
 
+/// A user from the users table of either kind of transaction.
 fn user_in(
     users: &impl ReadableTable<u64, &'static [u8]>,
     id: UserId,
@@ -685,5 +691,147 @@ impl Store {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PermissionSet, Role, SessionKind, Status, now_unix_seconds};
+
+    fn open_store(directory: &tempfile::TempDir) -> Store {
+        Store::open(&directory.path().join("latchkey.redb"), 1024 * 1024).unwrap()
+    }
+
+    fn add_user(store: &Store, email: &str) -> User {
+        store
+            .insert_user(
+                NewUser {
+                    email: email.to_owned(),
+                    normalized_email: email.to_owned(),
+                    password_hash: None,
+                    role: Role::User,
+                    status: Status::Active,
+                    parent_id: None,
+                    first_name: None,
+                    last_name: None,
+                    permissions: PermissionSet::empty(),
+                },
+                now_unix_seconds(),
+            )
+            .unwrap()
+    }
+
+    fn live_session(id: SessionId, user_id: UserId) -> Session {
+        let now = now_unix_seconds();
+        Session {
+            id,
+            user_id,
+            kind: SessionKind::SignIn,
+            created: now,
+            expire: now + 3600,
+            remote_ip: "127.0.0.1".into(),
+            user_agent: String::new(),
+            ua_type: "unknown",
+            granted_permissions: PermissionSet::empty(),
+            api_token_hash: None,
+        }
+    }
+
+    fn index_rows(store: &Store, user_id: UserId) -> Vec<u128> {
+        let transaction = store.begin_read().unwrap();
+        let index = transaction.open_table(USERID_UNPREFIXEDSESSIONID).unwrap();
+        index
+            .range((user_id, 0u128)..=(user_id, u128::MAX))
+            .unwrap()
+            .map(|entry| entry.unwrap().0.value().1)
+            .collect()
+    }
+
+    fn schema_version(store: &Store) -> Option<u64> {
+        let transaction = store.begin_read().unwrap();
+        let meta = transaction.open_table(META).unwrap();
+        meta.get(META_SCHEMA_VERSION)
+            .unwrap()
+            .map(|guard| guard.value())
+    }
+
+    fn set_schema_version(store: &Store, version: u64) {
+        let transaction = store.begin_write().unwrap();
+        transaction
+            .open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA_VERSION, version)
+            .unwrap();
+        transaction.commit().unwrap();
+    }
+
+    #[test]
+    fn only_sessions_without_the_user_prefix_get_an_index_row() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "index@example.com");
+        let prefixed = live_session(SessionId::new_for_user(user.id), user.id);
+        let random = live_session(SessionId::new_random(), user.id);
+        assert!(!random.id.is_prefixed_for(user.id));
+        store
+            .insert_sessions(&[prefixed.clone(), random.clone()])
+            .unwrap();
+        assert_eq!(index_rows(&store, user.id), vec![random.id.0]);
+        let mut listed: Vec<SessionId> = store
+            .live_sessions_of_user(user.id, now_unix_seconds())
+            .unwrap()
+            .iter()
+            .map(|session| session.id)
+            .collect();
+        listed.sort();
+        let mut expected = vec![prefixed.id, random.id];
+        expected.sort();
+        assert_eq!(listed, expected);
+    }
+
+    #[test]
+    fn index_rows_that_version_one_wrote_for_prefixed_ids_are_read_once_and_removed() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "version-one@example.com");
+        let prefixed = live_session(SessionId::new_for_user(user.id), user.id);
+        store
+            .insert_sessions(std::slice::from_ref(&prefixed))
+            .unwrap();
+        // What a version 1 build wrote: a row for every session.
+        let transaction = store.begin_write().unwrap();
+        transaction
+            .open_table(USERID_UNPREFIXEDSESSIONID)
+            .unwrap()
+            .insert((user.id, prefixed.id.0), ())
+            .unwrap();
+        transaction.commit().unwrap();
+
+        let listed = store
+            .live_sessions_of_user(user.id, now_unix_seconds())
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, prefixed.id);
+        assert_eq!(store.end_all_sessions_of_user(user.id).unwrap(), 1);
+        assert!(index_rows(&store, user.id).is_empty());
+        assert!(store.session(prefixed.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn opening_raises_an_older_schema_version_and_refuses_a_newer_one() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        assert_eq!(schema_version(&store), Some(SCHEMA_VERSION));
+        set_schema_version(&store, 1);
+        drop(store);
+        let store = open_store(&directory);
+        assert_eq!(schema_version(&store), Some(SCHEMA_VERSION));
+        set_schema_version(&store, SCHEMA_VERSION + 1);
+        drop(store);
+        assert!(matches!(
+            Store::open(&directory.path().join("latchkey.redb"), 1024 * 1024),
+            Err(StoreError::CorruptRecord(_))
+        ));
     }
 }
