@@ -52,6 +52,14 @@ impl SessionId {
         SessionId::range_for_user(user_id).contains(&self.0)
     }
 
+    /// The canonical text (lowercase, hyphenated), written into `buffer`: what `Display`
+    /// shows, without a `String`.
+    pub fn write_canonical(self, buffer: &mut [u8; 36]) -> &str {
+        uuid::Uuid::from_u128(self.0)
+            .hyphenated()
+            .encode_lower(buffer)
+    }
+
     /// Parses only the canonical form (lowercase, hyphenated), nothing looser.
     pub fn parse_canonical(text: &str) -> Option<SessionId> {
         let bytes = text.as_bytes();
@@ -471,6 +479,7 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 8);
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(SessionId::parse_canonical(&first.to_string()), Some(first));
+        assert_eq!(first.write_canonical(&mut [0; 36]), first.to_string());
         assert!(SessionId::new_for_user(user_id + 1).0 > first.0);
         let range = SessionId::range_for_user(user_id);
         assert!(first.is_prefixed_for(user_id) && second.is_prefixed_for(user_id));

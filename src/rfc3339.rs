@@ -6,42 +6,51 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::model::UnixSeconds;
 
+/// The length of an RFC 3339 UTC timestamp with a four-digit year.
+pub const FOUR_DIGIT_YEAR_LENGTH: usize = 20;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
 /// Formats by hand for the years 0000 to 9999 (every answer formats a few timestamps, and
 /// the `time` crate's general formatter was a visible share of a session listing); `time`
 /// formats anything outside that range.
 pub fn format_rfc3339(seconds: UnixSeconds) -> String {
-    const SECONDS_PER_DAY: i64 = 86_400;
-    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
-    if !(0..=9999).contains(&year) {
-        return OffsetDateTime::from_unix_timestamp(seconds)
+    let mut buffer = [0u8; FOUR_DIGIT_YEAR_LENGTH];
+    match format_rfc3339_into(seconds, &mut buffer) {
+        Some(text) => text.to_owned(),
+        None => OffsetDateTime::from_unix_timestamp(seconds)
             .ok()
             .and_then(|moment| moment.format(&Rfc3339).ok())
-            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
+            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned()),
     }
-    let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
-    let mut text = String::with_capacity(20);
-    push_two_digits(&mut text, year / 100);
-    push_two_digits(&mut text, year % 100);
-    for (separator, value) in [
-        ('-', month),
-        ('-', day),
-        ('T', second_of_day / 3600),
-        (':', second_of_day / 60 % 60),
-        (':', second_of_day % 60),
-    ] {
-        text.push(separator);
-        push_two_digits(&mut text, value);
-    }
-    text.push('Z');
-    text
 }
 
-/// `value` in 0..100 as two ASCII digits.
-fn push_two_digits(text: &mut String, value: i64) {
-    let tens = u8::try_from(value / 10 % 10).unwrap_or(0);
-    let units = u8::try_from(value % 10).unwrap_or(0);
-    text.push(char::from(b'0' + tens));
-    text.push(char::from(b'0' + units));
+/// Writes the timestamp into `buffer` and returns it as text, for the years 0000 to 9999
+/// (answers write it straight into their JSON); `None` outside them.
+pub fn format_rfc3339_into(
+    seconds: UnixSeconds,
+    buffer: &mut [u8; FOUR_DIGIT_YEAR_LENGTH],
+) -> Option<&str> {
+    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
+    *buffer = *b"0000-00-00T00:00:00Z";
+    for (position, value) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, month),
+        (8, day),
+        (11, second_of_day / 3600),
+        (14, second_of_day / 60 % 60),
+        (17, second_of_day % 60),
+    ] {
+        // `value` is in 0..100, so each digit fits; the slots are inside the buffer.
+        let digits = [value / 10 % 10, value % 10].map(|digit| b'0' + digit as u8);
+        buffer[position..position + 2].copy_from_slice(&digits);
+    }
+    std::str::from_utf8(buffer).ok()
 }
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01, by the

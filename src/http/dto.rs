@@ -5,8 +5,32 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::auth;
-use crate::model::{PermissionSet, User};
-use crate::rfc3339::format_rfc3339;
+use crate::model::{PermissionSet, SessionId, UnixSeconds, User};
+use crate::rfc3339::{FOUR_DIGIT_YEAR_LENGTH, format_rfc3339, format_rfc3339_into};
+
+/// A time as RFC 3339 text, formatted as the answer is written (no `String` per field).
+#[derive(Clone, Copy, Debug)]
+pub struct Timestamp(pub UnixSeconds);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buffer = [0u8; FOUR_DIGIT_YEAR_LENGTH];
+        match format_rfc3339_into(self.0, &mut buffer) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_str(&format_rfc3339(self.0)),
+        }
+    }
+}
+
+/// A session id as its canonical UUID text, formatted as the answer is written.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionIdText(pub SessionId);
+
+impl Serialize for SessionIdText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.write_canonical(&mut [0; 36]))
+    }
+}
 
 /// `RouterUnauthorizedError`, the shape of every error.
 #[derive(Serialize)]
@@ -20,7 +44,7 @@ pub struct ErrorBody<'a> {
 /// `AuthJWTToken`.
 #[derive(Serialize)]
 pub struct JwtToken {
-    pub expire: String,
+    pub expire: Timestamp,
     pub token: String,
 }
 
@@ -78,22 +102,22 @@ impl Serialize for PermissionMap {
 
 /// `UserShort`.
 #[derive(Serialize)]
-pub struct UserShort {
-    pub email: String,
+pub struct UserShort<'a> {
+    pub email: &'a str,
     pub id: u64,
     pub role: &'static str,
     pub status: &'static str,
-    pub username: String,
+    pub username: &'a str,
 }
 
-impl UserShort {
-    pub fn from_user(user: &User) -> UserShort {
+impl UserShort<'_> {
+    pub fn from_user(user: &User) -> UserShort<'_> {
         UserShort {
-            email: user.email.clone(),
+            email: &user.email,
             id: user.id,
             role: user.role.name(),
             status: user.status.name(),
-            username: user.normalized_email.clone(),
+            username: &user.normalized_email,
         }
     }
 }
@@ -101,37 +125,37 @@ impl UserShort {
 /// `UserGetUserResponse` (also the shape of the PUT answers). `plan` is omitted.
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct UserProfile {
-    pub created: String,
-    pub email: String,
+pub struct UserProfile<'a> {
+    pub created: Timestamp,
+    pub email: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
+    pub first_name: Option<&'a str>,
     pub id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
+    pub last_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent: Option<UserShort>,
+    pub parent: Option<UserShort<'a>>,
     pub permissions: PermissionMap,
     pub role: &'static str,
     pub status: &'static str,
-    pub updated: String,
-    pub username: String,
+    pub updated: Timestamp,
+    pub username: &'a str,
 }
 
-impl UserProfile {
-    pub fn from_user(user: &User, parent: Option<&User>) -> UserProfile {
+impl<'a> UserProfile<'a> {
+    pub fn from_user(user: &'a User, parent: Option<&'a User>) -> UserProfile<'a> {
         UserProfile {
-            created: format_rfc3339(user.created),
-            email: user.email.clone(),
-            first_name: user.first_name.clone(),
+            created: Timestamp(user.created),
+            email: &user.email,
+            first_name: user.first_name.as_deref(),
             id: user.id,
-            last_name: user.last_name.clone(),
+            last_name: user.last_name.as_deref(),
             parent: parent.map(UserShort::from_user),
             permissions: PermissionMap(auth::user_permissions(user, parent)),
             role: user.role.name(),
             status: user.status.name(),
-            updated: format_rfc3339(user.updated),
-            username: user.normalized_email.clone(),
+            updated: Timestamp(user.updated),
+            username: &user.normalized_email,
         }
     }
 }
@@ -145,9 +169,9 @@ pub struct HealthResponse {
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct SessionEntry<'a> {
-    pub created: String,
-    pub expire: String,
-    pub id: String,
+    pub created: Timestamp,
+    pub expire: Timestamp,
+    pub id: SessionIdText,
     pub remote_ip: &'a str,
     pub ua_type: &'static str,
     pub user_agent: &'a str,
@@ -156,9 +180,9 @@ pub struct SessionEntry<'a> {
 impl SessionEntry<'_> {
     pub fn from_session(session: &crate::model::Session) -> SessionEntry<'_> {
         SessionEntry {
-            created: format_rfc3339(session.created),
-            expire: format_rfc3339(session.expire),
-            id: session.id.to_string(),
+            created: Timestamp(session.created),
+            expire: Timestamp(session.expire),
+            id: SessionIdText(session.id),
             remote_ip: &session.remote_ip,
             ua_type: session.ua_type,
             user_agent: &session.user_agent,
@@ -198,11 +222,11 @@ pub struct Sort {
 
 /// `UserGetUsersResponse`.
 #[derive(Serialize)]
-pub struct UserList {
+pub struct UserList<'a> {
     pub filter: Map<String, Value>,
     pub pagination: Pagination,
     pub sort: Sort,
-    pub users: Vec<UserShort>,
+    pub users: Vec<UserShort<'a>>,
 }
 
 /// One entry of `GET /auth/keys`.
@@ -211,7 +235,7 @@ pub struct PublicKeyEntry {
     pub id: String,
     pub key: String,
     pub status: &'static str,
-    pub created: String,
+    pub created: Timestamp,
 }
 
 #[derive(Serialize)]
@@ -223,13 +247,13 @@ pub struct PublicKeyList {
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ApiTokenEntry {
-    pub created: String,
+    pub created: Timestamp,
     pub expired: bool,
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
     pub permissions: PermissionMap,
     pub restrictions: PermissionMap,
     pub token: String,
-    pub updated: String,
+    pub updated: Timestamp,
 }
 
 impl ApiTokenEntry {
@@ -239,16 +263,16 @@ impl ApiTokenEntry {
         full_token: Option<String>,
     ) -> ApiTokenEntry {
         ApiTokenEntry {
-            created: format_rfc3339(api_token.created),
+            created: Timestamp(api_token.created),
             expired: crate::auth::api_tokens::is_expired(
                 api_token,
                 crate::model::now_unix_seconds(),
             ),
-            expires_at: api_token.expires_at.map(format_rfc3339),
+            expires_at: api_token.expires_at.map(Timestamp),
             permissions: PermissionMap(api_token.permissions),
             restrictions: PermissionMap(api_token.restrictions),
             token: full_token.unwrap_or_else(|| format!("{}…", api_token.prefix)),
-            updated: format_rfc3339(api_token.updated),
+            updated: Timestamp(api_token.updated),
         }
     }
 }

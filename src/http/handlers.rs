@@ -8,13 +8,12 @@ use crate::auth::password::Password;
 use crate::auth::return_url::check_return_url;
 use crate::auth::{self, Identity, SignInOutcome, SignInRequest};
 use crate::http::dto::{
-    HealthResponse, JwtToken, PublicKeyEntry, PublicKeyList, SignInResponse, UserProfile,
-    oauth_provider_tokens,
+    HealthResponse, JwtToken, PublicKeyEntry, PublicKeyList, SignInResponse, Timestamp,
+    UserProfile, oauth_provider_tokens,
 };
 use crate::http::error::ApiError;
 use crate::http::fields::BodyKind;
 use crate::http::{Api, Request, Response, empty_response, error_response, json_response};
-use crate::rfc3339::format_rfc3339;
 
 /// `POST /auth/sign-in`.
 pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
@@ -77,7 +76,7 @@ pub fn signed_in_response(
                 current_user,
                 email: outcome.user.email.clone(),
                 jwt_token: JwtToken {
-                    expire: format_rfc3339(outcome.session.expire),
+                    expire: Timestamp(outcome.session.expire),
                     token: outcome.signed_token,
                 },
                 oauth_provider_tokens: oauth_provider_tokens(&outcome.linked_identities),
@@ -140,14 +139,14 @@ pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
             id: key.key_id.clone(),
             key: key.public_key_paserk.clone(),
             status: if key.active { "active" } else { "retired" },
-            created: format_rfc3339(key.created),
+            created: Timestamp(key.created),
         })
         .collect();
     // The active key first, then the retired ones, newest first.
     keys.sort_by(|left, right| {
         (left.status != "active")
             .cmp(&(right.status != "active"))
-            .then(right.created.cmp(&left.created))
+            .then(right.created.0.cmp(&left.created.0))
             .then(left.id.cmp(&right.id))
     });
     let mut fingerprint = Sha256::new();

@@ -5,10 +5,9 @@ use hyper::StatusCode;
 use crate::auth::Identity;
 use crate::auth::api_tokens::{self, ApiTokenChange, MintRequest, NewApiToken};
 use crate::http::accounts::permission_set;
-use crate::http::dto::{ApiTokenEntry, ApiTokenList, JwtToken};
+use crate::http::dto::{ApiTokenEntry, ApiTokenList, JwtToken, Timestamp};
 use crate::http::error::ApiError;
 use crate::http::{Api, Request, Response, empty_response, json_response};
-use crate::rfc3339::format_rfc3339;
 
 /// `include-expired` from the query.
 fn include_expired(request: &Request) -> Result<bool, ApiError> {
@@ -110,7 +109,7 @@ pub async fn mint(
     Ok(json_response(
         StatusCode::OK,
         &JwtToken {
-            expire: format_rfc3339(session.expire),
+            expire: Timestamp(session.expire),
             token,
         },
     ))
