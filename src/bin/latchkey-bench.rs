@@ -379,6 +379,25 @@ impl Paths {
         if let Some(target_dir) = &self.target_dir {
             command.env("CARGO_TARGET_DIR", target_dir);
         }
+        // `cargo run` sets the package's variables for this process. Build scripts that
+        // watch them (ring's watches CARGO_PKG_NAME and CARGO_MANIFEST_DIR) would see a change
+        // from the build `cargo run` just made and rebuild ring and everything above it:
+        // three minutes of a run, every run.
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            let set_by_cargo_run = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| name_text.starts_with(prefix))
+                || name_text == "CARGO_PRIMARY_PACKAGE";
+            if set_by_cargo_run {
+                command.env_remove(&name);
+            }
+        }
         let status = command
             .status()
             .map_err(|error| format!("cannot run cargo (pass --server PATH instead): {error}"))?;
