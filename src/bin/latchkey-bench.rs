@@ -2472,12 +2472,18 @@ impl Report {
             &paths.manifest_dir,
         )
         .unwrap_or_else(|| "unknown".to_owned());
-        let dirty = command_output(
-            "git",
-            &["status", "--porcelain", "--untracked-files=no"],
-            &paths.manifest_dir,
-        )
-        .is_some_and(|status| !status.is_empty());
+        // The report this run replaces does not count as a change to what was measured.
+        let own_report = paths
+            .output
+            .strip_prefix(&paths.manifest_dir)
+            .ok()
+            .map(|path| path.to_string_lossy().into_owned());
+        let dirty = command_output("git", &["diff", "--name-only", "HEAD"], &paths.manifest_dir)
+            .is_some_and(|changed| {
+                changed
+                    .lines()
+                    .any(|path| Some(path) != own_report.as_deref())
+            });
         let commit = if dirty {
             format!("{commit} (with uncommitted changes in tracked files)")
         } else {
