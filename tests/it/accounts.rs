@@ -654,16 +654,9 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
     let past = now_unix_seconds() - 3600;
     let expired: Vec<Session> = (0..10_000)
         .map(|_| Session {
-            id: SessionId::new_random(),
-            user_id: user.id,
-            kind: SessionKind::SignIn,
             created: past - 60,
             expire: past,
-            remote_ip: "127.0.0.1".into(),
-            user_agent: String::new(),
-            ua_type: "unknown",
-            granted_permissions: PermissionSet::empty(),
-            api_token_hash: None,
+            ..live_session(SessionId::new_random(), user.id)
         })
         .collect();
     server.app.store.insert_sessions(&expired).unwrap();
