@@ -327,6 +327,13 @@ pub struct User {
     pub permissions: PermissionSet,
     pub created: UnixSeconds,
     pub updated: UnixSeconds,
+    /// The owner proved the address: a used verification or reset link, an operator's
+    /// `user add`, or a provider's verified email at creation (API.md 15.4). Reset mail and
+    /// OAuth linking trust only verified addresses.
+    pub email_verified: bool,
+    /// Raised by every password change and suspension; a sign-in commits its session only if
+    /// the version it verified against is still current (API.md 15.6).
+    pub credential_version: u64,
 }
 
 /// What `insert_user` needs; the store assigns the id.
@@ -341,6 +348,7 @@ pub struct NewUser {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub permissions: PermissionSet,
+    pub email_verified: bool,
 }
 
 /// How a session came to be: its credentials and its permission rule differ.
@@ -366,6 +374,19 @@ pub struct Session {
     pub granted_permissions: PermissionSet,
     /// SHA-256 of the API token bound to this session, if any.
     pub api_token_hash: Option<[u8; 32]>,
+    /// For a token minted by another token, that token: this session ends with it.
+    pub made_by: Option<TokenMaker>,
+}
+
+/// The token credential that made an API token or a minted session. What a token makes
+/// expires no later than the token and ends when it ends (API.md 15.3); what a sign-in
+/// session makes stands alone and has no maker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenMaker {
+    /// A standalone API token, by its SHA-256.
+    ApiToken([u8; 32]),
+    /// A minted token, by its session.
+    MintedSession(SessionId),
 }
 
 #[derive(Clone, Debug)]
@@ -382,6 +403,8 @@ pub struct ApiToken {
     pub updated: UnixSeconds,
     /// `None`: never expires.
     pub expires_at: Option<UnixSeconds>,
+    /// For a token made by another token, that token: this one ends with it.
+    pub made_by: Option<TokenMaker>,
 }
 
 /// What a single-use emailed token is for.

@@ -281,6 +281,8 @@ pub async fn create_sub_user(
         first_name,
         last_name,
         permissions,
+        // The parent typed the address in; nobody has proved it (API.md 15.4).
+        email_verified: false,
     };
     let result = store_write(&app.store, move |store| {
         Ok(store.insert_user(new_user, now_unix_seconds()))

@@ -8,7 +8,7 @@ use crate::auth::{
     sign_session_token, store_write,
 };
 use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds, now_unix_seconds};
-use crate::store::NewSignIn;
+use crate::store::{NewSignIn, StoreError};
 
 /// Claims a caller may not set on a minted token.
 pub const RESERVED_CLAIMS: [&str; 9] = [
@@ -82,6 +82,7 @@ pub async fn create_api_token(
         created: now,
         updated: now,
         expires_at: expiry_from_ttl(now, request.ttl)?,
+        made_by: None,
     };
     let stored = api_token.clone();
     store_write(&app.store, move |store| store.insert_api_token(&stored)).await?;
@@ -253,10 +254,16 @@ pub async fn mint_token(
     )?;
     let minted = NewSignIn {
         session: session.clone(),
+        credential_version: identity.user.credential_version,
         api_token: None,
         end_other_sessions: false,
         replacement_password_hash: None,
     };
-    store_write(&app.store, move |store| store.record_sign_in(&minted)).await?;
+    store_write(&app.store, move |store| store.record_sign_in(&minted))
+        .await
+        .map_err(|error| match error {
+            AuthError::Store(StoreError::CredentialsChanged) => AuthError::Unauthenticated,
+            other => other,
+        })?;
     Ok((session, token))
 }

@@ -224,11 +224,19 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     )?;
     let sign_in = NewSignIn {
         session: session.clone(),
+        credential_version: user.credential_version,
         api_token: Some(bound_api_token),
         end_other_sessions: logout_other,
         replacement_password_hash,
     };
-    store_write(&app.store, move |store| store.record_sign_in(&sign_in)).await?;
+    // A password change or suspension that committed after the check above wins: the
+    // sign-in answers as if the password had been wrong.
+    store_write(&app.store, move |store| store.record_sign_in(&sign_in))
+        .await
+        .map_err(|error| match error {
+            AuthError::Store(StoreError::CredentialsChanged) => AuthError::InvalidCredentials,
+            other => other,
+        })?;
     let linked_identities = app.store.identities_of_user(user.id)?;
     Ok(SignInOutcome {
         user,
@@ -272,6 +280,7 @@ pub fn new_session(
         ua_type: client::ua_type(&client.user_agent),
         granted_permissions,
         api_token_hash,
+        made_by: None,
     }
 }
 
@@ -287,6 +296,7 @@ fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
         created: session.created,
         updated: session.created,
         expires_at: Some(session.expire),
+        made_by: None,
     }
 }
 

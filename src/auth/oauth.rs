@@ -931,6 +931,7 @@ fn resolve(
         first_name: None,
         last_name: None,
         permissions: Role::User.default_permissions(),
+        email_verified: account.email_verified,
     }))
 }
 

@@ -134,6 +134,7 @@ pub async fn sign_up(
         first_name: request.first_name,
         last_name: request.last_name,
         permissions: Role::User.default_permissions(),
+        email_verified: false,
     };
     let expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
     let effect = store_write(&app.store, move |store| {

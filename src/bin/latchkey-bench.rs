@@ -589,6 +589,7 @@ fn new_user(email: &str, password_hash: &PasswordHashString) -> BenchResult<NewU
         first_name: None,
         last_name: None,
         permissions: Role::User.default_permissions(),
+        email_verified: true,
     })
 }
 
@@ -721,6 +722,7 @@ fn seed_store(
                 created: session.created,
                 updated: session.created,
                 expires_at: Some(session.expire),
+                made_by: None,
             });
             api_tokens.push(api_token);
         }

@@ -133,8 +133,15 @@ impl Store {
                 return Ok(None);
             };
             let was_active_root = is_active_root(&user);
+            let was_suspended = user.status == Status::Suspended;
+            let password_before = user.password_hash.clone();
             change(&mut user);
             user.updated = now;
+            if (!was_suspended && user.status == Status::Suspended)
+                || user.password_hash != password_before
+            {
+                user.credential_version += 1;
+            }
             if was_active_root && !is_active_root(&user) && count_active_roots(&transaction)? <= 1 {
                 return Err(StoreError::LastActiveRoot);
             }

@@ -294,6 +294,7 @@ impl Store {
             }
             TokenAction::SetPassword(password_hash) => {
                 user.password_hash = Some(password_hash);
+                user.credential_version += 1;
                 for session_id in session_ids_of_user(&transaction, user.id)? {
                     delete_session(&transaction, session_id)?;
                 }
@@ -301,6 +302,8 @@ impl Store {
             }
         }
         user.updated = now;
+        // Either link reached the address: its owner proved it (API.md 15.4).
+        user.email_verified = true;
         write_user(&transaction, &user)?;
         record.used = true;
         transaction

@@ -11,6 +11,10 @@ pub enum StoreError {
     EmailTaken,
     #[error("the last active root cannot be suspended, demoted or deleted")]
     LastActiveRoot,
+    /// A sign-in or mint verified against credentials that changed (a password change or a
+    /// suspension) before it could commit, or its user is gone.
+    #[error("the user's credentials changed while signing in")]
+    CredentialsChanged,
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

@@ -143,6 +143,7 @@ impl Store {
         if user.status == Status::Pending {
             user.status = Status::Active;
             user.password_hash = None;
+            user.credential_version += 1;
             user.updated = now;
             transaction
                 .open_table(USERID_USER)?

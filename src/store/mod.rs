@@ -33,8 +33,10 @@ pub use identities::IdentityLink;
 /// The schema version this build writes; `open` refuses a newer file and raises an older
 /// one. 2: sessions with prefixed ids have no row in `userid_sessionid`, so a build that
 /// knew only version 1 would miss them when it lists or ends a user's sessions; it must
-/// refuse the file rather than leave sessions it cannot find alive.
-const SCHEMA_VERSION: u64 = 2;
+/// refuse the file rather than leave sessions it cannot find alive. 3: records in binary
+/// format 3 (a user's `email_verified` and `credential_version`, the `made_by` of tokens),
+/// which a version 2 build would read as corrupt.
+const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const USERID_USER: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_user");
@@ -98,6 +100,9 @@ impl std::fmt::Debug for StoredSigningKey {
 #[derive(Debug)]
 pub struct NewSignIn {
     pub session: Session,
+    /// The user's `credential_version` that the sign-in verified against: if a password
+    /// change or a suspension raised it since, nothing is written (`CredentialsChanged`).
+    pub credential_version: u64,
     pub api_token: Option<ApiToken>,
     /// `logout-other`: end every other session of the user in the same transaction.
     pub end_other_sessions: bool,
@@ -349,6 +354,10 @@ impl Store {
         let transaction = self.begin_write()?;
         {
             let user_id = sign_in.session.user_id;
+            let current = user_in(&transaction.open_table(USERID_USER)?, user_id)?;
+            if current.is_none_or(|user| user.credential_version != sign_in.credential_version) {
+                return Err(StoreError::CredentialsChanged);
+            }
             if sign_in.end_other_sessions {
                 for session_id in session_ids_of_user(&transaction, user_id)? {
                     delete_session(&transaction, session_id)?;
@@ -442,6 +451,8 @@ fn insert_user(
         permissions: new_user.permissions,
         created: now,
         updated: now,
+        email_verified: new_user.email_verified,
+        credential_version: 0,
     };
     emails.insert(user.normalized_email.as_str(), id)?;
     let mut users = transaction.open_table(USERID_USER)?;
@@ -480,6 +491,8 @@ fn read_user(transaction: &ReadTransaction, id: UserId) -> Result<Option<User>, 
 }
 
 /// Sets a user's password hash inside a write transaction; a missing user is left alone.
+/// With `now`, a new password: the credential version rises. Without, a re-hash of the
+/// same password under new costs, which changes nothing a sign-in verified.
 fn set_password_hash(
     transaction: &WriteTransaction,
     user_id: UserId,
@@ -493,6 +506,7 @@ fn set_password_hash(
     user.password_hash = Some(hash.clone());
     if let Some(now) = now {
         user.updated = now;
+        user.credential_version += 1;
     }
     users.insert(user_id, encode_user(&user).as_slice())?;
     Ok(())
@@ -716,6 +730,7 @@ mod tests {
                     first_name: None,
                     last_name: None,
                     permissions: PermissionSet::empty(),
+                    email_verified: true,
                 },
                 now_unix_seconds(),
             )
@@ -735,6 +750,7 @@ mod tests {
             ua_type: "unknown",
             granted_permissions: PermissionSet::empty(),
             api_token_hash: None,
+            made_by: None,
         }
     }
 
@@ -833,5 +849,65 @@ mod tests {
             Store::open(&directory.path().join("latchkey.redb"), 1024 * 1024),
             Err(StoreError::CorruptRecord(_))
         ));
+    }
+
+    /// API.md 15.6: a sign-in that verified before a password change or a suspension
+    /// committed writes nothing, so no session survives the change that raced it.
+    #[test]
+    fn a_sign_in_verified_against_an_older_credential_version_writes_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "racer@example.com");
+        let sign_in = |version: u64| NewSignIn {
+            session: live_session(SessionId::new_for_user(user.id), user.id),
+            credential_version: version,
+            api_token: None,
+            end_other_sessions: false,
+            replacement_password_hash: None,
+        };
+        let raced = sign_in(user.credential_version);
+        let new_hash = PasswordHashString("$argon2id$new".to_owned());
+        store
+            .change_password(
+                user.id,
+                &new_hash,
+                SessionsToEnd::All,
+                true,
+                now_unix_seconds(),
+            )
+            .unwrap();
+        assert!(matches!(
+            store.record_sign_in(&raced),
+            Err(StoreError::CredentialsChanged)
+        ));
+        assert!(store.session(raced.session.id).unwrap().is_none());
+
+        let after_change = store
+            .user_by_id(user.id)
+            .unwrap()
+            .unwrap()
+            .credential_version;
+        assert_eq!(after_change, user.credential_version + 1);
+        let raced = sign_in(after_change);
+        store
+            .update_user(user.id, now_unix_seconds(), |user| {
+                user.status = Status::Suspended
+            })
+            .unwrap();
+        assert!(matches!(
+            store.record_sign_in(&raced),
+            Err(StoreError::CredentialsChanged)
+        ));
+        let suspended = store.user_by_id(user.id).unwrap().unwrap();
+        assert_eq!(suspended.credential_version, after_change + 1);
+        // Changing a name is no credential change: a sign-in that read before it still counts.
+        store
+            .update_user(user.id, now_unix_seconds(), |user| {
+                user.first_name = Some("Ada".to_owned())
+            })
+            .unwrap();
+        store
+            .record_sign_in(&sign_in(suspended.credential_version))
+            .unwrap();
     }
 }

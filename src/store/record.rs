@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::hex::hex_decode;
 use crate::model::{
     ApiToken, PasswordHashString, PermissionSet, Role, Session, SessionId, SessionKind, Status,
-    UnixSeconds, User, UserId,
+    TokenMaker, UnixSeconds, User, UserId,
 };
 use crate::store::StoreError;
 
@@ -53,6 +53,12 @@ impl UserRecord {
             permissions: PermissionSet::from_bits(self.permissions),
             created: self.created,
             updated: self.updated,
+            email_verified: false,
+            credential_version: 0,
+        })
+        .map(|mut user| {
+            user.email_verified = proved_address_before_the_flag(&user);
+            user
         })
     }
 }
@@ -92,6 +98,7 @@ impl SessionRecord {
             ua_type: known_ua_type(&self.ua_type),
             granted_permissions: PermissionSet::from_bits(self.granted_permissions),
             api_token_hash,
+            made_by: None,
         })
     }
 }
@@ -132,6 +139,7 @@ impl ApiTokenRecord {
             created: self.created,
             updated: self.updated,
             expires_at: self.expires_at,
+            made_by: None,
         }
     }
 }
@@ -170,8 +178,14 @@ fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
 // 0 or 1 byte and then the value. A record that changes shape gets a new format byte, and
 // decoding keeps every older one.
 
-/// The first byte of a binary record. JSON records start with `{`.
-const BINARY_FORMAT: u8 = 2;
+/// The first byte of a binary record as written now. JSON records start with `{`.
+///
+/// Format 3 added a user's `email_verified` and `credential_version` and the `made_by` of
+/// sessions and API tokens. Format 2 records still decode: see `decode_user` for what their
+/// users are taken to have proved.
+const BINARY_FORMAT: u8 = 3;
+/// The format before `BINARY_FORMAT`, read and never written.
+const BINARY_FORMAT_WITHOUT_PROOFS: u8 = 2;
 
 struct RecordWriter {
     bytes: Vec<u8>,
@@ -227,6 +241,8 @@ impl RecordWriter {
 struct RecordReader<'a> {
     rest: &'a [u8],
     what: &'static str,
+    /// `BINARY_FORMAT` or `BINARY_FORMAT_WITHOUT_PROOFS`.
+    format: u8,
 }
 
 impl<'a> RecordReader<'a> {
@@ -234,7 +250,11 @@ impl<'a> RecordReader<'a> {
     fn open(bytes: &'a [u8], what: &'static str) -> Result<Option<RecordReader<'a>>, StoreError> {
         match bytes.split_first() {
             Some((&b'{', _)) => Ok(None),
-            Some((&BINARY_FORMAT, rest)) => Ok(Some(RecordReader { rest, what })),
+            Some((&format, rest))
+                if format == BINARY_FORMAT || format == BINARY_FORMAT_WITHOUT_PROOFS =>
+            {
+                Ok(Some(RecordReader { rest, what, format }))
+            }
             _ => Err(StoreError::CorruptRecord(what)),
         }
     }
@@ -276,6 +296,10 @@ impl<'a> RecordReader<'a> {
         let (text, rest) = self.rest.split_at(length);
         self.rest = rest;
         std::str::from_utf8(text).map_err(|_| self.corrupt())
+    }
+
+    fn is_current_format(&self) -> bool {
+        self.format == BINARY_FORMAT
     }
 
     fn present(&mut self) -> Result<bool, StoreError> {
@@ -323,6 +347,8 @@ pub fn encode_user(user: &User) -> Vec<u8> {
     writer.u16(user.permissions.bits());
     writer.i64(user.created);
     writer.i64(user.updated);
+    writer.present(user.email_verified);
+    writer.u64(user.credential_version);
     writer.finish()
 }
 
@@ -331,7 +357,7 @@ pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
         return decode::<UserRecord>(bytes, "user")?.into_user(id);
     };
     let corrupt = || StoreError::CorruptRecord("user");
-    let user = User {
+    let mut user = User {
         id,
         email: reader.text()?.to_owned(),
         normalized_email: reader.text()?.to_owned(),
@@ -346,9 +372,51 @@ pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
         permissions: PermissionSet::from_bits(reader.u16()?),
         created: reader.i64()?,
         updated: reader.i64()?,
+        email_verified: false,
+        credential_version: 0,
     };
+    if reader.is_current_format() {
+        user.email_verified = reader.present()?;
+        user.credential_version = reader.u64()?;
+    } else {
+        user.email_verified = proved_address_before_the_flag(&user);
+    }
     reader.finish()?;
     Ok(user)
+}
+
+/// Whether a user stored before `email_verified` existed counts as verified: an active or
+/// suspended account that is not a sub-user came from `user add`, a used verification link
+/// or a provider's email, all proofs; a pending account never proved its address, and a
+/// sub-user's address was typed in by its parent.
+fn proved_address_before_the_flag(user: &User) -> bool {
+    user.role != Role::Sub && user.status != Status::Pending
+}
+
+fn write_token_maker(writer: &mut RecordWriter, made_by: Option<TokenMaker>) {
+    match made_by {
+        None => writer.bytes.push(0),
+        Some(TokenMaker::ApiToken(hash)) => {
+            writer.bytes.push(1);
+            writer.bytes.extend_from_slice(&hash);
+        }
+        Some(TokenMaker::MintedSession(session_id)) => {
+            writer.bytes.push(2);
+            writer.u128(session_id.0);
+        }
+    }
+}
+
+fn read_token_maker(reader: &mut RecordReader<'_>) -> Result<Option<TokenMaker>, StoreError> {
+    if !reader.is_current_format() {
+        return Ok(None);
+    }
+    match reader.take::<1>()? {
+        [0] => Ok(None),
+        [1] => Ok(Some(TokenMaker::ApiToken(reader.take::<32>()?))),
+        [2] => Ok(Some(TokenMaker::MintedSession(SessionId(reader.u128()?)))),
+        _ => Err(reader.corrupt()),
+    }
 }
 
 pub fn encode_session(session: &Session) -> Vec<u8> {
@@ -365,6 +433,7 @@ pub fn encode_session(session: &Session) -> Vec<u8> {
     if let Some(hash) = &session.api_token_hash {
         writer.bytes.extend_from_slice(hash);
     }
+    write_token_maker(&mut writer, session.made_by);
     writer.finish()
 }
 
@@ -383,6 +452,7 @@ pub fn decode_session(bytes: &[u8], id: SessionId) -> Result<Session, StoreError
         ua_type: known_ua_type(reader.text()?),
         granted_permissions: PermissionSet::from_bits(reader.u16()?),
         api_token_hash: reader.optional(RecordReader::take::<32>)?,
+        made_by: read_token_maker(&mut reader)?,
     };
     reader.finish()?;
     Ok(session)
@@ -404,6 +474,7 @@ pub fn encode_api_token(token: &ApiToken) -> Vec<u8> {
     if let Some(expires_at) = token.expires_at {
         writer.i64(expires_at);
     }
+    write_token_maker(&mut writer, token.made_by);
     writer.finish()
 }
 
@@ -421,6 +492,7 @@ pub fn decode_api_token(bytes: &[u8], hash: [u8; 32]) -> Result<ApiToken, StoreE
         created: reader.i64()?,
         updated: reader.i64()?,
         expires_at: reader.optional(RecordReader::i64)?,
+        made_by: read_token_maker(&mut reader)?,
     };
     reader.finish()?;
     Ok(token)
@@ -467,6 +539,8 @@ mod tests {
             permissions: PermissionSet::from_bits(permissions),
             created,
             updated: created.wrapping_add(1),
+            email_verified: true,
+            credential_version: u64::MAX - 1,
         }
     }
 
@@ -482,6 +556,7 @@ mod tests {
             ua_type: "cli",
             granted_permissions: PermissionSet::from_bits(0b101),
             api_token_hash,
+            made_by: api_token_hash.map(TokenMaker::ApiToken),
         }
     }
 
@@ -496,6 +571,7 @@ mod tests {
             created: -5,
             updated: 0,
             expires_at,
+            made_by: session_id.map(TokenMaker::MintedSession),
         }
     }
 
@@ -533,6 +609,7 @@ mod tests {
             let decoded = decode_session(&encoded, session.id).expect("decodes");
             assert_eq!(encode_session(&decoded), encoded);
             assert_eq!(decoded.api_token_hash, session.api_token_hash);
+            assert_eq!(decoded.made_by, session.made_by);
             assert_eq!(decoded.kind, SessionKind::Minted);
             assert_eq!(decoded.ua_type, "cli");
         }
@@ -545,7 +622,46 @@ mod tests {
             assert_eq!(encode_api_token(&decoded), encoded);
             assert_eq!(decoded.session_id, token.session_id);
             assert_eq!(decoded.expires_at, token.expires_at);
+            assert_eq!(decoded.made_by, token.made_by);
         }
+    }
+
+    /// Format 2 records (before the proofs and makers) still decode; their users count as
+    /// verified only where an older build could have made them so (API.md 15.4).
+    #[test]
+    fn format_2_records_decode_with_derived_proofs_and_no_maker() {
+        let format_2 = |mut bytes: Vec<u8>, trailing: usize| {
+            bytes[0] = BINARY_FORMAT_WITHOUT_PROOFS;
+            bytes.truncate(bytes.len() - trailing);
+            bytes
+        };
+        let mut user = sample_user("a@b.c".to_owned(), None, None, None, 3, 9);
+        for (role, status, verified) in [
+            (Role::User, Status::Active, true),
+            (Role::Root, Status::Suspended, true),
+            (Role::User, Status::Pending, false),
+            (Role::Sub, Status::Active, false),
+        ] {
+            user.role = role;
+            user.status = status;
+            let decoded = decode_user(&format_2(encode_user(&user), 9), 7).expect("decodes");
+            assert_eq!(decoded.email_verified, verified, "{role:?} {status:?}");
+            assert_eq!(decoded.credential_version, 0);
+        }
+        let session = sample_session(Some([1; 32]));
+        let decoded =
+            decode_session(&format_2(encode_session(&session), 33), session.id).expect("decodes");
+        assert_eq!(
+            (decoded.made_by, decoded.api_token_hash),
+            (None, Some([1; 32]))
+        );
+        let token = sample_api_token(Some(SessionId(3)), None);
+        let decoded =
+            decode_api_token(&format_2(encode_api_token(&token), 17), token.hash).expect("decodes");
+        assert_eq!(
+            (decoded.made_by, decoded.session_id),
+            (None, Some(SessionId(3)))
+        );
     }
 
     #[test]

@@ -702,6 +702,7 @@ fn live_session(id: SessionId, user_id: u64) -> Session {
         ua_type: "unknown",
         granted_permissions: PermissionSet::empty(),
         api_token_hash: None,
+        made_by: None,
     }
 }
 
@@ -791,6 +792,7 @@ fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission
             created: now,
             updated: now,
             expires_at: None,
+            made_by: None,
         })
         .unwrap();
     token

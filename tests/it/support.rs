@@ -104,6 +104,8 @@ impl TestServer {
                     first_name: None,
                     last_name: None,
                     permissions: role.default_permissions(),
+                    // As `latchkey user add` makes them: the operator vouches.
+                    email_verified: status != Status::Pending,
                 },
                 now_unix_seconds(),
             )
