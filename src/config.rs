@@ -496,6 +496,8 @@ pub struct SessionConfig {
     pub short_term_seconds: u64,
     /// How often expired sessions are purged (in transactions of at most 1,000 rows).
     pub purge_interval_seconds: u64,
+    /// Sessions (sign-ins and minted tokens) a user may hold; a new one ends the oldest.
+    pub max_per_user: usize,
 }
 
 impl Default for SessionConfig {
@@ -504,6 +506,7 @@ impl Default for SessionConfig {
             long_term_seconds: 14 * 24 * 3600,
             short_term_seconds: 3 * 3600,
             purge_interval_seconds: 60,
+            max_per_user: 1000,
         }
     }
 }
@@ -517,6 +520,8 @@ pub struct AuthConfig {
     pub allowed_return_origins: Vec<Origin>,
     /// Verified token signatures remembered (the hot path skips Ed25519 for these).
     pub verified_token_cache_entries: usize,
+    /// Standalone API tokens a user may hold, expired ones included; then 409.
+    pub max_api_tokens_per_user: usize,
 }
 
 impl Default for AuthConfig {
@@ -525,6 +530,7 @@ impl Default for AuthConfig {
             query_credentials: true,
             allowed_return_origins: Vec::new(),
             verified_token_cache_entries: 100_000,
+            max_api_tokens_per_user: 100,
         }
     }
 }
@@ -682,6 +688,11 @@ impl Config {
             || self.session.purge_interval_seconds == 0
         {
             return invalid("session lifetimes must be at least 1 second");
+        }
+        if self.session.max_per_user == 0 || self.auth.max_api_tokens_per_user == 0 {
+            return invalid(
+                "session.max_per_user and auth.max_api_tokens_per_user must be at least 1",
+            );
         }
         if self.http.max_connections == 0 || self.http.max_body_bytes == 0 {
             return invalid("http.max_connections and http.max_body_bytes must be at least 1");

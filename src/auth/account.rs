@@ -97,6 +97,14 @@ pub async fn end_all_sessions(app: &App, identity: &Identity) -> Result<(), Auth
 /// standalone API token has no session: it may only sign out everything.
 pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Result<(), AuthError> {
     if logout_all {
+        // Ending every session is a session credential's act, as `DELETE /auth/session` is.
+        if !identity.is_sign_in_session()
+            && !identity
+                .effective_permissions
+                .contains(Permission::WriteUser)
+        {
+            return Err(AuthError::MissingPermission(Permission::WriteUser));
+        }
         return end_all_sessions(app, identity).await;
     }
     match (identity.kind, identity.session_id) {
@@ -207,6 +215,7 @@ pub async fn change_own_password(
 }
 
 /// `PUT /auth/{user-id}/password`: the caller re-authenticates with its own password.
+/// `logout_all` ends the target's sessions and its standalone API tokens (API.md 15.8).
 pub async fn change_user_password(
     app: &App,
     identity: &Identity,
@@ -226,7 +235,13 @@ pub async fn change_user_password(
         SessionsToEnd::None
     };
     store_write(&app.store, move |store| {
-        store.change_password(target.id, &hash, sessions_to_end, false, now_unix_seconds())
+        store.change_password(
+            target.id,
+            &hash,
+            sessions_to_end,
+            logout_all,
+            now_unix_seconds(),
+        )
     })
     .await
 }

@@ -10,8 +10,9 @@ use crate::auth::{
 use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds, now_unix_seconds};
 use crate::store::{NewSignIn, StoreError};
 
-/// Claims a caller may not set on a minted token.
-pub const RESERVED_CLAIMS: [&str; 9] = [
+/// Claims a caller may not set on a minted token: the token's own, and those a resource
+/// server could take for facts about the user (API.md 15.12).
+pub const RESERVED_CLAIMS: [&str; 16] = [
     "iss",
     "sub",
     "aud",
@@ -21,6 +22,13 @@ pub const RESERVED_CLAIMS: [&str; 9] = [
     "jti",
     "sid",
     "permissions",
+    "email",
+    "role",
+    "status",
+    "username",
+    "parent",
+    "name",
+    "user-id",
 ];
 /// The largest claims object a minted token may carry, serialized.
 pub const MAX_CLAIMS_BYTES: usize = 4096;
@@ -41,6 +49,15 @@ fn expiry_from_ttl(now: UnixSeconds, ttl: u64) -> Result<Option<UnixSeconds>, Au
         });
     }
     Ok(Some(now + i64::try_from(ttl).unwrap_or(i64::MAX)))
+}
+
+/// The expiry of something `identity` makes, asked to end at `wanted`: no later than the
+/// making token itself (API.md 15.3). A sign-in session's makings keep `wanted`.
+fn nested_expiry(identity: &Identity, wanted: Option<UnixSeconds>) -> Option<UnixSeconds> {
+    match identity.expiry_bound() {
+        Some(Some(bound)) => Some(wanted.map_or(bound, |wanted| wanted.min(bound))),
+        Some(None) | None => wanted,
+    }
 }
 
 /// Whether a token has expired. Times are whole seconds, so a token stays valid through its
@@ -81,11 +98,15 @@ pub async fn create_api_token(
         restrictions: request.restrictions.unwrap_or_default(),
         created: now,
         updated: now,
-        expires_at: expiry_from_ttl(now, request.ttl)?,
-        made_by: None,
+        expires_at: nested_expiry(identity, expiry_from_ttl(now, request.ttl)?),
+        made_by: identity.token_maker(),
     };
     let stored = api_token.clone();
-    store_write(&app.store, move |store| store.insert_api_token(&stored)).await?;
+    let limit = app.config.auth.max_api_tokens_per_user;
+    store_write(&app.store, move |store| {
+        store.insert_api_token_within_limit(&stored, limit)
+    })
+    .await?;
     Ok((api_token, token))
 }
 
@@ -172,10 +193,37 @@ pub async fn update_api_token(
     if let Some(ttl) = change.ttl {
         api_token.expires_at = expiry_from_ttl(now, ttl)?;
     }
+    check_changed_token_within_caller(identity, &api_token)?;
     api_token.updated = now;
     let stored = api_token.clone();
     store_write(&app.store, move |store| store.replace_api_token(&stored)).await?;
     Ok(api_token)
+}
+
+/// API.md 15.2: what a changed token can do lies within the caller's effective set (so no
+/// token lifts its own restrictions, nor a weaker credential arms a stronger token), and a
+/// token as caller leaves the changed token expiring no later than itself.
+fn check_changed_token_within_caller(
+    identity: &Identity,
+    changed: &ApiToken,
+) -> Result<(), AuthError> {
+    let owner = crate::auth::user_permissions(&identity.user, identity.parent.as_ref());
+    let resulting = changed
+        .permissions
+        .difference(changed.restrictions)
+        .intersection(owner);
+    check_within(resulting, identity.effective_permissions)?;
+    if let Some(bound) = identity.expiry_bound() {
+        let outlives = match (changed.expires_at, bound) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(expires_at), Some(bound)) => expires_at > bound,
+        };
+        if outlives {
+            return Err(AuthError::OutlivesCredential);
+        }
+    }
+    Ok(())
 }
 
 pub async fn delete_api_token(app: &App, identity: &Identity, key: &str) -> Result<(), AuthError> {
@@ -215,7 +263,7 @@ pub async fn mint_token(
     {
         return Err(AuthError::InvalidField {
             field: "claims",
-            message: "must not set a reserved claim (iss, sub, aud, exp, nbf, iat, jti, sid, permissions)",
+            message: "must not set a reserved claim (iss, sub, aud, exp, nbf, iat, jti, sid, permissions, email, role, status, username, parent, name, user-id)",
         });
     }
     let size = serde_json::to_vec(&request.claims).map_or(usize::MAX, |bytes| bytes.len());
@@ -235,8 +283,9 @@ pub async fn mint_token(
     } else {
         app.config.session.short_term_seconds
     };
-    let expire = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
-    let session = new_session(
+    let wanted = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let expire = nested_expiry(identity, Some(wanted)).unwrap_or(wanted);
+    let mut session = new_session(
         &identity.user,
         SessionKind::Minted,
         now,
@@ -245,6 +294,7 @@ pub async fn mint_token(
         permissions,
         None,
     );
+    session.made_by = identity.token_maker();
     let token = sign_session_token(
         app,
         &identity.user,
@@ -255,6 +305,7 @@ pub async fn mint_token(
     let minted = NewSignIn {
         session: session.clone(),
         credential_version: identity.user.credential_version,
+        max_sessions_per_user: app.config.session.max_per_user,
         api_token: None,
         end_other_sessions: false,
         replacement_password_hash: None,

@@ -27,6 +27,9 @@ pub enum AuthError {
     MissingPermission(Permission),
     #[error("the current password is wrong")]
     WrongPassword,
+    /// A token asked for something that would outlive it (API.md 15.2).
+    #[error("a token cannot make or change a token to expire after itself")]
+    OutlivesCredential,
     #[error("not found")]
     NotFound,
     #[error("conflict: {0}")]

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::model::{
-    ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, UnixSeconds, User,
-    now_unix_seconds,
+    ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, TokenMaker, UnixSeconds,
+    User, now_unix_seconds,
 };
 use crate::store::{NewSignIn, Store, StoreError};
 use email::EmailAddress;
@@ -225,6 +225,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     let sign_in = NewSignIn {
         session: session.clone(),
         credential_version: user.credential_version,
+        max_sessions_per_user: app.config.session.max_per_user,
         api_token: Some(bound_api_token),
         end_other_sessions: logout_other,
         replacement_password_hash,
@@ -362,12 +363,37 @@ pub struct Identity {
     pub api_token_hash: Option<[u8; 32]>,
     pub kind: CredentialKind,
     pub effective_permissions: PermissionSet,
+    /// When the credential itself stops working: its session's or API token's expiry
+    /// (`None`: an API token that never expires).
+    pub credential_expires_at: Option<UnixSeconds>,
 }
 
 impl Identity {
-    /// Whether the credential belongs to a session (a sign-in, minted token or its api-token).
-    pub fn has_session(&self) -> bool {
-        self.session_id.is_some()
+    /// Whether the credential is a session made by signing in: its signed token, cookie or
+    /// bound api-token. A minted token is not one (API.md 15.1).
+    pub fn is_sign_in_session(&self) -> bool {
+        matches!(
+            self.kind,
+            CredentialKind::SessionToken(SessionKind::SignIn) | CredentialKind::SessionApiToken
+        )
+    }
+
+    /// The token that whatever this credential makes must nest under (API.md 15.3): a
+    /// standalone API token or a minted token. What a sign-in session makes stands alone.
+    pub fn token_maker(&self) -> Option<TokenMaker> {
+        match (self.kind, self.api_token_hash, self.session_id) {
+            (CredentialKind::StandaloneApiToken, Some(hash), _) => Some(TokenMaker::ApiToken(hash)),
+            (CredentialKind::SessionToken(SessionKind::Minted), _, Some(session_id)) => {
+                Some(TokenMaker::MintedSession(session_id))
+            }
+            _ => None,
+        }
+    }
+
+    /// The latest expiry this credential may give what it makes or changes: its own, when it
+    /// is a token (`token_maker`); `None` when there is no such bound.
+    pub fn expiry_bound(&self) -> Option<Option<UnixSeconds>> {
+        self.token_maker().map(|_| self.credential_expires_at)
     }
 }
 
@@ -399,6 +425,7 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
                     context.parent.as_ref(),
                 ),
                 kind: CredentialKind::SessionToken(context.session.kind),
+                credential_expires_at: Some(context.session.expire),
                 session_id: Some(context.session.id),
                 api_token_hash: None,
                 user: context.user,
@@ -419,30 +446,34 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
             }
             check_credential_holder(app, &context.user, context.parent.as_ref())?;
             let owner = user_permissions(&context.user, context.parent.as_ref());
-            let (kind, effective_permissions, session_id) = match &context.session {
-                Some(session) => {
-                    if session.expire <= now {
-                        return Err(AuthError::Unauthenticated);
+            let (kind, effective_permissions, session_id, credential_expires_at) =
+                match &context.session {
+                    Some(session) => {
+                        if session.expire <= now {
+                            return Err(AuthError::Unauthenticated);
+                        }
+                        (
+                            CredentialKind::SessionApiToken,
+                            session_permissions(session, &context.user, context.parent.as_ref()),
+                            Some(session.id),
+                            Some(session.expire),
+                        )
                     }
-                    (
-                        CredentialKind::SessionApiToken,
-                        session_permissions(session, &context.user, context.parent.as_ref()),
-                        Some(session.id),
-                    )
-                }
-                None => (
-                    CredentialKind::StandaloneApiToken,
-                    api_token
-                        .permissions
-                        .difference(api_token.restrictions)
-                        .intersection(owner),
-                    None,
-                ),
-            };
+                    None => (
+                        CredentialKind::StandaloneApiToken,
+                        api_token
+                            .permissions
+                            .difference(api_token.restrictions)
+                            .intersection(owner),
+                        None,
+                        api_token.expires_at,
+                    ),
+                };
             Ok(Identity {
                 kind,
                 effective_permissions,
                 session_id,
+                credential_expires_at,
                 api_token_hash: Some(api_token.hash),
                 user: context.user,
                 parent: context.parent,

@@ -24,6 +24,7 @@ pub enum ApiError {
     AccountSuspended,
     CrossSiteRequest,
     WrongPassword,
+    OutlivesCredential,
     NotFound,
     MethodNotAllowed(&'static str),
     Conflict(&'static str),
@@ -130,6 +131,14 @@ impl ApiError {
                     StatusCode::FORBIDDEN,
                     40304,
                     "the current password is wrong".into(),
+                )
+            }
+            ApiError::OutlivesCredential => {
+                context.insert("reason".into(), json!("outlives-credential"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40310,
+                    "a token cannot give a token a later expiry than its own".into(),
                 )
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, 40400, "not found".into()),
@@ -258,6 +267,7 @@ impl From<AuthError> for ApiError {
             AuthError::AccountSuspended => ApiError::AccountSuspended,
             AuthError::MissingPermission(permission) => ApiError::MissingPermission(permission),
             AuthError::WrongPassword => ApiError::WrongPassword,
+            AuthError::OutlivesCredential => ApiError::OutlivesCredential,
             AuthError::NotFound => ApiError::NotFound,
             AuthError::Conflict(what) => ApiError::Conflict(what),
             AuthError::Overloaded => ApiError::Overloaded,
@@ -271,6 +281,9 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidProviderToken(_) => ApiError::InvalidProviderToken,
             AuthError::OAuthRefused(reason) => ApiError::OAuthRefused(reason),
             AuthError::ProviderUnreachable => ApiError::ProviderUnreachable,
+            AuthError::Store(crate::store::StoreError::TooManyApiTokens) => {
+                ApiError::Conflict("the user holds the most API tokens allowed; delete some first")
+            }
             AuthError::Store(error) => ApiError::Internal(error.to_string()),
             AuthError::Internal(message) => ApiError::Internal(message),
         }

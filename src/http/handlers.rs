@@ -26,6 +26,9 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
     let return_url = checked_return_url(api, fields.string("ret-url")?)?;
     let client = request.client_info(api);
     let remote_ip = client.remote_ip.clone();
+    // The account a failed attempt aimed at, masked, so an operator sees a guessing run
+    // against one account without the log holding addresses.
+    let target_account = crate::mail::mask_address(email.trim());
     let outcome = auth::sign_in(
         &api.app,
         SignInRequest {
@@ -38,7 +41,13 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
     )
     .await
     .inspect_err(|error| {
-        tracing::info!(target: "latchkey::audit", event = "sign-in-failed", reason = %error, remote_ip);
+        tracing::info!(
+            target: "latchkey::audit",
+            event = "sign-in-failed",
+            reason = %error,
+            account = target_account,
+            remote_ip,
+        );
     })?;
     tracing::info!(
         target: "latchkey::audit",

@@ -145,7 +145,8 @@ pub enum Access {
     Public,
     /// Any valid credential.
     Authenticated,
-    /// A session credential (sign-in, minted token or its api-token), or this permission.
+    /// A sign-in session's credential (its signed token, cookie or api-token; not a minted
+    /// token: API.md 15.1), or this permission.
     SessionOrPermission(Permission),
     /// This permission in the effective set.
     Permission(Permission),
@@ -649,7 +650,7 @@ fn check_access(
     let missing = match access {
         Access::Public | Access::Authenticated => None,
         Access::SessionOrPermission(permission) | Access::CredentialOptional(permission) => {
-            (!identity.has_session() && !holds(permission)).then_some(permission)
+            (!identity.is_sign_in_session() && !holds(permission)).then_some(permission)
         }
         Access::Permission(permission) => (!holds(permission)).then_some(permission),
         Access::SelfOrPermission(permission) => {

@@ -7,7 +7,7 @@ use crate::model::{ApiToken, UnixSeconds, UserId};
 use crate::store::record::decode_api_token;
 use crate::store::{
     EXPIRE_TOKENHASH, KEYID_SIGNINGKEY, Store, StoreError, TOKENHASH_APITOKEN, USERID_TOKENHASH,
-    delete_api_token, insert_api_token,
+    delete_api_token, insert_api_token, remove_api_token_rows,
 };
 
 impl Store {
@@ -42,7 +42,8 @@ impl Store {
     /// indexes in step.
     pub fn replace_api_token(&self, api_token: &ApiToken) -> Result<(), StoreError> {
         let transaction = self.begin_write()?;
-        delete_api_token(&transaction, api_token.user_id, &api_token.hash)?;
+        // What the token made stays: it is the same token, changed.
+        remove_api_token_rows(&transaction, &api_token.hash)?;
         insert_api_token(&transaction, api_token)?;
         transaction.commit()?;
         Ok(())

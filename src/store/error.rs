@@ -15,6 +15,8 @@ pub enum StoreError {
     /// suspension) before it could commit, or its user is gone.
     #[error("the user's credentials changed while signing in")]
     CredentialsChanged,
+    #[error("the user holds the most API tokens allowed")]
+    TooManyApiTokens,
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

@@ -8,6 +8,7 @@ mod email;
 mod error;
 mod identities;
 mod record;
+mod token_makers;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -18,7 +19,8 @@ use redb::{
 };
 
 use crate::model::{
-    ApiToken, NewUser, PasswordHashString, Session, SessionId, UnixSeconds, User, UserId,
+    ApiToken, NewUser, PasswordHashString, Session, SessionId, SessionKind, TokenMaker,
+    UnixSeconds, User, UserId,
 };
 use record::{
     SigningKeyRecord, decode, decode_api_token, decode_session, decode_user, encode,
@@ -103,6 +105,9 @@ pub struct NewSignIn {
     /// The user's `credential_version` that the sign-in verified against: if a password
     /// change or a suspension raised it since, nothing is written (`CredentialsChanged`).
     pub credential_version: u64,
+    /// `[session] max_per_user`: the oldest sessions end so that, with this one, the user
+    /// holds at most this many.
+    pub max_sessions_per_user: usize,
     pub api_token: Option<ApiToken>,
     /// `logout-other`: end every other session of the user in the same transaction.
     pub end_other_sessions: bool,
@@ -199,6 +204,7 @@ impl Store {
             transaction.open_table(EXPIRE_TOKENHASH)?;
             email::create_tables(&transaction)?;
             identities::create_tables(&transaction)?;
+            token_makers::create_tables(&transaction)?;
         }
         transaction.commit()?;
         Ok(())
@@ -334,6 +340,37 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a standalone API token unless its user already holds `limit` of them, expired
+    /// ones included (they are kept 30 days and can be deleted): `TooManyApiTokens`.
+    pub fn insert_api_token_within_limit(
+        &self,
+        api_token: &ApiToken,
+        limit: usize,
+    ) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        let held = {
+            let by_user = transaction.open_table(USERID_TOKENHASH)?;
+            let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+            let user_id = api_token.user_id;
+            let mut held = 0usize;
+            for entry in by_user.range((user_id, &[0u8; 32])..=(user_id, &[0xffu8; 32]))? {
+                let hash = *entry?.0.value().1;
+                if let Some(bytes) = tokens.get(&hash)?
+                    && decode_api_token(bytes.value(), hash)?.session_id.is_none()
+                {
+                    held += 1;
+                }
+            }
+            held
+        };
+        if held >= limit {
+            return Err(StoreError::TooManyApiTokens);
+        }
+        insert_api_token(&transaction, api_token)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// Every user, in id order (the admin CLI's listing).
     pub fn all_users(&self) -> Result<Vec<User>, StoreError> {
         let transaction = self.begin_read()?;
@@ -362,6 +399,8 @@ impl Store {
                 for session_id in session_ids_of_user(&transaction, user_id)? {
                     delete_session(&transaction, session_id)?;
                 }
+            } else {
+                end_oldest_sessions_beyond(&transaction, user_id, sign_in.max_sessions_per_user)?;
             }
             insert_session(&transaction, &sign_in.session)?;
             if let Some(api_token) = &sign_in.api_token {
@@ -545,6 +584,9 @@ fn insert_session(transaction: &WriteTransaction, session: &Session) -> Result<(
     }
     let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
     by_expiry.insert((session.expire, session.id.0), ())?;
+    if let Some(maker) = session.made_by {
+        token_makers::record_made(transaction, maker, TokenMaker::MintedSession(session.id))?;
+    }
     Ok(())
 }
 
@@ -560,29 +602,54 @@ fn insert_api_token(
         let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
         by_expiry.insert((expires_at, &api_token.hash), ())?;
     }
+    if let Some(maker) = api_token.made_by {
+        token_makers::record_made(transaction, maker, TokenMaker::ApiToken(api_token.hash))?;
+    }
     Ok(())
 }
 
+/// Removes an API token and its index rows, and answers what it was; what it made stays
+/// (`delete_api_token` ends that too). For replacing a token's record in place.
+fn remove_api_token_rows(
+    transaction: &WriteTransaction,
+    hash: &[u8; 32],
+) -> Result<Option<ApiToken>, StoreError> {
+    let removed = {
+        let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let removed = tokens.remove(hash)?;
+        match removed {
+            Some(bytes) => Some(decode_api_token(bytes.value(), *hash)?),
+            None => None,
+        }
+    };
+    let Some(api_token) = removed else {
+        return Ok(None);
+    };
+    let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
+    by_user.remove((api_token.user_id, hash))?;
+    if let Some(expires_at) = api_token.expires_at {
+        let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
+        by_expiry.remove((expires_at, hash))?;
+    }
+    if let Some(maker) = api_token.made_by {
+        token_makers::forget_made(transaction, maker, TokenMaker::ApiToken(*hash))?;
+    }
+    Ok(Some(api_token))
+}
+
+/// Deletes an API token with its index rows, and everything it made (API.md 15.3).
 fn delete_api_token(
     transaction: &WriteTransaction,
     user_id: UserId,
     hash: &[u8; 32],
 ) -> Result<(), StoreError> {
-    let expires_at = {
-        let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
-        let removed = tokens.remove(hash)?;
-        match removed {
-            Some(bytes) => decode_api_token(bytes.value(), *hash)?.expires_at,
-            None => None,
-        }
-    };
-    let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
-    by_user.remove((user_id, hash))?;
-    if let Some(expires_at) = expires_at {
-        let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
-        by_expiry.remove((expires_at, hash))?;
+    if remove_api_token_rows(transaction, hash)?.is_none() {
+        // A dangling index row, from a record that is already gone.
+        transaction
+            .open_table(USERID_TOKENHASH)?
+            .remove((user_id, hash))?;
     }
-    Ok(())
+    token_makers::end_what_was_made_by(transaction, TokenMaker::ApiToken(*hash))
 }
 
 /// The user's sessions, in no particular order: a range of the sessions table finds those
@@ -625,12 +692,37 @@ fn session_ids_of_user(
     Ok(sessions.into_iter().map(|session| session.id).collect())
 }
 
-/// Removes a session, its index rows and its bound API token. Returns whether it existed.
-fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool, StoreError> {
+/// Ends the user's oldest sessions until one more fits under `limit` (API.md 15.13).
+fn end_oldest_sessions_beyond(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+    limit: usize,
+) -> Result<(), StoreError> {
+    let mut sessions = sessions_of_user(
+        &transaction.open_table(SESSIONID_SESSION)?,
+        &transaction.open_table(USERID_UNPREFIXEDSESSIONID)?,
+        user_id,
+    )?;
+    let Some(excess) = (sessions.len() + 1).checked_sub(limit.max(1)) else {
+        return Ok(());
+    };
+    sessions.sort_by_key(|session| (session.created, session.id));
+    for session in sessions.iter().take(excess) {
+        delete_session(transaction, session.id)?;
+    }
+    Ok(())
+}
+
+/// Removes a session, its index rows and its bound API token (which makes nothing that
+/// depends on it: it is part of a sign-in), and answers what it was.
+fn remove_session_rows(
+    transaction: &WriteTransaction,
+    id: SessionId,
+) -> Result<Option<Session>, StoreError> {
     let session = {
         let mut sessions = transaction.open_table(SESSIONID_SESSION)?;
         let Some(bytes) = sessions.remove(id.0)? else {
-            return Ok(false);
+            return Ok(None);
         };
         decode_session(bytes.value(), id)?
     };
@@ -640,7 +732,22 @@ fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool,
     let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
     by_expiry.remove((session.expire, id.0))?;
     if let Some(hash) = session.api_token_hash {
-        delete_api_token(transaction, session.user_id, &hash)?;
+        remove_api_token_rows(transaction, &hash)?;
+    }
+    if let Some(maker) = session.made_by {
+        token_makers::forget_made(transaction, maker, TokenMaker::MintedSession(id))?;
+    }
+    Ok(Some(session))
+}
+
+/// Removes a session with its index rows and bound API token, and, for a minted token,
+/// everything it made (API.md 15.3). Returns whether it existed.
+fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool, StoreError> {
+    let Some(session) = remove_session_rows(transaction, id)? else {
+        return Ok(false);
+    };
+    if session.kind == SessionKind::Minted {
+        token_makers::end_what_was_made_by(transaction, TokenMaker::MintedSession(id))?;
     }
     Ok(true)
 }
@@ -691,6 +798,7 @@ impl Store {
         copy_table(&source, &target, KEYID_SIGNINGKEY)?;
         email::copy_tables(&source, &target)?;
         identities::copy_tables(&source, &target)?;
+        token_makers::copy_tables(&source, &target)?;
         target.commit()?;
         Ok(())
     }
@@ -711,7 +819,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{PermissionSet, Role, SessionKind, Status, now_unix_seconds};
+    use crate::model::{PermissionSet, Role, Status, now_unix_seconds};
 
     fn open_store(directory: &tempfile::TempDir) -> Store {
         Store::open(&directory.path().join("latchkey.redb"), 1024 * 1024).unwrap()
@@ -861,6 +969,7 @@ mod tests {
         let sign_in = |version: u64| NewSignIn {
             session: live_session(SessionId::new_for_user(user.id), user.id),
             credential_version: version,
+            max_sessions_per_user: 1000,
             api_token: None,
             end_other_sessions: false,
             replacement_password_hash: None,
