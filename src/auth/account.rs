@@ -71,7 +71,11 @@ pub fn get_session(app: &App, identity: &Identity, id: SessionId) -> Result<Sess
         .ok_or(AuthError::NotFound)
 }
 
+/// `DELETE /auth/session/{id}`. Its own session any credential may end; another one only a
+/// sign-in session or `write:user`, since ending them one by one is ending them all
+/// (API.md 15.1).
 pub async fn end_session(app: &App, identity: &Identity, id: SessionId) -> Result<(), AuthError> {
+    check_may_end_other_sessions(identity, Some(id) == identity.session_id)?;
     let user_id = identity.user.id;
     let ended = store_write(&app.store, move |store| {
         store.end_session_of_user(user_id, id)
@@ -81,6 +85,21 @@ pub async fn end_session(app: &App, identity: &Identity, id: SessionId) -> Resul
         Ok(())
     } else {
         Err(AuthError::NotFound)
+    }
+}
+
+/// Ending sessions other than the credential's own is a sign-in session's act, or needs
+/// `write:user`, like `DELETE /auth/session` (API.md 15.1).
+fn check_may_end_other_sessions(identity: &Identity, only_its_own: bool) -> Result<(), AuthError> {
+    if only_its_own
+        || identity.is_sign_in_session()
+        || identity
+            .effective_permissions
+            .contains(Permission::WriteUser)
+    {
+        Ok(())
+    } else {
+        Err(AuthError::MissingPermission(Permission::WriteUser))
     }
 }
 
@@ -97,14 +116,7 @@ pub async fn end_all_sessions(app: &App, identity: &Identity) -> Result<(), Auth
 /// standalone API token has no session: it may only sign out everything.
 pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Result<(), AuthError> {
     if logout_all {
-        // Ending every session is a session credential's act, as `DELETE /auth/session` is.
-        if !identity.is_sign_in_session()
-            && !identity
-                .effective_permissions
-                .contains(Permission::WriteUser)
-        {
-            return Err(AuthError::MissingPermission(Permission::WriteUser));
-        }
+        check_may_end_other_sessions(identity, false)?;
         return end_all_sessions(app, identity).await;
     }
     match (identity.kind, identity.session_id) {

@@ -61,6 +61,7 @@ async fn a_minted_read_profile_token_cannot_end_sessions_change_the_password_or_
     let server = TestServer::start().await;
     server.add_user("minted@example.com", Role::User, Status::Active);
     let session = server.sign_in("minted@example.com").await;
+    let sign_in_session_id = newest_session_id(&server, &session.signed_token).await;
     let minted = mint(
         &server,
         &session.signed_token,
@@ -86,18 +87,41 @@ async fn a_minted_read_profile_token_cannot_end_sessions_change_the_password_or_
         let body = response.assert_error(403);
         assert_eq!(body["context"]["permission"], "write:user");
     }
+    // Nor one by one: ending the sign-in's session by its id is ending another session.
+    let response = server
+        .request("DELETE", &format!("/auth/session/{sign_in_session_id}"))
+        .bearer(&minted)
+        .send()
+        .await;
+    assert_eq!(
+        response.assert_error(403)["context"]["permission"],
+        "write:user"
+    );
     // Everything still stands: the sign-in, the minted token, the account, the password.
     assert_eq!(server.current_user_status(&session.signed_token).await, 200);
     assert_eq!(server.current_user_status(&minted).await, 200);
     server.sign_in("minted@example.com").await;
 
-    // Its own session it may still end; then it is gone and the sign-in stays.
+    // Its own session it may still end, by sign-out or by id; then it is gone and the
+    // sign-in stays.
+    let own_session_id = server
+        .request("GET", "/auth/session")
+        .bearer(&minted)
+        .send()
+        .await
+        .json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["id"].as_str().unwrap().to_owned())
+        .find(|id| *id != sign_in_session_id)
+        .unwrap();
     let response = server
-        .request("DELETE", "/auth/sign-out")
+        .request("DELETE", &format!("/auth/session/{own_session_id}"))
         .bearer(&minted)
         .send()
         .await;
-    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.status, 204, "{}", response.text());
     assert_eq!(server.current_user_status(&minted).await, 401);
     assert_eq!(server.current_user_status(&session.signed_token).await, 200);
 }
