@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes src/http/openapi.json: the vendor's schemas (from ../shared/spec) where they exist,
+"""Writes src/http/openapi.json: the vendor's schemas (from docs/vendor) where they exist,
 Latchkey's own for the endpoints the vendor lacks, and every status each route can answer.
 Run it after changing a route; tests/it/contract.rs fails until the document matches."""
 import copy
@@ -7,7 +7,7 @@ import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-vendor = json.load(open(os.path.join(ROOT, '..', 'shared', 'spec', 'probe-openapi-2025-06.json')))
+vendor = json.load(open(os.path.join(ROOT, 'docs', 'vendor', 'probe-openapi-2025-06.json')))
 vs = vendor['components']['schemas']
 keep = ['AuthDeleteSignOutResponse','AuthGetSessionsResponse','AuthJWTToken','AuthOAuthProviderToken','AuthPassword',
  'AuthPostOAuthSignInCheckAuthResult','AuthPostOAuthSignInRequest','AuthPostOAuthSignInResponse','AuthPostSignInRequest',

@@ -1,4 +1,4 @@
-//! Checks answers against the vendor's own OpenAPI document (`../shared/spec`): the subset
+//! Checks answers against the vendor's own OpenAPI document (`docs/vendor`): the subset
 //! of JSON Schema it uses (types, properties, required, enum, items, additionalProperties,
 //! $ref, date-time and uuid formats).
 
@@ -11,7 +11,7 @@ fn document() -> &'static Value {
     DOCUMENT.get_or_init(|| {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/probe-openapi-2025-06.json"
+            "/docs/vendor/probe-openapi-2025-06.json"
         );
         let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{path}: {error}"));
         serde_json::from_str(&text).unwrap()
