@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -62,17 +63,55 @@ fn smtp_transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Execu
     Ok(builder.build())
 }
 
+/// The longest line SMTP carries (RFC 5321 4.5.3.1.6), without its CRLF.
+const SMTP_LINE_LIMIT_BYTES: usize = 998;
+
+/// A body part in 7bit or 8bit, so that a line (a link above all) stays whole. lettre would
+/// fold any line of 76 bytes or more with quoted-printable, which breaks a link for every
+/// reader that does not decode it; RFC 2045 allows 7bit and 8bit lines up to 998 bytes.
+/// Text that does not fit those rules (a longer line, a bare CR, a NUL) is left to lettre.
+fn unfolded_part(content_type: ContentType, text: &str) -> SinglePart {
+    let fits = !text.contains(['\r', '\0'])
+        && text
+            .split('\n')
+            .all(|line| line.len() <= SMTP_LINE_LIMIT_BYTES);
+    let body = if fits {
+        let encoding = if text.is_ascii() {
+            ContentTransferEncoding::SevenBit
+        } else {
+            ContentTransferEncoding::EightBit
+        };
+        Body::dangerous_pre_encoded(text.replace('\n', "\r\n").into_bytes(), encoding)
+    } else {
+        Body::new(text.to_owned())
+    };
+    SinglePart::builder().header(content_type).body(body)
+}
+
+/// `<random@domain of From>`: a Message-ID that mail clients thread and deduplicate by.
+fn new_message_id(from: &Mailbox) -> String {
+    format!(
+        "<{}@{}>",
+        uuid::Uuid::new_v4().simple(),
+        from.email.domain()
+    )
+}
+
+/// The whole message: From, To, Subject, Date, Message-ID and a text and an HTML part.
 fn build_message(from: &str, mail: &OutgoingMail) -> Result<Message, String> {
     let from: Mailbox = from.parse().map_err(|error| format!("from: {error}"))?;
     let to: Mailbox = mail.to.parse().map_err(|error| format!("to: {error}"))?;
     Message::builder()
+        .message_id(Some(new_message_id(&from)))
+        .date_now()
         .from(from)
         .to(to)
         .subject(mail.subject.clone())
-        .multipart(MultiPart::alternative_plain_html(
-            mail.text.clone(),
-            mail.html.clone(),
-        ))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(unfolded_part(ContentType::TEXT_PLAIN, &mail.text))
+                .singlepart(unfolded_part(ContentType::TEXT_HTML, &mail.html)),
+        )
         .map_err(|error| error.to_string())
 }
 
@@ -185,5 +224,33 @@ mod tests {
         assert_eq!(mask_address("nonsense"), "***");
         assert!(is_valid_from("Latchkey <auth@example.com>"));
         assert!(!is_valid_from("not an address"));
+    }
+
+    #[test]
+    fn messages_carry_a_message_id_and_a_date_and_keep_links_on_one_line() {
+        let link = format!("https://app.example.com/reset?token={}", "x".repeat(120));
+        let mail = OutgoingMail {
+            to: "ünïcode@example.com".to_owned(),
+            subject: "Reset your password".to_owned(),
+            text: format!("Hello Zoë,\n\nTo choose a new password, open this link:\n{link}\n"),
+            html: format!("<p>Hello Zoë,</p><p><a href=\"{link}\">{link}</a></p>"),
+        };
+        let formatted = build_message("Latchkey <auth@example.org>", &mail)
+            .unwrap()
+            .formatted();
+        let text = String::from_utf8(formatted).unwrap();
+        let header_lines: Vec<&str> = text.split("\r\n").collect();
+        assert!(
+            header_lines
+                .iter()
+                .any(|line| line.starts_with("Message-ID: <") && line.ends_with("@example.org>")),
+            "{text}"
+        );
+        assert!(
+            header_lines.iter().any(|line| line.starts_with("Date: ")),
+            "{text}"
+        );
+        assert!(header_lines.contains(&link.as_str()), "{text}");
+        assert!(!text.contains("quoted-printable"), "{text}");
     }
 }
