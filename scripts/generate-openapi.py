@@ -172,7 +172,8 @@ paths = {
    'get': op('routes/user.GetUser', 'Get user by id (401 without a valid credential)', ok('200', ref('UserGetUserResponse')), STD, [user_id], tags=('User',)),
    'put': op('routes/user.PutUserProfile', 'Update sub user profile by id', ok('200', ref('UserPutUserProfileResponse')), STD, [user_id],
      body(ref('UserPutUserProfileRequest')), tags=('User',))},
- P+'/health': {'get': op('routes/health.GetHealth', 'Health: 200 while serving, 503 while draining', ok('200', ref('HealthResponse')), None, tags=('Health',))},
+ P+'/health': {'get': op('routes/health.GetHealth', 'Health: 200 while serving, 503 while draining', ok('200', ref('HealthResponse')), None, tags=('Health',)),
+   'head': op('routes/health.HeadHealth', 'Health without a body: 200 while serving, 503 while draining', ok('200', description='Serving; no body'), None, tags=('Health',))},
  P+'/openapi.json': {'get': op('routes/openapi.GetDocument', 'This document', ok('200', {'type': 'object'}), None, tags=('Health',))},
 }
 security_schemes = copy.deepcopy(vendor['components']['securitySchemes'])

@@ -203,7 +203,7 @@ pub fn openapi_document() -> Response {
     response
 }
 
-/// `GET /health`: 200 while serving, 503 while draining.
+/// `GET` and `HEAD /health`: 200 while serving, 503 while draining.
 pub fn health(api: &Api) -> Result<Response, ApiError> {
     if api.app.is_draining() {
         return Ok(error_response(&ApiError::Draining));

@@ -133,7 +133,9 @@ impl Route {
             Route::Users => "GET, POST",
             Route::CurrentUser => "GET, PUT, DELETE",
             Route::UserById => "GET, PUT",
-            Route::Keys | Route::OpenApi | Route::Health => "GET",
+            Route::Keys | Route::OpenApi => "GET",
+            // HEAD for monitors that check liveness without a body; hyper sends no body.
+            Route::Health => "GET, HEAD",
         }
     }
 }
@@ -606,7 +608,7 @@ fn run_handler<'a>(
         }
         (Route::Keys, &Method::GET) => Ready(handlers::public_keys(api, request)),
         (Route::OpenApi, &Method::GET) => Ready(Ok(handlers::openapi_document())),
-        (Route::Health, &Method::GET) => Ready(handlers::health(api)),
+        (Route::Health, &Method::GET | &Method::HEAD) => Ready(handlers::health(api)),
         _ => return Err(ApiError::MethodNotAllowed(route.methods())),
     })
 }

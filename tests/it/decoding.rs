@@ -114,6 +114,16 @@ async fn unknown_paths_and_wrong_methods_are_404_and_405() {
     assert_eq!(health.json, json!({ "status": "ok" }));
     assert_eq!(health.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(health.header("referrer-policy"), Some("no-referrer"));
+    // HEAD, for monitors: the same status and headers, no body.
+    let head = server.request("HEAD", "/health").send().await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(health.body.len().to_string().as_str())
+    );
+    let wrong_method = server.request("POST", "/health").send().await;
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD"));
 }
 
 #[tokio::test]
