@@ -127,9 +127,9 @@ fn refused(message: impl Into<String>) -> AdminError {
 }
 
 fn user_by_email(store: &Store, email: &str) -> Result<User, AdminError> {
-    let normalized = EmailAddress::parse(email)
-        .ok_or_else(|| refused(format!("{email:?} is not an email address")))?
-        .normalized;
+    // An account an older build accepted under a key today's rule refuses stays reachable,
+    // so the operator can suspend or inspect it.
+    let normalized = EmailAddress::lookup_key(email);
     store
         .user_by_normalized_email(&normalized)?
         .ok_or_else(|| refused(format!("no user {normalized}")))
@@ -153,8 +153,12 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             role,
             password_hash,
         } => {
-            let address = EmailAddress::parse(&email)
-                .ok_or_else(|| refused(format!("{email:?} is not an email address")))?;
+            let address = EmailAddress::parse(&email).ok_or_else(|| {
+                refused(format!(
+                    "{email:?} is not an acceptable email address: it {}",
+                    crate::auth::email::EMAIL_RULE_MESSAGE
+                ))
+            })?;
             let role = role_from_flag(&role)?;
             let new_user = NewUser {
                 email: address.as_given,

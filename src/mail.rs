@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::app::App;
 use crate::config::{EmailConfig, EmailTransport, SmtpTls};
@@ -64,7 +64,10 @@ fn smtp_transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Execu
 
 fn build_message(from: &str, mail: &OutgoingMail) -> Result<Message, String> {
     let from: Mailbox = from.parse().map_err(|error| format!("from: {error}"))?;
-    let to: Mailbox = mail.to.parse().map_err(|error| format!("to: {error}"))?;
+    // A bare address, never a mailbox: a display name or angle brackets in `to` would let
+    // the header and the envelope name an address other than the stored one.
+    let to: Address = mail.to.parse().map_err(|error| format!("to: {error}"))?;
+    let to = Mailbox::new(None, to);
     Message::builder()
         .from(from)
         .to(to)
@@ -185,5 +188,34 @@ mod tests {
         assert_eq!(mask_address("nonsense"), "***");
         assert!(is_valid_from("Latchkey <auth@example.com>"));
         assert!(!is_valid_from("not an address"));
+    }
+
+    fn mail_to(to: &str) -> OutgoingMail {
+        OutgoingMail {
+            to: to.to_owned(),
+            subject: "s".to_owned(),
+            text: "t".to_owned(),
+            html: "<p>t</p>".to_owned(),
+        }
+    }
+
+    #[test]
+    fn mail_goes_only_to_a_bare_address_exactly_as_stored() {
+        let from = "Latchkey <auth@example.com>";
+        for wrapped in [
+            "<alice@example.com>",
+            "Alice <alice@example.com>",
+            "\"Bob\" <alice@example.com>",
+        ] {
+            assert!(build_message(from, &mail_to(wrapped)).is_err(), "{wrapped}");
+        }
+        let message = build_message(from, &mail_to("alice@example.com")).unwrap();
+        let recipients: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(recipients, ["alice@example.com"]);
     }
 }

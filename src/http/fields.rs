@@ -39,9 +39,11 @@ impl Fields {
         }
     }
 
-    /// A query string, decoded like a form.
+    /// A query string, decoded like a form except that a value whose percent-decoding is
+    /// not UTF-8 is read lossily (no query field is stored; a credential so mangled simply
+    /// fails to verify).
     pub fn from_query(query: Option<&str>) -> Fields {
-        Fields::Form(decode_form(query.unwrap_or("").as_bytes()))
+        Fields::Form(decode_form_lossily(query.unwrap_or("").as_bytes()))
     }
 
     fn form_values<'a>(
@@ -163,7 +165,7 @@ impl Fields {
     }
 }
 
-fn decode_form(bytes: &[u8]) -> Vec<(String, String)> {
+fn decode_form_lossily(bytes: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(bytes)
         .map(|(key, value)| {
             let key = match key.strip_suffix("[]") {
@@ -173,6 +175,63 @@ fn decode_form(bytes: &[u8]) -> Vec<(String, String)> {
             (key.into_owned(), value.into_owned())
         })
         .collect()
+}
+
+/// A form body, decoded strictly: a key or value whose percent-decoding is not UTF-8 is
+/// refused rather than patched with U+FFFD (API.md section 15, rule 16), so what is stored
+/// is what was sent.
+fn decode_form_strictly(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for pair in bytes.split(|byte| *byte == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = match pair.iter().position(|byte| *byte == b'=') {
+            Some(equals) => (&pair[..equals], &pair[equals + 1..]),
+            None => (pair, &[][..]),
+        };
+        let mut key = percent_decode_to_utf8(key)?;
+        if key.ends_with("[]") {
+            key.truncate(key.len() - 2);
+        }
+        pairs.push((key, percent_decode_to_utf8(value)?));
+    }
+    Ok(pairs)
+}
+
+/// `+` is a space and `%XY` a byte; a `%` not followed by two hex digits stays as it is,
+/// as in the WHATWG urlencoded parser.
+fn percent_decode_to_utf8(encoded: &[u8]) -> Result<String, ApiError> {
+    let mut decoded = Vec::with_capacity(encoded.len());
+    let mut index = 0;
+    while let Some(&byte) = encoded.get(index) {
+        let escaped = match (byte, encoded.get(index + 1), encoded.get(index + 2)) {
+            (b'%', Some(&high), Some(&low)) => hex_value(high).zip(hex_value(low)),
+            _ => None,
+        };
+        match (byte, escaped) {
+            (_, Some((high, low))) => {
+                decoded.push(high << 4 | low);
+                index += 3;
+            }
+            (b'+', None) => {
+                decoded.push(b' ');
+                index += 1;
+            }
+            (other, None) => {
+                decoded.push(other);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded)
+        .map_err(|_| ApiError::MalformedBody("the form's percent-decoding is not valid UTF-8"))
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|value| u8::try_from(value).ok())
 }
 
 /// Reads the body up to `limit` bytes and decodes it by its Content-Type.
@@ -227,7 +286,7 @@ pub fn decode_body(kind: Option<BodyKind>, bytes: &[u8]) -> Result<Fields, ApiEr
             if std::str::from_utf8(bytes).is_err() {
                 return Err(ApiError::MalformedBody("the form is not valid UTF-8"));
             }
-            Ok(Fields::Form(decode_form(bytes)))
+            Ok(Fields::Form(decode_form_strictly(bytes)?))
         }
     }
 }
@@ -307,6 +366,30 @@ mod tests {
         assert!(decode_body(Some(BodyKind::Json), b"{").is_err());
         assert!(decode_body(Some(BodyKind::Form), b"a=\xff").is_err());
     }
+
+    #[test]
+    fn a_form_is_percent_decoded_strictly() {
+        let form = decode_body(
+            Some(BodyKind::Form),
+            b"a=J%C3%B6rg+M&b=100%25&c=%zz%4&d&&l[]=x&e=a=b",
+        )
+        .unwrap();
+        assert_eq!(form.string("a").unwrap().as_deref(), Some("Jörg M"));
+        assert_eq!(form.string("b").unwrap().as_deref(), Some("100%"));
+        assert_eq!(form.string("c").unwrap().as_deref(), Some("%zz%4"));
+        assert_eq!(form.string("d").unwrap().as_deref(), Some(""));
+        assert_eq!(form.string("e").unwrap().as_deref(), Some("a=b"));
+        assert_eq!(form.string_list("l").unwrap(), Some(vec!["x".to_owned()]));
+        for undecodable in [&b"a=%FF"[..], b"a=%C3", b"%FF=x", b"a=%ED%A0%80"] {
+            assert!(
+                matches!(
+                    decode_body(Some(BodyKind::Form), undecodable),
+                    Err(ApiError::MalformedBody(_))
+                ),
+                "{undecodable:?}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +427,13 @@ mod properties {
                 let name: &'static str = Box::leak(name.clone().into_boxed_str());
                 prop_assert_eq!(from_json.string(name).unwrap(), Some(value.clone()));
                 prop_assert_eq!(from_form.string(name).unwrap(), Some(value.clone()));
+            }
+        }
+
+        #[test]
+        fn strict_form_decoding_agrees_with_form_urlencoded_whenever_it_succeeds(text in "[ -~]{0,80}") {
+            if let Ok(strict) = decode_form_strictly(text.as_bytes()) {
+                prop_assert_eq!(strict, decode_form_lossily(text.as_bytes()));
             }
         }
 
