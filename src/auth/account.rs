@@ -416,7 +416,8 @@ pub fn list_users(
     let contains = filter
         .email_contains
         .as_ref()
-        .map(|text| text.to_lowercase());
+        // Keys fold only ASCII letters; so does the search text.
+        .map(|text| text.to_ascii_lowercase());
     let mut matches: Vec<User> = candidates
         .into_iter()
         .filter(|user| can_reach(&identity.user, user))
