@@ -71,13 +71,14 @@ impl EmailAddress {
     }
 
     /// The key to look a stored user up by: the normalized form of an acceptable address,
-    /// else the text trimmed and lowercased as keys were made before this rule, so that an
-    /// operator can still reach (and suspend or delete) an account an older build accepted.
-    /// Never used to create or sign in.
+    /// else the text trimmed with its ASCII letters lowercased, which is the key an older
+    /// build gave such an address (`"alice"@example.com`), so that an operator can still
+    /// reach (and suspend) an account it accepted. No Unicode mapping here either: a Kelvin
+    /// sign must not find kate@. Never used to create or sign in.
     pub fn lookup_key(text: &str) -> String {
         match EmailAddress::parse(text) {
             Some(address) => address.normalized,
-            None => text.trim().to_lowercase(),
+            None => text.trim().to_ascii_lowercase(),
         }
     }
 }
@@ -287,6 +288,10 @@ mod tests {
         assert_eq!(
             EmailAddress::lookup_key("\"Alice\"@Example.com"),
             "\"alice\"@example.com"
+        );
+        assert_eq!(
+            EmailAddress::lookup_key("\u{212A}ate@example.com"),
+            "\u{212A}ate@example.com"
         );
     }
 }
