@@ -22,6 +22,12 @@ schemas = {k: copy.deepcopy(vs[k]) for k in keep}
 ref = lambda n: {'$ref': f'#/components/schemas/{n}'}
 perm_list = {'type': 'array', 'items': ref('UsercommonPermissionName')}
 perm_map = {'type': 'object', 'additionalProperties': ref('UsercommonPermission')}
+# API.md section 15, rules 15 and 16: a bare address (IDNA domain, NFC local part); names
+# without control characters.
+email_field = {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 254,
+  'description': 'A bare address: no display name, quotes, angle brackets, comments or IP literal; '
+                 'local part at most 64 characters; invisible, format and control characters refused.'}
+name_field = {'type': 'string', 'maxLength': 255, 'description': 'No control characters.'}
 schemas.update({
  'AuthApiToken': {'type': 'object', 'properties': {
    'created': {'type': 'string', 'format': 'date-time'}, 'updated': {'type': 'string', 'format': 'date-time'},
@@ -37,11 +43,11 @@ schemas.update({
    'description': 'Extra claims; iss, sub, aud, exp, nbf, iat, jti, sid and permissions are refused, and so is more than 4 KiB.'},
    'long-term-token': {'type': 'boolean', 'default': True}, 'permissions': perm_list}},
  'AuthPostSignUpRequest': {'type': 'object', 'required': ['email', 'password'], 'properties': {
-   'email': {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 255},
+   'email': email_field,
    'password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
-   'first-name': {'type': 'string'}, 'last-name': {'type': 'string'}}},
+   'first-name': name_field, 'last-name': name_field}},
  'AuthEmailRequest': {'type': 'object', 'required': ['email'], 'properties': {
-   'email': {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 255}}},
+   'email': email_field}},
  'AuthSuccessResponse': {'type': 'object', 'properties': {'success': {'type': 'boolean'}}},
  'AuthPutCurrentPasswordRequest': {'type': 'object', 'properties': {
    'old-password': {'type': 'string', 'format': 'password', 'maxLength': 72},
@@ -56,9 +62,9 @@ schemas.update({
  'AuthKeysResponse': {'type': 'object', 'properties': {'keys': {'type': 'array', 'items': ref('AuthKey')}}},
  'HealthResponse': {'type': 'object', 'properties': {'status': {'type': 'string', 'enum': ['ok']}}},
  'UserPostUserRequest': {'type': 'object', 'required': ['email', 'password'], 'properties': {
-   'email': {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 255},
+   'email': email_field,
    'password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
-   'first-name': {'type': 'string'}, 'last-name': {'type': 'string'}, 'permissions': perm_list}},
+   'first-name': name_field, 'last-name': name_field, 'permissions': perm_list}},
 })
 schemas['UserPutUserProfileRequest'] = copy.deepcopy(vs['UserPutUserProfileRequest'])
 schemas['UserPutUserProfileRequest']['properties']['permissions'] = perm_list

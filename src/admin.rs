@@ -127,9 +127,9 @@ fn refused(message: impl Into<String>) -> AdminError {
 }
 
 fn user_by_email(store: &Store, email: &str) -> Result<User, AdminError> {
-    let normalized = EmailAddress::parse(email)
-        .ok_or_else(|| refused(format!("{email:?} is not an email address")))?
-        .normalized;
+    // An account an older build accepted under a key today's rule refuses stays reachable,
+    // so the operator can suspend or inspect it.
+    let normalized = EmailAddress::lookup_key(email);
     store
         .user_by_normalized_email(&normalized)?
         .ok_or_else(|| refused(format!("no user {normalized}")))
@@ -153,8 +153,12 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             role,
             password_hash,
         } => {
-            let address = EmailAddress::parse(&email)
-                .ok_or_else(|| refused(format!("{email:?} is not an email address")))?;
+            let address = EmailAddress::parse(&email).ok_or_else(|| {
+                refused(format!(
+                    "{email:?} is not an acceptable email address: it {}",
+                    crate::auth::email::EMAIL_RULE_MESSAGE
+                ))
+            })?;
             let role = role_from_flag(&role)?;
             let new_user = NewUser {
                 email: address.as_given,
@@ -448,4 +452,72 @@ fn try_socket(socket: &Path, command: &AdminCommand) -> Result<Option<AdminReply
     serde_json::from_str(&line)
         .map(Some)
         .map_err(|error| format!("admin socket: malformed answer: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NewUser, Role};
+
+    const HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+
+    fn add(store: &Store, email: &str) -> AdminReply {
+        execute(
+            store,
+            None,
+            AdminCommand::UserAdd {
+                email: email.to_owned(),
+                role: "user".to_owned(),
+                password_hash: HASH.to_owned(),
+            },
+        )
+    }
+
+    #[test]
+    fn user_add_follows_the_address_rule_and_older_rows_stay_reachable() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(&directory.path().join("db.redb"), 1024 * 1024).unwrap();
+        for wrapped in [
+            "<alice@example.com>",
+            "\"alice\"@example.com",
+            "\u{212A}ate@example.com",
+        ] {
+            let reply = add(&store, wrapped);
+            assert!(!reply.ok, "{wrapped}");
+            assert!(reply.output.contains("254"), "{}", reply.output);
+        }
+        assert!(add(&store, "Ada@Bücher.example").ok);
+        let user = store
+            .user_by_normalized_email("ada@xn--bcher-kva.example")
+            .unwrap()
+            .unwrap();
+        assert_eq!(user.email, "Ada@xn--bcher-kva.example");
+        // A row an older build stored under a key today's rule refuses: the operator can
+        // still suspend it by the address it was given as.
+        store
+            .insert_user(
+                NewUser {
+                    email: "\"Alice\"@example.com".to_owned(),
+                    normalized_email: "\"alice\"@example.com".to_owned(),
+                    password_hash: Some(PasswordHashString(HASH.to_owned())),
+                    role: Role::User,
+                    status: Status::Active,
+                    parent_id: None,
+                    first_name: None,
+                    last_name: None,
+                    permissions: Role::User.default_permissions(),
+                    email_verified: true,
+                },
+                now_unix_seconds(),
+            )
+            .unwrap();
+        let suspended = execute(
+            &store,
+            None,
+            AdminCommand::UserSuspend {
+                email: "\"Alice\"@example.com".to_owned(),
+            },
+        );
+        assert!(suspended.ok, "{}", suspended.output);
+    }
 }

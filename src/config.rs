@@ -757,7 +757,12 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The URL's origin. A URL with user information (`http://user@host`) has none here: it
+    /// is no origin a browser sends, and must never match one (API.md section 15).
     pub fn from_url(url: &url::Url) -> Option<Origin> {
+        if !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
         let host = url.host_str()?.to_owned();
         let port = url.port_or_known_default()?;
         Some(Origin {

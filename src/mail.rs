@@ -11,7 +11,7 @@ use std::time::Duration;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::app::App;
 use crate::config::{EmailConfig, EmailTransport, SmtpTls};
@@ -100,7 +100,10 @@ fn new_message_id(from: &Mailbox) -> String {
 /// The whole message: From, To, Subject, Date, Message-ID and a text and an HTML part.
 fn build_message(from: &str, mail: &OutgoingMail) -> Result<Message, String> {
     let from: Mailbox = from.parse().map_err(|error| format!("from: {error}"))?;
-    let to: Mailbox = mail.to.parse().map_err(|error| format!("to: {error}"))?;
+    // A bare address, never a mailbox: a display name or angle brackets in `to` would let
+    // the header and the envelope name an address other than the stored one.
+    let to: Address = mail.to.parse().map_err(|error| format!("to: {error}"))?;
+    let to = Mailbox::new(None, to);
     Message::builder()
         .message_id(Some(new_message_id(&from)))
         .date_now()
@@ -252,5 +255,34 @@ mod tests {
         );
         assert!(header_lines.contains(&link.as_str()), "{text}");
         assert!(!text.contains("quoted-printable"), "{text}");
+    }
+
+    fn mail_to(to: &str) -> OutgoingMail {
+        OutgoingMail {
+            to: to.to_owned(),
+            subject: "s".to_owned(),
+            text: "t".to_owned(),
+            html: "<p>t</p>".to_owned(),
+        }
+    }
+
+    #[test]
+    fn mail_goes_only_to_a_bare_address_exactly_as_stored() {
+        let from = "Latchkey <auth@example.com>";
+        for wrapped in [
+            "<alice@example.com>",
+            "Alice <alice@example.com>",
+            "\"Bob\" <alice@example.com>",
+        ] {
+            assert!(build_message(from, &mail_to(wrapped)).is_err(), "{wrapped}");
+        }
+        let message = build_message(from, &mail_to("alice@example.com")).unwrap();
+        let recipients: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(recipients, ["alice@example.com"]);
     }
 }

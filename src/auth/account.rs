@@ -282,10 +282,7 @@ pub async fn create_sub_user(
         .permissions
         .unwrap_or_else(|| Role::Sub.default_permissions());
     check_within(permissions, identity.effective_permissions)?;
-    let email = EmailAddress::parse(&request.email).ok_or(AuthError::InvalidField {
-        field: "email",
-        message: "must be an email address of 5 to 255 characters",
-    })?;
+    let email = EmailAddress::parse_field(&request.email)?;
     check_new_password(app, &request.password, &email.normalized, None).map_err(
         |error| match error {
             AuthError::InvalidField { message, .. } => AuthError::InvalidField {
@@ -326,7 +323,12 @@ pub fn check_within(requested: PermissionSet, limit: PermissionSet) -> Result<()
     }
 }
 
-fn checked_name(field: &'static str, name: Option<String>) -> Result<Option<String>, AuthError> {
+/// The one rule for a first or last name, on every route that stores one (API.md section 15,
+/// rule 16): at most 255 characters, no control characters.
+pub fn checked_name(
+    field: &'static str,
+    name: Option<String>,
+) -> Result<Option<String>, AuthError> {
     let Some(name) = name else {
         return Ok(None);
     };
@@ -439,11 +441,12 @@ pub fn list_users(
     let email = filter
         .email
         .as_ref()
-        .map(|email| email.trim().to_lowercase());
+        .map(|email| EmailAddress::lookup_key(email));
     let contains = filter
         .email_contains
         .as_ref()
-        .map(|text| text.to_lowercase());
+        // Keys fold only ASCII letters; so does the search text.
+        .map(|text| text.to_ascii_lowercase());
     let mut matches: Vec<User> = candidates
         .into_iter()
         .filter(|user| can_reach(&identity.user, user))

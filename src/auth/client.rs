@@ -1,7 +1,7 @@
 //! What a session records about the client: its address (API.md section 3's remote-ip rule)
 //! and the kind of program it is (ua-type).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::config::IpNetwork;
 
@@ -36,7 +36,8 @@ pub fn ua_type(user_agent: &str) -> &'static str {
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
-/// right-most `X-Forwarded-For` entry that is not a trusted proxy. IPv4-mapped IPv6 is shown
+/// right-most `X-Forwarded-For` entry that is not a trusted proxy. An entry may carry a port
+/// (`203.0.113.7:4711`, `[2001:db8::1]:443`), which is dropped. IPv4-mapped IPv6 is shown
 /// as IPv4.
 pub fn remote_ip(
     peer: IpAddr,
@@ -57,7 +58,7 @@ pub fn remote_ip(
     };
     let mut chosen = peer;
     for entry in forwarded_for.rsplit(',') {
-        let Ok(address) = entry.trim().parse::<IpAddr>() else {
+        let Some(address) = forwarded_address(entry) else {
             // An entry we cannot read ends the walk: trust stops at the last readable hop.
             return chosen;
         };
@@ -68,6 +69,24 @@ pub fn remote_ip(
         }
     }
     chosen
+}
+
+/// One `X-Forwarded-For` entry's address: bare (`2001:db8::1`), bracketed (`[2001:db8::1]`),
+/// or either with a port. An IPv6 address with a port must be bracketed, so `::1:443` is the
+/// address `::1:443`, not `::1` port 443.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(address) = entry.parse::<IpAddr>() {
+        return Some(address);
+    }
+    if let Ok(socket_address) = entry.parse::<SocketAddr>() {
+        return Some(socket_address.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse::<Ipv6Addr>().ok())
+        .map(IpAddr::V6)
 }
 
 fn canonical(address: IpAddr) -> IpAddr {
@@ -114,5 +133,51 @@ mod tests {
             remote_ip("::ffff:192.0.2.1".parse().unwrap(), None, &[]),
             "192.0.2.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_are_read_as_their_address() {
+        let proxies: Vec<IpNetwork> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:ff::/48".parse().unwrap(),
+        ];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            remote_ip(peer, Some("203.0.113.7:4711"), &proxies),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            remote_ip(peer, Some("[2001:db8::1]:443"), &proxies),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            remote_ip(peer, Some("[2001:db8::1]"), &proxies),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            remote_ip(peer, Some("[::ffff:192.0.2.1]:80"), &proxies),
+            ip("192.0.2.1")
+        );
+        // Trusted proxies with ports are still skipped, and an untrusted peer is still the answer.
+        assert_eq!(
+            remote_ip(
+                peer,
+                Some("198.51.100.1:1, 203.0.113.7:2, 10.0.0.9:3, [2001:db8:ff::2]:4"),
+                &proxies
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            remote_ip(ip("203.0.113.9"), Some("198.51.100.1:80"), &proxies),
+            ip("203.0.113.9")
+        );
+        // An unreadable entry still ends the walk at the last readable hop.
+        assert_eq!(
+            remote_ip(peer, Some("198.51.100.1, unknown:80, 10.0.0.9:3"), &proxies),
+            ip("10.0.0.9")
+        );
+        assert_eq!(forwarded_address("203.0.113.7:99999"), None);
+        assert_eq!(forwarded_address("[203.0.113.7]:80"), None);
     }
 }

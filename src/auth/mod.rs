@@ -133,10 +133,7 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
             message: "must be at most 72 characters",
         });
     }
-    let email = EmailAddress::parse(&request.email).ok_or(AuthError::InvalidField {
-        field: "email",
-        message: "must be an email address of 5 to 255 characters",
-    })?;
+    let email = EmailAddress::parse_field(&request.email)?;
     let user = app.store.user_by_normalized_email(&email.normalized)?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
     let verification = throttled_verify(

@@ -1246,6 +1246,27 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_email_follows_the_same_address_rule() {
+        let config = userinfo_provider();
+        for wrapped in [
+            "<ada@example.com>",
+            "\"ada\"@example.com",
+            "\u{212A}ate@example.com",
+        ] {
+            let claims = serde_json::json!({"sub": "s", "email": wrapped, "email_verified": true});
+            let account = provider_account(&config, claims.as_object().unwrap()).unwrap();
+            assert_eq!(account.email, None, "{wrapped}");
+        }
+        let claims =
+            serde_json::json!({"sub": "s", "email": "Ada@Bücher.example", "email_verified": true});
+        let account = provider_account(&config, claims.as_object().unwrap()).unwrap();
+        assert_eq!(
+            account.email.unwrap().normalized,
+            "ada@xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
     fn provider_tokens_never_print() {
         let token = ProviderToken::new("eyJhbGciOi.secret".to_owned());
         assert_eq!(format!("{token:?}"), "ProviderToken(***)");

@@ -7,6 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::account::checked_name;
 use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
 use crate::auth::{AuthError, ClientInfo, PASSWORD_MAX_CHARACTERS, store_write};
@@ -53,13 +54,6 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
     Ok(())
 }
 
-fn parse_email(text: &str) -> Result<EmailAddress, AuthError> {
-    EmailAddress::parse(text).ok_or(AuthError::InvalidField {
-        field: "email",
-        message: "must be an email address of 5 to 255 characters",
-    })
-}
-
 /// The link a message carries: the operator's template, or the server's own page.
 fn link(app: &App, template: Option<&String>, page: &str, token: &str) -> String {
     match template {
@@ -87,7 +81,9 @@ fn message(to: &User, subject: &str, paragraphs: &[&str], link: Option<&str>) ->
         html.push_str(&format!("<p><a href=\"{link}\">{link}</a></p>"));
     }
     OutgoingMail {
-        to: to.email.clone(),
+        // The unique key, not the address as typed: mail goes to exactly the address the
+        // uniqueness check used (API.md section 15, rule 15).
+        to: to.normalized_email.clone(),
         subject: subject.to_owned(),
         text,
         html: format!("<!doctype html><html><body>{html}</body></html>"),
@@ -104,7 +100,9 @@ pub async fn sign_up(
     if !app.config.signup.open {
         return Err(AuthError::SignupClosed);
     }
-    let email = parse_email(&request.email)?;
+    let email = EmailAddress::parse_field(&request.email)?;
+    let first_name = checked_name("first-name", request.first_name)?;
+    let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
     let length = request.password.expose().chars().count();
     if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
@@ -131,8 +129,8 @@ pub async fn sign_up(
         role: Role::User,
         status: Status::Pending,
         parent_id: None,
-        first_name: request.first_name,
-        last_name: request.last_name,
+        first_name,
+        last_name,
         permissions: Role::User.default_permissions(),
         email_verified: false,
     };
@@ -218,7 +216,7 @@ pub async fn resend_verification(
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let email = parse_email(email)?;
+    let email = EmailAddress::parse_field(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
     let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
@@ -250,7 +248,7 @@ pub async fn request_password_reset(
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let email = parse_email(email)?;
+    let email = EmailAddress::parse_field(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
     let reset_link = link(

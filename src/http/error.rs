@@ -122,7 +122,7 @@ impl ApiError {
                 (
                     StatusCode::FORBIDDEN,
                     40303,
-                    "a cookie-authenticated request must come from an allowed origin".into(),
+                    "the request must come from an allowed origin".into(),
                 )
             }
             ApiError::WrongPassword => {

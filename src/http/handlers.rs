@@ -18,6 +18,7 @@ use crate::http::{Api, Request, Response, empty_response, error_response, json_r
 /// `POST /auth/sign-in`.
 pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
+    check_sign_in_origin(api, request, fields.kind())?;
     let email = fields.required_string("email")?;
     let password = fields.required_string("password")?;
     let current_user = fields.string("current-user")?;
@@ -97,6 +98,23 @@ pub fn signed_in_response(
     };
     response.headers_mut().append(SET_COOKIE, cookie);
     Ok(response)
+}
+
+/// Login CSRF: a form sign-in (password or OAuth) from a foreign `Origin` is refused before
+/// anything is checked; JSON needs a CORS preflight, so it is left to CORS.
+pub fn check_sign_in_origin(
+    api: &Api,
+    request: &Request,
+    body_kind: BodyKind,
+) -> Result<(), ApiError> {
+    match body_kind {
+        BodyKind::Json => Ok(()),
+        BodyKind::Form => crate::http::credential::check_form_sign_in_origin(
+            &request.parts,
+            &api.public_origin,
+            &api.app.config.auth.allowed_return_origins,
+        ),
+    }
 }
 
 /// Applies the ret-url rule; an empty value counts as absent.

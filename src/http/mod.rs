@@ -335,15 +335,21 @@ impl Request {
     }
 
     pub fn client_info(&self, api: &Api) -> ClientInfo {
-        let forwarded_for = self
+        // Several `X-Forwarded-For` lines are one list (RFC 9110, 5.3): a proxy that adds its
+        // own line after the client's must not have the client's line read instead. An
+        // unreadable line stays an entry that ends the walk from the right.
+        let forwarded_lines: Vec<&str> = self
             .parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|value| value.to_str().ok());
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|value| value.to_str().unwrap_or("unreadable"))
+            .collect();
+        let forwarded_for = (!forwarded_lines.is_empty()).then(|| forwarded_lines.join(","));
         ClientInfo {
             remote_ip: auth::client::remote_ip(
                 self.peer.ip(),
-                forwarded_for,
+                forwarded_for.as_deref(),
                 &api.app.config.server.trusted_proxies,
             )
             .to_string(),
@@ -367,8 +373,7 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         .headers()
         .get(header::ORIGIN)
         .filter(|_| !cors_origins.is_empty())
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<Origin>().ok())
+        .and_then(credential::claimed_origin)
         .filter(|origin| cors_origins.contains(origin));
     let matched = api
         .router
@@ -434,6 +439,9 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
     {
         return Err(ApiError::MethodNotAllowed(route.methods()));
     }
+    // On every route, public ones included: an ambiguous request is refused before anything
+    // reads it (API.md section 15, rule 17).
+    credential::check_single_headers(&request.parts)?;
     let path = PathParameters::parse(&request.path_parameters)?;
     let identity = check_access(api, &request, access_rule(route, &method), &path)?;
     let audit_event = audited_event(route, &method);

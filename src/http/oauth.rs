@@ -15,7 +15,7 @@ use crate::http::credential::cookie_value;
 use crate::http::dto::{CheckAuthResult, OAuthCheckAuthResponse, oauth_provider_tokens};
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
-use crate::http::handlers::{checked_return_url, signed_in_response};
+use crate::http::handlers::{check_sign_in_origin, checked_return_url, signed_in_response};
 use crate::http::{Api, Request, Response, json_response};
 
 /// Provider names in logs are cut to this many characters (an unknown one is the client's).
@@ -31,6 +31,7 @@ struct PresentedProviderToken {
 /// `POST /auth/oauth-sign-in`.
 pub async fn oauth_sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
+    check_sign_in_origin(api, request, fields.kind())?;
     let presented = presented_provider_token(&fields, request)?;
     let check_only = fields.boolean("check-auth")?.unwrap_or(false);
     let current_user = fields.string("current-user")?;
@@ -40,7 +41,7 @@ pub async fn oauth_sign_in(api: &Api, request: &mut Request) -> Result<Response,
     let expected_email = match fields.string("email")? {
         Some(email) => Some(email),
         None if presented.from_cookies => {
-            cookie_value(&request.parts, "oauth-email").map(|raw| percent_decoded(&raw))
+            cookie_value(&request.parts, "oauth-email")?.map(|raw| percent_decoded(&raw))
         }
         None => None,
     };
@@ -151,10 +152,10 @@ fn presented_provider_token(
             "is required",
         )),
         (None, None) => {
-            let provider = cookie_value(&request.parts, "oauth-provider-name")
+            let provider = cookie_value(&request.parts, "oauth-provider-name")?
                 .map(|raw| percent_decoded(&raw))
                 .filter(|text| !text.is_empty());
-            let token = cookie_value(&request.parts, "oauth-provider-token")
+            let token = cookie_value(&request.parts, "oauth-provider-token")?
                 .filter(|text| !text.is_empty());
             match (provider, token) {
                 (Some(provider), Some(token)) => Ok(PresentedProviderToken {

@@ -2,7 +2,7 @@
 //! pages that email links open when no frontend is configured (API.md section 5).
 
 use hyper::StatusCode;
-use hyper::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, X_FRAME_OPTIONS};
 use serde::Serialize;
 
 use crate::auth::password::Password;
@@ -215,5 +215,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
     );
+    // frame-ancestors for the browsers that predate it (clickjacking on the confirm buttons).
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }

@@ -69,6 +69,19 @@ async fn a_minted_read_profile_token_cannot_end_sessions_change_the_password_or_
     )
     .await;
     assert_eq!(server.current_user_status(&minted).await, 200);
+    // The minted token's own session: the only one besides the sign-in's, for now.
+    let own_session_id = server
+        .request("GET", "/auth/session")
+        .bearer(&minted)
+        .send()
+        .await
+        .json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["id"].as_str().unwrap().to_owned())
+        .find(|id| *id != sign_in_session_id)
+        .unwrap();
 
     let attempts = [
         server.request("DELETE", "/auth/session").bearer(&minted),
@@ -104,18 +117,6 @@ async fn a_minted_read_profile_token_cannot_end_sessions_change_the_password_or_
 
     // Its own session it may still end, by sign-out or by id; then it is gone and the
     // sign-in stays.
-    let own_session_id = server
-        .request("GET", "/auth/session")
-        .bearer(&minted)
-        .send()
-        .await
-        .json["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["id"].as_str().unwrap().to_owned())
-        .find(|id| *id != sign_in_session_id)
-        .unwrap();
     let response = server
         .request("DELETE", &format!("/auth/session/{own_session_id}"))
         .bearer(&minted)
