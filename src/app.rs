@@ -22,7 +22,8 @@ pub struct App {
     pub throttle: Throttle,
     /// Limits sign-up, resend and reset requests per address and client network.
     pub request_limiter: Throttle,
-    /// The tokens' `iss`: the public URL's origin.
+    /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
+    /// listen address, so a new port or machine keeps every token valid.
     pub issuer: String,
     /// The `[[oauth.providers]]`, with their HTTP client and JWKS caches.
     pub oauth: crate::auth::oauth::OAuthProviders,
@@ -61,7 +62,7 @@ impl App {
             },
         )?;
         Ok(App {
-            issuer: config.public_origin().to_string(),
+            issuer: token_issuer(&config, &store),
             token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries),
             throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
                 failures_per_account_network: config.throttle.failures_per_account_network,
@@ -154,6 +155,15 @@ impl App {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `public_url`'s origin when set; else a name fixed when the store was made, which moves
+/// with the store (backups and restores included) and not with the listen address.
+pub fn token_issuer(config: &Config, store: &Store) -> String {
+    match &config.server.public_url {
+        Some(public_url) => public_url.to_string(),
+        None => format!("urn:latchkey:{}", store.store_id()),
     }
 }
 

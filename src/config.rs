@@ -371,8 +371,9 @@ pub struct KeysConfig {
 pub struct ServerConfig {
     /// Where `serve` listens.
     pub listen: SocketAddr,
-    /// The server's own external URL: the tokens' `iss`, the CSRF origin, `Secure` cookies.
-    /// Unset: `http://<listen>`.
+    /// The server's own external URL: the tokens' `iss`, the CSRF origin, `Secure` cookies,
+    /// the emailed links. Unset: `http://<listen>`, but the tokens' `iss` is then
+    /// `urn:latchkey:<store id>`, never the listen address.
     pub public_url: Option<Origin>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNetwork>,
