@@ -5,7 +5,8 @@
 use latchkey::model::{Role, Status};
 use latchkey::store::{Store, StoreError};
 
-use crate::support::TestServer;
+use crate::binary::BINARY;
+use crate::support::{PASSWORD, TestServer};
 
 /// Waits (briefly) until every handle of a stopped in-process server has let go of the store.
 async fn wait_until_store_is_free(data_dir: &std::path::Path) {
@@ -57,5 +58,121 @@ async fn a_set_public_url_is_the_issuer() {
     })
     .await;
     assert_eq!(server.app.issuer, "https://auth.example.com");
+    server.stop().await;
+}
+
+/// Runs the built binary with `--config FILE` and standard input; returns (success, output).
+fn latchkey_with_config(
+    data_dir: &std::path::Path,
+    config_file: &std::path::Path,
+    arguments: &[&str],
+    stdin: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BINARY)
+        .arg("--config")
+        .arg(config_file)
+        .args(arguments)
+        .env("LATCHKEY_DATA_DIR", data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_cli_hashes_with_the_configured_password_cost() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config_file = data_dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config_file,
+        "[password]\nmemory_kib = 96\niterations = 3\nparallelism = 2\n",
+    )
+    .unwrap();
+    let store_dir = data_dir.path().join("data");
+    let expected_parameters = "$argon2id$v=19$m=96,t=3,p=2$";
+    let stored_hash = || {
+        let store = Store::open(&store_dir.join("latchkey.redb"), 1024 * 1024).unwrap();
+        let user = store
+            .user_by_normalized_email("cost@example.com")
+            .unwrap()
+            .unwrap();
+        user.password_hash.unwrap().0
+    };
+
+    let (ok, text) = latchkey_with_config(
+        &store_dir,
+        &config_file,
+        &[
+            "user",
+            "add",
+            "--email",
+            "cost@example.com",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{text}");
+    let added = stored_hash();
+    assert!(added.starts_with(expected_parameters), "{added}");
+
+    let (ok, text) = latchkey_with_config(
+        &store_dir,
+        &config_file,
+        &[
+            "user",
+            "passwd",
+            "--email",
+            "cost@example.com",
+            "--password-stdin",
+        ],
+        "another password\n",
+    );
+    assert!(ok, "{text}");
+    let changed = stored_hash();
+    assert_ne!(changed, added);
+    assert!(changed.starts_with(expected_parameters), "{changed}");
+}
+
+#[tokio::test]
+async fn a_sign_in_against_an_old_cheaper_hash_costs_at_least_the_configured_hash() {
+    let server = TestServer::start().await;
+    let configured = server.cost();
+    let configured_work = u64::from(configured.memory_kib) * u64::from(configured.iterations);
+    let older = latchkey::auth::password::HashCost {
+        memory_kib: 8,
+        ..configured
+    };
+    server.add_user_with_cost("old-hash@example.com", Role::User, Status::Active, older);
+    server.add_user("new-hash@example.com", Role::User, Status::Active);
+    let wrong_password_work = async |email: &str| {
+        let before = server.app.hashers.block_passes();
+        let response = server
+            .request("POST", "/auth/sign-in")
+            .json(&serde_json::json!({ "email": email, "password": "not the password" }))
+            .send()
+            .await;
+        response.assert_error(401);
+        server.app.hashers.block_passes() - before
+    };
+    assert_eq!(
+        wrong_password_work("new-hash@example.com").await,
+        configured_work
+    );
+    assert!(wrong_password_work("old-hash@example.com").await >= configured_work);
     server.stop().await;
 }
