@@ -68,10 +68,17 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Make a new active signing key; the old one verifies until its tokens expire.
+    /// Make a new signing key; the old one verifies until its tokens expire. With
+    /// `[keys] publish_ahead_seconds`, the new key is published as next and signs later.
     Rotate,
     /// List the signing keys and their statuses.
     List,
+    /// Remove a key at once: its tokens stop verifying. Revoking the key that signs makes
+    /// the waiting next key (or a new one) sign at once.
+    Revoke {
+        /// The key's id (k4.pid.…), as `keys list` shows it.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,8 +220,11 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
         Command::Keys { command } => run_admin(
             &config,
             match command {
-                KeysCommand::Rotate => AdminCommand::KeysRotate,
+                KeysCommand::Rotate => AdminCommand::KeysRotate {
+                    publish_ahead_seconds: config.keys.publish_ahead_seconds,
+                },
                 KeysCommand::List => AdminCommand::KeysList,
+                KeysCommand::Revoke { key_id } => AdminCommand::KeysRevoke { key_id },
             },
         ),
         Command::Backup { file } => {

@@ -364,6 +364,10 @@ impl Default for ThrottleConfig {
 pub struct KeysConfig {
     /// Seconds between automatic signing-key rotations; 0 (the default) turns it off.
     pub rotate_every: u64,
+    /// When over 0, a rotation first publishes the new key as `next` in `/auth/keys` and it
+    /// signs only this many seconds later (the old key signs meanwhile), for verifiers that
+    /// cache the key set. 0 (the default): a new key signs at once.
+    pub publish_ahead_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -8,6 +8,7 @@ mod email;
 mod error;
 mod identities;
 mod record;
+mod signing_keys;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -18,7 +19,8 @@ use redb::{
 };
 
 use crate::model::{
-    ApiToken, NewUser, PasswordHashString, Session, SessionId, UnixSeconds, User, UserId,
+    ApiToken, NewUser, PasswordHashString, Session, SessionId, SigningKeyStatus, UnixSeconds, User,
+    UserId,
 };
 use record::{
     SigningKeyRecord, decode, decode_api_token, decode_session, decode_user, encode,
@@ -29,6 +31,7 @@ pub use accounts::SessionsToEnd;
 pub use email::{SignUpEffect, TokenAction};
 pub use error::StoreError;
 pub use identities::IdentityLink;
+pub use signing_keys::{KeyRevocation, PendingNextKey};
 
 /// The schema version this build writes; `open` refuses a newer file and raises an older
 /// one. 2: sessions with prefixed ids have no row in `userid_sessionid`, so a build that
@@ -102,9 +105,11 @@ impl std::fmt::Debug for Store {
 pub struct StoredSigningKey {
     pub key_id: String,
     pub secret_key_bytes: Vec<u8>,
-    pub active: bool,
+    pub status: SigningKeyStatus,
     pub created: UnixSeconds,
     pub retired_at: Option<UnixSeconds>,
+    /// When it signs (or signed) from: set for keys published ahead as `next`.
+    pub activates_at: Option<UnixSeconds>,
 }
 
 impl std::fmt::Debug for StoredSigningKey {
@@ -113,7 +118,8 @@ impl std::fmt::Debug for StoredSigningKey {
             .debug_struct("StoredSigningKey")
             .field("key_id", &self.key_id)
             .field("secret_key_bytes", &"***")
-            .field("active", &self.active)
+            .field("status", &self.status)
+            .field("activates_at", &self.activates_at)
             .finish()
     }
 }
@@ -280,14 +286,7 @@ impl Store {
         for entry in table.iter()? {
             let (key_id, bytes) = entry?;
             let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
-            keys.push(StoredSigningKey {
-                key_id: key_id.value().to_owned(),
-                secret_key_bytes: crate::hex::hex_decode(&record.secret_key_hex)
-                    .ok_or(StoreError::CorruptRecord("signing key"))?,
-                active: record.status == "active",
-                created: record.created,
-                retired_at: record.retired_at,
-            });
+            keys.push(signing_keys::stored_key(key_id.value(), &record)?);
         }
         Ok(keys)
     }
@@ -301,8 +300,8 @@ impl Store {
             for entry in table.iter()? {
                 let (key_id, bytes) = entry?;
                 let mut record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
-                if record.status == "active" {
-                    record.status = "retired".to_owned();
+                if record.status == SigningKeyStatus::Active.name() {
+                    record.status = SigningKeyStatus::Retired.name().to_owned();
                     record.retired_at = Some(key.created);
                     retired.push((key_id.value().to_owned(), record));
                 }
@@ -310,13 +309,7 @@ impl Store {
             for (key_id, record) in retired {
                 table.insert(key_id.as_str(), encode(&record).as_slice())?;
             }
-            let record = SigningKeyRecord {
-                v: record::RECORD_VERSION,
-                secret_key_hex: crate::hex::hex_encode(&key.secret_key_bytes),
-                status: "active".to_owned(),
-                created: key.created,
-                retired_at: None,
-            };
+            let record = signing_keys::new_record(key, SigningKeyStatus::Active, None);
             table.insert(key.key_id.as_str(), encode(&record).as_slice())?;
         }
         transaction.commit()?;

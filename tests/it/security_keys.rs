@@ -2,6 +2,7 @@
 //! listen address, old password hashes cost the current time, restores keep to their own
 //! install, and a revoked signing key stops its tokens at once.
 
+use latchkey::admin::{self, AdminCommand};
 use latchkey::model::{Role, Status};
 use latchkey::store::{Store, StoreError};
 
@@ -174,5 +175,165 @@ async fn a_sign_in_against_an_old_cheaper_hash_costs_at_least_the_configured_has
         configured_work
     );
     assert!(wrong_password_work("old-hash@example.com").await >= configured_work);
+    server.stop().await;
+}
+
+fn key_id_of(token: &str) -> String {
+    use pasetors::Public;
+    use pasetors::token::UntrustedToken;
+    use pasetors::version4::V4;
+    let untrusted = UntrustedToken::<Public, V4>::try_from(token).unwrap();
+    let footer: serde_json::Value = serde_json::from_slice(untrusted.untrusted_footer()).unwrap();
+    footer["kid"].as_str().unwrap().to_owned()
+}
+
+/// `GET /auth/keys` as (id, status) pairs in the served order, and the ETag.
+async fn published_keys(server: &TestServer) -> (Vec<(String, String)>, String) {
+    let response = server.request("GET", "/auth/keys").send().await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let keys = response.json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| {
+            (
+                key["id"].as_str().unwrap().to_owned(),
+                key["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (keys, response.header("etag").unwrap().to_owned())
+}
+
+fn admin_command(server: &TestServer, command: AdminCommand) -> (bool, String) {
+    let reply = admin::execute(&server.app.store, Some(&server.app), command);
+    (reply.ok, reply.output)
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_its_tokens_on_the_next_request_even_when_cached() {
+    let server = TestServer::start().await;
+    server.add_user("revoke@example.com", Role::User, Status::Active);
+    let signed_in = server.sign_in("revoke@example.com").await;
+    let old_key = key_id_of(&signed_in.signed_token);
+    // Used twice: the second use is answered from the verified-token cache.
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        200
+    );
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        200
+    );
+
+    let (ok, output) = admin_command(
+        &server,
+        AdminCommand::KeysRevoke {
+            key_id: old_key.clone(),
+        },
+    );
+    assert!(ok, "{output}");
+    assert!(output.contains("new active key"), "{output}");
+    server
+        .request("GET", "/user/current")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await
+        .assert_error(401);
+    // The session itself lives on: its api-token still works, and new tokens use a new key.
+    assert_eq!(server.current_user_status(&signed_in.api_token).await, 200);
+    let again = server.sign_in("revoke@example.com").await;
+    let new_key = key_id_of(&again.signed_token);
+    assert_ne!(new_key, old_key);
+    assert_eq!(server.current_user_status(&again.signed_token).await, 200);
+    let (keys, _) = published_keys(&server).await;
+    assert_eq!(keys, [(new_key, "active".to_owned())]);
+
+    let (ok, output) = admin_command(
+        &server,
+        AdminCommand::KeysRevoke {
+            key_id: old_key.clone(),
+        },
+    );
+    assert!(!ok && output.contains("no signing key"), "{output}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_published_as_next_before_it_signs() {
+    let server = TestServer::start_with(|config| config.keys.publish_ahead_seconds = 2).await;
+    server.add_user("ahead@example.com", Role::User, Status::Active);
+    let before = server.sign_in("ahead@example.com").await;
+    let old_key = key_id_of(&before.signed_token);
+    let (_, etag_before) = published_keys(&server).await;
+
+    let (ok, output) = admin_command(
+        &server,
+        AdminCommand::KeysRotate {
+            publish_ahead_seconds: 0,
+        },
+    );
+    assert!(ok && output.contains("new next key"), "{output}");
+    let (keys, etag_next) = published_keys(&server).await;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], (old_key.clone(), "active".to_owned()));
+    assert_eq!(keys[1].1, "next");
+    let new_key = keys[1].0.clone();
+    assert_ne!(etag_next, etag_before);
+    // Meanwhile the old key keeps signing, and a second rotation adds nothing.
+    let meanwhile = server.sign_in("ahead@example.com").await;
+    assert_eq!(key_id_of(&meanwhile.signed_token), old_key);
+    let (ok, output) = admin_command(
+        &server,
+        AdminCommand::KeysRotate {
+            publish_ahead_seconds: 0,
+        },
+    );
+    assert!(!ok && output.contains("already next"), "{output}");
+
+    // At its time (one to two seconds away) the new key signs; the old one verifies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let after = loop {
+        let signed_in = server.sign_in("ahead@example.com").await;
+        if key_id_of(&signed_in.signed_token) == new_key {
+            break signed_in;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next key never signed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(server.current_user_status(&after.signed_token).await, 200);
+    assert_eq!(server.current_user_status(&before.signed_token).await, 200);
+    let (keys, etag_after) = published_keys(&server).await;
+    assert_eq!(
+        keys,
+        [
+            (new_key.clone(), "active".to_owned()),
+            (old_key.clone(), "retired".to_owned())
+        ]
+    );
+    assert_ne!(etag_after, etag_next);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn automatic_rotation_publishes_ahead_once() {
+    let server = TestServer::start_with(|config| {
+        config.keys.rotate_every = 3600;
+        // Longer than the rotation period: the next key is due to be published at once.
+        config.keys.publish_ahead_seconds = 7200;
+    })
+    .await;
+    let (keys, _) = published_keys(&server).await;
+    assert_eq!(keys.len(), 1);
+    server.app.maintain_signing_keys().unwrap();
+    let (keys, _) = published_keys(&server).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0].1, "active");
+    assert_eq!(keys[1].1, "next");
+    server.app.maintain_signing_keys().unwrap();
+    assert_eq!(published_keys(&server).await.0, keys);
     server.stop().await;
 }
