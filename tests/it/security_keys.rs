@@ -337,3 +337,139 @@ async fn automatic_rotation_publishes_ahead_once() {
     assert_eq!(published_keys(&server).await.0, keys);
     server.stop().await;
 }
+
+/// A data dir whose store holds an active signing key (made by `keys rotate` on the store,
+/// no server), and a backup of it; returns the key id.
+fn install_with_backup(data_dir: &std::path::Path, backup: &std::path::Path) -> String {
+    let (ok, text) = crate::binary::admin(data_dir, &["keys", "rotate"], "");
+    assert!(ok, "{text}");
+    let key_id = text
+        .trim()
+        .strip_prefix("new active key ")
+        .unwrap()
+        .to_owned();
+    let (ok, text) = crate::binary::admin(data_dir, &["backup", backup.to_str().unwrap()], "");
+    assert!(ok, "{text}");
+    key_id
+}
+
+#[test]
+fn restore_refuses_a_backup_of_another_install_unless_allowed_and_names_the_keys() {
+    let workspace = tempfile::tempdir().unwrap();
+    let first = workspace.path().join("first");
+    let second = workspace.path().join("second");
+    let first_backup = workspace.path().join("first.redb");
+    let second_backup = workspace.path().join("second.redb");
+    let first_key = install_with_backup(&first, &first_backup);
+    let second_key = install_with_backup(&second, &second_backup);
+    let store_id = |data_dir: &std::path::Path| {
+        Store::open(&data_dir.join("latchkey.redb"), 1024 * 1024)
+            .unwrap()
+            .store_id()
+            .to_owned()
+    };
+    let second_store_id = store_id(&second);
+
+    // Its own backup restores without a flag, and the keys it brings back are named.
+    let (ok, text) =
+        crate::binary::admin(&second, &["restore", second_backup.to_str().unwrap()], "");
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("{second_key}\tactive")), "{text}");
+
+    let (ok, text) =
+        crate::binary::admin(&second, &["restore", first_backup.to_str().unwrap()], "");
+    assert!(!ok, "{text}");
+    assert!(text.contains("another install"), "{text}");
+    assert!(text.contains("--allow-other-install"), "{text}");
+    assert_eq!(store_id(&second), second_store_id, "nothing was replaced");
+    assert!(!second.join("latchkey.redb.restoring").exists());
+
+    let (ok, text) = crate::binary::admin(
+        &second,
+        &[
+            "restore",
+            "--allow-other-install",
+            first_backup.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("{first_key}\tactive")), "{text}");
+    assert_eq!(store_id(&second), store_id(&first));
+
+    // Where no store exists yet (a new machine), any backup restores.
+    let fresh = workspace.path().join("fresh");
+    let (ok, text) =
+        crate::binary::admin(&fresh, &["restore", second_backup.to_str().unwrap()], "");
+    assert!(ok, "{text}");
+    assert_eq!(store_id(&fresh), second_store_id);
+}
+
+#[test]
+fn restore_writes_its_staged_copy_private_from_the_first_byte() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let workspace = tempfile::tempdir().unwrap();
+    let source_dir = workspace.path().join("source");
+    let backup = workspace.path().join("backup.redb");
+    install_with_backup(&source_dir, &backup);
+    let backup_bytes = std::fs::read(&backup).unwrap();
+    // The backup arrives through a named pipe readable by all, so the restore blocks
+    // after it has made its staged file and before any byte is in it.
+    let pipe = workspace.path().join("backup.pipe");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "0644"])
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let data_dir = workspace.path().join("target");
+    std::fs::create_dir(&data_dir).unwrap();
+    // A directory loosened since it was made is closed again too.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let restore = std::process::Command::new(BINARY)
+        .args(["restore", pipe.to_str().unwrap()])
+        .env("LATCHKEY_DATA_DIR", &data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe_path = pipe.clone();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        // Opening blocks until the restore opens the pipe to read.
+        let mut pipe_writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&pipe_path)
+            .unwrap();
+        released.recv().unwrap();
+        pipe_writer.write_all(&backup_bytes).unwrap();
+    });
+    let staged = data_dir.join("latchkey.redb.restoring");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !staged.exists() {
+        assert!(std::time::Instant::now() < deadline, "no staged file");
+        #[allow(clippy::disallowed_methods, reason = "a plain test thread, no runtime")]
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mode = std::fs::metadata(&staged).unwrap().permissions().mode() & 0o777;
+    release.send(()).unwrap();
+    writer.join().unwrap();
+    let output = restore.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        mode, 0o600,
+        "the staged copy was {mode:o} before its first byte"
+    );
+    let restored_mode = std::fs::metadata(data_dir.join("latchkey.redb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(restored_mode & 0o777, 0o600);
+    let directory_mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
+    assert_eq!(directory_mode & 0o777, 0o700);
+}
