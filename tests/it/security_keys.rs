@@ -473,3 +473,55 @@ fn restore_writes_its_staged_copy_private_from_the_first_byte() {
     let directory_mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
     assert_eq!(directory_mode & 0o777, 0o700);
 }
+
+#[tokio::test]
+async fn keys_revoke_through_the_cli_stops_the_running_servers_tokens() {
+    use crate::binary::{CHEAP_HASHING, admin, start_server_with, terminate};
+    let data_dir = tempfile::tempdir().unwrap();
+    let path = data_dir.path();
+    let (ok, text) = admin(
+        path,
+        &[
+            "user",
+            "add",
+            "--email",
+            "cli-revoke@example.com",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{text}");
+    let mut server = start_server_with(path, &CHEAP_HASHING);
+    let sign_in = || async {
+        let response = crate::support::request_to(server.address, "POST", "/auth/sign-in")
+            .json(&serde_json::json!({ "email": "cli-revoke@example.com", "password": PASSWORD }))
+            .send()
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json["jwt-token"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let status = |token: String| async move {
+        crate::support::request_to(server.address, "GET", "/user/current")
+            .bearer(&token)
+            .send()
+            .await
+            .status
+    };
+    let token = sign_in().await;
+    assert_eq!(status(token.clone()).await, 200);
+    let key_id = key_id_of(&token);
+
+    let (ok, text) = admin(path, &["keys", "revoke", &key_id], "");
+    assert!(ok, "{text}");
+    assert!(text.contains("new active key"), "{text}");
+    assert_eq!(status(token.clone()).await, 401);
+    let (_, listed) = admin(path, &["keys", "list"], "");
+    assert!(!listed.contains(&key_id), "{listed}");
+    let fresh = sign_in().await;
+    assert_ne!(key_id_of(&fresh), key_id);
+    assert_eq!(status(fresh).await, 200);
+    assert_eq!(terminate(&mut server).code(), Some(0));
+}
