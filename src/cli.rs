@@ -427,6 +427,7 @@ fn serve(config: Config) -> Result<(), CommandError> {
         let admin_task = tokio::spawn(admin::serve_socket(admin_listener, Arc::clone(&app)));
         tracing::info!(
             listen = %bound,
+            issuer = %app.issuer,
             data = %database_path.display(),
             admin_socket = %socket_path.display(),
             "latchkey serving"

@@ -181,34 +181,49 @@ impl Store {
         })
     }
 
-    /// Reads every key record, lets `change` edit the list, and writes the list back as the
-    /// whole table, in one transaction.
+    /// Reads every key record, lets `change` edit the list, and writes back the rows that
+    /// changed, in one transaction; when none did, nothing is committed (maintenance calls
+    /// this every purge interval).
     fn change_signing_keys<T>(
         &self,
         change: impl FnOnce(&mut Vec<(String, SigningKeyRecord)>) -> T,
     ) -> Result<T, StoreError> {
         let transaction = self.begin_write()?;
         let outcome;
+        let mut changed = false;
         {
             let mut table = transaction.open_table(KEYID_SIGNINGKEY)?;
+            let mut before = Vec::new();
             let mut records = Vec::new();
             for entry in table.iter()? {
                 let (key_id, bytes) = entry?;
                 let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
+                before.push((key_id.value().to_owned(), bytes.value().to_vec()));
                 records.push((key_id.value().to_owned(), record));
             }
-            let before: Vec<String> = records.iter().map(|(key_id, _)| key_id.clone()).collect();
             outcome = change(&mut records);
-            for key_id in before {
-                if !records.iter().any(|(id, _)| *id == key_id) {
+            for (key_id, _) in &before {
+                if !records.iter().any(|(id, _)| id == key_id) {
                     table.remove(key_id.as_str())?;
+                    changed = true;
                 }
             }
             for (key_id, record) in &records {
-                table.insert(key_id.as_str(), encode(record).as_slice())?;
+                let bytes = encode(record);
+                let unchanged = before
+                    .iter()
+                    .any(|(id, old_bytes)| id == key_id && *old_bytes == bytes);
+                if !unchanged {
+                    table.insert(key_id.as_str(), bytes.as_slice())?;
+                    changed = true;
+                }
             }
         }
-        transaction.commit()?;
+        if changed {
+            transaction.commit()?;
+        } else {
+            transaction.abort()?;
+        }
         Ok(outcome)
     }
 }
