@@ -180,7 +180,7 @@ impl KeyRing {
             .unwrap_or(stored_active)
     }
 
-    /// A key's status at `now`: the signing key is active, a `next` key not yet due is
+    /// The status at `now` of `key` (one of this ring's keys): the signing key is active, a `next` key not yet due is
     /// next, and every other key only verifies (retired).
     pub fn status_at(&self, key: &SigningKey, now: UnixSeconds) -> SigningKeyStatus {
         if std::ptr::eq(key, self.signing_key_at(now)) {

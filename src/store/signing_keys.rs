@@ -85,7 +85,15 @@ fn promote_due(records: &mut [(String, SigningKeyRecord)], now: UnixSeconds) -> 
     let Some(winner) = records
         .iter()
         .filter(|(_, record)| candidates(record))
-        .max_by_key(|(key_id, record)| (activation(record), record.created, key_id.clone()))
+        // On a tie the key already active stays, as in `KeyRing::signing_key_at`.
+        .max_by_key(|(key_id, record)| {
+            (
+                activation(record),
+                record.created,
+                has_status(record, SigningKeyStatus::Active),
+                key_id.clone(),
+            )
+        })
         .map(|(key_id, record)| (key_id.clone(), activation(record)))
     else {
         return false;
