@@ -57,7 +57,8 @@ schemas.update({
  'AuthPasswordResetConfirmRequest': {'type': 'object', 'required': ['password-update-token', 'new-password'], 'properties': {
    'password-update-token': {'type': 'string'}, 'new-password': {'type': 'string', 'minLength': 6, 'maxLength': 72}}},
  'AuthKey': {'type': 'object', 'properties': {'id': {'type': 'string', 'description': 'PASERK id (k4.pid.…)'},
-   'key': {'type': 'string', 'description': 'PASERK public key (k4.public.…)'}, 'status': {'type': 'string', 'enum': ['active', 'retired']},
+   'key': {'type': 'string', 'description': 'PASERK public key (k4.public.…)'}, 'status': {'type': 'string', 'enum': ['active', 'next', 'retired'],
+     'description': 'active: signs; next: published ahead, signs later; retired: only verifies'},
    'created': {'type': 'string', 'format': 'date-time'}}},
  'AuthKeysResponse': {'type': 'object', 'properties': {'keys': {'type': 'array', 'items': ref('AuthKey')}}},
  'HealthResponse': {'type': 'object', 'properties': {'status': {'type': 'string', 'enum': ['ok']}}},

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::app::App;
+use crate::app::{App, KeyRotation};
 use crate::auth::email::EmailAddress;
-use crate::auth::token::generate_signing_key;
+use crate::auth::token::KeyRing;
 use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
 use crate::rfc3339::format_rfc3339;
 use crate::store::{SessionsToEnd, Store, StoreError};
@@ -61,8 +61,16 @@ pub enum AdminCommand {
         id: Option<String>,
         all: bool,
     },
-    KeysRotate,
+    KeysRotate {
+        /// The CLI's `[keys] publish_ahead_seconds`, used when it runs on the store itself; a
+        /// running server uses its own.
+        #[serde(default)]
+        publish_ahead_seconds: u64,
+    },
     KeysList,
+    KeysRevoke {
+        key_id: String,
+    },
     Backup {
         path: PathBuf,
     },
@@ -270,38 +278,98 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             audit("session-ended", &user);
             Ok(format!("ended session {text} of {}\n", user.email))
         }
-        AdminCommand::KeysRotate => {
-            let key_id = match app {
-                Some(app) => app
-                    .rotate_signing_key()
-                    .map_err(|error| refused(error.to_string()))?,
-                None => {
-                    let key =
-                        generate_signing_key(now).map_err(|error| refused(error.to_string()))?;
-                    store.insert_active_signing_key(&key)?;
-                    key.key_id
+        AdminCommand::KeysRotate {
+            publish_ahead_seconds,
+        } => {
+            let rotation = match app {
+                Some(app) => app.rotate_signing_key(),
+                None => crate::app::rotate_signing_key(store, publish_ahead_seconds, now),
+            }
+            .map_err(|error| refused(error.to_string()))?;
+            match rotation {
+                KeyRotation::Active { key_id } => {
+                    tracing::info!(target: "latchkey::audit", event = "key-rotated", key_id, source = "admin");
+                    Ok(format!("new active key {key_id}\n"))
                 }
-            };
-            tracing::info!(target: "latchkey::audit", event = "key-rotated", key_id, source = "admin");
-            Ok(format!("new active key {key_id}\n"))
+                KeyRotation::Next {
+                    key_id,
+                    activates_at,
+                } => {
+                    tracing::info!(target: "latchkey::audit", event = "key-published", key_id, activates_at, source = "admin");
+                    Ok(format!(
+                        "new next key {key_id}: published now, signs from {}\n",
+                        format_rfc3339(activates_at)
+                    ))
+                }
+                KeyRotation::AlreadyWaiting {
+                    key_id,
+                    activates_at,
+                } => Err(refused(format!(
+                    "key {key_id} is already next and signs from {}; revoke it to replace it",
+                    format_rfc3339(activates_at)
+                ))),
+            }
         }
-        AdminCommand::KeysList => Ok(store
-            .signing_keys()?
-            .iter()
-            .map(|key| {
-                format!(
-                    "{}\t{}\tcreated {}\n",
-                    key.key_id,
-                    if key.active { "active" } else { "retired" },
-                    format_rfc3339(key.created)
-                )
-            })
-            .collect()),
+        AdminCommand::KeysRevoke { key_id } => {
+            let revocation = match app {
+                Some(app) => app.revoke_signing_key(&key_id),
+                None => crate::app::revoke_signing_key(store, &key_id, now),
+            }
+            .map_err(|error| refused(error.to_string()))?
+            .ok_or_else(|| refused(format!("no signing key {key_id}")))?;
+            tracing::info!(target: "latchkey::audit", event = "key-revoked", key_id, source = "admin");
+            let mut output = format!("revoked key {key_id}: its tokens no longer verify\n");
+            if let Some(new_active_key_id) = revocation.new_active_key_id {
+                tracing::info!(target: "latchkey::audit", event = "key-rotated", key_id = new_active_key_id, source = "admin");
+                output.push_str(&format!("new active key {new_active_key_id}\n"));
+            }
+            Ok(output)
+        }
+        AdminCommand::KeysList => Ok(describe_signing_keys(&store.signing_keys()?, now)),
         AdminCommand::Backup { path } => {
             store.backup_to(&path)?;
             Ok(format!("backup written to {}\n", path.display()))
         }
     }
+}
+
+/// One line per key: id, status at `now` (as `/auth/keys` shows it), creation time, and for
+/// a `next` key when it signs from.
+pub fn describe_signing_keys(
+    stored_keys: &[crate::store::StoredSigningKey],
+    now: crate::model::UnixSeconds,
+) -> String {
+    let Ok(key_ring) = KeyRing::from_stored(stored_keys) else {
+        return stored_keys
+            .iter()
+            .map(|key| {
+                format!(
+                    "{}\t{} (stored; unusable ring)\n",
+                    key.key_id,
+                    key.status.name()
+                )
+            })
+            .collect();
+    };
+    key_ring
+        .keys()
+        .iter()
+        .map(|key| {
+            let status = key_ring.status_at(key, now);
+            let signs_from = match status {
+                crate::model::SigningKeyStatus::Next => {
+                    format!("\tsigns from {}", format_rfc3339(key.activates_at))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{}\t{}\tcreated {}{signs_from}\n",
+                key.key_id,
+                status.name(),
+                format_rfc3339(key.created)
+            )
+        })
+        .collect()
 }
 
 fn change_user(

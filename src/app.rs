@@ -8,8 +8,8 @@ use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::throttle::{Throttle, ThrottleLimits};
 use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
 use crate::config::Config;
-use crate::model::now_unix_seconds;
-use crate::store::{Store, StoreError};
+use crate::model::{SigningKeyStatus, UnixSeconds, now_unix_seconds};
+use crate::store::{KeyRevocation, Store, StoreError};
 
 #[derive(Debug)]
 pub struct App {
@@ -22,11 +22,29 @@ pub struct App {
     pub throttle: Throttle,
     /// Limits sign-up, resend and reset requests per address and client network.
     pub request_limiter: Throttle,
-    /// The tokens' `iss`: the public URL's origin.
+    /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
+    /// listen address, so a new port or machine keeps every token valid.
     pub issuer: String,
     /// The `[[oauth.providers]]`, with their HTTP client and JWKS caches.
     pub oauth: crate::auth::oauth::OAuthProviders,
     draining: AtomicBool,
+}
+
+/// What a key rotation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRotation {
+    /// The new key signs at once (`[keys] publish_ahead_seconds = 0`).
+    Active { key_id: String },
+    /// The new key is published as `next` and signs from `activates_at`.
+    Next {
+        key_id: String,
+        activates_at: UnixSeconds,
+    },
+    /// A `next` key was already waiting: nothing was added.
+    AlreadyWaiting {
+        key_id: String,
+        activates_at: UnixSeconds,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +62,12 @@ pub enum StartError {
 impl App {
     /// Loads the signing keys (making the first one on a new store) and starts the hashers.
     pub fn new(config: Config, store: Store) -> Result<App, StartError> {
+        store.promote_due_signing_keys(now_unix_seconds())?;
         let mut stored_keys = store.signing_keys()?;
-        if !stored_keys.iter().any(|key| key.active) {
+        if !stored_keys
+            .iter()
+            .any(|key| key.status == SigningKeyStatus::Active)
+        {
             let key = generate_signing_key(now_unix_seconds())?;
             store.insert_active_signing_key(&key)?;
             stored_keys = store.signing_keys()?;
@@ -61,7 +83,7 @@ impl App {
             },
         )?;
         Ok(App {
-            issuer: config.public_origin().to_string(),
+            issuer: token_issuer(&config, &store),
             token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries),
             throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
                 failures_per_account_network: config.throttle.failures_per_account_network,
@@ -102,19 +124,36 @@ impl App {
         Ok(())
     }
 
-    /// Makes a new active key (the old one retires but keeps verifying) and returns its id.
-    pub fn rotate_signing_key(&self) -> Result<String, StartError> {
-        let key = generate_signing_key(now_unix_seconds())?;
-        self.store.insert_active_signing_key(&key)?;
+    /// Makes a new key (see `rotate_signing_key`) and swaps the ring in.
+    pub fn rotate_signing_key(&self) -> Result<KeyRotation, StartError> {
+        let rotation = rotate_signing_key(
+            &self.store,
+            self.config.keys.publish_ahead_seconds,
+            now_unix_seconds(),
+        )?;
         self.reload_key_ring()?;
-        Ok(key.key_id)
+        Ok(rotation)
     }
 
-    /// Drops retired keys that can no longer have a live token (retired longer ago than the
-    /// longest token lifetime), and rotates when `[keys] rotate_every` says it is time.
+    /// Removes a key at once (see `revoke_signing_key`), swaps the ring in, then forgets
+    /// every cached verification, so the key's tokens fail from the next request on.
+    pub fn revoke_signing_key(&self, key_id: &str) -> Result<Option<KeyRevocation>, StartError> {
+        let revocation = revoke_signing_key(&self.store, key_id, now_unix_seconds())?;
+        if revocation.is_some() {
+            self.reload_key_ring()?;
+            self.token_cache.forget_all();
+        }
+        Ok(revocation)
+    }
+
+    /// Persists the switch to `next` keys whose time has come, drops retired keys that can
+    /// no longer have a live token (retired longer ago than the longest token lifetime), and
+    /// rotates when `[keys] rotate_every` says it is time (publishing ahead by
+    /// `publish_ahead_seconds`, so the new key signs about `rotate_every` after the last).
     /// Returns the ids dropped.
     pub fn maintain_signing_keys(&self) -> Result<Vec<String>, StartError> {
         let now = now_unix_seconds();
+        let promoted = self.store.promote_due_signing_keys(now)?;
         let longest_lifetime = self
             .config
             .session
@@ -125,7 +164,7 @@ impl App {
         let stored = self.store.signing_keys()?;
         for key in &stored {
             if let Some(retired_at) = key.retired_at
-                && !key.active
+                && key.status == SigningKeyStatus::Retired
                 && retired_at.saturating_add(longest_lifetime) < now
             {
                 self.store.delete_signing_key(&key.key_id)?;
@@ -133,16 +172,22 @@ impl App {
             }
         }
         let rotate_every = i64::try_from(self.config.keys.rotate_every).unwrap_or(i64::MAX);
-        let newest_active = stored
+        let publish_ahead =
+            i64::try_from(self.config.keys.publish_ahead_seconds).unwrap_or(i64::MAX);
+        let newest_activation = stored
             .iter()
-            .filter(|key| key.active)
-            .map(|key| key.created)
+            .filter(|key| key.status == SigningKeyStatus::Active)
+            .map(|key| key.activates_at.unwrap_or(key.created))
             .max();
-        if rotate_every > 0
-            && newest_active.is_some_and(|created| created.saturating_add(rotate_every) <= now)
-        {
+        let next_waiting = stored
+            .iter()
+            .any(|key| key.status == SigningKeyStatus::Next);
+        let rotation_due = newest_activation.is_some_and(|activated| {
+            activated.saturating_add(rotate_every.saturating_sub(publish_ahead)) <= now
+        });
+        if rotate_every > 0 && !next_waiting && rotation_due {
             self.rotate_signing_key()?;
-        } else if !dropped.is_empty() {
+        } else if promoted || !dropped.is_empty() {
             self.reload_key_ring()?;
         }
         Ok(dropped)
@@ -154,6 +199,55 @@ impl App {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Makes a new signing key. With `publish_ahead_seconds` 0 it signs at once and the old
+/// active key retires (it keeps verifying); else it is published as `next` and signs that
+/// many seconds later, unless a `next` key is already waiting. The running server's ring is
+/// not touched: `App::rotate_signing_key` does that.
+pub fn rotate_signing_key(
+    store: &Store,
+    publish_ahead_seconds: u64,
+    now: UnixSeconds,
+) -> Result<KeyRotation, StartError> {
+    let key = generate_signing_key(now)?;
+    if publish_ahead_seconds == 0 {
+        store.insert_active_signing_key(&key)?;
+        return Ok(KeyRotation::Active { key_id: key.key_id });
+    }
+    let activates_at = now.saturating_add(i64::try_from(publish_ahead_seconds).unwrap_or(i64::MAX));
+    Ok(
+        match store.insert_next_signing_key(&key, activates_at, now)? {
+            None => KeyRotation::Next {
+                key_id: key.key_id,
+                activates_at,
+            },
+            Some(waiting) => KeyRotation::AlreadyWaiting {
+                key_id: waiting.key_id,
+                activates_at: waiting.activates_at,
+            },
+        },
+    )
+}
+
+/// Removes a signing key at once. Revoking the key that signs never leaves none: a `next`
+/// key waiting takes over at once, else a fresh key does. `None`: no such key.
+pub fn revoke_signing_key(
+    store: &Store,
+    key_id: &str,
+    now: UnixSeconds,
+) -> Result<Option<KeyRevocation>, StartError> {
+    let replacement = generate_signing_key(now)?;
+    Ok(store.revoke_signing_key(key_id, &replacement, now)?)
+}
+
+/// `public_url`'s origin when set; else a name fixed when the store was made, which moves
+/// with the store (backups and restores included) and not with the listen address.
+pub fn token_issuer(config: &Config, store: &Store) -> String {
+    match &config.server.public_url {
+        Some(public_url) => public_url.to_string(),
+        None => format!("urn:latchkey:{}", store.store_id()),
     }
 }
 

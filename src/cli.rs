@@ -63,15 +63,27 @@ enum Command {
     /// Write a consistent copy of the store to FILE (through the server when it runs).
     Backup { file: PathBuf },
     /// Replace the store with a backup (the server must be stopped).
-    Restore { file: PathBuf },
+    Restore {
+        file: PathBuf,
+        /// Restore a backup of another install (its store id differs from this store's).
+        #[arg(long)]
+        allow_other_install: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Make a new active signing key; the old one verifies until its tokens expire.
+    /// Make a new signing key; the old one verifies until its tokens expire. With
+    /// `[keys] publish_ahead_seconds`, the new key is published as next and signs later.
     Rotate,
     /// List the signing keys and their statuses.
     List,
+    /// Remove a key at once: its tokens stop verifying. Revoking the key that signs makes
+    /// the waiting next key (or a new one) sign at once.
+    Revoke {
+        /// The key's id (k4.pid.…), as `keys list` shows it.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +187,10 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
             let _ = writeln!(stdout, "configuration ok");
             Ok(())
         }
-        Command::Restore { file } => restore(&config, &file),
+        Command::Restore {
+            file,
+            allow_other_install,
+        } => restore(&config, &file, allow_other_install),
         Command::User { command } => {
             let command = match command {
                 UserCommand::Add {
@@ -213,8 +228,11 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
         Command::Keys { command } => run_admin(
             &config,
             match command {
-                KeysCommand::Rotate => AdminCommand::KeysRotate,
+                KeysCommand::Rotate => AdminCommand::KeysRotate {
+                    publish_ahead_seconds: config.keys.publish_ahead_seconds,
+                },
                 KeysCommand::List => AdminCommand::KeysList,
+                KeysCommand::Revoke { key_id } => AdminCommand::KeysRevoke { key_id },
             },
         ),
         Command::Backup { file } => {
@@ -246,10 +264,18 @@ fn open_store(config: &Config) -> Result<Store, StoreError> {
     )
 }
 
-/// `latchkey restore FILE`: with the server stopped, checks that the copy opens and holds
-/// a signing key, then replaces the store with it (through a temporary file and a rename).
-fn restore(config: &Config, file: &std::path::Path) -> Result<(), CommandError> {
+/// `latchkey restore FILE`: with the server stopped, copies the backup to a staged file
+/// (0600 from its creation), checks that it opens and holds usable signing keys and, when a
+/// store exists here, that it is a backup of this install (the same store id) unless
+/// `allow_other_install`; then replaces the store with it by rename and prints the signing
+/// keys that now sign and verify.
+fn restore(
+    config: &Config,
+    file: &std::path::Path,
+    allow_other_install: bool,
+) -> Result<(), CommandError> {
     let target = config.store.database_path();
+    let current_store_existed = target.exists();
     // Holding the current store proves no server runs on it during the swap.
     let held = match Store::open(&target, 4 * 1024 * 1024) {
         Ok(store) => Some(store),
@@ -261,28 +287,75 @@ fn restore(config: &Config, file: &std::path::Path) -> Result<(), CommandError> 
         Err(StoreError::Io { .. }) => None,
         Err(other) => return Err(CommandError::Store(other)),
     };
+    let current_store_id = held
+        .as_ref()
+        .filter(|_| current_store_existed)
+        .map(|store| store.store_id().to_owned());
     let staged = target.with_extension("redb.restoring");
     let _ = std::fs::remove_file(&staged);
-    std::fs::copy(file, &staged)
-        .map_err(|error| CommandError::Usage(format!("cannot read {}: {error}", file.display())))?;
-    if let Err(error) = Store::check_backup(&staged) {
+    let refuse = |message: String| {
         let _ = std::fs::remove_file(&staged);
-        return Err(CommandError::Usage(format!(
+        CommandError::Usage(message)
+    };
+    copy_to_private_file(file, &staged).map_err(refuse)?;
+    let summary = Store::check_backup(&staged).map_err(|error| {
+        refuse(format!(
             "{} is not a usable backup: {error}",
             file.display()
+        ))
+    })?;
+    if let Err(error) = crate::auth::token::KeyRing::from_stored(&summary.signing_keys) {
+        return Err(refuse(format!(
+            "{} is not a usable backup: its signing keys: {error}",
+            file.display()
         )));
+    }
+    if let Some(current_store_id) = current_store_id
+        && !allow_other_install
+        && summary.store_id.as_deref() != Some(current_store_id.as_str())
+    {
+        return Err(refuse(match summary.store_id {
+            Some(backup_store_id) => format!(
+                "{} is a backup of another install (store id {backup_store_id}, this store's is {current_store_id}); pass --allow-other-install to restore it anyway",
+                file.display()
+            ),
+            None => format!(
+                "{} has no store id (it was written by an older build), so it cannot be shown to be a backup of this install (store id {current_store_id}); pass --allow-other-install to restore it anyway",
+                file.display()
+            ),
+        }));
     }
     drop(held);
     std::fs::rename(&staged, &target).map_err(|error| {
         CommandError::Usage(format!("cannot replace {}: {error}", target.display()))
     })?;
-    let _ = writeln!(
+    let _ = write!(
         std::io::stdout(),
-        "restored {} from {}",
+        "restored {} from {}\nsigning keys now in use (id, status, created):\n{}",
         target.display(),
-        file.display()
+        file.display(),
+        admin::describe_signing_keys(&summary.signing_keys, crate::model::now_unix_seconds())
     );
     Ok(())
+}
+
+/// Copies `source` to a new file `staged` that is 0600 from its creation (never readable by
+/// others, not even for a moment), and flushes it to disk.
+fn copy_to_private_file(source: &std::path::Path, staged: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut reader = std::fs::File::open(source)
+        .map_err(|error| format!("cannot read {}: {error}", source.display()))?;
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(staged)
+        .map_err(|error| format!("cannot create {}: {error}", staged.display()))?;
+    std::io::copy(&mut reader, &mut writer)
+        .map_err(|error| format!("cannot copy {}: {error}", source.display()))?;
+    writer
+        .sync_all()
+        .map_err(|error| format!("cannot write {}: {error}", staged.display()))
 }
 
 /// Reads and hashes a new password in this process, so that it never crosses the socket.
@@ -354,6 +427,7 @@ fn serve(config: Config) -> Result<(), CommandError> {
         let admin_task = tokio::spawn(admin::serve_socket(admin_listener, Arc::clone(&app)));
         tracing::info!(
             listen = %bound,
+            issuer = %app.issuer,
             data = %database_path.display(),
             admin_socket = %socket_path.display(),
             "latchkey serving"

@@ -364,6 +364,10 @@ impl Default for ThrottleConfig {
 pub struct KeysConfig {
     /// Seconds between automatic signing-key rotations; 0 (the default) turns it off.
     pub rotate_every: u64,
+    /// When over 0, a rotation first publishes the new key as `next` in `/auth/keys` and it
+    /// signs only this many seconds later (the old key signs meanwhile), for verifiers that
+    /// cache the key set. 0 (the default): a new key signs at once.
+    pub publish_ahead_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -371,8 +375,9 @@ pub struct KeysConfig {
 pub struct ServerConfig {
     /// Where `serve` listens.
     pub listen: SocketAddr,
-    /// The server's own external URL: the tokens' `iss`, the CSRF origin, `Secure` cookies.
-    /// Unset: `http://<listen>`.
+    /// The server's own external URL: the tokens' `iss`, the CSRF origin, `Secure` cookies,
+    /// the emailed links. Unset: `http://<listen>`, but the tokens' `iss` is then
+    /// `urn:latchkey:<store id>`, never the listen address.
     pub public_url: Option<Origin>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNetwork>,

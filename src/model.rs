@@ -156,6 +156,38 @@ impl Status {
     }
 }
 
+/// A signing key's status. `Next` is published (listed by `/auth/keys`, accepted when
+/// verifying) but signs only from its activation time on; `Active` signs; `Retired` only
+/// verifies, until its last token has expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningKeyStatus {
+    Active,
+    Next,
+    Retired,
+}
+
+impl SigningKeyStatus {
+    pub const ALL: [SigningKeyStatus; 3] = [
+        SigningKeyStatus::Active,
+        SigningKeyStatus::Next,
+        SigningKeyStatus::Retired,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningKeyStatus::Active => "active",
+            SigningKeyStatus::Next => "next",
+            SigningKeyStatus::Retired => "retired",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SigningKeyStatus> {
+        SigningKeyStatus::ALL
+            .into_iter()
+            .find(|status| status.name() == name)
+    }
+}
+
 /// The 14 permission names of the vendor's `UsercommonPermissionName`, in its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Permission {

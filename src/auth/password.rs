@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::sync::{Condvar, MutexGuard};
 use std::time::Duration;
@@ -74,6 +75,9 @@ enum Job {
     Verify {
         password: Password,
         stored: PasswordHashString,
+        /// The dummy hash, at the configured cost: verified against as well when `stored`
+        /// cost less, so that an old hash answers no sooner than a current one.
+        pad_with: PasswordHashString,
         reply: tokio::sync::oneshot::Sender<Result<Verification, PasswordError>>,
     },
 }
@@ -84,6 +88,8 @@ struct JobQueue {
     state: Mutex<QueueState>,
     job_arrived: Condvar,
     capacity: usize,
+    /// argon2 work done so far, in memory blocks processed (memory cost × passes).
+    block_passes: AtomicU64,
 }
 
 struct QueueState {
@@ -209,6 +215,7 @@ impl Hashers {
             }),
             job_arrived: Condvar::new(),
             capacity: queue_capacity,
+            block_passes: AtomicU64::new(0),
         });
         // The first hasher makes the dummy hash with its own buffer before it takes jobs, so
         // that start-up never holds one buffer more than the pool does.
@@ -236,6 +243,12 @@ impl Hashers {
         self.cost
     }
 
+    /// The argon2 work the pool has done, in memory blocks processed (memory cost in KiB ×
+    /// passes), counted before each answer is sent: how tests see that padding happens.
+    pub fn block_passes(&self) -> u64 {
+        self.queue.0.block_passes.load(Ordering::SeqCst)
+    }
+
     pub async fn hash(&self, password: Password) -> Result<PasswordHashString, PasswordError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.submit(Job::Hash { password, reply })?;
@@ -255,6 +268,7 @@ impl Hashers {
         self.submit(Job::Verify {
             password,
             stored,
+            pad_with: self.dummy_hash.clone(),
             reply,
         })?;
         let verification = answer.await.map_err(|_| PasswordError::Stopped)??;
@@ -303,10 +317,15 @@ fn run_hasher(
     // memory. That is one allocation per busy spell, not one per hash.
     let mut memory: Vec<Block> = Vec::new();
     let block_count = params.block_count();
+    let configured_work = block_passes(params);
     if let Some(dummy_sender) = dummy_sender {
         memory = new_buffer(block_count);
         let dummy_password = Password::new("latchkey-dummy-password".to_owned());
-        let _ = dummy_sender.send(hash_with_memory(&dummy_password, params, &mut memory));
+        let dummy_hash = hash_with_memory(&dummy_password, params, &mut memory);
+        queue
+            .block_passes
+            .fetch_add(configured_work, Ordering::SeqCst);
+        let _ = dummy_sender.send(dummy_hash);
         if release_after_idle.is_some() {
             memory = Vec::new();
         }
@@ -326,14 +345,31 @@ fn run_hasher(
         }
         match job {
             Job::Hash { password, reply } => {
-                let _ = reply.send(hash_with_memory(&password, params, &mut memory));
+                let hash = hash_with_memory(&password, params, &mut memory);
+                queue
+                    .block_passes
+                    .fetch_add(configured_work, Ordering::SeqCst);
+                let _ = reply.send(hash);
             }
             Job::Verify {
                 password,
                 stored,
+                pad_with,
                 reply,
             } => {
-                let _ = reply.send(verify_with_memory(&password, &stored, params, &mut memory));
+                let outcome = verify_with_memory(&password, &stored, params, &mut memory);
+                let mut work = outcome.as_ref().map_or(0, |(_, work)| *work);
+                // A hash made with cheaper costs (or none: a malformed one) is padded with
+                // a check against the dummy at the configured cost, before the answer goes,
+                // so a cost change does not tell which accounts still have old hashes.
+                if work < configured_work
+                    && let Ok((_, pad_work)) =
+                        verify_with_memory(&password, &pad_with, params, &mut memory)
+                {
+                    work = work.saturating_add(pad_work);
+                }
+                queue.block_passes.fetch_add(work, Ordering::SeqCst);
+                let _ = reply.send(outcome.map(|(verification, _)| verification));
             }
         }
     }
@@ -369,16 +405,27 @@ fn hash_with_memory(
     Ok(PasswordHashString(phc.to_string()))
 }
 
+/// The argon2 work of one hash with `params`: memory blocks × passes. The lanes run one
+/// after another (argon2's `parallel` feature is off), so this is what the time follows.
+fn block_passes(params: &Params) -> u64 {
+    u64::from(params.m_cost()).saturating_mul(u64::from(params.t_cost()))
+}
+
+/// Verifies `password` against `stored`; also returns the argon2 work it took (0 when the
+/// stored hash is malformed and nothing was computed).
 fn verify_with_memory(
     password: &Password,
     stored: &PasswordHashString,
     configured: &Params,
     memory: &mut [Block],
-) -> Result<Verification, PasswordError> {
-    let no_match = Verification {
-        matches: false,
-        needs_rehash: false,
-    };
+) -> Result<(Verification, u64), PasswordError> {
+    let no_match = (
+        Verification {
+            matches: false,
+            needs_rehash: false,
+        },
+        0,
+    );
     let Ok(phc) = PasswordHash::new(&stored.0) else {
         return Ok(no_match);
     };
@@ -428,10 +475,13 @@ fn verify_with_memory(
         || stored_params.m_cost() != configured.m_cost()
         || stored_params.t_cost() != configured.t_cost()
         || stored_params.p_cost() != configured.p_cost();
-    Ok(Verification {
-        matches,
-        needs_rehash: matches && needs_rehash,
-    })
+    Ok((
+        Verification {
+            matches,
+            needs_rehash: matches && needs_rehash,
+        },
+        block_passes(&stored_params),
+    ))
 }
 
 #[cfg(test)]
@@ -497,6 +547,62 @@ mod tests {
                 needs_rehash: true
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_hash_cheaper_than_the_configured_cost_is_padded_to_at_least_that_cost() {
+        let configured = HashCost {
+            memory_kib: 256,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let configured_work = 256 * 2;
+        let hashers = Hashers::start(configured, 1, 8, None).unwrap();
+        let work_of = async |stored: Option<PasswordHashString>, password: &str| {
+            let before = hashers.block_passes();
+            let verification = hashers
+                .verify(Password::new(password.into()), stored)
+                .await
+                .unwrap();
+            (verification, hashers.block_passes() - before)
+        };
+        let current = hash_once(&Password::new("pw".into()), configured).unwrap();
+        let cheaper = hash_once(&Password::new("pw".into()), CHEAP).unwrap();
+        let stronger = hash_once(
+            &Password::new("pw".into()),
+            HashCost {
+                memory_kib: 512,
+                ..configured
+            },
+        )
+        .unwrap();
+
+        // Current cost, unknown account (the dummy) and a stronger hash: one check each.
+        assert_eq!(
+            work_of(Some(current.clone()), "pw").await.1,
+            configured_work
+        );
+        assert_eq!(work_of(None, "pw").await.1, configured_work);
+        assert_eq!(work_of(Some(stronger), "wrong").await.1, 512 * 2);
+        // A cheaper hash: its own check, then the dummy at the configured cost, whether or
+        // not the password matches; the match and the re-hash flag are the stored hash's.
+        let (verification, work) = work_of(Some(cheaper.clone()), "pw").await;
+        assert_eq!(work, 64 + configured_work);
+        assert_eq!(
+            verification,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        let (verification, work) = work_of(Some(cheaper), "wrong").await;
+        assert_eq!(work, 64 + configured_work);
+        assert!(!verification.matches);
+        // A malformed stored hash computes nothing of its own: the pad is the whole cost.
+        let (verification, work) =
+            work_of(Some(PasswordHashString("$argon2id$junk".into())), "pw").await;
+        assert_eq!(work, configured_work);
+        assert!(!verification.matches);
     }
 
     #[test]

@@ -58,7 +58,10 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
 fn link(app: &App, template: Option<&String>, page: &str, token: &str) -> String {
     match template {
         Some(template) => template.replace("{token}", token),
-        None => format!("{}/frontend/api/v1/auth/{page}?token={token}", app.issuer),
+        None => format!(
+            "{}/frontend/api/v1/auth/{page}?token={token}",
+            app.config.public_origin()
+        ),
     }
 }
 
@@ -121,7 +124,10 @@ pub async fn sign_up(
     let now = now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
     let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
-    let reset_page = format!("{}/frontend/api/v1/auth/password-reset", app.issuer);
+    let reset_page = format!(
+        "{}/frontend/api/v1/auth/password-reset",
+        app.config.public_origin()
+    );
     let new_user = NewUser {
         email: email.as_given,
         normalized_email: email.normalized,

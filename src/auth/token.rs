@@ -1,12 +1,15 @@
 //! Signed tokens: PASETO v4.public (Ed25519) through pasetors, the only module that knows it.
 //! A token's footer names its key by PASERK id (`{"kid":"k4.pid.…"}`); the key ring holds
-//! the active key that signs and the retired keys that still verify. Verified signatures are
+//! the active key that signs, the retired keys that still verify, and a `next` key published
+//! ahead, which takes over signing at its activation time (the ring decides by the clock, so
+//! the switch needs no reload). Verified signatures are
 //! remembered in a bounded cache whose key is the complete token string, so a hit can never
 //! be a token with other bytes; every hit still has its expiry checked by the caller.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pasetors::Public;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
@@ -15,7 +18,7 @@ use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
 use sha2::{Digest, Sha256};
 
-use crate::model::{PermissionSet, SessionId, UnixSeconds, UserId};
+use crate::model::{PermissionSet, SessionId, SigningKeyStatus, UnixSeconds, UserId};
 use crate::rfc3339::{format_rfc3339, parse_rfc3339};
 use crate::store::StoredSigningKey;
 
@@ -64,9 +67,12 @@ pub struct VerifiedToken {
 pub struct SigningKey {
     pub key_id: String,
     pub public_key_paserk: String,
-    pub active: bool,
+    /// As stored; `KeyRing::status_at` gives the status at a time.
+    pub stored_status: SigningKeyStatus,
     pub created: UnixSeconds,
     pub retired_at: Option<UnixSeconds>,
+    /// When it signs from: its creation, unless it was published ahead.
+    pub activates_at: UnixSeconds,
     secret: AsymmetricSecretKey<V4>,
     public: AsymmetricPublicKey<V4>,
 }
@@ -76,7 +82,8 @@ impl fmt::Debug for SigningKey {
         formatter
             .debug_struct("SigningKey")
             .field("key_id", &self.key_id)
-            .field("active", &self.active)
+            .field("stored_status", &self.stored_status)
+            .field("activates_at", &self.activates_at)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +92,7 @@ impl fmt::Debug for SigningKey {
 #[derive(Debug)]
 pub struct KeyRing {
     keys: Vec<SigningKey>,
+    /// The stored active key that activated last: the signer until a `next` key is due.
     active_index: usize,
 }
 
@@ -95,9 +103,10 @@ pub fn generate_signing_key(now: UnixSeconds) -> Result<StoredSigningKey, TokenE
     Ok(StoredSigningKey {
         key_id,
         secret_key_bytes: pair.secret.as_bytes().to_vec(),
-        active: true,
+        status: SigningKeyStatus::Active,
         created: now,
         retired_at: None,
+        activates_at: None,
     })
 }
 
@@ -128,9 +137,10 @@ impl KeyRing {
             keys.push(SigningKey {
                 key_id,
                 public_key_paserk,
-                active: stored.active,
+                stored_status: stored.status,
                 created: stored.created,
                 retired_at: stored.retired_at,
+                activates_at: stored.activates_at.unwrap_or(stored.created),
                 secret,
                 public,
             });
@@ -138,8 +148,8 @@ impl KeyRing {
         let active_index = keys
             .iter()
             .enumerate()
-            .filter(|(_, key)| key.active)
-            .max_by_key(|(_, key)| key.created)
+            .filter(|(_, key)| key.stored_status == SigningKeyStatus::Active)
+            .max_by_key(|(_, key)| (key.activates_at, key.created))
             .map(|(index, _)| index)
             .ok_or(TokenError::BadStoredKey)?;
         Ok(KeyRing { keys, active_index })
@@ -149,12 +159,44 @@ impl KeyRing {
         &self.keys
     }
 
+    /// The id of the key that signs now.
     pub fn active_key_id(&self) -> &str {
-        &self.active_key().key_id
+        &self.signing_key_at(crate::model::now_unix_seconds()).key_id
     }
 
-    fn active_key(&self) -> &SigningKey {
-        &self.keys[self.active_index]
+    /// The key that signs at `now`: among the active keys and the `next` keys due by then,
+    /// the one that activated last (the store's `promote_due_signing_keys` keeps the same
+    /// rule, so persisting the switch later changes nothing).
+    pub fn signing_key_at(&self, now: UnixSeconds) -> &SigningKey {
+        let stored_active = &self.keys[self.active_index];
+        self.keys
+            .iter()
+            .filter(|key| key.stored_status == SigningKeyStatus::Next && key.activates_at <= now)
+            .filter(|key| {
+                (key.activates_at, key.created)
+                    > (stored_active.activates_at, stored_active.created)
+            })
+            .max_by_key(|key| (key.activates_at, key.created))
+            .unwrap_or(stored_active)
+    }
+
+    /// The status at `now` of `key` (one of this ring's keys): the signing key is active, a `next` key not yet due is
+    /// next, and every other key only verifies (retired).
+    pub fn status_at(&self, key: &SigningKey, now: UnixSeconds) -> SigningKeyStatus {
+        if std::ptr::eq(key, self.signing_key_at(now)) {
+            SigningKeyStatus::Active
+        } else if key.stored_status == SigningKeyStatus::Next && key.activates_at > now {
+            SigningKeyStatus::Next
+        } else {
+            SigningKeyStatus::Retired
+        }
+    }
+
+    /// The `next` key waiting to sign at `now`, if any.
+    pub fn waiting_key_at(&self, now: UnixSeconds) -> Option<&SigningKey> {
+        self.keys
+            .iter()
+            .find(|key| self.status_at(key, now) == SigningKeyStatus::Next)
     }
 
     pub fn sign(&self, claims: &TokenClaims) -> Result<String, TokenError> {
@@ -179,9 +221,10 @@ impl KeyRing {
             ),
         );
         let message = serde_json::to_vec(&payload).map_err(|_| TokenError::Signing)?;
-        let footer = serde_json::to_vec(&serde_json::json!({ "kid": self.active_key().key_id }))
+        let signing_key = self.signing_key_at(claims.issued_at);
+        let footer = serde_json::to_vec(&serde_json::json!({ "kid": signing_key.key_id }))
             .map_err(|_| TokenError::Signing)?;
-        PublicToken::sign(&self.active_key().secret, &message, Some(&footer), None)
+        PublicToken::sign(&signing_key.secret, &message, Some(&footer), None)
             .map_err(|_| TokenError::Signing)
     }
 
@@ -238,13 +281,19 @@ impl KeyRing {
     }
 }
 
+/// Token digest → the verification and the cache epoch it was made in.
+type CacheShard = HashMap<[u8; 32], (VerifiedToken, u64)>;
+
 /// Remembers verified tokens by the SHA-256 of their complete text (signature included), so
 /// a token whose claims equal a cached one's but whose signature differs misses. A digest
 /// rather than the text keeps an entry near 100 bytes, not 400: the default 100,000 entries
-/// fit in about 10 MiB. Bounded: a full shard is emptied.
+/// fit in about 10 MiB. Bounded: a full shard is emptied. Each entry carries the epoch it
+/// was verified in; `forget_all` (a key revoked) starts a new epoch, so no entry from
+/// before it hits again, not even one a verification still running with the old ring adds.
 pub struct VerifiedTokenCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], VerifiedToken>>>,
+    shards: Vec<Mutex<CacheShard>>,
     capacity_per_shard: usize,
+    epoch: AtomicU64,
 }
 
 impl fmt::Debug for VerifiedTokenCache {
@@ -263,6 +312,18 @@ impl VerifiedTokenCache {
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
             capacity_per_shard: capacity.div_ceil(CACHE_SHARDS),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Forgets every verification so far. Call after the key ring lost a key: a token of
+    /// that key must be checked against the new ring on its next use.
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for shard in &self.shards {
+            if let Ok(mut map) = shard.lock() {
+                map.clear();
+            }
         }
     }
 
@@ -270,7 +331,7 @@ impl VerifiedTokenCache {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    fn shard(&self, digest: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], VerifiedToken>> {
+    fn shard(&self, digest: &[u8; 32]) -> &Mutex<CacheShard> {
         &self.shards[usize::from(digest[0]) % CACHE_SHARDS]
     }
 
@@ -284,9 +345,17 @@ impl VerifiedTokenCache {
         if self.capacity_per_shard == 0 {
             return verify();
         }
+        // Read before `verify` takes the ring: a revocation reloads the ring first and then
+        // moves the epoch, so an entry made with the old ring carries the old epoch.
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let digest = VerifiedTokenCache::digest(token);
         let shard = self.shard(&digest);
-        if let Some(verified) = shard.lock().ok().and_then(|map| map.get(&digest).copied()) {
+        if let Some((verified, _)) = shard
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&digest).copied())
+            .filter(|(_, entry_epoch)| *entry_epoch == epoch)
+        {
             return Ok(verified);
         }
         let verified = verify()?;
@@ -294,7 +363,7 @@ impl VerifiedTokenCache {
             if map.len() >= self.capacity_per_shard {
                 map.clear();
             }
-            map.insert(digest, verified);
+            map.insert(digest, (verified, epoch));
         }
         Ok(verified)
     }
@@ -314,6 +383,81 @@ mod tests {
             permissions: PermissionSet::all(),
             extra_claims: serde_json::Map::new(),
         }
+    }
+
+    fn footer_key_id(token: &str) -> String {
+        let untrusted = UntrustedToken::<Public, V4>::try_from(token).unwrap();
+        let footer: serde_json::Value =
+            serde_json::from_slice(untrusted.untrusted_footer()).unwrap();
+        footer["kid"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_next_key_is_published_first_and_signs_from_its_time_on() {
+        let now = 1_800_000_000;
+        let active = generate_signing_key(now - 100).unwrap();
+        let mut next = generate_signing_key(now).unwrap();
+        next.status = SigningKeyStatus::Next;
+        next.activates_at = Some(now + 60);
+        let ring = KeyRing::from_stored(&[active.clone(), next.clone()]).unwrap();
+        let status = |key_id: &str, at| {
+            let key = ring.keys().iter().find(|key| key.key_id == key_id).unwrap();
+            ring.status_at(key, at)
+        };
+        assert_eq!(status(&active.key_id, now), SigningKeyStatus::Active);
+        assert_eq!(status(&next.key_id, now), SigningKeyStatus::Next);
+        assert_eq!(ring.waiting_key_at(now).unwrap().key_id, next.key_id);
+        let before = ring.sign(&claims(now + 59)).unwrap();
+        assert_eq!(footer_key_id(&before), active.key_id);
+
+        assert_eq!(status(&active.key_id, now + 60), SigningKeyStatus::Retired);
+        assert_eq!(status(&next.key_id, now + 60), SigningKeyStatus::Active);
+        assert!(ring.waiting_key_at(now + 60).is_none());
+        let after = ring.sign(&claims(now + 60)).unwrap();
+        assert_eq!(footer_key_id(&after), next.key_id);
+        // Both verify throughout: the old key's tokens live on, the new key was published.
+        assert!(
+            ring.verify(&before, "http://127.0.0.1:8080", now + 60)
+                .is_ok()
+        );
+        assert!(
+            ring.verify(&after, "http://127.0.0.1:8080", now + 60)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn forgetting_the_cache_makes_every_token_verify_again() {
+        let cache = VerifiedTokenCache::new(64);
+        let verified = VerifiedToken {
+            user_id: 1,
+            session_id: SessionId::new_random(),
+            expires_at: 10,
+        };
+        let calls = std::cell::Cell::new(0);
+        let verify = || {
+            calls.set(calls.get() + 1);
+            Ok::<_, TokenError>(verified)
+        };
+        cache.get_or_verify("token", verify).unwrap();
+        cache.get_or_verify("token", verify).unwrap();
+        assert_eq!(calls.get(), 1);
+        cache.forget_all();
+        assert_eq!(
+            cache.get_or_verify("token", || Err(TokenError::UnknownKey)),
+            Err(TokenError::UnknownKey)
+        );
+        // An entry added by a verification that began before `forget_all` never hits.
+        let stale = VerifiedTokenCache::new(64);
+        let result = stale.get_or_verify("racing", || {
+            stale.forget_all();
+            Ok::<_, TokenError>(verified)
+        });
+        assert!(result.is_ok());
+        assert_eq!(
+            stale.get_or_verify("racing", || Err(TokenError::UnknownKey)),
+            Err(TokenError::UnknownKey)
+        );
     }
 
     #[test]

@@ -155,24 +155,31 @@ pub fn current_user(_api: &Api, identity: Identity) -> Result<Response, ApiError
     ))
 }
 
-/// `GET /auth/keys`: every key that can still verify a token, as PASERK, with an ETag that
-/// changes when the set or a status changes. No credential needed.
+/// `GET /auth/keys`: every key that can still verify a token, and the `next` key published
+/// ahead, as PASERK, with an ETag that changes when the set or a status changes (statuses
+/// as of now: a `next` key turns active at its time). No credential needed.
 pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
     let key_ring = api.app.key_ring();
+    let now = crate::model::now_unix_seconds();
     let mut keys: Vec<PublicKeyEntry> = key_ring
         .keys()
         .iter()
         .map(|key| PublicKeyEntry {
             id: key.key_id.clone(),
             key: key.public_key_paserk.clone(),
-            status: if key.active { "active" } else { "retired" },
+            status: key_ring.status_at(key, now).name(),
             created: Timestamp(key.created),
         })
         .collect();
-    // The active key first, then the retired ones, newest first.
+    // The active key first, then the next one, then the retired ones, newest first.
+    let rank = |status: &str| match status {
+        "active" => 0,
+        "next" => 1,
+        _ => 2,
+    };
     keys.sort_by(|left, right| {
-        (left.status != "active")
-            .cmp(&(right.status != "active"))
+        rank(left.status)
+            .cmp(&rank(right.status))
             .then(right.created.0.cmp(&left.created.0))
             .then(left.id.cmp(&right.id))
     });

@@ -8,6 +8,7 @@ mod email;
 mod error;
 mod identities;
 mod record;
+mod signing_keys;
 mod token_makers;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -19,8 +20,8 @@ use redb::{
 };
 
 use crate::model::{
-    ApiToken, NewUser, PasswordHashString, Session, SessionId, SessionKind, TokenMaker,
-    UnixSeconds, User, UserId,
+    ApiToken, NewUser, PasswordHashString, Session, SessionId, SessionKind, SigningKeyStatus,
+    TokenMaker, UnixSeconds, User, UserId,
 };
 use record::{
     SigningKeyRecord, decode, decode_api_token, decode_session, decode_user, encode,
@@ -31,6 +32,7 @@ pub use accounts::SessionsToEnd;
 pub use email::{SignUpEffect, TokenAction};
 pub use error::StoreError;
 pub use identities::IdentityLink;
+pub use signing_keys::{KeyRevocation, PendingNextKey};
 
 /// The schema version this build writes; `open` refuses a newer file and raises an older
 /// one. 2: sessions with prefixed ids have no row in `userid_sessionid`, so a build that
@@ -62,13 +64,37 @@ const KEYID_SIGNINGKEY: TableDefinition<&str, &[u8]> = TableDefinition::new("key
 const EXPIRE_TOKENHASH: TableDefinition<(i64, &[u8; 32]), ()> =
     TableDefinition::new("expire_tokenhash");
 
+/// The store's text-valued facts: its id (`store_id`).
+const META_TEXT: TableDefinition<&str, &str> = TableDefinition::new("meta_text");
+
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NEXT_USER_ID: &str = "next_user_id";
+/// A random UUID made when the file is first opened (by a build that knows it) and kept for
+/// the file's life, backups and restores included: what tells one install from another, and
+/// the tokens' issuer when no `public_url` is set.
+const META_STORE_ID: &str = "store_id";
 
 /// A cheap handle to the one open database.
 #[derive(Clone)]
 pub struct Store {
     database: Arc<Database>,
+    identity: Arc<StoreIdentity>,
+}
+
+/// The store id, read (or made) once at open.
+struct StoreIdentity {
+    id: String,
+    /// The file had no id until this open made one: it was written by an older build, or
+    /// is new.
+    made_at_open: bool,
+}
+
+/// What `check_backup` found in a backup file.
+#[derive(Debug)]
+pub struct BackupSummary {
+    /// The backup's store id; `None` when it has none (written by a build before store ids).
+    pub store_id: Option<String>,
+    pub signing_keys: Vec<StoredSigningKey>,
 }
 
 impl std::fmt::Debug for Store {
@@ -82,9 +108,11 @@ impl std::fmt::Debug for Store {
 pub struct StoredSigningKey {
     pub key_id: String,
     pub secret_key_bytes: Vec<u8>,
-    pub active: bool,
+    pub status: SigningKeyStatus,
     pub created: UnixSeconds,
     pub retired_at: Option<UnixSeconds>,
+    /// When it signs (or signed) from: set for keys published ahead as `next`.
+    pub activates_at: Option<UnixSeconds>,
 }
 
 impl std::fmt::Debug for StoredSigningKey {
@@ -93,7 +121,8 @@ impl std::fmt::Debug for StoredSigningKey {
             .debug_struct("StoredSigningKey")
             .field("key_id", &self.key_id)
             .field("secret_key_bytes", &"***")
-            .field("active", &self.active)
+            .field("status", &self.status)
+            .field("activates_at", &self.activates_at)
             .finish()
     }
 }
@@ -133,8 +162,8 @@ pub struct ApiTokenContext {
 }
 
 impl Store {
-    /// Opens (or creates) the file, creating its directory 0700 and the file 0600, and every
-    /// table in one write transaction.
+    /// Opens (or creates) the file: its directory is made (or set back to) 0700 and the file
+    /// 0600, and every table is created in one write transaction.
     pub fn open(path: &Path, cache_size_bytes: usize) -> Result<Store, StoreError> {
         let io_error = |source| StoreError::Io {
             path: path.display().to_string(),
@@ -143,11 +172,20 @@ impl Store {
         if let Some(directory) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
-            && !directory.exists()
         {
-            std::fs::create_dir_all(directory).map_err(io_error)?;
-            std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o700))
-                .map_err(io_error)?;
+            if !directory.exists() {
+                std::fs::create_dir_all(directory).map_err(io_error)?;
+            }
+            // At every open, not only at creation: a directory loosened since (by hand, by a
+            // restore tool, by a umask) is closed again before anything is read from it.
+            let mode = std::fs::metadata(directory)
+                .map_err(io_error)?
+                .permissions()
+                .mode();
+            if mode & 0o777 != 0o700 {
+                std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io_error)?;
+            }
         }
         std::fs::OpenOptions::new()
             .read(true)
@@ -168,15 +206,26 @@ impl Store {
                 },
                 other => StoreError::from(other),
             })?;
-        let store = Store {
+        let mut store = Store {
             database: Arc::new(database),
+            identity: Arc::new(StoreIdentity {
+                id: String::new(),
+                made_at_open: false,
+            }),
         };
-        store.create_tables()?;
+        store.identity = Arc::new(store.create_tables()?);
         Ok(store)
     }
 
-    fn create_tables(&self) -> Result<(), StoreError> {
+    /// This store's id (see `META_STORE_ID`).
+    pub fn store_id(&self) -> &str {
+        &self.identity.id
+    }
+
+    /// Creates every table, raises the schema version and makes the store id if missing.
+    fn create_tables(&self) -> Result<StoreIdentity, StoreError> {
         let transaction = self.begin_write()?;
+        let identity;
         {
             let mut meta = transaction.open_table(META)?;
             let stored_version = meta.get(META_SCHEMA_VERSION)?.map(|guard| guard.value());
@@ -205,9 +254,27 @@ impl Store {
             email::create_tables(&transaction)?;
             identities::create_tables(&transaction)?;
             token_makers::create_tables(&transaction)?;
+            let mut text = transaction.open_table(META_TEXT)?;
+            let stored_id = text
+                .get(META_STORE_ID)?
+                .map(|guard| guard.value().to_owned());
+            identity = match stored_id {
+                Some(id) => StoreIdentity {
+                    id,
+                    made_at_open: false,
+                },
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    text.insert(META_STORE_ID, id.as_str())?;
+                    StoreIdentity {
+                        id,
+                        made_at_open: true,
+                    }
+                }
+            };
         }
         transaction.commit()?;
-        Ok(())
+        Ok(identity)
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
@@ -229,14 +296,7 @@ impl Store {
         for entry in table.iter()? {
             let (key_id, bytes) = entry?;
             let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
-            keys.push(StoredSigningKey {
-                key_id: key_id.value().to_owned(),
-                secret_key_bytes: crate::hex::hex_decode(&record.secret_key_hex)
-                    .ok_or(StoreError::CorruptRecord("signing key"))?,
-                active: record.status == "active",
-                created: record.created,
-                retired_at: record.retired_at,
-            });
+            keys.push(signing_keys::stored_key(key_id.value(), &record)?);
         }
         Ok(keys)
     }
@@ -250,8 +310,8 @@ impl Store {
             for entry in table.iter()? {
                 let (key_id, bytes) = entry?;
                 let mut record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
-                if record.status == "active" {
-                    record.status = "retired".to_owned();
+                if record.status == SigningKeyStatus::Active.name() {
+                    record.status = SigningKeyStatus::Retired.name().to_owned();
                     record.retired_at = Some(key.created);
                     retired.push((key_id.value().to_owned(), record));
                 }
@@ -259,13 +319,7 @@ impl Store {
             for (key_id, record) in retired {
                 table.insert(key_id.as_str(), encode(&record).as_slice())?;
             }
-            let record = SigningKeyRecord {
-                v: record::RECORD_VERSION,
-                secret_key_hex: crate::hex::hex_encode(&key.secret_key_bytes),
-                status: "active".to_owned(),
-                created: key.created,
-                retired_at: None,
-            };
+            let record = signing_keys::new_record(key, SigningKeyStatus::Active, None);
             table.insert(key.key_id.as_str(), encode(&record).as_slice())?;
         }
         transaction.commit()?;
@@ -786,6 +840,7 @@ impl Store {
         let mut target = copy.begin_write()?;
         target.set_quick_repair(true);
         copy_table(&source, &target, META)?;
+        copy_table(&source, &target, META_TEXT)?;
         copy_table(&source, &target, USERID_USER)?;
         copy_table(&source, &target, EMAIL_USERID)?;
         copy_table(&source, &target, PARENTID_CHILDID)?;
@@ -804,15 +859,19 @@ impl Store {
     }
 
     /// Checks that `path` is a store this build can open and that it holds a signing key:
-    /// what `restore` requires before it replaces anything.
-    pub fn check_backup(path: &Path) -> Result<(), StoreError> {
+    /// what `restore` requires before it replaces anything. Returns its store id and keys.
+    pub fn check_backup(path: &Path) -> Result<BackupSummary, StoreError> {
         let store = Store::open(path, 4 * 1024 * 1024)?;
-        if store.signing_keys()?.is_empty() {
+        let signing_keys = store.signing_keys()?;
+        if signing_keys.is_empty() {
             return Err(StoreError::CorruptRecord(
                 "backup (it holds no signing key)",
             ));
         }
-        Ok(())
+        Ok(BackupSummary {
+            store_id: (!store.identity.made_at_open).then(|| store.identity.id.clone()),
+            signing_keys,
+        })
     }
 }
 
@@ -940,6 +999,54 @@ mod tests {
         assert_eq!(store.end_all_sessions_of_user(user.id).unwrap(), 1);
         assert!(index_rows(&store, user.id).is_empty());
         assert!(store.session(prefixed.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_store_id_is_made_once_and_travels_with_backups() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let id = store.store_id().to_owned();
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+        drop(store);
+        let store = open_store(&directory);
+        assert_eq!(store.store_id(), id);
+        store
+            .insert_active_signing_key(&crate::auth::token::generate_signing_key(1).unwrap())
+            .unwrap();
+        let backup = directory.path().join("copy.redb");
+        store.backup_to(&backup).unwrap();
+        let summary = Store::check_backup(&backup).unwrap();
+        assert_eq!(summary.store_id.as_deref(), Some(id.as_str()));
+
+        // A file from before store ids gets one at its next open; a backup of it has none.
+        let transaction = store.begin_write().unwrap();
+        transaction
+            .open_table(META_TEXT)
+            .unwrap()
+            .remove(META_STORE_ID)
+            .unwrap();
+        transaction.commit().unwrap();
+        let old_backup = directory.path().join("old.redb");
+        store.backup_to(&old_backup).unwrap();
+        drop(store);
+        assert_eq!(Store::check_backup(&old_backup).unwrap().store_id, None);
+        let store = open_store(&directory);
+        assert_ne!(store.store_id(), id);
+        assert!(uuid::Uuid::parse_str(store.store_id()).is_ok());
+    }
+
+    #[test]
+    fn every_open_closes_the_data_directory_to_others() {
+        let parent = tempfile::tempdir().unwrap();
+        let data_dir = parent.path().join("data");
+        let path = data_dir.join("latchkey.redb");
+        drop(Store::open(&path, 1024 * 1024).unwrap());
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data_dir), 0o700);
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Store::open(&path, 1024 * 1024).unwrap());
+        assert_eq!(mode(&data_dir), 0o700);
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct SigningKeyRecord {
     pub created: UnixSeconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<UnixSeconds>,
+    /// When a `next` key starts signing (kept once it is active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activates_at: Option<UnixSeconds>,
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {

@@ -37,7 +37,12 @@ async fn published_keys_verify_a_signed_token_offline_and_carry_an_etag() {
     let trusted = PublicToken::verify(&public_key, &untrusted, None, None).unwrap();
     let claims: serde_json::Value = serde_json::from_str(trusted.payload()).unwrap();
     assert_eq!(claims["sub"], signed_in.user_id.to_string());
-    assert_eq!(claims["iss"], server.origin());
+    // No public_url: the issuer is the store's, not the listen address.
+    assert_eq!(claims["iss"], server.app.issuer);
+    assert_eq!(
+        server.app.issuer,
+        format!("urn:latchkey:{}", server.app.store.store_id())
+    );
     assert!(
         claims["permissions"]
             .as_array()

@@ -19,6 +19,7 @@ mod oauth_provider;
 mod operator;
 mod schema;
 mod security_input;
+mod security_keys;
 mod security_tokens;
 mod sign_in;
 mod signup;

@@ -1,0 +1,361 @@
+//! Signing-key changes that read and rewrite the whole key table (a handful of rows) in one
+//! transaction: publishing a key ahead as `next`, promoting the `next` keys that are due,
+//! and revoking a key. Which key signs follows one rule, the same as `KeyRing`'s: among the
+//! active keys and the `next` keys whose time has come, the one that activated last.
+
+use redb::ReadableTable;
+
+use crate::model::{SigningKeyStatus, UnixSeconds};
+use crate::store::record::{self, SigningKeyRecord, decode, encode};
+use crate::store::{KEYID_SIGNINGKEY, Store, StoreError, StoredSigningKey};
+
+/// A `next` key that is already waiting to sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingNextKey {
+    pub key_id: String,
+    pub activates_at: UnixSeconds,
+}
+
+/// What a revocation did besides removing the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRevocation {
+    /// The key that signs from now on, when the revoked key was the one signing.
+    pub new_active_key_id: Option<String>,
+}
+
+pub(super) fn stored_key(
+    key_id: &str,
+    record: &SigningKeyRecord,
+) -> Result<StoredSigningKey, StoreError> {
+    Ok(StoredSigningKey {
+        key_id: key_id.to_owned(),
+        secret_key_bytes: crate::hex::hex_decode(&record.secret_key_hex)
+            .ok_or(StoreError::CorruptRecord("signing key"))?,
+        status: SigningKeyStatus::from_name(&record.status)
+            .ok_or(StoreError::CorruptRecord("signing key status"))?,
+        created: record.created,
+        retired_at: record.retired_at,
+        activates_at: record.activates_at,
+    })
+}
+
+pub(super) fn new_record(
+    key: &StoredSigningKey,
+    status: SigningKeyStatus,
+    activates_at: Option<UnixSeconds>,
+) -> SigningKeyRecord {
+    SigningKeyRecord {
+        v: record::RECORD_VERSION,
+        secret_key_hex: crate::hex::hex_encode(&key.secret_key_bytes),
+        status: status.name().to_owned(),
+        created: key.created,
+        retired_at: None,
+        activates_at,
+    }
+}
+
+/// When a record's key signs (or signed) from.
+fn activation(record: &SigningKeyRecord) -> UnixSeconds {
+    record.activates_at.unwrap_or(record.created)
+}
+
+fn has_status(record: &SigningKeyRecord, status: SigningKeyStatus) -> bool {
+    record.status == status.name()
+}
+
+fn is_due_next(record: &SigningKeyRecord, now: UnixSeconds) -> bool {
+    has_status(record, SigningKeyStatus::Next) && activation(record) <= now
+}
+
+/// Leaves exactly one active key among the active keys and the due `next` ones: the one
+/// that activated last. The others retire at its activation time. Returns whether any
+/// record changed.
+fn promote_due(records: &mut [(String, SigningKeyRecord)], now: UnixSeconds) -> bool {
+    let candidates = |record: &SigningKeyRecord| {
+        has_status(record, SigningKeyStatus::Active) || is_due_next(record, now)
+    };
+    let count = records
+        .iter()
+        .filter(|(_, record)| candidates(record))
+        .count();
+    let any_due_next = records.iter().any(|(_, record)| is_due_next(record, now));
+    if count <= 1 && !any_due_next {
+        return false;
+    }
+    let Some(winner) = records
+        .iter()
+        .filter(|(_, record)| candidates(record))
+        // On a tie the key already active stays, as in `KeyRing::signing_key_at`.
+        .max_by_key(|(key_id, record)| {
+            (
+                activation(record),
+                record.created,
+                has_status(record, SigningKeyStatus::Active),
+                key_id.clone(),
+            )
+        })
+        .map(|(key_id, record)| (key_id.clone(), activation(record)))
+    else {
+        return false;
+    };
+    let (winner_id, winner_activation) = winner;
+    for (key_id, record) in records.iter_mut() {
+        if !candidates(record) {
+            continue;
+        }
+        if *key_id == winner_id {
+            record.status = SigningKeyStatus::Active.name().to_owned();
+        } else {
+            record.status = SigningKeyStatus::Retired.name().to_owned();
+            record.retired_at = Some(winner_activation);
+        }
+    }
+    true
+}
+
+impl Store {
+    /// Publishes `key` as `next`, to sign from `activates_at`, unless a `next` key is already
+    /// waiting: then nothing is added and that key is returned. Due keys are promoted first.
+    pub fn insert_next_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activates_at: UnixSeconds,
+        now: UnixSeconds,
+    ) -> Result<Option<PendingNextKey>, StoreError> {
+        self.change_signing_keys(|records| {
+            promote_due(records, now);
+            if let Some((key_id, record)) = records
+                .iter()
+                .find(|(_, record)| has_status(record, SigningKeyStatus::Next))
+            {
+                return Some(PendingNextKey {
+                    key_id: key_id.clone(),
+                    activates_at: activation(record),
+                });
+            }
+            records.push((
+                key.key_id.clone(),
+                new_record(key, SigningKeyStatus::Next, Some(activates_at)),
+            ));
+            None
+        })
+    }
+
+    /// Makes the `next` keys whose time has come active (the one that activated last signs)
+    /// and retires the keys they replace. Returns whether anything changed.
+    pub fn promote_due_signing_keys(&self, now: UnixSeconds) -> Result<bool, StoreError> {
+        self.change_signing_keys(|records| promote_due(records, now))
+    }
+
+    /// Removes a key at once. When it is the key that signs, a waiting `next` key signs from
+    /// now on, else `replacement` (fresh key material) does: there is always a key that
+    /// signs. `None` when there is no such key.
+    pub fn revoke_signing_key(
+        &self,
+        key_id: &str,
+        replacement: &StoredSigningKey,
+        now: UnixSeconds,
+    ) -> Result<Option<KeyRevocation>, StoreError> {
+        self.change_signing_keys(|records| {
+            promote_due(records, now);
+            let index = records.iter().position(|(id, _)| id == key_id)?;
+            let (_, revoked) = records.remove(index);
+            if !has_status(&revoked, SigningKeyStatus::Active) {
+                return Some(KeyRevocation {
+                    new_active_key_id: None,
+                });
+            }
+            let waiting = records
+                .iter_mut()
+                .filter(|(_, record)| has_status(record, SigningKeyStatus::Next))
+                .min_by_key(|(_, record)| activation(record));
+            let new_active_key_id = match waiting {
+                Some((waiting_id, record)) => {
+                    record.status = SigningKeyStatus::Active.name().to_owned();
+                    record.activates_at = Some(now);
+                    waiting_id.clone()
+                }
+                None => {
+                    records.push((
+                        replacement.key_id.clone(),
+                        new_record(replacement, SigningKeyStatus::Active, None),
+                    ));
+                    replacement.key_id.clone()
+                }
+            };
+            Some(KeyRevocation {
+                new_active_key_id: Some(new_active_key_id),
+            })
+        })
+    }
+
+    /// Reads every key record, lets `change` edit the list, and writes back the rows that
+    /// changed, in one transaction; when none did, nothing is committed (maintenance calls
+    /// this every purge interval).
+    fn change_signing_keys<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<(String, SigningKeyRecord)>) -> T,
+    ) -> Result<T, StoreError> {
+        let transaction = self.begin_write()?;
+        let outcome;
+        let mut changed = false;
+        {
+            let mut table = transaction.open_table(KEYID_SIGNINGKEY)?;
+            let mut before = Vec::new();
+            let mut records = Vec::new();
+            for entry in table.iter()? {
+                let (key_id, bytes) = entry?;
+                let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
+                before.push((key_id.value().to_owned(), bytes.value().to_vec()));
+                records.push((key_id.value().to_owned(), record));
+            }
+            outcome = change(&mut records);
+            for (key_id, _) in &before {
+                if !records.iter().any(|(id, _)| id == key_id) {
+                    table.remove(key_id.as_str())?;
+                    changed = true;
+                }
+            }
+            for (key_id, record) in &records {
+                let bytes = encode(record);
+                let unchanged = before
+                    .iter()
+                    .any(|(id, old_bytes)| id == key_id && *old_bytes == bytes);
+                if !unchanged {
+                    table.insert(key_id.as_str(), bytes.as_slice())?;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            transaction.commit()?;
+        } else {
+            transaction.abort()?;
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::token::generate_signing_key;
+
+    fn statuses(store: &Store) -> Vec<(String, SigningKeyStatus)> {
+        let mut keys: Vec<_> = store
+            .signing_keys()
+            .unwrap()
+            .into_iter()
+            .map(|key| (key.key_id, key.status))
+            .collect();
+        keys.sort_by(|left, right| left.0.cmp(&right.0));
+        keys
+    }
+
+    fn status_of(store: &Store, key_id: &str) -> Option<SigningKeyStatus> {
+        statuses(store)
+            .into_iter()
+            .find(|(id, _)| id == key_id)
+            .map(|(_, status)| status)
+    }
+
+    #[test]
+    fn a_next_key_waits_its_turn_then_replaces_the_active_one() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
+        let first = generate_signing_key(1_000).unwrap();
+        store.insert_active_signing_key(&first).unwrap();
+        let next = generate_signing_key(1_010).unwrap();
+        assert_eq!(
+            store.insert_next_signing_key(&next, 1_100, 1_010).unwrap(),
+            None
+        );
+        // One waiting key at a time.
+        let another = generate_signing_key(1_020).unwrap();
+        assert_eq!(
+            store
+                .insert_next_signing_key(&another, 1_200, 1_020)
+                .unwrap(),
+            Some(PendingNextKey {
+                key_id: next.key_id.clone(),
+                activates_at: 1_100
+            })
+        );
+        assert!(!store.promote_due_signing_keys(1_099).unwrap());
+        assert_eq!(
+            status_of(&store, &first.key_id),
+            Some(SigningKeyStatus::Active)
+        );
+        assert_eq!(
+            status_of(&store, &next.key_id),
+            Some(SigningKeyStatus::Next)
+        );
+        assert!(store.promote_due_signing_keys(1_100).unwrap());
+        assert_eq!(
+            status_of(&store, &next.key_id),
+            Some(SigningKeyStatus::Active)
+        );
+        let retired = store
+            .signing_keys()
+            .unwrap()
+            .into_iter()
+            .find(|key| key.key_id == first.key_id)
+            .unwrap();
+        assert_eq!(retired.status, SigningKeyStatus::Retired);
+        assert_eq!(retired.retired_at, Some(1_100));
+        assert_eq!(status_of(&store, &another.key_id), None);
+    }
+
+    #[test]
+    fn revoking_the_signing_key_leaves_another_that_signs() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
+        let first = generate_signing_key(1_000).unwrap();
+        store.insert_active_signing_key(&first).unwrap();
+        let replacement = generate_signing_key(1_050).unwrap();
+        assert_eq!(
+            store
+                .revoke_signing_key("k4.pid.unknown", &replacement, 1_050)
+                .unwrap(),
+            None
+        );
+        // The only key: the replacement signs at once.
+        assert_eq!(
+            store
+                .revoke_signing_key(&first.key_id, &replacement, 1_050)
+                .unwrap(),
+            Some(KeyRevocation {
+                new_active_key_id: Some(replacement.key_id.clone())
+            })
+        );
+        assert_eq!(
+            statuses(&store),
+            vec![(replacement.key_id.clone(), SigningKeyStatus::Active)]
+        );
+        // With a key waiting as next: it signs from now on, and no key is made.
+        let next = generate_signing_key(1_060).unwrap();
+        store.insert_next_signing_key(&next, 5_000, 1_060).unwrap();
+        let unused = generate_signing_key(1_070).unwrap();
+        let revocation = store
+            .revoke_signing_key(&replacement.key_id, &unused, 1_070)
+            .unwrap()
+            .unwrap();
+        assert_eq!(revocation.new_active_key_id, Some(next.key_id.clone()));
+        assert_eq!(
+            statuses(&store),
+            vec![(next.key_id.clone(), SigningKeyStatus::Active)]
+        );
+        // A retired key just goes.
+        let newer = generate_signing_key(1_080).unwrap();
+        store.insert_active_signing_key(&newer).unwrap();
+        let revocation = store
+            .revoke_signing_key(&next.key_id, &unused, 1_090)
+            .unwrap()
+            .unwrap();
+        assert_eq!(revocation.new_active_key_id, None);
+        assert_eq!(
+            statuses(&store),
+            vec![(newer.key_id.clone(), SigningKeyStatus::Active)]
+        );
+    }
+}
