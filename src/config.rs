@@ -344,7 +344,8 @@ impl CaptchaConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
-    /// Throttle password guessing (429 with Retry-After). Turn off only for load tests.
+    /// Throttle password guessing and failed OAuth sign-ins, and limit sign-up, resend and
+    /// reset requests and sub-user creation (429 with Retry-After). Off only for load tests.
     pub enabled: bool,
     /// Failures a minute per (account, client network) before a growing wait.
     pub failures_per_account_network: u32,
