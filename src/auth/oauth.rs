@@ -1019,7 +1019,7 @@ async fn sign_in_or_check(
     };
     let verdict = verify_and_resolve(app, provider, &request).await;
     if request.check_only {
-        return check_verdict(app, verdict);
+        return check_verdict(app, &request, verdict);
     }
     let (account, resolution) = verdict?;
     let name = provider.config.name.as_str();
@@ -1128,6 +1128,7 @@ async fn verify_and_resolve(
 /// message every refusal reads (the reason goes to the log).
 fn check_verdict(
     app: &App,
+    request: &OAuthSignInRequest,
     verdict: Result<(ProviderAccount, Resolution), AuthError>,
 ) -> Result<OAuthSignInOutcome, AuthError> {
     let refused = |message: String| {
@@ -1148,7 +1149,9 @@ fn check_verdict(
             tracing::info!(
                 target: "latchkey::audit",
                 event = "oauth-check-refused",
+                provider = request.provider,
                 reason,
+                remote_ip = request.client.remote_ip,
             );
             return refused(OAUTH_REFUSAL_MESSAGE.to_owned());
         }
