@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::password::{HashCost, Hashers, PasswordError};
-use crate::auth::throttle::{Throttle, ThrottleLimits};
+use crate::auth::throttle::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
 use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
 use crate::config::Config;
 use crate::model::{SigningKeyStatus, UnixSeconds, now_unix_seconds};
@@ -22,6 +22,8 @@ pub struct App {
     pub throttle: Throttle,
     /// Limits sign-up, resend and reset requests per address and client network.
     pub request_limiter: Throttle,
+    /// Limits sub-user creation (`POST /user`) per caller.
+    pub sub_user_limiter: PerKeyLimiter,
     /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
     /// listen address, so a new port or machine keeps every token valid.
     pub issuer: String,
@@ -96,6 +98,10 @@ impl App {
                 failures_per_account: config.signup.requests_per_address,
                 failures_per_network: config.signup.requests_per_network,
                 max_delay_seconds: config.throttle.max_delay_seconds,
+            })),
+            sub_user_limiter: PerKeyLimiter::new(config.throttle.enabled.then_some(PerKeyLimit {
+                requests: config.throttle.sub_users_per_caller_per_hour,
+                window_seconds: 3600,
             })),
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,

@@ -111,6 +111,10 @@ pub struct OAuthProviderConfig {
     /// Create accounts for unknown provider accounts; unset follows `[signup] open`.
     #[serde(default)]
     pub allow_sign_up: Option<bool>,
+    /// Let an email the provider does not say it verified become a new account's address
+    /// (made with `email_verified = false`). Off: such a provider account creates nothing.
+    #[serde(default)]
+    pub allow_unverified_email_sign_up: bool,
     /// Userinfo without introspection: any app's token for this provider would sign in.
     #[serde(default)]
     pub allow_unbound_tokens: bool,
@@ -146,6 +150,7 @@ impl Default for OAuthProviderConfig {
             email_verified_field: default_email_verified_field(),
             link_by_verified_email: false,
             allow_sign_up: None,
+            allow_unverified_email_sign_up: false,
             allow_unbound_tokens: false,
         }
     }
@@ -167,6 +172,10 @@ impl fmt::Debug for OAuthProviderConfig {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("link_by_verified_email", &self.link_by_verified_email)
             .field("allow_sign_up", &self.allow_sign_up)
+            .field(
+                "allow_unverified_email_sign_up",
+                &self.allow_unverified_email_sign_up,
+            )
             .field("allow_unbound_tokens", &self.allow_unbound_tokens)
             .finish_non_exhaustive()
     }
@@ -335,16 +344,19 @@ impl CaptchaConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
-    /// Throttle password guessing (429 with Retry-After). Turn off only for load tests.
+    /// Throttle password guessing and failed OAuth sign-ins, and limit sign-up, resend and
+    /// reset requests and sub-user creation (429 with Retry-After). Off only for load tests.
     pub enabled: bool,
     /// Failures a minute per (account, client network) before a growing wait.
     pub failures_per_account_network: u32,
-    /// Failures a minute per account from networks that have failed against it.
+    /// Failures a minute per account, from every network together.
     pub failures_per_account: u32,
     /// Failures a minute per client network (IPv4 address, IPv6 /64).
     pub failures_per_network: u32,
     /// Longest wait the growing delay reaches, in seconds.
     pub max_delay_seconds: u64,
+    /// Sub-users one caller may create (`POST /user`) at once, refilled over an hour.
+    pub sub_users_per_caller_per_hour: u32,
 }
 
 impl Default for ThrottleConfig {
@@ -355,6 +367,7 @@ impl Default for ThrottleConfig {
             failures_per_account: 20,
             failures_per_network: 30,
             max_delay_seconds: 900,
+            sub_users_per_caller_per_hour: 20,
         }
     }
 }
@@ -708,6 +721,7 @@ impl Config {
         if self.throttle.failures_per_account_network == 0
             || self.throttle.failures_per_account == 0
             || self.throttle.failures_per_network == 0
+            || self.throttle.sub_users_per_caller_per_hour == 0
         {
             return invalid(
                 "throttle limits must be at least 1 (set throttle.enabled = false to turn it off)",

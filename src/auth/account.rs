@@ -294,6 +294,11 @@ pub async fn create_sub_user(
     )?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
+    // Each creation that gets this far answers whether the address is taken: a caller may
+    // ask only so often (API.md 15.10), and a refused request costs no hash.
+    app.sub_user_limiter
+        .take(&identity.user.id.to_string(), app.sub_user_limiter.now())
+        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let hash = app.hashers.hash(request.password).await?;
     let new_user = NewUser {
         email: email.as_given,

@@ -52,9 +52,14 @@ pub enum AuthError {
     /// An OAuth provider token that does not verify; the reason is for the log only.
     #[error("the OAuth provider token is not valid: {0}")]
     InvalidProviderToken(&'static str),
-    /// A valid provider token that may not sign anyone in; the reason goes on the wire.
+    /// A valid provider token that may not sign anyone in. The reason is for the log only:
+    /// on the wire every refusal reads the same, so that none tells whether an account has
+    /// the provider's address (API.md 15.10).
     #[error("OAuth sign-in refused: {0}")]
     OAuthRefused(&'static str),
+    /// The `email` the client sent is not the provider's: about the request, not an account.
+    #[error("OAuth sign-in refused: the provider's email is not the one sent")]
+    OAuthEmailMismatch,
     #[error("the OAuth provider cannot be reached")]
     ProviderUnreachable,
     #[error(transparent)]

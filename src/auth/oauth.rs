@@ -11,8 +11,14 @@
 //!   names the account.
 //!
 //! Who the token signs in: a linked identity's user; else, for a verified email with
-//! `link_by_verified_email`, the account with that email (never a root or admin); else a new
-//! password-less account when sign-up is allowed; else nobody (403).
+//! `link_by_verified_email`, the account with that email if it is an active `user` whose
+//! own address is verified (never a root, admin or sub-user, nor a pending account); else a
+//! new password-less account when sign-up is allowed and the email is verified (or the
+//! provider allows unverified ones); else nobody (403). Every refusal that could depend on
+//! whether an account has the address reads the same to the client; the reason is logged.
+//! Sign-in attempts are throttled per client network: a refused or failed one drains the
+//! network's bucket (the one failed passwords drain), and an empty bucket is a 429 before
+//! any provider call.
 //!
 //! Only this module knows jsonwebtoken and reqwest. Provider tokens and the client secret
 //! are never logged.
@@ -34,6 +40,8 @@ use crate::config::{OAuthConfig, OAuthProviderConfig, OAuthProviderKind};
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User, now_unix_seconds};
 use crate::store::{IdentityLink, StoreError};
 
+/// What every OAuth refusal says, whatever its reason (API.md 15.10).
+pub const OAUTH_REFUSAL_MESSAGE: &str = "this provider account may not sign in here";
 /// Longer provider tokens are refused unread.
 const PROVIDER_TOKEN_MAX_BYTES: usize = 16 * 1024;
 /// Larger provider answers (JWKS, discovery, introspection, userinfo) are refused.
@@ -882,14 +890,28 @@ fn sign_up_allowed(app: &App, config: &OAuthProviderConfig) -> bool {
     config.allow_sign_up.unwrap_or(app.config.signup.open)
 }
 
-/// Linking by email never reaches a root or admin: the provider would then hold the keys to
-/// the whole server.
-fn may_link_by_email(user: &User) -> bool {
-    !matches!(user.role, Role::Root | Role::Admin)
+/// Whether an existing account may be linked to a provider account by their shared, verified
+/// email: only an active `user` (never a root or admin, whose keys the provider would then
+/// hold, nor a sub-user) that proved its own address. Checked again inside the linking
+/// transaction. The refusal's reason is for the log.
+fn may_link_by_email(user: &User) -> Result<(), &'static str> {
+    match user.role {
+        Role::Root | Role::Admin => return Err("privileged-account"),
+        Role::Sub => return Err("sub-account"),
+        Role::User => {}
+    }
+    if !user.email_verified {
+        return Err("unverified-account");
+    }
+    match user.status {
+        Status::Active => Ok(()),
+        Status::Pending => Err("pending-account"),
+        Status::Suspended => Err("suspended-account"),
+    }
 }
 
-/// Who a verified provider account signs in as, from one look at the store. Refusals are
-/// `OAuthRefused` (403) or `SignupClosed` (403).
+/// Who a verified provider account signs in as, from one look at the store. Every refusal is
+/// `OAuthRefused`, which reads the same to the client whatever its reason.
 fn resolve(
     app: &App,
     provider: &Provider,
@@ -899,28 +921,25 @@ fn resolve(
     if let Some(user) = app.store.user_of_identity(&config.name, &account.subject)? {
         return Ok(Resolution::Linked(user));
     }
-    let existing = match &account.email {
-        Some(email) => app.store.user_by_normalized_email(&email.normalized)?,
-        None => None,
+    let Some(email) = &account.email else {
+        return Err(AuthError::OAuthRefused("no-email"));
     };
-    if let Some(user) = existing {
+    if let Some(user) = app.store.user_by_normalized_email(&email.normalized)? {
         if !account.email_verified {
-            return Err(AuthError::OAuthRefused("unverified-email"));
+            return Err(AuthError::OAuthRefused("unverified-email-taken"));
         }
         if !config.link_by_verified_email {
             return Err(AuthError::OAuthRefused("linking-off"));
         }
-        if !may_link_by_email(&user) {
-            return Err(AuthError::OAuthRefused("privileged-account"));
-        }
+        may_link_by_email(&user).map_err(AuthError::OAuthRefused)?;
         return Ok(Resolution::LinkByEmail(user));
     }
     if !sign_up_allowed(app, config) {
-        return Err(AuthError::SignupClosed);
+        return Err(AuthError::OAuthRefused("signup-closed"));
     }
-    let Some(email) = &account.email else {
-        return Err(AuthError::OAuthRefused("no-email"));
-    };
+    if !account.email_verified && !config.allow_unverified_email_sign_up {
+        return Err(AuthError::OAuthRefused("unverified-email"));
+    }
     Ok(Resolution::NewAccount(NewUser {
         email: email.as_given.clone(),
         normalized_email: email.normalized.clone(),
@@ -937,8 +956,59 @@ fn resolve(
 
 /// `POST /auth/oauth-sign-in`: verifies the provider token, finds (or links, or creates) the
 /// account, and opens a session like a password sign-in; with `check_only`, answers the
-/// verdict instead and writes nothing.
+/// verdict instead and writes nothing. A client network whose bucket is empty gets
+/// `TooManyAttempts` before anything else; a refused or failed attempt drains it.
 pub async fn oauth_sign_in(
+    app: &App,
+    request: OAuthSignInRequest,
+) -> Result<OAuthSignInOutcome, AuthError> {
+    let network = request.client.network();
+    app.throttle
+        .check_network(&network, app.throttle.now())
+        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+    let outcome = sign_in_or_check(app, request).await;
+    if is_failed_attempt(&outcome) {
+        app.throttle
+            .record_network_failure(&network, app.throttle.now());
+    }
+    outcome
+}
+
+/// Whether an attempt counts against its network: every refusal the client caused (a bad
+/// token, a refused account, bad input), and a `check-auth` that says no; not the server's or
+/// the provider's trouble.
+fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
+    match outcome {
+        Ok(OAuthSignInOutcome::SignedIn { .. }) => false,
+        Ok(OAuthSignInOutcome::Checked(check)) => !check.ok,
+        Err(error) => match error {
+            AuthError::InvalidField { .. }
+            | AuthError::InvalidCredentials
+            | AuthError::Unauthenticated
+            | AuthError::AccountPending
+            | AuthError::AccountSuspended
+            | AuthError::MissingPermission(_)
+            | AuthError::WrongPassword
+            | AuthError::OutlivesCredential
+            | AuthError::NotFound
+            | AuthError::Conflict(_)
+            | AuthError::SignupClosed
+            | AuthError::EmailToken { .. }
+            | AuthError::CaptchaRefused
+            | AuthError::InvalidProviderToken(_)
+            | AuthError::OAuthRefused(_)
+            | AuthError::OAuthEmailMismatch => true,
+            AuthError::Overloaded
+            | AuthError::TooManyAttempts(_)
+            | AuthError::CaptchaUnavailable
+            | AuthError::ProviderUnreachable
+            | AuthError::Store(_)
+            | AuthError::Internal(_) => false,
+        },
+    }
+}
+
+async fn sign_in_or_check(
     app: &App,
     request: OAuthSignInRequest,
 ) -> Result<OAuthSignInOutcome, AuthError> {
@@ -950,7 +1020,7 @@ pub async fn oauth_sign_in(
     };
     let verdict = verify_and_resolve(app, provider, &request).await;
     if request.check_only {
-        return check_verdict(app, verdict);
+        return check_verdict(app, &request, verdict);
     }
     let (account, resolution) = verdict?;
     let name = provider.config.name.as_str();
@@ -959,12 +1029,10 @@ pub async fn oauth_sign_in(
     let (user, how) = match resolution {
         Resolution::Linked(user) => (user, OAuthSignInKind::LinkedIdentity),
         Resolution::LinkByEmail(user) => {
-            // A suspended account is refused before anything is linked to it.
-            if user.status == Status::Suspended {
-                return Err(AuthError::AccountSuspended);
-            }
             let (provider_name, user_id) = (name.to_owned(), user.id);
             let expected_email = user.normalized_email.clone();
+            // The account may have changed since `resolve` read it: the rule is checked again
+            // in the transaction that links.
             let linked = store_write(&app.store, move |store| {
                 store.link_identity(
                     &provider_name,
@@ -972,8 +1040,7 @@ pub async fn oauth_sign_in(
                     user_id,
                     |current| {
                         current.normalized_email == expected_email
-                            && may_link_by_email(current)
-                            && current.status != Status::Suspended
+                            && may_link_by_email(current).is_ok()
                     },
                     now,
                 )
@@ -983,7 +1050,7 @@ pub async fn oauth_sign_in(
                 IdentityLink::Linked(user) => (user, OAuthSignInKind::LinkedByEmail),
                 IdentityLink::AlreadyLinked(user) => (user, OAuthSignInKind::LinkedIdentity),
                 IdentityLink::Refused => {
-                    return Err(AuthError::Conflict("the account changed during sign-in"));
+                    return Err(AuthError::OAuthRefused("account-changed-during-sign-in"));
                 }
             }
         }
@@ -999,7 +1066,8 @@ pub async fn oauth_sign_in(
             match created {
                 Some((user, true)) => (user, OAuthSignInKind::NewAccount),
                 Some((user, false)) => (user, OAuthSignInKind::LinkedIdentity),
-                None => return Err(AuthError::Conflict("the email address was taken meanwhile")),
+                // Answered like every other refusal: a conflict would say the address is taken.
+                None => return Err(AuthError::OAuthRefused("email-taken-during-sign-in")),
             }
         }
     };
@@ -1048,7 +1116,7 @@ async fn verify_and_resolve(
             _ => false,
         };
         if !matches {
-            return Err(AuthError::OAuthRefused("email-mismatch"));
+            return Err(AuthError::OAuthEmailMismatch);
         }
     }
     let resolution = resolve(app, provider, &account)?;
@@ -1057,9 +1125,11 @@ async fn verify_and_resolve(
 
 /// The `check-auth` answer: a verdict about the token and the account, never a write. Bad
 /// input and an unreachable provider stay errors; a token that would not sign in is `ok:
-/// false` with the reason.
+/// false`: with the token's problem when it does not verify, and otherwise with the one
+/// message every refusal reads (the reason goes to the log).
 fn check_verdict(
     app: &App,
+    request: &OAuthSignInRequest,
     verdict: Result<(ProviderAccount, Resolution), AuthError>,
 ) -> Result<OAuthSignInOutcome, AuthError> {
     let refused = |message: String| {
@@ -1073,41 +1143,39 @@ fn check_verdict(
     };
     let (account, resolution) = match verdict {
         Ok(verdict) => verdict,
-        Err(
-            error @ (AuthError::InvalidProviderToken(_)
-            | AuthError::OAuthRefused(_)
-            | AuthError::SignupClosed),
-        ) => return refused(error.to_string()),
+        Err(error @ (AuthError::InvalidProviderToken(_) | AuthError::OAuthEmailMismatch)) => {
+            return refused(error.to_string());
+        }
+        Err(AuthError::OAuthRefused(reason)) => {
+            tracing::info!(
+                target: "latchkey::audit",
+                event = "oauth-check-refused",
+                provider = request.provider,
+                reason,
+                remote_ip = request.client.remote_ip,
+            );
+            return refused(OAUTH_REFUSAL_MESSAGE.to_owned());
+        }
         Err(error) => return Err(error),
     };
     let provider_email = account.email.as_ref().map(|email| email.as_given.clone());
-    let (user, message, links_now) = match resolution {
+    let (user, message) = match resolution {
         Resolution::Linked(user) => {
             let message = format!("the token signs in user {}", user.id);
-            (Some(user), message, false)
+            (Some(user), message)
         }
         Resolution::LinkByEmail(user) => {
             let message = format!(
                 "the token would link this identity to user {} and sign it in",
                 user.id
             );
-            (Some(user), message, true)
+            (Some(user), message)
         }
-        Resolution::NewAccount(_) => (
-            None,
-            "the token would create a new account".to_owned(),
-            false,
-        ),
+        Resolution::NewAccount(_) => (None, "the token would create a new account".to_owned()),
     };
     if let Some(user) = &user {
         let parent = account::parent_of(app, user)?;
-        let status_check = if links_now && user.status == Status::Pending {
-            // Linking makes a pending account active.
-            Ok(())
-        } else {
-            check_may_sign_in(app, user, parent.as_ref())
-        };
-        if let Err(error) = status_check {
+        if let Err(error) = check_may_sign_in(app, user, parent.as_ref()) {
             return refused(error.to_string());
         }
     }
@@ -1264,6 +1332,53 @@ mod tests {
             account.email.unwrap().normalized,
             "ada@xn--bcher-kva.example"
         );
+    }
+
+    #[test]
+    fn linking_by_email_reaches_only_an_active_verified_plain_user() {
+        let user = |role: Role, status: Status, email_verified: bool| User {
+            id: 7,
+            email: "ada@example.com".to_owned(),
+            normalized_email: "ada@example.com".to_owned(),
+            password_hash: None,
+            role,
+            status,
+            parent_id: (role == Role::Sub).then_some(1),
+            first_name: None,
+            last_name: None,
+            permissions: role.default_permissions(),
+            created: 0,
+            updated: 0,
+            email_verified,
+            credential_version: 0,
+        };
+        assert_eq!(
+            may_link_by_email(&user(Role::User, Status::Active, true)),
+            Ok(())
+        );
+        for (refused, reason) in [
+            (
+                user(Role::User, Status::Active, false),
+                "unverified-account",
+            ),
+            (
+                user(Role::User, Status::Pending, false),
+                "unverified-account",
+            ),
+            (user(Role::User, Status::Pending, true), "pending-account"),
+            (
+                user(Role::User, Status::Suspended, true),
+                "suspended-account",
+            ),
+            (user(Role::Sub, Status::Active, true), "sub-account"),
+            (
+                user(Role::Admin, Status::Active, true),
+                "privileged-account",
+            ),
+            (user(Role::Root, Status::Active, true), "privileged-account"),
+        ] {
+            assert_eq!(may_link_by_email(&refused), Err(reason), "{refused:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,24 @@
-//! Brute-force throttling for every password check (sign-in, own and sub-user password
-//! changes). Failures drain token buckets keyed by the normalized email (whether or not the
-//! account exists), by (email, client network) and by client network (IPv4 address, IPv6
-//! /64); a check whose bucket is empty is refused before any hashing, with the seconds until
-//! it refills. A network that has not failed against an account is not held back by that
-//! account's ceiling, so the owner can still sign in during an attack; a success clears its
-//! own (email, network) bucket. Time is passed in, so the rules are tested without sleeping.
+//! Token buckets against guessing and floods. `Throttle` is drained by failed password checks
+//! and failed OAuth sign-ins (and, as `App::request_limiter`, by every sign-up, resend and
+//! reset request). Its buckets are keyed by the normalized email (whether or not the account
+//! exists), by (email, client network) and by client network (IPv4 address, IPv6 /64).
+//! `PerKeyLimiter` is one plain bucket per key (a caller's user id, for sub-user creation). A
+//! check whose bucket is empty is refused before any hashing, with the seconds until it
+//! refills.
+//!
+//! The per-account ceiling binds every network, one that never failed against the account
+//! included, so rotating networks buys no guesses beyond it; a success clears its own
+//! (email, network) bucket. Memory is bounded: keys are 64-bit keyed hashes (the same size
+//! whatever the email), a limiter holds at most `MAX_ENTRIES` buckets, and when it is full the
+//! buckets that hold the least back are forgotten first (a refilled bucket holds nothing
+//! back), so a flood of fresh keys cannot free the key it attacks. Time is passed in, so the
+//! rules are tested without sleeping.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 /// Limits, from `[throttle]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,26 +37,37 @@ pub struct ThrottleLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
-/// Entries kept before the oldest are forgotten, so an attack cannot grow memory forever.
-const MAX_ENTRIES: usize = 100_000;
+/// Buckets one limiter holds at most. Past it, the buckets that hold the least back go first.
+pub const MAX_ENTRIES: usize = 100_000;
+/// What a full table is brought down to when it must forget buckets that still hold back, so
+/// that the work of choosing them is spread over many insertions (and the map can reuse its
+/// slots rather than grow).
+const ENTRIES_AFTER_EVICTION: usize = MAX_ENTRIES / 2;
 const WINDOW_SECONDS: f64 = 60.0;
 
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: f64,
-    /// How many times this bucket has run dry in a row: each doubles the wait.
-    lockouts: u32,
-    /// While set and in the future, the bucket refuses regardless of tokens.
-    blocked_until: f64,
-}
-
-/// The buckets. One per `App`.
+/// The buckets of password checks (or of sign-up, resend and reset requests). One per use in
+/// `App`.
 #[derive(Debug)]
 pub struct Throttle {
     limits: Option<ThrottleLimits>,
-    buckets: Mutex<HashMap<String, Bucket>>,
-    origin: std::time::Instant,
+    table: Mutex<BucketTable>,
+    origin: Instant,
+}
+
+/// A plain token bucket per key: `requests` at once, refilled over `window_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerKeyLimit {
+    pub requests: u32,
+    pub window_seconds: u64,
+}
+
+/// One token bucket per key, each request taking a token: for limits on a caller rather than
+/// on guessing (`POST /user` per user id).
+#[derive(Debug)]
+pub struct PerKeyLimiter {
+    limit: Option<PerKeyLimit>,
+    table: Mutex<BucketTable>,
+    origin: Instant,
 }
 
 /// The network a client address counts as: the address itself for IPv4, its /64 for IPv6.
@@ -63,13 +84,42 @@ pub fn client_network(address: IpAddr) -> String {
     }
 }
 
+/// What a bucket counts; part of its key, so an email never shares a bucket with a network.
+#[derive(Clone, Copy, Hash)]
+enum BucketKind {
+    AccountNetwork,
+    Account,
+    Network,
+    PerKey,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: f64,
+    /// While in the future, the bucket refuses regardless of tokens.
+    blocked_until: f64,
+    /// Seconds one token takes to come back: the window over the capacity.
+    seconds_per_token: f64,
+    capacity: u32,
+    /// How many times this bucket has run dry in a row: each doubles the wait.
+    lockouts: u32,
+}
+
+/// The buckets of one limiter, keyed by a keyed hash of (kind, email, network).
+#[derive(Debug)]
+struct BucketTable {
+    buckets: HashMap<u64, Bucket>,
+    key_hasher: RandomState,
+}
+
 impl Throttle {
     /// `None`: throttling is off (benchmarks, load tests).
     pub fn new(limits: Option<ThrottleLimits>) -> Throttle {
         Throttle {
             limits,
-            buckets: Mutex::new(HashMap::new()),
-            origin: std::time::Instant::now(),
+            table: Mutex::new(BucketTable::new()),
+            origin: Instant::now(),
         }
     }
 
@@ -78,51 +128,21 @@ impl Throttle {
         self.origin.elapsed().as_secs_f64()
     }
 
-    fn keys(email: &str, network: &str) -> [String; 3] {
-        [
-            format!("a|{email}|{network}"),
-            format!("a|{email}"),
-            format!("n|{network}"),
-        ]
-    }
-
     /// Whether a password check for `email` from `network` may go ahead at `now` (seconds).
+    /// The account's ceiling applies to every network, new ones included.
     pub fn check(&self, email: &str, network: &str, now: f64) -> Result<(), RetryAfter> {
         let Some(limits) = self.limits else {
             return Ok(());
         };
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
-        };
-        let [pair, account, network_key] = Throttle::keys(email, network);
-        let capacities = [
-            limits.failures_per_account_network,
-            limits.failures_per_account,
-            limits.failures_per_network,
-        ];
-        let pair_has_failed = buckets.contains_key(&pair);
+        let mut table = lock(&self.table);
         let mut longest_wait = 0.0_f64;
-        for (key, capacity) in [&pair, &account, &network_key].into_iter().zip(capacities) {
-            // The account-wide ceiling binds only networks that have failed against it.
-            if key == &account && !pair_has_failed {
-                continue;
-            }
-            if let Some(bucket) = buckets.get_mut(key) {
-                refill(bucket, capacity, now);
-                let wait = if bucket.blocked_until > now {
-                    bucket.blocked_until - now
-                } else if bucket.tokens < 1.0 {
-                    (1.0 - bucket.tokens) * WINDOW_SECONDS / f64::from(capacity.max(1))
-                } else {
-                    0.0
-                };
-                longest_wait = longest_wait.max(wait);
+        for (kind, _) in bucket_kinds(&limits) {
+            let key = table.key(kind, email, network);
+            if let Some(bucket) = table.refilled(key, now) {
+                longest_wait = longest_wait.max(bucket.wait(now));
             }
         }
-        if longest_wait > 0.0 {
-            return Err(RetryAfter(seconds_at_least_one(longest_wait)));
-        }
-        Ok(())
+        refusal_after(longest_wait)
     }
 
     /// Records a failed check: each bucket loses a token; one that runs dry blocks for a
@@ -131,54 +151,239 @@ impl Throttle {
         let Some(limits) = self.limits else {
             return;
         };
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return;
-        };
-        if buckets.len() >= MAX_ENTRIES {
-            forget_oldest_half(&mut buckets);
-        }
-        let keys = Throttle::keys(email, network);
-        let capacities = [
-            limits.failures_per_account_network,
-            limits.failures_per_account,
-            limits.failures_per_network,
-        ];
-        for (key, capacity) in keys.into_iter().zip(capacities) {
-            let bucket = buckets.entry(key).or_insert(Bucket {
-                tokens: f64::from(capacity),
-                updated: now,
-                lockouts: 0,
-                blocked_until: 0.0,
-            });
-            refill(bucket, capacity, now);
-            bucket.tokens = (bucket.tokens - 1.0).max(0.0);
-            if bucket.tokens < 1.0 {
-                let base = WINDOW_SECONDS / f64::from(capacity.max(1));
-                let growth = 2f64.powi(i32::try_from(bucket.lockouts.min(20)).unwrap_or(20));
-                let wait = (base * growth).min(limits.max_delay_seconds as f64);
-                bucket.blocked_until = now + wait;
-                bucket.lockouts = bucket.lockouts.saturating_add(1);
-            }
+        let mut table = lock(&self.table);
+        for (kind, capacity) in bucket_kinds(&limits) {
+            let key = table.key(kind, email, network);
+            let bucket = table.bucket(key, capacity, WINDOW_SECONDS, now);
+            bucket.take_with_lockout(limits.max_delay_seconds, now);
         }
     }
 
     /// Records a success: the (email, network) history is forgotten.
     pub fn record_success(&self, email: &str, network: &str) {
-        if let Ok(mut buckets) = self.buckets.lock() {
-            let [pair, _, _] = Throttle::keys(email, network);
-            buckets.remove(&pair);
+        let mut table = lock(&self.table);
+        let key = table.key(BucketKind::AccountNetwork, email, network);
+        table.buckets.remove(&key);
+    }
+
+    /// Whether a client network may try again at `now`: its own bucket alone, for attempts
+    /// that name no account (OAuth sign-in, before the provider is asked).
+    pub fn check_network(&self, network: &str, now: f64) -> Result<(), RetryAfter> {
+        if self.limits.is_none() {
+            return Ok(());
+        }
+        let mut table = lock(&self.table);
+        let key = table.key(BucketKind::Network, "", network);
+        let wait = table
+            .refilled(key, now)
+            .map_or(0.0, |bucket| bucket.wait(now));
+        refusal_after(wait)
+    }
+
+    /// Records a failed attempt against the network's bucket alone (the same bucket failed
+    /// password checks drain).
+    pub fn record_network_failure(&self, network: &str, now: f64) {
+        let Some(limits) = self.limits else {
+            return;
+        };
+        let mut table = lock(&self.table);
+        let key = table.key(BucketKind::Network, "", network);
+        let bucket = table.bucket(key, limits.failures_per_network, WINDOW_SECONDS, now);
+        bucket.take_with_lockout(limits.max_delay_seconds, now);
+    }
+
+    /// How many buckets are held now (at most `MAX_ENTRIES`).
+    pub fn held_entries(&self) -> usize {
+        lock(&self.table).buckets.len()
+    }
+}
+
+impl PerKeyLimiter {
+    /// `None`: no limit.
+    pub fn new(limit: Option<PerKeyLimit>) -> PerKeyLimiter {
+        PerKeyLimiter {
+            limit,
+            table: Mutex::new(BucketTable::new()),
+            origin: Instant::now(),
+        }
+    }
+
+    /// Seconds on this limiter's monotonic clock.
+    pub fn now(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+
+    /// Takes a token from `key`'s bucket, or says how long until one is back. Checking and
+    /// taking are one step, so concurrent requests cannot all pass on the last token.
+    pub fn take(&self, key: &str, now: f64) -> Result<(), RetryAfter> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let mut table = lock(&self.table);
+        let key = table.key(BucketKind::PerKey, key, "");
+        let window_seconds = limit.window_seconds.max(1) as f64;
+        let bucket = table.bucket(key, limit.requests, window_seconds, now);
+        if bucket.tokens < 1.0 {
+            return refusal_after(bucket.wait(now));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// How many buckets are held now (at most `MAX_ENTRIES`).
+    pub fn held_entries(&self) -> usize {
+        lock(&self.table).buckets.len()
+    }
+}
+
+/// The three buckets of a password check, with their capacities.
+fn bucket_kinds(limits: &ThrottleLimits) -> [(BucketKind, u32); 3] {
+    [
+        (
+            BucketKind::AccountNetwork,
+            limits.failures_per_account_network,
+        ),
+        (BucketKind::Account, limits.failures_per_account),
+        (BucketKind::Network, limits.failures_per_network),
+    ]
+}
+
+impl Bucket {
+    fn new(capacity: u32, window_seconds: f64, now: f64) -> Bucket {
+        let capacity = capacity.max(1);
+        Bucket {
+            tokens: f64::from(capacity),
+            updated: now,
+            blocked_until: 0.0,
+            seconds_per_token: window_seconds / f64::from(capacity),
+            capacity,
+            lockouts: 0,
+        }
+    }
+
+    fn tokens_at(&self, now: f64) -> f64 {
+        let elapsed = (now - self.updated).max(0.0);
+        (self.tokens + elapsed / self.seconds_per_token).min(f64::from(self.capacity))
+    }
+
+    fn refill(&mut self, now: f64) {
+        self.tokens = self.tokens_at(now);
+        self.updated = self.updated.max(now);
+        if self.tokens >= f64::from(self.capacity) && self.blocked_until <= now {
+            self.lockouts = 0;
+        }
+    }
+
+    /// Seconds until the next attempt may go ahead (0: now).
+    fn wait(&self, now: f64) -> f64 {
+        if self.blocked_until > now {
+            self.blocked_until - now
+        } else if self.tokens < 1.0 {
+            (1.0 - self.tokens) * self.seconds_per_token
+        } else {
+            0.0
+        }
+    }
+
+    /// Seconds until this bucket is as if it had never been drained: forgetting it sooner
+    /// hands its key that much back. 0 means it can be forgotten at no cost.
+    fn hold_seconds(&self, now: f64) -> f64 {
+        let refill_left = (f64::from(self.capacity) - self.tokens_at(now)) * self.seconds_per_token;
+        let block_left = (self.blocked_until - now).max(0.0);
+        refill_left.max(block_left)
+    }
+
+    /// Takes a token (after `refill`); a bucket that runs dry blocks for a wait that doubles
+    /// with each consecutive lockout, up to `max_delay_seconds`.
+    fn take_with_lockout(&mut self, max_delay_seconds: u64, now: f64) {
+        self.tokens = (self.tokens - 1.0).max(0.0);
+        if self.tokens < 1.0 {
+            let growth = 2f64.powi(i32::try_from(self.lockouts.min(20)).unwrap_or(20));
+            let wait = (self.seconds_per_token * growth).min(max_delay_seconds as f64);
+            self.blocked_until = now + wait;
+            self.lockouts = self.lockouts.saturating_add(1);
         }
     }
 }
 
-fn refill(bucket: &mut Bucket, capacity: u32, now: f64) {
-    let elapsed = (now - bucket.updated).max(0.0);
-    let capacity = f64::from(capacity);
-    bucket.tokens = (bucket.tokens + elapsed * capacity / WINDOW_SECONDS).min(capacity);
-    bucket.updated = now;
-    if bucket.tokens >= capacity && bucket.blocked_until <= now {
-        bucket.lockouts = 0;
+impl BucketTable {
+    fn new() -> BucketTable {
+        BucketTable {
+            buckets: HashMap::new(),
+            key_hasher: RandomState::new(),
+        }
     }
+
+    /// A bucket's key: a hash keyed per process, so a client cannot aim two keys at one slot.
+    /// Each kind reads only its own parts: the account's bucket is one for every network.
+    fn key(&self, kind: BucketKind, email: &str, network: &str) -> u64 {
+        let (email, network) = match kind {
+            BucketKind::AccountNetwork => (email, network),
+            BucketKind::Account | BucketKind::PerKey => (email, ""),
+            BucketKind::Network => ("", network),
+        };
+        self.key_hasher.hash_one((kind, email, network))
+    }
+
+    /// The bucket of `key`, refilled to `now`, if it is held.
+    fn refilled(&mut self, key: u64, now: f64) -> Option<&mut Bucket> {
+        let bucket = self.buckets.get_mut(&key)?;
+        bucket.refill(now);
+        Some(bucket)
+    }
+
+    /// The bucket of `key`, refilled to `now`; a full one is made, room first.
+    fn bucket(&mut self, key: u64, capacity: u32, window_seconds: f64, now: f64) -> &mut Bucket {
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= MAX_ENTRIES {
+            self.make_room(now);
+        }
+        let bucket = self
+            .buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::new(capacity, window_seconds, now));
+        bucket.refill(now);
+        bucket
+    }
+
+    /// Forgets every bucket that holds nothing back; if that is not enough, forgets those that
+    /// hold back least until half the room is free. A bucket an attacker has drained
+    /// or locked out holds back longest, so it is the last to go.
+    fn make_room(&mut self, now: f64) {
+        self.buckets
+            .retain(|_, bucket| bucket.hold_seconds(now) > 0.0);
+        if self.buckets.len() <= ENTRIES_AFTER_EVICTION {
+            return;
+        }
+        let excess = self.buckets.len() - ENTRIES_AFTER_EVICTION;
+        let mut holds: Vec<f64> = self
+            .buckets
+            .values()
+            .map(|bucket| bucket.hold_seconds(now))
+            .collect();
+        let (_, &mut threshold, _) = holds.select_nth_unstable_by(excess - 1, f64::total_cmp);
+        // Strictly below the threshold first, then as many at it as still needed.
+        let mut left_to_forget = excess;
+        self.buckets.retain(|_, bucket| {
+            let forget = left_to_forget > 0 && bucket.hold_seconds(now) < threshold;
+            left_to_forget -= usize::from(forget);
+            !forget
+        });
+        self.buckets.retain(|_, bucket| {
+            let forget = left_to_forget > 0 && bucket.hold_seconds(now) <= threshold;
+            left_to_forget -= usize::from(forget);
+            !forget
+        });
+        if self.buckets.capacity() > 2 * MAX_ENTRIES {
+            self.buckets.shrink_to(MAX_ENTRIES);
+        }
+    }
+}
+
+fn refusal_after(wait_seconds: f64) -> Result<(), RetryAfter> {
+    if wait_seconds > 0.0 {
+        return Err(RetryAfter(seconds_at_least_one(wait_seconds)));
+    }
+    Ok(())
 }
 
 fn seconds_at_least_one(seconds: f64) -> u64 {
@@ -186,21 +391,30 @@ fn seconds_at_least_one(seconds: f64) -> u64 {
     if rounded < 1.0 { 1 } else { rounded as u64 }
 }
 
-fn forget_oldest_half(buckets: &mut HashMap<String, Bucket>) {
-    let mut ages: Vec<f64> = buckets.values().map(|bucket| bucket.updated).collect();
-    ages.sort_by(f64::total_cmp);
-    let median = ages[ages.len() / 2];
-    buckets.retain(|_, bucket| bucket.updated > median);
+/// A poisoned lock still holds valid buckets (no code panics while holding it): keep
+/// throttling rather than fail open.
+fn lock(table: &Mutex<BucketTable>) -> MutexGuard<'_, BucketTable> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     const LIMITS: ThrottleLimits = ThrottleLimits {
         failures_per_account_network: 5,
         failures_per_account: 20,
         failures_per_network: 30,
+        max_delay_seconds: 900,
+    };
+
+    /// `[signup]`'s defaults, as `App::request_limiter` uses them.
+    const REQUEST_LIMITS: ThrottleLimits = ThrottleLimits {
+        failures_per_account_network: 3,
+        failures_per_account: 5,
+        failures_per_network: 20,
         max_delay_seconds: 900,
     };
 
@@ -216,7 +430,7 @@ mod tests {
         assert!(first_wait.0 >= 1);
         assert!(
             throttle.check("a@x.com", "203.0.113.7", now).is_ok(),
-            "a clean network passes"
+            "a clean network passes while the account has failures left"
         );
         // After the wait, one more failure locks again for longer.
         now += first_wait.0 as f64 + 0.5;
@@ -235,6 +449,119 @@ mod tests {
     }
 
     #[test]
+    fn the_account_ceiling_binds_networks_that_never_failed_against_it() {
+        let throttle = Throttle::new(Some(LIMITS));
+        let now = 1000.0;
+        // One guess from each of 20 networks: no network and no (account, network) pair is
+        // anywhere near its own limit, but the account's 20 are spent.
+        for index in 0..20 {
+            let network = format!("198.51.100.{index}");
+            assert!(throttle.check("a@x.com", &network, now).is_ok());
+            throttle.record_failure("a@x.com", &network, now);
+        }
+        let refused = throttle.check("a@x.com", "203.0.113.99", now);
+        assert!(refused.is_err(), "a 21st network got a fresh guess");
+        assert!(throttle.check("other@x.com", "203.0.113.99", now).is_ok());
+        // The ceiling refills over its window.
+        assert!(
+            throttle
+                .check("a@x.com", "203.0.113.99", now + 61.0)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn requests_per_address_count_every_network() {
+        let throttle = Throttle::new(Some(REQUEST_LIMITS));
+        let now = 50.0;
+        // As `signup::limit_requests` does: check, then count the request.
+        for index in 0..5 {
+            let network = format!("2001:db8:{index}::/64");
+            assert!(throttle.check("taken@x.com", &network, now).is_ok());
+            throttle.record_failure("taken@x.com", &network, now);
+        }
+        assert!(
+            throttle
+                .check("taken@x.com", "2001:db8:99::/64", now)
+                .is_err(),
+            "a sixth network got past requests_per_address"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_bounded_and_the_attacked_keys_stay_throttled() {
+        let throttle = Throttle::new(Some(LIMITS));
+        let now = 1000.0;
+        let attacker = "198.51.100.7";
+        // The attacker's own network is locked out of the account, and the account's
+        // ceiling is spent by guesses from rotating networks.
+        for _ in 0..5 {
+            throttle.record_failure("target@x.com", attacker, now);
+        }
+        for index in 0..15 {
+            throttle.record_failure("target@x.com", &format!("203.0.113.{index}"), now);
+        }
+        assert!(throttle.check("target@x.com", attacker, now).is_err());
+        assert!(throttle.check("target@x.com", "192.0.2.1", now).is_err());
+
+        // Then 100,000 distinct keys (each a new email from a new network: three buckets
+        // each), within a second.
+        let flood_size = 100_000_u32;
+        let mut most_held = 0;
+        for index in 0..flood_size {
+            let network = Ipv4Addr::from(0x0a00_0000 + index).to_string();
+            let moment = now + f64::from(index) / f64::from(flood_size);
+            throttle.record_failure(&format!("flood{index}@x.com"), &network, moment);
+            most_held = most_held.max(throttle.held_entries());
+        }
+        assert!(most_held <= MAX_ENTRIES, "{most_held} buckets held");
+        let allocated_bytes = {
+            let table = lock(&throttle.table);
+            table.buckets.capacity() * (size_of::<u64>() + size_of::<Bucket>() + 1)
+        };
+        assert!(
+            allocated_bytes <= 8 * 1024 * 1024,
+            "{allocated_bytes} bytes for the buckets"
+        );
+
+        // Flooding forgot other buckets, not the attacked ones.
+        let after = now + 1.0;
+        assert!(
+            throttle.check("target@x.com", attacker, after).is_err(),
+            "the attacker's network got its guesses back"
+        );
+        assert!(
+            throttle.check("target@x.com", "192.0.2.2", after).is_err(),
+            "the account's ceiling was reset by the flood"
+        );
+    }
+
+    #[test]
+    fn a_full_table_forgets_refilled_buckets_and_keeps_a_lockout() {
+        let throttle = Throttle::new(Some(LIMITS));
+        let attacker = "198.51.100.7";
+        for _ in 0..20 {
+            throttle.record_failure("target@x.com", attacker, 0.0);
+        }
+        // Fill the table, one slot short, with one failure for each of many other keys.
+        let old_keys = (MAX_ENTRIES - 3) / 3;
+        for index in 0..old_keys {
+            let network = Ipv4Addr::from(0x0a00_0000 + index as u32).to_string();
+            throttle.record_failure(&format!("old{index}@x.com"), &network, 0.0);
+        }
+        assert_eq!(throttle.held_entries(), MAX_ENTRIES - 1);
+        // Five minutes later every one of those has refilled; only the attacker's (account,
+        // network) bucket, locked out by its repeated failures, still holds anything back.
+        let later = 300.0;
+        for index in 0..1000_u32 {
+            let network = Ipv4Addr::from(0x0b00_0000 + index).to_string();
+            throttle.record_failure(&format!("new{index}@x.com"), &network, later);
+        }
+        assert_eq!(throttle.held_entries(), 1 + 3 * 1000);
+        assert!(throttle.check("target@x.com", attacker, later).is_err());
+    }
+
+    #[test]
     fn a_network_failing_against_many_accounts_is_held_back() {
         let throttle = Throttle::new(Some(LIMITS));
         for index in 0..30 {
@@ -242,6 +569,46 @@ mod tests {
         }
         assert!(throttle.check("fresh@x.com", "198.51.100.9", 50.0).is_err());
         assert!(throttle.check("fresh@x.com", "198.51.100.10", 50.0).is_ok());
+    }
+
+    #[test]
+    fn network_failures_share_the_bucket_of_failed_passwords() {
+        let throttle = Throttle::new(Some(LIMITS));
+        for index in 0..29 {
+            throttle.record_failure(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
+        }
+        assert!(throttle.check_network("198.51.100.9", 50.0).is_ok());
+        throttle.record_network_failure("198.51.100.9", 50.0);
+        let wait = throttle.check_network("198.51.100.9", 50.0).unwrap_err();
+        assert!(wait.0 >= 1);
+        assert!(throttle.check("fresh@x.com", "198.51.100.9", 50.0).is_err());
+        assert!(throttle.check_network("198.51.100.10", 50.0).is_ok());
+        assert!(
+            Throttle::new(None)
+                .check_network("198.51.100.9", 0.0)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_per_key_limiter_allows_its_requests_then_refills_over_its_window() {
+        let limit = PerKeyLimit {
+            requests: 3,
+            window_seconds: 3600,
+        };
+        let limiter = PerKeyLimiter::new(Some(limit));
+        for _ in 0..3 {
+            assert!(limiter.take("7", 10.0).is_ok());
+        }
+        let wait = limiter.take("7", 10.0).unwrap_err();
+        assert_eq!(wait, RetryAfter(1200), "one request back every 20 minutes");
+        assert!(
+            limiter.take("8", 10.0).is_ok(),
+            "another caller is not held"
+        );
+        assert!(limiter.take("7", 10.0 + 1200.0).is_ok());
+        assert!(limiter.take("7", 10.0 + 1200.0).is_err());
+        assert!(PerKeyLimiter::new(None).take("7", 0.0).is_ok());
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub enum ApiError {
     CaptchaRefused,
     CaptchaUnavailable,
     InvalidProviderToken,
-    OAuthRefused(&'static str),
+    /// Every account-dependent OAuth refusal: one status, code, message and context.
+    OAuthRefused,
+    OAuthEmailMismatch,
     ProviderUnreachable,
     Overloaded,
     Draining,
@@ -201,12 +203,20 @@ impl ApiError {
                 40102,
                 "the OAuth provider token is not valid".into(),
             ),
-            ApiError::OAuthRefused(reason) => {
-                context.insert("reason".into(), json!(reason));
+            ApiError::OAuthRefused => {
+                context.insert("reason".into(), json!("refused"));
                 (
                     StatusCode::FORBIDDEN,
                     40306,
-                    "this provider account may not sign in here".into(),
+                    crate::auth::oauth::OAUTH_REFUSAL_MESSAGE.into(),
+                )
+            }
+            ApiError::OAuthEmailMismatch => {
+                context.insert("reason".into(), json!("email-mismatch"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40306,
+                    "the provider's email is not the email sent".into(),
                 )
             }
             ApiError::ProviderUnreachable => (
@@ -279,7 +289,8 @@ impl From<AuthError> for ApiError {
             AuthError::CaptchaRefused => ApiError::CaptchaRefused,
             AuthError::CaptchaUnavailable => ApiError::CaptchaUnavailable,
             AuthError::InvalidProviderToken(_) => ApiError::InvalidProviderToken,
-            AuthError::OAuthRefused(reason) => ApiError::OAuthRefused(reason),
+            AuthError::OAuthRefused(_) => ApiError::OAuthRefused,
+            AuthError::OAuthEmailMismatch => ApiError::OAuthEmailMismatch,
             AuthError::ProviderUnreachable => ApiError::ProviderUnreachable,
             AuthError::Store(crate::store::StoreError::TooManyApiTokens) => {
                 ApiError::Conflict("the user holds the most API tokens allowed; delete some first")

@@ -6,13 +6,9 @@
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NewUser, OAuthIdentity, Status, UnixSeconds, User, UserId};
-use crate::store::accounts::delete_standalone_api_tokens;
-use crate::store::record::{RECORD_VERSION, decode, encode, encode_user};
-use crate::store::{
-    Store, StoreError, USERID_USER, copy_table, delete_session, insert_user, session_ids_of_user,
-    user_in,
-};
+use crate::model::{NewUser, OAuthIdentity, UnixSeconds, User, UserId};
+use crate::store::record::{RECORD_VERSION, decode, encode};
+use crate::store::{Store, StoreError, USERID_USER, copy_table, insert_user, user_in};
 
 /// (provider, subject) → the linked user, as an `IdentityRecord`.
 const PROVIDERSUBJECT_IDENTITY: TableDefinition<(&str, &str), &[u8]> =
@@ -31,8 +27,7 @@ struct IdentityRecord {
 /// What linking an identity to an existing account did.
 #[derive(Clone, Debug)]
 pub enum IdentityLink {
-    /// Linked; the user as it now is (a pending account was activated, its password and
-    /// credentials removed).
+    /// Linked; the user, unchanged.
     Linked(User),
     /// The identity was already linked (a concurrent sign-in won): this is its user.
     AlreadyLinked(User),
@@ -119,9 +114,7 @@ impl Store {
     }
 
     /// Links (provider, subject) to the existing user `user_id`, if `may_link` still accepts
-    /// that user inside this transaction. A pending user is made active, loses its password,
-    /// and loses every session and standalone API token: whoever set that password never
-    /// proved the address, and the provider did.
+    /// that user inside this transaction. The user itself is not changed.
     pub fn link_identity(
         &self,
         provider: &str,
@@ -134,24 +127,11 @@ impl Store {
         if let Some(user) = linked_user(&transaction, provider, subject)? {
             return Ok(IdentityLink::AlreadyLinked(user));
         }
-        let Some(mut user) = user_in(&transaction.open_table(USERID_USER)?, user_id)? else {
+        let Some(user) = user_in(&transaction.open_table(USERID_USER)?, user_id)? else {
             return Ok(IdentityLink::Refused);
         };
         if !may_link(&user) {
             return Ok(IdentityLink::Refused);
-        }
-        if user.status == Status::Pending {
-            user.status = Status::Active;
-            user.password_hash = None;
-            user.credential_version += 1;
-            user.updated = now;
-            transaction
-                .open_table(USERID_USER)?
-                .insert(user.id, encode_user(&user).as_slice())?;
-            for session_id in session_ids_of_user(&transaction, user.id)? {
-                delete_session(&transaction, session_id)?;
-            }
-            delete_standalone_api_tokens(&transaction, user.id)?;
         }
         insert_identity(&transaction, provider, subject, user.id, now)?;
         transaction.commit()?;

@@ -560,7 +560,10 @@ async fn admins_reach_lower_ranks_only_and_the_last_root_stays() {
 
 #[tokio::test]
 async fn user_lists_filter_sort_and_page_over_250_sub_users() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| {
+        config.throttle.sub_users_per_caller_per_hour = 250;
+    })
+    .await;
     server.add_user("boss@example.com", Role::User, Status::Active);
     let boss = server.sign_in("boss@example.com").await;
     for index in 0..250 {

@@ -15,6 +15,13 @@ use crate::support::{PASSWORD, request_to};
 
 const ROUNDS: usize = 20;
 
+/// Cheap hashing, and room for every sub-user the load creates in a round.
+const ENVIRONMENT: [(&str, &str); 3] = [
+    CHEAP_HASHING[0],
+    CHEAP_HASHING[1],
+    ("LATCHKEY_THROTTLE__SUB_USERS_PER_CALLER_PER_HOUR", "100000"),
+];
+
 /// What the server acknowledged (2xx), and what was in flight when it died.
 #[derive(Default)]
 struct Ledger {
@@ -149,7 +156,7 @@ async fn every_acknowledged_change_survives_sigkill_and_nothing_half_done_shows(
         ..Ledger::default()
     }));
     for round in 0..ROUNDS {
-        let mut server = start_server_with(path, &CHEAP_HASHING);
+        let mut server = start_server_with(path, &ENVIRONMENT);
         let address = server.address;
         let mut workers = tokio::task::JoinSet::new();
         for worker in 0..4 {
@@ -162,7 +169,7 @@ async fn every_acknowledged_change_survives_sigkill_and_nothing_half_done_shows(
         while workers.join_next().await.is_some() {}
 
         // The file reopens, and everything acknowledged is there.
-        let mut restarted = start_server_with(path, &CHEAP_HASHING);
+        let mut restarted = start_server_with(path, &ENVIRONMENT);
         let address = restarted.address;
         let ledger_now = {
             let ledger = ledger.lock().unwrap();

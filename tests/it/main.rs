@@ -20,6 +20,7 @@ mod operator;
 mod schema;
 mod security_input;
 mod security_keys;
+mod security_oauth;
 mod security_tokens;
 mod sign_in;
 mod signup;
