@@ -2,13 +2,12 @@
 //! revocation, over HTTP, each answer checked against the vendor's schema.
 
 use latchkey::model::{
-    ApiToken, Permission, PermissionSet, Role, Session, SessionId, SessionKind, Status,
-    now_unix_seconds,
+    ApiToken, Permission, PermissionSet, Role, Session, SessionId, Status, now_unix_seconds,
 };
 use serde_json::json;
 
 use crate::schema::assert_matches_schema;
-use crate::support::{PASSWORD, SignedIn, TestServer};
+use crate::support::{PASSWORD, SignedIn, TestServer, live_session};
 
 async fn assert_ended(server: &TestServer, signed_in: &SignedIn) {
     assert_eq!(
@@ -688,24 +687,6 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
     }
     for signed_in in &live {
         assert_alive(&server, signed_in).await;
-    }
-}
-
-/// A live session of `user_id` with the given id, written straight to the store.
-fn live_session(id: SessionId, user_id: u64) -> Session {
-    let now = now_unix_seconds();
-    Session {
-        id,
-        user_id,
-        kind: SessionKind::SignIn,
-        created: now - 60,
-        expire: now + 3600,
-        remote_ip: "127.0.0.1".into(),
-        user_agent: String::new(),
-        ua_type: "unknown",
-        granted_permissions: PermissionSet::empty(),
-        api_token_hash: None,
-        made_by: None,
     }
 }
 

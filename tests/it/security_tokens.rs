@@ -2,13 +2,11 @@
 //! long what they make lives, and the caps on sessions and tokens. Each test replays an
 //! attack that the server allowed before those rules.
 
-use latchkey::model::{
-    PermissionSet, Role, Session, SessionId, SessionKind, Status, now_unix_seconds,
-};
+use latchkey::model::{Role, Session, SessionId, Status, now_unix_seconds};
 use latchkey::rfc3339::parse_rfc3339;
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestServer};
+use crate::support::{PASSWORD, TestServer, live_session};
 
 async fn post_json(server: &TestServer, path: &str, credential: &str, body: Value) -> Value {
     let response = server
@@ -384,17 +382,8 @@ async fn sessions_and_api_tokens_per_user_are_capped() {
     let earlier: Vec<Session> = [300, 200, 100]
         .into_iter()
         .map(|age| Session {
-            id: SessionId::new_for_user(user.id),
-            user_id: user.id,
-            kind: SessionKind::SignIn,
             created: now - age,
-            expire: now + 3600,
-            remote_ip: "127.0.0.1".into(),
-            user_agent: String::new(),
-            ua_type: "unknown",
-            granted_permissions: PermissionSet::empty(),
-            api_token_hash: None,
-            made_by: None,
+            ..live_session(SessionId::new_for_user(user.id), user.id)
         })
         .collect();
     server.app.store.insert_sessions(&earlier).unwrap();

@@ -10,7 +10,9 @@ use latchkey::App;
 use latchkey::auth::password::{HashCost, Password, hash_once};
 use latchkey::config::Config;
 use latchkey::http::Api;
-use latchkey::model::{NewUser, Role, Status, User, now_unix_seconds};
+use latchkey::model::{
+    NewUser, PermissionSet, Role, Session, SessionId, SessionKind, Status, User, now_unix_seconds,
+};
 use latchkey::store::Store;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -317,5 +319,23 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         }
         out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
         body = &body[line_end + 2 + size + 2..];
+    }
+}
+
+/// A live session of `user_id` with the given id, written straight to the store.
+pub fn live_session(id: SessionId, user_id: u64) -> Session {
+    let now = now_unix_seconds();
+    Session {
+        id,
+        user_id,
+        kind: SessionKind::SignIn,
+        created: now - 60,
+        expire: now + 3600,
+        remote_ip: "127.0.0.1".into(),
+        user_agent: String::new(),
+        ua_type: "unknown",
+        granted_permissions: PermissionSet::empty(),
+        api_token_hash: None,
+        made_by: None,
     }
 }
