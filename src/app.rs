@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::auth::after_answer::AfterAnswer;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::throttle::{Throttle, ThrottleLimits};
 use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
@@ -20,8 +21,11 @@ pub struct App {
     key_ring: RwLock<Arc<KeyRing>>,
     pub token_cache: VerifiedTokenCache,
     pub throttle: Throttle,
-    /// Limits sign-up, resend and reset requests per address and client network.
+    /// Limits sign-up, resend and reset requests per address and client network, and
+    /// reset confirmations per client network.
     pub request_limiter: Throttle,
+    /// The per-address work of reset and resend requests, run after their answer.
+    pub after_answer: AfterAnswer,
     /// The tokens' `iss`: the public URL's origin.
     pub issuer: String,
     /// The `[[oauth.providers]]`, with their HTTP client and JWKS caches.
@@ -75,6 +79,7 @@ impl App {
                 failures_per_network: config.signup.requests_per_network,
                 max_delay_seconds: config.throttle.max_delay_seconds,
             })),
+            after_answer: AfterAnswer::new(),
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,

@@ -189,6 +189,8 @@ pub struct SignupConfig {
     pub requests_per_address: u32,
     /// The same, per client network for every address.
     pub requests_per_network: u32,
+    /// Days after which a sign-up whose address was never proved is deleted (API.md 15.15).
+    pub pending_lifetime_days: u64,
 }
 
 impl Default for SignupConfig {
@@ -201,6 +203,7 @@ impl Default for SignupConfig {
             requests_per_address_network: 3,
             requests_per_address: 5,
             requests_per_network: 20,
+            pending_lifetime_days: 7,
         }
     }
 }
@@ -682,6 +685,9 @@ impl Config {
             || self.session.purge_interval_seconds == 0
         {
             return invalid("session lifetimes must be at least 1 second");
+        }
+        if !(1..=36_500).contains(&self.signup.pending_lifetime_days) {
+            return invalid("signup.pending_lifetime_days must be between 1 and 36500");
         }
         if self.http.max_connections == 0 || self.http.max_body_bytes == 0 {
             return invalid("http.max_connections and http.max_body_bytes must be at least 1");

@@ -18,6 +18,7 @@ mod oauth;
 mod oauth_provider;
 mod operator;
 mod schema;
+mod security_signup;
 mod sign_in;
 mod signup;
 mod support;
