@@ -609,3 +609,37 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_records_from_before_attempts_read_without_one_and_attempts_round_trip() {
+        let legacy = br#"{"v":1,"purpose":"verify-email","user_id":7,"expires_at":99}"#;
+        let record: EmailTokenRecord = decode(legacy, "email token").unwrap();
+        assert!(record.attempt.is_none() && !record.used);
+        let with_attempt = EmailTokenRecord {
+            attempt: Some(AttemptRecord {
+                password_hash: "$argon2id$v=19$...".into(),
+                first_name: Some("Ada".into()),
+                last_name: None,
+            }),
+            ..record
+        };
+        let decoded: EmailTokenRecord = decode(&encode(&with_attempt), "email token").unwrap();
+        let attempt = decoded.attempt.unwrap();
+        assert_eq!(attempt.password_hash, "$argon2id$v=19$...");
+        assert_eq!(attempt.first_name.as_deref(), Some("Ada"));
+        // A link without an attempt writes no attempt field, as older builds wrote it.
+        let plain = EmailTokenRecord {
+            attempt: None,
+            ..decoded
+        };
+        assert!(
+            !String::from_utf8(encode(&plain))
+                .unwrap()
+                .contains("attempt")
+        );
+    }
+}
