@@ -681,6 +681,16 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
             .count()
     };
     assert_eq!(queued_to("stale@example.com"), 1);
+    let stale_link = token_in(
+        &store
+            .due_mails(i64::MAX, 1000)
+            .unwrap()
+            .into_iter()
+            .find(|queued| queued.mail.to == "stale@example.com")
+            .unwrap()
+            .mail
+            .text,
+    );
 
     let purged = purge_unproved_sign_ups(&server.app, now_unix_seconds())
         .await
@@ -693,7 +703,11 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
     assert!(store.user_by_id(proved.id).unwrap().is_some());
     assert!(user(&server, "fresh@example.com").is_some());
     assert_eq!(queued_to("fresh@example.com"), 1);
-    // Nothing of the old account answers.
+    // Nothing of the old account answers, its link included.
+    assert_eq!(
+        verify(&server, &stale_link).await.assert_error(400)["context"]["reason"],
+        "invalid"
+    );
     sign_in(&server, "stale@example.com", "pending password")
         .await
         .assert_error(401);
