@@ -59,8 +59,9 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
 
 /// The per-network limit on an unauthenticated route that is about to hash a password
 /// without an address to key it by (reset confirmation), before the hash queue (API.md
-/// 15.7). Its buckets are the network's own, plus the network bucket that sign-up, resend
-/// and reset requests drain, so requests flooding an address never block its owner here.
+/// 15.7). Its buckets are the network's own (so `[signup] requests_per_address_network`
+/// confirmations a minute), plus the network bucket that sign-up, resend and reset requests
+/// drain; requests flooding an address never block its owner here.
 fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     let network = client.network();
     let key = format!("password-reset-confirm {network}");
