@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::auth::after_answer::AfterAnswer;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::throttle::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
 use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
@@ -20,10 +21,13 @@ pub struct App {
     key_ring: RwLock<Arc<KeyRing>>,
     pub token_cache: VerifiedTokenCache,
     pub throttle: Throttle,
-    /// Limits sign-up, resend and reset requests per address and client network.
+    /// Limits sign-up, resend and reset requests per address and client network, and
+    /// reset confirmations per client network.
     pub request_limiter: Throttle,
     /// Limits sub-user creation (`POST /user`) per caller.
     pub sub_user_limiter: PerKeyLimiter,
+    /// The per-address work of reset and resend requests, run after their answer.
+    pub after_answer: AfterAnswer,
     /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
     /// listen address, so a new port or machine keeps every token valid.
     pub issuer: String,
@@ -103,6 +107,7 @@ impl App {
                 requests: config.throttle.sub_users_per_caller_per_hour,
                 window_seconds: 3600,
             })),
+            after_answer: AfterAnswer::new(),
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,

@@ -198,6 +198,8 @@ pub struct SignupConfig {
     pub requests_per_address: u32,
     /// The same, per client network for every address.
     pub requests_per_network: u32,
+    /// Days after which a sign-up whose address was never proved is deleted (API.md 15.15).
+    pub pending_lifetime_days: u64,
 }
 
 impl Default for SignupConfig {
@@ -210,6 +212,7 @@ impl Default for SignupConfig {
             requests_per_address_network: 3,
             requests_per_address: 5,
             requests_per_network: 20,
+            pending_lifetime_days: 7,
         }
     }
 }
@@ -711,6 +714,9 @@ impl Config {
             return invalid(
                 "session.max_per_user and auth.max_api_tokens_per_user must be at least 1",
             );
+        }
+        if !(1..=36_500).contains(&self.signup.pending_lifetime_days) {
+            return invalid("signup.pending_lifetime_days must be between 1 and 36500");
         }
         if self.http.max_connections == 0 || self.http.max_body_bytes == 0 {
             return invalid("http.max_connections and http.max_body_bytes must be at least 1");

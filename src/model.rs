@@ -455,6 +455,19 @@ pub struct EmailToken {
     pub purpose: EmailTokenPurpose,
     pub user_id: UserId,
     pub expires_at: UnixSeconds,
+    /// For the link a sign-up sends: that attempt's password and names, which the link
+    /// activates (API.md 15.5). `None` for every other link.
+    pub attempt: Option<SignUpAttempt>,
+}
+
+/// One sign-up for a pending address: each keeps its own password with its own link, so
+/// whoever signs up with someone else's address never learns the password of the account
+/// the address's owner activates.
+#[derive(Clone, Debug)]
+pub struct SignUpAttempt {
+    pub password_hash: PasswordHashString,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
 }
 
 /// Why an emailed token was refused; each has its own reason on the wire.

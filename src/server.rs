@@ -18,7 +18,8 @@ use tokio::sync::Semaphore;
 use crate::http::{self, Api};
 
 /// Serves `listener` until `shutdown` completes, then drains: health answers 503, no new
-/// connection is taken, and open ones get `shutdown_grace_seconds` to finish.
+/// connection is taken, and open ones (and the per-address work of answered reset and
+/// resend requests) get `shutdown_grace_seconds` to finish.
 pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
     let config = api.app.config.clone();
     let header_read_timeout = Duration::from_secs(config.http.header_read_timeout_seconds);
@@ -73,8 +74,13 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
     mailer.abort();
     drop(listener);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    // Answered resets and resends still owe their per-address work: let it finish too.
+    let drained = async {
+        graceful.shutdown().await;
+        api.app.after_answer.finished().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = drained => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown deadline passed; closing open connections"),
     }
 }

@@ -136,7 +136,7 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
 }
 
 /// Checks a new password: its length, and that it is neither the email nor the old one.
-fn check_new_password(
+pub(crate) fn check_new_password(
     app: &App,
     new_password: &Password,
     email: &str,

@@ -2,6 +2,7 @@
 //! writes run off the async runtime through `store_write`, password work on the hasher pool.
 
 pub mod account;
+pub mod after_answer;
 pub mod api_tokens;
 pub mod captcha;
 pub mod client;
@@ -489,13 +490,27 @@ fn check_credential_holder(app: &App, user: &User, parent: Option<&User>) -> Res
 /// write lock behind a purge.
 pub const PURGE_BATCH_ROWS: usize = 1_000;
 
+/// How often the maintenance loop looks for sign-ups to purge: their lifetime is counted in
+/// days, and finding them reads every user.
+const UNPROVED_SIGN_UP_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Now and then, until the process ends: deletes expired sessions and API tokens expired
 /// more than 30 days ago, in small transactions, and drops signing keys that can no longer
-/// have a live token (rotating them when `[keys] rotate_every` says so).
+/// have a live token (rotating them when `[keys] rotate_every` says so). Hourly, it also
+/// deletes the sign-ups never verified within `[signup] pending_lifetime_days`.
 pub async fn purge_expired_sessions_forever(app: std::sync::Arc<App>) {
     let interval = std::time::Duration::from_secs(app.config.session.purge_interval_seconds);
+    let mut last_sign_up_purge: Option<tokio::time::Instant> = None;
     loop {
         tokio::time::sleep(interval).await;
+        if last_sign_up_purge.is_none_or(|last| last.elapsed() >= UNPROVED_SIGN_UP_PURGE_INTERVAL) {
+            last_sign_up_purge = Some(tokio::time::Instant::now());
+            match signup::purge_unproved_sign_ups(&app, now_unix_seconds()).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "purged sign-ups never verified"),
+                Err(error) => tracing::warn!(%error, "sign-up purge failed"),
+            }
+        }
         let maintained = Arc::clone(&app);
         match tokio::task::spawn_blocking(move || maintained.maintain_signing_keys()).await {
             Ok(Ok(dropped)) if !dropped.is_empty() => {

@@ -1,20 +1,24 @@
 //! Sign-up, email verification and password reset. Requests that could reveal whether an
-//! address is registered (sign-up, resend, reset) answer the same after the same work and
-//! are rate-limited by address and client network, keyed alike for free and taken
-//! addresses. Emailed tokens are 32 random bytes (base64url), stored only as SHA-256,
-//! single use, and consumed in the transaction that acts on them.
+//! address is registered (sign-up, resend, reset) answer the same and are rate-limited by
+//! address and client network, keyed alike for free and taken addresses; resend and reset
+//! answer before any per-address work (`after_answer`). Emailed tokens are 32 random bytes
+//! (base64url), stored only as SHA-256, single use, and consumed in the transaction that
+//! acts on them; each sign-up's link carries that attempt's password.
+
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::account::check_new_password;
 use crate::auth::account::checked_name;
 use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
-use crate::auth::{AuthError, ClientInfo, PASSWORD_MAX_CHARACTERS, store_write};
+use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write};
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
 };
-use crate::store::{SignUpEffect, TokenAction};
+use crate::store::{LinkToIssue, SignUpEffect, TokenAction, is_unproved_sign_up};
 
 /// What `POST /auth/sign-up` asks for.
 #[derive(Debug)]
@@ -51,6 +55,22 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     app.request_limiter
         .record_failure(normalized_email, &network, now);
+    Ok(())
+}
+
+/// The per-network limit on an unauthenticated route that is about to hash a password
+/// without an address to key it by (reset confirmation), before the hash queue (API.md
+/// 15.7). Its buckets are the network's own (so `[signup] requests_per_address_network`
+/// confirmations a minute), plus the network bucket that sign-up, resend and reset requests
+/// drain; requests flooding an address never block its owner here.
+fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
+    let network = client.network();
+    let key = format!("password-reset-confirm {network}");
+    let now = app.request_limiter.now();
+    app.request_limiter
+        .check(&key, &network, now)
+        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+    app.request_limiter.record_failure(&key, &network, now);
     Ok(())
 }
 
@@ -107,19 +127,15 @@ pub async fn sign_up(
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
-    let length = request.password.expose().chars().count();
-    if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::InvalidField {
-            field: "password",
-            message: "has the wrong length",
-        });
-    }
-    if request.password.expose().trim().to_lowercase() == email.normalized {
-        return Err(AuthError::InvalidField {
-            field: "password",
-            message: "must differ from the email address",
-        });
-    }
+    check_new_password(app, &request.password, &email.normalized, None).map_err(
+        |error| match error {
+            AuthError::InvalidField { message, .. } => AuthError::InvalidField {
+                field: "password",
+                message,
+            },
+            other => other,
+        },
+    )?;
     let hash = app.hashers.hash(request.password).await?;
     let now = now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
@@ -141,6 +157,10 @@ pub async fn sign_up(
         email_verified: false,
     };
     let expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
+    let works_for = format!(
+        "This link works for {}.",
+        describe_lifetime(app.config.signup.verify_token_lifetime_seconds)
+    );
     let effect = store_write(&app.store, move |store| {
         store.sign_up(
             new_user,
@@ -150,7 +170,10 @@ pub async fn sign_up(
                 message(
                     user,
                     "Confirm your email address",
-                    &["Welcome. Open this link to confirm your email address and activate your account:"],
+                    &[
+                        "Welcome. Open this link to confirm your email address and activate your account with the password you signed up with just now.",
+                        &works_for,
+                    ],
                     Some(&verify_link),
                 )
             },
@@ -203,7 +226,8 @@ async fn consume(
     Ok(user)
 }
 
-/// `POST /auth/verify`: consumes the token and activates the user.
+/// `POST /auth/verify`: consumes the token, which proves the address; a pending sign-up
+/// becomes active with its attempt's password. Hashes nothing (API.md 15.7).
 pub async fn verify_email(app: &App, token: &str) -> Result<User, AuthError> {
     consume(
         app,
@@ -216,103 +240,237 @@ pub async fn verify_email(app: &App, token: &str) -> Result<User, AuthError> {
     .await
 }
 
-/// `POST /auth/verify/resend`: a fresh link for a pending user; the same answer always.
-pub async fn resend_verification(
-    app: &App,
+/// `POST /auth/verify/resend`: the same answer always, sent before anything is looked up
+/// (API.md 15.10). Then an unproved pending sign-up gets a link to confirm the address and
+/// choose a password: a fresh link may carry no attempt's password, since the one who asks
+/// may not be the one who signed up (API.md 15.5). An active account whose address is
+/// unproved (a sub-user) gets a verification link. Anyone else gets nothing.
+pub fn resend_verification(
+    app: &Arc<App>,
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     let email = EmailAddress::parse_field(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
-    let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
-    let now = now_unix_seconds();
-    let expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
-    store_write(&app.store, move |store| {
-        store.issue_email_token(
-            &email.normalized,
-            Status::Pending,
-            (EmailTokenPurpose::VerifyEmail, hash, expires_at),
-            |user| {
-                message(
-                    user,
-                    "Confirm your email address",
-                    &["Open this link to confirm your email address and activate your account:"],
-                    Some(&verify_link),
-                )
-            },
-            now,
-        )
+    let job_app = Arc::clone(app);
+    app.after_answer.spawn(async move {
+        let app = job_app;
+        let now = now_unix_seconds();
+        let verify_link = link(&app, app.config.email.verify_link.as_ref(), "verify", &token);
+        let choose_link = link(
+            &app,
+            app.config.email.reset_link.as_ref(),
+            "password-reset",
+            &token,
+        );
+        let verify_expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
+        let verify_lifetime = describe_lifetime(app.config.signup.verify_token_lifetime_seconds);
+        let issued = store_write(&app.store, move |store| {
+            store.issue_email_token(
+                &email.normalized,
+                hash,
+                |user| {
+                    if user.email_verified || user.status == Status::Suspended {
+                        return None;
+                    }
+                    let works_for = format!("This link works for {verify_lifetime}.");
+                    Some(if is_unproved_sign_up(user) {
+                        LinkToIssue {
+                            purpose: EmailTokenPurpose::ResetPassword,
+                            expires_at: verify_expires_at,
+                            mail: message(
+                                user,
+                                "Confirm your email address",
+                                &[
+                                    "Open this link to confirm your email address, choose your password and activate your account.",
+                                    &works_for,
+                                ],
+                                Some(&choose_link),
+                            ),
+                        }
+                    } else {
+                        LinkToIssue {
+                            purpose: EmailTokenPurpose::VerifyEmail,
+                            expires_at: verify_expires_at,
+                            mail: message(
+                                user,
+                                "Confirm your email address",
+                                &["Open this link to confirm your email address.", &works_for],
+                                Some(&verify_link),
+                            ),
+                        }
+                    })
+                },
+                now,
+            )
+        })
+        .await;
+        if let Err(error) = issued {
+            tracing::warn!(%error, "verification resend failed");
+        }
     })
-    .await?;
-    Ok(())
 }
 
-/// `POST /auth/password-reset`: a reset link for an active user; the same answer always.
-pub async fn request_password_reset(
-    app: &App,
+/// `POST /auth/password-reset`: the same answer always, sent before anything is looked up
+/// (API.md 15.10). Then an active user whose address is proved gets a reset link; an
+/// unproved address gets nothing (API.md 15.4), nor does an unknown one.
+pub fn request_password_reset(
+    app: &Arc<App>,
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     let email = EmailAddress::parse_field(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
-    let reset_link = link(
-        app,
-        app.config.email.reset_link.as_ref(),
-        "password-reset",
-        &token,
-    );
-    let now = now_unix_seconds();
-    let expires_at = now + lifetime(app.config.signup.reset_token_lifetime_seconds);
-    let issued = store_write(&app.store, move |store| {
-        store.issue_email_token(
-            &email.normalized,
-            Status::Active,
-            (EmailTokenPurpose::ResetPassword, hash, expires_at),
-            |user| {
-                message(
-                    user,
-                    "Reset your password",
-                    &[
-                        "Someone asked to reset the password of this account. If it was you, open this link within 30 minutes:",
-                        "If it was not you, ignore this message; your password stays as it is.",
-                    ],
-                    Some(&reset_link),
-                )
-            },
-            now,
-        )
+    let remote_ip = client.remote_ip.clone();
+    let job_app = Arc::clone(app);
+    app.after_answer.spawn(async move {
+        let app = job_app;
+        let now = now_unix_seconds();
+        let reset_link = link(
+            &app,
+            app.config.email.reset_link.as_ref(),
+            "password-reset",
+            &token,
+        );
+        let expires_at = now + lifetime(app.config.signup.reset_token_lifetime_seconds);
+        let works_for = format!(
+            "This link works for {}.",
+            describe_lifetime(app.config.signup.reset_token_lifetime_seconds)
+        );
+        let issued = store_write(&app.store, move |store| {
+            store.issue_email_token(
+                &email.normalized,
+                hash,
+                |user| {
+                    (user.status == Status::Active && user.email_verified).then(|| LinkToIssue {
+                        purpose: EmailTokenPurpose::ResetPassword,
+                        expires_at,
+                        mail: message(
+                            user,
+                            "Reset your password",
+                            &[
+                                "Someone asked to reset the password of this account. If it was you, open the link below.",
+                                &works_for,
+                                "If it was not you, ignore this message; your password stays as it is.",
+                            ],
+                            Some(&reset_link),
+                        ),
+                    })
+                },
+                now,
+            )
+        })
+        .await;
+        match issued {
+            Ok(true) => tracing::info!(
+                target: "latchkey::audit",
+                event = "password-reset-requested",
+                remote_ip
+            ),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "password reset request failed"),
+        }
     })
-    .await?;
-    if issued {
-        tracing::info!(target: "latchkey::audit", event = "password-reset-requested", remote_ip = client.remote_ip);
-    }
-    Ok(())
 }
 
-/// `PUT /auth/current/password` with a `password-update-token`: sets the password and ends
-/// every session and API token of the user, consuming the token in the same transaction.
+/// `PUT /auth/current/password` with a `password-update-token` (and the reset page's form):
+/// sets the password and ends every session and API token of the user, consuming the token
+/// in the same transaction. The token is looked up first, so an unknown, used or expired one
+/// costs no hash; a usable one is limited per client network before the hash queue, and the
+/// password meets the rules of every other route (API.md 15.7).
 pub async fn complete_password_reset(
     app: &App,
     token: &str,
     new_password: Password,
+    client: &ClientInfo,
 ) -> Result<User, AuthError> {
-    let length = new_password.expose().chars().count();
-    if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::InvalidField {
-            field: "new-password",
-            message: "has the wrong length",
-        });
-    }
-    let hash = app.hashers.hash(new_password).await?;
+    let field = "password-update-token";
+    let hash = email_token_hash(token);
+    let now = now_unix_seconds();
+    let user = store_read(app, move |store| {
+        store.email_token_user(&hash, EmailTokenPurpose::ResetPassword, now)
+    })
+    .await?
+    .map_err(|problem| AuthError::EmailToken { field, problem })?;
+    check_new_password(app, &new_password, &user.normalized_email, None)?;
+    limit_hashing(app, client)?;
+    let password_hash = app.hashers.hash(new_password).await?;
     consume(
         app,
         token,
         EmailTokenPurpose::ResetPassword,
-        TokenAction::SetPassword(hash),
-        "password-update-token",
+        TokenAction::SetPassword(password_hash),
+        field,
         "password-reset",
     )
     .await
+}
+
+/// Deletes the sign-ups whose address was not proved within `[signup]
+/// pending_lifetime_days` of their creation (API.md 15.15), with what they made while
+/// pending, their links and their queued mail, in transactions of at most
+/// `PURGE_BATCH_ROWS` accounts. Returns how many went.
+pub async fn purge_unproved_sign_ups(app: &App, now: UnixSeconds) -> Result<usize, AuthError> {
+    let lifetime_seconds = app
+        .config
+        .signup
+        .pending_lifetime_days
+        .saturating_mul(86_400);
+    let before = now.saturating_sub(lifetime(lifetime_seconds));
+    let mut purged_total = 0;
+    loop {
+        let candidates = store_read(app, move |store| {
+            store.unproved_sign_ups_created_before(before, PURGE_BATCH_ROWS)
+        })
+        .await?;
+        let full_batch = candidates.len() == PURGE_BATCH_ROWS;
+        let purged = store_write(&app.store, move |store| {
+            store.purge_unproved_sign_ups(&candidates, before)
+        })
+        .await?;
+        purged_total += purged;
+        if !full_batch || purged == 0 {
+            return Ok(purged_total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A store read on the blocking pool, like `store_write`.
+async fn store_read<T, F>(app: &App, read: F) -> Result<T, AuthError>
+where
+    T: Send + 'static,
+    F: FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+{
+    store_write(&app.store, read).await
+}
+
+/// "30 minutes", "1 hour", "2 days": a link's lifetime as its mail states it.
+fn describe_lifetime(seconds: u64) -> String {
+    let (count, unit) = match seconds {
+        0 => (0, "second"),
+        _ if seconds.is_multiple_of(86_400) => (seconds / 86_400, "day"),
+        _ if seconds.is_multiple_of(3_600) => (seconds / 3_600, "hour"),
+        _ if seconds.is_multiple_of(60) => (seconds / 60, "minute"),
+        _ => (seconds, "second"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_read_in_their_largest_whole_unit() {
+        assert_eq!(describe_lifetime(1800), "30 minutes");
+        assert_eq!(describe_lifetime(3600), "1 hour");
+        assert_eq!(describe_lifetime(86_400), "1 day");
+        assert_eq!(describe_lifetime(5400), "90 minutes");
+        assert_eq!(describe_lifetime(61), "61 seconds");
+        assert_eq!(describe_lifetime(1), "1 second");
+    }
 }

@@ -93,7 +93,7 @@ pub async fn change_current_password(
     let logout_all = logout_all_flag(request, &fields)?;
     let Some(identity) = identity else {
         // No credential: the reset token's half of this endpoint.
-        crate::http::signup::complete_reset(api, &fields).await?;
+        crate::http::signup::complete_reset(api, request, &fields).await?;
         return Ok(empty_response(StatusCode::NO_CONTENT));
     };
     let old_password = fields.required_string("old-password")?;

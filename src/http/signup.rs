@@ -119,7 +119,7 @@ pub async fn resend(api: &Api, request: &mut Request) -> Result<Response, ApiErr
     let fields = request.fields(api).await?;
     captcha(api, request, &fields, false).await?;
     let email = fields.required_string("email")?;
-    signup::resend_verification(&api.app, &email, &request.client_info(api)).await?;
+    signup::resend_verification(&api.app, &email, &request.client_info(api))?;
     Ok(accepted())
 }
 
@@ -128,31 +128,38 @@ pub async fn request_reset(api: &Api, request: &mut Request) -> Result<Response,
     let fields = request.fields(api).await?;
     captcha(api, request, &fields, false).await?;
     let email = fields.required_string("email")?;
-    signup::request_password_reset(&api.app, &email, &request.client_info(api)).await?;
+    signup::request_password_reset(&api.app, &email, &request.client_info(api))?;
     Ok(accepted())
 }
 
 /// `PUT /auth/current/password` without a credential: the reset token's half.
-pub async fn complete_reset(api: &Api, fields: &Fields) -> Result<(), ApiError> {
+pub async fn complete_reset(api: &Api, request: &Request, fields: &Fields) -> Result<(), ApiError> {
     let Some(token) = fields.string("password-update-token")? else {
         return Err(ApiError::Unauthenticated);
     };
     let new_password = fields.required_string("new-password")?;
-    signup::complete_password_reset(&api.app, &token, Password::new(new_password)).await?;
+    signup::complete_password_reset(
+        &api.app,
+        &token,
+        Password::new(new_password),
+        &request.client_info(api),
+    )
+    .await?;
     Ok(())
 }
 
 /// `POST /auth/password-reset/confirm`: the reset page's form (a form cannot send PUT).
 pub async fn confirm_reset_form(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
-    Ok(match complete_reset(api, &fields).await {
+    Ok(match complete_reset(api, request, &fields).await {
         Ok(()) => page(
             StatusCode::OK,
             "Password changed",
             "<p>Your password is changed, and every session of the account has ended. Sign in with the new password.</p>",
         ),
+        // The error's own status: a 429 stays a 429 for the browser too.
         Err(error) => page(
-            StatusCode::BAD_REQUEST,
+            error.parts().0,
             "Password not changed",
             &failure_paragraph(&error),
         ),

@@ -163,36 +163,9 @@ impl Store {
         if is_active_root(&user) && count_active_roots(&transaction)? <= 1 {
             return Err(StoreError::LastActiveRoot);
         }
-        let mut doomed = vec![user];
-        {
-            let children = transaction.open_table(PARENTID_CHILDID)?;
-            let mut child_ids = Vec::new();
-            for entry in children.range((id, 0u64)..=(id, u64::MAX))? {
-                child_ids.push(entry?.0.value().1);
-            }
-            drop(children);
-            for child_id in child_ids {
-                if let Some(child) = user_in(&transaction.open_table(USERID_USER)?, child_id)? {
-                    doomed.push(child);
-                }
-            }
-        }
-        for user in &doomed {
-            for session_id in session_ids_of_user(&transaction, user.id)? {
-                delete_session(&transaction, session_id)?;
-            }
-            delete_standalone_api_tokens(&transaction, user.id)?;
-            crate::store::identities::delete_identities_of_user(&transaction, user.id)?;
-            transaction.open_table(USERID_USER)?.remove(user.id)?;
-            transaction
-                .open_table(EMAIL_USERID)?
-                .remove(user.normalized_email.as_str())?;
-            if let Some(parent_id) = user.parent_id {
-                transaction
-                    .open_table(PARENTID_CHILDID)?
-                    .remove((parent_id, user.id))?;
-            }
-        }
+        let mut doomed = children_in(&transaction, id)?;
+        doomed.insert(0, user);
+        delete_users(&transaction, &doomed)?;
         transaction.commit()?;
         Ok(true)
     }
@@ -260,6 +233,55 @@ fn count_active_roots(transaction: &WriteTransaction) -> Result<usize, StoreErro
         }
     }
     Ok(count)
+}
+
+/// The user's sub-users, inside a write transaction.
+pub(super) fn children_in(
+    transaction: &WriteTransaction,
+    parent_id: UserId,
+) -> Result<Vec<User>, StoreError> {
+    let child_ids: Vec<UserId> = {
+        let children = transaction.open_table(PARENTID_CHILDID)?;
+        let mut child_ids = Vec::new();
+        for entry in children.range((parent_id, 0u64)..=(parent_id, u64::MAX))? {
+            child_ids.push(entry?.0.value().1);
+        }
+        child_ids
+    };
+    let users = transaction.open_table(USERID_USER)?;
+    let mut found = Vec::with_capacity(child_ids.len());
+    for child_id in child_ids {
+        if let Some(child) = user_in(&users, child_id)? {
+            found.push(child);
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes these users with their sessions, API tokens, identities, email index rows and
+/// parent links, inside a write transaction. Their sub-users are the caller's to list.
+pub(super) fn delete_users(
+    transaction: &WriteTransaction,
+    users: &[User],
+) -> Result<(), StoreError> {
+    for user in users {
+        for session_id in session_ids_of_user(transaction, user.id)? {
+            delete_session(transaction, session_id)?;
+        }
+        delete_standalone_api_tokens(transaction, user.id)?;
+        crate::store::identities::delete_identities_of_user(transaction, user.id)?;
+        crate::store::email::delete_email_tokens_of_user(transaction, user.id)?;
+        transaction.open_table(USERID_USER)?.remove(user.id)?;
+        transaction
+            .open_table(EMAIL_USERID)?
+            .remove(user.normalized_email.as_str())?;
+        if let Some(parent_id) = user.parent_id {
+            transaction
+                .open_table(PARENTID_CHILDID)?
+                .remove((parent_id, user.id))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes every API token of the user that is not bound to a session.

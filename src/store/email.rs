@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     EmailToken, EmailTokenProblem, EmailTokenPurpose, NewUser, OutgoingMail, PasswordHashString,
-    QueuedMail, Status, UnixSeconds, User, UserId,
+    QueuedMail, SignUpAttempt, Status, UnixSeconds, User, UserId,
 };
-use crate::store::accounts::delete_standalone_api_tokens;
-use crate::store::record::{RECORD_VERSION, decode, encode, encode_user};
+use crate::store::accounts::{children_in, delete_standalone_api_tokens, delete_users};
+use crate::store::record::{RECORD_VERSION, decode, decode_user, encode, encode_user};
 use crate::store::{
     EMAIL_USERID, META, Store, StoreError, USERID_USER, copy_table, delete_session, insert_user,
     session_ids_of_user, user_in,
@@ -30,6 +30,20 @@ struct EmailTokenRecord {
     expires_at: UnixSeconds,
     #[serde(default)]
     used: bool,
+    /// A sign-up link's own password and names (API.md 15.5). Absent from other links, and
+    /// from sign-up links written before attempts kept their own password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<AttemptRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AttemptRecord {
+    /// PHC string.
+    password_hash: String,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,13 +90,30 @@ pub enum SignUpEffect {
     AddressInUse,
 }
 
-/// Which change a consumed token makes.
+/// Which change a consumed token makes. Either one proves the address (`email_verified`),
+/// and either one activates a pending sign-up: that ends whatever was made while it was
+/// pending and kills the account's other links (API.md 15.5).
 #[derive(Clone, Debug)]
 pub enum TokenAction {
-    /// pending → active.
+    /// A verification link: a pending sign-up becomes active with the password of the
+    /// attempt the link belongs to; an active account only becomes verified.
     Activate,
     /// Set this password hash and end every session and API token of the user.
     SetPassword(PasswordHashString),
+}
+
+/// The link `issue_email_token` stores and mails, chosen once the user is known.
+#[derive(Debug)]
+pub struct LinkToIssue {
+    pub purpose: EmailTokenPurpose,
+    pub expires_at: UnixSeconds,
+    pub mail: OutgoingMail,
+}
+
+/// Whether this user is a sign-up whose owner never proved the address: the accounts whose
+/// links carry their attempt's password and that the pending purge removes.
+pub fn is_unproved_sign_up(user: &User) -> bool {
+    user.status == Status::Pending && !user.email_verified
 }
 
 fn enqueue(
@@ -110,25 +141,23 @@ fn enqueue(
     Ok(())
 }
 
-/// Deletes every token of this purpose the user holds (used ones included).
+/// Deletes the user's tokens (used ones included) that `doomed` picks; an index row whose
+/// token is gone always goes.
 fn void_tokens(
     transaction: &WriteTransaction,
     user_id: UserId,
-    purpose: EmailTokenPurpose,
+    doomed_token: impl Fn(&[u8; 32], &EmailTokenRecord) -> bool,
 ) -> Result<(), StoreError> {
     let mut by_user = transaction.open_table(USERID_EMAILTOKENHASH)?;
     let mut tokens = transaction.open_table(TOKENHASH_EMAILTOKEN)?;
     let mut doomed = Vec::new();
     for entry in by_user.range((user_id, &[0u8; 32])..=(user_id, &[0xffu8; 32]))? {
         let hash = *entry?.0.value().1;
-        let same_purpose = match tokens.get(&hash)? {
-            Some(bytes) => {
-                decode::<EmailTokenRecord>(bytes.value(), "email token")?.purpose
-                    == purpose_name(purpose)
-            }
+        let picked = match tokens.get(&hash)? {
+            Some(bytes) => doomed_token(&hash, &decode(bytes.value(), "email token")?),
             None => true,
         };
-        if same_purpose {
+        if picked {
             doomed.push(hash);
         }
     }
@@ -139,6 +168,14 @@ fn void_tokens(
     Ok(())
 }
 
+/// Every emailed token of the user, inside a write transaction (its deletion).
+pub(super) fn delete_email_tokens_of_user(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    void_tokens(transaction, user_id, |_, _| true)
+}
+
 fn insert_token(transaction: &WriteTransaction, token: &EmailToken) -> Result<(), StoreError> {
     let record = EmailTokenRecord {
         v: RECORD_VERSION,
@@ -146,6 +183,11 @@ fn insert_token(transaction: &WriteTransaction, token: &EmailToken) -> Result<()
         user_id: token.user_id,
         expires_at: token.expires_at,
         used: false,
+        attempt: token.attempt.as_ref().map(|attempt| AttemptRecord {
+            password_hash: attempt.password_hash.0.clone(),
+            first_name: attempt.first_name.clone(),
+            last_name: attempt.last_name.clone(),
+        }),
     };
     transaction
         .open_table(TOKENHASH_EMAILTOKEN)?
@@ -163,10 +205,62 @@ fn write_user(transaction: &WriteTransaction, user: &User) -> Result<(), StoreEr
     Ok(())
 }
 
+/// A token that may still be used for `purpose` at `now`, or why not.
+fn usable_token(
+    record: Option<EmailTokenRecord>,
+    purpose: EmailTokenPurpose,
+    now: UnixSeconds,
+) -> Result<EmailTokenRecord, EmailTokenProblem> {
+    let Some(record) = record.filter(|record| record.purpose == purpose_name(purpose)) else {
+        return Err(EmailTokenProblem::Unknown);
+    };
+    if record.used {
+        return Err(EmailTokenProblem::Used);
+    }
+    if record.expires_at <= now {
+        return Err(EmailTokenProblem::Expired);
+    }
+    Ok(record)
+}
+
+/// The user a usable token acts on. A sign-up attempt's link is moot once its account is no
+/// longer an unproved sign-up (say a provider proved the address): it counts as unknown.
+fn token_user(
+    users: &impl ReadableTable<u64, &'static [u8]>,
+    record: &EmailTokenRecord,
+) -> Result<Result<User, EmailTokenProblem>, StoreError> {
+    Ok(match user_in(users, record.user_id)? {
+        Some(user) if record.attempt.is_some() && !is_unproved_sign_up(&user) => {
+            Err(EmailTokenProblem::Unknown)
+        }
+        Some(user) => Ok(user),
+        None => Err(EmailTokenProblem::Unknown),
+    })
+}
+
+/// A pending sign-up's owner proved the address: whatever was made while it was pending
+/// (sessions, API tokens, sub-users: by whoever knew an attempt's password) ends, and every
+/// other link of the account dies (API.md 15.5).
+fn end_what_was_made_while_pending(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+    used_token_hash: &[u8; 32],
+) -> Result<(), StoreError> {
+    for session_id in session_ids_of_user(transaction, user_id)? {
+        delete_session(transaction, session_id)?;
+    }
+    delete_standalone_api_tokens(transaction, user_id)?;
+    let sub_users = children_in(transaction, user_id)?;
+    delete_users(transaction, &sub_users)?;
+    void_tokens(transaction, user_id, |hash, _| hash != used_token_hash)
+}
+
 impl Store {
-    /// A sign-up in one transaction. A free address gets a pending user; a still-pending one
-    /// gets the new password and names, loses its earlier tokens and gets a fresh one; an
-    /// address in use gets only a notice. Each case queues its email in the same commit.
+    /// A sign-up in one transaction. A free address gets a pending user; an unproved pending
+    /// one takes the new password and names for signing in while pending (when allowed). In
+    /// both cases the attempt's password and names go with its own link, and earlier
+    /// attempts keep theirs (API.md 15.5). An address in use gets only a notice. Each case
+    /// queues its email in the same commit.
     pub fn sign_up(
         &self,
         new_user: NewUser,
@@ -185,18 +279,26 @@ impl Store {
             Some(id) => user_in(&transaction.open_table(USERID_USER)?, id)?,
             None => None,
         };
+        let attempt = new_user
+            .password_hash
+            .clone()
+            .map(|password_hash| SignUpAttempt {
+                password_hash,
+                first_name: new_user.first_name.clone(),
+                last_name: new_user.last_name.clone(),
+            });
         let (user, effect) = match existing {
             None => (
                 insert_user(&transaction, new_user, now)?,
                 SignUpEffect::Created,
             ),
-            Some(mut user) if user.status == Status::Pending => {
+            Some(mut user) if is_unproved_sign_up(&user) => {
                 user.password_hash = new_user.password_hash;
                 user.first_name = new_user.first_name;
                 user.last_name = new_user.last_name;
+                user.credential_version += 1;
                 user.updated = now;
                 write_user(&transaction, &user)?;
-                void_tokens(&transaction, user.id, EmailTokenPurpose::VerifyEmail)?;
                 (user, SignUpEffect::RefreshedPending)
             }
             Some(user) => (user, SignUpEffect::AddressInUse),
@@ -211,6 +313,7 @@ impl Store {
                     purpose: EmailTokenPurpose::VerifyEmail,
                     user_id: user.id,
                     expires_at: token_expires_at,
+                    attempt,
                 },
             )?;
             enqueue(&transaction, &verification_mail(&user), now)?;
@@ -219,18 +322,16 @@ impl Store {
         Ok(effect)
     }
 
-    /// Issues a token for the user with this address if its status is `eligible`: earlier
-    /// tokens of the purpose are voided, the mail is queued, all in one commit. Returns
-    /// whether one was issued.
+    /// Issues a token for the user with this address if `link_for` gives it one: earlier
+    /// tokens of that purpose (other than sign-up attempts' links) are voided and the mail is
+    /// queued, all in one commit. Returns whether one was issued.
     pub fn issue_email_token(
         &self,
         normalized_email: &str,
-        eligible: Status,
-        token: (EmailTokenPurpose, [u8; 32], UnixSeconds),
-        mail: impl FnOnce(&User) -> OutgoingMail,
+        token_hash: [u8; 32],
+        link_for: impl FnOnce(&User) -> Option<LinkToIssue>,
         now: UnixSeconds,
     ) -> Result<bool, StoreError> {
-        let (purpose, hash, expires_at) = token;
         let transaction = self.begin_write()?;
         let id = transaction
             .open_table(EMAIL_USERID)?
@@ -240,22 +341,49 @@ impl Store {
             Some(id) => user_in(&transaction.open_table(USERID_USER)?, id)?,
             None => None,
         };
-        let Some(user) = user.filter(|user| user.status == eligible) else {
+        let Some((user, link)) = user.and_then(|user| link_for(&user).map(|link| (user, link)))
+        else {
             return Ok(false);
         };
-        void_tokens(&transaction, user.id, purpose)?;
+        let purpose = purpose_name(link.purpose);
+        void_tokens(&transaction, user.id, |_, record| {
+            record.purpose == purpose && record.attempt.is_none()
+        })?;
         insert_token(
             &transaction,
             &EmailToken {
-                hash,
-                purpose,
+                hash: token_hash,
+                purpose: link.purpose,
                 user_id: user.id,
-                expires_at,
+                expires_at: link.expires_at,
+                attempt: None,
             },
         )?;
-        enqueue(&transaction, &mail(&user), now)?;
+        enqueue(&transaction, &link.mail, now)?;
         transaction.commit()?;
         Ok(true)
+    }
+
+    /// The user a token would act on, if it is usable now: read before any hashing, so an
+    /// unknown, used or expired token costs none (API.md 15.7). `consume_email_token`
+    /// checks again when it writes.
+    pub fn email_token_user(
+        &self,
+        hash: &[u8; 32],
+        purpose: EmailTokenPurpose,
+        now: UnixSeconds,
+    ) -> Result<Result<User, EmailTokenProblem>, StoreError> {
+        let transaction = self.begin_read()?;
+        let record = transaction
+            .open_table(TOKENHASH_EMAILTOKEN)?
+            .get(hash)?
+            .map(|bytes| decode::<EmailTokenRecord>(bytes.value(), "email token"))
+            .transpose()?;
+        let record = match usable_token(record, purpose, now) {
+            Ok(record) => record,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        token_user(&transaction.open_table(USERID_USER)?, &record)
     }
 
     /// Consumes a token and makes its change in the same transaction. The token stays,
@@ -273,23 +401,24 @@ impl Store {
             .get(hash)?
             .map(|bytes| decode::<EmailTokenRecord>(bytes.value(), "email token"))
             .transpose()?;
-        let Some(mut record) = record.filter(|record| record.purpose == purpose_name(purpose))
-        else {
-            return Ok(Err(EmailTokenProblem::Unknown));
+        let mut record = match usable_token(record, purpose, now) {
+            Ok(record) => record,
+            Err(problem) => return Ok(Err(problem)),
         };
-        if record.used {
-            return Ok(Err(EmailTokenProblem::Used));
-        }
-        if record.expires_at <= now {
-            return Ok(Err(EmailTokenProblem::Expired));
-        }
-        let Some(mut user) = user_in(&transaction.open_table(USERID_USER)?, record.user_id)? else {
-            return Ok(Err(EmailTokenProblem::Unknown));
+        let mut user = match token_user(&transaction.open_table(USERID_USER)?, &record)? {
+            Ok(user) => user,
+            Err(problem) => return Ok(Err(problem)),
         };
+        let activates_sign_up = is_unproved_sign_up(&user);
         match action {
             TokenAction::Activate => {
-                if user.status == Status::Pending {
-                    user.status = Status::Active;
+                // A link without an attempt (a resend to an active sub-user, or a sign-up
+                // link written before attempts kept their password) leaves the password.
+                if let Some(attempt) = record.attempt.take() {
+                    user.password_hash = Some(PasswordHashString(attempt.password_hash));
+                    user.first_name = attempt.first_name;
+                    user.last_name = attempt.last_name;
+                    user.credential_version += 1;
                 }
             }
             TokenAction::SetPassword(password_hash) => {
@@ -300,6 +429,10 @@ impl Store {
                 }
                 delete_standalone_api_tokens(&transaction, user.id)?;
             }
+        }
+        if activates_sign_up {
+            user.status = Status::Active;
+            end_what_was_made_while_pending(&transaction, user.id, hash)?;
         }
         user.updated = now;
         // Either link reached the address: its owner proved it (API.md 15.4).
@@ -343,6 +476,77 @@ impl Store {
         }
         transaction.commit()?;
         Ok(doomed.len())
+    }
+
+    /// Up to `limit` ids of unproved sign-ups created before `before`, for
+    /// `purge_unproved_sign_ups`. A read transaction: the scan never holds the write lock.
+    pub fn unproved_sign_ups_created_before(
+        &self,
+        before: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let transaction = self.begin_read()?;
+        let users = transaction.open_table(USERID_USER)?;
+        let mut found = Vec::new();
+        for entry in users.iter()? {
+            let (id, bytes) = entry?;
+            let user = decode_user(bytes.value(), id.value())?;
+            if is_unproved_sign_up(&user) && user.created < before {
+                found.push(user.id);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes those of these users that are still unproved sign-ups created before
+    /// `before` (API.md 15.15), with whatever they made while pending (sessions, API tokens,
+    /// sub-users), their emailed tokens and the mail still queued to them, in one
+    /// transaction. Returns how many accounts went.
+    pub fn purge_unproved_sign_ups(
+        &self,
+        user_ids: &[UserId],
+        before: UnixSeconds,
+    ) -> Result<usize, StoreError> {
+        let transaction = self.begin_write()?;
+        let mut doomed = Vec::new();
+        {
+            let users = transaction.open_table(USERID_USER)?;
+            for id in user_ids {
+                if let Some(user) = user_in(&users, *id)?
+                    && is_unproved_sign_up(&user)
+                    && user.created < before
+                {
+                    doomed.push(user);
+                }
+            }
+        }
+        let purged = doomed.len();
+        let addresses: std::collections::HashSet<String> =
+            doomed.iter().map(|user| user.email.clone()).collect();
+        for user in &doomed {
+            let sub_users = children_in(&transaction, user.id)?;
+            delete_users(&transaction, &sub_users)?;
+        }
+        delete_users(&transaction, &doomed)?;
+        if !addresses.is_empty() {
+            let mut mails = transaction.open_table(MAILID_MAIL)?;
+            let mut queued_to_them = Vec::new();
+            for entry in mails.iter()? {
+                let (id, bytes) = entry?;
+                let record: MailRecord = decode(bytes.value(), "mail")?;
+                if addresses.contains(&record.to) {
+                    queued_to_them.push(id.value());
+                }
+            }
+            for id in queued_to_them {
+                mails.remove(id)?;
+            }
+        }
+        transaction.commit()?;
+        Ok(purged)
     }
 
     /// Messages due for a delivery attempt, oldest first.
@@ -403,5 +607,39 @@ impl Store {
         }
         transaction.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_records_from_before_attempts_read_without_one_and_attempts_round_trip() {
+        let legacy = br#"{"v":1,"purpose":"verify-email","user_id":7,"expires_at":99}"#;
+        let record: EmailTokenRecord = decode(legacy, "email token").unwrap();
+        assert!(record.attempt.is_none() && !record.used);
+        let with_attempt = EmailTokenRecord {
+            attempt: Some(AttemptRecord {
+                password_hash: "$argon2id$v=19$...".into(),
+                first_name: Some("Ada".into()),
+                last_name: None,
+            }),
+            ..record
+        };
+        let decoded: EmailTokenRecord = decode(&encode(&with_attempt), "email token").unwrap();
+        let attempt = decoded.attempt.unwrap();
+        assert_eq!(attempt.password_hash, "$argon2id$v=19$...");
+        assert_eq!(attempt.first_name.as_deref(), Some("Ada"));
+        // A link without an attempt writes no attempt field, as older builds wrote it.
+        let plain = EmailTokenRecord {
+            attempt: None,
+            ..decoded
+        };
+        assert!(
+            !String::from_utf8(encode(&plain))
+                .unwrap()
+                .contains("attempt")
+        );
     }
 }

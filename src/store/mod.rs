@@ -29,7 +29,7 @@ use record::{
 };
 
 pub use accounts::SessionsToEnd;
-pub use email::{SignUpEffect, TokenAction};
+pub use email::{LinkToIssue, SignUpEffect, TokenAction, is_unproved_sign_up};
 pub use error::StoreError;
 pub use identities::IdentityLink;
 pub use signing_keys::{KeyRevocation, PendingNextKey};

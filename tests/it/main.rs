@@ -21,6 +21,7 @@ mod schema;
 mod security_input;
 mod security_keys;
 mod security_oauth;
+mod security_signup;
 mod security_tokens;
 mod sign_in;
 mod signup;

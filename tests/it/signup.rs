@@ -202,7 +202,7 @@ async fn sign_up_resend_and_reset_answer_the_same_for_taken_and_free_addresses()
 }
 
 #[tokio::test]
-async fn a_second_sign_up_for_a_pending_address_replaces_it_and_voids_the_old_link() {
+async fn a_second_sign_up_for_a_pending_address_keeps_each_link_with_its_own_password() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
     let outbox = server.data_dir.path().join("outbox");
     assert_eq!(
@@ -226,23 +226,25 @@ async fn a_second_sign_up_for_a_pending_address_replaces_it_and_voids_the_old_li
             .json(&json!({ "verify-token": token }))
             .send()
     };
+    // The first link activates the first attempt's password and kills the second link
+    // (API.md 15.5).
+    assert_eq!(verify(first).await.status, 200);
     assert_eq!(
-        verify(first).await.assert_error(400)["context"]["reason"],
+        verify(second).await.assert_error(400)["context"]["reason"],
         "invalid"
     );
-    assert_eq!(verify(second).await.status, 200);
-    let old = server
-        .request("POST", "/auth/sign-in")
-        .json(&json!({ "email": "twice@example.com", "password": "first password" }))
-        .send()
-        .await;
-    old.assert_error(401);
-    let new = server
+    let later = server
         .request("POST", "/auth/sign-in")
         .json(&json!({ "email": "twice@example.com", "password": "second password" }))
         .send()
         .await;
-    assert_eq!(new.status, 200);
+    later.assert_error(401);
+    let activated = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "twice@example.com", "password": "first password" }))
+        .send()
+        .await;
+    assert_eq!(activated.status, 200);
 }
 
 #[tokio::test]
