@@ -92,17 +92,32 @@ fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn message(to: &User, subject: &str, paragraphs: &[&str], link: Option<&str>) -> OutgoingMail {
-    let mut text = paragraphs.join("\n\n");
-    let mut html: String = paragraphs
+/// A message whose link, if any, stands on a line of its own right after the paragraph
+/// that says to open it, with the rest (the lifetime, what to do otherwise) after it.
+fn message(
+    to: &User,
+    subject: &str,
+    before_link: &[&str],
+    link: Option<&str>,
+    after_link: &[&str],
+) -> OutgoingMail {
+    let mut text_parts: Vec<String> = before_link.iter().map(|part| (*part).to_owned()).collect();
+    let mut html: String = before_link
         .iter()
         .map(|paragraph| format!("<p>{}</p>", escape_html(paragraph)))
         .collect();
     if let Some(link) = link {
-        text.push_str(&format!("\n\n{link}\n"));
+        text_parts.push(link.to_owned());
         let link = escape_html(link);
         html.push_str(&format!("<p><a href=\"{link}\">{link}</a></p>"));
     }
+    text_parts.extend(after_link.iter().map(|part| (*part).to_owned()));
+    html.extend(
+        after_link
+            .iter()
+            .map(|paragraph| format!("<p>{}</p>", escape_html(paragraph))),
+    );
+    let text = text_parts.join("\n\n") + "\n";
     OutgoingMail {
         // The unique key, not the address as typed: mail goes to exactly the address the
         // uniqueness check used (API.md section 15, rule 15).
@@ -170,11 +185,9 @@ pub async fn sign_up(
                 message(
                     user,
                     "Confirm your email address",
-                    &[
-                        "Welcome. Open this link to confirm your email address and activate your account with the password you signed up with just now.",
-                        &works_for,
-                    ],
+                    &["Welcome. To confirm your email address and activate your account with the password you signed up with just now, open this link:"],
                     Some(&verify_link),
+                    &[&works_for],
                 )
             },
             |user| {
@@ -183,9 +196,10 @@ pub async fn sign_up(
                     "Someone tried to sign up with your address",
                     &[
                         "Someone tried to create an account with this email address, which already has one.",
-                        "If it was you, sign in instead, or reset your password here:",
+                        "If it was you, sign in instead, or open this link to reset your password:",
                     ],
                     Some(&reset_page),
+                    &[],
                 )
             },
             now,
@@ -282,11 +296,9 @@ pub fn resend_verification(
                             mail: message(
                                 user,
                                 "Confirm your email address",
-                                &[
-                                    "Open this link to confirm your email address, choose your password and activate your account.",
-                                    &works_for,
-                                ],
+                                &["To confirm your email address, choose your password and activate your account, open this link:"],
                                 Some(&choose_link),
+                                &[&works_for],
                             ),
                         }
                     } else {
@@ -296,8 +308,9 @@ pub fn resend_verification(
                             mail: message(
                                 user,
                                 "Confirm your email address",
-                                &["Open this link to confirm your email address.", &works_for],
+                                &["To confirm your email address, open this link:"],
                                 Some(&verify_link),
+                                &[&works_for],
                             ),
                         }
                     })
@@ -350,12 +363,12 @@ pub fn request_password_reset(
                         mail: message(
                             user,
                             "Reset your password",
+                            &["Someone asked to reset the password of this account. If it was you, open this link to choose a new one:"],
+                            Some(&reset_link),
                             &[
-                                "Someone asked to reset the password of this account. If it was you, open the link below.",
                                 &works_for,
                                 "If it was not you, ignore this message; your password stays as it is.",
                             ],
-                            Some(&reset_link),
                         ),
                     })
                 },

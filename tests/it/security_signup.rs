@@ -731,6 +731,20 @@ async fn the_reset_mail_states_its_lifetime_and_the_new_password_meets_every_rul
     let mail = mail_to(&outbox(&server), "rules@example.com").await;
     assert!(mail.contains("This link works for 15 minutes."), "{mail}");
     let token = token_in(&mail);
+    // The link stands whole on the line right after the one that says to open it.
+    let lines: Vec<&str> = mail.lines().collect();
+    let invitation = lines
+        .iter()
+        .position(|line| line.ends_with("open this link to choose a new one:"))
+        .unwrap_or_else(|| panic!("no invitation to open the link in {mail}"));
+    let link_line = lines[invitation + 1..]
+        .iter()
+        .find(|line| !line.is_empty())
+        .unwrap();
+    assert!(
+        link_line.starts_with("http") && link_line.ends_with(&token),
+        "{mail}"
+    );
     for refused in [
         "seven77".to_owned(),
         "x".repeat(73),
