@@ -103,8 +103,9 @@ pub async fn create_api_token(
     };
     let stored = api_token.clone();
     let limit = app.config.auth.max_api_tokens_per_user;
+    let requester = identity.requester(now);
     store_write(&app.store, move |store| {
-        store.insert_api_token_within_limit(&stored, limit)
+        store.insert_api_token_within_limit(&stored, limit, &requester)
     })
     .await?;
     Ok((api_token, token))
@@ -195,9 +196,12 @@ pub async fn update_api_token(
     }
     check_changed_token_within_caller(identity, &api_token)?;
     api_token.updated = now;
-    let stored = api_token.clone();
-    store_write(&app.store, move |store| store.replace_api_token(&stored)).await?;
-    Ok(api_token)
+    let requester = identity.requester(now);
+    store_write(&app.store, move |store| {
+        store.replace_api_token(&api_token, &requester)
+    })
+    .await?
+    .ok_or(AuthError::NotFound)
 }
 
 /// API.md 15.2: what a changed token can do lies within the caller's effective set (so no
@@ -304,7 +308,7 @@ pub async fn mint_token(
     )?;
     let minted = NewSignIn {
         session: session.clone(),
-        credential_version: identity.user.credential_version,
+        requester: identity.requester(now),
         max_sessions_per_user: app.config.session.max_per_user,
         api_token: None,
         end_other_sessions: false,

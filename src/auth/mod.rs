@@ -24,7 +24,7 @@ use crate::model::{
     ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, TokenMaker, UnixSeconds,
     User, now_unix_seconds,
 };
-use crate::store::{NewSignIn, Store, StoreError};
+use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
 use email::EmailAddress;
 use password::Password;
 use token::TokenClaims;
@@ -222,7 +222,12 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     )?;
     let sign_in = NewSignIn {
         session: session.clone(),
-        credential_version: user.credential_version,
+        requester: Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: None,
+            now,
+        },
         max_sessions_per_user: app.config.session.max_per_user,
         api_token: Some(bound_api_token),
         end_other_sessions: logout_other,
@@ -385,6 +390,21 @@ impl Identity {
                 Some(TokenMaker::MintedSession(session_id))
             }
             _ => None,
+        }
+    }
+
+    /// The credential as the store checks it again inside the write it asks for.
+    pub fn requester(&self, now: UnixSeconds) -> Requester {
+        let credential = match (self.session_id, self.api_token_hash) {
+            (Some(session_id), _) => Some(RequesterCredential::Session(session_id)),
+            (None, Some(hash)) => Some(RequesterCredential::ApiToken(hash)),
+            (None, None) => None,
+        };
+        Requester {
+            user_id: self.user.id,
+            credential_version: self.user.credential_version,
+            credential,
+            now,
         }
     }
 

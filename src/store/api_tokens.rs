@@ -3,11 +3,12 @@
 
 use redb::ReadableTable;
 
-use crate::model::{ApiToken, UnixSeconds, UserId};
+use crate::model::{ApiToken, TokenMaker, UnixSeconds, UserId};
 use crate::store::record::decode_api_token;
 use crate::store::{
-    EXPIRE_TOKENHASH, KEYID_SIGNINGKEY, Store, StoreError, TOKENHASH_APITOKEN, USERID_TOKENHASH,
-    delete_api_token, insert_api_token, remove_api_token_rows,
+    EXPIRE_TOKENHASH, KEYID_SIGNINGKEY, Requester, Store, StoreError, TOKENHASH_APITOKEN,
+    USERID_TOKENHASH, check_requester, delete_api_token, insert_api_token, remove_api_token_rows,
+    token_maker_expiry, token_makers,
 };
 
 impl Store {
@@ -39,14 +40,47 @@ impl Store {
     }
 
     /// Replaces a token's record (its lifetime, permissions, restrictions), keeping its
-    /// indexes in step.
-    pub fn replace_api_token(&self, api_token: &ApiToken) -> Result<(), StoreError> {
+    /// indexes in step, while its requester still stands. A token made by another token
+    /// keeps expiring no later than its maker, and a shortened lifetime shortens what the
+    /// token made (API.md 15.3). Answers the token as stored, or `None` when it is gone.
+    pub fn replace_api_token(
+        &self,
+        api_token: &ApiToken,
+        requester: &Requester,
+    ) -> Result<Option<ApiToken>, StoreError> {
         let transaction = self.begin_write()?;
+        check_requester(&transaction, requester)?;
         // What the token made stays: it is the same token, changed.
-        remove_api_token_rows(&transaction, &api_token.hash)?;
-        insert_api_token(&transaction, api_token)?;
+        let Some(before) = remove_api_token_rows(&transaction, &api_token.hash)? else {
+            return Ok(None);
+        };
+        let mut changed = api_token.clone();
+        changed.made_by = before.made_by;
+        if let Some(maker) = before.made_by {
+            match token_maker_expiry(&transaction, maker)? {
+                None => return Ok(None),
+                Some(None) => {}
+                Some(Some(bound)) => {
+                    changed.expires_at = Some(
+                        changed
+                            .expires_at
+                            .map_or(bound, |expires_at| expires_at.min(bound)),
+                    );
+                }
+            }
+        }
+        insert_api_token(&transaction, &changed)?;
+        if let Some(bound) = changed.expires_at
+            && before.expires_at.is_none_or(|earlier| bound < earlier)
+        {
+            token_makers::cap_what_was_made_by(
+                &transaction,
+                TokenMaker::ApiToken(changed.hash),
+                bound,
+            )?;
+        }
         transaction.commit()?;
-        Ok(())
+        Ok(Some(changed))
     }
 
     /// Deletes one of the user's tokens; `false` when it is not there.

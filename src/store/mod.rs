@@ -127,13 +127,75 @@ impl std::fmt::Debug for StoredSigningKey {
     }
 }
 
+/// Who asks for a credential to be made or changed, as the store checks it again inside the
+/// write's own transaction: a password change, a suspension or a revocation that committed
+/// while the request was on its way leaves nothing behind (`CredentialsChanged`; API.md 15.3
+/// and 15.6).
+#[derive(Clone, Copy, Debug)]
+pub struct Requester {
+    pub user_id: UserId,
+    /// The user's `credential_version` the request verified its password or credential
+    /// against.
+    pub credential_version: u64,
+    /// The credential making the request, which must still exist and not have expired;
+    /// `None` for a sign-in, whose proof is the password or provider token just checked.
+    pub credential: Option<RequesterCredential>,
+    pub now: UnixSeconds,
+}
+
+/// The credential behind a `Requester`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequesterCredential {
+    /// A session: a sign-in's signed token or bound api-token, or a minted token.
+    Session(SessionId),
+    /// A standalone API token, by its hash.
+    ApiToken([u8; 32]),
+}
+
+/// Refuses (`CredentialsChanged`) a requester whose user changed credentials or whose own
+/// credential is gone or expired.
+fn check_requester(
+    transaction: &WriteTransaction,
+    requester: &Requester,
+) -> Result<(), StoreError> {
+    let user = user_in(&transaction.open_table(USERID_USER)?, requester.user_id)?;
+    if user.is_none_or(|user| user.credential_version != requester.credential_version) {
+        return Err(StoreError::CredentialsChanged);
+    }
+    let alive = match requester.credential {
+        None => true,
+        Some(RequesterCredential::Session(id)) => {
+            session_in(&transaction.open_table(SESSIONID_SESSION)?, id)?.is_some_and(|session| {
+                session.user_id == requester.user_id && session.expire > requester.now
+            })
+        }
+        Some(RequesterCredential::ApiToken(hash)) => {
+            match transaction.open_table(TOKENHASH_APITOKEN)?.get(&hash)? {
+                Some(bytes) => {
+                    let token = decode_api_token(bytes.value(), hash)?;
+                    token.user_id == requester.user_id
+                        && token
+                            .expires_at
+                            .is_none_or(|expires_at| expires_at >= requester.now)
+                }
+                None => false,
+            }
+        }
+    };
+    if alive {
+        Ok(())
+    } else {
+        Err(StoreError::CredentialsChanged)
+    }
+}
+
 /// Everything a sign-in writes, committed in one transaction.
 #[derive(Debug)]
 pub struct NewSignIn {
     pub session: Session,
-    /// The user's `credential_version` that the sign-in verified against: if a password
-    /// change or a suspension raised it since, nothing is written (`CredentialsChanged`).
-    pub credential_version: u64,
+    /// Who signs in (the session's own user, no credential) or mints (the minting
+    /// credential): checked again inside the transaction.
+    pub requester: Requester,
     /// `[session] max_per_user`: the oldest sessions end so that, with this one, the user
     /// holds at most this many.
     pub max_sessions_per_user: usize,
@@ -395,13 +457,16 @@ impl Store {
     }
 
     /// Stores a standalone API token unless its user already holds `limit` of them, expired
-    /// ones included (they are kept 30 days and can be deleted): `TooManyApiTokens`.
+    /// ones included (they are kept 30 days and can be deleted): `TooManyApiTokens`; and
+    /// only while its requester still stands (`CredentialsChanged`).
     pub fn insert_api_token_within_limit(
         &self,
         api_token: &ApiToken,
         limit: usize,
+        requester: &Requester,
     ) -> Result<(), StoreError> {
         let transaction = self.begin_write()?;
+        check_requester(&transaction, requester)?;
         let held = {
             let by_user = transaction.open_table(USERID_TOKENHASH)?;
             let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
@@ -445,10 +510,7 @@ impl Store {
         let transaction = self.begin_write()?;
         {
             let user_id = sign_in.session.user_id;
-            let current = user_in(&transaction.open_table(USERID_USER)?, user_id)?;
-            if current.is_none_or(|user| user.credential_version != sign_in.credential_version) {
-                return Err(StoreError::CredentialsChanged);
-            }
+            check_requester(&transaction, &sign_in.requester)?;
             if sign_in.end_other_sessions {
                 for session_id in session_ids_of_user(&transaction, user_id)? {
                     delete_session(&transaction, session_id)?;
@@ -525,6 +587,12 @@ fn insert_user(
     let mut emails = transaction.open_table(EMAIL_USERID)?;
     if emails.get(new_user.normalized_email.as_str())?.is_some() {
         return Err(StoreError::EmailTaken);
+    }
+    // A sub-user's parent deleted while the request was on its way: no orphan is made.
+    if let Some(parent_id) = new_user.parent_id
+        && user_in(&transaction.open_table(USERID_USER)?, parent_id)?.is_none()
+    {
+        return Err(StoreError::CredentialsChanged);
     }
     let mut meta = transaction.open_table(META)?;
     let id = meta
@@ -806,6 +874,68 @@ fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool,
     Ok(true)
 }
 
+/// Brings a session's expiry down to `bound` if it is later; answers whether it changed.
+fn cap_session_expiry(
+    transaction: &WriteTransaction,
+    id: SessionId,
+    bound: UnixSeconds,
+) -> Result<bool, StoreError> {
+    let Some(mut session) = session_in(&transaction.open_table(SESSIONID_SESSION)?, id)? else {
+        return Ok(false);
+    };
+    if session.expire <= bound {
+        return Ok(false);
+    }
+    let mut by_expiry = transaction.open_table(EXPIRE_SESSIONID)?;
+    by_expiry.remove((session.expire, id.0))?;
+    session.expire = bound;
+    by_expiry.insert((session.expire, id.0), ())?;
+    transaction
+        .open_table(SESSIONID_SESSION)?
+        .insert(id.0, encode_session(&session).as_slice())?;
+    Ok(true)
+}
+
+/// Brings an API token's expiry down to `bound` if it is later (or never); answers whether
+/// it changed.
+fn cap_api_token_expiry(
+    transaction: &WriteTransaction,
+    hash: &[u8; 32],
+    bound: UnixSeconds,
+) -> Result<bool, StoreError> {
+    let Some(mut api_token) = remove_api_token_rows(transaction, hash)? else {
+        return Ok(false);
+    };
+    let capped = api_token
+        .expires_at
+        .is_none_or(|expires_at| expires_at > bound);
+    if capped {
+        api_token.expires_at = Some(bound);
+    }
+    insert_api_token(transaction, &api_token)?;
+    Ok(capped)
+}
+
+/// When a token credential stops working: a session's or token's expiry, `Some(None)` for a
+/// token that never expires, `None` when it is gone.
+fn token_maker_expiry(
+    transaction: &WriteTransaction,
+    maker: TokenMaker,
+) -> Result<Option<Option<UnixSeconds>>, StoreError> {
+    Ok(match maker {
+        TokenMaker::ApiToken(hash) => {
+            match transaction.open_table(TOKENHASH_APITOKEN)?.get(&hash)? {
+                Some(bytes) => Some(decode_api_token(bytes.value(), hash)?.expires_at),
+                None => None,
+            }
+        }
+        TokenMaker::MintedSession(id) => {
+            session_in(&transaction.open_table(SESSIONID_SESSION)?, id)?
+                .map(|session| Some(session.expire))
+        }
+    })
+}
+
 /// Copies every row of one table from a read transaction into a write transaction.
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     source: &ReadTransaction,
@@ -1075,7 +1205,12 @@ mod tests {
         let user = add_user(&store, "racer@example.com");
         let sign_in = |version: u64| NewSignIn {
             session: live_session(SessionId::new_for_user(user.id), user.id),
-            credential_version: version,
+            requester: Requester {
+                user_id: user.id,
+                credential_version: version,
+                credential: None,
+                now: now_unix_seconds(),
+            },
             max_sessions_per_user: 1000,
             api_token: None,
             end_other_sessions: false,
@@ -1125,5 +1260,158 @@ mod tests {
         store
             .record_sign_in(&sign_in(suspended.credential_version))
             .unwrap();
+    }
+
+    fn standalone_token(user_id: UserId, hash_byte: u8, made_by: Option<TokenMaker>) -> ApiToken {
+        let now = now_unix_seconds();
+        ApiToken {
+            hash: [hash_byte; 32],
+            prefix: format!("{hash_byte:02x}").repeat(4),
+            user_id,
+            session_id: None,
+            permissions: PermissionSet::empty(),
+            restrictions: PermissionSet::empty(),
+            created: now,
+            updated: now,
+            expires_at: None,
+            made_by,
+        }
+    }
+
+    /// The review's races (API.md 15.3, 15.6): a request that authenticated before its
+    /// credential was revoked, or before a password change, writes nothing once it reaches
+    /// the store; a change to a token deleted meanwhile does not bring it back; a sub-user
+    /// whose parent was deleted meanwhile is not made.
+    #[test]
+    fn writes_from_a_credential_revoked_in_flight_leave_nothing_behind() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "raced@example.com");
+        let now = now_unix_seconds();
+        let session = live_session(SessionId::new_for_user(user.id), user.id);
+        store
+            .insert_sessions(std::slice::from_ref(&session))
+            .unwrap();
+        let maker = standalone_token(user.id, 1, None);
+        store.insert_api_token(&maker).unwrap();
+        let requester = |credential| Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: Some(credential),
+            now,
+        };
+        let by_session = requester(RequesterCredential::Session(session.id));
+        let by_token = requester(RequesterCredential::ApiToken(maker.hash));
+
+        // Both still stand: their writes go through.
+        store
+            .insert_api_token_within_limit(&standalone_token(user.id, 2, None), 100, &by_session)
+            .unwrap();
+        // The session ends, the token is deleted: what they still had in flight is refused.
+        store.end_all_sessions_of_user(user.id).unwrap();
+        store
+            .delete_api_token_of_user(user.id, &maker.hash)
+            .unwrap();
+        for requester in [&by_session, &by_token] {
+            assert!(matches!(
+                store.insert_api_token_within_limit(
+                    &standalone_token(user.id, 3, None),
+                    100,
+                    requester
+                ),
+                Err(StoreError::CredentialsChanged)
+            ));
+            let minted = NewSignIn {
+                session: Session {
+                    kind: SessionKind::Minted,
+                    ..live_session(SessionId::new_for_user(user.id), user.id)
+                },
+                requester: *requester,
+                max_sessions_per_user: 1000,
+                api_token: None,
+                end_other_sessions: false,
+                replacement_password_hash: None,
+            };
+            assert!(matches!(
+                store.record_sign_in(&minted),
+                Err(StoreError::CredentialsChanged)
+            ));
+            assert!(store.session(minted.session.id).unwrap().is_none());
+        }
+        assert_eq!(
+            store
+                .standalone_api_tokens_of_user(user.id)
+                .unwrap()
+                .iter()
+                .map(|token| token.hash[0])
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+
+        // A password change raises the version: a request authenticated before it is refused.
+        let fresh = live_session(SessionId::new_for_user(user.id), user.id);
+        store.insert_sessions(std::slice::from_ref(&fresh)).unwrap();
+        let before_change = requester(RequesterCredential::Session(fresh.id));
+        store
+            .change_password(
+                user.id,
+                &PasswordHashString("$argon2id$changed".to_owned()),
+                SessionsToEnd::None,
+                false,
+                now,
+            )
+            .unwrap();
+        let survivor = store.standalone_api_tokens_of_user(user.id).unwrap()[0].clone();
+        assert!(matches!(
+            store.replace_api_token(&survivor, &before_change),
+            Err(StoreError::CredentialsChanged)
+        ));
+
+        // A change to a token deleted meanwhile does not bring it back.
+        let current = Requester {
+            credential_version: user.credential_version + 1,
+            ..before_change
+        };
+        store
+            .delete_api_token_of_user(user.id, &survivor.hash)
+            .unwrap();
+        assert!(
+            store
+                .replace_api_token(&survivor, &current)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .standalone_api_tokens_of_user(user.id)
+                .unwrap()
+                .is_empty()
+        );
+
+        // A sub-user of a parent deleted meanwhile is not made.
+        let parent = add_user(&store, "parent@example.com");
+        store.delete_user_tree(parent.id).unwrap();
+        let orphan = NewUser {
+            email: "orphan@example.com".to_owned(),
+            normalized_email: "orphan@example.com".to_owned(),
+            password_hash: None,
+            role: Role::Sub,
+            status: Status::Active,
+            parent_id: Some(parent.id),
+            first_name: None,
+            last_name: None,
+            permissions: PermissionSet::empty(),
+            email_verified: false,
+        };
+        assert!(matches!(
+            store.insert_user(orphan, now),
+            Err(StoreError::CredentialsChanged)
+        ));
+        assert!(
+            store
+                .user_by_normalized_email("orphan@example.com")
+                .unwrap()
+                .is_none()
+        );
     }
 }

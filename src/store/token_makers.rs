@@ -5,8 +5,12 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::model::UnixSeconds;
 use crate::model::{SessionId, TokenMaker};
-use crate::store::{StoreError, remove_api_token_rows, remove_session_rows};
+use crate::store::{
+    StoreError, cap_api_token_expiry, cap_session_expiry, remove_api_token_rows,
+    remove_session_rows,
+};
 
 /// (maker, made) pairs; both sides are `maker_key`s.
 const MAKER_MADE: TableDefinition<(&[u8; 33], &[u8; 33]), ()> = TableDefinition::new("maker_made");
@@ -80,25 +84,53 @@ pub(super) fn end_what_was_made_by(
 ) -> Result<(), StoreError> {
     let mut makers = vec![maker];
     while let Some(maker) = makers.pop() {
-        let first = maker_key(maker);
-        let made: Vec<TokenMaker> = {
-            let pairs = transaction.open_table(MAKER_MADE)?;
-            let mut made = Vec::new();
-            for entry in pairs.range((&first, &[0u8; 33])..=(&first, &[0xffu8; 33]))? {
-                let (key, _) = entry?;
-                if let Some(child) = maker_from_key(key.value().1) {
-                    made.push(child);
-                }
-            }
-            made
-        };
-        for child in made {
+        for child in made_by(transaction, maker)? {
             forget_made(transaction, maker, child)?;
             let existed = match child {
                 TokenMaker::ApiToken(hash) => remove_api_token_rows(transaction, &hash)?.is_some(),
                 TokenMaker::MintedSession(id) => remove_session_rows(transaction, id)?.is_some(),
             };
             if existed {
+                makers.push(child);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `maker` made, in the order of the index.
+fn made_by(
+    transaction: &WriteTransaction,
+    maker: TokenMaker,
+) -> Result<Vec<TokenMaker>, StoreError> {
+    let first = maker_key(maker);
+    let pairs = transaction.open_table(MAKER_MADE)?;
+    let mut made = Vec::new();
+    for entry in pairs.range((&first, &[0u8; 33])..=(&first, &[0xffu8; 33]))? {
+        let (key, _) = entry?;
+        if let Some(child) = maker_from_key(key.value().1) {
+            made.push(child);
+        }
+    }
+    Ok(made)
+}
+
+/// Brings the expiry of everything `maker` made, and of what that made, down to `bound`
+/// when it was later: the maker's lifetime just got shorter (API.md 15.3). What already
+/// ends by then, and what it made, is left as it is.
+pub(super) fn cap_what_was_made_by(
+    transaction: &WriteTransaction,
+    maker: TokenMaker,
+    bound: UnixSeconds,
+) -> Result<(), StoreError> {
+    let mut makers = vec![maker];
+    while let Some(maker) = makers.pop() {
+        for child in made_by(transaction, maker)? {
+            let capped = match child {
+                TokenMaker::ApiToken(hash) => cap_api_token_expiry(transaction, &hash, bound)?,
+                TokenMaker::MintedSession(id) => cap_session_expiry(transaction, id, bound)?,
+            };
+            if capped {
                 makers.push(child);
             }
         }

@@ -307,6 +307,72 @@ async fn what_a_token_makes_nests_under_it_and_ends_with_it() {
     );
 }
 
+/// Rule 3, when lifetimes change afterwards: a token that shortens its own life shortens
+/// what it made, and a sign-in session cannot stretch a made token past its maker.
+#[tokio::test]
+async fn a_shortened_maker_shortens_what_it_made_and_nothing_outlives_its_maker() {
+    let server = TestServer::start().await;
+    server.add_user("stretch@example.com", Role::User, Status::Active);
+    let session = server.sign_in("stretch@example.com").await;
+    let maker = new_api_token(&server, &session.signed_token, json!({ "ttl": 0 })).await;
+    let maker_text = token_text(&maker);
+    let child = new_api_token(&server, &maker_text, json!({ "ttl": 0 })).await;
+    assert_eq!(expires_at(&child), None);
+    let grandchild = new_api_token(&server, &token_text(&child), json!({ "ttl": 0 })).await;
+    let minted = mint(&server, &maker_text, json!({})).await;
+
+    // The maker gives itself a minute: all it made now ends within that minute too.
+    let response = server
+        .request("PUT", &format!("/auth/api-token/{}", &maker_text[..8]))
+        .bearer(&maker_text)
+        .json(&json!({ "ttl": 60 }))
+        .send()
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let bound = expires_at(&response.json).unwrap();
+    let listed = server
+        .request("GET", "/auth/api-token")
+        .bearer(&session.signed_token)
+        .send()
+        .await;
+    for made in [&child, &grandchild] {
+        let prefix = &token_text(made)[..8];
+        let entry = listed.json["api-tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["token"].as_str().unwrap().starts_with(prefix))
+            .unwrap();
+        assert_eq!(expires_at(entry), Some(bound), "{entry}");
+    }
+    let sessions = server
+        .request("GET", "/auth/session")
+        .bearer(&minted)
+        .send()
+        .await;
+    let minted_expiry = sessions.json["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| parse_rfc3339(entry["expire"].as_str().unwrap()).unwrap())
+        .min()
+        .unwrap();
+    assert!(minted_expiry <= bound, "{}", sessions.text());
+
+    // The sign-in session asks for the child to live forever: it still ends with its maker.
+    let response = server
+        .request(
+            "PUT",
+            &format!("/auth/api-token/{}", &token_text(&child)[..8]),
+        )
+        .bearer(&session.signed_token)
+        .json(&json!({ "ttl": 0 }))
+        .send()
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(expires_at(&response.json), Some(bound));
+}
+
 /// Rule 8: an admin's password change with logout-all also ends the target's standalone
 /// API tokens, which a thief of the old password may have made.
 #[tokio::test]
