@@ -27,7 +27,7 @@ perm_map = {'type': 'object', 'additionalProperties': ref('UsercommonPermission'
 email_field = {'type': 'string', 'format': 'email', 'minLength': 5, 'maxLength': 254,
   'description': 'A bare address: no display name, quotes, angle brackets, comments or IP literal; '
                  'local part at most 64 characters; invisible, format and control characters refused.'}
-name_field = {'type': 'string', 'maxLength': 255, 'description': 'No control characters.'}
+name_field = {'type': 'string', 'maxLength': 255, 'description': 'No control, line-breaking or text-direction characters.'}
 schemas.update({
  'AuthApiToken': {'type': 'object', 'properties': {
    'created': {'type': 'string', 'format': 'date-time'}, 'updated': {'type': 'string', 'format': 'date-time'},
@@ -40,7 +40,7 @@ schemas.update({
  'AuthPutApiTokenRequest': {'type': 'object', 'properties': {'permissions': perm_list, 'restrictions': perm_list,
    'reset-permissions': {'type': 'boolean', 'default': False}, 'ttl': {'type': 'integer', 'minimum': 0}}},
  'AuthPostJWTTokenRequest': {'type': 'object', 'properties': {'claims': {'type': 'object', 'additionalProperties': {},
-   'description': 'Extra claims; iss, sub, aud, exp, nbf, iat, jti, sid and permissions are refused, and so is more than 4 KiB.'},
+   'description': 'Extra claims; iss, sub, aud, exp, nbf, iat, jti, sid, permissions, email, role, status, username, parent, name and user-id are refused in any ASCII case, and so is more than 4 KiB.'},
    'long-term-token': {'type': 'boolean', 'default': True}, 'permissions': perm_list}},
  'AuthPostSignUpRequest': {'type': 'object', 'required': ['email', 'password'], 'properties': {
    'email': email_field,

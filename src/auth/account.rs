@@ -337,13 +337,24 @@ pub fn checked_name(
     let Some(name) = name else {
         return Ok(None);
     };
-    if name.chars().count() > NAME_MAX_CHARACTERS || name.chars().any(char::is_control) {
+    if name.chars().count() > NAME_MAX_CHARACTERS || name.chars().any(is_refused_in_a_name) {
         return Err(AuthError::InvalidField {
             field,
-            message: "must be at most 255 characters, without control characters",
+            message: "must be at most 255 characters, without control, line-breaking or text-direction characters",
         });
     }
     Ok(Some(name))
+}
+
+/// Control characters, the line and paragraph separators, and the bidirectional embedding,
+/// override and isolate controls, which can make a name shown in a list or a mail read as
+/// something else. The zero-width joiner and non-joiner stay: scripts need them.
+fn is_refused_in_a_name(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
 }
 
 /// Profile changes: names (absent: unchanged), and for other users a replacement set.

@@ -261,10 +261,14 @@ pub async fn mint_token(
     request: MintRequest,
     client: &ClientInfo,
 ) -> Result<(Session, String), AuthError> {
-    if RESERVED_CLAIMS
-        .iter()
-        .any(|name| request.claims.contains_key(*name))
-    {
+    // Compared without ASCII case: a verifier that reads claims loosely must not take a
+    // caller's `Sub` or `ISS` for the real one.
+    let reserved = |claim: &String| {
+        RESERVED_CLAIMS
+            .iter()
+            .any(|name| claim.eq_ignore_ascii_case(name))
+    };
+    if request.claims.keys().any(reserved) {
         return Err(AuthError::InvalidField {
             field: "claims",
             message: "must not set a reserved claim (iss, sub, aud, exp, nbf, iat, jti, sid, permissions, email, role, status, username, parent, name, user-id)",

@@ -12,13 +12,13 @@ use crate::http::dto::{
     UserProfile, oauth_provider_tokens,
 };
 use crate::http::error::ApiError;
-use crate::http::fields::BodyKind;
+use crate::http::fields::{BodyKind, body_kind};
 use crate::http::{Api, Request, Response, empty_response, error_response, json_response};
 
 /// `POST /auth/sign-in`.
 pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
-    check_sign_in_origin(api, request, fields.kind())?;
+    check_sign_in_origin(api, request)?;
     let email = fields.required_string("email")?;
     let password = fields.required_string("password")?;
     let current_user = fields.string("current-user")?;
@@ -100,21 +100,25 @@ pub fn signed_in_response(
     Ok(response)
 }
 
-/// Login CSRF: a form sign-in (password or OAuth) from a foreign `Origin` is refused before
-/// anything is checked; JSON needs a CORS preflight, so it is left to CORS.
-pub fn check_sign_in_origin(
-    api: &Api,
-    request: &Request,
-    body_kind: BodyKind,
-) -> Result<(), ApiError> {
-    match body_kind {
-        BodyKind::Json => Ok(()),
-        BodyKind::Form => crate::http::credential::check_form_sign_in_origin(
-            &request.parts,
-            &api.public_origin,
-            &api.app.config.auth.allowed_return_origins,
-        ),
+/// Login CSRF: a sign-in (password or OAuth) that a foreign page could send without a CORS
+/// preflight, from a foreign `Origin`, is refused before anything is checked. Only a body
+/// declared as JSON forces a preflight, so it is left to CORS; a form, or no body at all
+/// (an OAuth token can come in cookies), is checked.
+pub fn check_sign_in_origin(api: &Api, request: &Request) -> Result<(), ApiError> {
+    let declared_json = request
+        .parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| matches!(body_kind(value), Ok(BodyKind::Json)));
+    if declared_json {
+        return Ok(());
     }
+    crate::http::credential::check_form_sign_in_origin(
+        &request.parts,
+        &api.public_origin,
+        &api.app.config.auth.allowed_return_origins,
+    )
 }
 
 /// Applies the ret-url rule; an empty value counts as absent.

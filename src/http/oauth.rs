@@ -31,7 +31,7 @@ struct PresentedProviderToken {
 /// `POST /auth/oauth-sign-in`.
 pub async fn oauth_sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
-    check_sign_in_origin(api, request, fields.kind())?;
+    check_sign_in_origin(api, request)?;
     let presented = presented_provider_token(&fields, request)?;
     let check_only = fields.boolean("check-auth")?.unwrap_or(false);
     let current_user = fields.string("current-user")?;

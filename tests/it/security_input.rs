@@ -170,6 +170,10 @@ async fn sign_up_applies_the_name_rule_of_every_other_route() {
         ("last-name", long_name.as_str()),
         ("first-name", "Eve\u{1b}[31m"),
         ("last-name", "Eve\nAdmin"),
+        // Text-direction overrides and separators make a name read as something else.
+        ("first-name", "Eve\u{202E}nimda"),
+        ("last-name", "Eve\u{2028}Admin"),
+        ("first-name", "Eve\u{2067}x"),
     ] {
         let response = sign_up(
             &server,
@@ -178,6 +182,13 @@ async fn sign_up_applies_the_name_rule_of_every_other_route() {
         .await;
         assert_eq!(field_of(&response), field, "{value:?}");
     }
+    // Scripts that need the zero-width non-joiner keep it.
+    let response = sign_up(
+        &server,
+        json!({ "email": "eve@example.com", "password": PASSWORD, "first-name": "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}" }),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
     let longest = "n".repeat(255);
     let response = sign_up(
         &server,
@@ -420,6 +431,17 @@ async fn a_form_oauth_sign_in_from_a_foreign_origin_is_a_403() {
             ("oauth-provider-token[provider]", "oidc"),
             ("oauth-provider-token[token]", "attacker-token"),
         ])
+        .send()
+        .await;
+    assert_eq!(response.assert_error(403)["code"], 40303);
+    // No body at all needs no preflight either: the provider token can come in cookies.
+    let response = server
+        .request("POST", "/auth/oauth-sign-in")
+        .header("Origin", "https://evil.example")
+        .header(
+            "Cookie",
+            "oauth-provider-name=oidc; oauth-provider-token=attacker-token",
+        )
         .send()
         .await;
     assert_eq!(response.assert_error(403)["code"], 40303);

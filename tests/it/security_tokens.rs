@@ -410,7 +410,7 @@ async fn minting_refuses_claims_that_pose_as_user_facts() {
     server.add_user("claims@example.com", Role::User, Status::Active);
     let session = server.sign_in("claims@example.com").await;
     for claim in [
-        "email", "role", "status", "username", "parent", "name", "user-id",
+        "email", "role", "status", "username", "parent", "name", "user-id", "Sub", "ISS", "Email",
     ] {
         let response = server
             .request("POST", "/auth/jwt")
