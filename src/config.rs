@@ -825,11 +825,11 @@ impl Config {
             return refuse(
                 "session.long_term_seconds",
                 format!(
-                    "must be at least session.short_term_seconds ({}, {}), not {}: a \
+                    "is {}, and must be at least session.short_term_seconds ({}, {}): a \
                      long-term session must not end before a short one",
+                    self.session.long_term_seconds,
                     self.session.short_term_seconds,
                     sources.of("session.short_term_seconds"),
-                    self.session.long_term_seconds
                 ),
             );
         }
@@ -972,20 +972,34 @@ fn environment_setting(
     Ok((section, key, value))
 }
 
-/// A variable's value, read as its key's type: a key that takes text (a string, a path, a URL,
-/// an address, a word such as `smtp`) takes the text exactly as written, so that
-/// `LATCHKEY_EMAIL__SMTP_PASSWORD=123456` is a password, not a number; any other key reads it
-/// as a TOML value (`true`, `5`, `["https://a.example"]`).
+/// A variable's value, read as its key's type. A key that takes text (a string, a path, a
+/// URL, an address, a word such as `smtp`) takes the text exactly as written, so that
+/// `LATCHKEY_EMAIL__SMTP_PASSWORD=123456` is a password, not a number, and quotes are part of
+/// it; only when the key refuses the text as written (a word or URL in quotes, `"json"`) is a
+/// quoted TOML string tried, as variables were read before. Any other key reads the text as
+/// a TOML value (`true`, `5`, `["https://a.example"]`).
 fn environment_value(section: &str, key: &str, raw_value: &str) -> toml::Value {
-    let raw_text = || toml::Value::String(raw_value.to_owned());
-    if key_takes_text(section, key) {
-        return raw_text();
+    let as_written = toml::Value::String(raw_value.to_owned());
+    let as_toml = || {
+        let document = format!("value = {raw_value}");
+        toml::from_str::<toml::Table>(&document)
+            .ok()
+            .and_then(|mut table| table.remove("value"))
+    };
+    if !key_takes_text(section, key) {
+        return as_toml().unwrap_or(as_written);
     }
-    let document = format!("value = {raw_value}");
-    toml::from_str::<toml::Table>(&document)
-        .ok()
-        .and_then(|mut table| table.remove("value"))
-        .unwrap_or_else(raw_text)
+    if deserialize_one_setting(section, key, as_written.clone()).is_ok() {
+        return as_written;
+    }
+    match as_toml() {
+        Some(quoted @ toml::Value::String(_))
+            if deserialize_one_setting(section, key, quoted.clone()).is_ok() =>
+        {
+            quoted
+        }
+        _ => as_written,
+    }
 }
 
 /// Whether `[section] key` takes text. The key's own type answers: one that takes a boolean,
@@ -1208,6 +1222,313 @@ mod tests {
         std::fs::write(&file, "[password]\ncolour = 1\n").unwrap();
         let error = Config::load(Some(&file), Vec::new(), &FlagOverrides::default()).unwrap_err();
         assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    /// Loads a configuration from a file holding `file_text` (if any), `environment` and
+    /// `flags`; answers it or the error's text, and the file's path as errors print it.
+    fn load_text(
+        file_text: Option<&str>,
+        environment: &[(&str, &str)],
+        flags: &FlagOverrides,
+    ) -> (Result<Config, String>, String) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("latchkey.toml");
+        if let Some(text) = file_text {
+            std::fs::write(&path, text).unwrap();
+        }
+        let environment = environment
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
+        let loaded = Config::load(file_text.map(|_| path.as_path()), environment, flags)
+            .map_err(|error| error.to_string());
+        (loaded, path.display().to_string())
+    }
+
+    fn refusal(
+        file_text: Option<&str>,
+        environment: &[(&str, &str)],
+        flags: &FlagOverrides,
+    ) -> (String, String) {
+        let (loaded, path) = load_text(file_text, environment, flags);
+        (loaded.unwrap_err(), path)
+    }
+
+    #[test]
+    fn a_variable_for_a_text_key_is_taken_as_written_and_others_as_their_type() {
+        let (loaded, _) = load_text(
+            None,
+            &[
+                ("LATCHKEY_EMAIL__SMTP_PASSWORD", "123456"),
+                ("LATCHKEY_EMAIL__SMTP_USERNAME", "true"),
+                (
+                    "LATCHKEY_EMAIL__VERIFY_LINK",
+                    "\"https://a.example/v?t={token}\"",
+                ),
+                ("LATCHKEY_CAPTCHA__SECRET", "[1, 2]"),
+                ("LATCHKEY_EMAIL__TRANSPORT", "smtp"),
+                ("LATCHKEY_EMAIL__SMTP_HOST", "127.0.0.1"),
+                ("LATCHKEY_STORE__DATA_DIR", "1234"),
+                ("LATCHKEY_PASSWORD__ITERATIONS", "3"),
+                ("LATCHKEY_THROTTLE__ENABLED", "false"),
+                (
+                    "LATCHKEY_HTTP__CORS_ORIGINS",
+                    "[\"https://app.example.com\"]",
+                ),
+                ("LATCHKEY_EMAIL__SMTP_PORT", "2525"),
+                ("LATCHKEY_LOG__FORMAT", "\"json\""),
+                ("LATCHKEY_SERVER__PUBLIC_URL", "'https://auth.example.com'"),
+            ],
+            &FlagOverrides::default(),
+        );
+        let config = loaded.unwrap();
+        assert_eq!(config.email.smtp_password.as_deref(), Some("123456"));
+        assert_eq!(config.email.smtp_username.as_deref(), Some("true"));
+        // Quotes are part of a text value: nothing is read as TOML for a text key.
+        assert_eq!(
+            config.email.verify_link.as_deref(),
+            Some("\"https://a.example/v?t={token}\"")
+        );
+        assert_eq!(config.captcha.secret.as_deref(), Some("[1, 2]"));
+        // A word or URL its key refuses as written is tried as a quoted TOML string.
+        assert_eq!(config.log.format, LogFormat::Json);
+
+        assert_eq!(config.email.transport, EmailTransport::Smtp);
+        assert_eq!(
+            config.public_origin().to_string(),
+            "https://auth.example.com"
+        );
+        assert_eq!(config.store.data_dir, PathBuf::from("1234"));
+        assert_eq!(config.password.iterations, 3);
+        assert!(!config.throttle.enabled);
+        assert_eq!(config.http.cors_origins.len(), 1);
+        assert_eq!(config.email.smtp_port, 2525);
+
+        for (name, value, key) in [
+            (
+                "LATCHKEY_PASSWORD__ITERATIONS",
+                "three",
+                "password.iterations",
+            ),
+            ("LATCHKEY_EMAIL__SMTP_PORT", "70000", "email.smtp_port"),
+            ("LATCHKEY_THROTTLE__ENABLED", "yes", "throttle.enabled"),
+            ("LATCHKEY_EMAIL__SMTP_TLS", "clear", "email.smtp_tls"),
+            (
+                "LATCHKEY_EMAIL__SMTP_PASWORD",
+                "123456",
+                "email.smtp_pasword",
+            ),
+        ] {
+            let (error, _) = refusal(None, &[(name, value)], &FlagOverrides::default());
+            assert!(
+                error.starts_with(&format!("environment variable {name} ({key}): ")),
+                "{error}"
+            );
+        }
+        // A free-text key keeps the quotes, and validation names the variable.
+        let (error, _) = refusal(
+            None,
+            &[("LATCHKEY_LOG__LEVEL", "\"debug\"")],
+            &FlagOverrides::default(),
+        );
+        assert!(
+            error.starts_with("log.level (environment variable LATCHKEY_LOG__LEVEL): "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_error_names_the_file_line_column_and_key() {
+        for (text, place, key) in [
+            (
+                "[password]\nmin_length = 8\n\n[email]\nsmtp_port = \"x\"\n",
+                "line 5, column 13",
+                "email.smtp_port",
+            ),
+            (
+                "[password]\nmemroy_kib = 64\n",
+                "line 2, column 1",
+                "password.memroy_kib",
+            ),
+            ("[pasword]\nmin_length = 8\n", "line 1, column 2", "pasword"),
+            (
+                "[[oauth.providers]]\nname = \"a\"\nkind = \"oauth2\"\n",
+                "line 3, column 8",
+                "oauth.providers[0].kind",
+            ),
+            (
+                "[session]\nshort_term_seconds = -1\n",
+                "line 2, column 22",
+                "session.short_term_seconds",
+            ),
+        ] {
+            let (error, path) = refusal(Some(text), &[], &FlagOverrides::default());
+            assert!(
+                error.starts_with(&format!("config file {path}, {place}: {key}: ")),
+                "{error}"
+            );
+        }
+        let (error, path) = refusal(
+            Some("[email]\nsmtp_port = [1\n"),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert!(
+            error.starts_with(&format!("config file {path}, line 2")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn refused_values_name_the_key_and_where_it_was_set() {
+        let none = FlagOverrides::default();
+        let empty_flag = FlagOverrides {
+            data_dir: Some(PathBuf::new()),
+            ..FlagOverrides::default()
+        };
+        // (file text, variables, flags, how the error starts, what else it holds), with
+        // {path} standing for the file's path.
+        type Case<'a> = (
+            Option<&'a str>,
+            &'a [(&'a str, &'a str)],
+            &'a FlagOverrides,
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 10] = [
+            (
+                Some("[email]\nverify_link = \"https://app.example.com/verify\"\n"),
+                &[],
+                &none,
+                "email.verify_link (config file {path}, line 2): ",
+                "{token}",
+            ),
+            (
+                None,
+                &[(
+                    "LATCHKEY_EMAIL__RESET_LINK",
+                    "https://app.example.com/reset",
+                )],
+                &none,
+                "email.reset_link (environment variable LATCHKEY_EMAIL__RESET_LINK): ",
+                "{token}",
+            ),
+            (
+                Some("[store]\ncache_size_mib = 8\ndata_dir = \"\"\n"),
+                &[],
+                &none,
+                "store.data_dir (config file {path}, line 3): ",
+                "must not be empty",
+            ),
+            (
+                None,
+                &[("LATCHKEY_DATA_DIR", "")],
+                &none,
+                "store.data_dir (environment variable LATCHKEY_DATA_DIR): ",
+                "must not be empty",
+            ),
+            (
+                None,
+                &[],
+                &empty_flag,
+                "store.data_dir (flag --data-dir): ",
+                "must not be empty",
+            ),
+            (
+                Some("[session]\n\nshort_term_seconds = 2000000\n"),
+                &[],
+                &none,
+                "session.long_term_seconds (the default): ",
+                "session.short_term_seconds (2000000, config file {path}, line 3)",
+            ),
+            (
+                Some("[email]\ntransport = \"smtp\"\nsmtp_host = \"mail.example.com\"\n"),
+                &[("LATCHKEY_EMAIL__SMTP_TLS", "none")],
+                &none,
+                "email.smtp_tls (environment variable LATCHKEY_EMAIL__SMTP_TLS): ",
+                "\"mail.example.com\" (config file {path}, line 3)",
+            ),
+            (
+                None,
+                &[("LATCHKEY_PASSWORD__MIN_LENGTH", "0")],
+                &none,
+                "password.min_length (environment variable LATCHKEY_PASSWORD__MIN_LENGTH): ",
+                "between 1 and 72",
+            ),
+            (
+                Some("[password]\nparallelism = 4\nmemory_kib = 16\n"),
+                &[],
+                &none,
+                "password.memory_kib (config file {path}, line 3): ",
+                "password.parallelism (config file {path}, line 2)",
+            ),
+            (
+                Some(
+                    "[oauth]\nleeway_seconds = 5\n\n[[oauth.providers]]\nname = \"x\"\nkind = \"oidc\"\n",
+                ),
+                &[],
+                &none,
+                "oauth.providers[0] (config file {path}, line 4): ",
+                "needs issuer",
+            ),
+        ];
+        for (file_text, environment, flags, start, detail) in cases {
+            let (error, path) = refusal(file_text, environment, flags);
+            let start = start.replace("{path}", &path);
+            let detail = detail.replace("{path}", &path);
+            assert!(error.starts_with(&start), "{error}\nshould start {start}");
+            assert!(error.contains(&detail), "{error}\nshould hold {detail}");
+        }
+    }
+
+    #[test]
+    fn unencrypted_smtp_is_allowed_to_loopback_hosts_only() {
+        for host in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "mail.example.com",
+            "10.0.0.1",
+            "::2",
+            "localhost.example.com",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        let smtp_none = [
+            ("LATCHKEY_EMAIL__TRANSPORT", "smtp"),
+            ("LATCHKEY_EMAIL__SMTP_TLS", "none"),
+            ("LATCHKEY_EMAIL__SMTP_HOST", "127.0.0.1"),
+        ];
+        let (loaded, _) = load_text(None, &smtp_none, &FlagOverrides::default());
+        assert!(loaded.is_ok(), "{loaded:?}");
+        // With the outbox transport the SMTP settings are not used, so not refused.
+        let outbox = [
+            ("LATCHKEY_EMAIL__SMTP_TLS", "none"),
+            ("LATCHKEY_EMAIL__SMTP_HOST", "mail.example.com"),
+        ];
+        let (loaded, _) = load_text(None, &outbox, &FlagOverrides::default());
+        assert!(loaded.is_ok(), "{loaded:?}");
+    }
+
+    #[test]
+    fn links_with_token_and_equal_session_lifetimes_are_accepted() {
+        let (loaded, _) = load_text(
+            Some(
+                "[email]\nverify_link = \"https://app.example.com/v?token={token}\"\n\
+                 reset_link = \"https://app.example.com/r/{token}\"\n\
+                 [session]\nlong_term_seconds = 600\nshort_term_seconds = 600\n",
+            ),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert!(loaded.is_ok(), "{loaded:?}");
     }
 
     #[test]
