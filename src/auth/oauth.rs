@@ -1023,6 +1023,7 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
         Ok(OAuthSignInOutcome::Checked(check)) => !check.ok,
         Err(error) => match error {
             AuthError::InvalidField { .. }
+            | AuthError::PasswordLength { .. }
             | AuthError::InvalidCredentials
             | AuthError::Unauthenticated
             | AuthError::AccountPending

@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::auth::account::checked_name;
 use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
-use crate::auth::{AuthError, ClientInfo, PASSWORD_MAX_CHARACTERS, store_write};
+use crate::auth::{AuthError, ClientInfo, check_new_password_length, store_write};
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
 };
@@ -107,13 +107,11 @@ pub async fn sign_up(
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
-    let length = request.password.expose().chars().count();
-    if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::InvalidField {
-            field: "password",
-            message: "has the wrong length",
-        });
-    }
+    check_new_password_length(
+        "password",
+        &request.password,
+        app.config.password.min_length,
+    )?;
     if request.password.expose().trim().to_lowercase() == email.normalized {
         return Err(AuthError::InvalidField {
             field: "password",
@@ -298,13 +296,11 @@ pub async fn complete_password_reset(
     token: &str,
     new_password: Password,
 ) -> Result<User, AuthError> {
-    let length = new_password.expose().chars().count();
-    if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::InvalidField {
-            field: "new-password",
-            message: "has the wrong length",
-        });
-    }
+    check_new_password_length(
+        "new-password",
+        &new_password,
+        app.config.password.min_length,
+    )?;
     let hash = app.hashers.hash(new_password).await?;
     consume(
         app,
