@@ -9,6 +9,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
+use toml::de::DeTable;
+
+use crate::config::sources::{
+    KeySource, KeySources, TextPosition, key_at_offset, position_in_text,
+};
+
+pub mod sources;
 
 /// Environment variables that are flags, not config keys.
 const FLAG_VARIABLES: [&str; 2] = ["LATCHKEY_DATA_DIR", "LATCHKEY_CONFIG"];
@@ -595,12 +602,61 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
-    File { path: String, message: String },
-    #[error("environment variable {name}: {message}")]
-    Environment { name: String, message: String },
+    /// The file is no TOML, or writes an unknown key or a value its key does not take.
+    #[error("config file {path}{}: {}{message}", at_position(.position), key_then_colon(.key))]
+    File {
+        path: String,
+        position: Option<TextPosition>,
+        key: Option<String>,
+        message: String,
+    },
+    /// A `LATCHKEY_` variable names no key, or holds a value its key does not take.
+    #[error("environment variable {name}{}: {message}", key_in_parentheses(.key))]
+    Environment {
+        name: String,
+        key: Option<String>,
+        message: String,
+    },
+    /// A value that every layer took but the server refuses to run with (`validate`).
+    #[error("{key} ({set_in}): {message}")]
+    Refused {
+        key: String,
+        set_in: KeySource,
+        message: String,
+    },
+    /// The layers, each fine alone, do not make a configuration together.
     #[error("configuration: {0}")]
-    Invalid(String),
+    Layers(String),
+}
+
+fn at_position(position: &Option<TextPosition>) -> String {
+    position.map_or_else(String::new, |position| {
+        format!(", line {}, column {}", position.line, position.column)
+    })
+}
+
+fn key_then_colon(key: &Option<String>) -> String {
+    key.as_ref()
+        .map_or_else(String::new, |key| format!("{key}: "))
+}
+
+fn key_in_parentheses(key: &Option<String>) -> String {
+    key.as_ref()
+        .map_or_else(String::new, |key| format!(" ({key})"))
+}
+
+/// A setting refused by a check that lives with the code using it
+/// (`auth::oauth::check_provider_configs`): the key, as a dotted path, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for SettingProblem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.key, self.message)
+    }
 }
 
 impl Config {
@@ -611,25 +667,10 @@ impl Config {
         environment: impl IntoIterator<Item = (String, String)>,
         flags: &FlagOverrides,
     ) -> Result<Config, ConfigError> {
+        let mut sources = KeySources::default();
         let mut layered = toml::Table::new();
-        let mut file_label = String::from("(none)");
         if let Some(path) = file {
-            file_label = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: file_label.clone(),
-                source,
-            })?;
-            layered = toml::from_str(&text).map_err(|error| ConfigError::File {
-                path: file_label.clone(),
-                message: error.message().to_owned(),
-            })?;
-        }
-        // Check the file alone first, so an error in it names the file.
-        if file.is_some() {
-            Config::deserialize(layered.clone()).map_err(|error| ConfigError::File {
-                path: file_label,
-                message: error.message().to_owned(),
-            })?;
+            layered = read_file_layer(path, &mut sources)?;
         }
         let variables: BTreeMap<String, String> = environment
             .into_iter()
@@ -639,117 +680,231 @@ impl Config {
             if FLAG_VARIABLES.contains(&name.as_str()) {
                 continue;
             }
-            let environment_error = |message: String| ConfigError::Environment {
-                name: name.clone(),
-                message,
-            };
-            let Some((section, key)) = name
-                .trim_start_matches("LATCHKEY_")
-                .split_once("__")
-                .map(|(section, key)| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
-                .filter(|(section, key)| !section.is_empty() && !key.is_empty())
-            else {
-                return Err(environment_error(
-                    "unknown variable; config variables look like LATCHKEY_SECTION__KEY".into(),
-                ));
-            };
-            if section == "oauth" && key == "providers" {
-                return Err(environment_error(
-                    "[[oauth.providers]] are read from the config file only".into(),
-                ));
-            }
-            let value = parse_environment_value(raw_value);
-            // Check the variable alone first, so an error in it names the variable.
-            let mut single_section = toml::Table::new();
-            single_section.insert(key.clone(), value.clone());
-            let mut single = toml::Table::new();
-            single.insert(section.clone(), toml::Value::Table(single_section));
-            Config::deserialize(single)
-                .map_err(|error| environment_error(error.message().into()))?;
+            let (section, key, value) = environment_setting(name, raw_value)?;
             let section_table = layered
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let toml::Value::Table(section_table) = section_table else {
-                return Err(environment_error(format!("[{section}] is not a section")));
+                return Err(ConfigError::Environment {
+                    name: name.clone(),
+                    key: Some(format!("{section}.{key}")),
+                    message: format!("[{section}] is not a section"),
+                });
             };
-            section_table.insert(key, value);
+            section_table.insert(key.clone(), value);
+            sources.set(
+                format!("{section}.{key}"),
+                KeySource::Environment { name: name.clone() },
+            );
         }
         let mut config = Config::deserialize(layered)
-            .map_err(|error| ConfigError::Invalid(error.message().to_owned()))?;
+            .map_err(|error| ConfigError::Layers(error.message().to_owned()))?;
         if let Some(data_dir) = variables.get("LATCHKEY_DATA_DIR") {
             config.store.data_dir = PathBuf::from(data_dir);
+            sources.set(
+                "store.data_dir".to_owned(),
+                KeySource::Environment {
+                    name: "LATCHKEY_DATA_DIR".to_owned(),
+                },
+            );
         }
         if let Some(data_dir) = &flags.data_dir {
+            // The command line fills `--data-dir` from LATCHKEY_DATA_DIR too: a value equal
+            // to the variable's is named as the variable, already recorded above.
+            let from_variable = variables
+                .get("LATCHKEY_DATA_DIR")
+                .is_some_and(|variable| Path::new(variable) == data_dir);
+            if !from_variable {
+                sources.set(
+                    "store.data_dir".to_owned(),
+                    KeySource::Flag { name: "--data-dir" },
+                );
+            }
             config.store.data_dir.clone_from(data_dir);
         }
         if let Some(listen) = flags.listen {
             config.server.listen = listen;
+            sources.set(
+                "server.listen".to_owned(),
+                KeySource::Flag { name: "--listen" },
+            );
         }
-        config.validate()?;
+        config.validate(&sources)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
-        crate::auth::oauth::check_provider_configs(&self.oauth).map_err(ConfigError::Invalid)?;
-        if self.password.memory_kib < 8 * self.password.parallelism.max(1) {
-            return invalid("password.memory_kib must be at least 8 × password.parallelism");
+    /// Refuses the values the server cannot or should not run with, naming the key and
+    /// where it was set (`check-config` and every start call this, through `load`).
+    fn validate(&self, sources: &KeySources) -> Result<(), ConfigError> {
+        let refuse = |key: &str, message: String| {
+            Err(ConfigError::Refused {
+                key: key.to_owned(),
+                set_in: sources.of(key),
+                message,
+            })
+        };
+        if let Err(problem) = crate::auth::oauth::check_provider_configs(&self.oauth) {
+            return refuse(&problem.key, problem.message);
         }
-        if self.password.iterations < 1 || self.password.parallelism < 1 {
-            return invalid("password.iterations and password.parallelism must be at least 1");
+        let zero_keys = [
+            ("password.iterations", self.password.iterations == 0),
+            ("password.parallelism", self.password.parallelism == 0),
+            ("password.queue_capacity", self.password.queue_capacity == 0),
+            (
+                "session.long_term_seconds",
+                self.session.long_term_seconds == 0,
+            ),
+            (
+                "session.short_term_seconds",
+                self.session.short_term_seconds == 0,
+            ),
+            (
+                "session.purge_interval_seconds",
+                self.session.purge_interval_seconds == 0,
+            ),
+            ("session.max_per_user", self.session.max_per_user == 0),
+            (
+                "auth.max_api_tokens_per_user",
+                self.auth.max_api_tokens_per_user == 0,
+            ),
+            ("http.max_connections", self.http.max_connections == 0),
+            ("http.max_body_bytes", self.http.max_body_bytes == 0),
+            (
+                "http.header_read_timeout_seconds",
+                self.http.header_read_timeout_seconds == 0,
+            ),
+            (
+                "http.request_timeout_seconds",
+                self.http.request_timeout_seconds == 0,
+            ),
+        ];
+        if let Some((key, _)) = zero_keys.iter().find(|(_, is_zero)| *is_zero) {
+            return refuse(key, "must be at least 1".to_owned());
         }
-        if !(1..=72).contains(&self.password.min_length) {
-            return invalid("password.min_length must be between 1 and 72");
-        }
-        if self.password.queue_capacity == 0 {
-            return invalid("password.queue_capacity must be at least 1");
-        }
-        if self.session.long_term_seconds == 0
-            || self.session.short_term_seconds == 0
-            || self.session.purge_interval_seconds == 0
-        {
-            return invalid("session lifetimes must be at least 1 second");
-        }
-        if self.session.max_per_user == 0 || self.auth.max_api_tokens_per_user == 0 {
-            return invalid(
-                "session.max_per_user and auth.max_api_tokens_per_user must be at least 1",
+        let zero_throttle_keys = [
+            (
+                "throttle.failures_per_account_network",
+                self.throttle.failures_per_account_network == 0,
+            ),
+            (
+                "throttle.failures_per_account",
+                self.throttle.failures_per_account == 0,
+            ),
+            (
+                "throttle.failures_per_network",
+                self.throttle.failures_per_network == 0,
+            ),
+            (
+                "throttle.sub_users_per_caller_per_hour",
+                self.throttle.sub_users_per_caller_per_hour == 0,
+            ),
+        ];
+        if let Some((key, _)) = zero_throttle_keys.iter().find(|(_, is_zero)| *is_zero) {
+            return refuse(
+                key,
+                "must be at least 1 (set throttle.enabled = false to turn throttling off)"
+                    .to_owned(),
             );
         }
         if !(1..=36_500).contains(&self.signup.pending_lifetime_days) {
-            return invalid("signup.pending_lifetime_days must be between 1 and 36500");
+            return refuse(
+                "signup.pending_lifetime_days",
+                "must be between 1 and 36500".to_owned(),
+            );
         }
-        if self.http.max_connections == 0 || self.http.max_body_bytes == 0 {
-            return invalid("http.max_connections and http.max_body_bytes must be at least 1");
+        if self.password.memory_kib < self.password.parallelism.saturating_mul(8) {
+            return refuse(
+                "password.memory_kib",
+                format!(
+                    "must be at least 8 × {}",
+                    sources.describe("password.parallelism")
+                ),
+            );
         }
-        if self.http.header_read_timeout_seconds == 0 || self.http.request_timeout_seconds == 0 {
-            return invalid("http timeouts must be at least 1 second");
+        if !(1..=crate::auth::PASSWORD_MAX_CHARACTERS).contains(&self.password.min_length) {
+            return refuse(
+                "password.min_length",
+                format!(
+                    "must be between 1 and {}",
+                    crate::auth::PASSWORD_MAX_CHARACTERS
+                ),
+            );
         }
-        if self.throttle.failures_per_account_network == 0
-            || self.throttle.failures_per_account == 0
-            || self.throttle.failures_per_network == 0
-            || self.throttle.sub_users_per_caller_per_hour == 0
-        {
-            return invalid(
-                "throttle limits must be at least 1 (set throttle.enabled = false to turn it off)",
+        if self.session.long_term_seconds < self.session.short_term_seconds {
+            return refuse(
+                "session.long_term_seconds",
+                format!(
+                    "is {}, and must be at least session.short_term_seconds ({}, {}): a \
+                     long-term session must not end before a short one",
+                    self.session.long_term_seconds,
+                    self.session.short_term_seconds,
+                    sources.of("session.short_term_seconds"),
+                ),
+            );
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            return refuse(
+                "store.data_dir",
+                "must not be empty: it is the directory holding the database".to_owned(),
             );
         }
         if self.captcha.provider != CaptchaProvider::None && self.captcha.secret.is_none() {
-            return invalid("captcha.secret is required when captcha.provider is set");
-        }
-        if self.email.transport == EmailTransport::Smtp && self.email.smtp_host.is_empty() {
-            return invalid("email.smtp_host is required when email.transport = \"smtp\"");
+            return refuse(
+                "captcha.provider",
+                "needs captcha.secret (the provider's secret)".to_owned(),
+            );
         }
         if !crate::mail::is_valid_from(&self.email.from) {
-            return invalid("email.from must be an address like \"Name <user@example.com>\"");
+            return refuse(
+                "email.from",
+                "must be an address like \"Name <user@example.com>\"".to_owned(),
+            );
+        }
+        for (key, link) in [
+            ("email.verify_link", &self.email.verify_link),
+            ("email.reset_link", &self.email.reset_link),
+        ] {
+            if link.as_ref().is_some_and(|link| !link.contains("{token}")) {
+                return refuse(
+                    key,
+                    "must contain {token}, which each email replaces with its token".to_owned(),
+                );
+            }
+        }
+        if self.email.transport == EmailTransport::Smtp {
+            if self.email.smtp_host.is_empty() {
+                return refuse(
+                    "email.smtp_host",
+                    format!(
+                        "must not be empty with email.transport = \"smtp\" ({})",
+                        sources.of("email.transport")
+                    ),
+                );
+            }
+            if self.email.smtp_tls == SmtpTls::None && !is_loopback_host(&self.email.smtp_host) {
+                return refuse(
+                    "email.smtp_tls",
+                    format!(
+                        "\"none\" sends the SMTP password and every emailed token unencrypted, \
+                         so it is allowed only to a loopback host (127.0.0.0/8, ::1, \
+                         localhost), and email.smtp_host is {:?} ({})",
+                        self.email.smtp_host,
+                        sources.of("email.smtp_host")
+                    ),
+                );
+            }
         }
         if self.http.max_header_bytes < 8192 {
-            return invalid("http.max_header_bytes must be at least 8192");
+            return refuse("http.max_header_bytes", "must be at least 8192".to_owned());
         }
         if !matches!(
             self.log.level.as_str(),
             "error" | "warn" | "info" | "debug" | "trace"
         ) {
-            return invalid("log.level must be one of error, warn, info, debug, trace");
+            return refuse(
+                "log.level",
+                "must be one of error, warn, info, debug, trace".to_owned(),
+            );
         }
         Ok(())
     }
@@ -764,13 +919,138 @@ impl Config {
     }
 }
 
-/// A variable's value is read as a TOML value (`true`, `5`, `["a"]`), else as a string.
-fn parse_environment_value(raw_value: &str) -> toml::Value {
-    let document = format!("value = {raw_value}");
-    toml::from_str::<toml::Table>(&document)
-        .ok()
-        .and_then(|mut table| table.remove("value"))
-        .unwrap_or_else(|| toml::Value::String(raw_value.to_owned()))
+/// Reads the config file as the second layer, recording where each key is written. The file
+/// is checked alone first, so that an error in it names the file, the line and the key.
+fn read_file_layer(path: &Path, sources: &mut KeySources) -> Result<toml::Table, ConfigError> {
+    let path_label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path_label.clone(),
+        source,
+    })?;
+    // Parsed once more with spans, to turn an error's byte offset into the key it is in.
+    let (document, _) = DeTable::parse_recoverable(&text);
+    let file_error = |error: toml::de::Error| {
+        let span = error.span();
+        ConfigError::File {
+            path: path_label.clone(),
+            position: span
+                .as_ref()
+                .map(|span| position_in_text(&text, span.start)),
+            key: span.and_then(|span| key_at_offset(document.get_ref(), span.start)),
+            message: error.message().to_owned(),
+        }
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(file_error)?;
+    toml::from_str::<Config>(&text).map_err(file_error)?;
+    sources.record_file(&path_label, &text, document.get_ref());
+    Ok(table)
+}
+
+/// The section, key and value a `LATCHKEY_<SECTION>__<KEY>` variable sets, checked alone so
+/// that an error in it names the variable.
+fn environment_setting(
+    name: &str,
+    raw_value: &str,
+) -> Result<(String, String, toml::Value), ConfigError> {
+    let environment_error = |key: Option<String>, message: String| ConfigError::Environment {
+        name: name.to_owned(),
+        key,
+        message,
+    };
+    let Some((section, key)) = name
+        .trim_start_matches("LATCHKEY_")
+        .split_once("__")
+        .map(|(section, key)| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+        .filter(|(section, key)| !section.is_empty() && !key.is_empty())
+    else {
+        return Err(environment_error(
+            None,
+            "unknown variable; config variables look like LATCHKEY_SECTION__KEY".into(),
+        ));
+    };
+    let dotted_key = format!("{section}.{key}");
+    if section == "oauth" && key == "providers" {
+        return Err(environment_error(
+            Some(dotted_key),
+            "[[oauth.providers]] are read from the config file only".into(),
+        ));
+    }
+    let value = environment_value(&section, &key, raw_value);
+    deserialize_one_setting(&section, &key, value.clone())
+        .map_err(|error| environment_error(Some(dotted_key), error.message().into()))?;
+    Ok((section, key, value))
+}
+
+/// A variable's value, read as its key's type. A key that takes text (a string, a path, a
+/// URL, an address, a word such as `smtp`) takes the text exactly as written, so that
+/// `LATCHKEY_EMAIL__SMTP_PASSWORD=123456` is a password, not a number, and quotes are part of
+/// it; only when the key refuses the text as written (a word or URL in quotes, `"json"`) is a
+/// quoted TOML string tried, as variables were read before. Any other key reads the text as
+/// a TOML value (`true`, `5`, `["https://a.example"]`).
+fn environment_value(section: &str, key: &str, raw_value: &str) -> toml::Value {
+    let as_written = toml::Value::String(raw_value.to_owned());
+    let as_toml = || {
+        let document = format!("value = {raw_value}");
+        toml::from_str::<toml::Table>(&document)
+            .ok()
+            .and_then(|mut table| table.remove("value"))
+    };
+    if !key_takes_text(section, key) {
+        return as_toml().unwrap_or(as_written);
+    }
+    if deserialize_one_setting(section, key, as_written.clone()).is_ok() {
+        return as_written;
+    }
+    match as_toml() {
+        Some(quoted @ toml::Value::String(_))
+            if deserialize_one_setting(section, key, quoted.clone()).is_ok() =>
+        {
+            quoted
+        }
+        _ => as_written,
+    }
+}
+
+/// Whether `[section] key` takes text. The key's own type answers: one that takes a boolean,
+/// a number or an array accepts a sample of it, and a text type accepts none of them. An
+/// unknown key takes none either; its text then fails, naming it.
+fn key_takes_text(section: &str, key: &str) -> bool {
+    let samples = [
+        toml::Value::Boolean(false),
+        toml::Value::Integer(0),
+        toml::Value::Float(0.0),
+        toml::Value::Array(Vec::new()),
+    ];
+    !samples
+        .into_iter()
+        .any(|sample| deserialize_one_setting(section, key, sample).is_ok())
+}
+
+/// A configuration that sets `[section] key` alone.
+fn deserialize_one_setting(
+    section: &str,
+    key: &str,
+    value: toml::Value,
+) -> Result<Config, toml::de::Error> {
+    let mut single_section = toml::Table::new();
+    single_section.insert(key.to_owned(), value);
+    let mut single = toml::Table::new();
+    single.insert(section.to_owned(), toml::Value::Table(single_section));
+    Config::deserialize(single)
+}
+
+/// Whether an SMTP host is this machine: an address in 127.0.0.0/8, `::1` (also written
+/// `[::1]` or IPv4-mapped) or the name `localhost`.
+fn is_loopback_host(host: &str) -> bool {
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(address) = unbracketed.parse::<IpAddr>() {
+        return address.to_canonical().is_loopback();
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    name.eq_ignore_ascii_case("localhost")
 }
 
 /// A web origin: scheme, host and port, compared exactly.
@@ -951,6 +1231,313 @@ mod tests {
         std::fs::write(&file, "[password]\ncolour = 1\n").unwrap();
         let error = Config::load(Some(&file), Vec::new(), &FlagOverrides::default()).unwrap_err();
         assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    /// Loads a configuration from a file holding `file_text` (if any), `environment` and
+    /// `flags`; answers it or the error's text, and the file's path as errors print it.
+    fn load_text(
+        file_text: Option<&str>,
+        environment: &[(&str, &str)],
+        flags: &FlagOverrides,
+    ) -> (Result<Config, String>, String) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("latchkey.toml");
+        if let Some(text) = file_text {
+            std::fs::write(&path, text).unwrap();
+        }
+        let environment = environment
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
+        let loaded = Config::load(file_text.map(|_| path.as_path()), environment, flags)
+            .map_err(|error| error.to_string());
+        (loaded, path.display().to_string())
+    }
+
+    fn refusal(
+        file_text: Option<&str>,
+        environment: &[(&str, &str)],
+        flags: &FlagOverrides,
+    ) -> (String, String) {
+        let (loaded, path) = load_text(file_text, environment, flags);
+        (loaded.unwrap_err(), path)
+    }
+
+    #[test]
+    fn a_variable_for_a_text_key_is_taken_as_written_and_others_as_their_type() {
+        let (loaded, _) = load_text(
+            None,
+            &[
+                ("LATCHKEY_EMAIL__SMTP_PASSWORD", "123456"),
+                ("LATCHKEY_EMAIL__SMTP_USERNAME", "true"),
+                (
+                    "LATCHKEY_EMAIL__VERIFY_LINK",
+                    "\"https://a.example/v?t={token}\"",
+                ),
+                ("LATCHKEY_CAPTCHA__SECRET", "[1, 2]"),
+                ("LATCHKEY_EMAIL__TRANSPORT", "smtp"),
+                ("LATCHKEY_EMAIL__SMTP_HOST", "127.0.0.1"),
+                ("LATCHKEY_STORE__DATA_DIR", "1234"),
+                ("LATCHKEY_PASSWORD__ITERATIONS", "3"),
+                ("LATCHKEY_THROTTLE__ENABLED", "false"),
+                (
+                    "LATCHKEY_HTTP__CORS_ORIGINS",
+                    "[\"https://app.example.com\"]",
+                ),
+                ("LATCHKEY_EMAIL__SMTP_PORT", "2525"),
+                ("LATCHKEY_LOG__FORMAT", "\"json\""),
+                ("LATCHKEY_SERVER__PUBLIC_URL", "'https://auth.example.com'"),
+            ],
+            &FlagOverrides::default(),
+        );
+        let config = loaded.unwrap();
+        assert_eq!(config.email.smtp_password.as_deref(), Some("123456"));
+        assert_eq!(config.email.smtp_username.as_deref(), Some("true"));
+        // Quotes are part of a text value: nothing is read as TOML for a text key.
+        assert_eq!(
+            config.email.verify_link.as_deref(),
+            Some("\"https://a.example/v?t={token}\"")
+        );
+        assert_eq!(config.captcha.secret.as_deref(), Some("[1, 2]"));
+        // A word or URL its key refuses as written is tried as a quoted TOML string.
+        assert_eq!(config.log.format, LogFormat::Json);
+
+        assert_eq!(config.email.transport, EmailTransport::Smtp);
+        assert_eq!(
+            config.public_origin().to_string(),
+            "https://auth.example.com"
+        );
+        assert_eq!(config.store.data_dir, PathBuf::from("1234"));
+        assert_eq!(config.password.iterations, 3);
+        assert!(!config.throttle.enabled);
+        assert_eq!(config.http.cors_origins.len(), 1);
+        assert_eq!(config.email.smtp_port, 2525);
+
+        for (name, value, key) in [
+            (
+                "LATCHKEY_PASSWORD__ITERATIONS",
+                "three",
+                "password.iterations",
+            ),
+            ("LATCHKEY_EMAIL__SMTP_PORT", "70000", "email.smtp_port"),
+            ("LATCHKEY_THROTTLE__ENABLED", "yes", "throttle.enabled"),
+            ("LATCHKEY_EMAIL__SMTP_TLS", "clear", "email.smtp_tls"),
+            (
+                "LATCHKEY_EMAIL__SMTP_PASWORD",
+                "123456",
+                "email.smtp_pasword",
+            ),
+        ] {
+            let (error, _) = refusal(None, &[(name, value)], &FlagOverrides::default());
+            assert!(
+                error.starts_with(&format!("environment variable {name} ({key}): ")),
+                "{error}"
+            );
+        }
+        // A free-text key keeps the quotes, and validation names the variable.
+        let (error, _) = refusal(
+            None,
+            &[("LATCHKEY_LOG__LEVEL", "\"debug\"")],
+            &FlagOverrides::default(),
+        );
+        assert!(
+            error.starts_with("log.level (environment variable LATCHKEY_LOG__LEVEL): "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_error_names_the_file_line_column_and_key() {
+        for (text, place, key) in [
+            (
+                "[password]\nmin_length = 8\n\n[email]\nsmtp_port = \"x\"\n",
+                "line 5, column 13",
+                "email.smtp_port",
+            ),
+            (
+                "[password]\nmemroy_kib = 64\n",
+                "line 2, column 1",
+                "password.memroy_kib",
+            ),
+            ("[pasword]\nmin_length = 8\n", "line 1, column 2", "pasword"),
+            (
+                "[[oauth.providers]]\nname = \"a\"\nkind = \"oauth2\"\n",
+                "line 3, column 8",
+                "oauth.providers[0].kind",
+            ),
+            (
+                "[session]\nshort_term_seconds = -1\n",
+                "line 2, column 22",
+                "session.short_term_seconds",
+            ),
+        ] {
+            let (error, path) = refusal(Some(text), &[], &FlagOverrides::default());
+            assert!(
+                error.starts_with(&format!("config file {path}, {place}: {key}: ")),
+                "{error}"
+            );
+        }
+        let (error, path) = refusal(
+            Some("[email]\nsmtp_port = [1\n"),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert!(
+            error.starts_with(&format!("config file {path}, line 2")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn refused_values_name_the_key_and_where_it_was_set() {
+        let none = FlagOverrides::default();
+        let empty_flag = FlagOverrides {
+            data_dir: Some(PathBuf::new()),
+            ..FlagOverrides::default()
+        };
+        // (file text, variables, flags, how the error starts, what else it holds), with
+        // {path} standing for the file's path.
+        type Case<'a> = (
+            Option<&'a str>,
+            &'a [(&'a str, &'a str)],
+            &'a FlagOverrides,
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 10] = [
+            (
+                Some("[email]\nverify_link = \"https://app.example.com/verify\"\n"),
+                &[],
+                &none,
+                "email.verify_link (config file {path}, line 2): ",
+                "{token}",
+            ),
+            (
+                None,
+                &[(
+                    "LATCHKEY_EMAIL__RESET_LINK",
+                    "https://app.example.com/reset",
+                )],
+                &none,
+                "email.reset_link (environment variable LATCHKEY_EMAIL__RESET_LINK): ",
+                "{token}",
+            ),
+            (
+                Some("[store]\ncache_size_mib = 8\ndata_dir = \"\"\n"),
+                &[],
+                &none,
+                "store.data_dir (config file {path}, line 3): ",
+                "must not be empty",
+            ),
+            (
+                None,
+                &[("LATCHKEY_DATA_DIR", "")],
+                &none,
+                "store.data_dir (environment variable LATCHKEY_DATA_DIR): ",
+                "must not be empty",
+            ),
+            (
+                None,
+                &[],
+                &empty_flag,
+                "store.data_dir (flag --data-dir): ",
+                "must not be empty",
+            ),
+            (
+                Some("[session]\n\nshort_term_seconds = 2000000\n"),
+                &[],
+                &none,
+                "session.long_term_seconds (the default): ",
+                "session.short_term_seconds (2000000, config file {path}, line 3)",
+            ),
+            (
+                Some("[email]\ntransport = \"smtp\"\nsmtp_host = \"mail.example.com\"\n"),
+                &[("LATCHKEY_EMAIL__SMTP_TLS", "none")],
+                &none,
+                "email.smtp_tls (environment variable LATCHKEY_EMAIL__SMTP_TLS): ",
+                "\"mail.example.com\" (config file {path}, line 3)",
+            ),
+            (
+                None,
+                &[("LATCHKEY_PASSWORD__MIN_LENGTH", "0")],
+                &none,
+                "password.min_length (environment variable LATCHKEY_PASSWORD__MIN_LENGTH): ",
+                "between 1 and 72",
+            ),
+            (
+                Some("[password]\nparallelism = 4\nmemory_kib = 16\n"),
+                &[],
+                &none,
+                "password.memory_kib (config file {path}, line 3): ",
+                "password.parallelism (config file {path}, line 2)",
+            ),
+            (
+                Some(
+                    "[oauth]\nleeway_seconds = 5\n\n[[oauth.providers]]\nname = \"x\"\nkind = \"oidc\"\n",
+                ),
+                &[],
+                &none,
+                "oauth.providers[0] (config file {path}, line 4): ",
+                "needs issuer",
+            ),
+        ];
+        for (file_text, environment, flags, start, detail) in cases {
+            let (error, path) = refusal(file_text, environment, flags);
+            let start = start.replace("{path}", &path);
+            let detail = detail.replace("{path}", &path);
+            assert!(error.starts_with(&start), "{error}\nshould start {start}");
+            assert!(error.contains(&detail), "{error}\nshould hold {detail}");
+        }
+    }
+
+    #[test]
+    fn unencrypted_smtp_is_allowed_to_loopback_hosts_only() {
+        for host in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "mail.example.com",
+            "10.0.0.1",
+            "::2",
+            "localhost.example.com",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        let smtp_none = [
+            ("LATCHKEY_EMAIL__TRANSPORT", "smtp"),
+            ("LATCHKEY_EMAIL__SMTP_TLS", "none"),
+            ("LATCHKEY_EMAIL__SMTP_HOST", "127.0.0.1"),
+        ];
+        let (loaded, _) = load_text(None, &smtp_none, &FlagOverrides::default());
+        assert!(loaded.is_ok(), "{loaded:?}");
+        // With the outbox transport the SMTP settings are not used, so not refused.
+        let outbox = [
+            ("LATCHKEY_EMAIL__SMTP_TLS", "none"),
+            ("LATCHKEY_EMAIL__SMTP_HOST", "mail.example.com"),
+        ];
+        let (loaded, _) = load_text(None, &outbox, &FlagOverrides::default());
+        assert!(loaded.is_ok(), "{loaded:?}");
+    }
+
+    #[test]
+    fn links_with_token_and_equal_session_lifetimes_are_accepted() {
+        let (loaded, _) = load_text(
+            Some(
+                "[email]\nverify_link = \"https://app.example.com/v?token={token}\"\n\
+                 reset_link = \"https://app.example.com/r/{token}\"\n\
+                 [session]\nlong_term_seconds = 600\nshort_term_seconds = 600\n",
+            ),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert!(loaded.is_ok(), "{loaded:?}");
     }
 
     #[test]

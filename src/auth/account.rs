@@ -6,8 +6,8 @@ use crate::app::App;
 use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
 use crate::auth::{
-    AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS, store_write,
-    throttled_verify,
+    AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS,
+    check_new_password_length, store_write, throttled_verify,
 };
 use crate::model::{
     NewUser, Permission, PermissionSet, Role, Session, SessionId, Status, User, UserId,
@@ -135,29 +135,25 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
     }
 }
 
-/// Checks a new password: its length, and that it is neither the email nor the old one.
+/// Checks a new password, sent as `field`: its length, and that it is neither the email nor
+/// the old one.
 pub(crate) fn check_new_password(
     app: &App,
+    field: &'static str,
     new_password: &Password,
     email: &str,
     old_password: Option<&Password>,
 ) -> Result<(), AuthError> {
-    let length = new_password.expose().chars().count();
-    if length < app.config.password.min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::InvalidField {
-            field: "new-password",
-            message: "has the wrong length",
-        });
-    }
+    check_new_password_length(field, new_password, app.config.password.min_length)?;
     if new_password.expose().trim().to_lowercase() == email.to_lowercase() {
         return Err(AuthError::InvalidField {
-            field: "new-password",
+            field,
             message: "must differ from the email address",
         });
     }
     if old_password.is_some_and(|old| old.expose() == new_password.expose()) {
         return Err(AuthError::InvalidField {
-            field: "new-password",
+            field,
             message: "must differ from the current password",
         });
     }
@@ -203,6 +199,7 @@ pub async fn change_own_password(
     verify_own_password(app, &identity.user, &old_password, client).await?;
     check_new_password(
         app,
+        "new-password",
         &new_password,
         &identity.user.normalized_email,
         Some(&old_password),
@@ -239,7 +236,13 @@ pub async fn change_user_password(
 ) -> Result<(), AuthError> {
     let target = reachable_user(app, identity, target_id)?;
     verify_own_password(app, &identity.user, &caller_password, client).await?;
-    check_new_password(app, &new_password, &target.normalized_email, None)?;
+    check_new_password(
+        app,
+        "new-password",
+        &new_password,
+        &target.normalized_email,
+        None,
+    )?;
     let hash = app.hashers.hash(new_password).await?;
     let sessions_to_end = if logout_all {
         SessionsToEnd::All
@@ -283,15 +286,7 @@ pub async fn create_sub_user(
         .unwrap_or_else(|| Role::Sub.default_permissions());
     check_within(permissions, identity.effective_permissions)?;
     let email = EmailAddress::parse_field(&request.email)?;
-    check_new_password(app, &request.password, &email.normalized, None).map_err(
-        |error| match error {
-            AuthError::InvalidField { message, .. } => AuthError::InvalidField {
-                field: "password",
-                message,
-            },
-            other => other,
-        },
-    )?;
+    check_new_password(app, "password", &request.password, &email.normalized, None)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     // Each creation that gets this far answers whether the address is taken: a caller may

@@ -13,6 +13,13 @@ pub enum AuthError {
         field: &'static str,
         message: &'static str,
     },
+    /// A password being set is shorter than `[password] min_length` or longer than 72.
+    #[error("field {field}: must be {min_length} to {max_length} characters")]
+    PasswordLength {
+        field: &'static str,
+        min_length: usize,
+        max_length: usize,
+    },
     /// Sign-in with an unknown email or a wrong password: the two are indistinguishable.
     #[error("wrong email or password")]
     InvalidCredentials,

@@ -36,7 +36,7 @@ use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
     store_write,
 };
-use crate::config::{OAuthConfig, OAuthProviderConfig, OAuthProviderKind};
+use crate::config::{OAuthConfig, OAuthProviderConfig, OAuthProviderKind, SettingProblem};
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User, now_unix_seconds};
 use crate::store::{IdentityLink, StoreError};
 
@@ -252,32 +252,52 @@ enum Resolution {
     NewAccount(NewUser),
 }
 
-/// Checks every `[[oauth.providers]]` table: what `check-config` and the start refuse.
-pub fn check_provider_configs(config: &OAuthConfig) -> Result<(), String> {
+/// Checks `[oauth]` and every `[[oauth.providers]]` table: what `check-config` and the start
+/// refuse. The problem names the key (`oauth.providers[1].issuer`), so that `Config::load`
+/// can tell where it was set.
+pub fn check_provider_configs(config: &OAuthConfig) -> Result<(), SettingProblem> {
+    let refuse = |key: &str, message: &str| {
+        Err(SettingProblem {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        })
+    };
     if !(1..=600).contains(&config.provider_timeout_seconds) {
-        return Err("oauth.provider_timeout_seconds must be between 1 and 600".to_owned());
+        return refuse(
+            "oauth.provider_timeout_seconds",
+            "must be between 1 and 600",
+        );
     }
     if config.leeway_seconds > 600 {
-        return Err("oauth.leeway_seconds must be at most 600".to_owned());
+        return refuse("oauth.leeway_seconds", "must be at most 600");
     }
     if config.jwks_refresh_floor_seconds == 0 {
-        return Err("oauth.jwks_refresh_floor_seconds must be at least 1".to_owned());
+        return refuse("oauth.jwks_refresh_floor_seconds", "must be at least 1");
     }
     let mut names: Vec<&str> = Vec::new();
-    for provider in &config.providers {
-        check_provider_config(provider)?;
+    for (index, provider) in config.providers.iter().enumerate() {
+        check_provider_config(provider).map_err(|(field, message)| SettingProblem {
+            key: match field {
+                Some(field) => format!("oauth.providers[{index}].{field}"),
+                None => format!("oauth.providers[{index}]"),
+            },
+            message,
+        })?;
         if names.contains(&provider.name.as_str()) {
-            return Err(format!(
-                "oauth provider name {:?} is used twice",
-                provider.name
-            ));
+            return refuse(
+                &format!("oauth.providers[{index}].name"),
+                &format!("oauth provider name {:?} is used twice", provider.name),
+            );
         }
         names.push(&provider.name);
     }
     Ok(())
 }
 
-fn check_provider_config(provider: &OAuthProviderConfig) -> Result<(), String> {
+/// Checks one provider table; a problem names the field it is about, if it is about one.
+fn check_provider_config(
+    provider: &OAuthProviderConfig,
+) -> Result<(), (Option<&'static str>, String)> {
     let name = &provider.name;
     let name_ok = !name.is_empty()
         && name.chars().count() <= PROVIDER_NAME_MAX_CHARACTERS
@@ -285,77 +305,97 @@ fn check_provider_config(provider: &OAuthProviderConfig) -> Result<(), String> {
             .chars()
             .any(|character| character.is_control() || character.is_whitespace());
     if !name_ok {
-        return Err(format!(
-            "oauth provider name {name:?} must be 1 to {PROVIDER_NAME_MAX_CHARACTERS} characters without spaces"
+        return Err((
+            Some("name"),
+            format!(
+                "oauth provider name {name:?} must be 1 to {PROVIDER_NAME_MAX_CHARACTERS} characters without spaces"
+            ),
         ));
     }
-    let problem = |message: &str| Err(format!("oauth provider {name:?}: {message}"));
+    let problem = |field: Option<&'static str>, message: &str| {
+        Err((field, format!("oauth provider {name:?}: {message}")))
+    };
+    let url_problem = |field: &'static str, message: String| {
+        (
+            Some(field),
+            format!("oauth provider {name:?}: {field} {message}"),
+        )
+    };
     for (field, value) in [
         ("subject_field", &provider.subject_field),
         ("email_field", &provider.email_field),
         ("email_verified_field", &provider.email_verified_field),
     ] {
         if value.is_empty() {
-            return problem(&format!("{field} must not be empty"));
+            return problem(Some(field), &format!("{field} must not be empty"));
         }
     }
     if provider.client_secret.is_some() && provider.client_id.is_none() {
-        return problem("client_secret needs client_id");
+        return problem(Some("client_secret"), "client_secret needs client_id");
     }
     match provider.kind {
         OAuthProviderKind::Oidc => {
             let Some(issuer) = &provider.issuer else {
-                return problem("kind = \"oidc\" needs issuer");
+                return problem(None, "kind = \"oidc\" needs issuer");
             };
-            provider_url(issuer)
-                .map_err(|message| format!("oauth provider {name:?}: issuer {message}"))?;
+            provider_url(issuer).map_err(|message| url_problem("issuer", message))?;
             if audiences_of(provider).is_empty() {
-                return problem("kind = \"oidc\" needs audiences (or client_id)");
+                return problem(None, "kind = \"oidc\" needs audiences (or client_id)");
             }
             match (&provider.jwks_url, &provider.jwks_file) {
-                (Some(_), Some(_)) => return problem("set jwks_url or jwks_file, not both"),
+                (Some(_), Some(_)) => {
+                    return problem(Some("jwks_file"), "set jwks_url or jwks_file, not both");
+                }
                 (Some(jwks_url), None) => {
-                    provider_url(jwks_url).map_err(|message| {
-                        format!("oauth provider {name:?}: jwks_url {message}")
-                    })?;
+                    provider_url(jwks_url).map_err(|message| url_problem("jwks_url", message))?;
                 }
                 (None, Some(path)) => {
-                    read_key_file(path)
-                        .map_err(|message| format!("oauth provider {name:?}: {message}"))?;
+                    read_key_file(path).map_err(|message| {
+                        (
+                            Some("jwks_file"),
+                            format!("oauth provider {name:?}: {message}"),
+                        )
+                    })?;
                 }
                 (None, None) => {}
             }
             if provider.allow_unbound_tokens || provider.introspection_url.is_some() {
                 return problem(
+                    Some("kind"),
                     "introspection_url and allow_unbound_tokens are for kind = \"userinfo\"",
                 );
             }
         }
         OAuthProviderKind::Userinfo => {
             let Some(userinfo_url) = &provider.userinfo_url else {
-                return problem("kind = \"userinfo\" needs userinfo_url");
+                return problem(None, "kind = \"userinfo\" needs userinfo_url");
             };
-            provider_url(userinfo_url)
-                .map_err(|message| format!("oauth provider {name:?}: userinfo_url {message}"))?;
+            provider_url(userinfo_url).map_err(|message| url_problem("userinfo_url", message))?;
             match &provider.introspection_url {
                 Some(introspection_url) => {
-                    provider_url(introspection_url).map_err(|message| {
-                        format!("oauth provider {name:?}: introspection_url {message}")
-                    })?;
+                    provider_url(introspection_url)
+                        .map_err(|message| url_problem("introspection_url", message))?;
                     if provider.client_id.is_none() {
-                        return problem("introspection_url needs client_id");
+                        return problem(
+                            Some("introspection_url"),
+                            "introspection_url needs client_id",
+                        );
                     }
                 }
                 None if provider.allow_unbound_tokens => {}
                 None => {
                     return problem(
+                        None,
                         "kind = \"userinfo\" needs introspection_url, so that another app's \
                          token signs no one in (or allow_unbound_tokens = true)",
                     );
                 }
             }
             if provider.jwks_url.is_some() || provider.jwks_file.is_some() {
-                return problem("jwks_url and jwks_file are for kind = \"oidc\"");
+                return problem(
+                    Some("kind"),
+                    "jwks_url and jwks_file are for kind = \"oidc\"",
+                );
             }
         }
     }
@@ -463,7 +503,7 @@ impl OAuthProviders {
     /// Checks the configuration, reads `jwks_file`s and builds the HTTP client. Warns about
     /// every provider that accepts unbound tokens.
     pub fn new(config: &OAuthConfig) -> Result<OAuthProviders, String> {
-        check_provider_configs(config)?;
+        check_provider_configs(config).map_err(|problem| problem.to_string())?;
         let timeout = Duration::from_secs(config.provider_timeout_seconds);
         let http_client = reqwest::Client::builder()
             .timeout(timeout)
@@ -983,6 +1023,7 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
         Ok(OAuthSignInOutcome::Checked(check)) => !check.ok,
         Err(error) => match error {
             AuthError::InvalidField { .. }
+            | AuthError::PasswordLength { .. }
             | AuthError::InvalidCredentials
             | AuthError::Unauthenticated
             | AuthError::AccountPending
@@ -1238,6 +1279,7 @@ mod tests {
         assert!(
             check_provider_configs(&twice)
                 .unwrap_err()
+                .message
                 .contains("twice")
         );
 
@@ -1245,7 +1287,9 @@ mod tests {
             introspection_url: None,
             ..provider.clone()
         };
-        let error = check_provider_configs(&config_with(vec![unbound.clone()])).unwrap_err();
+        let error = check_provider_configs(&config_with(vec![unbound.clone()]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("introspection_url"), "{error}");
         let allowed = OAuthProviderConfig {
             allow_unbound_tokens: true,
@@ -1258,7 +1302,9 @@ mod tests {
             audiences: vec!["client".to_owned()],
             ..OAuthProviderConfig::default()
         };
-        let error = check_provider_configs(&config_with(vec![oidc_without_issuer])).unwrap_err();
+        let error = check_provider_configs(&config_with(vec![oidc_without_issuer]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("issuer"), "{error}");
 
         let plain_http = OAuthProviderConfig {
@@ -1268,7 +1314,8 @@ mod tests {
             ..OAuthProviderConfig::default()
         };
         let error = check_provider_configs(&config_with(vec![plain_http])).unwrap_err();
-        assert!(error.contains("https"), "{error}");
+        assert_eq!(error.key, "oauth.providers[0].issuer");
+        assert!(error.message.contains("https"), "{error}");
     }
 
     #[test]

@@ -142,15 +142,7 @@ pub async fn sign_up(
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
-    check_new_password(app, &request.password, &email.normalized, None).map_err(
-        |error| match error {
-            AuthError::InvalidField { message, .. } => AuthError::InvalidField {
-                field: "password",
-                message,
-            },
-            other => other,
-        },
-    )?;
+    check_new_password(app, "password", &request.password, &email.normalized, None)?;
     let hash = app.hashers.hash(request.password).await?;
     let now = now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
@@ -407,7 +399,13 @@ pub async fn complete_password_reset(
     })
     .await?
     .map_err(|problem| AuthError::EmailToken { field, problem })?;
-    check_new_password(app, &new_password, &user.normalized_email, None)?;
+    check_new_password(
+        app,
+        "new-password",
+        &new_password,
+        &user.normalized_email,
+        None,
+    )?;
     limit_hashing(app, client)?;
     let password_hash = app.hashers.hash(new_password).await?;
     consume(

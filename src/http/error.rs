@@ -15,6 +15,13 @@ pub enum ApiError {
         field: Cow<'static, str>,
         message: Cow<'static, str>,
     },
+    /// A password being set outside `[password] min_length` to 72 characters: an invalid
+    /// field whose message gives the range.
+    PasswordLength {
+        field: &'static str,
+        min_length: usize,
+        max_length: usize,
+    },
     MalformedBody(&'static str),
     InvalidPathParameter(&'static str),
     Unauthenticated,
@@ -67,6 +74,20 @@ impl ApiError {
                     StatusCode::BAD_REQUEST,
                     40000,
                     Cow::Owned(format!("{field} {message}")),
+                )
+            }
+            ApiError::PasswordLength {
+                field,
+                min_length,
+                max_length,
+            } => {
+                context.insert("field".into(), json!(field));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40000,
+                    Cow::Owned(format!(
+                        "{field} must be {min_length} to {max_length} characters"
+                    )),
                 )
             }
             ApiError::MalformedBody(what) => {
@@ -271,6 +292,15 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         match error {
             AuthError::InvalidField { field, message } => ApiError::invalid_field(field, message),
+            AuthError::PasswordLength {
+                field,
+                min_length,
+                max_length,
+            } => ApiError::PasswordLength {
+                field,
+                min_length,
+                max_length,
+            },
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
             AuthError::Unauthenticated => ApiError::Unauthenticated,
             AuthError::AccountPending => ApiError::AccountPending,

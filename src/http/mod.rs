@@ -607,7 +607,7 @@ fn run_handler<'a>(
         (Route::Verify, &Method::GET) => Ready(signup::verify_page(request)),
         (Route::Verify, &Method::POST) => Pending(Box::pin(signup::verify(api, request))),
         (Route::VerifyResend, &Method::POST) => Pending(Box::pin(signup::resend(api, request))),
-        (Route::PasswordReset, &Method::GET) => Ready(signup::reset_page(request)),
+        (Route::PasswordReset, &Method::GET) => Ready(signup::reset_page(api, request)),
         (Route::PasswordReset, &Method::POST) => {
             Pending(Box::pin(signup::request_reset(api, request)))
         }

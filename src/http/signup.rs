@@ -185,13 +185,16 @@ pub fn verify_page(request: &Request) -> Result<Response, ApiError> {
     Ok(page(StatusCode::OK, "Verify your email", &body))
 }
 
-/// `GET /auth/password-reset?token=…`: a page whose form sets the new password.
-pub fn reset_page(request: &Request) -> Result<Response, ApiError> {
+/// `GET /auth/password-reset?token=…`: a page whose form sets the new password, asking the
+/// browser for the configured length too.
+pub fn reset_page(api: &Api, request: &Request) -> Result<Response, ApiError> {
     let token = escape(&request.query.string("token")?.unwrap_or_default());
+    let min_length = api.app.config.password.min_length;
+    let max_length = crate::auth::PASSWORD_MAX_CHARACTERS;
     let body = format!(
         "<form method=\"post\" action=\"/frontend/api/v1/auth/password-reset/confirm\">\
          <input type=\"hidden\" name=\"password-update-token\" value=\"{token}\">\
-         <label>New password <input type=\"password\" name=\"new-password\" minlength=\"6\" maxlength=\"72\" required autocomplete=\"new-password\"></label>\
+         <label>New password <input type=\"password\" name=\"new-password\" minlength=\"{min_length}\" maxlength=\"{max_length}\" required autocomplete=\"new-password\"></label>\
          <button type=\"submit\">Set password</button></form>"
     );
     Ok(page(StatusCode::OK, "Choose a new password", &body))

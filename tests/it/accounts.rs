@@ -911,3 +911,75 @@ async fn standalone_api_tokens_survive_session_ends_but_not_logout_all_password_
     assert_eq!(server.current_user_status(&second).await, 401);
     assert_ended(&server, &session).await;
 }
+
+#[tokio::test]
+async fn every_password_length_refusal_gives_the_configured_range() {
+    let server = TestServer::start_with(|config| {
+        config.signup.open = true;
+        config.password.min_length = 8;
+    })
+    .await;
+    server.add_user("length@example.com", Role::User, Status::Active);
+    let signed_in = server.sign_in("length@example.com").await;
+    let sub_id = create_sub_user(&server, &signed_in, "length-sub@example.com", &[]).await;
+    let too_long = "x".repeat(73);
+    for new_password in ["seven77", too_long.as_str()] {
+        let refusals = [
+            (
+                "password",
+                server.request("POST", "/auth/sign-up").json(&json!({
+                    "email": "new-length@example.com", "password": new_password,
+                    "first-name": "New", "last-name": "Person",
+                })),
+            ),
+            (
+                "password",
+                server
+                    .request("POST", "/user")
+                    .bearer(&signed_in.signed_token)
+                    .json(&json!({
+                        "email": "other-sub@example.com", "password": new_password,
+                        "first-name": "Sub", "last-name": "User",
+                    })),
+            ),
+            (
+                "new-password",
+                server
+                    .request("PUT", "/auth/current/password")
+                    .bearer(&signed_in.signed_token)
+                    .form(&[("old-password", PASSWORD), ("new-password", new_password)]),
+            ),
+            (
+                "new-password",
+                server
+                    .request("PUT", &format!("/auth/{sub_id}/password"))
+                    .bearer(&signed_in.signed_token)
+                    .form(&[("old-password", PASSWORD), ("new-password", new_password)]),
+            ),
+        ];
+        // Reset confirmation looks its token up first, so its refusal, with a real link, is
+        // in security_signup::the_reset_mail_states_its_lifetime_and_the_new_password_meets_every_rule.
+        for (field, request) in refusals {
+            let response = request.send().await;
+            let body = response.assert_error(400);
+            assert_eq!(body["code"], 40000, "{body}");
+            assert_eq!(body["context"]["field"], field, "{body}");
+            assert_eq!(
+                body["error"],
+                format!("{field} must be 8 to 72 characters"),
+                "{body}"
+            );
+        }
+    }
+    // The reset page asks the browser for the same range.
+    let page = server
+        .request("GET", "/auth/password-reset")
+        .query("token=any-token")
+        .send()
+        .await;
+    assert!(
+        page.text().contains("minlength=\"8\" maxlength=\"72\""),
+        "{}",
+        page.text()
+    );
+}

@@ -52,6 +52,77 @@ fn an_unknown_key_or_variable_stops_the_start_naming_it() {
     );
 }
 
+#[test]
+fn a_refused_value_stops_serve_and_check_config_naming_the_key_and_where_it_was_set() {
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let file = directory.path().join("latchkey.toml");
+    std::fs::write(
+        &file,
+        "[email]\nfrom = \"Latchkey <auth@example.com>\"\n\
+         verify_link = \"https://app.example.com/verify\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let expected =
+        format!("email.verify_link (config file {file}, line 3): must contain {{token}}");
+    for arguments in [
+        vec!["--config", file, "check-config"],
+        vec![
+            "--config",
+            file,
+            "--data-dir",
+            data_dir,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let (ok, message) = check_config(&arguments, &[]);
+        assert!(
+            !ok && message.contains(&expected),
+            "{arguments:?}: {message}"
+        );
+    }
+
+    let (ok, message) = check_config(
+        &["--data-dir", data_dir, "serve", "--listen", "127.0.0.1:0"],
+        &[("LATCHKEY_SESSION__LONG_TERM_SECONDS", "60")],
+    );
+    assert!(
+        !ok && message.contains(
+            "session.long_term_seconds (environment variable \
+             LATCHKEY_SESSION__LONG_TERM_SECONDS): is 60, and must be at least \
+             session.short_term_seconds (10800, the default)"
+        ),
+        "{message}"
+    );
+    let (ok, message) = check_config(
+        &["check-config"],
+        &[
+            ("LATCHKEY_EMAIL__TRANSPORT", "smtp"),
+            ("LATCHKEY_EMAIL__SMTP_HOST", "mail.example.com"),
+            ("LATCHKEY_EMAIL__SMTP_TLS", "none"),
+        ],
+    );
+    assert!(
+        !ok && message.contains("email.smtp_tls (environment variable LATCHKEY_EMAIL__SMTP_TLS)"),
+        "{message}"
+    );
+    // A text key takes the variable as written, digits and all.
+    let (ok, message) = check_config(
+        &["check-config"],
+        &[
+            ("LATCHKEY_EMAIL__SMTP_PASSWORD", "123456"),
+            ("LATCHKEY_EMAIL__SMTP_USERNAME", "2024"),
+        ],
+    );
+    assert!(ok, "{message}");
+    // A refused start touches nothing.
+    assert!(!std::path::Path::new(data_dir).exists());
+}
+
 #[tokio::test]
 async fn admin_commands_answer_alike_through_the_socket_and_the_store_and_survive_a_kill() {
     let data_dir = tempfile::tempdir().unwrap();

@@ -757,6 +757,12 @@ async fn the_reset_mail_states_its_lifetime_and_the_new_password_meets_every_rul
             "new-password",
             "{refused:?}"
         );
+        if refused.chars().count() < 8 || refused.chars().count() > 72 {
+            assert_eq!(
+                answer.json["error"],
+                "new-password must be 8 to 72 characters"
+            );
+        }
     }
     // A refused password leaves the link usable.
     assert_eq!(
