@@ -179,12 +179,13 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
         data_dir: cli.data_dir.clone(),
         listen,
     };
-    let config = Config::load(cli.config.as_deref(), std::env::vars(), &flags)?;
+    let environment: Vec<(String, String)> = std::env::vars().collect();
+    let config = Config::load(cli.config.as_deref(), environment.iter().cloned(), &flags)?;
     match cli.command {
-        Command::Serve { .. } => serve(config),
+        Command::Serve { .. } => serve(config, cli.config.as_deref()),
         Command::CheckConfig => {
-            let mut stdout = std::io::stdout();
-            let _ = writeln!(stdout, "configuration ok");
+            let report = describe_configuration(&config, cli.config.as_deref(), &environment)?;
+            let _ = std::io::stdout().write_all(report.as_bytes());
             Ok(())
         }
         Command::Restore {
@@ -240,6 +241,69 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
                 .map_err(|error| CommandError::Usage(format!("{}: {error}", file.display())))?;
             run_admin(&config, AdminCommand::Backup { path })
         }
+    }
+}
+
+/// What `check-config` prints: which file and which `LATCHKEY_*` variables were read (names
+/// only: a value may be a secret), then every effective setting, one `section.key = value`
+/// line each, with secrets masked.
+fn describe_configuration(
+    config: &Config,
+    config_file: Option<&std::path::Path>,
+    environment: &[(String, String)],
+) -> Result<String, CommandError> {
+    let mut report = String::from("configuration ok\n");
+    match config_file {
+        Some(path) => {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            report.push_str(&format!("config file: {}\n", shown.display()));
+        }
+        None => report.push_str(
+            "config file: none (neither --config nor LATCHKEY_CONFIG is set; built-in defaults)\n",
+        ),
+    }
+    let mut variable_names: Vec<&str> = environment
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with("LATCHKEY_"))
+        .collect();
+    variable_names.sort_unstable();
+    if variable_names.is_empty() {
+        report.push_str("environment variables read: none\n");
+    } else {
+        report.push_str(&format!(
+            "environment variables read: {}\n",
+            variable_names.join(", ")
+        ));
+    }
+    report.push_str("effective settings (secrets shown as \"***\"):\n");
+    let settings = serde_json::to_value(config)
+        .map_err(|error| CommandError::Start(format!("cannot describe the settings: {error}")))?;
+    describe_setting("", &settings, &mut report);
+    Ok(report)
+}
+
+/// One `name = value` line per leaf; tables nest with `.`, arrays of tables with `[index]`.
+fn describe_setting(name: &str, value: &serde_json::Value, report: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(entries) => {
+            for (key, entry) in entries {
+                let nested = if name.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{name}.{key}")
+                };
+                describe_setting(&nested, entry, report);
+            }
+        }
+        Value::Array(items) if items.iter().any(Value::is_object) => {
+            for (index, item) in items.iter().enumerate() {
+                describe_setting(&format!("{name}[{index}]"), item, report);
+            }
+        }
+        Value::Null => report.push_str(&format!("{name} = (unset)\n")),
+        other => report.push_str(&format!("{name} = {other}\n")),
     }
 }
 
@@ -399,7 +463,7 @@ fn raise_open_files_limit() {
     }
 }
 
-fn serve(config: Config) -> Result<(), CommandError> {
+fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), CommandError> {
     init_logging(&config);
     raise_open_files_limit();
     let database_path = config.store.database_path();
@@ -408,6 +472,9 @@ fn serve(config: Config) -> Result<(), CommandError> {
     // file left behind is stale and may go.
     let store = open_store(&config)?;
     let listen = config.server.listen;
+    let config_file = config_file
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| "none (built-in defaults)".to_owned());
     let app =
         Arc::new(App::new(config, store).map_err(|error| CommandError::Start(error.to_string()))?);
     let api = Api::new(Arc::clone(&app)).map_err(|error| CommandError::Start(error.to_string()))?;
@@ -429,6 +496,7 @@ fn serve(config: Config) -> Result<(), CommandError> {
             listen = %bound,
             issuer = %app.issuer,
             data = %database_path.display(),
+            config_file,
             admin_socket = %socket_path.display(),
             "latchkey serving"
         );

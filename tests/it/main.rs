@@ -26,3 +26,4 @@ mod security_tokens;
 mod sign_in;
 mod signup;
 mod support;
+mod systemd;
