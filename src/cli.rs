@@ -137,6 +137,12 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Delete a user with its sub-users, and all their sessions, API tokens and OAuth
+    /// identities, in one transaction (never the last active root).
+    Delete {
+        #[arg(long)]
+        email: String,
+    },
     /// Change a user's role (root, admin or user); its permissions become the role's.
     Role {
         #[arg(long)]
@@ -214,6 +220,7 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
                 UserCommand::Suspend { email } => AdminCommand::UserSuspend { email },
                 UserCommand::Activate { email } => AdminCommand::UserActivate { email },
                 UserCommand::Role { email, role } => AdminCommand::UserRole { email, role },
+                UserCommand::Delete { email } => AdminCommand::UserDelete { email },
             };
             run_admin(&config, command)
         }
@@ -237,9 +244,10 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
             },
         ),
         Command::Backup { file } => {
-            let path = std::path::absolute(&file)
-                .map_err(|error| CommandError::Usage(format!("{}: {error}", file.display())))?;
-            run_admin(&config, AdminCommand::Backup { path })
+            let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
+            let reply = admin::backup_from_cli(&socket, || open_store(&config), &file)
+                .map_err(CommandError::Start)?;
+            print_reply(reply)
         }
     }
 }
@@ -313,6 +321,11 @@ fn run_admin(config: &Config, command: AdminCommand) -> Result<(), CommandError>
     let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
     let reply = admin::run_from_cli(&socket, || open_store(config), command)
         .map_err(CommandError::Start)?;
+    print_reply(reply)
+}
+
+/// Prints a command's output; a refused command is exit code 1.
+fn print_reply(reply: admin::AdminReply) -> Result<(), CommandError> {
     if reply.ok {
         let _ = std::io::stdout().write_all(reply.output.as_bytes());
         Ok(())
@@ -362,6 +375,7 @@ fn restore(
         CommandError::Usage(message)
     };
     copy_to_private_file(file, &staged).map_err(refuse)?;
+    give_to_data_directory_owner(&staged, &config.store.data_dir).map_err(refuse)?;
     let summary = Store::check_backup(&staged).map_err(|error| {
         refuse(format!(
             "{} is not a usable backup: {error}",
@@ -401,6 +415,23 @@ fn restore(
         admin::describe_signing_keys(&summary.signing_keys, crate::model::now_unix_seconds())
     );
     Ok(())
+}
+
+/// Root restoring for a server that runs as another user (the systemd unit's): the restored
+/// store must belong to the data directory's owner, or that server could not open it.
+fn give_to_data_directory_owner(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(directory) = std::fs::metadata(data_dir) else {
+        return Ok(());
+    };
+    if !rustix::process::getuid().is_root() || directory.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(file, Some(directory.uid()), Some(directory.gid()))
+        .map_err(|error| format!("cannot give {} to the data directory's owner: {error}", file.display()))
 }
 
 /// Copies `source` to a new file `staged` that is 0600 from its creation (never readable by

@@ -116,3 +116,186 @@ async fn the_units_command_line_reads_its_config_file() {
         "{message}"
     );
 }
+
+/// A system user made for one test with `useradd`, removed with `userdel` when dropped.
+struct TemporaryUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TemporaryUser {
+    fn create(suffix: &str) -> TemporaryUser {
+        let name = format!("lk{}{suffix}", std::process::id());
+        let status = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name}");
+        let id = |flag: &str| -> u32 {
+            let output = Command::new("id").args([flag, &name]).output().unwrap();
+            String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        TemporaryUser { name, uid, gid }
+    }
+
+    /// `program arguments...` run as this user (and its group only).
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid", &self.name, "--regid", &self.name, "--clear-groups"])
+            .args(["--", program]);
+        command
+    }
+}
+
+impl Drop for TemporaryUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// Runs the CLI on `data_dir` with cheap argon2, as root or as `user`: (success, output).
+fn admin_as(
+    user: Option<&TemporaryUser>,
+    data_dir: &std::path::Path,
+    arguments: &[&str],
+    stdin: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    let mut command = match user {
+        Some(user) => user.command(BINARY),
+        None => Command::new(BINARY),
+    };
+    let mut child = command
+        .args(arguments)
+        .env("LATCHKEY_DATA_DIR", data_dir)
+        .envs(crate::binary::CHEAP_HASHING)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn start_server_as(user: &TemporaryUser, data_dir: &std::path::Path) -> RunningServer {
+    let mut command = user.command(BINARY);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("LATCHKEY_DATA_DIR", data_dir)
+        .envs(crate::binary::CHEAP_HASHING);
+    spawn_server(command)
+}
+
+/// The systemd case: the server runs as its own user. Root and that user are served over
+/// the socket; another user reads a message naming the server's user; `backup` writes
+/// where only root may write; root's `restore` leaves a store the server's user can open.
+#[tokio::test]
+async fn admin_commands_reach_a_server_run_by_another_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: making users needs root (CI runs as root)");
+        return;
+    }
+    let service = TemporaryUser::create("s");
+    let stranger = TemporaryUser::create("o");
+    let root = tempfile::tempdir().unwrap();
+    set_mode(root.path(), 0o755);
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(service.uid), Some(service.gid)).unwrap();
+    let backups = root.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    set_mode(&backups, 0o700);
+
+    let mut server = start_server_as(&service, &data);
+    let password = format!("{}\n", crate::support::PASSWORD);
+    let (ok, text) = admin_as(
+        None,
+        &data,
+        &["user", "add", "--email", "root@example.com", "--role", "root", "--password-stdin"],
+        &password,
+    );
+    assert!(ok, "root is served: {text}");
+    let (ok, listed) = admin_as(Some(&service), &data, &["user", "list"], "");
+    assert!(ok && listed.contains("root@example.com"), "{listed}");
+
+    // Anyone else: the data directory (0700) keeps it out, and the message says who may.
+    let advice = format!(
+        "user {0}; run this as root or with sudo -u {0}",
+        service.name
+    );
+    let (ok, text) = admin_as(Some(&stranger), &data, &["user", "list"], "");
+    assert!(!ok, "{text}");
+    assert!(text.contains("permission denied") && text.contains(&advice), "{text}");
+    // With the modes loosened by mistake, the server itself refuses, with one line.
+    set_mode(&data, 0o711);
+    set_mode(&data.join("latchkey.sock"), 0o666);
+    let (ok, text) = admin_as(Some(&stranger), &data, &["user", "list"], "");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("refused uid {}", stranger.uid))
+            && text.contains(&format!("the server runs as {advice}")),
+        "{text}"
+    );
+    assert!(!text.contains("Broken pipe"), "{text}");
+    set_mode(&data, 0o700);
+
+    // The copy streams to the CLI, which writes where the server's user cannot.
+    let live_copy = backups.join("live.redb");
+    let (ok, text) = admin_as(None, &data, &["backup", live_copy.to_str().unwrap()], "");
+    assert!(ok, "{text}");
+    let metadata = std::fs::metadata(&live_copy).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    assert_eq!(metadata.uid(), 0);
+    let (ok, text) = admin_as(None, &data, &["backup", live_copy.to_str().unwrap()], "");
+    assert!(!ok && text.contains("exists"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.contains("backup"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(terminate(&mut server).code(), Some(0));
+
+    // Stopped: backup reads the store itself; root's restore keeps the server's ownership.
+    let stopped_copy = backups.join("stopped.redb");
+    let (ok, text) = admin_as(None, &data, &["backup", stopped_copy.to_str().unwrap()], "");
+    assert!(ok, "{text}");
+    let (ok, text) = admin_as(None, &data, &["restore", live_copy.to_str().unwrap()], "");
+    assert!(ok, "{text}");
+    assert_eq!(
+        std::fs::metadata(data.join("latchkey.redb")).unwrap().uid(),
+        service.uid
+    );
+    let mut restarted = start_server_as(&service, &data);
+    let signed_in = request_to(restarted.address, "POST", "/auth/sign-in")
+        .json(&serde_json::json!({
+            "email": "root@example.com",
+            "password": crate::support::PASSWORD
+        }))
+        .send()
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text());
+    assert_eq!(terminate(&mut restarted).code(), Some(0));
+}
