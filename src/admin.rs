@@ -450,7 +450,10 @@ pub fn admin_socket_refusal(
     server_uid: u32,
     server_user_name: Option<&str>,
 ) -> String {
-    let peer = peer_uid.map_or_else(|| "a peer of unknown uid".to_owned(), |uid| format!("uid {uid}"));
+    let peer = peer_uid.map_or_else(
+        || "a peer of unknown uid".to_owned(),
+        |uid| format!("uid {uid}"),
+    );
     format!(
         "the admin socket refused {peer}: the server runs as {}",
         run_as_advice(server_uid, server_user_name)
@@ -502,7 +505,10 @@ fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::F
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
         .unwrap_or_default();
-    let path = data_dir.join(format!("latchkey.backup-{}-{nanos}.redb", std::process::id()));
+    let path = data_dir.join(format!(
+        "latchkey.backup-{}-{nanos}.redb",
+        std::process::id()
+    ));
     let made = store.backup_to(&path).map_err(|error| error.to_string());
     let opened = made.and_then(|()| {
         std::fs::File::open(&path).map_err(|error| format!("{}: {error}", path.display()))
@@ -520,8 +526,7 @@ fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::F
 /// socket turned back into a blocking std stream.
 fn stream_backup(app: &App, stream: std::os::unix::net::UnixStream) {
     let mut stream = stream;
-    let (file, length) = match backup_to_unlinked_file(&app.store, &app.config.store.data_dir)
-    {
+    let (file, length) = match backup_to_unlinked_file(&app.store, &app.config.store.data_dir) {
         Ok(made) => made,
         Err(message) => {
             let _ = write_reply_blocking(&mut stream, &AdminReply::failure(message));
@@ -603,7 +608,9 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
                                 })
                                 .await;
                             }
-                            Err(error) => tracing::warn!(%error, "admin socket: cannot stream a backup"),
+                            Err(error) => {
+                                tracing::warn!(%error, "admin socket: cannot stream a backup")
+                            }
                         }
                         return;
                     }
@@ -665,10 +672,12 @@ pub fn backup_from_cli(
             let Some(length) = reply.attachment_bytes.filter(|_| reply.ok) else {
                 return Ok(reply);
             };
-            Ok(match write_private_file(file, &mut std::io::Read::take(reader, length), length) {
-                Ok(()) => AdminReply::success(written.output.clone()),
-                Err(message) => AdminReply::failure(message),
-            })
+            Ok(
+                match write_private_file(file, &mut std::io::Read::take(reader, length), length) {
+                    Ok(()) => AdminReply::success(written.output.clone()),
+                    Err(message) => AdminReply::failure(message),
+                },
+            )
         },
         |store| {
             Ok(match store.backup_to(file) {
@@ -681,7 +690,11 @@ pub fn backup_from_cli(
 
 /// Writes exactly `length` bytes from `source` to a new file created 0600, flushed to disk;
 /// a short or failed copy removes the file.
-fn write_private_file(file: &Path, source: &mut impl std::io::Read, length: u64) -> Result<(), String> {
+fn write_private_file(
+    file: &Path,
+    source: &mut impl std::io::Read,
+    length: u64,
+) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut writer = std::fs::OpenOptions::new()
         .write(true)
@@ -753,7 +766,11 @@ fn permission_denied(path: &Path) -> String {
     let own_uid = rustix::process::getuid().as_raw();
     let owner = path
         .ancestors()
-        .find_map(|ancestor| std::fs::metadata(ancestor).ok().map(|metadata| (ancestor, metadata.uid())))
+        .find_map(|ancestor| {
+            std::fs::metadata(ancestor)
+                .ok()
+                .map(|metadata| (ancestor, metadata.uid()))
+        })
         .filter(|(_, uid)| *uid != own_uid && *uid != 0);
     match owner {
         Some((owned, uid)) => format!(
@@ -833,6 +850,24 @@ mod tests {
                 password_hash: HASH.to_owned(),
             },
         )
+    }
+
+    #[test]
+    fn the_socket_serves_root_and_the_servers_user_and_tells_anyone_else_whom_to_run_as() {
+        assert!(admin_peer_is_allowed(Some(0), 995));
+        assert!(admin_peer_is_allowed(Some(995), 995));
+        assert!(admin_peer_is_allowed(Some(0), 0));
+        assert!(!admin_peer_is_allowed(Some(1000), 995));
+        assert!(!admin_peer_is_allowed(None, 995));
+        assert_eq!(
+            admin_socket_refusal(Some(1000), 995, Some("latchkey")),
+            "the admin socket refused uid 1000: the server runs as user latchkey; run this as root or with sudo -u latchkey"
+        );
+        assert_eq!(
+            admin_socket_refusal(None, 995, None),
+            "the admin socket refused a peer of unknown uid: the server runs as uid 995; run this as root or with sudo -u '#995'"
+        );
+        assert_eq!(user_name_of(0).as_deref(), Some("root"));
     }
 
     #[test]

@@ -430,8 +430,12 @@ fn give_to_data_directory_owner(
     if !rustix::process::getuid().is_root() || directory.uid() == 0 {
         return Ok(());
     }
-    std::os::unix::fs::chown(file, Some(directory.uid()), Some(directory.gid()))
-        .map_err(|error| format!("cannot give {} to the data directory's owner: {error}", file.display()))
+    std::os::unix::fs::chown(file, Some(directory.uid()), Some(directory.gid())).map_err(|error| {
+        format!(
+            "cannot give {} to the data directory's owner: {error}",
+            file.display()
+        )
+    })
 }
 
 /// Copies `source` to a new file `staged` that is 0600 from its creation (never readable by

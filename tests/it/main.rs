@@ -27,3 +27,4 @@ mod sign_in;
 mod signup;
 mod support;
 mod systemd;
+mod user_delete;

@@ -35,18 +35,40 @@ fn unit_command_line() -> (Vec<String>, Vec<(String, String)>) {
     (exec_start.expect("an ExecStart line"), environment)
 }
 
-/// The unit's command line with its paths moved into `root`: the binary is the one built,
-/// the config file and the data directory are temp ones; `serve` becomes `subcommand`.
+/// The unit's paths moved into `root`: the config file and the data directory are temp
+/// ones, and so is any backup under /var/backups.
+fn relocate(root: &std::path::Path, text: &str) -> String {
+    if text.starts_with("/var/backups/") {
+        let name = text.rsplit('/').next().unwrap();
+        return root.join("backups").join(name).to_str().unwrap().to_owned();
+    }
+    text.replace(UNIT_CONFIG_FILE, root.join("config.toml").to_str().unwrap())
+        .replace(UNIT_DATA_DIR, root.join("data").to_str().unwrap())
+}
+
+/// The unit's command line with its paths moved into `root` and the binary the one built,
+/// run as `user` (else as this process's user); `serve` becomes `subcommand`.
 fn unit_command(root: &std::path::Path, subcommand: &str) -> Command {
+    unit_command_as(None, root, subcommand)
+}
+
+fn unit_command_as(
+    user: Option<&TemporaryUser>,
+    root: &std::path::Path,
+    subcommand: &str,
+) -> Command {
     let (words, environment) = unit_command_line();
-    let relocate = |text: &str| {
-        text.replace(UNIT_CONFIG_FILE, root.join("config.toml").to_str().unwrap())
-            .replace(UNIT_DATA_DIR, root.join("data").to_str().unwrap())
-    };
+    let relocate = |text: &str| relocate(root, text);
     assert_eq!(words[0], UNIT_BINARY);
     assert_eq!(words.last().unwrap(), "serve");
-    let mut command = Command::new(BINARY);
+    let mut command = match user {
+        Some(user) => user.command(BINARY),
+        None => Command::new(BINARY),
+    };
     command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
     for word in &words[1..words.len() - 1] {
         command.arg(relocate(word));
     }
@@ -135,7 +157,10 @@ impl TemporaryUser {
         assert!(status.success(), "useradd {name}");
         let id = |flag: &str| -> u32 {
             let output = Command::new("id").args([flag, &name]).output().unwrap();
-            String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+            String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse()
+                .unwrap()
         };
         let (uid, gid) = (id("-u"), id("-g"));
         TemporaryUser { name, uid, gid }
@@ -145,7 +170,13 @@ impl TemporaryUser {
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new("setpriv");
         command
-            .args(["--reuid", &self.name, "--regid", &self.name, "--clear-groups"])
+            .args([
+                "--reuid",
+                &self.name,
+                "--regid",
+                &self.name,
+                "--clear-groups",
+            ])
             .args(["--", program]);
         command
     }
@@ -233,7 +264,15 @@ async fn admin_commands_reach_a_server_run_by_another_user() {
     let (ok, text) = admin_as(
         None,
         &data,
-        &["user", "add", "--email", "root@example.com", "--role", "root", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "root@example.com",
+            "--role",
+            "root",
+            "--password-stdin",
+        ],
         &password,
     );
     assert!(ok, "root is served: {text}");
@@ -247,7 +286,10 @@ async fn admin_commands_reach_a_server_run_by_another_user() {
     );
     let (ok, text) = admin_as(Some(&stranger), &data, &["user", "list"], "");
     assert!(!ok, "{text}");
-    assert!(text.contains("permission denied") && text.contains(&advice), "{text}");
+    assert!(
+        text.contains("permission denied") && text.contains(&advice),
+        "{text}"
+    );
     // With the modes loosened by mistake, the server itself refuses, with one line.
     set_mode(&data, 0o711);
     set_mode(&data.join("latchkey.sock"), 0o666);
@@ -298,4 +340,115 @@ async fn admin_commands_reach_a_server_run_by_another_user() {
         .await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.text());
     assert_eq!(terminate(&mut restarted).code(), Some(0));
+}
+
+fn unit_setting(name: &str) -> String {
+    let unit = std::fs::read_to_string(UNIT_FILE).unwrap();
+    unit.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("the unit sets {name}"))
+        .to_owned()
+}
+
+/// README's "Running under systemd" section: its `sh` lines that start with `sudo`.
+fn readme_systemd_admin_lines() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Running under systemd\n")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let useradd = section
+        .lines()
+        .find(|line| line.starts_with("useradd "))
+        .expect("the section makes the service's user");
+    assert!(
+        useradd.ends_with(&format!(" {}", unit_setting("User"))),
+        "README makes the unit's User: {useradd}"
+    );
+    section
+        .lines()
+        .filter(|line| line.starts_with("sudo "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every admin command README's systemd section shows, run as it says (root, or `sudo -u`
+/// the service's user) against a server run by the service's user from the unit's own
+/// command line, with the unit's paths moved into a temp dir.
+#[tokio::test]
+async fn the_readmes_systemd_admin_commands_work_against_the_units_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let lines = readme_systemd_admin_lines();
+    assert!(
+        lines.iter().any(|line| line.starts_with("sudo latchkey "))
+            && lines.iter().any(|line| line.starts_with("sudo -u ")),
+        "{lines:?}"
+    );
+    let as_root = rustix::process::getuid().is_root();
+    if !as_root {
+        eprintln!("not root: the README's commands run as this user, not as another");
+    }
+    let service = as_root.then(|| TemporaryUser::create("r"));
+    let root = tempfile::tempdir().unwrap();
+    set_mode(root.path(), 0o755);
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::create_dir(root.path().join("backups")).unwrap();
+    let config = root.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[password]\nmemory_kib = 64\niterations = 1\n",
+    )
+    .unwrap();
+    if let Some(service) = &service {
+        std::os::unix::fs::chown(&data, Some(service.uid), Some(service.gid)).unwrap();
+        std::os::unix::fs::chown(&config, Some(0), Some(service.gid)).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let mut server = spawn_server(unit_command_as(service.as_ref(), root.path(), "serve"));
+    let service_user = unit_setting("User");
+
+    for line in &lines {
+        // The one shell expansion the section uses.
+        let expanded = line.replace("$(date +%F)", "today");
+        let words: Vec<&str> = expanded
+            .split(" #")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let (user, command_words) = match words.as_slice() {
+            ["sudo", "-u", user, rest @ ..] => {
+                assert_eq!(*user, service_user, "{line}");
+                (service.as_ref(), rest)
+            }
+            ["sudo", rest @ ..] => (None, rest),
+            _ => panic!("{line}"),
+        };
+        assert_eq!(command_words[0], "latchkey", "{line}");
+        let mut command = match user {
+            Some(user) => user.command(BINARY),
+            None => Command::new(BINARY),
+        };
+        command.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        for word in &command_words[1..] {
+            command.arg(relocate(root.path(), word));
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{line}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(root.path().join("backups/latchkey-today.redb").exists());
+    assert_eq!(terminate(&mut server).code(), Some(0));
 }
