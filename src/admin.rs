@@ -74,6 +74,9 @@ pub enum AdminCommand {
     /// The server writes a consistent copy into a file of its own (unlinked at once) and
     /// streams its bytes after the reply line (`attachment_bytes`); the CLI writes the
     /// operator's file, so the server needs no write access to where the copy goes.
+    /// On the wire `backup-stream`: a CLI of an older build (which sent `backup` with a path
+    /// for the server to write) gets "malformed", never an empty success.
+    #[serde(rename = "backup-stream")]
     Backup,
     /// Deletes a user with its sub-users, and all their sessions, API tokens and OAuth
     /// identities, in one transaction.
@@ -622,7 +625,9 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
                         .await
                         .unwrap_or_else(|error| AdminReply::failure(error.to_string()))
                     }
-                    Err(_) => AdminReply::failure("malformed admin command"),
+                    Err(_) => AdminReply::failure(
+                        "malformed admin command (is the command of another build than the running server? restart the server after an upgrade)",
+                    ),
                 },
                 Err(error) => AdminReply::failure(error.to_string()),
             };

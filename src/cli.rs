@@ -595,3 +595,50 @@ fn read_new_password(from_stdin: bool, min_length: usize) -> Result<Password, Co
     }
     Ok(Password::new(password))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_names_its_sources_and_masks_every_secret() {
+        let mut config = Config::default();
+        config.email.smtp_password = Some("smtp-secret-value".to_owned());
+        config.captcha.secret = Some("captcha-secret-value".to_owned());
+        config
+            .oauth
+            .providers
+            .push(crate::config::OAuthProviderConfig {
+                name: "idp".to_owned(),
+                client_id: Some("latchkey".to_owned()),
+                client_secret: Some("client-secret-value".to_owned()),
+                ..Default::default()
+            });
+        let environment = vec![
+            (
+                "LATCHKEY_EMAIL__SMTP_PASSWORD".to_owned(),
+                "smtp-secret-value".to_owned(),
+            ),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let report = describe_configuration(
+            &config,
+            Some(std::path::Path::new("/etc/latchkey/config.toml")),
+            &environment,
+        )
+        .unwrap();
+        assert!(!report.contains("secret-value"), "{report}");
+        for line in [
+            "config file: /etc/latchkey/config.toml",
+            "environment variables read: LATCHKEY_EMAIL__SMTP_PASSWORD\n",
+            "email.smtp_password = \"***\"",
+            "captcha.secret = \"***\"",
+            "oauth.providers[0].client_secret = \"***\"",
+            "oauth.providers[0].client_id = \"latchkey\"",
+            "email.smtp_username = (unset)",
+            "server.listen = \"127.0.0.1:8080\"",
+        ] {
+            assert!(report.contains(line), "{line} in {report}");
+        }
+    }
+}
