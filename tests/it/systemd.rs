@@ -62,7 +62,7 @@ fn unit_command_as(
     assert_eq!(words[0], UNIT_BINARY);
     assert_eq!(words.last().unwrap(), "serve");
     let mut command = match user {
-        Some(user) => user.command(BINARY),
+        Some(user) => user.latchkey(),
         None => Command::new(BINARY),
     };
     command.env_clear();
@@ -139,16 +139,25 @@ async fn the_units_command_line_reads_its_config_file() {
     );
 }
 
-/// A system user made for one test with `useradd`, removed with `userdel` when dropped.
+/// useradd and userdel lock /etc/passwd: this test binary runs them one at a time.
+static USER_DATABASE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A system user made for one test with `useradd`, removed with `userdel` when dropped,
+/// with a link to (or copy of) the built binary in a directory it can reach: the checkout's
+/// own may be private to root.
 struct TemporaryUser {
     name: String,
     uid: u32,
     gid: u32,
+    binary_directory: tempfile::TempDir,
 }
 
 impl TemporaryUser {
     fn create(suffix: &str) -> TemporaryUser {
         let name = format!("lk{}{suffix}", std::process::id());
+        let _one_at_a_time = USER_DATABASE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let status = Command::new("useradd")
             .args(["--system", "--user-group", "--no-create-home"])
             .args(["--shell", "/usr/sbin/nologin", &name])
@@ -163,27 +172,36 @@ impl TemporaryUser {
                 .unwrap()
         };
         let (uid, gid) = (id("-u"), id("-g"));
-        TemporaryUser { name, uid, gid }
+        let binary_directory = tempfile::tempdir().unwrap();
+        set_mode(binary_directory.path(), 0o755);
+        let binary = binary_directory.path().join("latchkey");
+        if std::fs::hard_link(BINARY, &binary).is_err() {
+            std::fs::copy(BINARY, &binary).unwrap();
+        }
+        TemporaryUser {
+            name,
+            uid,
+            gid,
+            binary_directory,
+        }
     }
 
-    /// `program arguments...` run as this user (and its group only).
-    fn command(&self, program: &str) -> Command {
+    /// The built binary run as this user (and its group only).
+    fn latchkey(&self) -> Command {
         let mut command = Command::new("setpriv");
         command
-            .args([
-                "--reuid",
-                &self.name,
-                "--regid",
-                &self.name,
-                "--clear-groups",
-            ])
-            .args(["--", program]);
+            .args(["--reuid", &self.name, "--regid", &self.name])
+            .args(["--clear-groups", "--"])
+            .arg(self.binary_directory.path().join("latchkey"));
         command
     }
 }
 
 impl Drop for TemporaryUser {
     fn drop(&mut self) {
+        let _one_at_a_time = USER_DATABASE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = Command::new("userdel").arg(&self.name).status();
     }
 }
@@ -197,7 +215,7 @@ fn admin_as(
 ) -> (bool, String) {
     use std::io::Write;
     let mut command = match user {
-        Some(user) => user.command(BINARY),
+        Some(user) => user.latchkey(),
         None => Command::new(BINARY),
     };
     let mut child = command
@@ -230,7 +248,7 @@ fn set_mode(path: &std::path::Path, mode: u32) {
 }
 
 fn start_server_as(user: &TemporaryUser, data_dir: &std::path::Path) -> RunningServer {
-    let mut command = user.command(BINARY);
+    let mut command = user.latchkey();
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("LATCHKEY_DATA_DIR", data_dir)
@@ -431,7 +449,7 @@ async fn the_readmes_systemd_admin_commands_work_against_the_units_server() {
         };
         assert_eq!(command_words[0], "latchkey", "{line}");
         let mut command = match user {
-            Some(user) => user.command(BINARY),
+            Some(user) => user.latchkey(),
             None => Command::new(BINARY),
         };
         command.env_clear();
