@@ -26,6 +26,8 @@ pub const SOCKET_FILE_NAME: &str = "latchkey.sock";
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 /// A request line is small; anything longer is refused.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long a streamed backup waits for a reader that has stopped reading.
+const BACKUP_STALL_LIMIT: Duration = Duration::from_secs(60);
 /// How long the CLI keeps trying the socket when the store is held by a starting server.
 const LOCKED_RETRY: Duration = Duration::from_secs(5);
 
@@ -529,7 +531,9 @@ fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::F
 /// socket turned back into a blocking std stream.
 fn stream_backup(app: &App, stream: std::os::unix::net::UnixStream) {
     let mut stream = stream;
-    let (file, length) = match backup_to_unlinked_file(&app.store, &app.config.store.data_dir) {
+    // A reader that stops reading must not hold this blocking-pool thread for ever.
+    let _ = stream.set_write_timeout(Some(BACKUP_STALL_LIMIT));
+    let (mut file, length) = match backup_to_unlinked_file(&app.store, &app.config.store.data_dir) {
         Ok(made) => made,
         Err(message) => {
             let _ = write_reply_blocking(&mut stream, &AdminReply::failure(message));
@@ -544,7 +548,6 @@ fn stream_backup(app: &App, stream: std::os::unix::net::UnixStream) {
     if write_reply_blocking(&mut stream, &header).is_err() {
         return;
     }
-    let mut file = file;
     if let Err(error) = std::io::copy(&mut file, &mut stream) {
         tracing::warn!(%error, "admin socket: a backup stream broke off");
     }
@@ -667,7 +670,7 @@ pub fn backup_from_cli(
             file.display()
         )));
     }
-    let written = AdminReply::success(format!("backup written to {}\n", file.display()));
+    let written = format!("backup written to {}\n", file.display());
     let request = request_line(&AdminCommand::Backup)?;
     reach_server_or_store(
         socket,
@@ -679,14 +682,14 @@ pub fn backup_from_cli(
             };
             Ok(
                 match write_private_file(file, &mut std::io::Read::take(reader, length), length) {
-                    Ok(()) => AdminReply::success(written.output.clone()),
+                    Ok(()) => AdminReply::success(written.clone()),
                     Err(message) => AdminReply::failure(message),
                 },
             )
         },
         |store| {
             Ok(match store.backup_to(file) {
-                Ok(()) => AdminReply::success(written.output.clone()),
+                Ok(()) => AdminReply::success(written.clone()),
                 Err(error) => AdminReply::failure(error.to_string()),
             })
         },

@@ -509,7 +509,7 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
     let listen = config.server.listen;
     let config_file = config_file
         .map(|path| path.display().to_string())
-        .unwrap_or_else(|| "none (built-in defaults)".to_owned());
+        .unwrap_or_else(|| "none".to_owned());
     let app =
         Arc::new(App::new(config, store).map_err(|error| CommandError::Start(error.to_string()))?);
     let api = Api::new(Arc::clone(&app)).map_err(|error| CommandError::Start(error.to_string()))?;
