@@ -80,8 +80,8 @@ pub enum AdminCommand {
     /// for the server to write) gets "malformed", never an empty success.
     #[serde(rename = "backup-stream")]
     Backup,
-    /// Deletes a user with its sub-users, and all their sessions, API tokens and OAuth
-    /// identities, in one transaction.
+    /// Deletes a user with its sub-users, and all their sessions, API tokens, OAuth
+    /// identities and emailed links, in one transaction.
     UserDelete {
         email: String,
     },
@@ -356,7 +356,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             }
             tracing::info!(target: "latchkey::audit", event = "user-deleted", user_id = user.id, sub_users, source = "admin");
             Ok(format!(
-                "deleted user {} {} with {sub_users} sub-users, and their sessions, API tokens and OAuth identities\n",
+                "deleted user {} {} with {sub_users} sub-users, and their sessions, API tokens, OAuth identities and emailed links\n",
                 user.id, user.email
             ))
         }
@@ -876,6 +876,23 @@ mod tests {
             "the admin socket refused a peer of unknown uid: the server runs as uid 995; run this as root or with sudo -u '#995'"
         );
         assert_eq!(user_name_of(0).as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn a_backup_stream_that_breaks_off_leaves_no_file_and_an_existing_file_is_kept() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("copy.redb");
+        let error = write_private_file(&file, &mut &b"short"[..], 10).unwrap_err();
+        assert!(error.contains("after 5 of 10 bytes"), "{error}");
+        assert!(!file.exists());
+        write_private_file(&file, &mut &b"0123456789"[..], 10).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let error = write_private_file(&file, &mut &b"other"[..], 5).unwrap_err();
+        assert!(error.contains("cannot create"), "{error}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"0123456789");
     }
 
     #[test]

@@ -137,8 +137,8 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
-    /// Delete a user with its sub-users, and all their sessions, API tokens and OAuth
-    /// identities, in one transaction (never the last active root).
+    /// Delete a user with its sub-users, and all their sessions, API tokens, OAuth
+    /// identities and emailed links, in one transaction (never the last active root).
     Delete {
         #[arg(long)]
         email: String,
