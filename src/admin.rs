@@ -26,6 +26,8 @@ pub const SOCKET_FILE_NAME: &str = "latchkey.sock";
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 /// A request line is small; anything longer is refused.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long a streamed backup waits for a reader that has stopped reading.
+const BACKUP_STALL_LIMIT: Duration = Duration::from_secs(60);
 /// How long the CLI keeps trying the socket when the store is held by a starting server.
 const LOCKED_RETRY: Duration = Duration::from_secs(5);
 
@@ -71,8 +73,17 @@ pub enum AdminCommand {
     KeysRevoke {
         key_id: String,
     },
-    Backup {
-        path: PathBuf,
+    /// The server writes a consistent copy into a file of its own (unlinked at once) and
+    /// streams its bytes after the reply line (`attachment_bytes`); the CLI writes the
+    /// operator's file, so the server needs no write access to where the copy goes.
+    /// On the wire `backup-stream`: a CLI of an older build (which sent `backup` with a path
+    /// for the server to write) gets "malformed", never an empty success.
+    #[serde(rename = "backup-stream")]
+    Backup,
+    /// Deletes a user with its sub-users, and all their sessions, API tokens, OAuth
+    /// identities and emailed links, in one transaction.
+    UserDelete {
+        email: String,
     },
 }
 
@@ -81,17 +92,25 @@ pub enum AdminCommand {
 pub struct AdminReply {
     pub ok: bool,
     pub output: String,
+    /// How many raw bytes follow the reply line on the socket (a streamed backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_bytes: Option<u64>,
 }
 
 impl AdminReply {
     fn success(output: String) -> AdminReply {
-        AdminReply { ok: true, output }
+        AdminReply {
+            ok: true,
+            output,
+            attachment_bytes: None,
+        }
     }
 
     fn failure(output: impl Into<String>) -> AdminReply {
         AdminReply {
             ok: false,
             output: output.into(),
+            attachment_bytes: None,
         }
     }
 }
@@ -326,9 +345,20 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             Ok(output)
         }
         AdminCommand::KeysList => Ok(describe_signing_keys(&store.signing_keys()?, now)),
-        AdminCommand::Backup { path } => {
-            store.backup_to(&path)?;
-            Ok(format!("backup written to {}\n", path.display()))
+        AdminCommand::Backup => Err(refused(
+            "a backup is streamed by the admin socket or written by backup_from_cli, not executed",
+        )),
+        AdminCommand::UserDelete { email } => {
+            let user = user_by_email(store, &email)?;
+            let sub_users = store.children_of(user.id)?.len();
+            if !store.delete_user_tree(user.id)? {
+                return Err(refused(format!("no user {email}")));
+            }
+            tracing::info!(target: "latchkey::audit", event = "user-deleted", user_id = user.id, sub_users, source = "admin");
+            Ok(format!(
+                "deleted user {} {} with {sub_users} sub-users, and their sessions, API tokens, OAuth identities and emailed links\n",
+                user.id, user.email
+            ))
         }
     }
 }
@@ -413,24 +443,148 @@ pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, String> {
     Ok(listener)
 }
 
-/// This process's user id, read without unsafe code.
-fn own_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self")
-        .ok()
-        .map(|metadata| metadata.uid())
+/// Who may use the admin socket: root, or the user the server runs as (the systemd unit's
+/// service user, reached with `sudo` or `sudo -u`). Anyone else is refused with a message.
+pub fn admin_peer_is_allowed(peer_uid: Option<u32>, server_uid: u32) -> bool {
+    matches!(peer_uid, Some(uid) if uid == 0 || uid == server_uid)
 }
 
-/// Serves admin commands until the task is dropped: one JSON line in, one JSON line out.
+/// What a refused peer reads: who it is, whom the server runs as, and what to run instead.
+pub fn admin_socket_refusal(
+    peer_uid: Option<u32>,
+    server_uid: u32,
+    server_user_name: Option<&str>,
+) -> String {
+    let peer = peer_uid.map_or_else(
+        || "a peer of unknown uid".to_owned(),
+        |uid| format!("uid {uid}"),
+    );
+    format!(
+        "the admin socket refused {peer}: the server runs as {}",
+        run_as_advice(server_uid, server_user_name)
+    )
+}
+
+/// "user NAME; run this as root or with sudo -u NAME" (a user without a name is `#uid`).
+fn run_as_advice(uid: u32, user_name: Option<&str>) -> String {
+    match user_name {
+        Some(name) => format!("user {name}; run this as root or with sudo -u {name}"),
+        None => format!("uid {uid}; run this as root or with sudo -u '#{uid}'"),
+    }
+}
+
+/// A user's name from /etc/passwd (a user only another NSS source knows stays unnamed).
+pub fn user_name_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        let entry_uid: u32 = fields.next()?.parse().ok()?;
+        (entry_uid == uid).then(|| name.to_owned())
+    })
+}
+
+async fn write_reply(writer: &mut tokio::net::unix::OwnedWriteHalf, reply: &AdminReply) -> bool {
+    let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
+    bytes.push(b'\n');
+    writer.write_all(&bytes).await.is_ok()
+}
+
+/// Answers a refused peer with one line. Its request is read first (bounded, for at most a
+/// second): closing a socket with unread data would reset the peer before it reads.
+async fn answer_refused_peer(stream: tokio::net::UnixStream, refusal: AdminReply) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(reader.take(MAX_REQUEST_BYTES as u64));
+    let mut line = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), reader.read_line(&mut line)).await;
+    let _ = write_reply(&mut writer, &refusal).await;
+    let _ = writer.shutdown().await;
+}
+
+/// Makes a backup into a file of the server's own in the data directory, opens it and
+/// unlinks it at once (the open file streams on; nothing is left behind), and returns it
+/// with its length.
+fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::File, u64), String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let path = data_dir.join(format!(
+        "latchkey.backup-{}-{nanos}.redb",
+        std::process::id()
+    ));
+    let made = store.backup_to(&path).map_err(|error| error.to_string());
+    let opened = made.and_then(|()| {
+        std::fs::File::open(&path).map_err(|error| format!("{}: {error}", path.display()))
+    });
+    let _ = std::fs::remove_file(&path);
+    let file = opened?;
+    let length = file
+        .metadata()
+        .map_err(|error| format!("{}: {error}", path.display()))?
+        .len();
+    Ok((file, length))
+}
+
+/// The reply line of a backup, then its bytes, written by a blocking-pool thread over the
+/// socket turned back into a blocking std stream.
+fn stream_backup(app: &App, stream: std::os::unix::net::UnixStream) {
+    let mut stream = stream;
+    // A reader that stops reading must not hold this blocking-pool thread for ever.
+    let _ = stream.set_write_timeout(Some(BACKUP_STALL_LIMIT));
+    let (mut file, length) = match backup_to_unlinked_file(&app.store, &app.config.store.data_dir) {
+        Ok(made) => made,
+        Err(message) => {
+            let _ = write_reply_blocking(&mut stream, &AdminReply::failure(message));
+            return;
+        }
+    };
+    let header = AdminReply {
+        ok: true,
+        output: String::new(),
+        attachment_bytes: Some(length),
+    };
+    if write_reply_blocking(&mut stream, &header).is_err() {
+        return;
+    }
+    if let Err(error) = std::io::copy(&mut file, &mut stream) {
+        tracing::warn!(%error, "admin socket: a backup stream broke off");
+    }
+}
+
+fn write_reply_blocking(
+    stream: &mut std::os::unix::net::UnixStream,
+    reply: &AdminReply,
+) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
+    bytes.push(b'\n');
+    stream.write_all(&bytes)
+}
+
+/// Serves admin commands until the task is dropped: one JSON line in, one JSON line out
+/// (for a backup, followed by the copy's bytes). Root and the server's own user are served;
+/// anyone else gets one refusal line.
 pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
-    let uid = own_uid();
+    let server_uid = rustix::process::getuid().as_raw();
+    let server_user_name = user_name_of(server_uid);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         let peer_uid = stream.peer_cred().ok().map(|credentials| credentials.uid());
-        if peer_uid.is_none() || peer_uid != uid {
-            tracing::warn!(?peer_uid, "admin socket: refused a peer of another user");
+        if !admin_peer_is_allowed(peer_uid, server_uid) {
+            tracing::warn!(
+                ?peer_uid,
+                "admin socket: refused a peer that is neither root nor the server's user"
+            );
+            let refusal = AdminReply::failure(admin_socket_refusal(
+                peer_uid,
+                server_uid,
+                server_user_name.as_deref(),
+            ));
+            tokio::spawn(answer_refused_peer(stream, refusal));
             continue;
         }
         let app = Arc::clone(&app);
@@ -440,6 +594,32 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
             let mut reader = tokio::io::BufReader::new(reader.take(MAX_REQUEST_BYTES as u64));
             let reply = match reader.read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminCommand>(&line) {
+                    Ok(AdminCommand::Backup) => {
+                        let blocking = reader
+                            .into_inner()
+                            .into_inner()
+                            .reunite(writer)
+                            .map_err(|error| error.to_string())
+                            .and_then(|stream| stream.into_std().map_err(|error| error.to_string()))
+                            .and_then(|stream| {
+                                stream
+                                    .set_nonblocking(false)
+                                    .map(|()| stream)
+                                    .map_err(|error| error.to_string())
+                            });
+                        match blocking {
+                            Ok(stream) => {
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    stream_backup(&app, stream)
+                                })
+                                .await;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "admin socket: cannot stream a backup")
+                            }
+                        }
+                        return;
+                    }
                     Ok(command) => {
                         let worker = Arc::clone(&app);
                         tokio::task::spawn_blocking(move || {
@@ -448,13 +628,13 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
                         .await
                         .unwrap_or_else(|error| AdminReply::failure(error.to_string()))
                     }
-                    Err(_) => AdminReply::failure("malformed admin command"),
+                    Err(_) => AdminReply::failure(
+                        "malformed admin command (is the command of another build than the running server? restart the server after an upgrade)",
+                    ),
                 },
                 Err(error) => AdminReply::failure(error.to_string()),
             };
-            let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
-            bytes.push(b'\n');
-            let _ = writer.write_all(&bytes).await;
+            let _ = write_reply(&mut writer, &reply).await;
         });
     }
 }
@@ -467,16 +647,110 @@ pub fn run_from_cli(
     open_store: impl Fn() -> Result<Store, StoreError>,
     command: AdminCommand,
 ) -> Result<AdminReply, String> {
-    if let Some(reply) = try_socket(socket, &command)? {
-        return Ok(reply);
+    let request = request_line(&command)?;
+    reach_server_or_store(
+        socket,
+        open_store,
+        |stream| exchange(stream, &request).map(|(reply, _)| reply),
+        |store| Ok(execute(&store, None, command)),
+    )
+}
+
+/// `latchkey backup FILE`: this process writes FILE (new, 0600), so it goes wherever the
+/// operator may write, whatever the server's own sandbox allows. With a server running, the
+/// copy streams over the socket; without one, it is made from the store directly.
+pub fn backup_from_cli(
+    socket: &Path,
+    open_store: impl Fn() -> Result<Store, StoreError>,
+    file: &Path,
+) -> Result<AdminReply, String> {
+    if std::fs::symlink_metadata(file).is_ok() {
+        return Ok(AdminReply::failure(format!(
+            "{} exists; a backup never overwrites a file",
+            file.display()
+        )));
+    }
+    let written = format!("backup written to {}\n", file.display());
+    let request = request_line(&AdminCommand::Backup)?;
+    reach_server_or_store(
+        socket,
+        open_store,
+        |stream| {
+            let (reply, reader) = exchange(stream, &request)?;
+            let Some(length) = reply.attachment_bytes.filter(|_| reply.ok) else {
+                return Ok(reply);
+            };
+            Ok(
+                match write_private_file(file, &mut std::io::Read::take(reader, length), length) {
+                    Ok(()) => AdminReply::success(written.clone()),
+                    Err(message) => AdminReply::failure(message),
+                },
+            )
+        },
+        |store| {
+            Ok(match store.backup_to(file) {
+                Ok(()) => AdminReply::success(written.clone()),
+                Err(error) => AdminReply::failure(error.to_string()),
+            })
+        },
+    )
+}
+
+/// Writes exactly `length` bytes from `source` to a new file created 0600, flushed to disk;
+/// a short or failed copy removes the file.
+fn write_private_file(
+    file: &Path,
+    source: &mut impl std::io::Read,
+    length: u64,
+) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|error| format!("cannot create {}: {error}", file.display()))?;
+    let copied = std::io::copy(source, &mut writer)
+        .map_err(|error| format!("cannot write {}: {error}", file.display()))
+        .and_then(|copied| {
+            if copied == length {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the server's copy broke off after {copied} of {length} bytes; {} removed",
+                    file.display()
+                ))
+            }
+        })
+        .and_then(|()| {
+            writer
+                .sync_all()
+                .map_err(|error| format!("cannot write {}: {error}", file.display()))
+        });
+    if copied.is_err() {
+        let _ = std::fs::remove_file(file);
+    }
+    copied
+}
+
+/// The socket when a server answers on it, else the store itself; while the store is held
+/// by another process (a server starting), the socket again for up to 5 seconds.
+fn reach_server_or_store<T>(
+    socket: &Path,
+    open_store: impl Fn() -> Result<Store, StoreError>,
+    through_socket: impl Fn(std::os::unix::net::UnixStream) -> Result<T, String>,
+    on_store: impl FnOnce(Store) -> Result<T, String>,
+) -> Result<T, String> {
+    if let Some(stream) = connect(socket)? {
+        return through_socket(stream);
     }
     match open_store() {
-        Ok(store) => Ok(execute(&store, None, command)),
+        Ok(store) => on_store(store),
         Err(StoreError::Locked { path }) => {
             let deadline = Instant::now() + LOCKED_RETRY;
             while Instant::now() < deadline {
-                if let Some(reply) = try_socket(socket, &command)? {
-                    return Ok(reply);
+                if let Some(stream) = connect(socket)? {
+                    return through_socket(stream);
                 }
                 #[allow(clippy::disallowed_methods, reason = "the CLI has no async runtime")]
                 std::thread::sleep(Duration::from_millis(100));
@@ -485,41 +759,86 @@ pub fn run_from_cli(
                 "{path} is held by another process and its admin socket does not answer"
             ))
         }
+        Err(StoreError::Io { path, source })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Err(permission_denied(Path::new(&path)))
+        }
         Err(error) => Err(error.to_string()),
     }
 }
 
+/// "cannot reach PATH: permission denied", naming the owner of the nearest part of the path
+/// this user can see (the server's data directory) and how to run as that user.
+fn permission_denied(path: &Path) -> String {
+    let own_uid = rustix::process::getuid().as_raw();
+    let owner = path
+        .ancestors()
+        .find_map(|ancestor| {
+            std::fs::metadata(ancestor)
+                .ok()
+                .map(|metadata| (ancestor, metadata.uid()))
+        })
+        .filter(|(_, uid)| *uid != own_uid && *uid != 0);
+    match owner {
+        Some((owned, uid)) => format!(
+            "cannot reach {}: permission denied; {} belongs to {}",
+            path.display(),
+            owned.display(),
+            run_as_advice(uid, user_name_of(uid).as_deref())
+        ),
+        None => format!("cannot reach {}: permission denied", path.display()),
+    }
+}
+
+fn request_line(command: &AdminCommand) -> Result<Vec<u8>, String> {
+    let mut request = serde_json::to_vec(command).map_err(|error| error.to_string())?;
+    request.push(b'\n');
+    Ok(request)
+}
+
 /// `Ok(None)` when no server listens (no socket file, or a stale one).
-fn try_socket(socket: &Path, command: &AdminCommand) -> Result<Option<AdminReply>, String> {
-    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
-        Ok(stream) => stream,
+fn connect(socket: &Path) -> Result<Option<std::os::unix::net::UnixStream>, String> {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => Ok(Some(stream)),
         Err(error)
             if matches!(
                 error.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) =>
         {
-            return Ok(None);
+            Ok(None)
         }
-        Err(error) => return Err(format!("admin socket {}: {error}", socket.display())),
-    };
-    let mut request = serde_json::to_vec(command).map_err(|error| error.to_string())?;
-    request.push(b'\n');
-    stream
-        .write_all(&request)
-        .map_err(|error| format!("admin socket: {error}"))?;
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|error| format!("admin socket: {error}"))?;
-    if line.is_empty() {
-        return Err(
-            "the server closed the admin socket without an answer (another user's server?)".into(),
-        );
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(permission_denied(socket))
+        }
+        Err(error) => Err(format!("admin socket {}: {error}", socket.display())),
     }
-    serde_json::from_str(&line)
-        .map(Some)
-        .map_err(|error| format!("admin socket: malformed answer: {error}"))
+}
+
+/// Sends one request line and reads the reply line; the reader goes on with what follows.
+fn exchange(
+    mut stream: std::os::unix::net::UnixStream,
+    request: &[u8],
+) -> Result<(AdminReply, BufReader<std::os::unix::net::UnixStream>), String> {
+    // A server that refuses this user answers with one line whatever the request: read it
+    // even when the write failed.
+    let written = stream.write_all(request);
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let read = reader.read_line(&mut line);
+    if line.is_empty() {
+        let cause = match (written, read) {
+            (Err(error), _) | (Ok(()), Err(error)) => error.to_string(),
+            (Ok(()), Ok(_)) => "end of stream".to_owned(),
+        };
+        return Err(format!(
+            "the server closed the admin socket without an answer ({cause})"
+        ));
+    }
+    let reply = serde_json::from_str(&line)
+        .map_err(|error| format!("admin socket: malformed answer: {error}"))?;
+    Ok((reply, reader))
 }
 
 #[cfg(test)]
@@ -539,6 +858,41 @@ mod tests {
                 password_hash: HASH.to_owned(),
             },
         )
+    }
+
+    #[test]
+    fn the_socket_serves_root_and_the_servers_user_and_tells_anyone_else_whom_to_run_as() {
+        assert!(admin_peer_is_allowed(Some(0), 995));
+        assert!(admin_peer_is_allowed(Some(995), 995));
+        assert!(admin_peer_is_allowed(Some(0), 0));
+        assert!(!admin_peer_is_allowed(Some(1000), 995));
+        assert!(!admin_peer_is_allowed(None, 995));
+        assert_eq!(
+            admin_socket_refusal(Some(1000), 995, Some("latchkey")),
+            "the admin socket refused uid 1000: the server runs as user latchkey; run this as root or with sudo -u latchkey"
+        );
+        assert_eq!(
+            admin_socket_refusal(None, 995, None),
+            "the admin socket refused a peer of unknown uid: the server runs as uid 995; run this as root or with sudo -u '#995'"
+        );
+        assert_eq!(user_name_of(0).as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn a_backup_stream_that_breaks_off_leaves_no_file_and_an_existing_file_is_kept() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("copy.redb");
+        let error = write_private_file(&file, &mut &b"short"[..], 10).unwrap_err();
+        assert!(error.contains("after 5 of 10 bytes"), "{error}");
+        assert!(!file.exists());
+        write_private_file(&file, &mut &b"0123456789"[..], 10).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let error = write_private_file(&file, &mut &b"other"[..], 5).unwrap_err();
+        assert!(error.contains("cannot create"), "{error}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"0123456789");
     }
 
     #[test]

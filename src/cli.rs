@@ -137,6 +137,12 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Delete a user with its sub-users, and all their sessions, API tokens, OAuth
+    /// identities and emailed links, in one transaction (never the last active root).
+    Delete {
+        #[arg(long)]
+        email: String,
+    },
     /// Change a user's role (root, admin or user); its permissions become the role's.
     Role {
         #[arg(long)]
@@ -179,12 +185,13 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
         data_dir: cli.data_dir.clone(),
         listen,
     };
-    let config = Config::load(cli.config.as_deref(), std::env::vars(), &flags)?;
+    let environment: Vec<(String, String)> = std::env::vars().collect();
+    let config = Config::load(cli.config.as_deref(), environment.iter().cloned(), &flags)?;
     match cli.command {
-        Command::Serve { .. } => serve(config),
+        Command::Serve { .. } => serve(config, cli.config.as_deref()),
         Command::CheckConfig => {
-            let mut stdout = std::io::stdout();
-            let _ = writeln!(stdout, "configuration ok");
+            let report = describe_configuration(&config, cli.config.as_deref(), &environment)?;
+            let _ = std::io::stdout().write_all(report.as_bytes());
             Ok(())
         }
         Command::Restore {
@@ -213,6 +220,7 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
                 UserCommand::Suspend { email } => AdminCommand::UserSuspend { email },
                 UserCommand::Activate { email } => AdminCommand::UserActivate { email },
                 UserCommand::Role { email, role } => AdminCommand::UserRole { email, role },
+                UserCommand::Delete { email } => AdminCommand::UserDelete { email },
             };
             run_admin(&config, command)
         }
@@ -236,10 +244,74 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
             },
         ),
         Command::Backup { file } => {
-            let path = std::path::absolute(&file)
-                .map_err(|error| CommandError::Usage(format!("{}: {error}", file.display())))?;
-            run_admin(&config, AdminCommand::Backup { path })
+            let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
+            let reply = admin::backup_from_cli(&socket, || open_store(&config), &file)
+                .map_err(CommandError::Start)?;
+            print_reply(reply)
         }
+    }
+}
+
+/// What `check-config` prints: which file and which `LATCHKEY_*` variables were read (names
+/// only: a value may be a secret), then every effective setting, one `section.key = value`
+/// line each, with secrets masked.
+fn describe_configuration(
+    config: &Config,
+    config_file: Option<&std::path::Path>,
+    environment: &[(String, String)],
+) -> Result<String, CommandError> {
+    let mut report = String::from("configuration ok\n");
+    match config_file {
+        Some(path) => {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            report.push_str(&format!("config file: {}\n", shown.display()));
+        }
+        None => report.push_str(
+            "config file: none (neither --config nor LATCHKEY_CONFIG is set; built-in defaults)\n",
+        ),
+    }
+    let mut variable_names: Vec<&str> = environment
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with("LATCHKEY_"))
+        .collect();
+    variable_names.sort_unstable();
+    if variable_names.is_empty() {
+        report.push_str("environment variables read: none\n");
+    } else {
+        report.push_str(&format!(
+            "environment variables read: {}\n",
+            variable_names.join(", ")
+        ));
+    }
+    report.push_str("effective settings (secrets shown as \"***\"):\n");
+    let settings = serde_json::to_value(config)
+        .map_err(|error| CommandError::Start(format!("cannot describe the settings: {error}")))?;
+    describe_setting("", &settings, &mut report);
+    Ok(report)
+}
+
+/// One `name = value` line per leaf; tables nest with `.`, arrays of tables with `[index]`.
+fn describe_setting(name: &str, value: &serde_json::Value, report: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(entries) => {
+            for (key, entry) in entries {
+                let nested = if name.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{name}.{key}")
+                };
+                describe_setting(&nested, entry, report);
+            }
+        }
+        Value::Array(items) if items.iter().any(Value::is_object) => {
+            for (index, item) in items.iter().enumerate() {
+                describe_setting(&format!("{name}[{index}]"), item, report);
+            }
+        }
+        Value::Null => report.push_str(&format!("{name} = (unset)\n")),
+        other => report.push_str(&format!("{name} = {other}\n")),
     }
 }
 
@@ -249,6 +321,11 @@ fn run_admin(config: &Config, command: AdminCommand) -> Result<(), CommandError>
     let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
     let reply = admin::run_from_cli(&socket, || open_store(config), command)
         .map_err(CommandError::Start)?;
+    print_reply(reply)
+}
+
+/// Prints a command's output; a refused command is exit code 1.
+fn print_reply(reply: admin::AdminReply) -> Result<(), CommandError> {
     if reply.ok {
         let _ = std::io::stdout().write_all(reply.output.as_bytes());
         Ok(())
@@ -298,6 +375,7 @@ fn restore(
         CommandError::Usage(message)
     };
     copy_to_private_file(file, &staged).map_err(refuse)?;
+    give_to_data_directory_owner(&staged, &config.store.data_dir).map_err(refuse)?;
     let summary = Store::check_backup(&staged).map_err(|error| {
         refuse(format!(
             "{} is not a usable backup: {error}",
@@ -337,6 +415,27 @@ fn restore(
         admin::describe_signing_keys(&summary.signing_keys, crate::model::now_unix_seconds())
     );
     Ok(())
+}
+
+/// Root restoring for a server that runs as another user (the systemd unit's): the restored
+/// store must belong to the data directory's owner, or that server could not open it.
+fn give_to_data_directory_owner(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(directory) = std::fs::metadata(data_dir) else {
+        return Ok(());
+    };
+    if !rustix::process::getuid().is_root() || directory.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(file, Some(directory.uid()), Some(directory.gid())).map_err(|error| {
+        format!(
+            "cannot give {} to the data directory's owner: {error}",
+            file.display()
+        )
+    })
 }
 
 /// Copies `source` to a new file `staged` that is 0600 from its creation (never readable by
@@ -399,7 +498,7 @@ fn raise_open_files_limit() {
     }
 }
 
-fn serve(config: Config) -> Result<(), CommandError> {
+fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), CommandError> {
     init_logging(&config);
     raise_open_files_limit();
     let database_path = config.store.database_path();
@@ -408,6 +507,9 @@ fn serve(config: Config) -> Result<(), CommandError> {
     // file left behind is stale and may go.
     let store = open_store(&config)?;
     let listen = config.server.listen;
+    let config_file = config_file
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| "none".to_owned());
     let app =
         Arc::new(App::new(config, store).map_err(|error| CommandError::Start(error.to_string()))?);
     let api = Api::new(Arc::clone(&app)).map_err(|error| CommandError::Start(error.to_string()))?;
@@ -429,6 +531,7 @@ fn serve(config: Config) -> Result<(), CommandError> {
             listen = %bound,
             issuer = %app.issuer,
             data = %database_path.display(),
+            config_file,
             admin_socket = %socket_path.display(),
             "latchkey serving"
         );
@@ -491,4 +594,51 @@ fn read_new_password(from_stdin: bool, min_length: usize) -> Result<Password, Co
         )));
     }
     Ok(Password::new(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_names_its_sources_and_masks_every_secret() {
+        let mut config = Config::default();
+        config.email.smtp_password = Some("smtp-secret-value".to_owned());
+        config.captcha.secret = Some("captcha-secret-value".to_owned());
+        config
+            .oauth
+            .providers
+            .push(crate::config::OAuthProviderConfig {
+                name: "idp".to_owned(),
+                client_id: Some("latchkey".to_owned()),
+                client_secret: Some("client-secret-value".to_owned()),
+                ..Default::default()
+            });
+        let environment = vec![
+            (
+                "LATCHKEY_EMAIL__SMTP_PASSWORD".to_owned(),
+                "smtp-secret-value".to_owned(),
+            ),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let report = describe_configuration(
+            &config,
+            Some(std::path::Path::new("/etc/latchkey/config.toml")),
+            &environment,
+        )
+        .unwrap();
+        assert!(!report.contains("secret-value"), "{report}");
+        for line in [
+            "config file: /etc/latchkey/config.toml",
+            "environment variables read: LATCHKEY_EMAIL__SMTP_PASSWORD\n",
+            "email.smtp_password = \"***\"",
+            "captcha.secret = \"***\"",
+            "oauth.providers[0].client_secret = \"***\"",
+            "oauth.providers[0].client_id = \"latchkey\"",
+            "email.smtp_username = (unset)",
+            "server.listen = \"127.0.0.1:8080\"",
+        ] {
+            assert!(report.contains(line), "{line} in {report}");
+        }
+    }
 }

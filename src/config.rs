@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::de::DeTable;
 
 use crate::config::sources::{
@@ -20,7 +20,7 @@ pub mod sources;
 /// Environment variables that are flags, not config keys.
 const FLAG_VARIABLES: [&str; 2] = ["LATCHKEY_DATA_DIR", "LATCHKEY_CONFIG"];
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -39,7 +39,7 @@ pub struct Config {
 }
 
 /// `[oauth]`: the providers whose tokens `POST /auth/oauth-sign-in` accepts.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuthConfig {
     /// `[[oauth.providers]]` tables, read from the config file only (never the environment).
@@ -65,7 +65,7 @@ impl Default for OAuthConfig {
 }
 
 /// How a provider's token is checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OAuthProviderKind {
     /// The token is an OpenID Connect ID token, verified against the provider's JWKS.
@@ -76,7 +76,7 @@ pub enum OAuthProviderKind {
 }
 
 /// One `[[oauth.providers]]` table. `auth::oauth::check_provider_configs` checks it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthProviderConfig {
     /// The name clients send as `provider`.
@@ -105,6 +105,7 @@ pub struct OAuthProviderConfig {
     pub client_id: Option<String>,
     /// Sent (HTTP Basic, with `client_id`) to the introspection URL. Never logged.
     #[serde(default)]
+    #[serde(serialize_with = "serialize_masked_secret")]
     pub client_secret: Option<String>,
     #[serde(default = "default_subject_field")]
     pub subject_field: String,
@@ -188,7 +189,7 @@ impl fmt::Debug for OAuthProviderConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignupConfig {
     /// Let anyone create an account with `POST /auth/sign-up` (closed by default).
@@ -224,7 +225,7 @@ impl Default for SignupConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmailTransport {
     /// Write each message as an .eml file in `<data-dir>/outbox/`.
@@ -233,7 +234,7 @@ pub enum EmailTransport {
     Smtp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     Starttls,
@@ -241,7 +242,7 @@ pub enum SmtpTls {
     None,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
     pub transport: EmailTransport,
@@ -255,6 +256,7 @@ pub struct EmailConfig {
     pub smtp_port: u16,
     pub smtp_tls: SmtpTls,
     pub smtp_username: Option<String>,
+    #[serde(serialize_with = "serialize_masked_secret")]
     pub smtp_password: Option<String>,
     /// Delivery attempts before a message is given up (with a growing wait between).
     pub max_attempts: u32,
@@ -292,7 +294,7 @@ impl Default for EmailConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptchaProvider {
     None,
@@ -301,11 +303,12 @@ pub enum CaptchaProvider {
     Turnstile,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptchaConfig {
     /// Which siteverify protocol checks `X-Recaptcha-Token` (none: only its presence).
     pub provider: CaptchaProvider,
+    #[serde(serialize_with = "serialize_masked_secret")]
     pub secret: Option<String>,
     /// Overrides the provider's own siteverify URL.
     pub verify_url: Option<String>,
@@ -351,7 +354,7 @@ impl CaptchaConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
     /// Throttle password guessing and failed OAuth sign-ins, and limit sign-up, resend and
@@ -382,7 +385,7 @@ impl Default for ThrottleConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// Seconds between automatic signing-key rotations; 0 (the default) turns it off.
@@ -393,7 +396,7 @@ pub struct KeysConfig {
     pub publish_ahead_seconds: u64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Where `serve` listens.
@@ -419,7 +422,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Time allowed to receive a request's headers; also bounds keep-alive idle time.
@@ -449,7 +452,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The data directory: `latchkey.redb` lives here.
@@ -473,7 +476,7 @@ impl StoreConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordConfig {
     /// argon2id memory cost in KiB (OWASP: 19456).
@@ -515,7 +518,7 @@ impl PasswordConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// Lifetime of a `long-term-token` session (14 days).
@@ -539,7 +542,7 @@ impl Default for SessionConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Accept `?token=` and `?jwt=` credentials (the vendor does).
@@ -563,7 +566,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` (key=value) or `json`.
@@ -581,7 +584,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -1194,6 +1197,30 @@ impl<'de> Deserialize<'de> for IpNetwork {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpNetwork, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `check-config` prints the effective settings through `Serialize`: a secret shows only
+/// whether it is set, never its value.
+fn serialize_masked_secret<S: serde::Serializer>(
+    secret: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("***"),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Serialize for IpNetwork {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}/{}", self.address, self.prefix_length))
     }
 }
 

@@ -43,10 +43,17 @@ pub fn start_server_with(
     data_dir: &std::path::Path,
     environment: &[(&str, &str)],
 ) -> RunningServer {
-    let mut child = Command::new(BINARY)
+    let mut command = Command::new(BINARY);
+    command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("LATCHKEY_DATA_DIR", data_dir)
-        .envs(environment.iter().copied())
+        .envs(environment.iter().copied());
+    spawn_server(command)
+}
+
+/// Spawns a `serve` command line and waits for its listen line (text or JSON log).
+pub fn spawn_server(mut command: Command) -> RunningServer {
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -26,3 +26,5 @@ mod security_tokens;
 mod sign_in;
 mod signup;
 mod support;
+mod systemd;
+mod user_delete;
