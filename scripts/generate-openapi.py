@@ -153,7 +153,13 @@ paths = {
    'post': op('routes/auth.PostPasswordReset', 'Email a password-reset link (the same answer always)',
      ok('200', ref('AuthSuccessResponse')), None, [recaptcha_optional], body(ref('AuthEmailRequest')))},
  P+'/auth/password-reset/confirm': {'post': op('routes/auth.PostPasswordResetConfirm', "The reset page's form",
-   {**ok('200', HTML, content_type='text/html'), '400': {'description': 'Not changed', 'content': {'text/html': {'schema': HTML}}}}, None, None,
+   # A refusal the page itself answers is an HTML page with the error's own status; one
+   # before it (the body's size or type) is the usual JSON error.
+   {**ok('200', HTML, content_type='text/html'),
+    **{code: {'description': ERRORS[code] + '; the page says why',
+              'content': {'text/html': {'schema': HTML},
+                          'application/json': {'schema': ref('RouterUnauthorizedError')}}} for code in W}},
+   None, None,
    {'content': {'application/x-www-form-urlencoded': {'schema': ref('AuthPasswordResetConfirmRequest')}}})},
  P+'/auth/keys': {'get': op('routes/auth.GetKeys', 'Public keys that verify signed tokens (PASERK)',
    {**ok('200', ref('AuthKeysResponse')), **ok('304', description='Not Modified')}, None,

@@ -416,6 +416,14 @@ async fn the_event_log_records_each_security_event_and_no_secret() {
         log.contains("remote_ip=\"127.0.0.1\"") || log.contains("remote_ip=127.0.0.1"),
         "{log}"
     );
+    // A failed sign-in names the account it aimed at, masked: a guessing run against one
+    // account shows in the log without the log holding the address.
+    let failed_line = log
+        .lines()
+        .find(|line| line.contains("event=\"sign-in-failed\""))
+        .unwrap();
+    assert!(failed_line.contains("a***@example.com"), "{failed_line}");
+    assert!(!failed_line.contains("audit@example.com"), "{failed_line}");
     for secret in [
         PASSWORD,
         "a wrong password",
