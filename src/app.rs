@@ -87,6 +87,7 @@ impl App {
                 0 => None,
                 seconds => Some(std::time::Duration::from_secs(seconds)),
             },
+            config.password.hasher_niceness,
         )?;
         Ok(App {
             issuer: token_issuer(&config, &store),

@@ -493,6 +493,9 @@ pub struct PasswordConfig {
     pub min_length: usize,
     /// A hasher frees its argon2 buffer after this many seconds without work; 0 keeps it.
     pub buffer_release_after_idle_seconds: u64,
+    /// How much nicer than the server the hasher threads run (0 to 19): token checks and the
+    /// rest of the runtime win the CPU while sign-ins saturate the hashers.
+    pub hasher_niceness: u8,
 }
 
 impl Default for PasswordConfig {
@@ -505,6 +508,7 @@ impl Default for PasswordConfig {
             queue_capacity: 64,
             min_length: 6,
             buffer_release_after_idle_seconds: 5,
+            hasher_niceness: 10,
         }
     }
 }
@@ -822,6 +826,12 @@ impl Config {
                     "must be at least 8 × {}",
                     sources.describe("password.parallelism")
                 ),
+            );
+        }
+        if self.password.hasher_niceness > 19 {
+            return refuse(
+                "password.hasher_niceness",
+                "must be between 0 and 19 (a nice value)".to_owned(),
             );
         }
         if !(1..=crate::auth::PASSWORD_MAX_CHARACTERS).contains(&self.password.min_length) {

@@ -206,6 +206,7 @@ impl Hashers {
         threads: usize,
         queue_capacity: usize,
         release_after_idle: Option<Duration>,
+        niceness: u8,
     ) -> Result<Hashers, PasswordError> {
         let params = params_for(cost)?;
         let queue = Arc::new(JobQueue {
@@ -226,7 +227,10 @@ impl Hashers {
             let dummy_sender = (index == 0).then(|| dummy_sender.clone());
             std::thread::Builder::new()
                 .name(format!("latchkey-hasher-{index}"))
-                .spawn(move || run_hasher(&queue, &params, release_after_idle, dummy_sender))
+                .spawn(move || {
+                    run_nicer_by(niceness);
+                    run_hasher(&queue, &params, release_after_idle, dummy_sender)
+                })
                 .map_err(|error| PasswordError::Argon2(error.to_string()))?;
         }
         let dummy_hash = dummy_receiver
@@ -304,6 +308,22 @@ fn params_for(cost: HashCost) -> Result<Params, PasswordError> {
         Some(OUTPUT_BYTES),
     )
     .map_err(|error| PasswordError::Argon2(error.to_string()))
+}
+
+/// Raises the calling thread's nice value by `niceness` (Linux applies it per thread), so the
+/// scheduler hands the CPU to the runtime's threads first: a token check never waits behind a
+/// hash for long, and hashes take whatever CPU is left. Raising one's own nice value needs no
+/// privilege; if it fails anyway, the hasher runs at the server's priority.
+fn run_nicer_by(niceness: u8) {
+    if niceness == 0 {
+        return;
+    }
+    let this_thread = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(this_thread)).unwrap_or(0);
+    let wanted = (current + i32::from(niceness.min(19))).min(19);
+    if let Err(error) = rustix::process::setpriority_process(Some(this_thread), wanted) {
+        tracing::warn!(%error, "cannot lower a hasher thread's priority");
+    }
 }
 
 fn run_hasher(
@@ -496,7 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only_and_flags_other_costs_for_rehash() {
-        let hashers = Hashers::start(CHEAP, 2, 8, Some(Duration::from_millis(50))).unwrap();
+        let hashers = Hashers::start(CHEAP, 2, 8, Some(Duration::from_millis(50)), 0).unwrap();
         let hash = hashers
             .hash(Password::new("correct horse".into()))
             .await
@@ -557,7 +577,7 @@ mod tests {
             parallelism: 1,
         };
         let configured_work = 256 * 2;
-        let hashers = Hashers::start(configured, 1, 8, None).unwrap();
+        let hashers = Hashers::start(configured, 1, 8, None, 0).unwrap();
         let work_of = async |stored: Option<PasswordHashString>, password: &str| {
             let before = hashers.block_passes();
             let verification = hashers
@@ -611,5 +631,23 @@ mod tests {
             format!("{:?}", Password::new("secret".into())),
             "Password(***)"
         );
+    }
+
+    #[test]
+    fn a_hasher_thread_runs_nicer_than_the_server() {
+        let server_niceness = rustix::process::getpriority_process(None).unwrap();
+        let niceness_in_a_hasher_thread = |niceness| {
+            std::thread::spawn(move || {
+                run_nicer_by(niceness);
+                rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(niceness_in_a_hasher_thread(7), (server_niceness + 7).min(19));
+        assert_eq!(niceness_in_a_hasher_thread(0), server_niceness);
+        assert_eq!(niceness_in_a_hasher_thread(200), 19);
+        // The thread that called it keeps its own.
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), server_niceness);
     }
 }
