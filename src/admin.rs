@@ -234,6 +234,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             let user = user_by_email(store, &email)?;
             // An operator resets a password that may be known to someone else: end everything.
             store.change_password(
+                None,
                 user.id,
                 &PasswordHashString(password_hash),
                 SessionsToEnd::All,

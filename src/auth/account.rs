@@ -211,13 +211,16 @@ pub async fn change_own_password(
         (true, None) => SessionsToEnd::All,
     };
     let user_id = identity.user.id;
+    let now = now_unix_seconds();
+    let requester = identity.requester(now);
     store_write(&app.store, move |store| {
         store.change_password(
+            Some(&requester),
             user_id,
             &hash,
             sessions_to_end,
             logout_all,
-            now_unix_seconds(),
+            now,
         )
     })
     .await
@@ -249,13 +252,16 @@ pub async fn change_user_password(
     } else {
         SessionsToEnd::None
     };
+    let now = now_unix_seconds();
+    let requester = identity.requester(now);
     store_write(&app.store, move |store| {
         store.change_password(
+            Some(&requester),
             target.id,
             &hash,
             sessions_to_end,
             logout_all,
-            now_unix_seconds(),
+            now,
         )
     })
     .await
@@ -308,8 +314,10 @@ pub async fn create_sub_user(
         // The parent typed the address in; nobody has proved it (API.md 15.4).
         email_verified: false,
     };
+    let now = now_unix_seconds();
+    let requester = identity.requester(now);
     let result = store_write(&app.store, move |store| {
-        Ok(store.insert_user(new_user, now_unix_seconds()))
+        Ok(store.insert_sub_user(new_user, now, &requester))
     })
     .await?;
     result.map_err(store_error)
@@ -366,7 +374,7 @@ pub async fn update_own_profile(
     identity: &Identity,
     change: ProfileChange,
 ) -> Result<User, AuthError> {
-    apply_profile_change(app, identity.user.id, change).await
+    apply_profile_change(app, identity, identity.user.id, change).await
 }
 
 /// `PUT /user/{user-id}`: names and permissions of a reachable user.
@@ -380,29 +388,34 @@ pub async fn update_user_profile(
     if let Some(permissions) = change.permissions {
         check_within(permissions, identity.effective_permissions)?;
     }
-    apply_profile_change(app, target_id, change).await
+    apply_profile_change(app, identity, target_id, change).await
 }
 
 async fn apply_profile_change(
     app: &App,
+    identity: &Identity,
     user_id: UserId,
     change: ProfileChange,
 ) -> Result<User, AuthError> {
     let first_name = checked_name("first-name", change.first_name)?;
     let last_name = checked_name("last-name", change.last_name)?;
     let permissions = change.permissions;
+    let now = now_unix_seconds();
+    let requester = identity.requester(now);
     let updated = store_write(&app.store, move |store| {
-        Ok(store.update_user(user_id, now_unix_seconds(), |user| {
-            if first_name.is_some() {
-                user.first_name = first_name;
-            }
-            if last_name.is_some() {
-                user.last_name = last_name;
-            }
-            if let Some(permissions) = permissions {
-                user.permissions = permissions;
-            }
-        }))
+        Ok(
+            store.update_user_for(Some(&requester), user_id, now, |user| {
+                if first_name.is_some() {
+                    user.first_name = first_name;
+                }
+                if last_name.is_some() {
+                    user.last_name = last_name;
+                }
+                if let Some(permissions) = permissions {
+                    user.permissions = permissions;
+                }
+            }),
+        )
     })
     .await?;
     updated.map_err(store_error)?.ok_or(AuthError::NotFound)

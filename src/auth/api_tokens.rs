@@ -60,6 +60,14 @@ fn nested_expiry(identity: &Identity, wanted: Option<UnixSeconds>) -> Option<Uni
     }
 }
 
+/// The same for a minted session, whose `expire` is the first second it no longer works.
+fn nested_session_expire(identity: &Identity, wanted: UnixSeconds) -> UnixSeconds {
+    match identity.expiry_bound() {
+        Some(Some(last_second)) => wanted.min(last_second + 1),
+        Some(None) | None => wanted,
+    }
+}
+
 /// Whether a token has expired. Times are whole seconds, so a token stays valid through its
 /// `expires-at` second: a `ttl` of N gives at least N seconds, never less.
 pub fn is_expired(api_token: &ApiToken, now: UnixSeconds) -> bool {
@@ -292,7 +300,7 @@ pub async fn mint_token(
         app.config.session.short_term_seconds
     };
     let wanted = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
-    let expire = nested_expiry(identity, Some(wanted)).unwrap_or(wanted);
+    let expire = nested_session_expire(identity, wanted);
     let mut session = new_session(
         &identity.user,
         SessionKind::Minted,

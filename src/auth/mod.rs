@@ -426,10 +426,17 @@ impl Identity {
         }
     }
 
-    /// The latest expiry this credential may give what it makes or changes: its own, when it
-    /// is a token (`token_maker`); `None` when there is no such bound.
+    /// The last second this credential works, when it is a token (`token_maker`): what it
+    /// makes or changes must not work past it. `Some(None)`: a token that never expires;
+    /// `None`: no such bound (a sign-in session's makings stand alone). A session works
+    /// while `expire > now`, an API token while `expires_at >= now`, so a session's last
+    /// second is `expire - 1`.
     pub fn expiry_bound(&self) -> Option<Option<UnixSeconds>> {
-        self.token_maker().map(|_| self.credential_expires_at)
+        let last_second = match self.kind {
+            CredentialKind::StandaloneApiToken => self.credential_expires_at,
+            _ => self.credential_expires_at.map(|expire| expire - 1),
+        };
+        self.token_maker().map(|_| last_second)
     }
 }
 

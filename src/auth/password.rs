@@ -644,10 +644,16 @@ mod tests {
             .join()
             .unwrap()
         };
-        assert_eq!(niceness_in_a_hasher_thread(7), (server_niceness + 7).min(19));
+        assert_eq!(
+            niceness_in_a_hasher_thread(7),
+            (server_niceness + 7).min(19)
+        );
         assert_eq!(niceness_in_a_hasher_thread(0), server_niceness);
         assert_eq!(niceness_in_a_hasher_thread(200), 19);
         // The thread that called it keeps its own.
-        assert_eq!(rustix::process::getpriority_process(None).unwrap(), server_niceness);
+        assert_eq!(
+            rustix::process::getpriority_process(None).unwrap(),
+            server_niceness
+        );
     }
 }

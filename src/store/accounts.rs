@@ -8,10 +8,10 @@ use crate::model::{
 };
 use crate::store::record::{decode_api_token, decode_user, encode_user};
 use crate::store::{
-    EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, SESSIONID_SESSION, Store, StoreError,
-    TOKENHASH_APITOKEN, USERID_TOKENHASH, USERID_UNPREFIXEDSESSIONID, USERID_USER,
-    delete_api_token, delete_session, read_session, session_ids_of_user, session_in,
-    sessions_of_user, set_password_hash, user_in,
+    EMAIL_USERID, EXPIRE_SESSIONID, PARENTID_CHILDID, Requester, SESSIONID_SESSION, Store,
+    StoreError, TOKENHASH_APITOKEN, USERID_TOKENHASH, USERID_UNPREFIXEDSESSIONID, USERID_USER,
+    check_requester, delete_api_token, delete_session, read_session, session_ids_of_user,
+    session_in, sessions_of_user, set_password_hash, user_in,
 };
 
 /// Which sessions a password change ends.
@@ -75,8 +75,14 @@ impl Store {
     }
 
     /// Sets a password hash and ends sessions (and standalone API tokens) in one transaction.
+    ///
+    /// `requester` (absent for the operator's CLI) is checked again inside the transaction,
+    /// so a change that a reset, a suspension or a revocation overtook writes nothing. The
+    /// user's unused reset links end, unless the account is a pending sign-up (whose links
+    /// belong to its other attempts).
     pub fn change_password(
         &self,
+        requester: Option<&Requester>,
         user_id: UserId,
         hash: &PasswordHashString,
         sessions_to_end: SessionsToEnd,
@@ -84,6 +90,14 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let transaction = self.begin_write()?;
+        if let Some(requester) = requester {
+            check_requester(&transaction, requester)?;
+        }
+        let pending = user_in(&transaction.open_table(USERID_USER)?, user_id)?
+            .is_some_and(|user| user.status == Status::Pending);
+        if !pending {
+            crate::store::email::void_reset_links(&transaction, user_id)?;
+        }
         set_password_hash(&transaction, user_id, hash, Some(now))?;
         let keep = match sessions_to_end {
             SessionsToEnd::None => None,
@@ -120,14 +134,29 @@ impl Store {
     }
 
     /// Changes a user through `change`, refusing (with `LastActiveRoot`) a change that would
-    /// leave no active root.
+    /// leave no active root. A suspension ends the user's unused reset links.
     pub fn update_user(
         &self,
         id: UserId,
         now: UnixSeconds,
         change: impl FnOnce(&mut User),
     ) -> Result<Option<User>, StoreError> {
+        self.update_user_for(None, id, now, change)
+    }
+
+    /// `update_user` on a request's behalf: `requester` is checked again inside the
+    /// transaction.
+    pub fn update_user_for(
+        &self,
+        requester: Option<&Requester>,
+        id: UserId,
+        now: UnixSeconds,
+        change: impl FnOnce(&mut User),
+    ) -> Result<Option<User>, StoreError> {
         let transaction = self.begin_write()?;
+        if let Some(requester) = requester {
+            check_requester(&transaction, requester)?;
+        }
         let updated = {
             let Some(mut user) = user_in(&transaction.open_table(USERID_USER)?, id)? else {
                 return Ok(None);
@@ -141,6 +170,7 @@ impl Store {
                 || user.password_hash != password_before
             {
                 user.credential_version += 1;
+                crate::store::email::void_reset_links(&transaction, id)?;
             }
             if was_active_root && !is_active_root(&user) && count_active_roots(&transaction)? <= 1 {
                 return Err(StoreError::LastActiveRoot);

@@ -8,7 +8,7 @@ use crate::store::record::decode_api_token;
 use crate::store::{
     EXPIRE_TOKENHASH, KEYID_SIGNINGKEY, Requester, Store, StoreError, TOKENHASH_APITOKEN,
     USERID_TOKENHASH, check_requester, delete_api_token, insert_api_token, remove_api_token_rows,
-    token_maker_expiry, token_makers,
+    token_maker_last_second, token_makers,
 };
 
 impl Store {
@@ -57,7 +57,7 @@ impl Store {
         let mut changed = api_token.clone();
         changed.made_by = before.made_by;
         if let Some(maker) = before.made_by {
-            match token_maker_expiry(&transaction, maker)? {
+            match token_maker_last_second(&transaction, maker)? {
                 None => return Ok(None),
                 Some(None) => {}
                 Some(Some(bound)) => {

@@ -168,6 +168,18 @@ fn void_tokens(
     Ok(())
 }
 
+/// Drops the user's unused password-reset links: a password change or a suspension makes any
+/// link mailed before it worthless to whoever holds it.
+pub(super) fn void_reset_links(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    let reset = purpose_name(EmailTokenPurpose::ResetPassword);
+    void_tokens(transaction, user_id, |_, record| {
+        record.purpose == reset && !record.used
+    })
+}
+
 /// Every emailed token of the user, inside a write transaction (its deletion).
 pub(super) fn delete_email_tokens_of_user(
     transaction: &WriteTransaction,

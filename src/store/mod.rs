@@ -390,6 +390,22 @@ impl Store {
 
     // ---- users ----
 
+    /// A sub-user made on a request's behalf: `requester` (its parent's credential) is
+    /// checked again inside the transaction, so a sub-user made while its parent's
+    /// credential was revoked, or its password changed, is not made.
+    pub fn insert_sub_user(
+        &self,
+        new_user: NewUser,
+        now: UnixSeconds,
+        requester: &Requester,
+    ) -> Result<User, StoreError> {
+        let transaction = self.begin_write()?;
+        check_requester(&transaction, requester)?;
+        let user = insert_user(&transaction, new_user, now)?;
+        transaction.commit()?;
+        Ok(user)
+    }
+
     pub fn insert_user(&self, new_user: NewUser, now: UnixSeconds) -> Result<User, StoreError> {
         let transaction = self.begin_write()?;
         let user = insert_user(&transaction, new_user, now)?;
@@ -485,7 +501,15 @@ impl Store {
         if held >= limit {
             return Err(StoreError::TooManyApiTokens);
         }
-        insert_api_token(&transaction, api_token)?;
+        let mut api_token = api_token.clone();
+        if let Some(last_second) = fit_within_maker(&transaction, api_token.made_by)? {
+            api_token.expires_at = Some(
+                api_token
+                    .expires_at
+                    .map_or(last_second, |expires_at| expires_at.min(last_second)),
+            );
+        }
+        insert_api_token(&transaction, &api_token)?;
         transaction.commit()?;
         Ok(())
     }
@@ -518,7 +542,11 @@ impl Store {
             } else {
                 end_oldest_sessions_beyond(&transaction, user_id, sign_in.max_sessions_per_user)?;
             }
-            insert_session(&transaction, &sign_in.session)?;
+            let mut session = sign_in.session.clone();
+            if let Some(last_second) = fit_within_maker(&transaction, session.made_by)? {
+                session.expire = session.expire.min(last_second + 1);
+            }
+            insert_session(&transaction, &session)?;
             if let Some(api_token) = &sign_in.api_token {
                 insert_api_token(&transaction, api_token)?;
             }
@@ -874,15 +902,17 @@ fn delete_session(transaction: &WriteTransaction, id: SessionId) -> Result<bool,
     Ok(true)
 }
 
-/// Brings a session's expiry down to `bound` if it is later; answers whether it changed.
+/// Ends a session no later than `last_second` (its `expire` becomes at most one past it);
+/// answers whether it changed.
 fn cap_session_expiry(
     transaction: &WriteTransaction,
     id: SessionId,
-    bound: UnixSeconds,
+    last_second: UnixSeconds,
 ) -> Result<bool, StoreError> {
     let Some(mut session) = session_in(&transaction.open_table(SESSIONID_SESSION)?, id)? else {
         return Ok(false);
     };
+    let bound = last_second + 1;
     if session.expire <= bound {
         return Ok(false);
     }
@@ -916,9 +946,10 @@ fn cap_api_token_expiry(
     Ok(capped)
 }
 
-/// When a token credential stops working: a session's or token's expiry, `Some(None)` for a
-/// token that never expires, `None` when it is gone.
-fn token_maker_expiry(
+/// The last second a token credential works: an API token's `expires_at`, a session's
+/// `expire - 1` (a session works while `expire > now`, a token while `expires_at >= now`);
+/// `Some(None)` for a token that never expires, `None` when it is gone.
+fn token_maker_last_second(
     transaction: &WriteTransaction,
     maker: TokenMaker,
 ) -> Result<Option<Option<UnixSeconds>>, StoreError> {
@@ -931,9 +962,26 @@ fn token_maker_expiry(
         }
         TokenMaker::MintedSession(id) => {
             session_in(&transaction.open_table(SESSIONID_SESSION)?, id)?
-                .map(|session| Some(session.expire))
+                .map(|session| Some(session.expire - 1))
         }
     })
+}
+
+/// Keeps a new token or minted session within its maker's lifetime as it stands inside this
+/// transaction (a concurrent PUT may have shortened it since the request read it): the
+/// maker's last second, if it has one. A maker that is gone makes nothing
+/// (`CredentialsChanged`).
+fn fit_within_maker(
+    transaction: &WriteTransaction,
+    made_by: Option<TokenMaker>,
+) -> Result<Option<UnixSeconds>, StoreError> {
+    match made_by {
+        None => Ok(None),
+        Some(maker) => match token_maker_last_second(transaction, maker)? {
+            None => Err(StoreError::CredentialsChanged),
+            Some(last_second) => Ok(last_second),
+        },
+    }
 }
 
 /// Copies every row of one table from a read transaction into a write transaction.
@@ -1220,6 +1268,7 @@ mod tests {
         let new_hash = PasswordHashString("$argon2id$new".to_owned());
         store
             .change_password(
+                None,
                 user.id,
                 &new_hash,
                 SessionsToEnd::All,
@@ -1354,6 +1403,7 @@ mod tests {
         let before_change = requester(RequesterCredential::Session(fresh.id));
         store
             .change_password(
+                None,
                 user.id,
                 &PasswordHashString("$argon2id$changed".to_owned()),
                 SessionsToEnd::None,
@@ -1413,5 +1463,142 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// A token or minted session made by a token whose life was shortened after the request
+    /// read it still ends within the maker's life as it stands at the write, and a token made
+    /// by a minted session stops working no later than that session (API.md 15.3).
+    #[test]
+    fn what_a_token_makes_fits_its_makers_life_as_it_stands_at_the_write() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "shortened@example.com");
+        let now = now_unix_seconds();
+        let maker = standalone_token(user.id, 1, None);
+        store.insert_api_token(&maker).unwrap();
+        let requester = Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: Some(RequesterCredential::ApiToken(maker.hash)),
+            now,
+        };
+        // The owner shortens the maker to 60 s while the maker's requests are on their way.
+        let shortened = ApiToken {
+            expires_at: Some(now + 60),
+            ..maker.clone()
+        };
+        let owner = Requester {
+            credential: None,
+            ..requester
+        };
+        store
+            .replace_api_token(&shortened, &owner)
+            .unwrap()
+            .unwrap();
+        let made = standalone_token(user.id, 2, Some(TokenMaker::ApiToken(maker.hash)));
+        store
+            .insert_api_token_within_limit(&made, 100, &requester)
+            .unwrap();
+        let stored = store.standalone_api_tokens_of_user(user.id).unwrap();
+        let made = stored.iter().find(|token| token.hash[0] == 2).unwrap();
+        assert_eq!(made.expires_at, Some(now + 60));
+        let minted = NewSignIn {
+            session: Session {
+                kind: SessionKind::Minted,
+                expire: now + 14 * 24 * 3600,
+                made_by: Some(TokenMaker::ApiToken(maker.hash)),
+                ..live_session(SessionId::new_for_user(user.id), user.id)
+            },
+            requester,
+            max_sessions_per_user: 1000,
+            api_token: None,
+            end_other_sessions: false,
+            replacement_password_hash: None,
+        };
+        store.record_sign_in(&minted).unwrap();
+        let minted_session = store.session(minted.session.id).unwrap().unwrap();
+        // A session works while expire > now: its last second is the maker's.
+        assert_eq!(minted_session.expire, now + 61);
+
+        // A token made by that minted session stops with it: its last second is one before.
+        let by_minted = Requester {
+            credential: Some(RequesterCredential::Session(minted_session.id)),
+            ..requester
+        };
+        let grandchild = standalone_token(
+            user.id,
+            3,
+            Some(TokenMaker::MintedSession(minted_session.id)),
+        );
+        store
+            .insert_api_token_within_limit(&grandchild, 100, &by_minted)
+            .unwrap();
+        let stored = store.standalone_api_tokens_of_user(user.id).unwrap();
+        let grandchild = stored.iter().find(|token| token.hash[0] == 3).unwrap();
+        assert_eq!(grandchild.expires_at, Some(now + 60));
+    }
+
+    /// The second review's takeovers: a password change, a profile change or a sub-user that
+    /// a thief's request had in flight when the owner's reset (or an activation) committed
+    /// writes nothing after it.
+    #[test]
+    fn password_profile_and_sub_user_writes_from_an_overtaken_credential_write_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let owner = add_user(&store, "owner@example.com");
+        let now = now_unix_seconds();
+        let stolen = live_session(SessionId::new_for_user(owner.id), owner.id);
+        store
+            .insert_sessions(std::slice::from_ref(&stolen))
+            .unwrap();
+        let thief = Requester {
+            user_id: owner.id,
+            credential_version: owner.credential_version,
+            credential: Some(RequesterCredential::Session(stolen.id)),
+            now,
+        };
+        // The owner's reset commits first: a new password, every session ended.
+        let owners_hash = PasswordHashString("$argon2id$owners".to_owned());
+        store
+            .change_password(None, owner.id, &owners_hash, SessionsToEnd::All, true, now)
+            .unwrap();
+        let thiefs_hash = PasswordHashString("$argon2id$thiefs".to_owned());
+        assert!(matches!(
+            store.change_password(
+                Some(&thief),
+                owner.id,
+                &thiefs_hash,
+                SessionsToEnd::None,
+                false,
+                now
+            ),
+            Err(StoreError::CredentialsChanged)
+        ));
+        assert!(matches!(
+            store.update_user_for(Some(&thief), owner.id, now, |user| {
+                user.first_name = Some("Thief".to_owned())
+            }),
+            Err(StoreError::CredentialsChanged)
+        ));
+        let sub_user = NewUser {
+            email: "thiefs-sub@example.com".to_owned(),
+            normalized_email: "thiefs-sub@example.com".to_owned(),
+            password_hash: None,
+            role: Role::Sub,
+            status: Status::Active,
+            parent_id: Some(owner.id),
+            first_name: None,
+            last_name: None,
+            permissions: PermissionSet::empty(),
+            email_verified: false,
+        };
+        assert!(matches!(
+            store.insert_sub_user(sub_user, now, &thief),
+            Err(StoreError::CredentialsChanged)
+        ));
+        let after = store.user_by_id(owner.id).unwrap().unwrap();
+        assert_eq!(after.password_hash, Some(owners_hash));
+        assert_eq!(after.first_name, None);
+        assert!(store.children_of(owner.id).unwrap().is_empty());
     }
 }

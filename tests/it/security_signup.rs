@@ -778,3 +778,44 @@ async fn the_reset_mail_states_its_lifetime_and_the_new_password_meets_every_rul
         200
     );
 }
+
+/// The second review: a reset link mailed before a password change or a suspension was
+/// still good afterwards, for whoever had intercepted it.
+#[tokio::test]
+async fn a_password_change_or_a_suspension_ends_the_reset_links_mailed_before_it() {
+    let server = TestServer::start().await;
+    let user = server.add_user("links@example.com", Role::User, Status::Active);
+    post_email(&server, "/auth/password-reset", "links@example.com").await;
+    let first_link = token_in(&mail_to(&outbox(&server), "links@example.com").await);
+    let session = sign_in(&server, "links@example.com", PASSWORD).await;
+    let signed_token = session.json["jwt-token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let changed = server
+        .request("PUT", "/auth/current/password")
+        .bearer(&signed_token)
+        .json(&json!({ "old-password": PASSWORD, "new-password": "changed by the owner" }))
+        .send()
+        .await;
+    assert_eq!(changed.status, 204, "{}", changed.text());
+    let refused = confirm_reset(&server, &first_link, "the interceptor's choice").await;
+    assert_eq!(
+        refused.assert_error(400)["context"]["reason"],
+        "invalid",
+        "{}",
+        refused.text()
+    );
+
+    post_email(&server, "/auth/password-reset", "links@example.com").await;
+    let second_link = token_in(&nth_mail_to(&outbox(&server), "links@example.com", 2).await);
+    server
+        .app
+        .store
+        .update_user(user.id, latchkey::model::now_unix_seconds(), |user| {
+            user.status = Status::Suspended
+        })
+        .unwrap();
+    let refused = confirm_reset(&server, &second_link, "the interceptor's choice").await;
+    assert_eq!(refused.assert_error(400)["context"]["reason"], "invalid");
+}

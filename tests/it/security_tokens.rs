@@ -246,7 +246,9 @@ async fn what_a_token_makes_nests_under_it_and_ends_with_it() {
     assert_eq!(expires_at(&child), Some(parent_expiry));
     let minted = post_json(&server, "/auth/jwt", &parent_text, json!({})).await;
     let minted_expiry = parse_rfc3339(minted["expire"].as_str().unwrap()).unwrap();
-    assert!(minted_expiry <= parent_expiry, "{minted}");
+    // A session's `expire` is the first second it no longer works; a token's `expires-at` the
+    // last one it does.
+    assert!(minted_expiry <= parent_expiry + 1, "{minted}");
     let minted_text = minted["token"].as_str().unwrap().to_owned();
     // A grandchild, made by the minted token.
     let grandchild = new_api_token(&server, &minted_text, json!({ "ttl": 0 })).await;
@@ -357,7 +359,7 @@ async fn a_shortened_maker_shortens_what_it_made_and_nothing_outlives_its_maker(
         .map(|entry| parse_rfc3339(entry["expire"].as_str().unwrap()).unwrap())
         .min()
         .unwrap();
-    assert!(minted_expiry <= bound, "{}", sessions.text());
+    assert!(minted_expiry <= bound + 1, "{}", sessions.text());
 
     // The sign-in session asks for the child to live forever: it still ends with its maker.
     let response = server
