@@ -374,8 +374,12 @@ fn restore(
         let _ = std::fs::remove_file(&staged);
         CommandError::Usage(message)
     };
-    copy_to_private_file(file, &staged).map_err(refuse)?;
-    give_to_data_directory_owner(&staged, &config.store.data_dir).map_err(refuse)?;
+    copy_to_private_file(
+        file,
+        &staged,
+        owner_for_a_root_restore(&config.store.data_dir),
+    )
+    .map_err(refuse)?;
     let summary = Store::check_backup(&staged).map_err(|error| {
         refuse(format!(
             "{} is not a usable backup: {error}",
@@ -418,29 +422,25 @@ fn restore(
 }
 
 /// Root restoring for a server that runs as another user (the systemd unit's): the restored
-/// store must belong to the data directory's owner, or that server could not open it.
-fn give_to_data_directory_owner(
-    file: &std::path::Path,
-    data_dir: &std::path::Path,
-) -> Result<(), String> {
+/// store must belong to the data directory's owner, or that server could not open it. The
+/// owner (uid, gid) to give the staged copy, if any.
+fn owner_for_a_root_restore(data_dir: &std::path::Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(directory) = std::fs::metadata(data_dir) else {
-        return Ok(());
-    };
-    if !rustix::process::getuid().is_root() || directory.uid() == 0 {
-        return Ok(());
-    }
-    std::os::unix::fs::chown(file, Some(directory.uid()), Some(directory.gid())).map_err(|error| {
-        format!(
-            "cannot give {} to the data directory's owner: {error}",
-            file.display()
-        )
-    })
+    let directory = std::fs::metadata(data_dir).ok()?;
+    (rustix::process::getuid().is_root() && directory.uid() != 0)
+        .then(|| (directory.uid(), directory.gid()))
 }
 
 /// Copies `source` to a new file `staged` that is 0600 from its creation (never readable by
-/// others, not even for a moment), and flushes it to disk.
-fn copy_to_private_file(source: &std::path::Path, staged: &std::path::Path) -> Result<(), String> {
+/// others, not even for a moment), owned by `owner` if given, and flushes it to disk. The
+/// owner is set through the new file's own handle: the data directory may belong to another
+/// user, who could put a link in the staged copy's place, and a change of owner by path
+/// would follow it.
+fn copy_to_private_file(
+    source: &std::path::Path,
+    staged: &std::path::Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut reader = std::fs::File::open(source)
         .map_err(|error| format!("cannot read {}: {error}", source.display()))?;
@@ -450,6 +450,14 @@ fn copy_to_private_file(source: &std::path::Path, staged: &std::path::Path) -> R
         .mode(0o600)
         .open(staged)
         .map_err(|error| format!("cannot create {}: {error}", staged.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&writer, Some(uid), Some(gid)).map_err(|error| {
+            format!(
+                "cannot give {} to the data directory's owner: {error}",
+                staged.display()
+            )
+        })?;
+    }
     std::io::copy(&mut reader, &mut writer)
         .map_err(|error| format!("cannot copy {}: {error}", source.display()))?;
     writer

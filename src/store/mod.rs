@@ -74,6 +74,9 @@ const META_NEXT_USER_ID: &str = "next_user_id";
 /// the tokens' issuer when no `public_url` is set.
 const META_STORE_ID: &str = "store_id";
 
+/// `O_NOFOLLOW`: opening a symbolic link fails instead of opening what it points at.
+const NEVER_FOLLOW_A_LINK: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
 /// A cheap handle to the one open database.
 #[derive(Clone)]
 pub struct Store {
@@ -249,19 +252,24 @@ impl Store {
                     .map_err(io_error)?;
             }
         }
-        std::fs::OpenOptions::new()
+        // The file is opened once, never through a symbolic link (an admin command run as
+        // root in a directory another user owns must not be steered to another file), and
+        // its mode is set and the database opened through that one handle.
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(NEVER_FOLLOW_A_LINK)
             .open(path)
             .map_err(io_error)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error)?;
 
         let database = Database::builder()
             .set_cache_size(cache_size_bytes)
-            .create(path)
+            .create_with_backend(redb::backends::FileBackend::new(file)?)
             .map_err(|error| match error {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
                     path: path.display().to_string(),
@@ -1600,5 +1608,26 @@ mod tests {
         assert_eq!(after.password_hash, Some(owners_hash));
         assert_eq!(after.first_name, None);
         assert!(store.children_of(owner.id).unwrap().is_empty());
+    }
+
+    /// A link planted where the store file goes is refused, not followed: an admin command
+    /// run as root in a data directory another user owns must not reset another file's mode.
+    #[test]
+    fn a_link_in_place_of_the_store_file_is_refused_and_its_target_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = tempfile::tempdir().unwrap();
+        let elsewhere = directory.path().join("someone-elses-file");
+        std::fs::write(&elsewhere, b"not a store").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let data = directory.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("latchkey.redb")).unwrap();
+        assert!(matches!(
+            Store::open(&data.join("latchkey.redb"), 1024 * 1024),
+            Err(StoreError::Io { .. })
+        ));
+        let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not a store");
     }
 }
