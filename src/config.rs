@@ -636,6 +636,44 @@ pub enum ConfigError {
     Layers(String),
 }
 
+/// The last part of every key whose value is a secret.
+const SECRET_KEY_NAMES: [&str; 3] = ["smtp_password", "secret", "client_secret"];
+
+impl ConfigError {
+    /// A value refused for a secret key is not repeated in the error: the message, which
+    /// quotes the value ("invalid type: integer `123456`"), is replaced by one that does not.
+    fn without_secret_values(self) -> ConfigError {
+        let names_a_secret = |key: &Option<String>| {
+            key.as_deref().is_some_and(|key| {
+                let last = key.rsplit('.').next().unwrap_or(key);
+                SECRET_KEY_NAMES.contains(&last)
+            })
+        };
+        const HIDDEN: &str = "this key does not take that value (a string is expected; the value is a secret and is not shown)";
+        match self {
+            ConfigError::File {
+                path,
+                position,
+                key,
+                ..
+            } if names_a_secret(&key) => ConfigError::File {
+                path,
+                position,
+                key,
+                message: HIDDEN.to_owned(),
+            },
+            ConfigError::Environment { name, key, .. } if names_a_secret(&key) => {
+                ConfigError::Environment {
+                    name,
+                    key,
+                    message: HIDDEN.to_owned(),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 fn at_position(position: &Option<TextPosition>) -> String {
     position.map_or_else(String::new, |position| {
         format!(", line {}, column {}", position.line, position.column)
@@ -949,9 +987,12 @@ fn read_file_layer(path: &Path, sources: &mut KeySources) -> Result<toml::Table,
             position: span
                 .as_ref()
                 .map(|span| position_in_text(&text, span.start)),
-            key: span.and_then(|span| key_at_offset(document.get_ref(), span.start)),
+            key: span
+                .clone()
+                .and_then(|span| key_at_offset(document.get_ref(), span.start)),
             message: error.message().to_owned(),
         }
+        .without_secret_values()
     };
     let table: toml::Table = toml::from_str(&text).map_err(file_error)?;
     toml::from_str::<Config>(&text).map_err(file_error)?;
@@ -965,10 +1006,13 @@ fn environment_setting(
     name: &str,
     raw_value: &str,
 ) -> Result<(String, String, toml::Value), ConfigError> {
-    let environment_error = |key: Option<String>, message: String| ConfigError::Environment {
-        name: name.to_owned(),
-        key,
-        message,
+    let environment_error = |key: Option<String>, message: String| {
+        ConfigError::Environment {
+            name: name.to_owned(),
+            key,
+            message,
+        }
+        .without_secret_values()
     };
     let Some((section, key)) = name
         .trim_start_matches("LATCHKEY_")
@@ -1380,6 +1424,31 @@ mod tests {
             error.starts_with("log.level (environment variable LATCHKEY_LOG__LEVEL): "),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_refused_secret_is_never_repeated_in_the_error() {
+        for (text, key, secret) in [
+            (
+                "[email]\nsmtp_password = 12345678\n",
+                "email.smtp_password",
+                "12345678",
+            ),
+            (
+                "[captcha]\nsecret = 87654321\n",
+                "captcha.secret",
+                "87654321",
+            ),
+            (
+                "[[oauth.providers]]\nname = \"a\"\nclient_secret = 55555555\n",
+                "oauth.providers[0].client_secret",
+                "55555555",
+            ),
+        ] {
+            let (error, _) = refusal(Some(text), &[], &FlagOverrides::default());
+            assert!(error.contains(key), "{error}");
+            assert!(!error.contains(secret), "{error}");
+        }
     }
 
     #[test]
