@@ -280,6 +280,13 @@ pub fn resend_verification(
                     if user.email_verified || user.status == Status::Suspended {
                         return None;
                     }
+                    // An account made from a provider's unproved email has no password and
+                    // signs in through its provider. A link would let the address's owner
+                    // vouch for an account someone else holds (and then link their own
+                    // provider sign-in into it), so its address stays unproved.
+                    if user.status == Status::Active && user.password_hash.is_none() {
+                        return None;
+                    }
                     let works_for = format!("This link works for {verify_lifetime}.");
                     Some(if is_unproved_sign_up(user) {
                         LinkToIssue {
@@ -291,6 +298,27 @@ pub fn resend_verification(
                                 &["To confirm your email address, choose your password and activate your account, open this link:"],
                                 Some(&choose_link),
                                 &[&works_for],
+                            ),
+                        }
+                    } else if user.parent_id.is_some() {
+                        // A sub-user's address was typed in by its parent, who keeps full
+                        // control of the account: the owner of the address must know that
+                        // before vouching for it.
+                        LinkToIssue {
+                            purpose: EmailTokenPurpose::VerifyEmail,
+                            expires_at: verify_expires_at,
+                            mail: message(
+                                user,
+                                "Confirm your email address for a sub-account",
+                                &[
+                                    "Another account registered this address as one of its sub-accounts. That account can read this one, set its password and delete it.",
+                                    "Only if you expected this, confirm your email address by opening this link:",
+                                ],
+                                Some(&verify_link),
+                                &[
+                                    &works_for,
+                                    "If you did not expect it, ignore this message: nothing is confirmed unless the link is opened.",
+                                ],
                             ),
                         }
                     } else {

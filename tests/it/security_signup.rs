@@ -258,6 +258,11 @@ async fn a_sub_user_verifies_its_address_through_resend_and_stays_active() {
         mail.contains("/frontend/api/v1/auth/verify?token="),
         "{mail}"
     );
+    // The address's owner learns whose account it is before vouching for it.
+    assert!(
+        mail.contains("Another account registered this address as one of its sub-accounts"),
+        "{mail}"
+    );
     let verified = verify(&server, &token_in(&mail)).await;
     assert_eq!(verified.status, 200, "{}", verified.text());
     assert_eq!(
@@ -818,4 +823,37 @@ async fn a_password_change_or_a_suspension_ends_the_reset_links_mailed_before_it
         .unwrap();
     let refused = confirm_reset(&server, &second_link, "the interceptor's choice").await;
     assert_eq!(refused.assert_error(400)["context"]["reason"], "invalid");
+}
+
+/// The second review: an account made from a provider's unproved email (no password; it
+/// signs in through the provider) could have its address proved by mail, after which the
+/// address's owner's own provider sign-in was linked into the account someone else held.
+/// Resend sends such an account nothing.
+#[tokio::test]
+async fn an_account_made_from_an_unproved_provider_email_gets_no_verification_link() {
+    let server = TestServer::start().await;
+    server.add_user("control@example.com", Role::User, Status::Active);
+    server
+        .app
+        .store
+        .insert_user(
+            NewUser {
+                email: "claimed@example.com".to_owned(),
+                normalized_email: "claimed@example.com".to_owned(),
+                password_hash: None,
+                role: Role::User,
+                status: Status::Active,
+                parent_id: None,
+                first_name: None,
+                last_name: None,
+                permissions: Role::User.default_permissions(),
+                email_verified: false,
+            },
+            now_unix_seconds(),
+        )
+        .unwrap();
+    let answer = post_email(&server, "/auth/verify/resend", "claimed@example.com").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    settle(&server, "control@example.com").await;
+    assert_eq!(mails_to(&outbox(&server), "claimed@example.com"), 0);
 }
