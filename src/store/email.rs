@@ -536,8 +536,11 @@ impl Store {
             }
         }
         let purged = doomed.len();
-        let addresses: std::collections::HashSet<String> =
-            doomed.iter().map(|user| user.email.clone()).collect();
+        // Mail goes to the normalized address (older queued mail may name the typed one).
+        let addresses: std::collections::HashSet<String> = doomed
+            .iter()
+            .flat_map(|user| [user.email.clone(), user.normalized_email.clone()])
+            .collect();
         for user in &doomed {
             let sub_users = children_in(&transaction, user.id)?;
             delete_users(&transaction, &sub_users)?;
