@@ -301,6 +301,7 @@ pub(super) fn delete_users(
         delete_standalone_api_tokens(transaction, user.id)?;
         crate::store::identities::delete_identities_of_user(transaction, user.id)?;
         crate::store::email::delete_email_tokens_of_user(transaction, user.id)?;
+        crate::store::email::forget_unproved_sign_up(transaction, user)?;
         transaction.open_table(USERID_USER)?.remove(user.id)?;
         transaction
             .open_table(EMAIL_USERID)?

@@ -65,7 +65,58 @@ fn purpose_name(purpose: EmailTokenPurpose) -> &'static str {
     }
 }
 
+/// Sign-ups never verified, by creation time: what the purge of `[signup]
+/// pending_lifetime_days` reads, instead of every user. A row is written when such a user is
+/// made and goes when the user is deleted or, found proved by the purge, dropped there.
+pub(super) const CREATED_UNPROVEDUSERID: TableDefinition<(i64, u64), ()> =
+    TableDefinition::new("created_unproved_userid");
+
+/// Notes a user that is an unproved sign-up in the purge's index.
+pub(super) fn note_unproved_sign_up(
+    transaction: &WriteTransaction,
+    user: &User,
+) -> Result<(), StoreError> {
+    if is_unproved_sign_up(user) {
+        transaction
+            .open_table(CREATED_UNPROVEDUSERID)?
+            .insert((user.created, user.id), ())?;
+    }
+    Ok(())
+}
+
+/// Drops a user from the purge's index (deleted, or no longer an unproved sign-up).
+pub(super) fn forget_unproved_sign_up(
+    transaction: &WriteTransaction,
+    user: &User,
+) -> Result<(), StoreError> {
+    transaction
+        .open_table(CREATED_UNPROVEDUSERID)?
+        .remove((user.created, user.id))?;
+    Ok(())
+}
+
+/// Fills the purge's index from every user: once, when a file written before it opens.
+pub(super) fn index_unproved_sign_ups(transaction: &WriteTransaction) -> Result<(), StoreError> {
+    let unproved: Vec<User> = {
+        let users = transaction.open_table(USERID_USER)?;
+        let mut unproved = Vec::new();
+        for entry in users.iter()? {
+            let (id, bytes) = entry?;
+            let user = decode_user(bytes.value(), id.value())?;
+            if is_unproved_sign_up(&user) {
+                unproved.push(user);
+            }
+        }
+        unproved
+    };
+    for user in &unproved {
+        note_unproved_sign_up(transaction, user)?;
+    }
+    Ok(())
+}
+
 pub(super) fn create_tables(transaction: &WriteTransaction) -> Result<(), StoreError> {
+    transaction.open_table(CREATED_UNPROVEDUSERID)?;
     transaction.open_table(TOKENHASH_EMAILTOKEN)?;
     transaction.open_table(USERID_EMAILTOKENHASH)?;
     transaction.open_table(MAILID_MAIL)?;
@@ -76,6 +127,7 @@ pub(super) fn copy_tables(
     source: &ReadTransaction,
     target: &WriteTransaction,
 ) -> Result<(), StoreError> {
+    copy_table(source, target, CREATED_UNPROVEDUSERID)?;
     copy_table(source, target, TOKENHASH_EMAILTOKEN)?;
     copy_table(source, target, USERID_EMAILTOKENHASH)?;
     copy_table(source, target, MAILID_MAIL)?;
@@ -498,17 +550,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<UserId>, StoreError> {
         let transaction = self.begin_read()?;
-        let users = transaction.open_table(USERID_USER)?;
+        let index = transaction.open_table(CREATED_UNPROVEDUSERID)?;
         let mut found = Vec::new();
-        for entry in users.iter()? {
-            let (id, bytes) = entry?;
-            let user = decode_user(bytes.value(), id.value())?;
-            if is_unproved_sign_up(&user) && user.created < before {
-                found.push(user.id);
-                if found.len() >= limit {
-                    break;
-                }
-            }
+        for entry in index.range((i64::MIN, 0u64)..(before, 0u64))?.take(limit) {
+            found.push(entry?.0.value().1);
         }
         Ok(found)
     }
@@ -525,14 +570,21 @@ impl Store {
         let transaction = self.begin_write()?;
         let mut doomed = Vec::new();
         {
+            let mut proved = Vec::new();
             let users = transaction.open_table(USERID_USER)?;
             for id in user_ids {
-                if let Some(user) = user_in(&users, *id)?
-                    && is_unproved_sign_up(&user)
-                    && user.created < before
-                {
-                    doomed.push(user);
+                match user_in(&users, *id)? {
+                    Some(user) if is_unproved_sign_up(&user) && user.created < before => {
+                        doomed.push(user)
+                    }
+                    // Proved (or made active) since it was noted: out of the index.
+                    Some(user) => proved.push(user),
+                    None => {}
                 }
+            }
+            drop(users);
+            for user in &proved {
+                forget_unproved_sign_up(&transaction, user)?;
             }
         }
         let purged = doomed.len();

@@ -307,7 +307,15 @@ impl Store {
                 }
                 // Older versions need no rewrite: this build reads what they wrote.
                 Some(SCHEMA_VERSION) => {}
-                Some(_) | None => {
+                Some(older) => {
+                    meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+                    if older < 3 {
+                        // Version 3 added the purge's index of unproved sign-ups.
+                        email::create_tables(&transaction)?;
+                        email::index_unproved_sign_ups(&transaction)?;
+                    }
+                }
+                None => {
                     meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
                 }
             }
@@ -440,7 +448,15 @@ impl Store {
         let transaction = self.begin_write()?;
         {
             let mut users = transaction.open_table(USERID_USER)?;
-            users.insert(user.id, encode_user(user).as_slice())?;
+            let before = users
+                .insert(user.id, encode_user(user).as_slice())?
+                .map(|bytes| decode_user(bytes.value(), user.id))
+                .transpose()?;
+            drop(users);
+            if let Some(before) = before {
+                email::forget_unproved_sign_up(&transaction, &before)?;
+            }
+            email::note_unproved_sign_up(&transaction, user)?;
         }
         transaction.commit()?;
         Ok(())
@@ -654,6 +670,8 @@ fn insert_user(
     emails.insert(user.normalized_email.as_str(), id)?;
     let mut users = transaction.open_table(USERID_USER)?;
     users.insert(id, encode_user(&user).as_slice())?;
+    drop(users);
+    email::note_unproved_sign_up(transaction, &user)?;
     if let Some(parent_id) = user.parent_id {
         let mut children = transaction.open_table(PARENTID_CHILDID)?;
         children.insert((parent_id, id), ())?;
@@ -1629,5 +1647,56 @@ mod tests {
         let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
         assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not a store");
+    }
+
+    /// The purge of unproved sign-ups reads its own index, not every user; a file written
+    /// before the index (schema version 2) gets it filled when it opens.
+    #[test]
+    fn unproved_sign_ups_are_indexed_for_the_purge_and_older_files_are_indexed_at_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let long_ago = now_unix_seconds() - 30 * 86_400;
+        let pending = store
+            .insert_user(
+                NewUser {
+                    email: "pending@example.com".to_owned(),
+                    normalized_email: "pending@example.com".to_owned(),
+                    password_hash: None,
+                    role: Role::User,
+                    status: Status::Pending,
+                    parent_id: None,
+                    first_name: None,
+                    last_name: None,
+                    permissions: PermissionSet::empty(),
+                    email_verified: false,
+                },
+                long_ago,
+            )
+            .unwrap();
+        add_user(&store, "active@example.com");
+        let now = now_unix_seconds();
+        assert_eq!(
+            store.unproved_sign_ups_created_before(now, 10).unwrap(),
+            vec![pending.id]
+        );
+        // What an older build left: no index, version 2.
+        let transaction = store.begin_write().unwrap();
+        transaction
+            .delete_table(email::CREATED_UNPROVEDUSERID)
+            .unwrap();
+        transaction.commit().unwrap();
+        set_schema_version(&store, 2);
+        drop(store);
+        let store = open_store(&directory);
+        assert_eq!(
+            store.unproved_sign_ups_created_before(now, 10).unwrap(),
+            vec![pending.id]
+        );
+        assert!(
+            store
+                .unproved_sign_ups_created_before(long_ago, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }
