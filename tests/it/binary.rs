@@ -228,10 +228,18 @@ fn password_stdin_strips_exactly_one_newline_and_arguments_never_carry_one() {
 
 /// Runs an admin command with cheap argon2 against `data_dir`; returns (success, stdout+stderr).
 pub fn admin(data_dir: &std::path::Path, arguments: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(BINARY)
-        .args(arguments)
-        .env("LATCHKEY_DATA_DIR", data_dir)
-        .envs(CHEAP_HASHING)
+    run_with_stdin(
+        Command::new(BINARY)
+            .args(arguments)
+            .env("LATCHKEY_DATA_DIR", data_dir)
+            .envs(CHEAP_HASHING),
+        stdin,
+    )
+}
+
+/// Runs `command` with `stdin` written to it; returns (success, stdout then stderr).
+pub fn run_with_stdin(command: &mut Command, stdin: &str) -> (bool, String) {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

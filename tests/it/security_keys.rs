@@ -69,30 +69,14 @@ fn latchkey_with_config(
     arguments: &[&str],
     stdin: &str,
 ) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(BINARY)
-        .arg("--config")
-        .arg(config_file)
-        .args(arguments)
-        .env("LATCHKEY_DATA_DIR", data_dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    crate::binary::run_with_stdin(
+        std::process::Command::new(BINARY)
+            .arg("--config")
+            .arg(config_file)
+            .args(arguments)
+            .env("LATCHKEY_DATA_DIR", data_dir),
+        stdin,
+    )
 }
 
 #[test]

@@ -213,33 +213,17 @@ fn admin_as(
     arguments: &[&str],
     stdin: &str,
 ) -> (bool, String) {
-    use std::io::Write;
     let mut command = match user {
         Some(user) => user.latchkey(),
         None => Command::new(BINARY),
     };
-    let mut child = command
-        .args(arguments)
-        .env("LATCHKEY_DATA_DIR", data_dir)
-        .envs(crate::binary::CHEAP_HASHING)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    crate::binary::run_with_stdin(
+        command
+            .args(arguments)
+            .env("LATCHKEY_DATA_DIR", data_dir)
+            .envs(crate::binary::CHEAP_HASHING),
+        stdin,
+    )
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) {
