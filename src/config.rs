@@ -508,7 +508,7 @@ impl Default for PasswordConfig {
             queue_capacity: 64,
             min_length: 6,
             buffer_release_after_idle_seconds: 5,
-            hasher_niceness: 10,
+            hasher_niceness: 19,
         }
     }
 }
