@@ -61,32 +61,39 @@ impl Drop for SmtpServer {
     }
 }
 
-/// Waits until `directory` holds at least `count` .eml files; returns them all, in order,
-/// with quoted-printable soft breaks and `=3D` undone.
+/// Every .eml file in `directory`, in queue order, with quoted-printable soft breaks and
+/// `=3D` undone; none if the directory does not exist yet.
+pub fn delivered_mails(directory: &Path) -> Vec<String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(directory)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|extension| extension == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+        })
+        .collect()
+}
+
+/// Waits until `directory` holds at least `count` .eml files; returns them all, as
+/// `delivered_mails` reads them.
 pub async fn wait_for_mail(directory: &Path, count: usize, limit: Duration) -> Vec<String> {
     let deadline = Instant::now() + limit;
     loop {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(directory)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.path())
-                    .filter(|path| path.extension().is_some_and(|extension| extension == "eml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if paths.len() >= count {
-            paths.sort();
-            return paths
-                .iter()
-                .map(|path| {
-                    std::fs::read_to_string(path)
-                        .unwrap()
-                        .replace("=\r\n", "")
-                        .replace("=\n", "")
-                        .replace("=3D", "=")
-                })
-                .collect();
+        let mails = delivered_mails(directory);
+        if mails.len() >= count {
+            return mails;
         }
         assert!(
             Instant::now() < deadline,

@@ -16,7 +16,7 @@ use latchkey::model::{
 use latchkey::store::LinkToIssue;
 use serde_json::json;
 
-use crate::mail_support::{free_port, token_in};
+use crate::mail_support::{delivered_mails, free_port, token_in};
 use crate::support::{PASSWORD, SignedIn, TestResponse, TestServer};
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
@@ -70,36 +70,12 @@ fn outbox(server: &TestServer) -> PathBuf {
     server.data_dir.path().join("outbox")
 }
 
-/// Every delivered message, in queue order, with quoted-printable breaks undone.
-fn delivered(outbox: &Path) -> Vec<String> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(outbox)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|extension| extension == "eml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
-    paths
-        .iter()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .unwrap()
-                .replace("=\r\n", "")
-                .replace("=\n", "")
-                .replace("=3D", "=")
-        })
-        .collect()
-}
-
 /// Waits for the `nth` (from 1) message to `address` and returns it.
 async fn nth_mail_to(outbox: &Path, address: &str, nth: usize) -> String {
     let deadline = Instant::now() + MAIL_WAIT;
     let header = format!("To: {address}");
     loop {
-        let to_address: Vec<String> = delivered(outbox)
+        let to_address: Vec<String> = delivered_mails(outbox)
             .into_iter()
             .filter(|mail| mail.contains(&header))
             .collect();
@@ -149,7 +125,7 @@ async fn settle(server: &TestServer, control_address: &str) {
 
 fn mails_to(outbox: &Path, address: &str) -> usize {
     let header = format!("To: {address}");
-    delivered(outbox)
+    delivered_mails(outbox)
         .iter()
         .filter(|mail| mail.contains(&header))
         .count()
@@ -226,7 +202,7 @@ async fn reset_mail_goes_only_to_proved_addresses() {
     settle(&server, "parent@example.com").await;
     let outbox = outbox(&server);
     assert!(
-        delivered(&outbox)
+        delivered_mails(&outbox)
             .iter()
             .any(|mail| mail.contains("To: parent@example.com")
                 && mail.contains("Reset your password")),
@@ -235,7 +211,7 @@ async fn reset_mail_goes_only_to_proved_addresses() {
     assert_eq!(mails_to(&outbox, "typed-in@example.com"), 0);
     // The pending sign-up got its verification mail and nothing else.
     assert_eq!(mails_to(&outbox, "pending@example.com"), 1);
-    assert!(!delivered(&outbox).iter().any(
+    assert!(!delivered_mails(&outbox).iter().any(
         |mail| mail.contains("To: pending@example.com") && mail.contains("Reset your password")
     ));
 }
@@ -585,7 +561,7 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
         200
     );
     mail_to(&outbox(&server), "pending@example.com").await;
-    let mails_before = delivered(&outbox(&server)).len();
+    let mails_before = delivered_mails(&outbox(&server)).len();
 
     let held = server.app.after_answer.hold().await;
     let mut answers: Vec<(String, TestResponse)> = Vec::new();
@@ -613,7 +589,7 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(delivered(&outbox(&server)).len(), mails_before);
+    assert_eq!(delivered_mails(&outbox(&server)).len(), mails_before);
 
     drop(held);
     let reset = mail_to(&outbox(&server), "known@example.com").await;
