@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::after_answer::AfterAnswer;
+use crate::auth::oauth::provider::OAuthProviders;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::throttle::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
 use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::model::{SigningKeyStatus, UnixSeconds, now_unix_seconds};
 use crate::store::{KeyRevocation, Store, StoreError};
 
@@ -31,8 +32,11 @@ pub struct App {
     /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
     /// listen address, so a new port or machine keeps every token valid.
     pub issuer: String,
-    /// The `[[oauth.providers]]`, with their HTTP client and JWKS caches.
-    pub oauth: crate::auth::oauth::OAuthProviders,
+    /// The one client for outgoing calls (OAuth providers, the captcha verifier); each call
+    /// sets its own timeout.
+    pub http_client: reqwest::Client,
+    /// The `[[oauth.providers]]`, with their JWKS caches.
+    pub oauth: OAuthProviders,
     draining: AtomicBool,
 }
 
@@ -61,13 +65,14 @@ pub enum StartError {
     Keys(#[from] TokenError),
     #[error("password hashers: {0}")]
     Hashers(#[from] PasswordError),
-    #[error("oauth: {0}")]
-    OAuth(String),
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
 }
 
 impl App {
     /// Loads the signing keys (making the first one on a new store) and starts the hashers.
     pub fn new(config: Config, store: Store) -> Result<App, StartError> {
+        let OutgoingCalls { http_client, oauth } = OutgoingCalls::build(&config)?;
         store.promote_due_signing_keys(now_unix_seconds())?;
         let mut stored_keys = store.signing_keys()?;
         if !stored_keys
@@ -112,8 +117,8 @@ impl App {
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,
-            oauth: crate::auth::oauth::OAuthProviders::new(&config.oauth)
-                .map_err(StartError::OAuth)?,
+            http_client,
+            oauth,
             config,
             draining: AtomicBool::new(false),
         })
@@ -268,5 +273,94 @@ pub fn password_cost(config: &Config) -> HashCost {
         memory_kib: config.password.memory_kib,
         iterations: config.password.iterations,
         parallelism: config.password.parallelism,
+    }
+}
+
+/// Why the configuration, though it loaded, cannot run: a check that reads a file or needs
+/// another layer (`mail`, `auth::oauth`), or a client that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    /// Names the key and where it was set, like every refusal of `Config::load`.
+    #[error(transparent)]
+    Refused(#[from] ConfigError),
+    #[error("the HTTP client for OAuth providers and captcha: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// The checks `Config::load` leaves to where their subjects are built: the From header
+/// (lettre's syntax, known only to `mail`), and the providers with their `jwks_file`s and
+/// the HTTP client. `check-config` calls this, and so does every start, before it opens the
+/// store; `App::new` builds the same things again and keeps them.
+pub fn preflight(config: &Config) -> Result<(), PreflightError> {
+    OutgoingCalls::build(config).map(drop)
+}
+
+/// What `App` calls out with.
+struct OutgoingCalls {
+    http_client: reqwest::Client,
+    oauth: OAuthProviders,
+}
+
+impl OutgoingCalls {
+    fn build(config: &Config) -> Result<OutgoingCalls, PreflightError> {
+        if !crate::mail::is_valid_from(&config.email.from) {
+            return Err(config
+                .refusal(
+                    "email.from",
+                    "must be an address like \"Name <user@example.com>\"".to_owned(),
+                )
+                .into());
+        }
+        // No timeout here: a provider call and a captcha check each set their own. Redirects
+        // are not followed, so a request never carries a secret to a place nobody configured.
+        let http_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(PreflightError::HttpClient)?;
+        let oauth = OAuthProviders::new(&config.oauth, http_client.clone())
+            .map_err(|error| config.refusal(&error.key(), error.to_string()))?;
+        Ok(OutgoingCalls { http_client, oauth })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FlagOverrides;
+
+    /// A file that `Config::load` accepts but `preflight` refuses, and the error's text.
+    fn preflight_refusal(file_text: &str) -> (String, std::path::PathBuf) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("latchkey.toml");
+        std::fs::write(&path, file_text).unwrap();
+        let config = Config::load(Some(&path), Vec::new(), &FlagOverrides::default()).unwrap();
+        (preflight(&config).unwrap_err().to_string(), path)
+    }
+
+    #[test]
+    fn preflight_names_the_key_and_where_it_was_set() {
+        let (error, path) = preflight_refusal("[email]\n\nfrom = \"not an address\"\n");
+        assert_eq!(
+            error,
+            format!(
+                "email.from (config file {}, line 3): must be an address like \
+                 \"Name <user@example.com>\"",
+                path.display()
+            )
+        );
+        let (error, path) = preflight_refusal(
+            "[[oauth.providers]]\nname = \"files\"\nkind = \"oidc\"\nissuer = \"https://idp.example.com\"\n\
+             client_id = \"latchkey\"\njwks_file = \"/nonexistent/jwks.json\"\n",
+        );
+        assert!(
+            error.starts_with(&format!(
+                "oauth.providers[0].jwks_file (config file {}, line 6): oauth provider \
+                 \"files\": jwks_file /nonexistent/jwks.json: ",
+                path.display()
+            )),
+            "{error}"
+        );
+        assert!(preflight(&Config::default()).is_ok());
     }
 }

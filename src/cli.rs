@@ -11,11 +11,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::admin::{self, AdminCommand};
-use crate::app::{App, password_cost};
-use crate::auth::PASSWORD_MAX_CHARACTERS;
+use crate::app::{App, PreflightError, password_cost, preflight};
 use crate::auth::password::{Password, hash_once};
 use crate::config::{Config, FlagOverrides, LogFormat};
 use crate::http::Api;
+use crate::model::PASSWORD_MAX_CHARACTERS;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
@@ -158,6 +158,8 @@ enum CommandError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Usage(String),
@@ -190,6 +192,7 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Serve { .. } => serve(config, cli.config.as_deref()),
         Command::CheckConfig => {
+            preflight(&config)?;
             let report = describe_configuration(&config, cli.config.as_deref(), &environment)?;
             let _ = std::io::stdout().write_all(report.as_bytes());
             Ok(())
@@ -507,6 +510,8 @@ fn raise_open_files_limit() {
 }
 
 fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), CommandError> {
+    // Before anything is touched: a refused start leaves no data directory behind.
+    preflight(&config)?;
     init_logging(&config);
     raise_open_files_limit();
     let database_path = config.store.database_path();

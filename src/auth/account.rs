@@ -6,12 +6,12 @@ use crate::app::App;
 use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
 use crate::auth::{
-    AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS,
-    check_new_password_length, store_write, throttled_verify,
+    AuthError, ClientInfo, CredentialKind, Identity, check_new_password_length, store_write,
+    throttled_verify,
 };
 use crate::model::{
-    NewUser, Permission, PermissionSet, Role, Session, SessionId, Status, User, UserId,
-    now_unix_seconds,
+    NewUser, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session, SessionId, Status,
+    User, UserId, now_unix_seconds,
 };
 use crate::store::{SessionsToEnd, StoreError};
 

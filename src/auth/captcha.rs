@@ -1,7 +1,8 @@
 //! The captcha check: the `X-Recaptcha-Token` is sent to the provider's siteverify endpoint
 //! (reCAPTCHA, hCaptcha and Turnstile share the protocol: a form with `secret`, `response`
 //! and `remoteip`, answered by JSON with `success`). A failed check refuses; a verifier that
-//! cannot be reached or answers nonsense is unavailable, never a pass.
+//! cannot be reached or answers nonsense is unavailable, never a pass. The call goes through
+//! the app's one HTTP client, within its own timeout.
 
 use std::time::Duration;
 
@@ -20,12 +21,10 @@ pub async fn check(app: &App, token: &str, remote_ip: &str) -> Result<(), AuthEr
     else {
         return Err(AuthError::CaptchaUnavailable);
     };
-    let client = reqwest::Client::builder()
-        .timeout(VERIFY_TIMEOUT)
-        .build()
-        .map_err(|_| AuthError::CaptchaUnavailable)?;
-    let response = client
+    let response = app
+        .http_client
         .post(url)
+        .timeout(VERIFY_TIMEOUT)
         .form(&[
             ("secret", secret),
             ("response", token),

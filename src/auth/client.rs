@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use crate::config::IpNetwork;
+use crate::model::net::IpNetwork;
 
 /// Every ua-type name, in the order the rules try them.
 pub const UA_TYPES: [&str; 6] = ["bot", "cli", "desktop-app", "mobile", "browser", "unknown"];

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::model::{
-    ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, TokenMaker, UnixSeconds,
-    User, now_unix_seconds,
+    ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
+    TokenMaker, UnixSeconds, User, now_unix_seconds,
 };
 use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
 use email::EmailAddress;
@@ -30,9 +30,6 @@ use password::Password;
 use token::TokenClaims;
 
 pub use error::AuthError;
-
-/// The vendor's upper bound on a password, in Unicode characters.
-pub const PASSWORD_MAX_CHARACTERS: usize = 72;
 
 /// The length check of every password being set (sign-up, a new sub-user, a change, a
 /// reset): `[password] min_length` to 72 characters. A refusal says the range.

@@ -1,7 +1,7 @@
 //! The ret-url rule (API.md section 3): a same-site relative path, or an absolute URL whose
 //! origin is exactly one the operator allowed. Everything else is refused.
 
-use crate::config::Origin;
+use crate::model::net::Origin;
 
 /// Returns the URL unchanged when it is acceptable.
 pub fn check_return_url(candidate: &str, allowed_origins: &[Origin]) -> Option<String> {

@@ -27,7 +27,8 @@ use latchkey::auth::token::{KeyRing, TokenClaims, generate_signing_key};
 use latchkey::auth::{
     ClientInfo, api_token_hash, generate_api_token, new_session, user_permissions,
 };
-use latchkey::config::{Config, Origin};
+use latchkey::config::Config;
+use latchkey::model::net::Origin;
 use latchkey::model::{
     ApiToken, NewUser, PasswordHashString, PermissionSet, Role, Session, SessionKind, Status, User,
     UserId, now_unix_seconds,

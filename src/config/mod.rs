@@ -1,12 +1,13 @@
 //! Configuration: typed settings with safe defaults, layered as built-in defaults, then a TOML
 //! file, then `LATCHKEY_<SECTION>__<KEY>` environment variables, then command-line flags.
 //! An unknown key, an unknown `LATCHKEY_` variable or a bad value stops the start, naming it.
+//! This file layers and validates; the sections are in `sections.rs`, and where each key was
+//! set in `sources.rs`. Checks that read files or need another layer's parser run later, in
+//! `app::preflight`, and name the key's source through `Config::refusal`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use toml::de::DeTable;
@@ -14,8 +15,19 @@ use toml::de::DeTable;
 use crate::config::sources::{
     KeySource, KeySources, TextPosition, key_at_offset, position_in_text,
 };
+use crate::model::PASSWORD_MAX_CHARACTERS;
+use crate::model::net::Origin;
 
+mod sections;
 pub mod sources;
+
+// The sections are named through `config` itself: `sections.rs` only keeps this file short.
+pub use crate::config::sections::{
+    AuthConfig, CaptchaConfig, CaptchaProvider, EmailConfig, EmailTransport, HttpConfig,
+    KeysConfig, LogConfig, LogFormat, OAuthConfig, OAuthProviderConfig, OAuthProviderKind,
+    OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig, RefusedOAuthSetting,
+    ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
+};
 
 /// Environment variables that are flags, not config keys.
 const FLAG_VARIABLES: [&str; 2] = ["LATCHKEY_DATA_DIR", "LATCHKEY_CONFIG"];
@@ -36,563 +48,9 @@ pub struct Config {
     pub captcha: CaptchaConfig,
     pub oauth: OAuthConfig,
     pub log: LogConfig,
-}
-
-/// `[oauth]`: the providers whose tokens `POST /auth/oauth-sign-in` accepts.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OAuthConfig {
-    /// `[[oauth.providers]]` tables, read from the config file only (never the environment).
-    pub providers: Vec<OAuthProviderConfig>,
-    /// Clock skew allowed on an ID token's `exp`, `nbf` and `iat`, in seconds.
-    pub leeway_seconds: u64,
-    /// Shortest time between two JWKS fetches of one provider; a token with an unknown `kid`
-    /// triggers a fetch only when the last one is at least this old.
-    pub jwks_refresh_floor_seconds: u64,
-    /// Time allowed for each call to a provider (discovery, JWKS, introspection, userinfo).
-    pub provider_timeout_seconds: u64,
-}
-
-impl Default for OAuthConfig {
-    fn default() -> OAuthConfig {
-        OAuthConfig {
-            providers: Vec::new(),
-            leeway_seconds: 60,
-            jwks_refresh_floor_seconds: 60,
-            provider_timeout_seconds: 5,
-        }
-    }
-}
-
-/// How a provider's token is checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OAuthProviderKind {
-    /// The token is an OpenID Connect ID token, verified against the provider's JWKS.
-    #[default]
-    Oidc,
-    /// The token is an access token: introspected, then sent to the userinfo URL.
-    Userinfo,
-}
-
-/// One `[[oauth.providers]]` table. `auth::oauth::check_provider_configs` checks it.
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuthProviderConfig {
-    /// The name clients send as `provider`.
-    pub name: String,
-    pub kind: OAuthProviderKind,
-    /// OIDC: the exact `iss` of the provider's ID tokens.
-    #[serde(default)]
-    pub issuer: Option<String>,
-    /// OIDC: the accepted `aud` values (our client ids); empty means `[client_id]`.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// OIDC: where the JWKS is fetched; unset with no `jwks_file`: from the issuer's
-    /// discovery document.
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// OIDC: a JWKS read once at start instead of fetched.
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// Userinfo: the URL that answers the token's account as JSON.
-    #[serde(default)]
-    pub userinfo_url: Option<String>,
-    /// Userinfo: the RFC 7662 introspection URL that proves the token was issued to us.
-    #[serde(default)]
-    pub introspection_url: Option<String>,
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Sent (HTTP Basic, with `client_id`) to the introspection URL. Never logged.
-    #[serde(default)]
-    #[serde(serialize_with = "serialize_masked_secret")]
-    pub client_secret: Option<String>,
-    #[serde(default = "default_subject_field")]
-    pub subject_field: String,
-    #[serde(default = "default_email_field")]
-    pub email_field: String,
-    #[serde(default = "default_email_verified_field")]
-    pub email_verified_field: String,
-    /// Link an unlinked provider account to the account with the same, verified, email.
-    #[serde(default)]
-    pub link_by_verified_email: bool,
-    /// Create accounts for unknown provider accounts; unset follows `[signup] open`.
-    #[serde(default)]
-    pub allow_sign_up: Option<bool>,
-    /// Let an email the provider does not say it verified become a new account's address
-    /// (made with `email_verified = false`). Off: such a provider account creates nothing.
-    #[serde(default)]
-    pub allow_unverified_email_sign_up: bool,
-    /// Userinfo without introspection: any app's token for this provider would sign in.
-    #[serde(default)]
-    pub allow_unbound_tokens: bool,
-}
-
-fn default_subject_field() -> String {
-    "sub".to_owned()
-}
-
-fn default_email_field() -> String {
-    "email".to_owned()
-}
-
-fn default_email_verified_field() -> String {
-    "email_verified".to_owned()
-}
-
-impl Default for OAuthProviderConfig {
-    fn default() -> OAuthProviderConfig {
-        OAuthProviderConfig {
-            name: String::new(),
-            kind: OAuthProviderKind::Oidc,
-            issuer: None,
-            audiences: Vec::new(),
-            jwks_url: None,
-            jwks_file: None,
-            userinfo_url: None,
-            introspection_url: None,
-            client_id: None,
-            client_secret: None,
-            subject_field: default_subject_field(),
-            email_field: default_email_field(),
-            email_verified_field: default_email_verified_field(),
-            link_by_verified_email: false,
-            allow_sign_up: None,
-            allow_unverified_email_sign_up: false,
-            allow_unbound_tokens: false,
-        }
-    }
-}
-
-impl fmt::Debug for OAuthProviderConfig {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("OAuthProviderConfig")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
-            .field("jwks_url", &self.jwks_url)
-            .field("jwks_file", &self.jwks_file)
-            .field("userinfo_url", &self.userinfo_url)
-            .field("introspection_url", &self.introspection_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("link_by_verified_email", &self.link_by_verified_email)
-            .field("allow_sign_up", &self.allow_sign_up)
-            .field(
-                "allow_unverified_email_sign_up",
-                &self.allow_unverified_email_sign_up,
-            )
-            .field("allow_unbound_tokens", &self.allow_unbound_tokens)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SignupConfig {
-    /// Let anyone create an account with `POST /auth/sign-up` (closed by default).
-    pub open: bool,
-    /// Let `pending` users sign in before they verify their email.
-    pub allow_unverified_sign_in: bool,
-    /// How long an email-verification link works.
-    pub verify_token_lifetime_seconds: u64,
-    /// How long a password-reset link works.
-    pub reset_token_lifetime_seconds: u64,
-    /// Sign-up, resend and reset requests a minute per (address, client network).
-    pub requests_per_address_network: u32,
-    /// The same, per address from every network.
-    pub requests_per_address: u32,
-    /// The same, per client network for every address.
-    pub requests_per_network: u32,
-    /// Days after which a sign-up whose address was never proved is deleted (API.md 15.15).
-    pub pending_lifetime_days: u64,
-}
-
-impl Default for SignupConfig {
-    fn default() -> SignupConfig {
-        SignupConfig {
-            open: false,
-            allow_unverified_sign_in: false,
-            verify_token_lifetime_seconds: 24 * 3600,
-            reset_token_lifetime_seconds: 30 * 60,
-            requests_per_address_network: 3,
-            requests_per_address: 5,
-            requests_per_network: 20,
-            pending_lifetime_days: 7,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailTransport {
-    /// Write each message as an .eml file in `<data-dir>/outbox/`.
-    Outbox,
-    /// Send through an SMTP server.
-    Smtp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    Starttls,
-    Implicit,
-    None,
-}
-
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmailConfig {
-    pub transport: EmailTransport,
-    /// The From header.
-    pub from: String,
-    /// Link in verification emails; `{token}` is replaced. Unset: the server's own page.
-    pub verify_link: Option<String>,
-    /// Link in password-reset emails; `{token}` is replaced. Unset: the server's own page.
-    pub reset_link: Option<String>,
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub smtp_tls: SmtpTls,
-    pub smtp_username: Option<String>,
-    #[serde(serialize_with = "serialize_masked_secret")]
-    pub smtp_password: Option<String>,
-    /// Delivery attempts before a message is given up (with a growing wait between).
-    pub max_attempts: u32,
-}
-
-impl std::fmt::Debug for EmailConfig {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("EmailConfig")
-            .field("transport", &self.transport)
-            .field("from", &self.from)
-            .field("smtp_host", &self.smtp_host)
-            .field("smtp_port", &self.smtp_port)
-            .field("smtp_tls", &self.smtp_tls)
-            .field("smtp_username", &self.smtp_username)
-            .field("smtp_password", &self.smtp_password.as_ref().map(|_| "***"))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for EmailConfig {
-    fn default() -> EmailConfig {
-        EmailConfig {
-            transport: EmailTransport::Outbox,
-            from: "Latchkey <latchkey@localhost>".to_owned(),
-            verify_link: None,
-            reset_link: None,
-            smtp_host: "localhost".to_owned(),
-            smtp_port: 587,
-            smtp_tls: SmtpTls::Starttls,
-            smtp_username: None,
-            smtp_password: None,
-            max_attempts: 20,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptchaProvider {
-    None,
-    Recaptcha,
-    Hcaptcha,
-    Turnstile,
-}
-
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CaptchaConfig {
-    /// Which siteverify protocol checks `X-Recaptcha-Token` (none: only its presence).
-    pub provider: CaptchaProvider,
-    #[serde(serialize_with = "serialize_masked_secret")]
-    pub secret: Option<String>,
-    /// Overrides the provider's own siteverify URL.
-    pub verify_url: Option<String>,
-}
-
-impl std::fmt::Debug for CaptchaConfig {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("CaptchaConfig")
-            .field("provider", &self.provider)
-            .field("secret", &self.secret.as_ref().map(|_| "***"))
-            .field("verify_url", &self.verify_url)
-            .finish()
-    }
-}
-
-impl Default for CaptchaConfig {
-    fn default() -> CaptchaConfig {
-        CaptchaConfig {
-            provider: CaptchaProvider::None,
-            secret: None,
-            verify_url: None,
-        }
-    }
-}
-
-impl CaptchaConfig {
-    /// The siteverify URL: the configured one, else the provider's.
-    pub fn effective_verify_url(&self) -> Option<String> {
-        self.verify_url.clone().or_else(|| {
-            match self.provider {
-                CaptchaProvider::None => None,
-                CaptchaProvider::Recaptcha => {
-                    Some("https://www.google.com/recaptcha/api/siteverify")
-                }
-                CaptchaProvider::Hcaptcha => Some("https://api.hcaptcha.com/siteverify"),
-                CaptchaProvider::Turnstile => {
-                    Some("https://challenges.cloudflare.com/turnstile/v0/siteverify")
-                }
-            }
-            .map(str::to_owned)
-        })
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ThrottleConfig {
-    /// Throttle password guessing and failed OAuth sign-ins, and limit sign-up, resend and
-    /// reset requests and sub-user creation (429 with Retry-After). Off only for load tests.
-    pub enabled: bool,
-    /// Failures a minute per (account, client network) before a growing wait.
-    pub failures_per_account_network: u32,
-    /// Failures a minute per account, from every network together.
-    pub failures_per_account: u32,
-    /// Failures a minute per client network (IPv4 address, IPv6 /64).
-    pub failures_per_network: u32,
-    /// Longest wait the growing delay reaches, in seconds.
-    pub max_delay_seconds: u64,
-    /// Sub-users one caller may create (`POST /user`) at once, refilled over an hour.
-    pub sub_users_per_caller_per_hour: u32,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> ThrottleConfig {
-        ThrottleConfig {
-            enabled: true,
-            failures_per_account_network: 5,
-            failures_per_account: 20,
-            failures_per_network: 30,
-            max_delay_seconds: 900,
-            sub_users_per_caller_per_hour: 20,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeysConfig {
-    /// Seconds between automatic signing-key rotations; 0 (the default) turns it off.
-    pub rotate_every: u64,
-    /// When over 0, a rotation first publishes the new key as `next` in `/auth/keys` and it
-    /// signs only this many seconds later (the old key signs meanwhile), for verifiers that
-    /// cache the key set. 0 (the default): a new key signs at once.
-    pub publish_ahead_seconds: u64,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Where `serve` listens.
-    pub listen: SocketAddr,
-    /// The server's own external URL: the tokens' `iss`, the CSRF origin, `Secure` cookies,
-    /// the emailed links. Unset: `http://<listen>`, but the tokens' `iss` is then
-    /// `urn:latchkey:<store id>`, never the listen address.
-    pub public_url: Option<Origin>,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNetwork>,
-    /// How long shutdown waits for in-flight requests.
-    pub shutdown_grace_seconds: u64,
-}
-
-impl Default for ServerConfig {
-    fn default() -> ServerConfig {
-        ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: None,
-            trusted_proxies: Vec::new(),
-            shutdown_grace_seconds: 10,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Time allowed to receive a request's headers; also bounds keep-alive idle time.
-    pub header_read_timeout_seconds: u64,
-    /// Time allowed for reading a body and handling a request.
-    pub request_timeout_seconds: u64,
-    /// Connections served at once; more wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// Largest request head (line and headers) accepted.
-    pub max_header_bytes: usize,
-    /// Origins allowed to call the API from a browser (CORS).
-    pub cors_origins: Vec<Origin>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> HttpConfig {
-        HttpConfig {
-            header_read_timeout_seconds: 10,
-            request_timeout_seconds: 15,
-            max_connections: 10_000,
-            max_body_bytes: 64 * 1024,
-            max_header_bytes: 16 * 1024,
-            cors_origins: Vec::new(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// The data directory: `latchkey.redb` lives here.
-    pub data_dir: PathBuf,
-    /// redb's page cache.
-    pub cache_size_mib: usize,
-}
-
-impl Default for StoreConfig {
-    fn default() -> StoreConfig {
-        StoreConfig {
-            data_dir: PathBuf::from("./data"),
-            cache_size_mib: 32,
-        }
-    }
-}
-
-impl StoreConfig {
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("latchkey.redb")
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PasswordConfig {
-    /// argon2id memory cost in KiB (OWASP: 19456).
-    pub memory_kib: u32,
-    /// argon2id time cost (OWASP: 2).
-    pub iterations: u32,
-    /// argon2id lanes (OWASP: 1).
-    pub parallelism: u32,
-    /// Hasher threads; 0 means one per core.
-    pub hasher_threads: usize,
-    /// Password checks allowed to wait for a hasher before sign-in answers 503.
-    pub queue_capacity: usize,
-    /// Shortest password accepted when one is set (the vendor's minimum is 6).
-    pub min_length: usize,
-    /// A hasher frees its argon2 buffer after this many seconds without work; 0 keeps it.
-    pub buffer_release_after_idle_seconds: u64,
-    /// How much nicer than the server the hasher threads run (0 to 19): token checks and the
-    /// rest of the runtime win the CPU while sign-ins saturate the hashers.
-    pub hasher_niceness: u8,
-}
-
-impl Default for PasswordConfig {
-    fn default() -> PasswordConfig {
-        PasswordConfig {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-            hasher_threads: 0,
-            queue_capacity: 64,
-            min_length: 6,
-            buffer_release_after_idle_seconds: 5,
-            hasher_niceness: 19,
-        }
-    }
-}
-
-impl PasswordConfig {
-    pub fn effective_hasher_threads(&self) -> usize {
-        if self.hasher_threads > 0 {
-            return self.hasher_threads;
-        }
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionConfig {
-    /// Lifetime of a `long-term-token` session (14 days).
-    pub long_term_seconds: u64,
-    /// Lifetime of a short session (3 hours).
-    pub short_term_seconds: u64,
-    /// How often expired sessions are purged (in transactions of at most 1,000 rows).
-    pub purge_interval_seconds: u64,
-    /// Sessions (sign-ins and minted tokens) a user may hold; a new one ends the oldest.
-    pub max_per_user: usize,
-}
-
-impl Default for SessionConfig {
-    fn default() -> SessionConfig {
-        SessionConfig {
-            long_term_seconds: 14 * 24 * 3600,
-            short_term_seconds: 3 * 3600,
-            purge_interval_seconds: 60,
-            max_per_user: 1000,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Accept `?token=` and `?jwt=` credentials (the vendor does).
-    pub query_credentials: bool,
-    /// Absolute `ret-url` origins allowed, and origins trusted for cookie CSRF checks.
-    pub allowed_return_origins: Vec<Origin>,
-    /// Verified token signatures remembered (the hot path skips Ed25519 for these).
-    pub verified_token_cache_entries: usize,
-    /// Standalone API tokens a user may hold, expired ones included; then 409.
-    pub max_api_tokens_per_user: usize,
-}
-
-impl Default for AuthConfig {
-    fn default() -> AuthConfig {
-        AuthConfig {
-            query_credentials: true,
-            allowed_return_origins: Vec::new(),
-            verified_token_cache_entries: 100_000,
-            max_api_tokens_per_user: 100,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `text` (key=value) or `json`.
-    pub format: LogFormat,
-    /// A tracing filter level: error, warn, info, debug, trace.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> LogConfig {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".to_owned(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
+    /// Where each key was set, kept for the checks made after loading (`app::preflight`).
+    #[serde(skip)]
+    sources: KeySources,
 }
 
 /// Command-line values that override every other layer.
@@ -690,20 +148,6 @@ fn key_in_parentheses(key: &Option<String>) -> String {
         .map_or_else(String::new, |key| format!(" ({key})"))
 }
 
-/// A setting refused by a check that lives with the code using it
-/// (`auth::oauth::check_provider_configs`): the key, as a dotted path, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingProblem {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for SettingProblem {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}: {}", self.key, self.message)
-    }
-}
-
 impl Config {
     /// Builds the configuration from all layers. `environment` is passed in (not read here)
     /// so that tests and `check-config` see exactly what the process would.
@@ -774,22 +218,28 @@ impl Config {
                 KeySource::Flag { name: "--listen" },
             );
         }
-        config.validate(&sources)?;
+        config.sources = sources;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// The error that refuses `key`'s value, naming where it was set: for `validate` and for
+    /// the checks made after loading (`app::preflight`).
+    pub fn refusal(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Refused {
+            key: key.to_owned(),
+            set_in: self.sources.of(key),
+            message,
+        }
     }
 
     /// Refuses the values the server cannot or should not run with, naming the key and
     /// where it was set (`check-config` and every start call this, through `load`).
-    fn validate(&self, sources: &KeySources) -> Result<(), ConfigError> {
-        let refuse = |key: &str, message: String| {
-            Err(ConfigError::Refused {
-                key: key.to_owned(),
-                set_in: sources.of(key),
-                message,
-            })
-        };
-        if let Err(problem) = crate::auth::oauth::check_provider_configs(&self.oauth) {
-            return refuse(&problem.key, problem.message);
+    fn validate(&self) -> Result<(), ConfigError> {
+        let sources = &self.sources;
+        let refuse = |key: &str, message: String| Err(self.refusal(key, message));
+        if let Err(refused) = self.oauth.check() {
+            return refuse(&refused.key, refused.problem.to_string());
         }
         let zero_keys = [
             ("password.iterations", self.password.iterations == 0),
@@ -872,13 +322,10 @@ impl Config {
                 "must be between 0 and 19 (a nice value)".to_owned(),
             );
         }
-        if !(1..=crate::auth::PASSWORD_MAX_CHARACTERS).contains(&self.password.min_length) {
+        if !(1..=PASSWORD_MAX_CHARACTERS).contains(&self.password.min_length) {
             return refuse(
                 "password.min_length",
-                format!(
-                    "must be between 1 and {}",
-                    crate::auth::PASSWORD_MAX_CHARACTERS
-                ),
+                format!("must be between 1 and {PASSWORD_MAX_CHARACTERS}"),
             );
         }
         if self.session.long_term_seconds < self.session.short_term_seconds {
@@ -903,12 +350,6 @@ impl Config {
             return refuse(
                 "captcha.provider",
                 "needs captcha.secret (the provider's secret)".to_owned(),
-            );
-        }
-        if !crate::mail::is_valid_from(&self.email.from) {
-            return refuse(
-                "email.from",
-                "must be an address like \"Name <user@example.com>\"".to_owned(),
             );
         }
         for (key, link) in [
@@ -1108,174 +549,6 @@ fn is_loopback_host(host: &str) -> bool {
     }
     let name = host.strip_suffix('.').unwrap_or(host);
     name.eq_ignore_ascii_case("localhost")
-}
-
-/// A web origin: scheme, host and port, compared exactly.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Origin {
-    /// The URL's origin. A URL with user information (`http://user@host`) has none here: it
-    /// is no origin a browser sends, and must never match one (API.md section 15).
-    pub fn from_url(url: &url::Url) -> Option<Origin> {
-        if !url.username().is_empty() || url.password().is_some() {
-            return None;
-        }
-        let host = url.host_str()?.to_owned();
-        let port = url.port_or_known_default()?;
-        Some(Origin {
-            scheme: url.scheme().to_owned(),
-            host,
-            port,
-        })
-    }
-
-    pub fn is_https(&self) -> bool {
-        self.scheme == "https"
-    }
-}
-
-impl FromStr for Origin {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Origin, String> {
-        let url =
-            url::Url::parse(text).map_err(|error| format!("{text:?} is not a URL: {error}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{text:?} must be an http or https URL"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("{text:?} must not carry user information"));
-        }
-        Origin::from_url(&url).ok_or_else(|| format!("{text:?} has no host"))
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let default_port = match self.scheme.as_str() {
-            "https" => 443,
-            _ => 80,
-        };
-        let host = if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default_port {
-            write!(formatter, "{}://{}", self.scheme, host)
-        } else {
-            write!(formatter, "{}://{}:{}", self.scheme, host, self.port)
-        }
-    }
-}
-
-impl fmt::Debug for Origin {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, formatter)
-    }
-}
-
-impl<'de> Deserialize<'de> for Origin {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Origin, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// An address or a CIDR block (`10.0.0.0/8`, `::1`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct IpNetwork {
-    pub address: IpAddr,
-    pub prefix_length: u8,
-}
-
-impl IpNetwork {
-    pub fn contains(&self, candidate: IpAddr) -> bool {
-        match (self.address, candidate) {
-            (IpAddr::V4(network), IpAddr::V4(candidate)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_length))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(candidate) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(candidate)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_length))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(candidate) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for IpNetwork {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<IpNetwork, String> {
-        let (address_text, prefix_text) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let address: IpAddr = address_text
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
-        let maximum = if address.is_ipv4() { 32 } else { 128 };
-        let prefix_length = match prefix_text {
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|length| *length <= maximum)
-                .ok_or_else(|| format!("{text:?} has a bad prefix length"))?,
-            None => maximum,
-        };
-        Ok(IpNetwork {
-            address,
-            prefix_length,
-        })
-    }
-}
-
-impl fmt::Debug for IpNetwork {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}/{}", self.address, self.prefix_length)
-    }
-}
-
-impl<'de> Deserialize<'de> for IpNetwork {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpNetwork, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// `check-config` prints the effective settings through `Serialize`: a secret shows only
-/// whether it is set, never its value.
-fn serialize_masked_secret<S: serde::Serializer>(
-    secret: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => serializer.serialize_str("***"),
-        None => serializer.serialize_none(),
-    }
-}
-
-impl Serialize for Origin {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl Serialize for IpNetwork {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{}/{}", self.address, self.prefix_length))
-    }
 }
 
 #[cfg(test)]
@@ -1644,15 +917,5 @@ mod tests {
             &FlagOverrides::default(),
         );
         assert!(loaded.is_ok(), "{loaded:?}");
-    }
-
-    #[test]
-    fn networks_contain_their_addresses() {
-        let network: IpNetwork = "10.1.0.0/16".parse().unwrap();
-        assert!(network.contains("10.1.200.3".parse().unwrap()));
-        assert!(!network.contains("10.2.0.1".parse().unwrap()));
-        let single: IpNetwork = "::1".parse().unwrap();
-        assert!(single.contains("::1".parse().unwrap()));
-        assert!("10.0.0.0/33".parse::<IpNetwork>().is_err());
     }
 }

@@ -13,9 +13,9 @@ use hyper::header::{
 use hyper::http::request::Parts;
 
 use crate::auth::{PresentedCredential, looks_like_api_token};
-use crate::config::Origin;
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
+use crate::model::net::Origin;
 
 /// The credential found, owned, with where it came from.
 #[derive(Clone, PartialEq, Eq)]

@@ -28,8 +28,8 @@ use hyper::{Method, StatusCode, header};
 
 use crate::app::App;
 use crate::auth::{self, ClientInfo, Identity};
-use crate::config::Origin;
 use crate::model::Permission;
+use crate::model::net::Origin;
 use error::ApiError;
 use fields::Fields;
 

@@ -190,7 +190,7 @@ pub fn verify_page(request: &Request) -> Result<Response, ApiError> {
 pub fn reset_page(api: &Api, request: &Request) -> Result<Response, ApiError> {
     let token = escape(&request.query.string("token")?.unwrap_or_default());
     let min_length = api.app.config.password.min_length;
-    let max_length = crate::auth::PASSWORD_MAX_CHARACTERS;
+    let max_length = crate::model::PASSWORD_MAX_CHARACTERS;
     let body = format!(
         "<form method=\"post\" action=\"/frontend/api/v1/auth/password-reset/confirm\">\
          <input type=\"hidden\" name=\"password-update-token\" value=\"{token}\">\

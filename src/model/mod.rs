@@ -4,6 +4,12 @@
 
 use std::fmt;
 
+pub mod net;
+
+/// The vendor's upper bound on a password, in Unicode characters (bcrypt's 72 bytes, kept
+/// as characters). `[password] min_length` may not exceed it.
+pub const PASSWORD_MAX_CHARACTERS: usize = 72;
+
 /// Seconds since the Unix epoch, UTC. Every stored time is one of these.
 pub type UnixSeconds = i64;
 
