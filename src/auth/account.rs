@@ -13,7 +13,7 @@ use crate::model::{
     NewUser, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session, SessionId, Status,
     User, UserId, now_unix_seconds,
 };
-use crate::store::{SessionsToEnd, StoreError};
+use crate::store::SessionsToEnd;
 
 const NAME_MAX_CHARACTERS: usize = 255;
 
@@ -29,14 +29,6 @@ pub fn can_reach(caller: &User, target: &User) -> bool {
     match caller.role {
         Role::Root | Role::Admin => target.role < caller.role,
         Role::User | Role::Sub => false,
-    }
-}
-
-fn store_error(error: StoreError) -> AuthError {
-    match error {
-        StoreError::LastActiveRoot => AuthError::Conflict("last active root"),
-        StoreError::EmailTaken => AuthError::Conflict("email taken"),
-        other => AuthError::Store(other),
     }
 }
 
@@ -316,11 +308,10 @@ pub async fn create_sub_user(
     };
     let now = now_unix_seconds();
     let requester = identity.requester(now);
-    let result = store_write(&app.store, move |store| {
-        Ok(store.insert_sub_user(new_user, now, &requester))
+    store_write(&app.store, move |store| {
+        store.insert_sub_user(new_user, now, &requester)
     })
-    .await?;
-    result.map_err(store_error)
+    .await
 }
 
 /// Everything a request grants must lie within the E of the credential making it.
@@ -403,29 +394,26 @@ async fn apply_profile_change(
     let now = now_unix_seconds();
     let requester = identity.requester(now);
     let updated = store_write(&app.store, move |store| {
-        Ok(
-            store.update_user_for(Some(&requester), user_id, now, |user| {
-                if first_name.is_some() {
-                    user.first_name = first_name;
-                }
-                if last_name.is_some() {
-                    user.last_name = last_name;
-                }
-                if let Some(permissions) = permissions {
-                    user.permissions = permissions;
-                }
-            }),
-        )
+        store.update_user_for(Some(&requester), user_id, now, |user| {
+            if first_name.is_some() {
+                user.first_name = first_name;
+            }
+            if last_name.is_some() {
+                user.last_name = last_name;
+            }
+            if let Some(permissions) = permissions {
+                user.permissions = permissions;
+            }
+        })
     })
     .await?;
-    updated.map_err(store_error)?.ok_or(AuthError::NotFound)
+    updated.ok_or(AuthError::NotFound)
 }
 
 /// `DELETE /user/current`: the user, its sub-users, and all their sessions and tokens.
 pub async fn delete_own_account(app: &App, identity: &Identity) -> Result<(), AuthError> {
     let user_id = identity.user.id;
-    let deleted = store_write(&app.store, move |store| Ok(store.delete_user_tree(user_id))).await?;
-    deleted.map_err(store_error)?;
+    store_write(&app.store, move |store| store.delete_user_tree(user_id)).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use crate::auth::{
     sign_session_token, store_write,
 };
 use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds, now_unix_seconds};
-use crate::store::{NewSignIn, StoreError};
+use crate::store::NewSignIn;
 
 /// Claims a caller may not set on a minted token: the token's own, and those a resource
 /// server could take for facts about the user (API.md 15.12).
@@ -326,11 +326,7 @@ pub async fn mint_token(
         end_other_sessions: false,
         replacement_password_hash: None,
     };
-    store_write(&app.store, move |store| store.record_sign_in(&minted))
-        .await
-        .map_err(|error| match error {
-            AuthError::Store(StoreError::CredentialsChanged) => AuthError::Unauthenticated,
-            other => other,
-        })?;
+    // A minting credential revoked meanwhile answers `Unauthenticated` (`From<StoreError>`).
+    store_write(&app.store, move |store| store.record_sign_in(&minted)).await?;
     Ok((session, token))
 }

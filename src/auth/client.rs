@@ -3,17 +3,15 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use crate::model::UaType;
 use crate::model::net::IpNetwork;
 
-/// Every ua-type name, in the order the rules try them.
-pub const UA_TYPES: [&str; 6] = ["bot", "cli", "desktop-app", "mobile", "browser", "unknown"];
-
 /// The first matching rule on the lowercased User-Agent.
-pub fn ua_type(user_agent: &str) -> &'static str {
+pub fn ua_type(user_agent: &str) -> UaType {
     let lowered = user_agent.to_lowercase();
     let has_any = |needles: &[&str]| needles.iter().any(|needle| lowered.contains(needle));
     if has_any(&["bot", "crawler", "spider", "slurp"]) {
-        "bot"
+        UaType::Bot
     } else if has_any(&[
         "curl",
         "wget",
@@ -23,15 +21,15 @@ pub fn ua_type(user_agent: &str) -> &'static str {
         "okhttp",
         "java/",
     ]) {
-        "cli"
+        UaType::Cli
     } else if has_any(&["electron"]) {
-        "desktop-app"
+        UaType::DesktopApp
     } else if has_any(&["mobile", "android", "iphone", "ipad"]) {
-        "mobile"
+        UaType::Mobile
     } else if has_any(&["mozilla/"]) {
-        "browser"
+        UaType::Browser
     } else {
-        "unknown"
+        UaType::Unknown
     }
 }
 
@@ -102,18 +100,18 @@ mod tests {
 
     #[test]
     fn ua_types_follow_the_first_matching_rule() {
-        assert_eq!(ua_type("Googlebot/2.1"), "bot");
-        assert_eq!(ua_type("curl/8.5.0"), "cli");
-        assert_eq!(ua_type("Mozilla/5.0 Electron/30"), "desktop-app");
+        assert_eq!(ua_type("Googlebot/2.1").name(), "bot");
+        assert_eq!(ua_type("curl/8.5.0").name(), "cli");
+        assert_eq!(ua_type("Mozilla/5.0 Electron/30").name(), "desktop-app");
         assert_eq!(
-            ua_type("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"),
+            ua_type("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)").name(),
             "mobile"
         );
         assert_eq!(
-            ua_type("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"),
+            ua_type("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0").name(),
             "browser"
         );
-        assert_eq!(ua_type(""), "unknown");
+        assert_eq!(ua_type("").name(), "unknown");
     }
 
     #[test]

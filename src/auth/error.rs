@@ -1,5 +1,6 @@
-//! `AuthError`: what a use case can answer besides success. The HTTP layer maps each variant
-//! to a status in one place; nothing here knows HTTP.
+//! `AuthError`: what a use case can answer besides success, and the one mapping of the
+//! store's conflicts to it (`From<StoreError>`). The HTTP layer maps each variant to a status
+//! in one place; nothing here knows HTTP.
 
 use crate::auth::password::PasswordError;
 use crate::auth::token::TokenError;
@@ -69,10 +70,34 @@ pub enum AuthError {
     OAuthEmailMismatch,
     #[error("the OAuth provider cannot be reached")]
     ProviderUnreachable,
+    /// The store failed: never one of its conflicts, which `From<StoreError>` turns into
+    /// the outcomes above.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The one place the store's conflicts become domain outcomes; every variant is named, so a
+/// new conflict must be placed here.
+impl From<StoreError> for AuthError {
+    fn from(error: StoreError) -> AuthError {
+        match error {
+            StoreError::EmailTaken => AuthError::Conflict("email taken"),
+            StoreError::LastActiveRoot => AuthError::Conflict("last active root"),
+            StoreError::TooManyApiTokens => {
+                AuthError::Conflict("the user holds the most API tokens allowed; delete some first")
+            }
+            // The credential was revoked, or its user's password changed or the user was
+            // suspended, while the request was on its way (API.md 15.3, 15.6).
+            StoreError::CredentialsChanged => AuthError::Unauthenticated,
+            StoreError::Redb(_)
+            | StoreError::CorruptRecord(_)
+            | StoreError::NewerSchema { .. }
+            | StoreError::Locked { .. }
+            | StoreError::Io { .. } => AuthError::Store(error),
+        }
+    }
 }
 
 impl From<PasswordError> for AuthError {

@@ -184,7 +184,7 @@ impl SessionEntry<'_> {
             expire: Timestamp(session.expire),
             id: SessionIdText(session.id),
             remote_ip: &session.remote_ip,
-            ua_type: session.ua_type,
+            ua_type: session.ua_type.name(),
             user_agent: &session.user_agent,
         }
     }

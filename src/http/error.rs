@@ -322,13 +322,6 @@ impl From<AuthError> for ApiError {
             AuthError::OAuthRefused(_) => ApiError::OAuthRefused,
             AuthError::OAuthEmailMismatch => ApiError::OAuthEmailMismatch,
             AuthError::ProviderUnreachable => ApiError::ProviderUnreachable,
-            AuthError::Store(crate::store::StoreError::TooManyApiTokens) => {
-                ApiError::Conflict("the user holds the most API tokens allowed; delete some first")
-            }
-            // The credential was revoked (or its user's password changed) mid-request.
-            AuthError::Store(crate::store::StoreError::CredentialsChanged) => {
-                ApiError::Unauthenticated
-            }
             AuthError::Store(error) => ApiError::Internal(error.to_string()),
             AuthError::Internal(message) => ApiError::Internal(message),
         }

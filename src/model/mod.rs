@@ -2,9 +2,13 @@
 //! statuses and permission sets. None of them is a serde type; the wire and the disk each
 //! have their own.
 
+mod permission;
+
 use std::fmt;
 
 pub mod net;
+
+pub use crate::model::permission::{Permission, PermissionSet};
 
 /// The vendor's upper bound on a password, in Unicode characters (bcrypt's 72 bytes, kept
 /// as characters). `[password] min_length` may not exceed it.
@@ -194,150 +198,6 @@ impl SigningKeyStatus {
     }
 }
 
-/// The 14 permission names of the vendor's `UsercommonPermissionName`, in its order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Permission {
-    ReadAdmin,
-    ReadBilling,
-    ReadInvite,
-    ReadMedia,
-    ReadProfile,
-    ReadStatistics,
-    ReadSubUser,
-    ReadUser,
-    WriteAdmin,
-    WriteBilling,
-    WriteInvite,
-    WriteMedia,
-    WriteSubUser,
-    WriteUser,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 14] = [
-        Permission::ReadAdmin,
-        Permission::ReadBilling,
-        Permission::ReadInvite,
-        Permission::ReadMedia,
-        Permission::ReadProfile,
-        Permission::ReadStatistics,
-        Permission::ReadSubUser,
-        Permission::ReadUser,
-        Permission::WriteAdmin,
-        Permission::WriteBilling,
-        Permission::WriteInvite,
-        Permission::WriteMedia,
-        Permission::WriteSubUser,
-        Permission::WriteUser,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Permission::ReadAdmin => "read:admin",
-            Permission::ReadBilling => "read:billing",
-            Permission::ReadInvite => "read:invite",
-            Permission::ReadMedia => "read:media",
-            Permission::ReadProfile => "read:profile",
-            Permission::ReadStatistics => "read:statistics",
-            Permission::ReadSubUser => "read:sub-user",
-            Permission::ReadUser => "read:user",
-            Permission::WriteAdmin => "write:admin",
-            Permission::WriteBilling => "write:billing",
-            Permission::WriteInvite => "write:invite",
-            Permission::WriteMedia => "write:media",
-            Permission::WriteSubUser => "write:sub-user",
-            Permission::WriteUser => "write:user",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Permission> {
-        Permission::ALL
-            .into_iter()
-            .find(|permission| permission.name() == name)
-    }
-
-    fn bit(self) -> u16 {
-        1 << (self as u16)
-    }
-}
-
-/// A set of permissions as a bit set: the hot path intersects these on every request.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct PermissionSet(u16);
-
-impl PermissionSet {
-    pub fn empty() -> PermissionSet {
-        PermissionSet(0)
-    }
-
-    pub fn all() -> PermissionSet {
-        Permission::ALL
-            .into_iter()
-            .fold(PermissionSet::empty(), PermissionSet::with)
-    }
-
-    pub fn from_bits(bits: u16) -> PermissionSet {
-        PermissionSet(bits & PermissionSet::all().0)
-    }
-
-    pub fn bits(self) -> u16 {
-        self.0
-    }
-
-    pub fn with(self, permission: Permission) -> PermissionSet {
-        PermissionSet(self.0 | permission.bit())
-    }
-
-    pub fn without(self, permission: Permission) -> PermissionSet {
-        PermissionSet(self.0 & !permission.bit())
-    }
-
-    pub fn contains(self, permission: Permission) -> bool {
-        self.0 & permission.bit() != 0
-    }
-
-    pub fn intersection(self, other: PermissionSet) -> PermissionSet {
-        PermissionSet(self.0 & other.0)
-    }
-
-    pub fn union(self, other: PermissionSet) -> PermissionSet {
-        PermissionSet(self.0 | other.0)
-    }
-
-    pub fn difference(self, other: PermissionSet) -> PermissionSet {
-        PermissionSet(self.0 & !other.0)
-    }
-
-    /// The first permission of `self` that `limit` lacks, in the vendor's order.
-    pub fn first_outside(self, limit: PermissionSet) -> Option<Permission> {
-        self.iter().find(|permission| !limit.contains(*permission))
-    }
-
-    /// Members in the vendor's (alphabetical) order.
-    pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL
-            .into_iter()
-            .filter(move |permission| self.contains(*permission))
-    }
-
-    pub fn names(self) -> Vec<&'static str> {
-        self.iter().map(Permission::name).collect()
-    }
-}
-
-impl FromIterator<Permission> for PermissionSet {
-    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> PermissionSet {
-        iter.into_iter()
-            .fold(PermissionSet::empty(), PermissionSet::with)
-    }
-}
-
-impl fmt::Debug for PermissionSet {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.debug_set().entries(self.names()).finish()
-    }
-}
-
 /// A password hash in PHC string form. Not secret like a password, but never printed either.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHashString(pub String);
@@ -398,6 +258,52 @@ pub enum SessionKind {
     Minted,
 }
 
+/// The kind of program a session's client is (ua-type), classified from its User-Agent by
+/// `auth::client::ua_type`. Its name is on the wire and in stored sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UaType {
+    Bot,
+    Cli,
+    DesktopApp,
+    Mobile,
+    Browser,
+    Unknown,
+}
+
+impl UaType {
+    pub const ALL: [UaType; 6] = [
+        UaType::Bot,
+        UaType::Cli,
+        UaType::DesktopApp,
+        UaType::Mobile,
+        UaType::Browser,
+        UaType::Unknown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UaType::Bot => "bot",
+            UaType::Cli => "cli",
+            UaType::DesktopApp => "desktop-app",
+            UaType::Mobile => "mobile",
+            UaType::Browser => "browser",
+            UaType::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<UaType> {
+        UaType::ALL
+            .into_iter()
+            .find(|ua_type| ua_type.name() == name)
+    }
+}
+
+impl fmt::Display for UaType {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Session {
     pub id: SessionId,
@@ -407,7 +313,7 @@ pub struct Session {
     pub expire: UnixSeconds,
     pub remote_ip: String,
     pub user_agent: String,
-    pub ua_type: &'static str,
+    pub ua_type: UaType,
     /// For minted sessions, the granted set; for sign-ins, ignored.
     pub granted_permissions: PermissionSet,
     /// SHA-256 of the API token bound to this session, if any.

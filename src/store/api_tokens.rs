@@ -1,17 +1,106 @@
-//! Store functions for standalone API tokens and signing keys: listing, replacing, deleting
-//! and purging, each in one transaction.
+//! API tokens: standalone ones (made, listed, replaced, deleted, purged once long expired)
+//! and the ones bound to a sign-in's session, with their user and expiry indexes.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{ApiToken, TokenMaker, UnixSeconds, UserId};
-use crate::store::record::decode_api_token;
-use crate::store::{
-    EXPIRE_TOKENHASH, KEYID_SIGNINGKEY, Requester, Store, StoreError, TOKENHASH_APITOKEN,
-    USERID_TOKENHASH, check_requester, delete_api_token, insert_api_token, remove_api_token_rows,
-    token_maker_last_second, token_makers,
-};
+use crate::store::record::{decode_api_token, encode_api_token};
+use crate::store::sessions::read_session;
+use crate::store::tables::{EXPIRE_TOKENHASH, TOKENHASH_APITOKEN, USERID_TOKENHASH};
+use crate::store::token_makers::{self, fit_within_maker, token_maker_last_second};
+use crate::store::users::read_user_and_parent;
+use crate::store::{ApiTokenContext, Requester, Store, StoreError, check_requester};
 
 impl Store {
+    /// The API token with this hash, its session (if bound to one), its user and parent.
+    pub fn api_token_context(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<ApiTokenContext>, StoreError> {
+        let transaction = self.begin_read()?;
+        let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let Some(bytes) = tokens.get(hash)? else {
+            return Ok(None);
+        };
+        let api_token = decode_api_token(bytes.value(), *hash)?;
+        let session = match api_token.session_id {
+            Some(session_id) => match read_session(&transaction, session_id)? {
+                Some(session) => Some(session),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let Some((user, parent)) = read_user_and_parent(&transaction, api_token.user_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(ApiTokenContext {
+            api_token,
+            session,
+            user,
+            parent,
+        }))
+    }
+
+    /// Stores an API token (its hash and record) in one transaction.
+    pub fn insert_api_token(&self, api_token: &ApiToken) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        insert_api_token(&transaction, api_token)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Stores many API tokens in one transaction (bulk seeding).
+    pub fn insert_api_tokens(&self, api_tokens: &[ApiToken]) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        for api_token in api_tokens {
+            insert_api_token(&transaction, api_token)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Stores a standalone API token unless its user already holds `limit` of them, expired
+    /// ones included (they are kept 30 days and can be deleted): `TooManyApiTokens`; and
+    /// only while its requester still stands (`CredentialsChanged`).
+    pub fn insert_api_token_within_limit(
+        &self,
+        api_token: &ApiToken,
+        limit: usize,
+        requester: &Requester,
+    ) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        check_requester(&transaction, requester)?;
+        let held = {
+            let by_user = transaction.open_table(USERID_TOKENHASH)?;
+            let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+            let user_id = api_token.user_id;
+            let mut held = 0usize;
+            for entry in by_user.range((user_id, &[0u8; 32])..=(user_id, &[0xffu8; 32]))? {
+                let hash = *entry?.0.value().1;
+                if let Some(bytes) = tokens.get(&hash)?
+                    && decode_api_token(bytes.value(), hash)?.session_id.is_none()
+                {
+                    held += 1;
+                }
+            }
+            held
+        };
+        if held >= limit {
+            return Err(StoreError::TooManyApiTokens);
+        }
+        let mut api_token = api_token.clone();
+        if let Some(last_second) = fit_within_maker(&transaction, api_token.made_by)? {
+            api_token.expires_at = Some(
+                api_token
+                    .expires_at
+                    .map_or(last_second, |expires_at| expires_at.min(last_second)),
+            );
+        }
+        insert_api_token(&transaction, &api_token)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// The user's API tokens that are not bound to a session, oldest first.
     pub fn standalone_api_tokens_of_user(
         &self,
@@ -139,12 +228,113 @@ impl Store {
         transaction.commit()?;
         Ok(expired.len())
     }
+}
 
-    /// Removes a signing key (one that can no longer have live tokens).
-    pub fn delete_signing_key(&self, key_id: &str) -> Result<(), StoreError> {
-        let transaction = self.begin_write()?;
-        transaction.open_table(KEYID_SIGNINGKEY)?.remove(key_id)?;
-        transaction.commit()?;
-        Ok(())
+pub(super) fn insert_api_token(
+    transaction: &WriteTransaction,
+    api_token: &ApiToken,
+) -> Result<(), StoreError> {
+    let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+    tokens.insert(&api_token.hash, encode_api_token(api_token).as_slice())?;
+    let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
+    by_user.insert((api_token.user_id, &api_token.hash), ())?;
+    if let (None, Some(expires_at)) = (api_token.session_id, api_token.expires_at) {
+        let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
+        by_expiry.insert((expires_at, &api_token.hash), ())?;
     }
+    if let Some(maker) = api_token.made_by {
+        token_makers::record_made(transaction, maker, TokenMaker::ApiToken(api_token.hash))?;
+    }
+    Ok(())
+}
+
+/// Removes an API token and its index rows, and answers what it was; what it made stays
+/// (`delete_api_token` ends that too). For replacing a token's record in place.
+pub(super) fn remove_api_token_rows(
+    transaction: &WriteTransaction,
+    hash: &[u8; 32],
+) -> Result<Option<ApiToken>, StoreError> {
+    let removed = {
+        let mut tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let removed = tokens.remove(hash)?;
+        match removed {
+            Some(bytes) => Some(decode_api_token(bytes.value(), *hash)?),
+            None => None,
+        }
+    };
+    let Some(api_token) = removed else {
+        return Ok(None);
+    };
+    let mut by_user = transaction.open_table(USERID_TOKENHASH)?;
+    by_user.remove((api_token.user_id, hash))?;
+    if let Some(expires_at) = api_token.expires_at {
+        let mut by_expiry = transaction.open_table(EXPIRE_TOKENHASH)?;
+        by_expiry.remove((expires_at, hash))?;
+    }
+    if let Some(maker) = api_token.made_by {
+        token_makers::forget_made(transaction, maker, TokenMaker::ApiToken(*hash))?;
+    }
+    Ok(Some(api_token))
+}
+
+/// Deletes an API token with its index rows, and everything it made (API.md 15.3).
+pub(super) fn delete_api_token(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+    hash: &[u8; 32],
+) -> Result<(), StoreError> {
+    if remove_api_token_rows(transaction, hash)?.is_none() {
+        // A dangling index row, from a record that is already gone.
+        transaction
+            .open_table(USERID_TOKENHASH)?
+            .remove((user_id, hash))?;
+    }
+    token_makers::end_what_was_made_by(transaction, TokenMaker::ApiToken(*hash))
+}
+
+/// Deletes every API token of the user that is not bound to a session.
+pub(super) fn delete_standalone_api_tokens(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    let hashes: Vec<[u8; 32]> = {
+        let by_user = transaction.open_table(USERID_TOKENHASH)?;
+        let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
+        let mut hashes = Vec::new();
+        for entry in by_user.range((user_id, &[0u8; 32])..=(user_id, &[0xffu8; 32]))? {
+            let hash = *entry?.0.value().1;
+            let standalone = match tokens.get(&hash)? {
+                Some(bytes) => decode_api_token(bytes.value(), hash)?.session_id.is_none(),
+                None => true,
+            };
+            if standalone {
+                hashes.push(hash);
+            }
+        }
+        hashes
+    };
+    for hash in hashes {
+        delete_api_token(transaction, user_id, &hash)?;
+    }
+    Ok(())
+}
+
+/// Brings an API token's expiry down to `bound` if it is later (or never); answers whether
+/// it changed.
+pub(super) fn cap_api_token_expiry(
+    transaction: &WriteTransaction,
+    hash: &[u8; 32],
+    bound: UnixSeconds,
+) -> Result<bool, StoreError> {
+    let Some(mut api_token) = remove_api_token_rows(transaction, hash)? else {
+        return Ok(false);
+    };
+    let capped = api_token
+        .expires_at
+        .is_none_or(|expires_at| expires_at > bound);
+    if capped {
+        api_token.expires_at = Some(bound);
+    }
+    insert_api_token(transaction, &api_token)?;
+    Ok(capped)
 }

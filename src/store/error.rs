@@ -1,5 +1,5 @@
-//! The store's one error type: redb's failures, records that do not decode, and the few
-//! outcomes a caller must branch on (a taken email).
+//! The store's one error type: redb's failures, records that do not decode, a file from a
+//! newer build, and the conflicts a caller must branch on (`auth::error` maps them, once).
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -7,6 +7,11 @@ pub enum StoreError {
     Redb(#[from] redb::Error),
     #[error("a stored {0} record does not decode")]
     CorruptRecord(&'static str),
+    /// The file was written by a newer build: this one could misread it, so it refuses it.
+    #[error(
+        "the store file has schema version {found}, newer than the {supported} this build supports"
+    )]
+    NewerSchema { found: u64, supported: u64 },
     #[error("the email address is taken")]
     EmailTaken,
     #[error("the last active root cannot be suspended, demoted or deleted")]

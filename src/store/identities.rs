@@ -3,52 +3,13 @@
 //! existing account or a new one) is one transaction with the checks that must hold at that
 //! moment.
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{NewUser, OAuthIdentity, UnixSeconds, User, UserId};
-use crate::store::record::{RECORD_VERSION, decode, encode};
-use crate::store::{Store, StoreError, USERID_USER, copy_table, insert_user, user_in};
-
-/// (provider, subject) → the linked user, as an `IdentityRecord`.
-const PROVIDERSUBJECT_IDENTITY: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("providersubject_identity");
-/// The reverse index: a user's identities, in (provider, subject) order.
-const USERID_PROVIDERSUBJECT: TableDefinition<(u64, &str, &str), ()> =
-    TableDefinition::new("userid_providersubject");
-
-#[derive(Serialize, Deserialize)]
-struct IdentityRecord {
-    v: u8,
-    user_id: UserId,
-    linked: UnixSeconds,
-}
-
-/// What linking an identity to an existing account did.
-#[derive(Clone, Debug)]
-pub enum IdentityLink {
-    /// Linked; the user, unchanged.
-    Linked(User),
-    /// The identity was already linked (a concurrent sign-in won): this is its user.
-    AlreadyLinked(User),
-    /// The account is gone, or no longer passes `may_link`: nothing was written.
-    Refused,
-}
-
-pub(super) fn create_tables(transaction: &WriteTransaction) -> Result<(), StoreError> {
-    transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
-    transaction.open_table(USERID_PROVIDERSUBJECT)?;
-    Ok(())
-}
-
-pub(super) fn copy_tables(
-    source: &ReadTransaction,
-    target: &WriteTransaction,
-) -> Result<(), StoreError> {
-    copy_table(source, target, PROVIDERSUBJECT_IDENTITY)?;
-    copy_table(source, target, USERID_PROVIDERSUBJECT)?;
-    Ok(())
-}
+use crate::store::record::{IdentityRecord, RECORD_VERSION, decode, encode};
+use crate::store::tables::{PROVIDERSUBJECT_IDENTITY, USERID_PROVIDERSUBJECT, USERID_USER};
+use crate::store::users::{insert_user, user_in};
+use crate::store::{IdentityLink, Store, StoreError};
 
 /// Removes every identity of a user (its deletion).
 pub(super) fn delete_identities_of_user(

@@ -1,22 +1,122 @@
-//! Stored records and their hand-written conversion to and from the domain types.
+//! Stored records and their hand-written conversion to and from the domain types: the one
+//! file that says which bytes the store writes.
 //!
 //! Users, sessions and API tokens, read on every authenticated request, are stored in a
 //! compact binary layout (`BINARY_FORMAT`, below); decoding JSON was the largest part of a
 //! token check's own work. Files written before it hold them as JSON (`{"v":1,...}`), which
 //! still decodes: the first byte tells the two apart, as JSON always starts with `{`. The
 //! other records (keys, emailed tokens, mail, identities) stay JSON, where a later field is
-//! added with `#[serde(default)]`.
+//! added with `#[serde(default)]`. Enums are stored by their `StoredName`, in both layouts.
 
 use serde::{Deserialize, Serialize};
 
 use crate::hex::hex_decode;
 use crate::model::{
-    ApiToken, PasswordHashString, PermissionSet, Role, Session, SessionId, SessionKind, Status,
-    TokenMaker, UnixSeconds, User, UserId,
+    ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Session, SessionId,
+    SessionKind, SigningKeyStatus, Status, TokenMaker, UaType, UnixSeconds, User, UserId,
 };
 use crate::store::StoreError;
 
 pub const RECORD_VERSION: u8 = 1;
+
+/// A domain enum as the store writes it: by a fixed name, which must never change (records
+/// already on disk carry it).
+pub trait StoredName: Sized + Copy + 'static {
+    const ALL: &'static [Self];
+
+    fn stored_name(self) -> &'static str;
+
+    fn from_stored_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|value| value.stored_name() == name)
+    }
+}
+
+impl StoredName for Role {
+    const ALL: &'static [Role] = &Role::ALL;
+
+    fn stored_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl StoredName for Status {
+    const ALL: &'static [Status] = &Status::ALL;
+
+    fn stored_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl StoredName for SigningKeyStatus {
+    const ALL: &'static [SigningKeyStatus] = &SigningKeyStatus::ALL;
+
+    fn stored_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl StoredName for SessionKind {
+    const ALL: &'static [SessionKind] = &[SessionKind::SignIn, SessionKind::Minted];
+
+    fn stored_name(self) -> &'static str {
+        match self {
+            SessionKind::SignIn => "sign-in",
+            SessionKind::Minted => "minted",
+        }
+    }
+}
+
+impl StoredName for EmailTokenPurpose {
+    const ALL: &'static [EmailTokenPurpose] = &[
+        EmailTokenPurpose::VerifyEmail,
+        EmailTokenPurpose::ResetPassword,
+    ];
+
+    fn stored_name(self) -> &'static str {
+        match self {
+            EmailTokenPurpose::VerifyEmail => "verify-email",
+            EmailTokenPurpose::ResetPassword => "reset-password",
+        }
+    }
+}
+
+impl StoredName for UaType {
+    const ALL: &'static [UaType] = &UaType::ALL;
+
+    fn stored_name(self) -> &'static str {
+        self.name()
+    }
+}
+
+/// A stored ua-type: one this build does not know reads as `unknown`, as it always has.
+fn stored_ua_type(name: &str) -> UaType {
+    UaType::from_stored_name(name).unwrap_or(UaType::Unknown)
+}
+
+/// `#[serde(with = "by_stored_name")]`: a `StoredName` enum as its name; an unknown name is a
+/// record that does not decode.
+mod by_stored_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::store::record::StoredName;
+
+    pub fn serialize<T: StoredName, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value.stored_name())
+    }
+
+    pub fn deserialize<'de, T: StoredName, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        T::from_stored_name(&name).ok_or_else(|| serde::de::Error::custom("an unknown name"))
+    }
+}
 
 /// The JSON layout of files written before the binary one; read, never written.
 #[derive(Deserialize)]
@@ -25,8 +125,10 @@ pub struct UserRecord {
     pub normalized_email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
-    pub role: String,
-    pub status: String,
+    #[serde(with = "by_stored_name")]
+    pub role: Role,
+    #[serde(with = "by_stored_name")]
+    pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<UserId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,8 +147,8 @@ impl UserRecord {
             email: self.email,
             normalized_email: self.normalized_email,
             password_hash: self.password_hash.map(PasswordHashString),
-            role: Role::from_name(&self.role).ok_or(StoreError::CorruptRecord("user"))?,
-            status: Status::from_name(&self.status).ok_or(StoreError::CorruptRecord("user"))?,
+            role: self.role,
+            status: self.status,
             parent_id: self.parent_id,
             first_name: self.first_name,
             last_name: self.last_name,
@@ -67,7 +169,8 @@ impl UserRecord {
 #[derive(Deserialize)]
 pub struct SessionRecord {
     pub user_id: UserId,
-    pub kind: String,
+    #[serde(with = "by_stored_name")]
+    pub kind: SessionKind,
     pub created: UnixSeconds,
     pub expire: UnixSeconds,
     pub remote_ip: String,
@@ -82,7 +185,6 @@ pub struct SessionRecord {
 impl SessionRecord {
     pub fn into_session(self, id: SessionId) -> Result<Session, StoreError> {
         let corrupt = || StoreError::CorruptRecord("session");
-        let kind = session_kind_from_name(&self.kind).ok_or_else(corrupt)?;
         let api_token_hash = match self.api_token_hash {
             Some(text) => Some(hex_decode_32(&text).ok_or_else(corrupt)?),
             None => None,
@@ -90,25 +192,17 @@ impl SessionRecord {
         Ok(Session {
             id,
             user_id: self.user_id,
-            kind,
+            kind: self.kind,
             created: self.created,
             expire: self.expire,
             remote_ip: self.remote_ip,
             user_agent: self.user_agent,
-            ua_type: known_ua_type(&self.ua_type),
+            ua_type: stored_ua_type(&self.ua_type),
             granted_permissions: PermissionSet::from_bits(self.granted_permissions),
             api_token_hash,
             made_by: None,
         })
     }
-}
-
-/// Maps a stored ua-type back to the static name the domain uses.
-fn known_ua_type(stored: &str) -> &'static str {
-    crate::auth::client::UA_TYPES
-        .into_iter()
-        .find(|name| *name == stored)
-        .unwrap_or("unknown")
 }
 
 /// The JSON layout of files written before the binary one; read, never written.
@@ -149,13 +243,61 @@ impl ApiTokenRecord {
 pub struct SigningKeyRecord {
     pub v: u8,
     pub secret_key_hex: String,
-    pub status: String,
+    #[serde(with = "by_stored_name")]
+    pub status: SigningKeyStatus,
     pub created: UnixSeconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<UnixSeconds>,
     /// When a `next` key starts signing (kept once it is active).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activates_at: Option<UnixSeconds>,
+}
+
+/// An emailed single-use token as stored, under its SHA-256.
+#[derive(Serialize, Deserialize)]
+pub struct EmailTokenRecord {
+    pub v: u8,
+    #[serde(with = "by_stored_name")]
+    pub purpose: EmailTokenPurpose,
+    pub user_id: UserId,
+    pub expires_at: UnixSeconds,
+    #[serde(default)]
+    pub used: bool,
+    /// A sign-up link's own password and names (API.md 15.5). Absent from other links, and
+    /// from sign-up links written before attempts kept their own password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<AttemptRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// PHC string.
+    pub password_hash: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+/// A queued message with its delivery state.
+#[derive(Serialize, Deserialize)]
+pub struct MailRecord {
+    pub v: u8,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    #[serde(default)]
+    pub attempts: u32,
+    pub next_attempt_at: UnixSeconds,
+}
+
+/// An OAuth identity's link, under its (provider, subject).
+#[derive(Serialize, Deserialize)]
+pub struct IdentityRecord {
+    pub v: u8,
+    pub user_id: UserId,
+    pub linked: UnixSeconds,
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -339,8 +481,8 @@ pub fn encode_user(user: &User) -> Vec<u8> {
     writer.text(&user.email);
     writer.text(&user.normalized_email);
     writer.optional_text(user.password_hash.as_ref().map(|hash| hash.0.as_str()));
-    writer.text(user.role.name());
-    writer.text(user.status.name());
+    writer.text(user.role.stored_name());
+    writer.text(user.status.stored_name());
     writer.present(user.parent_id.is_some());
     if let Some(parent_id) = user.parent_id {
         writer.u64(parent_id);
@@ -367,8 +509,8 @@ pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
         password_hash: reader
             .optional(RecordReader::text)?
             .map(|hash| PasswordHashString(hash.to_owned())),
-        role: Role::from_name(reader.text()?).ok_or_else(corrupt)?,
-        status: Status::from_name(reader.text()?).ok_or_else(corrupt)?,
+        role: Role::from_stored_name(reader.text()?).ok_or_else(corrupt)?,
+        status: Status::from_stored_name(reader.text()?).ok_or_else(corrupt)?,
         parent_id: reader.optional(RecordReader::u64)?,
         first_name: reader.optional(RecordReader::text)?.map(str::to_owned),
         last_name: reader.optional(RecordReader::text)?.map(str::to_owned),
@@ -425,12 +567,12 @@ fn read_token_maker(reader: &mut RecordReader<'_>) -> Result<Option<TokenMaker>,
 pub fn encode_session(session: &Session) -> Vec<u8> {
     let mut writer = RecordWriter::new();
     writer.u64(session.user_id);
-    writer.text(session_kind_name(session.kind));
+    writer.text(session.kind.stored_name());
     writer.i64(session.created);
     writer.i64(session.expire);
     writer.text(&session.remote_ip);
     writer.text(&session.user_agent);
-    writer.text(session.ua_type);
+    writer.text(session.ua_type.stored_name());
     writer.u16(session.granted_permissions.bits());
     writer.present(session.api_token_hash.is_some());
     if let Some(hash) = &session.api_token_hash {
@@ -447,12 +589,13 @@ pub fn decode_session(bytes: &[u8], id: SessionId) -> Result<Session, StoreError
     let session = Session {
         id,
         user_id: reader.u64()?,
-        kind: session_kind_from_name(reader.text()?).ok_or(StoreError::CorruptRecord("session"))?,
+        kind: SessionKind::from_stored_name(reader.text()?)
+            .ok_or(StoreError::CorruptRecord("session"))?,
         created: reader.i64()?,
         expire: reader.i64()?,
         remote_ip: reader.text()?.to_owned(),
         user_agent: reader.text()?.to_owned(),
-        ua_type: known_ua_type(reader.text()?),
+        ua_type: stored_ua_type(reader.text()?),
         granted_permissions: PermissionSet::from_bits(reader.u16()?),
         api_token_hash: reader.optional(RecordReader::take::<32>)?,
         made_by: read_token_maker(&mut reader)?,
@@ -501,21 +644,6 @@ pub fn decode_api_token(bytes: &[u8], hash: [u8; 32]) -> Result<ApiToken, StoreE
     Ok(token)
 }
 
-fn session_kind_name(kind: SessionKind) -> &'static str {
-    match kind {
-        SessionKind::SignIn => "sign-in",
-        SessionKind::Minted => "minted",
-    }
-}
-
-fn session_kind_from_name(name: &str) -> Option<SessionKind> {
-    match name {
-        "sign-in" => Some(SessionKind::SignIn),
-        "minted" => Some(SessionKind::Minted),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,7 +684,7 @@ mod tests {
             expire: 1_700_003_600,
             remote_ip: "2001:db8::1".to_owned(),
             user_agent: "curl/8.5.0".to_owned(),
-            ua_type: "cli",
+            ua_type: UaType::Cli,
             granted_permissions: PermissionSet::from_bits(0b101),
             api_token_hash,
             made_by: api_token_hash.map(TokenMaker::ApiToken),
@@ -614,7 +742,7 @@ mod tests {
             assert_eq!(decoded.api_token_hash, session.api_token_hash);
             assert_eq!(decoded.made_by, session.made_by);
             assert_eq!(decoded.kind, SessionKind::Minted);
-            assert_eq!(decoded.ua_type, "cli");
+            assert_eq!(decoded.ua_type, UaType::Cli);
         }
         for token in [
             sample_api_token(None, None),
@@ -712,7 +840,7 @@ mod tests {
         .expect("session decodes");
         assert_eq!(session.kind, SessionKind::SignIn);
         assert_eq!(session.api_token_hash, Some([0xab; 32]));
-        assert_eq!(session.ua_type, "browser");
+        assert_eq!(session.ua_type, UaType::Browser);
 
         let token = decode_api_token(
             br#"{"v":1,"prefix":"abcdefgh","user_id":3,"session_id":8,"permissions":1,"restrictions":0,"created":1,"updated":1,"expires_at":99}"#,
@@ -721,5 +849,184 @@ mod tests {
         .expect("api token decodes");
         assert_eq!(token.session_id, Some(SessionId(8)));
         assert_eq!(token.expires_at, Some(99));
+    }
+
+    #[test]
+    fn token_records_from_before_attempts_read_without_one_and_attempts_round_trip() {
+        let legacy = br#"{"v":1,"purpose":"verify-email","user_id":7,"expires_at":99}"#;
+        let record: EmailTokenRecord = decode(legacy, "email token").unwrap();
+        assert!(record.attempt.is_none() && !record.used);
+        let with_attempt = EmailTokenRecord {
+            attempt: Some(AttemptRecord {
+                password_hash: "$argon2id$v=19$...".into(),
+                first_name: Some("Ada".into()),
+                last_name: None,
+            }),
+            ..record
+        };
+        let decoded: EmailTokenRecord = decode(&encode(&with_attempt), "email token").unwrap();
+        let attempt = decoded.attempt.unwrap();
+        assert_eq!(attempt.password_hash, "$argon2id$v=19$...");
+        assert_eq!(attempt.first_name.as_deref(), Some("Ada"));
+        // A link without an attempt writes no attempt field, as older builds wrote it.
+        let plain = EmailTokenRecord {
+            attempt: None,
+            ..decoded
+        };
+        assert!(
+            !String::from_utf8(encode(&plain))
+                .unwrap()
+                .contains("attempt")
+        );
+    }
+
+    /// Bytes as the build before the stored enums wrote them (captured from it): each record
+    /// encodes to exactly them and decodes from them back to the same bytes.
+    #[test]
+    fn records_keep_the_bytes_earlier_builds_wrote() {
+        let user = User {
+            id: 7,
+            email: "Ann@Example.com".into(),
+            normalized_email: "ann@example.com".into(),
+            password_hash: Some(PasswordHashString("$argon2id$x".into())),
+            role: Role::Admin,
+            status: Status::Pending,
+            parent_id: Some(3),
+            first_name: Some("Ann".into()),
+            last_name: None,
+            permissions: PermissionSet::from_bits(0x2005),
+            created: 1_700_000_000,
+            updated: 1_700_000_001,
+            email_verified: true,
+            credential_version: 4,
+        };
+        let user_bytes = "030f000000416e6e404578616d706c652e636f6d0f000000616e6e406578616d706c652e\
+            636f6d010b000000246172676f6e32696424780500000061646d696e0700000070656e64696e6701030000\
+            00000000000103000000416e6e00052000f153650000000001f1536500000000010400000000000000";
+        assert_eq!(crate::hex::hex_encode(&encode_user(&user)), user_bytes);
+        let decoded = decode_user(&hex_decode(user_bytes).unwrap(), 7).unwrap();
+        assert_eq!(crate::hex::hex_encode(&encode_user(&decoded)), user_bytes);
+
+        let session = Session {
+            id: SessionId(9),
+            user_id: 7,
+            kind: SessionKind::Minted,
+            created: 1_700_000_000,
+            expire: 1_700_003_600,
+            remote_ip: "127.0.0.1".into(),
+            user_agent: "curl/8".into(),
+            ua_type: UaType::DesktopApp,
+            granted_permissions: PermissionSet::from_bits(0x0102),
+            api_token_hash: Some([0xab; 32]),
+            made_by: Some(TokenMaker::ApiToken([0xcd; 32])),
+        };
+        let session_bytes = "030700000000000000060000006d696e74656400f153650000000010ff5365000000\
+            00090000003132372e302e302e31060000006375726c2f380b0000006465736b746f702d6170700201\
+            01abababababababababababababababababababababababababababababababab01cdcdcdcdcdcdcdcd\
+            cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+        assert_eq!(
+            crate::hex::hex_encode(&encode_session(&session)),
+            session_bytes
+        );
+        let decoded = decode_session(&hex_decode(session_bytes).unwrap(), SessionId(9)).unwrap();
+        assert_eq!(
+            crate::hex::hex_encode(&encode_session(&decoded)),
+            session_bytes
+        );
+
+        let token = ApiToken {
+            hash: [1; 32],
+            prefix: "abcdefgh".into(),
+            user_id: 7,
+            session_id: None,
+            permissions: PermissionSet::from_bits(0x3fff),
+            restrictions: PermissionSet::from_bits(0x0010),
+            created: 5,
+            updated: 6,
+            expires_at: Some(99),
+            made_by: Some(TokenMaker::MintedSession(SessionId(11))),
+        };
+        let token_bytes = "03080000006162636465666768070000000000000000ff3f100005000000000000000600\
+            000000000000016300000000000000020b000000000000000000000000000000";
+        assert_eq!(
+            crate::hex::hex_encode(&encode_api_token(&token)),
+            token_bytes
+        );
+        let decoded = decode_api_token(&hex_decode(token_bytes).unwrap(), [1; 32]).unwrap();
+        assert_eq!(
+            crate::hex::hex_encode(&encode_api_token(&decoded)),
+            token_bytes
+        );
+
+        fn same_json<T: Serialize + for<'a> Deserialize<'a>>(record: &T, today: &str) {
+            assert_eq!(String::from_utf8(encode(record)).unwrap(), today);
+            let decoded: T = decode(today.as_bytes(), "record").unwrap();
+            assert_eq!(String::from_utf8(encode(&decoded)).unwrap(), today);
+        }
+        same_json(
+            &SigningKeyRecord {
+                v: RECORD_VERSION,
+                secret_key_hex: "0a0b".into(),
+                status: SigningKeyStatus::Next,
+                created: 5,
+                retired_at: Some(8),
+                activates_at: Some(9),
+            },
+            r#"{"v":1,"secret_key_hex":"0a0b","status":"next","created":5,"retired_at":8,"activates_at":9}"#,
+        );
+        same_json(
+            &EmailTokenRecord {
+                v: RECORD_VERSION,
+                purpose: EmailTokenPurpose::ResetPassword,
+                user_id: 7,
+                expires_at: 99,
+                used: true,
+                attempt: Some(AttemptRecord {
+                    password_hash: "h".into(),
+                    first_name: Some("A".into()),
+                    last_name: None,
+                }),
+            },
+            r#"{"v":1,"purpose":"reset-password","user_id":7,"expires_at":99,"used":true,"attempt":{"password_hash":"h","first_name":"A","last_name":null}}"#,
+        );
+        same_json(
+            &EmailTokenRecord {
+                v: RECORD_VERSION,
+                purpose: EmailTokenPurpose::VerifyEmail,
+                user_id: 7,
+                expires_at: 99,
+                used: false,
+                attempt: None,
+            },
+            r#"{"v":1,"purpose":"verify-email","user_id":7,"expires_at":99,"used":false}"#,
+        );
+        same_json(
+            &MailRecord {
+                v: RECORD_VERSION,
+                to: "a@b.c".into(),
+                subject: "s".into(),
+                text: "t".into(),
+                html: "<p>".into(),
+                attempts: 2,
+                next_attempt_at: 5,
+            },
+            r#"{"v":1,"to":"a@b.c","subject":"s","text":"t","html":"<p>","attempts":2,"next_attempt_at":5}"#,
+        );
+        same_json(
+            &IdentityRecord {
+                v: RECORD_VERSION,
+                user_id: 7,
+                linked: 5,
+            },
+            r#"{"v":1,"user_id":7,"linked":5}"#,
+        );
+        // A status or purpose no build wrote does not decode.
+        assert!(
+            decode::<SigningKeyRecord>(
+                br#"{"v":1,"secret_key_hex":"0a","status":"paused","created":5}"#,
+                "signing key"
+            )
+            .is_err()
+        );
     }
 }

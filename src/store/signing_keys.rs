@@ -1,53 +1,36 @@
-//! Signing-key changes that read and rewrite the whole key table (a handful of rows) in one
-//! transaction: publishing a key ahead as `next`, promoting the `next` keys that are due,
-//! and revoking a key. Which key signs follows one rule, the same as `KeyRing`'s: among the
+//! Signing keys: reading them, and the changes that read and rewrite the whole key table (a
+//! handful of rows) in one transaction: storing a new active key, publishing a key ahead as
+//! `next`, promoting the `next` keys that are due, revoking and dropping a key. Which key signs follows one rule, the same as `KeyRing`'s: among the
 //! active keys and the `next` keys whose time has come, the one that activated last.
 
 use redb::ReadableTable;
 
 use crate::model::{SigningKeyStatus, UnixSeconds};
-use crate::store::record::{self, SigningKeyRecord, decode, encode};
-use crate::store::{KEYID_SIGNINGKEY, Store, StoreError, StoredSigningKey};
+use crate::store::record::{RECORD_VERSION, SigningKeyRecord, decode, encode};
+use crate::store::tables::KEYID_SIGNINGKEY;
+use crate::store::{KeyRevocation, PendingNextKey, Store, StoreError, StoredSigningKey};
 
-/// A `next` key that is already waiting to sign.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingNextKey {
-    pub key_id: String,
-    pub activates_at: UnixSeconds,
-}
-
-/// What a revocation did besides removing the key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyRevocation {
-    /// The key that signs from now on, when the revoked key was the one signing.
-    pub new_active_key_id: Option<String>,
-}
-
-pub(super) fn stored_key(
-    key_id: &str,
-    record: &SigningKeyRecord,
-) -> Result<StoredSigningKey, StoreError> {
+fn stored_key(key_id: &str, record: &SigningKeyRecord) -> Result<StoredSigningKey, StoreError> {
     Ok(StoredSigningKey {
         key_id: key_id.to_owned(),
         secret_key_bytes: crate::hex::hex_decode(&record.secret_key_hex)
             .ok_or(StoreError::CorruptRecord("signing key"))?,
-        status: SigningKeyStatus::from_name(&record.status)
-            .ok_or(StoreError::CorruptRecord("signing key status"))?,
+        status: record.status,
         created: record.created,
         retired_at: record.retired_at,
         activates_at: record.activates_at,
     })
 }
 
-pub(super) fn new_record(
+fn new_record(
     key: &StoredSigningKey,
     status: SigningKeyStatus,
     activates_at: Option<UnixSeconds>,
 ) -> SigningKeyRecord {
     SigningKeyRecord {
-        v: record::RECORD_VERSION,
+        v: RECORD_VERSION,
         secret_key_hex: crate::hex::hex_encode(&key.secret_key_bytes),
-        status: status.name().to_owned(),
+        status,
         created: key.created,
         retired_at: None,
         activates_at,
@@ -60,7 +43,7 @@ fn activation(record: &SigningKeyRecord) -> UnixSeconds {
 }
 
 fn has_status(record: &SigningKeyRecord, status: SigningKeyStatus) -> bool {
-    record.status == status.name()
+    record.status == status
 }
 
 fn is_due_next(record: &SigningKeyRecord, now: UnixSeconds) -> bool {
@@ -104,9 +87,9 @@ fn promote_due(records: &mut [(String, SigningKeyRecord)], now: UnixSeconds) -> 
             continue;
         }
         if *key_id == winner_id {
-            record.status = SigningKeyStatus::Active.name().to_owned();
+            record.status = SigningKeyStatus::Active;
         } else {
-            record.status = SigningKeyStatus::Retired.name().to_owned();
+            record.status = SigningKeyStatus::Retired;
             record.retired_at = Some(winner_activation);
         }
     }
@@ -114,6 +97,51 @@ fn promote_due(records: &mut [(String, SigningKeyRecord)], now: UnixSeconds) -> 
 }
 
 impl Store {
+    pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let transaction = self.begin_read()?;
+        let table = transaction.open_table(KEYID_SIGNINGKEY)?;
+        let mut keys = Vec::new();
+        for entry in table.iter()? {
+            let (key_id, bytes) = entry?;
+            let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
+            keys.push(stored_key(key_id.value(), &record)?);
+        }
+        Ok(keys)
+    }
+
+    /// Stores a new active key and retires every other active key, in one transaction.
+    pub fn insert_active_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        {
+            let mut table = transaction.open_table(KEYID_SIGNINGKEY)?;
+            let mut retired = Vec::new();
+            for entry in table.iter()? {
+                let (key_id, bytes) = entry?;
+                let mut record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
+                if record.status == SigningKeyStatus::Active {
+                    record.status = SigningKeyStatus::Retired;
+                    record.retired_at = Some(key.created);
+                    retired.push((key_id.value().to_owned(), record));
+                }
+            }
+            for (key_id, record) in retired {
+                table.insert(key_id.as_str(), encode(&record).as_slice())?;
+            }
+            let record = new_record(key, SigningKeyStatus::Active, None);
+            table.insert(key.key_id.as_str(), encode(&record).as_slice())?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Removes a signing key (one that can no longer have live tokens).
+    pub fn delete_signing_key(&self, key_id: &str) -> Result<(), StoreError> {
+        let transaction = self.begin_write()?;
+        transaction.open_table(KEYID_SIGNINGKEY)?.remove(key_id)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
     /// Publishes `key` as `next`, to sign from `activates_at`, unless a `next` key is already
     /// waiting: then nothing is added and that key is returned. Due keys are promoted first.
     pub fn insert_next_signing_key(
@@ -171,7 +199,7 @@ impl Store {
                 .min_by_key(|(_, record)| activation(record));
             let new_active_key_id = match waiting {
                 Some((waiting_id, record)) => {
-                    record.status = SigningKeyStatus::Active.name().to_owned();
+                    record.status = SigningKeyStatus::Active;
                     record.activates_at = Some(now);
                     waiting_id.clone()
                 }
@@ -239,7 +267,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::generate_signing_key;
+    use crate::store::test_support::test_signing_key;
 
     fn statuses(store: &Store) -> Vec<(String, SigningKeyStatus)> {
         let mut keys: Vec<_> = store
@@ -263,15 +291,15 @@ mod tests {
     fn a_next_key_waits_its_turn_then_replaces_the_active_one() {
         let directory = tempfile::tempdir().unwrap();
         let store = Store::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
-        let first = generate_signing_key(1_000).unwrap();
+        let first = test_signing_key(1_000);
         store.insert_active_signing_key(&first).unwrap();
-        let next = generate_signing_key(1_010).unwrap();
+        let next = test_signing_key(1_010);
         assert_eq!(
             store.insert_next_signing_key(&next, 1_100, 1_010).unwrap(),
             None
         );
         // One waiting key at a time.
-        let another = generate_signing_key(1_020).unwrap();
+        let another = test_signing_key(1_020);
         assert_eq!(
             store
                 .insert_next_signing_key(&another, 1_200, 1_020)
@@ -310,9 +338,9 @@ mod tests {
     fn revoking_the_signing_key_leaves_another_that_signs() {
         let directory = tempfile::tempdir().unwrap();
         let store = Store::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
-        let first = generate_signing_key(1_000).unwrap();
+        let first = test_signing_key(1_000);
         store.insert_active_signing_key(&first).unwrap();
-        let replacement = generate_signing_key(1_050).unwrap();
+        let replacement = test_signing_key(1_050);
         assert_eq!(
             store
                 .revoke_signing_key("k4.pid.unknown", &replacement, 1_050)
@@ -333,9 +361,9 @@ mod tests {
             vec![(replacement.key_id.clone(), SigningKeyStatus::Active)]
         );
         // With a key waiting as next: it signs from now on, and no key is made.
-        let next = generate_signing_key(1_060).unwrap();
+        let next = test_signing_key(1_060);
         store.insert_next_signing_key(&next, 5_000, 1_060).unwrap();
-        let unused = generate_signing_key(1_070).unwrap();
+        let unused = test_signing_key(1_070);
         let revocation = store
             .revoke_signing_key(&replacement.key_id, &unused, 1_070)
             .unwrap()
@@ -346,7 +374,7 @@ mod tests {
             vec![(next.key_id.clone(), SigningKeyStatus::Active)]
         );
         // A retired key just goes.
-        let newer = generate_signing_key(1_080).unwrap();
+        let newer = test_signing_key(1_080);
         store.insert_active_signing_key(&newer).unwrap();
         let revocation = store
             .revoke_signing_key(&next.key_id, &unused, 1_090)

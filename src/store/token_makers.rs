@@ -3,29 +3,14 @@
 //! so every removal of a maker also removes what it made, and what that made, in the same
 //! transaction.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
-use crate::model::UnixSeconds;
-use crate::model::{SessionId, TokenMaker};
-use crate::store::{
-    StoreError, cap_api_token_expiry, cap_session_expiry, remove_api_token_rows,
-    remove_session_rows,
-};
-
-/// (maker, made) pairs; both sides are `maker_key`s.
-const MAKER_MADE: TableDefinition<(&[u8; 33], &[u8; 33]), ()> = TableDefinition::new("maker_made");
-
-pub(super) fn create_tables(transaction: &WriteTransaction) -> Result<(), StoreError> {
-    transaction.open_table(MAKER_MADE)?;
-    Ok(())
-}
-
-pub(super) fn copy_tables(
-    source: &redb::ReadTransaction,
-    target: &WriteTransaction,
-) -> Result<(), StoreError> {
-    super::copy_table(source, target, MAKER_MADE)
-}
+use crate::model::{SessionId, TokenMaker, UnixSeconds};
+use crate::store::StoreError;
+use crate::store::api_tokens::{cap_api_token_expiry, remove_api_token_rows};
+use crate::store::record::decode_api_token;
+use crate::store::sessions::{cap_session_expiry, remove_session_rows, session_in};
+use crate::store::tables::{MAKER_MADE, SESSIONID_SESSION, TOKENHASH_APITOKEN};
 
 /// A kind byte (1: API token, 2: minted session), then the token's hash or the session id.
 fn maker_key(maker: TokenMaker) -> [u8; 33] {
@@ -136,4 +121,122 @@ pub(super) fn cap_what_was_made_by(
         }
     }
     Ok(())
+}
+
+/// The last second a token credential works: an API token's `expires_at`, a session's
+/// `expire - 1` (a session works while `expire > now`, a token while `expires_at >= now`);
+/// `Some(None)` for a token that never expires, `None` when it is gone.
+pub(super) fn token_maker_last_second(
+    transaction: &WriteTransaction,
+    maker: TokenMaker,
+) -> Result<Option<Option<UnixSeconds>>, StoreError> {
+    Ok(match maker {
+        TokenMaker::ApiToken(hash) => {
+            match transaction.open_table(TOKENHASH_APITOKEN)?.get(&hash)? {
+                Some(bytes) => Some(decode_api_token(bytes.value(), hash)?.expires_at),
+                None => None,
+            }
+        }
+        TokenMaker::MintedSession(id) => {
+            session_in(&transaction.open_table(SESSIONID_SESSION)?, id)?
+                .map(|session| Some(session.expire - 1))
+        }
+    })
+}
+
+/// Keeps a new token or minted session within its maker's lifetime as it stands inside this
+/// transaction (a concurrent PUT may have shortened it since the request read it): the
+/// maker's last second, if it has one. A maker that is gone makes nothing
+/// (`CredentialsChanged`).
+pub(super) fn fit_within_maker(
+    transaction: &WriteTransaction,
+    made_by: Option<TokenMaker>,
+) -> Result<Option<UnixSeconds>, StoreError> {
+    match made_by {
+        None => Ok(None),
+        Some(maker) => match token_maker_last_second(transaction, maker)? {
+            None => Err(StoreError::CredentialsChanged),
+            Some(last_second) => Ok(last_second),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{ApiToken, Session, SessionId, SessionKind, TokenMaker};
+    use crate::store::test_support::{NOW, add_user, live_session, open_store, standalone_token};
+    use crate::store::{NewSignIn, Requester, RequesterCredential};
+
+    /// A token or minted session made by a token whose life was shortened after the request
+    /// read it still ends within the maker's life as it stands at the write, and a token made
+    /// by a minted session stops working no later than that session (API.md 15.3).
+    #[test]
+    fn what_a_token_makes_fits_its_makers_life_as_it_stands_at_the_write() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "shortened@example.com");
+        let now = NOW;
+        let maker = standalone_token(user.id, 1, None);
+        store.insert_api_token(&maker).unwrap();
+        let requester = Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: Some(RequesterCredential::ApiToken(maker.hash)),
+            now,
+        };
+        // The owner shortens the maker to 60 s while the maker's requests are on their way.
+        let shortened = ApiToken {
+            expires_at: Some(now + 60),
+            ..maker.clone()
+        };
+        let owner = Requester {
+            credential: None,
+            ..requester
+        };
+        store
+            .replace_api_token(&shortened, &owner)
+            .unwrap()
+            .unwrap();
+        let made = standalone_token(user.id, 2, Some(TokenMaker::ApiToken(maker.hash)));
+        store
+            .insert_api_token_within_limit(&made, 100, &requester)
+            .unwrap();
+        let stored = store.standalone_api_tokens_of_user(user.id).unwrap();
+        let made = stored.iter().find(|token| token.hash[0] == 2).unwrap();
+        assert_eq!(made.expires_at, Some(now + 60));
+        let minted = NewSignIn {
+            session: Session {
+                kind: SessionKind::Minted,
+                expire: now + 14 * 24 * 3600,
+                made_by: Some(TokenMaker::ApiToken(maker.hash)),
+                ..live_session(SessionId::new_for_user(user.id), user.id)
+            },
+            requester,
+            max_sessions_per_user: 1000,
+            api_token: None,
+            end_other_sessions: false,
+            replacement_password_hash: None,
+        };
+        store.record_sign_in(&minted).unwrap();
+        let minted_session = store.session(minted.session.id).unwrap().unwrap();
+        // A session works while expire > now: its last second is the maker's.
+        assert_eq!(minted_session.expire, now + 61);
+
+        // A token made by that minted session stops with it: its last second is one before.
+        let by_minted = Requester {
+            credential: Some(RequesterCredential::Session(minted_session.id)),
+            ..requester
+        };
+        let grandchild = standalone_token(
+            user.id,
+            3,
+            Some(TokenMaker::MintedSession(minted_session.id)),
+        );
+        store
+            .insert_api_token_within_limit(&grandchild, 100, &by_minted)
+            .unwrap();
+        let stored = store.standalone_api_tokens_of_user(user.id).unwrap();
+        let grandchild = stored.iter().find(|token| token.hash[0] == 3).unwrap();
+        assert_eq!(grandchild.expires_at, Some(now + 60));
+    }
 }

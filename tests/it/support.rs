@@ -11,7 +11,8 @@ use latchkey::auth::password::{HashCost, Password, hash_once};
 use latchkey::config::Config;
 use latchkey::http::Api;
 use latchkey::model::{
-    NewUser, PermissionSet, Role, Session, SessionId, SessionKind, Status, User, now_unix_seconds,
+    NewUser, PermissionSet, Role, Session, SessionId, SessionKind, Status, UaType, User,
+    now_unix_seconds,
 };
 use latchkey::store::Store;
 use serde_json::Value;
@@ -333,7 +334,7 @@ pub fn live_session(id: SessionId, user_id: u64) -> Session {
         expire: now + 3600,
         remote_ip: "127.0.0.1".into(),
         user_agent: String::new(),
-        ua_type: "unknown",
+        ua_type: UaType::Unknown,
         granted_permissions: PermissionSet::empty(),
         api_token_hash: None,
         made_by: None,

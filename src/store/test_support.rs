@@ -1,0 +1,98 @@
+//! Fixtures the store's unit tests share: a store in a temporary directory, users, sessions,
+//! API tokens and signing keys, all at the fixed time `NOW` (the store reads no clock).
+
+use crate::model::{
+    ApiToken, NewUser, PermissionSet, Role, Session, SessionId, SessionKind, SigningKeyStatus,
+    Status, TokenMaker, UaType, UnixSeconds, User, UserId,
+};
+use crate::store::tables::{META, META_SCHEMA_VERSION};
+use crate::store::{Store, StoredSigningKey};
+
+/// The time every fixture is made at.
+pub const NOW: UnixSeconds = 1_750_000_000;
+
+pub fn open_store(directory: &tempfile::TempDir) -> Store {
+    Store::open(&directory.path().join("latchkey.redb"), 1024 * 1024).unwrap()
+}
+
+pub fn add_user(store: &Store, email: &str) -> User {
+    store
+        .insert_user(
+            NewUser {
+                email: email.to_owned(),
+                normalized_email: email.to_owned(),
+                password_hash: None,
+                role: Role::User,
+                status: Status::Active,
+                parent_id: None,
+                first_name: None,
+                last_name: None,
+                permissions: PermissionSet::empty(),
+                email_verified: true,
+            },
+            NOW,
+        )
+        .unwrap()
+}
+
+pub fn live_session(id: SessionId, user_id: UserId) -> Session {
+    Session {
+        id,
+        user_id,
+        kind: SessionKind::SignIn,
+        created: NOW,
+        expire: NOW + 3600,
+        remote_ip: "127.0.0.1".into(),
+        user_agent: String::new(),
+        ua_type: UaType::Unknown,
+        granted_permissions: PermissionSet::empty(),
+        api_token_hash: None,
+        made_by: None,
+    }
+}
+
+pub fn standalone_token(user_id: UserId, hash_byte: u8, made_by: Option<TokenMaker>) -> ApiToken {
+    ApiToken {
+        hash: [hash_byte; 32],
+        prefix: format!("{hash_byte:02x}").repeat(4),
+        user_id,
+        session_id: None,
+        permissions: PermissionSet::empty(),
+        restrictions: PermissionSet::empty(),
+        created: NOW,
+        updated: NOW,
+        expires_at: None,
+        made_by,
+    }
+}
+
+pub fn schema_version(store: &Store) -> Option<u64> {
+    let transaction = store.begin_read().unwrap();
+    let meta = transaction.open_table(META).unwrap();
+    meta.get(META_SCHEMA_VERSION)
+        .unwrap()
+        .map(|guard| guard.value())
+}
+
+pub fn set_schema_version(store: &Store, version: u64) {
+    let transaction = store.begin_write().unwrap();
+    transaction
+        .open_table(META)
+        .unwrap()
+        .insert(META_SCHEMA_VERSION, version)
+        .unwrap();
+    transaction.commit().unwrap();
+}
+
+/// A signing key as the store keeps it, with fixed bytes: the store never uses the key
+/// material, and `auth` is not the store's to call. Its id is unique per `created`.
+pub fn test_signing_key(created: UnixSeconds) -> StoredSigningKey {
+    StoredSigningKey {
+        key_id: format!("k4.pid.test-key-{created}"),
+        secret_key_bytes: vec![7; 64],
+        status: SigningKeyStatus::Active,
+        created,
+        retired_at: None,
+        activates_at: None,
+    }
+}
