@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::app::{App, KeyRotation};
 use crate::auth::email::EmailAddress;
-use crate::auth::token::KeyRing;
+use crate::auth::signed_token::KeyRing;
 use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
 use crate::rfc3339::format_rfc3339;
 use crate::store::{SessionsToEnd, Store, StoreError};

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::after_answer::AfterAnswer;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
-use crate::auth::throttle::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
-use crate::auth::token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
+use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
+use crate::auth::signed_token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
 use crate::config::Config;
 use crate::model::{SigningKeyStatus, UnixSeconds, now_unix_seconds};
 use crate::store::{KeyRevocation, Store, StoreError};

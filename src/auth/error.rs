@@ -2,7 +2,7 @@
 //! to a status in one place; nothing here knows HTTP.
 
 use crate::auth::password::PasswordError;
-use crate::auth::token::TokenError;
+use crate::auth::signed_token::TokenError;
 use crate::model::Permission;
 use crate::store::StoreError;
 

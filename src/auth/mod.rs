@@ -10,16 +10,17 @@ pub mod email;
 pub mod error;
 pub mod oauth;
 pub mod password;
+pub mod rate_limit;
 pub mod return_url;
+pub mod signed_token;
 pub mod signup;
-pub mod throttle;
-pub mod token;
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::signed_token::TokenClaims;
 use crate::model::{
     ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, TokenMaker, UnixSeconds,
     User, now_unix_seconds,
@@ -27,7 +28,6 @@ use crate::model::{
 use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
 use email::EmailAddress;
 use password::Password;
-use token::TokenClaims;
 
 pub use error::AuthError;
 
@@ -95,7 +95,7 @@ impl ClientInfo {
     /// The network the throttle counts this client in (IPv4 address, IPv6 /64).
     pub fn network(&self) -> String {
         match self.remote_ip.parse() {
-            Ok(address) => throttle::client_network(address),
+            Ok(address) => rate_limit::client_network(address),
             Err(_) => self.remote_ip.clone(),
         }
     }
@@ -119,7 +119,7 @@ pub async fn throttled_verify(
         app.throttle.record_success(email, &network);
     } else {
         app.throttle
-            .record_failure(email, &network, app.throttle.now());
+            .record_failed_attempt(email, &network, app.throttle.now());
     }
     Ok(verification)
 }

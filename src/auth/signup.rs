@@ -54,7 +54,7 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
         .check(normalized_email, &network, now)
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     app.request_limiter
-        .record_failure(normalized_email, &network, now);
+        .count_request(normalized_email, &network, now);
     Ok(())
 }
 
@@ -70,7 +70,7 @@ fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     app.request_limiter
         .check(&key, &network, now)
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
-    app.request_limiter.record_failure(&key, &network, now);
+    app.request_limiter.count_request(&key, &network, now);
     Ok(())
 }
 

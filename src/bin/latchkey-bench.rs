@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use latchkey::auth::email::EmailAddress;
 use latchkey::auth::password::{HashCost, Password, hash_once};
-use latchkey::auth::token::{KeyRing, TokenClaims, generate_signing_key};
+use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
 use latchkey::auth::{
     ClientInfo, api_token_hash, generate_api_token, new_session, user_permissions,
 };

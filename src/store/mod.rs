@@ -1215,7 +1215,7 @@ mod tests {
         let store = open_store(&directory);
         assert_eq!(store.store_id(), id);
         store
-            .insert_active_signing_key(&crate::auth::token::generate_signing_key(1).unwrap())
+            .insert_active_signing_key(&crate::auth::signed_token::generate_signing_key(1).unwrap())
             .unwrap();
         let backup = directory.path().join("copy.redb");
         store.backup_to(&backup).unwrap();

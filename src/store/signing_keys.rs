@@ -239,7 +239,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::generate_signing_key;
+    use crate::auth::signed_token::generate_signing_key;
 
     fn statuses(store: &Store) -> Vec<(String, SigningKeyStatus)> {
         let mut keys: Vec<_> = store
