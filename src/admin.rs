@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::app::{App, KeyRotation};
-use crate::auth::email::EmailAddress;
 use crate::auth::signed_token::KeyRing;
+use crate::model::email_address::EmailAddress;
 use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
 use crate::rfc3339::format_rfc3339;
 use crate::store::{SessionsToEnd, Store, StoreError};
@@ -180,10 +180,9 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             role,
             password_hash,
         } => {
-            let address = EmailAddress::parse(&email).ok_or_else(|| {
+            let address = EmailAddress::parse(&email).map_err(|problem| {
                 refused(format!(
-                    "{email:?} is not an acceptable email address: it {}",
-                    crate::auth::email::EMAIL_RULE_MESSAGE
+                    "{email:?} is not an acceptable email address: it {problem}"
                 ))
             })?;
             let role = role_from_flag(&role)?;

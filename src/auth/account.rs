@@ -3,12 +3,12 @@
 //! account, with the reach rules of API.md section 6.
 
 use crate::app::App;
-use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
 use crate::auth::{
     AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS,
     check_new_password_length, store_write, throttled_verify,
 };
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     NewUser, Permission, PermissionSet, Role, Session, SessionId, Status, User, UserId,
     now_unix_seconds,
@@ -291,7 +291,7 @@ pub async fn create_sub_user(
         .permissions
         .unwrap_or_else(|| Role::Sub.default_permissions());
     check_within(permissions, identity.effective_permissions)?;
-    let email = EmailAddress::parse_field(&request.email)?;
+    let email = EmailAddress::parse(&request.email)?;
     check_new_password(app, "password", &request.password, &email.normalized, None)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;

@@ -6,7 +6,6 @@ pub mod after_answer;
 pub mod api_tokens;
 pub mod captcha;
 pub mod client;
-pub mod email;
 pub mod error;
 pub mod oauth;
 pub mod password;
@@ -21,12 +20,12 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::auth::signed_token::TokenClaims;
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     ApiToken, PermissionSet, Session, SessionId, SessionKind, Status, TokenMaker, UnixSeconds,
     User, now_unix_seconds,
 };
 use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
-use email::EmailAddress;
 use password::Password;
 
 pub use error::AuthError;
@@ -152,7 +151,7 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
             message: "must be at most 72 characters",
         });
     }
-    let email = EmailAddress::parse_field(&request.email)?;
+    let email = EmailAddress::parse(&request.email)?;
     let user = app.store.user_by_normalized_email(&email.normalized)?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
     let verification = throttled_verify(

@@ -31,12 +31,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::app::App;
-use crate::auth::email::EmailAddress;
 use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
     store_write,
 };
 use crate::config::{OAuthConfig, OAuthProviderConfig, OAuthProviderKind, SettingProblem};
+use crate::model::email_address::EmailAddress;
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User, now_unix_seconds};
 use crate::store::{IdentityLink, StoreError};
 
@@ -911,7 +911,7 @@ fn provider_account(
     let email = claims
         .get(&config.email_field)
         .and_then(Value::as_str)
-        .and_then(EmailAddress::parse);
+        .and_then(|text| EmailAddress::parse(text).ok());
     let email_verified = match claims.get(&config.email_verified_field) {
         Some(Value::Bool(verified)) => *verified,
         // Some providers send the boolean as a string.
@@ -1153,7 +1153,7 @@ async fn verify_and_resolve(
         .filter(|text| !text.trim().is_empty())
     {
         let matches = match (EmailAddress::parse(expected), &account.email) {
-            (Some(expected), Some(email)) => expected.normalized == email.normalized,
+            (Ok(expected), Some(email)) => expected.normalized == email.normalized,
             _ => false,
         };
         if !matches {

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::auth::account::check_new_password;
 use crate::auth::account::checked_name;
-use crate::auth::email::EmailAddress;
 use crate::auth::password::Password;
 use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write};
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
 };
@@ -138,7 +138,7 @@ pub async fn sign_up(
     if !app.config.signup.open {
         return Err(AuthError::SignupClosed);
     }
-    let email = EmailAddress::parse_field(&request.email)?;
+    let email = EmailAddress::parse(&request.email)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
@@ -256,7 +256,7 @@ pub fn resend_verification(
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let email = EmailAddress::parse_field(email)?;
+    let email = EmailAddress::parse(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
     let job_app = Arc::clone(app);
@@ -353,7 +353,7 @@ pub fn request_password_reset(
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let email = EmailAddress::parse_field(email)?;
+    let email = EmailAddress::parse(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
     let remote_ip = client.remote_ip.clone();

@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use latchkey::auth::email::EmailAddress;
 use latchkey::auth::password::{HashCost, Password, hash_once};
 use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
 use latchkey::auth::{
     ClientInfo, api_token_hash, generate_api_token, new_session, user_permissions,
 };
 use latchkey::config::{Config, Origin};
+use latchkey::model::email_address::EmailAddress;
 use latchkey::model::{
     ApiToken, NewUser, PasswordHashString, PermissionSet, Role, Session, SessionKind, Status, User,
     UserId, now_unix_seconds,
@@ -578,7 +578,7 @@ struct Seeded {
 }
 
 fn new_user(email: &str, password_hash: &PasswordHashString) -> BenchResult<NewUser> {
-    let address = EmailAddress::parse(email).ok_or_else(|| format!("bad email {email}"))?;
+    let address = EmailAddress::parse(email).map_err(|_| format!("bad email {email}"))?;
     Ok(NewUser {
         email: email.to_owned(),
         normalized_email: address.normalized,

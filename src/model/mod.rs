@@ -2,6 +2,8 @@
 //! statuses and permission sets. None of them is a serde type; the wire and the disk each
 //! have their own.
 
+pub mod email_address;
+
 use std::fmt;
 
 /// Seconds since the Unix epoch, UTC. Every stored time is one of these.
