@@ -3,10 +3,10 @@
 //! account, with the reach rules of API.md section 6.
 
 use crate::app::App;
-use crate::auth::password::Password;
+use crate::auth::password::{NewPassword, Password};
 use crate::auth::{
-    AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS,
-    check_new_password_length, store_write, throttled_verify,
+    AuthError, ClientInfo, CredentialKind, Identity, PASSWORD_MAX_CHARACTERS, store_write,
+    throttled_verify,
 };
 use crate::model::email_address::EmailAddress;
 use crate::model::{
@@ -135,31 +135,6 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
     }
 }
 
-/// Checks a new password, sent as `field`: its length, and that it is neither the email nor
-/// the old one.
-pub(crate) fn check_new_password(
-    app: &App,
-    field: &'static str,
-    new_password: &Password,
-    email: &str,
-    old_password: Option<&Password>,
-) -> Result<(), AuthError> {
-    check_new_password_length(field, new_password, app.config.password.min_length)?;
-    if new_password.expose().trim().to_lowercase() == email.to_lowercase() {
-        return Err(AuthError::InvalidField {
-            field,
-            message: "must differ from the email address",
-        });
-    }
-    if old_password.is_some_and(|old| old.expose() == new_password.expose()) {
-        return Err(AuthError::InvalidField {
-            field,
-            message: "must differ from the current password",
-        });
-    }
-    Ok(())
-}
-
 /// Verifies the caller's own password (re-authentication) under the brute-force throttle;
 /// a wrong one is `WrongPassword`.
 async fn verify_own_password(
@@ -197,14 +172,14 @@ pub async fn change_own_password(
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     verify_own_password(app, &identity.user, &old_password, client).await?;
-    check_new_password(
-        app,
+    let new_password = NewPassword::parse(
+        new_password,
         "new-password",
-        &new_password,
+        app.config.password.min_length,
         &identity.user.normalized_email,
         Some(&old_password),
     )?;
-    let hash = app.hashers.hash(new_password).await?;
+    let hash = app.hashers.hash(new_password.into_password()).await?;
     let sessions_to_end = match (logout_all, identity.session_id) {
         (false, _) => SessionsToEnd::None,
         (true, Some(current)) => SessionsToEnd::AllExcept(current),
@@ -239,14 +214,14 @@ pub async fn change_user_password(
 ) -> Result<(), AuthError> {
     let target = reachable_user(app, identity, target_id)?;
     verify_own_password(app, &identity.user, &caller_password, client).await?;
-    check_new_password(
-        app,
+    let new_password = NewPassword::parse(
+        new_password,
         "new-password",
-        &new_password,
+        app.config.password.min_length,
         &target.normalized_email,
         None,
     )?;
-    let hash = app.hashers.hash(new_password).await?;
+    let hash = app.hashers.hash(new_password.into_password()).await?;
     let sessions_to_end = if logout_all {
         SessionsToEnd::All
     } else {
@@ -292,7 +267,13 @@ pub async fn create_sub_user(
         .unwrap_or_else(|| Role::Sub.default_permissions());
     check_within(permissions, identity.effective_permissions)?;
     let email = EmailAddress::parse(&request.email)?;
-    check_new_password(app, "password", &request.password, &email.normalized, None)?;
+    let password = NewPassword::parse(
+        request.password,
+        "password",
+        app.config.password.min_length,
+        &email.normalized,
+        None,
+    )?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     // Each creation that gets this far answers whether the address is taken: a caller may
@@ -300,7 +281,7 @@ pub async fn create_sub_user(
     app.sub_user_limiter
         .take(&identity.user.id.to_string(), app.sub_user_limiter.now())
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
-    let hash = app.hashers.hash(request.password).await?;
+    let hash = app.hashers.hash(password.into_password()).await?;
     let new_user = NewUser {
         email: email.as_given,
         normalized_email: email.normalized,

@@ -33,24 +33,6 @@ pub use error::AuthError;
 /// The vendor's upper bound on a password, in Unicode characters.
 pub const PASSWORD_MAX_CHARACTERS: usize = 72;
 
-/// The length check of every password being set (sign-up, a new sub-user, a change, a
-/// reset): `[password] min_length` to 72 characters. A refusal says the range.
-pub fn check_new_password_length(
-    field: &'static str,
-    password: &Password,
-    min_length: usize,
-) -> Result<(), AuthError> {
-    let length = password.expose().chars().count();
-    if length < min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::PasswordLength {
-            field,
-            min_length,
-            max_length: PASSWORD_MAX_CHARACTERS,
-        });
-    }
-    Ok(())
-}
-
 /// Runs a store write on the blocking pool so that its fsync never stalls the runtime.
 pub async fn store_write<T, F>(store: &Store, write: F) -> Result<T, AuthError>
 where

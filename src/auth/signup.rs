@@ -10,9 +10,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::auth::account::check_new_password;
 use crate::auth::account::checked_name;
-use crate::auth::password::Password;
+use crate::auth::password::{NewPassword, Password};
 use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
@@ -142,8 +141,14 @@ pub async fn sign_up(
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
-    check_new_password(app, "password", &request.password, &email.normalized, None)?;
-    let hash = app.hashers.hash(request.password).await?;
+    let password = NewPassword::parse(
+        request.password,
+        "password",
+        app.config.password.min_length,
+        &email.normalized,
+        None,
+    )?;
+    let hash = app.hashers.hash(password.into_password()).await?;
     let now = now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
     let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
@@ -427,15 +432,15 @@ pub async fn complete_password_reset(
     })
     .await?
     .map_err(|problem| AuthError::EmailToken { field, problem })?;
-    check_new_password(
-        app,
+    let new_password = NewPassword::parse(
+        new_password,
         "new-password",
-        &new_password,
+        app.config.password.min_length,
         &user.normalized_email,
         None,
     )?;
     limit_hashing(app, client)?;
-    let password_hash = app.hashers.hash(new_password).await?;
+    let password_hash = app.hashers.hash(new_password.into_password()).await?;
     consume(
         app,
         token,
