@@ -187,17 +187,10 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             })?;
             let role = role_from_flag(&role)?;
             let new_user = NewUser {
-                email: address.as_given,
-                normalized_email: address.normalized,
                 password_hash: Some(PasswordHashString(password_hash)),
-                role,
-                status: Status::Active,
-                parent_id: None,
-                first_name: None,
-                last_name: None,
-                permissions: role.default_permissions(),
                 // The operator vouches for the address.
                 email_verified: true,
+                ..NewUser::new(address, role, Status::Active)
             };
             let user = store
                 .insert_user(new_user, now)

@@ -173,9 +173,9 @@ pub async fn change_own_password(
 ) -> Result<(), AuthError> {
     verify_own_password(app, &identity.user, &old_password, client).await?;
     let new_password = NewPassword::parse(
+        app,
         new_password,
         "new-password",
-        app.config.password.min_length,
         &identity.user.normalized_email,
         Some(&old_password),
     )?;
@@ -215,9 +215,9 @@ pub async fn change_user_password(
     let target = reachable_user(app, identity, target_id)?;
     verify_own_password(app, &identity.user, &caller_password, client).await?;
     let new_password = NewPassword::parse(
+        app,
         new_password,
         "new-password",
-        app.config.password.min_length,
         &target.normalized_email,
         None,
     )?;
@@ -267,13 +267,7 @@ pub async fn create_sub_user(
         .unwrap_or_else(|| Role::Sub.default_permissions());
     check_within(permissions, identity.effective_permissions)?;
     let email = EmailAddress::parse(&request.email)?;
-    let password = NewPassword::parse(
-        request.password,
-        "password",
-        app.config.password.min_length,
-        &email.normalized,
-        None,
-    )?;
+    let password = NewPassword::parse(app, request.password, "password", &email.normalized, None)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     // Each creation that gets this far answers whether the address is taken: a caller may
@@ -283,17 +277,14 @@ pub async fn create_sub_user(
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let hash = app.hashers.hash(password.into_password()).await?;
     let new_user = NewUser {
-        email: email.as_given,
-        normalized_email: email.normalized,
         password_hash: Some(hash),
-        role: Role::Sub,
-        status: Status::Active,
         parent_id: Some(identity.user.id),
         first_name,
         last_name,
         permissions,
         // The parent typed the address in; nobody has proved it (API.md 15.4).
         email_verified: false,
+        ..NewUser::new(email, Role::Sub, Status::Active)
     };
     let now = now_unix_seconds();
     let requester = identity.requester(now);

@@ -53,8 +53,21 @@ pub fn generate_api_token() -> Result<String, AuthError> {
     Ok(crate::hex::hex_encode(&bytes))
 }
 
-pub fn api_token_hash(token: &str) -> [u8; 32] {
+/// The SHA-256 of a bearer token's text: all the store keeps of an API token or an emailed
+/// token (a leaked store hands out no credential), and the verified-token cache's key.
+pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// When a session made at `now` ends: `[session] long_term_seconds` after it when the client
+/// asked for a long-term token, else `short_term_seconds`. Sign-in and minting share it.
+pub fn session_expire(app: &App, long_term_token: bool, now: UnixSeconds) -> UnixSeconds {
+    let lifetime = if long_term_token {
+        app.config.session.long_term_seconds
+    } else {
+        app.config.session.short_term_seconds
+    };
+    now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX))
 }
 
 /// Whether a string has the shape of an API token (64 lowercase hex characters).
@@ -195,12 +208,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     } = opening;
     check_may_sign_in(app, &user, parent.as_ref())?;
     let now = now_unix_seconds();
-    let lifetime = if long_term_token {
-        app.config.session.long_term_seconds
-    } else {
-        app.config.session.short_term_seconds
-    };
-    let expire = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let expire = session_expire(app, long_term_token, now);
     let api_token = generate_api_token()?;
     let session = new_session(
         &user,
@@ -209,7 +217,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         expire,
         &client,
         PermissionSet::empty(),
-        Some(api_token_hash(&api_token)),
+        Some(token_hash(&api_token)),
     );
     let bound_api_token = session_api_token(&session, &api_token);
     let signed_token = sign_session_token(
@@ -288,9 +296,9 @@ pub fn new_session(
 }
 
 /// The API token a sign-in hands out: bound to its session, expiring with it.
-fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
+pub fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
     ApiToken {
-        hash: api_token_hash(api_token),
+        hash: token_hash(api_token),
         prefix: api_token.chars().take(8).collect(),
         user_id: session.user_id,
         session_id: Some(session.id),
@@ -462,7 +470,7 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
             }
             let context = app
                 .store
-                .api_token_context(&api_token_hash(token))?
+                .api_token_context(&token_hash(token))?
                 .ok_or(AuthError::Unauthenticated)?;
             let api_token = &context.api_token;
             if api_tokens::is_expired(api_token, now) {

@@ -981,16 +981,8 @@ fn resolve(
         return Err(AuthError::OAuthRefused("unverified-email"));
     }
     Ok(Resolution::NewAccount(NewUser {
-        email: email.as_given.clone(),
-        normalized_email: email.normalized.clone(),
-        password_hash: None,
-        role: Role::User,
-        status: Status::Active,
-        parent_id: None,
-        first_name: None,
-        last_name: None,
-        permissions: Role::User.default_permissions(),
         email_verified: account.email_verified,
+        ..NewUser::new(email.clone(), Role::User, Status::Active)
     }))
 }
 

@@ -16,6 +16,7 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 
+use crate::app::App;
 use crate::auth::{AuthError, PASSWORD_MAX_CHARACTERS};
 use crate::model::PasswordHashString;
 
@@ -53,6 +54,17 @@ impl NewPassword {
     /// Checks `password`, sent as `field`, for the account whose normalized address is
     /// `email`; `current` is the password it replaces, when the caller gave it.
     pub fn parse(
+        app: &App,
+        password: Password,
+        field: &'static str,
+        email: &str,
+        current: Option<&Password>,
+    ) -> Result<NewPassword, AuthError> {
+        let min_length = app.config.password.min_length;
+        NewPassword::parse_with_min_length(password, field, min_length, email, current)
+    }
+
+    fn parse_with_min_length(
         password: Password,
         field: &'static str,
         min_length: usize,
@@ -563,7 +575,7 @@ mod tests {
 
     fn new_password(text: &str, current: Option<&str>) -> Result<NewPassword, AuthError> {
         let current = current.map(|text| Password::new(text.to_owned()));
-        NewPassword::parse(
+        NewPassword::parse_with_min_length(
             Password::new(text.to_owned()),
             "new-password",
             8,

@@ -16,8 +16,8 @@ use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey
 use pasetors::paserk::{FormatAsPaserk, Id};
 use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
-use sha2::{Digest, Sha256};
 
+use crate::auth::token_hash;
 use crate::model::{PermissionSet, SessionId, SigningKeyStatus, UnixSeconds, UserId};
 use crate::rfc3339::{format_rfc3339, parse_rfc3339};
 use crate::store::StoredSigningKey;
@@ -327,10 +327,6 @@ impl VerifiedTokenCache {
         }
     }
 
-    fn digest(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
-    }
-
     fn shard(&self, digest: &[u8; 32]) -> &Mutex<CacheShard> {
         &self.shards[usize::from(digest[0]) % CACHE_SHARDS]
     }
@@ -348,7 +344,7 @@ impl VerifiedTokenCache {
         // Read before `verify` takes the ring: a revocation reloads the ring first and then
         // moves the epoch, so an entry made with the old ring carries the old epoch.
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let digest = VerifiedTokenCache::digest(token);
+        let digest = token_hash(token);
         let shard = self.shard(&digest);
         if let Some((verified, _)) = shard
             .lock()

@@ -7,12 +7,10 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use crate::app::App;
 use crate::auth::account::checked_name;
 use crate::auth::password::{NewPassword, Password};
-use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write};
+use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write, token_hash};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
@@ -33,12 +31,8 @@ fn new_email_token() -> Result<(String, [u8; 32]), AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
     let token = crate::hex::base64url_encode(&bytes);
-    let hash = email_token_hash(&token);
+    let hash = token_hash(&token);
     Ok((token, hash))
-}
-
-pub fn email_token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 fn lifetime(seconds: u64) -> UnixSeconds {
@@ -141,13 +135,7 @@ pub async fn sign_up(
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
-    let password = NewPassword::parse(
-        request.password,
-        "password",
-        app.config.password.min_length,
-        &email.normalized,
-        None,
-    )?;
+    let password = NewPassword::parse(app, request.password, "password", &email.normalized, None)?;
     let hash = app.hashers.hash(password.into_password()).await?;
     let now = now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
@@ -157,16 +145,10 @@ pub async fn sign_up(
         app.config.public_origin()
     );
     let new_user = NewUser {
-        email: email.as_given,
-        normalized_email: email.normalized,
         password_hash: Some(hash),
-        role: Role::User,
-        status: Status::Pending,
-        parent_id: None,
         first_name,
         last_name,
-        permissions: Role::User.default_permissions(),
-        email_verified: false,
+        ..NewUser::new(email, Role::User, Status::Pending)
     };
     let expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
     let works_for = format!(
@@ -226,7 +208,7 @@ async fn consume(
     field: &'static str,
     event: &'static str,
 ) -> Result<User, AuthError> {
-    let hash = email_token_hash(token);
+    let hash = token_hash(token);
     let now = now_unix_seconds();
     let consumed = store_write(&app.store, move |store| {
         store.consume_email_token(&hash, purpose, action, now)
@@ -425,7 +407,7 @@ pub async fn complete_password_reset(
     client: &ClientInfo,
 ) -> Result<User, AuthError> {
     let field = "password-update-token";
-    let hash = email_token_hash(token);
+    let hash = token_hash(token);
     let now = now_unix_seconds();
     let user = store_read(app, move |store| {
         store.email_token_user(&hash, EmailTokenPurpose::ResetPassword, now)
@@ -433,9 +415,9 @@ pub async fn complete_password_reset(
     .await?
     .map_err(|problem| AuthError::EmailToken { field, problem })?;
     let new_password = NewPassword::parse(
+        app,
         new_password,
         "new-password",
-        app.config.password.min_length,
         &user.normalized_email,
         None,
     )?;

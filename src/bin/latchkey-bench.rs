@@ -23,9 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use latchkey::auth::password::{HashCost, Password, hash_once};
 use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
-use latchkey::auth::{
-    ClientInfo, api_token_hash, generate_api_token, new_session, user_permissions,
-};
+use latchkey::auth::{ClientInfo, generate_api_token, new_session, token_hash, user_permissions};
 use latchkey::config::{Config, Origin};
 use latchkey::model::email_address::EmailAddress;
 use latchkey::model::{
@@ -698,7 +696,7 @@ fn seed_store(
             expire,
             &client,
             PermissionSet::empty(),
-            api_token.as_deref().map(api_token_hash),
+            api_token.as_deref().map(token_hash),
         );
         if let Some(api_token) = api_token {
             let claims = TokenClaims {
@@ -713,7 +711,7 @@ fn seed_store(
             session_tokens.push(key_ring.sign(&claims)?);
             token_users.insert(template.id);
             bound_tokens.push(ApiToken {
-                hash: api_token_hash(&api_token),
+                hash: token_hash(&api_token),
                 prefix: api_token.chars().take(8).collect(),
                 user_id: template.id,
                 session_id: Some(session.id),

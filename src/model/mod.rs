@@ -6,6 +6,8 @@ pub mod email_address;
 
 use std::fmt;
 
+use crate::model::email_address::EmailAddress;
+
 /// Seconds since the Unix epoch, UTC. Every stored time is one of these.
 pub type UnixSeconds = i64;
 
@@ -383,6 +385,26 @@ pub struct NewUser {
     pub last_name: Option<String>,
     pub permissions: PermissionSet,
     pub email_verified: bool,
+}
+
+impl NewUser {
+    /// An account for `email` (kept as given and as its unique key) with `role`'s default
+    /// permissions, and no parent, names or password, whose address nobody has proved yet.
+    /// Each way of creating a user starts here and sets what it adds.
+    pub fn new(email: EmailAddress, role: Role, status: Status) -> NewUser {
+        NewUser {
+            email: email.as_given,
+            normalized_email: email.normalized,
+            password_hash: None,
+            role,
+            status,
+            parent_id: None,
+            first_name: None,
+            last_name: None,
+            permissions: role.default_permissions(),
+            email_verified: false,
+        }
+    }
 }
 
 /// How a session came to be: its credentials and its permission rule differ.
