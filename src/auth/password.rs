@@ -8,8 +8,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::sync::{Condvar, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -163,11 +162,11 @@ enum Taken {
 }
 
 impl JobQueue {
+    /// The queue, even from a poisoned lock (the crate's one policy for std locks): a push or
+    /// a pop is one step, so the queue stays whole whatever panicked, and refusing it would
+    /// stop every hash for good.
     fn lock(&self) -> MutexGuard<'_, QueueState> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn push(&self, job: Job) -> Result<(), PasswordError> {
@@ -194,15 +193,15 @@ impl JobQueue {
                 return Taken::Closed;
             }
             state = match idle_limit {
-                None => match self.job_arrived.wait(state) {
-                    Ok(guard) => guard,
-                    Err(poisoned) => poisoned.into_inner(),
-                },
+                None => self
+                    .job_arrived
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
                 Some(limit) => {
-                    let (guard, waited) = match self.job_arrived.wait_timeout(state, limit) {
-                        Ok(result) => result,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
+                    let (guard, waited) = self
+                        .job_arrived
+                        .wait_timeout(state, limit)
+                        .unwrap_or_else(PoisonError::into_inner);
                     if waited.timed_out() && guard.jobs.is_empty() && !guard.closed {
                         return Taken::IdleTimeout;
                     }

@@ -404,8 +404,10 @@ fn seconds_at_least_one(seconds: f64) -> u64 {
     if rounded < 1.0 { 1 } else { rounded as u64 }
 }
 
-/// A poisoned lock still holds valid buckets (no code panics while holding it): keep
-/// throttling rather than fail open.
+/// The table, even from a poisoned lock (the crate's one policy for std locks): every bucket
+/// is whole between statements, so a panic elsewhere leaves the buckets valid, and refusing
+/// them would let every attempt through. A poisoned limiter keeps limiting; it never fails
+/// open.
 fn lock(table: &Mutex<BucketTable>) -> MutexGuard<'_, BucketTable> {
     table.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -622,6 +624,52 @@ mod tests {
         assert!(limiter.take("7", 10.0 + 1200.0).is_ok());
         assert!(limiter.take("7", 10.0 + 1200.0).is_err());
         assert!(PerKeyLimiter::new(None).take("7", 0.0).is_ok());
+    }
+
+    /// Panics on another thread while it holds `table`'s lock, which poisons the lock.
+    fn poison(table: &Mutex<BucketTable>) {
+        let joined = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = lock(table);
+                    panic!("poisoning the limiter's lock on purpose");
+                })
+                .join()
+        });
+        assert!(joined.is_err(), "the poisoning thread did not panic");
+        assert!(table.is_poisoned());
+    }
+
+    #[test]
+    fn a_poisoned_limiter_still_refuses_attempts_over_its_limit() {
+        let throttle = Throttle::new(Some(LIMITS));
+        for _ in 0..5 {
+            throttle.record_failed_attempt("a@x.com", "198.51.100.1", 10.0);
+        }
+        poison(&throttle.table);
+        assert!(
+            throttle.check("a@x.com", "198.51.100.1", 10.0).is_err(),
+            "a poisoned throttle let a locked-out network guess again"
+        );
+        // It still counts, too: a network failing against many accounts after the poisoning
+        // is held back like any other.
+        for index in 0..30 {
+            throttle.record_failed_attempt(&format!("user{index}@x.com"), "203.0.113.5", 10.0);
+        }
+        assert!(throttle.check("fresh@x.com", "203.0.113.5", 10.0).is_err());
+        assert!(throttle.check_network("203.0.113.5", 10.0).is_err());
+
+        let limiter = PerKeyLimiter::new(Some(PerKeyLimit {
+            requests: 2,
+            window_seconds: 3600,
+        }));
+        assert!(limiter.take("7", 10.0).is_ok());
+        poison(&limiter.table);
+        assert!(limiter.take("7", 10.0).is_ok());
+        assert!(
+            limiter.take("7", 10.0).is_err(),
+            "a poisoned per-key limiter let a third request through"
+        );
     }
 
     #[test]

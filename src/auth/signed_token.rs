@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pasetors::Public;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
@@ -321,9 +321,7 @@ impl VerifiedTokenCache {
     pub fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for shard in &self.shards {
-            if let Ok(mut map) = shard.lock() {
-                map.clear();
-            }
+            lock(shard).clear();
         }
     }
 
@@ -346,23 +344,25 @@ impl VerifiedTokenCache {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let digest = token_hash(token);
         let shard = self.shard(&digest);
-        if let Some((verified, _)) = shard
-            .lock()
-            .ok()
-            .and_then(|map| map.get(&digest).copied())
-            .filter(|(_, entry_epoch)| *entry_epoch == epoch)
-        {
+        let cached = lock(shard).get(&digest).copied();
+        if let Some((verified, _)) = cached.filter(|(_, entry_epoch)| *entry_epoch == epoch) {
             return Ok(verified);
         }
         let verified = verify()?;
-        if let Ok(mut map) = shard.lock() {
-            if map.len() >= self.capacity_per_shard {
-                map.clear();
-            }
-            map.insert(digest, (verified, epoch));
+        let mut map = lock(shard);
+        if map.len() >= self.capacity_per_shard {
+            map.clear();
         }
+        map.insert(digest, (verified, epoch));
         Ok(verified)
     }
+}
+
+/// A shard, even from a poisoned lock (the crate's one policy for std locks): each entry is
+/// inserted or cleared in one step, so the map stays valid, and `forget_all` must empty every
+/// shard after a revocation, poisoned or not.
+fn lock(shard: &Mutex<CacheShard>) -> MutexGuard<'_, CacheShard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
