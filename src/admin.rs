@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::app::{App, KeyRotation};
-use crate::auth::email::EmailAddress;
-use crate::auth::token::KeyRing;
+use crate::auth::signed_token::KeyRing;
+use crate::model::email_address::EmailAddress;
 use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
 use crate::rfc3339::format_rfc3339;
 use crate::store::{SessionsToEnd, Store, StoreError};
@@ -180,25 +180,17 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             role,
             password_hash,
         } => {
-            let address = EmailAddress::parse(&email).ok_or_else(|| {
+            let address = EmailAddress::parse(&email).map_err(|problem| {
                 refused(format!(
-                    "{email:?} is not an acceptable email address: it {}",
-                    crate::auth::email::EMAIL_RULE_MESSAGE
+                    "{email:?} is not an acceptable email address: it {problem}"
                 ))
             })?;
             let role = role_from_flag(&role)?;
             let new_user = NewUser {
-                email: address.as_given,
-                normalized_email: address.normalized,
                 password_hash: Some(PasswordHashString(password_hash)),
-                role,
-                status: Status::Active,
-                parent_id: None,
-                first_name: None,
-                last_name: None,
-                permissions: role.default_permissions(),
                 // The operator vouches for the address.
                 email_verified: true,
+                ..NewUser::new(address, role, Status::Active)
             };
             let user = store
                 .insert_user(new_user, now)

@@ -389,7 +389,7 @@ fn restore(
             file.display()
         ))
     })?;
-    if let Err(error) = crate::auth::token::KeyRing::from_stored(&summary.signing_keys) {
+    if let Err(error) = crate::auth::signed_token::KeyRing::from_stored(&summary.signing_keys) {
         return Err(refuse(format!(
             "{} is not a usable backup: its signing keys: {error}",
             file.display()

@@ -3,12 +3,12 @@
 //! account, with the reach rules of API.md section 6.
 
 use crate::app::App;
-use crate::auth::email::EmailAddress;
-use crate::auth::password::Password;
+use crate::auth::password::{NewPassword, Password};
 use crate::auth::{
-    AuthError, ClientInfo, CredentialKind, Identity, check_new_password_length, store_write,
+    AuthError, ClientInfo, CredentialKind, Identity, store_write,
     throttled_verify,
 };
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     NewUser, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session, SessionId, Status,
     User, UserId, now_unix_seconds,
@@ -127,31 +127,6 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
     }
 }
 
-/// Checks a new password, sent as `field`: its length, and that it is neither the email nor
-/// the old one.
-pub(crate) fn check_new_password(
-    app: &App,
-    field: &'static str,
-    new_password: &Password,
-    email: &str,
-    old_password: Option<&Password>,
-) -> Result<(), AuthError> {
-    check_new_password_length(field, new_password, app.config.password.min_length)?;
-    if new_password.expose().trim().to_lowercase() == email.to_lowercase() {
-        return Err(AuthError::InvalidField {
-            field,
-            message: "must differ from the email address",
-        });
-    }
-    if old_password.is_some_and(|old| old.expose() == new_password.expose()) {
-        return Err(AuthError::InvalidField {
-            field,
-            message: "must differ from the current password",
-        });
-    }
-    Ok(())
-}
-
 /// Verifies the caller's own password (re-authentication) under the brute-force throttle;
 /// a wrong one is `WrongPassword`.
 async fn verify_own_password(
@@ -189,14 +164,14 @@ pub async fn change_own_password(
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     verify_own_password(app, &identity.user, &old_password, client).await?;
-    check_new_password(
+    let new_password = NewPassword::parse(
         app,
+        new_password,
         "new-password",
-        &new_password,
         &identity.user.normalized_email,
         Some(&old_password),
     )?;
-    let hash = app.hashers.hash(new_password).await?;
+    let hash = app.hashers.hash(new_password.into_password()).await?;
     let sessions_to_end = match (logout_all, identity.session_id) {
         (false, _) => SessionsToEnd::None,
         (true, Some(current)) => SessionsToEnd::AllExcept(current),
@@ -231,14 +206,14 @@ pub async fn change_user_password(
 ) -> Result<(), AuthError> {
     let target = reachable_user(app, identity, target_id)?;
     verify_own_password(app, &identity.user, &caller_password, client).await?;
-    check_new_password(
+    let new_password = NewPassword::parse(
         app,
+        new_password,
         "new-password",
-        &new_password,
         &target.normalized_email,
         None,
     )?;
-    let hash = app.hashers.hash(new_password).await?;
+    let hash = app.hashers.hash(new_password.into_password()).await?;
     let sessions_to_end = if logout_all {
         SessionsToEnd::All
     } else {
@@ -283,8 +258,8 @@ pub async fn create_sub_user(
         .permissions
         .unwrap_or_else(|| Role::Sub.default_permissions());
     check_within(permissions, identity.effective_permissions)?;
-    let email = EmailAddress::parse_field(&request.email)?;
-    check_new_password(app, "password", &request.password, &email.normalized, None)?;
+    let email = EmailAddress::parse(&request.email)?;
+    let password = NewPassword::parse(app, request.password, "password", &email.normalized, None)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     // Each creation that gets this far answers whether the address is taken: a caller may
@@ -292,19 +267,16 @@ pub async fn create_sub_user(
     app.sub_user_limiter
         .take(&identity.user.id.to_string(), app.sub_user_limiter.now())
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
-    let hash = app.hashers.hash(request.password).await?;
+    let hash = app.hashers.hash(password.into_password()).await?;
     let new_user = NewUser {
-        email: email.as_given,
-        normalized_email: email.normalized,
         password_hash: Some(hash),
-        role: Role::Sub,
-        status: Status::Active,
         parent_id: Some(identity.user.id),
         first_name,
         last_name,
         permissions,
         // The parent typed the address in; nobody has proved it (API.md 15.4).
         email_verified: false,
+        ..NewUser::new(email, Role::Sub, Status::Active)
     };
     let now = now_unix_seconds();
     let requester = identity.requester(now);

@@ -4,8 +4,8 @@
 use crate::app::App;
 use crate::auth::account::check_within;
 use crate::auth::{
-    AuthError, ClientInfo, Identity, api_token_hash, generate_api_token, new_session,
-    sign_session_token, store_write,
+    AuthError, ClientInfo, Identity, generate_api_token, new_session, session_expire,
+    sign_session_token, store_write, token_hash,
 };
 use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds, now_unix_seconds};
 use crate::store::NewSignIn;
@@ -98,7 +98,7 @@ pub async fn create_api_token(
     let now = now_unix_seconds();
     let token = generate_api_token()?;
     let api_token = ApiToken {
-        hash: api_token_hash(&token),
+        hash: token_hash(&token),
         prefix: token[..8].to_owned(),
         user_id: identity.user.id,
         session_id: None,
@@ -144,7 +144,7 @@ pub fn find_api_token(
 ) -> Result<ApiToken, AuthError> {
     let candidates = list_api_tokens(app, identity, include_expired)?;
     if key.len() == 64 {
-        let hash = api_token_hash(key);
+        let hash = token_hash(key);
         return candidates
             .into_iter()
             .find(|api_token| {
@@ -294,12 +294,7 @@ pub async fn mint_token(
         .unwrap_or(identity.effective_permissions);
     check_within(permissions, identity.effective_permissions)?;
     let now = now_unix_seconds();
-    let lifetime = if request.long_term_token {
-        app.config.session.long_term_seconds
-    } else {
-        app.config.session.short_term_seconds
-    };
-    let wanted = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let wanted = session_expire(app, request.long_term_token, now);
     let expire = nested_session_expire(identity, wanted);
     let mut session = new_session(
         &identity.user,

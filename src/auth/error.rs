@@ -3,8 +3,9 @@
 //! in one place; nothing here knows HTTP.
 
 use crate::auth::password::PasswordError;
-use crate::auth::token::TokenError;
+use crate::auth::signed_token::TokenError;
 use crate::model::Permission;
+use crate::model::email_address::{EMAIL_RULE_MESSAGE, UnacceptableEmailAddress};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,17 @@ impl From<PasswordError> for AuthError {
     }
 }
 
+/// The one way an address problem becomes an answer: the 400 of the `email` field, on every
+/// route that reads an address (sign-in, sign-up, resend, reset, sub-user creation).
+impl From<UnacceptableEmailAddress> for AuthError {
+    fn from(_: UnacceptableEmailAddress) -> AuthError {
+        AuthError::InvalidField {
+            field: "email",
+            message: EMAIL_RULE_MESSAGE,
+        }
+    }
+}
+
 impl From<TokenError> for AuthError {
     fn from(error: TokenError) -> AuthError {
         match error {
@@ -122,5 +134,24 @@ impl From<TokenError> for AuthError {
                 AuthError::Internal(error.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::AuthError;
+    use crate::model::email_address::EmailAddress;
+
+    #[test]
+    fn an_unacceptable_address_is_the_email_fields_error() {
+        let refusal = EmailAddress::parse("<alice@example.com>").unwrap_err();
+        let AuthError::InvalidField { field, message } = AuthError::from(refusal) else {
+            panic!("an address problem must be a field error");
+        };
+        assert_eq!(field, "email");
+        assert_eq!(
+            message,
+            "must be a bare email address of at most 254 characters, with a local part of at most 64"
+        );
     }
 }

@@ -6,48 +6,30 @@ pub mod after_answer;
 pub mod api_tokens;
 pub mod captcha;
 pub mod client;
-pub mod email;
 pub mod error;
 pub mod oauth;
 pub mod password;
+pub mod rate_limit;
 pub mod return_url;
+pub mod signed_token;
 pub mod signup;
-pub mod throttle;
-pub mod token;
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::signed_token::TokenClaims;
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
     TokenMaker, UnixSeconds, User, now_unix_seconds,
 };
 use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
-use email::EmailAddress;
 use password::Password;
-use token::TokenClaims;
 
 pub use error::AuthError;
 
-/// The length check of every password being set (sign-up, a new sub-user, a change, a
-/// reset): `[password] min_length` to 72 characters. A refusal says the range.
-pub fn check_new_password_length(
-    field: &'static str,
-    password: &Password,
-    min_length: usize,
-) -> Result<(), AuthError> {
-    let length = password.expose().chars().count();
-    if length < min_length || length > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::PasswordLength {
-            field,
-            min_length,
-            max_length: PASSWORD_MAX_CHARACTERS,
-        });
-    }
-    Ok(())
-}
 
 /// Runs a store write on the blocking pool so that its fsync never stalls the runtime.
 pub async fn store_write<T, F>(store: &Store, write: F) -> Result<T, AuthError>
@@ -69,8 +51,21 @@ pub fn generate_api_token() -> Result<String, AuthError> {
     Ok(crate::hex::hex_encode(&bytes))
 }
 
-pub fn api_token_hash(token: &str) -> [u8; 32] {
+/// The SHA-256 of a bearer token's text: all the store keeps of an API token or an emailed
+/// token (a leaked store hands out no credential), and the verified-token cache's key.
+pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// When a session made at `now` ends: `[session] long_term_seconds` after it when the client
+/// asked for a long-term token, else `short_term_seconds`. Sign-in and minting share it.
+pub fn session_expire(app: &App, long_term_token: bool, now: UnixSeconds) -> UnixSeconds {
+    let lifetime = if long_term_token {
+        app.config.session.long_term_seconds
+    } else {
+        app.config.session.short_term_seconds
+    };
+    now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX))
 }
 
 /// Whether a string has the shape of an API token (64 lowercase hex characters).
@@ -92,7 +87,7 @@ impl ClientInfo {
     /// The network the throttle counts this client in (IPv4 address, IPv6 /64).
     pub fn network(&self) -> String {
         match self.remote_ip.parse() {
-            Ok(address) => throttle::client_network(address),
+            Ok(address) => rate_limit::client_network(address),
             Err(_) => self.remote_ip.clone(),
         }
     }
@@ -116,7 +111,7 @@ pub async fn throttled_verify(
         app.throttle.record_success(email, &network);
     } else {
         app.throttle
-            .record_failure(email, &network, app.throttle.now());
+            .record_failed_attempt(email, &network, app.throttle.now());
     }
     Ok(verification)
 }
@@ -149,7 +144,7 @@ pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome,
             message: "must be at most 72 characters",
         });
     }
-    let email = EmailAddress::parse_field(&request.email)?;
+    let email = EmailAddress::parse(&request.email)?;
     let user = app.store.user_by_normalized_email(&email.normalized)?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
     let verification = throttled_verify(
@@ -211,12 +206,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     } = opening;
     check_may_sign_in(app, &user, parent.as_ref())?;
     let now = now_unix_seconds();
-    let lifetime = if long_term_token {
-        app.config.session.long_term_seconds
-    } else {
-        app.config.session.short_term_seconds
-    };
-    let expire = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let expire = session_expire(app, long_term_token, now);
     let api_token = generate_api_token()?;
     let session = new_session(
         &user,
@@ -225,7 +215,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         expire,
         &client,
         PermissionSet::empty(),
-        Some(api_token_hash(&api_token)),
+        Some(token_hash(&api_token)),
     );
     let bound_api_token = session_api_token(&session, &api_token);
     let signed_token = sign_session_token(
@@ -306,9 +296,9 @@ pub fn new_session(
 }
 
 /// The API token a sign-in hands out: bound to its session, expiring with it.
-fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
+pub fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
     ApiToken {
-        hash: api_token_hash(api_token),
+        hash: token_hash(api_token),
         prefix: api_token.chars().take(8).collect(),
         user_id: session.user_id,
         session_id: Some(session.id),
@@ -480,7 +470,7 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
             }
             let context = app
                 .store
-                .api_token_context(&api_token_hash(token))?
+                .api_token_context(&token_hash(token))?
                 .ok_or(AuthError::Unauthenticated)?;
             let api_token = &context.api_token;
             if api_tokens::is_expired(api_token, now) {

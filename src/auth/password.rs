@@ -8,14 +8,16 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::sync::{Condvar, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 
+use crate::app::App;
+use crate::auth::AuthError;
+use crate::model::PASSWORD_MAX_CHARACTERS;
 use crate::model::PasswordHashString;
 
 const SALT_BYTES: usize = 16;
@@ -38,6 +40,63 @@ impl Password {
 impl fmt::Debug for Password {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("Password(***)")
+    }
+}
+
+/// A password about to be set, checked against the one rule of every route that sets one
+/// (sign-up, sub-user creation, a change, a reset): `[password] min_length` to 72 characters,
+/// not the account's email address, and not the password it replaces. A refusal names the
+/// field the password came in.
+#[derive(Debug)]
+pub struct NewPassword(Password);
+
+impl NewPassword {
+    /// Checks `password`, sent as `field`, for the account whose normalized address is
+    /// `email`; `current` is the password it replaces, when the caller gave it.
+    pub fn parse(
+        app: &App,
+        password: Password,
+        field: &'static str,
+        email: &str,
+        current: Option<&Password>,
+    ) -> Result<NewPassword, AuthError> {
+        let min_length = app.config.password.min_length;
+        NewPassword::parse_with_min_length(password, field, min_length, email, current)
+    }
+
+    fn parse_with_min_length(
+        password: Password,
+        field: &'static str,
+        min_length: usize,
+        email: &str,
+        current: Option<&Password>,
+    ) -> Result<NewPassword, AuthError> {
+        let length = password.expose().chars().count();
+        if length < min_length || length > PASSWORD_MAX_CHARACTERS {
+            return Err(AuthError::PasswordLength {
+                field,
+                min_length,
+                max_length: PASSWORD_MAX_CHARACTERS,
+            });
+        }
+        if password.expose().trim().to_lowercase() == email.to_lowercase() {
+            return Err(AuthError::InvalidField {
+                field,
+                message: "must differ from the email address",
+            });
+        }
+        if current.is_some_and(|current| current.expose() == password.expose()) {
+            return Err(AuthError::InvalidField {
+                field,
+                message: "must differ from the current password",
+            });
+        }
+        Ok(NewPassword(password))
+    }
+
+    /// The checked password, for the hasher.
+    pub fn into_password(self) -> Password {
+        self.0
     }
 }
 
@@ -104,11 +163,11 @@ enum Taken {
 }
 
 impl JobQueue {
+    /// The queue, even from a poisoned lock (the crate's one policy for std locks): a push or
+    /// a pop is one step, so the queue stays whole whatever panicked, and refusing it would
+    /// stop every hash for good.
     fn lock(&self) -> MutexGuard<'_, QueueState> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn push(&self, job: Job) -> Result<(), PasswordError> {
@@ -135,15 +194,15 @@ impl JobQueue {
                 return Taken::Closed;
             }
             state = match idle_limit {
-                None => match self.job_arrived.wait(state) {
-                    Ok(guard) => guard,
-                    Err(poisoned) => poisoned.into_inner(),
-                },
+                None => self
+                    .job_arrived
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
                 Some(limit) => {
-                    let (guard, waited) = match self.job_arrived.wait_timeout(state, limit) {
-                        Ok(result) => result,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
+                    let (guard, waited) = self
+                        .job_arrived
+                        .wait_timeout(state, limit)
+                        .unwrap_or_else(PoisonError::into_inner);
                     if waited.timed_out() && guard.jobs.is_empty() && !guard.closed {
                         return Taken::IdleTimeout;
                     }
@@ -513,6 +572,57 @@ mod tests {
         iterations: 1,
         parallelism: 1,
     };
+
+    fn new_password(text: &str, current: Option<&str>) -> Result<NewPassword, AuthError> {
+        let current = current.map(|text| Password::new(text.to_owned()));
+        NewPassword::parse_with_min_length(
+            Password::new(text.to_owned()),
+            "new-password",
+            8,
+            "ada@example.com",
+            current.as_ref(),
+        )
+    }
+
+    #[test]
+    fn a_new_password_keeps_to_the_length_range_and_names_its_field() {
+        assert!(new_password("12345678", None).is_ok());
+        assert!(new_password(&"é".repeat(72), None).is_ok());
+        for refused in ["1234567", &"x".repeat(73)] {
+            let Err(AuthError::PasswordLength {
+                field,
+                min_length,
+                max_length,
+            }) = new_password(refused, None)
+            else {
+                panic!("{refused:?} was not refused for its length");
+            };
+            assert_eq!((field, min_length, max_length), ("new-password", 8, 72));
+        }
+    }
+
+    #[test]
+    fn a_new_password_differs_from_the_address_and_the_password_it_replaces() {
+        for (text, current, expected) in [
+            (
+                " ADA@example.com ",
+                None,
+                "must differ from the email address",
+            ),
+            (
+                "the same one",
+                Some("the same one"),
+                "must differ from the current password",
+            ),
+        ] {
+            let Err(AuthError::InvalidField { field, message }) = new_password(text, current)
+            else {
+                panic!("{text:?} was not refused");
+            };
+            assert_eq!((field, message), ("new-password", expected));
+        }
+        assert!(new_password("another one", Some("the old one")).is_ok());
+    }
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only_and_flags_other_costs_for_rehash() {

@@ -7,14 +7,11 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use crate::app::App;
-use crate::auth::account::check_new_password;
 use crate::auth::account::checked_name;
-use crate::auth::email::EmailAddress;
-use crate::auth::password::Password;
-use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write};
+use crate::auth::password::{NewPassword, Password};
+use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write, token_hash};
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
 };
@@ -34,12 +31,8 @@ fn new_email_token() -> Result<(String, [u8; 32]), AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
     let token = crate::hex::base64url_encode(&bytes);
-    let hash = email_token_hash(&token);
+    let hash = token_hash(&token);
     Ok((token, hash))
-}
-
-pub fn email_token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 fn lifetime(seconds: u64) -> UnixSeconds {
@@ -54,7 +47,7 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
         .check(normalized_email, &network, now)
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     app.request_limiter
-        .record_failure(normalized_email, &network, now);
+        .count_request(normalized_email, &network, now);
     Ok(())
 }
 
@@ -70,7 +63,7 @@ fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     app.request_limiter
         .check(&key, &network, now)
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
-    app.request_limiter.record_failure(&key, &network, now);
+    app.request_limiter.count_request(&key, &network, now);
     Ok(())
 }
 
@@ -138,12 +131,12 @@ pub async fn sign_up(
     if !app.config.signup.open {
         return Err(AuthError::SignupClosed);
     }
-    let email = EmailAddress::parse_field(&request.email)?;
+    let email = EmailAddress::parse(&request.email)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
     limit_requests(app, &email.normalized, client)?;
-    check_new_password(app, "password", &request.password, &email.normalized, None)?;
-    let hash = app.hashers.hash(request.password).await?;
+    let password = NewPassword::parse(app, request.password, "password", &email.normalized, None)?;
+    let hash = app.hashers.hash(password.into_password()).await?;
     let now = now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
     let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
@@ -152,16 +145,10 @@ pub async fn sign_up(
         app.config.public_origin()
     );
     let new_user = NewUser {
-        email: email.as_given,
-        normalized_email: email.normalized,
         password_hash: Some(hash),
-        role: Role::User,
-        status: Status::Pending,
-        parent_id: None,
         first_name,
         last_name,
-        permissions: Role::User.default_permissions(),
-        email_verified: false,
+        ..NewUser::new(email, Role::User, Status::Pending)
     };
     let expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
     let works_for = format!(
@@ -221,7 +208,7 @@ async fn consume(
     field: &'static str,
     event: &'static str,
 ) -> Result<User, AuthError> {
-    let hash = email_token_hash(token);
+    let hash = token_hash(token);
     let now = now_unix_seconds();
     let consumed = store_write(&app.store, move |store| {
         store.consume_email_token(&hash, purpose, action, now)
@@ -256,7 +243,7 @@ pub fn resend_verification(
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let email = EmailAddress::parse_field(email)?;
+    let email = EmailAddress::parse(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
     let job_app = Arc::clone(app);
@@ -353,7 +340,7 @@ pub fn request_password_reset(
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let email = EmailAddress::parse_field(email)?;
+    let email = EmailAddress::parse(email)?;
     limit_requests(app, &email.normalized, client)?;
     let (token, hash) = new_email_token()?;
     let remote_ip = client.remote_ip.clone();
@@ -420,22 +407,22 @@ pub async fn complete_password_reset(
     client: &ClientInfo,
 ) -> Result<User, AuthError> {
     let field = "password-update-token";
-    let hash = email_token_hash(token);
+    let hash = token_hash(token);
     let now = now_unix_seconds();
     let user = store_read(app, move |store| {
         store.email_token_user(&hash, EmailTokenPurpose::ResetPassword, now)
     })
     .await?
     .map_err(|problem| AuthError::EmailToken { field, problem })?;
-    check_new_password(
+    let new_password = NewPassword::parse(
         app,
+        new_password,
         "new-password",
-        &new_password,
         &user.normalized_email,
         None,
     )?;
     limit_hashing(app, client)?;
-    let password_hash = app.hashers.hash(new_password).await?;
+    let password_hash = app.hashers.hash(new_password.into_password()).await?;
     consume(
         app,
         token,

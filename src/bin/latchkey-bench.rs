@@ -21,14 +21,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use latchkey::auth::email::EmailAddress;
 use latchkey::auth::password::{HashCost, Password, hash_once};
-use latchkey::auth::token::{KeyRing, TokenClaims, generate_signing_key};
-use latchkey::auth::{
-    ClientInfo, api_token_hash, generate_api_token, new_session, user_permissions,
-};
+use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
+use latchkey::auth::{ClientInfo, generate_api_token, new_session, token_hash, user_permissions};
 use latchkey::config::Config;
 use latchkey::model::net::Origin;
+use latchkey::model::email_address::EmailAddress;
 use latchkey::model::{
     ApiToken, NewUser, PasswordHashString, PermissionSet, Role, Session, SessionKind, Status, User,
     UserId, now_unix_seconds,
@@ -579,7 +577,7 @@ struct Seeded {
 }
 
 fn new_user(email: &str, password_hash: &PasswordHashString) -> BenchResult<NewUser> {
-    let address = EmailAddress::parse(email).ok_or_else(|| format!("bad email {email}"))?;
+    let address = EmailAddress::parse(email).map_err(|_| format!("bad email {email}"))?;
     Ok(NewUser {
         email: email.to_owned(),
         normalized_email: address.normalized,
@@ -699,7 +697,7 @@ fn seed_store(
             expire,
             &client,
             PermissionSet::empty(),
-            api_token.as_deref().map(api_token_hash),
+            api_token.as_deref().map(token_hash),
         );
         if let Some(api_token) = api_token {
             let claims = TokenClaims {
@@ -714,7 +712,7 @@ fn seed_store(
             session_tokens.push(key_ring.sign(&claims)?);
             token_users.insert(template.id);
             bound_tokens.push(ApiToken {
-                hash: api_token_hash(&api_token),
+                hash: token_hash(&api_token),
                 prefix: api_token.chars().take(8).collect(),
                 user_id: template.id,
                 session_id: Some(session.id),

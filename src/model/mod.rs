@@ -2,13 +2,15 @@
 //! statuses and permission sets. None of them is a serde type; the wire and the disk each
 //! have their own.
 
+pub mod email_address;
+pub mod net;
 mod permission;
 
 use std::fmt;
 
-pub mod net;
-
 pub use crate::model::permission::{Permission, PermissionSet};
+
+use crate::model::email_address::EmailAddress;
 
 /// The vendor's upper bound on a password, in Unicode characters (bcrypt's 72 bytes, kept
 /// as characters). `[password] min_length` may not exceed it.
@@ -247,6 +249,26 @@ pub struct NewUser {
     pub last_name: Option<String>,
     pub permissions: PermissionSet,
     pub email_verified: bool,
+}
+
+impl NewUser {
+    /// An account for `email` (kept as given and as its unique key) with `role`'s default
+    /// permissions, and no parent, names or password, whose address nobody has proved yet.
+    /// Each way of creating a user starts here and sets what it adds.
+    pub fn new(email: EmailAddress, role: Role, status: Status) -> NewUser {
+        NewUser {
+            email: email.as_given,
+            normalized_email: email.normalized,
+            password_hash: None,
+            role,
+            status,
+            parent_id: None,
+            first_name: None,
+            last_name: None,
+            permissions: role.default_permissions(),
+            email_verified: false,
+        }
+    }
 }
 
 /// How a session came to be: its credentials and its permission rule differ.

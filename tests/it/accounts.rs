@@ -767,7 +767,7 @@ fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission
         .app
         .store
         .insert_api_token(&ApiToken {
-            hash: latchkey::auth::api_token_hash(&token),
+            hash: latchkey::auth::token_hash(&token),
             prefix: token[..8].to_owned(),
             user_id,
             session_id: None,

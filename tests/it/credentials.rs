@@ -1,6 +1,6 @@
 //! The five credential schemes, their precedence, and every kind of bad credential.
 
-use latchkey::auth::token::{KeyRing, TokenClaims, generate_signing_key};
+use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
 use latchkey::model::{PermissionSet, Role, Status, now_unix_seconds};
 use pasetors::keys::{AsymmetricKeyPair, Generate};
 use pasetors::version4::{PublicToken, V4};

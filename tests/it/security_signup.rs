@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use latchkey::auth::signup::{email_token_hash, purge_unproved_sign_ups};
+use latchkey::auth::signup::purge_unproved_sign_ups;
+use latchkey::auth::token_hash;
 use latchkey::config::{Config, EmailTransport, SmtpTls};
 use latchkey::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, User, now_unix_seconds,
@@ -434,7 +435,7 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
             .store
             .issue_email_token(
                 address,
-                email_token_hash(token),
+                token_hash(token),
                 |_| {
                     Some(LinkToIssue {
                         purpose: EmailTokenPurpose::ResetPassword,
@@ -456,7 +457,7 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
         .app
         .store
         .consume_email_token(
-            &email_token_hash("used-token"),
+            &token_hash("used-token"),
             EmailTokenPurpose::ResetPassword,
             latchkey::store::TokenAction::SetPassword(target.password_hash.clone().unwrap()),
             now,

@@ -28,7 +28,7 @@
 use std::sync::Mutex;
 
 use crate::app::App;
-use crate::auth::email::EmailAddress;
+use crate::model::email_address::EmailAddress;
 use crate::auth::oauth::provider::{Provider, ProviderAccount};
 use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
@@ -182,16 +182,8 @@ fn resolve(
         return Err(AuthError::OAuthRefused("unverified-email"));
     }
     Ok(Resolution::NewAccount(NewUser {
-        email: email.as_given.clone(),
-        normalized_email: email.normalized.clone(),
-        password_hash: None,
-        role: Role::User,
-        status: Status::Active,
-        parent_id: None,
-        first_name: None,
-        last_name: None,
-        permissions: Role::User.default_permissions(),
         email_verified: account.email_verified,
+        ..NewUser::new(email.clone(), Role::User, Status::Active)
     }))
 }
 
@@ -354,7 +346,7 @@ async fn verify_and_resolve(
         .filter(|text| !text.trim().is_empty())
     {
         let matches = match (EmailAddress::parse(expected), &account.email) {
-            (Some(expected), Some(email)) => expected.normalized == email.normalized,
+            (Ok(expected), Some(email)) => expected.normalized == email.normalized,
             _ => false,
         };
         if !matches {

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use crate::auth::AuthError;
-use crate::auth::email::EmailAddress;
+use crate::model::email_address::EmailAddress;
 use crate::auth::oauth::jwks::{
     JwksCache, KeyFileError, KeySelection, KeySet, is_accepted_algorithm, key_set_from_document,
     read_key_file,
@@ -497,7 +497,7 @@ fn provider_account(
     let email = claims
         .get(&config.email_field)
         .and_then(Value::as_str)
-        .and_then(EmailAddress::parse);
+        .and_then(|text| EmailAddress::parse(text).ok());
     let email_verified = match claims.get(&config.email_verified_field) {
         Some(Value::Bool(verified)) => *verified,
         // Some providers send the boolean as a string.

@@ -1,10 +1,11 @@
-//! Token buckets against guessing and floods. `Throttle` is drained by failed password checks
-//! and failed OAuth sign-ins (and, as `App::request_limiter`, by every sign-up, resend and
-//! reset request). Its buckets are keyed by the normalized email (whether or not the account
-//! exists), by (email, client network) and by client network (IPv4 address, IPv6 /64).
-//! `PerKeyLimiter` is one plain bucket per key (a caller's user id, for sub-user creation). A
-//! check whose bucket is empty is refused before any hashing, with the seconds until it
-//! refills.
+//! Rate limits: token buckets against guessing and floods. `Throttle` takes a token from
+//! each of its buckets for every failed password check (`record_failed_attempt`), and, as
+//! `App::request_limiter`, for every sign-up, resend and reset request whatever its outcome
+//! (`count_request`); failed OAuth sign-ins drain its network bucket alone. Its buckets are
+//! keyed by the normalized email (whether or not the account exists), by (email, client
+//! network) and by client network (IPv4 address, IPv6 /64). `PerKeyLimiter` is one plain
+//! bucket per key (a caller's user id, for sub-user creation). A check whose bucket is empty
+//! is refused before any hashing, with the seconds until it refills.
 //!
 //! The per-account ceiling binds every network, one that never failed against the account
 //! included, so rotating networks buys no guesses beyond it; a success clears its own
@@ -12,7 +13,8 @@
 //! whatever the email), a limiter holds at most `MAX_ENTRIES` buckets, and when it is full the
 //! buckets that hold the least back are forgotten first (a refilled bucket holds nothing
 //! back), so a flood of fresh keys cannot free the key it attacks. Time is passed in, so the
-//! rules are tested without sleeping.
+//! rules are tested without sleeping. A limiter whose lock was poisoned keeps limiting: it
+//! never fails open.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -145,9 +147,20 @@ impl Throttle {
         refusal_after(longest_wait)
     }
 
-    /// Records a failed check: each bucket loses a token; one that runs dry blocks for a
-    /// wait that doubles with each consecutive lockout.
-    pub fn record_failure(&self, email: &str, network: &str, now: f64) {
+    /// Records a failed password check: each bucket loses a token; one that runs dry blocks
+    /// for a wait that doubles with each consecutive lockout.
+    pub fn record_failed_attempt(&self, email: &str, network: &str, now: f64) {
+        self.take_from_each_bucket(email, network, now);
+    }
+
+    /// Counts a request that is limited whatever its outcome (sign-up, resend, reset, reset
+    /// confirmation): it drains the buckets exactly as a failed password check does.
+    pub fn count_request(&self, key: &str, network: &str, now: f64) {
+        self.take_from_each_bucket(key, network, now);
+    }
+
+    /// Takes a token from each of the three buckets of (`email`, `network`).
+    fn take_from_each_bucket(&self, email: &str, network: &str, now: f64) {
         let Some(limits) = self.limits else {
             return;
         };
@@ -391,8 +404,10 @@ fn seconds_at_least_one(seconds: f64) -> u64 {
     if rounded < 1.0 { 1 } else { rounded as u64 }
 }
 
-/// A poisoned lock still holds valid buckets (no code panics while holding it): keep
-/// throttling rather than fail open.
+/// The table, even from a poisoned lock (the crate's one policy for std locks): every bucket
+/// is whole between statements, so a panic elsewhere leaves the buckets valid, and refusing
+/// them would let every attempt through. A poisoned limiter keeps limiting; it never fails
+/// open.
 fn lock(table: &Mutex<BucketTable>) -> MutexGuard<'_, BucketTable> {
     table.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -424,7 +439,7 @@ mod tests {
         let mut now = 1000.0;
         for _ in 0..5 {
             assert!(throttle.check("a@x.com", "198.51.100.1", now).is_ok());
-            throttle.record_failure("a@x.com", "198.51.100.1", now);
+            throttle.record_failed_attempt("a@x.com", "198.51.100.1", now);
         }
         let first_wait = throttle.check("a@x.com", "198.51.100.1", now).unwrap_err();
         assert!(first_wait.0 >= 1);
@@ -435,7 +450,7 @@ mod tests {
         // After the wait, one more failure locks again for longer.
         now += first_wait.0 as f64 + 0.5;
         assert!(throttle.check("a@x.com", "198.51.100.1", now).is_ok());
-        throttle.record_failure("a@x.com", "198.51.100.1", now);
+        throttle.record_failed_attempt("a@x.com", "198.51.100.1", now);
         let second_wait = throttle.check("a@x.com", "198.51.100.1", now).unwrap_err();
         assert!(
             second_wait.0 > first_wait.0,
@@ -457,7 +472,7 @@ mod tests {
         for index in 0..20 {
             let network = format!("198.51.100.{index}");
             assert!(throttle.check("a@x.com", &network, now).is_ok());
-            throttle.record_failure("a@x.com", &network, now);
+            throttle.record_failed_attempt("a@x.com", &network, now);
         }
         let refused = throttle.check("a@x.com", "203.0.113.99", now);
         assert!(refused.is_err(), "a 21st network got a fresh guess");
@@ -478,7 +493,7 @@ mod tests {
         for index in 0..5 {
             let network = format!("2001:db8:{index}::/64");
             assert!(throttle.check("taken@x.com", &network, now).is_ok());
-            throttle.record_failure("taken@x.com", &network, now);
+            throttle.count_request("taken@x.com", &network, now);
         }
         assert!(
             throttle
@@ -496,10 +511,10 @@ mod tests {
         // The attacker's own network is locked out of the account, and the account's
         // ceiling is spent by guesses from rotating networks.
         for _ in 0..5 {
-            throttle.record_failure("target@x.com", attacker, now);
+            throttle.record_failed_attempt("target@x.com", attacker, now);
         }
         for index in 0..15 {
-            throttle.record_failure("target@x.com", &format!("203.0.113.{index}"), now);
+            throttle.record_failed_attempt("target@x.com", &format!("203.0.113.{index}"), now);
         }
         assert!(throttle.check("target@x.com", attacker, now).is_err());
         assert!(throttle.check("target@x.com", "192.0.2.1", now).is_err());
@@ -511,7 +526,7 @@ mod tests {
         for index in 0..flood_size {
             let network = Ipv4Addr::from(0x0a00_0000 + index).to_string();
             let moment = now + f64::from(index) / f64::from(flood_size);
-            throttle.record_failure(&format!("flood{index}@x.com"), &network, moment);
+            throttle.record_failed_attempt(&format!("flood{index}@x.com"), &network, moment);
             most_held = most_held.max(throttle.held_entries());
         }
         assert!(most_held <= MAX_ENTRIES, "{most_held} buckets held");
@@ -541,13 +556,13 @@ mod tests {
         let throttle = Throttle::new(Some(LIMITS));
         let attacker = "198.51.100.7";
         for _ in 0..20 {
-            throttle.record_failure("target@x.com", attacker, 0.0);
+            throttle.record_failed_attempt("target@x.com", attacker, 0.0);
         }
         // Fill the table, one slot short, with one failure for each of many other keys.
         let old_keys = (MAX_ENTRIES - 3) / 3;
         for index in 0..old_keys {
             let network = Ipv4Addr::from(0x0a00_0000 + index as u32).to_string();
-            throttle.record_failure(&format!("old{index}@x.com"), &network, 0.0);
+            throttle.record_failed_attempt(&format!("old{index}@x.com"), &network, 0.0);
         }
         assert_eq!(throttle.held_entries(), MAX_ENTRIES - 1);
         // Five minutes later every one of those has refilled; only the attacker's (account,
@@ -555,7 +570,7 @@ mod tests {
         let later = 300.0;
         for index in 0..1000_u32 {
             let network = Ipv4Addr::from(0x0b00_0000 + index).to_string();
-            throttle.record_failure(&format!("new{index}@x.com"), &network, later);
+            throttle.record_failed_attempt(&format!("new{index}@x.com"), &network, later);
         }
         assert_eq!(throttle.held_entries(), 1 + 3 * 1000);
         assert!(throttle.check("target@x.com", attacker, later).is_err());
@@ -565,7 +580,7 @@ mod tests {
     fn a_network_failing_against_many_accounts_is_held_back() {
         let throttle = Throttle::new(Some(LIMITS));
         for index in 0..30 {
-            throttle.record_failure(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
+            throttle.record_failed_attempt(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
         }
         assert!(throttle.check("fresh@x.com", "198.51.100.9", 50.0).is_err());
         assert!(throttle.check("fresh@x.com", "198.51.100.10", 50.0).is_ok());
@@ -575,7 +590,7 @@ mod tests {
     fn network_failures_share_the_bucket_of_failed_passwords() {
         let throttle = Throttle::new(Some(LIMITS));
         for index in 0..29 {
-            throttle.record_failure(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
+            throttle.record_failed_attempt(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
         }
         assert!(throttle.check_network("198.51.100.9", 50.0).is_ok());
         throttle.record_network_failure("198.51.100.9", 50.0);
@@ -609,6 +624,52 @@ mod tests {
         assert!(limiter.take("7", 10.0 + 1200.0).is_ok());
         assert!(limiter.take("7", 10.0 + 1200.0).is_err());
         assert!(PerKeyLimiter::new(None).take("7", 0.0).is_ok());
+    }
+
+    /// Panics on another thread while it holds `table`'s lock, which poisons the lock.
+    fn poison(table: &Mutex<BucketTable>) {
+        let joined = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = lock(table);
+                    panic!("poisoning the limiter's lock on purpose");
+                })
+                .join()
+        });
+        assert!(joined.is_err(), "the poisoning thread did not panic");
+        assert!(table.is_poisoned());
+    }
+
+    #[test]
+    fn a_poisoned_limiter_still_refuses_attempts_over_its_limit() {
+        let throttle = Throttle::new(Some(LIMITS));
+        for _ in 0..5 {
+            throttle.record_failed_attempt("a@x.com", "198.51.100.1", 10.0);
+        }
+        poison(&throttle.table);
+        assert!(
+            throttle.check("a@x.com", "198.51.100.1", 10.0).is_err(),
+            "a poisoned throttle let a locked-out network guess again"
+        );
+        // It still counts, too: a network failing against many accounts after the poisoning
+        // is held back like any other.
+        for index in 0..30 {
+            throttle.record_failed_attempt(&format!("user{index}@x.com"), "203.0.113.5", 10.0);
+        }
+        assert!(throttle.check("fresh@x.com", "203.0.113.5", 10.0).is_err());
+        assert!(throttle.check_network("203.0.113.5", 10.0).is_err());
+
+        let limiter = PerKeyLimiter::new(Some(PerKeyLimit {
+            requests: 2,
+            window_seconds: 3600,
+        }));
+        assert!(limiter.take("7", 10.0).is_ok());
+        poison(&limiter.table);
+        assert!(limiter.take("7", 10.0).is_ok());
+        assert!(
+            limiter.take("7", 10.0).is_err(),
+            "a poisoned per-key limiter let a third request through"
+        );
     }
 
     #[test]

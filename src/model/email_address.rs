@@ -5,22 +5,37 @@
 //! keeps its characters, since only ASCII letters are case-folded: no Unicode mapping may
 //! turn one address into another (a Kelvin sign `K` must never become `k`). Invisible,
 //! format and control characters are refused anywhere. The normalized form is the unique
-//! key, and mail goes to exactly that form.
+//! key, and mail goes to exactly that form. A plain domain type, so the store, the config and
+//! the CLI can use it without the auth layer; `auth` turns `UnacceptableEmailAddress` into the
+//! `email` field's 400.
+
+use std::fmt;
 
 use icu_normalizer::ComposingNormalizerBorrowed;
 use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
 use icu_properties::{CodePointMapData, CodePointSetData};
-
-use crate::auth::AuthError;
 
 /// RFC 5321's limits: 64 octets of local part, 254 for the whole path; here counted in
 /// characters, as the contract states them.
 const ADDRESS_MAX_CHARACTERS: usize = 254;
 const LOCAL_PART_MAX_CHARACTERS: usize = 64;
 
-/// What a refused `email` field says; the same wherever an address is read.
+/// What a refused address is told; the same wherever an address is read.
 pub const EMAIL_RULE_MESSAGE: &str =
     "must be a bare email address of at most 254 characters, with a local part of at most 64";
+
+/// Why `EmailAddress::parse` refused a text: it breaks the one rule `EMAIL_RULE_MESSAGE`
+/// states. Which part broke it stays unsaid, as the contract's message does not say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnacceptableEmailAddress;
+
+impl fmt::Display for UnacceptableEmailAddress {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(EMAIL_RULE_MESSAGE)
+    }
+}
+
+impl std::error::Error for UnacceptableEmailAddress {}
 
 /// An acceptable address. `normalized` (ASCII letters lowercased, domain in ASCII) is the
 /// unique key, the `username` the API shows and the address mail goes to. `as_given` is the
@@ -33,17 +48,18 @@ pub struct EmailAddress {
 }
 
 impl EmailAddress {
-    /// The address, or `None` when it breaks the rule. Surrounding whitespace is trimmed.
-    pub fn parse(text: &str) -> Option<EmailAddress> {
+    /// The address, or `UnacceptableEmailAddress` when it breaks the rule. Surrounding
+    /// whitespace is trimmed.
+    pub fn parse(text: &str) -> Result<EmailAddress, UnacceptableEmailAddress> {
         let trimmed = text.trim();
         if trimmed.chars().any(is_refused_character) {
-            return None;
+            return Err(UnacceptableEmailAddress);
         }
-        let (local_part, domain) = trimmed.split_once('@')?;
+        let (local_part, domain) = trimmed.split_once('@').ok_or(UnacceptableEmailAddress)?;
         if !is_acceptable_local_part(local_part) {
-            return None;
+            return Err(UnacceptableEmailAddress);
         }
-        let ascii_domain = ascii_domain(domain)?;
+        let ascii_domain = ascii_domain(domain).ok_or(UnacceptableEmailAddress)?;
         // An ASCII domain is shown as typed (its case only may differ); an
         // internationalized one is shown as the ASCII form mail is sent to.
         let shown_domain = if domain.is_ascii() {
@@ -54,19 +70,11 @@ impl EmailAddress {
         let as_given = format!("{local_part}@{shown_domain}");
         let normalized = format!("{}@{ascii_domain}", local_part.to_ascii_lowercase());
         if normalized.chars().count() > ADDRESS_MAX_CHARACTERS {
-            return None;
+            return Err(UnacceptableEmailAddress);
         }
-        Some(EmailAddress {
+        Ok(EmailAddress {
             as_given,
             normalized,
-        })
-    }
-
-    /// The address of an `email` field, or the 400 that names the field.
-    pub fn parse_field(text: &str) -> Result<EmailAddress, AuthError> {
-        EmailAddress::parse(text).ok_or(AuthError::InvalidField {
-            field: "email",
-            message: EMAIL_RULE_MESSAGE,
         })
     }
 
@@ -77,8 +85,8 @@ impl EmailAddress {
     /// sign must not find kate@. Never used to create or sign in.
     pub fn lookup_key(text: &str) -> String {
         match EmailAddress::parse(text) {
-            Some(address) => address.normalized,
-            None => text.trim().to_ascii_lowercase(),
+            Ok(address) => address.normalized,
+            Err(UnacceptableEmailAddress) => text.trim().to_ascii_lowercase(),
         }
     }
 }
@@ -142,7 +150,9 @@ mod tests {
     use super::*;
 
     fn normalized(text: &str) -> Option<String> {
-        EmailAddress::parse(text).map(|address| address.normalized)
+        EmailAddress::parse(text)
+            .ok()
+            .map(|address| address.normalized)
     }
 
     #[test]
@@ -162,7 +172,11 @@ mod tests {
             "a@example.com.",
             "a\u{7}@example.com",
         ] {
-            assert_eq!(EmailAddress::parse(bad), None, "{bad:?}");
+            assert_eq!(
+                EmailAddress::parse(bad),
+                Err(UnacceptableEmailAddress),
+                "{bad:?}"
+            );
         }
     }
 
@@ -189,7 +203,11 @@ mod tests {
             "alice@exa_mple.com",
             "alice@-example.com",
         ] {
-            assert_eq!(EmailAddress::parse(wrapped), None, "{wrapped:?}");
+            assert_eq!(
+                EmailAddress::parse(wrapped),
+                Err(UnacceptableEmailAddress),
+                "{wrapped:?}"
+            );
         }
         assert_eq!(
             normalized("o'Brien+tag.x@example.com").as_deref(),
@@ -200,8 +218,8 @@ mod tests {
     #[test]
     fn lengths_are_254_in_all_and_64_for_the_local_part() {
         let local_64 = "a".repeat(64);
-        assert!(EmailAddress::parse(&format!("{local_64}@example.com")).is_some());
-        assert!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(65))).is_none());
+        assert!(EmailAddress::parse(&format!("{local_64}@example.com")).is_ok());
+        assert!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
         // 64 + 1 + 189 = 254 characters, in labels of at most 63.
         let domain_189 = format!(
             "{}.{}.{}.com",
@@ -212,9 +230,9 @@ mod tests {
         assert_eq!(domain_189.len(), 189);
         let longest = format!("{local_64}@{domain_189}");
         assert_eq!(longest.len(), 254);
-        assert!(EmailAddress::parse(&longest).is_some());
+        assert!(EmailAddress::parse(&longest).is_ok());
         let domain_190 = format!("e{domain_189}");
-        assert!(EmailAddress::parse(&format!("{local_64}@{domain_190}")).is_none());
+        assert!(EmailAddress::parse(&format!("{local_64}@{domain_190}")).is_err());
     }
 
     #[test]
@@ -236,10 +254,10 @@ mod tests {
     #[test]
     fn look_alikes_that_unicode_would_map_onto_an_address_are_refused() {
         // KELVIN SIGN: to_lowercase() makes it 'k'; NFC makes it 'K'. Either way a look-alike.
-        assert_eq!(EmailAddress::parse("\u{212A}ate@example.com"), None);
+        assert!(EmailAddress::parse("\u{212A}ate@example.com").is_err());
         // A decomposed 'é' (e + combining acute) is not NFC.
-        assert_eq!(EmailAddress::parse("rene\u{301}@example.com"), None);
-        assert!(EmailAddress::parse("ren\u{e9}@example.com").is_some());
+        assert!(EmailAddress::parse("rene\u{301}@example.com").is_err());
+        assert!(EmailAddress::parse("ren\u{e9}@example.com").is_ok());
         // Fullwidth letters are NFC but not ASCII: kept, so not the same key as the ASCII one.
         assert_ne!(
             normalized("ａlice@example.com"),
@@ -264,18 +282,19 @@ mod tests {
             "al\u{A0}ice@example.com",     // no-break space
             "al\u{E000}ice@example.com",   // private use
         ] {
-            assert_eq!(EmailAddress::parse(hidden), None, "{hidden:?}");
+            assert_eq!(
+                EmailAddress::parse(hidden),
+                Err(UnacceptableEmailAddress),
+                "{hidden:?}"
+            );
         }
     }
 
     #[test]
-    fn a_field_error_names_email_and_states_the_limits() {
-        let Err(AuthError::InvalidField { field, message }) =
-            EmailAddress::parse_field("<alice@example.com>")
-        else {
-            panic!("a wrapped address must be refused");
-        };
-        assert_eq!(field, "email");
+    fn a_refusal_states_the_limits() {
+        let refusal = EmailAddress::parse("<alice@example.com>").unwrap_err();
+        let message = refusal.to_string();
+        assert_eq!(message, EMAIL_RULE_MESSAGE);
         assert!(message.contains("254") && message.contains("64"));
     }
 
@@ -305,7 +324,7 @@ mod properties {
     proptest! {
         #[test]
         fn parsing_never_panics_and_normalizing_is_idempotent(text in "\\PC{0,80}") {
-            if let Some(address) = EmailAddress::parse(&text) {
+            if let Ok(address) = EmailAddress::parse(&text) {
                 prop_assert_eq!(address.as_given.to_ascii_lowercase(), address.normalized.clone());
                 prop_assert!(!address.normalized.chars().any(char::is_whitespace));
                 prop_assert!(!address.normalized.contains(['"', '<', '>', '(', ')', '[', ']']));

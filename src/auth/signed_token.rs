@@ -8,16 +8,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pasetors::Public;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
 use pasetors::paserk::{FormatAsPaserk, Id};
 use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
-use sha2::{Digest, Sha256};
 
+use crate::auth::token_hash;
 use crate::model::{PermissionSet, SessionId, SigningKeyStatus, UnixSeconds, UserId};
 use crate::rfc3339::{format_rfc3339, parse_rfc3339};
 use crate::store::StoredSigningKey;
@@ -321,14 +321,8 @@ impl VerifiedTokenCache {
     pub fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for shard in &self.shards {
-            if let Ok(mut map) = shard.lock() {
-                map.clear();
-            }
+            lock(shard).clear();
         }
-    }
-
-    fn digest(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
     }
 
     fn shard(&self, digest: &[u8; 32]) -> &Mutex<CacheShard> {
@@ -348,25 +342,27 @@ impl VerifiedTokenCache {
         // Read before `verify` takes the ring: a revocation reloads the ring first and then
         // moves the epoch, so an entry made with the old ring carries the old epoch.
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let digest = VerifiedTokenCache::digest(token);
+        let digest = token_hash(token);
         let shard = self.shard(&digest);
-        if let Some((verified, _)) = shard
-            .lock()
-            .ok()
-            .and_then(|map| map.get(&digest).copied())
-            .filter(|(_, entry_epoch)| *entry_epoch == epoch)
-        {
+        let cached = lock(shard).get(&digest).copied();
+        if let Some((verified, _)) = cached.filter(|(_, entry_epoch)| *entry_epoch == epoch) {
             return Ok(verified);
         }
         let verified = verify()?;
-        if let Ok(mut map) = shard.lock() {
-            if map.len() >= self.capacity_per_shard {
-                map.clear();
-            }
-            map.insert(digest, (verified, epoch));
+        let mut map = lock(shard);
+        if map.len() >= self.capacity_per_shard {
+            map.clear();
         }
+        map.insert(digest, (verified, epoch));
         Ok(verified)
     }
+}
+
+/// A shard, even from a poisoned lock (the crate's one policy for std locks): each entry is
+/// inserted or cleared in one step, so the map stays valid, and `forget_all` must empty every
+/// shard after a revocation, poisoned or not.
+fn lock(shard: &Mutex<CacheShard>) -> MutexGuard<'_, CacheShard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
