@@ -11,6 +11,7 @@ pub mod error;
 pub mod oauth;
 pub mod password;
 pub mod return_url;
+pub mod signing_keys;
 pub mod signup;
 pub mod throttle;
 pub mod token;
