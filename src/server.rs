@@ -25,9 +25,11 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
     let header_read_timeout = Duration::from_secs(config.http.header_read_timeout_seconds);
     let connection_slots = Arc::new(Semaphore::new(config.http.max_connections));
     let graceful = GracefulShutdown::new();
-    let purge = tokio::spawn(crate::auth::purge_expired_sessions_forever(Arc::clone(
-        &api.app,
-    )));
+    let purge = tokio::spawn(
+        crate::auth::maintenance::purge_expired_records_and_rotate_keys_forever(Arc::clone(
+            &api.app,
+        )),
+    );
     let mailer = tokio::spawn(crate::mail::deliver_forever(Arc::clone(&api.app)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -13,8 +13,9 @@ use crate::app::App;
 use crate::auth::account::check_new_password;
 use crate::auth::account::checked_name;
 use crate::auth::email::EmailAddress;
+use crate::auth::maintenance::PURGE_BATCH_ROWS;
 use crate::auth::password::Password;
-use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write};
+use crate::auth::{AuthError, ClientInfo, store_write};
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
 };
