@@ -1,10 +1,13 @@
 //! `App`: the one shared state (config, store, hashers, keys, caches), built once in `main`
-//! (or a test) and passed down by `Arc`. There are no globals.
+//! (or a test) and passed down by `Arc`, and the start of its background tasks. There are no
+//! globals.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::after_answer::AfterAnswer;
+use crate::auth::maintenance;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::signing_keys::{self, KeyRotation, SigningKeyError, SigningKeySchedule};
 use crate::auth::throttle::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
@@ -149,12 +152,54 @@ impl App {
         Ok(upkeep.dropped)
     }
 
+    /// Spawns the work that runs beside the accept loop while this server serves: the
+    /// maintenance loop (`auth::maintenance`) and the mail worker (`mail::deliver_forever`).
+    /// Must run inside the tokio runtime.
+    pub fn start_background_tasks(self: &Arc<App>) -> BackgroundTasks {
+        BackgroundTasks {
+            maintenance: tokio::spawn(maintenance::purge_expired_records_and_rotate_keys_forever(
+                Arc::clone(self),
+            )),
+            mail_delivery: tokio::spawn(crate::mail::deliver_forever(Arc::clone(self))),
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The handle on `App::start_background_tasks`'s tasks. They stop (are aborted) when it is
+/// stopped or dropped, so a caller cannot leave them running by accident.
+#[derive(Debug)]
+#[must_use = "the background tasks stop when their handle drops"]
+pub struct BackgroundTasks {
+    maintenance: tokio::task::JoinHandle<()>,
+    mail_delivery: tokio::task::JoinHandle<()>,
+}
+
+impl BackgroundTasks {
+    /// Aborts the tasks. A store write already handed to the blocking pool still finishes.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Completes when `shutdown` does, stopping the tasks first. Given to `server::run` as its
+    /// shutdown, the tasks stop the moment the accept loop does, before the drain.
+    pub async fn stop_when(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        self.stop();
+    }
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        self.maintenance.abort();
+        self.mail_delivery.abort();
     }
 }
 
