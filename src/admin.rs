@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::app::{App, KeyRotation};
+use crate::app::App;
 use crate::auth::signed_token::KeyRing;
+use crate::auth::signing_keys::{self, KeyRotation};
 use crate::model::email_address::EmailAddress;
 use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
 use crate::rfc3339::format_rfc3339;
@@ -295,7 +296,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
         } => {
             let rotation = match app {
                 Some(app) => app.rotate_signing_key(),
-                None => crate::app::rotate_signing_key(store, publish_ahead_seconds, now),
+                None => signing_keys::rotate_signing_key(store, publish_ahead_seconds, now),
             }
             .map_err(|error| refused(error.to_string()))?;
             match rotation {
@@ -325,7 +326,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
         AdminCommand::KeysRevoke { key_id } => {
             let revocation = match app {
                 Some(app) => app.revoke_signing_key(&key_id),
-                None => crate::app::revoke_signing_key(store, &key_id, now),
+                None => signing_keys::revoke_signing_key(store, &key_id, now),
             }
             .map_err(|error| refused(error.to_string()))?
             .ok_or_else(|| refused(format!("no signing key {key_id}")))?;

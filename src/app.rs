@@ -1,17 +1,21 @@
 //! `App`: the one shared state (config, store, hashers, keys, caches), built once in `main`
-//! (or a test) and passed down by `Arc`. There are no globals.
+//! (or a test) and passed down by `Arc`, and the start of its background tasks. There are no
+//! globals.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::after_answer::AfterAnswer;
+use crate::auth::maintenance;
 use crate::auth::oauth::provider::OAuthProviders;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
-use crate::auth::signed_token::{KeyRing, TokenError, VerifiedTokenCache, generate_signing_key};
+use crate::auth::signed_token::{KeyRing, VerifiedTokenCache};
+use crate::auth::signing_keys::{self, KeyRotation, SigningKeyError, SigningKeySchedule};
 use crate::config::{Config, ConfigError};
-use crate::model::{SigningKeyStatus, UnixSeconds, now_unix_seconds};
-use crate::store::{KeyRevocation, Store, StoreError};
+use crate::model::now_unix_seconds;
+use crate::store::{KeyRevocation, Store};
 
 #[derive(Debug)]
 pub struct App {
@@ -40,29 +44,10 @@ pub struct App {
     draining: AtomicBool,
 }
 
-/// What a key rotation did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyRotation {
-    /// The new key signs at once (`[keys] publish_ahead_seconds = 0`).
-    Active { key_id: String },
-    /// The new key is published as `next` and signs from `activates_at`.
-    Next {
-        key_id: String,
-        activates_at: UnixSeconds,
-    },
-    /// A `next` key was already waiting: nothing was added.
-    AlreadyWaiting {
-        key_id: String,
-        activates_at: UnixSeconds,
-    },
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("signing keys: {0}")]
-    Keys(#[from] TokenError),
+    SigningKeys(#[from] SigningKeyError),
     #[error("password hashers: {0}")]
     Hashers(#[from] PasswordError),
     #[error(transparent)]
@@ -73,17 +58,8 @@ impl App {
     /// Loads the signing keys (making the first one on a new store) and starts the hashers.
     pub fn new(config: Config, store: Store) -> Result<App, StartError> {
         let OutgoingCalls { http_client, oauth } = OutgoingCalls::build(&config)?;
-        store.promote_due_signing_keys(now_unix_seconds())?;
-        let mut stored_keys = store.signing_keys()?;
-        if !stored_keys
-            .iter()
-            .any(|key| key.status == SigningKeyStatus::Active)
-        {
-            let key = generate_signing_key(now_unix_seconds())?;
-            store.insert_active_signing_key(&key)?;
-            stored_keys = store.signing_keys()?;
-        }
-        let key_ring = KeyRing::from_stored(&stored_keys)?;
+        let key_ring =
+            signing_keys::load_key_ring_making_the_first_key(&store, now_unix_seconds())?;
         let hashers = Hashers::start(
             password_cost(&config),
             config.password.effective_hasher_threads(),
@@ -132,8 +108,8 @@ impl App {
     }
 
     /// Re-reads the signing keys from the store and swaps the ring in.
-    pub fn reload_key_ring(&self) -> Result<(), StartError> {
-        let key_ring = Arc::new(KeyRing::from_stored(&self.store.signing_keys()?)?);
+    pub fn reload_key_ring(&self) -> Result<(), SigningKeyError> {
+        let key_ring = Arc::new(signing_keys::read_key_ring(&self.store)?);
         match self.key_ring.write() {
             Ok(mut guard) => *guard = key_ring,
             Err(poisoned) => *poisoned.into_inner() = key_ring,
@@ -141,9 +117,10 @@ impl App {
         Ok(())
     }
 
-    /// Makes a new key (see `rotate_signing_key`) and swaps the ring in.
-    pub fn rotate_signing_key(&self) -> Result<KeyRotation, StartError> {
-        let rotation = rotate_signing_key(
+    /// `signing_keys::rotate_signing_key` with this server's `[keys] publish_ahead_seconds`,
+    /// then swaps the ring in.
+    pub fn rotate_signing_key(&self) -> Result<KeyRotation, SigningKeyError> {
+        let rotation = signing_keys::rotate_signing_key(
             &self.store,
             self.config.keys.publish_ahead_seconds,
             now_unix_seconds(),
@@ -152,10 +129,13 @@ impl App {
         Ok(rotation)
     }
 
-    /// Removes a key at once (see `revoke_signing_key`), swaps the ring in, then forgets
-    /// every cached verification, so the key's tokens fail from the next request on.
-    pub fn revoke_signing_key(&self, key_id: &str) -> Result<Option<KeyRevocation>, StartError> {
-        let revocation = revoke_signing_key(&self.store, key_id, now_unix_seconds())?;
+    /// `signing_keys::revoke_signing_key`, then swaps the ring in and forgets every cached
+    /// verification, so the key's tokens fail from the next request on.
+    pub fn revoke_signing_key(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<KeyRevocation>, SigningKeyError> {
+        let revocation = signing_keys::revoke_signing_key(&self.store, key_id, now_unix_seconds())?;
         if revocation.is_some() {
             self.reload_key_ring()?;
             self.token_cache.forget_all();
@@ -163,51 +143,30 @@ impl App {
         Ok(revocation)
     }
 
-    /// Persists the switch to `next` keys whose time has come, drops retired keys that can
-    /// no longer have a live token (retired longer ago than the longest token lifetime), and
-    /// rotates when `[keys] rotate_every` says it is time (publishing ahead by
-    /// `publish_ahead_seconds`, so the new key signs about `rotate_every` after the last).
-    /// Returns the ids dropped.
-    pub fn maintain_signing_keys(&self) -> Result<Vec<String>, StartError> {
-        let now = now_unix_seconds();
-        let promoted = self.store.promote_due_signing_keys(now)?;
-        let longest_lifetime = self
-            .config
-            .session
-            .long_term_seconds
-            .max(self.config.session.short_term_seconds);
-        let longest_lifetime = i64::try_from(longest_lifetime).unwrap_or(i64::MAX);
-        let mut dropped = Vec::new();
-        let stored = self.store.signing_keys()?;
-        for key in &stored {
-            if let Some(retired_at) = key.retired_at
-                && key.status == SigningKeyStatus::Retired
-                && retired_at.saturating_add(longest_lifetime) < now
-            {
-                self.store.delete_signing_key(&key.key_id)?;
-                dropped.push(key.key_id.clone());
-            }
-        }
-        let rotate_every = i64::try_from(self.config.keys.rotate_every).unwrap_or(i64::MAX);
-        let publish_ahead =
-            i64::try_from(self.config.keys.publish_ahead_seconds).unwrap_or(i64::MAX);
-        let newest_activation = stored
-            .iter()
-            .filter(|key| key.status == SigningKeyStatus::Active)
-            .map(|key| key.activates_at.unwrap_or(key.created))
-            .max();
-        let next_waiting = stored
-            .iter()
-            .any(|key| key.status == SigningKeyStatus::Next);
-        let rotation_due = newest_activation.is_some_and(|activated| {
-            activated.saturating_add(rotate_every.saturating_sub(publish_ahead)) <= now
-        });
-        if rotate_every > 0 && !next_waiting && rotation_due {
-            self.rotate_signing_key()?;
-        } else if promoted || !dropped.is_empty() {
+    /// `signing_keys::promote_drop_and_rotate_signing_keys` on this server's schedule, then
+    /// swaps the ring in when a key changed. Returns the ids dropped.
+    pub fn maintain_signing_keys(&self) -> Result<Vec<String>, SigningKeyError> {
+        let upkeep = signing_keys::promote_drop_and_rotate_signing_keys(
+            &self.store,
+            SigningKeySchedule::from_config(&self.config),
+            now_unix_seconds(),
+        )?;
+        if upkeep.changed_keys() {
             self.reload_key_ring()?;
         }
-        Ok(dropped)
+        Ok(upkeep.dropped)
+    }
+
+    /// Spawns the work that runs beside the accept loop while this server serves: the
+    /// maintenance loop (`auth::maintenance`) and the mail worker (`mail::deliver_forever`).
+    /// Must run inside the tokio runtime.
+    pub fn start_background_tasks(self: &Arc<App>) -> BackgroundTasks {
+        BackgroundTasks {
+            maintenance: tokio::spawn(maintenance::purge_expired_records_and_rotate_keys_forever(
+                Arc::clone(self),
+            )),
+            mail_delivery: tokio::spawn(crate::mail::deliver_forever(Arc::clone(self))),
+        }
     }
 
     pub fn is_draining(&self) -> bool {
@@ -219,44 +178,34 @@ impl App {
     }
 }
 
-/// Makes a new signing key. With `publish_ahead_seconds` 0 it signs at once and the old
-/// active key retires (it keeps verifying); else it is published as `next` and signs that
-/// many seconds later, unless a `next` key is already waiting. The running server's ring is
-/// not touched: `App::rotate_signing_key` does that.
-pub fn rotate_signing_key(
-    store: &Store,
-    publish_ahead_seconds: u64,
-    now: UnixSeconds,
-) -> Result<KeyRotation, StartError> {
-    let key = generate_signing_key(now)?;
-    if publish_ahead_seconds == 0 {
-        store.insert_active_signing_key(&key)?;
-        return Ok(KeyRotation::Active { key_id: key.key_id });
-    }
-    let activates_at = now.saturating_add(i64::try_from(publish_ahead_seconds).unwrap_or(i64::MAX));
-    Ok(
-        match store.insert_next_signing_key(&key, activates_at, now)? {
-            None => KeyRotation::Next {
-                key_id: key.key_id,
-                activates_at,
-            },
-            Some(waiting) => KeyRotation::AlreadyWaiting {
-                key_id: waiting.key_id,
-                activates_at: waiting.activates_at,
-            },
-        },
-    )
+/// The handle on `App::start_background_tasks`'s tasks. They stop (are aborted) when it is
+/// stopped or dropped, so a caller cannot leave them running by accident.
+#[derive(Debug)]
+#[must_use = "the background tasks stop when their handle drops"]
+pub struct BackgroundTasks {
+    maintenance: tokio::task::JoinHandle<()>,
+    mail_delivery: tokio::task::JoinHandle<()>,
 }
 
-/// Removes a signing key at once. Revoking the key that signs never leaves none: a `next`
-/// key waiting takes over at once, else a fresh key does. `None`: no such key.
-pub fn revoke_signing_key(
-    store: &Store,
-    key_id: &str,
-    now: UnixSeconds,
-) -> Result<Option<KeyRevocation>, StartError> {
-    let replacement = generate_signing_key(now)?;
-    Ok(store.revoke_signing_key(key_id, &replacement, now)?)
+impl BackgroundTasks {
+    /// Aborts the tasks. A store write already handed to the blocking pool still finishes.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Completes when `shutdown` does, stopping the tasks first. Given to `server::run` as its
+    /// shutdown, the tasks stop the moment the accept loop does, before the drain.
+    pub async fn stop_when(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        self.stop();
+    }
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        self.maintenance.abort();
+        self.mail_delivery.abort();
+    }
 }
 
 /// `public_url`'s origin when set; else a name fixed when the store was made, which moves

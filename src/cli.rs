@@ -548,7 +548,13 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
             admin_socket = %socket_path.display(),
             "latchkey serving"
         );
-        crate::server::run(listener, Arc::new(api), shutdown_signal()).await;
+        let background_tasks = app.start_background_tasks();
+        crate::server::run(
+            listener,
+            Arc::new(api),
+            background_tasks.stop_when(shutdown_signal()),
+        )
+        .await;
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);
         tracing::info!("latchkey stopped");

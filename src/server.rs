@@ -1,7 +1,8 @@
 //! The accept loop: one hyper HTTP/1 connection per socket, with a timer so the header-read
 //! timeout applies, a cap on open connections (the request timeout wraps each handler in
 //! `http::handle`), and a graceful shutdown that lets in-flight requests finish within a
-//! deadline. `run` never binds.
+//! deadline. `run` never binds, and starts no background work: the caller starts
+//! `App::start_background_tasks` and stops them with `shutdown` (`BackgroundTasks::stop_when`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,10 +26,6 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
     let header_read_timeout = Duration::from_secs(config.http.header_read_timeout_seconds);
     let connection_slots = Arc::new(Semaphore::new(config.http.max_connections));
     let graceful = GracefulShutdown::new();
-    let purge = tokio::spawn(crate::auth::purge_expired_sessions_forever(Arc::clone(
-        &api.app,
-    )));
-    let mailer = tokio::spawn(crate::mail::deliver_forever(Arc::clone(&api.app)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -70,8 +67,6 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
         });
     }
     api.app.start_draining();
-    purge.abort();
-    mailer.abort();
     drop(listener);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     // Answered resets and resends still owe their per-address work: let it finish too.

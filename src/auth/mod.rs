@@ -7,14 +7,14 @@ pub mod api_tokens;
 pub mod captcha;
 pub mod client;
 pub mod error;
+pub mod maintenance;
 pub mod oauth;
 pub mod password;
 pub mod rate_limit;
 pub mod return_url;
 pub mod signed_token;
+pub mod signing_keys;
 pub mod signup;
-
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -518,68 +518,4 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
 /// does a pending one unless unverified sign-in is allowed.
 fn check_credential_holder(app: &App, user: &User, parent: Option<&User>) -> Result<(), AuthError> {
     check_may_sign_in(app, user, parent).map_err(|_| AuthError::Unauthenticated)
-}
-
-/// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
-/// write lock behind a purge.
-pub const PURGE_BATCH_ROWS: usize = 1_000;
-
-/// How often the maintenance loop looks for sign-ups to purge: their lifetime is counted in
-/// days, and finding them reads every user.
-const UNPROVED_SIGN_UP_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Now and then, until the process ends: deletes expired sessions and API tokens expired
-/// more than 30 days ago, in small transactions, and drops signing keys that can no longer
-/// have a live token (rotating them when `[keys] rotate_every` says so). Hourly, it also
-/// deletes the sign-ups never verified within `[signup] pending_lifetime_days`.
-pub async fn purge_expired_sessions_forever(app: std::sync::Arc<App>) {
-    let interval = std::time::Duration::from_secs(app.config.session.purge_interval_seconds);
-    let mut last_sign_up_purge: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::time::sleep(interval).await;
-        if last_sign_up_purge.is_none_or(|last| last.elapsed() >= UNPROVED_SIGN_UP_PURGE_INTERVAL) {
-            last_sign_up_purge = Some(tokio::time::Instant::now());
-            match signup::purge_unproved_sign_ups(&app, now_unix_seconds()).await {
-                Ok(0) => {}
-                Ok(count) => tracing::info!(count, "purged sign-ups never verified"),
-                Err(error) => tracing::warn!(%error, "sign-up purge failed"),
-            }
-        }
-        let maintained = Arc::clone(&app);
-        match tokio::task::spawn_blocking(move || maintained.maintain_signing_keys()).await {
-            Ok(Ok(dropped)) if !dropped.is_empty() => {
-                tracing::info!(?dropped, "dropped retired signing keys")
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "signing-key maintenance failed"),
-            _ => {}
-        }
-        loop {
-            let now = now_unix_seconds();
-            let purged = store_write(&app.store, move |store| {
-                let sessions = store.purge_expired_sessions(now, PURGE_BATCH_ROWS)?;
-                let tokens = store.purge_api_tokens_expired_before(
-                    now - api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS,
-                    PURGE_BATCH_ROWS,
-                )?;
-                // Used and expired emailed tokens stay a day, so a late click is told "expired".
-                let email_tokens =
-                    store.purge_email_tokens_expired_before(now - 24 * 3600, PURGE_BATCH_ROWS)?;
-                Ok(sessions.max(tokens).max(email_tokens))
-            })
-            .await;
-            match purged {
-                Ok(count) if count == PURGE_BATCH_ROWS => tokio::task::yield_now().await,
-                Ok(count) => {
-                    if count > 0 {
-                        tracing::debug!(count, "purged expired sessions");
-                    }
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "session purge failed");
-                    break;
-                }
-            }
-        }
-    }
 }

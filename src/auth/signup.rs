@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::auth::account::checked_name;
+use crate::auth::maintenance::PURGE_BATCH_ROWS;
 use crate::auth::password::{NewPassword, Password};
-use crate::auth::{AuthError, ClientInfo, PURGE_BATCH_ROWS, store_write, token_hash};
+use crate::auth::{AuthError, ClientInfo, store_write, token_hash};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,

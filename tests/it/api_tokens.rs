@@ -422,7 +422,7 @@ async fn after_rotation_old_tokens_work_new_ones_carry_the_new_key_and_keys_list
         .unwrap()
         .to_owned();
 
-    let latchkey::app::KeyRotation::Active { key_id: new_key } =
+    let latchkey::auth::signing_keys::KeyRotation::Active { key_id: new_key } =
         server.app.rotate_signing_key().unwrap()
     else {
         panic!("with publish_ahead_seconds = 0 the new key signs at once");

@@ -56,9 +56,15 @@ impl TestServer {
         let app = Arc::new(App::new(config, store).unwrap());
         let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
         let (shutdown, shutdown_received) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(latchkey::run(listener, api, async move {
-            let _ = shutdown_received.await;
-        }));
+        // The real background work (purges, key upkeep, mail), stopped as `serve` stops it.
+        let background_tasks = app.start_background_tasks();
+        let task = tokio::spawn(latchkey::run(
+            listener,
+            api,
+            background_tasks.stop_when(async move {
+                let _ = shutdown_received.await;
+            }),
+        ));
         TestServer {
             address,
             app,

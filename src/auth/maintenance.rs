@@ -1,0 +1,97 @@
+//! The maintenance loop that runs beside the server: every `[session]
+//! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
+//! purges expired sessions, API tokens and emailed links; hourly it also purges sign-ups
+//! never proved. Each step logs its own outcome and a failure never stops the loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::auth::{api_tokens, signup, store_write};
+use crate::model::now_unix_seconds;
+
+/// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
+/// write lock behind a purge.
+pub const PURGE_BATCH_ROWS: usize = 1_000;
+
+/// How often the maintenance loop looks for sign-ups to purge: their lifetime is counted in
+/// days, and finding them reads every user.
+const UNPROVED_SIGN_UP_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long a used or expired emailed token is kept, so a late click is told "expired".
+const SPENT_EMAIL_TOKEN_RETENTION_SECONDS: i64 = 24 * 3600;
+
+/// Now and then, until the task is aborted: purges the sign-ups never proved (hourly), then
+/// promotes, drops and rotates the signing keys, then purges expired sessions, API tokens
+/// and emailed tokens.
+pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
+    let interval = Duration::from_secs(app.config.session.purge_interval_seconds);
+    let mut last_sign_up_purge: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        if last_sign_up_purge.is_none_or(|last| last.elapsed() >= UNPROVED_SIGN_UP_PURGE_INTERVAL) {
+            last_sign_up_purge = Some(Instant::now());
+            purge_unproved_sign_ups(&app).await;
+        }
+        promote_drop_and_rotate_signing_keys(&app).await;
+        purge_expired_sessions_api_tokens_and_email_tokens(&app).await;
+    }
+}
+
+/// Deletes the sign-ups never proved within `[signup] pending_lifetime_days`.
+async fn purge_unproved_sign_ups(app: &App) {
+    match signup::purge_unproved_sign_ups(app, now_unix_seconds()).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "purged sign-ups never verified"),
+        Err(error) => tracing::warn!(%error, "sign-up purge failed"),
+    }
+}
+
+/// `App::maintain_signing_keys` on the blocking pool: its store writes fsync.
+async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
+    let maintained = Arc::clone(app);
+    match tokio::task::spawn_blocking(move || maintained.maintain_signing_keys()).await {
+        Ok(Ok(dropped)) if !dropped.is_empty() => {
+            tracing::info!(?dropped, "dropped retired signing keys")
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "signing-key maintenance failed"),
+        _ => {}
+    }
+}
+
+/// Deletes expired sessions, API tokens expired more than
+/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago and spent emailed tokens, a batch of
+/// each per transaction, until a batch comes back short.
+async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
+    loop {
+        let now = now_unix_seconds();
+        let purged = store_write(&app.store, move |store| {
+            let sessions = store.purge_expired_sessions(now, PURGE_BATCH_ROWS)?;
+            let tokens = store.purge_api_tokens_expired_before(
+                now - api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS,
+                PURGE_BATCH_ROWS,
+            )?;
+            let email_tokens = store.purge_email_tokens_expired_before(
+                now - SPENT_EMAIL_TOKEN_RETENTION_SECONDS,
+                PURGE_BATCH_ROWS,
+            )?;
+            Ok(sessions.max(tokens).max(email_tokens))
+        })
+        .await;
+        match purged {
+            Ok(count) if count == PURGE_BATCH_ROWS => tokio::task::yield_now().await,
+            Ok(count) => {
+                if count > 0 {
+                    tracing::debug!(count, "purged expired sessions");
+                }
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "session purge failed");
+                break;
+            }
+        }
+    }
+}
