@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod hex;
+pub mod html;
 pub mod http;
 pub mod mail;
 pub mod model;

@@ -25,6 +25,6 @@ fuzz_target!(|input: &[u8]| {
     let (parts, ()) = request.into_parts();
     let query = Fields::from_query(Some(query));
     let _ = find_credential(&parts, &query, true);
-    let public: latchkey::config::Origin = "https://auth.example.com".parse().unwrap();
+    let public: latchkey::model::net::Origin = "https://auth.example.com".parse().unwrap();
     let _ = check_cookie_origin(&parts, &public, &[]);
 });

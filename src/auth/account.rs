@@ -4,10 +4,7 @@
 
 use crate::app::App;
 use crate::auth::password::{NewPassword, Password};
-use crate::auth::{
-    AuthError, ClientInfo, CredentialKind, Identity, store_write,
-    throttled_verify,
-};
+use crate::auth::{AuthError, ClientInfo, CredentialKind, Identity, store_write, throttled_verify};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     NewUser, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session, SessionId, Status,

@@ -30,7 +30,6 @@ use password::Password;
 
 pub use error::AuthError;
 
-
 /// Runs a store write on the blocking pool so that its fsync never stalls the runtime.
 pub async fn store_write<T, F>(store: &Store, write: F) -> Result<T, AuthError>
 where
@@ -518,4 +517,152 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
 /// does a pending one unless unverified sign-in is allowed.
 fn check_credential_holder(app: &App, user: &User, parent: Option<&User>) -> Result<(), AuthError> {
     check_may_sign_in(app, user, parent).map_err(|_| AuthError::Unauthenticated)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::account::can_reach;
+    use crate::model::{PermissionSet, Role, Status, User, UserId};
+
+    const CALLER_ID: UserId = 10;
+    const TARGET_ID: UserId = 20;
+    const SOMEONE_ELSE_ID: UserId = 30;
+
+    /// Who the target is to the caller.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Relation {
+        /// The caller itself (it has its own routes).
+        Itself,
+        /// A sub-user the caller made: its parent is the caller.
+        OwnSubUser,
+        /// A sub-user of someone else.
+        AnothersSubUser,
+        /// A user with no parent.
+        TopLevelUser,
+    }
+
+    use Relation::{AnothersSubUser, Itself, OwnSubUser, TopLevelUser};
+    use Role::{Admin, Root, Sub};
+
+    /// Caller role, relation, target role, and whether the caller reaches the target. Sub-users
+    /// are made as `sub`, but `user role` can give one any role, so every role is listed.
+    #[rustfmt::skip]
+    const REACH_TABLE: &[(Role, Relation, Role, bool)] = &[
+        (Root,       Itself,          Root,       false),
+        (Root,       OwnSubUser,      Root,       true),
+        (Root,       OwnSubUser,      Admin,      true),
+        (Root,       OwnSubUser,      Role::User, true),
+        (Root,       OwnSubUser,      Sub,        true),
+        (Root,       AnothersSubUser, Root,       false),
+        (Root,       AnothersSubUser, Admin,      true),
+        (Root,       AnothersSubUser, Role::User, true),
+        (Root,       AnothersSubUser, Sub,        true),
+        (Root,       TopLevelUser,    Root,       false),
+        (Root,       TopLevelUser,    Admin,      true),
+        (Root,       TopLevelUser,    Role::User, true),
+        (Root,       TopLevelUser,    Sub,        true),
+        (Admin,      Itself,          Admin,      false),
+        (Admin,      OwnSubUser,      Root,       true),
+        (Admin,      OwnSubUser,      Admin,      true),
+        (Admin,      OwnSubUser,      Role::User, true),
+        (Admin,      OwnSubUser,      Sub,        true),
+        (Admin,      AnothersSubUser, Root,       false),
+        (Admin,      AnothersSubUser, Admin,      false),
+        (Admin,      AnothersSubUser, Role::User, true),
+        (Admin,      AnothersSubUser, Sub,        true),
+        (Admin,      TopLevelUser,    Root,       false),
+        (Admin,      TopLevelUser,    Admin,      false),
+        (Admin,      TopLevelUser,    Role::User, true),
+        (Admin,      TopLevelUser,    Sub,        true),
+        (Role::User, Itself,          Role::User, false),
+        (Role::User, OwnSubUser,      Root,       true),
+        (Role::User, OwnSubUser,      Admin,      true),
+        (Role::User, OwnSubUser,      Role::User, true),
+        (Role::User, OwnSubUser,      Sub,        true),
+        (Role::User, AnothersSubUser, Root,       false),
+        (Role::User, AnothersSubUser, Admin,      false),
+        (Role::User, AnothersSubUser, Role::User, false),
+        (Role::User, AnothersSubUser, Sub,        false),
+        (Role::User, TopLevelUser,    Root,       false),
+        (Role::User, TopLevelUser,    Admin,      false),
+        (Role::User, TopLevelUser,    Role::User, false),
+        (Role::User, TopLevelUser,    Sub,        false),
+        (Sub,        Itself,          Sub,        false),
+        (Sub,        OwnSubUser,      Root,       true),
+        (Sub,        OwnSubUser,      Admin,      true),
+        (Sub,        OwnSubUser,      Role::User, true),
+        (Sub,        OwnSubUser,      Sub,        true),
+        (Sub,        AnothersSubUser, Root,       false),
+        (Sub,        AnothersSubUser, Admin,      false),
+        (Sub,        AnothersSubUser, Role::User, false),
+        (Sub,        AnothersSubUser, Sub,        false),
+        (Sub,        TopLevelUser,    Root,       false),
+        (Sub,        TopLevelUser,    Admin,      false),
+        (Sub,        TopLevelUser,    Role::User, false),
+        (Sub,        TopLevelUser,    Sub,        false),
+    ];
+
+    fn user(id: UserId, role: Role, parent_id: Option<UserId>) -> User {
+        User {
+            id,
+            email: format!("user{id}@example.com"),
+            normalized_email: format!("user{id}@example.com"),
+            password_hash: None,
+            role,
+            status: Status::Active,
+            parent_id,
+            first_name: None,
+            last_name: None,
+            permissions: PermissionSet::all(),
+            created: 0,
+            updated: 0,
+            email_verified: true,
+            credential_version: 0,
+        }
+    }
+
+    /// Builds the caller (with a parent when it is a sub-user) and the target the row
+    /// describes, and asks `can_reach`.
+    fn check_reach(caller_role: Role, relation: Relation, target_role: Role, expected: bool) {
+        let caller_parent = (caller_role == Sub).then_some(SOMEONE_ELSE_ID);
+        let caller = user(CALLER_ID, caller_role, caller_parent);
+        let target = match relation {
+            Itself => caller.clone(),
+            OwnSubUser => user(TARGET_ID, target_role, Some(CALLER_ID)),
+            AnothersSubUser => user(TARGET_ID, target_role, Some(SOMEONE_ELSE_ID)),
+            TopLevelUser => user(TARGET_ID, target_role, None),
+        };
+        assert_eq!(
+            can_reach(&caller, &target),
+            expected,
+            "a {caller_role:?} reaching {relation:?} of role {target_role:?}"
+        );
+    }
+
+    #[test]
+    fn every_caller_rank_reaches_every_kind_of_target_as_the_table_says() {
+        for (caller_role, relation, target_role, expected) in REACH_TABLE {
+            check_reach(*caller_role, *relation, *target_role, *expected);
+        }
+        // Every combination has exactly one row (itself only with its own role).
+        for caller_role in Role::ALL {
+            for relation in [Itself, OwnSubUser, AnothersSubUser, TopLevelUser] {
+                for target_role in Role::ALL {
+                    let rows = REACH_TABLE
+                        .iter()
+                        .filter(|(row_caller, row_relation, row_target, _)| {
+                            (*row_caller, *row_relation, *row_target)
+                                == (caller_role, relation, target_role)
+                        })
+                        .count();
+                    let expected_rows =
+                        usize::from(relation != Itself || target_role == caller_role);
+                    assert_eq!(
+                        rows, expected_rows,
+                        "{caller_role:?} {relation:?} {target_role:?}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::auth::account::checked_name;
 use crate::auth::maintenance::PURGE_BATCH_ROWS;
 use crate::auth::password::{NewPassword, Password};
 use crate::auth::{AuthError, ClientInfo, store_write, token_hash};
+use crate::html::escape;
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
@@ -79,13 +80,6 @@ fn link(app: &App, template: Option<&String>, page: &str, token: &str) -> String
     }
 }
 
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A message whose link, if any, stands on a line of its own right after the paragraph
 /// that says to open it, with the rest (the lifetime, what to do otherwise) after it.
 fn message(
@@ -98,18 +92,18 @@ fn message(
     let mut text_parts: Vec<String> = before_link.iter().map(|part| (*part).to_owned()).collect();
     let mut html: String = before_link
         .iter()
-        .map(|paragraph| format!("<p>{}</p>", escape_html(paragraph)))
+        .map(|paragraph| format!("<p>{}</p>", escape(paragraph)))
         .collect();
     if let Some(link) = link {
         text_parts.push(link.to_owned());
-        let link = escape_html(link);
+        let link = escape(link);
         html.push_str(&format!("<p><a href=\"{link}\">{link}</a></p>"));
     }
     text_parts.extend(after_link.iter().map(|part| (*part).to_owned()));
     html.extend(
         after_link
             .iter()
-            .map(|paragraph| format!("<p>{}</p>", escape_html(paragraph))),
+            .map(|paragraph| format!("<p>{}</p>", escape(paragraph))),
     );
     let text = text_parts.join("\n\n") + "\n";
     OutgoingMail {

@@ -25,8 +25,8 @@ use latchkey::auth::password::{HashCost, Password, hash_once};
 use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
 use latchkey::auth::{ClientInfo, generate_api_token, new_session, token_hash, user_permissions};
 use latchkey::config::Config;
-use latchkey::model::net::Origin;
 use latchkey::model::email_address::EmailAddress;
+use latchkey::model::net::Origin;
 use latchkey::model::{
     ApiToken, NewUser, PasswordHashString, PermissionSet, Role, Session, SessionKind, Status, User,
     UserId, now_unix_seconds,

@@ -15,6 +15,7 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::http::error::ApiError;
+use crate::model::{Permission, PermissionSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyKind {
@@ -148,6 +149,22 @@ impl Fields {
                 Ok((!values.is_empty()).then_some(values))
             }
         }
+    }
+
+    /// A list of permission names (`string_list`); an unknown name is a 400 naming the
+    /// field.
+    pub fn permission_set(&self, name: &'static str) -> Result<Option<PermissionSet>, ApiError> {
+        let Some(names) = self.string_list(name)? else {
+            return Ok(None);
+        };
+        names
+            .iter()
+            .map(|text| {
+                Permission::from_name(text)
+                    .ok_or_else(|| ApiError::invalid_field(name, "names an unknown permission"))
+            })
+            .collect::<Result<PermissionSet, _>>()
+            .map(Some)
     }
 
     /// A JSON object field (for claims); forms cannot carry one.

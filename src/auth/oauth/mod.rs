@@ -28,13 +28,13 @@
 use std::sync::Mutex;
 
 use crate::app::App;
-use crate::model::email_address::EmailAddress;
 use crate::auth::oauth::provider::{Provider, ProviderAccount};
 use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
     store_write,
 };
 use crate::config::OAuthProviderConfig;
+use crate::model::email_address::EmailAddress;
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User, now_unix_seconds};
 use crate::store::{IdentityLink, StoreError};
 

@@ -11,7 +11,6 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use crate::auth::AuthError;
-use crate::model::email_address::EmailAddress;
 use crate::auth::oauth::jwks::{
     JwksCache, KeyFileError, KeySelection, KeySet, is_accepted_algorithm, key_set_from_document,
     read_key_file,
@@ -20,6 +19,7 @@ use crate::auth::oauth::{ProviderToken, lock};
 use crate::config::{
     OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem, RefusedOAuthSetting,
 };
+use crate::model::email_address::EmailAddress;
 use crate::model::net::parse_provider_url;
 use crate::model::now_unix_seconds;
 

@@ -1,5 +1,6 @@
-//! Handlers for sign-up, email verification and password reset, and the two minimal HTML
-//! pages that email links open when no frontend is configured (API.md section 5).
+//! Sign-up, email verification and password reset (the flows of emailed links), and the
+//! two minimal HTML pages those links open when no frontend is configured (API.md
+//! section 5).
 
 use hyper::StatusCode;
 use hyper::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, X_FRAME_OPTIONS};
@@ -7,9 +8,12 @@ use serde::Serialize;
 
 use crate::auth::password::Password;
 use crate::auth::signup::{self, SignUpRequest};
+use crate::html::escape;
+use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
-use crate::http::{Api, Request, Response, json_response};
+use crate::http::request::Request;
+use crate::http::response::{Response, empty_response, json_response};
 
 /// The answer to every request that must not reveal whether an address is registered.
 #[derive(Serialize)]
@@ -200,21 +204,13 @@ pub fn reset_page(api: &Api, request: &Request) -> Result<Response, ApiError> {
     Ok(page(StatusCode::OK, "Choose a new password", &body))
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
          <body><h1>{title}</h1>{body}</body></html>"
     );
-    let mut response = crate::http::empty_response(status);
+    let mut response = empty_response(status);
     *response.body_mut() = http_body_util::Full::new(bytes::Bytes::from(html));
     let headers = response.headers_mut();
     headers.insert(

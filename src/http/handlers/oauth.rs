@@ -11,12 +11,16 @@ use serde_json::Value;
 use crate::auth::oauth::{
     OAuthSignInOutcome, OAuthSignInRequest, ProviderToken, oauth_sign_in as sign_in_with_provider,
 };
+use crate::http::Api;
 use crate::http::credential::cookie_value;
 use crate::http::dto::{CheckAuthResult, OAuthCheckAuthResponse, oauth_provider_tokens};
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
-use crate::http::handlers::{check_sign_in_origin, checked_return_url, signed_in_response};
-use crate::http::{Api, Request, Response, json_response};
+use crate::http::handlers::sign_in::{
+    check_sign_in_origin, checked_return_url, signed_in_response,
+};
+use crate::http::request::Request;
+use crate::http::response::{Response, json_response};
 
 /// Provider names in logs are cut to this many characters (an unknown one is the client's).
 const LOGGED_PROVIDER_CHARACTERS: usize = 64;

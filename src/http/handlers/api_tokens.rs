@@ -1,13 +1,14 @@
-//! Handlers for API tokens and minted tokens.
+//! Standalone API tokens (create, list, read, change, delete) and minted tokens.
 
 use hyper::StatusCode;
 
 use crate::auth::Identity;
 use crate::auth::api_tokens::{self, ApiTokenChange, MintRequest, NewApiToken};
-use crate::http::accounts::permission_set;
+use crate::http::Api;
 use crate::http::dto::{ApiTokenEntry, ApiTokenList, JwtToken, Timestamp};
 use crate::http::error::ApiError;
-use crate::http::{Api, Request, Response, empty_response, json_response};
+use crate::http::request::Request;
+use crate::http::response::{Response, empty_response, json_response};
 
 /// `include-expired` from the query.
 fn include_expired(request: &Request) -> Result<bool, ApiError> {
@@ -36,8 +37,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let fields = request.fields(api).await?;
     let new_token = NewApiToken {
-        permissions: permission_set(&fields, "permissions")?,
-        restrictions: permission_set(&fields, "restrictions")?,
+        permissions: fields.permission_set("permissions")?,
+        restrictions: fields.permission_set("restrictions")?,
         ttl: fields.unsigned("ttl")?.unwrap_or(0),
     };
     let (api_token, full_token) =
@@ -74,9 +75,9 @@ pub async fn update(
     let fields = request.fields(api).await?;
     let change = ApiTokenChange {
         ttl: fields.unsigned("ttl")?,
-        permissions: permission_set(&fields, "permissions")?,
+        permissions: fields.permission_set("permissions")?,
         reset_permissions: fields.boolean("reset-permissions")?.unwrap_or(false),
-        restrictions: permission_set(&fields, "restrictions")?,
+        restrictions: fields.permission_set("restrictions")?,
     };
     let api_token = api_tokens::update_api_token(&api.app, &identity, key, change).await?;
     Ok(json_response(
@@ -101,7 +102,7 @@ pub async fn mint(
     let mint_request = MintRequest {
         claims: fields.object("claims")?.unwrap_or_default(),
         long_term_token: fields.boolean("long-term-token")?.unwrap_or(true),
-        permissions: permission_set(&fields, "permissions")?,
+        permissions: fields.permission_set("permissions")?,
     };
     let client = request.client_info(api);
     let (session, token) =

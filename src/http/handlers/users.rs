@@ -1,5 +1,5 @@
-//! Handlers for sessions, sign-out, passwords and users: decode, call `auth::account`,
-//! encode.
+//! Users: the caller's own profile (`/user/current`, the hot path), sub-users, other
+//! reachable users, and the paged listing.
 
 use hyper::StatusCode;
 use hyper::header::SET_COOKIE;
@@ -8,148 +8,22 @@ use serde_json::{Map, Value, json};
 use crate::auth::Identity;
 use crate::auth::account::{self, NewSubUser, ProfileChange, UserFilter, UserSortField};
 use crate::auth::password::Password;
-use crate::http::dto::{
-    Pagination, SessionEntry, SessionList, SignOutResponse, Sort, UserList, UserProfile, UserShort,
-};
+use crate::http::Api;
+use crate::http::dto::{Pagination, Sort, UserList, UserProfile, UserShort};
 use crate::http::error::ApiError;
-use crate::http::fields::Fields;
-use crate::http::handlers::{checked_return_url, session_cookie};
-use crate::http::{Api, Request, Response, empty_response, json_response};
-use crate::model::{Permission, PermissionSet, SessionId, Status, UserId};
+use crate::http::request::Request;
+use crate::http::response::{Response, empty_response, json_response, session_cookie};
+use crate::model::{Status, UserId};
 
 const DEFAULT_PAGE_LIMIT: u64 = 10;
 const MAX_PAGE_LIMIT: u64 = 100;
 
-pub fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
-    let sessions = account::list_sessions(&api.app, &identity)?;
+/// `GET /user/current`: the hot path; no write, no hashing.
+pub fn current_user(_api: &Api, identity: Identity) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
-        &SessionList {
-            sessions: sessions.iter().map(SessionEntry::from_session).collect(),
-        },
+        &UserProfile::from_user(&identity.user, identity.parent.as_ref()),
     ))
-}
-
-pub fn get_session(api: &Api, identity: Identity, id: SessionId) -> Result<Response, ApiError> {
-    let session = account::get_session(&api.app, &identity, id)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &SessionEntry::from_session(&session),
-    ))
-}
-
-pub async fn end_all_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
-    account::end_all_sessions(&api.app, &identity).await?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
-}
-
-pub async fn end_session(
-    api: &Api,
-    identity: Identity,
-    id: SessionId,
-) -> Result<Response, ApiError> {
-    account::end_session(&api.app, &identity, id).await?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
-}
-
-/// `DELETE /auth/sign-out`: a bad ret-url is refused before anything ends.
-pub async fn sign_out(
-    api: &Api,
-    request: &mut Request,
-    identity: Identity,
-) -> Result<Response, ApiError> {
-    let logout_all = request.query.boolean("logout-all")?.unwrap_or(false);
-    let return_url = checked_return_url(api, request.query.string("ret-url")?)?;
-    account::sign_out(&api.app, &identity, logout_all).await?;
-    let mut response = json_response(
-        StatusCode::OK,
-        &SignOutResponse {
-            success: true,
-            ret_url: return_url,
-        },
-    );
-    response
-        .headers_mut()
-        .append(SET_COOKIE, session_cookie(api, "", 0));
-    Ok(response)
-}
-
-/// `logout-all` from the query (as documented) or, failing that, the body.
-fn logout_all_flag(request: &Request, fields: &Fields) -> Result<bool, ApiError> {
-    match request.query.boolean("logout-all")? {
-        Some(value) => Ok(value),
-        None => Ok(fields.boolean("logout-all")?.unwrap_or(false)),
-    }
-}
-
-/// `PUT /auth/current/password`. With a credential: old and new password. Without one: a
-/// `password-update-token` from a reset email and the new password.
-pub async fn change_current_password(
-    api: &Api,
-    request: &mut Request,
-    identity: Option<Identity>,
-) -> Result<Response, ApiError> {
-    let fields = request.fields(api).await?;
-    let logout_all = logout_all_flag(request, &fields)?;
-    let Some(identity) = identity else {
-        // No credential: the reset token's half of this endpoint.
-        crate::http::signup::complete_reset(api, request, &fields).await?;
-        return Ok(empty_response(StatusCode::NO_CONTENT));
-    };
-    let old_password = fields.required_string("old-password")?;
-    let new_password = fields.required_string("new-password")?;
-    account::change_own_password(
-        &api.app,
-        &identity,
-        Password::new(old_password),
-        Password::new(new_password),
-        logout_all,
-        &request.client_info(api),
-    )
-    .await?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
-}
-
-/// `PUT /auth/{user-id}/password`: `old-password` is the caller's own.
-pub async fn change_user_password(
-    api: &Api,
-    request: &mut Request,
-    identity: Identity,
-    target_id: UserId,
-) -> Result<Response, ApiError> {
-    let fields = request.fields(api).await?;
-    let logout_all = logout_all_flag(request, &fields)?;
-    let caller_password = fields.required_string("old-password")?;
-    let new_password = fields.required_string("new-password")?;
-    account::change_user_password(
-        &api.app,
-        &identity,
-        target_id,
-        Password::new(caller_password),
-        Password::new(new_password),
-        logout_all,
-        &request.client_info(api),
-    )
-    .await?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
-}
-
-/// A list of permission names; an unknown name is a 400 naming the field.
-pub fn permission_set(
-    fields: &Fields,
-    field: &'static str,
-) -> Result<Option<PermissionSet>, ApiError> {
-    let Some(names) = fields.string_list(field)? else {
-        return Ok(None);
-    };
-    names
-        .iter()
-        .map(|name| {
-            Permission::from_name(name)
-                .ok_or_else(|| ApiError::invalid_field(field, "names an unknown permission"))
-        })
-        .collect::<Result<PermissionSet, _>>()
-        .map(Some)
 }
 
 /// `POST /user`: creates a sub-user of the caller; 201 with its profile.
@@ -164,7 +38,7 @@ pub async fn create_sub_user(
         password: Password::new(fields.required_string("password")?),
         first_name: fields.string("first-name")?,
         last_name: fields.string("last-name")?,
-        permissions: permission_set(&fields, "permissions")?,
+        permissions: fields.permission_set("permissions")?,
     };
     let user = account::create_sub_user(&api.app, &identity, new_sub_user).await?;
     Ok(json_response(
@@ -209,7 +83,7 @@ pub async fn update_user(
     let change = ProfileChange {
         first_name: fields.string("first-name")?,
         last_name: fields.string("last-name")?,
-        permissions: permission_set(&fields, "permissions")?,
+        permissions: fields.permission_set("permissions")?,
     };
     let user = account::update_user_profile(&api.app, &identity, target_id, change).await?;
     let parent = account::parent_of(&api.app, &user)?;
@@ -222,7 +96,7 @@ pub async fn update_user(
 /// `GET /user/{user-id}`: the caller's own id answers like `/user/current`.
 pub fn get_user(api: &Api, identity: Identity, target_id: UserId) -> Result<Response, ApiError> {
     if target_id == identity.user.id {
-        return crate::http::handlers::current_user(api, identity);
+        return current_user(api, identity);
     }
     let user = account::reachable_user(&api.app, &identity, target_id)?;
     let parent = account::parent_of(&api.app, &user)?;
