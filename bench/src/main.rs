@@ -5,7 +5,7 @@
 //! `--hello-server`), prints a table and writes it, with the measurements behind every missed
 //! target, to BENCHMARKS.md.
 //!
-//! `cargo run --release --bin latchkey-bench [-- --large-users N --large-sessions N | --skip-large]`
+//! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large]`
 
 use std::collections::{BTreeMap, VecDeque};
 use std::error::Error;
@@ -320,13 +320,13 @@ struct Timing {
     measured: Duration,
 }
 
-/// Where things are: the server binary, this crate's directory, the report.
+/// Where things are: the server binary, the workspace's directory, the report.
 struct Paths {
     server: PathBuf,
     server_env: Vec<(String, String)>,
     own_exe: PathBuf,
     target_dir: Option<PathBuf>,
-    manifest_dir: PathBuf,
+    workspace_dir: PathBuf,
     output: PathBuf,
 }
 
@@ -337,7 +337,11 @@ impl Paths {
             .parent()
             .ok_or("this binary has no parent directory")?
             .to_path_buf();
-        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // The bench is a member of the server's workspace, one directory below its root.
+        let workspace_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("the bench's directory has no parent")?
+            .to_path_buf();
         let server = args
             .server
             .clone()
@@ -345,7 +349,7 @@ impl Paths {
         let output = args
             .output
             .clone()
-            .unwrap_or_else(|| manifest_dir.join("BENCHMARKS.md"));
+            .unwrap_or_else(|| workspace_dir.join("BENCHMARKS.md"));
         let mut server_env = Vec::new();
         for variable in &args.server_env {
             let (name, value) = variable
@@ -358,12 +362,12 @@ impl Paths {
             server_env,
             target_dir: exe_dir.parent().map(Path::to_path_buf),
             own_exe,
-            manifest_dir,
+            workspace_dir,
             output,
         })
     }
 
-    /// `cargo run --bin latchkey-bench` builds only this binary, so build the server too (a
+    /// `cargo run -p latchkey-bench` builds only this binary, so build the server too (a
     /// no-op when it is fresh) rather than measure a stale one.
     fn ensure_server_built(&self, args: &Args) -> BenchResult<()> {
         if args.server.is_some() {
@@ -374,7 +378,7 @@ impl Paths {
         let mut command = Command::new(cargo);
         command
             .args(["build", "--release", "--bin", "latchkey"])
-            .current_dir(&self.manifest_dir)
+            .current_dir(&self.workspace_dir)
             .stdin(Stdio::null());
         if let Some(target_dir) = &self.target_dir {
             command.env("CARGO_TARGET_DIR", target_dir);
@@ -2444,7 +2448,7 @@ fn proc_field(path: &str, key: &str) -> Option<String> {
 
 impl Report {
     fn new(args: &Args, paths: &Paths) -> Report {
-        let mut command = "cargo run --release --bin latchkey-bench".to_owned();
+        let mut command = "cargo run --release -p latchkey-bench".to_owned();
         let mut flags = Vec::new();
         if args.skip_large {
             flags.push("--skip-large".to_owned());
@@ -2471,21 +2475,25 @@ impl Report {
         let commit = command_output(
             "git",
             &["rev-parse", "--short", "HEAD"],
-            &paths.manifest_dir,
+            &paths.workspace_dir,
         )
         .unwrap_or_else(|| "unknown".to_owned());
         // The report this run replaces does not count as a change to what was measured.
         let own_report = paths
             .output
-            .strip_prefix(&paths.manifest_dir)
+            .strip_prefix(&paths.workspace_dir)
             .ok()
             .map(|path| path.to_string_lossy().into_owned());
-        let dirty = command_output("git", &["diff", "--name-only", "HEAD"], &paths.manifest_dir)
-            .is_some_and(|changed| {
-                changed
-                    .lines()
-                    .any(|path| Some(path) != own_report.as_deref())
-            });
+        let dirty = command_output(
+            "git",
+            &["diff", "--name-only", "HEAD"],
+            &paths.workspace_dir,
+        )
+        .is_some_and(|changed| {
+            changed
+                .lines()
+                .any(|path| Some(path) != own_report.as_deref())
+        });
         let commit = if dirty {
             format!("{commit} (with uncommitted changes in tracked files)")
         } else {
@@ -3236,9 +3244,9 @@ impl Report {
         let _ = writeln!(text, "\n## Running it\n");
         let _ = writeln!(
             text,
-            "```sh\ncargo run --release --bin latchkey-bench                  # everything, 1,000,000 users / 5,000,000 sessions\n\
-             cargo run --release --bin latchkey-bench -- --skip-large    # (a) to (e) and (g) on the small store only\n\
-             cargo run --release --bin latchkey-bench -- --large-users 100000 --large-sessions 500000\n```\n\n\
+            "```sh\ncargo run --release -p latchkey-bench                     # everything, 1,000,000 users / 5,000,000 sessions\n\
+             cargo run --release -p latchkey-bench -- --skip-large    # (a) to (e) and (g) on the small store only\n\
+             cargo run --release -p latchkey-bench -- --large-users 100000 --large-sessions 500000\n```\n\n\
              It builds `target/release/latchkey` first (`cargo build --release --bin latchkey`; \
              `--server PATH` runs another binary instead), works in a temporary directory that it \
              removes, talks to 127.0.0.1 only, and writes this file (`--no-write` prints the \
