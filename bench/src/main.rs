@@ -3452,3 +3452,386 @@ impl Report {
         Config::default().password.memory_kib
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    /// A fixed run, every figure made up: every target missed (with the large store, a what-if
+    /// variable and busy neighbours) or every target met (small store only), so that the
+    /// report's every sentence and branch is rendered.
+    struct Fixture {
+        report: Report,
+        argon2: Argon2Limit,
+        small: SmallResults,
+        large: Option<LargeResults>,
+        cost: HashCost,
+    }
+
+    fn cpu(cores: f64, user_cores: f64, threads: &[(&str, f64)]) -> CpuUse {
+        CpuUse {
+            cores,
+            user_cores,
+            threads: threads
+                .iter()
+                .map(|(name, cores)| ((*name).to_owned(), *cores))
+                .collect(),
+        }
+    }
+
+    fn memory(rss_mib: u64, hwm_mib: u64) -> MemoryStatus {
+        MemoryStatus {
+            rss_kib: rss_mib * 1024 + 100,
+            hwm_kib: hwm_mib * 1024 + 200,
+            anon_kib: rss_mib * 512,
+            file_kib: rss_mib * 512 + 100,
+            threads: 7,
+        }
+    }
+
+    fn mappings(buffers: u64) -> Vec<Mapping> {
+        let one_buffer = 19_456 + 4;
+        vec![
+            Mapping {
+                name: "[anonymous]".to_owned(),
+                size_kib: 70_000,
+                rss_kib: buffers * one_buffer + 100,
+            },
+            Mapping {
+                name: "[heap]".to_owned(),
+                size_kib: 9_000,
+                rss_kib: 8_123,
+            },
+            Mapping {
+                name: "/usr/local/bin/latchkey".to_owned(),
+                size_kib: 6_000,
+                rss_kib: 4_321,
+            },
+            Mapping {
+                name: "[anonymous]".to_owned(),
+                size_kib: 2_048,
+                rss_kib: 1_500,
+            },
+        ]
+    }
+
+    /// `answers` answers in a 1 s window, latencies from `base_us` up, `non_200` of them 401.
+    fn phase(
+        name: &str,
+        connections: usize,
+        answers: u64,
+        base_us: u32,
+        non_200: u64,
+        busy: bool,
+    ) -> Phase {
+        let mut outcome = LoadOutcome::new(name.to_owned(), Duration::from_secs(1));
+        let mut stats = ConnectionStats::default();
+        for index in 0..answers {
+            stats
+                .latencies_us
+                .push(base_us + u32::try_from(index % 1_000).unwrap());
+        }
+        stats.statuses.insert(200, answers - non_200);
+        if non_200 > 0 {
+            stats.statuses.insert(401, non_200);
+        }
+        stats.failed = u64::from(busy);
+        outcome.add(stats);
+        outcome.finish();
+        Phase {
+            name: name.to_owned(),
+            connections,
+            outcome,
+            server: Some(cpu(
+                1.1,
+                0.6,
+                &[("latchkey-runtim", 1.05), ("latchkey-hasher", 0.05)],
+            )),
+            client: Some(cpu(0.7, 0.5, &[])),
+            server_reads: Some(answers / 3),
+            server_memory_after: Some(memory(18, if busy { 70 } else { 50 })),
+            server_mappings_after: mappings(2),
+            others: Some(if busy { 0.45 } else { 0.02 }),
+            quiet_wait: Duration::from_millis(if busy { 2_500 } else { 0 }),
+            attempts: if busy { 3 } else { 1 },
+        }
+    }
+
+    fn token_loads(missed: bool, prefix: &str, ratio_scale: f64) -> TokenLoads {
+        let (rate_answers, base_us) = if missed {
+            (18_000, 1_500)
+        } else {
+            (76_000, 100)
+        };
+        let named = |name: &str| format!("{prefix}{name}");
+        let hello = |answers| HelloPair {
+            hello: phase("hello server (same requests)", 64, answers, 400, 0, false),
+            round_ratios: [0.79, 0.65, 0.56, 0.75, 0.76]
+                .iter()
+                .map(|ratio| ratio * ratio_scale)
+                .collect(),
+        };
+        TokenLoads {
+            signed_rate: phase(
+                &named("GET /user/current, signed token"),
+                64,
+                rate_answers,
+                700,
+                0,
+                missed,
+            ),
+            signed_latency: phase(
+                &named("GET /user/current, signed token"),
+                8,
+                66_000,
+                base_us,
+                0,
+                false,
+            ),
+            api_rate: phase(
+                &named("GET /user/current, API token"),
+                64,
+                rate_answers,
+                800,
+                0,
+                false,
+            ),
+            api_latency: phase(
+                &named("GET /user/current, API token"),
+                8,
+                64_000,
+                base_us,
+                0,
+                false,
+            ),
+            sessions_rate: phase(
+                &named("GET /auth/session, signed token"),
+                64,
+                rate_answers,
+                900,
+                0,
+                false,
+            ),
+            sessions_latency: phase(
+                &named("GET /auth/session, signed token"),
+                8,
+                60_000,
+                base_us,
+                0,
+                false,
+            ),
+            priming: vec![Priming {
+                name: named("GET /user/current, signed token"),
+                requests: 10_000,
+                took: Duration::from_millis(420),
+                failures: 0,
+            }],
+            signed_pair: hello(if missed { 100_000 } else { 103_000 }),
+            api_pair: HelloPair {
+                round_ratios: if missed {
+                    vec![0.30, 0.20, 0.40]
+                } else {
+                    vec![0.60, 0.59, 0.58]
+                }
+                .iter()
+                .map(|ratio| ratio * ratio_scale)
+                .collect(),
+                ..hello(102_000)
+            },
+            sessions_pair: hello(101_000),
+        }
+    }
+
+    fn fixture(missed: bool) -> Fixture {
+        let cost = HashCost {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let argon2 = |hashes| Argon2Limit {
+            others_cores: Some(0.01),
+            threads: 2,
+            hashes,
+            hashes_per_second: hashes as f64 / 5.0,
+            seconds_per_hash: 0.0172,
+        };
+        let status = std::process::ExitStatus::from_raw(0);
+        let small = SmallResults {
+            first_start: Duration::from_millis(45),
+            idle_before: memory(if missed { 16 } else { 9 }, 9),
+            idle_before_mappings: mappings(0),
+            sign_ins: phase(
+                "sign-in",
+                16,
+                if missed { 80 } else { 110 },
+                160_000,
+                u64::from(missed) * 3,
+                false,
+            ),
+            argon2_after: argon2(560),
+            tokens: token_loads(missed, "", 1.0),
+            mixed_tokens: phase(
+                "GET /user/current, signed token, while signing in",
+                8,
+                44_000,
+                if missed { 25_000 } else { 140 },
+                0,
+                false,
+            ),
+            mixed_sign_ins: phase(
+                "sign-in, beside the token checks",
+                16,
+                28,
+                160_000,
+                u64::from(missed),
+                false,
+            ),
+            idle_after: memory(if missed { 19 } else { 12 }, if missed { 70 } else { 50 }),
+            idle_after_mappings: mappings(2),
+            peak: memory(19, if missed { 70 } else { 50 }),
+            stop: Stopped {
+                took: Duration::from_millis(12),
+                status,
+            },
+            restarts: if missed {
+                vec![
+                    Duration::from_millis(253),
+                    Duration::from_millis(242),
+                    Duration::from_millis(237),
+                ]
+            } else {
+                vec![
+                    Duration::from_millis(53),
+                    Duration::from_millis(42),
+                    Duration::from_millis(37),
+                ]
+            },
+            restart_peaks: vec![30_000, 30_100, 30_200],
+            uncached_load: phase(
+                "GET /user/current, API token, caches off",
+                64,
+                52_000,
+                700,
+                0,
+                false,
+            ),
+            idle_after_without_caches: memory(12, 40),
+        };
+        let large = missed.then(|| LargeResults {
+            seeded_bytes: 2_000 << 20,
+            file_bytes: 2_129 << 20,
+            results: LargeMeasured {
+                first_start: Duration::from_millis(60),
+                idle_before: memory(10, 10),
+                tokens: token_loads(true, "large: ", 0.5),
+                peak: memory(20, 70),
+                peak_mappings: mappings(0),
+                stop: Stopped {
+                    took: Duration::from_millis(15),
+                    status,
+                },
+                restarts: vec![
+                    Duration::from_millis(239),
+                    Duration::from_millis(237),
+                    Duration::from_millis(234),
+                ],
+            },
+        });
+        let args = Args {
+            large_users: 1_000_000,
+            large_sessions: 5_000_000,
+            skip_large: !missed,
+            seconds: 5,
+            warmup_seconds: 1,
+            server: None,
+            output: None,
+            no_write: false,
+            server_env: if missed {
+                vec!["LATCHKEY_STORE__CACHE_SIZE_MIB=4".to_owned()]
+            } else {
+                Vec::new()
+            },
+            hello_server: None,
+        };
+        let mut report = Report {
+            command: "cargo run --release -p latchkey-bench".to_owned(),
+            date: "2026-12-02T08:02:45Z".to_owned(),
+            commit: "7aac6ff".to_owned(),
+            machine: "2 cores (AMD EPYC), 23.5 GiB memory, Linux 6.18.44".to_owned(),
+            config_note: "argon2id m=19456 KiB, t=2, p=1; 2 hasher threads".to_owned(),
+            seed_notes: vec!["small store: 16 sign-in users and 2,000 users".to_owned()],
+            phases: vec![
+                (
+                    "build check of the server binary".to_owned(),
+                    Duration::from_millis(300),
+                ),
+                ("seed the small store".to_owned(), Duration::from_secs(4)),
+                ("  small: 2,000 users".to_owned(), Duration::from_secs(1)),
+                (
+                    "  small: 10,000 sessions".to_owned(),
+                    Duration::from_secs(2),
+                ),
+                (
+                    "small store: loads, idle wait, restarts".to_owned(),
+                    Duration::from_secs(200),
+                ),
+            ],
+            rows: Vec::new(),
+            total: Duration::from_secs(if missed { 700 } else { 458 }),
+            args,
+        };
+        let argon2_before = argon2(567);
+        report.build_rows(&argon2_before, &small, 8_600_000, large.as_ref(), cost);
+        Fixture {
+            report,
+            argon2: argon2_before,
+            small,
+            large,
+            cost,
+        }
+    }
+
+    /// The report of a fixed run, rendered, against the text committed beside it: the
+    /// benchmark's output format stays as it is unless that text changes with it.
+    /// `LATCHKEY_BENCH_WRITE_EXPECTED=1` rewrites the expected text.
+    fn check_rendered(missed: bool, file: &str) {
+        let fixture = fixture(missed);
+        let rendered = fixture.report.render(
+            &fixture.argon2,
+            &fixture.small,
+            fixture.large.as_ref(),
+            fixture.cost,
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/report/expected")
+            .join(file);
+        if std::env::var_os("LATCHKEY_BENCH_WRITE_EXPECTED").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap();
+        for (line, (rendered_line, expected_line)) in
+            rendered.lines().zip(expected.lines()).enumerate()
+        {
+            assert_eq!(
+                rendered_line,
+                expected_line,
+                "line {} of {}",
+                line + 1,
+                path.display()
+            );
+        }
+        assert_eq!(rendered, expected);
+    }
+
+    #[test]
+    fn a_run_that_misses_every_target_renders_as_before() {
+        check_rendered(true, "every-target-missed.md");
+    }
+
+    #[test]
+    fn a_run_that_meets_every_target_renders_as_before() {
+        check_rendered(false, "every-target-met.md");
+    }
+}
