@@ -294,7 +294,8 @@ pub fn new_session(
     }
 }
 
-/// The API token a sign-in hands out: bound to its session, expiring with it.
+/// The API token a sign-in hands out: bound to its session, expiring with it (public for the
+/// benchmark's seeding).
 pub fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
     ApiToken {
         hash: token_hash(api_token),
@@ -317,16 +318,28 @@ pub fn sign_session_token(
     session: &Session,
     extra_claims: serde_json::Map<String, serde_json::Value>,
 ) -> Result<String, AuthError> {
-    let claims = TokenClaims {
-        issuer: app.issuer.clone(),
+    let claims = session_token_claims(&app.issuer, user, parent, session, extra_claims);
+    Ok(app.key_ring().sign(&claims)?)
+}
+
+/// The claims of a session's signed token; public so that the benchmark seeds tokens exactly
+/// as a sign-in makes them.
+pub fn session_token_claims(
+    issuer: &str,
+    user: &User,
+    parent: Option<&User>,
+    session: &Session,
+    extra_claims: serde_json::Map<String, serde_json::Value>,
+) -> TokenClaims {
+    TokenClaims {
+        issuer: issuer.to_owned(),
         user_id: user.id,
         session_id: session.id,
         issued_at: session.created,
         expires_at: session.expire,
         permissions: session_permissions(session, user, parent),
         extra_claims,
-    };
-    Ok(app.key_ring().sign(&claims)?)
+    }
 }
 
 /// The set a user may use now: its own, and for a sub-user only what its parent still holds.
