@@ -418,8 +418,7 @@ fn external_crates_named(code: &str) -> BTreeSet<String> {
             });
             let after = &code[position + crate_name.len()..];
             let used_as_path = after.starts_with("::")
-                || (code[..position].trim_end().ends_with("use")
-                    && after.starts_with(|character: char| character == ';' || character == ' '));
+                || (code[..position].trim_end().ends_with("use") && after.starts_with([';', ' ']));
             if standalone_start && used_as_path {
                 named.insert((*crate_name).to_string());
             }
