@@ -47,7 +47,7 @@ where
 pub fn generate_api_token() -> Result<String, AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
-    Ok(crate::hex::hex_encode(&bytes))
+    Ok(base16ct::lower::encode_string(&bytes))
 }
 
 /// The SHA-256 of a bearer token's text: all the store keeps of an API token or an emailed

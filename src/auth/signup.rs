@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
+
 use crate::app::App;
 use crate::auth::account::checked_name;
 use crate::auth::maintenance::PURGE_BATCH_ROWS;
@@ -28,11 +30,11 @@ pub struct SignUpRequest {
     pub last_name: Option<String>,
 }
 
-/// A fresh emailed token and its stored hash.
+/// A fresh emailed token (unpadded base64url, by `base64ct`) and its stored hash.
 fn new_email_token() -> Result<(String, [u8; 32]), AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
-    let token = crate::hex::base64url_encode(&bytes);
+    let token = Base64UrlUnpadded::encode_string(&bytes);
     let hash = token_hash(&token);
     Ok((token, hash))
 }
@@ -484,6 +486,21 @@ fn describe_lifetime(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emailed_tokens_are_43_characters_of_unpadded_base64url() {
+        assert_eq!(Base64UrlUnpadded::encode_string(&[0xfb, 0xff]), "-_8");
+        assert_eq!(Base64UrlUnpadded::encode_string(b"fo"), "Zm8");
+        let (token, hash) = new_email_token().unwrap();
+        assert_eq!(token.len(), 43);
+        assert!(
+            token
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'),
+            "{token}"
+        );
+        assert_eq!(hash, token_hash(&token));
+    }
 
     #[test]
     fn lifetimes_read_in_their_largest_whole_unit() {

@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hex::hex_decode;
 use crate::model::{
     ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Session, SessionId,
     SessionKind, SigningKeyStatus, Status, TokenMaker, UaType, UnixSeconds, User, UserId,
@@ -312,8 +311,11 @@ pub fn decode<'a, T: Deserialize<'a>>(
     serde_json::from_slice(bytes).map_err(|_| StoreError::CorruptRecord(what))
 }
 
+/// Exactly 64 lowercase hex digits, as `encode` writes a hash: anything else is corrupt.
 fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
-    hex_decode(text)?.try_into().ok()
+    let mut bytes = [0u8; 32];
+    let decoded = base16ct::lower::decode(text, &mut bytes).ok()?.len();
+    (decoded == bytes.len()).then_some(bytes)
 }
 
 // ---- the binary layout of users, sessions and API tokens ----
@@ -820,6 +822,36 @@ mod tests {
 
     /// Records as the JSON layout wrote them before the binary one still decode.
     #[test]
+    fn a_stored_hash_is_exactly_64_lowercase_hex_digits() {
+        assert_eq!(hex_decode_32(&"ab".repeat(32)), Some([0xab; 32]));
+        // `u8::from_str_radix` took a sign: "+1" was the byte 1.
+        for refused in [
+            format!("+1{}", "ab".repeat(31)),
+            format!("-1{}", "ab".repeat(31)),
+            "AB".repeat(32),
+            format!("{} ", "ab".repeat(31)),
+            "zz".repeat(32),
+            "ab".repeat(31),
+            "ab".repeat(33),
+            "a".repeat(63),
+            String::new(),
+        ] {
+            assert_eq!(hex_decode_32(&refused), None, "{refused:?}");
+        }
+        let session_with = |hash_hex: &str| {
+            decode_session(
+                format!(r#"{{"v":1,"user_id":3,"kind":"sign-in","created":1,"expire":2,"remote_ip":"127.0.0.1","user_agent":"x","ua_type":"browser","api_token_hash":"{hash_hex}"}}"#).as_bytes(),
+                SessionId(8),
+            )
+        };
+        assert!(session_with(&"ab".repeat(32)).is_ok());
+        assert!(matches!(
+            session_with(&format!("+1{}", "ab".repeat(31))),
+            Err(StoreError::CorruptRecord("session"))
+        ));
+    }
+
+    #[test]
     fn json_records_from_older_files_still_decode() {
         let user = decode_user(
             br#"{"v":1,"email":"Ann@Example.com","normalized_email":"ann@example.com","password_hash":"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA","role":"admin","status":"active","permissions":5,"created":10,"updated":11}"#,
@@ -903,9 +935,15 @@ mod tests {
         let user_bytes = "030f000000416e6e404578616d706c652e636f6d0f000000616e6e406578616d706c652e\
             636f6d010b000000246172676f6e32696424780500000061646d696e0700000070656e64696e6701030000\
             00000000000103000000416e6e00052000f153650000000001f1536500000000010400000000000000";
-        assert_eq!(crate::hex::hex_encode(&encode_user(&user)), user_bytes);
-        let decoded = decode_user(&hex_decode(user_bytes).unwrap(), 7).unwrap();
-        assert_eq!(crate::hex::hex_encode(&encode_user(&decoded)), user_bytes);
+        assert_eq!(
+            base16ct::lower::encode_string(&encode_user(&user)),
+            user_bytes
+        );
+        let decoded = decode_user(&base16ct::lower::decode_vec(user_bytes).unwrap(), 7).unwrap();
+        assert_eq!(
+            base16ct::lower::encode_string(&encode_user(&decoded)),
+            user_bytes
+        );
 
         let session = Session {
             id: SessionId(9),
@@ -925,12 +963,16 @@ mod tests {
             01abababababababababababababababababababababababababababababababab01cdcdcdcdcdcdcdcd\
             cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
         assert_eq!(
-            crate::hex::hex_encode(&encode_session(&session)),
+            base16ct::lower::encode_string(&encode_session(&session)),
             session_bytes
         );
-        let decoded = decode_session(&hex_decode(session_bytes).unwrap(), SessionId(9)).unwrap();
+        let decoded = decode_session(
+            &base16ct::lower::decode_vec(session_bytes).unwrap(),
+            SessionId(9),
+        )
+        .unwrap();
         assert_eq!(
-            crate::hex::hex_encode(&encode_session(&decoded)),
+            base16ct::lower::encode_string(&encode_session(&decoded)),
             session_bytes
         );
 
@@ -949,12 +991,13 @@ mod tests {
         let token_bytes = "03080000006162636465666768070000000000000000ff3f100005000000000000000600\
             000000000000016300000000000000020b000000000000000000000000000000";
         assert_eq!(
-            crate::hex::hex_encode(&encode_api_token(&token)),
+            base16ct::lower::encode_string(&encode_api_token(&token)),
             token_bytes
         );
-        let decoded = decode_api_token(&hex_decode(token_bytes).unwrap(), [1; 32]).unwrap();
+        let decoded =
+            decode_api_token(&base16ct::lower::decode_vec(token_bytes).unwrap(), [1; 32]).unwrap();
         assert_eq!(
-            crate::hex::hex_encode(&encode_api_token(&decoded)),
+            base16ct::lower::encode_string(&encode_api_token(&decoded)),
             token_bytes
         );
 
