@@ -145,7 +145,7 @@ impl UserRecord {
             id,
             email: self.email,
             normalized_email: self.normalized_email,
-            password_hash: self.password_hash.map(PasswordHashString),
+            password_hash: self.password_hash.map(PasswordHashString::new),
             role: self.role,
             status: self.status,
             parent_id: self.parent_id,
@@ -482,7 +482,7 @@ pub fn encode_user(user: &User) -> Vec<u8> {
     let mut writer = RecordWriter::new();
     writer.text(&user.email);
     writer.text(&user.normalized_email);
-    writer.optional_text(user.password_hash.as_ref().map(|hash| hash.0.as_str()));
+    writer.optional_text(user.password_hash.as_ref().map(|hash| hash.expose_secret()));
     writer.text(user.role.stored_name());
     writer.text(user.status.stored_name());
     writer.present(user.parent_id.is_some());
@@ -510,7 +510,7 @@ pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
         normalized_email: reader.text()?.to_owned(),
         password_hash: reader
             .optional(RecordReader::text)?
-            .map(|hash| PasswordHashString(hash.to_owned())),
+            .map(|hash| PasswordHashString::new(hash.to_owned())),
         role: Role::from_stored_name(reader.text()?).ok_or_else(corrupt)?,
         status: Status::from_stored_name(reader.text()?).ok_or_else(corrupt)?,
         parent_id: reader.optional(RecordReader::u64)?,
@@ -663,7 +663,7 @@ mod tests {
             id: 7,
             normalized_email: email.to_lowercase(),
             email,
-            password_hash: password_hash.map(PasswordHashString),
+            password_hash: password_hash.map(PasswordHashString::new),
             role: Role::Sub,
             status: Status::Suspended,
             parent_id,
@@ -920,7 +920,7 @@ mod tests {
             id: 7,
             email: "Ann@Example.com".into(),
             normalized_email: "ann@example.com".into(),
-            password_hash: Some(PasswordHashString("$argon2id$x".into())),
+            password_hash: Some(PasswordHashString::new("$argon2id$x".into())),
             role: Role::Admin,
             status: Status::Pending,
             parent_id: Some(3),
