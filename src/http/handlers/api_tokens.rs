@@ -45,7 +45,7 @@ pub async fn create(
         api_tokens::create_api_token(&api.app, &identity, new_token).await?;
     Ok(json_response(
         StatusCode::OK,
-        &ApiTokenEntry::from_api_token(&api_token, Some(full_token)),
+        &ApiTokenEntry::from_api_token(&api_token, Some(full_token.into_exposed_secret())),
     ))
 }
 
@@ -111,7 +111,7 @@ pub async fn mint(
         StatusCode::OK,
         &JwtToken {
             expire: Timestamp(session.expire),
-            token,
+            token: token.into_exposed_secret(),
         },
     ))
 }
