@@ -28,6 +28,11 @@ pub enum AuthError {
     /// No valid credential: unknown, expired, revoked, tampered or malformed alike.
     #[error("no valid credential")]
     Unauthenticated,
+    /// A write from a credential that a password change, suspension or revocation overtook
+    /// inside the write's own transaction: answered as `Unauthenticated`, except by sign-in,
+    /// which answers as if the password had been wrong.
+    #[error("the credential changed while the request ran")]
+    CredentialsChanged,
     #[error("the account is pending email verification")]
     AccountPending,
     #[error("the account is suspended")]
@@ -91,7 +96,7 @@ impl From<StoreError> for AuthError {
             }
             // The credential was revoked, or its user's password changed or the user was
             // suspended, while the request was on its way (API.md 15.3, 15.6).
-            StoreError::CredentialsChanged => AuthError::Unauthenticated,
+            StoreError::CredentialsChanged => AuthError::CredentialsChanged,
             StoreError::Redb(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }

@@ -238,14 +238,12 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         end_other_sessions: logout_other,
         replacement_password_hash,
     };
-    // A password change or suspension that committed after the check above wins (the
-    // store's `CredentialsChanged`, which `From<StoreError>` makes `Unauthenticated`, the
-    // only one `record_sign_in` answers): the sign-in answers as if the password had been
-    // wrong.
+    // A password change or suspension that committed after the check above wins: the
+    // sign-in answers as if the password had been wrong.
     store_write(&app.store, move |store| store.record_sign_in(&sign_in))
         .await
         .map_err(|error| match error {
-            AuthError::Unauthenticated => AuthError::InvalidCredentials,
+            AuthError::CredentialsChanged => AuthError::InvalidCredentials,
             other => other,
         })?;
     let linked_identities = app.store.identities_of_user(user.id)?;

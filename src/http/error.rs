@@ -302,7 +302,7 @@ impl From<AuthError> for ApiError {
                 max_length,
             },
             AuthError::InvalidCredentials => ApiError::InvalidCredentials,
-            AuthError::Unauthenticated => ApiError::Unauthenticated,
+            AuthError::Unauthenticated | AuthError::CredentialsChanged => ApiError::Unauthenticated,
             AuthError::AccountPending => ApiError::AccountPending,
             AuthError::AccountSuspended => ApiError::AccountSuspended,
             AuthError::MissingPermission(permission) => ApiError::MissingPermission(permission),

@@ -214,6 +214,7 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::PasswordLength { .. }
             | AuthError::InvalidCredentials
             | AuthError::Unauthenticated
+            | AuthError::CredentialsChanged
             | AuthError::AccountPending
             | AuthError::AccountSuspended
             | AuthError::MissingPermission(_)
