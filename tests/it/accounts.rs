@@ -52,7 +52,7 @@ async fn sessions_are_listed_newest_first_read_one_by_one_and_ended() {
     server.add_user("s@example.com", Role::User, Status::Active);
     server.add_user("other@example.com", Role::User, Status::Active);
     let first = sign_in_with_agent(&server, "s@example.com", "curl/8.5").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    server.advance_clock(std::time::Duration::from_secs(1));
     let second = sign_in_with_agent(&server, "s@example.com", "Mozilla/5.0 (X11; Linux)").await;
     let other = server.sign_in("other@example.com").await;
 

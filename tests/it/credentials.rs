@@ -197,7 +197,10 @@ async fn suspension_blocks_every_credential_on_the_next_request() {
 
 /// The same claims under our key id, signed by another key.
 fn forge_with_our_key_id(server: &TestServer, genuine: &str) -> String {
-    let footer = format!(r#"{{"kid":"{}"}}"#, server.app.key_ring().active_key_id());
+    let footer = format!(
+        r#"{{"kid":"{}"}}"#,
+        server.app.key_ring().active_key_id(server.now())
+    );
     let other_pair = AsymmetricKeyPair::<V4>::generate().unwrap();
     let payload = pasetors_payload(genuine);
     PublicToken::sign(
