@@ -17,7 +17,7 @@ use latchkey::model::{
 use latchkey::store::LinkToIssue;
 use serde_json::json;
 
-use crate::mail_support::{delivered_mails, free_port, token_in};
+use crate::mail_support::{ReservedPort, delivered_mails, token_in};
 use crate::support::{PASSWORD, SignedIn, TestResponse, TestServer};
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
@@ -93,6 +93,15 @@ async fn nth_mail_to(outbox: &Path, address: &str, nth: usize) -> String {
 
 async fn mail_to(outbox: &Path, address: &str) -> String {
     nth_mail_to(outbox, address, 1).await
+}
+
+/// Waits until the mail worker has taken every message off the queue.
+async fn wait_for_an_empty_mail_queue(server: &TestServer) {
+    let deadline = Instant::now() + MAIL_WAIT;
+    while !server.app.store.due_mails(i64::MAX, 1).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the mail queue did not empty");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until every accepted per-address job has run and the mail worker has delivered a
@@ -561,6 +570,9 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
             .status,
         200
     );
+    // The worker writes a message's file before it takes the message off the queue: wait
+    // for the queue, not the file, before checking that the queue stays empty.
+    wait_for_an_empty_mail_queue(&server).await;
     mail_to(&outbox(&server), "pending@example.com").await;
     let mails_before = delivered_mails(&outbox(&server)).len();
 
@@ -606,7 +618,8 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
 #[tokio::test]
 async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_mail() {
     // Mail to a closed port stays queued, so the purge can be seen to take it.
-    let closed_port = free_port();
+    let closed = ReservedPort::new();
+    let closed_port = closed.port;
     let server = TestServer::start_with(|config| {
         config.signup.open = true;
         config.signup.allow_unverified_sign_in = true;
