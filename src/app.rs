@@ -44,6 +44,9 @@ pub struct App {
     pub http_client: reqwest::Client,
     /// The `[[oauth.providers]]`, with their JWKS caches.
     pub oauth: OAuthProviders,
+    /// Wakes the mail worker when a request has queued mail, so that it need not wait for
+    /// its next poll.
+    mail_queued: tokio::sync::Notify,
     draining: AtomicBool,
 }
 
@@ -106,6 +109,7 @@ impl App {
             http_client,
             oauth,
             config,
+            mail_queued: tokio::sync::Notify::new(),
             draining: AtomicBool::new(false),
         })
     }
@@ -178,6 +182,18 @@ impl App {
             )),
             mail_delivery: tokio::spawn(crate::mail::deliver_forever(Arc::clone(self))),
         }
+    }
+
+    /// Tells the mail worker that mail may have been queued. A wake-up while it is busy is
+    /// kept for its next wait.
+    pub fn wake_mail_worker(&self) {
+        self.mail_queued.notify_one();
+    }
+
+    /// Completes at the next `wake_mail_worker` (or at once for one that came while nobody
+    /// waited).
+    pub async fn mail_queued(&self) {
+        self.mail_queued.notified().await;
     }
 
     pub fn is_draining(&self) -> bool {

@@ -153,7 +153,9 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|error| format!("{}: {error}", path.display()))
 }
 
-/// Delivers queued mail until the task is dropped.
+/// Delivers queued mail until the task is dropped. It reads the queue every second (a
+/// postponed message comes due, or another process queued one), and at once when a request
+/// has queued mail (`App::wake_mail_worker`).
 pub async fn deliver_forever(app: Arc<App>) {
     let config = app.config.email.clone();
     let transport = match config.transport {
@@ -214,7 +216,10 @@ pub async fn deliver_forever(app: Arc<App>) {
                 tracing::warn!(%error, "cannot update the mail queue");
             }
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = app.mail_queued() => {}
+        }
     }
 }
 

@@ -178,6 +178,7 @@ pub async fn sign_up(
         )
     })
     .await?;
+    app.wake_mail_worker();
     tracing::info!(
         target: "latchkey::audit",
         event = "sign-up",
@@ -319,6 +320,7 @@ pub fn resend_verification(
             )
         })
         .await;
+        app.wake_mail_worker();
         if let Err(error) = issued {
             tracing::warn!(%error, "verification resend failed");
         }
@@ -376,6 +378,7 @@ pub fn request_password_reset(
             )
         })
         .await;
+        app.wake_mail_worker();
         match issued {
             Ok(true) => tracing::info!(
                 target: "latchkey::audit",

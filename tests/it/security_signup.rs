@@ -130,6 +130,7 @@ async fn settle(server: &TestServer, control_address: &str) {
         )
         .unwrap();
     assert!(queued, "the control user exists");
+    server.app.wake_mail_worker();
     mail_to(&outbox(server), control_address).await;
 }
 
