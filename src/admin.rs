@@ -41,12 +41,20 @@ pub enum AdminCommand {
     UserAdd {
         email: String,
         role: String,
-        password_hash: String,
+        #[serde(
+            serialize_with = "serialize_password_hash",
+            deserialize_with = "deserialize_password_hash"
+        )]
+        password_hash: PasswordHashString,
     },
     UserList,
     UserPasswd {
         email: String,
-        password_hash: String,
+        #[serde(
+            serialize_with = "serialize_password_hash",
+            deserialize_with = "deserialize_password_hash"
+        )]
+        password_hash: PasswordHashString,
     },
     UserSuspend {
         email: String,
@@ -88,6 +96,20 @@ pub enum AdminCommand {
     UserDelete {
         email: String,
     },
+}
+
+/// A password hash crosses the socket as its PHC text; its type keeps it out of `Debug`.
+fn serialize_password_hash<S: serde::Serializer>(
+    hash: &PasswordHashString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(hash.expose_secret())
+}
+
+fn deserialize_password_hash<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<PasswordHashString, D::Error> {
+    String::deserialize(deserializer).map(PasswordHashString::new)
 }
 
 /// The answer: what to print, and whether the command succeeded.
@@ -191,7 +213,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             })?;
             let role = role_from_flag(&role)?;
             let new_user = NewUser {
-                password_hash: Some(PasswordHashString(password_hash)),
+                password_hash: Some(password_hash),
                 // The operator vouches for the address.
                 email_verified: true,
                 ..NewUser::new(address, role, Status::Active)
@@ -229,14 +251,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
         } => {
             let user = user_by_email(store, &email)?;
             // An operator resets a password that may be known to someone else: end everything.
-            store.change_password(
-                None,
-                user.id,
-                &PasswordHashString(password_hash),
-                SessionsToEnd::All,
-                true,
-                now,
-            )?;
+            store.change_password(None, user.id, &password_hash, SessionsToEnd::All, true, now)?;
             audit("password-reset", &user);
             Ok(format!(
                 "password set for {}; its sessions and API tokens have ended\n",
@@ -857,7 +872,7 @@ mod tests {
             AdminCommand::UserAdd {
                 email: email.to_owned(),
                 role: "user".to_owned(),
-                password_hash: HASH.to_owned(),
+                password_hash: PasswordHashString::new(HASH.to_owned()),
             },
         )
     }
@@ -923,7 +938,7 @@ mod tests {
                 NewUser {
                     email: "\"Alice\"@example.com".to_owned(),
                     normalized_email: "\"alice\"@example.com".to_owned(),
-                    password_hash: Some(PasswordHashString(HASH.to_owned())),
+                    password_hash: Some(PasswordHashString::new(HASH.to_owned())),
                     role: Role::User,
                     status: Status::Active,
                     parent_id: None,

@@ -15,7 +15,7 @@ use crate::app::{App, PreflightError, password_cost, preflight};
 use crate::auth::password::{Password, hash_once};
 use crate::config::{Config, FlagOverrides, LogFormat};
 use crate::http::Api;
-use crate::model::PASSWORD_MAX_CHARACTERS;
+use crate::model::{PASSWORD_MAX_CHARACTERS, PasswordHashString};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
@@ -469,10 +469,12 @@ fn copy_to_private_file(
 }
 
 /// Reads and hashes a new password in this process, so that it never crosses the socket.
-fn new_password_hash(config: &Config, from_stdin: bool) -> Result<String, CommandError> {
+fn new_password_hash(
+    config: &Config,
+    from_stdin: bool,
+) -> Result<PasswordHashString, CommandError> {
     let password = read_new_password(from_stdin, config.password.min_length)?;
     hash_once(&password, password_cost(config))
-        .map(|hash| hash.0)
         .map_err(|error| CommandError::Start(error.to_string()))
 }
 
@@ -622,15 +624,16 @@ mod tests {
     #[test]
     fn check_config_names_its_sources_and_masks_every_secret() {
         let mut config = Config::default();
-        config.email.smtp_password = Some("smtp-secret-value".to_owned());
-        config.captcha.secret = Some("captcha-secret-value".to_owned());
+        config.email.smtp_password =
+            Some(crate::model::Secret::new("smtp-secret-value".to_owned()));
+        config.captcha.secret = Some(crate::model::Secret::new("captcha-secret-value".to_owned()));
         config
             .oauth
             .providers
             .push(crate::config::OAuthProviderConfig {
                 name: "idp".to_owned(),
                 client_id: Some("latchkey".to_owned()),
-                client_secret: Some("client-secret-value".to_owned()),
+                client_secret: Some(crate::model::Secret::new("client-secret-value".to_owned())),
                 ..Default::default()
             });
         let environment = vec![
@@ -647,6 +650,9 @@ mod tests {
         )
         .unwrap();
         assert!(!report.contains("secret-value"), "{report}");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("secret-value"), "{printed}");
+        assert!(printed.contains("smtp_password: Some(***)"), "{printed}");
         for line in [
             "config file: /etc/latchkey/config.toml",
             "environment variables read: LATCHKEY_EMAIL__SMTP_PASSWORD\n",

@@ -10,7 +10,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod hex;
 pub mod html;
 pub mod http;
 pub mod mail;

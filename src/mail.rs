@@ -57,7 +57,11 @@ fn smtp_transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Execu
     if let Some(username) = &config.smtp_username {
         builder = builder.credentials(Credentials::new(
             username.clone(),
-            config.smtp_password.clone().unwrap_or_default(),
+            config
+                .smtp_password
+                .as_ref()
+                .map(|password| password.expose_secret().clone())
+                .unwrap_or_default(),
         ));
     }
     Ok(builder.build())
@@ -112,8 +116,14 @@ fn build_message(from: &str, mail: &OutgoingMail) -> Result<Message, String> {
         .subject(mail.subject.clone())
         .multipart(
             MultiPart::alternative()
-                .singlepart(unfolded_part(ContentType::TEXT_PLAIN, &mail.text))
-                .singlepart(unfolded_part(ContentType::TEXT_HTML, &mail.html)),
+                .singlepart(unfolded_part(
+                    ContentType::TEXT_PLAIN,
+                    mail.text.expose_secret(),
+                ))
+                .singlepart(unfolded_part(
+                    ContentType::TEXT_HTML,
+                    mail.html.expose_secret(),
+                )),
         )
         .map_err(|error| error.to_string())
 }
@@ -226,6 +236,7 @@ pub async fn deliver_forever(app: Arc<App>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Secret;
 
     #[test]
     fn addresses_are_masked_and_from_headers_checked() {
@@ -241,8 +252,12 @@ mod tests {
         let mail = OutgoingMail {
             to: "ünïcode@example.com".to_owned(),
             subject: "Reset your password".to_owned(),
-            text: format!("Hello Zoë,\n\nTo choose a new password, open this link:\n{link}\n"),
-            html: format!("<p>Hello Zoë,</p><p><a href=\"{link}\">{link}</a></p>"),
+            text: Secret::new(format!(
+                "Hello Zoë,\n\nTo choose a new password, open this link:\n{link}\n"
+            )),
+            html: Secret::new(format!(
+                "<p>Hello Zoë,</p><p><a href=\"{link}\">{link}</a></p>"
+            )),
         };
         let formatted = build_message("Latchkey <auth@example.org>", &mail)
             .unwrap()
@@ -267,8 +282,8 @@ mod tests {
         OutgoingMail {
             to: to.to_owned(),
             subject: "s".to_owned(),
-            text: "t".to_owned(),
-            html: "<p>t</p>".to_owned(),
+            text: Secret::new("t".to_owned()),
+            html: Secret::new("<p>t</p>".to_owned()),
         }
     }
 

@@ -1,6 +1,8 @@
 //! RFC 3339 UTC timestamps (`2026-11-28T02:26:09Z`), the text form of every time on the wire
 //! and in token claims.
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -9,32 +11,32 @@ use crate::model::UnixSeconds;
 /// The length of an RFC 3339 UTC timestamp with a four-digit year.
 pub const FOUR_DIGIT_YEAR_LENGTH: usize = 20;
 
+/// The first instant RFC 3339 can write, `0000-01-01T00:00:00Z`: its years have four digits.
+pub const EARLIEST_FORMATTABLE: UnixSeconds = -62_167_219_200;
+/// The last instant RFC 3339 can write, `9999-12-31T23:59:59Z`.
+pub const LATEST_FORMATTABLE: UnixSeconds = 253_402_300_799;
+
 const SECONDS_PER_DAY: i64 = 86_400;
 
-/// Formats by hand for the years 0000 to 9999 (every answer formats a few timestamps, and
-/// the `time` crate's general formatter was a visible share of a session listing); `time`
-/// formats anything outside that range.
+/// Formats by hand (every answer formats a few timestamps, and the `time` crate's general
+/// formatter was a visible share of a session listing). A time outside what RFC 3339 can
+/// write is clamped to `EARLIEST_FORMATTABLE..=LATEST_FORMATTABLE`: a session that never
+/// ends in practice (a lifetime of `u64::MAX` saturates at `i64::MAX`) shows, and its
+/// token's `exp` says, `9999-12-31T23:59:59Z`, which is never later than the real end.
+/// Earlier builds wrote `1970-01-01T00:00:00Z` for such times.
 pub fn format_rfc3339(seconds: UnixSeconds) -> String {
     let mut buffer = [0u8; FOUR_DIGIT_YEAR_LENGTH];
-    match format_rfc3339_into(seconds, &mut buffer) {
-        Some(text) => text.to_owned(),
-        None => OffsetDateTime::from_unix_timestamp(seconds)
-            .ok()
-            .and_then(|moment| moment.format(&Rfc3339).ok())
-            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned()),
-    }
+    format_rfc3339_into(seconds, &mut buffer).into_owned()
 }
 
-/// Writes the timestamp into `buffer` and returns it as text, for the years 0000 to 9999
-/// (answers write it straight into their JSON); `None` outside them.
+/// Writes the timestamp, clamped as `format_rfc3339` does, into `buffer` and returns it as
+/// text borrowed from it (answers write it straight into their JSON, with no `String`).
 pub fn format_rfc3339_into(
     seconds: UnixSeconds,
     buffer: &mut [u8; FOUR_DIGIT_YEAR_LENGTH],
-) -> Option<&str> {
+) -> Cow<'_, str> {
+    let seconds = seconds.clamp(EARLIEST_FORMATTABLE, LATEST_FORMATTABLE);
     let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
     let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
     *buffer = *b"0000-00-00T00:00:00Z";
     for (position, value) in [
@@ -46,11 +48,13 @@ pub fn format_rfc3339_into(
         (14, second_of_day / 60 % 60),
         (17, second_of_day % 60),
     ] {
-        // `value` is in 0..100, so each digit fits; the slots are inside the buffer.
+        // The clamp keeps the year in 0..=9999, so `value` is in 0..100 and each digit
+        // fits; the slots are inside the buffer.
         let digits = [value / 10 % 10, value % 10].map(|digit| b'0' + digit as u8);
         buffer[position..position + 2].copy_from_slice(&digits);
     }
-    std::str::from_utf8(buffer).ok()
+    // Only ASCII digits and separators were written, so this borrows and replaces nothing.
+    String::from_utf8_lossy(buffer)
 }
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01, by the
@@ -93,6 +97,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_time_rfc_3339_cannot_write_is_clamped(seconds in proptest::num::i64::ANY) {
+            let clamped = seconds.clamp(EARLIEST_FORMATTABLE, LATEST_FORMATTABLE);
+            proptest::prop_assert_eq!(format_rfc3339(seconds), format_rfc3339(clamped));
+            proptest::prop_assert_eq!(format_rfc3339(seconds).len(), FOUR_DIGIT_YEAR_LENGTH);
+        }
+    }
+
     #[test]
     fn formats_the_edges_of_the_range() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
@@ -100,7 +113,29 @@ mod tests {
         assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_rfc3339(-62_167_219_200), "0000-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
-        assert_eq!(format_rfc3339(i64::MAX), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(EARLIEST_FORMATTABLE), "0000-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(LATEST_FORMATTABLE), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn times_past_either_end_are_clamped_not_sent_to_1970() {
+        for (seconds, expected) in [
+            (i64::MAX, "9999-12-31T23:59:59Z"),
+            (LATEST_FORMATTABLE + 1, "9999-12-31T23:59:59Z"),
+            (i64::MIN, "0000-01-01T00:00:00Z"),
+            (EARLIEST_FORMATTABLE - 1, "0000-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(format_rfc3339(seconds), expected, "{seconds}");
+            let mut buffer = [0u8; FOUR_DIGIT_YEAR_LENGTH];
+            assert_eq!(format_rfc3339_into(seconds, &mut buffer), expected);
+        }
+        // The `time` crate refuses them too: there is no wider RFC 3339 to fall back on.
+        for seconds in [LATEST_FORMATTABLE + 1, EARLIEST_FORMATTABLE - 1] {
+            let formatted = OffsetDateTime::from_unix_timestamp(seconds)
+                .ok()
+                .and_then(|moment| moment.format(&Rfc3339).ok());
+            assert_eq!(formatted, None);
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ async fn verify_own_password(
     password: &Password,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    if password.expose().chars().count() > PASSWORD_MAX_CHARACTERS {
+    if password.expose_secret().chars().count() > PASSWORD_MAX_CHARACTERS {
         return Err(AuthError::WrongPassword);
     }
     let verification = throttled_verify(

@@ -7,6 +7,7 @@ use crate::auth::{
     AuthError, ClientInfo, Identity, generate_api_token, new_session, session_expire,
     sign_session_token, store_write, token_hash,
 };
+use crate::model::Secret;
 use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds};
 use crate::store::NewSignIn;
 
@@ -90,7 +91,7 @@ pub async fn create_api_token(
     app: &App,
     identity: &Identity,
     request: NewApiToken,
-) -> Result<(ApiToken, String), AuthError> {
+) -> Result<(ApiToken, Secret<String>), AuthError> {
     let permissions = request
         .permissions
         .unwrap_or(identity.effective_permissions);
@@ -116,7 +117,7 @@ pub async fn create_api_token(
         store.insert_api_token_within_limit(&stored, limit, &requester)
     })
     .await?;
-    Ok((api_token, token))
+    Ok((api_token, Secret::new(token)))
 }
 
 /// The caller's standalone tokens; expired ones only when asked for.
@@ -268,7 +269,7 @@ pub async fn mint_token(
     identity: &Identity,
     request: MintRequest,
     client: &ClientInfo,
-) -> Result<(Session, String), AuthError> {
+) -> Result<(Session, Secret<String>), AuthError> {
     // Compared without ASCII case: a verifier that reads claims loosely must not take a
     // caller's `Sub` or `ISS` for the real one.
     let reserved = |claim: &String| {
@@ -323,5 +324,5 @@ pub async fn mint_token(
     };
     // A minting credential revoked meanwhile answers `Unauthenticated` (`From<StoreError>`).
     store_write(&app.store, move |store| store.record_sign_in(&minted)).await?;
-    Ok((session, token))
+    Ok((session, Secret::new(token)))
 }

@@ -17,8 +17,11 @@ pub async fn check(app: &App, token: &str, remote_ip: &str) -> Result<(), AuthEr
     if config.provider == CaptchaProvider::None {
         return Ok(());
     }
-    let (Some(url), Some(secret)) = (config.effective_verify_url(), config.secret.as_deref())
-    else {
+    let secret = config
+        .secret
+        .as_ref()
+        .map(|secret| secret.expose_secret().as_str());
+    let (Some(url), Some(secret)) = (config.effective_verify_url(), secret) else {
         return Err(AuthError::CaptchaUnavailable);
     };
     let response = app

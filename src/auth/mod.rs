@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::auth::signed_token::TokenClaims;
+use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
@@ -47,7 +48,7 @@ where
 pub fn generate_api_token() -> Result<String, AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
-    Ok(crate::hex::hex_encode(&bytes))
+    Ok(base16ct::lower::encode_string(&bytes))
 }
 
 /// The SHA-256 of a bearer token's text: all the store keeps of an API token or an emailed
@@ -128,8 +129,8 @@ pub struct SignInRequest {
 pub struct SignInOutcome {
     pub user: User,
     pub session: Session,
-    pub api_token: String,
-    pub signed_token: String,
+    pub api_token: Secret<String>,
+    pub signed_token: Secret<String>,
     /// The account's OAuth identities, for `oauth-provider-tokens`.
     pub linked_identities: Vec<crate::model::OAuthIdentity>,
 }
@@ -137,7 +138,7 @@ pub struct SignInOutcome {
 /// Email and password sign-in. Unknown email and wrong password cost the same and answer
 /// the same; the account's status is looked at only once the password has verified.
 pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome, AuthError> {
-    if request.password.expose().chars().count() > PASSWORD_MAX_CHARACTERS {
+    if request.password.expose_secret().chars().count() > PASSWORD_MAX_CHARACTERS {
         return Err(AuthError::InvalidField {
             field: "password",
             message: "must be at most 72 characters",
@@ -251,8 +252,8 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     Ok(SignInOutcome {
         user,
         session,
-        api_token,
-        signed_token,
+        api_token: Secret::new(api_token),
+        signed_token: Secret::new(signed_token),
         linked_identities,
     })
 }
@@ -294,7 +295,8 @@ pub fn new_session(
     }
 }
 
-/// The API token a sign-in hands out: bound to its session, expiring with it.
+/// The API token a sign-in hands out: bound to its session, expiring with it (public for the
+/// benchmark's seeding).
 pub fn session_api_token(session: &Session, api_token: &str) -> ApiToken {
     ApiToken {
         hash: token_hash(api_token),
@@ -317,16 +319,28 @@ pub fn sign_session_token(
     session: &Session,
     extra_claims: serde_json::Map<String, serde_json::Value>,
 ) -> Result<String, AuthError> {
-    let claims = TokenClaims {
-        issuer: app.issuer.clone(),
+    let claims = session_token_claims(&app.issuer, user, parent, session, extra_claims);
+    Ok(app.key_ring().sign(&claims)?)
+}
+
+/// The claims of a session's signed token; public so that the benchmark seeds tokens exactly
+/// as a sign-in makes them.
+pub fn session_token_claims(
+    issuer: &str,
+    user: &User,
+    parent: Option<&User>,
+    session: &Session,
+    extra_claims: serde_json::Map<String, serde_json::Value>,
+) -> TokenClaims {
+    TokenClaims {
+        issuer: issuer.to_owned(),
         user_id: user.id,
         session_id: session.id,
         issued_at: session.created,
         expires_at: session.expire,
         permissions: session_permissions(session, user, parent),
         extra_claims,
-    };
-    Ok(app.key_ring().sign(&claims)?)
+    }
 }
 
 /// The set a user may use now: its own, and for a sub-user only what its parent still holds.
@@ -348,8 +362,8 @@ fn session_permissions(session: &Session, user: &User, parent: Option<&User>) ->
 /// A credential as presented, before it is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PresentedCredential<'a> {
-    SignedToken(&'a str),
-    ApiToken(&'a str),
+    SignedToken(Secret<&'a str>),
+    ApiToken(Secret<&'a str>),
 }
 
 /// How the caller authenticated; some routes care.
@@ -435,6 +449,7 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
     let now = app.clock.now_unix_seconds();
     match credential {
         PresentedCredential::SignedToken(token) => {
+            let token = *token.expose_secret();
             let verified = app
                 .token_cache
                 .get_or_verify(token, || app.key_ring().verify(token, &app.issuer, now))?;
@@ -464,6 +479,7 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
             })
         }
         PresentedCredential::ApiToken(token) => {
+            let token = *token.expose_secret();
             if !looks_like_api_token(token) {
                 return Err(AuthError::Unauthenticated);
             }

@@ -18,7 +18,7 @@ use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
 
 use crate::auth::token_hash;
-use crate::model::{PermissionSet, SessionId, SigningKeyStatus, UnixSeconds, UserId};
+use crate::model::{PermissionSet, Secret, SessionId, SigningKeyStatus, UnixSeconds, UserId};
 use crate::rfc3339::{format_rfc3339, parse_rfc3339};
 use crate::store::StoredSigningKey;
 
@@ -64,6 +64,7 @@ pub struct VerifiedToken {
 }
 
 /// One key of the ring.
+#[derive(Debug)]
 pub struct SigningKey {
     pub key_id: String,
     pub public_key_paserk: String,
@@ -73,19 +74,8 @@ pub struct SigningKey {
     pub retired_at: Option<UnixSeconds>,
     /// When it signs from: its creation, unless it was published ahead.
     pub activates_at: UnixSeconds,
-    secret: AsymmetricSecretKey<V4>,
+    secret: Secret<AsymmetricSecretKey<V4>>,
     public: AsymmetricPublicKey<V4>,
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("SigningKey")
-            .field("key_id", &self.key_id)
-            .field("stored_status", &self.stored_status)
-            .field("activates_at", &self.activates_at)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Every key that can still verify, and the one that signs.
@@ -102,7 +92,7 @@ pub fn generate_signing_key(now: UnixSeconds) -> Result<StoredSigningKey, TokenE
     let key_id = paserk_id(&pair.public)?;
     Ok(StoredSigningKey {
         key_id,
-        secret_key_bytes: pair.secret.as_bytes().to_vec(),
+        secret_key_bytes: Secret::new(pair.secret.as_bytes().to_vec()),
         status: SigningKeyStatus::Active,
         created: now,
         retired_at: None,
@@ -122,7 +112,7 @@ impl KeyRing {
     pub fn from_stored(stored_keys: &[StoredSigningKey]) -> Result<KeyRing, TokenError> {
         let mut keys = Vec::with_capacity(stored_keys.len());
         for stored in stored_keys {
-            let secret = AsymmetricSecretKey::<V4>::from(&stored.secret_key_bytes)
+            let secret = AsymmetricSecretKey::<V4>::from(stored.secret_key_bytes.expose_secret())
                 .map_err(|_| TokenError::BadStoredKey)?;
             let public = AsymmetricPublicKey::<V4>::try_from(&secret)
                 .map_err(|_| TokenError::BadStoredKey)?;
@@ -141,7 +131,7 @@ impl KeyRing {
                 created: stored.created,
                 retired_at: stored.retired_at,
                 activates_at: stored.activates_at.unwrap_or(stored.created),
-                secret,
+                secret: Secret::new(secret),
                 public,
             });
         }
@@ -224,8 +214,13 @@ impl KeyRing {
         let signing_key = self.signing_key_at(claims.issued_at);
         let footer = serde_json::to_vec(&serde_json::json!({ "kid": signing_key.key_id }))
             .map_err(|_| TokenError::Signing)?;
-        PublicToken::sign(&signing_key.secret, &message, Some(&footer), None)
-            .map_err(|_| TokenError::Signing)
+        PublicToken::sign(
+            signing_key.secret.expose_secret(),
+            &message,
+            Some(&footer),
+            None,
+        )
+        .map_err(|_| TokenError::Signing)
     }
 
     /// Checks the signature and the claims' shape, issuer and `nbf`; not `exp`, which the

@@ -228,7 +228,7 @@ mod tests {
     ) -> StoredSigningKey {
         StoredSigningKey {
             key_id: key_id.to_owned(),
-            secret_key_bytes: Vec::new(),
+            secret_key_bytes: crate::model::Secret::new(Vec::new()),
             status,
             created,
             retired_at,

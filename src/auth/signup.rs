@@ -7,12 +7,15 @@
 
 use std::sync::Arc;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
+
 use crate::app::App;
 use crate::auth::account::checked_name;
 use crate::auth::maintenance::PURGE_BATCH_ROWS;
 use crate::auth::password::{NewPassword, Password};
 use crate::auth::{AuthError, ClientInfo, store_write, token_hash};
 use crate::html::escape;
+use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
 use crate::model::{EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User};
 use crate::store::{LinkToIssue, SignUpEffect, TokenAction, is_unproved_sign_up};
@@ -26,13 +29,13 @@ pub struct SignUpRequest {
     pub last_name: Option<String>,
 }
 
-/// A fresh emailed token and its stored hash.
-fn new_email_token() -> Result<(String, [u8; 32]), AuthError> {
+/// A fresh emailed token (unpadded base64url, by `base64ct`) and its stored hash.
+fn new_email_token() -> Result<(Secret<String>, [u8; 32]), AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| AuthError::Internal(error.to_string()))?;
-    let token = crate::hex::base64url_encode(&bytes);
+    let token = Base64UrlUnpadded::encode_string(&bytes);
     let hash = token_hash(&token);
-    Ok((token, hash))
+    Ok((Secret::new(token), hash))
 }
 
 fn lifetime(seconds: u64) -> UnixSeconds {
@@ -67,8 +70,10 @@ fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// The link a message carries: the operator's template, or the server's own page.
-fn link(app: &App, template: Option<&String>, page: &str, token: &str) -> String {
+/// The link a message carries: the operator's template, or the server's own page. The token
+/// leaves its `Secret` here, for the mail body, which is a `Secret` again.
+fn link(app: &App, template: Option<&String>, page: &str, token: &Secret<String>) -> String {
+    let token = token.expose_secret();
     match template {
         Some(template) => template.replace("{token}", token),
         None => format!(
@@ -109,8 +114,8 @@ fn message(
         // uniqueness check used (API.md section 15, rule 15).
         to: to.normalized_email.clone(),
         subject: subject.to_owned(),
-        text,
-        html: format!("<!doctype html><html><body>{html}</body></html>"),
+        text: Secret::new(text),
+        html: Secret::new(format!("<!doctype html><html><body>{html}</body></html>")),
     }
 }
 
@@ -485,6 +490,22 @@ fn describe_lifetime(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emailed_tokens_are_43_characters_of_unpadded_base64url() {
+        assert_eq!(Base64UrlUnpadded::encode_string(&[0xfb, 0xff]), "-_8");
+        assert_eq!(Base64UrlUnpadded::encode_string(b"fo"), "Zm8");
+        let (token, hash) = new_email_token().unwrap();
+        let token = token.into_exposed_secret();
+        assert_eq!(token.len(), 43);
+        assert!(
+            token
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'),
+            "{token}"
+        );
+        assert_eq!(hash, token_hash(&token));
+    }
 
     #[test]
     fn lifetimes_read_in_their_largest_whole_unit() {

@@ -644,14 +644,28 @@ mod tests {
             &FlagOverrides::default(),
         );
         let config = loaded.unwrap();
-        assert_eq!(config.email.smtp_password.as_deref(), Some("123456"));
+        assert_eq!(
+            config
+                .email
+                .smtp_password
+                .as_ref()
+                .map(|secret| secret.expose_secret().as_str()),
+            Some("123456")
+        );
         assert_eq!(config.email.smtp_username.as_deref(), Some("true"));
         // Quotes are part of a text value: nothing is read as TOML for a text key.
         assert_eq!(
             config.email.verify_link.as_deref(),
             Some("\"https://a.example/v?t={token}\"")
         );
-        assert_eq!(config.captcha.secret.as_deref(), Some("[1, 2]"));
+        assert_eq!(
+            config
+                .captcha
+                .secret
+                .as_ref()
+                .map(|secret| secret.expose_secret().as_str()),
+            Some("[1, 2]")
+        );
         // A word or URL its key refuses as written is tried as a quoted TOML string.
         assert_eq!(config.log.format, LogFormat::Json);
 

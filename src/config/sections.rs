@@ -2,12 +2,12 @@
 //! that is its documented defaults, and the checks a section makes of itself alone
 //! (`OAuthConfig::check`). `Config::load` layers and validates them.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Secret;
 use crate::model::net::{IpNetwork, Origin, ProviderUrlError, parse_provider_url};
 
 /// The longest provider name, in characters.
@@ -282,7 +282,7 @@ pub enum SmtpTls {
     None,
 }
 
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
     pub transport: EmailTransport,
@@ -296,25 +296,9 @@ pub struct EmailConfig {
     pub smtp_port: u16,
     pub smtp_tls: SmtpTls,
     pub smtp_username: Option<String>,
-    #[serde(serialize_with = "serialize_masked_secret")]
-    pub smtp_password: Option<String>,
+    pub smtp_password: Option<Secret<String>>,
     /// Delivery attempts before a message is given up (with a growing wait between).
     pub max_attempts: u32,
-}
-
-impl std::fmt::Debug for EmailConfig {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("EmailConfig")
-            .field("transport", &self.transport)
-            .field("from", &self.from)
-            .field("smtp_host", &self.smtp_host)
-            .field("smtp_port", &self.smtp_port)
-            .field("smtp_tls", &self.smtp_tls)
-            .field("smtp_username", &self.smtp_username)
-            .field("smtp_password", &self.smtp_password.as_ref().map(|_| "***"))
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for EmailConfig {
@@ -343,26 +327,14 @@ pub enum CaptchaProvider {
     Turnstile,
 }
 
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptchaConfig {
     /// Which siteverify protocol checks `X-Recaptcha-Token` (none: only its presence).
     pub provider: CaptchaProvider,
-    #[serde(serialize_with = "serialize_masked_secret")]
-    pub secret: Option<String>,
+    pub secret: Option<Secret<String>>,
     /// Overrides the provider's own siteverify URL.
     pub verify_url: Option<String>,
-}
-
-impl std::fmt::Debug for CaptchaConfig {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("CaptchaConfig")
-            .field("provider", &self.provider)
-            .field("secret", &self.secret.as_ref().map(|_| "***"))
-            .field("verify_url", &self.verify_url)
-            .finish()
-    }
 }
 
 impl Default for CaptchaConfig {
@@ -433,7 +405,7 @@ pub enum OAuthProviderKind {
 
 /// One `[[oauth.providers]]` table. `OAuthConfig::check` checks it; the providers read its
 /// `jwks_file` when they are built (`app::preflight`).
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthProviderConfig {
     /// The name clients send as `provider`.
@@ -462,8 +434,7 @@ pub struct OAuthProviderConfig {
     pub client_id: Option<String>,
     /// Sent (HTTP Basic, with `client_id`) to the introspection URL. Never logged.
     #[serde(default)]
-    #[serde(serialize_with = "serialize_masked_secret")]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret<String>>,
     #[serde(default = "default_subject_field")]
     pub subject_field: String,
     #[serde(default = "default_email_field")]
@@ -521,31 +492,6 @@ impl Default for OAuthProviderConfig {
     }
 }
 
-impl fmt::Debug for OAuthProviderConfig {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("OAuthProviderConfig")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
-            .field("jwks_url", &self.jwks_url)
-            .field("jwks_file", &self.jwks_file)
-            .field("userinfo_url", &self.userinfo_url)
-            .field("introspection_url", &self.introspection_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("link_by_verified_email", &self.link_by_verified_email)
-            .field("allow_sign_up", &self.allow_sign_up)
-            .field(
-                "allow_unverified_email_sign_up",
-                &self.allow_unverified_email_sign_up,
-            )
-            .field("allow_unbound_tokens", &self.allow_unbound_tokens)
-            .finish_non_exhaustive()
-    }
-}
-
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -569,18 +515,6 @@ impl Default for LogConfig {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// `check-config` prints the effective settings through `Serialize`: a secret shows only
-/// whether it is set, never its value.
-fn serialize_masked_secret<S: serde::Serializer>(
-    secret: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => serializer.serialize_str("***"),
-        None => serializer.serialize_none(),
-    }
 }
 
 /// A refused `[oauth]` setting: its key, as a dotted path (`oauth.providers[1].issuer`), so
@@ -844,6 +778,25 @@ impl Serialize for IpNetwork {
     }
 }
 
+/// A secret key (`smtp_password`, `secret`, `client_secret`) reads as plain text, with the
+/// errors `String` gives, so a value refused for it names the key as any string key would.
+impl<'de> Deserialize<'de> for Secret<String> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Secret<String>, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+/// `check-config` prints the effective settings through `Serialize`: a secret shows only
+/// that it is set, as `***`, never its value. So does anything else that serializes one: a
+/// wire type that must carry a secret's text serializes its `expose_secret()` itself.
+impl Serialize for Secret<String> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -855,7 +808,7 @@ mod tests {
             userinfo_url: Some("https://api.github.com/user".to_owned()),
             introspection_url: Some("https://example.com/introspect".to_owned()),
             client_id: Some("client".to_owned()),
-            client_secret: Some("very-secret".to_owned()),
+            client_secret: Some(Secret::new("very-secret".to_owned())),
             ..OAuthProviderConfig::default()
         }
     }

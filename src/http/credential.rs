@@ -15,33 +15,24 @@ use hyper::http::request::Parts;
 use crate::auth::{PresentedCredential, looks_like_api_token};
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
+use crate::model::Secret;
 use crate::model::net::Origin;
 
 /// The credential found, owned, with where it came from.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FoundCredential {
-    pub value: String,
+    pub value: Secret<String>,
     pub is_api_token: bool,
     pub from_cookie: bool,
 }
 
-impl std::fmt::Debug for FoundCredential {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("FoundCredential")
-            .field("value", &"***")
-            .field("is_api_token", &self.is_api_token)
-            .field("from_cookie", &self.from_cookie)
-            .finish()
-    }
-}
-
 impl FoundCredential {
     pub fn presented(&self) -> PresentedCredential<'_> {
+        let value = Secret::new(self.value.expose_secret().as_str());
         if self.is_api_token {
-            PresentedCredential::ApiToken(&self.value)
+            PresentedCredential::ApiToken(value)
         } else {
-            PresentedCredential::SignedToken(&self.value)
+            PresentedCredential::SignedToken(value)
         }
     }
 }
@@ -66,7 +57,7 @@ pub fn find_credential(
         }
         return Ok(Some(FoundCredential {
             is_api_token: looks_like_api_token(value),
-            value: value.to_owned(),
+            value: Secret::new(value.to_owned()),
             from_cookie: false,
         }));
     }
@@ -77,14 +68,14 @@ pub fn find_credential(
             .map_err(|_| ApiError::Unauthenticated)?
         {
             return Ok(Some(FoundCredential {
-                value,
+                value: Secret::new(value),
                 is_api_token: true,
                 from_cookie: false,
             }));
         }
         if let Some(value) = query.string("jwt").map_err(|_| ApiError::Unauthenticated)? {
             return Ok(Some(FoundCredential {
-                value,
+                value: Secret::new(value),
                 is_api_token: false,
                 from_cookie: false,
             }));
@@ -92,7 +83,7 @@ pub fn find_credential(
     }
     if let Some(value) = cookie {
         return Ok(Some(FoundCredential {
-            value,
+            value: Secret::new(value),
             is_api_token: false,
             from_cookie: true,
         }));
@@ -354,9 +345,9 @@ mod properties {
             let parts = parts(authorization.as_deref(), cookie.as_deref());
             let query = Fields::from_query(Some(&query));
             if let Ok(Some(found)) = find_credential(&parts, &query, true) {
-                prop_assert!(!found.value.is_empty() || found.from_cookie || !found.is_api_token);
+                prop_assert!(!found.value.expose_secret().is_empty() || found.from_cookie || !found.is_api_token);
                 if let Some(header) = authorization {
-                    prop_assert_eq!(found.value, header.split_once(' ').unwrap().1.trim());
+                    prop_assert_eq!(found.value.expose_secret(), header.split_once(' ').unwrap().1.trim());
                 }
             }
             let _ = check_cookie_origin(&parts, &"https://auth.example.com".parse().unwrap(), &[]);

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::auth;
 use crate::model::{PermissionSet, SessionId, UnixSeconds, User};
-use crate::rfc3339::{FOUR_DIGIT_YEAR_LENGTH, format_rfc3339, format_rfc3339_into};
+use crate::rfc3339::{FOUR_DIGIT_YEAR_LENGTH, format_rfc3339_into};
 
 /// A time as RFC 3339 text, formatted as the answer is written (no `String` per field).
 #[derive(Clone, Copy, Debug)]
@@ -15,10 +15,7 @@ pub struct Timestamp(pub UnixSeconds);
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut buffer = [0u8; FOUR_DIGIT_YEAR_LENGTH];
-        match format_rfc3339_into(self.0, &mut buffer) {
-            Some(text) => serializer.serialize_str(text),
-            None => serializer.serialize_str(&format_rfc3339(self.0)),
-        }
+        serializer.serialize_str(&format_rfc3339_into(self.0, &mut buffer))
     }
 }
 

@@ -15,7 +15,7 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::http::error::ApiError;
-use crate::model::{Permission, PermissionSet};
+use crate::model::{Permission, PermissionSet, Secret};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyKind {
@@ -23,17 +23,18 @@ pub enum BodyKind {
     Form,
 }
 
-/// Decoded fields. Unknown fields are ignored by simply never being asked for.
+/// Decoded fields. Unknown fields are ignored by simply never being asked for. A body carries
+/// passwords and tokens, so its fields are a `Secret` until a getter reads one.
 #[derive(Debug)]
 pub enum Fields {
-    Json(Map<String, Value>),
+    Json(Secret<Map<String, Value>>),
     /// Pairs in order; `key[]` is stored as `key`.
-    Form(Vec<(String, String)>),
+    Form(Secret<Vec<(String, String)>>),
 }
 
 impl Fields {
     pub fn empty() -> Fields {
-        Fields::Json(Map::new())
+        Fields::Json(Secret::new(Map::new()))
     }
 
     pub fn kind(&self) -> BodyKind {
@@ -47,7 +48,9 @@ impl Fields {
     /// not UTF-8 is read lossily (no query field is stored; a credential so mangled simply
     /// fails to verify).
     pub fn from_query(query: Option<&str>) -> Fields {
-        Fields::Form(decode_form_lossily(query.unwrap_or("").as_bytes()))
+        Fields::Form(Secret::new(decode_form_lossily(
+            query.unwrap_or("").as_bytes(),
+        )))
     }
 
     fn form_values<'a>(
@@ -74,12 +77,14 @@ impl Fields {
 
     pub fn string(&self, name: &'static str) -> Result<Option<String>, ApiError> {
         match self {
-            Fields::Json(object) => match object.get(name) {
+            Fields::Json(object) => match object.expose_secret().get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(text)) => Ok(Some(text.clone())),
                 Some(_) => Err(ApiError::invalid_field(name, "must be a string")),
             },
-            Fields::Form(pairs) => Ok(Fields::single_form_value(pairs, name)?.map(str::to_owned)),
+            Fields::Form(pairs) => {
+                Ok(Fields::single_form_value(pairs.expose_secret(), name)?.map(str::to_owned))
+            }
         }
     }
 
@@ -91,12 +96,12 @@ impl Fields {
     pub fn boolean(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
         let must_be_boolean = || ApiError::invalid_field(name, "must be true or false");
         match self {
-            Fields::Json(object) => match object.get(name) {
+            Fields::Json(object) => match object.expose_secret().get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Bool(value)) => Ok(Some(*value)),
                 Some(_) => Err(must_be_boolean()),
             },
-            Fields::Form(pairs) => match Fields::single_form_value(pairs, name)? {
+            Fields::Form(pairs) => match Fields::single_form_value(pairs.expose_secret(), name)? {
                 None => Ok(None),
                 Some("true") => Ok(Some(true)),
                 Some("false") => Ok(Some(false)),
@@ -108,14 +113,14 @@ impl Fields {
     pub fn unsigned(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
         let must_be_unsigned = || ApiError::invalid_field(name, "must be a whole number ≥ 0");
         match self {
-            Fields::Json(object) => match object.get(name) {
+            Fields::Json(object) => match object.expose_secret().get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Number(number)) => {
                     number.as_u64().map(Some).ok_or_else(must_be_unsigned)
                 }
                 Some(_) => Err(must_be_unsigned()),
             },
-            Fields::Form(pairs) => match Fields::single_form_value(pairs, name)? {
+            Fields::Form(pairs) => match Fields::single_form_value(pairs.expose_secret(), name)? {
                 None => Ok(None),
                 Some(text) => {
                     if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
@@ -130,7 +135,7 @@ impl Fields {
     /// An array of strings (JSON) or a repeated key (form).
     pub fn string_list(&self, name: &'static str) -> Result<Option<Vec<String>>, ApiError> {
         match self {
-            Fields::Json(object) => match object.get(name) {
+            Fields::Json(object) => match object.expose_secret().get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Array(items)) => items
                     .iter()
@@ -143,7 +148,7 @@ impl Fields {
                 Some(_) => Err(ApiError::invalid_field(name, "must be an array of strings")),
             },
             Fields::Form(pairs) => {
-                let values: Vec<String> = Fields::form_values(pairs, name)
+                let values: Vec<String> = Fields::form_values(pairs.expose_secret(), name)
                     .map(str::to_owned)
                     .collect();
                 Ok((!values.is_empty()).then_some(values))
@@ -170,13 +175,16 @@ impl Fields {
     /// A JSON object field (for claims); forms cannot carry one.
     pub fn object(&self, name: &'static str) -> Result<Option<Map<String, Value>>, ApiError> {
         match self {
-            Fields::Json(object) => match object.get(name) {
+            Fields::Json(object) => match object.expose_secret().get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Object(inner)) => Ok(Some(inner.clone())),
                 Some(_) => Err(ApiError::invalid_field(name, "must be an object")),
             },
             Fields::Form(pairs) => {
-                if Fields::form_values(pairs, name).next().is_some() {
+                if Fields::form_values(pairs.expose_secret(), name)
+                    .next()
+                    .is_some()
+                {
                     return Err(ApiError::invalid_field(name, "must be an object"));
                 }
                 Ok(None)
@@ -297,7 +305,7 @@ pub fn decode_body(kind: Option<BodyKind>, bytes: &[u8]) -> Result<Fields, ApiEr
                 return Ok(Fields::empty());
             }
             match parse_json_without_duplicate_keys(bytes) {
-                Ok(Value::Object(object)) => Ok(Fields::Json(object)),
+                Ok(Value::Object(object)) => Ok(Fields::Json(Secret::new(object))),
                 Ok(_) => Err(ApiError::MalformedBody("the JSON body must be an object")),
                 Err(JsonProblem::DuplicateKey(path)) => Err(ApiError::InvalidField {
                     field: Cow::Owned(path),
@@ -312,7 +320,7 @@ pub fn decode_body(kind: Option<BodyKind>, bytes: &[u8]) -> Result<Fields, ApiEr
             if std::str::from_utf8(bytes).is_err() {
                 return Err(ApiError::MalformedBody("the form is not valid UTF-8"));
             }
-            Ok(Fields::Form(decode_form_strictly(bytes)?))
+            Ok(Fields::Form(Secret::new(decode_form_strictly(bytes)?)))
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::auth::Identity;
 use crate::http::credential;
 use crate::http::error::ApiError;
 use crate::model::net::Origin;
-use crate::model::{Permission, SessionId, UserId};
+use crate::model::{Permission, Secret, SessionId, UserId};
 
 /// Every route's template is under this prefix.
 pub const PREFIX: &str = "/frontend/api/v1";
@@ -236,23 +236,12 @@ pub fn admit(
 }
 
 /// Path parameters, parsed strictly from the raw text (API.md section 2).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PathParameters {
     pub user_id: Option<UserId>,
     pub session_id: Option<SessionId>,
     /// An API token: its 64 characters, or its first 8.
-    token: Option<String>,
-}
-
-impl std::fmt::Debug for PathParameters {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("PathParameters")
-            .field("user_id", &self.user_id)
-            .field("session_id", &self.session_id)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .finish()
-    }
+    token: Option<Secret<String>>,
 }
 
 impl PathParameters {
@@ -275,7 +264,7 @@ impl PathParameters {
                     if !lowercase_hex || !(value.len() == 8 || value.len() == 64) {
                         return Err(ApiError::InvalidPathParameter("token"));
                     }
-                    parameters.token = Some(value.clone());
+                    parameters.token = Some(Secret::new(value.clone()));
                 }
                 "session-id" => {
                     let id = SessionId::parse_canonical(value);
@@ -293,10 +282,11 @@ impl PathParameters {
             .ok_or(ApiError::InvalidPathParameter("user-id"))
     }
 
-    /// The `{token}` text (kept out of `Debug` and logs).
+    /// The `{token}` text (kept out of `Debug` and logs by its type until here).
     pub fn token(&self) -> Result<&str, ApiError> {
         self.token
-            .as_deref()
+            .as_ref()
+            .map(|token| token.expose_secret().as_str())
             .ok_or(ApiError::InvalidPathParameter("token"))
     }
 

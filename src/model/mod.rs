@@ -6,10 +6,12 @@ pub mod clock;
 pub mod email_address;
 pub mod net;
 mod permission;
+pub mod secret;
 
 use std::fmt;
 
 pub use crate::model::permission::{Permission, PermissionSet};
+pub use crate::model::secret::Secret;
 
 use crate::model::email_address::EmailAddress;
 
@@ -200,12 +202,20 @@ impl SigningKeyStatus {
 }
 
 /// A password hash in PHC string form. Not secret like a password, but never printed either.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHashString(pub String);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordHashString(Secret<String>);
 
-impl fmt::Debug for PasswordHashString {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("PasswordHashString(***)")
+impl PasswordHashString {
+    pub fn new(phc: String) -> PasswordHashString {
+        PasswordHashString(Secret::new(phc))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn into_exposed_secret(self) -> String {
+        self.0.into_exposed_secret()
     }
 }
 
@@ -411,23 +421,13 @@ pub enum EmailTokenProblem {
     Expired,
 }
 
-/// A message waiting in the store's mail queue.
-#[derive(Clone)]
+/// A message waiting in the store's mail queue. Its bodies carry single-use tokens.
+#[derive(Clone, Debug)]
 pub struct OutgoingMail {
     pub to: String,
     pub subject: String,
-    pub text: String,
-    pub html: String,
-}
-
-impl fmt::Debug for OutgoingMail {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Bodies carry single-use tokens: never printed.
-        formatter
-            .debug_struct("OutgoingMail")
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
-    }
+    pub text: Secret<String>,
+    pub html: Secret<String>,
 }
 
 /// A queued message with its delivery state.

@@ -123,13 +123,13 @@ mod tests {
         let mail = |user: &crate::model::User| OutgoingMail {
             to: user.normalized_email.clone(),
             subject: "Verify".to_owned(),
-            text: String::new(),
-            html: String::new(),
+            text: crate::model::Secret::new(String::new()),
+            html: crate::model::Secret::new(String::new()),
         };
         let pending = NewUser {
             email: "pending@example.com".to_owned(),
             normalized_email: "pending@example.com".to_owned(),
-            password_hash: Some(PasswordHashString("$argon2id$pending".to_owned())),
+            password_hash: Some(PasswordHashString::new("$argon2id$pending".to_owned())),
             role: Role::User,
             status: Status::Pending,
             parent_id: None,

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::model::{OutgoingMail, QueuedMail, UnixSeconds};
+use crate::model::{OutgoingMail, QueuedMail, Secret, UnixSeconds};
 use crate::store::record::{MailRecord, RECORD_VERSION, decode, encode};
 use crate::store::tables::{MAILID_MAIL, META, META_NEXT_MAIL_ID};
 use crate::store::{Store, StoreError};
@@ -25,8 +25,8 @@ impl Store {
                     mail: OutgoingMail {
                         to: record.to,
                         subject: record.subject,
-                        text: record.text,
-                        html: record.html,
+                        text: Secret::new(record.text),
+                        html: Secret::new(record.html),
                     },
                     attempts: record.attempts,
                     next_attempt_at: record.next_attempt_at,
@@ -87,8 +87,8 @@ pub(super) fn enqueue(
         v: RECORD_VERSION,
         to: mail.to.clone(),
         subject: mail.subject.clone(),
-        text: mail.text.clone(),
-        html: mail.html.clone(),
+        text: mail.text.expose_secret().clone(),
+        html: mail.html.expose_secret().clone(),
         attempts: 0,
         next_attempt_at: now,
     };

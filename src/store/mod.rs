@@ -26,7 +26,7 @@ use std::sync::Arc;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::model::{
-    ApiToken, EmailTokenPurpose, OutgoingMail, PasswordHashString, Session, SessionId,
+    ApiToken, EmailTokenPurpose, OutgoingMail, PasswordHashString, Secret, Session, SessionId,
     SigningKeyStatus, UnixSeconds, User, UserId,
 };
 use crate::store::record::decode_api_token;
@@ -81,27 +81,15 @@ impl std::fmt::Debug for Store {
 }
 
 /// A signing key as the store keeps it; the token module turns it into a usable key.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StoredSigningKey {
     pub key_id: String,
-    pub secret_key_bytes: Vec<u8>,
+    pub secret_key_bytes: Secret<Vec<u8>>,
     pub status: SigningKeyStatus,
     pub created: UnixSeconds,
     pub retired_at: Option<UnixSeconds>,
     /// When it signs (or signed) from: set for keys published ahead as `next`.
     pub activates_at: Option<UnixSeconds>,
-}
-
-impl std::fmt::Debug for StoredSigningKey {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("StoredSigningKey")
-            .field("key_id", &self.key_id)
-            .field("secret_key_bytes", &"***")
-            .field("status", &self.status)
-            .field("activates_at", &self.activates_at)
-            .finish()
-    }
 }
 
 /// Who asks for a credential to be made or changed, as the store checks it again inside the
@@ -511,7 +499,7 @@ mod tests {
             .change_password(
                 None,
                 user.id,
-                &PasswordHashString("$argon2id$changed".to_owned()),
+                &PasswordHashString::new("$argon2id$changed".to_owned()),
                 SessionsToEnd::None,
                 false,
                 now,

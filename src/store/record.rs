@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hex::hex_decode;
 use crate::model::{
     ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Session, SessionId,
     SessionKind, SigningKeyStatus, Status, TokenMaker, UaType, UnixSeconds, User, UserId,
@@ -146,7 +145,7 @@ impl UserRecord {
             id,
             email: self.email,
             normalized_email: self.normalized_email,
-            password_hash: self.password_hash.map(PasswordHashString),
+            password_hash: self.password_hash.map(PasswordHashString::new),
             role: self.role,
             status: self.status,
             parent_id: self.parent_id,
@@ -312,8 +311,11 @@ pub fn decode<'a, T: Deserialize<'a>>(
     serde_json::from_slice(bytes).map_err(|_| StoreError::CorruptRecord(what))
 }
 
+/// Exactly 64 lowercase hex digits, as `encode` writes a hash: anything else is corrupt.
 fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
-    hex_decode(text)?.try_into().ok()
+    let mut bytes = [0u8; 32];
+    let decoded = base16ct::lower::decode(text, &mut bytes).ok()?.len();
+    (decoded == bytes.len()).then_some(bytes)
 }
 
 // ---- the binary layout of users, sessions and API tokens ----
@@ -480,7 +482,7 @@ pub fn encode_user(user: &User) -> Vec<u8> {
     let mut writer = RecordWriter::new();
     writer.text(&user.email);
     writer.text(&user.normalized_email);
-    writer.optional_text(user.password_hash.as_ref().map(|hash| hash.0.as_str()));
+    writer.optional_text(user.password_hash.as_ref().map(|hash| hash.expose_secret()));
     writer.text(user.role.stored_name());
     writer.text(user.status.stored_name());
     writer.present(user.parent_id.is_some());
@@ -508,7 +510,7 @@ pub fn decode_user(bytes: &[u8], id: UserId) -> Result<User, StoreError> {
         normalized_email: reader.text()?.to_owned(),
         password_hash: reader
             .optional(RecordReader::text)?
-            .map(|hash| PasswordHashString(hash.to_owned())),
+            .map(|hash| PasswordHashString::new(hash.to_owned())),
         role: Role::from_stored_name(reader.text()?).ok_or_else(corrupt)?,
         status: Status::from_stored_name(reader.text()?).ok_or_else(corrupt)?,
         parent_id: reader.optional(RecordReader::u64)?,
@@ -661,7 +663,7 @@ mod tests {
             id: 7,
             normalized_email: email.to_lowercase(),
             email,
-            password_hash: password_hash.map(PasswordHashString),
+            password_hash: password_hash.map(PasswordHashString::new),
             role: Role::Sub,
             status: Status::Suspended,
             parent_id,
@@ -820,6 +822,36 @@ mod tests {
 
     /// Records as the JSON layout wrote them before the binary one still decode.
     #[test]
+    fn a_stored_hash_is_exactly_64_lowercase_hex_digits() {
+        assert_eq!(hex_decode_32(&"ab".repeat(32)), Some([0xab; 32]));
+        // `u8::from_str_radix` took a sign: "+1" was the byte 1.
+        for refused in [
+            format!("+1{}", "ab".repeat(31)),
+            format!("-1{}", "ab".repeat(31)),
+            "AB".repeat(32),
+            format!("{} ", "ab".repeat(31)),
+            "zz".repeat(32),
+            "ab".repeat(31),
+            "ab".repeat(33),
+            "a".repeat(63),
+            String::new(),
+        ] {
+            assert_eq!(hex_decode_32(&refused), None, "{refused:?}");
+        }
+        let session_with = |hash_hex: &str| {
+            decode_session(
+                format!(r#"{{"v":1,"user_id":3,"kind":"sign-in","created":1,"expire":2,"remote_ip":"127.0.0.1","user_agent":"x","ua_type":"browser","api_token_hash":"{hash_hex}"}}"#).as_bytes(),
+                SessionId(8),
+            )
+        };
+        assert!(session_with(&"ab".repeat(32)).is_ok());
+        assert!(matches!(
+            session_with(&format!("+1{}", "ab".repeat(31))),
+            Err(StoreError::CorruptRecord("session"))
+        ));
+    }
+
+    #[test]
     fn json_records_from_older_files_still_decode() {
         let user = decode_user(
             br#"{"v":1,"email":"Ann@Example.com","normalized_email":"ann@example.com","password_hash":"$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA","role":"admin","status":"active","permissions":5,"created":10,"updated":11}"#,
@@ -888,7 +920,7 @@ mod tests {
             id: 7,
             email: "Ann@Example.com".into(),
             normalized_email: "ann@example.com".into(),
-            password_hash: Some(PasswordHashString("$argon2id$x".into())),
+            password_hash: Some(PasswordHashString::new("$argon2id$x".into())),
             role: Role::Admin,
             status: Status::Pending,
             parent_id: Some(3),
@@ -903,9 +935,15 @@ mod tests {
         let user_bytes = "030f000000416e6e404578616d706c652e636f6d0f000000616e6e406578616d706c652e\
             636f6d010b000000246172676f6e32696424780500000061646d696e0700000070656e64696e6701030000\
             00000000000103000000416e6e00052000f153650000000001f1536500000000010400000000000000";
-        assert_eq!(crate::hex::hex_encode(&encode_user(&user)), user_bytes);
-        let decoded = decode_user(&hex_decode(user_bytes).unwrap(), 7).unwrap();
-        assert_eq!(crate::hex::hex_encode(&encode_user(&decoded)), user_bytes);
+        assert_eq!(
+            base16ct::lower::encode_string(&encode_user(&user)),
+            user_bytes
+        );
+        let decoded = decode_user(&base16ct::lower::decode_vec(user_bytes).unwrap(), 7).unwrap();
+        assert_eq!(
+            base16ct::lower::encode_string(&encode_user(&decoded)),
+            user_bytes
+        );
 
         let session = Session {
             id: SessionId(9),
@@ -925,12 +963,16 @@ mod tests {
             01abababababababababababababababababababababababababababababababab01cdcdcdcdcdcdcdcd\
             cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
         assert_eq!(
-            crate::hex::hex_encode(&encode_session(&session)),
+            base16ct::lower::encode_string(&encode_session(&session)),
             session_bytes
         );
-        let decoded = decode_session(&hex_decode(session_bytes).unwrap(), SessionId(9)).unwrap();
+        let decoded = decode_session(
+            &base16ct::lower::decode_vec(session_bytes).unwrap(),
+            SessionId(9),
+        )
+        .unwrap();
         assert_eq!(
-            crate::hex::hex_encode(&encode_session(&decoded)),
+            base16ct::lower::encode_string(&encode_session(&decoded)),
             session_bytes
         );
 
@@ -949,12 +991,13 @@ mod tests {
         let token_bytes = "03080000006162636465666768070000000000000000ff3f100005000000000000000600\
             000000000000016300000000000000020b000000000000000000000000000000";
         assert_eq!(
-            crate::hex::hex_encode(&encode_api_token(&token)),
+            base16ct::lower::encode_string(&encode_api_token(&token)),
             token_bytes
         );
-        let decoded = decode_api_token(&hex_decode(token_bytes).unwrap(), [1; 32]).unwrap();
+        let decoded =
+            decode_api_token(&base16ct::lower::decode_vec(token_bytes).unwrap(), [1; 32]).unwrap();
         assert_eq!(
-            crate::hex::hex_encode(&encode_api_token(&decoded)),
+            base16ct::lower::encode_string(&encode_api_token(&decoded)),
             token_bytes
         );
 

@@ -408,7 +408,7 @@ mod tests {
             replacement_password_hash: None,
         };
         let raced = sign_in(user.credential_version);
-        let new_hash = PasswordHashString("$argon2id$new".to_owned());
+        let new_hash = PasswordHashString::new("$argon2id$new".to_owned());
         store
             .change_password(None, user.id, &new_hash, SessionsToEnd::All, true, NOW)
             .unwrap();

@@ -5,7 +5,7 @@
 
 use redb::ReadableTable;
 
-use crate::model::{SigningKeyStatus, UnixSeconds};
+use crate::model::{Secret, SigningKeyStatus, UnixSeconds};
 use crate::store::record::{RECORD_VERSION, SigningKeyRecord, decode, encode};
 use crate::store::tables::KEYID_SIGNINGKEY;
 use crate::store::{KeyRevocation, PendingNextKey, Store, StoreError, StoredSigningKey};
@@ -13,8 +13,10 @@ use crate::store::{KeyRevocation, PendingNextKey, Store, StoreError, StoredSigni
 fn stored_key(key_id: &str, record: &SigningKeyRecord) -> Result<StoredSigningKey, StoreError> {
     Ok(StoredSigningKey {
         key_id: key_id.to_owned(),
-        secret_key_bytes: crate::hex::hex_decode(&record.secret_key_hex)
-            .ok_or(StoreError::CorruptRecord("signing key"))?,
+        secret_key_bytes: Secret::new(
+            base16ct::lower::decode_vec(&record.secret_key_hex)
+                .map_err(|_| StoreError::CorruptRecord("signing key"))?,
+        ),
         status: record.status,
         created: record.created,
         retired_at: record.retired_at,
@@ -29,7 +31,7 @@ fn new_record(
 ) -> SigningKeyRecord {
     SigningKeyRecord {
         v: RECORD_VERSION,
-        secret_key_hex: crate::hex::hex_encode(&key.secret_key_bytes),
+        secret_key_hex: base16ct::lower::encode_string(key.secret_key_bytes.expose_secret()),
         status,
         created: key.created,
         retired_at: None,
@@ -268,6 +270,33 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::test_support::test_signing_key;
+
+    #[test]
+    fn key_bytes_are_read_back_only_from_lowercase_hex() {
+        let record = |secret_key_hex: &str| SigningKeyRecord {
+            v: RECORD_VERSION,
+            secret_key_hex: secret_key_hex.to_owned(),
+            status: SigningKeyStatus::Active,
+            created: 1,
+            retired_at: None,
+            activates_at: None,
+        };
+        let key = stored_key("k", &record("00ff7f")).unwrap();
+        assert_eq!(key.secret_key_bytes.expose_secret(), &[0x00, 0xff, 0x7f]);
+        assert_eq!(
+            new_record(&key, SigningKeyStatus::Active, None).secret_key_hex,
+            "00ff7f"
+        );
+        for refused in ["+1", "-1ff", "00FF7F", "0x00", " 0ff", "0g", "abc"] {
+            assert!(
+                matches!(
+                    stored_key("k", &record(refused)),
+                    Err(StoreError::CorruptRecord("signing key"))
+                ),
+                "{refused:?}"
+            );
+        }
+    }
 
     fn statuses(store: &Store) -> Vec<(String, SigningKeyStatus)> {
         let mut keys: Vec<_> = store

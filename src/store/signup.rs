@@ -181,7 +181,7 @@ impl Store {
                 // A link without an attempt (a resend to an active sub-user, or a sign-up
                 // link written before attempts kept their password) leaves the password.
                 if let Some(attempt) = record.attempt.take() {
-                    user.password_hash = Some(PasswordHashString(attempt.password_hash));
+                    user.password_hash = Some(PasswordHashString::new(attempt.password_hash));
                     user.first_name = attempt.first_name;
                     user.last_name = attempt.last_name;
                     user.credential_version += 1;
@@ -410,7 +410,7 @@ fn insert_token(transaction: &WriteTransaction, token: &EmailToken) -> Result<()
         expires_at: token.expires_at,
         used: false,
         attempt: token.attempt.as_ref().map(|attempt| AttemptRecord {
-            password_hash: attempt.password_hash.0.clone(),
+            password_hash: attempt.password_hash.expose_secret().to_owned(),
             first_name: attempt.first_name.clone(),
             last_name: attempt.last_name.clone(),
         }),

@@ -89,7 +89,7 @@ pub fn set_schema_version(store: &Store, version: u64) {
 pub fn test_signing_key(created: UnixSeconds) -> StoredSigningKey {
     StoredSigningKey {
         key_id: format!("k4.pid.test-key-{created}"),
-        secret_key_bytes: vec![7; 64],
+        secret_key_bytes: crate::model::Secret::new(vec![7; 64]),
         status: SigningKeyStatus::Active,
         created,
         retired_at: None,

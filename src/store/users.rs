@@ -433,11 +433,11 @@ mod tests {
             now,
         };
         // The owner's reset commits first: a new password, every session ended.
-        let owners_hash = PasswordHashString("$argon2id$owners".to_owned());
+        let owners_hash = PasswordHashString::new("$argon2id$owners".to_owned());
         store
             .change_password(None, owner.id, &owners_hash, SessionsToEnd::All, true, now)
             .unwrap();
-        let thiefs_hash = PasswordHashString("$argon2id$thiefs".to_owned());
+        let thiefs_hash = PasswordHashString::new("$argon2id$thiefs".to_owned());
         assert!(matches!(
             store.change_password(
                 Some(&thief),

@@ -27,4 +27,5 @@ mod sign_in;
 mod signup;
 mod support;
 mod systemd;
+mod tidy;
 mod user_delete;

@@ -266,7 +266,7 @@ impl TestProvider {
             userinfo_url: Some(self.url("/userinfo")),
             introspection_url: Some(self.url("/introspect")),
             client_id: Some(CLIENT_ID.to_owned()),
-            client_secret: Some(CLIENT_SECRET.to_owned()),
+            client_secret: Some(latchkey::model::Secret::new(CLIENT_SECRET.to_owned())),
             subject_field: "id".to_owned(),
             ..OAuthProviderConfig::default()
         }

@@ -96,7 +96,7 @@ fn the_cli_hashes_with_the_configured_password_cost() {
             .user_by_normalized_email("cost@example.com")
             .unwrap()
             .unwrap();
-        user.password_hash.unwrap().0
+        user.password_hash.unwrap().into_exposed_secret()
     };
 
     let (ok, text) = latchkey_with_config(

@@ -121,8 +121,8 @@ async fn settle(server: &TestServer, control_address: &str) {
                     mail: OutgoingMail {
                         to: user.email.clone(),
                         subject: "Control".into(),
-                        text: "control".into(),
-                        html: "<p>control</p>".into(),
+                        text: latchkey::model::Secret::new("control".into()),
+                        html: latchkey::model::Secret::new("<p>control</p>".into()),
                     },
                 })
             },
@@ -453,8 +453,8 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
                         mail: OutgoingMail {
                             to: "fixture@example.com".into(),
                             subject: "Written by the test".into(),
-                            text: String::new(),
-                            html: String::new(),
+                            text: latchkey::model::Secret::new(String::new()),
+                            html: latchkey::model::Secret::new(String::new()),
                         },
                     })
                 },
@@ -685,7 +685,8 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
             .find(|queued| queued.mail.to == "stale@example.com")
             .unwrap()
             .mail
-            .text,
+            .text
+            .into_exposed_secret(),
     );
 
     let purged = purge_unproved_sign_ups(&server.app, now_unix_seconds())

@@ -240,10 +240,16 @@ async fn a_hash_with_other_parameters_is_replaced_at_sign_in() {
         parallelism: 1,
     };
     let user = server.add_user_with_cost("old@example.com", Role::User, Status::Active, older_cost);
-    assert!(user.password_hash.as_ref().unwrap().0.contains("m=128"));
+    assert!(
+        user.password_hash
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .contains("m=128")
+    );
     server.sign_in("old@example.com").await;
     let stored = server.app.store.user_by_id(user.id).unwrap().unwrap();
-    let hash = stored.password_hash.unwrap().0;
+    let hash = stored.password_hash.unwrap().into_exposed_secret();
     assert!(hash.contains("m=64,t=1,p=1"), "not re-hashed");
     // The new hash still verifies.
     server.sign_in("old@example.com").await;

@@ -24,7 +24,7 @@ fn open_sign_up_over_smtp(config: &mut Config, port: u16, with_auth: bool) {
     config.email.smtp_tls = SmtpTls::None;
     if with_auth {
         config.email.smtp_username = Some("mailer".into());
-        config.email.smtp_password = Some("secret".into());
+        config.email.smtp_password = Some(latchkey::model::Secret::new("secret".into()));
     }
 }
 
@@ -520,7 +520,7 @@ async fn a_captcha_provider_checks_the_token_and_an_unreachable_one_never_passes
         move |config: &mut Config| {
             config.signup.open = true;
             config.captcha.provider = latchkey::config::CaptchaProvider::Recaptcha;
-            config.captcha.secret = Some("verifier-secret".into());
+            config.captcha.secret = Some(latchkey::model::Secret::new("verifier-secret".into()));
             config.captcha.verify_url = Some(verify_url);
         }
     };

@@ -34,6 +34,7 @@ use crate::auth::{
     store_write,
 };
 use crate::config::OAuthProviderConfig;
+use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User};
 use crate::store::{IdentityLink, StoreError};
@@ -44,23 +45,17 @@ pub mod provider;
 /// What every OAuth refusal says, whatever its reason (API.md 15.10).
 pub const OAUTH_REFUSAL_MESSAGE: &str = "this provider account may not sign in here";
 
-/// A token from a provider: a credential, so its `Debug` hides it.
-#[derive(Clone)]
-pub struct ProviderToken(String);
+/// A token from a provider: a credential, so its type hides it from `Debug`.
+#[derive(Clone, Debug)]
+pub struct ProviderToken(Secret<String>);
 
 impl ProviderToken {
     pub fn new(token: String) -> ProviderToken {
-        ProviderToken(token)
+        ProviderToken(Secret::new(token))
     }
 
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ProviderToken {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("ProviderToken(***)")
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
     }
 }
 

@@ -178,7 +178,7 @@ impl OAuthProviders {
         token: &ProviderToken,
         clock: &Clock,
     ) -> Result<ProviderAccount, AuthError> {
-        let token = token.expose().trim();
+        let token = token.expose_secret().trim();
         if token.is_empty() || token.len() > PROVIDER_TOKEN_MAX_BYTES {
             return Err(AuthError::InvalidProviderToken("empty or too long"));
         }
@@ -345,7 +345,9 @@ impl OAuthProviders {
                 .post(introspection_url)
                 .header(reqwest::header::ACCEPT, "application/json");
             match &config.client_secret {
-                Some(secret) => request = request.basic_auth(client_id, Some(secret)),
+                Some(secret) => {
+                    request = request.basic_auth(client_id, Some(secret.expose_secret()));
+                }
                 None => form.push(("client_id", client_id)),
             }
             let answer = match self
@@ -527,7 +529,7 @@ mod tests {
             userinfo_url: Some("https://api.github.com/user".to_owned()),
             introspection_url: Some("https://example.com/introspect".to_owned()),
             client_id: Some("client".to_owned()),
-            client_secret: Some("very-secret".to_owned()),
+            client_secret: Some(crate::model::Secret::new("very-secret".to_owned())),
             ..OAuthProviderConfig::default()
         }
     }

@@ -48,7 +48,7 @@ pub async fn create(
         StatusCode::OK,
         &ApiTokenEntry::from_api_token(
             &api_token,
-            Some(full_token),
+            Some(full_token.into_exposed_secret()),
             api.app.clock.now_unix_seconds(),
         ),
     ))
@@ -116,7 +116,7 @@ pub async fn mint(
         StatusCode::OK,
         &JwtToken {
             expire: Timestamp(session.expire),
-            token,
+            token: token.into_exposed_secret(),
         },
     ))
 }

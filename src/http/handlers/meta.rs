@@ -48,7 +48,7 @@ pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
     }
     let etag = format!(
         "\"{}\"",
-        &crate::hex::hex_encode(&fingerprint.finalize())[..32]
+        &base16ct::lower::encode_string(&fingerprint.finalize())[..32]
     );
     let not_modified = request
         .parts

@@ -70,19 +70,19 @@ pub fn signed_in_response(
     body_kind: BodyKind,
 ) -> Result<Response, ApiError> {
     let max_age = outcome.session.expire - outcome.session.created;
-    let cookie = session_cookie(api, &outcome.signed_token, max_age);
+    let cookie = session_cookie(api, outcome.signed_token.expose_secret(), max_age);
     let mut response = match (&return_url, body_kind) {
         (Some(location), BodyKind::Form) => see_other(location)
             .map_err(|_| ApiError::invalid_field("ret-url", "is not a usable URL"))?,
         _ => json_response(
             StatusCode::OK,
             &SignInResponse {
-                api_token: outcome.api_token,
+                api_token: outcome.api_token.into_exposed_secret(),
                 current_user,
                 email: outcome.user.email.clone(),
                 jwt_token: JwtToken {
                     expire: Timestamp(outcome.session.expire),
-                    token: outcome.signed_token,
+                    token: outcome.signed_token.into_exposed_secret(),
                 },
                 oauth_provider_tokens: oauth_provider_tokens(&outcome.linked_identities),
                 ret_url: return_url.clone(),
