@@ -1,6 +1,6 @@
 //! API tokens, minted tokens and key rotation, over HTTP.
 
-use latchkey::model::{Permission, Role, Status, now_unix_seconds};
+use latchkey::model::{Permission, Role, Status};
 use latchkey::rfc3339::parse_rfc3339;
 use pasetors::Public;
 use pasetors::keys::AsymmetricPublicKey;
@@ -64,7 +64,7 @@ async fn api_tokens_round_trip_with_every_field_and_are_shown_once() {
     assert_eq!(created["restrictions"], json!({}));
     assert_eq!(created["expired"], false);
     let expires_at = parse_rfc3339(created["expires-at"].as_str().unwrap()).unwrap();
-    assert!((expires_at - now_unix_seconds() - 3600).abs() < 10);
+    assert!((expires_at - server.now() - 3600).abs() < 10);
     assert_eq!(server.current_user_status(&full).await, 200);
 
     // Never shown again: the list, and lookups by full token or prefix, show it masked.
@@ -226,7 +226,7 @@ async fn restrictions_and_a_demoted_owner_shrink_the_effective_set_at_once() {
     server
         .app
         .store
-        .update_user(owner.id, now_unix_seconds(), |user| {
+        .update_user(owner.id, server.now(), |user| {
             user.permissions = user.permissions.without(Permission::ReadSubUser);
         })
         .unwrap();
@@ -335,7 +335,7 @@ async fn minted_tokens_carry_their_claims_verify_offline_and_end_with_the_sessio
     crate::schema::assert_matches_schema(&minted.json, "AuthJWTToken");
     let token = minted.json["token"].as_str().unwrap().to_owned();
     let expire = parse_rfc3339(minted.json["expire"].as_str().unwrap()).unwrap();
-    assert!((expire - now_unix_seconds() - 3 * 3600).abs() < 10);
+    assert!((expire - server.now() - 3 * 3600).abs() < 10);
     let claims = offline_claims(&server, &token).await;
     assert_eq!(claims["org"], "acme");
     assert_eq!(claims["tier"], 3);

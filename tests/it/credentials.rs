@@ -1,7 +1,7 @@
 //! The five credential schemes, their precedence, and every kind of bad credential.
 
 use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
-use latchkey::model::{PermissionSet, Role, Status, now_unix_seconds};
+use latchkey::model::{PermissionSet, Role, Status};
 use pasetors::keys::{AsymmetricKeyPair, Generate};
 use pasetors::version4::{PublicToken, V4};
 
@@ -91,7 +91,7 @@ async fn tampered_expired_foreign_and_garbage_tokens_are_refused_alike() {
     let server = TestServer::start().await;
     let user = server.add_user("bad@example.com", Role::User, Status::Active);
     let signed_in = server.sign_in("bad@example.com").await;
-    let now = now_unix_seconds();
+    let now = server.now();
     let verified = server
         .app
         .key_ring()
