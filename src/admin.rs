@@ -17,7 +17,9 @@ use crate::app::App;
 use crate::auth::signed_token::KeyRing;
 use crate::auth::signing_keys::{self, KeyRotation};
 use crate::model::email_address::EmailAddress;
-use crate::model::{NewUser, PasswordHashString, Role, SessionId, Status, User, now_unix_seconds};
+use crate::model::{
+    NewUser, PasswordHashString, Role, SessionId, Status, UnixSeconds, User, now_unix_seconds,
+};
 use crate::rfc3339::format_rfc3339;
 use crate::store::{SessionsToEnd, Store, StoreError};
 
@@ -196,7 +198,8 @@ fn audit(event: &str, user: &User) {
 }
 
 fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String, AdminError> {
-    let now = now_unix_seconds();
+    // The server's clock; the CLI, working on the store with no server, reads the system's.
+    let now = app.map_or_else(now_unix_seconds, |app| app.clock.now_unix_seconds());
     match command {
         AdminCommand::UserAdd {
             email,
@@ -255,12 +258,16 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
                 user.email
             ))
         }
-        AdminCommand::UserSuspend { email } => change_user(store, &email, "suspended", |user| {
-            user.status = Status::Suspended
-        }),
-        AdminCommand::UserActivate { email } => change_user(store, &email, "activated", |user| {
-            user.status = Status::Active
-        }),
+        AdminCommand::UserSuspend { email } => {
+            change_user(store, now, &email, "suspended", |user| {
+                user.status = Status::Suspended
+            })
+        }
+        AdminCommand::UserActivate { email } => {
+            change_user(store, now, &email, "activated", |user| {
+                user.status = Status::Active
+            })
+        }
         AdminCommand::UserRole { email, role } => {
             let role = role_from_flag(&role)?;
             if user_by_email(store, &email)?.role == Role::Sub {
@@ -268,7 +275,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
                     "a sub-user's role cannot change; its parent manages it",
                 ));
             }
-            change_user(store, &email, "given a new role", move |user| {
+            change_user(store, now, &email, "given a new role", move |user| {
                 user.role = role;
                 user.permissions = role.default_permissions();
             })
@@ -413,13 +420,14 @@ pub fn describe_signing_keys(
 
 fn change_user(
     store: &Store,
+    now: UnixSeconds,
     email: &str,
     what: &str,
     change: impl FnOnce(&mut User),
 ) -> Result<String, AdminError> {
     let user = user_by_email(store, email)?;
     let updated = store
-        .update_user(user.id, now_unix_seconds(), change)?
+        .update_user(user.id, now, change)?
         .ok_or_else(|| refused(format!("no user {email}")))?;
     audit(
         match updated.status {

@@ -1,4 +1,4 @@
-//! `App`: the one shared state (config, store, hashers, keys, caches), built once in `main`
+//! `App`: the one shared state (config, store, clock, hashers, keys, caches), built once in `main`
 //! (or a test) and passed down by `Arc`, and the start of its background tasks. There are no
 //! globals.
 
@@ -14,13 +14,16 @@ use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimi
 use crate::auth::signed_token::{KeyRing, VerifiedTokenCache};
 use crate::auth::signing_keys::{self, KeyRotation, SigningKeyError, SigningKeySchedule};
 use crate::config::{Config, ConfigError};
-use crate::model::now_unix_seconds;
+use crate::model::clock::Clock;
 use crate::store::{KeyRevocation, Store};
 
 #[derive(Debug)]
 pub struct App {
     pub config: Config,
     pub store: Store,
+    /// What time it is, for every rule that reads it: the system clock, or a test's
+    /// `ManualClock`.
+    pub clock: Clock,
     pub hashers: Hashers,
     /// Replaced whole on key rotation; readers clone the `Arc` and let go of the lock.
     key_ring: RwLock<Arc<KeyRing>>,
@@ -41,6 +44,9 @@ pub struct App {
     pub http_client: reqwest::Client,
     /// The `[[oauth.providers]]`, with their JWKS caches.
     pub oauth: OAuthProviders,
+    /// Wakes the mail worker when a request has queued mail, so that it need not wait for
+    /// its next poll.
+    mail_queued: tokio::sync::Notify,
     draining: AtomicBool,
 }
 
@@ -55,11 +61,17 @@ pub enum StartError {
 }
 
 impl App {
-    /// Loads the signing keys (making the first one on a new store) and starts the hashers.
+    /// Loads the signing keys (making the first one on a new store) and starts the hashers,
+    /// on the system clock.
     pub fn new(config: Config, store: Store) -> Result<App, StartError> {
+        App::with_clock(config, store, Clock::system())
+    }
+
+    /// `App::new` reading the time from `clock` (a test's `ManualClock`).
+    pub fn with_clock(config: Config, store: Store, clock: Clock) -> Result<App, StartError> {
         let OutgoingCalls { http_client, oauth } = OutgoingCalls::build(&config)?;
         let key_ring =
-            signing_keys::load_key_ring_making_the_first_key(&store, now_unix_seconds())?;
+            signing_keys::load_key_ring_making_the_first_key(&store, clock.now_unix_seconds())?;
         let hashers = Hashers::start(
             password_cost(&config),
             config.password.effective_hasher_threads(),
@@ -93,9 +105,11 @@ impl App {
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,
+            clock,
             http_client,
             oauth,
             config,
+            mail_queued: tokio::sync::Notify::new(),
             draining: AtomicBool::new(false),
         })
     }
@@ -123,7 +137,7 @@ impl App {
         let rotation = signing_keys::rotate_signing_key(
             &self.store,
             self.config.keys.publish_ahead_seconds,
-            now_unix_seconds(),
+            self.clock.now_unix_seconds(),
         )?;
         self.reload_key_ring()?;
         Ok(rotation)
@@ -135,7 +149,8 @@ impl App {
         &self,
         key_id: &str,
     ) -> Result<Option<KeyRevocation>, SigningKeyError> {
-        let revocation = signing_keys::revoke_signing_key(&self.store, key_id, now_unix_seconds())?;
+        let revocation =
+            signing_keys::revoke_signing_key(&self.store, key_id, self.clock.now_unix_seconds())?;
         if revocation.is_some() {
             self.reload_key_ring()?;
             self.token_cache.forget_all();
@@ -149,7 +164,7 @@ impl App {
         let upkeep = signing_keys::promote_drop_and_rotate_signing_keys(
             &self.store,
             SigningKeySchedule::from_config(&self.config),
-            now_unix_seconds(),
+            self.clock.now_unix_seconds(),
         )?;
         if upkeep.changed_keys() {
             self.reload_key_ring()?;
@@ -167,6 +182,18 @@ impl App {
             )),
             mail_delivery: tokio::spawn(crate::mail::deliver_forever(Arc::clone(self))),
         }
+    }
+
+    /// Tells the mail worker that mail may have been queued. A wake-up while it is busy is
+    /// kept for its next wait.
+    pub fn wake_mail_worker(&self) {
+        self.mail_queued.notify_one();
+    }
+
+    /// Completes at the next `wake_mail_worker` (or at once for one that came while nobody
+    /// waited).
+    pub async fn mail_queued(&self) {
+        self.mail_queued.notified().await;
     }
 
     pub fn is_draining(&self) -> bool {

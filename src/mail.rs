@@ -15,7 +15,7 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executo
 
 use crate::app::App;
 use crate::config::{EmailConfig, EmailTransport, SmtpTls};
-use crate::model::{OutgoingMail, QueuedMail, now_unix_seconds};
+use crate::model::{OutgoingMail, QueuedMail};
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const BATCH: usize = 32;
@@ -163,7 +163,9 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|error| format!("{}: {error}", path.display()))
 }
 
-/// Delivers queued mail until the task is dropped.
+/// Delivers queued mail until the task is dropped. It reads the queue every second (a
+/// postponed message comes due, or another process queued one), and at once when a request
+/// has queued mail (`App::wake_mail_worker`).
 pub async fn deliver_forever(app: Arc<App>) {
     let config = app.config.email.clone();
     let transport = match config.transport {
@@ -184,7 +186,7 @@ pub async fn deliver_forever(app: Arc<App>) {
         },
     };
     loop {
-        let now = now_unix_seconds();
+        let now = app.clock.now_unix_seconds();
         let store = app.store.clone();
         let due = tokio::task::spawn_blocking(move || store.due_mails(now, BATCH)).await;
         let due = match due {
@@ -212,8 +214,9 @@ pub async fn deliver_forever(app: Arc<App>) {
                     } else {
                         let wait = 2i64.saturating_pow(attempts).min(LONGEST_WAIT_SECONDS);
                         tracing::warn!(to, attempts, retry_in_seconds = wait, %error, "mail delivery failed");
+                        let retry_at = app.clock.now_unix_seconds() + wait;
                         tokio::task::spawn_blocking(move || {
-                            store.postpone_mail(queued.id, attempts, now_unix_seconds() + wait)
+                            store.postpone_mail(queued.id, attempts, retry_at)
                         })
                         .await
                     }
@@ -223,7 +226,10 @@ pub async fn deliver_forever(app: Arc<App>) {
                 tracing::warn!(%error, "cannot update the mail queue");
             }
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = app.mail_queued() => {}
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::auth::{AuthError, ClientInfo, CredentialKind, Identity, store_write, 
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     NewUser, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session, SessionId, Status,
-    User, UserId, now_unix_seconds,
+    User, UserId,
 };
 use crate::store::SessionsToEnd;
 
@@ -48,14 +48,14 @@ pub fn parent_of(app: &App, user: &User) -> Result<Option<User>, AuthError> {
 pub fn list_sessions(app: &App, identity: &Identity) -> Result<Vec<Session>, AuthError> {
     Ok(app
         .store
-        .live_sessions_of_user(identity.user.id, now_unix_seconds())?)
+        .live_sessions_of_user(identity.user.id, app.clock.now_unix_seconds())?)
 }
 
 pub fn get_session(app: &App, identity: &Identity, id: SessionId) -> Result<Session, AuthError> {
     app.store
         .session(id)?
         .filter(|session| {
-            session.user_id == identity.user.id && session.expire > now_unix_seconds()
+            session.user_id == identity.user.id && session.expire > app.clock.now_unix_seconds()
         })
         .ok_or(AuthError::NotFound)
 }
@@ -175,7 +175,7 @@ pub async fn change_own_password(
         (true, None) => SessionsToEnd::All,
     };
     let user_id = identity.user.id;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
     store_write(&app.store, move |store| {
         store.change_password(
@@ -216,7 +216,7 @@ pub async fn change_user_password(
     } else {
         SessionsToEnd::None
     };
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
     store_write(&app.store, move |store| {
         store.change_password(
@@ -262,7 +262,10 @@ pub async fn create_sub_user(
     // Each creation that gets this far answers whether the address is taken: a caller may
     // ask only so often (API.md 15.10), and a refused request costs no hash.
     app.sub_user_limiter
-        .take(&identity.user.id.to_string(), app.sub_user_limiter.now())
+        .take(
+            &identity.user.id.to_string(),
+            app.clock.since_start_seconds(),
+        )
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let hash = app.hashers.hash(password.into_password()).await?;
     let new_user = NewUser {
@@ -275,7 +278,7 @@ pub async fn create_sub_user(
         email_verified: false,
         ..NewUser::new(email, Role::Sub, Status::Active)
     };
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
     store_write(&app.store, move |store| {
         store.insert_sub_user(new_user, now, &requester)
@@ -360,7 +363,7 @@ async fn apply_profile_change(
     let first_name = checked_name("first-name", change.first_name)?;
     let last_name = checked_name("last-name", change.last_name)?;
     let permissions = change.permissions;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
     let updated = store_write(&app.store, move |store| {
         store.update_user_for(Some(&requester), user_id, now, |user| {

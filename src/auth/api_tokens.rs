@@ -8,7 +8,7 @@ use crate::auth::{
     sign_session_token, store_write, token_hash,
 };
 use crate::model::Secret;
-use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds, now_unix_seconds};
+use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds};
 use crate::store::NewSignIn;
 
 /// Claims a caller may not set on a minted token: the token's own, and those a resource
@@ -96,7 +96,7 @@ pub async fn create_api_token(
         .permissions
         .unwrap_or(identity.effective_permissions);
     check_within(permissions, identity.effective_permissions)?;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let token = generate_api_token()?;
     let api_token = ApiToken {
         hash: token_hash(&token),
@@ -126,7 +126,7 @@ pub fn list_api_tokens(
     identity: &Identity,
     include_expired: bool,
 ) -> Result<Vec<ApiToken>, AuthError> {
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     Ok(app
         .store
         .standalone_api_tokens_of_user(identity.user.id)?
@@ -186,7 +186,7 @@ pub async fn update_api_token(
     change: ApiTokenChange,
 ) -> Result<ApiToken, AuthError> {
     let mut api_token = find_api_token(app, identity, key, true)?;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     if let Some(permissions) = change.permissions {
         check_within(permissions, identity.effective_permissions)?;
         api_token.permissions = if change.reset_permissions {
@@ -294,7 +294,7 @@ pub async fn mint_token(
         .permissions
         .unwrap_or(identity.effective_permissions);
     check_within(permissions, identity.effective_permissions)?;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let wanted = session_expire(app, request.long_term_token, now);
     let expire = nested_session_expire(identity, wanted);
     let mut session = new_session(

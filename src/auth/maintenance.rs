@@ -6,11 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::app::App;
 use crate::auth::{api_tokens, signup, store_write};
-use crate::model::now_unix_seconds;
 
 /// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
 /// write lock behind a purge.
@@ -28,11 +25,15 @@ const SPENT_EMAIL_TOKEN_RETENTION_SECONDS: i64 = 24 * 3600;
 /// and emailed tokens.
 pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
     let interval = Duration::from_secs(app.config.session.purge_interval_seconds);
-    let mut last_sign_up_purge: Option<Instant> = None;
+    // On the app's clock, like every "now" of these purges: the sleep alone is real time.
+    let mut last_sign_up_purge: Option<Duration> = None;
     loop {
         tokio::time::sleep(interval).await;
-        if last_sign_up_purge.is_none_or(|last| last.elapsed() >= UNPROVED_SIGN_UP_PURGE_INTERVAL) {
-            last_sign_up_purge = Some(Instant::now());
+        let now = app.clock.since_start();
+        if last_sign_up_purge
+            .is_none_or(|last| now.saturating_sub(last) >= UNPROVED_SIGN_UP_PURGE_INTERVAL)
+        {
+            last_sign_up_purge = Some(now);
             purge_unproved_sign_ups(&app).await;
         }
         promote_drop_and_rotate_signing_keys(&app).await;
@@ -42,7 +43,7 @@ pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
 
 /// Deletes the sign-ups never proved within `[signup] pending_lifetime_days`.
 async fn purge_unproved_sign_ups(app: &App) {
-    match signup::purge_unproved_sign_ups(app, now_unix_seconds()).await {
+    match signup::purge_unproved_sign_ups(app, app.clock.now_unix_seconds()).await {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "purged sign-ups never verified"),
         Err(error) => tracing::warn!(%error, "sign-up purge failed"),
@@ -66,7 +67,7 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 /// each per transaction, until a batch comes back short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
-        let now = now_unix_seconds();
+        let now = app.clock.now_unix_seconds();
         let purged = store_write(&app.store, move |store| {
             let sessions = store.purge_expired_sessions(now, PURGE_BATCH_ROWS)?;
             let tokens = store.purge_api_tokens_expired_before(

@@ -24,7 +24,7 @@ use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
-    TokenMaker, UnixSeconds, User, now_unix_seconds,
+    TokenMaker, UnixSeconds, User,
 };
 use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
 use password::Password;
@@ -104,14 +104,14 @@ pub async fn throttled_verify(
 ) -> Result<password::Verification, AuthError> {
     let network = client.network();
     app.throttle
-        .check(email, &network, app.throttle.now())
+        .check(email, &network, app.clock.since_start_seconds())
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let verification = app.hashers.verify(password, stored).await?;
     if verification.matches {
         app.throttle.record_success(email, &network);
     } else {
         app.throttle
-            .record_failed_attempt(email, &network, app.throttle.now());
+            .record_failed_attempt(email, &network, app.clock.since_start_seconds());
     }
     Ok(verification)
 }
@@ -205,7 +205,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         replacement_password_hash,
     } = opening;
     check_may_sign_in(app, &user, parent.as_ref())?;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let expire = session_expire(app, long_term_token, now);
     let api_token = generate_api_token()?;
     let session = new_session(
@@ -444,7 +444,7 @@ impl Identity {
 /// every time (revocation shows on the very next request); signature checks are cached by
 /// the complete token text, and `exp` is checked on every hit.
 pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Identity, AuthError> {
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     match credential {
         PresentedCredential::SignedToken(token) => {
             let token = *token.expose_secret();

@@ -12,15 +12,14 @@
 //! (email, network) bucket. Memory is bounded: keys are 64-bit keyed hashes (the same size
 //! whatever the email), a limiter holds at most `MAX_ENTRIES` buckets, and when it is full the
 //! buckets that hold the least back are forgotten first (a refilled bucket holds nothing
-//! back), so a flood of fresh keys cannot free the key it attacks. Time is passed in, so the
-//! rules are tested without sleeping. A limiter whose lock was poisoned keeps limiting: it
+//! back), so a flood of fresh keys cannot free the key it attacks. Time is passed in (seconds
+//! on `App::clock`'s `since_start`), so the rules are tested without sleeping. A limiter whose lock was poisoned keeps limiting: it
 //! never fails open.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
 /// Limits, from `[throttle]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +52,6 @@ const WINDOW_SECONDS: f64 = 60.0;
 pub struct Throttle {
     limits: Option<ThrottleLimits>,
     table: Mutex<BucketTable>,
-    origin: Instant,
 }
 
 /// A plain token bucket per key: `requests` at once, refilled over `window_seconds`.
@@ -69,7 +67,6 @@ pub struct PerKeyLimit {
 pub struct PerKeyLimiter {
     limit: Option<PerKeyLimit>,
     table: Mutex<BucketTable>,
-    origin: Instant,
 }
 
 /// The network a client address counts as: the address itself for IPv4, its /64 for IPv6.
@@ -121,13 +118,7 @@ impl Throttle {
         Throttle {
             limits,
             table: Mutex::new(BucketTable::new()),
-            origin: Instant::now(),
         }
-    }
-
-    /// Seconds on this throttle's monotonic clock.
-    pub fn now(&self) -> f64 {
-        self.origin.elapsed().as_secs_f64()
     }
 
     /// Whether a password check for `email` from `network` may go ahead at `now` (seconds).
@@ -217,13 +208,7 @@ impl PerKeyLimiter {
         PerKeyLimiter {
             limit,
             table: Mutex::new(BucketTable::new()),
-            origin: Instant::now(),
         }
-    }
-
-    /// Seconds on this limiter's monotonic clock.
-    pub fn now(&self) -> f64 {
-        self.origin.elapsed().as_secs_f64()
     }
 
     /// Takes a token from `key`'s bucket, or says how long until one is back. Checking and

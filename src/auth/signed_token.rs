@@ -149,9 +149,9 @@ impl KeyRing {
         &self.keys
     }
 
-    /// The id of the key that signs now.
-    pub fn active_key_id(&self) -> &str {
-        &self.signing_key_at(crate::model::now_unix_seconds()).key_id
+    /// The id of the key that signs at `now`.
+    pub fn active_key_id(&self, now: UnixSeconds) -> &str {
+        &self.signing_key_at(now).key_id
     }
 
     /// The key that signs at `now`: among the active keys and the `next` keys due by then,

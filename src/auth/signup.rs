@@ -17,9 +17,7 @@ use crate::auth::{AuthError, ClientInfo, store_write, token_hash};
 use crate::html::escape;
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
-use crate::model::{
-    EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User, now_unix_seconds,
-};
+use crate::model::{EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, UnixSeconds, User};
 use crate::store::{LinkToIssue, SignUpEffect, TokenAction, is_unproved_sign_up};
 
 /// What `POST /auth/sign-up` asks for.
@@ -47,7 +45,7 @@ fn lifetime(seconds: u64) -> UnixSeconds {
 /// Applies the per-address and per-network request limits; every request counts.
 fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Result<(), AuthError> {
     let network = client.network();
-    let now = app.request_limiter.now();
+    let now = app.clock.since_start_seconds();
     app.request_limiter
         .check(normalized_email, &network, now)
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
@@ -64,7 +62,7 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
 fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     let network = client.network();
     let key = format!("password-reset-confirm {network}");
-    let now = app.request_limiter.now();
+    let now = app.clock.since_start_seconds();
     app.request_limiter
         .check(&key, &network, now)
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
@@ -137,7 +135,7 @@ pub async fn sign_up(
     limit_requests(app, &email.normalized, client)?;
     let password = NewPassword::parse(app, request.password, "password", &email.normalized, None)?;
     let hash = app.hashers.hash(password.into_password()).await?;
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
     let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
     let reset_page = format!(
@@ -185,6 +183,7 @@ pub async fn sign_up(
         )
     })
     .await?;
+    app.wake_mail_worker();
     tracing::info!(
         target: "latchkey::audit",
         event = "sign-up",
@@ -209,7 +208,7 @@ async fn consume(
     event: &'static str,
 ) -> Result<User, AuthError> {
     let hash = token_hash(token);
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let consumed = store_write(&app.store, move |store| {
         store.consume_email_token(&hash, purpose, action, now)
     })
@@ -249,7 +248,7 @@ pub fn resend_verification(
     let job_app = Arc::clone(app);
     app.after_answer.spawn(async move {
         let app = job_app;
-        let now = now_unix_seconds();
+        let now = app.clock.now_unix_seconds();
         let verify_link = link(&app, app.config.email.verify_link.as_ref(), "verify", &token);
         let choose_link = link(
             &app,
@@ -326,6 +325,7 @@ pub fn resend_verification(
             )
         })
         .await;
+        app.wake_mail_worker();
         if let Err(error) = issued {
             tracing::warn!(%error, "verification resend failed");
         }
@@ -347,7 +347,7 @@ pub fn request_password_reset(
     let job_app = Arc::clone(app);
     app.after_answer.spawn(async move {
         let app = job_app;
-        let now = now_unix_seconds();
+        let now = app.clock.now_unix_seconds();
         let reset_link = link(
             &app,
             app.config.email.reset_link.as_ref(),
@@ -383,6 +383,7 @@ pub fn request_password_reset(
             )
         })
         .await;
+        app.wake_mail_worker();
         match issued {
             Ok(true) => tracing::info!(
                 target: "latchkey::audit",
@@ -408,7 +409,7 @@ pub async fn complete_password_reset(
 ) -> Result<User, AuthError> {
     let field = "password-update-token";
     let hash = token_hash(token);
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let user = store_read(app, move |store| {
         store.email_token_user(&hash, EmailTokenPurpose::ResetPassword, now)
     })

@@ -255,16 +255,15 @@ pub struct ApiTokenEntry {
 
 impl ApiTokenEntry {
     /// `full_token` is given once, at creation; otherwise the token shows as its prefix + `…`.
+    /// `expired` is as of `now`.
     pub fn from_api_token(
         api_token: &crate::model::ApiToken,
         full_token: Option<String>,
+        now: crate::model::UnixSeconds,
     ) -> ApiTokenEntry {
         ApiTokenEntry {
             created: Timestamp(api_token.created),
-            expired: crate::auth::api_tokens::is_expired(
-                api_token,
-                crate::model::now_unix_seconds(),
-            ),
+            expired: crate::auth::api_tokens::is_expired(api_token, now),
             expires_at: api_token.expires_at.map(Timestamp),
             permissions: PermissionMap(api_token.permissions),
             restrictions: PermissionMap(api_token.restrictions),

@@ -2,6 +2,7 @@
 //! statuses and permission sets. None of them is a serde type; the wire and the disk each
 //! have their own.
 
+pub mod clock;
 pub mod email_address;
 pub mod net;
 mod permission;
@@ -21,12 +22,10 @@ pub const PASSWORD_MAX_CHARACTERS: usize = 72;
 /// Seconds since the Unix epoch, UTC. Every stored time is one of these.
 pub type UnixSeconds = i64;
 
-/// The clock every rule reads; one place so that nothing else calls `SystemTime`.
+/// The system clock's time, for code that runs without an `App` (the benchmark, tests that
+/// fill a store). Everything with an `App` reads `App::clock` instead.
 pub fn now_unix_seconds() -> UnixSeconds {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+    crate::model::clock::Clock::system().now_unix_seconds()
 }
 
 pub type UserId = u64;

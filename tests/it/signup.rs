@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::binary::{CHEAP_HASHING, start_server_with, terminate};
-use crate::mail_support::{SmtpServer, free_port, token_in, wait_for_mail};
+use crate::mail_support::{ReservedPort, SmtpServer, token_in, wait_for_mail};
 use crate::schema::assert_matches_schema;
 use crate::support::{PASSWORD, TestServer, request_to};
 
@@ -362,7 +362,7 @@ async fn expired_and_foreign_tokens_are_refused_with_their_reasons() {
         .send()
         .await;
     assert_eq!(foreign.assert_error(400)["context"]["reason"], "invalid");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.advance_clock(Duration::from_secs(2));
     let expired = server
         .request("PUT", "/auth/current/password")
         .json(&json!({ "password-update-token": reset_token, "new-password": "a new password" }))
@@ -406,7 +406,8 @@ async fn the_outbox_holds_a_parsable_message() {
 
 #[tokio::test]
 async fn mail_waits_for_an_smtp_server_that_is_down_and_arrives_once_it_is_back() {
-    let port = free_port();
+    let reserved = ReservedPort::new();
+    let port = reserved.port;
     let server = TestServer::start_with(|config| open_sign_up_over_smtp(config, port, false)).await;
     assert_eq!(
         sign_up(&server, "patient@example.com", PASSWORD)
@@ -414,8 +415,22 @@ async fn mail_waits_for_an_smtp_server_that_is_down_and_arrives_once_it_is_back(
             .status,
         200
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let smtp = SmtpServer::start_on(port, false);
+    // The first attempt is refused, and the message waits two seconds for the next.
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let queued = server.app.store.due_mails(i64::MAX, 10).unwrap();
+        assert_eq!(queued.len(), 1);
+        if queued[0].attempts == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let smtp = SmtpServer::start_on(reserved, false);
+    server.advance_clock(Duration::from_secs(2));
     let mails = wait_for_mail(smtp.inbox.path(), 1, MAIL_WAIT).await;
     assert!(mails[0].contains("To: patient@example.com"));
 }
@@ -423,8 +438,8 @@ async fn mail_waits_for_an_smtp_server_that_is_down_and_arrives_once_it_is_back(
 #[tokio::test]
 async fn mail_queued_before_a_kill_arrives_after_the_restart() {
     let data_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let port_text = port.to_string();
+    let reserved = ReservedPort::new();
+    let port_text = reserved.port.to_string();
     let mut environment = CHEAP_HASHING.to_vec();
     environment.extend([
         ("LATCHKEY_SIGNUP__OPEN", "true"),
@@ -441,7 +456,7 @@ async fn mail_queued_before_a_kill_arrives_after_the_restart() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let smtp = SmtpServer::start_on(port, false);
+    let smtp = SmtpServer::start_on(reserved, false);
     let mut restarted = start_server_with(data_dir.path(), &environment);
     let mails = wait_for_mail(smtp.inbox.path(), 1, MAIL_WAIT).await;
     assert!(mails[0].contains("To: survivor@example.com"));
@@ -536,9 +551,10 @@ async fn a_captcha_provider_checks_the_token_and_an_unreachable_one_never_passes
     missing.assert_error(400);
     verifier.abort();
 
+    let closed = ReservedPort::new();
     let down = TestServer::start_with(with_verifier(format!(
         "http://127.0.0.1:{}/siteverify",
-        free_port()
+        closed.port
     )))
     .await;
     let unreachable = down

@@ -1,18 +1,21 @@
 //! The test harness: a real server on 127.0.0.1 port 0 over a real redb file in a temp dir,
-//! started in-process, and a small HTTP/1.1 client that speaks to it over TCP.
+//! started in-process on a manual clock the test advances, and a small HTTP/1.1 client that
+//! speaks to it over TCP.
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use latchkey::App;
 use latchkey::auth::password::{HashCost, Password, hash_once};
 use latchkey::config::Config;
 use latchkey::http::Api;
+use latchkey::model::clock::ManualClock;
 use latchkey::model::{
-    NewUser, PermissionSet, Role, Session, SessionId, SessionKind, Status, UaType, User,
-    now_unix_seconds,
+    NewUser, PermissionSet, Role, Session, SessionId, SessionKind, Status, UaType, UnixSeconds,
+    User, now_unix_seconds,
 };
 use latchkey::store::Store;
 use serde_json::Value;
@@ -32,6 +35,9 @@ pub fn cheap_config() -> Config {
 pub struct TestServer {
     pub address: SocketAddr,
     pub app: Arc<App>,
+    /// The server's clock: it stands at the time the server started until the test advances
+    /// it (`advance_clock`).
+    pub clock: ManualClock,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -53,7 +59,8 @@ impl TestServer {
         config.server.shutdown_grace_seconds = 2;
         adjust(&mut config);
         let store = Store::open(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
-        let app = Arc::new(App::new(config, store).unwrap());
+        let clock = ManualClock::starting_now();
+        let app = Arc::new(App::with_clock(config, store, clock.clock()).unwrap());
         let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
         let (shutdown, shutdown_received) = tokio::sync::oneshot::channel::<()>();
         // The real background work (purges, key upkeep, mail), stopped as `serve` stops it.
@@ -68,6 +75,7 @@ impl TestServer {
         TestServer {
             address,
             app,
+            clock,
             data_dir,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -81,6 +89,17 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+    }
+
+    /// Moves the server's clock forward: how a test lets tokens, links and sessions expire
+    /// without sleeping.
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// The time on the server's clock.
+    pub fn now(&self) -> UnixSeconds {
+        self.app.clock.now_unix_seconds()
     }
 
     pub fn origin(&self) -> String {
@@ -116,7 +135,7 @@ impl TestServer {
                     // As `latchkey user add` makes them: the operator vouches.
                     email_verified: status != Status::Pending,
                 },
-                now_unix_seconds(),
+                self.now(),
             )
             .unwrap()
     }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::auth::AuthError;
 use crate::auth::oauth::lock;
+use crate::model::clock::Clock;
 
 /// A cached JWKS older than this is fetched again before use (keys get revoked, too).
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -226,7 +227,8 @@ pub struct JwksCache {
 #[derive(Clone)]
 struct CachedKeys {
     keys: Arc<KeySet>,
-    fetched_at: Instant,
+    /// On the app's clock (`Clock::since_start`), for the age and the refresh floor.
+    fetched_at: Duration,
 }
 
 impl JwksCache {
@@ -238,6 +240,7 @@ impl JwksCache {
         key_id: Option<&str>,
         algorithm: Algorithm,
         refresh_floor: Duration,
+        clock: &Clock,
         fetch: impl FnOnce() -> Fetch,
     ) -> Result<Arc<KeySet>, AuthError>
     where
@@ -245,14 +248,16 @@ impl JwksCache {
     {
         let cached = lock(&self.cache).clone();
         if let Some(cached) = &cached {
-            let fresh = cached.fetched_at.elapsed() < JWKS_MAX_AGE;
+            let age = clock.since_start().saturating_sub(cached.fetched_at);
+            let fresh = age < JWKS_MAX_AGE;
             if fresh && cached.keys.knows(key_id, algorithm) {
                 return Ok(Arc::clone(&cached.keys));
             }
-            if fresh && cached.fetched_at.elapsed() < refresh_floor {
+            if fresh && age < refresh_floor {
                 return Ok(Arc::clone(&cached.keys));
             }
         }
+        // Real time, not the clock's: this orders this request against the fetches of others.
         let waiting_since = Instant::now();
         let _gate = self.refresh_gate.lock().await;
         // Another request may have fetched while this one waited: use its keys, or its
@@ -260,7 +265,7 @@ impl JwksCache {
         if let Some(latest) = lock(&self.cache).clone()
             && cached
                 .as_ref()
-                .is_none_or(|cached| latest.fetched_at != cached.fetched_at)
+                .is_none_or(|cached| !Arc::ptr_eq(&latest.keys, &cached.keys))
         {
             return Ok(latest.keys);
         }
@@ -276,7 +281,7 @@ impl JwksCache {
                 let keys = Arc::new(keys);
                 *lock(&self.cache) = Some(CachedKeys {
                     keys: Arc::clone(&keys),
-                    fetched_at: Instant::now(),
+                    fetched_at: clock.since_start(),
                 });
                 Ok(keys)
             }

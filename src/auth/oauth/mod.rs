@@ -36,7 +36,7 @@ use crate::auth::{
 use crate::config::OAuthProviderConfig;
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
-use crate::model::{NewUser, OAuthIdentity, Role, Status, User, now_unix_seconds};
+use crate::model::{NewUser, OAuthIdentity, Role, Status, User};
 use crate::store::{IdentityLink, StoreError};
 
 pub mod jwks;
@@ -192,12 +192,12 @@ pub async fn oauth_sign_in(
 ) -> Result<OAuthSignInOutcome, AuthError> {
     let network = request.client.network();
     app.throttle
-        .check_network(&network, app.throttle.now())
+        .check_network(&network, app.clock.since_start_seconds())
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let outcome = sign_in_or_check(app, request).await;
     if is_failed_attempt(&outcome) {
         app.throttle
-            .record_network_failure(&network, app.throttle.now());
+            .record_network_failure(&network, app.clock.since_start_seconds());
     }
     outcome
 }
@@ -255,7 +255,7 @@ async fn sign_in_or_check(
     let (account, resolution) = verdict?;
     let name = provider.config.name.as_str();
     let subject = account.subject.clone();
-    let now = now_unix_seconds();
+    let now = app.clock.now_unix_seconds();
     let (user, how) = match resolution {
         Resolution::Linked(user) => (user, OAuthSignInKind::LinkedIdentity),
         Resolution::LinkByEmail(user) => {
@@ -335,7 +335,10 @@ async fn verify_and_resolve(
     provider: &Provider,
     request: &OAuthSignInRequest,
 ) -> Result<(ProviderAccount, Resolution), AuthError> {
-    let account = app.oauth.verify(provider, &request.token).await?;
+    let account = app
+        .oauth
+        .verify(provider, &request.token, &app.clock)
+        .await?;
     if let Some(expected) = request
         .expected_email
         .as_deref()

@@ -19,9 +19,9 @@ use crate::auth::oauth::{ProviderToken, lock};
 use crate::config::{
     OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem, RefusedOAuthSetting,
 };
+use crate::model::clock::Clock;
 use crate::model::email_address::EmailAddress;
 use crate::model::net::parse_provider_url;
-use crate::model::now_unix_seconds;
 
 /// Longer provider tokens are refused unread.
 const PROVIDER_TOKEN_MAX_BYTES: usize = 16 * 1024;
@@ -170,18 +170,20 @@ impl OAuthProviders {
             .find(|provider| provider.config.name == name)
     }
 
-    /// Verifies a token with its provider and reads the account it stands for.
+    /// Verifies a token with its provider and reads the account it stands for. `clock` is
+    /// the app's: it dates `iat` and the JWKS refresh floor.
     pub async fn verify(
         &self,
         provider: &Provider,
         token: &ProviderToken,
+        clock: &Clock,
     ) -> Result<ProviderAccount, AuthError> {
         let token = token.expose_secret().trim();
         if token.is_empty() || token.len() > PROVIDER_TOKEN_MAX_BYTES {
             return Err(AuthError::InvalidProviderToken("empty or too long"));
         }
         let claims = match provider.config.kind {
-            OAuthProviderKind::Oidc => self.verify_id_token(provider, token).await?,
+            OAuthProviderKind::Oidc => self.verify_id_token(provider, token, clock).await?,
             OAuthProviderKind::Userinfo => self.userinfo_of_access_token(provider, token).await?,
         };
         provider_account(&provider.config, &claims)
@@ -191,6 +193,7 @@ impl OAuthProviders {
         &self,
         provider: &Provider,
         token: &str,
+        clock: &Clock,
     ) -> Result<Map<String, Value>, AuthError> {
         // An `alg` outside jsonwebtoken's list, `none` included, fails here.
         let header = jsonwebtoken::decode_header(token)
@@ -199,7 +202,7 @@ impl OAuthProviders {
             return Err(AuthError::InvalidProviderToken("algorithm not accepted"));
         }
         let keys = self
-            .keys_for(provider, header.kid.as_deref(), header.alg)
+            .keys_for(provider, header.kid.as_deref(), header.alg, clock)
             .await?;
         let key = match keys.select(header.kid.as_deref(), header.alg) {
             KeySelection::Found(key) => key,
@@ -210,6 +213,7 @@ impl OAuthProviders {
             }
             KeySelection::Unknown => return Err(AuthError::InvalidProviderToken("unknown key")),
         };
+        // jsonwebtoken checks `exp` and `nbf` on the system clock itself; `iat` is ours.
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway_seconds;
         validation.validate_nbf = true;
@@ -222,7 +226,7 @@ impl OAuthProviders {
                 .claims;
         let leeway = i64::try_from(self.leeway_seconds).unwrap_or(0);
         match claims.get("iat").and_then(Value::as_f64) {
-            Some(issued_at) if issued_at <= (now_unix_seconds() + leeway) as f64 => {}
+            Some(issued_at) if issued_at <= (clock.now_unix_seconds() + leeway) as f64 => {}
             Some(_) => return Err(AuthError::InvalidProviderToken("issued in the future")),
             None => return Err(AuthError::InvalidProviderToken("no iat")),
         }
@@ -243,6 +247,7 @@ impl OAuthProviders {
         provider: &Provider,
         key_id: Option<&str>,
         algorithm: Algorithm,
+        clock: &Clock,
     ) -> Result<Arc<KeySet>, AuthError> {
         match &provider.keys {
             ProviderKeys::Fixed(keys) => Ok(Arc::clone(keys)),
@@ -252,7 +257,7 @@ impl OAuthProviders {
             ProviderKeys::Fetched(fetched) => {
                 fetched
                     .cache
-                    .keys_for(key_id, algorithm, self.jwks_refresh_floor, || {
+                    .keys_for(key_id, algorithm, self.jwks_refresh_floor, clock, || {
                         self.fetch_key_set(provider, fetched)
                     })
                     .await

@@ -18,12 +18,13 @@ fn include_expired(request: &Request) -> Result<bool, ApiError> {
 /// `GET /auth/api-token`.
 pub fn list(api: &Api, request: &Request, identity: Identity) -> Result<Response, ApiError> {
     let tokens = api_tokens::list_api_tokens(&api.app, &identity, include_expired(request)?)?;
+    let now = api.app.clock.now_unix_seconds();
     Ok(json_response(
         StatusCode::OK,
         &ApiTokenList {
             api_tokens: tokens
                 .iter()
-                .map(|api_token| ApiTokenEntry::from_api_token(api_token, None))
+                .map(|api_token| ApiTokenEntry::from_api_token(api_token, None, now))
                 .collect(),
         },
     ))
@@ -45,7 +46,11 @@ pub async fn create(
         api_tokens::create_api_token(&api.app, &identity, new_token).await?;
     Ok(json_response(
         StatusCode::OK,
-        &ApiTokenEntry::from_api_token(&api_token, Some(full_token.into_exposed_secret())),
+        &ApiTokenEntry::from_api_token(
+            &api_token,
+            Some(full_token.into_exposed_secret()),
+            api.app.clock.now_unix_seconds(),
+        ),
     ))
 }
 
@@ -60,7 +65,7 @@ pub fn get(
         api_tokens::find_api_token(&api.app, &identity, key, include_expired(request)?)?;
     Ok(json_response(
         StatusCode::OK,
-        &ApiTokenEntry::from_api_token(&api_token, None),
+        &ApiTokenEntry::from_api_token(&api_token, None, api.app.clock.now_unix_seconds()),
     ))
 }
 
@@ -82,7 +87,7 @@ pub async fn update(
     let api_token = api_tokens::update_api_token(&api.app, &identity, key, change).await?;
     Ok(json_response(
         StatusCode::OK,
-        &ApiTokenEntry::from_api_token(&api_token, None),
+        &ApiTokenEntry::from_api_token(&api_token, None, api.app.clock.now_unix_seconds()),
     ))
 }
 

@@ -18,7 +18,7 @@ use crate::http::response::{
 /// as of now: a `next` key turns active at its time). No credential needed.
 pub fn public_keys(api: &Api, request: &Request) -> Result<Response, ApiError> {
     let key_ring = api.app.key_ring();
-    let now = crate::model::now_unix_seconds();
+    let now = api.app.clock.now_unix_seconds();
     let mut keys: Vec<PublicKeyEntry> = key_ring
         .keys()
         .iter()
