@@ -11,6 +11,7 @@ mod contract;
 mod crash;
 mod credentials;
 mod decoding;
+mod doc_references;
 mod hardening;
 mod keys;
 mod mail_support;
