@@ -54,6 +54,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::email_address::EmailAddress;
     use crate::model::{
         NewUser, OutgoingMail, PasswordHashString, PermissionSet, Role, SessionId, Status,
         TokenMaker,
@@ -97,16 +98,13 @@ mod tests {
             .unwrap();
         let parent = add_user(&store, "parent@example.com");
         let sub_user = NewUser {
-            email: "sub@example.com".to_owned(),
-            normalized_email: "sub@example.com".to_owned(),
-            password_hash: None,
-            role: Role::Sub,
-            status: Status::Active,
             parent_id: Some(parent.id),
-            first_name: None,
-            last_name: None,
             permissions: PermissionSet::empty(),
-            email_verified: false,
+            ..NewUser::new(
+                EmailAddress::parse("sub@example.com").unwrap(),
+                Role::Sub,
+                Status::Active,
+            )
         };
         store.insert_user(sub_user, NOW).unwrap();
         // A session from before prefixed ids, which has its row in `userid_sessionid`.
@@ -127,16 +125,13 @@ mod tests {
             html: crate::model::Secret::new(String::new()),
         };
         let pending = NewUser {
-            email: "pending@example.com".to_owned(),
-            normalized_email: "pending@example.com".to_owned(),
             password_hash: Some(PasswordHashString::new("$argon2id$pending".to_owned())),
-            role: Role::User,
-            status: Status::Pending,
-            parent_id: None,
-            first_name: None,
-            last_name: None,
             permissions: PermissionSet::empty(),
-            email_verified: false,
+            ..NewUser::new(
+                EmailAddress::parse("pending@example.com").unwrap(),
+                Role::User,
+                Status::Pending,
+            )
         };
         store
             .sign_up(pending, [3; 32], NOW + 3600, mail, mail, NOW)

@@ -382,6 +382,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::email_address::EmailAddress;
     use crate::model::{NewUser, PermissionSet, Role, SessionKind, Status};
     use crate::store::test_support::{
         NOW, add_user, live_session, open_store, schema_version, set_schema_version,
@@ -536,16 +537,13 @@ mod tests {
         let parent = add_user(&store, "parent@example.com");
         store.delete_user_tree(parent.id).unwrap();
         let orphan = NewUser {
-            email: "orphan@example.com".to_owned(),
-            normalized_email: "orphan@example.com".to_owned(),
-            password_hash: None,
-            role: Role::Sub,
-            status: Status::Active,
             parent_id: Some(parent.id),
-            first_name: None,
-            last_name: None,
             permissions: PermissionSet::empty(),
-            email_verified: false,
+            ..NewUser::new(
+                EmailAddress::parse("orphan@example.com").unwrap(),
+                Role::Sub,
+                Status::Active,
+            )
         };
         assert!(matches!(
             store.insert_user(orphan, now),

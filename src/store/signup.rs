@@ -476,6 +476,7 @@ fn end_what_was_made_while_pending(
 
 #[cfg(test)]
 mod tests {
+    use crate::model::email_address::EmailAddress;
     use crate::model::{NewUser, PermissionSet, Role, Status};
     use crate::store::tables::CREATED_UNPROVEDUSERID;
     use crate::store::test_support::{NOW, add_user, open_store, set_schema_version};
@@ -490,16 +491,12 @@ mod tests {
         let pending = store
             .insert_user(
                 NewUser {
-                    email: "pending@example.com".to_owned(),
-                    normalized_email: "pending@example.com".to_owned(),
-                    password_hash: None,
-                    role: Role::User,
-                    status: Status::Pending,
-                    parent_id: None,
-                    first_name: None,
-                    last_name: None,
                     permissions: PermissionSet::empty(),
-                    email_verified: false,
+                    ..NewUser::new(
+                        EmailAddress::parse("pending@example.com").unwrap(),
+                        Role::User,
+                        Status::Pending,
+                    )
                 },
                 long_ago,
             )

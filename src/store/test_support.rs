@@ -1,6 +1,7 @@
 //! Fixtures the store's unit tests share: a store in a temporary directory, users, sessions,
 //! API tokens and signing keys, all at the fixed time `NOW` (the store reads no clock).
 
+use crate::model::email_address::EmailAddress;
 use crate::model::{
     ApiToken, NewUser, PermissionSet, Role, Session, SessionId, SessionKind, SigningKeyStatus,
     Status, TokenMaker, UaType, UnixSeconds, User, UserId,
@@ -19,16 +20,13 @@ pub fn add_user(store: &Store, email: &str) -> User {
     store
         .insert_user(
             NewUser {
-                email: email.to_owned(),
-                normalized_email: email.to_owned(),
-                password_hash: None,
-                role: Role::User,
-                status: Status::Active,
-                parent_id: None,
-                first_name: None,
-                last_name: None,
                 permissions: PermissionSet::empty(),
                 email_verified: true,
+                ..NewUser::new(
+                    EmailAddress::parse(email).unwrap(),
+                    Role::User,
+                    Status::Active,
+                )
             },
             NOW,
         )

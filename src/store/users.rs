@@ -409,6 +409,7 @@ pub(super) fn delete_users(
 
 #[cfg(test)]
 mod tests {
+    use crate::model::email_address::EmailAddress;
     use crate::model::{NewUser, PasswordHashString, PermissionSet, Role, SessionId, Status};
     use crate::store::test_support::{NOW, add_user, live_session, open_store};
     use crate::store::{Requester, RequesterCredential, SessionsToEnd, StoreError};
@@ -456,16 +457,13 @@ mod tests {
             Err(StoreError::CredentialsChanged)
         ));
         let sub_user = NewUser {
-            email: "thiefs-sub@example.com".to_owned(),
-            normalized_email: "thiefs-sub@example.com".to_owned(),
-            password_hash: None,
-            role: Role::Sub,
-            status: Status::Active,
             parent_id: Some(owner.id),
-            first_name: None,
-            last_name: None,
             permissions: PermissionSet::empty(),
-            email_verified: false,
+            ..NewUser::new(
+                EmailAddress::parse("thiefs-sub@example.com").unwrap(),
+                Role::Sub,
+                Status::Active,
+            )
         };
         assert!(matches!(
             store.insert_sub_user(sub_user, now, &thief),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use latchkey::auth::signup::purge_unproved_sign_ups;
 use latchkey::auth::token_hash;
 use latchkey::config::{Config, EmailTransport, SmtpTls};
+use latchkey::model::email_address::EmailAddress;
 use latchkey::model::{EmailTokenPurpose, NewUser, OutgoingMail, Role, Status, User};
 use latchkey::store::LinkToIssue;
 use serde_json::json;
@@ -652,16 +653,12 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
     let proved = store
         .insert_user(
             NewUser {
-                email: "old-proved@example.com".into(),
-                normalized_email: "old-proved@example.com".into(),
-                password_hash: None,
-                role: Role::User,
-                status: Status::Active,
-                parent_id: None,
-                first_name: None,
-                last_name: None,
-                permissions: Role::User.default_permissions(),
                 email_verified: true,
+                ..NewUser::new(
+                    EmailAddress::parse("old-proved@example.com").unwrap(),
+                    Role::User,
+                    Status::Active,
+                )
             },
             eight_days_ago,
         )
@@ -828,16 +825,11 @@ async fn an_account_made_from_an_unproved_provider_email_gets_no_verification_li
         .store
         .insert_user(
             NewUser {
-                email: "claimed@example.com".to_owned(),
-                normalized_email: "claimed@example.com".to_owned(),
-                password_hash: None,
-                role: Role::User,
-                status: Status::Active,
-                parent_id: None,
-                first_name: None,
-                last_name: None,
-                permissions: Role::User.default_permissions(),
-                email_verified: false,
+                ..NewUser::new(
+                    EmailAddress::parse("claimed@example.com").unwrap(),
+                    Role::User,
+                    Status::Active,
+                )
             },
             server.now(),
         )
