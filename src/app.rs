@@ -1,4 +1,4 @@
-//! `App`: the one shared state (config, store, clock, hashers, keys, caches), built once in `cli::serve` (or a test)
+//! `App`: the one shared state (config, store, clock, hashers, keys, caches), built once in `cli::serve`
 //! (or a test) and passed down by `Arc`, and the start of its background tasks. There are no
 //! globals.
 
