@@ -1,6 +1,6 @@
-//! `App`: the one shared state (config, store, clock, hashers, keys, caches), built once in `cli::serve`
-//! (or a test) and passed down by `Arc`, and the start of its background tasks. There are no
-//! globals.
+//! `App`: the one shared state (config, store, clock, hashers, keys, caches), built once in
+//! `cli::serve` (or a test) and passed down by `Arc`, and the start of its background tasks.
+//! There are no globals.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
