@@ -117,21 +117,14 @@ pub async fn connection_loop(
         }
         let mut connection = match stream.take() {
             Some(connection) => connection,
-            None => {
-                match tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::TcpStream::connect(address))
-                    .await
-                {
-                    Ok(Ok(connection)) => {
-                        let _ = connection.set_nodelay(true);
-                        connection
-                    }
-                    _ => {
-                        stats.failed += 1;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
+            None => match connect(address).await {
+                Some(connection) => connection,
+                None => {
+                    stats.failed += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
                 }
-            }
+            },
         };
         let index = counter.fetch_add(1, Ordering::Relaxed) % requests.len();
         let started = Instant::now();
@@ -282,20 +275,13 @@ pub async fn prime_connection(
         };
         let mut connection = match stream.take() {
             Some(connection) => connection,
-            None => {
-                match tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::TcpStream::connect(address))
-                    .await
-                {
-                    Ok(Ok(connection)) => {
-                        let _ = connection.set_nodelay(true);
-                        connection
-                    }
-                    _ => {
-                        failures += 1;
-                        continue;
-                    }
+            None => match connect(address).await {
+                Some(connection) => connection,
+                None => {
+                    failures += 1;
+                    continue;
                 }
-            }
+            },
         };
         match tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -315,4 +301,16 @@ pub async fn prime_connection(
         }
     }
     failures
+}
+
+/// A new connection to the server under test with Nagle off, or `None` when it could not be
+/// made within `REQUEST_TIMEOUT` (counted as a failure by the caller).
+async fn connect(address: SocketAddr) -> Option<tokio::net::TcpStream> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.set_nodelay(true);
+            Some(connection)
+        }
+        _ => None,
+    }
 }

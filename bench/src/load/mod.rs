@@ -337,6 +337,21 @@ impl Phase {
         )
     }
 
+    /// The server's cores by thread, the client's cores and other processes' cores in the
+    /// phase's window, as the report prints them (`?` where /proc gave nothing).
+    pub fn cores_texts(&self) -> [String; 3] {
+        [
+            self.server
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), CpuUse::describe),
+            self.client
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |cpu| format!("{:.2}", cpu.cores)),
+            self.others
+                .map_or_else(|| "?".to_owned(), |cores| format!("{cores:.2}")),
+        ]
+    }
+
     pub fn rate(&self) -> f64 {
         self.outcome.rate()
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use latchkey::Config;
 
 use crate::load::{Argon2Limit, LargeResults, Phase, SmallResults};
-use crate::procfs::{CpuUse, Mapping, MemoryStatus, kib_to_mib};
+use crate::procfs::{Mapping, MemoryStatus, kib_to_mib};
 use crate::report::{MIB, Report, Row, RowKind, hasher_buffers_in, thousands};
 
 impl Report {
@@ -20,20 +20,8 @@ impl Report {
         large: Option<&LargeResults>,
     ) -> String {
         let cpu = |phase: &Phase| -> String {
-            format!(
-                "server {} cores, client {} cores, other processes {} cores",
-                phase
-                    .server
-                    .as_ref()
-                    .map_or_else(|| "?".to_owned(), CpuUse::describe),
-                phase
-                    .client
-                    .as_ref()
-                    .map_or_else(|| "?".to_owned(), |cpu| format!("{:.2}", cpu.cores)),
-                phase
-                    .others
-                    .map_or_else(|| "?".to_owned(), |cores| format!("{cores:.2}"))
-            )
+            let [server, client, others] = phase.cores_texts();
+            format!("server {server} cores, client {client} cores, other processes {others} cores")
         };
         let per_request = |phase: &Phase| -> f64 {
             phase

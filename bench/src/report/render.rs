@@ -12,7 +12,7 @@ use crate::load::{
     Argon2Limit, IDLE_AFTER_LOAD, LATENCY_CONNECTIONS, LargeResults, MEASURE_ATTEMPTS,
     PAIRED_ROUNDS, Phase, Priming, SmallResults,
 };
-use crate::procfs::{CpuUse, Mapping, MemoryStatus, QUIET_CORES, QUIET_WAIT_LIMIT, kib_to_mib};
+use crate::procfs::{Mapping, MemoryStatus, QUIET_CORES, QUIET_WAIT_LIMIT, kib_to_mib};
 use crate::report::{MIB, Report, Row, Verdict, hasher_buffers_in, rate_text, thousands};
 use crate::seed::{PUBLIC_URL, SIGN_IN_USERS, TOKEN_SESSIONS};
 
@@ -140,6 +140,7 @@ impl Report {
         for phase in all {
             let outcome = &phase.outcome;
             let answers = outcome.completed();
+            let [server_cores, client_cores, other_cores] = phase.cores_texts();
             let _ = writeln!(
                 text,
                 "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} / {} | {} | {} | {} | {} | {} | {} |",
@@ -153,17 +154,9 @@ impl Report {
                 outcome.unexpected,
                 outcome.failed,
                 phase.cpu_per_answer_text(),
-                phase
-                    .server
-                    .as_ref()
-                    .map_or_else(|| "?".to_owned(), CpuUse::describe),
-                phase
-                    .client
-                    .as_ref()
-                    .map_or_else(|| "?".to_owned(), |cpu| format!("{:.2}", cpu.cores)),
-                phase
-                    .others
-                    .map_or_else(|| "?".to_owned(), |cores| format!("{cores:.2}")),
+                server_cores,
+                client_cores,
+                other_cores,
                 phase.server_reads.map_or_else(
                     || "?".to_owned(),
                     |reads| if answers == 0 {
