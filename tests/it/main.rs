@@ -18,6 +18,7 @@ mod mail_support;
 mod oauth;
 mod oauth_provider;
 mod operator;
+mod pages_account;
 mod schema;
 mod security_input;
 mod security_keys;
