@@ -374,6 +374,35 @@ async fn a_wrong_current_password_or_a_short_new_one_is_shown_next_to_its_field(
 }
 
 #[tokio::test]
+async fn a_throttled_password_change_says_how_long_to_wait() {
+    let server = TestServer::start().await;
+    server.add_user("guess@example.com", Role::User, Status::Active);
+    let mut browser = Browser::signed_in(&server, "guess@example.com").await;
+
+    let mut throttled = None;
+    for _ in 0..50 {
+        let refused = browser
+            .act(
+                "/account/password",
+                &[
+                    ("old-password", "a wrong guess"),
+                    ("new-password", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        if refused.status == 429 {
+            throttled = Some(refused);
+            break;
+        }
+        assert_eq!(refused.status, 403, "{}", refused.text());
+    }
+    let throttled = throttled.expect("the password guesses were never throttled");
+    assert!(throttled.header("retry-after").is_some());
+    assert!(throttled.text().contains("Too many attempts. Please wait"));
+    assert_eq!(server.current_user_status(&browser.jwt()).await, 200);
+}
+
+#[tokio::test]
 async fn ending_a_session_refuses_its_token_and_another_users_session_is_not_found() {
     let server = TestServer::start().await;
     server.add_user("ender@example.com", Role::User, Status::Active);
