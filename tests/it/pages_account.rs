@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use latchkey::config::OAuthProviderConfig;
 use latchkey::model::{Role, Status};
 use serde_json::Value;
 
+use crate::oauth_provider::TestProvider;
 use crate::support::{PASSWORD, TestResponse, TestServer, page_request_to};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -691,4 +693,39 @@ async fn every_account_form_without_its_token_or_from_another_origin_changes_not
         server.current_user_status(&elsewhere.signed_token).await,
         200
     );
+}
+
+#[tokio::test]
+async fn the_page_lists_the_linked_oauth_identities_and_offers_no_unlinking() {
+    let provider = TestProvider::start().await;
+    let server = TestServer::start_with(|config| {
+        config.oauth.providers = vec![OAuthProviderConfig {
+            allow_sign_up: Some(true),
+            ..provider.oidc_config("test-oidc")
+        }];
+    })
+    .await;
+    let id_token = provider
+        .rsa
+        .sign(&provider.claims("subject-42", "linked@example.com", true));
+    let signed_in = server
+        .request("POST", "/auth/oauth-sign-in")
+        .json(&serde_json::json!({
+            "oauth-provider-token": { "provider": "test-oidc", "token": id_token },
+        }))
+        .send()
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text());
+    let mut browser = Browser::new(&server);
+    browser.keep_cookies(&signed_in);
+
+    let page = browser.get("/account").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    let linked = html.split("id=\"identities-heading\"").nth(1).unwrap();
+    assert!(linked.contains("test-oidc"), "{linked}");
+    assert!(linked.contains("Account subject-42"), "{linked}");
+    // The API has no way to unlink, so neither has the page.
+    assert!(!linked.contains("<form"), "{linked}");
+    server.stop().await;
 }
