@@ -8,6 +8,7 @@ mod accounts;
 mod api_tokens;
 mod binary;
 mod browser_harness;
+mod browser_pages;
 mod browser_support;
 mod contract;
 mod crash;
