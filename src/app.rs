@@ -264,11 +264,34 @@ pub enum PreflightError {
 }
 
 /// The checks `Config::load` leaves to where their subjects are built: the From header
-/// (lettre's syntax, known only to `mail`), and the providers with their `jwks_file`s and
-/// the HTTP client. `check-config` calls this, and so does every start, before it opens the
-/// store; `App::new` builds the same things again and keeps them.
+/// (lettre's syntax, known only to `mail`), the providers with their `jwks_file`s and the
+/// HTTP client, and the file `[pages] stylesheet` names. `check-config` calls this, and so
+/// does every start, before it opens the store; `App::new` builds the same things again
+/// and keeps them (the stylesheet is read by `http::Api::new`).
 pub fn preflight(config: &Config) -> Result<(), PreflightError> {
-    OutgoingCalls::build(config).map(drop)
+    OutgoingCalls::build(config)?;
+    if let Some(path) = &config.pages.stylesheet {
+        std::fs::metadata(path)
+            .map_err(|error| error.to_string())
+            .and_then(|metadata| {
+                metadata
+                    .is_file()
+                    .then_some(())
+                    .ok_or_else(|| "is not a regular file".to_owned())
+            })
+            .and_then(|()| {
+                std::fs::read(path)
+                    .map(drop)
+                    .map_err(|error| error.to_string())
+            })
+            .map_err(|problem| {
+                config.refusal(
+                    "pages.stylesheet",
+                    format!("cannot read {}: {problem}", path.display()),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// What `App` calls out with.

@@ -25,8 +25,9 @@ pub mod sources;
 pub use crate::config::sections::{
     AuthConfig, CaptchaConfig, CaptchaProvider, EmailConfig, EmailTransport, HttpConfig,
     KeysConfig, LogConfig, LogFormat, OAuthConfig, OAuthProviderConfig, OAuthProviderKind,
-    OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig, RefusedOAuthSetting,
-    ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
+    OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PagesConfig, PasswordConfig,
+    RefusedOAuthSetting, ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig,
+    ThrottleConfig,
 };
 
 /// Environment variables that are flags, not config keys.
@@ -44,6 +45,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub throttle: ThrottleConfig,
     pub signup: SignupConfig,
+    pub pages: PagesConfig,
     pub email: EmailConfig,
     pub captcha: CaptchaConfig,
     pub oauth: OAuthConfig,
@@ -305,6 +307,13 @@ impl Config {
             return refuse(
                 "signup.pending_lifetime_days",
                 "must be between 1 and 36500".to_owned(),
+            );
+        }
+        let title_length = self.pages.title.chars().count();
+        if !(1..=100).contains(&title_length) || self.pages.title.chars().any(char::is_control) {
+            return refuse(
+                "pages.title",
+                "must be 1 to 100 characters, none of them control characters".to_owned(),
             );
         }
         if self.password.memory_kib < self.password.parallelism.saturating_mul(8) {

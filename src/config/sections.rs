@@ -265,6 +265,29 @@ impl Default for SignupConfig {
     }
 }
 
+/// The hosted pages (API.md section 8): sign-in, sign-up, verification, reset, account.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    /// Serve the pages at the server's root (on by default: an install signs people in
+    /// without a frontend of its own).
+    pub enabled: bool,
+    /// The product's name on every page.
+    pub title: String,
+    /// A CSS file served after the built-in stylesheet, to restyle without rebuilding.
+    pub stylesheet: Option<PathBuf>,
+}
+
+impl Default for PagesConfig {
+    fn default() -> PagesConfig {
+        PagesConfig {
+            enabled: true,
+            title: "Latchkey".to_owned(),
+            stylesheet: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmailTransport {

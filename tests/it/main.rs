@@ -21,6 +21,7 @@ mod mail_support;
 mod oauth;
 mod oauth_provider;
 mod operator;
+mod pages;
 mod schema;
 mod security_input;
 mod security_keys;
