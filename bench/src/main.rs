@@ -6,7 +6,7 @@
 //! writes it, with the measurements behind every missed target, to BENCHMARKS.md (`report`).
 //! This file holds the command line and the order of the run.
 //!
-//! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large]`
+//! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large | --pages-only]`
 
 use std::error::Error;
 use std::io::Write;
@@ -34,7 +34,8 @@ mod servers;
 
 use crate::load::client::CLIENT_THREADS;
 use crate::load::{
-    LargeResults, Requests, Timing, argon2_limit, measure_large_store, measure_small_store,
+    LargeResults, RATE_CONNECTIONS, Requests, Timing, argon2_limit, measure_large_store,
+    measure_pages_only, measure_small_store,
 };
 use crate::report::Report;
 use crate::seed::{
@@ -80,6 +81,10 @@ pub struct Args {
     /// `--server-env LATCHKEY_STORE__CACHE_SIZE_MIB=4`.
     #[arg(long, value_name = "NAME=VALUE")]
     pub server_env: Vec<String>,
+    /// Run only (h), the sign-in page beside the token check, on the small store, and
+    /// print its ratio; BENCHMARKS.md is not written.
+    #[arg(long)]
+    pub pages_only: bool,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     pub hello_server: Option<SocketAddr>,
@@ -173,6 +178,21 @@ fn run(args: &Args) -> BenchResult<()> {
     }
     report.seed_notes.push(seed_note(&small_plan, &small));
     let requests = Requests::build(&small);
+
+    if args.pages_only {
+        let pair = measure_pages_only(&client, &paths, &small_dir, &requests, &timing)?;
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(
+            stdout,
+            "(h) GET /sign-in {:.0}/s, GET /user/current (signed token) {:.0}/s in the median \
+             round, {RATE_CONNECTIONS} connections each: {:.0}% (rounds {}); target ≥ 50%",
+            pair.page.rate(),
+            pair.token_check.rate(),
+            pair.ratio() * 100.0,
+            pair.rounds_text()
+        );
+        return Ok(());
+    }
 
     let started = Instant::now();
     let small_results = measure_small_store(

@@ -852,3 +852,35 @@ async fn with_the_pages_off_their_paths_are_not_found() {
     let health = server.request("GET", "/health").send().await;
     assert_eq!(health.status, 200);
 }
+
+#[tokio::test]
+async fn sign_out_needs_the_sessions_form_while_the_session_lives() {
+    let server = TestServer::start().await;
+    server.add_user("out@example.com", Role::User, Status::Active);
+    let mut browser = Browser::new(&server);
+    browser
+        .submit(
+            "/sign-in",
+            &[("email", "out@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let token = browser.session_token().unwrap().to_owned();
+    let account = browser.get("/account").await.text();
+    let form_token = csrf_token(&account);
+    // No token: refused, and the session lives on.
+    let refused = browser.post("/sign-out", &[]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(server.current_user_status(&token).await, 200);
+    // The session ends elsewhere; the page's old form still clears the cookie.
+    let ended = server
+        .request("DELETE", "/auth/session")
+        .bearer(&token)
+        .send()
+        .await;
+    assert_eq!(ended.status, 204);
+    let signed_out = browser
+        .post("/sign-out", &[("csrf-token", &form_token)])
+        .await;
+    assert_eq!(signed_out.status, 303);
+    assert!(browser.session_token().is_none());
+}

@@ -1,7 +1,7 @@
 //! What each store is put through: (a) the argon2 limit, the sign-in and token-check loads
-//! (each token-check rate in rounds paired with the hello server), the idle and peak memory
-//! and the restarts; and the results the report is made of. `client` is the HTTP client that
-//! the loads run on.
+//! (each token-check rate in rounds paired with the hello server), (h) the sign-in page
+//! paired with a token check, the idle and peak memory and the restarts; and the results
+//! the report is made of. `client` is the HTTP client that the loads run on.
 
 pub mod client;
 
@@ -156,6 +156,8 @@ pub struct Requests {
     user_current_signed: Arc<Vec<Vec<u8>>>,
     user_current_api: Arc<Vec<Vec<u8>>>,
     sessions_signed: Arc<Vec<Vec<u8>>>,
+    /// `GET /sign-in` as a first visit: no cookie, so each answer makes a CSRF cookie too.
+    sign_in_page: Arc<Vec<Vec<u8>>>,
 }
 
 impl Requests {
@@ -192,6 +194,9 @@ impl Requests {
             user_current_signed: get("/user/current", &seeded.session_tokens),
             user_current_api: get("/user/current", &seeded.api_tokens),
             sessions_signed: get("/auth/session", &seeded.session_tokens),
+            sign_in_page: Arc::new(vec![
+                b"GET /sign-in HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(),
+            ]),
         }
     }
 
@@ -224,6 +229,8 @@ pub struct SmallResults {
     /// An API-token load with the verified-token cache off and a 1 MiB redb cache.
     pub uncached_load: Phase,
     pub idle_after_without_caches: MemoryStatus,
+    /// (h) the sign-in page beside the signed-token check.
+    pub sign_in_page: PagePair,
 }
 
 impl TokenLoads {
@@ -272,6 +279,7 @@ impl SmallResults {
     pub fn latchkey_phases(&self) -> Vec<&Phase> {
         let mut phases = vec![&self.sign_ins];
         phases.extend(self.tokens.phases());
+        phases.extend([&self.sign_in_page.token_check, &self.sign_in_page.page]);
         phases.push(&self.mixed_tokens);
         phases
     }
@@ -412,6 +420,8 @@ pub fn measure_small_store(
     let tokens = token_loads(client, &server, &hello_server, requests, timing, "")?;
     hello_server.stop()?;
 
+    let sign_in_page = sign_in_page_loads(client, &server, requests, timing)?;
+
     progress!(
         "(d) {LATENCY_CONNECTIONS} token-check connections beside {SIGN_IN_CONNECTIONS} sign-in connections"
     );
@@ -508,6 +518,93 @@ pub fn measure_small_store(
         restart_peaks,
         uncached_load,
         idle_after_without_caches,
+        sign_in_page,
+    })
+}
+
+/// (h) alone, for `--pages-only`: the small store's server, its signed tokens primed, and
+/// the sign-in page's paired rounds.
+pub fn measure_pages_only(
+    client: &tokio::runtime::Runtime,
+    paths: &Paths,
+    directory: &Path,
+    requests: &Requests,
+    timing: &Timing,
+) -> BenchResult<PagePair> {
+    let mut server = ChildServer::start_latchkey(paths, directory)?;
+    server.wait_ready()?;
+    progress!("(h) first pass over the signed tokens");
+    prime(client, &server, &requests.user_current_signed)?;
+    let pair = sign_in_page_loads(client, &server, requests, timing)?;
+    server.stop()?;
+    Ok(pair)
+}
+
+/// (h) `GET /sign-in` against `GET /user/current` with a signed token, both at
+/// `RATE_CONNECTIONS`, in `PAIRED_ROUNDS` rounds of one window each (alternating which goes
+/// first), as the token checks are paired with the hello server: the ratio is the median
+/// round's, so the machine's drift touches both sides of it alike.
+fn sign_in_page_loads(
+    client: &tokio::runtime::Runtime,
+    server: &ChildServer,
+    requests: &Requests,
+    timing: &Timing,
+) -> BenchResult<PagePair> {
+    let round_timing = Timing {
+        warmup: timing.warmup,
+        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
+    };
+    let load = |name: &str, request_set: &Arc<Vec<Vec<u8>>>| {
+        measure_one(
+            client,
+            server,
+            None,
+            LoadSpec {
+                name: name.to_owned(),
+                requests: Arc::clone(request_set),
+                connections: RATE_CONNECTIONS,
+            },
+            &round_timing,
+        )
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=PAIRED_ROUNDS {
+        progress!(
+            "(h) GET /sign-in beside GET /user/current, {RATE_CONNECTIONS} connections, round {round} of {PAIRED_ROUNDS}"
+        );
+        let measure_page = || load("GET /sign-in (the hosted page)", &requests.sign_in_page);
+        let measure_token = || {
+            load(
+                "GET /user/current, signed token, beside the sign-in page",
+                &requests.user_current_signed,
+            )
+        };
+        let (page, token_check) = if round % 2 == 1 {
+            let page = measure_page()?;
+            (page, measure_token()?)
+        } else {
+            let token_check = measure_token()?;
+            (measure_page()?, token_check)
+        };
+        rounds.push((page, token_check));
+    }
+    let mut by_ratio: Vec<(f64, Phase, Phase)> = rounds
+        .into_iter()
+        .map(|(page, token_check)| {
+            (
+                page.rate() / token_check.rate().max(1e-9),
+                page,
+                token_check,
+            )
+        })
+        .collect();
+    let round_ratios = by_ratio.iter().map(|(ratio, _, _)| *ratio).collect();
+    by_ratio.sort_by(|left, right| left.0.total_cmp(&right.0));
+    let (_, page, token_check) = by_ratio.swap_remove(by_ratio.len() / 2);
+    Ok(PagePair {
+        page,
+        token_check,
+        round_ratios,
     })
 }
 
@@ -573,6 +670,28 @@ pub struct HelloPair {
 }
 
 impl HelloPair {
+    pub fn ratio(&self) -> f64 {
+        median(&self.round_ratios)
+    }
+
+    pub fn rounds_text(&self) -> String {
+        self.round_ratios
+            .iter()
+            .map(|ratio| format!("{:.0}%", ratio * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// (h) the sign-in page's rate against the signed-token check's, in paired rounds: the
+/// median round's two windows, and the page's rate over the check's in every round.
+pub struct PagePair {
+    pub page: Phase,
+    pub token_check: Phase,
+    pub round_ratios: Vec<f64>,
+}
+
+impl PagePair {
     pub fn ratio(&self) -> f64 {
         median(&self.round_ratios)
     }

@@ -83,6 +83,17 @@ impl Report {
                     cpu(&pair.hello)
                 )
             }
+            RowKind::SignInPage => {
+                let pair = &small.sign_in_page;
+                format!(
+                    "in the median round the server spent {} µs of CPU (user + kernel) per page \
+                     against {} µs per token check; {} (the token check's window: {}).",
+                    pair.page.cpu_per_answer_text(),
+                    pair.token_check.cpu_per_answer_text(),
+                    cpu(&pair.page),
+                    cpu(&pair.token_check)
+                )
+            }
             RowKind::TokenLatency(check) => latency(small.tokens.latency(check)),
             RowKind::LatencyBesideSignIns => latency(&small.mixed_tokens),
             RowKind::IdleBeforeLoad => {

@@ -66,6 +66,8 @@ pub enum RowKind {
     SmallStart,
     /// (g) the large store's starts.
     LargeStart,
+    /// (h) the sign-in page's rate against the signed-token check's.
+    SignInPage,
     /// The whole run's length.
     WholeRun,
 }
@@ -90,6 +92,7 @@ impl RowKind {
             | RowKind::LargeFileSize
             | RowKind::SmallFileSize => "f",
             RowKind::SmallStart | RowKind::LargeStart => "g",
+            RowKind::SignInPage => "h",
             RowKind::WholeRun => "",
         }
     }
@@ -355,6 +358,23 @@ impl Report {
             "p99 ≤ 20 ms",
             check(small.mixed_tokens.p99() <= 20.0),
         );
+        let page = &small.sign_in_page;
+        self.row(
+            RowKind::SignInPage,
+            format!(
+                "GET /sign-in (the hosted page, a first visit) against GET /user/current \
+                 (signed token), {RATE_CONNECTIONS} connections each, in paired rounds"
+            ),
+            format!(
+                "{} ({:.0}% of the token check's {}; rounds {})",
+                rate_text(page.page.rate()),
+                page.ratio() * 100.0,
+                rate_text(page.token_check.rate()),
+                page.rounds_text()
+            ),
+            "≥ 50% of GET /user/current",
+            check(page.ratio() >= 0.5),
+        );
         let mib = kib_to_mib;
         self.row(
             RowKind::IdleBeforeLoad,
@@ -521,7 +541,7 @@ pub fn hasher_buffers_in(mapping: &Mapping, memory_kib: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::load::client::{ConnectionStats, LoadOutcome};
-    use crate::load::{HelloPair, LargeMeasured, Phase, Priming, TokenLoads};
+    use crate::load::{HelloPair, LargeMeasured, PagePair, Phase, Priming, TokenLoads};
     use crate::procfs::{CpuUse, MemoryStatus};
     use crate::servers::Stopped;
     use std::os::unix::process::ExitStatusExt as _;
@@ -785,6 +805,29 @@ mod tests {
                 false,
             ),
             idle_after_without_caches: memory(12, 40),
+            sign_in_page: PagePair {
+                page: load_phase(
+                    "GET /sign-in (the hosted page)",
+                    64,
+                    if missed { 20_000 } else { 52_000 },
+                    900,
+                    0,
+                    false,
+                ),
+                token_check: load_phase(
+                    "GET /user/current, signed token, beside the sign-in page",
+                    64,
+                    74_000,
+                    700,
+                    0,
+                    false,
+                ),
+                round_ratios: if missed {
+                    vec![0.27, 0.28, 0.26, 0.30, 0.25]
+                } else {
+                    vec![0.70, 0.71, 0.69, 0.72, 0.68]
+                },
+            },
         };
         let large = missed.then(|| LargeResults {
             seeded_bytes: 2_000 << 20,
@@ -820,6 +863,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            pages_only: false,
             hello_server: None,
         };
         let mut report = Report {

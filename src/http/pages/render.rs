@@ -157,16 +157,27 @@ impl Problem {
 /// An invalid field's message, with the field's name as a person reads it.
 fn describe_invalid_field(field: &str, message: &str) -> String {
     let name = match field {
-        "email" => "The email address",
-        "password" => "The password",
-        "new-password" => "The new password",
-        "old-password" => "The current password",
-        "first-name" => "The first name",
-        "last-name" => "The last name",
-        "ret-url" => "The address to return to",
+        "email" => "the email address",
+        "password" => "the password",
+        "new-password" => "the new password",
+        "old-password" => "the current password",
+        "first-name" => "the first name",
+        "last-name" => "the last name",
+        "ret-url" => "the address to return to",
         _ => return "Something in the form is not valid. Check it and try again.".to_owned(),
     };
-    format!("{name} {message}.")
+    if message == "is required" {
+        return format!("Please enter {name}.");
+    }
+    if field == "email" && message == crate::model::email_address::EMAIL_RULE_MESSAGE {
+        return "Enter one email address, like name@example.com (at most 254 characters)."
+            .to_owned();
+    }
+    let mut sentence = format!("{name} {message}.");
+    if let Some(first) = sentence.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    sentence
 }
 
 /// "12 seconds", "1 minute", "15 minutes": how long a throttled visitor waits.
@@ -310,4 +321,42 @@ pub fn with_retry_after(mut response: Response, error: Option<&ApiError>) -> Res
             .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Problem, describe_wait};
+    use crate::http::error::ApiError;
+
+    #[test]
+    fn a_wait_reads_in_seconds_under_a_minute_and_in_whole_minutes_after() {
+        assert_eq!(describe_wait(0), "1 second");
+        assert_eq!(describe_wait(1), "1 second");
+        assert_eq!(describe_wait(59), "59 seconds");
+        assert_eq!(describe_wait(60), "1 minute");
+        assert_eq!(describe_wait(61), "2 minutes");
+        assert_eq!(describe_wait(900), "15 minutes");
+    }
+
+    #[test]
+    fn problems_name_the_field_as_people_read_it_and_blame_it() {
+        let required = Problem::from_error(&ApiError::invalid_field("email", "is required"));
+        assert_eq!(required.message, "Please enter the email address.");
+        assert!(Problem::focuses(Some(&required), "email", "password"));
+        assert!(Problem::blames(Some(&required), "email"));
+        let name = Problem::from_error(&ApiError::invalid_field("first-name", "is too long"));
+        assert_eq!(name.message, "The first name is too long.");
+        let wrong = Problem::from_error(&ApiError::InvalidCredentials);
+        assert!(Problem::focuses(Some(&wrong), "password", "email"));
+        assert!(!Problem::focuses(Some(&wrong), "email", "email"));
+        // Without a problem the fallback field takes the focus, and nothing is blamed.
+        assert!(Problem::focuses(None, "email", "email"));
+        assert!(!Problem::blames(None, "email"));
+        let throttled = Problem::from_error(&ApiError::TooManyRequests(30));
+        assert_eq!(
+            throttled.message,
+            "Too many attempts. Please wait 30 seconds and try again."
+        );
+        assert_eq!(throttled.field, None);
+    }
 }

@@ -6,7 +6,7 @@ use hyper::header::SET_COOKIE;
 use crate::auth::account;
 use crate::http::Api;
 use crate::http::error::ApiError;
-use crate::http::pages::form::read_checked_form;
+use crate::http::pages::form::{PageForm, read_page_form};
 use crate::http::pages::render;
 use crate::http::pages::{Pages, page_identity};
 use crate::http::request::Request;
@@ -15,7 +15,12 @@ use crate::http::response::{Response, session_cookie};
 /// `POST /sign-out`.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
     let identity = page_identity(api, request)?;
-    read_checked_form(api, pages, request, identity.as_ref()).await?;
+    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
+    // A visitor whose session has already ended has nothing to end: a stale form then only
+    // clears the cookie. With a live session, only a form made for it signs out.
+    if matches!(form, PageForm::Expired(_)) && identity.is_some() {
+        return Err(ApiError::FormTokenInvalid);
+    }
     if let Some(identity) = &identity {
         account::sign_out(&api.app, identity, false).await?;
         tracing::info!(
