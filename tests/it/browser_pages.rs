@@ -318,6 +318,18 @@ async fn sign_up_verifies_through_the_emailed_link_and_signs_in() {
     browser.assert_no_console_errors("the account page").await;
     let session = browser.cookie("jwt").await.expect("no jwt cookie");
     assert_eq!(server.current_user_status(&session.value).await, 200);
+
+    // Signing out ends the session itself, not only the cookie.
+    browser
+        .click_and_wait_for_page("form[action='/sign-out'] [type=submit]")
+        .await;
+    assert_eq!(
+        browser.current_url().await,
+        format!("{}/sign-in", server.origin())
+    );
+    assert!(browser.cookie("jwt").await.is_none());
+    assert_eq!(server.current_user_status(&session.value).await, 401);
+    browser.assert_no_console_errors("signed out").await;
 }
 
 #[tokio::test]
