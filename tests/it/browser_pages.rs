@@ -47,7 +47,7 @@ async fn assert_forms_are_well_formed(browser: &Browser, name: &str) {
              for (const form of document.forms) {\
                const submits = form.querySelectorAll('button:not([type]), [type=submit]');\
                if (submits.length !== 1) problems.push(form.action + ': ' + submits.length + ' submit buttons');\
-               for (const input of form.querySelectorAll('input:not([type=hidden]), select, textarea')) {\
+               for (const input of form.querySelectorAll('input:not([type=hidden]):not([hidden]), select, textarea')) {\
                  if (input.labels.length === 0) problems.push(form.action + ': ' + input.name + ' has no label');\
                }\
              }\
@@ -403,5 +403,6 @@ async fn a_password_reset_through_the_emailed_link_replaces_the_password() {
         browser.current_url().await,
         format!("{}/account", server.origin())
     );
-    check_page(&browser, "account").await;
+    browser.assert_fits_phone_width("the account page").await;
+    browser.assert_no_console_errors("the account page").await;
 }
