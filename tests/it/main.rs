@@ -22,6 +22,7 @@ mod oauth;
 mod oauth_provider;
 mod operator;
 mod pages;
+mod pages_account;
 mod schema;
 mod security_input;
 mod security_keys;

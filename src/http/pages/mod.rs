@@ -40,12 +40,18 @@ pub enum PageRoute {
     PasswordResetConfirm,
     SignOut,
     Account,
+    AccountProfile,
+    AccountPassword,
+    AccountSessionEnd,
+    AccountOtherSessionsEnd,
+    AccountApiTokenCreate,
+    AccountApiTokenDelete,
     Stylesheet,
     OperatorStylesheet,
 }
 
 impl PageRoute {
-    pub const ALL: [PageRoute; 10] = [
+    pub const ALL: [PageRoute; 16] = [
         PageRoute::SignIn,
         PageRoute::SecondFactor,
         PageRoute::SignUp,
@@ -54,6 +60,12 @@ impl PageRoute {
         PageRoute::PasswordResetConfirm,
         PageRoute::SignOut,
         PageRoute::Account,
+        PageRoute::AccountProfile,
+        PageRoute::AccountPassword,
+        PageRoute::AccountSessionEnd,
+        PageRoute::AccountOtherSessionsEnd,
+        PageRoute::AccountApiTokenCreate,
+        PageRoute::AccountApiTokenDelete,
         PageRoute::Stylesheet,
         PageRoute::OperatorStylesheet,
     ];
@@ -69,6 +81,12 @@ impl PageRoute {
             PageRoute::PasswordResetConfirm => "/password-reset/confirm",
             PageRoute::SignOut => "/sign-out",
             PageRoute::Account => "/account",
+            PageRoute::AccountProfile => "/account/profile",
+            PageRoute::AccountPassword => "/account/password",
+            PageRoute::AccountSessionEnd => "/account/sessions/end",
+            PageRoute::AccountOtherSessionsEnd => "/account/sessions/end-others",
+            PageRoute::AccountApiTokenCreate => "/account/api-tokens/create",
+            PageRoute::AccountApiTokenDelete => "/account/api-tokens/delete",
             PageRoute::Stylesheet => assets::BUILT_IN_STYLESHEET_PATH,
             PageRoute::OperatorStylesheet => assets::OPERATOR_STYLESHEET_PATH,
         }
@@ -77,7 +95,13 @@ impl PageRoute {
     /// The methods the page answers (for 405's `Allow`).
     pub fn methods(self) -> &'static str {
         match self {
-            PageRoute::SignOut => "POST",
+            PageRoute::SignOut
+            | PageRoute::AccountProfile
+            | PageRoute::AccountPassword
+            | PageRoute::AccountSessionEnd
+            | PageRoute::AccountOtherSessionsEnd
+            | PageRoute::AccountApiTokenCreate
+            | PageRoute::AccountApiTokenDelete => "POST",
             PageRoute::Account | PageRoute::Stylesheet | PageRoute::OperatorStylesheet => "GET",
             PageRoute::SignIn
             | PageRoute::SecondFactor
@@ -176,6 +200,24 @@ async fn run_page(
         }
         (PageRoute::SignOut, &Method::POST) => sign_out::submit(api, pages, request).await,
         (PageRoute::Account, &Method::GET) => account::show(api, pages, request),
+        (PageRoute::AccountProfile, &Method::POST) => {
+            account::profile::submit(api, pages, request).await
+        }
+        (PageRoute::AccountPassword, &Method::POST) => {
+            account::password::submit(api, pages, request).await
+        }
+        (PageRoute::AccountSessionEnd, &Method::POST) => {
+            account::sessions::submit_end(api, pages, request).await
+        }
+        (PageRoute::AccountOtherSessionsEnd, &Method::POST) => {
+            account::sessions::submit_end_others(api, pages, request).await
+        }
+        (PageRoute::AccountApiTokenCreate, &Method::POST) => {
+            account::api_tokens::submit_create(api, pages, request).await
+        }
+        (PageRoute::AccountApiTokenDelete, &Method::POST) => {
+            account::api_tokens::submit_delete(api, pages, request).await
+        }
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }
 }
