@@ -1,6 +1,7 @@
 //! The hosted pages in a real headless Chromium: sign-in with a return URL, the same page for
 //! a wrong password and an unknown address, sign-up through the emailed verification link,
-//! the password reset; every page fits 360 px without sideways scrolling and logs no console
+//! the password reset, every action of the account page with its effect checked through the
+//! API; every page fits 360 px without sideways scrolling and logs no console
 //! error or CSP violation, and each one's screenshot can be saved for the README.
 
 use std::net::SocketAddr;
@@ -37,7 +38,8 @@ pub async fn check_page(browser: &Browser, name: &str) {
     browser.assert_no_console_errors(name).await;
 }
 
-/// Every form of the page has exactly one submit button and every visible input a label.
+/// Every form of the page has exactly one submit button, and every field the page shows has
+/// a label (a field kept for password managers must also be kept out of sight).
 async fn assert_forms_are_well_formed(browser: &Browser, name: &str) {
     let forms = browser.find_all("form").await;
     assert!(!forms.is_empty(), "{name} has no form");
@@ -47,8 +49,9 @@ async fn assert_forms_are_well_formed(browser: &Browser, name: &str) {
              for (const form of document.forms) {\
                const submits = form.querySelectorAll('button:not([type]), [type=submit]');\
                if (submits.length !== 1) problems.push(form.action + ': ' + submits.length + ' submit buttons');\
-               for (const input of form.querySelectorAll('input:not([type=hidden]):not([hidden]), select, textarea')) {\
-                 if (input.labels.length === 0) problems.push(form.action + ': ' + input.name + ' has no label');\
+               for (const input of form.querySelectorAll('input, select, textarea')) {\
+                 const shown = input.getClientRects().length > 0;\
+                 if (shown && input.labels.length === 0) problems.push(form.action + ': a shown ' + (input.name || input.type) + ' field has no label');\
                }\
              }\
              return problems;",
@@ -405,4 +408,177 @@ async fn a_password_reset_through_the_emailed_link_replaces_the_password() {
     );
     browser.assert_fits_phone_width("the account page").await;
     browser.assert_no_console_errors("the account page").await;
+}
+
+/// The browser's session credential, as the API takes it.
+async fn browser_session(browser: &Browser) -> String {
+    browser.cookie("jwt").await.expect("no jwt cookie").value
+}
+
+/// Sends the form whose `action` is `action` (the first, when there are several) and checks
+/// the page it leads to.
+async fn send_account_form(browser: &Browser, action: &str, name: &str) {
+    browser
+        .click_and_wait_for_page(&format!("form[action='{action}'] [type=submit]"))
+        .await;
+    browser.assert_fits_phone_width(name).await;
+    browser.assert_no_console_errors(name).await;
+}
+
+#[tokio::test]
+async fn every_account_action_takes_effect_through_the_api() {
+    let server = TestServer::start().await;
+    server.add_user("owner@example.com", Role::User, Status::Active);
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/account", server.origin())).await;
+    let sent_to = browser.current_url().await;
+    assert!(
+        sent_to.contains("/sign-in?ret-url=%2Faccount")
+            || sent_to.contains("/sign-in?ret-url=/account"),
+        "{sent_to}"
+    );
+    sign_in_with(&browser, "owner@example.com", PASSWORD).await;
+    assert_eq!(
+        browser.current_url().await,
+        format!("{}/account", server.origin())
+    );
+    assert_forms_are_well_formed(&browser, "account").await;
+
+    // The profile.
+    browser
+        .fill(
+            "form[action='/account/profile'] input[name=first-name]",
+            "Grace",
+        )
+        .await;
+    browser
+        .fill(
+            "form[action='/account/profile'] input[name=last-name]",
+            "Owner",
+        )
+        .await;
+    send_account_form(&browser, "/account/profile", "profile saved").await;
+    let owner = server
+        .request("GET", "/user/current")
+        .bearer(&browser_session(&browser).await)
+        .send()
+        .await;
+    assert_eq!(owner.status, 200, "{}", owner.text());
+    assert_eq!(owner.json["first-name"], "Grace", "{}", owner.text());
+    assert_eq!(owner.json["last-name"], "Owner", "{}", owner.text());
+
+    // A new API token: shown once, working, then deleted.
+    let lifetimes = browser.find_all("select[name=ttl] option").await;
+    assert!(!lifetimes.is_empty(), "no lifetime to choose");
+    lifetimes.last().unwrap().click().await;
+    for permission in browser
+        .find_all("form[action='/account/api-tokens/create'] input[name=permissions]")
+        .await
+    {
+        if permission.property("checked").await != serde_json::Value::Bool(true) {
+            permission.click().await;
+        }
+    }
+    browser
+        .click_and_wait_for_page("form[action='/account/api-tokens/create'] [type=submit]")
+        .await;
+    check_page(&browser, "account-api-token").await;
+    let full_token = browser.text_of("code.new-token").await;
+    assert_eq!(full_token.len(), 64, "{full_token}");
+    assert_eq!(server.current_user_status(&full_token).await, 200);
+    browser.goto(&format!("{}/account", server.origin())).await;
+    assert!(
+        !browser.page_source().await.contains(&full_token),
+        "the account page shows the whole token again"
+    );
+    let listed = server
+        .request("GET", "/auth/api-token")
+        .bearer(&browser_session(&browser).await)
+        .send()
+        .await;
+    assert_eq!(
+        listed.json["api-tokens"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.text()
+    );
+    send_account_form(&browser, "/account/api-tokens/delete", "token deleted").await;
+    assert_eq!(server.current_user_status(&full_token).await, 401);
+
+    // One other session ended by its own button, then two by "end all others".
+    let elsewhere = server.sign_in("owner@example.com").await;
+    browser.goto(&format!("{}/account", server.origin())).await;
+    assert_eq!(
+        browser
+            .find_all("form[action='/account/sessions/end']")
+            .await
+            .len(),
+        1,
+        "the current session has an end button, or the other has none"
+    );
+    send_account_form(&browser, "/account/sessions/end", "session ended").await;
+    assert_eq!(
+        server.current_user_status(&elsewhere.signed_token).await,
+        401
+    );
+    assert_eq!(
+        server
+            .current_user_status(&browser_session(&browser).await)
+            .await,
+        200
+    );
+    let phone = server.sign_in("owner@example.com").await;
+    let laptop = server.sign_in("owner@example.com").await;
+    browser.goto(&format!("{}/account", server.origin())).await;
+    check_page(&browser, "account").await;
+    send_account_form(
+        &browser,
+        "/account/sessions/end-others",
+        "other sessions ended",
+    )
+    .await;
+    for other in [&phone, &laptop] {
+        assert_eq!(server.current_user_status(&other.signed_token).await, 401);
+        assert_eq!(server.current_user_status(&other.api_token).await, 401);
+    }
+    assert_eq!(
+        server
+            .current_user_status(&browser_session(&browser).await)
+            .await,
+        200
+    );
+
+    // A password change that signs out everywhere else keeps this browser signed in.
+    let tablet = server.sign_in("owner@example.com").await;
+    browser
+        .fill(
+            "form[action='/account/password'] input[name=old-password]",
+            PASSWORD,
+        )
+        .await;
+    browser
+        .fill(
+            "form[action='/account/password'] input[name=new-password]",
+            NEW_PASSWORD,
+        )
+        .await;
+    let sign_out_elsewhere = browser.find("input[name=logout-all]").await;
+    if sign_out_elsewhere.property("checked").await != serde_json::Value::Bool(true) {
+        sign_out_elsewhere.click().await;
+    }
+    send_account_form(&browser, "/account/password", "password changed").await;
+    assert_eq!(server.current_user_status(&tablet.signed_token).await, 401);
+    assert_eq!(server.current_user_status(&tablet.api_token).await, 401);
+    assert_eq!(
+        server
+            .current_user_status(&browser_session(&browser).await)
+            .await,
+        200
+    );
+    let with_new = server
+        .request("POST", "/auth/sign-in")
+        .json(&serde_json::json!({ "email": "owner@example.com", "password": NEW_PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(with_new.status, 200, "{}", with_new.text());
 }
