@@ -16,7 +16,9 @@ use crate::http::pages::render::{Layout, Problem, html_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::routes::Route;
-use crate::model::{ApiToken, Permission, PermissionSet, Session, SessionKind, UnixSeconds};
+use crate::model::{
+    ApiToken, Permission, PermissionSet, Session, SessionKind, UaType, UnixSeconds,
+};
 use crate::rfc3339::format_rfc3339;
 
 /// A form's notice after its 303, by the fixed name in `?done=`.
@@ -339,7 +341,7 @@ fn session_rows(sessions: Vec<Session>, identity: &Identity) -> Vec<SessionRow> 
             SessionRow {
                 id: session.id.to_string(),
                 is_current: Some(session.id) == identity.session_id,
-                description: format!("{kind} · {}", session.ua_type.name()),
+                description: format!("{kind} · {}", device_name(session.ua_type)),
                 remote_ip: session.remote_ip,
                 started: Moment::at(session.created),
                 expires: Moment::at(session.expire),
@@ -349,6 +351,18 @@ fn session_rows(sessions: Vec<Session>, identity: &Identity) -> Vec<SessionRow> 
     // This browser's session first; the rest stay newest first.
     rows.sort_by_key(|row| !row.is_current);
     rows
+}
+
+/// The kind of client a session's `User-Agent` named, as a person reads it.
+fn device_name(ua_type: UaType) -> &'static str {
+    match ua_type {
+        UaType::Browser => "Browser",
+        UaType::Mobile => "Mobile",
+        UaType::DesktopApp => "Desktop app",
+        UaType::Cli => "Command line",
+        UaType::Bot => "Bot",
+        UaType::Unknown => "Unknown client",
+    }
 }
 
 fn api_token_row(api_token: &ApiToken) -> ApiTokenRow {
