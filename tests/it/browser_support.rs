@@ -314,7 +314,10 @@ impl Browser {
         let old_root = self.find("html").await;
         self.find(selector).await.click().await;
         let deadline = Instant::now() + WAIT_LIMIT;
+        let mut last_error = None;
         loop {
+            // While the browser swaps documents, a command may also fail in passing ("unknown
+            // error", "no such execution context"): those are polled again until the deadline.
             let replaced = match self
                 .command(
                     reqwest::Method::GET,
@@ -324,17 +327,26 @@ impl Browser {
                 .await
             {
                 Ok(_) => false,
-                Err(error) if error.error == "stale element reference" => true,
-                Err(error) if error.error == "no such element" => true,
-                Err(error) => panic!("waiting for the next page: {error:?}"),
+                Err(error) if is_gone_from_the_document(&error) => true,
+                Err(error) => {
+                    last_error = Some(error);
+                    false
+                }
             };
-            if replaced && self.execute("return document.readyState", json!([])).await == "complete"
-            {
-                return;
+            if replaced {
+                let body = json!({ "script": "return document.readyState;", "args": [] });
+                match self
+                    .command(reqwest::Method::POST, "/execute/sync", Some(&body))
+                    .await
+                {
+                    Ok(state) if state == "complete" => return,
+                    Ok(_) => {}
+                    Err(error) => last_error = Some(error),
+                }
             }
             assert!(
                 Instant::now() < deadline,
-                "clicking `{selector}` led to no new page; still at {}",
+                "clicking `{selector}` led to no new page; still at {} (last error: {last_error:?})",
                 self.current_url().await
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -443,6 +455,12 @@ impl Browser {
     /// tested on every run.
     pub async fn save_screenshot(&self, name: &str) {
         self.fit_window_height_to_page().await;
+        // The blinking caret of a focused field would make each run's picture differ.
+        self.execute(
+            "if (document.activeElement) document.activeElement.style.caretColor = 'transparent';",
+            json!([]),
+        )
+        .await;
         let png = self.screenshot_png().await;
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
         if std::env::var_os(SAVE_SCREENSHOTS_VARIABLE).is_some_and(|value| value == "1") {
@@ -573,6 +591,14 @@ impl Element<'_> {
             .await
             == Value::Bool(true)
     }
+}
+
+/// Whether a command on an element failed because its document is gone (the page was
+/// replaced), as chromedriver words it in its several ways.
+fn is_gone_from_the_document(error: &WebDriverError) -> bool {
+    error.error == "stale element reference"
+        || error.error == "no such element"
+        || error.message.contains("does not belong to the document")
 }
 
 /// Sends one WebDriver command and unwraps its `value`, or its error.
