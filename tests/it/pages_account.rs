@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use latchkey::config::OAuthProviderConfig;
 use latchkey::model::{Role, Status};
 use serde_json::Value;
 
+use crate::oauth_provider::TestProvider;
 use crate::support::{PASSWORD, TestResponse, TestServer, page_request_to};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -374,6 +376,35 @@ async fn a_wrong_current_password_or_a_short_new_one_is_shown_next_to_its_field(
 }
 
 #[tokio::test]
+async fn a_throttled_password_change_says_how_long_to_wait() {
+    let server = TestServer::start().await;
+    server.add_user("guess@example.com", Role::User, Status::Active);
+    let mut browser = Browser::signed_in(&server, "guess@example.com").await;
+
+    let mut throttled = None;
+    for _ in 0..50 {
+        let refused = browser
+            .act(
+                "/account/password",
+                &[
+                    ("old-password", "a wrong guess"),
+                    ("new-password", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        if refused.status == 429 {
+            throttled = Some(refused);
+            break;
+        }
+        assert_eq!(refused.status, 403, "{}", refused.text());
+    }
+    let throttled = throttled.expect("the password guesses were never throttled");
+    assert!(throttled.header("retry-after").is_some());
+    assert!(throttled.text().contains("Too many attempts. Please wait"));
+    assert_eq!(server.current_user_status(&browser.jwt()).await, 200);
+}
+
+#[tokio::test]
 async fn ending_a_session_refuses_its_token_and_another_users_session_is_not_found() {
     let server = TestServer::start().await;
     server.add_user("ender@example.com", Role::User, Status::Active);
@@ -662,4 +693,39 @@ async fn every_account_form_without_its_token_or_from_another_origin_changes_not
         server.current_user_status(&elsewhere.signed_token).await,
         200
     );
+}
+
+#[tokio::test]
+async fn the_page_lists_the_linked_oauth_identities_and_offers_no_unlinking() {
+    let provider = TestProvider::start().await;
+    let server = TestServer::start_with(|config| {
+        config.oauth.providers = vec![OAuthProviderConfig {
+            allow_sign_up: Some(true),
+            ..provider.oidc_config("test-oidc")
+        }];
+    })
+    .await;
+    let id_token = provider
+        .rsa
+        .sign(&provider.claims("subject-42", "linked@example.com", true));
+    let signed_in = server
+        .request("POST", "/auth/oauth-sign-in")
+        .json(&serde_json::json!({
+            "oauth-provider-token": { "provider": "test-oidc", "token": id_token },
+        }))
+        .send()
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text());
+    let mut browser = Browser::new(&server);
+    browser.keep_cookies(&signed_in);
+
+    let page = browser.get("/account").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    let linked = html.split("id=\"identities-heading\"").nth(1).unwrap();
+    assert!(linked.contains("test-oidc"), "{linked}");
+    assert!(linked.contains("Account subject-42"), "{linked}");
+    // The API has no way to unlink, so neither has the page.
+    assert!(!linked.contains("<form"), "{linked}");
+    server.stop().await;
 }

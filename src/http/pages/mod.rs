@@ -200,23 +200,25 @@ async fn run_page(
         }
         (PageRoute::SignOut, &Method::POST) => sign_out::submit(api, pages, request).await,
         (PageRoute::Account, &Method::GET) => account::show(api, pages, request),
+        // The account forms' futures are boxed: inline, their state would sit in every
+        // request's future, the API's hot path included.
         (PageRoute::AccountProfile, &Method::POST) => {
-            account::profile::submit(api, pages, request).await
+            Box::pin(account::profile::submit(api, pages, request)).await
         }
         (PageRoute::AccountPassword, &Method::POST) => {
-            account::password::submit(api, pages, request).await
+            Box::pin(account::password::submit(api, pages, request)).await
         }
         (PageRoute::AccountSessionEnd, &Method::POST) => {
-            account::sessions::submit_end(api, pages, request).await
+            Box::pin(account::sessions::submit_end(api, pages, request)).await
         }
         (PageRoute::AccountOtherSessionsEnd, &Method::POST) => {
-            account::sessions::submit_end_others(api, pages, request).await
+            Box::pin(account::sessions::submit_end_others(api, pages, request)).await
         }
         (PageRoute::AccountApiTokenCreate, &Method::POST) => {
-            account::api_tokens::submit_create(api, pages, request).await
+            Box::pin(account::api_tokens::submit_create(api, pages, request)).await
         }
         (PageRoute::AccountApiTokenDelete, &Method::POST) => {
-            account::api_tokens::submit_delete(api, pages, request).await
+            Box::pin(account::api_tokens::submit_delete(api, pages, request)).await
         }
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }

@@ -124,7 +124,8 @@ fn finish(
                 problem: Some((section, &error)),
                 entered,
             };
-            draw(api, pages, request, identity, status, shown)
+            let response = draw(api, pages, request, identity, status, shown)?;
+            Ok(render::with_retry_after(response, Some(&error)))
         }
     }
 }
