@@ -19,10 +19,22 @@ const MAIL_WAIT: Duration = Duration::from_secs(20);
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
 /// What every page must pass wherever a test reaches it: it fits a 360 px screen without
-/// horizontal scrolling and the browser logged no error (CSP violations included). The
-/// screenshot is taken at that width, and the console read last, so that what the page
-/// loads after its `load` event (a favicon) has had its chance to fail.
+/// horizontal scrolling, has a title and a `lang`, and the browser logged no error (CSP
+/// violations included). The screenshot is taken at that width, and the console read last,
+/// so that what the page loads after its `load` event (a favicon) has had its chance to fail.
 pub async fn check_page(browser: &Browser, name: &str) {
+    assert_fits_and_names_itself(browser, name).await;
+    browser.save_screenshot(name).await;
+    browser.assert_no_console_errors(name).await;
+}
+
+/// `check_page` for a page the README does not show: no screenshot.
+async fn check_page_without_screenshot(browser: &Browser, name: &str) {
+    assert_fits_and_names_itself(browser, name).await;
+    browser.assert_no_console_errors(name).await;
+}
+
+async fn assert_fits_and_names_itself(browser: &Browser, name: &str) {
     browser.assert_fits_phone_width(name).await;
     assert!(!browser.title().await.is_empty(), "{name} has no title");
     assert!(
@@ -34,8 +46,6 @@ pub async fn check_page(browser: &Browser, name: &str) {
             .is_some_and(|language| !language.is_empty()),
         "{name} has no lang"
     );
-    browser.save_screenshot(name).await;
-    browser.assert_no_console_errors(name).await;
 }
 
 /// Every form of the page has exactly one submit button, and every field the page shows has
@@ -581,4 +591,35 @@ async fn every_account_action_takes_effect_through_the_api() {
         .send()
         .await;
     assert_eq!(with_new.status, 200, "{}", with_new.text());
+}
+
+#[tokio::test]
+async fn the_second_step_and_the_error_pages_fit_a_phone_and_log_no_errors() {
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+
+    browser
+        .goto(&format!("{}/sign-in/second-factor", server.origin()))
+        .await;
+    check_page_without_screenshot(&browser, "the second-factor page").await;
+
+    // Sign-up is closed by default: a page that says so, not a bare status.
+    browser.goto(&format!("{}/sign-up", server.origin())).await;
+    check_page_without_screenshot(&browser, "the closed sign-up page").await;
+    assert!(browser.try_find("form[action='/sign-up']").await.is_none());
+
+    // A verification link whose token is no good: the confirm button leads to an error page
+    // worded for people, with a way back.
+    browser
+        .goto(&format!("{}/verify?token=no-such-token", server.origin()))
+        .await;
+    browser
+        .click_and_wait_for_page("form[action='/verify'] [type=submit]")
+        .await;
+    check_page_without_screenshot(&browser, "the failed verification").await;
+    assert!(
+        !browser.text_of("[role=alert]").await.trim().is_empty(),
+        "the failure is not explained"
+    );
+    browser.find("main a[href='/sign-in']").await;
 }
