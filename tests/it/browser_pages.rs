@@ -139,6 +139,14 @@ async fn sign_in_follows_the_return_url_with_a_session_the_api_accepts() {
         .await;
     check_page(&browser, "sign-in").await;
     assert_forms_are_well_formed(&browser, "sign-in").await;
+    // And as most visitors see it, on a desktop screen.
+    browser.set_window_size(1024, 640).await;
+    let (scroll_width, client_width) = browser.scroll_and_client_width().await;
+    assert!(
+        scroll_width <= client_width,
+        "{scroll_width} > {client_width}"
+    );
+    browser.save_screenshot("sign-in-desktop").await;
     let email_field = browser.find("input[name=email]").await;
     assert_eq!(
         email_field.attribute("autocomplete").await.as_deref(),
