@@ -34,8 +34,8 @@ mod servers;
 
 use crate::load::client::CLIENT_THREADS;
 use crate::load::{
-    LargeResults, RATE_CONNECTIONS, Requests, Timing, argon2_limit, measure_large_store,
-    measure_pages_only, measure_small_store,
+    Argon2Limit, LargeResults, RATE_CONNECTIONS, Requests, Timing, argon2_limit,
+    measure_large_store, measure_pages_only, measure_small_store,
 };
 use crate::report::Report;
 use crate::seed::{
@@ -151,15 +151,20 @@ fn run(args: &Args) -> BenchResult<()> {
         config.auth.verified_token_cache_entries
     );
 
-    // (a) the argon2 limit, measured here with nothing else running.
+    // (a) the argon2 limit, measured here with nothing else running (not needed for (h)).
     let started = Instant::now();
-    progress!(
-        "(a) argon2id limit: {hasher_threads} threads for {} s",
-        args.seconds
-    );
-    let argon2 = argon2_limit(cost, hasher_threads, timing.measured)?;
+    let argon2 = if args.pages_only {
+        Argon2Limit::not_measured()
+    } else {
+        progress!(
+            "(a) argon2id limit: {hasher_threads} threads for {} s",
+            args.seconds
+        );
+        let argon2 = argon2_limit(cost, hasher_threads, timing.measured)?;
+        progress!("(a) {:.1} hashes/s", argon2.hashes_per_second);
+        argon2
+    };
     report.phase("(a) argon2 limit", started.elapsed());
-    progress!("(a) {:.1} hashes/s", argon2.hashes_per_second);
 
     // The small store.
     let started = Instant::now();

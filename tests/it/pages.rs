@@ -884,3 +884,16 @@ async fn sign_out_needs_the_sessions_form_while_the_session_lives() {
     assert_eq!(signed_out.status, 303);
     assert!(browser.session_token().is_none());
 }
+
+#[test]
+fn a_stylesheet_that_cannot_be_read_stops_the_start_naming_the_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut config = crate::support::cheap_config();
+    config.pages.stylesheet = Some(directory.path().join("missing.css"));
+    let refusal = latchkey::app::preflight(&config).unwrap_err().to_string();
+    assert!(refusal.contains("pages.stylesheet"), "{refusal}");
+    assert!(refusal.contains("missing.css"), "{refusal}");
+    config.pages.stylesheet = Some(directory.path().to_path_buf());
+    let refusal = latchkey::app::preflight(&config).unwrap_err().to_string();
+    assert!(refusal.contains("not a regular file"), "{refusal}");
+}

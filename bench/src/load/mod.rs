@@ -84,6 +84,19 @@ pub struct Argon2Limit {
     pub seconds_per_hash: f64,
 }
 
+impl Argon2Limit {
+    /// The limit of a run that does not measure it (`--pages-only`).
+    pub fn not_measured() -> Argon2Limit {
+        Argon2Limit {
+            others_cores: None,
+            threads: 0,
+            hashes: 0,
+            hashes_per_second: 0.0,
+            seconds_per_hash: 0.0,
+        }
+    }
+}
+
 /// `threads` threads, each hashing with one reused buffer exactly as a server hasher does:
 /// the library's `ReusedBuffer` is that hasher's buffer and hashing.
 pub fn argon2_limit(

@@ -19,6 +19,11 @@ use crate::http::pages::csrf::BrowserBinding;
 use crate::http::response::{Response, empty_response, see_other};
 use crate::model::net::Origin;
 
+/// Every page's policy: nothing from elsewhere, no framing, forms post only here (a page
+/// whose form may redirect elsewhere adds those origins to `form-action`).
+const CONTENT_SECURITY_POLICY_TEXT: &str =
+    "default-src 'self'; frame-ancestors 'none'; form-action 'self'";
+
 /// What the layout shows around every page.
 #[derive(Debug)]
 pub struct Layout {
@@ -211,17 +216,19 @@ pub fn html_page(
         .map_err(|error| ApiError::Internal(format!("page template: {error}")))?;
     let mut response = empty_response(status);
     *response.body_mut() = Full::new(Bytes::from(html));
-    let mut policy = "default-src 'self'; frame-ancestors 'none'; form-action 'self'".to_owned();
-    for origin in form_origins {
-        let _ = write!(policy, " {origin}");
-    }
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        headers.insert(CONTENT_SECURITY_POLICY, policy);
+    if !form_origins.is_empty() {
+        let mut policy = CONTENT_SECURITY_POLICY_TEXT.to_owned();
+        for origin in form_origins {
+            let _ = write!(policy, " {origin}");
+        }
+        if let Ok(policy) = HeaderValue::from_str(&policy) {
+            headers.insert(CONTENT_SECURITY_POLICY, policy);
+        }
     }
     add_page_headers(&mut response);
     if let Some(cookie) = browser.and_then(|browser| browser.set_cookie(api)) {
@@ -234,9 +241,9 @@ pub fn html_page(
 /// same to every answer; here they hold even if that changes).
 fn add_page_headers(response: &mut Response) {
     let headers = response.headers_mut();
-    headers.entry(CONTENT_SECURITY_POLICY).or_insert_with(|| {
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'")
-    });
+    headers
+        .entry(CONTENT_SECURITY_POLICY)
+        .or_insert_with(|| HeaderValue::from_static(CONTENT_SECURITY_POLICY_TEXT));
     // For browsers that predate `frame-ancestors`: clickjacking on the pages' buttons.
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
