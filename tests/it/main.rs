@@ -7,6 +7,9 @@
 mod accounts;
 mod api_tokens;
 mod binary;
+mod browser_harness;
+mod browser_pages;
+mod browser_support;
 mod contract;
 mod crash;
 mod credentials;
