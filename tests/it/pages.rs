@@ -665,9 +665,15 @@ async fn sign_up_verify_sign_in_and_sign_out_through_the_pages_and_the_outbox() 
     let token = browser.session_token().unwrap().to_owned();
     let account = browser.get("/account").await;
     assert!(account.text().contains("new@example.com"));
-    assert!(account.text().contains("value=\"Ada\""), "{}", account.text());
+    assert!(
+        account.text().contains("value=\"Ada\""),
+        "{}",
+        account.text()
+    );
     let csrf = csrf_token(&account.text());
-    let signed_out = browser.post("/sign-out", &[("csrf-token", csrf.as_str())]).await;
+    let signed_out = browser
+        .post("/sign-out", &[("csrf-token", csrf.as_str())])
+        .await;
     assert_eq!(signed_out.status, 303);
     assert_eq!(signed_out.header("location"), Some("/sign-in"));
     assert!(
@@ -827,10 +833,15 @@ async fn the_title_and_an_operator_stylesheet_are_on_every_page() {
         .into_iter()
         .filter_map(|tag| attribute(tag, "href"))
         .collect();
-    assert_eq!(links.len(), 2, "{links:?}");
-    assert!(links[0].starts_with("/assets/latchkey.css?v="));
-    assert!(links[1].starts_with("/assets/site.css?v="));
-    let served = browser.get(&links[1]).await;
+    assert_eq!(links.len(), 3, "{links:?}");
+    // The icon first, then the built-in stylesheet, then the operator's, which wins.
+    assert_eq!(links[0], "/assets/icon.svg");
+    let icon = browser.get(&links[0]).await;
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
+    assert!(links[1].starts_with("/assets/latchkey.css?v="));
+    assert!(links[2].starts_with("/assets/site.css?v="));
+    let served = browser.get(&links[2]).await;
     assert_eq!(served.status, 200);
     assert_eq!(served.text(), "body { color: #123456; }\n");
 }

@@ -1,6 +1,6 @@
-//! The pages' stylesheets: the built-in one, compiled into the binary, and the operator's
-//! `[pages] stylesheet`, read once at start. Each is linked with a hash of its bytes in the
-//! query, so browsers may keep it for a year: new bytes are a new URL.
+//! The pages' assets: the built-in stylesheet and icon, compiled into the binary, and the
+//! operator's `[pages] stylesheet`, read once at start. A stylesheet is linked with a hash of
+//! its bytes in the query, so browsers may keep it for a year: new bytes are a new URL.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,8 +13,12 @@ use crate::http::response::{Response, empty_response};
 
 pub const BUILT_IN_STYLESHEET_PATH: &str = "/assets/latchkey.css";
 pub const OPERATOR_STYLESHEET_PATH: &str = "/assets/site.css";
+/// The pages link their icon, so that browsers do not ask for `/favicon.ico` (a 404 that
+/// Chromium logs as a console error on every page).
+pub const ICON_PATH: &str = "/assets/icon.svg";
 
 const BUILT_IN_STYLESHEET: &str = include_str!("assets/latchkey.css");
+const ICON: &str = include_str!("assets/icon.svg");
 
 /// One stylesheet: its bytes and the URL pages link it by.
 #[derive(Debug)]
@@ -73,6 +77,19 @@ fn css_response(stylesheet: &Stylesheet) -> Response {
 /// `GET /assets/latchkey.css`.
 pub fn built_in(stylesheets: &Stylesheets) -> Response {
     css_response(&stylesheets.built_in)
+}
+
+/// `GET /assets/icon.svg`: kept a day, since its URL carries no version.
+pub fn icon() -> Response {
+    let mut response = empty_response(StatusCode::OK);
+    *response.body_mut() = Full::new(Bytes::from_static(ICON.as_bytes()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    response
 }
 
 /// `GET /assets/site.css`: 404 when no stylesheet is configured.

@@ -48,10 +48,11 @@ pub enum PageRoute {
     AccountApiTokenDelete,
     Stylesheet,
     OperatorStylesheet,
+    Icon,
 }
 
 impl PageRoute {
-    pub const ALL: [PageRoute; 16] = [
+    pub const ALL: [PageRoute; 17] = [
         PageRoute::SignIn,
         PageRoute::SecondFactor,
         PageRoute::SignUp,
@@ -68,6 +69,7 @@ impl PageRoute {
         PageRoute::AccountApiTokenDelete,
         PageRoute::Stylesheet,
         PageRoute::OperatorStylesheet,
+        PageRoute::Icon,
     ];
 
     /// The page's path, as links name it and logs show it.
@@ -89,6 +91,7 @@ impl PageRoute {
             PageRoute::AccountApiTokenDelete => "/account/api-tokens/delete",
             PageRoute::Stylesheet => assets::BUILT_IN_STYLESHEET_PATH,
             PageRoute::OperatorStylesheet => assets::OPERATOR_STYLESHEET_PATH,
+            PageRoute::Icon => assets::ICON_PATH,
         }
     }
 
@@ -102,7 +105,10 @@ impl PageRoute {
             | PageRoute::AccountOtherSessionsEnd
             | PageRoute::AccountApiTokenCreate
             | PageRoute::AccountApiTokenDelete => "POST",
-            PageRoute::Account | PageRoute::Stylesheet | PageRoute::OperatorStylesheet => "GET",
+            PageRoute::Account
+            | PageRoute::Stylesheet
+            | PageRoute::OperatorStylesheet
+            | PageRoute::Icon => "GET",
             PageRoute::SignIn
             | PageRoute::SecondFactor
             | PageRoute::SignUp
@@ -176,6 +182,7 @@ async fn run_page(
     match (route, method) {
         (PageRoute::Stylesheet, &Method::GET) => Ok(assets::built_in(&pages.stylesheets)),
         (PageRoute::OperatorStylesheet, &Method::GET) => assets::operator(&pages.stylesheets),
+        (PageRoute::Icon, &Method::GET) => Ok(assets::icon()),
         (PageRoute::SignIn, &Method::GET) => sign_in::show(api, pages, request),
         (PageRoute::SignIn, &Method::POST) => sign_in::submit(api, pages, request).await,
         (PageRoute::SecondFactor, &Method::GET) => second_factor::show(api, pages, request),
