@@ -172,6 +172,9 @@ pub struct AuthConfig {
     pub allowed_return_origins: Vec<Origin>,
     /// Verified token signatures remembered (the hot path skips Ed25519 for these).
     pub verified_token_cache_entries: usize,
+    /// The verified-token cache frees its memory after this many seconds without a token
+    /// check; 0 keeps it.
+    pub verified_token_cache_release_after_idle_seconds: u64,
     /// Standalone API tokens a user may hold, expired ones included; then 409.
     pub max_api_tokens_per_user: usize,
 }
@@ -182,6 +185,7 @@ impl Default for AuthConfig {
             query_credentials: true,
             allowed_return_origins: Vec::new(),
             verified_token_cache_entries: 100_000,
+            verified_token_cache_release_after_idle_seconds: 5,
             max_api_tokens_per_user: 100,
         }
     }
