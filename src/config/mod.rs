@@ -94,6 +94,10 @@ pub enum ConfigError {
     Layers(String),
 }
 
+/// The largest `[store] cache_size_mib` accepted (1 TiB): beyond any store this serves, and
+/// small enough that the size in bytes cannot overflow.
+const MAX_STORE_CACHE_SIZE_MIB: usize = 1024 * 1024;
+
 /// The last part of every key whose value is a secret.
 const SECRET_KEY_NAMES: [&str; 3] = ["smtp_password", "secret", "client_secret"];
 
@@ -344,6 +348,14 @@ impl Config {
             return refuse(
                 "store.data_dir",
                 "must not be empty: it is the directory holding the database".to_owned(),
+            );
+        }
+        if !(1..=MAX_STORE_CACHE_SIZE_MIB).contains(&self.store.cache_size_mib) {
+            return refuse(
+                "store.cache_size_mib",
+                format!(
+                    "must be between 1 and {MAX_STORE_CACHE_SIZE_MIB} (MiB of redb's page cache)"
+                ),
             );
         }
         if self.captcha.provider != CaptchaProvider::None && self.captcha.secret.is_none() {
@@ -796,7 +808,14 @@ mod tests {
             &'a str,
             &'a str,
         );
-        let cases: [Case<'_>; 10] = [
+        let cases: [Case<'_>; 11] = [
+            (
+                None,
+                &[("LATCHKEY_STORE__CACHE_SIZE_MIB", "0")],
+                &none,
+                "store.cache_size_mib (environment variable LATCHKEY_STORE__CACHE_SIZE_MIB): ",
+                "between 1 and 1048576",
+            ),
             (
                 Some("[email]\nverify_link = \"https://app.example.com/verify\"\n"),
                 &[],
