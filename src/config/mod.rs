@@ -23,10 +23,11 @@ pub mod sources;
 
 // The sections are named through `config` itself: `sections.rs` only keeps this file short.
 pub use crate::config::sections::{
-    AuthConfig, CaptchaConfig, CaptchaProvider, EmailConfig, EmailTransport, HttpConfig,
-    KeysConfig, LogConfig, LogFormat, OAuthConfig, OAuthProviderConfig, OAuthProviderKind,
-    OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig, RefusedOAuthSetting,
-    ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
+    AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MAX_MIB, AUTO_CACHE_MIN_MIB, AuthConfig, CaptchaConfig,
+    CaptchaProvider, EmailConfig, EmailTransport, HttpConfig, KeysConfig, LogConfig, LogFormat,
+    OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem,
+    PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig, RefusedOAuthSetting, ServerConfig, SessionConfig,
+    SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
 };
 
 /// Environment variables that are flags, not config keys.
@@ -350,7 +351,11 @@ impl Config {
                 "must not be empty: it is the directory holding the database".to_owned(),
             );
         }
-        if !(1..=MAX_STORE_CACHE_SIZE_MIB).contains(&self.store.cache_size_mib) {
+        if self
+            .store
+            .cache_size_mib
+            .is_some_and(|mib| !(1..=MAX_STORE_CACHE_SIZE_MIB).contains(&mib))
+        {
             return refuse(
                 "store.cache_size_mib",
                 format!(
