@@ -261,8 +261,8 @@ const IDLE_CACHE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Until aborted: `App::release_idle_token_cache` every second, so a server left idle after
 /// a burst does not keep the burst's verified tokens (BENCHMARKS.md, row e). redb's page
-/// cache has no such release (redb 4 empties it only through `&mut Database`); `[store]
-/// cache_size_mib` bounds it.
+/// cache has no such release (redb 4 empties it only through `&mut Database`): it is sized
+/// from the store file instead (`StoreConfig::cache_size_bytes`).
 async fn release_idle_token_cache_forever(app: Arc<App>) {
     if app
         .config
