@@ -20,6 +20,7 @@ use clap::Parser;
 
 use latchkey::Config;
 use latchkey::auth::password::{Password, hash_once};
+use latchkey::config::{AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MAX_MIB, AUTO_CACHE_MIN_MIB};
 
 /// Progress lines on stderr; stdout carries only the results table.
 macro_rules! progress {
@@ -141,14 +142,21 @@ fn run(args: &Args) -> BenchResult<()> {
     let cost = latchkey::app::password_cost(&config);
     let hasher_threads = config.password.effective_hasher_threads();
     report.config_note = format!(
-        "argon2id m={} KiB, t={}, p={}; {} hasher threads; redb cache {} MiB; \
-         verified-token cache {} entries",
+        "argon2id m={} KiB, t={}, p={}; {} hasher threads; redb cache {}; verified-token \
+         cache {} entries, freed after {} s without a token check",
         cost.memory_kib,
         cost.iterations,
         cost.parallelism,
         hasher_threads,
-        config.store.cache_size_mib,
-        config.auth.verified_token_cache_entries
+        match config.store.cache_size_mib {
+            Some(mib) => format!("{mib} MiB"),
+            None => format!(
+                "1/{} of the store file when the server starts, {} to {} MiB",
+                AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MIN_MIB, AUTO_CACHE_MAX_MIB
+            ),
+        },
+        config.auth.verified_token_cache_entries,
+        config.auth.verified_token_cache_release_after_idle_seconds
     );
 
     // (a) the argon2 limit, measured here with nothing else running (not needed for (h)).
