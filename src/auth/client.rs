@@ -42,11 +42,7 @@ pub fn remote_ip(
     forwarded_for: Option<&str>,
     trusted_proxies: &[IpNetwork],
 ) -> IpAddr {
-    let is_trusted = |address: IpAddr| {
-        trusted_proxies
-            .iter()
-            .any(|network| network.contains(canonical(address)))
-    };
+    let is_trusted = |address: IpAddr| is_trusted_proxy(address, trusted_proxies);
     let peer = canonical(peer);
     if !is_trusted(peer) {
         return peer;
@@ -67,6 +63,13 @@ pub fn remote_ip(
         }
     }
     chosen
+}
+
+/// Whether the peer is one of `trusted_proxies`, whose forwarded headers are believed.
+pub fn is_trusted_proxy(peer: IpAddr, trusted_proxies: &[IpNetwork]) -> bool {
+    trusted_proxies
+        .iter()
+        .any(|network| network.contains(canonical(peer)))
 }
 
 /// One `X-Forwarded-For` entry's address: bare (`2001:db8::1`), bracketed (`[2001:db8::1]`),
