@@ -86,15 +86,19 @@ pub fn unauthenticated(api: &Api, request: &Request) -> Result<Response, ApiErro
 
 /// The original request, from `X-Original-URL` (nginx) or `X-Forwarded-Proto`, `-Host` and
 /// `-Uri` (Caddy, Traefik), with `X-Forwarded-Method`: `None` when the peer is not a trusted
-/// proxy (then nothing it claims is read) or the headers do not make one http(s) URL.
+/// proxy (then nothing it claims is read), or the headers do not make one http(s) URL, or
+/// both forms are sent and disagree.
 fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
     if !is_trusted_proxy(request.peer.ip(), &api.app.config.server.trusted_proxies) {
         return None;
     }
     let headers = &request.parts.headers;
-    let url_text = match single_header(headers, "x-original-url") {
-        Some(url) => url.to_owned(),
-        None => {
+    let forwarded_names = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-uri"];
+    let sends_forwarded = forwarded_names
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    let from_forwarded = sends_forwarded
+        .then(|| {
             let proto = single_header(headers, "x-forwarded-proto")?;
             let host = single_header(headers, "x-forwarded-host")?;
             let uri = single_header(headers, "x-forwarded-uri").unwrap_or("/");
@@ -105,20 +109,35 @@ fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
             if !host_is_plain || !uri.starts_with('/') {
                 return None;
             }
-            format!("{proto}://{host}{uri}")
+            plain_url(&format!("{proto}://{host}{uri}"))
+        })
+        .flatten();
+    let url = match headers.get("x-original-url") {
+        // Both forms must name the same URL: a proxy sets one form, and one that passes the
+        // client's headers on (Caddy, Traefik) would otherwise let a client-sent
+        // X-Original-URL stand for the URL it is really asking for.
+        Some(_) => {
+            let original = single_header(headers, "x-original-url").and_then(plain_url)?;
+            if sends_forwarded && from_forwarded.as_ref() != Some(&original) {
+                return None;
+            }
+            original
         }
+        None => from_forwarded?,
     };
-    let url = url::Url::parse(&url_text).ok()?;
+    let method = single_header(headers, "x-forwarded-method")
+        .and_then(|method| Method::from_bytes(method.as_bytes()).ok());
+    Some(ForwardedRequest { url, method })
+}
+
+/// An absolute http(s) URL with a host and no user information.
+fn plain_url(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text).ok()?;
     let plain = matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some()
         && url.username().is_empty()
         && url.password().is_none();
-    if !plain {
-        return None;
-    }
-    let method = single_header(headers, "x-forwarded-method")
-        .and_then(|method| Method::from_bytes(method.as_bytes()).ok());
-    Some(ForwardedRequest { url, method })
+    plain.then_some(url)
 }
 
 /// A header's text when it is given exactly once (a list a second proxy appended to is
