@@ -7,6 +7,7 @@
 //! This file holds the command line and the order of the run.
 //!
 //! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large]`
+//! (`-- --forward-auth-only` runs the forward-auth phase alone and writes nothing)
 
 use std::error::Error;
 use std::io::Write;
@@ -34,14 +35,15 @@ mod servers;
 
 use crate::load::client::CLIENT_THREADS;
 use crate::load::{
-    LargeResults, Requests, Timing, argon2_limit, measure_large_store, measure_small_store,
+    FORWARD_AUTH_ENV, FORWARD_AUTH_NAME, LargeResults, Requests, Timing, argon2_limit,
+    forward_auth_pair, measure_large_store, measure_small_store,
 };
 use crate::report::Report;
 use crate::seed::{
     PASSWORD, PUBLIC_URL, SIGN_IN_USERS, SMALL_USERS, SeedPlan, TOKEN_SESSIONS, seed_note,
     seed_store,
 };
-use crate::servers::{hello_server, kill_started_servers};
+use crate::servers::{ChildServer, hello_server, kill_started_servers};
 
 pub type BenchResult<T> = Result<T, Box<dyn Error>>;
 
@@ -80,6 +82,10 @@ pub struct Args {
     /// `--server-env LATCHKEY_STORE__CACHE_SIZE_MIB=4`.
     #[arg(long, value_name = "NAME=VALUE")]
     pub server_env: Vec<String>,
+    /// Run only the forward-auth phase (the small store seeded, then `GET /auth/forward`
+    /// against `GET /user/current` in alternating rounds) and print it; writes nothing.
+    #[arg(long)]
+    pub forward_auth_only: bool,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     pub hello_server: Option<SocketAddr>,
@@ -145,6 +151,10 @@ fn run(args: &Args) -> BenchResult<()> {
         config.store.cache_size_mib,
         config.auth.verified_token_cache_entries
     );
+
+    if args.forward_auth_only {
+        return forward_auth_only(&paths, &work, &client, &timing, &config);
+    }
 
     // (a) the argon2 limit, measured here with nothing else running.
     let started = Instant::now();
@@ -234,6 +244,42 @@ fn run(args: &Args) -> BenchResult<()> {
         progress!("wrote {}", paths.output.display());
     }
     progress!("whole run: {:.1} s", report.total.as_secs_f64());
+    Ok(())
+}
+
+/// `--forward-auth-only`: the small store and the forward-auth phase alone, printed.
+fn forward_auth_only(
+    paths: &Paths,
+    work: &WorkDir,
+    client: &tokio::runtime::Runtime,
+    timing: &Timing,
+    config: &Config,
+) -> BenchResult<()> {
+    let cost = latchkey::app::password_cost(config);
+    let password_hash = hash_once(&Password::new(PASSWORD.to_owned()), cost)?;
+    let small_dir = work.path.join("small");
+    let small_plan = SeedPlan {
+        label: "small",
+        users: SMALL_USERS,
+        sessions: TOKEN_SESSIONS,
+        sign_in_users: SIGN_IN_USERS,
+    };
+    let small = seed_store(&small_dir, &small_plan, &password_hash, config)?;
+    let requests = Requests::build(&small);
+    let mut server = ChildServer::start_latchkey_with(paths, &small_dir, &FORWARD_AUTH_ENV)?;
+    server.wait_ready()?;
+    let pair = forward_auth_pair(client, &server, &requests, timing)?;
+    server.stop()?;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "{FORWARD_AUTH_NAME}: {:.0}/s against GET /user/current, signed token: {:.0}/s in the \
+         median round; forward/current {:.1}% (rounds {}), target ≥ 90%",
+        pair.forward.rate(),
+        pair.user_current.rate(),
+        pair.ratio() * 100.0,
+        pair.rounds_text()
+    );
     Ok(())
 }
 

@@ -39,6 +39,19 @@ pub const MEASURE_ATTEMPTS: u32 = 3;
 /// three rounds left the median a round's noise away from the next run's.
 pub const PAIRED_ROUNDS: usize = 5;
 
+/// The small store's server also runs the forward-auth phase: loopback is its trusted proxy,
+/// and one rule names another host, so every forward request reads the original URL and
+/// walks the rules before it answers 200.
+pub const FORWARD_AUTH_ENV: [(&str, &str); 2] = [
+    ("LATCHKEY_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+    (
+        "LATCHKEY_FORWARD_AUTH__RULES",
+        "[{ host = \"admin.example.com\", deny = true }]",
+    ),
+];
+/// The forward request's name, as phases and rows show it.
+pub const FORWARD_AUTH_NAME: &str = "GET /auth/forward, signed token, X-Original-URL";
+
 /// The length of each load.
 pub struct Timing {
     pub warmup: Duration,
@@ -156,6 +169,8 @@ pub struct Requests {
     user_current_signed: Arc<Vec<Vec<u8>>>,
     user_current_api: Arc<Vec<Vec<u8>>>,
     sessions_signed: Arc<Vec<Vec<u8>>>,
+    /// `GET /auth/forward` as nginx's `auth_request` sends it.
+    forward_signed: Arc<Vec<Vec<u8>>>,
 }
 
 impl Requests {
@@ -192,6 +207,21 @@ impl Requests {
             user_current_signed: get("/user/current", &seeded.session_tokens),
             user_current_api: get("/user/current", &seeded.api_tokens),
             sessions_signed: get("/auth/session", &seeded.session_tokens),
+            forward_signed: Arc::new(
+                seeded
+                    .session_tokens
+                    .iter()
+                    .map(|token| {
+                        format!(
+                            "GET {API}/auth/forward HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+                             authorization: Bearer {token}\r\n\
+                             x-original-url: https://app.example.com/dashboard?tab=1\r\n\
+                             x-forwarded-method: GET\r\n\r\n"
+                        )
+                        .into_bytes()
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -224,6 +254,98 @@ pub struct SmallResults {
     /// An API-token load with the verified-token cache off and a 1 MiB redb cache.
     pub uncached_load: Phase,
     pub idle_after_without_caches: MemoryStatus,
+    /// `GET /auth/forward` against `GET /user/current`, in alternating rounds.
+    pub forward_auth: ForwardAuthPair,
+}
+
+/// The forward-auth endpoint's rate against `GET /user/current`'s (same tokens, same
+/// server, `RATE_CONNECTIONS`), in `PAIRED_ROUNDS` rounds that alternate which goes first:
+/// the median round's two windows, and the forward rate over the other in every round.
+pub struct ForwardAuthPair {
+    pub user_current: Phase,
+    pub forward: Phase,
+    pub round_ratios: Vec<f64>,
+}
+
+impl ForwardAuthPair {
+    pub fn ratio(&self) -> f64 {
+        median(&self.round_ratios)
+    }
+
+    pub fn rounds_text(&self) -> String {
+        self.round_ratios
+            .iter()
+            .map(|ratio| format!("{:.0}%", ratio * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The forward-auth phase: both request sets primed, then the paired rounds.
+pub fn forward_auth_pair(
+    client: &tokio::runtime::Runtime,
+    server: &ChildServer,
+    requests: &Requests,
+    timing: &Timing,
+) -> BenchResult<ForwardAuthPair> {
+    for request_set in [&requests.user_current_signed, &requests.forward_signed] {
+        let (took, failures) = prime(client, server, request_set)?;
+        progress!(
+            "(forward auth) first pass over {} requests: {:.0}/s, {failures} failures",
+            request_set.len(),
+            request_set.len() as f64 / took.as_secs_f64().max(1e-9)
+        );
+    }
+    let round_timing = Timing {
+        warmup: timing.warmup,
+        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
+    };
+    let load = |name: &str, request_set: &Arc<Vec<Vec<u8>>>| {
+        measure_one(
+            client,
+            server,
+            None,
+            LoadSpec {
+                name: name.to_owned(),
+                requests: Arc::clone(request_set),
+                connections: RATE_CONNECTIONS,
+            },
+            &round_timing,
+        )
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=PAIRED_ROUNDS {
+        progress!(
+            "(forward auth) {RATE_CONNECTIONS} connections, round {round} of {PAIRED_ROUNDS}"
+        );
+        let measure_current = || {
+            load(
+                TokenCheck::UserCurrentSigned.name(),
+                &requests.user_current_signed,
+            )
+        };
+        let measure_forward = || load(FORWARD_AUTH_NAME, &requests.forward_signed);
+        let (user_current, forward) = if round % 2 == 1 {
+            let user_current = measure_current()?;
+            (user_current, measure_forward()?)
+        } else {
+            let forward = measure_forward()?;
+            (measure_current()?, forward)
+        };
+        rounds.push((
+            forward.rate() / user_current.rate().max(1e-9),
+            user_current,
+            forward,
+        ));
+    }
+    let round_ratios = rounds.iter().map(|(ratio, _, _)| *ratio).collect();
+    rounds.sort_by(|left, right| left.0.total_cmp(&right.0));
+    let (_, user_current, forward) = rounds.swap_remove(rounds.len() / 2);
+    Ok(ForwardAuthPair {
+        user_current,
+        forward,
+        round_ratios,
+    })
 }
 
 impl TokenLoads {
@@ -272,6 +394,7 @@ impl SmallResults {
     pub fn latchkey_phases(&self) -> Vec<&Phase> {
         let mut phases = vec![&self.sign_ins];
         phases.extend(self.tokens.phases());
+        phases.push(&self.forward_auth.forward);
         phases.push(&self.mixed_tokens);
         phases
     }
@@ -369,7 +492,7 @@ pub fn measure_small_store(
     timing: &Timing,
     argon2_cost: (HashCost, usize),
 ) -> BenchResult<SmallResults> {
-    let mut server = ChildServer::start_latchkey(paths, directory)?;
+    let mut server = ChildServer::start_latchkey_with(paths, directory, &FORWARD_AUTH_ENV)?;
     let first_start = server.wait_ready()?;
     progress!(
         "small store: server pid {} ready on {} in {:.0} ms",
@@ -411,6 +534,9 @@ pub fn measure_small_store(
     hello_server.wait_ready()?;
     let tokens = token_loads(client, &server, &hello_server, requests, timing, "")?;
     hello_server.stop()?;
+
+    progress!("(forward auth) {FORWARD_AUTH_NAME} against GET /user/current");
+    let forward_auth = forward_auth_pair(client, &server, requests, timing)?;
 
     progress!(
         "(d) {LATENCY_CONNECTIONS} token-check connections beside {SIGN_IN_CONNECTIONS} sign-in connections"
@@ -508,6 +634,7 @@ pub fn measure_small_store(
         restart_peaks,
         uncached_load,
         idle_after_without_caches,
+        forward_auth,
     })
 }
 

@@ -122,6 +122,8 @@ impl Report {
             &small.tokens.api_latency,
             &small.tokens.sessions_rate,
             &small.tokens.sessions_latency,
+            &small.forward_auth.user_current,
+            &small.forward_auth.forward,
             &small.mixed_tokens,
             &small.mixed_sign_ins,
         ];
