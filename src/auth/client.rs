@@ -1,5 +1,6 @@
-//! What a session records about the client: its address (API.md section 3's remote-ip rule)
-//! and the kind of program it is (ua-type).
+//! What a session records about the client: its address (API.md section 3's remote-ip rule,
+//! with the `trusted_proxies` test forward auth shares) and the kind of program it is
+//! (ua-type).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
