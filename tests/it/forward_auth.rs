@@ -589,6 +589,37 @@ async fn visit_through(kind: ProxyKind, end_by_revocation: bool) {
         .pop()
         .expect("the app sees the session");
 
+    // A form post passes too (Latchkey is asked with GET whatever the method); anonymous, it
+    // gets the 401, not a redirect that would lose the form.
+    let posted = browser
+        .send(
+            "POST",
+            &proxy.app_url("/reports/new"),
+            &[],
+            Some(&[("title", "q3")]),
+        )
+        .await;
+    assert_eq!(posted.status, 200, "{kind:?}: {}", posted.text());
+    assert!(posted.text().starts_with("POST /reports/new\n"));
+    assert_eq!(
+        echoed_header(&posted.text(), "remote-user"),
+        ["visitor@example.com"]
+    );
+    let anonymous_post = Browser::default()
+        .send(
+            "POST",
+            &proxy.app_url("/reports/new"),
+            &[],
+            Some(&[("title", "q3")]),
+        )
+        .await;
+    assert_eq!(
+        anonymous_post.status,
+        401,
+        "{kind:?}: {}",
+        anonymous_post.text()
+    );
+
     // The rules, through the proxy: a role's rank on a path prefix, and deny.
     let admin_area = browser.get(&proxy.app_url("/admin/settings")).await;
     assert_eq!(admin_area.status, 403, "{kind:?}");
