@@ -628,6 +628,21 @@ async fn visit_through(kind: ProxyKind, end_by_revocation: bool) {
         200
     );
     assert_eq!(browser.get(&proxy.app_url("/internal/x")).await.status, 403);
+    // Another name in Host (the cookie covers it) does not take the request out of the
+    // app's rules: nginx names its own server, Caddy serves no such site.
+    let other_host = browser
+        .get(&format!(
+            "http://other.example.com:{}/admin/settings",
+            proxy.port
+        ))
+        .await;
+    assert!(
+        !echoed_header(&other_host.text(), "remote-user")
+            .contains(&"visitor@example.com".to_owned()),
+        "{kind:?}: {} {}",
+        other_host.status,
+        other_host.text()
+    );
 
     // The session ends; the cookie the browser still holds is refused on the next request.
     let old_cookies = browser.clone();
