@@ -27,22 +27,24 @@ struct ForwardedRequest {
 /// The answer to a valid credential: 200 with the `Remote-*` headers, or 403 from the first
 /// rule that covers the original URL.
 pub fn forward(api: &Api, request: &Request, identity: Identity) -> Result<Response, ApiError> {
-    let forwarded = forwarded_request(api, request);
-    let original = forwarded.as_ref().and_then(|forwarded| {
-        let host = forwarded.url.host_str()?;
-        Some(OriginalRequest::new(host, forwarded.url.path()))
-    });
-    check_forward_rules(
-        &api.app.config.forward_auth.rules,
-        original.as_ref(),
-        &identity,
-    )
-    .map_err(|refusal| match refusal {
-        ForwardRefusal::MissingPermission(permission) => ApiError::MissingPermission(permission),
-        ForwardRefusal::MissingRole(role) => ApiError::MissingRole(role),
-        ForwardRefusal::Denied => ApiError::ForwardDenied,
-        ForwardRefusal::OriginalUrlUnknown => ApiError::OriginalUrlUnknown,
-    })?;
+    let rules = &api.app.config.forward_auth.rules;
+    // Without rules nothing looks at the original URL, so it is not even parsed.
+    if !rules.is_empty() {
+        let original = forwarded_request(api, request).and_then(|forwarded| {
+            let host = forwarded.url.host_str()?;
+            Some(OriginalRequest::new(host, forwarded.url.path()))
+        });
+        check_forward_rules(rules, original.as_ref(), &identity).map_err(
+            |refusal| match refusal {
+                ForwardRefusal::MissingPermission(permission) => {
+                    ApiError::MissingPermission(permission)
+                }
+                ForwardRefusal::MissingRole(role) => ApiError::MissingRole(role),
+                ForwardRefusal::Denied => ApiError::ForwardDenied,
+                ForwardRefusal::OriginalUrlUnknown => ApiError::OriginalUrlUnknown,
+            },
+        )?;
+    }
     let mut response = empty_response(StatusCode::OK);
     insert_identity_headers(response.headers_mut(), &identity);
     Ok(response)
