@@ -274,11 +274,17 @@ fn forward_auth_only(
     let _ = writeln!(
         stdout,
         "{FORWARD_AUTH_NAME}: {:.0}/s against GET /user/current, signed token: {:.0}/s in the \
-         median round; forward/current {:.1}% (rounds {}), target ≥ 90%",
+         median round; forward/current {:.1}% (rounds {}), target ≥ 90%. Server CPU per \
+         answer in that round, µs (user + kernel): forward {}, current {}; other processes' \
+         cores: forward {}, current {}",
         pair.forward.rate(),
         pair.user_current.rate(),
         pair.ratio() * 100.0,
-        pair.rounds_text()
+        pair.rounds_text(),
+        pair.forward.cpu_per_answer_text(),
+        pair.user_current.cpu_per_answer_text(),
+        pair.forward.cores_texts()[2],
+        pair.user_current.cores_texts()[2]
     );
     Ok(())
 }
