@@ -187,6 +187,24 @@ paths = {
      body(ref('UserPutUserProfileRequest')), tags=('User',))},
  P+'/health': {'get': op('routes/health.GetHealth', 'Health: 200 while serving, 503 while draining', ok('200', ref('HealthResponse')), None, tags=('Health',)),
    'head': op('routes/health.HeadHealth', 'Health without a body: 200 while serving, 503 while draining', ok('200', description='Serving; no body'), None, tags=('Health',))},
+ P+'/auth/forward': {m: op(f'routes/auth.{m.capitalize()}Forward',
+   'Forward auth for a reverse proxy (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth): '
+   'may the request the proxy holds pass? The original URL comes from X-Original-URL or X-Forwarded-Proto/Host/Uri, '
+   'read only from trusted_proxies; [[forward_auth.rules]] apply to it',
+   {'200': {'description': 'Allowed; no body. The Remote-* headers name the caller',
+      'headers': {h: {'schema': {'type': 'string'}, 'description': d} for h, d in [
+        ('Remote-User', 'The username (the normalized email)'), ('Remote-Email', 'The email'),
+        ('Remote-Name', 'First and last name'), ('Remote-Groups', 'The role'), ('Remote-User-Id', 'The user id'),
+        ('Remote-Role', 'The role'), ('Remote-Permissions', 'The effective permissions, comma-separated, sorted'),
+        ('Remote-Session', 'The session id; empty for a standalone API token')]}},
+    **ok('302', description='redirect=true without a valid credential: to the sign-in page, with the original URL as ret-url when the ret-url rule allows it')},
+   STD,
+   [{'name': 'redirect', 'in': 'query', 'schema': {'type': 'boolean', 'default': False}},
+    {'name': 'X-Original-URL', 'in': 'header', 'schema': {'type': 'string'}},
+    {'name': 'X-Forwarded-Proto', 'in': 'header', 'schema': {'type': 'string'}},
+    {'name': 'X-Forwarded-Host', 'in': 'header', 'schema': {'type': 'string'}},
+    {'name': 'X-Forwarded-Uri', 'in': 'header', 'schema': {'type': 'string'}},
+    {'name': 'X-Forwarded-Method', 'in': 'header', 'schema': {'type': 'string'}}]) for m in ('get', 'head')},
  P+'/openapi.json': {'get': op('routes/openapi.GetDocument', 'This document', ok('200', {'type': 'object'}), None, tags=('Health',))},
 }
 security_schemes = copy.deepcopy(vendor['components']['securitySchemes'])

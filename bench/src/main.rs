@@ -7,6 +7,7 @@
 //! This file holds the command line and the order of the run.
 //!
 //! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large | --pages-only]`
+//! (`-- --forward-auth-only` runs the forward-auth phase alone and writes nothing)
 
 use std::error::Error;
 use std::io::Write;
@@ -35,15 +36,16 @@ mod servers;
 
 use crate::load::client::CLIENT_THREADS;
 use crate::load::{
-    Argon2Limit, LargeResults, RATE_CONNECTIONS, Requests, Timing, argon2_limit,
-    measure_large_store, measure_pages_only, measure_small_store,
+    Argon2Limit, FORWARD_AUTH_ENV, FORWARD_AUTH_NAME, LargeResults, RATE_CONNECTIONS, Requests,
+    Timing, argon2_limit, forward_auth_pair, measure_large_store, measure_pages_only,
+    measure_small_store,
 };
 use crate::report::Report;
 use crate::seed::{
     PASSWORD, PUBLIC_URL, SIGN_IN_USERS, SMALL_USERS, SeedPlan, TOKEN_SESSIONS, seed_note,
     seed_store,
 };
-use crate::servers::{hello_server, kill_started_servers};
+use crate::servers::{ChildServer, hello_server, kill_started_servers};
 
 pub type BenchResult<T> = Result<T, Box<dyn Error>>;
 
@@ -86,6 +88,10 @@ pub struct Args {
     /// print its ratio; BENCHMARKS.md is not written.
     #[arg(long)]
     pub pages_only: bool,
+    /// Run only the forward-auth phase (the small store seeded, then `GET /auth/forward`
+    /// against `GET /user/current` in alternating rounds) and print it; writes nothing.
+    #[arg(long)]
+    pub forward_auth_only: bool,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     pub hello_server: Option<SocketAddr>,
@@ -158,6 +164,10 @@ fn run(args: &Args) -> BenchResult<()> {
         config.auth.verified_token_cache_entries,
         config.auth.verified_token_cache_release_after_idle_seconds
     );
+
+    if args.forward_auth_only {
+        return forward_auth_only(&paths, &work, &client, &timing, &config);
+    }
 
     // (a) the argon2 limit, measured here with nothing else running (not needed for (h)).
     let started = Instant::now();
@@ -267,6 +277,48 @@ fn run(args: &Args) -> BenchResult<()> {
         progress!("wrote {}", paths.output.display());
     }
     progress!("whole run: {:.1} s", report.total.as_secs_f64());
+    Ok(())
+}
+
+/// `--forward-auth-only`: the small store and the forward-auth phase alone, printed.
+fn forward_auth_only(
+    paths: &Paths,
+    work: &WorkDir,
+    client: &tokio::runtime::Runtime,
+    timing: &Timing,
+    config: &Config,
+) -> BenchResult<()> {
+    let cost = latchkey::app::password_cost(config);
+    let password_hash = hash_once(&Password::new(PASSWORD.to_owned()), cost)?;
+    let small_dir = work.path.join("small");
+    let small_plan = SeedPlan {
+        label: "small",
+        users: SMALL_USERS,
+        sessions: TOKEN_SESSIONS,
+        sign_in_users: SIGN_IN_USERS,
+    };
+    let small = seed_store(&small_dir, &small_plan, &password_hash, config)?;
+    let requests = Requests::build(&small);
+    let mut server = ChildServer::start_latchkey_with(paths, &small_dir, &FORWARD_AUTH_ENV)?;
+    server.wait_ready()?;
+    let pair = forward_auth_pair(client, &server, &requests, timing)?;
+    server.stop()?;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "{FORWARD_AUTH_NAME}: {:.0}/s against GET /user/current, signed token: {:.0}/s in the \
+         median round; forward/current {:.1}% (rounds {}), target ≥ 90%. Server CPU per \
+         answer in that round, µs (user + kernel): forward {}, current {}; other processes' \
+         cores: forward {}, current {}",
+        pair.forward.rate(),
+        pair.user_current.rate(),
+        pair.ratio() * 100.0,
+        pair.rounds_text(),
+        pair.forward.cpu_per_answer_text(),
+        pair.user_current.cpu_per_answer_text(),
+        pair.forward.cores_texts()[2],
+        pair.user_current.cores_texts()[2]
+    );
     Ok(())
 }
 

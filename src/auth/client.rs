@@ -1,5 +1,6 @@
-//! What a session records about the client: its address (API.md section 3's remote-ip rule)
-//! and the kind of program it is (ua-type).
+//! What a session records about the client: its address (API.md section 3's remote-ip rule,
+//! with the `trusted_proxies` test forward auth shares) and the kind of program it is
+//! (ua-type).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -42,11 +43,7 @@ pub fn remote_ip(
     forwarded_for: Option<&str>,
     trusted_proxies: &[IpNetwork],
 ) -> IpAddr {
-    let is_trusted = |address: IpAddr| {
-        trusted_proxies
-            .iter()
-            .any(|network| network.contains(canonical(address)))
-    };
+    let is_trusted = |address: IpAddr| is_trusted_proxy(address, trusted_proxies);
     let peer = canonical(peer);
     if !is_trusted(peer) {
         return peer;
@@ -67,6 +64,13 @@ pub fn remote_ip(
         }
     }
     chosen
+}
+
+/// Whether the peer is one of `trusted_proxies`, whose forwarded headers are believed.
+pub fn is_trusted_proxy(peer: IpAddr, trusted_proxies: &[IpNetwork]) -> bool {
+    trusted_proxies
+        .iter()
+        .any(|network| network.contains(canonical(peer)))
 }
 
 /// One `X-Forwarded-For` entry's address: bare (`2001:db8::1`), bracketed (`[2001:db8::1]`),

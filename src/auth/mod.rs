@@ -7,6 +7,7 @@ pub mod api_tokens;
 pub mod captcha;
 pub mod client;
 pub mod error;
+pub mod forward_auth;
 pub mod maintenance;
 pub mod oauth;
 pub mod password;

@@ -18,9 +18,11 @@ use crate::config::sources::{
 use crate::model::PASSWORD_MAX_CHARACTERS;
 use crate::model::net::Origin;
 
+mod forward_auth;
 mod sections;
 pub mod sources;
 
+pub use crate::config::forward_auth::{ForwardAuthConfig, ForwardAuthRule, RuleRequirement};
 // The sections are named through `config` itself: `sections.rs` only keeps this file short.
 pub use crate::config::sections::{
     AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MAX_MIB, AUTO_CACHE_MIN_MIB, AuthConfig, CaptchaConfig,
@@ -49,6 +51,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub captcha: CaptchaConfig,
     pub oauth: OAuthConfig,
+    pub forward_auth: ForwardAuthConfig,
     pub log: LogConfig,
     /// Where each key was set, kept for the checks made after loading (`app::preflight`).
     #[serde(skip)]
@@ -246,6 +249,15 @@ impl Config {
         let refuse = |key: &str, message: String| Err(self.refusal(key, message));
         if let Err(refused) = self.oauth.check() {
             return refuse(&refused.key, refused.problem.to_string());
+        }
+        if let Err((key, problem)) = self.forward_auth.check() {
+            return refuse(&key, problem);
+        }
+        if let Some(domain) = &self.session.cookie_domain {
+            let public_host = self.server.public_url.as_ref().map(|url| url.host.as_str());
+            if let Err(problem) = check_cookie_domain(domain, public_host) {
+                return refuse("session.cookie_domain", problem);
+            }
         }
         let zero_keys = [
             ("password.iterations", self.password.iterations == 0),
@@ -562,6 +574,44 @@ fn deserialize_one_setting(
     Config::deserialize(single)
 }
 
+/// A cookie domain the browser will store and that covers the public URL's host: a host name
+/// of at least two labels (no leading dot, port or address), equal to `public_host` or a
+/// parent of it. Without `server.public_url` the server's own host is an address, which no
+/// cookie domain covers.
+fn check_cookie_domain(domain: &str, public_host: Option<&str>) -> Result<(), String> {
+    let is_name = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        })
+        && domain.parse::<IpAddr>().is_err()
+        && !domain
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|byte| byte.is_ascii_digit()));
+    if !is_name {
+        return Err(format!(
+            "{domain:?} must be a host name of at least two labels, without a leading dot, \
+             port or address (example.com)"
+        ));
+    }
+    let Some(public_host) = public_host else {
+        return Err("needs server.public_url, whose host it must cover".to_owned());
+    };
+    let public_host = public_host.to_ascii_lowercase();
+    let domain = domain.to_ascii_lowercase();
+    if public_host != domain && !public_host.ends_with(&format!(".{domain}")) {
+        return Err(format!(
+            "{domain:?} must be server.public_url's host ({public_host}) or a parent domain of it, \
+             or browsers drop the cookie"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether an SMTP host is this machine: an address in 127.0.0.0/8, `::1` (also written
 /// `[::1]` or IPv4-mapped) or the name `localhost`.
 fn is_loopback_host(host: &str) -> bool {
@@ -806,6 +856,36 @@ mod tests {
     }
 
     #[test]
+    fn cookie_domains_cover_the_public_host_and_rule_values_name_their_key() {
+        for (domain, public_host, accepted) in [
+            ("example.com", Some("auth.example.com"), true),
+            ("auth.example.com", Some("auth.example.com"), true),
+            ("Example.com", Some("auth.example.com"), true),
+            ("ample.com", Some("auth.example.com"), false),
+            (".example.com", Some("auth.example.com"), false),
+            ("com", Some("auth.example.com"), false),
+            ("example.com:443", Some("auth.example.com"), false),
+            ("10.0.0.1", Some("10.0.0.1"), false),
+            ("example.com", None, false),
+        ] {
+            let result = check_cookie_domain(domain, public_host);
+            assert_eq!(result.is_ok(), accepted, "{domain} {result:?}");
+        }
+        let (error, _) = refusal(
+            Some(
+                "[[forward_auth.rules]]\nhost = \"a.example\"\nrequire_permission = \"read:everything\"\n",
+            ),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert!(
+            error.contains("forward_auth.rules[0].require_permission")
+                && error.contains("no permission name"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn refused_values_name_the_key_and_where_it_was_set() {
         let none = FlagOverrides::default();
         let empty_flag = FlagOverrides {
@@ -821,7 +901,7 @@ mod tests {
             &'a str,
             &'a str,
         );
-        let cases: [Case<'_>; 11] = [
+        let cases: [Case<'_>; 15] = [
             (
                 None,
                 &[("LATCHKEY_STORE__CACHE_SIZE_MIB", "0")],
@@ -903,6 +983,38 @@ mod tests {
                 &none,
                 "oauth.providers[0] (config file {path}, line 4): ",
                 "needs issuer",
+            ),
+            (
+                Some(
+                    "[[forward_auth.rules]]\nhost = \"a.example\"\ndeny = true\n\n[[forward_auth.rules]]\nhost = \"b.example\"\nrequire_role = \"admin\"\ndeny = true\n",
+                ),
+                &[],
+                &none,
+                "forward_auth.rules[1] (config file {path}, line 5): ",
+                "exactly one of require_permission, require_role and deny = true",
+            ),
+            (
+                Some(
+                    "[[forward_auth.rules]]\nhost = \"a.example\"\npath_prefix = \"/x/../admin\"\ndeny = true\n",
+                ),
+                &[],
+                &none,
+                "forward_auth.rules[0].path_prefix (config file {path}, line 3): ",
+                ". or .. segments",
+            ),
+            (
+                Some("[session]\ncookie_domain = \"example.com\"\n"),
+                &[],
+                &none,
+                "session.cookie_domain (config file {path}, line 2): ",
+                "needs server.public_url",
+            ),
+            (
+                Some("[server]\npublic_url = \"https://auth.example.com\"\n"),
+                &[("LATCHKEY_SESSION__COOKIE_DOMAIN", "example.org")],
+                &none,
+                "session.cookie_domain (environment variable LATCHKEY_SESSION__COOKIE_DOMAIN): ",
+                "public_url's host (auth.example.com) or a parent domain",
             ),
         ];
         for (file_text, environment, flags, start, detail) in cases {

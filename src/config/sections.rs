@@ -174,6 +174,9 @@ pub struct SessionConfig {
     pub purge_interval_seconds: u64,
     /// Sessions (sign-ins and minted tokens) a user may hold; a new one ends the oldest.
     pub max_per_user: usize,
+    /// The `Domain` of the `jwt` cookie, so that a sign-in serves sibling subdomains (forward
+    /// auth). Unset: a host-only cookie.
+    pub cookie_domain: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -183,6 +186,7 @@ impl Default for SessionConfig {
             short_term_seconds: 3 * 3600,
             purge_interval_seconds: 60,
             max_per_user: 1000,
+            cookie_domain: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthError;
-use crate::model::Permission;
+use crate::model::{Permission, Role};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -27,6 +27,12 @@ pub enum ApiError {
     Unauthenticated,
     InvalidCredentials,
     MissingPermission(Permission),
+    /// Forward auth: the matching rule asks for this role or a higher one.
+    MissingRole(Role),
+    /// Forward auth: the matching rule is `deny = true`.
+    ForwardDenied,
+    /// Forward auth with rules configured, asked without a (believed) original URL.
+    OriginalUrlUnknown,
     AccountPending,
     AccountSuspended,
     CrossSiteRequest,
@@ -124,6 +130,31 @@ impl ApiError {
                     StatusCode::FORBIDDEN,
                     40300,
                     Cow::Owned(format!("permission {} is required", permission.name())),
+                )
+            }
+            ApiError::MissingRole(role) => {
+                context.insert("role".into(), json!(role.name()));
+                (
+                    StatusCode::FORBIDDEN,
+                    40320,
+                    Cow::Owned(format!("role {} or higher is required", role.name())),
+                )
+            }
+            ApiError::ForwardDenied => {
+                context.insert("reason".into(), json!("denied"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40321,
+                    "a forward-auth rule denies this URL to everyone".into(),
+                )
+            }
+            ApiError::OriginalUrlUnknown => {
+                context.insert("reason".into(), json!("original-url-unknown"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40322,
+                    "the original URL is unknown, so the forward-auth rules cannot be applied"
+                        .into(),
                 )
             }
             ApiError::AccountPending => {

@@ -27,7 +27,9 @@ use hyper::{Method, header};
 use crate::app::App;
 use crate::auth::{self, Identity};
 use crate::http::error::ApiError;
-use crate::http::handlers::{api_tokens, meta, oauth, passwords, sessions, sign_in, signup, users};
+use crate::http::handlers::{
+    api_tokens, forward_auth, meta, oauth, passwords, sessions, sign_in, signup, users,
+};
 use crate::http::pages::{CsrfKey, Pages, Stylesheets};
 use crate::http::request::Request;
 use crate::http::response::{error_response, finish_headers, preflight_response};
@@ -160,7 +162,13 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
     // reads it (API.md section 15, rule 17).
     credential::check_single_headers(&request.parts)?;
     let path = PathParameters::parse(&request.path_parameters)?;
-    let identity = check_access(api, &request, route, &path)?;
+    let identity = match check_access(api, &request, route, &path) {
+        // Forward auth may answer a missing credential with the way to the sign-in page.
+        Err(ApiError::Unauthenticated) if route == Route::ForwardAuth => {
+            return forward_auth::unauthenticated(api, &request);
+        }
+        checked => checked?,
+    };
     let audit_event = audited_event(route, &method);
     let audit_subject = identity
         .as_ref()
@@ -334,6 +342,9 @@ fn run_handler<'a>(
         (Route::Keys, &Method::GET) => Ready(meta::public_keys(api, request)),
         (Route::OpenApi, &Method::GET) => Ready(Ok(meta::openapi_document())),
         (Route::Health, &Method::GET | &Method::HEAD) => Ready(meta::health(api)),
+        (Route::ForwardAuth, &Method::GET | &Method::HEAD) => {
+            Ready(forward_auth::forward(api, request, required(identity)?))
+        }
         _ => return Err(ApiError::MethodNotAllowed(route.methods())),
     })
 }

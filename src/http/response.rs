@@ -75,17 +75,57 @@ pub fn error_response(error: &ApiError) -> Response {
     response
 }
 
-/// The `jwt` cookie: HttpOnly, SameSite=Lax, Secure when the public URL is https. An empty
-/// token with age 0 clears it.
+/// The `jwt` cookie: HttpOnly, SameSite=Lax, Secure when the public URL is https, and
+/// `Domain` when `[session] cookie_domain` is set. An empty token with age 0 clears it.
 pub fn session_cookie(api: &Api, token: &str, max_age_seconds: i64) -> HeaderValue {
     let secure = if api.public_origin.is_https() {
         "; Secure"
     } else {
         ""
     };
-    let text =
-        format!("jwt={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}");
+    let domain = api
+        .app
+        .config
+        .session
+        .cookie_domain
+        .as_deref()
+        .map_or_else(String::new, |domain| format!("; Domain={domain}"));
+    let text = format!(
+        "jwt={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{domain}{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("jwt=; Max-Age=0"))
+}
+
+/// Sets (or, with an empty token and age 0, clears) the `jwt` cookie on an answer. With
+/// `[session] cookie_domain` set it first clears a host-only `jwt` cookie left from before:
+/// a browser holding both would send two, which is refused as ambiguous.
+pub fn append_session_cookie(
+    response: &mut Response,
+    api: &Api,
+    token: &str,
+    max_age_seconds: i64,
+) {
+    let headers = response.headers_mut();
+    if let Some(stale) = clear_host_only_cookie(api) {
+        headers.append(header::SET_COOKIE, stale);
+    }
+    headers.append(
+        header::SET_COOKIE,
+        session_cookie(api, token, max_age_seconds),
+    );
+}
+
+fn clear_host_only_cookie(api: &Api) -> Option<HeaderValue> {
+    api.app.config.session.cookie_domain.as_ref()?;
+    let secure = if api.public_origin.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "jwt=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
+    ))
+    .ok()
 }
 
 /// The answer to a CORS preflight from a listed origin.

@@ -38,10 +38,11 @@ pub enum Route {
     Keys,
     OpenApi,
     Health,
+    ForwardAuth,
 }
 
 impl Route {
-    pub const ALL: [Route; 21] = [
+    pub const ALL: [Route; 22] = [
         Route::SignIn,
         Route::OAuthSignIn,
         Route::SignOut,
@@ -63,6 +64,7 @@ impl Route {
         Route::Keys,
         Route::OpenApi,
         Route::Health,
+        Route::ForwardAuth,
     ];
 
     /// The path template under `/frontend/api/v1`, as matchit reads it and logs show it.
@@ -89,6 +91,7 @@ impl Route {
             Route::Keys => "/auth/keys",
             Route::OpenApi => "/openapi.json",
             Route::Health => "/health",
+            Route::ForwardAuth => "/auth/forward",
         }
     }
 
@@ -112,7 +115,8 @@ impl Route {
             Route::UserById => "GET, PUT",
             Route::Keys | Route::OpenApi => "GET",
             // HEAD for monitors that check liveness without a body; hyper sends no body.
-            Route::Health => "GET, HEAD",
+            // HEAD too: a proxy's subrequest may be either (only the status and headers count).
+            Route::Health | Route::ForwardAuth => "GET, HEAD",
         }
     }
 
@@ -163,9 +167,14 @@ pub fn access_rule(route: Route, method: &Method) -> Access {
         (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
             Access::SessionOrPermission(WriteUser)
         }
-        (Route::Sessions | Route::Session | Route::SignOut | Route::CurrentUser, _) => {
-            Access::Authenticated
-        }
+        (
+            Route::Sessions
+            | Route::Session
+            | Route::SignOut
+            | Route::CurrentUser
+            | Route::ForwardAuth,
+            _,
+        ) => Access::Authenticated,
         (Route::ApiTokens | Route::ApiToken, &Method::GET) => Access::Permission(ReadUser),
         (Route::ApiTokens | Route::ApiToken | Route::Mint, _) => Access::Permission(WriteUser),
         (Route::Users, &Method::GET) => Access::Permission(ReadSubUser),
@@ -471,6 +480,8 @@ mod tests {
         (Route::OpenApi,              Method::GET,    [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
         (Route::Health,               Method::GET,    [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
         (Route::Health,               Method::HEAD,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
+        (Route::ForwardAuth,          Method::GET,    [E401, OK,     OK,     OK,    OK,    OK,    OK,    OK,    OK,    OK]),
+        (Route::ForwardAuth,          Method::HEAD,   [E401, OK,     OK,     OK,    OK,    OK,    OK,    OK,    OK,    OK]),
     ];
 
     fn caller_user(permissions: PermissionSet) -> User {

@@ -50,8 +50,17 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed the cheap config.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let data_dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestServer::start_on_listener(listener, adjust).await
+    }
+
+    /// Starts a server on a listener bound beforehand: for a test whose config needs what
+    /// was started knowing the server's address (a proxy in front of it).
+    pub async fn start_on_listener(
+        listener: tokio::net::TcpListener,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let data_dir = tempfile::tempdir().unwrap();
         let address = listener.local_addr().unwrap();
         let mut config = cheap_config();
         config.store.data_dir = data_dir.path().to_path_buf();
@@ -287,7 +296,7 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
-    fn parse(raw: &[u8]) -> TestResponse {
+    pub fn parse(raw: &[u8]) -> TestResponse {
         let split = raw
             .windows(4)
             .position(|window| window == b"\r\n\r\n")

@@ -39,6 +39,19 @@ pub const MEASURE_ATTEMPTS: u32 = 3;
 /// three rounds left the median a round's noise away from the next run's.
 pub const PAIRED_ROUNDS: usize = 5;
 
+/// The small store's server also runs the forward-auth phase: loopback is its trusted proxy,
+/// and one rule names another host, so every forward request reads the original URL and
+/// walks the rules before it answers 200.
+pub const FORWARD_AUTH_ENV: [(&str, &str); 2] = [
+    ("LATCHKEY_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+    (
+        "LATCHKEY_FORWARD_AUTH__RULES",
+        "[{ host = \"admin.example.com\", deny = true }]",
+    ),
+];
+/// The forward request's name, as phases and rows show it.
+pub const FORWARD_AUTH_NAME: &str = "GET /auth/forward, signed token, X-Original-URL";
+
 /// The length of each load.
 pub struct Timing {
     pub warmup: Duration,
@@ -171,6 +184,8 @@ pub struct Requests {
     sessions_signed: Arc<Vec<Vec<u8>>>,
     /// `GET /sign-in` as a first visit: no cookie, so each answer makes a CSRF cookie too.
     sign_in_page: Arc<Vec<Vec<u8>>>,
+    /// `GET /auth/forward` as nginx's `auth_request` sends it.
+    forward_signed: Arc<Vec<Vec<u8>>>,
 }
 
 impl Requests {
@@ -210,6 +225,21 @@ impl Requests {
             sign_in_page: Arc::new(vec![
                 b"GET /sign-in HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(),
             ]),
+            forward_signed: Arc::new(
+                seeded
+                    .session_tokens
+                    .iter()
+                    .map(|token| {
+                        format!(
+                            "GET {API}/auth/forward HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+                             authorization: Bearer {token}\r\n\
+                             x-original-url: https://app.example.com/dashboard?tab=1\r\n\
+                             x-forwarded-method: GET\r\n\r\n"
+                        )
+                        .into_bytes()
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -244,6 +274,98 @@ pub struct SmallResults {
     pub idle_after_with_caches_kept: MemoryStatus,
     /// (h) the sign-in page beside the signed-token check.
     pub sign_in_page: PagePair,
+    /// `GET /auth/forward` against `GET /user/current`, in alternating rounds.
+    pub forward_auth: ForwardAuthPair,
+}
+
+/// The forward-auth endpoint's rate against `GET /user/current`'s (same tokens, same
+/// server, `RATE_CONNECTIONS`), in `PAIRED_ROUNDS` rounds that alternate which goes first:
+/// the median round's two windows, and the forward rate over the other in every round.
+pub struct ForwardAuthPair {
+    pub user_current: Phase,
+    pub forward: Phase,
+    pub round_ratios: Vec<f64>,
+}
+
+impl ForwardAuthPair {
+    pub fn ratio(&self) -> f64 {
+        median(&self.round_ratios)
+    }
+
+    pub fn rounds_text(&self) -> String {
+        self.round_ratios
+            .iter()
+            .map(|ratio| format!("{:.0}%", ratio * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The forward-auth phase: both request sets primed, then the paired rounds.
+pub fn forward_auth_pair(
+    client: &tokio::runtime::Runtime,
+    server: &ChildServer,
+    requests: &Requests,
+    timing: &Timing,
+) -> BenchResult<ForwardAuthPair> {
+    for request_set in [&requests.user_current_signed, &requests.forward_signed] {
+        let (took, failures) = prime(client, server, request_set)?;
+        progress!(
+            "(forward auth) first pass over {} requests: {:.0}/s, {failures} failures",
+            request_set.len(),
+            request_set.len() as f64 / took.as_secs_f64().max(1e-9)
+        );
+    }
+    let round_timing = Timing {
+        warmup: timing.warmup,
+        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
+    };
+    let load = |name: &str, request_set: &Arc<Vec<Vec<u8>>>| {
+        measure_one(
+            client,
+            server,
+            None,
+            LoadSpec {
+                name: name.to_owned(),
+                requests: Arc::clone(request_set),
+                connections: RATE_CONNECTIONS,
+            },
+            &round_timing,
+        )
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=PAIRED_ROUNDS {
+        progress!(
+            "(forward auth) {RATE_CONNECTIONS} connections, round {round} of {PAIRED_ROUNDS}"
+        );
+        let measure_current = || {
+            load(
+                TokenCheck::UserCurrentSigned.name(),
+                &requests.user_current_signed,
+            )
+        };
+        let measure_forward = || load(FORWARD_AUTH_NAME, &requests.forward_signed);
+        let (user_current, forward) = if round % 2 == 1 {
+            let user_current = measure_current()?;
+            (user_current, measure_forward()?)
+        } else {
+            let forward = measure_forward()?;
+            (measure_current()?, forward)
+        };
+        rounds.push((
+            forward.rate() / user_current.rate().max(1e-9),
+            user_current,
+            forward,
+        ));
+    }
+    let round_ratios = rounds.iter().map(|(ratio, _, _)| *ratio).collect();
+    rounds.sort_by(|left, right| left.0.total_cmp(&right.0));
+    let (_, user_current, forward) = rounds.swap_remove(rounds.len() / 2);
+    Ok(ForwardAuthPair {
+        user_current,
+        forward,
+        round_ratios,
+    })
 }
 
 impl TokenLoads {
@@ -293,6 +415,7 @@ impl SmallResults {
         let mut phases = vec![&self.sign_ins];
         phases.extend(self.tokens.phases());
         phases.extend([&self.sign_in_page.token_check, &self.sign_in_page.page]);
+        phases.push(&self.forward_auth.forward);
         phases.push(&self.mixed_tokens);
         phases
     }
@@ -390,7 +513,7 @@ pub fn measure_small_store(
     timing: &Timing,
     argon2_cost: (HashCost, usize),
 ) -> BenchResult<SmallResults> {
-    let mut server = ChildServer::start_latchkey(paths, directory)?;
+    let mut server = ChildServer::start_latchkey_with(paths, directory, &FORWARD_AUTH_ENV)?;
     let first_start = server.wait_ready()?;
     progress!(
         "small store: server pid {} ready on {} in {:.0} ms",
@@ -434,6 +557,8 @@ pub fn measure_small_store(
     hello_server.stop()?;
 
     let sign_in_page = sign_in_page_loads(client, &server, requests, timing)?;
+    progress!("(forward auth) {FORWARD_AUTH_NAME} against GET /user/current");
+    let forward_auth = forward_auth_pair(client, &server, requests, timing)?;
 
     progress!(
         "(d) {LATENCY_CONNECTIONS} token-check connections beside {SIGN_IN_CONNECTIONS} sign-in connections"
@@ -535,6 +660,7 @@ pub fn measure_small_store(
         caches_kept_load,
         idle_after_with_caches_kept,
         sign_in_page,
+        forward_auth,
     })
 }
 

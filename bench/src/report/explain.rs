@@ -95,6 +95,18 @@ impl Report {
                 )
             }
             RowKind::TokenLatency(check) => latency(small.tokens.latency(check)),
+            RowKind::ForwardAuthRate => {
+                let pair = &small.forward_auth;
+                format!(
+                    "in the median round the server spent {} µs of CPU (user + kernel) per \
+                     forward answer against {} µs per GET /user/current; {} (the GET \
+                     /user/current window: {}).",
+                    pair.forward.cpu_per_answer_text(),
+                    pair.user_current.cpu_per_answer_text(),
+                    cpu(&pair.forward),
+                    cpu(&pair.user_current)
+                )
+            }
             RowKind::LatencyBesideSignIns => latency(&small.mixed_tokens),
             RowKind::IdleBeforeLoad => {
                 memory_breakdown(&small.idle_before, &small.idle_before_mappings, buffer_kib)

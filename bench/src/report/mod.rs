@@ -13,8 +13,8 @@ use latchkey::auth::password::HashCost;
 use latchkey::model::now_unix_seconds;
 
 use crate::load::{
-    Argon2Limit, IDLE_AFTER_LOAD, LATENCY_CONNECTIONS, LargeResults, RATE_CONNECTIONS, RESTARTS,
-    SIGN_IN_CONNECTIONS, SmallResults, TokenCheck,
+    Argon2Limit, FORWARD_AUTH_NAME, IDLE_AFTER_LOAD, LATENCY_CONNECTIONS, LargeResults,
+    RATE_CONNECTIONS, RESTARTS, SIGN_IN_CONNECTIONS, SmallResults, TokenCheck,
 };
 use crate::procfs::{Mapping, kib_to_mib, proc_field};
 use crate::{Args, Paths};
@@ -42,6 +42,8 @@ pub enum RowKind {
     TokenRate(TokenCheck),
     /// (b) and (c) a token check's latency on the small store.
     TokenLatency(TokenCheck),
+    /// Forward auth's rate against `GET /user/current` (API.md section 9).
+    ForwardAuthRate,
     /// (d) signed-token checks beside sign-ins.
     LatencyBesideSignIns,
     /// (e) idle memory before the load.
@@ -93,6 +95,8 @@ impl RowKind {
             | RowKind::SmallFileSize => "f",
             RowKind::SmallStart | RowKind::LargeStart => "g",
             RowKind::SignInPage => "h",
+            // Not one of issue #8's letters: the target is API.md section 9's.
+            RowKind::ForwardAuthRate => "§9",
             RowKind::WholeRun => "",
         }
     }
@@ -343,6 +347,23 @@ impl Report {
                 check(latency.p99() <= 2.0),
             );
         }
+        let forward = &small.forward_auth;
+        self.row(
+            RowKind::ForwardAuthRate,
+            format!(
+                "forward auth: {FORWARD_AUTH_NAME}, {RATE_CONNECTIONS} connections, in rounds \
+                 alternating with GET /user/current, signed token"
+            ),
+            format!(
+                "{} ({:.0}% of GET /user/current's {} in the median round; rounds {})",
+                rate_text(forward.forward.rate()),
+                forward.ratio() * 100.0,
+                rate_text(forward.user_current.rate()),
+                forward.rounds_text()
+            ),
+            "≥ 90% of GET /user/current",
+            check(forward.ratio() >= 0.9),
+        );
         self.row(
             RowKind::LatencyBesideSignIns,
             format!(
@@ -541,7 +562,9 @@ pub fn hasher_buffers_in(mapping: &Mapping, memory_kib: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::load::client::{ConnectionStats, LoadOutcome};
-    use crate::load::{HelloPair, LargeMeasured, PagePair, Phase, Priming, TokenLoads};
+    use crate::load::{
+        ForwardAuthPair, HelloPair, LargeMeasured, PagePair, Phase, Priming, TokenLoads,
+    };
     use crate::procfs::{CpuUse, MemoryStatus};
     use crate::servers::Stopped;
     use std::os::unix::process::ExitStatusExt as _;
@@ -828,6 +851,29 @@ mod tests {
                     vec![0.70, 0.71, 0.69, 0.72, 0.68]
                 },
             },
+            forward_auth: ForwardAuthPair {
+                user_current: load_phase(
+                    "GET /user/current, signed token",
+                    64,
+                    76_000,
+                    700,
+                    0,
+                    false,
+                ),
+                forward: load_phase(
+                    FORWARD_AUTH_NAME,
+                    64,
+                    if missed { 60_000 } else { 72_000 },
+                    if missed { 900 } else { 720 },
+                    0,
+                    false,
+                ),
+                round_ratios: if missed {
+                    vec![0.80, 0.78, 0.82, 0.79, 0.81]
+                } else {
+                    vec![0.95, 0.93, 0.96, 0.94, 0.97]
+                },
+            },
         };
         let large = missed.then(|| LargeResults {
             seeded_bytes: 2_000 << 20,
@@ -864,6 +910,7 @@ mod tests {
                 Vec::new()
             },
             pages_only: false,
+            forward_auth_only: false,
             hello_server: None,
         };
         let mut report = Report {

@@ -124,6 +124,8 @@ impl Report {
             &small.tokens.sessions_latency,
             &small.sign_in_page.token_check,
             &small.sign_in_page.page,
+            &small.forward_auth.user_current,
+            &small.forward_auth.forward,
             &small.mixed_tokens,
             &small.mixed_sign_ins,
         ];

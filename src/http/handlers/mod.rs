@@ -3,6 +3,7 @@
 //! route's access rule has let the request through.
 
 pub mod api_tokens;
+pub mod forward_auth;
 pub mod meta;
 pub mod oauth;
 pub mod passwords;

@@ -1,7 +1,6 @@
 //! Sessions: listing and ending them, and signing out.
 
 use hyper::StatusCode;
-use hyper::header::SET_COOKIE;
 
 use crate::auth::Identity;
 use crate::auth::account;
@@ -10,7 +9,7 @@ use crate::http::dto::{SessionEntry, SessionList, SignOutResponse};
 use crate::http::error::ApiError;
 use crate::http::handlers::sign_in::checked_return_url;
 use crate::http::request::Request;
-use crate::http::response::{Response, empty_response, json_response, session_cookie};
+use crate::http::response::{Response, append_session_cookie, empty_response, json_response};
 use crate::model::SessionId;
 
 /// `GET /auth/session`.
@@ -65,8 +64,6 @@ pub async fn sign_out(
             ret_url: return_url,
         },
     );
-    response
-        .headers_mut()
-        .append(SET_COOKIE, session_cookie(api, "", 0));
+    append_session_cookie(&mut response, api, "", 0);
     Ok(response)
 }

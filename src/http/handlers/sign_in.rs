@@ -3,7 +3,6 @@
 //! its cookie.
 
 use hyper::StatusCode;
-use hyper::header::SET_COOKIE;
 
 use crate::auth::password::Password;
 use crate::auth::return_url::check_return_url;
@@ -14,7 +13,7 @@ use crate::http::dto::{JwtToken, SignInResponse, Timestamp, oauth_provider_token
 use crate::http::error::ApiError;
 use crate::http::fields::{BodyKind, body_kind};
 use crate::http::request::Request;
-use crate::http::response::{Response, json_response, see_other, session_cookie};
+use crate::http::response::{Response, append_session_cookie, json_response, see_other};
 
 /// `POST /auth/sign-in`.
 pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiError> {
@@ -77,7 +76,7 @@ pub fn signed_in_response(
     body_kind: BodyKind,
 ) -> Result<Response, ApiError> {
     let max_age = outcome.session.expire - outcome.session.created;
-    let cookie = session_cookie(api, outcome.signed_token.expose_secret(), max_age);
+    let token = outcome.signed_token.clone();
     let mut response = match (&return_url, body_kind) {
         (Some(location), BodyKind::Form) => see_other(location)
             .map_err(|_| ApiError::invalid_field("ret-url", "is not a usable URL"))?,
@@ -98,7 +97,7 @@ pub fn signed_in_response(
             },
         ),
     };
-    response.headers_mut().append(SET_COOKIE, cookie);
+    append_session_cookie(&mut response, api, token.expose_secret(), max_age);
     Ok(response)
 }
 

@@ -2,7 +2,6 @@
 //! reachable users, and the paged listing.
 
 use hyper::StatusCode;
-use hyper::header::SET_COOKIE;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Identity;
@@ -12,7 +11,7 @@ use crate::http::Api;
 use crate::http::dto::{Pagination, Sort, UserList, UserProfile, UserShort};
 use crate::http::error::ApiError;
 use crate::http::request::Request;
-use crate::http::response::{Response, empty_response, json_response, session_cookie};
+use crate::http::response::{Response, append_session_cookie, empty_response, json_response};
 use crate::model::{Status, UserId};
 
 const DEFAULT_PAGE_LIMIT: u64 = 10;
@@ -110,9 +109,7 @@ pub fn get_user(api: &Api, identity: Identity, target_id: UserId) -> Result<Resp
 pub async fn delete_current_user(api: &Api, identity: Identity) -> Result<Response, ApiError> {
     account::delete_own_account(&api.app, &identity).await?;
     let mut response = empty_response(StatusCode::NO_CONTENT);
-    response
-        .headers_mut()
-        .append(SET_COOKIE, session_cookie(api, "", 0));
+    append_session_cookie(&mut response, api, "", 0);
     Ok(response)
 }
 

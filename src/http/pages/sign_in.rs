@@ -4,7 +4,6 @@
 
 use askama::Template;
 use hyper::StatusCode;
-use hyper::header::SET_COOKIE;
 
 use crate::auth::SignInRequest;
 use crate::auth::password::Password;
@@ -16,7 +15,7 @@ use crate::http::pages::form::{PageForm, checkbox, read_page_form};
 use crate::http::pages::render::{self, Layout, Problem, html_page, with_retry_after};
 use crate::http::pages::{Pages, page_identity};
 use crate::http::request::Request;
-use crate::http::response::{Response, session_cookie};
+use crate::http::response::{Response, append_session_cookie};
 use crate::model::net::Origin;
 
 /// Where a signed-in visitor goes when no `ret-url` says otherwise.
@@ -132,10 +131,14 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
     match outcome {
         Ok(outcome) => {
             let max_age = outcome.session.expire - outcome.session.created;
-            let cookie = session_cookie(api, outcome.signed_token.expose_secret(), max_age);
             let mut response =
                 render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION))?;
-            response.headers_mut().append(SET_COOKIE, cookie);
+            append_session_cookie(
+                &mut response,
+                api,
+                outcome.signed_token.expose_secret(),
+                max_age,
+            );
             Ok(response)
         }
         Err(error) => {

@@ -1,8 +1,6 @@
 //! `POST /sign-out`: ends the visitor's session through `auth::account::sign_out` (as
 //! `DELETE /auth/sign-out` does), clears the `jwt` cookie and 303s to `/sign-in`.
 
-use hyper::header::SET_COOKIE;
-
 use crate::auth::account;
 use crate::http::Api;
 use crate::http::error::ApiError;
@@ -10,7 +8,7 @@ use crate::http::pages::form::{PageForm, read_page_form};
 use crate::http::pages::render;
 use crate::http::pages::{Pages, page_identity};
 use crate::http::request::Request;
-use crate::http::response::{Response, session_cookie};
+use crate::http::response::{Response, append_session_cookie};
 
 /// `POST /sign-out`.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
@@ -32,8 +30,6 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
         );
     }
     let mut response = render::redirect("/sign-in")?;
-    response
-        .headers_mut()
-        .append(SET_COOKIE, session_cookie(api, "", 0));
+    append_session_cookie(&mut response, api, "", 0);
     Ok(response)
 }

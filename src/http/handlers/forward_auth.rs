@@ -1,0 +1,190 @@
+//! `GET`/`HEAD /auth/forward` (API.md section 9): a reverse proxy asks whether the request it
+//! holds may pass. The original URL and method come from the proxy's headers, believed only
+//! from `trusted_proxies`; the answer is 200 with the `Remote-*` headers, 403 from a rule, or,
+//! without a valid credential, 401 (or a redirect to the sign-in page).
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use hyper::{Method, StatusCode};
+
+use crate::auth::Identity;
+use crate::auth::client::is_trusted_proxy;
+use crate::auth::forward_auth::{ForwardRefusal, OriginalRequest, check_forward_rules};
+use crate::auth::return_url::check_return_url;
+use crate::http::Api;
+use crate::http::error::ApiError;
+use crate::http::request::Request;
+use crate::http::response::{Response, empty_response};
+
+/// The request the proxy holds, from its headers.
+#[derive(Debug)]
+struct ForwardedRequest {
+    /// Absolute, as the url crate writes it.
+    url: url::Url,
+    /// `X-Forwarded-Method`, when sent and readable.
+    method: Option<Method>,
+}
+
+/// The answer to a valid credential: 200 with the `Remote-*` headers, or 403 from the first
+/// rule that covers the original URL.
+pub fn forward(api: &Api, request: &Request, identity: Identity) -> Result<Response, ApiError> {
+    let rules = &api.app.config.forward_auth.rules;
+    // Without rules nothing looks at the original URL, so it is not even parsed.
+    if !rules.is_empty() {
+        let original = forwarded_request(api, request).and_then(|forwarded| {
+            let host = forwarded.url.host_str()?;
+            Some(OriginalRequest::new(host, forwarded.url.path()))
+        });
+        check_forward_rules(rules, original.as_ref(), &identity).map_err(
+            |refusal| match refusal {
+                ForwardRefusal::MissingPermission(permission) => {
+                    ApiError::MissingPermission(permission)
+                }
+                ForwardRefusal::MissingRole(role) => ApiError::MissingRole(role),
+                ForwardRefusal::Denied => ApiError::ForwardDenied,
+                ForwardRefusal::OriginalUrlUnknown => ApiError::OriginalUrlUnknown,
+            },
+        )?;
+    }
+    let mut response = empty_response(StatusCode::OK);
+    insert_identity_headers(response.headers_mut(), &identity);
+    Ok(response)
+}
+
+/// The answer without a valid credential: 401, or with `?redirect=true` (for a proxy that
+/// hands the answer to the browser) a 302 to the sign-in page, carrying the original URL as
+/// `ret-url` when the ret-url rule allows it. Only a GET or HEAD is sent there: a form post
+/// cannot be replayed after signing in.
+pub fn unauthenticated(api: &Api, request: &Request) -> Result<Response, ApiError> {
+    if request.query.boolean("redirect")? != Some(true) {
+        return Err(ApiError::Unauthenticated);
+    }
+    let forwarded = forwarded_request(api, request);
+    let navigable = forwarded.as_ref().is_none_or(|forwarded| {
+        forwarded
+            .method
+            .as_ref()
+            .is_none_or(|method| method == Method::GET || method == Method::HEAD)
+    });
+    if !navigable {
+        return Err(ApiError::Unauthenticated);
+    }
+    let return_url = forwarded.and_then(|forwarded| {
+        check_return_url(
+            forwarded.url.as_str(),
+            &api.app.config.auth.allowed_return_origins,
+        )
+    });
+    let mut location = format!("{}/sign-in", api.public_origin);
+    if let Some(return_url) = return_url {
+        location.push_str("?ret-url=");
+        location.extend(url::form_urlencoded::byte_serialize(return_url.as_bytes()));
+    }
+    let location = HeaderValue::from_str(&location)
+        .map_err(|_| ApiError::Internal("sign-in location is no header value".to_owned()))?;
+    let mut response = empty_response(StatusCode::FOUND);
+    response.headers_mut().insert(LOCATION, location);
+    Ok(response)
+}
+
+/// The original request, from `X-Original-URL` (nginx) or `X-Forwarded-Proto`, `-Host` and
+/// `-Uri` (Caddy, Traefik), with `X-Forwarded-Method`: `None` when the peer is not a trusted
+/// proxy (then nothing it claims is read), or the headers do not make one http(s) URL, or
+/// both forms are sent and disagree.
+fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
+    if !is_trusted_proxy(request.peer.ip(), &api.app.config.server.trusted_proxies) {
+        return None;
+    }
+    let headers = &request.parts.headers;
+    let forwarded_names = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-uri"];
+    let sends_forwarded = forwarded_names
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    let from_forwarded = sends_forwarded
+        .then(|| {
+            let proto = single_header(headers, "x-forwarded-proto")?;
+            let host = single_header(headers, "x-forwarded-host")?;
+            let uri = single_header(headers, "x-forwarded-uri").unwrap_or("/");
+            let host_is_plain = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-.:[]".contains(&byte));
+            if !host_is_plain || !uri.starts_with('/') {
+                return None;
+            }
+            plain_url(&format!("{proto}://{host}{uri}"))
+        })
+        .flatten();
+    let url = match headers.get("x-original-url") {
+        // Both forms must name the same URL: a proxy sets one form, and one that passes the
+        // client's headers on (Caddy, Traefik) would otherwise let a client-sent
+        // X-Original-URL stand for the URL it is really asking for.
+        Some(_) => {
+            let original = single_header(headers, "x-original-url").and_then(plain_url)?;
+            if sends_forwarded && from_forwarded.as_ref() != Some(&original) {
+                return None;
+            }
+            original
+        }
+        None => from_forwarded?,
+    };
+    let method = single_header(headers, "x-forwarded-method")
+        .and_then(|method| Method::from_bytes(method.as_bytes()).ok());
+    Some(ForwardedRequest { url, method })
+}
+
+/// An absolute http(s) URL with a host and no user information.
+fn plain_url(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none();
+    plain.then_some(url)
+}
+
+/// A header's text when it is given exactly once (a list a second proxy appended to is
+/// ambiguous, so it is not read).
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|text| !text.contains(','))
+}
+
+/// The headers apps behind the proxy read: Authelia's and Tinyauth's names, then ours.
+fn insert_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
+    let user = &identity.user;
+    let name = [user.first_name.as_deref(), user.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let permissions = identity.effective_permissions.names().join(",");
+    let session = identity
+        .session_id
+        .map_or_else(String::new, |session_id| session_id.to_string());
+    let values: [(&'static str, &str); 8] = [
+        ("remote-user", &user.normalized_email),
+        ("remote-email", &user.email),
+        ("remote-name", &name),
+        ("remote-groups", user.role.name()),
+        ("remote-user-id", &user.id.to_string()),
+        ("remote-role", user.role.name()),
+        ("remote-permissions", &permissions),
+        ("remote-session", &session),
+    ];
+    for (name, value) in values {
+        // Names and addresses are checked to hold no control characters; bytes of UTF-8 go
+        // out as they are (a header value's obs-text), never dropped or replaced.
+        let value = HeaderValue::from_bytes(value.as_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
