@@ -401,6 +401,67 @@ async fn a_form_made_for_one_session_does_not_work_for_another() {
 }
 
 #[tokio::test]
+async fn a_sign_in_form_opened_before_signing_in_elsewhere_sends_the_visitor_on() {
+    // Attack (on a person, not a server): two tabs. The first signs in; the second still
+    // shows a sign-in form with the anonymous token. Sending it must not loop on "this form
+    // has expired" (every redraw carried an anonymous token again), nor sign in a second
+    // account on top of the first: the visitor is sent on, as a GET of /sign-in does.
+    let server = TestServer::start_with(|config| {
+        config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
+    })
+    .await;
+    server.add_user("first-tab@example.com", Role::User, Status::Active);
+    server.add_user("second-tab@example.com", Role::User, Status::Active);
+    let mut browser = Browser::new(&server);
+    let stale_form = browser.get("/sign-in").await.text();
+    let stale_token = csrf_token(&stale_form);
+    let signed_in = browser
+        .submit(
+            "/sign-in",
+            &[("email", "first-tab@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    let first_cookie = browser.session_token().unwrap().to_owned();
+
+    let second_tab = browser
+        .post(
+            "/sign-in",
+            &[
+                ("csrf-token", &stale_token),
+                ("email", "second-tab@example.com"),
+                ("password", PASSWORD),
+                ("ret-url", "https://app.example.com/next"),
+            ],
+        )
+        .await;
+    assert_eq!(second_tab.status, 303, "{}", second_tab.text());
+    assert_eq!(
+        second_tab.header("location"),
+        Some("https://app.example.com/next")
+    );
+    assert!(second_tab.header("set-cookie").is_none());
+    assert_eq!(browser.session_token(), Some(first_cookie.as_str()));
+    assert_eq!(sessions_of(&server, "second-tab@example.com"), 0);
+
+    // The ret-url rule still holds, and a foreign origin is still refused first.
+    let bad_return = browser
+        .post(
+            "/sign-in",
+            &[("csrf-token", &stale_token), ("ret-url", "//evil.example")],
+        )
+        .await;
+    assert_eq!(bad_return.status, 400);
+    let foreign = browser
+        .request("POST", "/sign-in")
+        .header("Origin", "https://evil.example")
+        .form(&[("csrf-token", stale_token.as_str())])
+        .send()
+        .await;
+    assert_eq!(foreign.status, 403);
+}
+
+#[tokio::test]
 async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url() {
     let server = TestServer::start_with(|config| {
         config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
