@@ -251,6 +251,60 @@ async fn every_page_has_the_security_headers_no_inline_code_labels_and_one_submi
 }
 
 #[tokio::test]
+async fn head_answers_like_get_without_a_body_on_every_page_that_answers_get() {
+    // Method confusion: HEAD on a page was 405, though HTTP asks every server to answer
+    // HEAD wherever it answers GET (monitors check /sign-in that way). It must act on
+    // nothing a POST would, and a form-only page still refuses it.
+    let server = TestServer::start_with(|config| config.signup.open = true).await;
+    server.add_user("head@example.com", Role::User, Status::Active);
+    for path in [
+        "/sign-in",
+        "/sign-up",
+        "/password-reset",
+        "/assets/latchkey.css",
+    ] {
+        let get = page_request_to(server.address, "GET", path).send().await;
+        let head = page_request_to(server.address, "HEAD", path).send().await;
+        assert_eq!(head.status, 200, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+        assert_eq!(
+            head.header("content-security-policy"),
+            get.header("content-security-policy"),
+            "{path}"
+        );
+    }
+    let anonymous_account = page_request_to(server.address, "HEAD", "/account")
+        .send()
+        .await;
+    assert_eq!(anonymous_account.status, 303);
+    assert_eq!(
+        anonymous_account.header("location"),
+        Some("/sign-in?ret-url=/account")
+    );
+    let mut browser = Browser::new(&server);
+    let signed_in = browser
+        .submit(
+            "/sign-in",
+            &[("email", "head@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    let head_out = browser.request("HEAD", "/sign-out").send().await;
+    assert_eq!(head_out.status, 405);
+    assert_eq!(head_out.header("allow"), Some("POST"));
+    assert_eq!(sessions_of(&server, "head@example.com"), 1);
+    let put = browser.request("PUT", "/sign-in").send().await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
+    assert_page_headers(&put);
+}
+
+#[tokio::test]
 async fn forms_use_the_api_field_names_with_autocomplete_and_focus_the_first_field() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
     let mut browser = Browser::new(&server);
