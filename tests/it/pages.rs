@@ -251,6 +251,60 @@ async fn every_page_has_the_security_headers_no_inline_code_labels_and_one_submi
 }
 
 #[tokio::test]
+async fn head_answers_like_get_without_a_body_on_every_page_that_answers_get() {
+    // Method confusion: HEAD on a page was 405, though HTTP asks every server to answer
+    // HEAD wherever it answers GET (monitors check /sign-in that way). It must act on
+    // nothing a POST would, and a form-only page still refuses it.
+    let server = TestServer::start_with(|config| config.signup.open = true).await;
+    server.add_user("head@example.com", Role::User, Status::Active);
+    for path in [
+        "/sign-in",
+        "/sign-up",
+        "/password-reset",
+        "/assets/latchkey.css",
+    ] {
+        let get = page_request_to(server.address, "GET", path).send().await;
+        let head = page_request_to(server.address, "HEAD", path).send().await;
+        assert_eq!(head.status, 200, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+        assert_eq!(
+            head.header("content-security-policy"),
+            get.header("content-security-policy"),
+            "{path}"
+        );
+    }
+    let anonymous_account = page_request_to(server.address, "HEAD", "/account")
+        .send()
+        .await;
+    assert_eq!(anonymous_account.status, 303);
+    assert_eq!(
+        anonymous_account.header("location"),
+        Some("/sign-in?ret-url=/account")
+    );
+    let mut browser = Browser::new(&server);
+    let signed_in = browser
+        .submit(
+            "/sign-in",
+            &[("email", "head@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    let head_out = browser.request("HEAD", "/sign-out").send().await;
+    assert_eq!(head_out.status, 405);
+    assert_eq!(head_out.header("allow"), Some("POST"));
+    assert_eq!(sessions_of(&server, "head@example.com"), 1);
+    let put = browser.request("PUT", "/sign-in").send().await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
+    assert_page_headers(&put);
+}
+
+#[tokio::test]
 async fn forms_use_the_api_field_names_with_autocomplete_and_focus_the_first_field() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
     let mut browser = Browser::new(&server);
@@ -398,6 +452,67 @@ async fn a_form_made_for_one_session_does_not_work_for_another() {
         .await;
     assert_eq!(accepted.status, 303);
     assert_eq!(accepted.header("location"), Some("/sign-in"));
+}
+
+#[tokio::test]
+async fn a_sign_in_form_opened_before_signing_in_elsewhere_sends_the_visitor_on() {
+    // Attack (on a person, not a server): two tabs. The first signs in; the second still
+    // shows a sign-in form with the anonymous token. Sending it must not loop on "this form
+    // has expired" (every redraw carried an anonymous token again), nor sign in a second
+    // account on top of the first: the visitor is sent on, as a GET of /sign-in does.
+    let server = TestServer::start_with(|config| {
+        config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
+    })
+    .await;
+    server.add_user("first-tab@example.com", Role::User, Status::Active);
+    server.add_user("second-tab@example.com", Role::User, Status::Active);
+    let mut browser = Browser::new(&server);
+    let stale_form = browser.get("/sign-in").await.text();
+    let stale_token = csrf_token(&stale_form);
+    let signed_in = browser
+        .submit(
+            "/sign-in",
+            &[("email", "first-tab@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    let first_cookie = browser.session_token().unwrap().to_owned();
+
+    let second_tab = browser
+        .post(
+            "/sign-in",
+            &[
+                ("csrf-token", &stale_token),
+                ("email", "second-tab@example.com"),
+                ("password", PASSWORD),
+                ("ret-url", "https://app.example.com/next"),
+            ],
+        )
+        .await;
+    assert_eq!(second_tab.status, 303, "{}", second_tab.text());
+    assert_eq!(
+        second_tab.header("location"),
+        Some("https://app.example.com/next")
+    );
+    assert!(second_tab.header("set-cookie").is_none());
+    assert_eq!(browser.session_token(), Some(first_cookie.as_str()));
+    assert_eq!(sessions_of(&server, "second-tab@example.com"), 0);
+
+    // The ret-url rule still holds, and a foreign origin is still refused first.
+    let bad_return = browser
+        .post(
+            "/sign-in",
+            &[("csrf-token", &stale_token), ("ret-url", "//evil.example")],
+        )
+        .await;
+    assert_eq!(bad_return.status, 400);
+    let foreign = browser
+        .request("POST", "/sign-in")
+        .header("Origin", "https://evil.example")
+        .form(&[("csrf-token", stale_token.as_str())])
+        .send()
+        .await;
+    assert_eq!(foreign.status, 403);
 }
 
 #[tokio::test]

@@ -95,7 +95,7 @@ impl PageRoute {
         }
     }
 
-    /// The methods the page answers (for 405's `Allow`).
+    /// The methods the page answers (for 405's `Allow`); HEAD wherever GET.
     pub fn methods(self) -> &'static str {
         match self {
             PageRoute::SignOut
@@ -108,13 +108,13 @@ impl PageRoute {
             PageRoute::Account
             | PageRoute::Stylesheet
             | PageRoute::OperatorStylesheet
-            | PageRoute::Icon => "GET",
+            | PageRoute::Icon => "GET, HEAD",
             PageRoute::SignIn
             | PageRoute::SecondFactor
             | PageRoute::SignUp
             | PageRoute::Verify
             | PageRoute::PasswordReset
-            | PageRoute::PasswordResetConfirm => "GET, POST",
+            | PageRoute::PasswordResetConfirm => "GET, HEAD, POST",
         }
     }
 
@@ -146,7 +146,12 @@ pub async fn handle_page(api: &Api, route: PageRoute, mut request: Request) -> R
     let Some(pages) = api.pages.as_ref() else {
         return render::error_page(api, &ApiError::NotFound);
     };
-    let method = request.parts.method.clone();
+    // HEAD is GET without the body (hyper sends none): every page that answers GET answers
+    // it, as HTTP asks of every server, so a monitor can check /sign-in.
+    let method = match request.parts.method.clone() {
+        Method::HEAD => Method::GET,
+        method => method,
+    };
     let outcome = if route.methods().split(", ").any(|allowed| allowed == method) {
         let request_timeout =
             std::time::Duration::from_secs(api.app.config.http.request_timeout_seconds);

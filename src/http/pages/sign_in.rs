@@ -94,6 +94,16 @@ pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, Api
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
     let identity = page_identity(api, request)?;
     let form = read_page_form(api, pages, request, identity.as_ref()).await?;
+    // A visitor already signed in is sent on, as `show` does, whatever the form held: a
+    // sign-in form drawn before this browser signed in (another tab) carries an anonymous
+    // token that can never match the session, so drawing it again would only loop.
+    if identity.is_some() {
+        let fields = match &form {
+            PageForm::Checked(fields) | PageForm::Expired(fields) => fields,
+        };
+        let return_url = checked_return_url(api, fields.string("ret-url")?)?;
+        return render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION));
+    }
     let browser = BrowserBinding::read_or_start(api, &request.parts)?;
     let fields = match form {
         PageForm::Checked(fields) => fields,
