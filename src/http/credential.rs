@@ -156,7 +156,8 @@ pub fn check_cookie_origin(
 
 /// Login CSRF (API.md section 15, rule 11): a form-encoded sign-in whose `Origin` is neither
 /// the public URL's nor an allowed return origin would sign the browser in to an account
-/// the other site chose. Without `Origin` (a client that is no browser) it stays allowed.
+/// the other site chose. Without `Origin` (a client that is no browser) it stays allowed,
+/// unless the browser's own `Sec-Fetch-Site` says the post came from another origin.
 pub fn check_form_sign_in_origin(
     parts: &Parts,
     public_origin: &Origin,
@@ -166,7 +167,15 @@ pub fn check_form_sign_in_origin(
         Some(value) if !is_allowed_origin(value, public_origin, allowed_origins) => {
             Err(ApiError::CrossSiteRequest)
         }
-        _ => Ok(()),
+        Some(_) => Ok(()),
+        None => match parts
+            .headers
+            .get("sec-fetch-site")
+            .map(HeaderValue::as_bytes)
+        {
+            Some(b"cross-site" | b"same-site") => Err(ApiError::CrossSiteRequest),
+            _ => Ok(()),
+        },
     }
 }
 

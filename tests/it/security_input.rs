@@ -411,6 +411,17 @@ async fn a_form_sign_in_from_a_foreign_origin_is_a_403() {
         let response = form_sign_in(&server, allowed).await;
         assert_eq!(response.status, 200, "{allowed:?}: {}", response.text());
     }
+    // No Origin, but the browser's own Sec-Fetch-Site says another site posted it.
+    for site in ["cross-site", "same-site"] {
+        let response = server
+            .request("POST", "/auth/sign-in")
+            .header("Sec-Fetch-Site", site)
+            .form(&[("email", "ada@example.com"), ("password", PASSWORD)])
+            .send()
+            .await;
+        assert_eq!(response.assert_error(403)["code"], 40303, "{site}");
+        assert!(response.header("set-cookie").is_none(), "{site}");
+    }
     // JSON needs a CORS preflight: no Origin rule here.
     let json = server
         .request("POST", "/auth/sign-in")
