@@ -289,6 +289,17 @@ pub struct VerifiedTokenCache {
     shards: Vec<Mutex<CacheShard>>,
     capacity_per_shard: usize,
     epoch: AtomicU64,
+    counts: LookupCounts,
+}
+
+/// Lookups answered from the cache, and those that had to verify, for the metrics. Aligned
+/// to a cache line of its own: every token check writes one, and `epoch` beside it is read
+/// by every token check.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct LookupCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl fmt::Debug for VerifiedTokenCache {
@@ -308,7 +319,18 @@ impl VerifiedTokenCache {
                 .collect(),
             capacity_per_shard: capacity.div_ceil(CACHE_SHARDS),
             epoch: AtomicU64::new(0),
+            counts: LookupCounts::default(),
         }
+    }
+
+    /// Lookups answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.counts.hits.load(Ordering::Relaxed)
+    }
+
+    /// Lookups that verified the token's signature (every one with the cache off).
+    pub fn misses(&self) -> u64 {
+        self.counts.misses.load(Ordering::Relaxed)
     }
 
     /// Forgets every verification so far. Call after the key ring lost a key: a token of
@@ -332,6 +354,7 @@ impl VerifiedTokenCache {
         verify: impl FnOnce() -> Result<VerifiedToken, E>,
     ) -> Result<VerifiedToken, E> {
         if self.capacity_per_shard == 0 {
+            self.counts.misses.fetch_add(1, Ordering::Relaxed);
             return verify();
         }
         // Read before `verify` takes the ring: a revocation reloads the ring first and then
@@ -341,8 +364,10 @@ impl VerifiedTokenCache {
         let shard = self.shard(&digest);
         let cached = lock(shard).get(&digest).copied();
         if let Some((verified, _)) = cached.filter(|(_, entry_epoch)| *entry_epoch == epoch) {
+            self.counts.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(verified);
         }
+        self.counts.misses.fetch_add(1, Ordering::Relaxed);
         let verified = verify()?;
         let mut map = lock(shard);
         if map.len() >= self.capacity_per_shard {
