@@ -24,9 +24,10 @@ pub mod sources;
 // The sections are named through `config` itself: `sections.rs` only keeps this file short.
 pub use crate::config::sections::{
     AuthConfig, CaptchaConfig, CaptchaProvider, EmailConfig, EmailTransport, HttpConfig,
-    KeysConfig, LogConfig, LogFormat, OAuthConfig, OAuthProviderConfig, OAuthProviderKind,
-    OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig, RefusedOAuthSetting,
-    ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
+    KeysConfig, LogConfig, LogFormat, MetricsConfig, OAuthConfig, OAuthProviderConfig,
+    OAuthProviderKind, OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig,
+    RefusedOAuthSetting, ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig,
+    ThrottleConfig,
 };
 
 /// Environment variables that are flags, not config keys.
@@ -48,6 +49,7 @@ pub struct Config {
     pub captcha: CaptchaConfig,
     pub oauth: OAuthConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     /// Where each key was set, kept for the checks made after loading (`app::preflight`).
     #[serde(skip)]
     sources: KeySources,
@@ -388,6 +390,19 @@ impl Config {
         }
         if self.http.max_header_bytes < 8192 {
             return refuse("http.max_header_bytes", "must be at least 8192".to_owned());
+        }
+        if let Some(metrics_listen) = self.metrics.listen
+            && metrics_listen.port() != 0
+            && metrics_listen == self.server.listen
+        {
+            return refuse(
+                "metrics.listen",
+                format!(
+                    "must differ from server.listen ({}): the metrics get a listener of \
+                     their own",
+                    sources.of("server.listen")
+                ),
+            );
         }
         if !matches!(
             self.log.level.as_str(),

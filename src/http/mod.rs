@@ -9,6 +9,7 @@ mod dto;
 pub mod error;
 pub mod fields;
 mod handlers;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -26,6 +27,7 @@ use crate::app::App;
 use crate::auth::{self, Identity};
 use crate::http::error::ApiError;
 use crate::http::handlers::{api_tokens, meta, oauth, passwords, sessions, sign_in, signup, users};
+use crate::http::metrics::recording::RequestMetrics;
 use crate::http::request::Request;
 use crate::http::response::{error_response, finish_headers, preflight_response};
 use crate::http::routes::{Caller, PathParameters, TrustedOrigins, access_rule, admit};
@@ -40,6 +42,9 @@ pub struct Api {
     pub app: Arc<App>,
     router: matchit::Router<Route>,
     pub public_origin: Origin,
+    /// Counted only with `[metrics] listen` set, so that an install without metrics pays
+    /// nothing for them.
+    pub request_metrics: Option<RequestMetrics>,
 }
 
 impl Api {
@@ -47,6 +52,7 @@ impl Api {
         let router = build_router()?;
         Ok(Api {
             public_origin: app.config.public_origin(),
+            request_metrics: app.config.metrics.listen.map(|_| RequestMetrics::default()),
             app,
             router,
         })
@@ -65,6 +71,7 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         .and_then(credential::claimed_origin)
         .filter(|origin| cors_origins.contains(origin));
     let matched = routes::match_route(&api.router, request.uri().path());
+    let matched_route = matched.as_ref().map(|(route, _)| *route);
     let template = matched
         .as_ref()
         .map_or("(no route)", |(route, _)| route.template());
@@ -91,12 +98,16 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         }
     };
     finish_headers(&mut response, origin.as_ref());
+    let elapsed = started.elapsed();
+    if let Some(request_metrics) = &api.request_metrics {
+        request_metrics.record(matched_route, &method, response.status().as_u16(), elapsed);
+    }
     tracing::info!(
         target: "latchkey::request",
         method = %method,
         route = template,
         status = response.status().as_u16(),
-        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
     );
     response
 }

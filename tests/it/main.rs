@@ -15,6 +15,7 @@ mod doc_references;
 mod hardening;
 mod keys;
 mod mail_support;
+mod metrics;
 mod oauth;
 mod oauth_provider;
 mod operator;
