@@ -632,6 +632,39 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_is_off_by_default_and_needs_an_address_of_its_own() {
+        let (loaded, _) = load_text(None, &[], &FlagOverrides::default());
+        assert_eq!(loaded.unwrap().metrics.listen, None);
+        let (loaded, _) = load_text(
+            Some("[metrics]\nlisten = \"127.0.0.1:9464\"\n"),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            loaded.unwrap().metrics.listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let (error, path) = refusal(
+            Some("[server]\nlisten = \"127.0.0.1:9000\"\n[metrics]\nlisten = \"127.0.0.1:9000\"\n"),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            error,
+            format!(
+                "metrics.listen (config file {path}, line 4): must differ from server.listen \
+                 (config file {path}, line 2): the metrics get a listener of their own"
+            )
+        );
+        let (error, _) = refusal(
+            None,
+            &[("LATCHKEY_METRICS__LISTEN", "not an address")],
+            &FlagOverrides::default(),
+        );
+        assert!(error.contains("LATCHKEY_METRICS__LISTEN"), "{error}");
+    }
+
+    #[test]
     fn a_variable_for_a_text_key_is_taken_as_written_and_others_as_their_type() {
         let (loaded, _) = load_text(
             None,
