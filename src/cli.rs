@@ -564,7 +564,7 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
             data = %database_path.display(),
             config_file,
             admin_socket = %socket_path.display(),
-            metrics = metrics_bound.as_deref().unwrap_or("off"),
+            metrics = %metrics_bound.as_deref().unwrap_or("off"),
             "latchkey serving"
         );
         let api = Arc::new(api);

@@ -13,6 +13,7 @@ use latchkey::model::{Role, Status};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::binary::{BINARY, CHEAP_HASHING, start_server_with, terminate};
 use crate::mail_support::wait_for_mail;
 use crate::support::{TestResponse, TestServer};
 
@@ -513,4 +514,63 @@ async fn a_real_prometheus_scrapes_the_endpoint_and_loads_the_rules() {
     );
     drop(prometheus);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_binary_serves_metrics_on_its_own_port_and_stops_them_with_the_server() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut environment = CHEAP_HASHING.to_vec();
+    environment.push(("LATCHKEY_METRICS__LISTEN", "127.0.0.1:0"));
+    let mut server = start_server_with(data_dir.path(), &environment);
+    let start_line = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|line| line.contains("latchkey serving"))
+        .cloned()
+        .unwrap();
+    let metrics_address: SocketAddr = start_line
+        .split("metrics=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in {start_line}"))
+        .parse()
+        .unwrap();
+    assert_ne!(metrics_address, server.address);
+    let scrape = metrics_request(metrics_address, "GET", "/metrics", "text/plain").await;
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape.body.contains("latchkey_build_info"),
+        "{}",
+        scrape.body
+    );
+    assert!(terminate(&mut server).success());
+    assert!(
+        tokio::net::TcpStream::connect(metrics_address)
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn a_metrics_address_that_is_taken_stops_the_start() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let output = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("LATCHKEY_DATA_DIR", data_dir.path())
+        .env("LATCHKEY_METRICS__LISTEN", &taken_address)
+        .envs(CHEAP_HASHING)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {taken_address} (metrics.listen)"
+        )),
+        "{stderr}"
+    );
 }
