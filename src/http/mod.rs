@@ -98,16 +98,16 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         }
     };
     finish_headers(&mut response, origin.as_ref());
-    let elapsed = started.elapsed();
     if let Some(request_metrics) = &api.request_metrics {
-        request_metrics.record(matched_route, &method, response.status().as_u16(), elapsed);
+        let status = response.status().as_u16();
+        request_metrics.record(matched_route, &method, status, started.elapsed());
     }
     tracing::info!(
         target: "latchkey::request",
         method = %method,
         route = template,
         status = response.status().as_u16(),
-        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
     response
 }
