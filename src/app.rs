@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::auth::after_answer::AfterAnswer;
 use crate::auth::maintenance;
@@ -84,13 +85,14 @@ impl App {
             config.password.queue_capacity,
             match config.password.buffer_release_after_idle_seconds {
                 0 => None,
-                seconds => Some(std::time::Duration::from_secs(seconds)),
+                seconds => Some(Duration::from_secs(seconds)),
             },
             config.password.hasher_niceness,
         )?;
         Ok(App {
             issuer: token_issuer(&config, &store),
-            token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries),
+            token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries)
+                .counting_lookups(config.metrics.listen.is_some()),
             throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
                 failures_per_account_network: config.throttle.failures_per_account_network,
                 failures_per_account: config.throttle.failures_per_account,
@@ -189,6 +191,23 @@ impl App {
                 Arc::clone(self),
             )),
             mail_delivery: tokio::spawn(crate::mail::deliver_forever(Arc::clone(self))),
+            idle_cache_release: tokio::spawn(release_idle_token_cache_forever(Arc::clone(self))),
+        }
+    }
+
+    /// Frees the verified-token cache's tables when no token has been checked for `[auth]
+    /// verified_token_cache_release_after_idle_seconds` on the app's clock (0: never), and
+    /// says whether it freed them. The background task calls it every second.
+    pub fn release_idle_token_cache(&self) -> bool {
+        match self
+            .config
+            .auth
+            .verified_token_cache_release_after_idle_seconds
+        {
+            0 => false,
+            seconds => self
+                .token_cache
+                .release_if_idle(self.clock.since_start(), Duration::from_secs(seconds)),
         }
     }
 
@@ -238,6 +257,7 @@ pub struct StoreFigures {
 pub struct BackgroundTasks {
     maintenance: tokio::task::JoinHandle<()>,
     mail_delivery: tokio::task::JoinHandle<()>,
+    idle_cache_release: tokio::task::JoinHandle<()>,
 }
 
 impl BackgroundTasks {
@@ -258,6 +278,35 @@ impl Drop for BackgroundTasks {
     fn drop(&mut self) {
         self.maintenance.abort();
         self.mail_delivery.abort();
+        self.idle_cache_release.abort();
+    }
+}
+
+/// How often `release_idle_token_cache_forever` looks: the idle spell it waits for is
+/// counted to within this.
+const IDLE_CACHE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Until aborted: `App::release_idle_token_cache` every second, so a server left idle after
+/// a burst does not keep the burst's verified tokens (BENCHMARKS.md, row e). redb's page
+/// cache has no such release (redb 4 empties it only through `&mut Database`): it is sized
+/// from the store file instead (`StoreConfig::cache_size_bytes`).
+async fn release_idle_token_cache_forever(app: Arc<App>) {
+    if app
+        .config
+        .auth
+        .verified_token_cache_release_after_idle_seconds
+        == 0
+        || app.config.auth.verified_token_cache_entries == 0
+    {
+        return;
+    }
+    let mut checks = tokio::time::interval(IDLE_CACHE_CHECK_INTERVAL);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        checks.tick().await;
+        if app.release_idle_token_cache() {
+            tracing::debug!("freed the idle verified-token cache");
+        }
     }
 }
 
@@ -290,11 +339,34 @@ pub enum PreflightError {
 }
 
 /// The checks `Config::load` leaves to where their subjects are built: the From header
-/// (lettre's syntax, known only to `mail`), and the providers with their `jwks_file`s and
-/// the HTTP client. `check-config` calls this, and so does every start, before it opens the
-/// store; `App::new` builds the same things again and keeps them.
+/// (lettre's syntax, known only to `mail`), the providers with their `jwks_file`s and the
+/// HTTP client, and the file `[pages] stylesheet` names. `check-config` calls this, and so
+/// does every start, before it opens the store; `App::new` builds the same things again
+/// and keeps them (the stylesheet is read by `http::Api::new`).
 pub fn preflight(config: &Config) -> Result<(), PreflightError> {
-    OutgoingCalls::build(config).map(drop)
+    OutgoingCalls::build(config)?;
+    if let Some(path) = &config.pages.stylesheet {
+        std::fs::metadata(path)
+            .map_err(|error| error.to_string())
+            .and_then(|metadata| {
+                metadata
+                    .is_file()
+                    .then_some(())
+                    .ok_or_else(|| "is not a regular file".to_owned())
+            })
+            .and_then(|()| {
+                std::fs::read(path)
+                    .map(drop)
+                    .map_err(|error| error.to_string())
+            })
+            .map_err(|problem| {
+                config.refusal(
+                    "pages.stylesheet",
+                    format!("cannot read {}: {problem}", path.display()),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// What `App` calls out with.

@@ -337,11 +337,12 @@ fn print_reply(reply: admin::AdminReply) -> Result<(), CommandError> {
     }
 }
 
+/// Opens the store with redb's cache sized for its file as it is now (`[store]
+/// cache_size_mib`, else from the file's size).
 fn open_store(config: &Config) -> Result<Store, StoreError> {
-    Store::open(
-        &config.store.database_path(),
-        config.store.cache_size_mib * 1024 * 1024,
-    )
+    let path = config.store.database_path();
+    let file_bytes = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
+    Store::open(&path, config.store.cache_size_bytes(file_bytes))
 }
 
 /// `latchkey restore FILE`: with the server stopped, copies the backup to a staged file

@@ -6,7 +6,7 @@
 //! writes it, with the measurements behind every missed target, to BENCHMARKS.md (`report`).
 //! This file holds the command line and the order of the run.
 //!
-//! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large]`
+//! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large | --pages-only]`
 
 use std::error::Error;
 use std::io::Write;
@@ -20,6 +20,7 @@ use clap::Parser;
 
 use latchkey::Config;
 use latchkey::auth::password::{Password, hash_once};
+use latchkey::config::{AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MAX_MIB, AUTO_CACHE_MIN_MIB};
 
 /// Progress lines on stderr; stdout carries only the results table.
 macro_rules! progress {
@@ -35,7 +36,8 @@ mod servers;
 use crate::load::client::CLIENT_THREADS;
 use crate::load::metrics_overhead::measure_metrics_overhead;
 use crate::load::{
-    LargeResults, Requests, Timing, argon2_limit, measure_large_store, measure_small_store,
+    Argon2Limit, LargeResults, RATE_CONNECTIONS, Requests, Timing, argon2_limit,
+    measure_large_store, measure_pages_only, measure_small_store,
 };
 use crate::report::Report;
 use crate::seed::{
@@ -85,6 +87,10 @@ pub struct Args {
     /// write nothing: for checking the cost of recording without a full run.
     #[arg(long)]
     pub only_metrics_overhead: bool,
+    /// Run only (h), the sign-in page beside the token check, on the small store, and
+    /// print its ratio; BENCHMARKS.md is not written.
+    #[arg(long)]
+    pub pages_only: bool,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     pub hello_server: Option<SocketAddr>,
@@ -141,25 +147,37 @@ fn run(args: &Args) -> BenchResult<()> {
     let cost = latchkey::app::password_cost(&config);
     let hasher_threads = config.password.effective_hasher_threads();
     report.config_note = format!(
-        "argon2id m={} KiB, t={}, p={}; {} hasher threads; redb cache {} MiB; \
-         verified-token cache {} entries",
+        "argon2id m={} KiB, t={}, p={}; {} hasher threads; redb cache {}; verified-token \
+         cache {} entries, freed after {} s without a token check",
         cost.memory_kib,
         cost.iterations,
         cost.parallelism,
         hasher_threads,
-        config.store.cache_size_mib,
-        config.auth.verified_token_cache_entries
+        match config.store.cache_size_mib {
+            Some(mib) => format!("{mib} MiB"),
+            None => format!(
+                "1/{} of the store file when the server starts, {} to {} MiB",
+                AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MIN_MIB, AUTO_CACHE_MAX_MIB
+            ),
+        },
+        config.auth.verified_token_cache_entries,
+        config.auth.verified_token_cache_release_after_idle_seconds
     );
 
-    // (a) the argon2 limit, measured here with nothing else running.
+    // (a) the argon2 limit, measured here with nothing else running (not needed for (h)).
     let started = Instant::now();
-    progress!(
-        "(a) argon2id limit: {hasher_threads} threads for {} s",
-        args.seconds
-    );
-    let argon2 = argon2_limit(cost, hasher_threads, timing.measured)?;
+    let argon2 = if args.pages_only {
+        Argon2Limit::not_measured()
+    } else {
+        progress!(
+            "(a) argon2id limit: {hasher_threads} threads for {} s",
+            args.seconds
+        );
+        let argon2 = argon2_limit(cost, hasher_threads, timing.measured)?;
+        progress!("(a) {:.1} hashes/s", argon2.hashes_per_second);
+        argon2
+    };
     report.phase("(a) argon2 limit", started.elapsed());
-    progress!("(a) {:.1} hashes/s", argon2.hashes_per_second);
 
     // The small store.
     let started = Instant::now();
@@ -197,6 +215,21 @@ fn run(args: &Args) -> BenchResult<()> {
             "median round: {:.1}% ({} requests recorded by the server with metrics)",
             overhead.ratio() * 100.0,
             overhead.recorded_requests
+        );
+        return Ok(());
+    }
+
+    if args.pages_only {
+        let pair = measure_pages_only(&client, &paths, &small_dir, &requests, &timing)?;
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(
+            stdout,
+            "(h) GET /sign-in {:.0}/s, GET /user/current (signed token) {:.0}/s in the median \
+             round, {RATE_CONNECTIONS} connections each: {:.0}% (rounds {}); target ≥ 50%",
+            pair.page.rate(),
+            pair.token_check.rate(),
+            pair.ratio() * 100.0,
+            pair.rounds_text()
         );
         return Ok(());
     }

@@ -7,8 +7,8 @@ use crate::auth::password::{NewPassword, Password};
 use crate::auth::{AuthError, ClientInfo, CredentialKind, Identity, store_write, throttled_verify};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
-    NewUser, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session, SessionId, Status,
-    User, UserId,
+    NewUser, OAuthIdentity, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session,
+    SessionId, Status, User, UserId,
 };
 use crate::store::SessionsToEnd;
 
@@ -99,6 +99,27 @@ pub async fn end_all_sessions(app: &App, identity: &Identity) -> Result<(), Auth
     })
     .await?;
     Ok(())
+}
+
+/// Ends every session of the user except the credential's own ("end all others" on the
+/// account page), under the same rule as ending them all. A credential without a session
+/// (a standalone API token) keeps none, so it ends them all.
+pub async fn end_other_sessions(app: &App, identity: &Identity) -> Result<(), AuthError> {
+    check_may_end_other_sessions(identity, false)?;
+    let Some(kept) = identity.session_id else {
+        return end_all_sessions(app, identity).await;
+    };
+    let user_id = identity.user.id;
+    store_write(&app.store, move |store| {
+        store.end_other_sessions_of_user(user_id, kept)
+    })
+    .await?;
+    Ok(())
+}
+
+/// The OAuth identities linked to the caller's account, as sign-in answers list them.
+pub fn linked_identities(app: &App, identity: &Identity) -> Result<Vec<OAuthIdentity>, AuthError> {
+    Ok(app.store.identities_of_user(identity.user.id)?)
 }
 
 /// Ends the credential's session, or with `logout_all` every session of the user. A

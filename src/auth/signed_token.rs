@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use pasetors::Public;
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
@@ -285,11 +286,21 @@ type CacheShard = HashMap<[u8; 32], (VerifiedToken, u64)>;
 /// fit in about 10 MiB. Bounded: a full shard is emptied. Each entry carries the epoch it
 /// was verified in; `forget_all` (a key revoked) starts a new epoch, so no entry from
 /// before it hits again, not even one a verification still running with the old ring adds.
+/// `release_if_idle` frees the tables once no token has been looked up for a while, so an
+/// idle server does not keep a burst's working set.
 pub struct VerifiedTokenCache {
     shards: Vec<Mutex<CacheShard>>,
     capacity_per_shard: usize,
     epoch: AtomicU64,
-    counts: LookupCounts,
+    /// Set by every look-up and taken back by `release_if_idle`: a flag rather than a clock
+    /// reading keeps the hot path to one shared load.
+    used_since_idle_check: AtomicBool,
+    /// When (on the app's monotonic clock) `release_if_idle` last saw the flag set, or
+    /// first ran.
+    last_seen_in_use: Mutex<Option<Duration>>,
+    /// `Some` only when something reads them (`counting_lookups`): a write per look-up on
+    /// a shared cache line is a cost an install without metrics need not pay.
+    counts: Option<LookupCounts>,
 }
 
 /// Lookups answered from the cache, and those that had to verify, for the metrics. Aligned
@@ -319,18 +330,77 @@ impl VerifiedTokenCache {
                 .collect(),
             capacity_per_shard: capacity.div_ceil(CACHE_SHARDS),
             epoch: AtomicU64::new(0),
-            counts: LookupCounts::default(),
+            used_since_idle_check: AtomicBool::new(false),
+            last_seen_in_use: Mutex::new(None),
+            counts: None,
         }
     }
 
-    /// Lookups answered from the cache so far.
-    pub fn hits(&self) -> u64 {
-        self.counts.hits.load(Ordering::Relaxed)
+    /// The cache, counting its hits and misses (for the metrics).
+    pub fn counting_lookups(mut self, counting: bool) -> VerifiedTokenCache {
+        self.counts = counting.then(LookupCounts::default);
+        self
     }
 
-    /// Lookups that verified the token's signature (every one with the cache off).
+    /// Lookups answered from the cache so far (0 unless `counting_lookups`).
+    pub fn hits(&self) -> u64 {
+        self.counts
+            .as_ref()
+            .map_or(0, |counts| counts.hits.load(Ordering::Relaxed))
+    }
+
+    /// Lookups that verified the token's signature, every one with the cache off (0 unless
+    /// `counting_lookups`).
     pub fn misses(&self) -> u64 {
-        self.counts.misses.load(Ordering::Relaxed)
+        self.counts
+            .as_ref()
+            .map_or(0, |counts| counts.misses.load(Ordering::Relaxed))
+    }
+
+    fn count_hit(&self) {
+        if let Some(counts) = &self.counts {
+            counts.hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn count_miss(&self) {
+        if let Some(counts) = &self.counts {
+            counts.misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Frees every shard's table when no token has been looked up for `idle_for` up to
+    /// `now` (`Clock::since_start`), and says whether it freed anything. A cleared `HashMap`
+    /// keeps its table, so each shard gets a new, unallocated one. Called about once a
+    /// second: a look-up between two calls counts as made at the later one.
+    pub fn release_if_idle(&self, now: Duration, idle_for: Duration) -> bool {
+        let mut last_seen_in_use = self
+            .last_seen_in_use
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.used_since_idle_check.swap(false, Ordering::Relaxed) {
+            *last_seen_in_use = Some(now);
+            return false;
+        }
+        let last = *last_seen_in_use.get_or_insert(now);
+        if now.saturating_sub(last) < idle_for {
+            return false;
+        }
+        let mut released = false;
+        for shard in &self.shards {
+            let mut map = lock(shard);
+            if map.capacity() > 0 {
+                *map = HashMap::new();
+                released = true;
+            }
+        }
+        released
+    }
+
+    /// The entries the shards have room for without growing, all together: 0 once
+    /// `release_if_idle` has freed them.
+    pub fn allocated_entries(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).capacity()).sum()
     }
 
     /// Forgets every verification so far. Call after the key ring lost a key: a token of
@@ -354,8 +424,13 @@ impl VerifiedTokenCache {
         verify: impl FnOnce() -> Result<VerifiedToken, E>,
     ) -> Result<VerifiedToken, E> {
         if self.capacity_per_shard == 0 {
-            self.counts.misses.fetch_add(1, Ordering::Relaxed);
+            self.count_miss();
             return verify();
+        }
+        // Read first: while the flag is set, look-ups share the cache line instead of
+        // writing it.
+        if !self.used_since_idle_check.load(Ordering::Relaxed) {
+            self.used_since_idle_check.store(true, Ordering::Relaxed);
         }
         // Read before `verify` takes the ring: a revocation reloads the ring first and then
         // moves the epoch, so an entry made with the old ring carries the old epoch.
@@ -364,10 +439,10 @@ impl VerifiedTokenCache {
         let shard = self.shard(&digest);
         let cached = lock(shard).get(&digest).copied();
         if let Some((verified, _)) = cached.filter(|(_, entry_epoch)| *entry_epoch == epoch) {
-            self.counts.hits.fetch_add(1, Ordering::Relaxed);
+            self.count_hit();
             return Ok(verified);
         }
-        self.counts.misses.fetch_add(1, Ordering::Relaxed);
+        self.count_miss();
         let verified = verify()?;
         let mut map = lock(shard);
         if map.len() >= self.capacity_per_shard {
@@ -440,6 +515,43 @@ mod tests {
             ring.verify(&after, "http://127.0.0.1:8080", now + 60)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn an_idle_cache_frees_its_tables_and_verifies_again() {
+        let cache = VerifiedTokenCache::new(64);
+        let verified = VerifiedToken {
+            user_id: 1,
+            session_id: SessionId::new_random(),
+            expires_at: 10,
+        };
+        let idle_for = Duration::from_secs(5);
+        let second = Duration::from_secs;
+        cache
+            .get_or_verify("token", || Ok::<_, TokenError>(verified))
+            .unwrap();
+        // The look-up counts as made at the first check after it, and keeps the cache
+        // until `idle_for` has passed since then.
+        assert!(!cache.release_if_idle(second(1), idle_for));
+        assert!(!cache.release_if_idle(second(5), idle_for));
+        cache
+            .get_or_verify("token", || Err(TokenError::UnknownKey))
+            .unwrap();
+        assert!(!cache.release_if_idle(second(6), idle_for));
+        assert!(!cache.release_if_idle(second(10), idle_for));
+        assert!(cache.allocated_entries() > 0);
+        assert!(cache.release_if_idle(second(11), idle_for));
+        assert_eq!(cache.allocated_entries(), 0);
+        // Nothing left to free, and the next look-up verifies again.
+        assert!(!cache.release_if_idle(second(20), idle_for));
+        assert_eq!(
+            cache.get_or_verify("token", || Err(TokenError::UnknownKey)),
+            Err(TokenError::UnknownKey)
+        );
+        // A cache never used has nothing to free.
+        let unused = VerifiedTokenCache::new(64);
+        assert!(!unused.release_if_idle(second(0), idle_for));
+        assert!(!unused.release_if_idle(second(100), idle_for));
     }
 
     #[test]

@@ -72,14 +72,34 @@ fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
 
 /// The link a message carries: the operator's template, or the server's own page. The token
 /// leaves its `Secret` here, for the mail body, which is a `Secret` again.
-fn link(app: &App, template: Option<&String>, page: &str, token: &Secret<String>) -> String {
+fn link(app: &App, template: Option<&String>, page: EmailedPage, token: &Secret<String>) -> String {
     let token = token.expose_secret();
     match template {
         Some(template) => template.replace("{token}", token),
         None => format!(
-            "{}/frontend/api/v1/auth/{page}?token={token}",
-            app.config.public_origin()
+            "{}{}?token={token}",
+            app.config.public_origin(),
+            page.path(app.config.pages.enabled)
         ),
+    }
+}
+
+/// The server's own page an emailed link opens when no `*_link` is configured.
+#[derive(Clone, Copy, Debug)]
+enum EmailedPage {
+    Verify,
+    ResetConfirm,
+}
+
+impl EmailedPage {
+    /// The hosted page, or with the pages off the minimal one under the API.
+    fn path(self, pages_enabled: bool) -> &'static str {
+        match (self, pages_enabled) {
+            (EmailedPage::Verify, true) => "/verify",
+            (EmailedPage::ResetConfirm, true) => "/password-reset/confirm",
+            (EmailedPage::Verify, false) => "/frontend/api/v1/auth/verify",
+            (EmailedPage::ResetConfirm, false) => "/frontend/api/v1/auth/password-reset",
+        }
     }
 }
 
@@ -137,11 +157,22 @@ pub async fn sign_up(
     let hash = app.hashers.hash(password.into_password()).await?;
     let now = app.clock.now_unix_seconds();
     let (token, token_hash) = new_email_token()?;
-    let verify_link = link(app, app.config.email.verify_link.as_ref(), "verify", &token);
-    let reset_page = format!(
-        "{}/frontend/api/v1/auth/password-reset",
-        app.config.public_origin()
+    let verify_link = link(
+        app,
+        app.config.email.verify_link.as_ref(),
+        EmailedPage::Verify,
+        &token,
     );
+    // Where the owner of a taken address asks for a reset link: the hosted page (the old
+    // minimal page needs a token this mail does not carry).
+    let reset_page = if app.config.pages.enabled {
+        format!("{}/password-reset", app.config.public_origin())
+    } else {
+        format!(
+            "{}/frontend/api/v1/auth/password-reset",
+            app.config.public_origin()
+        )
+    };
     let new_user = NewUser {
         password_hash: Some(hash),
         first_name,
@@ -249,11 +280,11 @@ pub fn resend_verification(
     app.after_answer.spawn(async move {
         let app = job_app;
         let now = app.clock.now_unix_seconds();
-        let verify_link = link(&app, app.config.email.verify_link.as_ref(), "verify", &token);
+        let verify_link = link(&app, app.config.email.verify_link.as_ref(), EmailedPage::Verify, &token);
         let choose_link = link(
             &app,
             app.config.email.reset_link.as_ref(),
-            "password-reset",
+            EmailedPage::ResetConfirm,
             &token,
         );
         let verify_expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
@@ -351,7 +382,7 @@ pub fn request_password_reset(
         let reset_link = link(
             &app,
             app.config.email.reset_link.as_ref(),
-            "password-reset",
+            EmailedPage::ResetConfirm,
             &token,
         );
         let expires_at = now + lifetime(app.config.signup.reset_token_lifetime_seconds);

@@ -23,11 +23,11 @@ pub mod sources;
 
 // The sections are named through `config` itself: `sections.rs` only keeps this file short.
 pub use crate::config::sections::{
-    AuthConfig, CaptchaConfig, CaptchaProvider, EmailConfig, EmailTransport, HttpConfig,
-    KeysConfig, LogConfig, LogFormat, MetricsConfig, OAuthConfig, OAuthProviderConfig,
-    OAuthProviderKind, OAuthSettingProblem, PROVIDER_NAME_MAX_CHARACTERS, PasswordConfig,
-    RefusedOAuthSetting, ServerConfig, SessionConfig, SignupConfig, SmtpTls, StoreConfig,
-    ThrottleConfig,
+    AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MAX_MIB, AUTO_CACHE_MIN_MIB, AuthConfig, CaptchaConfig,
+    CaptchaProvider, EmailConfig, EmailTransport, HttpConfig, KeysConfig, LogConfig, LogFormat,
+    MetricsConfig, OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem,
+    PROVIDER_NAME_MAX_CHARACTERS, PagesConfig, PasswordConfig, RefusedOAuthSetting, ServerConfig,
+    SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
 };
 
 /// Environment variables that are flags, not config keys.
@@ -45,6 +45,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub throttle: ThrottleConfig,
     pub signup: SignupConfig,
+    pub pages: PagesConfig,
     pub email: EmailConfig,
     pub captcha: CaptchaConfig,
     pub oauth: OAuthConfig,
@@ -95,6 +96,10 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Layers(String),
 }
+
+/// The largest `[store] cache_size_mib` accepted (1 TiB): beyond any store this serves, and
+/// small enough that the size in bytes cannot overflow.
+const MAX_STORE_CACHE_SIZE_MIB: usize = 1024 * 1024;
 
 /// The last part of every key whose value is a secret.
 const SECRET_KEY_NAMES: [&str; 3] = ["smtp_password", "secret", "client_secret"];
@@ -309,6 +314,13 @@ impl Config {
                 "must be between 1 and 36500".to_owned(),
             );
         }
+        let title_length = self.pages.title.chars().count();
+        if !(1..=100).contains(&title_length) || self.pages.title.chars().any(char::is_control) {
+            return refuse(
+                "pages.title",
+                "must be 1 to 100 characters, none of them control characters".to_owned(),
+            );
+        }
         if self.password.memory_kib < self.password.parallelism.saturating_mul(8) {
             return refuse(
                 "password.memory_kib",
@@ -346,6 +358,18 @@ impl Config {
             return refuse(
                 "store.data_dir",
                 "must not be empty: it is the directory holding the database".to_owned(),
+            );
+        }
+        if self
+            .store
+            .cache_size_mib
+            .is_some_and(|mib| !(1..=MAX_STORE_CACHE_SIZE_MIB).contains(&mib))
+        {
+            return refuse(
+                "store.cache_size_mib",
+                format!(
+                    "must be between 1 and {MAX_STORE_CACHE_SIZE_MIB} (MiB of redb's page cache)"
+                ),
             );
         }
         if self.captcha.provider != CaptchaProvider::None && self.captcha.secret.is_none() {
@@ -844,7 +868,14 @@ mod tests {
             &'a str,
             &'a str,
         );
-        let cases: [Case<'_>; 10] = [
+        let cases: [Case<'_>; 11] = [
+            (
+                None,
+                &[("LATCHKEY_STORE__CACHE_SIZE_MIB", "0")],
+                &none,
+                "store.cache_size_mib (environment variable LATCHKEY_STORE__CACHE_SIZE_MIB): ",
+                "between 1 and 1048576",
+            ),
             (
                 Some("[email]\nverify_link = \"https://app.example.com/verify\"\n"),
                 &[],

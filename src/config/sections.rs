@@ -74,22 +74,46 @@ impl Default for HttpConfig {
 pub struct StoreConfig {
     /// The data directory: `latchkey.redb` lives here.
     pub data_dir: PathBuf,
-    /// redb's page cache.
-    pub cache_size_mib: usize,
+    /// redb's page cache in MiB; unset (the default): sized by `cache_size_bytes`.
+    pub cache_size_mib: Option<usize>,
 }
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
-            cache_size_mib: 32,
+            cache_size_mib: None,
         }
     }
 }
 
+/// With `cache_size_mib` unset, redb's cache is this fraction of the store file: about what
+/// its B-trees' branch pages take (a 4 KiB branch page points at 100 to 200 pages below),
+/// so a token check's look-ups read only leaves from the operating system's page cache.
+pub const AUTO_CACHE_FILE_FRACTION: u64 = 64;
+/// The bounds of the cache sized from the file, in MiB.
+pub const AUTO_CACHE_MIN_MIB: u64 = 1;
+pub const AUTO_CACHE_MAX_MIB: u64 = 32;
+
+const MIB: u64 = 1024 * 1024;
+
 impl StoreConfig {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("latchkey.redb")
+    }
+
+    /// redb's page cache for a store file of `file_bytes` (0 for a new one): `cache_size_mib`
+    /// when set, else 1/`AUTO_CACHE_FILE_FRACTION` of the file within
+    /// `AUTO_CACHE_MIN_MIB`..=`AUTO_CACHE_MAX_MIB`. A small store then keeps little in memory
+    /// when idle (BENCHMARKS.md, row e), and 1,000,000 users with 5,000,000 sessions (a 2 GiB
+    /// file) get 32 MiB, which holds their branch pages (row f).
+    pub fn cache_size_bytes(&self, file_bytes: u64) -> usize {
+        let bytes = match self.cache_size_mib {
+            Some(mib) => u64::try_from(mib).unwrap_or(u64::MAX).saturating_mul(MIB),
+            None => (file_bytes / AUTO_CACHE_FILE_FRACTION)
+                .clamp(AUTO_CACHE_MIN_MIB * MIB, AUTO_CACHE_MAX_MIB * MIB),
+        };
+        usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 }
 
@@ -172,6 +196,9 @@ pub struct AuthConfig {
     pub allowed_return_origins: Vec<Origin>,
     /// Verified token signatures remembered (the hot path skips Ed25519 for these).
     pub verified_token_cache_entries: usize,
+    /// The verified-token cache frees its memory after this many seconds without a token
+    /// check; 0 keeps it.
+    pub verified_token_cache_release_after_idle_seconds: u64,
     /// Standalone API tokens a user may hold, expired ones included; then 409.
     pub max_api_tokens_per_user: usize,
 }
@@ -182,6 +209,7 @@ impl Default for AuthConfig {
             query_credentials: true,
             allowed_return_origins: Vec::new(),
             verified_token_cache_entries: 100_000,
+            verified_token_cache_release_after_idle_seconds: 5,
             max_api_tokens_per_user: 100,
         }
     }
@@ -261,6 +289,29 @@ impl Default for SignupConfig {
             requests_per_address: 5,
             requests_per_network: 20,
             pending_lifetime_days: 7,
+        }
+    }
+}
+
+/// The hosted pages (API.md section 8): sign-in, sign-up, verification, reset, account.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    /// Serve the pages at the server's root (on by default: an install signs people in
+    /// without a frontend of its own).
+    pub enabled: bool,
+    /// The product's name on every page.
+    pub title: String,
+    /// A CSS file served after the built-in stylesheet, to restyle without rebuilding.
+    pub stylesheet: Option<PathBuf>,
+}
+
+impl Default for PagesConfig {
+    fn default() -> PagesConfig {
+        PagesConfig {
+            enabled: true,
+            title: "Latchkey".to_owned(),
+            stylesheet: None,
         }
     }
 }
@@ -810,6 +861,22 @@ impl Serialize for Secret<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_cache_is_the_setting_else_a_64th_of_the_file_within_1_to_32_mib() {
+        let auto = StoreConfig::default();
+        assert_eq!(auto.cache_size_bytes(0), 1 << 20);
+        assert_eq!(auto.cache_size_bytes(8 << 20), 1 << 20);
+        assert_eq!(auto.cache_size_bytes(512 << 20), 8 << 20);
+        assert_eq!(auto.cache_size_bytes(2129 << 20), 32 << 20);
+        assert_eq!(auto.cache_size_bytes(100 << 30), 32 << 20);
+        let set = StoreConfig {
+            cache_size_mib: Some(4),
+            ..StoreConfig::default()
+        };
+        assert_eq!(set.cache_size_bytes(0), 4 << 20);
+        assert_eq!(set.cache_size_bytes(100 << 30), 4 << 20);
+    }
 
     fn userinfo_provider() -> OAuthProviderConfig {
         OAuthProviderConfig {

@@ -30,6 +30,8 @@ pub enum ApiError {
     AccountPending,
     AccountSuspended,
     CrossSiteRequest,
+    /// A page's form came without the CSRF token its browser's cookie makes valid.
+    FormTokenInvalid,
     WrongPassword,
     OutlivesCredential,
     NotFound,
@@ -146,6 +148,14 @@ impl ApiError {
                     StatusCode::FORBIDDEN,
                     40303,
                     "the request must come from an allowed origin".into(),
+                )
+            }
+            ApiError::FormTokenInvalid => {
+                context.insert("reason".into(), json!("csrf"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40307,
+                    "the form's token is missing or does not match this browser".into(),
                 )
             }
             ApiError::WrongPassword => {

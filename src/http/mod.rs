@@ -1,7 +1,8 @@
 //! The HTTP transport (with `server`, the only code that knows hyper; the only code that
 //! knows matchit): `handle` answers one request, and `dispatch` checks its route's access
 //! rule and calls its handler through the one `match (route, method)`. Routes and their
-//! access table are in `routes`, the handlers by resource in `handlers`, and errors become
+//! access table are in `routes`, the handlers by resource in `handlers`, the hosted pages
+//! (their own closed `PageRoute`, at the server's root) in `pages`, and errors become
 //! responses in `error`, in one place.
 
 pub mod credential;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod fields;
 mod handlers;
 pub mod metrics;
+pub mod pages;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -27,7 +29,8 @@ use crate::app::App;
 use crate::auth::{self, Identity};
 use crate::http::error::ApiError;
 use crate::http::handlers::{api_tokens, meta, oauth, passwords, sessions, sign_in, signup, users};
-use crate::http::metrics::recording::RequestMetrics;
+use crate::http::metrics::recording::{MatchedRoute, RequestMetrics};
+use crate::http::pages::{CsrfKey, Pages, Stylesheets};
 use crate::http::request::Request;
 use crate::http::response::{error_response, finish_headers, preflight_response};
 use crate::http::routes::{Caller, PathParameters, TrustedOrigins, access_rule, admit};
@@ -36,25 +39,61 @@ use crate::model::net::Origin;
 pub use crate::http::response::Response;
 pub use crate::http::routes::{Route, build_router, resolve_path};
 
-/// The HTTP face of the app: the app and the router, built once.
+/// The HTTP face of the app: the app, the router and the pages' state, built once.
 #[derive(Debug)]
 pub struct Api {
     pub app: Arc<App>,
     router: matchit::Router<Route>,
     pub public_origin: Origin,
+    /// `None` when `[pages] enabled = false`: then no page path answers.
+    pub pages: Option<Pages>,
     /// Counted only with `[metrics] listen` set, so that an install without metrics pays
     /// nothing for them.
     pub request_metrics: Option<RequestMetrics>,
 }
 
+/// Why the HTTP face could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiBuildError {
+    #[error("the router: {0}")]
+    Router(#[from] matchit::InsertError),
+    #[error("no randomness for the pages' CSRF key: {0}")]
+    Randomness(getrandom::Error),
+    #[error("pages.stylesheet: cannot read {path}: {source}")]
+    Stylesheet {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 impl Api {
-    pub fn new(app: Arc<App>) -> Result<Api, matchit::InsertError> {
+    pub fn new(app: Arc<App>) -> Result<Api, ApiBuildError> {
         let router = build_router()?;
+        let pages = if app.config.pages.enabled {
+            let operator_stylesheet = match &app.config.pages.stylesheet {
+                Some(path) => {
+                    Some(
+                        std::fs::read(path).map_err(|source| ApiBuildError::Stylesheet {
+                            path: path.display().to_string(),
+                            source,
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            Some(Pages {
+                csrf_key: CsrfKey::generate().map_err(ApiBuildError::Randomness)?,
+                stylesheets: Stylesheets::new(operator_stylesheet),
+            })
+        } else {
+            None
+        };
         Ok(Api {
             public_origin: app.config.public_origin(),
             request_metrics: app.config.metrics.listen.map(|_| RequestMetrics::default()),
             app,
             router,
+            pages,
         })
     }
 }
@@ -71,12 +110,27 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         .and_then(credential::claimed_origin)
         .filter(|origin| cors_origins.contains(origin));
     let matched = routes::match_route(&api.router, request.uri().path());
-    let matched_route = matched.as_ref().map(|(route, _)| *route);
-    let template = matched
-        .as_ref()
-        .map_or("(no route)", |(route, _)| route.template());
+    let page = matched
+        .is_none()
+        .then(|| pages::match_page(api, request.uri().path()))
+        .flatten();
+    let template = match (&matched, page) {
+        (Some((route, _)), _) => route.template(),
+        (None, Some(page)) => page.path(),
+        (None, None) => "(no route)",
+    };
+    let matched_route = match (&matched, page) {
+        (Some((route, _)), _) => MatchedRoute::Api(*route),
+        (None, Some(page)) => MatchedRoute::Page(page),
+        (None, None) => MatchedRoute::Nothing,
+    };
     let mut response = match matched {
-        None => error_response(&ApiError::NotFound),
+        None => match page {
+            Some(page) => {
+                pages::handle_page(api, page, Request::new(request, peer, Vec::new())).await
+            }
+            None => error_response(&ApiError::NotFound),
+        },
         Some((route, _)) if method == Method::OPTIONS && origin.is_some() => {
             preflight_response(route)
         }
@@ -282,7 +336,7 @@ fn run_handler<'a>(
             required(identity)?,
         ))),
         (Route::SignUp, &Method::POST) => Pending(Box::pin(signup::sign_up(api, request))),
-        (Route::Verify, &Method::GET) => Ready(signup::verify_page(request)),
+        (Route::Verify, &Method::GET) => Ready(signup::verify_page(api, request)),
         (Route::Verify, &Method::POST) => Pending(Box::pin(signup::verify(api, request))),
         (Route::VerifyResend, &Method::POST) => Pending(Box::pin(signup::resend(api, request))),
         (Route::PasswordReset, &Method::GET) => Ready(signup::reset_page(api, request)),

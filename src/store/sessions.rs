@@ -110,6 +110,23 @@ impl Store {
         Ok(ids.len())
     }
 
+    /// Ends every session of the user but `kept` (the caller's own): "end all others".
+    pub fn end_other_sessions_of_user(
+        &self,
+        user_id: UserId,
+        kept: SessionId,
+    ) -> Result<usize, StoreError> {
+        let transaction = self.begin_write()?;
+        let ids = session_ids_of_user(&transaction, user_id)?;
+        let mut ended = 0;
+        for id in ids.iter().filter(|id| **id != kept) {
+            delete_session(&transaction, *id)?;
+            ended += 1;
+        }
+        transaction.commit()?;
+        Ok(ended)
+    }
+
     /// How many sessions the store holds, expired or not.
     pub fn session_count(&self) -> Result<u64, StoreError> {
         let transaction = self.begin_read()?;
@@ -385,6 +402,35 @@ mod tests {
         assert_eq!(store.end_all_sessions_of_user(user.id).unwrap(), 1);
         assert!(index_rows(&store, user.id).is_empty());
         assert!(store.session(prefixed.id).unwrap().is_none());
+    }
+
+    #[test]
+    fn ending_the_other_sessions_keeps_the_callers_own_and_spares_other_users() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "many@example.com");
+        let other_user = add_user(&store, "other@example.com");
+        let kept = live_session(SessionId::new_for_user(user.id), user.id);
+        let ended = live_session(SessionId::new_for_user(user.id), user.id);
+        let unprefixed = live_session(SessionId(7), user.id);
+        let stranger = live_session(SessionId::new_for_user(other_user.id), other_user.id);
+        store
+            .insert_sessions(&[
+                kept.clone(),
+                ended.clone(),
+                unprefixed.clone(),
+                stranger.clone(),
+            ])
+            .unwrap();
+
+        assert_eq!(
+            store.end_other_sessions_of_user(user.id, kept.id).unwrap(),
+            2
+        );
+        assert!(store.session(kept.id).unwrap().is_some());
+        assert!(store.session(ended.id).unwrap().is_none());
+        assert!(store.session(unprefixed.id).unwrap().is_none());
+        assert!(store.session(stranger.id).unwrap().is_some());
     }
 
     /// API.md 15.6: a sign-in that verified before a password change or a suspension

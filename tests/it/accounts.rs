@@ -5,7 +5,7 @@ use latchkey::model::{ApiToken, Permission, PermissionSet, Role, Session, Sessio
 use serde_json::json;
 
 use crate::schema::assert_matches_schema;
-use crate::support::{PASSWORD, SignedIn, TestServer, live_session};
+use crate::support::{PASSWORD, SignedIn, TestServer, live_session, page_request_to};
 
 async fn assert_ended(server: &TestServer, signed_in: &SignedIn) {
     assert_eq!(
@@ -970,11 +970,13 @@ async fn every_password_length_refusal_gives_the_configured_range() {
         }
     }
     // The reset page asks the browser for the same range.
-    let page = server
-        .request("GET", "/auth/password-reset")
-        .query("token=any-token")
-        .send()
-        .await;
+    let page = page_request_to(
+        server.address,
+        "GET",
+        "/password-reset/confirm?token=any-token",
+    )
+    .send()
+    .await;
     assert!(
         page.text().contains("minlength=\"8\" maxlength=\"72\""),
         "{}",

@@ -1,4 +1,7 @@
-//! The five credential schemes, their precedence, and every kind of bad credential.
+//! The five credential schemes, their precedence, every kind of bad credential, and the
+//! cache of verified ones.
+
+use std::time::Duration;
 
 use latchkey::auth::signed_token::{KeyRing, TokenClaims, generate_signing_key};
 use latchkey::model::{PermissionSet, Role, Status};
@@ -169,6 +172,55 @@ async fn a_forged_token_whose_claims_equal_a_cached_one_is_refused() {
         .send()
         .await;
     response.assert_error(401);
+}
+
+/// The verified-token cache frees its tables after `[auth]
+/// verified_token_cache_release_after_idle_seconds` (default 5) without a token check, on the
+/// app's clock, and a token checked after that verifies and is cached again. The background
+/// task may free them first, so the test looks at the cache, not at who freed it.
+#[tokio::test]
+async fn an_idle_server_frees_its_verified_tokens_and_checks_them_again() {
+    let server = TestServer::start().await;
+    server.add_user("idle@example.com", Role::User, Status::Active);
+    let signed_in = server.sign_in("idle@example.com").await;
+    let check = || async {
+        let response = server
+            .request("GET", "/user/current")
+            .bearer(&signed_in.signed_token)
+            .send()
+            .await;
+        assert_eq!(response.status, 200);
+    };
+    check().await;
+    let cache = &server.app.token_cache;
+    assert!(cache.allocated_entries() > 0);
+    server.app.release_idle_token_cache();
+    server.advance_clock(Duration::from_secs(4));
+    server.app.release_idle_token_cache();
+    assert!(cache.allocated_entries() > 0, "freed before 5 idle seconds");
+    server.advance_clock(Duration::from_secs(1));
+    server.app.release_idle_token_cache();
+    assert_eq!(cache.allocated_entries(), 0);
+    check().await;
+    assert!(cache.allocated_entries() > 0);
+
+    // 0 keeps the cache however long the server idles.
+    let keeping = TestServer::start_with(|config| {
+        config.auth.verified_token_cache_release_after_idle_seconds = 0;
+    })
+    .await;
+    keeping.add_user("keep@example.com", Role::User, Status::Active);
+    let kept = keeping.sign_in("keep@example.com").await;
+    let response = keeping
+        .request("GET", "/user/current")
+        .bearer(&kept.signed_token)
+        .send()
+        .await;
+    assert_eq!(response.status, 200);
+    keeping.app.release_idle_token_cache();
+    keeping.advance_clock(Duration::from_secs(3600));
+    assert!(!keeping.app.release_idle_token_cache());
+    assert!(keeping.app.token_cache.allocated_entries() > 0);
 }
 
 #[tokio::test]

@@ -7,6 +7,9 @@
 mod accounts;
 mod api_tokens;
 mod binary;
+mod browser_harness;
+mod browser_pages;
+mod browser_support;
 mod contract;
 mod crash;
 mod credentials;
@@ -19,6 +22,8 @@ mod metrics;
 mod oauth;
 mod oauth_provider;
 mod operator;
+mod pages;
+mod pages_account;
 mod schema;
 mod security_input;
 mod security_keys;

@@ -9,7 +9,7 @@ use latchkey::model::{Role, Status};
 use serde_json::{Value, json};
 
 use crate::mail_support::wait_for_mail;
-use crate::support::{PASSWORD, TestResponse, TestServer};
+use crate::support::{PASSWORD, TestResponse, TestServer, page_request_to};
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
 
@@ -573,17 +573,11 @@ async fn forwarded_for_entries_with_ports_are_recorded_as_their_address() {
 #[tokio::test]
 async fn every_html_page_forbids_framing_twice_over() {
     let server = TestServer::start().await;
+    let page = |path: &str| page_request_to(server.address, "GET", path).send();
     let pages = [
-        server
-            .request("GET", "/auth/verify")
-            .query("token=abc")
-            .send()
-            .await,
-        server
-            .request("GET", "/auth/password-reset")
-            .query("token=abc")
-            .send()
-            .await,
+        page("/sign-in").await,
+        page("/verify?token=abc").await,
+        page("/password-reset/confirm?token=abc").await,
         server
             .request("POST", "/auth/verify")
             .form(&[

@@ -209,6 +209,17 @@ pub fn request_to(address: SocketAddr, method: &str, path: &str) -> TestRequest 
     }
 }
 
+/// A request to a path at the server's root (the hosted pages), not under the API.
+pub fn page_request_to(address: SocketAddr, method: &str, path: &str) -> TestRequest {
+    TestRequest {
+        address,
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SignedIn {
     pub signed_token: String,

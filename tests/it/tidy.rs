@@ -24,6 +24,8 @@ const CRATE_OWNERS: &[(&str, &[&str])] = &[
     ("idna", &["model/email_address.rs"]),
     ("icu_normalizer", &["model/email_address.rs"]),
     ("icu_properties", &["model/email_address.rs"]),
+    ("askama", &["http/pages/"]),
+    ("hmac", &["http/pages/csrf.rs"]),
 ];
 
 /// Calls that only the process's entry point makes: `run` and the library never read the

@@ -1,7 +1,7 @@
 //! What each store is put through: (a) the argon2 limit, the sign-in and token-check loads
-//! (each token-check rate in rounds paired with the hello server), the idle and peak memory
-//! and the restarts; and the results the report is made of. `client` is the HTTP client that
-//! the loads run on.
+//! (each token-check rate in rounds paired with the hello server), (h) the sign-in page
+//! paired with a token check, the idle and peak memory and the restarts; and the results
+//! the report is made of. `client` is the HTTP client that the loads run on.
 
 pub mod client;
 pub mod metrics_overhead;
@@ -86,6 +86,19 @@ pub struct Argon2Limit {
     pub seconds_per_hash: f64,
 }
 
+impl Argon2Limit {
+    /// The limit of a run that does not measure it (`--pages-only`).
+    pub fn not_measured() -> Argon2Limit {
+        Argon2Limit {
+            others_cores: None,
+            threads: 0,
+            hashes: 0,
+            hashes_per_second: 0.0,
+            seconds_per_hash: 0.0,
+        }
+    }
+}
+
 /// `threads` threads, each hashing with one reused buffer exactly as a server hasher does:
 /// the library's `ReusedBuffer` is that hasher's buffer and hashing.
 pub fn argon2_limit(
@@ -158,6 +171,8 @@ pub struct Requests {
     user_current_signed: Arc<Vec<Vec<u8>>>,
     user_current_api: Arc<Vec<Vec<u8>>>,
     sessions_signed: Arc<Vec<Vec<u8>>>,
+    /// `GET /sign-in` as a first visit: no cookie, so each answer makes a CSRF cookie too.
+    sign_in_page: Arc<Vec<Vec<u8>>>,
 }
 
 impl Requests {
@@ -194,6 +209,9 @@ impl Requests {
             user_current_signed: get("/user/current", &seeded.session_tokens),
             user_current_api: get("/user/current", &seeded.api_tokens),
             sessions_signed: get("/auth/session", &seeded.session_tokens),
+            sign_in_page: Arc::new(vec![
+                b"GET /sign-in HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(),
+            ]),
         }
     }
 
@@ -223,9 +241,11 @@ pub struct SmallResults {
     pub stop: Stopped,
     pub restarts: Vec<Duration>,
     pub restart_peaks: Vec<u64>,
-    /// An API-token load with the verified-token cache off and a 1 MiB redb cache.
-    pub uncached_load: Phase,
-    pub idle_after_without_caches: MemoryStatus,
+    /// A signed-token load with redb's cache at 32 MiB and the verified tokens never freed.
+    pub caches_kept_load: Phase,
+    pub idle_after_with_caches_kept: MemoryStatus,
+    /// (h) the sign-in page beside the signed-token check.
+    pub sign_in_page: PagePair,
     /// Signed-token checks with `[metrics] listen` set, against without (#21).
     pub metrics_overhead: MetricsOverhead,
 }
@@ -276,6 +296,7 @@ impl SmallResults {
     pub fn latchkey_phases(&self) -> Vec<&Phase> {
         let mut phases = vec![&self.sign_ins];
         phases.extend(self.tokens.phases());
+        phases.extend([&self.sign_in_page.token_check, &self.sign_in_page.page]);
         phases.push(&self.mixed_tokens);
         phases
     }
@@ -416,6 +437,8 @@ pub fn measure_small_store(
     let tokens = token_loads(client, &server, &hello_server, requests, timing, "")?;
     hello_server.stop()?;
 
+    let sign_in_page = sign_in_page_loads(client, &server, requests, timing)?;
+
     progress!(
         "(d) {LATENCY_CONNECTIONS} token-check connections beside {SIGN_IN_CONNECTIONS} sign-in connections"
     );
@@ -466,34 +489,37 @@ pub fn measure_small_store(
         server.stop()?;
     }
 
-    // What the caches hold after the load: the same store and an API-token load (which needs
-    // no verified-token cache), with that cache off and redb's at 1 MiB.
+    // What the defaults free when idle: the same store and a signed-token load with both
+    // caches kept, redb's at the 32 MiB a 2 GiB store gets and the verified tokens never freed.
     progress!(
-        "(e) without the caches: an API-token load, then {} s idle",
+        "(e) with the caches kept: a signed-token load, then {} s idle",
         IDLE_AFTER_LOAD.as_secs()
     );
     let mut server = ChildServer::start_latchkey_with(
         paths,
         directory,
         &[
-            ("LATCHKEY_AUTH__VERIFIED_TOKEN_CACHE_ENTRIES", "0"),
-            ("LATCHKEY_STORE__CACHE_SIZE_MIB", "1"),
+            (
+                "LATCHKEY_AUTH__VERIFIED_TOKEN_CACHE_RELEASE_AFTER_IDLE_SECONDS",
+                "0",
+            ),
+            ("LATCHKEY_STORE__CACHE_SIZE_MIB", "32"),
         ],
     )?;
     server.wait_ready()?;
-    let uncached_load = measure_one(
+    let caches_kept_load = measure_one(
         client,
         &server,
         None,
         load(
-            "GET /user/current, API token, caches off",
-            &requests.user_current_api,
+            "GET /user/current, signed token, caches kept",
+            &requests.user_current_signed,
             RATE_CONNECTIONS,
         ),
         timing,
     )?;
     pause(IDLE_AFTER_LOAD);
-    let idle_after_without_caches = memory_status(server.pid)?;
+    let idle_after_with_caches_kept = memory_status(server.pid)?;
     server.stop()?;
     let metrics_overhead = measure_metrics_overhead(client, paths, directory, requests, timing)?;
     Ok(SmallResults {
@@ -511,9 +537,96 @@ pub fn measure_small_store(
         stop,
         restarts,
         restart_peaks,
-        uncached_load,
-        idle_after_without_caches,
+        caches_kept_load,
+        idle_after_with_caches_kept,
+        sign_in_page,
         metrics_overhead,
+    })
+}
+
+/// (h) alone, for `--pages-only`: the small store's server, its signed tokens primed, and
+/// the sign-in page's paired rounds.
+pub fn measure_pages_only(
+    client: &tokio::runtime::Runtime,
+    paths: &Paths,
+    directory: &Path,
+    requests: &Requests,
+    timing: &Timing,
+) -> BenchResult<PagePair> {
+    let mut server = ChildServer::start_latchkey(paths, directory)?;
+    server.wait_ready()?;
+    progress!("(h) first pass over the signed tokens");
+    prime(client, &server, &requests.user_current_signed)?;
+    let pair = sign_in_page_loads(client, &server, requests, timing)?;
+    server.stop()?;
+    Ok(pair)
+}
+
+/// (h) `GET /sign-in` against `GET /user/current` with a signed token, both at
+/// `RATE_CONNECTIONS`, in `PAIRED_ROUNDS` rounds of one window each (alternating which goes
+/// first), as the token checks are paired with the hello server: the ratio is the median
+/// round's, so the machine's drift touches both sides of it alike.
+fn sign_in_page_loads(
+    client: &tokio::runtime::Runtime,
+    server: &ChildServer,
+    requests: &Requests,
+    timing: &Timing,
+) -> BenchResult<PagePair> {
+    let round_timing = Timing {
+        warmup: timing.warmup,
+        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
+    };
+    let load = |name: &str, request_set: &Arc<Vec<Vec<u8>>>| {
+        measure_one(
+            client,
+            server,
+            None,
+            LoadSpec {
+                name: name.to_owned(),
+                requests: Arc::clone(request_set),
+                connections: RATE_CONNECTIONS,
+            },
+            &round_timing,
+        )
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=PAIRED_ROUNDS {
+        progress!(
+            "(h) GET /sign-in beside GET /user/current, {RATE_CONNECTIONS} connections, round {round} of {PAIRED_ROUNDS}"
+        );
+        let measure_page = || load("GET /sign-in (the hosted page)", &requests.sign_in_page);
+        let measure_token = || {
+            load(
+                "GET /user/current, signed token, beside the sign-in page",
+                &requests.user_current_signed,
+            )
+        };
+        let (page, token_check) = if round % 2 == 1 {
+            let page = measure_page()?;
+            (page, measure_token()?)
+        } else {
+            let token_check = measure_token()?;
+            (measure_page()?, token_check)
+        };
+        rounds.push((page, token_check));
+    }
+    let mut by_ratio: Vec<(f64, Phase, Phase)> = rounds
+        .into_iter()
+        .map(|(page, token_check)| {
+            (
+                page.rate() / token_check.rate().max(1e-9),
+                page,
+                token_check,
+            )
+        })
+        .collect();
+    let round_ratios = by_ratio.iter().map(|(ratio, _, _)| *ratio).collect();
+    by_ratio.sort_by(|left, right| left.0.total_cmp(&right.0));
+    let (_, page, token_check) = by_ratio.swap_remove(by_ratio.len() / 2);
+    Ok(PagePair {
+        page,
+        token_check,
+        round_ratios,
     })
 }
 
@@ -579,6 +692,28 @@ pub struct HelloPair {
 }
 
 impl HelloPair {
+    pub fn ratio(&self) -> f64 {
+        median(&self.round_ratios)
+    }
+
+    pub fn rounds_text(&self) -> String {
+        self.round_ratios
+            .iter()
+            .map(|ratio| format!("{:.0}%", ratio * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// (h) the sign-in page's rate against the signed-token check's, in paired rounds: the
+/// median round's two windows, and the page's rate over the check's in every round.
+pub struct PagePair {
+    pub page: Phase,
+    pub token_check: Phase,
+    pub round_ratios: Vec<f64>,
+}
+
+impl PagePair {
     pub fn ratio(&self) -> f64 {
         median(&self.round_ratios)
     }

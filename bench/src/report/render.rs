@@ -122,6 +122,8 @@ impl Report {
             &small.tokens.api_latency,
             &small.tokens.sessions_rate,
             &small.tokens.sessions_latency,
+            &small.sign_in_page.token_check,
+            &small.sign_in_page.page,
             &small.mixed_tokens,
             &small.mixed_sign_ins,
         ];
@@ -435,7 +437,8 @@ impl Report {
             text,
             "```sh\ncargo run --release -p latchkey-bench                     # everything, 1,000,000 users / 5,000,000 sessions\n\
              cargo run --release -p latchkey-bench -- --skip-large    # (a) to (e) and (g) on the small store only\n\
-             cargo run --release -p latchkey-bench -- --large-users 100000 --large-sessions 500000\n```\n\n\
+             cargo run --release -p latchkey-bench -- --large-users 100000 --large-sessions 500000\n\
+             cargo run --release -p latchkey-bench -- --pages-only    # (h) alone; prints its ratio, writes nothing\n```\n\n\
              It builds `target/release/latchkey` first (`cargo build --release --bin latchkey`; \
              `--server PATH` runs another binary instead), works in a temporary directory that it \
              removes, talks to 127.0.0.1 only, and writes this file (`--no-write` prints the \

@@ -1,5 +1,6 @@
-//! `POST /auth/sign-in`, and what OAuth sign-in shares with it: the login CSRF check, the
-//! `ret-url` rule and the signed-in answer with its cookie.
+//! `POST /auth/sign-in`, and what OAuth sign-in and the sign-in page share with it: the
+//! audited sign-in, the login CSRF check, the `ret-url` rule and the signed-in answer with
+//! its cookie.
 
 use hyper::StatusCode;
 use hyper::header::SET_COOKIE;
@@ -25,31 +26,37 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
     let logout_other = fields.boolean("logout-other")?.unwrap_or(false);
     let long_term_token = fields.boolean("long-term-token")?.unwrap_or(true);
     let return_url = checked_return_url(api, fields.string("ret-url")?)?;
-    let client = request.client_info(api);
-    let remote_ip = client.remote_ip.clone();
-    // The account a failed attempt aimed at, masked, so an operator sees a guessing run
-    // against one account without the log holding addresses.
-    let target_account = crate::mail::mask_address(email.trim());
-    let outcome = auth::sign_in(
-        &api.app,
+    let outcome = audited_sign_in(
+        api,
         SignInRequest {
             email,
             password: Password::new(password),
             long_term_token,
             logout_other,
-            client,
+            client: request.client_info(api),
         },
     )
-    .await
-    .inspect_err(|error| {
-        tracing::info!(
-            target: "latchkey::audit",
-            event = "sign-in-failed",
-            reason = %error,
-            account = target_account,
-            remote_ip,
-        );
-    })?;
+    .await?;
+    signed_in_response(api, outcome, current_user, return_url, fields.kind())
+}
+
+/// `auth::sign_in` with its audit lines, for this route and the sign-in page.
+pub async fn audited_sign_in(api: &Api, sign_in: SignInRequest) -> Result<SignInOutcome, ApiError> {
+    let remote_ip = sign_in.client.remote_ip.clone();
+    // The account a failed attempt aimed at, masked, so an operator sees a guessing run
+    // against one account without the log holding addresses.
+    let target_account = crate::mail::mask_address(sign_in.email.trim());
+    let outcome = auth::sign_in(&api.app, sign_in)
+        .await
+        .inspect_err(|error| {
+            tracing::info!(
+                target: "latchkey::audit",
+                event = "sign-in-failed",
+                reason = %error,
+                account = target_account,
+                remote_ip,
+            );
+        })?;
     tracing::info!(
         target: "latchkey::audit",
         event = "sign-in",
@@ -57,7 +64,7 @@ pub async fn sign_in(api: &Api, request: &mut Request) -> Result<Response, ApiEr
         session_id = %outcome.session.id,
         remote_ip = outcome.session.remote_ip,
     );
-    signed_in_response(api, outcome, current_user, return_url, fields.kind())
+    Ok(outcome)
 }
 
 /// The answer to a successful sign-in, password or OAuth: `SignInResponse` as JSON, or

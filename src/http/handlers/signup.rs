@@ -1,6 +1,7 @@
 //! Sign-up, email verification and password reset (the flows of emailed links), and the
-//! two minimal HTML pages those links open when no frontend is configured (API.md
-//! section 5).
+//! two minimal HTML pages those links opened before the hosted pages: with the pages on
+//! they 303 there, token kept; with `[pages] enabled = false` they still serve (API.md
+//! sections 5 and 8).
 
 use hyper::StatusCode;
 use hyper::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, X_FRAME_OPTIONS};
@@ -13,7 +14,7 @@ use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
 use crate::http::request::Request;
-use crate::http::response::{Response, empty_response, json_response};
+use crate::http::response::{Response, empty_response, json_response, see_other};
 
 /// The answer to every request that must not reveal whether an address is registered.
 #[derive(Serialize)]
@@ -36,7 +37,7 @@ struct Verified {
 /// `X-Recaptcha-Token`: required on `POST /auth/verify` (at least 6 characters), checked
 /// with the configured provider wherever it is sent. A browser form may carry it as the
 /// field `x-recaptcha-token`, since a form cannot set headers.
-async fn captcha(
+pub async fn captcha(
     api: &Api,
     request: &Request,
     fields: &Fields,
@@ -175,8 +176,13 @@ fn failure_paragraph(error: &ApiError) -> String {
     format!("<p>{}</p>", escape(&message))
 }
 
-/// `GET /auth/verify?token=…`: a page whose form completes the verification.
-pub fn verify_page(request: &Request) -> Result<Response, ApiError> {
+/// `GET /auth/verify?token=…`: with the hosted pages on, 303 to `/verify` with the token
+/// (links in mails sent before the pages existed); else a page whose form completes the
+/// verification.
+pub fn verify_page(api: &Api, request: &Request) -> Result<Response, ApiError> {
+    if api.pages.is_some() {
+        return moved_to_page(request, "/verify");
+    }
     let token = escape(&request.query.string("token")?.unwrap_or_default());
     let body = format!(
         "<p>Confirm your email address.</p>\
@@ -189,9 +195,13 @@ pub fn verify_page(request: &Request) -> Result<Response, ApiError> {
     Ok(page(StatusCode::OK, "Verify your email", &body))
 }
 
-/// `GET /auth/password-reset?token=…`: a page whose form sets the new password, asking the
-/// browser for the configured length too.
+/// `GET /auth/password-reset?token=…`: with the hosted pages on, 303 to
+/// `/password-reset/confirm` with the token; else a page whose form sets the new password,
+/// asking the browser for the configured length too.
 pub fn reset_page(api: &Api, request: &Request) -> Result<Response, ApiError> {
+    if api.pages.is_some() {
+        return moved_to_page(request, "/password-reset/confirm");
+    }
     let token = escape(&request.query.string("token")?.unwrap_or_default());
     let min_length = api.app.config.password.min_length;
     let max_length = crate::model::PASSWORD_MAX_CHARACTERS;
@@ -224,4 +234,13 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     // frame-ancestors for the browsers that predate it (clickjacking on the confirm buttons).
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
+}
+
+/// 303 to a hosted page, the query (the link's token) kept as it came.
+fn moved_to_page(request: &Request, page: &str) -> Result<Response, ApiError> {
+    let location = match request.parts.uri.query() {
+        Some(query) => format!("{page}?{query}"),
+        None => page.to_owned(),
+    };
+    see_other(&location).map_err(|_| ApiError::invalid_field("token", "is not usable in a link"))
 }

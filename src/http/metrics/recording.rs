@@ -1,19 +1,52 @@
 //! `RequestMetrics`: every answered request counted by route, method and status, and its
-//! duration by route, in plain atomics laid out in fixed arrays indexed by `Route`, so that
-//! a request does a few relaxed atomic adds and takes no lock. A scrape reads them all.
+//! duration by route, in plain atomics laid out in fixed arrays indexed by `Route` (and
+//! `PageRoute`), so that a request does a few relaxed atomic adds and takes no lock. A
+//! scrape reads them all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::Method;
 
+use crate::http::pages::PageRoute;
 use crate::http::routes::Route;
 
 /// The route label of a path that matched no route: one value, whatever the path.
 pub const UNMATCHED_ROUTE_LABEL: &str = "unmatched";
 
-/// One slot per route, and the last for paths that matched none.
-const ROUTE_SLOTS: usize = Route::ALL.len() + 1;
+/// One slot per API route, then one per page, and the last for paths that matched none.
+const ROUTE_SLOTS: usize = Route::ALL.len() + PageRoute::ALL.len() + 1;
+
+/// Where the page slots begin.
+const FIRST_PAGE_SLOT: usize = Route::ALL.len();
+
+/// The slot of paths that matched nothing.
+const UNMATCHED_SLOT: usize = ROUTE_SLOTS - 1;
+
+/// What a request's path matched, for its route label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchedRoute {
+    /// An API route: labelled with its template under `/frontend/api/v1`.
+    Api(Route),
+    /// A hosted page: labelled with its path.
+    Page(PageRoute),
+    Nothing,
+}
+
+impl MatchedRoute {
+    fn slot(self) -> usize {
+        let slot = match self {
+            MatchedRoute::Api(route) => {
+                Some(route as usize).filter(|slot| *slot < Route::ALL.len())
+            }
+            MatchedRoute::Page(page) => Some(page as usize)
+                .filter(|slot| *slot < PageRoute::ALL.len())
+                .map(|slot| FIRST_PAGE_SLOT + slot),
+            MatchedRoute::Nothing => None,
+        };
+        slot.unwrap_or(UNMATCHED_SLOT)
+    }
+}
 
 /// The method labels; any other method counts as `other`.
 pub const METHOD_LABELS: [&str; 8] = [
@@ -57,7 +90,8 @@ pub struct RequestMetrics {
     /// `[route slot][method][status]`, flattened.
     requests: Box<[AtomicU64]>,
     durations: Box<[RouteDurations]>,
-    /// Each slot's route label, filled from `Route::ALL`, so that a new variant is covered.
+    /// Each slot's route label, filled from `Route::ALL` and `PageRoute::ALL`, so that a new
+    /// variant is covered.
     route_labels: [&'static str; ROUTE_SLOTS],
 }
 
@@ -84,8 +118,13 @@ impl Default for RequestMetrics {
     fn default() -> RequestMetrics {
         let mut route_labels = [UNMATCHED_ROUTE_LABEL; ROUTE_SLOTS];
         for route in Route::ALL {
-            if let Some(label) = route_labels.get_mut(route as usize) {
+            if let Some(label) = route_labels.get_mut(MatchedRoute::Api(route).slot()) {
                 *label = route.template();
+            }
+        }
+        for page in PageRoute::ALL {
+            if let Some(label) = route_labels.get_mut(MatchedRoute::Page(page).slot()) {
+                *label = page.path();
             }
         }
         RequestMetrics {
@@ -101,12 +140,9 @@ impl Default for RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Counts one answered request: `route` is `None` for a path that matched no route.
-    pub fn record(&self, route: Option<Route>, method: &Method, status: u16, elapsed: Duration) {
-        let route_slot = route
-            .map(|route| route as usize)
-            .filter(|slot| *slot < Route::ALL.len())
-            .unwrap_or(Route::ALL.len());
+    /// Counts one answered request.
+    pub fn record(&self, matched: MatchedRoute, method: &Method, status: u16, elapsed: Duration) {
+        let route_slot = matched.slot();
         let index = (route_slot * METHOD_LABELS.len() + method_slot(method)) * STATUS_LABELS.len()
             + status_slot(status);
         if let Some(counter) = self.requests.get(index) {
@@ -205,19 +241,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_has_a_slot_of_its_own_and_its_template_as_label() {
+    fn every_route_and_page_has_a_slot_and_a_label_of_its_own() {
         let metrics = RequestMetrics::default();
-        let mut slots: Vec<usize> = Route::ALL.iter().map(|route| *route as usize).collect();
+        let mut slots: Vec<usize> = Route::ALL
+            .into_iter()
+            .map(MatchedRoute::Api)
+            .chain(PageRoute::ALL.into_iter().map(MatchedRoute::Page))
+            .chain([MatchedRoute::Nothing])
+            .map(MatchedRoute::slot)
+            .collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..Route::ALL.len()).collect::<Vec<_>>());
+        assert_eq!(slots, (0..ROUTE_SLOTS).collect::<Vec<_>>());
         for route in Route::ALL {
-            assert_eq!(metrics.route_labels[route as usize], route.template());
+            let slot = MatchedRoute::Api(route).slot();
+            assert_eq!(metrics.route_labels[slot], route.template());
         }
-        assert_eq!(
-            metrics.route_labels[Route::ALL.len()],
-            UNMATCHED_ROUTE_LABEL
-        );
+        for page in PageRoute::ALL {
+            assert_eq!(
+                metrics.route_labels[MatchedRoute::Page(page).slot()],
+                page.path()
+            );
+        }
+        assert_eq!(metrics.route_labels[UNMATCHED_SLOT], UNMATCHED_ROUTE_LABEL);
+        let mut labels = metrics.route_labels.to_vec();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ROUTE_SLOTS, "two slots share a label");
     }
 
     #[test]
@@ -234,16 +284,14 @@ mod tests {
     fn requests_are_counted_by_route_method_and_status() {
         let metrics = RequestMetrics::default();
         let fast = Duration::from_micros(300);
-        metrics.record(Some(Route::CurrentUser), &Method::GET, 200, fast);
-        metrics.record(Some(Route::CurrentUser), &Method::GET, 200, fast);
-        metrics.record(Some(Route::CurrentUser), &Method::GET, 401, fast);
-        metrics.record(None, &Method::from_bytes(b"BREW").unwrap(), 418, fast);
-        metrics.record(
-            Some(Route::SignIn),
-            &Method::POST,
-            200,
-            Duration::from_secs(20),
-        );
+        let current_user = MatchedRoute::Api(Route::CurrentUser);
+        metrics.record(current_user, &Method::GET, 200, fast);
+        metrics.record(current_user, &Method::GET, 200, fast);
+        metrics.record(current_user, &Method::GET, 401, fast);
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        metrics.record(MatchedRoute::Nothing, &brew, 418, fast);
+        let sign_in = MatchedRoute::Api(Route::SignIn);
+        metrics.record(sign_in, &Method::POST, 200, Duration::from_secs(20));
         let counts: Vec<_> = metrics
             .request_counts()
             .into_iter()

@@ -1,0 +1,150 @@
+//! `GET, POST /sign-in`: email, password and "keep me signed in", through the same audited
+//! `auth::sign_in` as the API; success sets the same `jwt` cookie and 303s to `ret-url`,
+//! else `/account`. A visitor already signed in is sent on at once.
+
+use askama::Template;
+use hyper::StatusCode;
+use hyper::header::SET_COOKIE;
+
+use crate::auth::SignInRequest;
+use crate::auth::password::Password;
+use crate::http::Api;
+use crate::http::error::ApiError;
+use crate::http::handlers::sign_in::{audited_sign_in, checked_return_url};
+use crate::http::pages::csrf::BrowserBinding;
+use crate::http::pages::form::{PageForm, checkbox, read_page_form};
+use crate::http::pages::render::{self, Layout, Problem, html_page, with_retry_after};
+use crate::http::pages::{Pages, page_identity};
+use crate::http::request::Request;
+use crate::http::response::{Response, session_cookie};
+use crate::model::net::Origin;
+
+/// Where a signed-in visitor goes when no `ret-url` says otherwise.
+pub const DEFAULT_DESTINATION: &str = "/account";
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    layout: Layout,
+    problem: Option<Problem>,
+    csrf_token: String,
+    return_url: Option<String>,
+    email: String,
+    long_term: bool,
+    signup_open: bool,
+}
+
+impl SignInPage {
+    fn focuses(&self, field: &str) -> bool {
+        Problem::focuses(self.problem.as_ref(), field, "email")
+    }
+
+    fn blames(&self, field: &str) -> bool {
+        Problem::blames(self.problem.as_ref(), field)
+    }
+}
+
+/// What the form shows again after a problem.
+struct Entered {
+    return_url: Option<String>,
+    email: String,
+    long_term: bool,
+}
+
+fn draw(
+    api: &Api,
+    pages: &Pages,
+    browser: &BrowserBinding,
+    entered: Entered,
+    error: Option<&ApiError>,
+) -> Result<Response, ApiError> {
+    let status = error.map_or(StatusCode::OK, |error| error.parts().0);
+    let page = SignInPage {
+        layout: Layout::new(api, "Sign in"),
+        problem: error.map(Problem::from_error),
+        // The form is drawn for a visitor not signed in: a signed-in one is sent on.
+        csrf_token: browser.form_token(&pages.csrf_key, None),
+        return_url: entered.return_url,
+        email: entered.email,
+        long_term: entered.long_term,
+        signup_open: api.app.config.signup.open,
+    };
+    // The answer to this form may redirect to any allowed return origin.
+    let form_origins: &[Origin] = &api.app.config.auth.allowed_return_origins;
+    let response = html_page(api, status, &page, Some(browser), form_origins)?;
+    Ok(with_retry_after(response, error))
+}
+
+/// `GET /sign-in`.
+pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+    let return_url = checked_return_url(api, request.query.string("ret-url")?)?;
+    if page_identity(api, request)?.is_some() {
+        return render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION));
+    }
+    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    let entered = Entered {
+        return_url,
+        email: String::new(),
+        long_term: false,
+    };
+    draw(api, pages, &browser, entered, None)
+}
+
+/// `POST /sign-in`. Nothing is checked, and no session made, before the form's origin and
+/// CSRF token are.
+pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
+    let identity = page_identity(api, request)?;
+    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
+    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    let fields = match form {
+        PageForm::Checked(fields) => fields,
+        PageForm::Expired(fields) => {
+            let entered = Entered {
+                return_url: checked_return_url(api, fields.string("ret-url")?)?,
+                email: fields.string("email")?.unwrap_or_default(),
+                long_term: checkbox(&fields, "long-term-token")?,
+            };
+            let error = ApiError::FormTokenInvalid;
+            return draw(api, pages, &browser, entered, Some(&error));
+        }
+    };
+    let return_url = checked_return_url(api, fields.string("ret-url")?)?;
+    let email = fields.string("email")?.unwrap_or_default();
+    let long_term = checkbox(&fields, "long-term-token")?;
+    let password = fields.string("password")?.unwrap_or_default();
+    let outcome = if email.is_empty() {
+        Err(ApiError::invalid_field("email", "is required"))
+    } else if password.is_empty() {
+        Err(ApiError::invalid_field("password", "is required"))
+    } else {
+        audited_sign_in(
+            api,
+            SignInRequest {
+                email: email.clone(),
+                password: Password::new(password),
+                long_term_token: long_term,
+                logout_other: false,
+                client: request.client_info(api),
+            },
+        )
+        .await
+    };
+    match outcome {
+        Ok(outcome) => {
+            let max_age = outcome.session.expire - outcome.session.created;
+            let cookie = session_cookie(api, outcome.signed_token.expose_secret(), max_age);
+            let mut response =
+                render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION))?;
+            response.headers_mut().append(SET_COOKIE, cookie);
+            Ok(response)
+        }
+        Err(error) => {
+            let entered = Entered {
+                return_url,
+                email,
+                long_term,
+            };
+            draw(api, pages, &browser, entered, Some(&error))
+        }
+    }
+}
