@@ -12,9 +12,11 @@ use crate::auth::maintenance;
 use crate::auth::oauth::provider::OAuthProviders;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
+use crate::auth::sign_in_counts::SignInCounts;
 use crate::auth::signed_token::{KeyRing, VerifiedTokenCache};
 use crate::auth::signing_keys::{self, KeyRotation, SigningKeyError, SigningKeySchedule};
 use crate::config::{Config, ConfigError};
+use crate::mail::DeliveryCounts;
 use crate::model::clock::Clock;
 use crate::store::{KeyRevocation, Store};
 
@@ -29,6 +31,10 @@ pub struct App {
     /// Replaced whole on key rotation; readers clone the `Arc` and let go of the lock.
     key_ring: RwLock<Arc<KeyRing>>,
     pub token_cache: VerifiedTokenCache,
+    /// Sign-in outcomes by method, for the metrics.
+    pub sign_in_counts: SignInCounts,
+    /// Mail delivery attempts by outcome, for the metrics.
+    pub mail_deliveries: DeliveryCounts,
     pub throttle: Throttle,
     /// Limits sign-up, resend and reset requests per address and client network, and
     /// reset confirmations per client network.
@@ -85,7 +91,8 @@ impl App {
         )?;
         Ok(App {
             issuer: token_issuer(&config, &store),
-            token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries),
+            token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries)
+                .counting_lookups(config.metrics.listen.is_some()),
             throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
                 failures_per_account_network: config.throttle.failures_per_account_network,
                 failures_per_account: config.throttle.failures_per_account,
@@ -103,6 +110,8 @@ impl App {
                 window_seconds: 3600,
             })),
             after_answer: AfterAnswer::new(),
+            sign_in_counts: SignInCounts::default(),
+            mail_deliveries: DeliveryCounts::default(),
             key_ring: RwLock::new(Arc::new(key_ring)),
             hashers,
             store,
@@ -214,6 +223,17 @@ impl App {
         self.mail_queued.notified().await;
     }
 
+    /// The store's figures for the metrics: messages waiting in the mail queue, and the
+    /// database file's size in bytes. Each is `None` when it cannot be read.
+    pub fn store_figures(&self) -> StoreFigures {
+        StoreFigures {
+            queued_mails: self.store.queued_mail_count().ok(),
+            file_bytes: std::fs::metadata(self.config.store.database_path())
+                .ok()
+                .map(|metadata| metadata.len()),
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
@@ -221,6 +241,13 @@ impl App {
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
+}
+
+/// What `App::store_figures` reads.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreFigures {
+    pub queued_mails: Option<u64>,
+    pub file_bytes: Option<u64>,
 }
 
 /// The handle on `App::start_background_tasks`'s tasks. They stop (are aborted) when it is

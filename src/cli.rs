@@ -541,6 +541,22 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
         let bound = listener
             .local_addr()
             .map_err(|error| CommandError::Start(error.to_string()))?;
+        let metrics_listener = match app.config.metrics.listen {
+            Some(metrics_listen) => Some(
+                tokio::net::TcpListener::bind(metrics_listen)
+                    .await
+                    .map_err(|error| {
+                        CommandError::Start(format!(
+                            "cannot listen on {metrics_listen} (metrics.listen): {error}"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let metrics_bound = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .map(|address| address.to_string());
         let admin_listener = admin::bind_socket(&socket_path).map_err(CommandError::Start)?;
         let admin_task = tokio::spawn(admin::serve_socket(admin_listener, Arc::clone(&app)));
         tracing::info!(
@@ -549,15 +565,27 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
             data = %database_path.display(),
             config_file,
             admin_socket = %socket_path.display(),
+            metrics = %metrics_bound.as_deref().unwrap_or("off"),
             "latchkey serving"
         );
+        let api = Arc::new(api);
+        // The metrics listener serves until the API has drained, then stops with it.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = metrics_listener.map(|metrics_listener| {
+            tokio::spawn(crate::server::run_metrics(
+                metrics_listener,
+                Arc::clone(&api),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let background_tasks = app.start_background_tasks();
-        crate::server::run(
-            listener,
-            Arc::new(api),
-            background_tasks.stop_when(shutdown_signal()),
-        )
-        .await;
+        crate::server::run(listener, api, background_tasks.stop_when(shutdown_signal())).await;
+        drop(stop_metrics);
+        if let Some(metrics_task) = metrics_task {
+            let _ = metrics_task.await;
+        }
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);
         tracing::info!("latchkey stopped");

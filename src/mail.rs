@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
@@ -21,6 +22,50 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const BATCH: usize = 32;
 const LONGEST_WAIT_SECONDS: i64 = 600;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a delivery attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The transport took the message; it left the queue.
+    Delivered,
+    /// The attempt failed; the message waits for another.
+    Failed,
+    /// The attempt failed and was the last one allowed (`[email] max_attempts`); the
+    /// message left the queue undelivered.
+    GivenUp,
+}
+
+impl DeliveryOutcome {
+    pub const ALL: [DeliveryOutcome; 3] = [
+        DeliveryOutcome::Delivered,
+        DeliveryOutcome::Failed,
+        DeliveryOutcome::GivenUp,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::GivenUp => "given_up",
+        }
+    }
+}
+
+/// Delivery attempts so far, by outcome, for the metrics.
+#[derive(Debug, Default)]
+pub struct DeliveryCounts {
+    counts: [AtomicU64; DeliveryOutcome::ALL.len()],
+}
+
+impl DeliveryCounts {
+    pub fn record(&self, outcome: DeliveryOutcome) {
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self, outcome: DeliveryOutcome) -> u64 {
+        self.counts[outcome as usize].load(Ordering::Relaxed)
+    }
+}
 
 /// Whether `from` is a usable From header (checked when the configuration loads).
 pub fn is_valid_from(from: &str) -> bool {
@@ -203,15 +248,18 @@ pub async fn deliver_forever(app: Arc<App>) {
             let store = app.store.clone();
             let update = match outcome {
                 Ok(how) => {
+                    app.mail_deliveries.record(DeliveryOutcome::Delivered);
                     tracing::info!(to, subject = queued.mail.subject, how, "mail delivered");
                     tokio::task::spawn_blocking(move || store.remove_mail(queued.id)).await
                 }
                 Err(error) => {
                     let attempts = queued.attempts.saturating_add(1);
                     if attempts >= config.max_attempts {
+                        app.mail_deliveries.record(DeliveryOutcome::GivenUp);
                         tracing::error!(to, attempts, %error, "mail given up");
                         tokio::task::spawn_blocking(move || store.remove_mail(queued.id)).await
                     } else {
+                        app.mail_deliveries.record(DeliveryOutcome::Failed);
                         let wait = 2i64.saturating_pow(attempts).min(LONGEST_WAIT_SECONDS);
                         tracing::warn!(to, attempts, retry_in_seconds = wait, %error, "mail delivery failed");
                         let retry_at = app.clock.now_unix_seconds() + wait;

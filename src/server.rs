@@ -3,6 +3,7 @@
 //! `http::handle`), and a graceful shutdown that lets in-flight requests finish within a
 //! deadline. `run` never binds, and starts no background work: the caller starts
 //! `App::start_background_tasks` and stops them with `shutdown` (`BackgroundTasks::stop_when`).
+//! `run_metrics` is the same loop, smaller, for the metrics listener.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -78,4 +79,56 @@ pub async fn run(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Out
         () = drained => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown deadline passed; closing open connections"),
     }
+}
+
+/// The most scrapes served at once: a scraper opens one connection, so a few are plenty,
+/// and a flood of connections on the metrics port cannot take the API's resources.
+const METRICS_CONNECTIONS: usize = 8;
+
+/// Serves the metrics listener (`http::metrics::answer`) until `shutdown` completes, then
+/// closes it and every open scrape connection at once. Like `run`, it never binds.
+pub async fn run_metrics(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+    let header_read_timeout = Duration::from_secs(api.app.config.http.header_read_timeout_seconds);
+    let connection_slots = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&connection_slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Reap the finished connections, so that the set holds only open ones.
+        while connections.try_join_next().is_some() {}
+        let connection_api = Arc::clone(&api);
+        let service = service_fn(move |request| {
+            let api = Arc::clone(&connection_api);
+            async move { Ok::<_, Infallible>(http::metrics::answer(&api, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "metrics connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }

@@ -35,6 +35,7 @@ mod seed;
 mod servers;
 
 use crate::load::client::CLIENT_THREADS;
+use crate::load::metrics_overhead::measure_metrics_overhead;
 use crate::load::{
     Argon2Limit, FORWARD_AUTH_ENV, FORWARD_AUTH_NAME, LargeResults, RATE_CONNECTIONS, Requests,
     Timing, argon2_limit, forward_auth_pair, measure_large_store, measure_pages_only,
@@ -84,6 +85,10 @@ pub struct Args {
     /// `--server-env LATCHKEY_STORE__CACHE_SIZE_MIB=4`.
     #[arg(long, value_name = "NAME=VALUE")]
     pub server_env: Vec<String>,
+    /// Run only the metrics-overhead rounds (#21) on the small store, print their ratio, and
+    /// write nothing: for checking the cost of recording without a full run.
+    #[arg(long)]
+    pub only_metrics_overhead: bool,
     /// Run only (h), the sign-in page beside the token check, on the small store, and
     /// print its ratio; BENCHMARKS.md is not written.
     #[arg(long)]
@@ -201,6 +206,28 @@ fn run(args: &Args) -> BenchResult<()> {
     }
     report.seed_notes.push(seed_note(&small_plan, &small));
     let requests = Requests::build(&small);
+
+    if args.only_metrics_overhead {
+        drop(small);
+        let overhead = measure_metrics_overhead(&client, &paths, &small_dir, &requests, &timing)?;
+        let mut stdout = std::io::stdout();
+        for (off, on) in &overhead.rounds {
+            let _ = writeln!(
+                stdout,
+                "metrics off {:.0}/s, on {:.0}/s: {:.1}%",
+                off.rate(),
+                on.rate(),
+                on.rate() / off.rate().max(1e-9) * 100.0
+            );
+        }
+        let _ = writeln!(
+            stdout,
+            "median round: {:.1}% ({} requests recorded by the server with metrics)",
+            overhead.ratio() * 100.0,
+            overhead.recorded_requests
+        );
+        return Ok(());
+    }
 
     if args.pages_only {
         let pair = measure_pages_only(&client, &paths, &small_dir, &requests, &timing)?;

@@ -51,7 +51,8 @@ pub fn kill_started_servers() {
     }
 }
 
-fn free_port() -> BenchResult<SocketAddr> {
+/// A loopback address whose port was free a moment ago.
+pub fn free_port() -> BenchResult<SocketAddr> {
     let listener = StdTcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

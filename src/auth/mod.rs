@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod password;
 pub mod rate_limit;
 pub mod return_url;
+pub mod sign_in_counts;
 pub mod signed_token;
 pub mod signing_keys;
 pub mod signup;
@@ -20,6 +21,7 @@ pub mod signup;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::signed_token::TokenClaims;
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
@@ -139,6 +141,16 @@ pub struct SignInOutcome {
 /// Email and password sign-in. Unknown email and wrong password cost the same and answer
 /// the same; the account's status is looked at only once the password has verified.
 pub async fn sign_in(app: &App, request: SignInRequest) -> Result<SignInOutcome, AuthError> {
+    let result = sign_in_with_password(app, request).await;
+    app.sign_in_counts
+        .record_result(SignInMethod::Password, &result);
+    result
+}
+
+async fn sign_in_with_password(
+    app: &App,
+    request: SignInRequest,
+) -> Result<SignInOutcome, AuthError> {
     if request.password.expose_secret().chars().count() > PASSWORD_MAX_CHARACTERS {
         return Err(AuthError::InvalidField {
             field: "password",

@@ -144,6 +144,8 @@ struct JobQueue {
     capacity: usize,
     /// argon2 work done so far, in memory blocks processed (memory cost × passes).
     block_passes: AtomicU64,
+    /// Jobs (hashes and verifications) the hashers have finished.
+    jobs_finished: AtomicU64,
 }
 
 struct QueueState {
@@ -271,6 +273,7 @@ impl Hashers {
             job_arrived: Condvar::new(),
             capacity: queue_capacity,
             block_passes: AtomicU64::new(0),
+            jobs_finished: AtomicU64::new(0),
         });
         // The first hasher makes the dummy hash with its own buffer before it takes jobs, so
         // that start-up never holds one buffer more than the pool does.
@@ -305,6 +308,21 @@ impl Hashers {
     /// passes), counted before each answer is sent: how tests see that padding happens.
     pub fn block_passes(&self) -> u64 {
         self.queue.0.block_passes.load(Ordering::SeqCst)
+    }
+
+    /// Jobs waiting for a hasher (not those being worked on), read for the metrics.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.0.lock().jobs.len()
+    }
+
+    /// The most jobs that may wait; one more is refused as `Overloaded`.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue.0.capacity
+    }
+
+    /// Hashes and verifications finished since the start (the dummy hash not included).
+    pub fn jobs_finished(&self) -> u64 {
+        self.queue.0.jobs_finished.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHashString, PasswordError> {
@@ -454,6 +472,7 @@ fn run_hasher(
                 queue
                     .block_passes
                     .fetch_add(configured_work, Ordering::SeqCst);
+                queue.jobs_finished.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(hash);
             }
             Job::Verify {
@@ -474,6 +493,7 @@ fn run_hasher(
                     work = work.saturating_add(pad_work);
                 }
                 queue.block_passes.fetch_add(work, Ordering::SeqCst);
+                queue.jobs_finished.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(outcome.map(|(verification, _)| verification));
             }
         }

@@ -298,6 +298,19 @@ pub struct VerifiedTokenCache {
     /// When (on the app's monotonic clock) `release_if_idle` last saw the flag set, or
     /// first ran.
     last_seen_in_use: Mutex<Option<Duration>>,
+    /// `Some` only when something reads them (`counting_lookups`): a write per look-up on
+    /// a shared cache line is a cost an install without metrics need not pay.
+    counts: Option<LookupCounts>,
+}
+
+/// Lookups answered from the cache, and those that had to verify, for the metrics. Aligned
+/// to a cache line of its own: every token check writes one, and `epoch` beside it is read
+/// by every token check.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct LookupCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl fmt::Debug for VerifiedTokenCache {
@@ -319,6 +332,40 @@ impl VerifiedTokenCache {
             epoch: AtomicU64::new(0),
             used_since_idle_check: AtomicBool::new(false),
             last_seen_in_use: Mutex::new(None),
+            counts: None,
+        }
+    }
+
+    /// The cache, counting its hits and misses (for the metrics).
+    pub fn counting_lookups(mut self, counting: bool) -> VerifiedTokenCache {
+        self.counts = counting.then(LookupCounts::default);
+        self
+    }
+
+    /// Lookups answered from the cache so far (0 unless `counting_lookups`).
+    pub fn hits(&self) -> u64 {
+        self.counts
+            .as_ref()
+            .map_or(0, |counts| counts.hits.load(Ordering::Relaxed))
+    }
+
+    /// Lookups that verified the token's signature, every one with the cache off (0 unless
+    /// `counting_lookups`).
+    pub fn misses(&self) -> u64 {
+        self.counts
+            .as_ref()
+            .map_or(0, |counts| counts.misses.load(Ordering::Relaxed))
+    }
+
+    fn count_hit(&self) {
+        if let Some(counts) = &self.counts {
+            counts.hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn count_miss(&self) {
+        if let Some(counts) = &self.counts {
+            counts.misses.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -377,6 +424,7 @@ impl VerifiedTokenCache {
         verify: impl FnOnce() -> Result<VerifiedToken, E>,
     ) -> Result<VerifiedToken, E> {
         if self.capacity_per_shard == 0 {
+            self.count_miss();
             return verify();
         }
         // Read first: while the flag is set, look-ups share the cache line instead of
@@ -391,8 +439,10 @@ impl VerifiedTokenCache {
         let shard = self.shard(&digest);
         let cached = lock(shard).get(&digest).copied();
         if let Some((verified, _)) = cached.filter(|(_, entry_epoch)| *entry_epoch == epoch) {
+            self.count_hit();
             return Ok(verified);
         }
+        self.count_miss();
         let verified = verify()?;
         let mut map = lock(shard);
         if map.len() >= self.capacity_per_shard {

@@ -27,7 +27,7 @@ pub use crate::config::forward_auth::{ForwardAuthConfig, ForwardAuthRule, RuleRe
 pub use crate::config::sections::{
     AUTO_CACHE_FILE_FRACTION, AUTO_CACHE_MAX_MIB, AUTO_CACHE_MIN_MIB, AuthConfig, CaptchaConfig,
     CaptchaProvider, EmailConfig, EmailTransport, HttpConfig, KeysConfig, LogConfig, LogFormat,
-    OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem,
+    MetricsConfig, OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem,
     PROVIDER_NAME_MAX_CHARACTERS, PagesConfig, PasswordConfig, RefusedOAuthSetting, ServerConfig,
     SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
 };
@@ -53,6 +53,7 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub forward_auth: ForwardAuthConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     /// Where each key was set, kept for the checks made after loading (`app::preflight`).
     #[serde(skip)]
     sources: KeySources,
@@ -426,6 +427,19 @@ impl Config {
         if self.http.max_header_bytes < 8192 {
             return refuse("http.max_header_bytes", "must be at least 8192".to_owned());
         }
+        if let Some(metrics_listen) = self.metrics.listen
+            && metrics_listen.port() != 0
+            && metrics_listen == self.server.listen
+        {
+            return refuse(
+                "metrics.listen",
+                format!(
+                    "must differ from server.listen ({}): the metrics get a listener of \
+                     their own",
+                    sources.of("server.listen")
+                ),
+            );
+        }
         if !matches!(
             self.log.level.as_str(),
             "error" | "warn" | "info" | "debug" | "trace"
@@ -689,6 +703,39 @@ mod tests {
     ) -> (String, String) {
         let (loaded, path) = load_text(file_text, environment, flags);
         (loaded.unwrap_err(), path)
+    }
+
+    #[test]
+    fn the_metrics_listener_is_off_by_default_and_needs_an_address_of_its_own() {
+        let (loaded, _) = load_text(None, &[], &FlagOverrides::default());
+        assert_eq!(loaded.unwrap().metrics.listen, None);
+        let (loaded, _) = load_text(
+            Some("[metrics]\nlisten = \"127.0.0.1:9464\"\n"),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            loaded.unwrap().metrics.listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let (error, path) = refusal(
+            Some("[server]\nlisten = \"127.0.0.1:9000\"\n[metrics]\nlisten = \"127.0.0.1:9000\"\n"),
+            &[],
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            error,
+            format!(
+                "metrics.listen (config file {path}, line 4): must differ from server.listen \
+                 (config file {path}, line 2): the metrics get a listener of their own"
+            )
+        );
+        let (error, _) = refusal(
+            None,
+            &[("LATCHKEY_METRICS__LISTEN", "not an address")],
+            &FlagOverrides::default(),
+        );
+        assert!(error.contains("LATCHKEY_METRICS__LISTEN"), "{error}");
     }
 
     #[test]

@@ -565,6 +565,16 @@ impl Default for LogConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint, on a listener of its own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served. Unset (the default): no metrics listener. It is a
+    /// second port so that a firewall can keep it from the public, and it needs no
+    /// credential.
+    pub listen: Option<SocketAddr>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

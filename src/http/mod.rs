@@ -10,6 +10,7 @@ mod dto;
 pub mod error;
 pub mod fields;
 mod handlers;
+pub mod metrics;
 pub mod pages;
 pub mod request;
 pub mod response;
@@ -30,6 +31,7 @@ use crate::http::error::ApiError;
 use crate::http::handlers::{
     api_tokens, forward_auth, meta, oauth, passwords, sessions, sign_in, signup, users,
 };
+use crate::http::metrics::recording::{MatchedRoute, RequestMetrics};
 use crate::http::pages::{CsrfKey, Pages, Stylesheets};
 use crate::http::request::Request;
 use crate::http::response::{error_response, finish_headers, preflight_response};
@@ -47,6 +49,9 @@ pub struct Api {
     pub public_origin: Origin,
     /// `None` when `[pages] enabled = false`: then no page path answers.
     pub pages: Option<Pages>,
+    /// Counted only with `[metrics] listen` set, so that an install without metrics pays
+    /// nothing for them.
+    pub request_metrics: Option<RequestMetrics>,
 }
 
 /// Why the HTTP face could not be built.
@@ -87,6 +92,7 @@ impl Api {
         };
         Ok(Api {
             public_origin: app.config.public_origin(),
+            request_metrics: app.config.metrics.listen.map(|_| RequestMetrics::default()),
             app,
             router,
             pages,
@@ -114,6 +120,11 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         (Some((route, _)), _) => route.template(),
         (None, Some(page)) => page.path(),
         (None, None) => "(no route)",
+    };
+    let matched_route = match (&matched, page) {
+        (Some((route, _)), _) => MatchedRoute::Api(*route),
+        (None, Some(page)) => MatchedRoute::Page(page),
+        (None, None) => MatchedRoute::Nothing,
     };
     let mut response = match matched {
         None => match page {
@@ -143,6 +154,10 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
         }
     };
     finish_headers(&mut response, origin.as_ref());
+    if let Some(request_metrics) = &api.request_metrics {
+        let status = response.status().as_u16();
+        request_metrics.record(matched_route, &method, status, started.elapsed());
+    }
     tracing::info!(
         target: "latchkey::request",
         method = %method,

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::model::{OutgoingMail, QueuedMail, Secret, UnixSeconds};
 use crate::store::record::{MailRecord, RECORD_VERSION, decode, encode};
@@ -37,6 +37,12 @@ impl Store {
             }
         }
         Ok(due)
+    }
+
+    /// How many messages wait in the queue, due or postponed.
+    pub fn queued_mail_count(&self) -> Result<u64, StoreError> {
+        let transaction = self.begin_read()?;
+        Ok(transaction.open_table(MAILID_MAIL)?.len()?)
     }
 
     /// Removes a message from the queue (delivered, or given up).

@@ -19,6 +19,7 @@ mod forward_auth;
 mod hardening;
 mod keys;
 mod mail_support;
+mod metrics;
 mod oauth;
 mod oauth_provider;
 mod operator;

@@ -39,8 +39,13 @@ pub struct TestServer {
     /// it (`advance_clock`).
     pub clock: ManualClock,
     pub data_dir: tempfile::TempDir,
+    /// The metrics listener's address, when the config set `metrics.listen` (to any
+    /// address: the server binds 127.0.0.1 port 0 instead).
+    pub metrics_address: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    stop_metrics: Option<tokio::sync::oneshot::Sender<()>>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -67,10 +72,28 @@ impl TestServer {
         config.server.listen = address;
         config.server.shutdown_grace_seconds = 2;
         adjust(&mut config);
+        let metrics_listener = match config.metrics.listen {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        let metrics_address = metrics_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().unwrap());
+        config.metrics.listen = metrics_address;
         let store = Store::open(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
         let clock = ManualClock::starting_now();
         let app = Arc::new(App::with_clock(config, store, clock.clock()).unwrap());
         let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = metrics_listener.map(|metrics_listener| {
+            tokio::spawn(latchkey::server::run_metrics(
+                metrics_listener,
+                Arc::clone(&api),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let (shutdown, shutdown_received) = tokio::sync::oneshot::channel::<()>();
         // The real background work (purges, key upkeep, mail), stopped as `serve` stops it.
         let background_tasks = app.start_background_tasks();
@@ -86,8 +109,11 @@ impl TestServer {
             app,
             clock,
             data_dir,
+            metrics_address,
             shutdown: Some(shutdown),
             task: Some(task),
+            stop_metrics: Some(stop_metrics),
+            metrics_task,
         }
     }
 
@@ -97,6 +123,10 @@ impl TestServer {
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
+        }
+        drop(self.stop_metrics.take());
+        if let Some(metrics_task) = self.metrics_task.take() {
+            metrics_task.await.unwrap();
         }
     }
 

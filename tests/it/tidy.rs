@@ -12,6 +12,7 @@ const CRATE_OWNERS: &[(&str, &[&str])] = &[
     ("hyper_util", &["http/", "server.rs"]),
     ("http_body_util", &["http/", "server.rs"]),
     ("matchit", &["http/"]),
+    ("prometheus_client", &["http/metrics/"]),
     ("pasetors", &["auth/signed_token.rs"]),
     ("argon2", &["auth/password.rs"]),
     ("jsonwebtoken", &["auth/oauth/"]),

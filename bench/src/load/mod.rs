@@ -4,6 +4,7 @@
 //! the report is made of. `client` is the HTTP client that the loads run on.
 
 pub mod client;
+pub mod metrics_overhead;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use latchkey::auth::password::{HashCost, Password, ReusedBuffer, hash_once};
 
 use crate::load::client::{LoadOutcome, LoadSpec, connection_loop, prime_connection};
+use crate::load::metrics_overhead::{MetricsOverhead, measure_metrics_overhead};
 use crate::procfs::{
     CLOCK_TICKS_PER_SECOND, CpuUse, Mapping, MemoryStatus, QUIET_CORES, Samples, cpu_sample,
     kib_to_mib, largest_mappings, machine_busy_ticks, memory_status, wait_for_quiet,
@@ -243,7 +245,7 @@ impl Requests {
         }
     }
 
-    fn token_check(&self, check: TokenCheck) -> &Arc<Vec<Vec<u8>>> {
+    pub fn token_check(&self, check: TokenCheck) -> &Arc<Vec<Vec<u8>>> {
         match check {
             TokenCheck::UserCurrentSigned => &self.user_current_signed,
             TokenCheck::UserCurrentApiToken => &self.user_current_api,
@@ -276,6 +278,8 @@ pub struct SmallResults {
     pub sign_in_page: PagePair,
     /// `GET /auth/forward` against `GET /user/current`, in alternating rounds.
     pub forward_auth: ForwardAuthPair,
+    /// Signed-token checks with `[metrics] listen` set, against without (#21).
+    pub metrics_overhead: MetricsOverhead,
 }
 
 /// The forward-auth endpoint's rate against `GET /user/current`'s (same tokens, same
@@ -642,6 +646,7 @@ pub fn measure_small_store(
     pause(IDLE_AFTER_LOAD);
     let idle_after_with_caches_kept = memory_status(server.pid)?;
     server.stop()?;
+    let metrics_overhead = measure_metrics_overhead(client, paths, directory, requests, timing)?;
     Ok(SmallResults {
         first_start,
         idle_before,
@@ -661,6 +666,7 @@ pub fn measure_small_store(
         idle_after_with_caches_kept,
         sign_in_page,
         forward_auth,
+        metrics_overhead,
     })
 }
 
@@ -990,7 +996,7 @@ fn token_loads(
 /// the first check of a signed token verifies its Ed25519 signature and fills the server's
 /// verified-token cache, and every first read fills redb's page cache, so that the loads that
 /// follow measure the steady state. Returns the time taken and the answers other than 200.
-fn prime(
+pub fn prime(
     client: &tokio::runtime::Runtime,
     target: &ChildServer,
     requests: &Arc<Vec<Vec<u8>>>,
@@ -1018,7 +1024,7 @@ fn prime(
     Ok((took, failures))
 }
 
-fn measure_one(
+pub fn measure_one(
     client: &tokio::runtime::Runtime,
     target: &ChildServer,
     other: Option<&ChildServer>,

@@ -8,7 +8,7 @@ use latchkey::Config;
 
 use crate::load::{Argon2Limit, LargeResults, Phase, SmallResults};
 use crate::procfs::{Mapping, MemoryStatus, kib_to_mib};
-use crate::report::{MIB, Report, Row, RowKind, hasher_buffers_in, thousands};
+use crate::report::{MIB, Report, Row, RowKind, hasher_buffers_in, rate_text, thousands};
 
 impl Report {
     /// The measurement behind a missed target, in words.
@@ -154,6 +154,28 @@ impl Report {
                 }
                 None => String::new(),
             },
+            RowKind::MetricsOverhead => {
+                let rounds: Vec<String> = small
+                    .metrics_overhead
+                    .rounds
+                    .iter()
+                    .map(|(off, on)| {
+                        format!(
+                            "off {} ({}), on {} ({})",
+                            rate_text(off.rate()),
+                            off.cpu_per_answer_text(),
+                            rate_text(on.rate()),
+                            on.cpu_per_answer_text()
+                        )
+                    })
+                    .collect();
+                format!(
+                    "server CPU per answer (user + kernel, µs) by round, in order: {}. The two \
+                     servers run side by side on copies of one store, so a window's neighbour \
+                     is the other server, idle.",
+                    rounds.join("; ")
+                )
+            }
             RowKind::SmallStart | RowKind::LargeStart => format!(
                 "one argon2id hash takes {:.1} ms on one core, and the server makes its dummy hash \
                  before it answers; see Starts and stops.",

@@ -68,6 +68,8 @@ pub enum RowKind {
     SmallStart,
     /// (g) the large store's starts.
     LargeStart,
+    /// Signed-token checks with the metrics recorded, against without (issue #21).
+    MetricsOverhead,
     /// (h) the sign-in page's rate against the signed-token check's.
     SignInPage,
     /// The whole run's length.
@@ -94,6 +96,7 @@ impl RowKind {
             | RowKind::LargeFileSize
             | RowKind::SmallFileSize => "f",
             RowKind::SmallStart | RowKind::LargeStart => "g",
+            RowKind::MetricsOverhead => "#21",
             RowKind::SignInPage => "h",
             // Not one of issue #8's letters: the target is API.md section 9's.
             RowKind::ForwardAuthRate => "§9",
@@ -379,6 +382,29 @@ impl Report {
             "p99 ≤ 20 ms",
             check(small.mixed_tokens.p99() <= 20.0),
         );
+        let overhead = &small.metrics_overhead;
+        self.row(
+            RowKind::MetricsOverhead,
+            format!(
+                "token checks (signed) with [metrics] listen set, against without, \
+                 {RATE_CONNECTIONS} connections, {} paired rounds (median)",
+                overhead.rounds.len()
+            ),
+            format!(
+                "{:.1}% ({} against {}; rounds {}; {} requests recorded)",
+                overhead.ratio() * 100.0,
+                overhead
+                    .median_round()
+                    .map_or_else(String::new, |(_, on)| rate_text(on.rate())),
+                overhead
+                    .median_round()
+                    .map_or_else(String::new, |(off, _)| rate_text(off.rate())),
+                overhead.rounds_text(),
+                thousands(overhead.recorded_requests)
+            ),
+            "≥ 97% of the rate without",
+            check(overhead.ratio() >= 0.97 && overhead.recorded_requests > 0),
+        );
         let page = &small.sign_in_page;
         self.row(
             RowKind::SignInPage,
@@ -562,6 +588,7 @@ pub fn hasher_buffers_in(mapping: &Mapping, memory_kib: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::load::client::{ConnectionStats, LoadOutcome};
+    use crate::load::metrics_overhead::MetricsOverhead;
     use crate::load::{
         ForwardAuthPair, HelloPair, LargeMeasured, PagePair, Phase, Priming, TokenLoads,
     };
@@ -874,6 +901,21 @@ mod tests {
                     vec![0.95, 0.93, 0.96, 0.94, 0.97]
                 },
             },
+            metrics_overhead: MetricsOverhead {
+                rounds: [(52_000, 51_500), (51_000, 50_000), (50_000, 49_800)]
+                    .into_iter()
+                    .map(|(off, on)| {
+                        let on = if missed { on * 9 / 10 } else { on };
+                        let phase =
+                            |name: &str, answers| load_phase(name, 64, answers, 700, 0, false);
+                        (
+                            phase("GET /user/current, signed token, metrics off", off),
+                            phase("GET /user/current, signed token, metrics on", on),
+                        )
+                    })
+                    .collect(),
+                recorded_requests: 1_234_567,
+            },
         };
         let large = missed.then(|| LargeResults {
             seeded_bytes: 2_000 << 20,
@@ -909,6 +951,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            only_metrics_overhead: false,
             pages_only: false,
             forward_auth_only: false,
             hello_server: None,

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use crate::app::App;
 use crate::auth::oauth::provider::{Provider, ProviderAccount};
+use crate::auth::sign_in_counts::{AttemptOutcome, SignInMethod};
 use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
     store_write,
@@ -193,8 +194,20 @@ pub async fn oauth_sign_in(
     let network = request.client.network();
     app.throttle
         .check_network(&network, app.clock.since_start_seconds())
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+        .map_err(|retry| {
+            app.sign_in_counts
+                .record(SignInMethod::OAuth, AttemptOutcome::Throttled);
+            AuthError::TooManyAttempts(retry.0)
+        })?;
     let outcome = sign_in_or_check(app, request).await;
+    // A `check-auth` signs nobody in, so it is not counted as a sign-in.
+    match &outcome {
+        Ok(OAuthSignInOutcome::Checked(_)) => {}
+        Ok(OAuthSignInOutcome::SignedIn { .. }) | Err(_) => {
+            app.sign_in_counts
+                .record_result(SignInMethod::OAuth, &outcome);
+        }
+    }
     if is_failed_attempt(&outcome) {
         app.throttle
             .record_network_failure(&network, app.clock.since_start_seconds());
