@@ -193,19 +193,24 @@ async fn deliver(transport: &Transport, from: &str, queued: &QueuedMail) -> Resu
     }
 }
 
+/// Writes the message beside its name first and renames it into place once it is on disk,
+/// so that whatever reads the outbox (a person's tooling, the tests) never sees half a mail.
 fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let partial = path.with_extension("eml.partial");
+    let describe = |error: std::io::Error| format!("{}: {error}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|error| format!("{}: {error}", path.display()))?;
+        .open(&partial)
+        .map_err(describe)?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|error| format!("{}: {error}", path.display()))
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(describe)
 }
 
 /// Delivers queued mail until the task is dropped. It reads the queue every second (a
