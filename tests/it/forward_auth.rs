@@ -695,3 +695,49 @@ async fn nginx_sends_a_visitor_to_sign_in_and_back_and_refuses_a_signed_out_cook
 async fn caddy_sends_a_visitor_to_sign_in_and_back_and_refuses_a_revoked_session() {
     visit_through(ProxyKind::Caddy, true).await;
 }
+
+/// Sends `target` through the proxy exactly as written (no client library tidies it up),
+/// with `credential` as a bearer token.
+async fn send_raw_target(proxy: &Proxy, target: &str, credential: &str) -> TestResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "GET {target} HTTP/1.1\r\nHost: {APP_HOST}:{}\r\nAuthorization: Bearer {credential}\r\n\
+         Connection: close\r\n\r\n",
+        proxy.port
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    TestResponse::parse(&raw)
+}
+
+/// nginx hands the app a request target's `#` as it came, and an app that resolves
+/// `/public#/../admin` as a path serves `/admin`: the rule for `/admin` must not be walked
+/// around by a fragment the rules would drop.
+#[tokio::test]
+async fn a_fragment_in_the_request_target_does_not_walk_around_a_rule() {
+    let rules = vec![deny_rule_under(APP_HOST, "/admin")];
+    let (server, proxy, _upstream) = latchkey_behind(ProxyKind::Nginx, rules).await;
+    server.add_user("user@example.com", Role::User, Status::Active);
+    let token = server.sign_in("user@example.com").await.signed_token;
+
+    assert_eq!(send_raw_target(&proxy, "/public", &token).await.status, 200);
+    for target in ["/admin", "/public#/../admin", "/public/x#/../../admin/"] {
+        let response = send_raw_target(&proxy, target, &token).await;
+        assert_eq!(response.status, 403, "{target}: {}", response.text());
+    }
+    // Asked directly, a URL with a fragment is not believed: no rule can be applied to it.
+    let original = format!("http://{APP_HOST}/public#/../admin");
+    assert_refused(&ask(&server, &token, &original).await, 40322);
+    server.stop().await;
+}
+
+fn deny_rule_under(host: &str, path_prefix: &str) -> ForwardAuthRule {
+    ForwardAuthRule {
+        deny: Some(true),
+        ..rule(host, Some(path_prefix))
+    }
+}

@@ -132,13 +132,17 @@ fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
     Some(ForwardedRequest { url, method })
 }
 
-/// An absolute http(s) URL with a host and no user information.
+/// An absolute http(s) URL with a host, no user information and no fragment. A browser never
+/// sends a fragment, and nginx passes a request target's `#` on to the app as it came: an app
+/// that takes `/public#/../admin` as a path serves `/admin`, while the rules would only have
+/// seen `/public`, so such a URL is not believed.
 fn plain_url(text: &str) -> Option<url::Url> {
     let url = url::Url::parse(text).ok()?;
     let plain = matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some()
         && url.username().is_empty()
-        && url.password().is_none();
+        && url.password().is_none()
+        && url.fragment().is_none();
     plain.then_some(url)
 }
 
