@@ -596,6 +596,12 @@ async fn visit_through(kind: ProxyKind, end_by_revocation: bool) {
         [user.id.to_string()]
     );
     assert_no_forged_value(&echoed);
+    assert!(
+        echoed_header(&echoed, "cookie")
+            .iter()
+            .all(|cookie| !cookie.contains("jwt=")),
+        "{kind:?}: the session cookie reached the app:\n{echoed}"
+    );
     let session_id = echoed_header(&echoed, "remote-session")
         .pop()
         .expect("the app sees the session");
