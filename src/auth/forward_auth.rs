@@ -1,7 +1,7 @@
 //! Forward auth's decision (API.md section 9): which `[[forward_auth.rules]]` rule covers the
 //! request a reverse proxy asks about, and whether the caller's credential meets it.
 
-use crate::auth::Identity;
+use crate::auth::{Identity, user_permissions};
 use crate::config::{ForwardAuthRule, RuleRequirement};
 use crate::model::{Permission, Role};
 
@@ -74,7 +74,16 @@ pub fn check_forward_rules(
             }
         }
         RuleRequirement::Role(role) => {
-            if identity.user.role >= role {
+            // The rank is the holder's; the credential must also carry all the holder may
+            // do, so that a token narrowed to a few permissions (API.md 15.2) does not pass
+            // as the whole admin.
+            let holder = user_permissions(&identity.user, identity.parent.as_ref());
+            let carries_all_of_the_holder = holder
+                .difference(identity.effective_permissions)
+                .iter()
+                .next()
+                .is_none();
+            if identity.user.role >= role && carries_all_of_the_holder {
                 Ok(())
             } else {
                 Err(ForwardRefusal::MissingRole(role))
@@ -256,6 +265,25 @@ mod tests {
             Err(ForwardRefusal::OriginalUrlUnknown)
         );
         assert_eq!(check_forward_rules(&[], None, &user), Ok(()));
+    }
+
+    #[test]
+    fn a_role_rule_refuses_a_credential_narrowed_below_its_holder() {
+        let rules = [rule("a.example", None, RuleRequirement::Role(Role::Admin))];
+        let original = OriginalRequest::new("a.example", "/");
+        let whole = PermissionSet::empty()
+            .with(Permission::ReadMedia)
+            .with(Permission::WriteUser);
+        let mut narrowed = identity(Role::Admin, whole);
+        narrowed.effective_permissions = PermissionSet::empty().with(Permission::ReadMedia);
+        assert_eq!(
+            check_forward_rules(&rules, Some(&original), &narrowed),
+            Err(ForwardRefusal::MissingRole(Role::Admin))
+        );
+        assert_eq!(
+            check_forward_rules(&rules, Some(&original), &identity(Role::Admin, whole)),
+            Ok(())
+        );
     }
 
     #[test]
