@@ -405,15 +405,11 @@ async fn a_password_reset_through_the_emailed_link_replaces_the_password() {
         401
     );
     let with_old = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": "forgetful@example.com", "password": PASSWORD }))
-        .send()
+        .sign_in_with_password("forgetful@example.com", PASSWORD)
         .await;
     assert_eq!(with_old.status, 401, "{}", with_old.text());
     let with_new = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": "forgetful@example.com", "password": NEW_PASSWORD }))
-        .send()
+        .sign_in_with_password("forgetful@example.com", NEW_PASSWORD)
         .await;
     assert_eq!(with_new.status, 200, "{}", with_new.text());
 
@@ -594,9 +590,7 @@ async fn every_account_action_takes_effect_through_the_api() {
         200
     );
     let with_new = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": "owner@example.com", "password": NEW_PASSWORD }))
-        .send()
+        .sign_in_with_password("owner@example.com", NEW_PASSWORD)
         .await;
     assert_eq!(with_new.status, 200, "{}", with_new.text());
 }
