@@ -16,9 +16,7 @@ use latchkey::auth::password::{HashCost, Password, ReusedBuffer, hash_once};
 
 use crate::load::client::{LoadOutcome, LoadSpec, connection_loop, prime_connection};
 use crate::load::metrics_overhead::{MetricsOverhead, measure_metrics_overhead};
-use crate::load::paired::{
-    PairedRounds, median, paired_rounds, percentages_text, rate_window, round_timing,
-};
+use crate::load::paired::{PairedRounds, median, paired_rate_rounds, percentages_text};
 use crate::procfs::{
     CLOCK_TICKS_PER_SECOND, CpuUse, Mapping, MemoryStatus, QUIET_CORES, Samples, cpu_sample,
     kib_to_mib, largest_mappings, machine_busy_ticks, memory_status, wait_for_quiet,
@@ -302,29 +300,16 @@ pub fn forward_auth_pair(
             request_set.len() as f64 / took.as_secs_f64().max(1e-9)
         );
     }
-    let round_timing = round_timing(timing);
-    let rounds = paired_rounds(
+    let rounds = paired_rate_rounds(
+        client,
+        server,
         &format!("(forward auth) {RATE_CONNECTIONS} connections, GET /user/current and forward"),
-        || {
-            rate_window(
-                client,
-                server,
-                None,
-                TokenCheck::UserCurrentSigned.name(),
-                &requests.user_current_signed,
-                &round_timing,
-            )
-        },
-        || {
-            rate_window(
-                client,
-                server,
-                None,
-                FORWARD_AUTH_NAME,
-                &requests.forward_signed,
-                &round_timing,
-            )
-        },
+        (
+            TokenCheck::UserCurrentSigned.name(),
+            &requests.user_current_signed,
+        ),
+        (FORWARD_AUTH_NAME, &requests.forward_signed),
+        timing,
     )?;
     Ok(PairedRounds::from_rounds(
         rounds
@@ -659,29 +644,16 @@ fn sign_in_page_loads(
     requests: &Requests,
     timing: &Timing,
 ) -> BenchResult<PairedRounds> {
-    let round_timing = round_timing(timing);
-    let rounds = paired_rounds(
+    let rounds = paired_rate_rounds(
+        client,
+        server,
         &format!("(h) GET /sign-in beside GET /user/current, {RATE_CONNECTIONS} connections"),
-        || {
-            rate_window(
-                client,
-                server,
-                None,
-                "GET /sign-in (the hosted page)",
-                &requests.sign_in_page,
-                &round_timing,
-            )
-        },
-        || {
-            rate_window(
-                client,
-                server,
-                None,
-                "GET /user/current, signed token, beside the sign-in page",
-                &requests.user_current_signed,
-                &round_timing,
-            )
-        },
+        ("GET /sign-in (the hosted page)", &requests.sign_in_page),
+        (
+            "GET /user/current, signed token, beside the sign-in page",
+            &requests.user_current_signed,
+        ),
+        timing,
     )?;
     Ok(PairedRounds::from_rounds(rounds))
 }

@@ -71,6 +71,23 @@ pub fn paired_rounds(
     Ok(rounds)
 }
 
+/// Paired rounds of two request sets on one server, each window at `RATE_CONNECTIONS`:
+/// `first` (its name and requests) goes first in odd rounds.
+pub fn paired_rate_rounds(
+    client: &tokio::runtime::Runtime,
+    server: &ChildServer,
+    label: &str,
+    first: (&str, &Arc<Vec<Vec<u8>>>),
+    second: (&str, &Arc<Vec<Vec<u8>>>),
+    timing: &Timing,
+) -> BenchResult<Vec<(Phase, Phase)>> {
+    let round_timing = round_timing(timing);
+    let window = |(name, request_set): (&str, &Arc<Vec<Vec<u8>>>)| {
+        rate_window(client, server, None, name, request_set, &round_timing)
+    };
+    paired_rounds(label, || window(first), || window(second))
+}
+
 /// Each window of a round is half the measured seconds (at least one), so a round takes as
 /// long as one unpaired load.
 pub fn round_timing(timing: &Timing) -> Timing {
