@@ -99,6 +99,14 @@ pub async fn read_checked_form(
     }
 }
 
+/// The `token` a mail's link carries in its query, if it carries a non-empty one.
+pub fn link_token(request: &Request) -> Result<Option<String>, ApiError> {
+    Ok(request
+        .query
+        .string("token")?
+        .filter(|token| !token.is_empty()))
+}
+
 /// An optional text field; an empty one counts as absent (a browser sends every input).
 pub fn optional_text(fields: &Fields, name: &'static str) -> Result<Option<String>, ApiError> {
     Ok(fields.string(name)?.filter(|text| !text.is_empty()))

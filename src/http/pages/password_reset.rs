@@ -11,7 +11,7 @@ use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::handlers::signup::captcha;
 use crate::http::pages::Pages;
-use crate::http::pages::form::{PageForm, Visitor, read_visitor_form};
+use crate::http::pages::form::{PageForm, Visitor, link_token, read_visitor_form};
 use crate::http::pages::render::{Layout, Problem, form_page, message_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -136,11 +136,7 @@ pub async fn submit_request(
 
 /// `GET /password-reset/confirm?token=…`: the form only; the token is checked when sent.
 pub fn show_confirm(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let Some(token) = request
-        .query
-        .string("token")?
-        .filter(|token| !token.is_empty())
-    else {
+    let Some(token) = link_token(request)? else {
         return message_page(
             api,
             "Choose a new password",

@@ -9,7 +9,7 @@ use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::handlers::signup::captcha;
 use crate::http::pages::Pages;
-use crate::http::pages::form::{PageForm, Visitor, read_visitor_form};
+use crate::http::pages::form::{PageForm, Visitor, link_token, read_visitor_form};
 use crate::http::pages::render::{Layout, Problem, form_status, html_page, message_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -41,11 +41,7 @@ fn draw(
 
 /// `GET /verify?token=…`.
 pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let Some(token) = request
-        .query
-        .string("token")?
-        .filter(|token| !token.is_empty())
-    else {
+    let Some(token) = link_token(request)? else {
         return message_page(
             api,
             "Confirm your email address",
