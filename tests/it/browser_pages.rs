@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::browser_harness::link_path_in;
 use crate::browser_support::Browser;
 use crate::mail_support::wait_for_mail;
-use crate::support::{PASSWORD, TestServer};
+use crate::support::{PASSWORD, SignedIn, TestServer};
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -429,6 +429,25 @@ async fn browser_session(browser: &Browser) -> String {
     browser.cookie("jwt").await.expect("no jwt cookie").value
 }
 
+/// Checks through the API that the browser's own session still works.
+async fn assert_browser_still_signed_in(server: &TestServer, browser: &Browser) {
+    assert_eq!(
+        server
+            .current_user_status(&browser_session(browser).await)
+            .await,
+        200
+    );
+}
+
+/// Checks through the API that a session made elsewhere, and its API token, are over.
+async fn assert_signed_out(server: &TestServer, elsewhere: &SignedIn) {
+    assert_eq!(
+        server.current_user_status(&elsewhere.signed_token).await,
+        401
+    );
+    assert_eq!(server.current_user_status(&elsewhere.api_token).await, 401);
+}
+
 /// Sends the form whose `action` is `action` (the first, when there are several) and checks
 /// the page it leads to.
 async fn send_account_form(browser: &Browser, action: &str, name: &str) {
@@ -535,12 +554,7 @@ async fn every_account_action_takes_effect_through_the_api() {
         server.current_user_status(&elsewhere.signed_token).await,
         401
     );
-    assert_eq!(
-        server
-            .current_user_status(&browser_session(&browser).await)
-            .await,
-        200
-    );
+    assert_browser_still_signed_in(&server, &browser).await;
     let phone = server.sign_in("owner@example.com").await;
     let laptop = server.sign_in("owner@example.com").await;
     browser.goto(&format!("{}/account", server.origin())).await;
@@ -552,15 +566,9 @@ async fn every_account_action_takes_effect_through_the_api() {
     )
     .await;
     for other in [&phone, &laptop] {
-        assert_eq!(server.current_user_status(&other.signed_token).await, 401);
-        assert_eq!(server.current_user_status(&other.api_token).await, 401);
+        assert_signed_out(&server, other).await;
     }
-    assert_eq!(
-        server
-            .current_user_status(&browser_session(&browser).await)
-            .await,
-        200
-    );
+    assert_browser_still_signed_in(&server, &browser).await;
 
     // A password change that signs out everywhere else keeps this browser signed in.
     let tablet = server.sign_in("owner@example.com").await;
@@ -581,14 +589,8 @@ async fn every_account_action_takes_effect_through_the_api() {
         sign_out_elsewhere.click().await;
     }
     send_account_form(&browser, "/account/password", "password changed").await;
-    assert_eq!(server.current_user_status(&tablet.signed_token).await, 401);
-    assert_eq!(server.current_user_status(&tablet.api_token).await, 401);
-    assert_eq!(
-        server
-            .current_user_status(&browser_session(&browser).await)
-            .await,
-        200
-    );
+    assert_signed_out(&server, &tablet).await;
+    assert_browser_still_signed_in(&server, &browser).await;
     let with_new = server
         .sign_in_with_password("owner@example.com", NEW_PASSWORD)
         .await;
