@@ -102,6 +102,14 @@ pub struct Args {
     pub hello_server: Option<SocketAddr>,
 }
 
+impl Args {
+    /// Whether one phase runs alone on the small store (`--only-metrics-overhead`,
+    /// `--pages-only`, `--forward-auth-only`).
+    fn single_phase(&self) -> bool {
+        self.only_metrics_overhead || self.pages_only || self.forward_auth_only
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = match args.hello_server {
@@ -170,13 +178,10 @@ fn run(args: &Args) -> BenchResult<()> {
         config.auth.verified_token_cache_release_after_idle_seconds
     );
 
-    if args.forward_auth_only {
-        return forward_auth_only(&paths, &work, &client, &timing, &config);
-    }
-
-    // (a) the argon2 limit, measured here with nothing else running (not needed for (h)).
+    // (a) the argon2 limit, measured here with nothing else running (not needed for a single
+    // phase run alone).
     let started = Instant::now();
-    let argon2 = if args.pages_only {
+    let argon2 = if args.single_phase() {
         Argon2Limit::not_measured()
     } else {
         progress!(
@@ -207,41 +212,9 @@ fn run(args: &Args) -> BenchResult<()> {
     report.seed_notes.push(seed_note(&small_plan, &small));
     let requests = Requests::build(&small);
 
-    if args.only_metrics_overhead {
+    if args.single_phase() {
         drop(small);
-        let overhead = measure_metrics_overhead(&client, &paths, &small_dir, &requests, &timing)?;
-        let mut stdout = std::io::stdout();
-        for (off, on) in &overhead.rounds {
-            let _ = writeln!(
-                stdout,
-                "metrics off {:.0}/s, on {:.0}/s: {:.1}%",
-                off.rate(),
-                on.rate(),
-                on.rate() / off.rate().max(1e-9) * 100.0
-            );
-        }
-        let _ = writeln!(
-            stdout,
-            "median round: {:.1}% ({} requests recorded by the server with metrics)",
-            overhead.ratio() * 100.0,
-            overhead.recorded_requests
-        );
-        return Ok(());
-    }
-
-    if args.pages_only {
-        let pair = measure_pages_only(&client, &paths, &small_dir, &requests, &timing)?;
-        let mut stdout = std::io::stdout();
-        let _ = writeln!(
-            stdout,
-            "(h) GET /sign-in {:.0}/s, GET /user/current (signed token) {:.0}/s in the median \
-             round, {RATE_CONNECTIONS} connections each: {:.0}% (rounds {}); target ≥ 50%",
-            pair.page.rate(),
-            pair.token_check.rate(),
-            pair.ratio() * 100.0,
-            pair.rounds_text()
-        );
-        return Ok(());
+        return run_single_phase(args, &client, &paths, &small_dir, &requests, &timing);
     }
 
     let started = Instant::now();
@@ -307,45 +280,66 @@ fn run(args: &Args) -> BenchResult<()> {
     Ok(())
 }
 
-/// `--forward-auth-only`: the small store and the forward-auth phase alone, printed.
-fn forward_auth_only(
-    paths: &Paths,
-    work: &WorkDir,
+/// `--only-metrics-overhead`, `--pages-only` or `--forward-auth-only`: that phase alone on the
+/// seeded small store, printed; nothing is written.
+fn run_single_phase(
+    args: &Args,
     client: &tokio::runtime::Runtime,
+    paths: &Paths,
+    small_dir: &Path,
+    requests: &Requests,
     timing: &Timing,
-    config: &Config,
 ) -> BenchResult<()> {
-    let cost = latchkey::app::password_cost(config);
-    let password_hash = hash_once(&Password::new(PASSWORD.to_owned()), cost)?;
-    let small_dir = work.path.join("small");
-    let small_plan = SeedPlan {
-        label: "small",
-        users: SMALL_USERS,
-        sessions: TOKEN_SESSIONS,
-        sign_in_users: SIGN_IN_USERS,
-    };
-    let small = seed_store(&small_dir, &small_plan, &password_hash, config)?;
-    let requests = Requests::build(&small);
-    let mut server = ChildServer::start_latchkey_with(paths, &small_dir, &FORWARD_AUTH_ENV)?;
-    server.wait_ready()?;
-    let pair = forward_auth_pair(client, &server, &requests, timing)?;
-    server.stop()?;
     let mut stdout = std::io::stdout();
-    let _ = writeln!(
-        stdout,
-        "{FORWARD_AUTH_NAME}: {:.0}/s against GET /user/current, signed token: {:.0}/s in the \
-         median round; forward/current {:.1}% (rounds {}), target ≥ 90%. Server CPU per \
-         answer in that round, µs (user + kernel): forward {}, current {}; other processes' \
-         cores: forward {}, current {}",
-        pair.forward.rate(),
-        pair.user_current.rate(),
-        pair.ratio() * 100.0,
-        pair.rounds_text(),
-        pair.forward.cpu_per_answer_text(),
-        pair.user_current.cpu_per_answer_text(),
-        pair.forward.cores_texts()[2],
-        pair.user_current.cores_texts()[2]
-    );
+    if args.only_metrics_overhead {
+        let overhead = measure_metrics_overhead(client, paths, small_dir, requests, timing)?;
+        for (off, on) in &overhead.rounds {
+            let _ = writeln!(
+                stdout,
+                "metrics off {:.0}/s, on {:.0}/s: {:.1}%",
+                off.rate(),
+                on.rate(),
+                on.rate() / off.rate().max(1e-9) * 100.0
+            );
+        }
+        let _ = writeln!(
+            stdout,
+            "median round: {:.1}% ({} requests recorded by the server with metrics)",
+            overhead.ratio() * 100.0,
+            overhead.recorded_requests
+        );
+    } else if args.pages_only {
+        let pair = measure_pages_only(client, paths, small_dir, requests, timing)?;
+        let _ = writeln!(
+            stdout,
+            "(h) GET /sign-in {:.0}/s, GET /user/current (signed token) {:.0}/s in the median \
+             round, {RATE_CONNECTIONS} connections each: {:.0}% (rounds {}); target ≥ 50%",
+            pair.subject.rate(),
+            pair.baseline.rate(),
+            pair.ratio() * 100.0,
+            pair.rounds_text()
+        );
+    } else {
+        let mut server = ChildServer::start_latchkey_with(paths, small_dir, &FORWARD_AUTH_ENV)?;
+        server.wait_ready()?;
+        let pair = forward_auth_pair(client, &server, requests, timing)?;
+        server.stop()?;
+        let _ = writeln!(
+            stdout,
+            "{FORWARD_AUTH_NAME}: {:.0}/s against GET /user/current, signed token: {:.0}/s in \
+             the median round; forward/current {:.1}% (rounds {}), target ≥ 90%. Server CPU \
+             per answer in that round, µs (user + kernel): forward {}, current {}; other \
+             processes' cores: forward {}, current {}",
+            pair.subject.rate(),
+            pair.baseline.rate(),
+            pair.ratio() * 100.0,
+            pair.rounds_text(),
+            pair.subject.cpu_per_answer_text(),
+            pair.baseline.cpu_per_answer_text(),
+            pair.subject.cores_texts()[2],
+            pair.baseline.cores_texts()[2]
+        );
+    }
     Ok(())
 }
 

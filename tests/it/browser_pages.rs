@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::browser_harness::link_path_in;
 use crate::browser_support::Browser;
 use crate::mail_support::wait_for_mail;
-use crate::support::{PASSWORD, TestServer};
+use crate::support::{PASSWORD, SignedIn, TestServer};
 
 const MAIL_WAIT: Duration = Duration::from_secs(20);
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -405,15 +405,11 @@ async fn a_password_reset_through_the_emailed_link_replaces_the_password() {
         401
     );
     let with_old = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": "forgetful@example.com", "password": PASSWORD }))
-        .send()
+        .sign_in_with_password("forgetful@example.com", PASSWORD)
         .await;
     assert_eq!(with_old.status, 401, "{}", with_old.text());
     let with_new = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": "forgetful@example.com", "password": NEW_PASSWORD }))
-        .send()
+        .sign_in_with_password("forgetful@example.com", NEW_PASSWORD)
         .await;
     assert_eq!(with_new.status, 200, "{}", with_new.text());
 
@@ -431,6 +427,25 @@ async fn a_password_reset_through_the_emailed_link_replaces_the_password() {
 /// The browser's session credential, as the API takes it.
 async fn browser_session(browser: &Browser) -> String {
     browser.cookie("jwt").await.expect("no jwt cookie").value
+}
+
+/// Checks through the API that the browser's own session still works.
+async fn assert_browser_still_signed_in(server: &TestServer, browser: &Browser) {
+    assert_eq!(
+        server
+            .current_user_status(&browser_session(browser).await)
+            .await,
+        200
+    );
+}
+
+/// Checks through the API that a session made elsewhere, and its API token, are over.
+async fn assert_signed_out(server: &TestServer, elsewhere: &SignedIn) {
+    assert_eq!(
+        server.current_user_status(&elsewhere.signed_token).await,
+        401
+    );
+    assert_eq!(server.current_user_status(&elsewhere.api_token).await, 401);
 }
 
 /// Sends the form whose `action` is `action` (the first, when there are several) and checks
@@ -539,12 +554,7 @@ async fn every_account_action_takes_effect_through_the_api() {
         server.current_user_status(&elsewhere.signed_token).await,
         401
     );
-    assert_eq!(
-        server
-            .current_user_status(&browser_session(&browser).await)
-            .await,
-        200
-    );
+    assert_browser_still_signed_in(&server, &browser).await;
     let phone = server.sign_in("owner@example.com").await;
     let laptop = server.sign_in("owner@example.com").await;
     browser.goto(&format!("{}/account", server.origin())).await;
@@ -556,15 +566,9 @@ async fn every_account_action_takes_effect_through_the_api() {
     )
     .await;
     for other in [&phone, &laptop] {
-        assert_eq!(server.current_user_status(&other.signed_token).await, 401);
-        assert_eq!(server.current_user_status(&other.api_token).await, 401);
+        assert_signed_out(&server, other).await;
     }
-    assert_eq!(
-        server
-            .current_user_status(&browser_session(&browser).await)
-            .await,
-        200
-    );
+    assert_browser_still_signed_in(&server, &browser).await;
 
     // A password change that signs out everywhere else keeps this browser signed in.
     let tablet = server.sign_in("owner@example.com").await;
@@ -585,18 +589,10 @@ async fn every_account_action_takes_effect_through_the_api() {
         sign_out_elsewhere.click().await;
     }
     send_account_form(&browser, "/account/password", "password changed").await;
-    assert_eq!(server.current_user_status(&tablet.signed_token).await, 401);
-    assert_eq!(server.current_user_status(&tablet.api_token).await, 401);
-    assert_eq!(
-        server
-            .current_user_status(&browser_session(&browser).await)
-            .await,
-        200
-    );
+    assert_signed_out(&server, &tablet).await;
+    assert_browser_still_signed_in(&server, &browser).await;
     let with_new = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": "owner@example.com", "password": NEW_PASSWORD }))
-        .send()
+        .sign_in_with_password("owner@example.com", NEW_PASSWORD)
         .await;
     assert_eq!(with_new.status, 200, "{}", with_new.text());
 }

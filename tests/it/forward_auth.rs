@@ -49,12 +49,16 @@ fn trust_loopback(config: &mut Config) {
 /// Asks the forward endpoint about `original_url` with a bearer credential, as a proxy
 /// on loopback would.
 async fn ask(server: &TestServer, credential: &str, original_url: &str) -> TestResponse {
-    server
-        .request("GET", "/auth/forward")
-        .bearer(credential)
-        .header("X-Original-URL", original_url)
-        .send()
-        .await
+    ask_with(server, credential, &[("X-Original-URL", original_url)]).await
+}
+
+/// `GET /auth/forward` with `credential` and the proxy's `headers`.
+async fn ask_with(server: &TestServer, credential: &str, headers: &[(&str, &str)]) -> TestResponse {
+    let mut request = server.request("GET", "/auth/forward").bearer(credential);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await
 }
 
 fn assert_refused(response: &TestResponse, code: u64) {
@@ -134,33 +138,33 @@ async fn the_first_matching_rule_decides_by_host_path_segments_role_and_permissi
     );
 
     // Caddy's and Traefik's form of the same URL meets the same rule.
-    let forwarded = server
-        .request("GET", "/auth/forward")
-        .bearer(&user)
-        .header("X-Forwarded-Proto", "https")
-        .header("X-Forwarded-Host", "grafana.example.com")
-        .header("X-Forwarded-Uri", "/admin/x")
-        .header("X-Forwarded-Method", "GET")
-        .send()
-        .await;
+    let forwarded = ask_with(
+        &server,
+        &user,
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "grafana.example.com"),
+            ("X-Forwarded-Uri", "/admin/x"),
+            ("X-Forwarded-Method", "GET"),
+        ],
+    )
+    .await;
     assert_refused(&forwarded, 40320);
 
     // With rules set, a request that names no URL, or two that disagree, passes nowhere.
-    let unnamed = server
-        .request("GET", "/auth/forward")
-        .bearer(&admin)
-        .send()
-        .await;
+    let unnamed = ask_with(&server, &admin, &[]).await;
     assert_refused(&unnamed, 40322);
-    let disagreeing = server
-        .request("GET", "/auth/forward")
-        .bearer(&admin)
-        .header("X-Original-URL", "https://wiki.example.com/")
-        .header("X-Forwarded-Proto", "https")
-        .header("X-Forwarded-Host", "secret.example.com")
-        .header("X-Forwarded-Uri", "/")
-        .send()
-        .await;
+    let disagreeing = ask_with(
+        &server,
+        &admin,
+        &[
+            ("X-Original-URL", "https://wiki.example.com/"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "secret.example.com"),
+            ("X-Forwarded-Uri", "/"),
+        ],
+    )
+    .await;
     assert_refused(&disagreeing, 40322);
     server.stop().await;
 }
@@ -361,9 +365,7 @@ async fn a_cookie_domain_serves_subdomains_without_widening_the_origin_rules() {
     .await;
     server.add_user("user@example.com", Role::User, Status::Active);
     let signed_in = server
-        .request("POST", "/auth/sign-in")
-        .json(&json!({ "email": "user@example.com", "password": PASSWORD }))
-        .send()
+        .sign_in_with_password("user@example.com", PASSWORD)
         .await;
     let cookies: Vec<&str> = signed_in
         .headers

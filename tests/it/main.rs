@@ -23,6 +23,7 @@ mod metrics;
 mod oauth;
 mod oauth_provider;
 mod operator;
+mod page_support;
 mod pages;
 mod pages_account;
 mod proxy_support;

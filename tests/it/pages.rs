@@ -1,147 +1,17 @@
 //! The hosted pages over HTTP (API.md section 8): their headers, CSRF refusals, redirects,
 //! sign-in with `ret-url`, the flows through the outbox's mail, and `[pages] enabled`.
-//! A small cookie-keeping `Browser` stands in for a real one (the browser tests drive
-//! Chromium).
+//! A small cookie-keeping `PageBrowser` (`page_support.rs`) stands in for a real one.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use latchkey::model::{Role, Status};
 
 use crate::mail_support::{token_in, wait_for_mail};
-use crate::support::{PASSWORD, TestRequest, TestResponse, TestServer, page_request_to};
+use crate::page_support::{PageBrowser, attribute, csrf_token, hidden_fields, tags};
+use crate::support::{PASSWORD, TestResponse, TestServer, page_request_to};
 
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'";
-
-/// Keeps the cookies a server sets, sends them back, and names the server's origin on
-/// every POST, as a browser does for a page of that origin.
-struct Browser<'a> {
-    server: &'a TestServer,
-    cookies: BTreeMap<String, String>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Browser<'a> {
-        Browser {
-            server,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn request(&self, method: &str, path: &str) -> TestRequest {
-        let request = page_request_to(self.server.address, method, path);
-        if self.cookies.is_empty() {
-            return request;
-        }
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        request.header("Cookie", &cookie)
-    }
-
-    fn keep_cookies(&mut self, response: &TestResponse) {
-        for (name, value) in &response.headers {
-            if name != "set-cookie" {
-                continue;
-            }
-            let pair = value.split(';').next().unwrap();
-            let (cookie, cookie_value) = pair.split_once('=').unwrap();
-            if value.contains("Max-Age=0") {
-                self.cookies.remove(cookie);
-            } else {
-                self.cookies
-                    .insert(cookie.to_owned(), cookie_value.to_owned());
-            }
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> TestResponse {
-        let response = self.request("GET", path).send().await;
-        self.keep_cookies(&response);
-        response
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> TestResponse {
-        let response = self
-            .request("POST", path)
-            .header("Origin", &self.server.origin())
-            .form(pairs)
-            .send()
-            .await;
-        self.keep_cookies(&response);
-        response
-    }
-
-    /// Opens `page`, fills its form's hidden fields and `filled`, and sends it.
-    async fn submit(&mut self, page: &str, filled: &[(&str, &str)]) -> TestResponse {
-        let shown = self.get(page).await;
-        assert_eq!(shown.status, 200, "{}", shown.text());
-        let html = shown.text();
-        let mut pairs: Vec<(String, String)> = hidden_fields(&html);
-        pairs.extend(
-            filled
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
-        );
-        let pairs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        let action = form_action(&html);
-        self.post(&action, &pairs).await
-    }
-
-    fn session_token(&self) -> Option<&str> {
-        self.cookies.get("jwt").map(String::as_str)
-    }
-}
-
-/// The value of an attribute in one tag's text.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let marker = format!(" {name}=\"");
-    let tag = format!(" {tag}");
-    let start = tag.find(&marker)? + marker.len();
-    Some(tag[start..].split('"').next()?.replace("&#38;", "&"))
-}
-
-/// The tags of one kind in a page, each as its text up to `>`.
-fn tags<'a>(html: &'a str, kind: &str) -> Vec<&'a str> {
-    html.split(&format!("<{kind} "))
-        .skip(1)
-        .map(|rest| rest.split('>').next().unwrap())
-        .collect()
-}
-
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    tags(html, "input")
-        .into_iter()
-        .filter(|tag| tag.contains("type=\"hidden\""))
-        .map(|tag| {
-            (
-                attribute(tag, "name").unwrap(),
-                attribute(tag, "value").unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-fn form_action(html: &str) -> String {
-    let forms = tags(html, "form");
-    assert_eq!(forms.len(), 1, "{html}");
-    attribute(forms[0], "action").unwrap()
-}
-
-fn csrf_token(html: &str) -> String {
-    hidden_fields(html)
-        .into_iter()
-        .find(|(name, _)| name == "csrf-token")
-        .map(|(_, value)| value)
-        .unwrap()
-}
 
 /// Whether any attribute is an event handler (`onclick="…"` and the like).
 fn has_inline_handler(html: &str) -> bool {
@@ -177,7 +47,7 @@ fn sessions_of(server: &TestServer, email: &str) -> usize {
 async fn every_page_has_the_security_headers_no_inline_code_labels_and_one_submit_button_per_form()
 {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     for path in [
         "/sign-in",
         "/sign-in/second-factor",
@@ -286,7 +156,7 @@ async fn head_answers_like_get_without_a_body_on_every_page_that_answers_get() {
         anonymous_account.header("location"),
         Some("/sign-in?ret-url=/account")
     );
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let signed_in = browser
         .submit(
             "/sign-in",
@@ -307,7 +177,7 @@ async fn head_answers_like_get_without_a_body_on_every_page_that_answers_get() {
 #[tokio::test]
 async fn forms_use_the_api_field_names_with_autocomplete_and_focus_the_first_field() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let sign_in = browser.get("/sign-in").await.text();
     let inputs = tags(&sign_in, "input");
     let by_name = |inputs: &[&str], name: &str| -> String {
@@ -355,7 +225,7 @@ async fn a_page_post_without_its_csrf_token_or_from_a_foreign_origin_is_refused_
  {
     let server = TestServer::start().await;
     server.add_user("csrf@example.com", Role::User, Status::Active);
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let html = browser.get("/sign-in").await.text();
     let token = csrf_token(&html);
     let credentials = [("email", "csrf@example.com"), ("password", PASSWORD)];
@@ -377,7 +247,7 @@ async fn a_page_post_without_its_csrf_token_or_from_a_foreign_origin_is_refused_
     // The right token from a browser without the cookie it was made for.
     let mut with_token = credentials.to_vec();
     with_token.push(("csrf-token", &token));
-    let other_browser = Browser::new(&server);
+    let other_browser = PageBrowser::new(&server);
     let cookieless = other_browser
         .request("POST", "/sign-in")
         .header("Origin", &server.origin())
@@ -429,7 +299,7 @@ async fn a_page_post_without_its_csrf_token_or_from_a_foreign_origin_is_refused_
 async fn a_form_made_for_one_session_does_not_work_for_another() {
     let server = TestServer::start().await;
     server.add_user("bound@example.com", Role::User, Status::Active);
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let signed_in = browser
         .submit(
             "/sign-in",
@@ -466,7 +336,7 @@ async fn a_sign_in_form_opened_before_signing_in_elsewhere_sends_the_visitor_on(
     .await;
     server.add_user("first-tab@example.com", Role::User, Status::Active);
     server.add_user("second-tab@example.com", Role::User, Status::Active);
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let stale_form = browser.get("/sign-in").await.text();
     let stale_token = csrf_token(&stale_form);
     let signed_in = browser
@@ -524,7 +394,7 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
     server.add_user("ret@example.com", Role::User, Status::Active);
     let credentials = [("email", "ret@example.com"), ("password", PASSWORD)];
 
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let page = browser.get("/sign-in").await;
     // The form's answer may redirect to an allowed origin.
     assert_eq!(
@@ -552,7 +422,7 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
     assert_eq!(again.header("location"), Some("/somewhere"));
 
     // A fresh browser, with an allowed absolute ret-url and "keep me signed in".
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let target = "https://app.example.com/after?x=1";
     let page = browser
         .get(&format!(
@@ -587,7 +457,7 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
 
     // A ret-url the rule refuses: 400, on the page and on the post, and no session.
     let before = sessions_of(&server, "ret@example.com");
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     for refused in ["https%3A%2F%2Fevil.example%2F", "%2F%2Fevil.example"] {
         let page = browser.get(&format!("/sign-in?ret-url={refused}")).await;
         assert_eq!(page.status, 400, "{refused}");
@@ -619,7 +489,7 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
 async fn unknown_email_and_wrong_password_show_the_same_page() {
     let server = TestServer::start().await;
     server.add_user("known@example.com", Role::User, Status::Active);
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let wrong_password = browser
         .submit(
             "/sign-in",
@@ -665,7 +535,7 @@ async fn unknown_email_and_wrong_password_show_the_same_page() {
 async fn a_throttled_visitor_is_told_how_long_to_wait() {
     let server = TestServer::start().await;
     server.add_user("guessed@example.com", Role::User, Status::Active);
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let mut throttled = None;
     for _ in 0..30 {
         let answer = browser
@@ -698,7 +568,7 @@ async fn a_throttled_visitor_is_told_how_long_to_wait() {
 async fn sign_up_verify_sign_in_and_sign_out_through_the_pages_and_the_outbox() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
     let outbox = server.data_dir.path().join("outbox");
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let signed_up = browser
         .submit(
             "/sign-up",
@@ -810,7 +680,7 @@ async fn sign_up_verify_sign_in_and_sign_out_through_the_pages_and_the_outbox() 
 #[tokio::test]
 async fn sign_up_is_refused_on_the_page_when_closed() {
     let server = TestServer::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let page = browser.get("/sign-up").await;
     assert_eq!(page.status, 403);
     assert!(page.text().contains("does not take new sign-ups"));
@@ -823,7 +693,7 @@ async fn a_password_reset_through_the_pages_and_the_outbox() {
     let outbox = server.data_dir.path().join("outbox");
     server.add_user("forgot@example.com", Role::User, Status::Active);
     let old_session = server.sign_in("forgot@example.com").await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let requested = browser
         .submit("/password-reset", &[("email", "forgot@example.com")])
         .await;
@@ -902,7 +772,7 @@ async fn pages_never_take_a_credential_from_the_query_or_a_header() {
     let server = TestServer::start().await;
     server.add_user("query@example.com", Role::User, Status::Active);
     let session = server.sign_in("query@example.com").await;
-    let browser = Browser::new(&server);
+    let browser = PageBrowser::new(&server);
     for path in [
         format!("/account?jwt={}", session.signed_token),
         format!("/account?token={}", session.api_token),
@@ -937,7 +807,7 @@ async fn the_title_and_an_operator_stylesheet_are_on_every_page() {
         config.pages.stylesheet = Some(path);
     })
     .await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     let html = browser.get("/sign-in").await.text();
     // Escaped like every value in a page.
     assert!(
@@ -964,7 +834,7 @@ async fn the_title_and_an_operator_stylesheet_are_on_every_page() {
 #[tokio::test]
 async fn with_the_pages_off_their_paths_are_not_found() {
     let server = TestServer::start_with(|config| config.pages.enabled = false).await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     for path in [
         "/sign-in",
         "/account",
@@ -984,7 +854,7 @@ async fn with_the_pages_off_their_paths_are_not_found() {
 async fn sign_out_needs_the_sessions_form_while_the_session_lives() {
     let server = TestServer::start().await;
     server.add_user("out@example.com", Role::User, Status::Active);
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     browser
         .submit(
             "/sign-in",

@@ -1,108 +1,19 @@
 //! The `/account` page over HTTP: every form's effect checked through the API, its CSRF
 //! and origin refusals, and that another user's session or token cannot be named in a
-//! form. A small cookie-keeping `Browser` stands in for a real one (the browser tests drive
-//! Chromium).
-
-use std::collections::BTreeMap;
+//! form. A small cookie-keeping `PageBrowser` (`page_support.rs`) stands in for a real one.
 
 use latchkey::config::OAuthProviderConfig;
 use latchkey::model::{Role, Status};
 use serde_json::Value;
 
 use crate::oauth_provider::TestProvider;
-use crate::support::{PASSWORD, TestResponse, TestServer, page_request_to};
+use crate::page_support::{PageBrowser, csrf_token};
+use crate::support::{PASSWORD, TestResponse, TestServer};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
-/// Keeps the cookies the server sets and sends them back; names the server's origin on
-/// every POST, as a browser does for a form of that origin.
-struct Browser<'a> {
-    server: &'a TestServer,
-    cookies: BTreeMap<String, String>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Browser<'a> {
-        Browser {
-            server,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    /// A browser signed in through the `/sign-in` page.
-    async fn signed_in(server: &'a TestServer, email: &str) -> Browser<'a> {
-        let mut browser = Browser::new(server);
-        let page = browser.get("/sign-in").await;
-        let token = csrf_token(&page.text());
-        let signed_in = browser
-            .post(
-                "/sign-in",
-                &[
-                    ("csrf-token", &token),
-                    ("email", email),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
-        assert_eq!(signed_in.status, 303, "{}", signed_in.text());
-        assert!(browser.cookies.contains_key("jwt"));
-        browser
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep_cookies(&mut self, response: &TestResponse) {
-        for (name, value) in &response.headers {
-            if name != "set-cookie" {
-                continue;
-            }
-            let pair = value.split(';').next().unwrap();
-            let (cookie, cookie_value) = pair.split_once('=').unwrap();
-            if value.contains("Max-Age=0") {
-                self.cookies.remove(cookie);
-            } else {
-                self.cookies
-                    .insert(cookie.to_owned(), cookie_value.to_owned());
-            }
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> TestResponse {
-        let response = page_request_to(self.server.address, "GET", path)
-            .header("Cookie", &self.cookie_header())
-            .send()
-            .await;
-        self.keep_cookies(&response);
-        response
-    }
-
-    async fn post_from(
-        &mut self,
-        origin: Option<&str>,
-        path: &str,
-        pairs: &[(&str, &str)],
-    ) -> TestResponse {
-        let mut request = page_request_to(self.server.address, "POST", path)
-            .header("Cookie", &self.cookie_header());
-        if let Some(origin) = origin {
-            request = request.header("Origin", origin);
-        }
-        let response = request.form(pairs).send().await;
-        self.keep_cookies(&response);
-        response
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> TestResponse {
-        let origin = self.server.origin();
-        self.post_from(Some(&origin), path, pairs).await
-    }
-
+/// What the `/account` tests add to the page browser.
+impl PageBrowser<'_> {
     /// Opens `/account` and sends one of its forms with the page's CSRF token and `pairs`.
     async fn act(&mut self, path: &str, pairs: &[(&str, &str)]) -> TestResponse {
         let page = self.get("/account").await;
@@ -117,12 +28,6 @@ impl<'a> Browser<'a> {
     fn jwt(&self) -> String {
         self.cookies.get("jwt").unwrap().clone()
     }
-}
-
-fn csrf_token(html: &str) -> String {
-    let marker = "name=\"csrf-token\" value=\"";
-    let start = html.find(marker).unwrap_or_else(|| panic!("{html}")) + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
 }
 
 fn assert_back_to_account(response: &TestResponse, done: &str) {
@@ -167,18 +72,13 @@ async fn create_api_token(server: &TestServer, credential: &str) -> String {
 
 /// Whether `password` signs `email` in through the API.
 async fn signs_in_with(server: &TestServer, email: &str, password: &str) -> bool {
-    let response = server
-        .request("POST", "/auth/sign-in")
-        .json(&serde_json::json!({ "email": email, "password": password }))
-        .send()
-        .await;
-    response.status == 200
+    server.sign_in_with_password(email, password).await.status == 200
 }
 
 #[tokio::test]
 async fn an_anonymous_visitor_is_sent_to_sign_in_and_its_posts_change_nothing() {
     let server = TestServer::start().await;
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
 
     let page = browser.get("/account").await;
     assert_eq!(page.status, 303);
@@ -197,7 +97,7 @@ async fn the_page_shows_the_account_its_sessions_tokens_and_the_security_headers
     server.add_user("page@example.com", Role::User, Status::Active);
     let other = server.sign_in("page@example.com").await;
     let token = create_api_token(&server, &other.signed_token).await;
-    let mut browser = Browser::signed_in(&server, "page@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "page@example.com").await;
 
     let page = browser.get("/account").await;
     assert_eq!(page.status, 200, "{}", page.text());
@@ -234,7 +134,7 @@ async fn the_page_shows_the_account_its_sessions_tokens_and_the_security_headers
 async fn the_profile_form_changes_the_names_the_api_reads_and_refuses_a_bad_one_inline() {
     let server = TestServer::start().await;
     server.add_user("names@example.com", Role::User, Status::Active);
-    let mut browser = Browser::signed_in(&server, "names@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "names@example.com").await;
 
     let saved = browser
         .act(
@@ -279,7 +179,7 @@ async fn a_password_change_keeps_every_session_and_this_browser_signed_in() {
     server.add_user("keep@example.com", Role::User, Status::Active);
     let elsewhere = server.sign_in("keep@example.com").await;
     let token = create_api_token(&server, &elsewhere.signed_token).await;
-    let mut browser = Browser::signed_in(&server, "keep@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "keep@example.com").await;
 
     let changed = browser
         .act(
@@ -306,7 +206,7 @@ async fn a_password_change_that_signs_out_everywhere_else_keeps_only_this_browse
     server.add_user("away@example.com", Role::User, Status::Active);
     let elsewhere = server.sign_in("away@example.com").await;
     let token = create_api_token(&server, &elsewhere.signed_token).await;
-    let mut browser = Browser::signed_in(&server, "away@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "away@example.com").await;
 
     let changed = browser
         .act(
@@ -339,7 +239,7 @@ async fn a_password_change_that_signs_out_everywhere_else_keeps_only_this_browse
 async fn a_wrong_current_password_or_a_short_new_one_is_shown_next_to_its_field() {
     let server = TestServer::start().await;
     server.add_user("wrong@example.com", Role::User, Status::Active);
-    let mut browser = Browser::signed_in(&server, "wrong@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "wrong@example.com").await;
 
     let refused = browser
         .act(
@@ -379,7 +279,7 @@ async fn a_wrong_current_password_or_a_short_new_one_is_shown_next_to_its_field(
 async fn a_throttled_password_change_says_how_long_to_wait() {
     let server = TestServer::start().await;
     server.add_user("guess@example.com", Role::User, Status::Active);
-    let mut browser = Browser::signed_in(&server, "guess@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "guess@example.com").await;
 
     let mut throttled = None;
     for _ in 0..50 {
@@ -411,7 +311,7 @@ async fn ending_a_session_refuses_its_token_and_another_users_session_is_not_fou
     server.add_user("stranger@example.com", Role::User, Status::Active);
     let elsewhere = server.sign_in("ender@example.com").await;
     let stranger = server.sign_in("stranger@example.com").await;
-    let mut browser = Browser::signed_in(&server, "ender@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "ender@example.com").await;
 
     let strangers_session = session_ids(&server, &stranger.signed_token).await.remove(0);
     let refused = browser
@@ -464,7 +364,7 @@ async fn ending_all_other_sessions_keeps_this_browser_and_the_api_tokens() {
     let first = server.sign_in("others@example.com").await;
     let second = server.sign_in("others@example.com").await;
     let token = create_api_token(&server, &first.signed_token).await;
-    let mut browser = Browser::signed_in(&server, "others@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "others@example.com").await;
 
     let ended = browser.act("/account/sessions/end-others", &[]).await;
     assert_back_to_account(&ended, "other-sessions-ended");
@@ -482,7 +382,7 @@ async fn ending_all_other_sessions_keeps_this_browser_and_the_api_tokens() {
 async fn a_created_token_works_through_the_api_and_is_never_shown_again() {
     let server = TestServer::start().await;
     server.add_user("maker@example.com", Role::User, Status::Active);
-    let mut browser = Browser::signed_in(&server, "maker@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "maker@example.com").await;
 
     let created = browser
         .act(
@@ -530,7 +430,7 @@ async fn a_created_token_works_through_the_api_and_is_never_shown_again() {
 async fn a_token_form_is_refused_inline_for_no_permission_or_one_the_visitor_lacks() {
     let server = TestServer::start().await;
     server.add_user("picky@example.com", Role::User, Status::Active);
-    let mut browser = Browser::signed_in(&server, "picky@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "picky@example.com").await;
 
     let none = browser
         .act("/account/api-tokens/create", &[("ttl", "0")])
@@ -557,7 +457,7 @@ async fn a_deleted_token_is_refused_and_another_users_token_is_not_found() {
     server.add_user("victim@example.com", Role::User, Status::Active);
     let victim = server.sign_in("victim@example.com").await;
     let victims_token = create_api_token(&server, &victim.signed_token).await;
-    let mut browser = Browser::signed_in(&server, "deleter@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "deleter@example.com").await;
     let token = create_api_token(&server, &browser.jwt()).await;
 
     let refused = browser
@@ -597,7 +497,7 @@ async fn a_sub_user_without_token_permissions_sees_no_token_forms_and_cannot_pos
         .send()
         .await;
     assert_eq!(created.status, 201, "{}", created.text());
-    let mut browser = Browser::signed_in(&server, "child@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "child@example.com").await;
 
     let page = browser.get("/account").await;
     assert_eq!(page.status, 200, "{}", page.text());
@@ -634,7 +534,7 @@ async fn account_state(server: &TestServer, credential: &str) -> Vec<String> {
 async fn every_account_form_without_its_token_or_from_another_origin_changes_nothing() {
     let server = TestServer::start().await;
     server.add_user("csrf@example.com", Role::User, Status::Active);
-    let mut browser = Browser::signed_in(&server, "csrf@example.com").await;
+    let mut browser = PageBrowser::signed_in(&server, "csrf@example.com").await;
     let elsewhere = server.sign_in("csrf@example.com").await;
     let token = create_api_token(&server, &elsewhere.signed_token).await;
     let jwt = browser.jwt();
@@ -674,7 +574,7 @@ async fn every_account_form_without_its_token_or_from_another_origin_changes_not
         assert_eq!(refused.status, 403, "{path}: {}", refused.text());
         assert!(refused.text().contains("This form has expired"), "{path}");
         // A token of another browser (a fresh cookie).
-        let mut stranger = Browser::new(&server);
+        let mut stranger = PageBrowser::new(&server);
         stranger.cookies.insert("jwt".to_owned(), jwt.clone());
         let mut with_token = vec![("csrf-token", good_token.as_str())];
         with_token.extend_from_slice(fields);
@@ -716,7 +616,7 @@ async fn the_page_lists_the_linked_oauth_identities_and_offers_no_unlinking() {
         .send()
         .await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.text());
-    let mut browser = Browser::new(&server);
+    let mut browser = PageBrowser::new(&server);
     browser.keep_cookies(&signed_in);
 
     let page = browser.get("/account").await;

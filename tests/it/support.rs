@@ -198,12 +198,15 @@ impl TestServer {
 
     /// Signs in by JSON and returns the whole answer.
     pub async fn sign_in(&self, email: &str) -> SignedIn {
-        let response = self
-            .request("POST", "/auth/sign-in")
-            .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+        SignedIn::from_response(&self.sign_in_with_password(email, PASSWORD).await)
+    }
+
+    /// `POST /auth/sign-in` by JSON with `password`, the answer as it is.
+    pub async fn sign_in_with_password(&self, email: &str, password: &str) -> TestResponse {
+        self.request("POST", "/auth/sign-in")
+            .json(&serde_json::json!({ "email": email, "password": password }))
             .send()
-            .await;
-        SignedIn::from_response(&response)
+            .await
     }
 }
 

@@ -6,11 +6,12 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::load::client::LoadSpec;
-use crate::load::{PAIRED_ROUNDS, Phase, RATE_CONNECTIONS, Requests, Timing, TokenCheck};
+use crate::load::paired::{
+    median, paired_rounds, percentages_text, rate_window, round_ratio, round_timing,
+};
+use crate::load::{Phase, Requests, Timing, TokenCheck};
 use crate::servers::{ChildServer, free_port};
 use crate::{BenchResult, Paths};
 
@@ -28,15 +29,13 @@ impl MetricsOverhead {
     pub fn round_ratios(&self) -> Vec<f64> {
         self.rounds
             .iter()
-            .map(|(off, on)| on.rate() / off.rate().max(1e-9))
+            .map(|(off, on)| round_ratio(on, off))
             .collect()
     }
 
     /// The median round's ratio.
     pub fn ratio(&self) -> f64 {
-        let mut ratios = self.round_ratios();
-        ratios.sort_by(f64::total_cmp);
-        ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+        median(&self.round_ratios())
     }
 
     /// The median round's windows.
@@ -44,15 +43,11 @@ impl MetricsOverhead {
         let ratio = self.ratio();
         self.rounds
             .iter()
-            .find(|(off, on)| on.rate() / off.rate().max(1e-9) == ratio)
+            .find(|(off, on)| round_ratio(on, off) == ratio)
     }
 
     pub fn rounds_text(&self) -> String {
-        self.round_ratios()
-            .iter()
-            .map(|ratio| format!("{:.1}%", ratio * 100.0))
-            .collect::<Vec<_>>()
-            .join(", ")
+        percentages_text(&self.round_ratios(), 1)
     }
 }
 
@@ -85,51 +80,30 @@ pub fn measure_metrics_overhead(
     for server in [&without, &with] {
         crate::load::prime(client, server, request_set)?;
     }
-    let round_timing = Timing {
-        warmup: timing.warmup,
-        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
-    };
-    let window = |target: &ChildServer, beside: &ChildServer, name: &str| {
-        crate::load::measure_one(
-            client,
-            target,
-            Some(beside),
-            LoadSpec {
-                name: name.to_owned(),
-                requests: Arc::clone(request_set),
-                connections: RATE_CONNECTIONS,
-            },
-            &round_timing,
-        )
-    };
-    let off_name = "GET /user/current, signed token, metrics off";
-    let on_name = "GET /user/current, signed token, metrics on";
-    let mut rounds = Vec::new();
-    for round in 1..=PAIRED_ROUNDS {
-        let off_first = round % 2 == 1;
-        progress!(
-            "(#21) metrics overhead, round {round} of {PAIRED_ROUNDS}: {}",
-            if off_first {
-                "metrics off, then on"
-            } else {
-                "metrics on, then off"
-            }
-        );
-        let (off, on) = if off_first {
-            let off = window(&without, &with, off_name)?;
-            (off, window(&with, &without, on_name)?)
-        } else {
-            let on = window(&with, &without, on_name)?;
-            (window(&without, &with, off_name)?, on)
-        };
-        progress!(
-            "    off {:.0}/s, on {:.0}/s: {:.1}%",
-            off.rate(),
-            on.rate(),
-            on.rate() / off.rate().max(1e-9) * 100.0
-        );
-        rounds.push((off, on));
-    }
+    let round_timing = round_timing(timing);
+    let rounds = paired_rounds(
+        "(#21) metrics overhead, metrics off and on",
+        || {
+            rate_window(
+                client,
+                &without,
+                Some(&with),
+                "GET /user/current, signed token, metrics off",
+                request_set,
+                &round_timing,
+            )
+        },
+        || {
+            rate_window(
+                client,
+                &with,
+                Some(&without),
+                "GET /user/current, signed token, metrics on",
+                request_set,
+                &round_timing,
+            )
+        },
+    )?;
     let recorded_requests = scrape_request_total(metrics_address)?;
     without.stop()?;
     with.stop()?;

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod metrics_overhead;
+pub mod paired;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use latchkey::auth::password::{HashCost, Password, ReusedBuffer, hash_once};
 
 use crate::load::client::{LoadOutcome, LoadSpec, connection_loop, prime_connection};
 use crate::load::metrics_overhead::{MetricsOverhead, measure_metrics_overhead};
+use crate::load::paired::{PairedRounds, median, paired_rate_rounds, percentages_text};
 use crate::procfs::{
     CLOCK_TICKS_PER_SECOND, CpuUse, Mapping, MemoryStatus, QUIET_CORES, Samples, cpu_sample,
     kib_to_mib, largest_mappings, machine_busy_ticks, memory_status, wait_for_quiet,
@@ -275,43 +277,21 @@ pub struct SmallResults {
     pub caches_kept_load: Phase,
     pub idle_after_with_caches_kept: MemoryStatus,
     /// (h) the sign-in page beside the signed-token check.
-    pub sign_in_page: PagePair,
+    pub sign_in_page: PairedRounds,
     /// `GET /auth/forward` against `GET /user/current`, in alternating rounds.
-    pub forward_auth: ForwardAuthPair,
+    pub forward_auth: PairedRounds,
     /// Signed-token checks with `[metrics] listen` set, against without (#21).
     pub metrics_overhead: MetricsOverhead,
 }
 
-/// The forward-auth endpoint's rate against `GET /user/current`'s (same tokens, same
-/// server, `RATE_CONNECTIONS`), in `PAIRED_ROUNDS` rounds that alternate which goes first:
-/// the median round's two windows, and the forward rate over the other in every round.
-pub struct ForwardAuthPair {
-    pub user_current: Phase,
-    pub forward: Phase,
-    pub round_ratios: Vec<f64>,
-}
-
-impl ForwardAuthPair {
-    pub fn ratio(&self) -> f64 {
-        median(&self.round_ratios)
-    }
-
-    pub fn rounds_text(&self) -> String {
-        self.round_ratios
-            .iter()
-            .map(|ratio| format!("{:.0}%", ratio * 100.0))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// The forward-auth phase: both request sets primed, then the paired rounds.
+/// The forward-auth phase: both request sets primed, then `GET /auth/forward` (the subject)
+/// against `GET /user/current` (the baseline), same tokens, same server, in paired rounds.
 pub fn forward_auth_pair(
     client: &tokio::runtime::Runtime,
     server: &ChildServer,
     requests: &Requests,
     timing: &Timing,
-) -> BenchResult<ForwardAuthPair> {
+) -> BenchResult<PairedRounds> {
     for request_set in [&requests.user_current_signed, &requests.forward_signed] {
         let (took, failures) = prime(client, server, request_set)?;
         progress!(
@@ -320,56 +300,23 @@ pub fn forward_auth_pair(
             request_set.len() as f64 / took.as_secs_f64().max(1e-9)
         );
     }
-    let round_timing = Timing {
-        warmup: timing.warmup,
-        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
-    };
-    let load = |name: &str, request_set: &Arc<Vec<Vec<u8>>>| {
-        measure_one(
-            client,
-            server,
-            None,
-            LoadSpec {
-                name: name.to_owned(),
-                requests: Arc::clone(request_set),
-                connections: RATE_CONNECTIONS,
-            },
-            &round_timing,
-        )
-    };
-    let mut rounds = Vec::new();
-    for round in 1..=PAIRED_ROUNDS {
-        progress!(
-            "(forward auth) {RATE_CONNECTIONS} connections, round {round} of {PAIRED_ROUNDS}"
-        );
-        let measure_current = || {
-            load(
-                TokenCheck::UserCurrentSigned.name(),
-                &requests.user_current_signed,
-            )
-        };
-        let measure_forward = || load(FORWARD_AUTH_NAME, &requests.forward_signed);
-        let (user_current, forward) = if round % 2 == 1 {
-            let user_current = measure_current()?;
-            (user_current, measure_forward()?)
-        } else {
-            let forward = measure_forward()?;
-            (measure_current()?, forward)
-        };
-        rounds.push((
-            forward.rate() / user_current.rate().max(1e-9),
-            user_current,
-            forward,
-        ));
-    }
-    let round_ratios = rounds.iter().map(|(ratio, _, _)| *ratio).collect();
-    rounds.sort_by(|left, right| left.0.total_cmp(&right.0));
-    let (_, user_current, forward) = rounds.swap_remove(rounds.len() / 2);
-    Ok(ForwardAuthPair {
-        user_current,
-        forward,
-        round_ratios,
-    })
+    let rounds = paired_rate_rounds(
+        client,
+        server,
+        &format!("(forward auth) {RATE_CONNECTIONS} connections, GET /user/current and forward"),
+        (
+            TokenCheck::UserCurrentSigned.name(),
+            &requests.user_current_signed,
+        ),
+        (FORWARD_AUTH_NAME, &requests.forward_signed),
+        timing,
+    )?;
+    Ok(PairedRounds::from_rounds(
+        rounds
+            .into_iter()
+            .map(|(user_current, forward)| (forward, user_current))
+            .collect(),
+    ))
 }
 
 impl TokenLoads {
@@ -418,8 +365,8 @@ impl SmallResults {
     pub fn latchkey_phases(&self) -> Vec<&Phase> {
         let mut phases = vec![&self.sign_ins];
         phases.extend(self.tokens.phases());
-        phases.extend([&self.sign_in_page.token_check, &self.sign_in_page.page]);
-        phases.push(&self.forward_auth.forward);
+        phases.extend([&self.sign_in_page.baseline, &self.sign_in_page.subject]);
+        phases.push(&self.forward_auth.subject);
         phases.push(&self.mixed_tokens);
         phases
     }
@@ -678,7 +625,7 @@ pub fn measure_pages_only(
     directory: &Path,
     requests: &Requests,
     timing: &Timing,
-) -> BenchResult<PagePair> {
+) -> BenchResult<PairedRounds> {
     let mut server = ChildServer::start_latchkey(paths, directory)?;
     server.wait_ready()?;
     progress!("(h) first pass over the signed tokens");
@@ -688,72 +635,27 @@ pub fn measure_pages_only(
     Ok(pair)
 }
 
-/// (h) `GET /sign-in` against `GET /user/current` with a signed token, both at
-/// `RATE_CONNECTIONS`, in `PAIRED_ROUNDS` rounds of one window each (alternating which goes
-/// first), as the token checks are paired with the hello server: the ratio is the median
-/// round's, so the machine's drift touches both sides of it alike.
+/// (h) `GET /sign-in` (the subject) against `GET /user/current` with a signed token (the
+/// baseline), both at `RATE_CONNECTIONS`, in paired rounds, as the token checks are paired
+/// with the hello server.
 fn sign_in_page_loads(
     client: &tokio::runtime::Runtime,
     server: &ChildServer,
     requests: &Requests,
     timing: &Timing,
-) -> BenchResult<PagePair> {
-    let round_timing = Timing {
-        warmup: timing.warmup,
-        measured: timing.measured.div_f64(2.0).max(Duration::from_secs(1)),
-    };
-    let load = |name: &str, request_set: &Arc<Vec<Vec<u8>>>| {
-        measure_one(
-            client,
-            server,
-            None,
-            LoadSpec {
-                name: name.to_owned(),
-                requests: Arc::clone(request_set),
-                connections: RATE_CONNECTIONS,
-            },
-            &round_timing,
-        )
-    };
-    let mut rounds = Vec::new();
-    for round in 1..=PAIRED_ROUNDS {
-        progress!(
-            "(h) GET /sign-in beside GET /user/current, {RATE_CONNECTIONS} connections, round {round} of {PAIRED_ROUNDS}"
-        );
-        let measure_page = || load("GET /sign-in (the hosted page)", &requests.sign_in_page);
-        let measure_token = || {
-            load(
-                "GET /user/current, signed token, beside the sign-in page",
-                &requests.user_current_signed,
-            )
-        };
-        let (page, token_check) = if round % 2 == 1 {
-            let page = measure_page()?;
-            (page, measure_token()?)
-        } else {
-            let token_check = measure_token()?;
-            (measure_page()?, token_check)
-        };
-        rounds.push((page, token_check));
-    }
-    let mut by_ratio: Vec<(f64, Phase, Phase)> = rounds
-        .into_iter()
-        .map(|(page, token_check)| {
-            (
-                page.rate() / token_check.rate().max(1e-9),
-                page,
-                token_check,
-            )
-        })
-        .collect();
-    let round_ratios = by_ratio.iter().map(|(ratio, _, _)| *ratio).collect();
-    by_ratio.sort_by(|left, right| left.0.total_cmp(&right.0));
-    let (_, page, token_check) = by_ratio.swap_remove(by_ratio.len() / 2);
-    Ok(PagePair {
-        page,
-        token_check,
-        round_ratios,
-    })
+) -> BenchResult<PairedRounds> {
+    let rounds = paired_rate_rounds(
+        client,
+        server,
+        &format!("(h) GET /sign-in beside GET /user/current, {RATE_CONNECTIONS} connections"),
+        ("GET /sign-in (the hosted page)", &requests.sign_in_page),
+        (
+            "GET /user/current, signed token, beside the sign-in page",
+            &requests.user_current_signed,
+        ),
+        timing,
+    )?;
+    Ok(PairedRounds::from_rounds(rounds))
 }
 
 pub fn measure_large_store(
@@ -823,40 +725,8 @@ impl HelloPair {
     }
 
     pub fn rounds_text(&self) -> String {
-        self.round_ratios
-            .iter()
-            .map(|ratio| format!("{:.0}%", ratio * 100.0))
-            .collect::<Vec<_>>()
-            .join(", ")
+        percentages_text(&self.round_ratios, 0)
     }
-}
-
-/// (h) the sign-in page's rate against the signed-token check's, in paired rounds: the
-/// median round's two windows, and the page's rate over the check's in every round.
-pub struct PagePair {
-    pub page: Phase,
-    pub token_check: Phase,
-    pub round_ratios: Vec<f64>,
-}
-
-impl PagePair {
-    pub fn ratio(&self) -> f64 {
-        median(&self.round_ratios)
-    }
-
-    pub fn rounds_text(&self) -> String {
-        self.round_ratios
-            .iter()
-            .map(|ratio| format!("{:.0}%", ratio * 100.0))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A first, unmeasured pass over a request set.

@@ -88,10 +88,10 @@ impl Report {
                 format!(
                     "in the median round the server spent {} µs of CPU (user + kernel) per page \
                      against {} µs per token check; {} (the token check's window: {}).",
-                    pair.page.cpu_per_answer_text(),
-                    pair.token_check.cpu_per_answer_text(),
-                    cpu(&pair.page),
-                    cpu(&pair.token_check)
+                    pair.subject.cpu_per_answer_text(),
+                    pair.baseline.cpu_per_answer_text(),
+                    cpu(&pair.subject),
+                    cpu(&pair.baseline)
                 )
             }
             RowKind::TokenLatency(check) => latency(small.tokens.latency(check)),
@@ -101,10 +101,10 @@ impl Report {
                     "in the median round the server spent {} µs of CPU (user + kernel) per \
                      forward answer against {} µs per GET /user/current; {} (the GET \
                      /user/current window: {}).",
-                    pair.forward.cpu_per_answer_text(),
-                    pair.user_current.cpu_per_answer_text(),
-                    cpu(&pair.forward),
-                    cpu(&pair.user_current)
+                    pair.subject.cpu_per_answer_text(),
+                    pair.baseline.cpu_per_answer_text(),
+                    cpu(&pair.subject),
+                    cpu(&pair.baseline)
                 )
             }
             RowKind::LatencyBesideSignIns => latency(&small.mixed_tokens),

@@ -359,9 +359,9 @@ impl Report {
             ),
             format!(
                 "{} ({:.0}% of GET /user/current's {} in the median round; rounds {})",
-                rate_text(forward.forward.rate()),
+                rate_text(forward.subject.rate()),
                 forward.ratio() * 100.0,
-                rate_text(forward.user_current.rate()),
+                rate_text(forward.baseline.rate()),
                 forward.rounds_text()
             ),
             "≥ 90% of GET /user/current",
@@ -414,9 +414,9 @@ impl Report {
             ),
             format!(
                 "{} ({:.0}% of the token check's {}; rounds {})",
-                rate_text(page.page.rate()),
+                rate_text(page.subject.rate()),
                 page.ratio() * 100.0,
-                rate_text(page.token_check.rate()),
+                rate_text(page.baseline.rate()),
                 page.rounds_text()
             ),
             "≥ 50% of GET /user/current",
@@ -589,9 +589,8 @@ mod tests {
     use super::*;
     use crate::load::client::{ConnectionStats, LoadOutcome};
     use crate::load::metrics_overhead::MetricsOverhead;
-    use crate::load::{
-        ForwardAuthPair, HelloPair, LargeMeasured, PagePair, Phase, Priming, TokenLoads,
-    };
+    use crate::load::paired::PairedRounds;
+    use crate::load::{HelloPair, LargeMeasured, Phase, Priming, TokenLoads};
     use crate::procfs::{CpuUse, MemoryStatus};
     use crate::servers::Stopped;
     use std::os::unix::process::ExitStatusExt as _;
@@ -855,8 +854,8 @@ mod tests {
                 false,
             ),
             idle_after_with_caches_kept: memory(12, 40),
-            sign_in_page: PagePair {
-                page: load_phase(
+            sign_in_page: PairedRounds {
+                subject: load_phase(
                     "GET /sign-in (the hosted page)",
                     64,
                     if missed { 20_000 } else { 52_000 },
@@ -864,7 +863,7 @@ mod tests {
                     0,
                     false,
                 ),
-                token_check: load_phase(
+                baseline: load_phase(
                     "GET /user/current, signed token, beside the sign-in page",
                     64,
                     74_000,
@@ -878,16 +877,9 @@ mod tests {
                     vec![0.70, 0.71, 0.69, 0.72, 0.68]
                 },
             },
-            forward_auth: ForwardAuthPair {
-                user_current: load_phase(
-                    "GET /user/current, signed token",
-                    64,
-                    76_000,
-                    700,
-                    0,
-                    false,
-                ),
-                forward: load_phase(
+            forward_auth: PairedRounds {
+                baseline: load_phase("GET /user/current, signed token", 64, 76_000, 700, 0, false),
+                subject: load_phase(
                     FORWARD_AUTH_NAME,
                     64,
                     if missed { 60_000 } else { 72_000 },

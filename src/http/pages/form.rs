@@ -6,9 +6,43 @@ use crate::auth::Identity;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
-use crate::http::pages::Pages;
-use crate::http::pages::csrf;
+use crate::http::pages::csrf::{self, BrowserBinding};
+use crate::http::pages::{Pages, page_identity};
 use crate::http::request::Request;
+
+/// Who a form page is drawn for: the signed-in identity, if any, and the browser's CSRF
+/// binding (started here for a first visit).
+pub struct Visitor {
+    pub identity: Option<Identity>,
+    pub browser: BrowserBinding,
+}
+
+impl Visitor {
+    /// The visitor of a `GET`.
+    pub fn read(api: &Api, request: &Request) -> Result<Visitor, ApiError> {
+        let identity = page_identity(api, request)?;
+        let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+        Ok(Visitor { identity, browser })
+    }
+
+    /// The CSRF token a form drawn for this visitor carries.
+    pub fn form_token(&self, pages: &Pages) -> String {
+        self.browser
+            .form_token(&pages.csrf_key, self.identity.as_ref())
+    }
+}
+
+/// The visitor of a `POST` and its form, read and checked as `read_page_form` does.
+pub async fn read_visitor_form(
+    api: &Api,
+    pages: &Pages,
+    request: &mut Request,
+) -> Result<(Visitor, PageForm), ApiError> {
+    let identity = page_identity(api, request)?;
+    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
+    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    Ok((Visitor { identity, browser }, form))
+}
 
 /// A page POST once read: checked, or expired (no valid CSRF token). The fields of an
 /// expired form only fill the form drawn again; nothing acts on them.
@@ -16,6 +50,16 @@ use crate::http::request::Request;
 pub enum PageForm {
     Checked(Fields),
     Expired(Fields),
+}
+
+impl PageForm {
+    /// The fields, and whether the form expired (only to be drawn again).
+    pub fn fields_and_expired(self) -> (Fields, bool) {
+        match self {
+            PageForm::Checked(fields) => (fields, false),
+            PageForm::Expired(fields) => (fields, true),
+        }
+    }
 }
 
 /// Reads the body and checks the origin (a refusal is an error) and the CSRF token for
@@ -53,6 +97,14 @@ pub async fn read_checked_form(
         PageForm::Checked(fields) => Ok(fields),
         PageForm::Expired(_) => Err(ApiError::FormTokenInvalid),
     }
+}
+
+/// The `token` a mail's link carries in its query, if it carries a non-empty one.
+pub fn link_token(request: &Request) -> Result<Option<String>, ApiError> {
+    Ok(request
+        .query
+        .string("token")?
+        .filter(|token| !token.is_empty()))
 }
 
 /// An optional text field; an empty one counts as absent (a browser sends every input).

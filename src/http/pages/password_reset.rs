@@ -4,18 +4,15 @@
 //! token, through `auth::signup::complete_password_reset`, as the API does).
 
 use askama::Template;
-use hyper::StatusCode;
 
-use crate::auth::Identity;
 use crate::auth::password::Password;
 use crate::auth::signup;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::handlers::signup::captcha;
-use crate::http::pages::csrf::BrowserBinding;
-use crate::http::pages::form::{PageForm, read_page_form};
-use crate::http::pages::render::{Layout, Problem, html_page, message_page, with_retry_after};
-use crate::http::pages::{Pages, page_identity};
+use crate::http::pages::Pages;
+use crate::http::pages::form::{PageForm, Visitor, link_token, read_visitor_form};
+use crate::http::pages::render::{Layout, Problem, form_page, message_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::model::PASSWORD_MAX_CHARACTERS;
@@ -63,48 +60,41 @@ impl ResetConfirmPage {
 fn draw_request(
     api: &Api,
     pages: &Pages,
-    browser: &BrowserBinding,
-    csrf_identity: Option<&Identity>,
+    visitor: &Visitor,
     email: String,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
-    let status = error.map_or(StatusCode::OK, |error| error.parts().0);
     let page = ResetRequestPage {
         layout: Layout::new(api, "Reset your password"),
         problem: error.map(Problem::from_error),
-        csrf_token: browser.form_token(&pages.csrf_key, csrf_identity),
+        csrf_token: visitor.form_token(pages),
         email,
     };
-    let response = html_page(api, status, &page, Some(browser), &[])?;
-    Ok(with_retry_after(response, error))
+    form_page(api, &page, &visitor.browser, error, &[])
 }
 
 fn draw_confirm(
     api: &Api,
     pages: &Pages,
-    browser: &BrowserBinding,
-    csrf_identity: Option<&Identity>,
+    visitor: &Visitor,
     token: String,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
-    let status = error.map_or(StatusCode::OK, |error| error.parts().0);
     let page = ResetConfirmPage {
         layout: Layout::new(api, "Choose a new password"),
         problem: error.map(Problem::from_error),
-        csrf_token: browser.form_token(&pages.csrf_key, csrf_identity),
+        csrf_token: visitor.form_token(pages),
         token,
         min_length: api.app.config.password.min_length,
         max_length: PASSWORD_MAX_CHARACTERS,
     };
-    let response = html_page(api, status, &page, Some(browser), &[])?;
-    Ok(with_retry_after(response, error))
+    form_page(api, &page, &visitor.browser, error, &[])
 }
 
 /// `GET /password-reset`.
 pub fn show_request(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
-    draw_request(api, pages, &browser, identity.as_ref(), String::new(), None)
+    let visitor = Visitor::read(api, request)?;
+    draw_request(api, pages, &visitor, String::new(), None)
 }
 
 /// `POST /password-reset`.
@@ -113,15 +103,13 @@ pub async fn submit_request(
     pages: &Pages,
     request: &mut Request,
 ) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
-    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    let (visitor, form) = read_visitor_form(api, pages, request).await?;
     let fields = match form {
         PageForm::Checked(fields) => fields,
         PageForm::Expired(fields) => {
             let email = fields.string("email")?.unwrap_or_default();
             let error = ApiError::FormTokenInvalid;
-            return draw_request(api, pages, &browser, identity.as_ref(), email, Some(&error));
+            return draw_request(api, pages, &visitor, email, Some(&error));
         }
     };
     let email = fields.string("email")?.unwrap_or_default();
@@ -142,17 +130,13 @@ pub async fn submit_request(
             ),
             ("/sign-in", "Back to sign-in"),
         ),
-        Err(error) => draw_request(api, pages, &browser, identity.as_ref(), email, Some(&error)),
+        Err(error) => draw_request(api, pages, &visitor, email, Some(&error)),
     }
 }
 
 /// `GET /password-reset/confirm?token=…`: the form only; the token is checked when sent.
 pub fn show_confirm(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let Some(token) = request
-        .query
-        .string("token")?
-        .filter(|token| !token.is_empty())
-    else {
+    let Some(token) = link_token(request)? else {
         return message_page(
             api,
             "Choose a new password",
@@ -160,9 +144,8 @@ pub fn show_confirm(api: &Api, pages: &Pages, request: &Request) -> Result<Respo
             ("/password-reset", "Ask for a reset link"),
         );
     };
-    let identity = page_identity(api, request)?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
-    draw_confirm(api, pages, &browser, identity.as_ref(), token, None)
+    let visitor = Visitor::read(api, request)?;
+    draw_confirm(api, pages, &visitor, token, None)
 }
 
 /// `POST /password-reset/confirm`.
@@ -171,17 +154,12 @@ pub async fn submit_confirm(
     pages: &Pages,
     request: &mut Request,
 ) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
-    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
-    let (fields, expired) = match form {
-        PageForm::Checked(fields) => (fields, false),
-        PageForm::Expired(fields) => (fields, true),
-    };
+    let (visitor, form) = read_visitor_form(api, pages, request).await?;
+    let (fields, expired) = form.fields_and_expired();
     let token = fields.string("password-update-token")?.unwrap_or_default();
     if expired {
         let error = ApiError::FormTokenInvalid;
-        return draw_confirm(api, pages, &browser, identity.as_ref(), token, Some(&error));
+        return draw_confirm(api, pages, &visitor, token, Some(&error));
     }
     let new_password = fields.required_string("new-password");
     let outcome = match new_password {
@@ -205,6 +183,6 @@ pub async fn submit_confirm(
         ),
         // A link that cannot work leaves no form worth drawing again.
         Err(error @ ApiError::InvalidEmailToken { .. }) => Err(error),
-        Err(error) => draw_confirm(api, pages, &browser, identity.as_ref(), token, Some(&error)),
+        Err(error) => draw_confirm(api, pages, &visitor, token, Some(&error)),
     }
 }

@@ -320,6 +320,24 @@ pub fn message_page(
     html_page(api, StatusCode::OK, &page, None, &[])
 }
 
+/// The status of a form page: 200 when first drawn, the error's when drawn again with it.
+pub fn form_status(error: Option<&ApiError>) -> StatusCode {
+    error.map_or(StatusCode::OK, |error| error.parts().0)
+}
+
+/// A form page drawn for `browser`, first (no `error`) or again with its problem: the
+/// error's status, and `Retry-After` when the visitor is told to wait.
+pub fn form_page(
+    api: &Api,
+    page: &impl Template,
+    browser: &BrowserBinding,
+    error: Option<&ApiError>,
+    form_origins: &[Origin],
+) -> Result<Response, ApiError> {
+    let response = html_page(api, form_status(error), page, Some(browser), form_origins)?;
+    Ok(with_retry_after(response, error))
+}
+
 /// Adds `Retry-After` to a form page re-drawn for a throttled visitor.
 pub fn with_retry_after(mut response: Response, error: Option<&ApiError>) -> Response {
     if let Some(seconds) = error.and_then(ApiError::retry_after_seconds) {

@@ -3,7 +3,6 @@
 //! else `/account`. A visitor already signed in is sent on at once.
 
 use askama::Template;
-use hyper::StatusCode;
 
 use crate::auth::SignInRequest;
 use crate::auth::password::Password;
@@ -12,7 +11,7 @@ use crate::http::error::ApiError;
 use crate::http::handlers::sign_in::{audited_sign_in, checked_return_url};
 use crate::http::pages::csrf::BrowserBinding;
 use crate::http::pages::form::{PageForm, checkbox, read_page_form};
-use crate::http::pages::render::{self, Layout, Problem, html_page, with_retry_after};
+use crate::http::pages::render::{self, Layout, Problem, form_page};
 use crate::http::pages::{Pages, page_identity};
 use crate::http::request::Request;
 use crate::http::response::{Response, append_session_cookie};
@@ -57,7 +56,6 @@ fn draw(
     entered: Entered,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
-    let status = error.map_or(StatusCode::OK, |error| error.parts().0);
     let page = SignInPage {
         layout: Layout::new(api, "Sign in"),
         problem: error.map(Problem::from_error),
@@ -70,8 +68,7 @@ fn draw(
     };
     // The answer to this form may redirect to any allowed return origin.
     let form_origins: &[Origin] = &api.app.config.auth.allowed_return_origins;
-    let response = html_page(api, status, &page, Some(browser), form_origins)?;
-    Ok(with_retry_after(response, error))
+    form_page(api, &page, browser, error, form_origins)
 }
 
 /// `GET /sign-in`.

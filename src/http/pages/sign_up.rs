@@ -2,17 +2,15 @@
 //! and the same answer for a free and a taken address (the mail tells them apart).
 
 use askama::Template;
-use hyper::StatusCode;
 
 use crate::auth::password::Password;
 use crate::auth::signup::{self, SignUpRequest};
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::handlers::signup::captcha;
-use crate::http::pages::csrf::BrowserBinding;
-use crate::http::pages::form::{PageForm, optional_text, read_page_form};
-use crate::http::pages::render::{Layout, Problem, html_page, message_page, with_retry_after};
-use crate::http::pages::{Pages, page_identity};
+use crate::http::pages::Pages;
+use crate::http::pages::form::{Visitor, optional_text, read_visitor_form};
+use crate::http::pages::render::{Layout, Problem, form_page, message_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::model::PASSWORD_MAX_CHARACTERS;
@@ -50,24 +48,21 @@ struct Entered {
 fn draw(
     api: &Api,
     pages: &Pages,
-    browser: &BrowserBinding,
-    csrf_identity: Option<&crate::auth::Identity>,
+    visitor: &Visitor,
     entered: Entered,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
-    let status = error.map_or(StatusCode::OK, |error| error.parts().0);
     let page = SignUpPage {
         layout: Layout::new(api, "Create an account"),
         problem: error.map(Problem::from_error),
-        csrf_token: browser.form_token(&pages.csrf_key, csrf_identity),
+        csrf_token: visitor.form_token(pages),
         email: entered.email,
         first_name: entered.first_name,
         last_name: entered.last_name,
         min_length: api.app.config.password.min_length,
         max_length: PASSWORD_MAX_CHARACTERS,
     };
-    let response = html_page(api, status, &page, Some(browser), &[])?;
-    Ok(with_retry_after(response, error))
+    form_page(api, &page, &visitor.browser, error, &[])
 }
 
 fn check_open(api: &Api) -> Result<(), ApiError> {
@@ -81,28 +76,15 @@ fn check_open(api: &Api) -> Result<(), ApiError> {
 /// `GET /sign-up`.
 pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
     check_open(api)?;
-    let identity = page_identity(api, request)?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
-    draw(
-        api,
-        pages,
-        &browser,
-        identity.as_ref(),
-        Entered::default(),
-        None,
-    )
+    let visitor = Visitor::read(api, request)?;
+    draw(api, pages, &visitor, Entered::default(), None)
 }
 
 /// `POST /sign-up`.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
     check_open(api)?;
-    let identity = page_identity(api, request)?;
-    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
-    let (fields, expired) = match form {
-        PageForm::Checked(fields) => (fields, false),
-        PageForm::Expired(fields) => (fields, true),
-    };
+    let (visitor, form) = read_visitor_form(api, pages, request).await?;
+    let (fields, expired) = form.fields_and_expired();
     let entered = Entered {
         email: fields.string("email")?.unwrap_or_default(),
         first_name: fields.string("first-name")?.unwrap_or_default(),
@@ -110,14 +92,7 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
     };
     if expired {
         let error = ApiError::FormTokenInvalid;
-        return draw(
-            api,
-            pages,
-            &browser,
-            identity.as_ref(),
-            entered,
-            Some(&error),
-        );
+        return draw(api, pages, &visitor, entered, Some(&error));
     }
     let outcome = async {
         captcha(api, request, &fields, false).await?;
@@ -141,13 +116,6 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             ),
             ("/sign-in", "Go to sign-in"),
         ),
-        Err(error) => draw(
-            api,
-            pages,
-            &browser,
-            identity.as_ref(),
-            entered,
-            Some(&error),
-        ),
+        Err(error) => draw(api, pages, &visitor, entered, Some(&error)),
     }
 }

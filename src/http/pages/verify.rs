@@ -3,16 +3,14 @@
 //! `auth::signup::verify_email`, as `POST /auth/verify` does.
 
 use askama::Template;
-use hyper::StatusCode;
 
 use crate::auth::signup;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::handlers::signup::captcha;
-use crate::http::pages::csrf::BrowserBinding;
-use crate::http::pages::form::{PageForm, read_page_form};
-use crate::http::pages::render::{Layout, Problem, html_page, message_page};
-use crate::http::pages::{Pages, page_identity};
+use crate::http::pages::Pages;
+use crate::http::pages::form::{PageForm, Visitor, link_token, read_visitor_form};
+use crate::http::pages::render::{Layout, Problem, form_status, html_page, message_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
 
@@ -28,28 +26,22 @@ struct VerifyPage {
 fn draw(
     api: &Api,
     pages: &Pages,
-    browser: &BrowserBinding,
-    csrf_identity: Option<&crate::auth::Identity>,
+    visitor: &Visitor,
     token: String,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
-    let status = error.map_or(StatusCode::OK, |error| error.parts().0);
     let page = VerifyPage {
         layout: Layout::new(api, "Confirm your email address"),
         problem: error.map(Problem::from_error),
-        csrf_token: browser.form_token(&pages.csrf_key, csrf_identity),
+        csrf_token: visitor.form_token(pages),
         token,
     };
-    html_page(api, status, &page, Some(browser), &[])
+    html_page(api, form_status(error), &page, Some(&visitor.browser), &[])
 }
 
 /// `GET /verify?token=…`.
 pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let Some(token) = request
-        .query
-        .string("token")?
-        .filter(|token| !token.is_empty())
-    else {
+    let Some(token) = link_token(request)? else {
         return message_page(
             api,
             "Confirm your email address",
@@ -57,16 +49,13 @@ pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, Api
             ("/sign-in", "Go to sign-in"),
         );
     };
-    let identity = page_identity(api, request)?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
-    draw(api, pages, &browser, identity.as_ref(), token, None)
+    let visitor = Visitor::read(api, request)?;
+    draw(api, pages, &visitor, token, None)
 }
 
 /// `POST /verify`.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
-    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
-    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    let (visitor, form) = read_visitor_form(api, pages, request).await?;
     let fields = match form {
         PageForm::Checked(fields) => fields,
         PageForm::Expired(fields) => {
@@ -77,7 +66,7 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
                 .flatten()
                 .unwrap_or_default();
             let error = ApiError::FormTokenInvalid;
-            return draw(api, pages, &browser, identity.as_ref(), token, Some(&error));
+            return draw(api, pages, &visitor, token, Some(&error));
         }
     };
     let outcome = async {
@@ -97,7 +86,7 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
         Err(error @ ApiError::InvalidEmailToken { .. }) => Err(error),
         Err(error) => {
             let token = fields.string("verify-token")?.unwrap_or_default();
-            draw(api, pages, &browser, identity.as_ref(), token, Some(&error))
+            draw(api, pages, &visitor, token, Some(&error))
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::pages::Pages;
 use crate::http::pages::account::page::{Entered, Notice, Section};
 use crate::http::pages::account::{
-    AccountForm, audit, check_route_access, finish, read_account_form,
+    AccountForm, audit, check_route_access, finish, finish_on_page, read_account_form,
 };
 use crate::http::pages::render::{Layout, Problem, html_page};
 use crate::http::request::Request;
@@ -111,7 +111,6 @@ pub async fn submit_delete(
         audit(api, request, &identity, "api-token-deleted");
         Ok::<_, ApiError>(Notice::ApiTokenDeleted)
     }
-    .await
-    .map_err(|error| (Section::Page, error, Entered::default()));
-    finish(api, pages, request, &identity, outcome)
+    .await;
+    finish_on_page(api, pages, request, &identity, outcome)
 }

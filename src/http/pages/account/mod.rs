@@ -130,6 +130,18 @@ fn finish(
     }
 }
 
+/// `finish` for a form whose problem shows at the top of the page, nothing to fill again.
+fn finish_on_page(
+    api: &Api,
+    pages: &Pages,
+    request: &Request,
+    identity: &Identity,
+    outcome: Result<Notice, ApiError>,
+) -> Result<Response, ApiError> {
+    let outcome = outcome.map_err(|error| (Section::Page, error, Entered::default()));
+    finish(api, pages, request, identity, outcome)
+}
+
 /// The audit line the API's dispatch writes for the same act (`audited_event`).
 fn audit(api: &Api, request: &Request, identity: &Identity, event: &'static str) {
     tracing::info!(

@@ -9,9 +9,9 @@ use crate::auth::account;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::pages::Pages;
-use crate::http::pages::account::page::{Entered, Notice, Section};
+use crate::http::pages::account::page::Notice;
 use crate::http::pages::account::{
-    AccountForm, audit, check_route_access, finish, read_account_form,
+    AccountForm, audit, check_route_access, finish_on_page, read_account_form,
 };
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -39,9 +39,8 @@ pub async fn submit_end(
         audit(api, request, &identity, "session-ended");
         Ok::<_, ApiError>(Notice::SessionEnded)
     }
-    .await
-    .map_err(|error| (Section::Page, error, Entered::default()));
-    finish(api, pages, request, &identity, outcome)
+    .await;
+    finish_on_page(api, pages, request, &identity, outcome)
 }
 
 /// `POST /account/sessions/end-others`.
@@ -60,7 +59,6 @@ pub async fn submit_end_others(
         audit(api, request, &identity, "sessions-ended");
         Ok::<_, ApiError>(Notice::OtherSessionsEnded)
     }
-    .await
-    .map_err(|error| (Section::Page, error, Entered::default()));
-    finish(api, pages, request, &identity, outcome)
+    .await;
+    finish_on_page(api, pages, request, &identity, outcome)
 }
