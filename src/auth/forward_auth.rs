@@ -58,11 +58,16 @@ pub fn check_forward_rules(
         return Ok(());
     }
     let original = original.ok_or(ForwardRefusal::OriginalUrlUnknown)?;
-    let segments = path_segments(&original.raw_path);
-    let Some(rule) = rules
-        .iter()
-        .find(|rule| rule_covers(rule, &original.host, &segments))
-    else {
+    // The path is split only once a rule's host matches: most requests a proxy asks about
+    // are for hosts no rule names, and splitting allocates.
+    let mut segments: Option<Vec<String>> = None;
+    let Some(rule) = rules.iter().find(|rule| {
+        rule.host.eq_ignore_ascii_case(&original.host)
+            && prefix_covers(
+                rule,
+                segments.get_or_insert_with(|| path_segments(&original.raw_path)),
+            )
+    }) else {
         return Ok(());
     };
     match rule.requirement() {
@@ -93,12 +98,10 @@ pub fn check_forward_rules(
     }
 }
 
-/// The host is compared exactly in any ASCII case; the prefix by whole segments in any ASCII
-/// case, so that a rule also covers the spellings a case-insensitive app would serve.
-fn rule_covers(rule: &ForwardAuthRule, host: &str, segments: &[String]) -> bool {
-    if !rule.host.eq_ignore_ascii_case(host) {
-        return false;
-    }
+/// The host is compared exactly in any ASCII case (by the caller); the prefix by whole
+/// segments in any ASCII case, so that a rule also covers the spellings a case-insensitive
+/// app would serve.
+fn prefix_covers(rule: &ForwardAuthRule, segments: &[String]) -> bool {
     let prefix = rule.path_prefix_segments();
     prefix.len() <= segments.len()
         && prefix

@@ -15,6 +15,21 @@ use crate::http::error::ApiError;
 use crate::http::request::Request;
 use crate::http::response::{Response, empty_response};
 
+// Named once, so that no request parses them again to look them up or to set them.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+const REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+const REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+const REMOTE_USER_ID: HeaderName = HeaderName::from_static("remote-user-id");
+const REMOTE_ROLE: HeaderName = HeaderName::from_static("remote-role");
+const REMOTE_PERMISSIONS: HeaderName = HeaderName::from_static("remote-permissions");
+const REMOTE_SESSION: HeaderName = HeaderName::from_static("remote-session");
+
 /// The request the proxy holds, from its headers.
 #[derive(Debug)]
 struct ForwardedRequest {
@@ -46,7 +61,7 @@ pub fn forward(api: &Api, request: &Request, identity: Identity) -> Result<Respo
         )?;
     }
     let mut response = empty_response(StatusCode::OK);
-    insert_identity_headers(response.headers_mut(), &identity);
+    insert_identity_headers(response.headers_mut(), identity);
     Ok(response)
 }
 
@@ -95,15 +110,14 @@ fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
         return None;
     }
     let headers = &request.parts.headers;
-    let forwarded_names = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-uri"];
-    let sends_forwarded = forwarded_names
+    let sends_forwarded = [X_FORWARDED_PROTO, X_FORWARDED_HOST, X_FORWARDED_URI]
         .iter()
-        .any(|name| headers.contains_key(*name));
+        .any(|name| headers.contains_key(name));
     let from_forwarded = sends_forwarded
         .then(|| {
-            let proto = single_header(headers, "x-forwarded-proto")?;
-            let host = single_header(headers, "x-forwarded-host")?;
-            let uri = single_header(headers, "x-forwarded-uri").unwrap_or("/");
+            let proto = single_header(headers, &X_FORWARDED_PROTO)?;
+            let host = single_header(headers, &X_FORWARDED_HOST)?;
+            let uri = single_header(headers, &X_FORWARDED_URI).unwrap_or("/");
             let host_is_plain = !host.is_empty()
                 && host
                     .bytes()
@@ -114,12 +128,12 @@ fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
             plain_url(&format!("{proto}://{host}{uri}"))
         })
         .flatten();
-    let url = match headers.get("x-original-url") {
+    let url = match headers.get(&X_ORIGINAL_URL) {
         // Both forms must name the same URL: a proxy sets one form, and one that passes the
         // client's headers on (Caddy, Traefik) would otherwise let a client-sent
         // X-Original-URL stand for the URL it is really asking for.
         Some(_) => {
-            let original = single_header(headers, "x-original-url").and_then(plain_url)?;
+            let original = single_header(headers, &X_ORIGINAL_URL).and_then(plain_url)?;
             if sends_forwarded && from_forwarded.as_ref() != Some(&original) {
                 return None;
             }
@@ -127,7 +141,7 @@ fn forwarded_request(api: &Api, request: &Request) -> Option<ForwardedRequest> {
         }
         None => from_forwarded?,
     };
-    let method = single_header(headers, "x-forwarded-method")
+    let method = single_header(headers, &X_FORWARDED_METHOD)
         .and_then(|method| Method::from_bytes(method.as_bytes()).ok());
     Some(ForwardedRequest { url, method })
 }
@@ -148,7 +162,7 @@ fn plain_url(text: &str) -> Option<url::Url> {
 
 /// A header's text when it is given exactly once (a list a second proxy appended to is
 /// ambiguous, so it is not read).
-fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
@@ -161,34 +175,43 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|text| !text.contains(','))
 }
 
-/// The headers apps behind the proxy read: Authelia's and Tinyauth's names, then ours.
-fn insert_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
-    let user = &identity.user;
-    let name = [user.first_name.as_deref(), user.last_name.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let permissions = identity.effective_permissions.names().join(",");
+/// The headers apps behind the proxy read: Authelia's and Tinyauth's names, then ours. The
+/// identity is the request's own copy, so its strings become the values without copying.
+fn insert_identity_headers(headers: &mut HeaderMap, identity: Identity) {
+    let user = identity.user;
+    let role = HeaderValue::from_static(user.role.name());
+    let present = |part: &String| !part.is_empty();
+    let name = match (
+        user.first_name.filter(present),
+        user.last_name.filter(present),
+    ) {
+        (Some(first), Some(last)) => format!("{first} {last}"),
+        (Some(only), None) | (None, Some(only)) => only,
+        (None, None) => String::new(),
+    };
+    let mut permissions = String::new();
+    for (index, permission) in identity.effective_permissions.iter().enumerate() {
+        if index > 0 {
+            permissions.push(',');
+        }
+        permissions.push_str(permission.name());
+    }
     let session = identity
         .session_id
         .map_or_else(String::new, |session_id| session_id.to_string());
-    let values: [(&'static str, &str); 8] = [
-        ("remote-user", &user.normalized_email),
-        ("remote-email", &user.email),
-        ("remote-name", &name),
-        ("remote-groups", user.role.name()),
-        ("remote-user-id", &user.id.to_string()),
-        ("remote-role", user.role.name()),
-        ("remote-permissions", &permissions),
-        ("remote-session", &session),
-    ];
-    for (name, value) in values {
-        // Names and addresses are checked to hold no control characters; bytes of UTF-8 go
-        // out as they are (a header value's obs-text), never dropped or replaced.
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
-        headers.insert(HeaderName::from_static(name), value);
-    }
+    headers.reserve(8);
+    headers.insert(REMOTE_USER, text_value(user.normalized_email));
+    headers.insert(REMOTE_EMAIL, text_value(user.email));
+    headers.insert(REMOTE_NAME, text_value(name));
+    headers.insert(REMOTE_GROUPS, role.clone());
+    headers.insert(REMOTE_USER_ID, HeaderValue::from(user.id));
+    headers.insert(REMOTE_ROLE, role);
+    headers.insert(REMOTE_PERMISSIONS, text_value(permissions));
+    headers.insert(REMOTE_SESSION, text_value(session));
+}
+
+/// Names and addresses are checked to hold no control characters; bytes of UTF-8 go out as
+/// they are (a header value's obs-text), never dropped or replaced.
+fn text_value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
