@@ -124,6 +124,12 @@ async fn the_first_matching_rule_decides_by_host_path_segments_role_and_permissi
     )
     .await;
     assert_refused(&refused, 40300);
+    // A role rule holds the credential to its holder's whole set: the admin's narrowed
+    // token does not pass as the admin (API.md 15.2).
+    assert_refused(
+        &ask(&server, &narrow_token, "https://grafana.example.com/admin").await,
+        40320,
+    );
 
     // Deny refuses everyone; a host no rule names lets any valid credential through.
     assert_refused(
