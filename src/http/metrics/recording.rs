@@ -1,8 +1,11 @@
 //! `RequestMetrics`: every answered request counted by route, method and status, and its
 //! duration by route, in plain atomics laid out in fixed arrays indexed by `Route` (and
-//! `PageRoute`), so that a request does a few relaxed atomic adds and takes no lock. A
-//! scrape reads them all.
+//! `PageRoute`), so that a request does a few relaxed atomic adds and takes no lock. The
+//! arrays are sharded by thread, so that cores do not contend for one counter's cache line;
+//! a scrape adds the shards up.
 
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -84,15 +87,44 @@ struct RouteDurations {
     sum_nanos: AtomicU64,
 }
 
+/// How many shards the counters are split into. A thread records into the shard its
+/// `ThreadId` picks, so that the runtime's workers, answering the same route with the same
+/// status all day, each add to cache lines of their own instead of passing one line from
+/// core to core on every request; a scrape adds the shards up. Thread ids are numbered in
+/// the order threads start, so the workers, started together, fall in different shards as
+/// long as there are no more of them than shards.
+const SHARDS: usize = 16;
+
 /// The request counters and duration histograms, made once with the `Api`.
 #[derive(Debug)]
 pub struct RequestMetrics {
-    /// `[route slot][method][status]`, flattened.
-    requests: Box<[AtomicU64]>,
-    durations: Box<[RouteDurations]>,
+    /// Each made on the first request a thread of its own records, so that an install holds
+    /// only the shards its threads use (one per runtime worker).
+    shards: [OnceLock<CounterShard>; SHARDS],
     /// Each slot's route label, filled from `Route::ALL` and `PageRoute::ALL`, so that a new
     /// variant is covered.
     route_labels: [&'static str; ROUTE_SLOTS],
+}
+
+/// One shard's counters: its own allocations, so no two shards share a cache line.
+#[derive(Debug)]
+struct CounterShard {
+    /// `[route slot][method][status]`, flattened.
+    requests: Box<[AtomicU64]>,
+    durations: Box<[RouteDurations]>,
+}
+
+impl CounterShard {
+    fn new() -> CounterShard {
+        CounterShard {
+            requests: (0..ROUTE_SLOTS * METHOD_LABELS.len() * STATUS_LABELS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            durations: (0..ROUTE_SLOTS)
+                .map(|_| RouteDurations::default())
+                .collect(),
+        }
+    }
 }
 
 /// One request counter's labels and value, as a scrape reads it.
@@ -128,30 +160,30 @@ impl Default for RequestMetrics {
             }
         }
         RequestMetrics {
-            requests: (0..ROUTE_SLOTS * METHOD_LABELS.len() * STATUS_LABELS.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            durations: (0..ROUTE_SLOTS)
-                .map(|_| RouteDurations::default())
-                .collect(),
+            shards: std::array::from_fn(|_| OnceLock::new()),
             route_labels,
         }
     }
 }
 
 impl RequestMetrics {
-    /// Counts one answered request.
+    /// Counts one answered request, in the calling thread's shard.
     pub fn record(&self, matched: MatchedRoute, method: &Method, status: u16, elapsed: Duration) {
+        let Some(shard) = self.shards.get(current_thread_shard()) else {
+            return;
+        };
+        let shard = shard.get_or_init(CounterShard::new);
         let route_slot = matched.slot();
         let index = (route_slot * METHOD_LABELS.len() + method_slot(method)) * STATUS_LABELS.len()
             + status_slot(status);
-        if let Some(counter) = self.requests.get(index) {
+        if let Some(counter) = shard.requests.get(index) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(durations) = self.durations.get(route_slot) else {
+        let Some(durations) = shard.durations.get(route_slot) else {
             return;
         };
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let micros = nanos / 1_000;
         let bucket = DURATION_BOUNDS_MICROS
             .iter()
             .position(|bound| micros <= *bound)
@@ -159,11 +191,15 @@ impl RequestMetrics {
         if let Some(bucket) = durations.buckets.get(bucket) {
             bucket.fetch_add(1, Ordering::Relaxed);
         }
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         durations.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Every request counter above zero, in slot order.
+    /// The shards some thread has recorded into.
+    fn used_shards(&self) -> impl Iterator<Item = &CounterShard> {
+        self.shards.iter().filter_map(OnceLock::get)
+    }
+
+    /// Every request counter above zero, summed over the shards, in slot order.
     pub fn request_counts(&self) -> Vec<RequestCount> {
         let mut counts = Vec::new();
         for (route_slot, route) in self.route_labels.iter().enumerate() {
@@ -173,9 +209,10 @@ impl RequestMetrics {
                         * STATUS_LABELS.len()
                         + status_slot;
                     let count = self
-                        .requests
-                        .get(index)
-                        .map_or(0, |counter| counter.load(Ordering::Relaxed));
+                        .used_shards()
+                        .filter_map(|shard| shard.requests.get(index))
+                        .map(|counter| counter.load(Ordering::Relaxed))
+                        .sum();
                     if count > 0 {
                         counts.push(RequestCount {
                             route,
@@ -190,14 +227,23 @@ impl RequestMetrics {
         counts
     }
 
-    /// The histogram of every route that answered at least one request.
+    /// The histogram of every route that answered at least one request, summed over the
+    /// shards.
     pub fn route_histograms(&self) -> Vec<RouteHistogram> {
         let mut histograms = Vec::new();
-        for (route, durations) in self.route_labels.iter().zip(self.durations.iter()) {
+        for (route_slot, route) in self.route_labels.iter().enumerate() {
+            let route_durations: Vec<&RouteDurations> = self
+                .used_shards()
+                .filter_map(|shard| shard.durations.get(route_slot))
+                .collect();
             let mut count = 0;
-            let mut buckets = Vec::with_capacity(durations.buckets.len());
-            for (slot, bucket) in durations.buckets.iter().enumerate() {
-                let in_bucket = bucket.load(Ordering::Relaxed);
+            let mut buckets = Vec::with_capacity(DURATION_BOUNDS_MICROS.len() + 1);
+            for slot in 0..=DURATION_BOUNDS_MICROS.len() {
+                let in_bucket: u64 = route_durations
+                    .iter()
+                    .filter_map(|durations| durations.buckets.get(slot))
+                    .map(|bucket| bucket.load(Ordering::Relaxed))
+                    .sum();
                 count += in_bucket;
                 let upper_bound = DURATION_BOUNDS_MICROS
                     .get(slot)
@@ -207,9 +253,13 @@ impl RequestMetrics {
             if count == 0 {
                 continue;
             }
+            let sum_nanos: u64 = route_durations
+                .iter()
+                .map(|durations| durations.sum_nanos.load(Ordering::Relaxed))
+                .sum();
             histograms.push(RouteHistogram {
                 route,
-                sum_seconds: durations.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+                sum_seconds: sum_nanos as f64 / 1e9,
                 count,
                 buckets,
             });
@@ -218,11 +268,52 @@ impl RequestMetrics {
     }
 }
 
+/// The calling thread's shard: its `ThreadId`'s number, modulo `SHARDS`.
+fn current_thread_shard() -> usize {
+    let mut number = ThreadIdNumber::default();
+    std::thread::current().id().hash(&mut number);
+    usize::try_from(number.finish() % SHARDS as u64).unwrap_or(0)
+}
+
+/// A `Hasher` that keeps the number a `ThreadId` hashes as (its place in the order threads
+/// started), so that consecutive threads get consecutive shards where a real hash would
+/// scatter them; should the id hash as anything else, that is folded in, still the same
+/// for one thread.
+#[derive(Debug, Default)]
+struct ThreadIdNumber(u64);
+
+impl Hasher for ThreadIdNumber {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, number: u64) {
+        self.0 = self.0.wrapping_mul(31).wrapping_add(number);
+    }
+}
+
+/// The methods counted under their own label, in `METHOD_LABELS`' order: compared as
+/// `Method`s, which for these is a comparison of tags, not of text.
+const SEPARATE_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::PATCH,
+];
+
 fn method_slot(method: &Method) -> usize {
-    let method = method.as_str();
-    METHOD_LABELS
+    SEPARATE_METHODS
         .iter()
-        .position(|label| *label == method)
+        .position(|separate| separate == method)
         .unwrap_or(METHOD_LABELS.len() - 1)
 }
 
@@ -278,6 +369,59 @@ mod tests {
         assert_eq!(STATUS_LABELS.len(), FIRST_CLASS_SLOT + 5);
         assert_eq!(STATUS_LABELS[status_slot(502)], "5xx");
         assert_eq!(STATUS_LABELS[status_slot(101)], "1xx");
+    }
+
+    #[test]
+    fn each_separate_method_has_its_own_label() {
+        for (method, label) in SEPARATE_METHODS.iter().zip(METHOD_LABELS) {
+            assert_eq!(method.as_str(), label);
+            assert_eq!(METHOD_LABELS[method_slot(method)], label);
+        }
+        assert_eq!(METHOD_LABELS.len(), SEPARATE_METHODS.len() + 1);
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(METHOD_LABELS[method_slot(&brew)], "other");
+    }
+
+    #[test]
+    fn threads_recording_at_once_are_each_counted_in_their_own_shard() {
+        let metrics = RequestMetrics::default();
+        let current_user = MatchedRoute::Api(Route::CurrentUser);
+        let fast = Duration::from_micros(300);
+        let mut shards_picked: Vec<usize> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        for _ in 0..1000 {
+                            metrics.record(current_user, &Method::GET, 200, fast);
+                        }
+                        current_thread_shard()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap())
+                .collect()
+        });
+        metrics.record(current_user, &Method::GET, 200, Duration::from_millis(3));
+        shards_picked.push(current_thread_shard());
+        assert_eq!(current_thread_shard(), current_thread_shard());
+        shards_picked.sort_unstable();
+        shards_picked.dedup();
+        assert_eq!(metrics.used_shards().count(), shards_picked.len());
+        let counts: Vec<_> = metrics
+            .request_counts()
+            .into_iter()
+            .map(|count| (count.route, count.method, count.status, count.count))
+            .collect();
+        assert_eq!(counts, [("/user/current", "GET", "200", 4001)]);
+        let histograms = metrics.route_histograms();
+        assert_eq!(histograms.len(), 1);
+        let current_user = &histograms[0];
+        assert_eq!(current_user.count, 4001);
+        assert_eq!(current_user.buckets[0], (0.0005, 4000));
+        assert_eq!(current_user.buckets[3], (0.005, 1));
+        assert!((current_user.sum_seconds - 1.203).abs() < 1e-9);
     }
 
     #[test]
