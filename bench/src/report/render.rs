@@ -440,7 +440,9 @@ impl Report {
             "```sh\ncargo run --release -p latchkey-bench                     # everything, 1,000,000 users / 5,000,000 sessions\n\
              cargo run --release -p latchkey-bench -- --skip-large    # (a) to (e) and (g) on the small store only\n\
              cargo run --release -p latchkey-bench -- --large-users 100000 --large-sessions 500000\n\
-             cargo run --release -p latchkey-bench -- --pages-only    # (h) alone; prints its ratio, writes nothing\n```\n\n\
+             cargo run --release -p latchkey-bench -- --pages-only    # (h) alone; prints its ratio, writes nothing\n\
+             cargo run --release -p latchkey-bench -- --only-metrics-overhead --no-write   # (#21) alone\n\
+             bench/callgrind-metrics.sh                               # (#21) instructions per token check, metrics off and on\n```\n\n\
              It builds `target/release/latchkey` first (`cargo build --release --bin latchkey`; \
              `--server PATH` runs another binary instead), works in a temporary directory that it \
              removes, talks to 127.0.0.1 only, and writes this file (`--no-write` prints the \
