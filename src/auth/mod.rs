@@ -109,14 +109,29 @@ pub async fn throttled_verify(
     password: Password,
     stored: Option<crate::model::PasswordHashString>,
 ) -> Result<password::Verification, AuthError> {
+    let verification = throttled_recheck(app, email, client, password, stored).await?;
+    if verification.matches {
+        app.throttle.record_success(email, &client.network());
+    }
+    Ok(verification)
+}
+
+/// `throttled_verify` whose success forgets nothing: for a password checked again by a
+/// session that proved it already (before a second factor changes), so that a right
+/// password between wrong codes does not wipe their count.
+pub async fn throttled_recheck(
+    app: &App,
+    email: &str,
+    client: &ClientInfo,
+    password: Password,
+    stored: Option<crate::model::PasswordHashString>,
+) -> Result<password::Verification, AuthError> {
     let network = client.network();
     app.throttle
         .check(email, &network, app.clock.since_start_seconds())
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let verification = app.hashers.verify(password, stored).await?;
-    if verification.matches {
-        app.throttle.record_success(email, &network);
-    } else {
+    if !verification.matches {
         app.throttle
             .record_failed_attempt(email, &network, app.clock.since_start_seconds());
     }

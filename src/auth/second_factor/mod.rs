@@ -18,7 +18,7 @@ use crate::auth::password::Password;
 use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::{
     AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, account, check_may_sign_in,
-    open_session, store_write, throttled_verify, token_hash,
+    open_session, store_write, throttled_recheck, token_hash,
 };
 use crate::model::second_factor::{
     ActiveTotp, FirstFactor, PendingTotp, SecondFactorProof, SecondFactorSummary,
@@ -334,8 +334,8 @@ async fn count_wrong_code(
 }
 
 /// Re-authentication before a second factor changes: the account's password again, through
-/// the throttled verify; or, for an account without a password, a sign-in session made in
-/// the last `RECENT_SIGN_IN_SECONDS`.
+/// the throttled check (whose success forgives no wrong code); or, for an account without a
+/// password, a sign-in session made in the last `RECENT_SIGN_IN_SECONDS`.
 pub async fn check_reauthentication(
     app: &App,
     identity: &Identity,
@@ -364,7 +364,7 @@ pub async fn check_reauthentication(
     if password.expose_secret().chars().count() > PASSWORD_MAX_CHARACTERS {
         return Err(wrong);
     }
-    let verification = throttled_verify(
+    let verification = throttled_recheck(
         app,
         &user.normalized_email,
         client,
