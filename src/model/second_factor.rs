@@ -10,6 +10,8 @@ pub const TOTP_SECRET_BYTES: usize = 20;
 
 /// How many recovery codes a user holds after enrolment or regeneration.
 pub const RECOVERY_CODE_COUNT: usize = 10;
+/// The random salt of a set of recovery codes.
+pub const RECOVERY_CODE_SALT_BYTES: usize = 16;
 
 /// The 20 secret bytes of an authenticator: unprintable by type.
 pub type TotpSecret = Secret<[u8; TOTP_SECRET_BYTES]>;
@@ -32,6 +34,13 @@ pub struct ActiveTotp {
     /// The last time step (Unix time / 30) whose code was accepted: a code of that step or
     /// an earlier one is refused, so a code works once.
     pub last_accepted_step: u64,
+}
+
+/// A user's unused recovery codes as kept: each code's SHA-256 under the set's own salt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryCodeSet {
+    pub salt: [u8; RECOVERY_CODE_SALT_BYTES],
+    pub hashes: Vec<[u8; 32]>,
 }
 
 /// How the first step of a sign-in proved who the user is; the second step completes it
@@ -85,7 +94,7 @@ pub enum SecondFactorProof {
     /// A TOTP code of this time step: it becomes the last accepted one, and is refused if
     /// a code of it or of a later step was accepted meanwhile.
     TotpStep(u64),
-    /// The recovery code with this SHA-256: removed, so it works once.
+    /// The recovery code with this salted SHA-256: removed, so it works once.
     RecoveryCode([u8; 32]),
     // passkeys: the passkey branch adds its arm (the credential's new signature counter).
 }

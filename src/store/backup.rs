@@ -155,7 +155,9 @@ mod tests {
     /// Rows in every second-factor table: an active TOTP with recovery codes for `user`, a
     /// pending enrolment for a user of its own, and an mfa-token.
     fn second_factor_rows(store: &Store, user: &crate::model::User) {
-        use crate::model::second_factor::{FirstFactor, MfaToken, PendingTotp, TotpSecret};
+        use crate::model::second_factor::{
+            FirstFactor, MfaToken, PendingTotp, RecoveryCodeSet, TotpSecret,
+        };
         use crate::store::Requester;
         let requester = |user: &crate::model::User| Requester {
             user_id: user.id,
@@ -173,7 +175,15 @@ mod tests {
             .start_totp_enrolment(&pending(user, 1), &requester(user))
             .unwrap();
         store
-            .activate_totp(&TotpSecret::new([1; 20]), 1, &[[4; 32]], &requester(user))
+            .activate_totp(
+                &TotpSecret::new([1; 20]),
+                1,
+                &RecoveryCodeSet {
+                    salt: [3; 16],
+                    hashes: vec![[4; 32]],
+                },
+                &requester(user),
+            )
             .unwrap();
         let enrolling = add_user(store, "enrolling@example.com");
         store

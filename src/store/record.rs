@@ -12,7 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::second_factor::{
-    ActiveTotp, FirstFactor, MfaToken, PendingTotp, TOTP_SECRET_BYTES, TotpSecret,
+    ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, RecoveryCodeSet,
+    TOTP_SECRET_BYTES, TotpSecret,
 };
 use crate::model::{
     ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Session, SessionId,
@@ -371,19 +372,23 @@ fn totp_secret_from_hex(text: &str) -> Result<TotpSecret, StoreError> {
     }
 }
 
-/// A user's unused recovery codes, under the user id: their SHA-256 hashes in hex.
+/// A user's unused recovery codes, under the user id: the set's salt and each code's salted
+/// SHA-256, in hex.
 #[derive(Serialize, Deserialize)]
 pub struct RecoveryCodesRecord {
     pub v: u8,
+    pub salt_hex: String,
     pub hashes: Vec<String>,
     pub created: UnixSeconds,
 }
 
 impl RecoveryCodesRecord {
-    pub fn from_hashes(hashes: &[[u8; 32]], created: UnixSeconds) -> RecoveryCodesRecord {
+    pub fn from_set(set: &RecoveryCodeSet, created: UnixSeconds) -> RecoveryCodesRecord {
         RecoveryCodesRecord {
             v: RECORD_VERSION,
-            hashes: hashes
+            salt_hex: base16ct::lower::encode_string(&set.salt),
+            hashes: set
+                .hashes
                 .iter()
                 .map(|hash| base16ct::lower::encode_string(hash))
                 .collect(),
@@ -391,11 +396,19 @@ impl RecoveryCodesRecord {
         }
     }
 
-    pub fn hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
-        self.hashes
+    pub fn to_set(&self) -> Result<RecoveryCodeSet, StoreError> {
+        let corrupt = || StoreError::CorruptRecord("recovery codes");
+        let mut salt = [0u8; RECOVERY_CODE_SALT_BYTES];
+        match base16ct::lower::decode(&self.salt_hex, &mut salt) {
+            Ok(decoded) if decoded.len() == RECOVERY_CODE_SALT_BYTES => {}
+            _ => return Err(corrupt()),
+        }
+        let hashes = self
+            .hashes
             .iter()
-            .map(|text| hex_decode_32(text).ok_or(StoreError::CorruptRecord("recovery codes")))
-            .collect()
+            .map(|text| hex_decode_32(text).ok_or_else(corrupt))
+            .collect::<Result<_, _>>()?;
+        Ok(RecoveryCodeSet { salt, hashes })
     }
 }
 
@@ -1254,8 +1267,14 @@ mod tests {
             r#"{"v":1,"secret_hex":"abababababababababababababababababababab","created":5,"expires_at":605}"#,
         );
         same_json(
-            &RecoveryCodesRecord::from_hashes(&[[1; 32]], 5),
-            r#"{"v":1,"hashes":["0101010101010101010101010101010101010101010101010101010101010101"],"created":5}"#,
+            &RecoveryCodesRecord::from_set(
+                &RecoveryCodeSet {
+                    salt: [2; RECOVERY_CODE_SALT_BYTES],
+                    hashes: vec![[1; 32]],
+                },
+                5,
+            ),
+            r#"{"v":1,"salt_hex":"02020202020202020202020202020202","hashes":["0101010101010101010101010101010101010101010101010101010101010101"],"created":5}"#,
         );
         same_json(
             &MfaTokenRecord {

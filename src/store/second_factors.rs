@@ -8,8 +8,8 @@ use redb::{ReadableTable, WriteTransaction};
 use subtle::ConstantTimeEq;
 
 use crate::model::second_factor::{
-    ActiveTotp, MfaToken, PendingTotp, SecondFactorProof, SecondFactorRefusal, SecondFactorSummary,
-    TotpSecret,
+    ActiveTotp, MfaToken, PendingTotp, RecoveryCodeSet, SecondFactorProof, SecondFactorRefusal,
+    SecondFactorSummary, TotpSecret,
 };
 use crate::model::{UnixSeconds, UserId};
 use crate::store::record::{
@@ -70,13 +70,15 @@ impl Store {
         Ok((pending.expires_at > now).then_some(pending))
     }
 
-    /// The hashes of the user's unused recovery codes.
-    pub fn recovery_code_hashes(&self, user_id: UserId) -> Result<Vec<[u8; 32]>, StoreError> {
+    /// The user's unused recovery codes, as kept; `None` when it never had any.
+    pub fn recovery_codes(&self, user_id: UserId) -> Result<Option<RecoveryCodeSet>, StoreError> {
         let transaction = self.begin_read()?;
         let table = transaction.open_table(USERID_RECOVERYCODES)?;
         match table.get(user_id)? {
-            Some(bytes) => decode::<RecoveryCodesRecord>(bytes.value(), "recovery codes")?.hashes(),
-            None => Ok(Vec::new()),
+            Some(bytes) => decode::<RecoveryCodesRecord>(bytes.value(), "recovery codes")?
+                .to_set()
+                .map(Some),
+            None => Ok(None),
         }
     }
 
@@ -112,7 +114,7 @@ impl Store {
         &self,
         secret: &TotpSecret,
         accepted_step: u64,
-        recovery_code_hashes: &[[u8; 32]],
+        recovery_codes: &RecoveryCodeSet,
         requester: &Requester,
     ) -> Result<(), StoreError> {
         let user_id = requester.user_id;
@@ -151,7 +153,7 @@ impl Store {
         transaction
             .open_table(USERID_TOTP)?
             .insert(user_id, encode(&TotpRecord::from_totp(&active)).as_slice())?;
-        write_recovery_codes(&transaction, user_id, recovery_code_hashes, now)?;
+        write_recovery_codes(&transaction, user_id, recovery_codes, now)?;
         transaction.commit()?;
         Ok(())
     }
@@ -180,7 +182,7 @@ impl Store {
     /// Replaces every recovery code of the user; refused while TOTP is off.
     pub fn replace_recovery_codes(
         &self,
-        recovery_code_hashes: &[[u8; 32]],
+        recovery_codes: &RecoveryCodeSet,
         requester: &Requester,
     ) -> Result<(), StoreError> {
         let user_id = requester.user_id;
@@ -191,7 +193,7 @@ impl Store {
                 SecondFactorRefusal::TotpOff,
             ));
         }
-        write_recovery_codes(&transaction, user_id, recovery_code_hashes, requester.now)?;
+        write_recovery_codes(&transaction, user_id, recovery_codes, requester.now)?;
         transaction.commit()?;
         Ok(())
     }
@@ -398,12 +400,12 @@ fn delete_totp_and_recovery_codes(
 fn write_recovery_codes(
     transaction: &WriteTransaction,
     user_id: UserId,
-    hashes: &[[u8; 32]],
+    recovery_codes: &RecoveryCodeSet,
     now: UnixSeconds,
 ) -> Result<(), StoreError> {
     transaction.open_table(USERID_RECOVERYCODES)?.insert(
         user_id,
-        encode(&RecoveryCodesRecord::from_hashes(hashes, now)).as_slice(),
+        encode(&RecoveryCodesRecord::from_set(recovery_codes, now)).as_slice(),
     )?;
     Ok(())
 }
@@ -443,12 +445,14 @@ fn spend_proof(
                 )?),
                 None => None,
             };
-            let (mut left, created) = match record {
-                Some(record) => (record.hashes()?, record.created),
-                None => (Vec::new(), 0),
+            let Some(record) = record else {
+                return Err(StoreError::SecondFactorRefused(
+                    SecondFactorRefusal::RecoveryCodeSpent,
+                ));
             };
+            let mut left = record.to_set()?;
             let mut matched = None;
-            for (index, held) in left.iter().enumerate() {
+            for (index, held) in left.hashes.iter().enumerate() {
                 if bool::from(held.ct_eq(&presented)) {
                     matched = Some(index);
                 }
@@ -458,10 +462,10 @@ fn spend_proof(
                     SecondFactorRefusal::RecoveryCodeSpent,
                 ));
             };
-            left.remove(index);
+            left.hashes.remove(index);
             table.insert(
                 user_id,
-                encode(&RecoveryCodesRecord::from_hashes(&left, created)).as_slice(),
+                encode(&RecoveryCodesRecord::from_set(&left, record.created)).as_slice(),
             )?;
             Ok(())
         }
@@ -481,6 +485,13 @@ mod tests {
             credential_version: user.credential_version,
             credential: None,
             now,
+        }
+    }
+
+    fn codes(hashes: &[[u8; 32]]) -> RecoveryCodeSet {
+        RecoveryCodeSet {
+            salt: [4; 16],
+            hashes: hashes.to_vec(),
         }
     }
 
@@ -534,13 +545,13 @@ mod tests {
         assert!(store.pending_totp(user.id, NOW + 600).unwrap().is_none());
         // A replaced enrolment's secret activates nothing.
         assert!(matches!(
-            store.activate_totp(&TotpSecret::new([8; 20]), 10, &[], &requester),
+            store.activate_totp(&TotpSecret::new([8; 20]), 10, &codes(&[]), &requester),
             Err(StoreError::SecondFactorRefused(
                 SecondFactorRefusal::NoPendingTotp
             ))
         ));
         store
-            .activate_totp(&secret, 10, &[[1; 32], [2; 32]], &requester)
+            .activate_totp(&secret, 10, &codes(&[[1; 32], [2; 32]]), &requester)
             .unwrap();
         assert_eq!(
             store.second_factor_summary(user.id).unwrap(),
@@ -601,7 +612,10 @@ mod tests {
                 SecondFactorProof::RecoveryCode([2; 32]),
             )
             .unwrap();
-        assert_eq!(store.recovery_code_hashes(user.id).unwrap(), vec![[1; 32]]);
+        assert_eq!(
+            store.recovery_codes(user.id).unwrap(),
+            Some(codes(&[[1; 32]]))
+        );
         store.insert_mfa_token(&mfa_token(user.id, 7)).unwrap();
         assert!(matches!(
             store.record_sign_in_with_second_factor(
@@ -634,7 +648,7 @@ mod tests {
             SecondFactorSummary::default()
         );
         assert!(matches!(
-            store.replace_recovery_codes(&[[3; 32]], &requester),
+            store.replace_recovery_codes(&codes(&[[3; 32]]), &requester),
             Err(StoreError::SecondFactorRefused(
                 SecondFactorRefusal::TotpOff
             ))
@@ -659,7 +673,9 @@ mod tests {
                 &requester,
             )
             .unwrap();
-        store.activate_totp(&secret, 10, &[], &requester).unwrap();
+        store
+            .activate_totp(&secret, 10, &codes(&[]), &requester)
+            .unwrap();
         store.insert_mfa_token(&mfa_token(user.id, 5)).unwrap();
         store
             .change_password(
@@ -740,7 +756,7 @@ mod tests {
             )
             .unwrap();
         store
-            .activate_totp(&secret, 1, &[[1; 32]; 10], &requester)
+            .activate_totp(&secret, 1, &codes(&[[1; 32]; 10]), &requester)
             .unwrap();
         assert_eq!(
             store.reset_second_factors(user.id).unwrap(),

@@ -41,7 +41,8 @@ pub fn issue(
         long_term_token: sign_in.long_term_token,
         logout_other: sign_in.logout_other,
         remote_ip: sign_in.client.remote_ip.clone(),
-        user_agent: sign_in.client.user_agent.clone(),
+        // As much as the session will keep (`new_session`).
+        user_agent: sign_in.client.user_agent.chars().take(512).collect(),
         replacement_password_hash: sign_in.replacement_password_hash,
         created: now,
         expires_at: now.saturating_add(LIFETIME_SECONDS),

@@ -21,7 +21,8 @@ use crate::auth::{
     open_session, store_write, throttled_recheck, token_hash,
 };
 use crate::model::second_factor::{
-    ActiveTotp, FirstFactor, PendingTotp, SecondFactorProof, SecondFactorSummary,
+    ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, SecondFactorProof,
+    SecondFactorSummary,
 };
 use crate::model::{PASSWORD_MAX_CHARACTERS, Secret, UnixSeconds, User, UserId};
 use mfa_token::HalfDoneSignIn;
@@ -194,7 +195,7 @@ pub async fn complete_sign_in(
 
 async fn complete_with_token(
     app: &App,
-    token: crate::model::second_factor::MfaToken,
+    token: MfaToken,
     request: SecondFactorSignIn,
 ) -> Result<SecondFactorSignedIn, AuthError> {
     let Some(user) = app.store.user_by_id(token.user_id)? else {
@@ -285,15 +286,22 @@ fn proof_of(
             Ok(accepted_step(&active, code, now).map(SecondFactorProof::TotpStep))
         }
         PresentedSecondFactor::RecoveryCode(text) => {
-            let Some(hash) = recovery_codes::hash_of_presented(text.expose_secret()) else {
+            let no_salt = [0; RECOVERY_CODE_SALT_BYTES];
+            if recovery_codes::hash_of_presented(text.expose_secret(), &no_salt).is_none() {
                 return Err(AuthError::InvalidField {
                     field: "recovery-code",
                     message: "must be a recovery code (xxxxx-xxxxx)",
                 });
+            }
+            let Some(held) = app.store.recovery_codes(user.id)? else {
+                return Ok(None);
             };
-            let held = app.store.recovery_code_hashes(user.id)?;
+            let Some(hash) = recovery_codes::hash_of_presented(text.expose_secret(), &held.salt)
+            else {
+                return Ok(None);
+            };
             let mut matches = false;
-            for held_hash in &held {
+            for held_hash in &held.hashes {
                 matches |= Secret::new(held_hash.as_slice()) == Secret::new(hash.as_slice());
             }
             Ok(matches.then_some(SecondFactorProof::RecoveryCode(hash)))
@@ -440,24 +448,17 @@ pub async fn confirm_totp_enrolment(
         let presented = PresentedSecondFactor::Code(code);
         return Err(count_wrong_code(app, user, &network, None, &presented).await);
     };
-    let codes =
+    let (codes, kept) =
         recovery_codes::generate().map_err(|error| AuthError::Internal(error.to_string()))?;
-    let hashes: Vec<[u8; 32]> = codes
-        .iter()
-        .map(|recovery_code| recovery_code.hash)
-        .collect();
     let requester = identity.requester(now);
     let secret = pending.secret;
     store_write(&app.store, move |store| {
-        store.activate_totp(&secret, step, &hashes, &requester)
+        store.activate_totp(&secret, step, &kept, &requester)
     })
     .await?;
     app.throttle
         .record_success(&user.normalized_email, &network);
-    Ok(codes
-        .into_iter()
-        .map(|recovery_code| recovery_code.code)
-        .collect())
+    Ok(codes)
 }
 
 /// `DELETE /auth/mfa/totp`: with the password (or a recent sign-in) and a current code or a
@@ -502,21 +503,14 @@ pub async fn regenerate_recovery_codes(
     client: &ClientInfo,
 ) -> Result<Vec<Secret<String>>, AuthError> {
     check_reauthentication(app, identity, password, client).await?;
-    let codes =
+    let (codes, kept) =
         recovery_codes::generate().map_err(|error| AuthError::Internal(error.to_string()))?;
-    let hashes: Vec<[u8; 32]> = codes
-        .iter()
-        .map(|recovery_code| recovery_code.hash)
-        .collect();
     let requester = identity.requester(app.clock.now_unix_seconds());
     store_write(&app.store, move |store| {
-        store.replace_recovery_codes(&hashes, &requester)
+        store.replace_recovery_codes(&kept, &requester)
     })
     .await?;
-    Ok(codes
-        .into_iter()
-        .map(|recovery_code| recovery_code.code)
-        .collect())
+    Ok(codes)
 }
 
 fn check_throttle(app: &App, user: &User, network: &str) -> Result<(), AuthError> {
