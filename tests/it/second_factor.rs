@@ -351,6 +351,31 @@ async fn a_password_alone_gets_the_second_step_and_a_fresh_code_within_one_step_
     assert_eq!(count(AttemptOutcome::Success), 5);
     // A replay, a far code, a spent code and two codes two steps away.
     assert_eq!(count(AttemptOutcome::WrongCredentials), 5);
+
+    // The session is the one the first step asked for: short, ending the others.
+    server.advance_clock(STEP);
+    let asked = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({
+            "email": EMAIL, "password": PASSWORD, "long-term-token": false, "logout-other": true,
+        }))
+        .send()
+        .await;
+    let token = second_factor_required(&asked, json!(["totp", "recovery-code"]));
+    let done = with_code(&server, &token, &pyotp_code(secret, server.now())).await;
+    let signed_in = SignedIn::from_response(&done);
+    let short_term = server.app.config.session.short_term_seconds;
+    let cookie = done.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains(&format!("Max-Age={short_term}")),
+        "{cookie}"
+    );
+    assert_eq!(live_sessions(&server, session.user_id), 1);
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        200
+    );
+    assert_eq!(server.current_user_status(&session.signed_token).await, 401);
     server.stop().await;
 }
 
