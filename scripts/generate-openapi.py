@@ -67,6 +67,39 @@ schemas.update({
    'password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
    'first-name': name_field, 'last-name': name_field, 'permissions': perm_list}},
 })
+# API.md section 10: second factors.
+password_field = {'type': 'string', 'format': 'password', 'maxLength': 72,
+  'description': "The account's password, checked again; an account without one (made by OAuth) sends none and needs a sign-in within the last 10 minutes."}
+code_field = {'type': 'string', 'pattern': '^[0-9]{6}$', 'description': 'A TOTP code (RFC 6238: SHA-1, 6 digits, 30 s).'}
+recovery_code_field = {'type': 'string', 'description': 'A recovery code, xxxxx-xxxxx (any case; the hyphen and spaces optional).'}
+second_factor_fields = {
+  'mfa-token': {'type': 'string', 'description': "From the 403 second-factor-required answer's context: single use, 5 minutes."},
+  'code': code_field, 'recovery-code': recovery_code_field,
+  'challenge-id': {'type': 'string', 'description': 'A passkey challenge from POST /auth/passkey/sign-in/start with this mfa-token.'},
+  'current-user': {'type': 'string'}, 'ret-url': {'type': 'string', 'format': 'url'}}
+schemas.update({
+ 'SecondFactors': {'type': 'object', 'required': ['totp', 'passkeys', 'recovery-codes-left'], 'properties': {
+   'totp': {'type': 'boolean'}, 'passkeys': {'type': 'integer', 'minimum': 0},
+   'recovery-codes-left': {'type': 'integer', 'minimum': 0}}},
+ 'AuthMfaPasswordRequest': {'type': 'object', 'properties': {'password': password_field}},
+ 'AuthPostTotpResponse': {'type': 'object', 'required': ['secret', 'otpauth-uri'], 'properties': {
+   'secret': {'type': 'string', 'pattern': '^[A-Z2-7]+$', 'description': 'The 160-bit secret, base32 (RFC 4648) without padding.'},
+   'otpauth-uri': {'type': 'string', 'description': 'otpauth://totp/<issuer>:<email>?secret=…&issuer=…&algorithm=SHA1&digits=6&period=30'}}},
+ 'AuthPostTotpConfirmRequest': {'type': 'object', 'required': ['code'], 'properties': {'code': code_field}},
+ 'AuthDeleteTotpRequest': {'type': 'object', 'properties': {'password': password_field, 'code': code_field,
+   'recovery-code': recovery_code_field}, 'description': 'password, and one of code or recovery-code.'},
+ 'AuthRecoveryCodesResponse': {'type': 'object', 'required': ['recovery-codes'], 'properties': {
+   'recovery-codes': {'type': 'array', 'minItems': 10, 'maxItems': 10, 'items': {'type': 'string'},
+     'description': 'Ten single-use codes, shown this once.'}}},
+ 'AuthPostSignInSecondFactorRequest': {'type': 'object', 'required': ['mfa-token'],
+   'description': 'mfa-token, and one of code, recovery-code, or challenge-id with credential.',
+   'properties': {**second_factor_fields, 'credential': {'type': 'object', 'additionalProperties': {},
+     'description': "The browser's PublicKeyCredential assertion, as JSON."}}},
+ 'FormDataAuthPostSignInSecondFactorRequest': {'type': 'object', 'required': ['mfa-token'],
+   'properties': second_factor_fields},
+})
+schemas['UserGetUserResponse']['properties']['second-factors'] = {**ref('SecondFactors'),
+  'description': 'What the user holds; on GET /user/current (and GET /user/{user-id} with its own id).'}
 schemas['UserPutUserProfileRequest'] = copy.deepcopy(vs['UserPutUserProfileRequest'])
 schemas['UserPutUserProfileRequest']['properties']['permissions'] = perm_list
 # The form variants of the password bodies carry the vendor's required lists; ours are looser.
@@ -205,6 +238,19 @@ paths = {
     {'name': 'X-Forwarded-Host', 'in': 'header', 'schema': {'type': 'string'}},
     {'name': 'X-Forwarded-Uri', 'in': 'header', 'schema': {'type': 'string'}},
     {'name': 'X-Forwarded-Method', 'in': 'header', 'schema': {'type': 'string'}}]) for m in ('get', 'head')},
+ P+'/auth/sign-in/second-factor': {'post': op('routes/auth.PostSignInSecondFactor',
+   "Complete a sign-in that answered 403 second-factor-required: the mfa-token and a TOTP code, a recovery code or a passkey assertion. Answers like POST /auth/sign-in",
+   {**ok('200', ref('AuthPostSignInResponse')), **ok('303', description='A form with ret-url: redirected there, with the jwt cookie')},
+   request=body(ref('AuthPostSignInSecondFactorRequest'), ref('FormDataAuthPostSignInSecondFactorRequest')))},
+ P+'/auth/mfa/totp': {
+   'post': op('routes/auth.PostTotp', 'Start a TOTP enrolment (a sign-in session only; the password again): the secret, pending until confirmed',
+     ok('200', ref('AuthPostTotpResponse')), STD, None, body(ref('AuthMfaPasswordRequest'))),
+   'delete': op('routes/auth.DeleteTotp', 'Turn TOTP off (a sign-in session only; the password and a code or a recovery code); its recovery codes go too',
+     ok('204', description='No Content'), STD, None, body(ref('AuthDeleteTotpRequest')))},
+ P+'/auth/mfa/totp/confirm': {'post': op('routes/auth.PostTotpConfirm', 'Turn TOTP on with a code of the pending secret (a sign-in session only): the ten recovery codes',
+   ok('200', ref('AuthRecoveryCodesResponse')), STD, None, body(ref('AuthPostTotpConfirmRequest')))},
+ P+'/auth/mfa/recovery-codes': {'post': op('routes/auth.PostRecoveryCodes', 'Replace every recovery code with ten new ones (a sign-in session only; the password again)',
+   ok('200', ref('AuthRecoveryCodesResponse')), STD, None, body(ref('AuthMfaPasswordRequest')))},
  P+'/openapi.json': {'get': op('routes/openapi.GetDocument', 'This document', ok('200', {'type': 'object'}), None, tags=('Health',))},
 }
 security_schemes = copy.deepcopy(vendor['components']['securitySchemes'])

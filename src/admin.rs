@@ -96,6 +96,11 @@ pub enum AdminCommand {
     UserDelete {
         email: String,
     },
+    /// Removes a user's second factors (TOTP, pending or on, and recovery codes), for a lost
+    /// device: its password alone signs it in again.
+    UserMfaReset {
+        email: String,
+    },
 }
 
 /// A password hash crosses the socket as its PHC text; its type keeps it out of `Debug`.
@@ -364,6 +369,24 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
         AdminCommand::Backup => Err(refused(
             "a backup is streamed by the admin socket or written by backup_from_cli, not executed",
         )),
+        AdminCommand::UserMfaReset { email } => {
+            let user = user_by_email(store, &email)?;
+            let removed = store.reset_second_factors(user.id)?;
+            tracing::info!(
+                target: "latchkey::audit",
+                event = "mfa-reset",
+                user_id = user.id,
+                totp = removed.totp,
+                recovery_codes = removed.recovery_codes_left,
+                passkeys = removed.passkeys,
+                source = "admin",
+            );
+            let totp = if removed.totp { "TOTP" } else { "no TOTP" };
+            Ok(format!(
+                "removed the second factors of {}: {totp}, {} recovery codes, {} passkeys; its password alone signs it in now\n",
+                user.email, removed.recovery_codes_left, removed.passkeys
+            ))
+        }
         AdminCommand::UserDelete { email } => {
             let user = user_by_email(store, &email)?;
             let sub_users = store.children_of(user.id)?.len();

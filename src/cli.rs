@@ -143,6 +143,12 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Remove a user's second factors (TOTP and recovery codes) after a lost device; its
+    /// password alone signs it in again. Works on a running server too.
+    MfaReset {
+        #[arg(long)]
+        email: String,
+    },
     /// Change a user's role (root, admin or user); its permissions become the role's.
     Role {
         #[arg(long)]
@@ -224,6 +230,7 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
                 UserCommand::Activate { email } => AdminCommand::UserActivate { email },
                 UserCommand::Role { email, role } => AdminCommand::UserRole { email, role },
                 UserCommand::Delete { email } => AdminCommand::UserDelete { email },
+                UserCommand::MfaReset { email } => AdminCommand::UserMfaReset { email },
             };
             run_admin(&config, command)
         }

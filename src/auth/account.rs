@@ -146,7 +146,7 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
 }
 
 /// Verifies the caller's own password (re-authentication) under the brute-force throttle;
-/// a wrong one is `WrongPassword`.
+/// a wrong one is `WrongPassword` (blaming `old-password`).
 async fn verify_own_password(
     app: &App,
     user: &User,
@@ -154,7 +154,9 @@ async fn verify_own_password(
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     if password.expose_secret().chars().count() > PASSWORD_MAX_CHARACTERS {
-        return Err(AuthError::WrongPassword);
+        return Err(AuthError::WrongPassword {
+            field: "old-password",
+        });
     }
     let verification = throttled_verify(
         app,
@@ -167,7 +169,9 @@ async fn verify_own_password(
     if verification.matches {
         Ok(())
     } else {
-        Err(AuthError::WrongPassword)
+        Err(AuthError::WrongPassword {
+            field: "old-password",
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use crate::auth::password::PasswordError;
 use crate::auth::signed_token::TokenError;
 use crate::model::Permission;
 use crate::model::email_address::{EMAIL_RULE_MESSAGE, UnacceptableEmailAddress};
+use crate::model::second_factor::SecondFactorRefusal;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +40,23 @@ pub enum AuthError {
     AccountSuspended,
     #[error("the credential lacks the permission {}", .0.name())]
     MissingPermission(Permission),
-    #[error("the current password is wrong")]
-    WrongPassword,
+    /// A re-authentication's password is wrong; `field` names the request's field.
+    #[error("field {field}: the password is wrong")]
+    WrongPassword { field: &'static str },
+    /// The first factor was right, and the user holds a second one: no session yet, but the
+    /// token for the second step.
+    #[error("a second factor is required")]
+    SecondFactorRequired(crate::auth::second_factor::SecondFactorChallenge),
+    /// The mfa-token is unknown, used, expired, dead after too many wrong codes, or from
+    /// before a password change.
+    #[error("the mfa-token is not valid")]
+    InvalidMfaToken,
+    /// A TOTP code or recovery code that is wrong, or was spent already.
+    #[error("field {field}: wrong or already used")]
+    WrongSecondFactor { field: &'static str },
+    /// An account without a password changes its second factors only from a fresh sign-in.
+    #[error("a sign-in within the last 10 minutes is required")]
+    RecentSignInRequired,
     /// A token asked for something that would outlive it (API.md 15.2).
     #[error("a token cannot make or change a token to expire after itself")]
     OutlivesCredential,
@@ -97,6 +113,20 @@ impl From<StoreError> for AuthError {
             // The credential was revoked, or its user's password changed or the user was
             // suspended, while the request was on its way (API.md 15.3, 15.6).
             StoreError::CredentialsChanged => AuthError::CredentialsChanged,
+            StoreError::SecondFactorRefused(refusal) => match refusal {
+                SecondFactorRefusal::MfaTokenGone => AuthError::InvalidMfaToken,
+                SecondFactorRefusal::CodeSpent => AuthError::WrongSecondFactor { field: "code" },
+                SecondFactorRefusal::RecoveryCodeSpent => AuthError::WrongSecondFactor {
+                    field: "recovery-code",
+                },
+                SecondFactorRefusal::NoPendingTotp => AuthError::Conflict(
+                    "no TOTP enrolment is pending; start one with POST /auth/mfa/totp",
+                ),
+                SecondFactorRefusal::TotpAlreadyOn => {
+                    AuthError::Conflict("TOTP is on already; turn it off before enrolling again")
+                }
+                SecondFactorRefusal::TotpOff => AuthError::Conflict("TOTP is off"),
+            },
             StoreError::Redb(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }

@@ -1,7 +1,8 @@
 //! The maintenance loop that runs beside the server: every `[session]
 //! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
-//! purges expired sessions, API tokens and emailed links; hourly it also purges sign-ups
-//! never proved. Each step logs its own outcome and a failure never stops the loop.
+//! purges expired sessions, API tokens, emailed links, mfa-tokens and unconfirmed TOTP
+//! enrolments; hourly it also purges sign-ups never proved. Each step logs its own outcome
+//! and a failure never stops the loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,8 @@ const UNPROVED_SIGN_UP_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 const SPENT_EMAIL_TOKEN_RETENTION_SECONDS: i64 = 24 * 3600;
 
 /// Now and then, until the task is aborted: purges the sign-ups never proved (hourly), then
-/// promotes, drops and rotates the signing keys, then purges expired sessions, API tokens
-/// and emailed tokens.
+/// promotes, drops and rotates the signing keys, then purges expired sessions, API tokens,
+/// emailed tokens, mfa-tokens and TOTP enrolments.
 pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
     let interval = Duration::from_secs(app.config.session.purge_interval_seconds);
     // On the app's clock, like every "now" of these purges: the sleep alone is real time.
@@ -63,8 +64,9 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 }
 
 /// Deletes expired sessions, API tokens expired more than
-/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago and spent emailed tokens, a batch of
-/// each per transaction, until a batch comes back short.
+/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens, and expired
+/// mfa-tokens and TOTP enrolments, a batch of each per transaction, until a batch comes back
+/// short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
         let now = app.clock.now_unix_seconds();
@@ -78,7 +80,12 @@ async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
                 now - SPENT_EMAIL_TOKEN_RETENTION_SECONDS,
                 PURGE_BATCH_ROWS,
             )?;
-            Ok(sessions.max(tokens).max(email_tokens))
+            let second_factor_records =
+                store.purge_expired_second_factor_records(now, PURGE_BATCH_ROWS)?;
+            Ok(sessions
+                .max(tokens)
+                .max(email_tokens)
+                .max(second_factor_records))
         })
         .await;
         match purged {

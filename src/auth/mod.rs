@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod password;
 pub mod rate_limit;
 pub mod return_url;
+pub mod second_factor;
 pub mod sign_in_counts;
 pub mod signed_token;
 pub mod signing_keys;
@@ -21,10 +22,13 @@ pub mod signup;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::second_factor::SecondFactorGate;
+use crate::auth::second_factor::mfa_token::HalfDoneSignIn;
 use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::signed_token::TokenClaims;
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
+use crate::model::second_factor::FirstFactor;
 use crate::model::{
     ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
     TokenMaker, UnixSeconds, User,
@@ -105,14 +109,29 @@ pub async fn throttled_verify(
     password: Password,
     stored: Option<crate::model::PasswordHashString>,
 ) -> Result<password::Verification, AuthError> {
+    let verification = throttled_recheck(app, email, client, password, stored).await?;
+    if verification.matches {
+        app.throttle.record_success(email, &client.network());
+    }
+    Ok(verification)
+}
+
+/// `throttled_verify` whose success forgets nothing: for a password checked again by a
+/// session that proved it already (before a second factor changes), so that a right
+/// password between wrong codes does not wipe their count.
+pub async fn throttled_recheck(
+    app: &App,
+    email: &str,
+    client: &ClientInfo,
+    password: Password,
+    stored: Option<crate::model::PasswordHashString>,
+) -> Result<password::Verification, AuthError> {
     let network = client.network();
     app.throttle
         .check(email, &network, app.clock.since_start_seconds())
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let verification = app.hashers.verify(password, stored).await?;
-    if verification.matches {
-        app.throttle.record_success(email, &network);
-    } else {
+    if !verification.matches {
         app.throttle
             .record_failed_attempt(email, &network, app.clock.since_start_seconds());
     }
@@ -188,6 +207,7 @@ async fn sign_in_with_password(
             logout_other: request.logout_other,
             client: request.client,
             replacement_password_hash,
+            second_factor: SecondFactorGate::FirstFactorOnly(FirstFactor::Password),
         },
     )
     .await
@@ -203,11 +223,15 @@ pub struct SessionOpening {
     pub client: ClientInfo,
     /// A re-hash of the password under the configured cost, written with the session.
     pub replacement_password_hash: Option<crate::model::PasswordHashString>,
+    /// A first factor alone, or a completed second step.
+    pub second_factor: SecondFactorGate,
 }
 
-/// The shared end of every sign-in: checks the account's status, creates the session and
-/// its bound API token, signs the token, and commits them (with `logout-other` and any
-/// re-hash) in one durable transaction before answering.
+/// The shared end of every sign-in: checks the account's status and its second factor,
+/// creates the session and its bound API token, signs the token, and commits them (with
+/// `logout-other`, any re-hash, and the spending of a second step's mfa-token and proof) in
+/// one durable transaction before answering. A first factor alone, for a user who holds a
+/// second factor, opens nothing and answers `SecondFactorRequired`.
 pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOutcome, AuthError> {
     let SessionOpening {
         user,
@@ -216,8 +240,30 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         logout_other,
         client,
         replacement_password_hash,
+        second_factor,
     } = opening;
     check_may_sign_in(app, &user, parent.as_ref())?;
+    let second_step = match second_factor {
+        SecondFactorGate::FirstFactorOnly(first_factor) => {
+            second_factor::require_if_held(
+                app,
+                HalfDoneSignIn {
+                    user: &user,
+                    first_factor,
+                    long_term_token,
+                    logout_other,
+                    client: &client,
+                    replacement_password_hash: replacement_password_hash.clone(),
+                },
+            )
+            .await?;
+            None
+        }
+        SecondFactorGate::Completed {
+            mfa_token_hash,
+            proof,
+        } => Some((mfa_token_hash, proof)),
+    };
     let now = app.clock.now_unix_seconds();
     let expire = session_expire(app, long_term_token, now);
     let api_token = generate_api_token()?;
@@ -252,13 +298,20 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         replacement_password_hash,
     };
     // A password change or suspension that committed after the check above wins: the
-    // sign-in answers as if the password had been wrong.
-    store_write(&app.store, move |store| store.record_sign_in(&sign_in))
-        .await
-        .map_err(|error| match error {
-            AuthError::CredentialsChanged => AuthError::InvalidCredentials,
-            other => other,
-        })?;
+    // sign-in answers as if the password had been wrong (at a second step: as if its
+    // mfa-token had expired).
+    store_write(&app.store, move |store| match second_step {
+        Some((mfa_token_hash, proof)) => {
+            store.record_sign_in_with_second_factor(&sign_in, &mfa_token_hash, proof)
+        }
+        None => store.record_sign_in(&sign_in),
+    })
+    .await
+    .map_err(|error| match (error, second_step) {
+        (AuthError::CredentialsChanged, Some(_)) => AuthError::InvalidMfaToken,
+        (AuthError::CredentialsChanged, None) => AuthError::InvalidCredentials,
+        (other, _) => other,
+    })?;
     let linked_identities = app.store.identities_of_user(user.id)?;
     Ok(SignInOutcome {
         user,
@@ -270,7 +323,11 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
 }
 
 /// A pending or suspended account (or one whose parent is suspended) may not sign in.
-fn check_may_sign_in(app: &App, user: &User, parent: Option<&User>) -> Result<(), AuthError> {
+pub(crate) fn check_may_sign_in(
+    app: &App,
+    user: &User,
+    parent: Option<&User>,
+) -> Result<(), AuthError> {
     if user.status == Status::Suspended
         || parent.is_some_and(|parent| parent.status == Status::Suspended)
     {

@@ -41,6 +41,8 @@ pub enum AttemptOutcome {
     /// The credentials were right, but the account may not sign in (pending, suspended, or
     /// an OAuth policy refusal).
     Refused,
+    /// The first factor was right; the sign-in awaits its second step, which counts again.
+    SecondFactorRequired,
     /// Too many failed attempts from this account or network (429).
     Throttled,
     /// The password hashers' queue was full (503).
@@ -52,10 +54,11 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 7] = [
+    pub const ALL: [AttemptOutcome; 8] = [
         AttemptOutcome::Success,
         AttemptOutcome::WrongCredentials,
         AttemptOutcome::Refused,
+        AttemptOutcome::SecondFactorRequired,
         AttemptOutcome::Throttled,
         AttemptOutcome::Overloaded,
         AttemptOutcome::BadRequest,
@@ -67,6 +70,7 @@ impl AttemptOutcome {
             AttemptOutcome::Success => "success",
             AttemptOutcome::WrongCredentials => "wrong_credentials",
             AttemptOutcome::Refused => "refused",
+            AttemptOutcome::SecondFactorRequired => "second_factor_required",
             AttemptOutcome::Throttled => "throttled",
             AttemptOutcome::Overloaded => "overloaded",
             AttemptOutcome::BadRequest => "bad_request",
@@ -80,7 +84,9 @@ impl AttemptOutcome {
         match error {
             AuthError::InvalidCredentials
             | AuthError::CredentialsChanged
-            | AuthError::WrongPassword
+            | AuthError::WrongPassword { .. }
+            | AuthError::InvalidMfaToken
+            | AuthError::WrongSecondFactor { .. }
             | AuthError::Unauthenticated
             | AuthError::InvalidProviderToken(_)
             | AuthError::OAuthEmailMismatch => AttemptOutcome::WrongCredentials,
@@ -88,7 +94,9 @@ impl AttemptOutcome {
             | AuthError::AccountSuspended
             | AuthError::OAuthRefused(_)
             | AuthError::MissingPermission(_)
+            | AuthError::RecentSignInRequired
             | AuthError::SignupClosed => AttemptOutcome::Refused,
+            AuthError::SecondFactorRequired(_) => AttemptOutcome::SecondFactorRequired,
             AuthError::TooManyAttempts(_) => AttemptOutcome::Throttled,
             AuthError::Overloaded => AttemptOutcome::Overloaded,
             AuthError::InvalidField { .. }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::auth;
+use crate::model::second_factor::SecondFactorSummary;
 use crate::model::{PermissionSet, SessionId, UnixSeconds, User};
 use crate::rfc3339::{FOUR_DIGIT_YEAR_LENGTH, format_rfc3339_into};
 
@@ -134,9 +135,46 @@ pub struct UserProfile<'a> {
     pub parent: Option<UserShort<'a>>,
     pub permissions: PermissionMap,
     pub role: &'static str,
+    /// Only on the caller's own profile (`GET /user/current`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_factors: Option<SecondFactors>,
     pub status: &'static str,
     pub updated: Timestamp,
     pub username: &'a str,
+}
+
+/// `second-factors`: what the user holds.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SecondFactors {
+    pub passkeys: usize,
+    pub recovery_codes_left: usize,
+    pub totp: bool,
+}
+
+impl SecondFactors {
+    pub fn from_summary(summary: &SecondFactorSummary) -> SecondFactors {
+        SecondFactors {
+            passkeys: summary.passkeys,
+            recovery_codes_left: summary.recovery_codes_left,
+            totp: summary.totp,
+        }
+    }
+}
+
+/// `POST /auth/mfa/totp`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TotpEnrolmentResponse {
+    pub otpauth_uri: String,
+    pub secret: String,
+}
+
+/// The recovery codes, shown once: after confirmation and after regeneration.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecoveryCodesResponse {
+    pub recovery_codes: Vec<String>,
 }
 
 impl<'a> UserProfile<'a> {
@@ -150,6 +188,7 @@ impl<'a> UserProfile<'a> {
             parent: parent.map(UserShort::from_user),
             permissions: PermissionMap(auth::user_permissions(user, parent)),
             role: user.role.name(),
+            second_factors: None,
             status: user.status.name(),
             updated: Timestamp(user.updated),
             username: &user.normalized_email,

@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthError;
-use crate::model::{Permission, Role};
+use crate::model::{Permission, Role, Secret};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -38,7 +38,24 @@ pub enum ApiError {
     CrossSiteRequest,
     /// A page's form came without the CSRF token its browser's cookie makes valid.
     FormTokenInvalid,
-    WrongPassword,
+    /// A re-authentication's password is wrong: `old-password`, or `password` on the
+    /// second-factor routes.
+    WrongPassword {
+        field: &'static str,
+    },
+    /// The first factor was right and the account holds a second one: the 403 that carries
+    /// the mfa-token and the methods to complete the sign-in with.
+    SecondFactorRequired {
+        mfa_token: Secret<String>,
+        methods: Vec<&'static str>,
+    },
+    InvalidMfaToken,
+    WrongSecondFactor {
+        field: &'static str,
+    },
+    /// The route manages second factors: only a sign-in session's credential may call it.
+    SignInSessionRequired,
+    RecentSignInRequired,
     OutlivesCredential,
     NotFound,
     MethodNotAllowed(&'static str),
@@ -189,12 +206,57 @@ impl ApiError {
                     "the form's token is missing or does not match this browser".into(),
                 )
             }
-            ApiError::WrongPassword => {
-                context.insert("field".into(), json!("old-password"));
+            ApiError::WrongPassword { field } => {
+                context.insert("field".into(), json!(field));
                 (
                     StatusCode::FORBIDDEN,
                     40304,
                     "the current password is wrong".into(),
+                )
+            }
+            ApiError::SecondFactorRequired { mfa_token, methods } => {
+                context.insert("reason".into(), json!("second-factor-required"));
+                context.insert("mfa-token".into(), json!(mfa_token.expose_secret()));
+                context.insert("methods".into(), json!(methods));
+                (
+                    StatusCode::FORBIDDEN,
+                    40330,
+                    "a second factor is required: complete the sign-in at /auth/sign-in/second-factor"
+                        .into(),
+                )
+            }
+            ApiError::WrongSecondFactor { field } => {
+                context.insert("field".into(), json!(field));
+                (
+                    StatusCode::FORBIDDEN,
+                    40331,
+                    Cow::Owned(format!("the {field} is wrong or was used already")),
+                )
+            }
+            ApiError::SignInSessionRequired => {
+                context.insert("reason".into(), json!("sign-in-session-required"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40332,
+                    "second factors are managed only with a sign-in session's credential, never an API token or a minted token"
+                        .into(),
+                )
+            }
+            ApiError::RecentSignInRequired => {
+                context.insert("reason".into(), json!("recent-sign-in-required"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40333,
+                    "this account has no password: sign in again (within 10 minutes) to change its second factors"
+                        .into(),
+                )
+            }
+            ApiError::InvalidMfaToken => {
+                context.insert("field".into(), json!("mfa-token"));
+                (
+                    StatusCode::UNAUTHORIZED,
+                    40103,
+                    "the mfa-token is unknown, used or expired: sign in again".into(),
                 )
             }
             ApiError::OutlivesCredential => {
@@ -347,7 +409,18 @@ impl From<AuthError> for ApiError {
             AuthError::AccountPending => ApiError::AccountPending,
             AuthError::AccountSuspended => ApiError::AccountSuspended,
             AuthError::MissingPermission(permission) => ApiError::MissingPermission(permission),
-            AuthError::WrongPassword => ApiError::WrongPassword,
+            AuthError::WrongPassword { field } => ApiError::WrongPassword { field },
+            AuthError::SecondFactorRequired(challenge) => ApiError::SecondFactorRequired {
+                mfa_token: challenge.mfa_token,
+                methods: challenge
+                    .methods
+                    .iter()
+                    .map(|method| method.name())
+                    .collect(),
+            },
+            AuthError::InvalidMfaToken => ApiError::InvalidMfaToken,
+            AuthError::WrongSecondFactor { field } => ApiError::WrongSecondFactor { field },
+            AuthError::RecentSignInRequired => ApiError::RecentSignInRequired,
             AuthError::OutlivesCredential => ApiError::OutlivesCredential,
             AuthError::NotFound => ApiError::NotFound,
             AuthError::Conflict(what) => ApiError::Conflict(what),

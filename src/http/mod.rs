@@ -29,7 +29,8 @@ use crate::app::App;
 use crate::auth::{self, Identity};
 use crate::http::error::ApiError;
 use crate::http::handlers::{
-    api_tokens, forward_auth, meta, oauth, passwords, sessions, sign_in, signup, users,
+    api_tokens, forward_auth, meta, oauth, passwords, second_factor, sessions, sign_in, signup,
+    users,
 };
 use crate::http::metrics::recording::{MatchedRoute, RequestMetrics};
 use crate::http::pages::{CsrfKey, Pages, Stylesheets};
@@ -217,7 +218,7 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
     outcome
 }
 
-/// The security events the audit log records, by route; sign-in logs its own.
+/// The security events the audit log records, by route; sign-in (both steps) logs its own.
 fn audited_event(route: Route, method: &Method) -> Option<&'static str> {
     match (route, method) {
         (Route::SignOut, _) => Some("sign-out"),
@@ -232,6 +233,10 @@ fn audited_event(route: Route, method: &Method) -> Option<&'static str> {
         (Route::ApiToken, &Method::PUT) => Some("api-token-changed"),
         (Route::ApiToken, &Method::DELETE) => Some("api-token-deleted"),
         (Route::Mint, _) => Some("token-minted"),
+        (Route::MfaTotp, &Method::POST) => Some("totp-enrolment-started"),
+        (Route::MfaTotp, &Method::DELETE) => Some("totp-disabled"),
+        (Route::MfaTotpConfirm, _) => Some("totp-enabled"),
+        (Route::MfaRecoveryCodes, _) => Some("recovery-codes-regenerated"),
         _ => None,
     }
 }
@@ -360,6 +365,27 @@ fn run_handler<'a>(
         (Route::ForwardAuth, &Method::GET | &Method::HEAD) => {
             Ready(forward_auth::forward(api, request, required(identity)?))
         }
+        (Route::SignInSecondFactor, &Method::POST) => {
+            Pending(Box::pin(second_factor::sign_in_second_factor(api, request)))
+        }
+        (Route::MfaTotp, &Method::POST) => Pending(Box::pin(second_factor::start_totp(
+            api,
+            request,
+            required(identity)?,
+        ))),
+        (Route::MfaTotp, &Method::DELETE) => Pending(Box::pin(second_factor::disable_totp(
+            api,
+            request,
+            required(identity)?,
+        ))),
+        (Route::MfaTotpConfirm, &Method::POST) => Pending(Box::pin(second_factor::confirm_totp(
+            api,
+            request,
+            required(identity)?,
+        ))),
+        (Route::MfaRecoveryCodes, &Method::POST) => Pending(Box::pin(
+            second_factor::regenerate_recovery_codes(api, request, required(identity)?),
+        )),
         _ => return Err(ApiError::MethodNotAllowed(route.methods())),
     })
 }

@@ -39,10 +39,14 @@ pub enum Route {
     OpenApi,
     Health,
     ForwardAuth,
+    SignInSecondFactor,
+    MfaTotp,
+    MfaTotpConfirm,
+    MfaRecoveryCodes,
 }
 
 impl Route {
-    pub const ALL: [Route; 22] = [
+    pub const ALL: [Route; 26] = [
         Route::SignIn,
         Route::OAuthSignIn,
         Route::SignOut,
@@ -65,6 +69,10 @@ impl Route {
         Route::OpenApi,
         Route::Health,
         Route::ForwardAuth,
+        Route::SignInSecondFactor,
+        Route::MfaTotp,
+        Route::MfaTotpConfirm,
+        Route::MfaRecoveryCodes,
     ];
 
     /// The path template under `/frontend/api/v1`, as matchit reads it and logs show it.
@@ -92,6 +100,10 @@ impl Route {
             Route::OpenApi => "/openapi.json",
             Route::Health => "/health",
             Route::ForwardAuth => "/auth/forward",
+            Route::SignInSecondFactor => "/auth/sign-in/second-factor",
+            Route::MfaTotp => "/auth/mfa/totp",
+            Route::MfaTotpConfirm => "/auth/mfa/totp/confirm",
+            Route::MfaRecoveryCodes => "/auth/mfa/recovery-codes",
         }
     }
 
@@ -103,7 +115,11 @@ impl Route {
             | Route::Mint
             | Route::SignUp
             | Route::VerifyResend
-            | Route::PasswordResetConfirm => "POST",
+            | Route::PasswordResetConfirm
+            | Route::SignInSecondFactor
+            | Route::MfaTotpConfirm
+            | Route::MfaRecoveryCodes => "POST",
+            Route::MfaTotp => "POST, DELETE",
             Route::Verify | Route::PasswordReset => "GET, POST",
             Route::ApiTokens => "GET, POST",
             Route::ApiToken => "GET, PUT, DELETE",
@@ -144,6 +160,9 @@ pub enum Access {
     SelfOrPermission(Permission),
     /// Without a credential the handler decides (a reset token); with one, as inner rule.
     CredentialOptional(Permission),
+    /// Only a sign-in session's credential, whatever the permissions: what manages second
+    /// factors (a stolen API token or minted token must never add or remove one).
+    SignInSession,
 }
 
 /// The route rules, all in one table (API.md section 6), checked before any handler runs.
@@ -160,9 +179,13 @@ pub fn access_rule(route: Route, method: &Method) -> Access {
             | Route::PasswordResetConfirm
             | Route::Keys
             | Route::OpenApi
-            | Route::Health,
+            | Route::Health
+            | Route::SignInSecondFactor,
             _,
         ) => Access::Public,
+        (Route::MfaTotp | Route::MfaTotpConfirm | Route::MfaRecoveryCodes, _) => {
+            Access::SignInSession
+        }
         (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
         (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
             Access::SessionOrPermission(WriteUser)
@@ -226,9 +249,12 @@ pub fn admit(
     if from_cookie {
         credential::check_cookie_origin(parts, origins.public_origin, origins.allowed_origins)?;
     }
+    if access == Access::SignInSession && !identity.is_sign_in_session() {
+        return Err(ApiError::SignInSessionRequired);
+    }
     let holds = |permission| identity.effective_permissions.contains(permission);
     let missing = match access {
-        Access::Public | Access::Authenticated => None,
+        Access::Public | Access::Authenticated | Access::SignInSession => None,
         Access::SessionOrPermission(permission) | Access::CredentialOptional(permission) => {
             (!identity.is_sign_in_session() && !holds(permission)).then_some(permission)
         }
@@ -371,6 +397,8 @@ mod tests {
         CrossSite,
         /// 403: the effective set lacks this permission.
         Lacks(Permission),
+        /// 403: only a sign-in session's credential may call the route.
+        NotSignInSession,
     }
 
     /// The credential a request carries. Rank does not enter the access rule (it enters
@@ -436,6 +464,7 @@ mod tests {
     const NO_WU: Outcome = Outcome::Lacks(Permission::WriteUser);
     const NO_RS: Outcome = Outcome::Lacks(Permission::ReadSubUser);
     const NO_WS: Outcome = Outcome::Lacks(Permission::WriteSubUser);
+    const SESS: Outcome = Outcome::NotSignInSession;
 
     /// Every route and method it answers, and the outcome for each column of `COLUMNS`:
     /// no credential; a sign-in session's signed token holding no permission, then the
@@ -482,6 +511,11 @@ mod tests {
         (Route::Health,               Method::HEAD,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
         (Route::ForwardAuth,          Method::GET,    [E401, OK,     OK,     OK,    OK,    OK,    OK,    OK,    OK,    OK]),
         (Route::ForwardAuth,          Method::HEAD,   [E401, OK,     OK,     OK,    OK,    OK,    OK,    OK,    OK,    OK]),
+        (Route::SignInSecondFactor,   Method::POST,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
+        (Route::MfaTotp,              Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::MfaTotp,              Method::DELETE, [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::MfaTotpConfirm,       Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::MfaRecoveryCodes,     Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
     ];
 
     fn caller_user(permissions: PermissionSet) -> User {
@@ -558,6 +592,7 @@ mod tests {
             Err(ApiError::Unauthenticated) => Outcome::Unauthenticated,
             Err(ApiError::CrossSiteRequest) => Outcome::CrossSite,
             Err(ApiError::MissingPermission(permission)) => Outcome::Lacks(permission),
+            Err(ApiError::SignInSessionRequired) => Outcome::NotSignInSession,
             Err(other) => panic!("the access rule answered {other:?}"),
         }
     }

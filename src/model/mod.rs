@@ -6,6 +6,7 @@ pub mod clock;
 pub mod email_address;
 pub mod net;
 mod permission;
+pub mod second_factor;
 pub mod secret;
 
 use std::fmt;

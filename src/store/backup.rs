@@ -139,6 +139,7 @@ mod tests {
         store
             .link_identity("provider", "subject", parent.id, |_| true, NOW)
             .unwrap();
+        second_factor_rows(&store, &parent);
 
         let counts = row_counts(&store.database);
         assert_eq!(counts.len(), ALL_TABLES.len());
@@ -149,6 +150,61 @@ mod tests {
         store.backup_to(&backup).unwrap();
         drop(store);
         assert_eq!(row_counts(&Database::open(&backup).unwrap()), counts);
+    }
+
+    /// Rows in every second-factor table: an active TOTP with recovery codes for `user`, a
+    /// pending enrolment for a user of its own, and an mfa-token.
+    fn second_factor_rows(store: &Store, user: &crate::model::User) {
+        use crate::model::second_factor::{
+            FirstFactor, MfaToken, PendingTotp, RecoveryCodeSet, TotpSecret,
+        };
+        use crate::store::Requester;
+        let requester = |user: &crate::model::User| Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: None,
+            now: NOW,
+        };
+        let pending = |user: &crate::model::User, byte| PendingTotp {
+            user_id: user.id,
+            secret: TotpSecret::new([byte; 20]),
+            created: NOW,
+            expires_at: NOW + 600,
+        };
+        store
+            .start_totp_enrolment(&pending(user, 1), &requester(user))
+            .unwrap();
+        store
+            .activate_totp(
+                &TotpSecret::new([1; 20]),
+                1,
+                &RecoveryCodeSet {
+                    salt: [3; 16],
+                    hashes: vec![[4; 32]],
+                },
+                &requester(user),
+            )
+            .unwrap();
+        let enrolling = add_user(store, "enrolling@example.com");
+        store
+            .start_totp_enrolment(&pending(&enrolling, 2), &requester(&enrolling))
+            .unwrap();
+        store
+            .insert_mfa_token(&MfaToken {
+                hash: [5; 32],
+                user_id: user.id,
+                credential_version: user.credential_version,
+                first_factor: FirstFactor::Password,
+                long_term_token: true,
+                logout_other: false,
+                remote_ip: "127.0.0.1".to_owned(),
+                user_agent: String::new(),
+                replacement_password_hash: None,
+                created: NOW,
+                expires_at: NOW + 300,
+                wrong_codes: 0,
+            })
+            .unwrap();
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub enum StoreError {
     CredentialsChanged,
     #[error("the user holds the most API tokens allowed")]
     TooManyApiTokens,
+    /// A second-factor write found the state it needs gone (a spent code, an expired
+    /// mfa-token, TOTP turned off meanwhile): nothing was written.
+    #[error("second-factor change refused: {0:?}")]
+    SecondFactorRefused(crate::model::second_factor::SecondFactorRefusal),
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

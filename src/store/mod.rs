@@ -10,6 +10,7 @@ mod error;
 mod identities;
 mod mail_queue;
 mod record;
+mod second_factors;
 mod sessions;
 mod signing_keys;
 mod signup;
@@ -45,8 +46,9 @@ pub use crate::store::signup::is_unproved_sign_up;
 /// knew only version 1 would miss them when it lists or ends a user's sessions; it must
 /// refuse the file rather than leave sessions it cannot find alive. 3: records in binary
 /// format 3 (a user's `email_verified` and `credential_version`, the `made_by` of tokens),
-/// which a version 2 build would read as corrupt.
-const SCHEMA_VERSION: u64 = 3;
+/// which a version 2 build would read as corrupt. 4: second factors (TOTP and recovery codes),
+/// which a version 3 build would not see: it would sign their users in with a password alone.
+const SCHEMA_VERSION: u64 = 4;
 
 /// `O_NOFOLLOW`: opening a symbolic link fails instead of opening what it points at.
 const NEVER_FOLLOW_A_LINK: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;

@@ -5,11 +5,16 @@
 //! compact binary layout (`BINARY_FORMAT`, below); decoding JSON was the largest part of a
 //! token check's own work. Files written before it hold them as JSON (`{"v":1,...}`), which
 //! still decodes: the first byte tells the two apart, as JSON always starts with `{`. The
-//! other records (keys, emailed tokens, mail, identities) stay JSON, where a later field is
-//! added with `#[serde(default)]`. Enums are stored by their `StoredName`, in both layouts.
+//! other records (keys, emailed tokens, mail, identities, second factors) stay JSON, where a
+//! later field is added with `#[serde(default)]`. Enums are stored by their `StoredName`, in
+//! both layouts.
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::second_factor::{
+    ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, RecoveryCodeSet,
+    TOTP_SECRET_BYTES, TotpSecret,
+};
 use crate::model::{
     ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Session, SessionId,
     SessionKind, SigningKeyStatus, Status, TokenMaker, UaType, UnixSeconds, User, UserId,
@@ -297,6 +302,186 @@ pub struct IdentityRecord {
     pub v: u8,
     pub user_id: UserId,
     pub linked: UnixSeconds,
+}
+
+/// A user's active TOTP, under the user id: the 20 secret bytes in hex and the last time
+/// step whose code was accepted.
+#[derive(Serialize, Deserialize)]
+pub struct TotpRecord {
+    pub v: u8,
+    pub secret_hex: String,
+    pub enabled_at: UnixSeconds,
+    pub last_accepted_step: u64,
+}
+
+impl TotpRecord {
+    pub fn from_totp(totp: &ActiveTotp) -> TotpRecord {
+        TotpRecord {
+            v: RECORD_VERSION,
+            secret_hex: base16ct::lower::encode_string(totp.secret.expose_secret()),
+            enabled_at: totp.enabled_at,
+            last_accepted_step: totp.last_accepted_step,
+        }
+    }
+
+    pub fn into_totp(self, user_id: UserId) -> Result<ActiveTotp, StoreError> {
+        Ok(ActiveTotp {
+            user_id,
+            secret: totp_secret_from_hex(&self.secret_hex)?,
+            enabled_at: self.enabled_at,
+            last_accepted_step: self.last_accepted_step,
+        })
+    }
+}
+
+/// A TOTP enrolment awaiting its first code, under the user id.
+#[derive(Serialize, Deserialize)]
+pub struct PendingTotpRecord {
+    pub v: u8,
+    pub secret_hex: String,
+    pub created: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+impl PendingTotpRecord {
+    pub fn from_pending(pending: &PendingTotp) -> PendingTotpRecord {
+        PendingTotpRecord {
+            v: RECORD_VERSION,
+            secret_hex: base16ct::lower::encode_string(pending.secret.expose_secret()),
+            created: pending.created,
+            expires_at: pending.expires_at,
+        }
+    }
+
+    pub fn into_pending(self, user_id: UserId) -> Result<PendingTotp, StoreError> {
+        Ok(PendingTotp {
+            user_id,
+            secret: totp_secret_from_hex(&self.secret_hex)?,
+            created: self.created,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// Exactly 40 lowercase hex digits: anything else is a corrupt TOTP record.
+fn totp_secret_from_hex(text: &str) -> Result<TotpSecret, StoreError> {
+    let mut bytes = [0u8; TOTP_SECRET_BYTES];
+    match base16ct::lower::decode(text, &mut bytes) {
+        Ok(decoded) if decoded.len() == TOTP_SECRET_BYTES => Ok(TotpSecret::new(bytes)),
+        _ => Err(StoreError::CorruptRecord("totp")),
+    }
+}
+
+/// A user's unused recovery codes, under the user id: the set's salt and each code's salted
+/// SHA-256, in hex.
+#[derive(Serialize, Deserialize)]
+pub struct RecoveryCodesRecord {
+    pub v: u8,
+    pub salt_hex: String,
+    pub hashes: Vec<String>,
+    pub created: UnixSeconds,
+}
+
+impl RecoveryCodesRecord {
+    pub fn from_set(set: &RecoveryCodeSet, created: UnixSeconds) -> RecoveryCodesRecord {
+        RecoveryCodesRecord {
+            v: RECORD_VERSION,
+            salt_hex: base16ct::lower::encode_string(&set.salt),
+            hashes: set
+                .hashes
+                .iter()
+                .map(|hash| base16ct::lower::encode_string(hash))
+                .collect(),
+            created,
+        }
+    }
+
+    pub fn to_set(&self) -> Result<RecoveryCodeSet, StoreError> {
+        let corrupt = || StoreError::CorruptRecord("recovery codes");
+        let mut salt = [0u8; RECOVERY_CODE_SALT_BYTES];
+        match base16ct::lower::decode(&self.salt_hex, &mut salt) {
+            Ok(decoded) if decoded.len() == RECOVERY_CODE_SALT_BYTES => {}
+            _ => return Err(corrupt()),
+        }
+        let hashes = self
+            .hashes
+            .iter()
+            .map(|text| hex_decode_32(text).ok_or_else(corrupt))
+            .collect::<Result<_, _>>()?;
+        Ok(RecoveryCodeSet { salt, hashes })
+    }
+}
+
+/// A sign-in awaiting its second factor, under the SHA-256 of its mfa-token.
+#[derive(Serialize, Deserialize)]
+pub struct MfaTokenRecord {
+    pub v: u8,
+    pub user_id: UserId,
+    pub credential_version: u64,
+    /// `password` or `oauth` (then with `provider`).
+    pub first_factor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub long_term_token: bool,
+    pub logout_other: bool,
+    pub remote_ip: String,
+    pub user_agent: String,
+    /// PHC string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement_password_hash: Option<String>,
+    pub created: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    #[serde(default)]
+    pub wrong_codes: u32,
+}
+
+impl MfaTokenRecord {
+    pub fn from_token(token: &MfaToken) -> MfaTokenRecord {
+        let (first_factor, provider) = match &token.first_factor {
+            FirstFactor::Password => ("password", None),
+            FirstFactor::OAuth { provider } => ("oauth", Some(provider.clone())),
+        };
+        MfaTokenRecord {
+            v: RECORD_VERSION,
+            user_id: token.user_id,
+            credential_version: token.credential_version,
+            first_factor: first_factor.to_owned(),
+            provider,
+            long_term_token: token.long_term_token,
+            logout_other: token.logout_other,
+            remote_ip: token.remote_ip.clone(),
+            user_agent: token.user_agent.clone(),
+            replacement_password_hash: token
+                .replacement_password_hash
+                .as_ref()
+                .map(|hash| hash.expose_secret().to_owned()),
+            created: token.created,
+            expires_at: token.expires_at,
+            wrong_codes: token.wrong_codes,
+        }
+    }
+
+    pub fn into_token(self, hash: [u8; 32]) -> Result<MfaToken, StoreError> {
+        let first_factor = match (self.first_factor.as_str(), self.provider) {
+            ("password", None) => FirstFactor::Password,
+            ("oauth", Some(provider)) => FirstFactor::OAuth { provider },
+            _ => return Err(StoreError::CorruptRecord("mfa token")),
+        };
+        Ok(MfaToken {
+            hash,
+            user_id: self.user_id,
+            credential_version: self.credential_version,
+            first_factor,
+            long_term_token: self.long_term_token,
+            logout_other: self.logout_other,
+            remote_ip: self.remote_ip,
+            user_agent: self.user_agent,
+            replacement_password_hash: self.replacement_password_hash.map(PasswordHashString::new),
+            created: self.created,
+            expires_at: self.expires_at,
+            wrong_codes: self.wrong_codes,
+        })
+    }
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -1062,6 +1247,52 @@ mod tests {
                 linked: 5,
             },
             r#"{"v":1,"user_id":7,"linked":5}"#,
+        );
+        same_json(
+            &TotpRecord {
+                v: RECORD_VERSION,
+                secret_hex: "00".repeat(20),
+                enabled_at: 5,
+                last_accepted_step: 9,
+            },
+            r#"{"v":1,"secret_hex":"0000000000000000000000000000000000000000","enabled_at":5,"last_accepted_step":9}"#,
+        );
+        same_json(
+            &PendingTotpRecord {
+                v: RECORD_VERSION,
+                secret_hex: "ab".repeat(20),
+                created: 5,
+                expires_at: 605,
+            },
+            r#"{"v":1,"secret_hex":"abababababababababababababababababababab","created":5,"expires_at":605}"#,
+        );
+        same_json(
+            &RecoveryCodesRecord::from_set(
+                &RecoveryCodeSet {
+                    salt: [2; RECOVERY_CODE_SALT_BYTES],
+                    hashes: vec![[1; 32]],
+                },
+                5,
+            ),
+            r#"{"v":1,"salt_hex":"02020202020202020202020202020202","hashes":["0101010101010101010101010101010101010101010101010101010101010101"],"created":5}"#,
+        );
+        same_json(
+            &MfaTokenRecord {
+                v: RECORD_VERSION,
+                user_id: 7,
+                credential_version: 2,
+                first_factor: "oauth".into(),
+                provider: Some("idp".into()),
+                long_term_token: true,
+                logout_other: false,
+                remote_ip: "::1".into(),
+                user_agent: "ua".into(),
+                replacement_password_hash: None,
+                created: 5,
+                expires_at: 305,
+                wrong_codes: 1,
+            },
+            r#"{"v":1,"user_id":7,"credential_version":2,"first_factor":"oauth","provider":"idp","long_term_token":true,"logout_other":false,"remote_ip":"::1","user_agent":"ua","created":5,"expires_at":305,"wrong_codes":1}"#,
         );
         // A status or purpose no build wrote does not decode.
         assert!(

@@ -16,29 +16,7 @@ impl Store {
     /// sessions and replaces its password hash, all in one durable transaction.
     pub fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<(), StoreError> {
         let transaction = self.begin_write()?;
-        {
-            let user_id = sign_in.session.user_id;
-            check_requester(&transaction, &sign_in.requester)?;
-            if sign_in.end_other_sessions {
-                for session_id in session_ids_of_user(&transaction, user_id)? {
-                    delete_session(&transaction, session_id)?;
-                }
-            } else {
-                end_oldest_sessions_beyond(&transaction, user_id, sign_in.max_sessions_per_user)?;
-            }
-            let mut session = sign_in.session.clone();
-            if let Some(last_second) = fit_within_maker(&transaction, session.made_by)? {
-                session.expire = session.expire.min(last_second + 1);
-            }
-            insert_session(&transaction, &session)?;
-            if let Some(api_token) = &sign_in.api_token {
-                insert_api_token(&transaction, api_token)?;
-            }
-            if let Some(hash) = &sign_in.replacement_password_hash {
-                // A re-hash of the same password is not a profile change: `updated` stays.
-                set_password_hash(&transaction, user_id, hash, None)?;
-            }
-        }
+        write_sign_in(&transaction, sign_in)?;
         transaction.commit()?;
         Ok(())
     }
@@ -175,6 +153,36 @@ impl Store {
 }
 
 /// A session from the sessions table of either kind of transaction.
+/// What `record_sign_in` writes, inside a transaction of its caller's (a second step spends
+/// its proof in the same one).
+pub(super) fn write_sign_in(
+    transaction: &WriteTransaction,
+    sign_in: &NewSignIn,
+) -> Result<(), StoreError> {
+    let user_id = sign_in.session.user_id;
+    check_requester(transaction, &sign_in.requester)?;
+    if sign_in.end_other_sessions {
+        for session_id in session_ids_of_user(transaction, user_id)? {
+            delete_session(transaction, session_id)?;
+        }
+    } else {
+        end_oldest_sessions_beyond(transaction, user_id, sign_in.max_sessions_per_user)?;
+    }
+    let mut session = sign_in.session.clone();
+    if let Some(last_second) = fit_within_maker(transaction, session.made_by)? {
+        session.expire = session.expire.min(last_second + 1);
+    }
+    insert_session(transaction, &session)?;
+    if let Some(api_token) = &sign_in.api_token {
+        insert_api_token(transaction, api_token)?;
+    }
+    if let Some(hash) = &sign_in.replacement_password_hash {
+        // A re-hash of the same password is not a profile change: `updated` stays.
+        set_password_hash(transaction, user_id, hash, None)?;
+    }
+    Ok(())
+}
+
 pub(super) fn session_in(
     sessions: &impl ReadableTable<u128, &'static [u8]>,
     id: SessionId,

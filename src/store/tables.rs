@@ -62,6 +62,20 @@ pub(super) const PROVIDERSUBJECT_IDENTITY: TableDefinition<(&str, &str), &[u8]> 
 pub(super) const USERID_PROVIDERSUBJECT: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("userid_providersubject");
 
+/// A user's active TOTP, as a `TotpRecord`.
+pub(super) const USERID_TOTP: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_totp");
+/// A user's TOTP enrolment awaiting its first code, as a `PendingTotpRecord`; a new start
+/// replaces it. Short-lived, so the purge reads the whole table.
+pub(super) const USERID_PENDINGTOTP: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("userid_pendingtotp");
+/// The hashes of a user's unused recovery codes, as a `RecoveryCodesRecord`.
+pub(super) const USERID_RECOVERYCODES: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("userid_recoverycodes");
+/// Sign-ins awaiting their second factor, under the SHA-256 of the mfa-token, as an
+/// `MfaTokenRecord`. They live minutes, so the purge reads the whole table.
+pub(super) const MFATOKENHASH_MFATOKEN: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("mfatokenhash_mfatoken");
+
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(super) const META_NEXT_USER_ID: &str = "next_user_id";
 pub(super) const META_NEXT_MAIL_ID: &str = "next_mail_id";
@@ -108,7 +122,7 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
 
 /// Every table of the file: `open` creates each and `backup_to` copies each. A table missing
 /// here would be absent from new files and lost by backups, which the tests below refuse.
-pub(super) static ALL_TABLES: [&dyn StoreTable; 19] = [
+pub(super) static ALL_TABLES: [&dyn StoreTable; 23] = [
     &META,
     &META_TEXT,
     &USERID_USER,
@@ -128,6 +142,10 @@ pub(super) static ALL_TABLES: [&dyn StoreTable; 19] = [
     &MAILID_MAIL,
     &PROVIDERSUBJECT_IDENTITY,
     &USERID_PROVIDERSUBJECT,
+    &USERID_TOTP,
+    &USERID_PENDINGTOTP,
+    &USERID_RECOVERYCODES,
+    &MFATOKENHASH_MFATOKEN,
 ];
 
 #[cfg(test)]
@@ -172,15 +190,19 @@ mod tests {
                 "maker_made",
                 "meta",
                 "meta_text",
+                "mfatokenhash_mfatoken",
                 "parentid_childid",
                 "providersubject_identity",
                 "sessionid_session",
                 "tokenhash_apitoken",
                 "tokenhash_emailtoken",
                 "userid_emailtokenhash",
+                "userid_pendingtotp",
                 "userid_providersubject",
+                "userid_recoverycodes",
                 "userid_sessionid",
                 "userid_tokenhash",
+                "userid_totp",
                 "userid_user",
             ]
         );

@@ -28,6 +28,7 @@ mod pages;
 mod pages_account;
 mod proxy_support;
 mod schema;
+mod second_factor;
 mod security_input;
 mod security_keys;
 mod security_oauth;

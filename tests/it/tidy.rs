@@ -25,7 +25,11 @@ const CRATE_OWNERS: &[(&str, &[&str])] = &[
     ("icu_normalizer", &["model/email_address.rs"]),
     ("icu_properties", &["model/email_address.rs"]),
     ("askama", &["http/pages/"]),
-    ("hmac", &["http/pages/csrf.rs"]),
+    (
+        "hmac",
+        &["http/pages/csrf.rs", "auth/second_factor/totp.rs"],
+    ),
+    ("sha1", &["auth/second_factor/totp.rs"]),
 ];
 
 /// Calls that only the process's entry point makes: `run` and the library never read the

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use crate::app::App;
 use crate::auth::oauth::provider::{Provider, ProviderAccount};
+use crate::auth::second_factor::SecondFactorGate;
 use crate::auth::sign_in_counts::{AttemptOutcome, SignInMethod};
 use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
@@ -37,6 +38,7 @@ use crate::auth::{
 use crate::config::OAuthProviderConfig;
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
+use crate::model::second_factor::FirstFactor;
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User};
 use crate::store::{IdentityLink, StoreError};
 
@@ -231,7 +233,10 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::AccountPending
             | AuthError::AccountSuspended
             | AuthError::MissingPermission(_)
-            | AuthError::WrongPassword
+            | AuthError::WrongPassword { .. }
+            | AuthError::InvalidMfaToken
+            | AuthError::WrongSecondFactor { .. }
+            | AuthError::RecentSignInRequired
             | AuthError::OutlivesCredential
             | AuthError::NotFound
             | AuthError::Conflict(_)
@@ -241,7 +246,9 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::InvalidProviderToken(_)
             | AuthError::OAuthRefused(_)
             | AuthError::OAuthEmailMismatch => true,
-            AuthError::Overloaded
+            // The provider token was good: the sign-in goes on to its second step.
+            AuthError::SecondFactorRequired(_)
+            | AuthError::Overloaded
             | AuthError::TooManyAttempts(_)
             | AuthError::CaptchaUnavailable
             | AuthError::ProviderUnreachable
@@ -337,6 +344,9 @@ async fn sign_in_or_check(
             logout_other: request.logout_other,
             client: request.client,
             replacement_password_hash: None,
+            second_factor: SecondFactorGate::FirstFactorOnly(FirstFactor::OAuth {
+                provider: name.to_owned(),
+            }),
         },
     )
     .await?;

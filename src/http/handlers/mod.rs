@@ -7,6 +7,7 @@ pub mod forward_auth;
 pub mod meta;
 pub mod oauth;
 pub mod passwords;
+pub mod second_factor;
 pub mod sessions;
 pub mod sign_in;
 pub mod signup;

@@ -8,6 +8,7 @@
 use hyper::StatusCode;
 use serde_json::Value;
 
+use crate::auth::AuthError;
 use crate::auth::oauth::{
     OAuthSignInOutcome, OAuthSignInRequest, ProviderToken, oauth_sign_in as sign_in_with_provider,
 };
@@ -16,6 +17,7 @@ use crate::http::credential::cookie_value;
 use crate::http::dto::{CheckAuthResult, OAuthCheckAuthResponse, oauth_provider_tokens};
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
+use crate::http::handlers::second_factor::audit_second_factor_required;
 use crate::http::handlers::sign_in::{
     check_sign_in_origin, checked_return_url, signed_in_response,
 };
@@ -70,6 +72,10 @@ pub async fn oauth_sign_in(api: &Api, request: &mut Request) -> Result<Response,
     )
     .await
     .inspect_err(|error| {
+        if let AuthError::SecondFactorRequired(_) = error {
+            audit_second_factor_required(error, "oauth", &remote_ip);
+            return;
+        }
         tracing::info!(
             target: "latchkey::audit",
             event = "oauth-sign-in-failed",

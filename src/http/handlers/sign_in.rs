@@ -6,12 +6,13 @@ use hyper::StatusCode;
 
 use crate::auth::password::Password;
 use crate::auth::return_url::check_return_url;
-use crate::auth::{self, SignInOutcome, SignInRequest};
+use crate::auth::{self, AuthError, SignInOutcome, SignInRequest};
 use crate::http::Api;
 use crate::http::credential::check_form_sign_in_origin;
 use crate::http::dto::{JwtToken, SignInResponse, Timestamp, oauth_provider_tokens};
 use crate::http::error::ApiError;
 use crate::http::fields::{BodyKind, body_kind};
+use crate::http::handlers::second_factor::audit_second_factor_required;
 use crate::http::request::Request;
 use crate::http::response::{Response, append_session_cookie, json_response, see_other};
 
@@ -48,6 +49,10 @@ pub async fn audited_sign_in(api: &Api, sign_in: SignInRequest) -> Result<SignIn
     let outcome = auth::sign_in(&api.app, sign_in)
         .await
         .inspect_err(|error| {
+            if let AuthError::SecondFactorRequired(_) = error {
+                audit_second_factor_required(error, "password", &remote_ip);
+                return;
+            }
             tracing::info!(
                 target: "latchkey::audit",
                 event = "sign-in-failed",

@@ -7,8 +7,9 @@ use serde_json::{Map, Value, json};
 use crate::auth::Identity;
 use crate::auth::account::{self, NewSubUser, ProfileChange, UserFilter, UserSortField};
 use crate::auth::password::Password;
+use crate::auth::second_factor;
 use crate::http::Api;
-use crate::http::dto::{Pagination, Sort, UserList, UserProfile, UserShort};
+use crate::http::dto::{Pagination, SecondFactors, Sort, UserList, UserProfile, UserShort};
 use crate::http::error::ApiError;
 use crate::http::request::Request;
 use crate::http::response::{Response, append_session_cookie, empty_response, json_response};
@@ -17,11 +18,16 @@ use crate::model::{Status, UserId};
 const DEFAULT_PAGE_LIMIT: u64 = 10;
 const MAX_PAGE_LIMIT: u64 = 100;
 
-/// `GET /user/current`: the hot path; no write, no hashing.
-pub fn current_user(_api: &Api, identity: Identity) -> Result<Response, ApiError> {
+/// `GET /user/current`: the hot path; no write, no hashing. One more read gives the
+/// `second-factors` the user holds.
+pub fn current_user(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    let second_factors = second_factor::summary(&api.app, identity.user.id)?;
     Ok(json_response(
         StatusCode::OK,
-        &UserProfile::from_user(&identity.user, identity.parent.as_ref()),
+        &UserProfile {
+            second_factors: Some(SecondFactors::from_summary(&second_factors)),
+            ..UserProfile::from_user(&identity.user, identity.parent.as_ref())
+        },
     ))
 }
 

@@ -76,6 +76,10 @@ impl Problem {
                 None,
                 "This account is waiting for its email address to be confirmed. Open the link in the email we sent you, then sign in.".to_owned(),
             ),
+            ApiError::SecondFactorRequired { .. } => (
+                None,
+                "This account is protected by a second factor. Continue with your authenticator code.".to_owned(),
+            ),
             ApiError::AccountSuspended => (
                 None,
                 "This account is suspended. Ask the administrator of this service for help.".to_owned(),

@@ -225,7 +225,7 @@ impl AccountPage {
 /// every page words them.
 fn account_problem(error: &ApiError) -> Problem {
     let (field, message): (Option<&str>, String) = match error {
-        ApiError::WrongPassword => (
+        ApiError::WrongPassword { .. } => (
             Some("old-password"),
             "Your current password is not right. Type it again.".to_owned(),
         ),
