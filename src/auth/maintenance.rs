@@ -1,7 +1,7 @@
 //! The maintenance loop that runs beside the server: every `[session]
 //! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
-//! purges expired sessions, API tokens and emailed links; hourly it also purges sign-ups
-//! never proved. Each step logs its own outcome and a failure never stops the loop.
+//! purges expired sessions, API tokens, emailed links and passkey challenges; hourly it also
+//! purges sign-ups never proved. Each step logs its own outcome and a failure never stops the loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,8 +63,8 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 }
 
 /// Deletes expired sessions, API tokens expired more than
-/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago and spent emailed tokens, a batch of
-/// each per transaction, until a batch comes back short.
+/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens and expired
+/// passkey challenges, a batch of each per transaction, until a batch comes back short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
         let now = app.clock.now_unix_seconds();
@@ -78,7 +78,12 @@ async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
                 now - SPENT_EMAIL_TOKEN_RETENTION_SECONDS,
                 PURGE_BATCH_ROWS,
             )?;
-            Ok(sessions.max(tokens).max(email_tokens))
+            let passkey_challenges =
+                store.purge_expired_passkey_challenges(now, PURGE_BATCH_ROWS)?;
+            Ok(sessions
+                .max(tokens)
+                .max(email_tokens)
+                .max(passkey_challenges))
         })
         .await;
         match purged {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod forward_auth;
 pub mod maintenance;
 pub mod oauth;
+pub mod passkeys;
 pub mod password;
 pub mod rate_limit;
 pub mod return_url;

@@ -39,6 +39,18 @@ pub enum ApiError {
     /// A page's form came without the CSRF token its browser's cookie makes valid.
     FormTokenInvalid,
     WrongPassword,
+    /// A password re-check failed: the named field holds the wrong password.
+    WrongPasswordIn(&'static str),
+    /// An account without a password must act from a session this many seconds young.
+    RecentSignInRequired(u64),
+    /// The route needs a session made by signing in; a token (API or minted) is refused
+    /// whatever it holds.
+    SessionCredentialRequired,
+    /// Passkeys cannot work on this server; the text says what to configure.
+    PasskeysUnavailable(&'static str),
+    PasskeyChallenge(crate::model::passkey::PasskeyChallengeProblem),
+    PasskeyNotVerified,
+    PasskeyRefused,
     OutlivesCredential,
     NotFound,
     MethodNotAllowed(&'static str),
@@ -197,6 +209,67 @@ impl ApiError {
                     "the current password is wrong".into(),
                 )
             }
+            ApiError::WrongPasswordIn(field) => {
+                context.insert("field".into(), json!(field));
+                (
+                    StatusCode::FORBIDDEN,
+                    40304,
+                    Cow::Owned(format!("the {field} is wrong")),
+                )
+            }
+            ApiError::RecentSignInRequired(seconds) => {
+                context.insert("reason".into(), json!("recent-sign-in-required"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40311,
+                    Cow::Owned(format!(
+                        "an account without a password must sign in again (at most {} minutes ago) first",
+                        seconds / 60
+                    )),
+                )
+            }
+            ApiError::SessionCredentialRequired => {
+                context.insert("reason".into(), json!("session-credential-required"));
+                (
+                    StatusCode::FORBIDDEN,
+                    40312,
+                    "only a session made by signing in may do this; API tokens and minted tokens may not"
+                        .into(),
+                )
+            }
+            ApiError::PasskeysUnavailable(why) => {
+                context.insert("reason".into(), json!("passkeys-unavailable"));
+                (StatusCode::CONFLICT, 40901, Cow::Borrowed(*why))
+            }
+            ApiError::PasskeyChallenge(problem) => {
+                let reason = match problem {
+                    crate::model::passkey::PasskeyChallengeProblem::Unknown => "invalid",
+                    crate::model::passkey::PasskeyChallengeProblem::Expired => "expired",
+                };
+                context.insert("field".into(), json!("challenge-id"));
+                context.insert("reason".into(), json!(reason));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40006,
+                    Cow::Owned(format!(
+                        "the challenge is {reason}: start the ceremony again"
+                    )),
+                )
+            }
+            ApiError::PasskeyNotVerified => {
+                context.insert("field".into(), json!("credential"));
+                context.insert("reason".into(), json!("not-verified"));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40007,
+                    "the new passkey does not verify".into(),
+                )
+            }
+            ApiError::PasskeyRefused => (
+                StatusCode::UNAUTHORIZED,
+                40103,
+                "the passkey was not accepted".into(),
+            ),
             ApiError::OutlivesCredential => {
                 context.insert("reason".into(), json!("outlives-credential"));
                 (
@@ -349,6 +422,12 @@ impl From<AuthError> for ApiError {
             AuthError::MissingPermission(permission) => ApiError::MissingPermission(permission),
             AuthError::WrongPassword => ApiError::WrongPassword,
             AuthError::OutlivesCredential => ApiError::OutlivesCredential,
+            AuthError::WrongPasswordIn(field) => ApiError::WrongPasswordIn(field),
+            AuthError::RecentSignInRequired(seconds) => ApiError::RecentSignInRequired(seconds),
+            AuthError::PasskeysUnavailable(why) => ApiError::PasskeysUnavailable(why),
+            AuthError::PasskeyChallenge(problem) => ApiError::PasskeyChallenge(problem),
+            AuthError::PasskeyNotVerified(_) => ApiError::PasskeyNotVerified,
+            AuthError::PasskeyRefused(_) => ApiError::PasskeyRefused,
             AuthError::NotFound => ApiError::NotFound,
             AuthError::Conflict(what) => ApiError::Conflict(what),
             AuthError::Overloaded => ApiError::Overloaded,

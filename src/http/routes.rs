@@ -9,6 +9,7 @@ use crate::auth::Identity;
 use crate::http::credential;
 use crate::http::error::ApiError;
 use crate::model::net::Origin;
+use crate::model::passkey::PasskeyId;
 use crate::model::{Permission, Secret, SessionId, UserId};
 
 /// Every route's template is under this prefix.
@@ -39,10 +40,16 @@ pub enum Route {
     OpenApi,
     Health,
     ForwardAuth,
+    PasskeyRegisterStart,
+    PasskeyRegisterFinish,
+    Passkeys,
+    Passkey,
+    PasskeySignInStart,
+    PasskeySignInFinish,
 }
 
 impl Route {
-    pub const ALL: [Route; 22] = [
+    pub const ALL: [Route; 28] = [
         Route::SignIn,
         Route::OAuthSignIn,
         Route::SignOut,
@@ -65,6 +72,12 @@ impl Route {
         Route::OpenApi,
         Route::Health,
         Route::ForwardAuth,
+        Route::PasskeyRegisterStart,
+        Route::PasskeyRegisterFinish,
+        Route::Passkeys,
+        Route::Passkey,
+        Route::PasskeySignInStart,
+        Route::PasskeySignInFinish,
     ];
 
     /// The path template under `/frontend/api/v1`, as matchit reads it and logs show it.
@@ -92,6 +105,12 @@ impl Route {
             Route::OpenApi => "/openapi.json",
             Route::Health => "/health",
             Route::ForwardAuth => "/auth/forward",
+            Route::PasskeyRegisterStart => "/auth/passkey/register/start",
+            Route::PasskeyRegisterFinish => "/auth/passkey/register/finish",
+            Route::Passkeys => "/auth/passkey",
+            Route::Passkey => "/auth/passkey/{passkey-id}",
+            Route::PasskeySignInStart => "/auth/passkey/sign-in/start",
+            Route::PasskeySignInFinish => "/auth/passkey/sign-in/finish",
         }
     }
 
@@ -103,7 +122,13 @@ impl Route {
             | Route::Mint
             | Route::SignUp
             | Route::VerifyResend
-            | Route::PasswordResetConfirm => "POST",
+            | Route::PasswordResetConfirm
+            | Route::PasskeyRegisterStart
+            | Route::PasskeyRegisterFinish
+            | Route::PasskeySignInStart
+            | Route::PasskeySignInFinish => "POST",
+            Route::Passkeys => "GET",
+            Route::Passkey => "DELETE",
             Route::Verify | Route::PasswordReset => "GET, POST",
             Route::ApiTokens => "GET, POST",
             Route::ApiToken => "GET, PUT, DELETE",
@@ -138,6 +163,10 @@ pub enum Access {
     /// A sign-in session's credential (its signed token, cookie or api-token; not a minted
     /// token: API.md 15.1), or this permission.
     SessionOrPermission(Permission),
+    /// A sign-in session's credential and nothing else: a token (API or minted) is refused
+    /// whatever it holds, so a stolen one can neither add a second factor nor remove the
+    /// owner's (API.md section 10).
+    SignInSession,
     /// This permission in the effective set.
     Permission(Permission),
     /// The caller's own `{user-id}` needs nothing more; anyone else's needs this permission.
@@ -160,9 +189,15 @@ pub fn access_rule(route: Route, method: &Method) -> Access {
             | Route::PasswordResetConfirm
             | Route::Keys
             | Route::OpenApi
-            | Route::Health,
+            | Route::Health
+            | Route::PasskeySignInStart
+            | Route::PasskeySignInFinish,
             _,
         ) => Access::Public,
+        (Route::PasskeyRegisterStart | Route::PasskeyRegisterFinish | Route::Passkey, _) => {
+            Access::SignInSession
+        }
+        (Route::Passkeys, _) => Access::Permission(ReadUser),
         (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
         (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
             Access::SessionOrPermission(WriteUser)
@@ -226,9 +261,12 @@ pub fn admit(
     if from_cookie {
         credential::check_cookie_origin(parts, origins.public_origin, origins.allowed_origins)?;
     }
+    if access == Access::SignInSession && !identity.is_sign_in_session() {
+        return Err(ApiError::SessionCredentialRequired);
+    }
     let holds = |permission| identity.effective_permissions.contains(permission);
     let missing = match access {
-        Access::Public | Access::Authenticated => None,
+        Access::Public | Access::Authenticated | Access::SignInSession => None,
         Access::SessionOrPermission(permission) | Access::CredentialOptional(permission) => {
             (!identity.is_sign_in_session() && !holds(permission)).then_some(permission)
         }
@@ -249,6 +287,7 @@ pub fn admit(
 pub struct PathParameters {
     pub user_id: Option<UserId>,
     pub session_id: Option<SessionId>,
+    pub passkey_id: Option<PasskeyId>,
     /// An API token: its 64 characters, or its first 8.
     token: Option<Secret<String>>,
 }
@@ -280,6 +319,11 @@ impl PathParameters {
                     parameters.session_id =
                         Some(id.ok_or(ApiError::InvalidPathParameter("session-id"))?);
                 }
+                "passkey-id" => {
+                    let id = PasskeyId::parse_canonical(value);
+                    parameters.passkey_id =
+                        Some(id.ok_or(ApiError::InvalidPathParameter("passkey-id"))?);
+                }
                 _ => {}
             }
         }
@@ -302,6 +346,11 @@ impl PathParameters {
     pub fn session_id(&self) -> Result<SessionId, ApiError> {
         self.session_id
             .ok_or(ApiError::InvalidPathParameter("session-id"))
+    }
+
+    pub fn passkey_id(&self) -> Result<PasskeyId, ApiError> {
+        self.passkey_id
+            .ok_or(ApiError::InvalidPathParameter("passkey-id"))
     }
 }
 
@@ -371,6 +420,8 @@ mod tests {
         CrossSite,
         /// 403: the effective set lacks this permission.
         Lacks(Permission),
+        /// 403: only a sign-in session may call the route, whatever a token holds.
+        SessionOnly,
     }
 
     /// The credential a request carries. Rank does not enter the access rule (it enters
@@ -436,6 +487,7 @@ mod tests {
     const NO_WU: Outcome = Outcome::Lacks(Permission::WriteUser);
     const NO_RS: Outcome = Outcome::Lacks(Permission::ReadSubUser);
     const NO_WS: Outcome = Outcome::Lacks(Permission::WriteSubUser);
+    const SESS: Outcome = Outcome::SessionOnly;
 
     /// Every route and method it answers, and the outcome for each column of `COLUMNS`:
     /// no credential; a sign-in session's signed token holding no permission, then the
@@ -482,6 +534,12 @@ mod tests {
         (Route::Health,               Method::HEAD,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
         (Route::ForwardAuth,          Method::GET,    [E401, OK,     OK,     OK,    OK,    OK,    OK,    OK,    OK,    OK]),
         (Route::ForwardAuth,          Method::HEAD,   [E401, OK,     OK,     OK,    OK,    OK,    OK,    OK,    OK,    OK]),
+        (Route::PasskeyRegisterStart, Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::PasskeyRegisterFinish, Method::POST,  [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::Passkeys,             Method::GET,    [E401, NO_RU,  NO_RU,  NO_RU, OK,    NO_RU, NO_RU, OK,    NO_RU, OK]),
+        (Route::Passkey,              Method::DELETE, [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::PasskeySignInStart,   Method::POST,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
+        (Route::PasskeySignInFinish,  Method::POST,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
     ];
 
     fn caller_user(permissions: PermissionSet) -> User {
@@ -558,6 +616,7 @@ mod tests {
             Err(ApiError::Unauthenticated) => Outcome::Unauthenticated,
             Err(ApiError::CrossSiteRequest) => Outcome::CrossSite,
             Err(ApiError::MissingPermission(permission)) => Outcome::Lacks(permission),
+            Err(ApiError::SessionCredentialRequired) => Outcome::SessionOnly,
             Err(other) => panic!("the access rule answered {other:?}"),
         }
     }

@@ -22,6 +22,21 @@ pub enum StoreError {
     CredentialsChanged,
     #[error("the user holds the most API tokens allowed")]
     TooManyApiTokens,
+    #[error("the user holds the most passkeys allowed")]
+    TooManyPasskeys,
+    /// The authenticator's credential id is already some passkey's (anyone's).
+    #[error("the credential is already registered")]
+    PasskeyAlreadyRegistered,
+    /// A ceremony's challenge that cannot be finished: used, never made, made for another
+    /// ceremony or user, or expired.
+    #[error("the passkey challenge is refused: {0:?}")]
+    PasskeyChallengeRefused(crate::model::passkey::PasskeyChallengeProblem),
+    /// The passkey an assertion verified against was removed before the assertion committed.
+    #[error("the passkey was removed")]
+    PasskeyGone,
+    /// As many ceremonies are open as the store keeps, even after purging the expired.
+    #[error("too many passkey ceremonies are open")]
+    TooManyPasskeyChallenges,
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

@@ -62,6 +62,25 @@ pub(super) const PROVIDERSUBJECT_IDENTITY: TableDefinition<(&str, &str), &[u8]> 
 pub(super) const USERID_PROVIDERSUBJECT: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("userid_providersubject");
 
+/// Passkeys by their id, as `PasskeyRecord`s.
+pub(super) const PASSKEYID_PASSKEY: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("passkeyid_passkey");
+/// Every passkey's credential id: unique in the store, so that a credential registered by
+/// one user can never be registered again, nor sign in anyone else.
+pub(super) const CREDENTIALID_PASSKEYID: TableDefinition<&[u8], u128> =
+    TableDefinition::new("credentialid_passkeyid");
+/// A user's passkeys: listing, counting against the cap, removing them all.
+pub(super) const USERID_PASSKEYID: TableDefinition<(u64, u128), ()> =
+    TableDefinition::new("userid_passkeyid");
+/// Started passkey ceremonies by challenge id, as `PasskeyChallengeRecord`s, until finished
+/// or purged. Kept in the file, not in memory, so a restart between start and finish
+/// loses nothing.
+pub(super) const CHALLENGEID_PASSKEYCHALLENGE: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("challengeid_passkeychallenge");
+/// The challenges by expiry, for the purge.
+pub(super) const EXPIRE_PASSKEYCHALLENGEID: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("expire_passkeychallengeid");
+
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(super) const META_NEXT_USER_ID: &str = "next_user_id";
 pub(super) const META_NEXT_MAIL_ID: &str = "next_mail_id";
@@ -108,7 +127,7 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
 
 /// Every table of the file: `open` creates each and `backup_to` copies each. A table missing
 /// here would be absent from new files and lost by backups, which the tests below refuse.
-pub(super) static ALL_TABLES: [&dyn StoreTable; 19] = [
+pub(super) static ALL_TABLES: [&dyn StoreTable; 24] = [
     &META,
     &META_TEXT,
     &USERID_USER,
@@ -128,6 +147,11 @@ pub(super) static ALL_TABLES: [&dyn StoreTable; 19] = [
     &MAILID_MAIL,
     &PROVIDERSUBJECT_IDENTITY,
     &USERID_PROVIDERSUBJECT,
+    &PASSKEYID_PASSKEY,
+    &CREDENTIALID_PASSKEYID,
+    &USERID_PASSKEYID,
+    &CHALLENGEID_PASSKEYCHALLENGE,
+    &EXPIRE_PASSKEYCHALLENGEID,
 ];
 
 #[cfg(test)]
@@ -163,8 +187,11 @@ mod tests {
         assert_eq!(
             listed,
             [
+                "challengeid_passkeychallenge",
                 "created_unproved_userid",
+                "credentialid_passkeyid",
                 "email_userid",
+                "expire_passkeychallengeid",
                 "expire_sessionid",
                 "expire_tokenhash",
                 "keyid_signingkey",
@@ -173,11 +200,13 @@ mod tests {
                 "meta",
                 "meta_text",
                 "parentid_childid",
+                "passkeyid_passkey",
                 "providersubject_identity",
                 "sessionid_session",
                 "tokenhash_apitoken",
                 "tokenhash_emailtoken",
                 "userid_emailtokenhash",
+                "userid_passkeyid",
                 "userid_providersubject",
                 "userid_sessionid",
                 "userid_tokenhash",

@@ -6,6 +6,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use crate::model::{NewUser, PasswordHashString, Role, Status, UnixSeconds, User, UserId};
 use crate::store::api_tokens::delete_standalone_api_tokens;
 use crate::store::identities::delete_identities_of_user;
+use crate::store::passkeys::delete_passkeys_of_user;
 use crate::store::record::{decode_user, encode_user};
 use crate::store::sessions::{delete_session, session_ids_of_user};
 use crate::store::signup::{
@@ -380,8 +381,9 @@ pub(super) fn children_in(
     Ok(found)
 }
 
-/// Deletes these users with their sessions, API tokens, identities, email index rows and
-/// parent links, inside a write transaction. Their sub-users are the caller's to list.
+/// Deletes these users with their sessions, API tokens, identities, passkeys, email index
+/// rows and parent links, inside a write transaction. Their sub-users are the caller's to
+/// list.
 pub(super) fn delete_users(
     transaction: &WriteTransaction,
     users: &[User],
@@ -392,6 +394,7 @@ pub(super) fn delete_users(
         }
         delete_standalone_api_tokens(transaction, user.id)?;
         delete_identities_of_user(transaction, user.id)?;
+        delete_passkeys_of_user(transaction, user.id)?;
         delete_email_tokens_of_user(transaction, user.id)?;
         forget_unproved_sign_up(transaction, user)?;
         transaction.open_table(USERID_USER)?.remove(user.id)?;

@@ -240,7 +240,13 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::CaptchaRefused
             | AuthError::InvalidProviderToken(_)
             | AuthError::OAuthRefused(_)
-            | AuthError::OAuthEmailMismatch => true,
+            | AuthError::OAuthEmailMismatch
+            | AuthError::WrongPasswordIn(_)
+            | AuthError::RecentSignInRequired(_)
+            | AuthError::PasskeyChallenge(_)
+            | AuthError::PasskeyNotVerified(_)
+            | AuthError::PasskeyRefused(_) => true,
+            AuthError::PasskeysUnavailable(_) => false,
             AuthError::Overloaded
             | AuthError::TooManyAttempts(_)
             | AuthError::CaptchaUnavailable
