@@ -62,6 +62,29 @@ schemas.update({
    'created': {'type': 'string', 'format': 'date-time'}}},
  'AuthKeysResponse': {'type': 'object', 'properties': {'keys': {'type': 'array', 'items': ref('AuthKey')}}},
  'HealthResponse': {'type': 'object', 'properties': {'status': {'type': 'string', 'enum': ['ok']}}},
+ 'AuthPasskeyCeremony': {'type': 'object', 'required': ['challenge-id', 'options'], 'properties': {
+   'challenge-id': {'type': 'string', 'format': 'uuid', 'description': 'Send it back with the ceremony\'s answer, within 5 minutes; it finishes one ceremony.'},
+   'options': {'type': 'object', 'description': 'The browser\'s JSON form of the publicKey options '
+     '(PublicKeyCredential.parseCreationOptionsFromJSON / parseRequestOptionsFromJSON).'}}},
+ 'AuthPasskey': {'type': 'object', 'required': ['id', 'name', 'created'], 'properties': {
+   'id': {'type': 'string', 'format': 'uuid'}, 'name': {'type': 'string', 'minLength': 1, 'maxLength': 100},
+   'created': {'type': 'string', 'format': 'date-time'},
+   'last-used': {'type': 'string', 'format': 'date-time', 'description': 'Absent until the passkey first signs in.'}}},
+ 'AuthGetPasskeysResponse': {'type': 'object', 'required': ['passkeys'], 'properties': {
+   'passkeys': {'type': 'array', 'items': ref('AuthPasskey')}}},
+ 'AuthPostPasskeyRegisterStartRequest': {'type': 'object', 'properties': {
+   'password': {'type': 'string', 'format': 'password', 'maxLength': 72,
+     'description': 'The caller\'s password; an account without one needs a session signed in within 10 minutes instead.'}}},
+ 'AuthPostPasskeyRegisterFinishRequest': {'type': 'object', 'required': ['challenge-id', 'name', 'credential'], 'properties': {
+   'challenge-id': {'type': 'string', 'format': 'uuid'},
+   'name': {'type': 'string', 'minLength': 1, 'maxLength': 100, 'description': 'Trimmed; no control, line-breaking or text-direction characters.'},
+   'credential': {'type': 'object', 'description': 'The JSON form of the PublicKeyCredential from navigator.credentials.create.'}}},
+ 'AuthPostPasskeySignInStartRequest': {'type': 'object', 'properties': {}},
+ 'AuthPostPasskeySignInFinishRequest': {'type': 'object', 'required': ['challenge-id', 'credential'], 'properties': {
+   'challenge-id': {'type': 'string', 'format': 'uuid'},
+   'credential': {'type': 'object', 'description': 'The JSON form of the PublicKeyCredential from navigator.credentials.get.'},
+   'long-term-token': {'type': 'boolean', 'default': True}, 'logout-other': {'type': 'boolean', 'default': False},
+   'current-user': {'type': 'string'}, 'ret-url': {'type': 'string'}}},
  'UserPostUserRequest': {'type': 'object', 'required': ['email', 'password'], 'properties': {
    'email': email_field,
    'password': {'type': 'string', 'format': 'password', 'minLength': 6, 'maxLength': 72},
@@ -126,6 +149,9 @@ user_id = {'name': 'user-id', 'in': 'path', 'required': True, 'schema': {'type':
 session_id = {'name': 'session-id', 'in': 'path', 'required': True, 'schema': {'type': 'string', 'format': 'uuid'}}
 token_param = {'name': 'token', 'in': 'path', 'required': True, 'description': 'The API token, or its first 8 characters.',
   'schema': {'type': 'string', 'pattern': '^([0-9a-f]{8}|[0-9a-f]{64})$'}}
+passkey_id = {'name': 'passkey-id', 'in': 'path', 'required': True, 'schema': {'type': 'string', 'format': 'uuid'}}
+def json_body(schema, required=True):
+    return {'required': required, 'content': {'application/json': {'schema': schema}}}
 include_expired = {'name': 'include-expired', 'in': 'query', 'schema': {'type': 'boolean', 'default': False}}
 recaptcha_optional = {'name': 'X-Recaptcha-Token', 'in': 'header', 'schema': {'type': 'string', 'minLength': 6},
   'description': 'Checked when a captcha provider is configured.'}
@@ -251,6 +277,23 @@ paths = {
    ok('200', ref('AuthRecoveryCodesResponse')), STD, None, body(ref('AuthPostTotpConfirmRequest')))},
  P+'/auth/mfa/recovery-codes': {'post': op('routes/auth.PostRecoveryCodes', 'Replace every recovery code with ten new ones (a sign-in session only; the password again)',
    ok('200', ref('AuthRecoveryCodesResponse')), STD, None, body(ref('AuthMfaPasswordRequest')))},
+ P+'/auth/passkey/register/start': {'post': op('routes/auth.PostPasskeyRegisterStart',
+   'Start adding a passkey: re-checks the password; only a session made by signing in (409 without public_url)',
+   ok('200', ref('AuthPasskeyCeremony')), STD, None, json_body(ref('AuthPostPasskeyRegisterStartRequest'), False))},
+ P+'/auth/passkey/register/finish': {'post': op('routes/auth.PostPasskeyRegisterFinish',
+   'Finish adding a passkey with the authenticator\'s answer; only a session made by signing in',
+   ok('201', ref('AuthPasskey'), 'Created'), STD, None, json_body(ref('AuthPostPasskeyRegisterFinishRequest')))},
+ P+'/auth/passkey': {'get': op('routes/auth.GetPasskeys', 'List the caller\'s passkeys, oldest first',
+   ok('200', ref('AuthGetPasskeysResponse')), STD)},
+ P+'/auth/passkey/{passkey-id}': {'delete': op('routes/auth.DeletePasskey',
+   'Remove one of the caller\'s passkeys; only a session made by signing in',
+   ok('204', description='No Content'), STD, [passkey_id])},
+ P+'/auth/passkey/sign-in/start': {'post': op('routes/auth.PostPasskeySignInStart',
+   'Start a passwordless sign-in with a discoverable passkey (user verification required)',
+   ok('200', ref('AuthPasskeyCeremony')), None, None, json_body(ref('AuthPostPasskeySignInStartRequest'), False))},
+ P+'/auth/passkey/sign-in/finish': {'post': op('routes/auth.PostPasskeySignInFinish',
+   'Finish a passwordless sign-in: answers exactly as POST /auth/sign-in, with the jwt cookie',
+   ok('200', ref('AuthPostSignInResponse')), None, None, json_body(ref('AuthPostPasskeySignInFinishRequest')))},
  P+'/openapi.json': {'get': op('routes/openapi.GetDocument', 'This document', ok('200', {'type': 'object'}), None, tags=('Health',))},
 }
 security_schemes = copy.deepcopy(vendor['components']['securitySchemes'])

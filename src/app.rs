@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::auth::after_answer::AfterAnswer;
 use crate::auth::maintenance;
 use crate::auth::oauth::provider::OAuthProviders;
+use crate::auth::passkeys;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
 use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
 use crate::auth::sign_in_counts::SignInCounts;
@@ -19,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::mail::DeliveryCounts;
 use crate::model::clock::Clock;
 use crate::store::{KeyRevocation, Store};
+use crate::webauthn::{RelyingParty, RelyingPartyUnavailable};
 
 #[derive(Debug)]
 pub struct App {
@@ -41,6 +43,11 @@ pub struct App {
     pub request_limiter: Throttle,
     /// Limits sub-user creation (`POST /user`) per caller.
     pub sub_user_limiter: PerKeyLimiter,
+    /// The passkey relying party, built from `public_url`; without a usable one, why not
+    /// (every passkey endpoint answers 409 with it).
+    pub passkeys: Result<RelyingParty, RelyingPartyUnavailable>,
+    /// Limits started passkey ceremonies per client network.
+    pub passkey_ceremony_limiter: PerKeyLimiter,
     /// The per-address work of reset and resend requests, run after their answer.
     pub after_answer: AfterAnswer,
     /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
@@ -109,6 +116,16 @@ impl App {
                 requests: config.throttle.sub_users_per_caller_per_hour,
                 window_seconds: 3600,
             })),
+            passkeys: RelyingParty::for_public_url(
+                config.server.public_url.as_ref(),
+                &config.pages.title,
+            ),
+            passkey_ceremony_limiter: PerKeyLimiter::new(
+                config
+                    .throttle
+                    .enabled
+                    .then_some(passkeys::CEREMONIES_PER_NETWORK),
+            ),
             after_answer: AfterAnswer::new(),
             sign_in_counts: SignInCounts::default(),
             mail_deliveries: DeliveryCounts::default(),

@@ -147,7 +147,7 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
 
 /// Verifies the caller's own password (re-authentication) under the brute-force throttle;
 /// a wrong one is `WrongPassword` (blaming `old-password`).
-async fn verify_own_password(
+pub async fn verify_own_password(
     app: &App,
     user: &User,
     password: &Password,
@@ -340,7 +340,7 @@ pub fn checked_name(
 /// Control characters, the line and paragraph separators, and the bidirectional embedding,
 /// override and isolate controls, which can make a name shown in a list or a mail read as
 /// something else. The zero-width joiner and non-joiner stay: scripts need them.
-fn is_refused_in_a_name(character: char) -> bool {
+pub fn is_refused_in_a_name(character: char) -> bool {
     character.is_control()
         || matches!(
             character,

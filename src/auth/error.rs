@@ -92,6 +92,20 @@ pub enum AuthError {
     OAuthEmailMismatch,
     #[error("the OAuth provider cannot be reached")]
     ProviderUnreachable,
+    /// Passkeys cannot work on this server; the reason says what to configure.
+    #[error("passkeys are unavailable: {0}")]
+    PasskeysUnavailable(&'static str),
+    #[error("the passkey challenge is refused: {0:?}")]
+    PasskeyChallenge(crate::model::passkey::PasskeyChallengeProblem),
+    /// A registration's `credential` did not verify (origin, relying party, user
+    /// verification, attestation); the reason is for the log only.
+    #[error("the new passkey does not verify: {0}")]
+    PasskeyNotVerified(String),
+    /// An assertion that does not sign anyone in: unknown credential, wrong signature,
+    /// origin or relying party, no user verification, a credential of another user. The
+    /// reason is for the log only.
+    #[error("the passkey is not accepted: {0}")]
+    PasskeyRefused(String),
     /// The store failed: never one of its conflicts, which `From<StoreError>` turns into
     /// the outcomes above.
     #[error(transparent)]
@@ -127,6 +141,16 @@ impl From<StoreError> for AuthError {
                 }
                 SecondFactorRefusal::TotpOff => AuthError::Conflict("TOTP is off"),
             },
+            StoreError::TooManyPasskeys => {
+                AuthError::Conflict("the user holds the most passkeys allowed; remove one first")
+            }
+            StoreError::PasskeyAlreadyRegistered => {
+                AuthError::Conflict("the passkey is already registered")
+            }
+            StoreError::PasskeyChallengeRefused(problem) => AuthError::PasskeyChallenge(problem),
+            StoreError::PasskeyGone => AuthError::PasskeyRefused("the passkey was removed".into()),
+            // A flood of started ceremonies: the table is full of live ones for a while.
+            StoreError::TooManyPasskeyChallenges => AuthError::Overloaded,
             StoreError::Redb(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }

@@ -1,8 +1,8 @@
 //! The maintenance loop that runs beside the server: every `[session]
 //! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
-//! purges expired sessions, API tokens, emailed links, mfa-tokens and unconfirmed TOTP
-//! enrolments; hourly it also purges sign-ups never proved. Each step logs its own outcome
-//! and a failure never stops the loop.
+//! purges expired sessions, API tokens, emailed links, mfa-tokens, unconfirmed TOTP
+//! enrolments and passkey challenges; hourly it also purges sign-ups never proved. Each step
+//! logs its own outcome and a failure never stops the loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,9 +64,9 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 }
 
 /// Deletes expired sessions, API tokens expired more than
-/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens, and expired
-/// mfa-tokens and TOTP enrolments, a batch of each per transaction, until a batch comes back
-/// short.
+/// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens, expired
+/// mfa-tokens and TOTP enrolments, and expired passkey challenges, a batch of each per
+/// transaction, until a batch comes back short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
         let now = app.clock.now_unix_seconds();
@@ -82,10 +82,13 @@ async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
             )?;
             let second_factor_records =
                 store.purge_expired_second_factor_records(now, PURGE_BATCH_ROWS)?;
+            let passkey_challenges =
+                store.purge_expired_passkey_challenges(now, PURGE_BATCH_ROWS)?;
             Ok(sessions
                 .max(tokens)
                 .max(email_tokens)
-                .max(second_factor_records))
+                .max(second_factor_records)
+                .max(passkey_challenges))
         })
         .await;
         match purged {

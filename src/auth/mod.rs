@@ -10,6 +10,7 @@ pub mod error;
 pub mod forward_auth;
 pub mod maintenance;
 pub mod oauth;
+pub mod passkeys;
 pub mod password;
 pub mod rate_limit;
 pub mod return_url;
@@ -263,6 +264,7 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
             mfa_token_hash,
             proof,
         } => Some((mfa_token_hash, proof)),
+        SecondFactorGate::PasskeyWithUserVerification => None,
     };
     let now = app.clock.now_unix_seconds();
     let expire = session_expire(app, long_term_token, now);

@@ -11,7 +11,7 @@ use crate::auth::error::AuthError;
 pub enum SignInMethod {
     Password,
     OAuth,
-    /// Not yet offered; listed so that dashboards can name the series ahead of it.
+    /// A passwordless sign-in with a passkey (`POST /auth/passkey/sign-in/finish`).
     Passkey,
 }
 
@@ -89,13 +89,15 @@ impl AttemptOutcome {
             | AuthError::WrongSecondFactor { .. }
             | AuthError::Unauthenticated
             | AuthError::InvalidProviderToken(_)
-            | AuthError::OAuthEmailMismatch => AttemptOutcome::WrongCredentials,
+            | AuthError::OAuthEmailMismatch
+            | AuthError::PasskeyRefused(_) => AttemptOutcome::WrongCredentials,
             AuthError::AccountPending
             | AuthError::AccountSuspended
             | AuthError::OAuthRefused(_)
             | AuthError::MissingPermission(_)
             | AuthError::RecentSignInRequired
-            | AuthError::SignupClosed => AttemptOutcome::Refused,
+            | AuthError::SignupClosed
+            | AuthError::PasskeysUnavailable(_) => AttemptOutcome::Refused,
             AuthError::SecondFactorRequired(_) => AttemptOutcome::SecondFactorRequired,
             AuthError::TooManyAttempts(_) => AttemptOutcome::Throttled,
             AuthError::Overloaded => AttemptOutcome::Overloaded,
@@ -105,7 +107,9 @@ impl AttemptOutcome {
             | AuthError::CaptchaRefused
             | AuthError::OutlivesCredential
             | AuthError::NotFound
-            | AuthError::Conflict(_) => AttemptOutcome::BadRequest,
+            | AuthError::Conflict(_)
+            | AuthError::PasskeyChallenge(_)
+            | AuthError::PasskeyNotVerified(_) => AttemptOutcome::BadRequest,
             AuthError::CaptchaUnavailable
             | AuthError::ProviderUnreachable
             | AuthError::Store(_)

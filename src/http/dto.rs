@@ -356,3 +356,40 @@ pub fn oauth_provider_tokens(
         })
         .collect()
 }
+
+/// `AuthPasskeyCeremony`: a started passkey ceremony.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PasskeyCeremony {
+    pub challenge_id: String,
+    /// The browser's JSON form of the creation or request options, passed through.
+    pub options: Value,
+}
+
+/// `AuthPasskey`: a passkey as its owner sees it (never the credential itself).
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PasskeyEntry {
+    pub id: String,
+    pub name: String,
+    pub created: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<Timestamp>,
+}
+
+impl PasskeyEntry {
+    pub fn from_passkey(passkey: &crate::model::passkey::Passkey) -> PasskeyEntry {
+        PasskeyEntry {
+            id: passkey.id.to_string(),
+            name: passkey.name.clone(),
+            created: Timestamp(passkey.created),
+            last_used: passkey.last_used.map(Timestamp),
+        }
+    }
+}
+
+/// `AuthGetPasskeysResponse`.
+#[derive(Serialize)]
+pub struct PasskeyList {
+    pub passkeys: Vec<PasskeyEntry>,
+}

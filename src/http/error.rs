@@ -56,6 +56,11 @@ pub enum ApiError {
     /// The route manages second factors: only a sign-in session's credential may call it.
     SignInSessionRequired,
     RecentSignInRequired,
+    /// Passkeys cannot work on this server; the text says what to configure.
+    PasskeysUnavailable(&'static str),
+    PasskeyChallenge(crate::model::passkey::PasskeyChallengeProblem),
+    PasskeyNotVerified,
+    PasskeyRefused,
     OutlivesCredential,
     NotFound,
     MethodNotAllowed(&'static str),
@@ -238,7 +243,7 @@ impl ApiError {
                 (
                     StatusCode::FORBIDDEN,
                     40332,
-                    "second factors are managed only with a sign-in session's credential, never an API token or a minted token"
+                    "second factors and passkeys are managed only with a sign-in session's credential, never an API token or a minted token"
                         .into(),
                 )
             }
@@ -259,6 +264,39 @@ impl ApiError {
                     "the mfa-token is unknown, used or expired: sign in again".into(),
                 )
             }
+            ApiError::PasskeysUnavailable(why) => {
+                context.insert("reason".into(), json!("passkeys-unavailable"));
+                (StatusCode::CONFLICT, 40901, Cow::Borrowed(*why))
+            }
+            ApiError::PasskeyChallenge(problem) => {
+                let reason = match problem {
+                    crate::model::passkey::PasskeyChallengeProblem::Unknown => "invalid",
+                    crate::model::passkey::PasskeyChallengeProblem::Expired => "expired",
+                };
+                context.insert("field".into(), json!("challenge-id"));
+                context.insert("reason".into(), json!(reason));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40006,
+                    Cow::Owned(format!(
+                        "the challenge is {reason}: start the ceremony again"
+                    )),
+                )
+            }
+            ApiError::PasskeyNotVerified => {
+                context.insert("field".into(), json!("credential"));
+                context.insert("reason".into(), json!("not-verified"));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40007,
+                    "the new passkey does not verify".into(),
+                )
+            }
+            ApiError::PasskeyRefused => (
+                StatusCode::UNAUTHORIZED,
+                40104,
+                "the passkey was not accepted".into(),
+            ),
             ApiError::OutlivesCredential => {
                 context.insert("reason".into(), json!("outlives-credential"));
                 (
@@ -422,6 +460,10 @@ impl From<AuthError> for ApiError {
             AuthError::WrongSecondFactor { field } => ApiError::WrongSecondFactor { field },
             AuthError::RecentSignInRequired => ApiError::RecentSignInRequired,
             AuthError::OutlivesCredential => ApiError::OutlivesCredential,
+            AuthError::PasskeysUnavailable(why) => ApiError::PasskeysUnavailable(why),
+            AuthError::PasskeyChallenge(problem) => ApiError::PasskeyChallenge(problem),
+            AuthError::PasskeyNotVerified(_) => ApiError::PasskeyNotVerified,
+            AuthError::PasskeyRefused(_) => ApiError::PasskeyRefused,
             AuthError::NotFound => ApiError::NotFound,
             AuthError::Conflict(what) => ApiError::Conflict(what),
             AuthError::Overloaded => ApiError::Overloaded,

@@ -29,8 +29,8 @@ use crate::app::App;
 use crate::auth::{self, Identity};
 use crate::http::error::ApiError;
 use crate::http::handlers::{
-    api_tokens, forward_auth, meta, oauth, passwords, second_factor, sessions, sign_in, signup,
-    users,
+    api_tokens, forward_auth, meta, oauth, passkeys, passwords, second_factor, sessions, sign_in,
+    signup, users,
 };
 use crate::http::metrics::recording::{MatchedRoute, RequestMetrics};
 use crate::http::pages::{CsrfKey, Pages, Stylesheets};
@@ -386,6 +386,25 @@ fn run_handler<'a>(
         (Route::MfaRecoveryCodes, &Method::POST) => Pending(Box::pin(
             second_factor::regenerate_recovery_codes(api, request, required(identity)?),
         )),
+        (Route::PasskeyRegisterStart, &Method::POST) => Pending(Box::pin(
+            passkeys::start_registration(api, request, required(identity)?),
+        )),
+        (Route::PasskeyRegisterFinish, &Method::POST) => Pending(Box::pin(
+            passkeys::finish_registration(api, request, required(identity)?),
+        )),
+        (Route::Passkeys, &Method::GET) => Ready(passkeys::list(api, required(identity)?)),
+        (Route::Passkey, &Method::DELETE) => Pending(Box::pin(passkeys::remove(
+            api,
+            request,
+            required(identity)?,
+            path.passkey_id()?,
+        ))),
+        (Route::PasskeySignInStart, &Method::POST) => {
+            Pending(Box::pin(passkeys::start_sign_in(api, request)))
+        }
+        (Route::PasskeySignInFinish, &Method::POST) => {
+            Pending(Box::pin(passkeys::finish_sign_in(api, request)))
+        }
         _ => return Err(ApiError::MethodNotAllowed(route.methods())),
     })
 }

@@ -9,6 +9,7 @@ use crate::auth::Identity;
 use crate::http::credential;
 use crate::http::error::ApiError;
 use crate::model::net::Origin;
+use crate::model::passkey::PasskeyId;
 use crate::model::{Permission, Secret, SessionId, UserId};
 
 /// Every route's template is under this prefix.
@@ -43,10 +44,16 @@ pub enum Route {
     MfaTotp,
     MfaTotpConfirm,
     MfaRecoveryCodes,
+    PasskeyRegisterStart,
+    PasskeyRegisterFinish,
+    Passkeys,
+    Passkey,
+    PasskeySignInStart,
+    PasskeySignInFinish,
 }
 
 impl Route {
-    pub const ALL: [Route; 26] = [
+    pub const ALL: [Route; 32] = [
         Route::SignIn,
         Route::OAuthSignIn,
         Route::SignOut,
@@ -73,6 +80,12 @@ impl Route {
         Route::MfaTotp,
         Route::MfaTotpConfirm,
         Route::MfaRecoveryCodes,
+        Route::PasskeyRegisterStart,
+        Route::PasskeyRegisterFinish,
+        Route::Passkeys,
+        Route::Passkey,
+        Route::PasskeySignInStart,
+        Route::PasskeySignInFinish,
     ];
 
     /// The path template under `/frontend/api/v1`, as matchit reads it and logs show it.
@@ -104,6 +117,12 @@ impl Route {
             Route::MfaTotp => "/auth/mfa/totp",
             Route::MfaTotpConfirm => "/auth/mfa/totp/confirm",
             Route::MfaRecoveryCodes => "/auth/mfa/recovery-codes",
+            Route::PasskeyRegisterStart => "/auth/passkey/register/start",
+            Route::PasskeyRegisterFinish => "/auth/passkey/register/finish",
+            Route::Passkeys => "/auth/passkey",
+            Route::Passkey => "/auth/passkey/{passkey-id}",
+            Route::PasskeySignInStart => "/auth/passkey/sign-in/start",
+            Route::PasskeySignInFinish => "/auth/passkey/sign-in/finish",
         }
     }
 
@@ -118,8 +137,14 @@ impl Route {
             | Route::PasswordResetConfirm
             | Route::SignInSecondFactor
             | Route::MfaTotpConfirm
-            | Route::MfaRecoveryCodes => "POST",
+            | Route::MfaRecoveryCodes
+            | Route::PasskeyRegisterStart
+            | Route::PasskeyRegisterFinish
+            | Route::PasskeySignInStart
+            | Route::PasskeySignInFinish => "POST",
             Route::MfaTotp => "POST, DELETE",
+            Route::Passkeys => "GET",
+            Route::Passkey => "DELETE",
             Route::Verify | Route::PasswordReset => "GET, POST",
             Route::ApiTokens => "GET, POST",
             Route::ApiToken => "GET, PUT, DELETE",
@@ -154,15 +179,16 @@ pub enum Access {
     /// A sign-in session's credential (its signed token, cookie or api-token; not a minted
     /// token: API.md 15.1), or this permission.
     SessionOrPermission(Permission),
+    /// A sign-in session's credential and nothing else: a token (API or minted) is refused
+    /// whatever it holds, so a stolen one can neither add a second factor nor remove the
+    /// owner's (API.md section 10).
+    SignInSession,
     /// This permission in the effective set.
     Permission(Permission),
     /// The caller's own `{user-id}` needs nothing more; anyone else's needs this permission.
     SelfOrPermission(Permission),
     /// Without a credential the handler decides (a reset token); with one, as inner rule.
     CredentialOptional(Permission),
-    /// Only a sign-in session's credential, whatever the permissions: what manages second
-    /// factors (a stolen API token or minted token must never add or remove one).
-    SignInSession,
 }
 
 /// The route rules, all in one table (API.md section 6), checked before any handler runs.
@@ -180,12 +206,21 @@ pub fn access_rule(route: Route, method: &Method) -> Access {
             | Route::Keys
             | Route::OpenApi
             | Route::Health
-            | Route::SignInSecondFactor,
+            | Route::SignInSecondFactor
+            | Route::PasskeySignInStart
+            | Route::PasskeySignInFinish,
             _,
         ) => Access::Public,
-        (Route::MfaTotp | Route::MfaTotpConfirm | Route::MfaRecoveryCodes, _) => {
-            Access::SignInSession
-        }
+        (
+            Route::MfaTotp
+            | Route::MfaTotpConfirm
+            | Route::MfaRecoveryCodes
+            | Route::PasskeyRegisterStart
+            | Route::PasskeyRegisterFinish
+            | Route::Passkey,
+            _,
+        ) => Access::SignInSession,
+        (Route::Passkeys, _) => Access::Permission(ReadUser),
         (Route::CurrentPassword, _) => Access::CredentialOptional(WriteUser),
         (Route::Sessions | Route::CurrentUser, &Method::DELETE) => {
             Access::SessionOrPermission(WriteUser)
@@ -275,6 +310,7 @@ pub fn admit(
 pub struct PathParameters {
     pub user_id: Option<UserId>,
     pub session_id: Option<SessionId>,
+    pub passkey_id: Option<PasskeyId>,
     /// An API token: its 64 characters, or its first 8.
     token: Option<Secret<String>>,
 }
@@ -306,6 +342,11 @@ impl PathParameters {
                     parameters.session_id =
                         Some(id.ok_or(ApiError::InvalidPathParameter("session-id"))?);
                 }
+                "passkey-id" => {
+                    let id = PasskeyId::parse_canonical(value);
+                    parameters.passkey_id =
+                        Some(id.ok_or(ApiError::InvalidPathParameter("passkey-id"))?);
+                }
                 _ => {}
             }
         }
@@ -328,6 +369,11 @@ impl PathParameters {
     pub fn session_id(&self) -> Result<SessionId, ApiError> {
         self.session_id
             .ok_or(ApiError::InvalidPathParameter("session-id"))
+    }
+
+    pub fn passkey_id(&self) -> Result<PasskeyId, ApiError> {
+        self.passkey_id
+            .ok_or(ApiError::InvalidPathParameter("passkey-id"))
     }
 }
 
@@ -516,6 +562,12 @@ mod tests {
         (Route::MfaTotp,              Method::DELETE, [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
         (Route::MfaTotpConfirm,       Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
         (Route::MfaRecoveryCodes,     Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::PasskeyRegisterStart, Method::POST,   [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::PasskeyRegisterFinish, Method::POST,  [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::Passkeys,             Method::GET,    [E401, NO_RU,  NO_RU,  NO_RU, OK,    NO_RU, NO_RU, OK,    NO_RU, OK]),
+        (Route::Passkey,              Method::DELETE, [E401, OK,     OK,     OK,    CSRF,  OK,    SESS,  SESS,  SESS,  SESS]),
+        (Route::PasskeySignInStart,   Method::POST,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
+        (Route::PasskeySignInFinish,  Method::POST,   [ANON, ANON,   ANON,   ANON,  ANON,  ANON,  ANON,  ANON,  ANON,  ANON]),
     ];
 
     fn caller_user(permissions: PermissionSet) -> User {

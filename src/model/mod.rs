@@ -1,10 +1,11 @@
 //! Domain types shared by the store and the auth layer: users, sessions, API tokens, roles,
-//! statuses and permission sets. None of them is a serde type; the wire and the disk each
-//! have their own.
+//! statuses, permission sets and (in `passkey`) passkeys. None of them is a serde type; the
+//! wire and the disk each have their own.
 
 pub mod clock;
 pub mod email_address;
 pub mod net;
+pub mod passkey;
 mod permission;
 pub mod second_factor;
 pub mod secret;
@@ -76,24 +77,28 @@ impl SessionId {
 
     /// Parses only the canonical form (lowercase, hyphenated), nothing looser.
     pub fn parse_canonical(text: &str) -> Option<SessionId> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 36 {
+        parse_canonical_uuid(text).map(SessionId)
+    }
+}
+
+/// A UUID's 128-bit value from its canonical text (lowercase, hyphenated) only: the one rule
+/// for every id the API shows as a UUID (sessions, passkeys, passkey challenges).
+pub fn parse_canonical_uuid(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    for (index, byte) in bytes.iter().enumerate() {
+        let hyphen_position = matches!(index, 8 | 13 | 18 | 23);
+        if hyphen_position != (*byte == b'-') {
             return None;
         }
-        for (index, byte) in bytes.iter().enumerate() {
-            let hyphen_position = matches!(index, 8 | 13 | 18 | 23);
-            if hyphen_position != (*byte == b'-') {
-                return None;
-            }
-            let lowercase_hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
-            if !hyphen_position && !lowercase_hex {
-                return None;
-            }
+        let lowercase_hex = byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
+        if !hyphen_position && !lowercase_hex {
+            return None;
         }
-        uuid::Uuid::try_parse(text)
-            .ok()
-            .map(|uuid| SessionId(uuid.as_u128()))
     }
+    uuid::Uuid::try_parse(text).ok().map(|uuid| uuid.as_u128())
 }
 
 impl fmt::Display for SessionId {

@@ -96,7 +96,9 @@ pub enum SecondFactorProof {
     TotpStep(u64),
     /// The recovery code with this salted SHA-256: removed, so it works once.
     RecoveryCode([u8; 32]),
-    // passkeys: the passkey branch adds its arm (the credential's new signature counter).
+    /// A passkey assertion of the user's, verified with its challenge taken (by
+    /// `Store::finish_passkey_assertion`, which also wrote the new signature counter).
+    PasskeyAsserted,
 }
 
 /// Why the store refused a second-factor write; nothing was written.

@@ -55,6 +55,9 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::email_address::EmailAddress;
+    use crate::model::passkey::{
+        Passkey, PasskeyChallenge, PasskeyChallengeId, PasskeyChallengeKind, PasskeyId,
+    };
     use crate::model::{
         NewUser, OutgoingMail, PasswordHashString, PermissionSet, Role, SessionId, Status,
         TokenMaker,
@@ -140,6 +143,41 @@ mod tests {
             .link_identity("provider", "subject", parent.id, |_| true, NOW)
             .unwrap();
         second_factor_rows(&store, &parent);
+        // A registered passkey, and a ceremony still open.
+        let challenge = |kind| PasskeyChallenge {
+            id: PasskeyChallengeId::new_random(),
+            kind,
+            user_id: Some(parent.id),
+            user_handle: Some(1),
+            expires_at: NOW + 300,
+            state: b"{}".to_vec(),
+        };
+        let registration = challenge(PasskeyChallengeKind::Registration);
+        store
+            .insert_passkey_challenge(&registration, 10, NOW)
+            .unwrap();
+        let passkey = Passkey {
+            id: PasskeyId::new_random(),
+            user_id: parent.id,
+            credential_id: vec![1, 2, 3],
+            user_handle: 1,
+            name: "Key".to_owned(),
+            created: NOW,
+            last_used: None,
+            credential: b"{}".to_vec(),
+        };
+        let requester = crate::store::Requester {
+            user_id: parent.id,
+            credential_version: parent.credential_version,
+            credential: None,
+            now: NOW,
+        };
+        store
+            .finish_passkey_registration(registration.id, &passkey, 20, &requester)
+            .unwrap();
+        store
+            .insert_passkey_challenge(&challenge(PasskeyChallengeKind::UserAssertion), 10, NOW)
+            .unwrap();
 
         let counts = row_counts(&store.database);
         assert_eq!(counts.len(), ALL_TABLES.len());

@@ -26,6 +26,21 @@ pub enum StoreError {
     /// mfa-token, TOTP turned off meanwhile): nothing was written.
     #[error("second-factor change refused: {0:?}")]
     SecondFactorRefused(crate::model::second_factor::SecondFactorRefusal),
+    #[error("the user holds the most passkeys allowed")]
+    TooManyPasskeys,
+    /// The authenticator's credential id is already some passkey's (anyone's).
+    #[error("the credential is already registered")]
+    PasskeyAlreadyRegistered,
+    /// A ceremony's challenge that cannot be finished: used, never made, made for another
+    /// ceremony or user, or expired.
+    #[error("the passkey challenge is refused: {0:?}")]
+    PasskeyChallengeRefused(crate::model::passkey::PasskeyChallengeProblem),
+    /// The passkey an assertion verified against was removed before the assertion committed.
+    #[error("the passkey was removed")]
+    PasskeyGone,
+    /// As many ceremonies are open as the store keeps, even after purging the expired.
+    #[error("too many passkey ceremonies are open")]
+    TooManyPasskeyChallenges,
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

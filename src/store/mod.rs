@@ -9,6 +9,7 @@ mod backup;
 mod error;
 mod identities;
 mod mail_queue;
+mod passkeys;
 mod record;
 mod second_factors;
 mod sessions;

@@ -5,12 +5,16 @@
 //! compact binary layout (`BINARY_FORMAT`, below); decoding JSON was the largest part of a
 //! token check's own work. Files written before it hold them as JSON (`{"v":1,...}`), which
 //! still decodes: the first byte tells the two apart, as JSON always starts with `{`. The
-//! other records (keys, emailed tokens, mail, identities, second factors) stay JSON, where a
-//! later field is added with `#[serde(default)]`. Enums are stored by their `StoredName`, in
-//! both layouts.
+//! other records (keys, emailed tokens, mail, identities, second factors, passkeys) stay
+//! JSON, where a later field is added with `#[serde(default)]`. Enums are stored by their
+//! `StoredName`, in both layouts.
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 
+use crate::model::passkey::{
+    Passkey, PasskeyChallenge, PasskeyChallengeId, PasskeyChallengeKind, PasskeyId,
+};
 use crate::model::second_factor::{
     ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, RecoveryCodeSet,
     TOTP_SECRET_BYTES, TotpSecret,
@@ -83,6 +87,18 @@ impl StoredName for EmailTokenPurpose {
         match self {
             EmailTokenPurpose::VerifyEmail => "verify-email",
             EmailTokenPurpose::ResetPassword => "reset-password",
+        }
+    }
+}
+
+impl StoredName for PasskeyChallengeKind {
+    const ALL: &'static [PasskeyChallengeKind] = &PasskeyChallengeKind::ALL;
+
+    fn stored_name(self) -> &'static str {
+        match self {
+            PasskeyChallengeKind::Registration => "registration",
+            PasskeyChallengeKind::DiscoverableSignIn => "discoverable-sign-in",
+            PasskeyChallengeKind::UserAssertion => "user-assertion",
         }
     }
 }
@@ -484,6 +500,94 @@ impl MfaTokenRecord {
     }
 }
 
+/// A passkey, under its id. The authenticator's credential id and the credential blob are
+/// base64url (unpadded), the user handle 32 lowercase hex digits.
+#[derive(Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    pub v: u8,
+    pub user_id: UserId,
+    pub credential_id: String,
+    pub user_handle: String,
+    pub name: String,
+    pub created: UnixSeconds,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<UnixSeconds>,
+    pub credential: String,
+}
+
+impl PasskeyRecord {
+    pub fn from_passkey(passkey: &Passkey) -> PasskeyRecord {
+        PasskeyRecord {
+            v: RECORD_VERSION,
+            user_id: passkey.user_id,
+            credential_id: Base64UrlUnpadded::encode_string(&passkey.credential_id),
+            user_handle: format!("{:032x}", passkey.user_handle),
+            name: passkey.name.clone(),
+            created: passkey.created,
+            last_used: passkey.last_used,
+            credential: Base64UrlUnpadded::encode_string(&passkey.credential),
+        }
+    }
+
+    pub fn into_passkey(self, id: PasskeyId) -> Result<Passkey, StoreError> {
+        let corrupt = || StoreError::CorruptRecord("passkey");
+        Ok(Passkey {
+            id,
+            user_id: self.user_id,
+            credential_id: Base64UrlUnpadded::decode_vec(&self.credential_id)
+                .map_err(|_| corrupt())?,
+            user_handle: hex_decode_u128(&self.user_handle).ok_or_else(corrupt)?,
+            name: self.name,
+            created: self.created,
+            last_used: self.last_used,
+            credential: Base64UrlUnpadded::decode_vec(&self.credential).map_err(|_| corrupt())?,
+        })
+    }
+}
+
+/// A started passkey ceremony, under its challenge id. The state is base64url (unpadded),
+/// the user handle 32 lowercase hex digits.
+#[derive(Serialize, Deserialize)]
+pub struct PasskeyChallengeRecord {
+    pub v: u8,
+    #[serde(with = "by_stored_name")]
+    pub kind: PasskeyChallengeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_handle: Option<String>,
+    pub expires_at: UnixSeconds,
+    pub state: String,
+}
+
+impl PasskeyChallengeRecord {
+    pub fn from_challenge(challenge: &PasskeyChallenge) -> PasskeyChallengeRecord {
+        PasskeyChallengeRecord {
+            v: RECORD_VERSION,
+            kind: challenge.kind,
+            user_id: challenge.user_id,
+            user_handle: challenge.user_handle.map(|handle| format!("{handle:032x}")),
+            expires_at: challenge.expires_at,
+            state: Base64UrlUnpadded::encode_string(&challenge.state),
+        }
+    }
+
+    pub fn into_challenge(self, id: PasskeyChallengeId) -> Result<PasskeyChallenge, StoreError> {
+        let corrupt = || StoreError::CorruptRecord("passkey challenge");
+        Ok(PasskeyChallenge {
+            id,
+            kind: self.kind,
+            user_id: self.user_id,
+            user_handle: match self.user_handle {
+                Some(text) => Some(hex_decode_u128(&text).ok_or_else(corrupt)?),
+                None => None,
+            },
+            expires_at: self.expires_at,
+            state: Base64UrlUnpadded::decode_vec(&self.state).map_err(|_| corrupt())?,
+        })
+    }
+}
+
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail.
     serde_json::to_vec(record).unwrap_or_default()
@@ -494,6 +598,13 @@ pub fn decode<'a, T: Deserialize<'a>>(
     what: &'static str,
 ) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::CorruptRecord(what))
+}
+
+/// Exactly 32 lowercase hex digits, as a passkey's user handle is written.
+fn hex_decode_u128(text: &str) -> Option<u128> {
+    let mut bytes = [0u8; 16];
+    let decoded = base16ct::lower::decode(text, &mut bytes).ok()?.len();
+    (decoded == bytes.len()).then(|| u128::from_be_bytes(bytes))
 }
 
 /// Exactly 64 lowercase hex digits, as `encode` writes a hash: anything else is corrupt.
@@ -1293,6 +1404,41 @@ mod tests {
                 wrong_codes: 1,
             },
             r#"{"v":1,"user_id":7,"credential_version":2,"first_factor":"oauth","provider":"idp","long_term_token":true,"logout_other":false,"remote_ip":"::1","user_agent":"ua","created":5,"expires_at":305,"wrong_codes":1}"#,
+        );
+        same_json(
+            &PasskeyRecord {
+                v: RECORD_VERSION,
+                user_id: 7,
+                credential_id: "AQID".into(),
+                user_handle: "000102030405060708090a0b0c0d0e0f".into(),
+                name: "Laptop".into(),
+                created: 5,
+                last_used: Some(6),
+                credential: "e30".into(),
+            },
+            r#"{"v":1,"user_id":7,"credential_id":"AQID","user_handle":"000102030405060708090a0b0c0d0e0f","name":"Laptop","created":5,"last_used":6,"credential":"e30"}"#,
+        );
+        same_json(
+            &PasskeyChallengeRecord {
+                v: RECORD_VERSION,
+                kind: PasskeyChallengeKind::DiscoverableSignIn,
+                user_id: None,
+                user_handle: None,
+                expires_at: 99,
+                state: "e30".into(),
+            },
+            r#"{"v":1,"kind":"discoverable-sign-in","expires_at":99,"state":"e30"}"#,
+        );
+        same_json(
+            &PasskeyChallengeRecord {
+                v: RECORD_VERSION,
+                kind: PasskeyChallengeKind::Registration,
+                user_id: Some(7),
+                user_handle: Some("000102030405060708090a0b0c0d0e0f".into()),
+                expires_at: 99,
+                state: "e30".into(),
+            },
+            r#"{"v":1,"kind":"registration","user_id":7,"user_handle":"000102030405060708090a0b0c0d0e0f","expires_at":99,"state":"e30"}"#,
         );
         // A status or purpose no build wrote does not decode.
         assert!(

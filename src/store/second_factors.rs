@@ -12,12 +12,13 @@ use crate::model::second_factor::{
     SecondFactorSummary, TotpSecret,
 };
 use crate::model::{UnixSeconds, UserId};
+use crate::store::passkeys::{count_passkeys_of_user, delete_passkeys_of_user};
 use crate::store::record::{
     MfaTokenRecord, PendingTotpRecord, RecoveryCodesRecord, TotpRecord, decode, encode,
 };
 use crate::store::sessions::write_sign_in;
 use crate::store::tables::{
-    MFATOKENHASH_MFATOKEN, USERID_PENDINGTOTP, USERID_RECOVERYCODES, USERID_TOTP,
+    MFATOKENHASH_MFATOKEN, USERID_PASSKEYID, USERID_PENDINGTOTP, USERID_RECOVERYCODES, USERID_TOTP,
 };
 use crate::store::{NewSignIn, Requester, Store, StoreError, check_requester};
 
@@ -38,7 +39,7 @@ impl Store {
             };
         Ok(SecondFactorSummary {
             totp,
-            passkeys: passkey_count_of_user(user_id),
+            passkeys: count_passkeys_of_user(&transaction.open_table(USERID_PASSKEYID)?, user_id)?,
             recovery_codes_left,
         })
     }
@@ -290,8 +291,8 @@ impl Store {
         Ok(())
     }
 
-    /// `latchkey user mfa-reset`: removes the user's TOTP (pending or active) and recovery
-    /// codes. Answers what the user held before.
+    /// `latchkey user mfa-reset`: removes the user's TOTP (pending or active), recovery
+    /// codes and passkeys. Answers what the user held before.
     pub fn reset_second_factors(&self, user_id: UserId) -> Result<SecondFactorSummary, StoreError> {
         let transaction = self.begin_write()?;
         let before = {
@@ -305,7 +306,10 @@ impl Store {
                 };
             SecondFactorSummary {
                 totp,
-                passkeys: passkey_count_of_user(user_id),
+                passkeys: count_passkeys_of_user(
+                    &transaction.open_table(USERID_PASSKEYID)?,
+                    user_id,
+                )?,
                 recovery_codes_left,
             }
         };
@@ -366,21 +370,15 @@ impl Store {
     }
 }
 
-/// How many passkeys the user holds.
-// passkeys: the passkey branch adds the count from its own table here; until then no user
-// holds one.
-fn passkey_count_of_user(_user_id: UserId) -> usize {
-    0
-}
-
 /// Removes every second factor of a user (`mfa-reset`, and the user's deletion). Its
 /// mfa-tokens are left to expire: with no factor left, none can be completed.
 pub(super) fn delete_second_factors_of_user(
     transaction: &WriteTransaction,
     user_id: UserId,
 ) -> Result<(), StoreError> {
-    delete_totp_and_recovery_codes(transaction, user_id)
-    // passkeys: the passkey branch removes the user's passkeys here too.
+    delete_totp_and_recovery_codes(transaction, user_id)?;
+    delete_passkeys_of_user(transaction, user_id)?;
+    Ok(())
 }
 
 fn delete_totp_and_recovery_codes(
@@ -419,6 +417,9 @@ fn spend_proof(
     proof: SecondFactorProof,
 ) -> Result<(), StoreError> {
     match proof {
+        // The assertion's challenge was taken, and the passkey's counter written, by the
+        // write that verified it: only the mfa-token is left to spend.
+        SecondFactorProof::PasskeyAsserted => Ok(()),
         SecondFactorProof::TotpStep(step) => {
             let mut table = transaction.open_table(USERID_TOTP)?;
             let record = match table.get(user_id)? {

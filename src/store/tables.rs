@@ -75,6 +75,24 @@ pub(super) const USERID_RECOVERYCODES: TableDefinition<u64, &[u8]> =
 /// `MfaTokenRecord`. They live minutes, so the purge reads the whole table.
 pub(super) const MFATOKENHASH_MFATOKEN: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("mfatokenhash_mfatoken");
+/// Passkeys by their id, as `PasskeyRecord`s.
+pub(super) const PASSKEYID_PASSKEY: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("passkeyid_passkey");
+/// Every passkey's credential id: unique in the store, so that a credential registered by
+/// one user can never be registered again, nor sign in anyone else.
+pub(super) const CREDENTIALID_PASSKEYID: TableDefinition<&[u8], u128> =
+    TableDefinition::new("credentialid_passkeyid");
+/// A user's passkeys: listing, counting against the cap, removing them all.
+pub(super) const USERID_PASSKEYID: TableDefinition<(u64, u128), ()> =
+    TableDefinition::new("userid_passkeyid");
+/// Started passkey ceremonies by challenge id, as `PasskeyChallengeRecord`s, until finished
+/// or purged. Kept in the file, not in memory, so a restart between start and finish
+/// loses nothing.
+pub(super) const CHALLENGEID_PASSKEYCHALLENGE: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("challengeid_passkeychallenge");
+/// The challenges by expiry, for the purge.
+pub(super) const EXPIRE_PASSKEYCHALLENGEID: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("expire_passkeychallengeid");
 
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(super) const META_NEXT_USER_ID: &str = "next_user_id";
@@ -122,7 +140,7 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
 
 /// Every table of the file: `open` creates each and `backup_to` copies each. A table missing
 /// here would be absent from new files and lost by backups, which the tests below refuse.
-pub(super) static ALL_TABLES: [&dyn StoreTable; 23] = [
+pub(super) static ALL_TABLES: [&dyn StoreTable; 28] = [
     &META,
     &META_TEXT,
     &USERID_USER,
@@ -146,6 +164,11 @@ pub(super) static ALL_TABLES: [&dyn StoreTable; 23] = [
     &USERID_PENDINGTOTP,
     &USERID_RECOVERYCODES,
     &MFATOKENHASH_MFATOKEN,
+    &PASSKEYID_PASSKEY,
+    &CREDENTIALID_PASSKEYID,
+    &USERID_PASSKEYID,
+    &CHALLENGEID_PASSKEYCHALLENGE,
+    &EXPIRE_PASSKEYCHALLENGEID,
 ];
 
 #[cfg(test)]
@@ -181,8 +204,11 @@ mod tests {
         assert_eq!(
             listed,
             [
+                "challengeid_passkeychallenge",
                 "created_unproved_userid",
+                "credentialid_passkeyid",
                 "email_userid",
+                "expire_passkeychallengeid",
                 "expire_sessionid",
                 "expire_tokenhash",
                 "keyid_signingkey",
@@ -192,11 +218,13 @@ mod tests {
                 "meta_text",
                 "mfatokenhash_mfatoken",
                 "parentid_childid",
+                "passkeyid_passkey",
                 "providersubject_identity",
                 "sessionid_session",
                 "tokenhash_apitoken",
                 "tokenhash_emailtoken",
                 "userid_emailtokenhash",
+                "userid_passkeyid",
                 "userid_pendingtotp",
                 "userid_providersubject",
                 "userid_recoverycodes",

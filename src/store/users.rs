@@ -381,9 +381,9 @@ pub(super) fn children_in(
     Ok(found)
 }
 
-/// Deletes these users with their sessions, API tokens, identities, second factors, email
-/// index rows and parent links, inside a write transaction. Their sub-users are the
-/// caller's to list.
+/// Deletes these users with their sessions, API tokens, identities, second factors,
+/// passkeys, email index rows and parent links, inside a write transaction. Their sub-users
+/// are the caller's to list.
 pub(super) fn delete_users(
     transaction: &WriteTransaction,
     users: &[User],

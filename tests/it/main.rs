@@ -26,6 +26,8 @@ mod operator;
 mod page_support;
 mod pages;
 mod pages_account;
+mod passkey_authenticator;
+mod passkeys;
 mod proxy_support;
 mod schema;
 mod second_factor;

@@ -10,7 +10,7 @@ use crate::binary::BINARY;
 use crate::support::{PASSWORD, TestServer};
 
 /// Waits (briefly) until every handle of a stopped in-process server has let go of the store.
-async fn wait_until_store_is_free(data_dir: &std::path::Path) {
+pub async fn wait_until_store_is_free(data_dir: &std::path::Path) {
     let path = data_dir.join("latchkey.redb");
     for _ in 0..200 {
         match Store::open(&path, 1024 * 1024) {

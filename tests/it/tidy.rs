@@ -30,6 +30,7 @@ const CRATE_OWNERS: &[(&str, &[&str])] = &[
         &["http/pages/csrf.rs", "auth/second_factor/totp.rs"],
     ),
     ("sha1", &["auth/second_factor/totp.rs"]),
+    ("webauthn_rs", &["webauthn.rs"]),
 ];
 
 /// Calls that only the process's entry point makes: `run` and the library never read the
@@ -46,29 +47,44 @@ const FORBIDDEN_IMPORTS: &[(&str, &[&str])] = &[
     (
         "model",
         &[
-            "auth", "store", "http", "config", "app", "mail", "server", "admin", "cli",
+            "auth", "store", "http", "config", "app", "mail", "server", "admin", "cli", "webauthn",
         ],
     ),
     (
         "config",
         &[
-            "auth", "store", "http", "mail", "app", "server", "admin", "cli",
+            "auth", "store", "http", "mail", "app", "server", "admin", "cli", "webauthn",
         ],
     ),
     (
         "store",
         &[
-            "auth", "http", "config", "mail", "app", "server", "admin", "cli",
+            "auth", "http", "config", "mail", "app", "server", "admin", "cli", "webauthn",
         ],
     ),
-    ("mail", &["auth", "http", "server", "admin", "cli"]),
+    (
+        "mail",
+        &["auth", "http", "server", "admin", "cli", "webauthn"],
+    ),
     ("auth", &["http", "server", "admin", "cli"]),
-    ("http", &["store", "server", "admin", "cli"]),
+    ("http", &["store", "server", "admin", "cli", "webauthn"]),
     (
         "server",
-        &["auth", "store", "mail", "config", "admin", "cli"],
+        &[
+            "auth", "store", "mail", "config", "admin", "cli", "webauthn",
+        ],
+    ),
+    (
+        "webauthn",
+        &[
+            "auth", "store", "http", "config", "app", "mail", "server", "admin", "cli",
+        ],
     ),
 ];
+
+/// The one module that names webauthn-rs, whose types are serde types: it hands `auth` plain
+/// values and opaque bytes, so no public item of it may name a webauthn-rs type.
+const WEBAUTHN_ADAPTER: &str = "webauthn.rs";
 
 /// Modules whose types are domain types: they derive no serde traits (wire types live in
 /// `http/dto.rs`, stored records in `store/record.rs`).
@@ -145,6 +161,83 @@ fn domain_types_derive_no_serde_traits() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_webauthn_adapter_lets_no_webauthn_type_out() {
+    let file = source_files()
+        .into_iter()
+        .find(|file| file.relative == WEBAUTHN_ADAPTER)
+        .expect("the WebAuthn adapter exists");
+    let code = file.code.split("#[cfg(test)]").next().unwrap_or_default();
+    let imported = webauthn_names_imported(code);
+    assert!(
+        imported.contains("Webauthn") && imported.contains("Passkey"),
+        "the scan no longer sees the adapter's imports: {imported:?}"
+    );
+    let mut problems = Vec::new();
+    for signature in public_signatures(code) {
+        for name in &imported {
+            if names_word(&signature, name) {
+                problems.push(format!("`{}` names `{name}`", signature.trim()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "src/{WEBAUTHN_ADAPTER} lets webauthn-rs types out:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The names a file imports from webauthn-rs (`use webauthn_rs::…::{A, B};`).
+fn webauthn_names_imported(code: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for statement in code.split(';') {
+        let statement = statement.trim();
+        let Some(path) = statement.strip_prefix("use webauthn_rs::") else {
+            continue;
+        };
+        let list = match path.split_once('{') {
+            Some((_, group)) => group.trim_end_matches('}').to_owned(),
+            None => path.rsplit("::").next().unwrap_or_default().to_owned(),
+        };
+        for name in list.split(',') {
+            let name = name.trim();
+            if !name.is_empty() {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// The public surface of a file: each `pub fn` up to its body, and each other `pub` line
+/// (fields, types, constants).
+fn public_signatures(code: &str) -> Vec<String> {
+    let mut signatures = Vec::new();
+    let mut rest = code;
+    while let Some(start) = rest.find("pub ") {
+        let after = &rest[start..];
+        let end = if after.starts_with("pub fn ") {
+            after.find('{').unwrap_or(after.len())
+        } else {
+            after.find('\n').unwrap_or(after.len())
+        };
+        signatures.push(after[..end].to_owned());
+        rest = &after[end..];
+    }
+    signatures
+}
+
+/// Whether `name` appears in `text` as a whole word.
+fn names_word(text: &str, name: &str) -> bool {
+    text.match_indices(name).any(|(position, _)| {
+        let is_word = |character: char| character.is_alphanumeric() || character == '_';
+        let before = text[..position].chars().next_back();
+        let after = text[position + name.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 #[test]

@@ -245,9 +245,13 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::CaptchaRefused
             | AuthError::InvalidProviderToken(_)
             | AuthError::OAuthRefused(_)
-            | AuthError::OAuthEmailMismatch => true,
+            | AuthError::OAuthEmailMismatch
+            | AuthError::PasskeyChallenge(_)
+            | AuthError::PasskeyNotVerified(_)
+            | AuthError::PasskeyRefused(_) => true,
             // The provider token was good: the sign-in goes on to its second step.
             AuthError::SecondFactorRequired(_)
+            | AuthError::PasskeysUnavailable(_)
             | AuthError::Overloaded
             | AuthError::TooManyAttempts(_)
             | AuthError::CaptchaUnavailable

@@ -14,12 +14,14 @@ pub mod recovery_codes;
 pub mod totp;
 
 use crate::app::App;
+use crate::auth::passkeys::{self, StartedPasskeyCeremony};
 use crate::auth::password::Password;
 use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::{
     AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, account, check_may_sign_in,
     open_session, store_write, throttled_recheck, token_hash,
 };
+use crate::model::passkey::PasskeyChallengeId;
 use crate::model::second_factor::{
     ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, SecondFactorProof,
     SecondFactorSummary,
@@ -75,8 +77,9 @@ pub enum SecondFactorGate {
         mfa_token_hash: [u8; 32],
         proof: SecondFactorProof,
     },
-    // passkeys: the passkey branch adds the gate of a passwordless passkey sign-in with user
-    // verification, which satisfies the second factor by itself.
+    /// A passwordless passkey sign-in with user verification: the passkey is something held
+    /// and the verification something known or been, so it satisfies both factors itself.
+    PasskeyWithUserVerification,
 }
 
 /// A code or recovery code as the client sent it.
@@ -84,7 +87,11 @@ pub enum SecondFactorGate {
 pub enum PresentedSecondFactor {
     Code(Secret<String>),
     RecoveryCode(Secret<String>),
-    // passkeys: the passkey branch adds the assertion (`challenge-id` and `credential`).
+    /// The answer to `start_passkey_second_factor`'s challenge.
+    Passkey {
+        challenge_id: PasskeyChallengeId,
+        credential: serde_json::Value,
+    },
 }
 
 impl PresentedSecondFactor {
@@ -92,6 +99,7 @@ impl PresentedSecondFactor {
         match self {
             PresentedSecondFactor::Code(_) => SecondFactorMethod::Totp,
             PresentedSecondFactor::RecoveryCode(_) => SecondFactorMethod::RecoveryCode,
+            PresentedSecondFactor::Passkey { .. } => SecondFactorMethod::Passkey,
         }
     }
 
@@ -100,6 +108,7 @@ impl PresentedSecondFactor {
         match self {
             PresentedSecondFactor::Code(_) => "code",
             PresentedSecondFactor::RecoveryCode(_) => "recovery-code",
+            PresentedSecondFactor::Passkey { .. } => "credential",
         }
     }
 }
@@ -219,7 +228,7 @@ async fn complete_with_token(
     let presented = &request.presented;
     let normalized_email = user.normalized_email.clone();
     let now = app.clock.now_unix_seconds();
-    let Some(proof) = proof_of(app, &user, presented, now)? else {
+    let Some(proof) = proof_of(app, &user, presented, now).await? else {
         return Err(count_wrong_code(app, &user, &network, Some(&token.hash), presented).await);
     };
     let opened = open_session(
@@ -263,10 +272,11 @@ async fn complete_with_token(
     }
 }
 
-/// The proof a code or recovery code makes for this user now, checked against what the
-/// store holds (the write that spends it checks again); `None` when it is wrong. A code or
-/// recovery code that cannot be one at all is a field error, not a guess.
-fn proof_of(
+/// The proof a code, recovery code or passkey assertion makes for this user now, checked
+/// against what the store holds (the write that spends it checks again); `None` when it is
+/// wrong. A code or recovery code that cannot be one at all is a field error, not a guess;
+/// so is a passkey challenge that is unknown or expired.
+async fn proof_of(
     app: &App,
     user: &User,
     presented: &PresentedSecondFactor,
@@ -306,7 +316,34 @@ fn proof_of(
             }
             Ok(matches.then_some(SecondFactorProof::RecoveryCode(hash)))
         }
+        PresentedSecondFactor::Passkey {
+            challenge_id,
+            credential,
+        } => {
+            let asserted =
+                passkeys::finish_passkey_assertion(app, *challenge_id, credential.clone()).await;
+            match asserted {
+                Ok((owner, _)) if owner == user.id => Ok(Some(SecondFactorProof::PasskeyAsserted)),
+                // Another user's passkey, or an assertion that does not verify: a wrong guess.
+                Ok(_) | Err(AuthError::PasskeyRefused(_)) => Ok(None),
+                Err(other) => Err(other),
+            }
+        }
     }
+}
+
+/// `POST /auth/passkey/sign-in/start` with an mfa-token: an assertion limited to the
+/// passkeys of the user whose sign-in waits (the token is read, not spent).
+pub async fn start_passkey_second_factor(
+    app: &App,
+    mfa_token: &Secret<String>,
+    client: &ClientInfo,
+) -> Result<StartedPasskeyCeremony, AuthError> {
+    let hash = token_hash(mfa_token.expose_secret());
+    let Some(token) = app.store.mfa_token(&hash, app.clock.now_unix_seconds())? else {
+        return Err(AuthError::InvalidMfaToken);
+    };
+    passkeys::start_passkey_assertion_for_user(app, token.user_id, client).await
 }
 
 fn accepted_step(active: &ActiveTotp, code: &Secret<String>, now: UnixSeconds) -> Option<u64> {
@@ -471,6 +508,12 @@ pub async fn disable_totp(
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     let user = &identity.user;
+    if let PresentedSecondFactor::Passkey { .. } = presented {
+        return Err(AuthError::InvalidField {
+            field: "code",
+            message: "is required (or recovery-code): TOTP is turned off with one of its own",
+        });
+    }
     check_reauthentication(app, identity, password, client).await?;
     let network = client.network();
     check_throttle(app, user, &network)?;
@@ -478,7 +521,7 @@ pub async fn disable_totp(
         return Err(AuthError::Conflict("TOTP is off"));
     }
     let now = app.clock.now_unix_seconds();
-    let Some(proof) = proof_of(app, user, &presented, now)? else {
+    let Some(proof) = proof_of(app, user, &presented, now).await? else {
         return Err(count_wrong_code(app, user, &network, None, &presented).await);
     };
     let requester = identity.requester(now);

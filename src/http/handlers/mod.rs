@@ -6,6 +6,7 @@ pub mod api_tokens;
 pub mod forward_auth;
 pub mod meta;
 pub mod oauth;
+pub mod passkeys;
 pub mod passwords;
 pub mod second_factor;
 pub mod sessions;

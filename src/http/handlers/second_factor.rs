@@ -13,6 +13,7 @@ use crate::http::Api;
 use crate::http::dto::{RecoveryCodesResponse, TotpEnrolmentResponse};
 use crate::http::error::ApiError;
 use crate::http::fields::Fields;
+use crate::http::handlers::passkeys;
 use crate::http::handlers::sign_in::{
     check_sign_in_origin, checked_return_url, signed_in_response,
 };
@@ -102,14 +103,13 @@ fn presented_second_factor(fields: &Fields) -> Result<PresentedSecondFactor, Api
     }
 }
 
-/// The passkey arm of the second step.
-// passkeys: the passkey branch adds reading `challenge-id` and `credential` into its
-// `PresentedSecondFactor`; until then a passkey answer is refused.
-fn passkey_assertion(_fields: &Fields) -> Result<PresentedSecondFactor, ApiError> {
-    Err(ApiError::invalid_field(
-        "challenge-id",
-        "names no passkey challenge: passkeys are not set up",
-    ))
+/// The passkey arm of the second step: the answer to the challenge that
+/// `POST /auth/passkey/sign-in/start` with the mfa-token gave.
+fn passkey_assertion(fields: &Fields) -> Result<PresentedSecondFactor, ApiError> {
+    Ok(PresentedSecondFactor::Passkey {
+        challenge_id: passkeys::challenge_id(fields)?,
+        credential: passkeys::credential(fields)?,
+    })
 }
 
 /// `POST /auth/mfa/totp`: `password` (unless the account has none); answers the new secret,
