@@ -32,7 +32,7 @@ use crate::http::handlers::{
     api_tokens, forward_auth, meta, oauth, passwords, sessions, sign_in, signup, users,
 };
 use crate::http::metrics::recording::{MatchedRoute, RequestMetrics};
-use crate::http::pages::{CsrfKey, Pages, Stylesheets};
+use crate::http::pages::{CsrfKey, Pages, Stylesheets, VersionedAsset};
 use crate::http::request::Request;
 use crate::http::response::{error_response, finish_headers, preflight_response};
 use crate::http::routes::{Caller, PathParameters, TrustedOrigins, access_rule, admit};
@@ -86,6 +86,7 @@ impl Api {
             Some(Pages {
                 csrf_key: CsrfKey::generate().map_err(ApiBuildError::Randomness)?,
                 stylesheets: Stylesheets::new(operator_stylesheet),
+                passkey_script: VersionedAsset::passkey_script(),
             })
         } else {
             None
