@@ -26,6 +26,7 @@ const CRATE_OWNERS: &[(&str, &[&str])] = &[
     ("icu_properties", &["model/email_address.rs"]),
     ("askama", &["http/pages/"]),
     ("hmac", &["http/pages/csrf.rs"]),
+    ("qrcode", &["http/pages/qr_code.rs"]),
 ];
 
 /// Calls that only the process's entry point makes: `run` and the library never read the
