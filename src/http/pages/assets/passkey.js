@@ -80,7 +80,10 @@
   }
 
   function base64urlFromBuffer(buffer) {
-    const bytes = buffer instanceof ArrayBuffer ? new Uint8Array(buffer) : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    const bytes =
+      buffer instanceof ArrayBuffer
+        ? new Uint8Array(buffer)
+        : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     let binary = "";
     for (const byte of bytes) {
       binary += String.fromCharCode(byte);
@@ -135,7 +138,9 @@
       rawId: base64urlFromBuffer(credential.rawId),
       type: credential.type,
       clientExtensionResults:
-        typeof credential.getClientExtensionResults === "function" ? credential.getClientExtensionResults() : {},
+        typeof credential.getClientExtensionResults === "function"
+          ? credential.getClientExtensionResults()
+          : {},
       response: { clientDataJSON: base64urlFromBuffer(response.clientDataJSON) },
     };
     if (credential.authenticatorAttachment) {
@@ -169,8 +174,11 @@
 
   /** An API refusal in words; `ceremony` is "sign-in", "second-factor" or "register". */
   function describeApiProblem(problem, ceremony) {
-    const context = problem.body.context && typeof problem.body.context === "object" ? problem.body.context : {};
+    const context = typeof problem.body.context === "object" ? problem.body.context || {} : {};
     const field = context.field;
+    const wrongPassword = ceremony === "register" && problem.body.code === 40101;
+    const expiredSignIn =
+      ceremony === "second-factor" && (problem.status === 401 || problem.status === 404);
     if (problem.status === 0) {
       return "The service could not be reached. Check your connection and try again.";
     }
@@ -180,7 +188,7 @@
     if (problem.status >= 500) {
       return "The service is busy right now. Please try again in a moment.";
     }
-    if (field === "password" || field === "old-password" || (ceremony === "register" && problem.body.code === 40101)) {
+    if (field === "password" || field === "old-password" || wrongPassword) {
       return problem.status === 400
         ? "Please enter your current password."
         : "Your current password is not right. Type it again.";
@@ -188,11 +196,14 @@
     if (field === "name") {
       return "Give the passkey a shorter name, in letters and numbers.";
     }
-    if (field === "mfa-token" || (ceremony === "second-factor" && (problem.status === 401 || problem.status === 404))) {
+    if (field === "mfa-token" || expiredSignIn) {
       return "This sign-in has expired. Start again from the sign-in page.";
     }
     if (context.reason === "origin") {
-      return "The request was refused because it did not come from this site's own page. Open the page directly and try again.";
+      return (
+        "The request was refused because it did not come from this site's own page. " +
+        "Open the page directly and try again."
+      );
     }
     switch (problem.status) {
       case 401:
@@ -201,8 +212,8 @@
           : "That passkey is not known here, or it was removed. Sign in another way.";
       case 403:
         return ceremony === "register"
-          ? "Your account cannot add a passkey this way. Sign in again with your password, then try once more."
-          : "This account cannot sign in right now. Ask the administrator of this service for help.";
+          ? "Your account cannot add a passkey this way. Sign in again, then try once more."
+          : "This account cannot sign in right now. Ask this service's administrator for help.";
       case 404:
         return "The request expired before it was finished. Please try again.";
       case 409:
@@ -228,7 +239,7 @@
           ? "This device already holds a passkey for your account."
           : "The passkey request could not start. Please try again.";
       case "SecurityError":
-        return "Passkeys do not work at this address. Open this service at its usual address and try again.";
+        return "Passkeys do not work at this address. Open this service at its usual address.";
       case "NotSupportedError":
         return "This browser or device cannot make or use the kind of passkey this service needs.";
       case "AbortError":
@@ -325,7 +336,9 @@
         }
       }
       if (credential) {
-        runCeremony(container, button, "sign-in", () => finish(started["challenge-id"], credential));
+        runCeremony(container, button, "sign-in", () =>
+          finish(started["challenge-id"], credential),
+        );
       }
     })();
   }
@@ -421,7 +434,7 @@
         // Where the passkey is what the visitor came for, say why it cannot be used; the
         // sign-in page keeps its password form and shows nothing.
         button.disabled = true;
-        showProblem(container, "This browser cannot use passkeys on this page. Try another browser, or another way.");
+        showProblem(container, "This browser cannot use passkeys here. Try another browser.");
         container.hidden = false;
       }
     }
