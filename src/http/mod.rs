@@ -33,7 +33,7 @@ use crate::http::handlers::{
     signup, users,
 };
 use crate::http::metrics::recording::{MatchedRoute, RequestMetrics};
-use crate::http::pages::{CsrfKey, Pages, Stylesheets};
+use crate::http::pages::{CsrfKey, Pages, Stylesheets, VersionedAsset};
 use crate::http::request::Request;
 use crate::http::response::{error_response, finish_headers, preflight_response};
 use crate::http::routes::{Caller, PathParameters, TrustedOrigins, access_rule, admit};
@@ -87,6 +87,7 @@ impl Api {
             Some(Pages {
                 csrf_key: CsrfKey::generate().map_err(ApiBuildError::Randomness)?,
                 stylesheets: Stylesheets::new(operator_stylesheet),
+                passkey_script: VersionedAsset::passkey_script(),
             })
         } else {
             None

@@ -1,9 +1,11 @@
 //! The browser harness proves itself against a real server: it drives Chromium through an
 //! emailed link, sees console errors and CSP violations when there are some, measures the
-//! page at phone width, and leaves no process behind.
+//! page at phone width, makes and uses a passkey with a virtual authenticator, and leaves no
+//! process behind.
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use serde_json::json;
 
 use crate::browser_support::{Browser, PHONE_WIDTH};
@@ -115,6 +117,93 @@ async fn the_console_check_sees_failed_loads_and_csp_violations() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(violation.level, "SEVERE", "{violation:?}");
+}
+
+/// `navigator.credentials.create` with fixed options, as a page of `localhost` may ask: a
+/// discoverable credential (a passkey) with user verification, for user handle 01020304.
+/// Returns the credential's JSON form, or the error's name.
+const CREATE_PASSKEY_SCRIPT: &str = "\
+    return navigator.credentials.create({ publicKey: {\
+      rp: { id: 'localhost', name: 'Latchkey' },\
+      user: { id: new Uint8Array([1, 2, 3, 4]), name: 'ada@example.com', displayName: 'Ada' },\
+      challenge: crypto.getRandomValues(new Uint8Array(32)),\
+      pubKeyCredParams: [{ type: 'public-key', alg: -7 }, { type: 'public-key', alg: -257 }],\
+      authenticatorSelection: { residentKey: 'required', userVerification: 'required' },\
+    } }).then((credential) => credential.toJSON(), (error) => error.name);";
+
+/// A discoverable, user-verified `navigator.credentials.get` (no credential named, as a
+/// passwordless sign-in asks). Returns the assertion's JSON form, or the error's name.
+const GET_PASSKEY_SCRIPT: &str = "\
+    return navigator.credentials.get({ publicKey: {\
+      challenge: crypto.getRandomValues(new Uint8Array(32)),\
+      rpId: 'localhost',\
+      userVerification: 'required',\
+    } }).then((credential) => credential.toJSON(), (error) => error.name);";
+
+#[tokio::test]
+async fn a_virtual_authenticator_makes_and_uses_a_passkey_on_a_localhost_page() {
+    // Passkeys need a secure context and a relying party id that is a domain: the page is
+    // loaded as http://localhost:PORT (the public URL), which Chromium reaches on the
+    // server's 127.0.0.1 listener.
+    let server = TestServer::start_on_localhost(|_| {}).await;
+    let browser = Browser::start().await;
+    let authenticator = browser.add_virtual_authenticator().await;
+    assert!(
+        browser
+            .virtual_credentials(&authenticator)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let sign_in = format!("{}/sign-in", server.localhost_origin());
+    browser.goto(&sign_in).await;
+    assert_eq!(browser.current_url().await, sign_in);
+    assert_eq!(
+        browser
+            .execute("return window.isSecureContext;", json!([]))
+            .await,
+        json!(true)
+    );
+
+    let created = browser.execute(CREATE_PASSKEY_SCRIPT, json!([])).await;
+    assert!(created.is_object(), "no passkey was made: {created}");
+    assert_eq!(created["type"], "public-key");
+    assert!(created["response"]["attestationObject"].is_string());
+    let credentials = browser.virtual_credentials(&authenticator).await.unwrap();
+    assert_eq!(credentials.len(), 1, "{credentials:?}");
+    let credential = &credentials[0];
+    assert_eq!(credential.credential_id, created["id"].as_str().unwrap());
+    assert_eq!(credential.rp_id, "localhost");
+    assert!(credential.is_resident, "the passkey is not discoverable");
+    assert_eq!(credential.user_handle.as_deref(), Some("AQIDBA"));
+    let sign_count_after_creation = credential.sign_count;
+
+    // A passwordless sign-in finds it without being told which, the user verified.
+    let asserted = browser.execute(GET_PASSKEY_SCRIPT, json!([])).await;
+    assert!(asserted.is_object(), "no assertion: {asserted}");
+    assert_eq!(asserted["id"], created["id"]);
+    assert_eq!(asserted["response"]["userHandle"], "AQIDBA");
+    let authenticator_data = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(asserted["response"]["authenticatorData"].as_str().unwrap())
+        .unwrap();
+    // Flags (byte 32): user present (0x01) and user verified (0x04).
+    assert_eq!(
+        authenticator_data[32] & 0x05,
+        0x05,
+        "{authenticator_data:?}"
+    );
+    let credentials = browser.virtual_credentials(&authenticator).await.unwrap();
+    assert!(credentials[0].sign_count > sign_count_after_creation);
+
+    // When the user check fails, a ceremony that requires it is refused.
+    browser.set_user_verified(&authenticator, false).await;
+    assert_eq!(
+        browser.execute(GET_PASSKEY_SCRIPT, json!([])).await,
+        json!("NotAllowedError")
+    );
+
+    browser.remove_virtual_authenticator(&authenticator).await;
+    assert!(browser.virtual_credentials(&authenticator).await.is_err());
 }
 
 #[tokio::test]

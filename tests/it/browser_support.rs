@@ -69,6 +69,18 @@ pub struct Element<'browser> {
     id: String,
 }
 
+/// One credential a virtual authenticator holds, as WebDriver's WebAuthn extension lists it
+/// (binary values in base64url, as the API's JSON also carries them).
+#[derive(Debug, Clone)]
+pub struct VirtualCredential {
+    pub credential_id: String,
+    pub rp_id: String,
+    /// Whether it is discoverable (a passkey the browser can offer without a user name).
+    pub is_resident: bool,
+    pub user_handle: Option<String>,
+    pub sign_count: u64,
+}
+
 /// One cookie as the browser holds it.
 #[derive(Debug, Clone)]
 pub struct BrowserCookie {
@@ -512,6 +524,74 @@ impl Browser {
             problems.is_empty(),
             "{page} logged errors in the browser console:\n{problems:#?}"
         );
+    }
+
+    /// Adds a virtual WebAuthn authenticator to this session (W3C WebAuthn, "WebDriver
+    /// Extensions"), like a phone's or laptop's own: CTAP2 over the internal transport, able
+    /// to keep discoverable credentials and to verify its user, whose check (a fingerprint,
+    /// a PIN) succeeds and is consented to until `set_user_verified` says otherwise.
+    /// Returns its id. The browser's ceremonies use it instead of asking a person.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        self.post("/webauthn/authenticator", options)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Removes the virtual authenticator and every credential it holds.
+    pub async fn remove_virtual_authenticator(&self, authenticator_id: &str) {
+        self.command(
+            reqwest::Method::DELETE,
+            &format!("/webauthn/authenticator/{authenticator_id}"),
+            None,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("removing authenticator {authenticator_id}: {error:?}"));
+    }
+
+    /// The credentials the virtual authenticator holds; an error for an unknown one.
+    pub async fn virtual_credentials(
+        &self,
+        authenticator_id: &str,
+    ) -> Result<Vec<VirtualCredential>, WebDriverError> {
+        let answer = self
+            .command(
+                reqwest::Method::GET,
+                &format!("/webauthn/authenticator/{authenticator_id}/credentials"),
+                None,
+            )
+            .await?;
+        Ok(answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|credential| VirtualCredential {
+                credential_id: credential["credentialId"].as_str().unwrap().to_owned(),
+                rp_id: credential["rpId"].as_str().unwrap_or_default().to_owned(),
+                is_resident: credential["isResidentCredential"].as_bool().unwrap(),
+                user_handle: credential["userHandle"].as_str().map(str::to_owned),
+                sign_count: credential["signCount"].as_u64().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Whether the virtual authenticator's user check succeeds from now on: `false` makes
+    /// a ceremony that requires user verification fail, as a wrong fingerprint would.
+    pub async fn set_user_verified(&self, authenticator_id: &str, verified: bool) {
+        self.post(
+            &format!("/webauthn/authenticator/{authenticator_id}/uv"),
+            json!({ "isUserVerified": verified }),
+        )
+        .await;
     }
 
     /// Ends the session and chromedriver now (what drop does anyway).

@@ -894,3 +894,93 @@ fn a_stylesheet_that_cannot_be_read_stops_the_start_naming_the_key() {
     let refusal = latchkey::app::preflight(&config).unwrap_err().to_string();
     assert!(refusal.contains("not a regular file"), "{refusal}");
 }
+
+#[tokio::test]
+async fn the_passkey_script_is_a_versioned_asset_linked_only_where_passkeys_are_offered() {
+    // Without a public URL there is no relying party id: no passkey button, no script.
+    let without = TestServer::start().await;
+    let mut browser = PageBrowser::new(&without);
+    let html = browser.get("/sign-in").await.text();
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!html.contains("data-passkey"), "{html}");
+    assert!(html.contains("autocomplete=\"username\" "), "{html}");
+
+    let server = TestServer::start_on_localhost(|_| {}).await;
+    let mut browser = PageBrowser::new(&server);
+    let sign_in = browser.get("/sign-in?ret-url=/account").await;
+    assert_page_headers(&sign_in);
+    let html = sign_in.text();
+    let head = html.split("</head>").next().unwrap();
+    let sources: Vec<String> = tags(head, "script")
+        .into_iter()
+        .map(|tag| {
+            assert!(tag.contains(" defer"), "{tag}");
+            attribute(tag, "src").unwrap()
+        })
+        .collect();
+    assert_eq!(sources.len(), 1, "{head}");
+    let script_url = &sources[0];
+    assert!(
+        html.contains("autocomplete=\"username webauthn\""),
+        "{html}"
+    );
+    // The button is no submit button of a form, and waits hidden for the script.
+    let body = html.split("</head>").nth(1).unwrap();
+    let passkey = body.split("data-passkey-sign-in").nth(1).unwrap();
+    let passkey = passkey.split("</div>").next().unwrap();
+    assert!(
+        passkey.contains("data-return-url=\"/account\""),
+        "{passkey}"
+    );
+    assert!(passkey.contains(" hidden>"), "{passkey}");
+    assert!(passkey.contains("<button type=\"button\""), "{passkey}");
+    assert!(passkey.contains(">Sign in with a passkey</button>"));
+    for form in html.split("<form ").skip(1) {
+        assert!(
+            !form
+                .split("</form>")
+                .next()
+                .unwrap()
+                .contains("data-passkey")
+        );
+    }
+    // The other pages run no passkey ceremony yet, so they link no script.
+    for path in ["/sign-up", "/password-reset", "/sign-in/second-factor"] {
+        assert!(
+            !browser.get(path).await.text().contains("<script"),
+            "{path}"
+        );
+    }
+
+    // Served from that URL with its bytes' hash in it, cached a year, as a script.
+    let (path, version) = script_url.split_once("?v=").unwrap();
+    assert_eq!(path, "/assets/passkey.js");
+    let script = browser.get(script_url).await;
+    assert_eq!(script.status, 200);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(
+        script.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(script.header("x-content-type-options"), Some("nosniff"));
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&script.body);
+    assert_eq!(version, &base16ct::lower::encode_string(&digest)[..16]);
+    for attribute_name in [
+        "data-passkey-sign-in",
+        "data-passkey-second-factor",
+        "data-passkey-register",
+    ] {
+        assert!(script.text().contains(attribute_name), "{attribute_name}");
+    }
+    // The same bytes without the version, and for HEAD without a body.
+    let unversioned = browser.get("/assets/passkey.js").await;
+    assert_eq!(unversioned.body, script.body);
+    let head_only = page_request_to(server.address, "HEAD", script_url)
+        .send()
+        .await;
+    assert_eq!(head_only.status, 200);
+    assert!(head_only.body.is_empty());
+}

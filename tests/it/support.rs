@@ -59,6 +59,21 @@ impl TestServer {
         TestServer::start_on_listener(listener, adjust).await
     }
 
+    /// Starts a server whose public URL is `http://localhost:PORT`, its listener on
+    /// 127.0.0.1: passkeys need a relying party id that is a domain (`localhost`, not an IP
+    /// address), and browsers count `http://localhost` as a secure context. Chromium
+    /// reaches the 127.0.0.1 listener by that name; a browser test loads the pages at
+    /// `localhost_origin`.
+    pub async fn start_on_localhost(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public_url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+        TestServer::start_on_listener(listener, move |config| {
+            config.server.public_url = Some(public_url.parse().unwrap());
+            adjust(config);
+        })
+        .await
+    }
+
     /// Starts a server on a listener bound beforehand: for a test whose config needs what
     /// was started knowing the server's address (a proxy in front of it).
     pub async fn start_on_listener(
@@ -143,6 +158,12 @@ impl TestServer {
 
     pub fn origin(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The server's origin by the name `localhost`, its public URL when started with
+    /// `start_on_localhost`.
+    pub fn localhost_origin(&self) -> String {
+        format!("http://localhost:{}", self.address.port())
     }
 
     /// Creates a user straight in the store, as `latchkey user add` does.

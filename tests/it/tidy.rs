@@ -31,6 +31,7 @@ const CRATE_OWNERS: &[(&str, &[&str])] = &[
     ),
     ("sha1", &["auth/second_factor/totp.rs"]),
     ("webauthn_rs", &["webauthn.rs"]),
+    ("qrcode", &["http/pages/qr_code.rs"]),
 ];
 
 /// Calls that only the process's entry point makes: `run` and the library never read the

@@ -1,14 +1,15 @@
 //! The hosted pages (API.md section 8): the closed `PageRoute` enum at the server's root,
 //! dispatched by one match (`run_page`), with the state every page shares (`Pages`: the
-//! CSRF key, the stylesheets). One file per page or flow; the layout, CSRF, headers and
-//! form reading are in `render.rs`, `csrf.rs` and `form.rs`. A page's error is drawn as a
-//! page, with the status `ApiError::parts` gives it.
+//! CSRF key, the stylesheets, the passkey script). One file per page or flow; the layout,
+//! CSRF, headers and form reading are in `render.rs`, `csrf.rs` and `form.rs`. A page's
+//! error is drawn as a page, with the status `ApiError::parts` gives it.
 
 mod account;
 mod assets;
 mod csrf;
 mod form;
 mod password_reset;
+pub mod qr_code;
 mod render;
 mod second_factor;
 mod sign_in;
@@ -26,7 +27,7 @@ use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::model::Secret;
 
-pub use crate::http::pages::assets::Stylesheets;
+pub use crate::http::pages::assets::{Stylesheets, VersionedAsset};
 pub use crate::http::pages::csrf::CsrfKey;
 
 /// Every page the server answers, at its root.
@@ -49,10 +50,11 @@ pub enum PageRoute {
     Stylesheet,
     OperatorStylesheet,
     Icon,
+    PasskeyScript,
 }
 
 impl PageRoute {
-    pub const ALL: [PageRoute; 17] = [
+    pub const ALL: [PageRoute; 18] = [
         PageRoute::SignIn,
         PageRoute::SecondFactor,
         PageRoute::SignUp,
@@ -70,6 +72,7 @@ impl PageRoute {
         PageRoute::Stylesheet,
         PageRoute::OperatorStylesheet,
         PageRoute::Icon,
+        PageRoute::PasskeyScript,
     ];
 
     /// The page's path, as links name it and logs show it.
@@ -92,6 +95,7 @@ impl PageRoute {
             PageRoute::Stylesheet => assets::BUILT_IN_STYLESHEET_PATH,
             PageRoute::OperatorStylesheet => assets::OPERATOR_STYLESHEET_PATH,
             PageRoute::Icon => assets::ICON_PATH,
+            PageRoute::PasskeyScript => assets::PASSKEY_SCRIPT_PATH,
         }
     }
 
@@ -108,7 +112,8 @@ impl PageRoute {
             PageRoute::Account
             | PageRoute::Stylesheet
             | PageRoute::OperatorStylesheet
-            | PageRoute::Icon => "GET, HEAD",
+            | PageRoute::Icon
+            | PageRoute::PasskeyScript => "GET, HEAD",
             PageRoute::SignIn
             | PageRoute::SecondFactor
             | PageRoute::SignUp
@@ -131,6 +136,7 @@ impl PageRoute {
 pub struct Pages {
     pub csrf_key: CsrfKey,
     pub stylesheets: Stylesheets,
+    pub passkey_script: VersionedAsset,
 }
 
 /// The page a path names, when the pages are on.
@@ -188,6 +194,9 @@ async fn run_page(
         (PageRoute::Stylesheet, &Method::GET) => Ok(assets::built_in(&pages.stylesheets)),
         (PageRoute::OperatorStylesheet, &Method::GET) => assets::operator(&pages.stylesheets),
         (PageRoute::Icon, &Method::GET) => Ok(assets::icon()),
+        (PageRoute::PasskeyScript, &Method::GET) => {
+            Ok(assets::passkey_script(&pages.passkey_script))
+        }
         (PageRoute::SignIn, &Method::GET) => sign_in::show(api, pages, request),
         (PageRoute::SignIn, &Method::POST) => sign_in::submit(api, pages, request).await,
         (PageRoute::SecondFactor, &Method::GET) => second_factor::show(api, pages, request),
@@ -234,6 +243,12 @@ async fn run_page(
         }
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }
+}
+
+/// Whether the pages offer passkeys: WebAuthn needs a relying party id, the host of
+/// `[server] public_url`, without which the passkey API answers 409.
+pub fn passkeys_available(api: &Api) -> bool {
+    api.app.config.server.public_url.is_some()
 }
 
 /// The visitor's identity, from the `jwt` cookie alone: pages never read `?token=`, `?jwt=`

@@ -33,6 +33,8 @@ pub struct Layout {
     pub heading: String,
     pub stylesheet_url: String,
     pub operator_stylesheet_url: Option<String>,
+    /// The passkey script's URL, on the pages that run a passkey ceremony.
+    pub passkey_script_url: Option<String>,
 }
 
 impl Layout {
@@ -46,7 +48,17 @@ impl Layout {
             operator_stylesheet_url: stylesheets
                 .and_then(|stylesheets| stylesheets.operator.as_ref())
                 .map(|stylesheet| stylesheet.url.clone()),
+            passkey_script_url: None,
         }
+    }
+
+    /// The layout with the passkey script linked (`defer`, from this origin).
+    pub fn with_passkey_script(mut self, api: &Api) -> Layout {
+        self.passkey_script_url = api
+            .pages
+            .as_ref()
+            .map(|pages| pages.passkey_script.url.clone());
+        self
     }
 }
 

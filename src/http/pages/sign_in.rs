@@ -1,6 +1,8 @@
 //! `GET, POST /sign-in`: email, password and "keep me signed in", through the same audited
 //! `auth::sign_in` as the API; success sets the same `jwt` cookie and 303s to `ret-url`,
-//! else `/account`. A visitor already signed in is sent on at once.
+//! else `/account`. A visitor already signed in is sent on at once. Where passkeys are
+//! available, "Sign in with a passkey" and the browser's autofill of passkeys run in
+//! `assets/passkey.js` against the passkey API.
 
 use askama::Template;
 
@@ -12,7 +14,7 @@ use crate::http::handlers::sign_in::{audited_sign_in, checked_return_url};
 use crate::http::pages::csrf::BrowserBinding;
 use crate::http::pages::form::{PageForm, checkbox, read_page_form};
 use crate::http::pages::render::{self, Layout, Problem, form_page};
-use crate::http::pages::{Pages, page_identity};
+use crate::http::pages::{Pages, page_identity, passkeys_available};
 use crate::http::request::Request;
 use crate::http::response::{Response, append_session_cookie};
 use crate::model::net::Origin;
@@ -30,6 +32,10 @@ struct SignInPage {
     email: String,
     long_term: bool,
     signup_open: bool,
+    /// Whether the passkey button and autofill are offered (`public_url` is set).
+    passkeys_available: bool,
+    /// Where the passkey script goes once signed in: `ret-url` (checked), else `/account`.
+    destination: String,
 }
 
 impl SignInPage {
@@ -56,15 +62,25 @@ fn draw(
     entered: Entered,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
+    let passkeys_available = passkeys_available(api);
+    let mut layout = Layout::new(api, "Sign in");
+    if passkeys_available {
+        layout = layout.with_passkey_script(api);
+    }
     let page = SignInPage {
-        layout: Layout::new(api, "Sign in"),
+        layout,
         problem: error.map(Problem::from_error),
         // The form is drawn for a visitor not signed in: a signed-in one is sent on.
         csrf_token: browser.form_token(&pages.csrf_key, None),
+        destination: entered
+            .return_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DESTINATION.to_owned()),
         return_url: entered.return_url,
         email: entered.email,
         long_term: entered.long_term,
         signup_open: api.app.config.signup.open,
+        passkeys_available,
     };
     // The answer to this form may redirect to any allowed return origin.
     let form_origins: &[Origin] = &api.app.config.auth.allowed_return_origins;

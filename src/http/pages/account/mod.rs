@@ -8,7 +8,9 @@ pub mod api_tokens;
 mod page;
 pub mod password;
 pub mod profile;
+pub mod recovery_codes;
 pub mod sessions;
+pub mod totp;
 
 use hyper::Method;
 use hyper::StatusCode;

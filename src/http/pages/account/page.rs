@@ -1,6 +1,7 @@
 //! Drawing `/account`: the account's state read through the `auth` use cases (profile,
-//! live sessions, API tokens, linked identities), the notice a form's 303 names, and a
-//! form's problem shown next to that form with the focus on the field to blame.
+//! live sessions, API tokens, second factors, linked identities), the notice a form's 303
+//! names, and a form's problem shown next to that form with the focus on the field to
+//! blame.
 
 use askama::Template;
 use hyper::Method;
@@ -30,16 +31,22 @@ pub enum Notice {
     SessionEnded,
     OtherSessionsEnded,
     ApiTokenDeleted,
+    TotpTurnedOff,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl Notice {
-    const ALL: [Notice; 6] = [
+    const ALL: [Notice; 9] = [
         Notice::ProfileSaved,
         Notice::PasswordChanged,
         Notice::PasswordChangedElsewhereSignedOut,
         Notice::SessionEnded,
         Notice::OtherSessionsEnded,
         Notice::ApiTokenDeleted,
+        Notice::TotpTurnedOff,
+        Notice::PasskeyAdded,
+        Notice::PasskeyRemoved,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +57,10 @@ impl Notice {
             Notice::SessionEnded => "session-ended",
             Notice::OtherSessionsEnded => "other-sessions-ended",
             Notice::ApiTokenDeleted => "api-token-deleted",
+            Notice::TotpTurnedOff => "totp-off",
+            // The passkey script goes here after adding one (`data-done-url`).
+            Notice::PasskeyAdded => "passkey-added",
+            Notice::PasskeyRemoved => "passkey-removed",
         }
     }
 
@@ -71,6 +82,11 @@ impl Notice {
                 "Every other session was signed out; this browser stays signed in."
             }
             Notice::ApiTokenDeleted => "The API token was deleted. It no longer works.",
+            Notice::TotpTurnedOff => {
+                "The authenticator app was turned off, and its recovery codes no longer work."
+            }
+            Notice::PasskeyAdded => "The passkey was added. You can sign in with it from now on.",
+            Notice::PasskeyRemoved => "The passkey was removed. It no longer signs you in.",
         }
     }
 }
@@ -153,6 +169,27 @@ struct PermissionChoice {
     chosen: bool,
 }
 
+/// The "Second factors" section: the authenticator app (TOTP) and its recovery codes, and
+/// the passkeys, each with its forms.
+pub struct SecondFactorsSection {
+    pub totp_on: bool,
+    pub recovery_codes_left: u32,
+    pub passkeys: Vec<PasskeyRow>,
+    /// Whether passkeys can be added here (`public_url` is set).
+    pub passkeys_available: bool,
+    /// Whether the forms ask for the password: an account made by OAuth has none, and
+    /// needs a recent sign-in instead.
+    pub has_password: bool,
+}
+
+/// One passkey in the list, with its remove form.
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: Moment,
+    pub last_used: Option<Moment>,
+}
+
 struct IdentityRow {
     provider: String,
     subject: String,
@@ -160,13 +197,13 @@ struct IdentityRow {
 }
 
 /// A time as a person reads it, and as `<time datetime>` carries it.
-struct Moment {
+pub struct Moment {
     machine: String,
     human: String,
 }
 
 impl Moment {
-    fn at(seconds: UnixSeconds) -> Moment {
+    pub fn at(seconds: UnixSeconds) -> Moment {
         let machine = format_rfc3339(seconds);
         let human = match (machine.get(..10), machine.get(11..16)) {
             (Some(day), Some(minute)) => format!("{day} {minute} UTC"),
@@ -197,6 +234,8 @@ struct AccountPage {
     may_change_api_tokens: bool,
     lifetimes: Vec<LifetimeChoice>,
     permissions: Vec<PermissionChoice>,
+    /// `None` until the second-factor use cases are wired in: the section is not drawn.
+    second_factors: Option<SecondFactorsSection>,
     identities: Vec<IdentityRow>,
 }
 
@@ -305,8 +344,16 @@ pub fn draw(
             linked: Moment::at(linked.linked),
         })
         .collect();
+    let second_factors: Option<SecondFactorsSection> = None;
+    let mut layout = Layout::new(api, "Your account");
+    if second_factors
+        .as_ref()
+        .is_some_and(|section| section.passkeys_available)
+    {
+        layout = layout.with_passkey_script(api);
+    }
     let page = AccountPage {
-        layout: Layout::new(api, "Your account"),
+        layout,
         problem,
         section_problem,
         notice: shown.notice.map(Notice::text),
@@ -325,6 +372,7 @@ pub fn draw(
         may_change_api_tokens,
         lifetimes,
         permissions,
+        second_factors,
         identities,
     };
     html_page(api, status, &page, Some(&browser), &[])
@@ -409,4 +457,170 @@ fn token_form_choices(
         })
         .collect();
     (lifetimes, permissions)
+}
+
+#[cfg(test)]
+mod tests {
+    use askama::Template;
+
+    use super::{AccountPage, Moment, PasskeyRow, SecondFactorsSection};
+    use crate::http::pages::render::Layout;
+
+    fn account_page(second_factors: Option<SecondFactorsSection>) -> String {
+        AccountPage {
+            layout: Layout {
+                product: "Latchkey".to_owned(),
+                heading: "Your account".to_owned(),
+                stylesheet_url: "/assets/latchkey.css?v=0".to_owned(),
+                operator_stylesheet_url: None,
+                passkey_script_url: None,
+            },
+            problem: None,
+            section_problem: None,
+            notice: None,
+            csrf_token: "form-token".to_owned(),
+            email: "ada@example.com".to_owned(),
+            first_name: String::new(),
+            last_name: String::new(),
+            logout_all: false,
+            sessions: Vec::new(),
+            has_other_sessions: false,
+            api_tokens: None,
+            may_change_api_tokens: false,
+            lifetimes: Vec::new(),
+            permissions: Vec::new(),
+            second_factors,
+            identities: Vec::new(),
+        }
+        .render()
+        .unwrap()
+    }
+
+    fn section(totp_on: bool, passkeys_available: bool, has_password: bool) -> String {
+        let html = account_page(Some(SecondFactorsSection {
+            totp_on,
+            recovery_codes_left: 7,
+            passkeys: vec![PasskeyRow {
+                id: "passkey-1".to_owned(),
+                name: "Ada's <laptop>".to_owned(),
+                created: Moment::at(1_767_225_600),
+                last_used: None,
+            }],
+            passkeys_available,
+            has_password,
+        }));
+        let start = html
+            .find("<section aria-labelledby=\"second-factors-heading\"")
+            .unwrap();
+        let end = start + html[start..].find("</section>").unwrap();
+        html[start..end].to_owned()
+    }
+
+    /// The actions of the forms in `html`, each checked: one submit button, the CSRF token,
+    /// a label for every field shown.
+    fn checked_form_actions(html: &str) -> Vec<String> {
+        html.split("<form ")
+            .skip(1)
+            .map(|form| {
+                let form = form.split("</form>").next().unwrap();
+                assert_eq!(form.matches("<button").count(), 1, "{form}");
+                assert!(
+                    form.contains("name=\"csrf-token\" value=\"form-token\""),
+                    "{form}"
+                );
+                for input in form.split("<input ").skip(1) {
+                    if input.contains("type=\"hidden\"") || input.contains(" hidden ") {
+                        continue;
+                    }
+                    let id = input
+                        .split("id=\"")
+                        .nth(1)
+                        .unwrap()
+                        .split('"')
+                        .next()
+                        .unwrap();
+                    assert!(
+                        html.contains(&format!("<label for=\"{id}\"")),
+                        "no label for {id}"
+                    );
+                }
+                form.split("action=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_the_second_factor_use_cases_the_section_is_not_drawn() {
+        let html = account_page(None);
+        assert!(!html.contains("second-factors"));
+        assert!(!html.contains("data-passkey"));
+    }
+
+    #[test]
+    fn an_account_without_totp_can_turn_it_on_and_add_or_remove_passkeys() {
+        let html = section(false, true, true);
+        assert!(html.contains("id=\"second-factors\""));
+        assert_eq!(
+            checked_form_actions(&html),
+            ["/account/totp/enable", "/account/passkeys/delete"]
+        );
+        assert!(
+            html.contains("name=\"password\" type=\"password\" autocomplete=\"current-password\"")
+        );
+        assert!(html.contains("name=\"passkey-id\" value=\"passkey-1\""));
+        assert!(
+            html.contains("Ada&#39;s &#60;laptop&#62;")
+                || html.contains("Ada&#x27;s &lt;laptop&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("never used"));
+        // The passkey controls: no form (a password must not reach a URL without the
+        // script), hidden until the script shows them, with an alert for problems.
+        assert!(html.contains(
+            "data-passkey-register data-done-url=\"/account?done=passkey-added#passkeys\" hidden"
+        ));
+        assert!(
+            html.contains("<button type=\"button\" data-passkey-button>Add a passkey</button>")
+        );
+        assert!(html.contains("id=\"passkey-password\" type=\"password\""));
+        assert!(html.contains("role=\"alert\" data-passkey-problem hidden"));
+    }
+
+    #[test]
+    fn an_account_with_totp_can_turn_it_off_and_replace_its_recovery_codes() {
+        let html = section(true, true, true);
+        assert_eq!(
+            checked_form_actions(&html),
+            [
+                "/account/totp/disable",
+                "/account/recovery-codes",
+                "/account/passkeys/delete"
+            ]
+        );
+        let disable = html
+            .split("action=\"/account/totp/disable\"")
+            .nth(1)
+            .unwrap();
+        let disable = disable.split("</form>").next().unwrap();
+        assert!(disable.contains("name=\"password\""));
+        assert!(disable.contains(
+            "name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\""
+        ));
+        assert!(html.contains("7 of your recovery codes are left"));
+    }
+
+    #[test]
+    fn an_account_without_a_password_is_not_asked_for_one_and_passkeys_may_be_off() {
+        let html = section(false, false, false);
+        assert!(!html.contains("type=\"password\""), "{html}");
+        assert!(!html.contains("data-passkey-register"));
+        assert!(html.contains("This service does not offer passkeys."));
+        checked_form_actions(&html);
+    }
 }
