@@ -126,3 +126,34 @@ async fn a_right_password_at_the_first_step_forgives_no_wrong_code() {
         .await
         .assert_error(429);
 }
+
+/// A reset link proves the mailbox, not the device: the new password still gets the second
+/// step, and the TOTP and its recovery codes stay (held, pinned here).
+#[tokio::test]
+async fn a_password_reset_keeps_the_second_factor() {
+    let server = TestServer::start().await;
+    server.add_user(EMAIL, Role::User, Status::Active);
+    let session = server.sign_in(EMAIL).await;
+    let enrolment = enrol(&server, &session).await;
+    server.advance_clock(STEP);
+    let asked = server
+        .request("POST", "/auth/password-reset")
+        .json(&json!({ "email": EMAIL }))
+        .send()
+        .await;
+    assert_eq!(asked.status, 200, "{}", asked.text());
+    let link = token_in(&nth_mail_to(&outbox(&server), EMAIL, 1).await);
+    let confirmed = server
+        .request("PUT", "/auth/current/password")
+        .json(&json!({ "password-update-token": link, "new-password": VICTIM_PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(confirmed.status, 204, "{}", confirmed.text());
+
+    let first = sign_in(&server, EMAIL, VICTIM_PASSWORD).await;
+    let body = first.assert_error(403);
+    assert_eq!(body["context"]["methods"], json!(["totp", "recovery-code"]));
+    let mfa_token = body["context"]["mfa-token"].as_str().unwrap().to_owned();
+    let code = pyotp_code(&enrolment.secret, server.now());
+    assert_eq!(with_code(&server, &mfa_token, &code).await.status, 200);
+}
