@@ -143,8 +143,8 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
-    /// Remove a user's second factors (TOTP and recovery codes) after a lost device; its
-    /// password alone signs it in again. Works on a running server too.
+    /// Remove a user's second factors (TOTP, recovery codes and passkeys) after a lost
+    /// device; its password alone signs it in again. Works on a running server too.
     MfaReset {
         #[arg(long)]
         email: String,

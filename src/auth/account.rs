@@ -4,7 +4,9 @@
 
 use crate::app::App;
 use crate::auth::password::{NewPassword, Password};
-use crate::auth::{AuthError, ClientInfo, CredentialKind, Identity, store_write, throttled_verify};
+use crate::auth::{
+    AuthError, ClientInfo, CredentialKind, Identity, store_write, throttled_recheck,
+};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     NewUser, OAuthIdentity, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session,
@@ -158,7 +160,7 @@ pub async fn verify_own_password(
             field: "old-password",
         });
     }
-    let verification = throttled_verify(
+    let verification = throttled_recheck(
         app,
         &user.normalized_email,
         client,

@@ -102,24 +102,10 @@ impl ClientInfo {
 }
 
 /// Verifies a password for `email` under the brute-force throttle: a refused check costs no
-/// hashing; a failure drains the buckets, a success clears this network's history.
-pub async fn throttled_verify(
-    app: &App,
-    email: &str,
-    client: &ClientInfo,
-    password: Password,
-    stored: Option<crate::model::PasswordHashString>,
-) -> Result<password::Verification, AuthError> {
-    let verification = throttled_recheck(app, email, client, password, stored).await?;
-    if verification.matches {
-        app.throttle.record_success(email, &client.network());
-    }
-    Ok(verification)
-}
-
-/// `throttled_verify` whose success forgets nothing: for a password checked again by a
-/// session that proved it already (before a second factor changes), so that a right
-/// password between wrong codes does not wipe their count.
+/// hashing; a failure drains the buckets. A success forgets nothing by itself: only a
+/// session opened (`sign_in`, the second step) clears the (account, network) history, so
+/// that a right password between wrong TOTP codes, at a sign-in's first step or on a route
+/// that checks the password again, does not wipe their count.
 pub async fn throttled_recheck(
     app: &App,
     email: &str,
@@ -180,7 +166,7 @@ async fn sign_in_with_password(
     let email = EmailAddress::parse(&request.email)?;
     let user = app.store.user_by_normalized_email(&email.normalized)?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
-    let verification = throttled_verify(
+    let verification = throttled_recheck(
         app,
         &email.normalized,
         &request.client,
@@ -199,7 +185,8 @@ async fn sign_in_with_password(
     } else {
         None
     };
-    open_session(
+    let network = request.client.network();
+    let opened = open_session(
         app,
         SessionOpening {
             user,
@@ -211,7 +198,13 @@ async fn sign_in_with_password(
             second_factor: SecondFactorGate::FirstFactorOnly(FirstFactor::Password),
         },
     )
-    .await
+    .await;
+    // Only a session clears the history: a first step that answered with an mfa-token
+    // forgives none of the wrong codes that came before it.
+    if opened.is_ok() {
+        app.throttle.record_success(&email.normalized, &network);
+    }
+    opened
 }
 
 /// A user who has proved who they are (password or OAuth), about to get a session.

@@ -8,7 +8,7 @@
 //! is refused before any hashing, with the seconds until it refills.
 //!
 //! The per-account ceiling binds every network, one that never failed against the account
-//! included, so rotating networks buys no guesses beyond it; a success clears its own
+//! included, so rotating networks buys no guesses beyond it; an opened session clears its own
 //! (email, network) bucket. Memory is bounded: keys are 64-bit keyed hashes (the same size
 //! whatever the email), a limiter holds at most `MAX_ENTRIES` buckets, and when it is full the
 //! buckets that hold the least back are forgotten first (a refilled bucket holds nothing

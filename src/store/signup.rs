@@ -14,6 +14,7 @@ use crate::store::mail_queue::{enqueue, remove_mail_to};
 use crate::store::record::{
     AttemptRecord, EmailTokenRecord, RECORD_VERSION, decode, decode_user, encode,
 };
+use crate::store::second_factors::delete_second_factors_of_user;
 use crate::store::sessions::{delete_session, session_ids_of_user};
 use crate::store::tables::{
     CREATED_UNPROVEDUSERID, EMAIL_USERID, TOKENHASH_EMAILTOKEN, USERID_EMAILTOKENHASH, USERID_USER,
@@ -458,8 +459,9 @@ fn token_user(
 }
 
 /// A pending sign-up's owner proved the address: whatever was made while it was pending
-/// (sessions, API tokens, sub-users: by whoever knew an attempt's password) ends, and every
-/// other link of the account dies (API.md 15.5).
+/// (sessions, API tokens, sub-users, and second factors: TOTP, recovery codes and passkeys,
+/// by whoever knew an attempt's password) ends, and every other link of the account dies
+/// (API.md 15.5). A passkey kept from then would sign its maker in with no password at all.
 fn end_what_was_made_while_pending(
     transaction: &WriteTransaction,
     user_id: UserId,
@@ -469,6 +471,7 @@ fn end_what_was_made_while_pending(
         delete_session(transaction, session_id)?;
     }
     delete_standalone_api_tokens(transaction, user_id)?;
+    delete_second_factors_of_user(transaction, user_id)?;
     let sub_users = children_in(transaction, user_id)?;
     delete_users(transaction, &sub_users)?;
     void_tokens(transaction, user_id, |hash, _| hash != used_token_hash)

@@ -18,6 +18,7 @@ mod decoding;
 mod doc_references;
 mod forward_auth;
 mod hardening;
+mod hostile_second_factors;
 mod keys;
 mod mail_support;
 mod metrics;

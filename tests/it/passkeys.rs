@@ -20,7 +20,7 @@ use crate::passkey_authenticator::{Ceremony, SoftwareAuthenticator, base64url_de
 use crate::security_keys::wait_until_store_is_free;
 use crate::support::{PASSWORD, SignedIn, TestResponse, TestServer};
 
-const PUBLIC_URL: &str = "https://auth.example.test";
+pub(crate) const PUBLIC_URL: &str = "https://auth.example.test";
 
 async fn passkey_server() -> TestServer {
     TestServer::start_with(|config| {
@@ -30,7 +30,7 @@ async fn passkey_server() -> TestServer {
 }
 
 /// A browser on the server's own origin, with a user who unlocks the authenticator.
-fn honest() -> Ceremony {
+pub(crate) fn honest() -> Ceremony {
     Ceremony::at(PUBLIC_URL)
 }
 
@@ -77,7 +77,7 @@ async fn register_finish(
 
 /// Registers the authenticator's credential for the signed-in user; answers the new
 /// passkey.
-async fn register(
+pub(crate) async fn register(
     server: &TestServer,
     signed_in: &SignedIn,
     authenticator: &mut SoftwareAuthenticator,
@@ -98,7 +98,7 @@ async fn register(
     response.json
 }
 
-async fn sign_in_start(server: &TestServer) -> (String, Value) {
+pub(crate) async fn sign_in_start(server: &TestServer) -> (String, Value) {
     ceremony(
         &server
             .request("POST", "/auth/passkey/sign-in/start")
@@ -107,7 +107,11 @@ async fn sign_in_start(server: &TestServer) -> (String, Value) {
     )
 }
 
-async fn sign_in_finish(server: &TestServer, challenge_id: &str, answer: &Value) -> TestResponse {
+pub(crate) async fn sign_in_finish(
+    server: &TestServer,
+    challenge_id: &str,
+    answer: &Value,
+) -> TestResponse {
     server
         .request("POST", "/auth/passkey/sign-in/finish")
         .json(&json!({ "challenge-id": challenge_id, "credential": answer }))
@@ -116,7 +120,7 @@ async fn sign_in_finish(server: &TestServer, challenge_id: &str, answer: &Value)
 }
 
 /// A passwordless sign-in with this ceremony; the finish's answer.
-async fn sign_in_with(
+pub(crate) async fn sign_in_with(
     server: &TestServer,
     authenticator: &mut SoftwareAuthenticator,
     ceremony: &Ceremony,

@@ -18,8 +18,8 @@ use crate::oauth_provider::TestProvider;
 use crate::page_support::PageBrowser;
 use crate::support::{PASSWORD, SignedIn, TestResponse, TestServer, request_to};
 
-const EMAIL: &str = "ada@example.com";
-const STEP: Duration = Duration::from_secs(30);
+pub(crate) const EMAIL: &str = "ada@example.com";
+pub(crate) const STEP: Duration = Duration::from_secs(30);
 
 /// The code an authenticator shows at `unix_time` for this base32 secret, as pyotp computes it.
 pub fn pyotp_code(secret: &str, unix_time: i64) -> String {
@@ -90,12 +90,12 @@ fn holding(totp: bool, recovery_codes_left: u64) -> Value {
 }
 
 /// TOTP turned on for a signed-in user: its secret and recovery codes.
-struct Enrolment {
-    secret: String,
-    recovery_codes: Vec<String>,
+pub(crate) struct Enrolment {
+    pub(crate) secret: String,
+    pub(crate) recovery_codes: Vec<String>,
 }
 
-async fn enrol(server: &TestServer, session: &SignedIn) -> Enrolment {
+pub(crate) async fn enrol(server: &TestServer, session: &SignedIn) -> Enrolment {
     let started = call(
         server,
         "POST",
@@ -153,7 +153,7 @@ async fn first_step(server: &TestServer) -> String {
     second_factor_required(&response, json!(["totp", "recovery-code"]))
 }
 
-async fn second_step(server: &TestServer, body: Value) -> TestResponse {
+pub(crate) async fn second_step(server: &TestServer, body: Value) -> TestResponse {
     server
         .request("POST", "/auth/sign-in/second-factor")
         .json(&body)
@@ -161,7 +161,7 @@ async fn second_step(server: &TestServer, body: Value) -> TestResponse {
         .await
 }
 
-async fn with_code(server: &TestServer, mfa_token: &str, code: &str) -> TestResponse {
+pub(crate) async fn with_code(server: &TestServer, mfa_token: &str, code: &str) -> TestResponse {
     second_step(server, json!({ "mfa-token": mfa_token, "code": code })).await
 }
 

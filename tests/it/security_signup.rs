@@ -25,7 +25,7 @@ fn open_sign_up(config: &mut Config) {
     config.signup.open = true;
 }
 
-async fn sign_up(server: &TestServer, email: &str, password: &str) -> TestResponse {
+pub(crate) async fn sign_up(server: &TestServer, email: &str, password: &str) -> TestResponse {
     server
         .request("POST", "/auth/sign-up")
         .json(&json!({ "email": email, "password": password }))
@@ -33,7 +33,7 @@ async fn sign_up(server: &TestServer, email: &str, password: &str) -> TestRespon
         .await
 }
 
-async fn verify(server: &TestServer, token: &str) -> TestResponse {
+pub(crate) async fn verify(server: &TestServer, token: &str) -> TestResponse {
     server
         .request("POST", "/auth/verify")
         .header("X-Recaptcha-Token", "not-checked")
@@ -42,7 +42,7 @@ async fn verify(server: &TestServer, token: &str) -> TestResponse {
         .await
 }
 
-async fn sign_in(server: &TestServer, email: &str, password: &str) -> TestResponse {
+pub(crate) async fn sign_in(server: &TestServer, email: &str, password: &str) -> TestResponse {
     server
         .request("POST", "/auth/sign-in")
         .json(&json!({ "email": email, "password": password }))
@@ -66,12 +66,12 @@ async fn post_email(server: &TestServer, path: &str, email: &str) -> TestRespons
         .await
 }
 
-fn outbox(server: &TestServer) -> PathBuf {
+pub(crate) fn outbox(server: &TestServer) -> PathBuf {
     server.data_dir.path().join("outbox")
 }
 
 /// Waits for the `nth` (from 1) message to `address` and returns it.
-async fn nth_mail_to(outbox: &Path, address: &str, nth: usize) -> String {
+pub(crate) async fn nth_mail_to(outbox: &Path, address: &str, nth: usize) -> String {
     let deadline = Instant::now() + MAIL_WAIT;
     let header = format!("To: {address}");
     loop {
