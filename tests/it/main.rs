@@ -27,6 +27,7 @@ mod operator;
 mod page_support;
 mod pages;
 mod pages_account;
+mod pages_second_factor;
 mod passkey_authenticator;
 mod passkeys;
 mod proxy_support;

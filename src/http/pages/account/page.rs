@@ -328,9 +328,13 @@ pub fn draw(
         None
     };
     let may_change_api_tokens = may(Route::ApiTokens, &Method::POST);
+    let second_factors = second_factors_section(api, identity)?;
     // A problem goes next to its form; at the top when that form is not drawn.
     let (problem, section_problem) = match shown.problem {
         Some((Section::ApiTokens, error)) if !may_change_api_tokens => {
+            (Some(account_problem(error)), None)
+        }
+        Some((Section::RecoveryCodes, error)) if !second_factors.totp_on => {
             (Some(account_problem(error)), None)
         }
         Some((Section::Page, error)) => (Some(account_problem(error)), None),
@@ -350,7 +354,7 @@ pub fn draw(
             linked: Moment::at(linked.linked),
         })
         .collect();
-    let second_factors = Some(second_factors_section(api, identity)?);
+    let second_factors = Some(second_factors);
     let mut layout = Layout::new(api, "Your account");
     if second_factors
         .as_ref()
