@@ -10,6 +10,7 @@ mod binary;
 mod browser_harness;
 mod browser_pages;
 mod browser_passkeys;
+mod browser_second_factor;
 mod browser_support;
 mod contract;
 mod crash;
