@@ -220,7 +220,7 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
 }
 
 /// The security events the audit log records, by route; sign-in (both steps) logs its own.
-fn audited_event(route: Route, method: &Method) -> Option<&'static str> {
+pub(crate) fn audited_event(route: Route, method: &Method) -> Option<&'static str> {
     match (route, method) {
         (Route::SignOut, _) => Some("sign-out"),
         (Route::Sessions, &Method::DELETE) => Some("sessions-ended"),

@@ -24,7 +24,7 @@ use crate::auth::{
 use crate::model::passkey::PasskeyChallengeId;
 use crate::model::second_factor::{
     ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, SecondFactorProof,
-    SecondFactorSummary,
+    SecondFactorSummary, TotpSecret,
 };
 use crate::model::{PASSWORD_MAX_CHARACTERS, Secret, UnixSeconds, User, UserId};
 use mfa_token::HalfDoneSignIn;
@@ -446,16 +446,47 @@ pub async fn start_totp_enrolment(
         store.start_totp_enrolment(&pending, &requester)
     })
     .await?;
+    Ok(enrolment_of(app, &identity.user, &secret))
+}
+
+/// The enrolment waiting for its confirming code, as `start_totp_enrolment` answered it
+/// (the enrolment page draws it again after a refused code); `None` when none is pending
+/// or it expired.
+pub fn pending_totp_enrolment(
+    app: &App,
+    identity: &Identity,
+) -> Result<Option<TotpEnrolment>, AuthError> {
+    let now = app.clock.now_unix_seconds();
+    let pending = app.store.pending_totp(identity.user.id, now)?;
+    Ok(pending.map(|pending| enrolment_of(app, &identity.user, &pending.secret)))
+}
+
+/// A secret as the enrolment answer shows it: base32, and the URI with the issuer.
+fn enrolment_of(app: &App, user: &User, secret: &TotpSecret) -> TotpEnrolment {
     let title = app.config.pages.title.trim();
     let issuer = if title.is_empty() {
         PRODUCT_NAME
     } else {
         title
     };
-    Ok(TotpEnrolment {
+    TotpEnrolment {
         secret: Secret::new(totp::base32_unpadded(secret.expose_secret())),
-        otpauth_uri: Secret::new(totp::otpauth_uri(issuer, &identity.user.email, &secret)),
-    })
+        otpauth_uri: Secret::new(totp::otpauth_uri(issuer, &user.email, secret)),
+    }
+}
+
+/// The ways the sign-in waiting on this mfa-token may still be completed (the token is
+/// read, not spent); `None` when the token is unknown, spent or expired.
+pub fn pending_sign_in_methods(
+    app: &App,
+    mfa_token: &Secret<String>,
+) -> Result<Option<Vec<SecondFactorMethod>>, AuthError> {
+    let hash = token_hash(mfa_token.expose_secret());
+    let Some(token) = app.store.mfa_token(&hash, app.clock.now_unix_seconds())? else {
+        return Ok(None);
+    };
+    let held = summary(app, token.user_id)?;
+    Ok(Some(methods_offered(&held)))
 }
 
 /// `POST /auth/mfa/totp/confirm`: a code of the pending secret turns TOTP on (that code's

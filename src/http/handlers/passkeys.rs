@@ -95,7 +95,19 @@ pub async fn remove(
     identity: Identity,
     id: PasskeyId,
 ) -> Result<Response, ApiError> {
-    passkeys::remove_passkey(&api.app, &identity, id).await?;
+    audited_remove_passkey(api, request, &identity, id).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// `auth::passkeys::remove_passkey` with its audit line, for this route and the account
+/// page's remove form.
+pub async fn audited_remove_passkey(
+    api: &Api,
+    request: &Request,
+    identity: &Identity,
+    id: PasskeyId,
+) -> Result<(), ApiError> {
+    passkeys::remove_passkey(&api.app, identity, id).await?;
     tracing::info!(
         target: "latchkey::audit",
         event = "passkey-removed",
@@ -104,7 +116,7 @@ pub async fn remove(
         passkey_id = %id,
         remote_ip = request.client_info(api).remote_ip,
     );
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    Ok(())
 }
 
 /// `POST /auth/passkey/sign-in/start`: with no body (or `{}`), a passwordless sign-in.

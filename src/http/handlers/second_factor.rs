@@ -6,7 +6,7 @@ use hyper::StatusCode;
 
 use crate::auth::password::Password;
 use crate::auth::second_factor::{
-    self, PresentedSecondFactor, SecondFactorMethod, SecondFactorSignIn,
+    self, PresentedSecondFactor, SecondFactorMethod, SecondFactorSignIn, SecondFactorSignedIn,
 };
 use crate::auth::{AuthError, Identity};
 use crate::http::Api;
@@ -32,25 +32,41 @@ pub async fn sign_in_second_factor(api: &Api, request: &mut Request) -> Result<R
     let presented = presented_second_factor(&fields)?;
     let current_user = fields.string("current-user")?;
     let return_url = checked_return_url(api, fields.string("ret-url")?)?;
-    let client = request.client_info(api);
-    let remote_ip = client.remote_ip.clone();
-    let signed_in = second_factor::complete_sign_in(
-        &api.app,
+    let signed_in = audited_complete_sign_in(
+        api,
         SecondFactorSignIn {
             mfa_token: Secret::new(mfa_token),
             presented,
-            client,
+            client: request.client_info(api),
         },
     )
-    .await
-    .inspect_err(|error| {
-        tracing::info!(
-            target: "latchkey::audit",
-            event = "second-factor-failed",
-            reason = %error,
-            remote_ip,
-        );
-    })?;
+    .await?;
+    signed_in_response(
+        api,
+        signed_in.outcome,
+        current_user,
+        return_url,
+        fields.kind(),
+    )
+}
+
+/// `second_factor::complete_sign_in` with its audit lines (the failure, the sign-in with
+/// both factors, a recovery code spent), for this route and the second-factor page.
+pub async fn audited_complete_sign_in(
+    api: &Api,
+    sign_in: SecondFactorSignIn,
+) -> Result<SecondFactorSignedIn, ApiError> {
+    let remote_ip = sign_in.client.remote_ip.clone();
+    let signed_in = second_factor::complete_sign_in(&api.app, sign_in)
+        .await
+        .inspect_err(|error| {
+            tracing::info!(
+                target: "latchkey::audit",
+                event = "second-factor-failed",
+                reason = %error,
+                remote_ip,
+            );
+        })?;
     let outcome = &signed_in.outcome;
     tracing::info!(
         target: "latchkey::audit",
@@ -71,13 +87,7 @@ pub async fn sign_in_second_factor(api: &Api, request: &mut Request) -> Result<R
             remote_ip = outcome.session.remote_ip,
         );
     }
-    signed_in_response(
-        api,
-        signed_in.outcome,
-        current_user,
-        return_url,
-        fields.kind(),
-    )
+    Ok(signed_in)
 }
 
 /// The one proof the body carries; none, or more than one, is a 400.

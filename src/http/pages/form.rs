@@ -86,19 +86,6 @@ pub async fn read_page_form(
     }
 }
 
-/// For a form that has nothing to draw again: a checked form, or `FormTokenInvalid`.
-pub async fn read_checked_form(
-    api: &Api,
-    pages: &Pages,
-    request: &mut Request,
-    identity: Option<&Identity>,
-) -> Result<Fields, ApiError> {
-    match read_page_form(api, pages, request, identity).await? {
-        PageForm::Checked(fields) => Ok(fields),
-        PageForm::Expired(_) => Err(ApiError::FormTokenInvalid),
-    }
-}
-
 /// The `token` a mail's link carries in its query, if it carries a non-empty one.
 pub fn link_token(request: &Request) -> Result<Option<String>, ApiError> {
     Ok(request

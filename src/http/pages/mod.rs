@@ -47,6 +47,11 @@ pub enum PageRoute {
     AccountOtherSessionsEnd,
     AccountApiTokenCreate,
     AccountApiTokenDelete,
+    AccountTotpEnable,
+    AccountTotpConfirm,
+    AccountTotpDisable,
+    AccountRecoveryCodes,
+    AccountPasskeyDelete,
     Stylesheet,
     OperatorStylesheet,
     Icon,
@@ -54,7 +59,7 @@ pub enum PageRoute {
 }
 
 impl PageRoute {
-    pub const ALL: [PageRoute; 18] = [
+    pub const ALL: [PageRoute; 23] = [
         PageRoute::SignIn,
         PageRoute::SecondFactor,
         PageRoute::SignUp,
@@ -69,6 +74,11 @@ impl PageRoute {
         PageRoute::AccountOtherSessionsEnd,
         PageRoute::AccountApiTokenCreate,
         PageRoute::AccountApiTokenDelete,
+        PageRoute::AccountTotpEnable,
+        PageRoute::AccountTotpConfirm,
+        PageRoute::AccountTotpDisable,
+        PageRoute::AccountRecoveryCodes,
+        PageRoute::AccountPasskeyDelete,
         PageRoute::Stylesheet,
         PageRoute::OperatorStylesheet,
         PageRoute::Icon,
@@ -92,6 +102,11 @@ impl PageRoute {
             PageRoute::AccountOtherSessionsEnd => "/account/sessions/end-others",
             PageRoute::AccountApiTokenCreate => "/account/api-tokens/create",
             PageRoute::AccountApiTokenDelete => "/account/api-tokens/delete",
+            PageRoute::AccountTotpEnable => "/account/totp/enable",
+            PageRoute::AccountTotpConfirm => "/account/totp/confirm",
+            PageRoute::AccountTotpDisable => "/account/totp/disable",
+            PageRoute::AccountRecoveryCodes => "/account/recovery-codes",
+            PageRoute::AccountPasskeyDelete => "/account/passkeys/delete",
             PageRoute::Stylesheet => assets::BUILT_IN_STYLESHEET_PATH,
             PageRoute::OperatorStylesheet => assets::OPERATOR_STYLESHEET_PATH,
             PageRoute::Icon => assets::ICON_PATH,
@@ -108,7 +123,12 @@ impl PageRoute {
             | PageRoute::AccountSessionEnd
             | PageRoute::AccountOtherSessionsEnd
             | PageRoute::AccountApiTokenCreate
-            | PageRoute::AccountApiTokenDelete => "POST",
+            | PageRoute::AccountApiTokenDelete
+            | PageRoute::AccountTotpEnable
+            | PageRoute::AccountTotpConfirm
+            | PageRoute::AccountTotpDisable
+            | PageRoute::AccountRecoveryCodes
+            | PageRoute::AccountPasskeyDelete => "POST",
             PageRoute::Account
             | PageRoute::Stylesheet
             | PageRoute::OperatorStylesheet
@@ -240,6 +260,21 @@ async fn run_page(
         }
         (PageRoute::AccountApiTokenDelete, &Method::POST) => {
             Box::pin(account::api_tokens::submit_delete(api, pages, request)).await
+        }
+        (PageRoute::AccountTotpEnable, &Method::POST) => {
+            Box::pin(account::totp_enable::submit(api, pages, request)).await
+        }
+        (PageRoute::AccountTotpConfirm, &Method::POST) => {
+            Box::pin(account::totp_confirm::submit(api, pages, request)).await
+        }
+        (PageRoute::AccountTotpDisable, &Method::POST) => {
+            Box::pin(account::totp_disable::submit(api, pages, request)).await
+        }
+        (PageRoute::AccountRecoveryCodes, &Method::POST) => {
+            Box::pin(account::recovery_codes::submit(api, pages, request)).await
+        }
+        (PageRoute::AccountPasskeyDelete, &Method::POST) => {
+            Box::pin(account::passkeys::submit_delete(api, pages, request)).await
         }
         _ => Err(ApiError::MethodNotAllowed(route.methods())),
     }

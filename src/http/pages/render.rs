@@ -92,6 +92,32 @@ impl Problem {
                 None,
                 "This account is protected by a second factor. Continue with your authenticator code.".to_owned(),
             ),
+            ApiError::WrongSecondFactor { field } => (
+                Some(field),
+                match *field {
+                    "recovery-code" => "That recovery code is not right, or it was used already. Check it and type it again, or use another one.",
+                    "credential" => "That passkey was not accepted. Try it again, or finish signing in another way.",
+                    _ => "That code is not right, or it was used already. Type the code your authenticator app shows now.",
+                }
+                .to_owned(),
+            ),
+            // Drawn on the sign-in page, whose first field then takes the focus.
+            ApiError::InvalidMfaToken => (
+                None,
+                "This sign-in waited too long for its second step, or was finished already. Please sign in again.".to_owned(),
+            ),
+            ApiError::PasskeyRefused => (
+                Some("credential"),
+                "That passkey was not accepted. Try it again, or finish signing in another way.".to_owned(),
+            ),
+            ApiError::SignInSessionRequired => (
+                None,
+                "Second factors and passkeys can be changed only from a browser signed in with your password or passkey, not with a token. Sign in, then try again.".to_owned(),
+            ),
+            ApiError::RecentSignInRequired => (
+                None,
+                "Your account has no password, so changing its second factors needs a recent sign-in. Sign out, sign in again, then try within 10 minutes.".to_owned(),
+            ),
             ApiError::AccountSuspended => (
                 None,
                 "This account is suspended. Ask the administrator of this service for help.".to_owned(),
@@ -185,10 +211,25 @@ fn describe_invalid_field(field: &str, message: &str) -> String {
         "first-name" => "the first name",
         "last-name" => "the last name",
         "ret-url" => "the address to return to",
+        "code" => "the code",
+        "recovery-code" => "the recovery code",
+        "mfa-token" => "the pending sign-in",
+        "credential" => "the passkey's answer",
+        "passkey-id" => "the passkey",
         _ => return "Something in the form is not valid. Check it and try again.".to_owned(),
     };
     if message == "is required" {
         return format!("Please enter {name}.");
+    }
+    if field == "code" && message.starts_with("must be 6 digits") {
+        return "Type the six digits your authenticator app shows, without spaces.".to_owned();
+    }
+    if field == "recovery-code" && message.starts_with("must be a recovery code") {
+        return "Type a recovery code as you saved it: ten letters and digits, like abcde-12345."
+            .to_owned();
+    }
+    if field == "mfa-token" {
+        return "This sign-in waited too long for its second step, or was finished already. Please sign in again.".to_owned();
     }
     if field == "email" && message == crate::model::email_address::EMAIL_RULE_MESSAGE {
         return "Enter one email address, like name@example.com (at most 254 characters)."

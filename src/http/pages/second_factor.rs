@@ -1,20 +1,29 @@
-//! `GET, POST /sign-in/second-factor`: the second step of a sign-in (API.md section 10). The
-//! page draws a form for an authenticator code, one for a recovery code and the passkey
-//! button (`assets/passkey.js`), each only for a method the account has, all carrying the
-//! pending sign-in's `mfa-token` and `ret-url`. Until the second-factor use cases are wired
-//! in, no sign-in waits here: the page says so and its one form leads back to sign-in.
+//! `GET, POST /sign-in/second-factor`: the second step of a sign-in (API.md section 10).
+//! A password sign-in on `/sign-in` that meets a second factor answers this page at once
+//! (no session, no cookie): a form for an authenticator code, one for a recovery code and
+//! the passkey button (`assets/passkey.js`), each only for a method the account has, all
+//! carrying the pending sign-in's `mfa-token` and checked `ret-url` in the body, never in a
+//! URL. Its forms post here, are checked like every page form, and finish the sign-in
+//! through the same audited `complete_sign_in` as `POST /auth/sign-in/second-factor`.
+//! Opened without a pending sign-in, the page says that none waits.
 
 use askama::Template;
 
+use crate::auth::second_factor::{PresentedSecondFactor, SecondFactorMethod, SecondFactorSignIn};
 use crate::http::Api;
 use crate::http::error::ApiError;
+use crate::http::fields::Fields;
+use crate::http::handlers::second_factor::audited_complete_sign_in;
+use crate::http::handlers::sign_in::checked_return_url;
 use crate::http::pages::csrf::BrowserBinding;
-use crate::http::pages::form::read_checked_form;
+use crate::http::pages::form::read_page_form;
 use crate::http::pages::render::{self, Layout, Problem, html_page};
-use crate::http::pages::sign_in::DEFAULT_DESTINATION;
-use crate::http::pages::{Pages, page_identity};
+use crate::http::pages::sign_in::{self, DEFAULT_DESTINATION};
+use crate::http::pages::{PageRoute, Pages, page_identity};
 use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::response::{Response, append_session_cookie};
+use crate::model::Secret;
+use crate::model::net::Origin;
 
 /// The second factors an account can finish a sign-in with, as the second-factor answer's
 /// `methods` lists them.
@@ -23,6 +32,23 @@ pub struct SecondFactorMethods {
     pub totp: bool,
     pub recovery_code: bool,
     pub passkey: bool,
+}
+
+impl SecondFactorMethods {
+    /// The methods named as the 403's `methods` names them.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> SecondFactorMethods {
+        let mut methods = SecondFactorMethods::default();
+        for name in names {
+            if name == SecondFactorMethod::Totp.name() {
+                methods.totp = true;
+            } else if name == SecondFactorMethod::RecoveryCode.name() {
+                methods.recovery_code = true;
+            } else if name == SecondFactorMethod::Passkey.name() {
+                methods.passkey = true;
+            }
+        }
+        methods
+    }
 }
 
 /// The pending sign-in the page finishes.
@@ -65,9 +91,9 @@ impl SecondFactorPage {
     }
 }
 
-/// Draws the page for `pending` (or for no pending sign-in), with `error`'s problem and
-/// status when drawn again after a refused code.
-fn draw(
+/// Draws the page for `pending` (or for no pending sign-in), with `error`'s problem,
+/// status and `Retry-After` when drawn again after a refused code.
+pub fn draw(
     api: &Api,
     pages: &Pages,
     request: &Request,
@@ -87,6 +113,12 @@ fn draw(
         .as_ref()
         .and_then(|pending| pending.return_url.clone())
         .unwrap_or_else(|| DEFAULT_DESTINATION.to_owned());
+    // A form here may finish with a redirect to any allowed return origin.
+    let form_origins: &[Origin] = if pending.is_some() {
+        &api.app.config.auth.allowed_return_origins
+    } else {
+        &[]
+    };
     let page = SecondFactorPage {
         layout,
         problem: error.map(Problem::from_error),
@@ -94,20 +126,129 @@ fn draw(
         pending,
         destination,
     };
-    let response = html_page(api, render::form_status(error), &page, Some(&browser), &[])?;
+    let response = html_page(
+        api,
+        render::form_status(error),
+        &page,
+        Some(&browser),
+        form_origins,
+    )?;
     Ok(render::with_retry_after(response, error))
 }
 
-/// `GET /sign-in/second-factor`.
+/// `GET /sign-in/second-factor`: no sign-in is pending on a bare visit (the mfa-token never
+/// travels in a URL).
 pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
     draw(api, pages, request, None, None)
 }
 
-/// `POST /sign-in/second-factor`: checked like every page form, then back to sign-in.
+/// `POST /sign-in/second-factor`: the code or recovery code form. Checked like every page
+/// form; success sets the `jwt` cookie as the sign-in page does and 303s to `ret-url`, else
+/// `/account`; a refused code draws the page again while the sign-in still waits; a sign-in
+/// that no longer waits goes back to the sign-in page, told why.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
     let identity = page_identity(api, request)?;
-    read_checked_form(api, pages, request, identity.as_ref()).await?;
-    render::redirect("/sign-in")
+    let form = read_page_form(api, pages, request, identity.as_ref()).await?;
+    let (fields, expired) = form.fields_and_expired();
+    let Some(mfa_token) = fields
+        .string("mfa-token")?
+        .filter(|token| !token.is_empty())
+    else {
+        // The "nothing waiting" page's one form, or a form without its sign-in.
+        if expired {
+            return Err(ApiError::FormTokenInvalid);
+        }
+        return render::redirect(PageRoute::SignIn.path());
+    };
+    let mfa_token = Secret::new(mfa_token);
+    let return_url = checked_return_url(api, fields.string("ret-url")?)?;
+    if expired {
+        return draw_again(
+            api,
+            pages,
+            request,
+            mfa_token,
+            return_url,
+            &ApiError::FormTokenInvalid,
+        );
+    }
+    let presented = match presented_second_factor(&fields) {
+        Ok(presented) => presented,
+        Err(error) => return draw_again(api, pages, request, mfa_token, return_url, &error),
+    };
+    let signed_in = audited_complete_sign_in(
+        api,
+        SecondFactorSignIn {
+            mfa_token: Secret::new(mfa_token.expose_secret().clone()),
+            presented,
+            client: request.client_info(api),
+        },
+    )
+    .await;
+    match signed_in {
+        Ok(signed_in) => {
+            let outcome = signed_in.outcome;
+            let max_age = outcome.session.expire - outcome.session.created;
+            let mut response =
+                render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION))?;
+            append_session_cookie(
+                &mut response,
+                api,
+                outcome.signed_token.expose_secret(),
+                max_age,
+            );
+            Ok(response)
+        }
+        Err(error) => draw_again(api, pages, request, mfa_token, return_url, &error),
+    }
+}
+
+/// The code or recovery code the form sent: an empty field counts as absent.
+fn presented_second_factor(fields: &Fields) -> Result<PresentedSecondFactor, ApiError> {
+    let code = fields.string("code")?.filter(|code| !code.is_empty());
+    let recovery_code = fields
+        .string("recovery-code")?
+        .filter(|code| !code.is_empty());
+    match (code, recovery_code) {
+        (Some(code), _) => Ok(PresentedSecondFactor::Code(Secret::new(code))),
+        (None, Some(recovery_code)) => Ok(PresentedSecondFactor::RecoveryCode(Secret::new(
+            recovery_code,
+        ))),
+        (None, None) => {
+            let field = if fields.string("recovery-code")?.is_some() {
+                "recovery-code"
+            } else {
+                "code"
+            };
+            Err(ApiError::invalid_field(field, "is required"))
+        }
+    }
+}
+
+/// The page again with `error`, for the sign-in still waiting on `mfa_token` (its methods
+/// read afresh: a spent recovery code may have been the last); the sign-in page, told why,
+/// once the token is dead (expired, used, or too many wrong codes).
+fn draw_again(
+    api: &Api,
+    pages: &Pages,
+    request: &Request,
+    mfa_token: Secret<String>,
+    return_url: Option<String>,
+    error: &ApiError,
+) -> Result<Response, ApiError> {
+    let methods = match error {
+        ApiError::InvalidMfaToken => None,
+        _ => crate::auth::second_factor::pending_sign_in_methods(&api.app, &mfa_token)?,
+    };
+    let Some(methods) = methods else {
+        return sign_in::draw_after_dead_second_step(api, pages, request, return_url);
+    };
+    let pending = PendingSignIn {
+        mfa_token: mfa_token.into_exposed_secret(),
+        return_url,
+        methods: SecondFactorMethods::from_names(methods.into_iter().map(SecondFactorMethod::name)),
+    };
+    draw(api, pages, request, Some(pending), Some(error))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::http::handlers::sign_in::{audited_sign_in, checked_return_url};
 use crate::http::pages::csrf::BrowserBinding;
 use crate::http::pages::form::{PageForm, checkbox, read_page_form};
 use crate::http::pages::render::{self, Layout, Problem, form_page};
+use crate::http::pages::second_factor::{self, PendingSignIn, SecondFactorMethods};
 use crate::http::pages::{Pages, page_identity, passkeys_available};
 use crate::http::request::Request;
 use crate::http::response::{Response, append_session_cookie};
@@ -164,6 +165,16 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             );
             Ok(response)
         }
+        // The password was right and the account holds a second factor: no session yet; the
+        // second-factor page is the answer, carrying the sign-in in its forms.
+        Err(ApiError::SecondFactorRequired { mfa_token, methods }) => {
+            let pending = PendingSignIn {
+                mfa_token: mfa_token.into_exposed_secret(),
+                return_url,
+                methods: SecondFactorMethods::from_names(methods),
+            };
+            second_factor::draw(api, pages, request, Some(pending), None)
+        }
         Err(error) => {
             let entered = Entered {
                 return_url,
@@ -173,4 +184,27 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             draw(api, pages, &browser, entered, Some(&error))
         }
     }
+}
+
+/// The sign-in page drawn as the answer to a second step whose sign-in no longer waits
+/// (its mfa-token expired, was used, or met too many wrong codes): sign in again, told why.
+pub fn draw_after_dead_second_step(
+    api: &Api,
+    pages: &Pages,
+    request: &Request,
+    return_url: Option<String>,
+) -> Result<Response, ApiError> {
+    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    let entered = Entered {
+        return_url,
+        email: String::new(),
+        long_term: false,
+    };
+    draw(
+        api,
+        pages,
+        &browser,
+        entered,
+        Some(&ApiError::InvalidMfaToken),
+    )
 }

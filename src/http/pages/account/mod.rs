@@ -6,11 +6,15 @@
 
 pub mod api_tokens;
 mod page;
+pub mod passkeys;
 pub mod password;
 pub mod profile;
 pub mod recovery_codes;
 pub mod sessions;
 pub mod totp;
+pub mod totp_confirm;
+pub mod totp_disable;
+pub mod totp_enable;
 
 use hyper::Method;
 use hyper::StatusCode;
@@ -154,4 +158,18 @@ fn audit(api: &Api, request: &Request, identity: &Identity, event: &'static str)
         remote_ip = request.client_info(api).remote_ip,
         page = true,
     );
+}
+
+/// The audit line the API's dispatch writes for `route` and `method` (`audited_event`),
+/// written for the form that does the same act.
+fn audit_as_route(
+    api: &Api,
+    request: &Request,
+    identity: &Identity,
+    route: Route,
+    method: &Method,
+) {
+    if let Some(event) = crate::http::audited_event(route, method) {
+        audit(api, request, identity, event);
+    }
 }

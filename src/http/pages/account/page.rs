@@ -7,13 +7,13 @@ use askama::Template;
 use hyper::Method;
 use hyper::StatusCode;
 
-use crate::auth::{Identity, account, api_tokens};
+use crate::auth::{Identity, account, api_tokens, passkeys, second_factor};
 use crate::http::Api;
 use crate::http::error::ApiError;
-use crate::http::pages::Pages;
 use crate::http::pages::account::check_route_access;
 use crate::http::pages::csrf::BrowserBinding;
 use crate::http::pages::render::{Layout, Problem, html_page};
+use crate::http::pages::{Pages, passkeys_available};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::routes::Route;
@@ -98,6 +98,9 @@ pub enum Section {
     Profile,
     Password,
     ApiTokens,
+    Totp,
+    RecoveryCodes,
+    Passkeys,
 }
 
 impl Section {
@@ -107,6 +110,9 @@ impl Section {
             Section::Profile => "profile",
             Section::Password => "password",
             Section::ApiTokens => "api-tokens",
+            Section::Totp => "totp",
+            Section::RecoveryCodes => "recovery-codes",
+            Section::Passkeys => "passkeys",
         }
     }
 }
@@ -173,7 +179,7 @@ struct PermissionChoice {
 /// the passkeys, each with its forms.
 pub struct SecondFactorsSection {
     pub totp_on: bool,
-    pub recovery_codes_left: u32,
+    pub recovery_codes_left: usize,
     pub passkeys: Vec<PasskeyRow>,
     /// Whether passkeys can be added here (`public_url` is set).
     pub passkeys_available: bool,
@@ -234,7 +240,7 @@ struct AccountPage {
     may_change_api_tokens: bool,
     lifetimes: Vec<LifetimeChoice>,
     permissions: Vec<PermissionChoice>,
-    /// `None` until the second-factor use cases are wired in: the section is not drawn.
+    /// `None` only in tests of the rest of the page: the section is not drawn.
     second_factors: Option<SecondFactorsSection>,
     identities: Vec<IdentityRow>,
 }
@@ -264,8 +270,8 @@ impl AccountPage {
 /// every page words them.
 fn account_problem(error: &ApiError) -> Problem {
     let (field, message): (Option<&str>, String) = match error {
-        ApiError::WrongPassword { .. } => (
-            Some("old-password"),
+        ApiError::WrongPassword { field } => (
+            Some(field),
             "Your current password is not right. Type it again.".to_owned(),
         ),
         ApiError::MissingPermission(permission) => (
@@ -322,9 +328,13 @@ pub fn draw(
         None
     };
     let may_change_api_tokens = may(Route::ApiTokens, &Method::POST);
+    let second_factors = second_factors_section(api, identity)?;
     // A problem goes next to its form; at the top when that form is not drawn.
     let (problem, section_problem) = match shown.problem {
         Some((Section::ApiTokens, error)) if !may_change_api_tokens => {
+            (Some(account_problem(error)), None)
+        }
+        Some((Section::RecoveryCodes, error)) if !second_factors.totp_on => {
             (Some(account_problem(error)), None)
         }
         Some((Section::Page, error)) => (Some(account_problem(error)), None),
@@ -344,7 +354,7 @@ pub fn draw(
             linked: Moment::at(linked.linked),
         })
         .collect();
-    let second_factors: Option<SecondFactorsSection> = None;
+    let second_factors = Some(second_factors);
     let mut layout = Layout::new(api, "Your account");
     if second_factors
         .as_ref()
@@ -376,6 +386,36 @@ pub fn draw(
         identities,
     };
     html_page(api, status, &page, Some(&browser), &[])
+}
+
+/// The second factors the visitor holds: the summary `GET /user/current` reports, and the
+/// passkeys (none to list where passkeys are not available).
+fn second_factors_section(
+    api: &Api,
+    identity: &Identity,
+) -> Result<SecondFactorsSection, ApiError> {
+    let held = second_factor::summary(&api.app, identity.user.id)?;
+    let passkeys_available = passkeys_available(api);
+    let passkeys = if passkeys_available {
+        passkeys::list_passkeys(&api.app, identity)?
+            .into_iter()
+            .map(|passkey| PasskeyRow {
+                id: passkey.id.to_string(),
+                name: passkey.name,
+                created: Moment::at(passkey.created),
+                last_used: passkey.last_used.map(Moment::at),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(SecondFactorsSection {
+        totp_on: held.totp,
+        recovery_codes_left: held.recovery_codes_left,
+        passkeys,
+        passkeys_available,
+        has_password: identity.user.password_hash.is_some(),
+    })
 }
 
 fn session_rows(sessions: Vec<Session>, identity: &Identity) -> Vec<SessionRow> {

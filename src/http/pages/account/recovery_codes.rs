@@ -3,12 +3,21 @@
 //! page can show them again; the page says so.
 
 use askama::Template;
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 
+use crate::auth::password::Password;
+use crate::auth::second_factor;
 use crate::http::Api;
 use crate::http::error::ApiError;
+use crate::http::pages::Pages;
+use crate::http::pages::account::page::{Entered, Section};
+use crate::http::pages::account::{
+    AccountForm, audit_as_route, check_route_access, finish, read_account_form,
+};
 use crate::http::pages::render::{Layout, Problem, html_page};
+use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::http::routes::Route;
 use crate::model::Secret;
 
 #[derive(Template)]
@@ -22,10 +31,6 @@ struct RecoveryCodesPage {
 
 /// Draws the new recovery codes, this once: those of a newly confirmed authenticator app,
 /// or (`replacing_earlier_codes`) the ones that replace the account's earlier codes.
-#[expect(
-    dead_code,
-    reason = "drawn by the TOTP forms' handlers once the TOTP use cases are merged (#19)"
-)]
 pub fn draw_recovery_codes(
     api: &Api,
     codes: &[Secret<String>],
@@ -46,6 +51,53 @@ pub fn draw_recovery_codes(
         replaced: replacing_earlier_codes,
     };
     html_page(api, StatusCode::OK, &page, None, &[])
+}
+
+/// `POST /account/recovery-codes`: ten new codes replace every earlier one.
+pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
+    let (identity, fields) = match read_account_form(api, pages, request).await? {
+        AccountForm::Checked(identity, fields) => (identity, fields),
+        AccountForm::Answered(response) => return Ok(response),
+    };
+    let made = async {
+        check_route_access(
+            api,
+            request,
+            &identity,
+            Route::MfaRecoveryCodes,
+            &Method::POST,
+        )?;
+        let password = fields
+            .string("password")?
+            .filter(|password| !password.is_empty())
+            .map(Password::new);
+        let codes = second_factor::regenerate_recovery_codes(
+            &api.app,
+            &identity,
+            password,
+            &request.client_info(api),
+        )
+        .await?;
+        audit_as_route(
+            api,
+            request,
+            &identity,
+            Route::MfaRecoveryCodes,
+            &Method::POST,
+        );
+        Ok::<_, ApiError>(codes)
+    }
+    .await;
+    match made {
+        Ok(codes) => draw_recovery_codes(api, &codes, true),
+        Err(error) => finish(
+            api,
+            pages,
+            request,
+            &identity,
+            Err((Section::RecoveryCodes, error, Entered::default())),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use askama::Template;
 
 use crate::auth::Identity;
+use crate::auth::second_factor::TotpEnrolment;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::pages::Pages;
@@ -16,19 +17,10 @@ use crate::http::pages::qr_code::qr_code_svg;
 use crate::http::pages::render::{Layout, Problem, form_page};
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::model::Secret;
 
 /// What the QR code says to a screen reader.
 const QR_CODE_TEXT_ALTERNATIVE: &str =
     "QR code of your new authenticator key. If you cannot scan it, type the key written below.";
-
-/// The pending TOTP secret as the enrolment answer carries it.
-#[derive(Debug)]
-pub struct PendingTotp {
-    /// The secret in base32 (RFC 4648, no padding), as authenticator apps take it typed.
-    pub secret: Secret<String>,
-    pub otpauth_uri: Secret<String>,
-}
 
 #[derive(Template)]
 #[template(path = "account_totp.html")]
@@ -51,16 +43,12 @@ impl TotpEnrolmentPage {
 
 /// Draws the enrolment page for a pending secret, first or again with `error`'s problem
 /// (a refused code) and status.
-#[expect(
-    dead_code,
-    reason = "drawn by the enrolment form's handler once the TOTP use cases are merged (#19)"
-)]
 pub fn draw_enrolment(
     api: &Api,
     pages: &Pages,
     request: &Request,
     identity: &Identity,
-    pending: &PendingTotp,
+    pending: &TotpEnrolment,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
     let browser = BrowserBinding::read_or_start(api, &request.parts)?;
