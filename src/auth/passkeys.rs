@@ -183,8 +183,13 @@ pub async fn remove_passkey(
     app: &App,
     identity: &Identity,
     id: PasskeyId,
+    password: Option<Password>,
+    client: &ClientInfo,
 ) -> Result<(), AuthError> {
     relying_party(app)?;
+    // Removing a passkey may switch the second factor off: a session alone (perhaps stolen)
+    // is not enough, as it is not for turning TOTP off.
+    check_reauthentication(app, identity, password, client).await?;
     let user_id = identity.user.id;
     let requester = identity.requester(app.clock.now_unix_seconds());
     let removed = store_write(&app.store, move |store| {

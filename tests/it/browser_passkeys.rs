@@ -324,7 +324,13 @@ async fn a_passkey_added_on_the_account_page_signs_in_alone_and_as_the_second_st
     let second_step_session = browser.cookie("jwt").await.unwrap().value;
     assert_eq!(server.current_user_status(&second_step_session).await, 200);
 
-    // Removed from the account page: the API lists none.
+    // Removed from the account page, with the password asked again: the API lists none.
+    browser
+        .fill(
+            "form[action='/account/passkeys/delete'] input[name=password]",
+            PASSWORD,
+        )
+        .await;
     browser
         .click_and_wait_for_page("form[action='/account/passkeys/delete'] [type=submit]")
         .await;

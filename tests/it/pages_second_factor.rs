@@ -375,7 +375,10 @@ async fn every_second_factor_form_without_its_token_or_from_another_origin_chang
         ("/account/recovery-codes", vec![("password", PASSWORD)]),
         (
             "/account/passkeys/delete",
-            vec![("passkey-id", "00000000-0000-4000-8000-000000000000")],
+            vec![
+                ("passkey-id", "00000000-0000-4000-8000-000000000000"),
+                ("password", PASSWORD),
+            ],
         ),
     ];
     let before = second_factors(&server, &jwt).await;
@@ -452,7 +455,10 @@ async fn a_minted_token_in_the_cookie_cannot_change_second_factors() {
         ("/account/recovery-codes", vec![("password", PASSWORD)]),
         (
             "/account/passkeys/delete",
-            vec![("passkey-id", "00000000-0000-4000-8000-000000000000")],
+            vec![
+                ("passkey-id", "00000000-0000-4000-8000-000000000000"),
+                ("password", PASSWORD),
+            ],
         ),
     ] {
         let refused = account_form(&mut browser, path, &fields).await;

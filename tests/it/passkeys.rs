@@ -671,6 +671,7 @@ async fn only_a_sign_in_session_manages_passkeys_and_any_read_user_credential_li
     let delete = server
         .request("DELETE", &passkey_path)
         .bearer(&signed_in.api_token)
+        .json(&json!({ "password": PASSWORD }))
         .send()
         .await;
     assert_eq!(delete.status, 204, "{}", delete.text());
@@ -786,12 +787,33 @@ async fn passkeys_list_and_remove_as_their_owner_only() {
     let as_other = server
         .request("DELETE", &path)
         .bearer(&other.signed_token)
+        .json(&json!({ "password": PASSWORD }))
         .send()
         .await;
     assert_eq!(as_other.assert_error(404)["code"], 40400);
+    // A session alone (perhaps stolen) removes nothing: the password is asked again.
+    let without_password = server
+        .request("DELETE", &path)
+        .bearer(&owner.signed_token)
+        .send()
+        .await;
+    assert_eq!(
+        without_password.assert_error(400)["context"]["field"],
+        "password"
+    );
+    let wrong_password = server
+        .request("DELETE", &path)
+        .bearer(&owner.signed_token)
+        .json(&json!({ "password": "not the password" }))
+        .send()
+        .await;
+    let body = wrong_password.assert_error(403);
+    assert_eq!(body["code"], 40304, "{body}");
+    assert_eq!(list(&server, &owner.signed_token).await.len(), 2);
     let removed = server
         .request("DELETE", &path)
         .bearer(&owner.signed_token)
+        .json(&json!({ "password": PASSWORD }))
         .send()
         .await;
     assert_eq!(removed.status, 204, "{}", removed.text());
@@ -799,6 +821,7 @@ async fn passkeys_list_and_remove_as_their_owner_only() {
         server
             .request("DELETE", &path)
             .bearer(&owner.signed_token)
+            .json(&json!({ "password": PASSWORD }))
             .send()
             .await
             .assert_error(404)["code"],

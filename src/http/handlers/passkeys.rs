@@ -91,11 +91,13 @@ pub fn list(api: &Api, identity: Identity) -> Result<Response, ApiError> {
 /// `DELETE /auth/passkey/{passkey-id}`: 204; another user's passkey is 404.
 pub async fn remove(
     api: &Api,
-    request: &Request,
+    request: &mut Request,
     identity: Identity,
     id: PasskeyId,
 ) -> Result<Response, ApiError> {
-    audited_remove_passkey(api, request, &identity, id).await?;
+    let fields = request.fields(api).await?;
+    let password = fields.string("password")?.map(Password::new);
+    audited_remove_passkey(api, request, &identity, id, password).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
@@ -106,8 +108,9 @@ pub async fn audited_remove_passkey(
     request: &Request,
     identity: &Identity,
     id: PasskeyId,
+    password: Option<Password>,
 ) -> Result<(), ApiError> {
-    passkeys::remove_passkey(&api.app, identity, id).await?;
+    passkeys::remove_passkey(&api.app, identity, id, password, &request.client_info(api)).await?;
     tracing::info!(
         target: "latchkey::audit",
         event = "passkey-removed",

@@ -1,9 +1,10 @@
-//! `POST /account/passkeys/delete`: `passkey-id`, through the same audited removal as
+//! `POST /account/passkeys/delete`: `passkey-id` and the password, through the same audited removal as
 //! `DELETE /auth/passkey/{passkey-id}` (another user's passkey is not found). Adding a
 //! passkey is the passkey script's ceremony against the passkey API.
 
 use hyper::Method;
 
+use crate::auth::password::Password;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::handlers::passkeys::audited_remove_passkey;
@@ -31,7 +32,8 @@ pub async fn submit_delete(
         let id = PasskeyId::parse_canonical(&text).ok_or_else(|| {
             ApiError::invalid_field("passkey-id", "must be the id of one of your passkeys")
         })?;
-        audited_remove_passkey(api, request, &identity, id).await?;
+        let password = fields.string("password")?.map(Password::new);
+        audited_remove_passkey(api, request, &identity, id, password).await?;
         Ok(Notice::PasskeyRemoved)
     }
     .await
