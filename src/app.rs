@@ -43,6 +43,8 @@ pub struct App {
     pub request_limiter: Throttle,
     /// Limits sub-user creation (`POST /user`) per caller.
     pub sub_user_limiter: PerKeyLimiter,
+    /// Wrong second factors per account (normalized email), over an hour.
+    pub second_factor_failure_limiter: PerKeyLimiter,
     /// The passkey relying party, built from `public_url`; without a usable one, why not
     /// (every passkey endpoint answers 409 with it).
     pub passkeys: Result<RelyingParty, RelyingPartyUnavailable>,
@@ -116,6 +118,12 @@ impl App {
                 requests: config.throttle.sub_users_per_caller_per_hour,
                 window_seconds: 3600,
             })),
+            second_factor_failure_limiter: PerKeyLimiter::new(config.throttle.enabled.then_some(
+                PerKeyLimit {
+                    requests: config.throttle.second_factor_failures_per_account_per_hour,
+                    window_seconds: 3600,
+                },
+            )),
             passkeys: RelyingParty::for_public_url(
                 config.server.public_url.as_ref(),
                 &config.pages.title,

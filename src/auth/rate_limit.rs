@@ -228,6 +228,33 @@ impl PerKeyLimiter {
         Ok(())
     }
 
+    /// Whether `key` may try again at `now`, taking nothing: for limits that count failures
+    /// (`record_failure`) rather than attempts.
+    pub fn check(&self, key: &str, now: f64) -> Result<(), RetryAfter> {
+        if self.limit.is_none() {
+            return Ok(());
+        }
+        let mut table = lock(&self.table);
+        let key = table.key(BucketKind::PerKey, key, "");
+        let wait = table
+            .refilled(key, now)
+            .map_or(0.0, |bucket| bucket.wait(now));
+        refusal_after(wait)
+    }
+
+    /// Counts a failure against `key`: a token goes, and `check` refuses once none is left
+    /// until one comes back (no growing lockout: the window is long already).
+    pub fn record_failure(&self, key: &str, now: f64) {
+        let Some(limit) = self.limit else {
+            return;
+        };
+        let mut table = lock(&self.table);
+        let key = table.key(BucketKind::PerKey, key, "");
+        let window_seconds = limit.window_seconds.max(1) as f64;
+        let bucket = table.bucket(key, limit.requests, window_seconds, now);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+    }
+
     /// How many buckets are held now (at most `MAX_ENTRIES`).
     pub fn held_entries(&self) -> usize {
         lock(&self.table).buckets.len()
@@ -417,6 +444,24 @@ mod tests {
         failures_per_network: 20,
         max_delay_seconds: 900,
     };
+
+    #[test]
+    fn a_failure_limit_refuses_once_its_failures_are_spent_and_refills_over_its_window() {
+        let limiter = PerKeyLimiter::new(Some(PerKeyLimit {
+            requests: 10,
+            window_seconds: 3600,
+        }));
+        let now = 1000.0;
+        for _ in 0..10 {
+            assert_eq!(limiter.check("ada@example.com", now), Ok(()));
+            limiter.record_failure("ada@example.com", now);
+        }
+        assert_eq!(limiter.check("ada@example.com", now), Err(RetryAfter(360)));
+        assert_eq!(limiter.check("bob@example.com", now), Ok(()));
+        assert_eq!(limiter.check("ada@example.com", now + 360.0), Ok(()));
+        limiter.record_failure("ada@example.com", now + 360.0);
+        assert!(limiter.check("ada@example.com", now + 361.0).is_err());
+    }
 
     #[test]
     fn five_failures_then_a_growing_wait_and_a_clean_network_still_passes() {

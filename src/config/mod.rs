@@ -312,6 +312,10 @@ impl Config {
                 "throttle.sub_users_per_caller_per_hour",
                 self.throttle.sub_users_per_caller_per_hour == 0,
             ),
+            (
+                "throttle.second_factor_failures_per_account_per_hour",
+                self.throttle.second_factor_failures_per_account_per_hour == 0,
+            ),
         ];
         if let Some((key, _)) = zero_throttle_keys.iter().find(|(_, is_zero)| *is_zero) {
             return refuse(

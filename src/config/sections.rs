@@ -246,6 +246,10 @@ pub struct ThrottleConfig {
     pub max_delay_seconds: u64,
     /// Sub-users one caller may create (`POST /user`) at once, refilled over an hour.
     pub sub_users_per_caller_per_hour: u32,
+    /// Wrong TOTP codes, recovery codes and passkey assertions an account may take at once,
+    /// from every network together, refilled over an hour: besides the minute buckets
+    /// above, so that guessing 6 digits with the password known stays hopeless.
+    pub second_factor_failures_per_account_per_hour: u32,
 }
 
 impl Default for ThrottleConfig {
@@ -257,6 +261,7 @@ impl Default for ThrottleConfig {
             failures_per_network: 30,
             max_delay_seconds: 900,
             sub_users_per_caller_per_hour: 20,
+            second_factor_failures_per_account_per_hour: 10,
         }
     }
 }

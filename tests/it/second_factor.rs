@@ -557,6 +557,35 @@ async fn wrong_codes_drain_the_brute_force_buckets_that_passwords_drain() {
 }
 
 #[tokio::test]
+async fn wrong_codes_spread_over_minutes_and_mfa_tokens_meet_the_accounts_hourly_ceiling() {
+    // The password is known; the guesses stay under the minute buckets. The default hourly
+    // ceiling of ten wrong second factors per account still ends them.
+    let server = TestServer::start().await;
+    let (_session, enrolment) = enrolled_user(&server).await;
+    let secret = enrolment.secret.as_str();
+    for _ in 0..5 {
+        let mfa_token = first_step(&server).await;
+        let wrong = pyotp_code(secret, server.now() + 3600);
+        for _ in 0..2 {
+            assert_wrong(&with_code(&server, &mfa_token, &wrong).await, "code");
+        }
+        server.advance_clock(Duration::from_secs(60));
+    }
+    // The eleventh try waits, the right code included, though the minute buckets are full.
+    let mfa_token = first_step(&server).await;
+    let throttled = with_code(&server, &mfa_token, &pyotp_code(secret, server.now())).await;
+    assert_eq!(throttled.assert_error(429)["code"], 42900);
+    let wait: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=360).contains(&wait), "{wait}");
+    // One failure's worth of the hour later, the right code completes.
+    server.advance_clock(Duration::from_secs(wait));
+    let mfa_token = first_step(&server).await;
+    let code = pyotp_code(secret, server.now());
+    SignedIn::from_response(&with_code(&server, &mfa_token, &code).await);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn api_tokens_and_minted_tokens_are_refused_on_every_route_that_manages_second_factors() {
     let server = TestServer::start().await;
     server.add_user(EMAIL, Role::User, Status::Active);

@@ -218,13 +218,7 @@ async fn complete_with_token(
         return Err(AuthError::InvalidMfaToken);
     }
     let network = request.client.network();
-    app.throttle
-        .check(
-            &user.normalized_email,
-            &network,
-            app.clock.since_start_seconds(),
-        )
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+    check_throttle(app, &user, &network)?;
     let presented = &request.presented;
     let normalized_email = user.normalized_email.clone();
     let now = app.clock.now_unix_seconds();
@@ -261,11 +255,7 @@ async fn complete_with_token(
         }
         // Spent by a request that ran at the same time: as wrong as any other.
         Err(AuthError::WrongSecondFactor { field }) => {
-            app.throttle.record_failed_attempt(
-                &normalized_email,
-                &network,
-                app.clock.since_start_seconds(),
-            );
+            record_wrong_second_factor(app, &normalized_email, &network);
             Err(AuthError::WrongSecondFactor { field })
         }
         Err(error) => Err(error),
@@ -359,11 +349,7 @@ async fn count_wrong_code(
     mfa_token_hash: Option<&[u8; 32]>,
     presented: &PresentedSecondFactor,
 ) -> AuthError {
-    app.throttle.record_failed_attempt(
-        &user.normalized_email,
-        network,
-        app.clock.since_start_seconds(),
-    );
+    record_wrong_second_factor(app, &user.normalized_email, network);
     if let Some(hash) = mfa_token_hash.copied() {
         let counted = store_write(&app.store, move |store| {
             store.record_wrong_second_factor(&hash, mfa_token::MAX_WRONG_CODES)
@@ -587,14 +573,29 @@ pub async fn regenerate_recovery_codes(
     Ok(codes)
 }
 
+/// Whether the account may try a second factor now: the password checks' buckets, and the
+/// hourly ceiling of wrong second factors (`[throttle]
+/// second_factor_failures_per_account_per_hour`), which binds however the guesses are spread
+/// over networks, mfa-tokens and minutes.
 fn check_throttle(app: &App, user: &User, network: &str) -> Result<(), AuthError> {
+    let now = app.clock.since_start_seconds();
     app.throttle
-        .check(
-            &user.normalized_email,
-            network,
-            app.clock.since_start_seconds(),
-        )
+        .check(&user.normalized_email, network, now)
+        .and_then(|()| {
+            app.second_factor_failure_limiter
+                .check(&user.normalized_email, now)
+        })
         .map_err(|retry| AuthError::TooManyAttempts(retry.0))
+}
+
+/// A wrong code, recovery code or passkey assertion: in the password checks' buckets and in
+/// the account's hourly ceiling of wrong second factors.
+fn record_wrong_second_factor(app: &App, normalized_email: &str, network: &str) {
+    let now = app.clock.since_start_seconds();
+    app.throttle
+        .record_failed_attempt(normalized_email, network, now);
+    app.second_factor_failure_limiter
+        .record_failure(normalized_email, now);
 }
 
 #[cfg(test)]
