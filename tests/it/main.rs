@@ -24,6 +24,7 @@ mod keys;
 mod mail_support;
 mod metrics;
 mod oauth;
+mod oauth_browser;
 mod oauth_provider;
 mod operator;
 mod page_support;

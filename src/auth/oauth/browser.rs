@@ -178,7 +178,6 @@ pub async fn finish(app: &App, callback: BrowserCallback) -> BrowserSignInFinish
                 store.take_oauth_browser_state(state_hash)
             })
             .await
-            .map_err(AuthError::from)
         }
         _ => Ok(None),
     };

@@ -89,7 +89,7 @@ impl OAuthProviders {
         let request = self
             .http_client
             .post(token_url)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header("accept", "application/json")
             .basic_auth(encoded(client_id), Some(encoded(secret.expose_secret())))
             .form(&[
                 ("grant_type", "authorization_code"),
