@@ -8,6 +8,7 @@ mod accounts;
 mod api_tokens;
 mod binary;
 mod browser_harness;
+mod browser_oauth;
 mod browser_pages;
 mod browser_passkeys;
 mod browser_second_factor;
