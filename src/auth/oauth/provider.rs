@@ -656,6 +656,34 @@ mod tests {
     }
 
     #[test]
+    fn a_client_secret_file_is_read_at_start_and_an_empty_one_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("secret");
+        std::fs::write(&path, "  from-a-file\n").unwrap();
+        let provider_config = OAuthProviderConfig {
+            name: "files".to_owned(),
+            issuer: Some("https://idp.example.com".to_owned()),
+            client_id: Some("latchkey".to_owned()),
+            client_secret_file: Some(path.clone()),
+            ..OAuthProviderConfig::default()
+        };
+        let config = OAuthConfig {
+            providers: vec![provider_config],
+            ..OAuthConfig::default()
+        };
+        let providers = OAuthProviders::new(&config, reqwest::Client::new()).unwrap();
+        let provider = providers.provider("files").unwrap();
+        assert_eq!(
+            provider.client_secret.as_ref().unwrap().expose_secret(),
+            "from-a-file"
+        );
+        assert_eq!(providers.browser_providers().count(), 1);
+        std::fs::write(&path, "\n").unwrap();
+        let error = OAuthProviders::new(&config, reqwest::Client::new()).unwrap_err();
+        assert_eq!(error.key(), "oauth.providers[0].client_secret_file");
+    }
+
+    #[test]
     fn an_unreadable_key_file_names_its_key_and_path() {
         let directory = tempfile::tempdir().unwrap();
         let missing = directory.path().join("missing.json");
