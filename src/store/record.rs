@@ -1412,6 +1412,17 @@ mod tests {
             r#"{"v":1,"secret_hex":"0000000000000000000000000000000000000000","enabled_at":5,"last_accepted_step":9}"#,
         );
         same_json(
+            &OAuthBrowserStateRecord::from_state(&OAuthBrowserState {
+                provider: "idp".to_owned(),
+                browser_binding_hash: [0; 32],
+                nonce: Secret::new("n".to_owned()),
+                pkce_verifier: Secret::new("v".to_owned()),
+                return_url: Some("/account".to_owned()),
+                expires_at: 600,
+            }),
+            r#"{"v":1,"provider":"idp","browser":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","nonce":"n","verifier":"v","return_url":"/account","expires_at":600}"#,
+        );
+        same_json(
             &PendingTotpRecord {
                 v: RECORD_VERSION,
                 secret_hex: "ab".repeat(20),
