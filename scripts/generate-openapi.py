@@ -163,6 +163,14 @@ def op(operation_id, summary, responses, security=None, parameters=None, request
     if parameters: o['parameters'] = parameters
     if request: o['requestBody'] = request
     return o
+# The browser OAuth routes answer pages (HTML), their errors too.
+def page_op(operation_id, summary, responses, parameters):
+    page_errors = {code: {'description': ERRORS[code] + ', drawn as a page',
+      'content': {'text/html': {'schema': HTML}}} for code in W}
+    return {'tags': ['Auth'], 'summary': summary, 'operationId': operation_id,
+            'responses': {**page_errors, **responses}, 'parameters': parameters}
+oauth_provider = {'name': 'provider', 'in': 'path', 'required': True, 'schema': {'type': 'string'},
+  'description': 'The name of an [[oauth.providers]] table that offers the browser sign-in.'}
 P = '/frontend/api/v1'
 paths = {
  P+'/auth/sign-in': {'post': op('routes/auth.PostSignIn', 'Authenticate user by username(email) and password',
@@ -294,6 +302,20 @@ paths = {
  P+'/auth/passkey/sign-in/finish': {'post': op('routes/auth.PostPasskeySignInFinish',
    'Finish a passwordless sign-in: answers exactly as POST /auth/sign-in, with the jwt cookie',
    ok('200', ref('AuthPostSignInResponse')), None, None, json_body(ref('AuthPostPasskeySignInFinishRequest')))},
+ P+'/auth/oauth/{provider}/start': {'get': page_op('routes/auth.GetOAuthBrowserStart',
+   'Browser sign-in with a provider (API.md section 11): 302 to its authorization endpoint with state, nonce and a PKCE S256 challenge; sets the short-lived browser-binding cookie',
+   {'302': {'description': 'Redirected to the provider', 'headers': {
+     'Location': {'schema': {'type': 'string', 'format': 'uri'}},
+     'Set-Cookie': {'schema': {'type': 'string'}, 'description': 'latchkey-oauth (__Host-latchkey-oauth under https): HttpOnly, SameSite=Lax, 10 minutes'}}},
+    '303': {'description': 'Already signed in: sent on to ret-url, else /account'}},
+   [oauth_provider, {'name': 'ret-url', 'in': 'query', 'schema': {'type': 'string'},
+     'description': 'Where to go once signed in: a local path or a URL on an allowed return origin.'}])},
+ P+'/auth/oauth/{provider}/callback': {'get': page_op('routes/auth.GetOAuthBrowserCallback',
+   'Where the provider sends the browser back: checks the state, its browser and iss, exchanges the code, signs in; every failure is the sign-in page, in words',
+   {'303': {'description': 'Signed in: the jwt cookie set, redirected to ret-url, else /account'},
+    '200': {'description': 'The account holds a second factor: the second-factor page', 'content': {'text/html': {'schema': HTML}}}},
+   [oauth_provider] + [{'name': n, 'in': 'query', 'schema': {'type': 'string'}}
+     for n in ['code', 'state', 'iss', 'error', 'error_description']])},
  P+'/openapi.json': {'get': op('routes/openapi.GetDocument', 'This document', ok('200', {'type': 'object'}), None, tags=('Health',))},
 }
 security_schemes = copy.deepcopy(vendor['components']['securitySchemes'])

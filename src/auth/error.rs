@@ -92,6 +92,9 @@ pub enum AuthError {
     OAuthEmailMismatch,
     #[error("the OAuth provider cannot be reached")]
     ProviderUnreachable,
+    /// A browser OAuth sign-in that cannot go on (API.md section 11).
+    #[error("browser OAuth sign-in refused: {}", .0.name())]
+    OAuthBrowserSignIn(crate::auth::oauth::browser::BrowserSignInProblem),
     /// Passkeys cannot work on this server; the reason says what to configure.
     #[error("passkeys are unavailable: {0}")]
     PasskeysUnavailable(&'static str),
@@ -151,6 +154,8 @@ impl From<StoreError> for AuthError {
             StoreError::PasskeyGone => AuthError::PasskeyRefused("the passkey was removed".into()),
             // A flood of started ceremonies: the table is full of live ones for a while.
             StoreError::TooManyPasskeyChallenges => AuthError::Overloaded,
+            // A flood of started browser sign-ins, likewise.
+            StoreError::TooManyOAuthBrowserStates => AuthError::Overloaded,
             StoreError::Redb(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }

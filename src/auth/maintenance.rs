@@ -65,7 +65,8 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 
 /// Deletes expired sessions, API tokens expired more than
 /// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens, expired
-/// mfa-tokens and TOTP enrolments, and expired passkey challenges, a batch of each per
+/// mfa-tokens and TOTP enrolments, expired passkey challenges and started browser OAuth
+/// sign-ins, a batch of each per
 /// transaction, until a batch comes back short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
@@ -84,11 +85,14 @@ async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
                 store.purge_expired_second_factor_records(now, PURGE_BATCH_ROWS)?;
             let passkey_challenges =
                 store.purge_expired_passkey_challenges(now, PURGE_BATCH_ROWS)?;
+            let oauth_browser_states =
+                store.purge_expired_oauth_browser_states(now, PURGE_BATCH_ROWS)?;
             Ok(sessions
                 .max(tokens)
                 .max(email_tokens)
                 .max(second_factor_records)
-                .max(passkey_challenges))
+                .max(passkey_challenges)
+                .max(oauth_browser_states))
         })
         .await;
         match purged {

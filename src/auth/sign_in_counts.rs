@@ -109,7 +109,8 @@ impl AttemptOutcome {
             | AuthError::NotFound
             | AuthError::Conflict(_)
             | AuthError::PasskeyChallenge(_)
-            | AuthError::PasskeyNotVerified(_) => AttemptOutcome::BadRequest,
+            | AuthError::PasskeyNotVerified(_)
+            | AuthError::OAuthBrowserSignIn(_) => AttemptOutcome::BadRequest,
             AuthError::CaptchaUnavailable
             | AuthError::ProviderUnreachable
             | AuthError::Store(_)

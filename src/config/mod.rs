@@ -16,6 +16,7 @@ use crate::config::sources::{
     KeySource, KeySources, TextPosition, key_at_offset, position_in_text,
 };
 use crate::model::PASSWORD_MAX_CHARACTERS;
+use crate::model::Secret;
 use crate::model::net::Origin;
 
 mod forward_auth;
@@ -34,6 +35,11 @@ pub use crate::config::sections::{
 
 /// Environment variables that are flags, not config keys.
 const FLAG_VARIABLES: [&str; 2] = ["LATCHKEY_DATA_DIR", "LATCHKEY_CONFIG"];
+
+/// `LATCHKEY_OAUTH_CLIENT_SECRET__<NAME>` sets the `client_secret` of the provider table
+/// named `<name>` (compared in upper case, `-` as `_`): the providers are in the file, their
+/// secrets need not be.
+const OAUTH_CLIENT_SECRET_PREFIX: &str = "LATCHKEY_OAUTH_CLIENT_SECRET__";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -176,7 +182,9 @@ impl Config {
             .filter(|(name, _)| name.starts_with("LATCHKEY_"))
             .collect();
         for (name, raw_value) in &variables {
-            if FLAG_VARIABLES.contains(&name.as_str()) {
+            if FLAG_VARIABLES.contains(&name.as_str())
+                || name.starts_with(OAUTH_CLIENT_SECRET_PREFIX)
+            {
                 continue;
             }
             let (section, key, value) = environment_setting(name, raw_value)?;
@@ -198,6 +206,7 @@ impl Config {
         }
         let mut config = Config::deserialize(layered)
             .map_err(|error| ConfigError::Layers(error.message().to_owned()))?;
+        apply_oauth_client_secrets(&mut config, &variables, &mut sources)?;
         if let Some(data_dir) = variables.get("LATCHKEY_DATA_DIR") {
             config.store.data_dir = PathBuf::from(data_dir);
             sources.set(
@@ -466,6 +475,39 @@ impl Config {
     }
 }
 
+/// Sets each provider's `client_secret` from its `LATCHKEY_OAUTH_CLIENT_SECRET__<NAME>`
+/// variable. A variable that names no provider table is refused, as an unknown key is.
+fn apply_oauth_client_secrets(
+    config: &mut Config,
+    variables: &BTreeMap<String, String>,
+    sources: &mut KeySources,
+) -> Result<(), ConfigError> {
+    for (name, value) in variables {
+        let Some(suffix) = name.strip_prefix(OAUTH_CLIENT_SECRET_PREFIX) else {
+            continue;
+        };
+        let found = config
+            .oauth
+            .providers
+            .iter_mut()
+            .enumerate()
+            .find(|(_, provider)| provider.name.to_ascii_uppercase().replace('-', "_") == suffix);
+        let Some((index, provider)) = found else {
+            return Err(ConfigError::Environment {
+                name: name.clone(),
+                key: None,
+                message: "names no [[oauth.providers]] table".to_owned(),
+            });
+        };
+        provider.client_secret = Some(Secret::new(value.clone()));
+        sources.set(
+            format!("oauth.providers[{index}].client_secret"),
+            KeySource::Environment { name: name.clone() },
+        );
+    }
+    Ok(())
+}
+
 /// Reads the config file as the second layer, recording where each key is written. The file
 /// is checked alone first, so that an error in it names the file, the line and the key.
 fn read_file_layer(path: &Path, sources: &mut KeySources) -> Result<toml::Table, ConfigError> {
@@ -707,6 +749,47 @@ mod tests {
     ) -> (String, String) {
         let (loaded, path) = load_text(file_text, environment, flags);
         (loaded.unwrap_err(), path)
+    }
+
+    #[test]
+    fn a_provider_client_secret_comes_from_the_environment_and_never_prints() {
+        let file = "[[oauth.providers]]\nname = \"corp-idp\"\nkind = \"oidc\"\n\
+                    issuer = \"https://idp.example.com\"\nclient_id = \"latchkey\"\n";
+        let (loaded, _) = load_text(
+            Some(file),
+            &[(
+                "LATCHKEY_OAUTH_CLIENT_SECRET__CORP_IDP",
+                "from-the-environment",
+            )],
+            &FlagOverrides::default(),
+        );
+        let config = loaded.unwrap();
+        let provider = &config.oauth.providers[0];
+        assert_eq!(
+            provider.client_secret.as_ref().unwrap().expose_secret(),
+            "from-the-environment"
+        );
+        assert!(provider.offers_browser_sign_in());
+        assert_eq!(
+            config.sources.of("oauth.providers[0].client_secret"),
+            KeySource::Environment {
+                name: "LATCHKEY_OAUTH_CLIENT_SECRET__CORP_IDP".to_owned()
+            }
+        );
+        assert!(!format!("{config:?}").contains("from-the-environment"));
+        let (error, _) = refusal(
+            Some(file),
+            &[("LATCHKEY_OAUTH_CLIENT_SECRET__OTHER", "secret-value")],
+            &FlagOverrides::default(),
+        );
+        assert!(
+            error.contains("names no [[oauth.providers]] table"),
+            "{error}"
+        );
+        assert!(!error.contains("secret-value"), "{error}");
+        let both = format!("{file}client_secret = \"a\"\nclient_secret_file = \"/x\"\n");
+        let (error, _) = refusal(Some(&both), &[], &FlagOverrides::default());
+        assert!(error.contains("not both"), "{error}");
     }
 
     #[test]

@@ -492,9 +492,27 @@ pub struct OAuthProviderConfig {
     pub introspection_url: Option<String>,
     #[serde(default)]
     pub client_id: Option<String>,
-    /// Sent (HTTP Basic, with `client_id`) to the introspection URL. Never logged.
+    /// Sent (HTTP Basic, with `client_id`) to the introspection URL and, in the browser
+    /// sign-in, to the token endpoint. Never logged.
     #[serde(default)]
     pub client_secret: Option<Secret<String>>,
+    /// A file holding `client_secret` (surrounding whitespace dropped), read at start: keeps
+    /// the secret out of the config file. Not with `client_secret`.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Browser sign-in: the scopes asked for, space-separated.
+    #[serde(default = "default_scopes")]
+    pub scopes: String,
+    /// Browser sign-in: the name on the sign-in page's button; unset: `name`.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Browser sign-in: the authorization endpoint; unset for `oidc`: discovered. A
+    /// `userinfo` provider signs in from the browser only with it (and `token_url`).
+    #[serde(default)]
+    pub authorization_url: Option<String>,
+    /// Browser sign-in: the token endpoint; unset for `oidc`: discovered.
+    #[serde(default)]
+    pub token_url: Option<String>,
     #[serde(default = "default_subject_field")]
     pub subject_field: String,
     #[serde(default = "default_email_field")]
@@ -528,6 +546,13 @@ fn default_email_verified_field() -> String {
     "email_verified".to_owned()
 }
 
+/// The scopes a browser sign-in asks for unless the provider's table says otherwise.
+pub const DEFAULT_OAUTH_SCOPES: &str = "openid email profile";
+
+fn default_scopes() -> String {
+    DEFAULT_OAUTH_SCOPES.to_owned()
+}
+
 impl Default for OAuthProviderConfig {
     fn default() -> OAuthProviderConfig {
         OAuthProviderConfig {
@@ -541,6 +566,11 @@ impl Default for OAuthProviderConfig {
             introspection_url: None,
             client_id: None,
             client_secret: None,
+            client_secret_file: None,
+            scopes: default_scopes(),
+            display_name: None,
+            authorization_url: None,
+            token_url: None,
             subject_field: default_subject_field(),
             email_field: default_email_field(),
             email_verified_field: default_email_verified_field(),
@@ -615,6 +645,18 @@ pub enum OAuthSettingProblem {
     EmptyField { name: String, field: &'static str },
     #[error("oauth provider {name:?}: client_secret needs client_id")]
     SecretWithoutClientId { name: String },
+    #[error("oauth provider {name:?}: set client_secret or client_secret_file, not both")]
+    SecretAndSecretFile { name: String },
+    #[error(
+        "oauth provider {name:?}: the browser sign-in (authorization_url) needs client_id and \
+         client_secret (or client_secret_file)"
+    )]
+    BrowserSignInWithoutClient { name: String },
+    #[error(
+        "oauth provider {name:?}: kind = \"userinfo\" signs in from the browser with both \
+         authorization_url and token_url"
+    )]
+    UserinfoBrowserSignInIncomplete { name: String },
     #[error("oauth provider {name:?}: {field} {source}")]
     UnusableUrl {
         name: String,
@@ -704,6 +746,30 @@ impl OAuthProviderConfig {
         }
     }
 
+    /// Whether a client secret is configured, in the table or in a file.
+    pub fn has_client_secret(&self) -> bool {
+        self.client_secret.is_some() || self.client_secret_file.is_some()
+    }
+
+    /// Whether people sign in with this provider from the browser (API.md section 11): an
+    /// `oidc` provider with a client secret (its endpoints are discovered), or a
+    /// `userinfo` provider with its endpoints and a client secret.
+    pub fn offers_browser_sign_in(&self) -> bool {
+        self.has_client_secret()
+            && self.client_id.is_some()
+            && match self.kind {
+                OAuthProviderKind::Oidc => true,
+                OAuthProviderKind::Userinfo => {
+                    self.authorization_url.is_some() && self.token_url.is_some()
+                }
+            }
+    }
+
+    /// The name people see on the sign-in page's button.
+    pub fn shown_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.name)
+    }
+
     /// Checks this table alone; a problem names the field it is about, if it is about one.
     fn check(&self) -> Result<(), (Option<&'static str>, OAuthSettingProblem)> {
         let name = || self.name.clone();
@@ -746,10 +812,41 @@ impl OAuthProviderConfig {
                 ));
             }
         }
-        if self.client_secret.is_some() && self.client_id.is_none() {
+        if self.client_secret.is_some() && self.client_secret_file.is_some() {
+            return Err((
+                Some("client_secret_file"),
+                OAuthSettingProblem::SecretAndSecretFile { name: name() },
+            ));
+        }
+        if self.has_client_secret() && self.client_id.is_none() {
             return Err((
                 Some("client_secret"),
                 OAuthSettingProblem::SecretWithoutClientId { name: name() },
+            ));
+        }
+        for (field, value) in [
+            ("authorization_url", &self.authorization_url),
+            ("token_url", &self.token_url),
+        ] {
+            if let Some(text) = value {
+                check_url(field, text)?;
+            }
+        }
+        if (self.authorization_url.is_some() || self.token_url.is_some())
+            && !self.has_client_secret()
+        {
+            return Err((
+                Some("authorization_url"),
+                OAuthSettingProblem::BrowserSignInWithoutClient { name: name() },
+            ));
+        }
+        if self.scopes.trim().is_empty() {
+            return Err((
+                Some("scopes"),
+                OAuthSettingProblem::EmptyField {
+                    name: name(),
+                    field: "scopes",
+                },
             ));
         }
         match self.kind {
@@ -761,6 +858,9 @@ impl OAuthProviderConfig {
                     ));
                 };
                 check_url("issuer", issuer)?;
+                if let Some(userinfo_url) = &self.userinfo_url {
+                    check_url("userinfo_url", userinfo_url)?;
+                }
                 if self.effective_audiences().is_empty() {
                     return Err((
                         None,
@@ -792,6 +892,12 @@ impl OAuthProviderConfig {
                     ));
                 };
                 check_url("userinfo_url", userinfo_url)?;
+                if self.authorization_url.is_some() != self.token_url.is_some() {
+                    return Err((
+                        Some("token_url"),
+                        OAuthSettingProblem::UserinfoBrowserSignInIncomplete { name: name() },
+                    ));
+                }
                 match &self.introspection_url {
                     Some(introspection_url) => {
                         check_url("introspection_url", introspection_url)?;
@@ -802,7 +908,9 @@ impl OAuthProviderConfig {
                             ));
                         }
                     }
-                    None if self.allow_unbound_tokens => {}
+                    // Without introspection, the API refuses this provider's tokens; the
+                    // browser sign-in gets its access token from its own code exchange.
+                    None if self.allow_unbound_tokens || self.authorization_url.is_some() => {}
                     None => {
                         return Err((
                             None,

@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthError;
+use crate::auth::oauth::browser::BrowserSignInProblem;
 use crate::model::{Permission, Role, Secret};
 
 #[derive(Debug)]
@@ -80,6 +81,9 @@ pub enum ApiError {
     OAuthRefused,
     OAuthEmailMismatch,
     ProviderUnreachable,
+    /// A browser OAuth sign-in that cannot go on: its reason is told (none is about an
+    /// account).
+    OAuthBrowserSignIn(BrowserSignInProblem),
     Overloaded,
     Draining,
     Timeout,
@@ -386,6 +390,14 @@ impl ApiError {
                 50304,
                 "the OAuth provider cannot be reached; retry shortly".into(),
             ),
+            ApiError::OAuthBrowserSignIn(problem) => {
+                context.insert("reason".into(), json!(problem.name()));
+                (
+                    StatusCode::BAD_REQUEST,
+                    40008,
+                    "the sign-in with the provider cannot go on; start it again".into(),
+                )
+            }
             ApiError::TooManyRequests(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 42900,
@@ -478,6 +490,8 @@ impl From<AuthError> for ApiError {
             AuthError::OAuthRefused(_) => ApiError::OAuthRefused,
             AuthError::OAuthEmailMismatch => ApiError::OAuthEmailMismatch,
             AuthError::ProviderUnreachable => ApiError::ProviderUnreachable,
+            AuthError::OAuthBrowserSignIn(BrowserSignInProblem::NotOffered) => ApiError::NotFound,
+            AuthError::OAuthBrowserSignIn(problem) => ApiError::OAuthBrowserSignIn(problem),
             AuthError::Store(error) => ApiError::Internal(error.to_string()),
             AuthError::Internal(message) => ApiError::Internal(message),
         }

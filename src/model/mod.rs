@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod email_address;
 pub mod net;
+pub mod oauth_browser;
 pub mod passkey;
 mod permission;
 pub mod second_factor;

@@ -178,6 +178,22 @@ mod tests {
         store
             .insert_passkey_challenge(&challenge(PasskeyChallengeKind::UserAssertion), 10, NOW)
             .unwrap();
+        // A browser OAuth sign-in waiting for its callback.
+        store
+            .insert_oauth_browser_state(
+                crate::model::oauth_browser::OAuthStateHash([9; 32]),
+                &crate::model::oauth_browser::OAuthBrowserState {
+                    provider: "provider".to_owned(),
+                    browser_binding_hash: [8; 32],
+                    nonce: crate::model::Secret::new("nonce".to_owned()),
+                    pkce_verifier: crate::model::Secret::new("verifier".to_owned()),
+                    return_url: None,
+                    expires_at: NOW + 600,
+                },
+                10,
+                NOW,
+            )
+            .unwrap();
 
         let counts = row_counts(&store.database);
         assert_eq!(counts.len(), ALL_TABLES.len());

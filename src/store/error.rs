@@ -41,6 +41,9 @@ pub enum StoreError {
     /// As many ceremonies are open as the store keeps, even after purging the expired.
     #[error("too many passkey ceremonies are open")]
     TooManyPasskeyChallenges,
+    /// As many browser OAuth sign-ins are started as the store keeps, even after purging.
+    #[error("too many browser OAuth sign-ins are started")]
+    TooManyOAuthBrowserStates,
     #[error("the store file {path} is held by another process")]
     Locked { path: String },
     #[error("the store file {path} could not be prepared: {source}")]

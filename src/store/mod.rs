@@ -9,6 +9,7 @@ mod backup;
 mod error;
 mod identities;
 mod mail_queue;
+mod oauth_browser_states;
 mod passkeys;
 mod record;
 mod second_factors;

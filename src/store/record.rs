@@ -12,6 +12,7 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 
+use crate::model::oauth_browser::OAuthBrowserState;
 use crate::model::passkey::{
     Passkey, PasskeyChallenge, PasskeyChallengeId, PasskeyChallengeKind, PasskeyId,
 };
@@ -20,8 +21,9 @@ use crate::model::second_factor::{
     TOTP_SECRET_BYTES, TotpSecret,
 };
 use crate::model::{
-    ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Session, SessionId,
-    SessionKind, SigningKeyStatus, Status, TokenMaker, UaType, UnixSeconds, User, UserId,
+    ApiToken, EmailTokenPurpose, PasswordHashString, PermissionSet, Role, Secret, Session,
+    SessionId, SessionKind, SigningKeyStatus, Status, TokenMaker, UaType, UnixSeconds, User,
+    UserId,
 };
 use crate::store::StoreError;
 
@@ -584,6 +586,47 @@ impl PasskeyChallengeRecord {
             },
             expires_at: self.expires_at,
             state: Base64UrlUnpadded::decode_vec(&self.state).map_err(|_| corrupt())?,
+        })
+    }
+}
+
+/// A started browser OAuth sign-in (`model::oauth_browser`), keyed by its state's hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OAuthBrowserStateRecord {
+    pub v: u8,
+    pub provider: String,
+    /// SHA-256 of the browser-binding cookie, base64url.
+    pub browser: String,
+    pub nonce: String,
+    pub verifier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
+    pub expires_at: UnixSeconds,
+}
+
+impl OAuthBrowserStateRecord {
+    pub fn from_state(state: &OAuthBrowserState) -> OAuthBrowserStateRecord {
+        OAuthBrowserStateRecord {
+            v: RECORD_VERSION,
+            provider: state.provider.clone(),
+            browser: Base64UrlUnpadded::encode_string(&state.browser_binding_hash),
+            nonce: state.nonce.expose_secret().clone(),
+            verifier: state.pkce_verifier.expose_secret().clone(),
+            return_url: state.return_url.clone(),
+            expires_at: state.expires_at,
+        }
+    }
+
+    pub fn into_state(self) -> Result<OAuthBrowserState, StoreError> {
+        let corrupt = || StoreError::CorruptRecord("oauth browser state");
+        let bytes = Base64UrlUnpadded::decode_vec(&self.browser).map_err(|_| corrupt())?;
+        Ok(OAuthBrowserState {
+            provider: self.provider,
+            browser_binding_hash: bytes.try_into().map_err(|_| corrupt())?,
+            nonce: Secret::new(self.nonce),
+            pkce_verifier: Secret::new(self.verifier),
+            return_url: self.return_url,
+            expires_at: self.expires_at,
         })
     }
 }
@@ -1367,6 +1410,17 @@ mod tests {
                 last_accepted_step: 9,
             },
             r#"{"v":1,"secret_hex":"0000000000000000000000000000000000000000","enabled_at":5,"last_accepted_step":9}"#,
+        );
+        same_json(
+            &OAuthBrowserStateRecord::from_state(&OAuthBrowserState {
+                provider: "idp".to_owned(),
+                browser_binding_hash: [0; 32],
+                nonce: Secret::new("n".to_owned()),
+                pkce_verifier: Secret::new("v".to_owned()),
+                return_url: Some("/account".to_owned()),
+                expires_at: 600,
+            }),
+            r#"{"v":1,"provider":"idp","browser":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","nonce":"n","verifier":"v","return_url":"/account","expires_at":600}"#,
         );
         same_json(
             &PendingTotpRecord {

@@ -93,6 +93,13 @@ pub(super) const CHALLENGEID_PASSKEYCHALLENGE: TableDefinition<u128, &[u8]> =
 /// The challenges by expiry, for the purge.
 pub(super) const EXPIRE_PASSKEYCHALLENGEID: TableDefinition<(i64, u128), ()> =
     TableDefinition::new("expire_passkeychallengeid");
+/// Started browser OAuth sign-ins by the SHA-256 of their `state`, as
+/// `OAuthBrowserStateRecord`s, until the callback takes them or the purge does.
+pub(super) const STATEHASH_OAUTHBROWSERSTATE: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("statehash_oauthbrowserstate");
+/// The started browser OAuth sign-ins by expiry, for the purge.
+pub(super) const EXPIRE_OAUTHSTATEHASH: TableDefinition<(i64, &[u8]), ()> =
+    TableDefinition::new("expire_oauthstatehash");
 
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(super) const META_NEXT_USER_ID: &str = "next_user_id";
@@ -140,7 +147,7 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
 
 /// Every table of the file: `open` creates each and `backup_to` copies each. A table missing
 /// here would be absent from new files and lost by backups, which the tests below refuse.
-pub(super) static ALL_TABLES: [&dyn StoreTable; 28] = [
+pub(super) static ALL_TABLES: [&dyn StoreTable; 30] = [
     &META,
     &META_TEXT,
     &USERID_USER,
@@ -169,6 +176,8 @@ pub(super) static ALL_TABLES: [&dyn StoreTable; 28] = [
     &USERID_PASSKEYID,
     &CHALLENGEID_PASSKEYCHALLENGE,
     &EXPIRE_PASSKEYCHALLENGEID,
+    &STATEHASH_OAUTHBROWSERSTATE,
+    &EXPIRE_OAUTHSTATEHASH,
 ];
 
 #[cfg(test)]
@@ -208,6 +217,7 @@ mod tests {
                 "created_unproved_userid",
                 "credentialid_passkeyid",
                 "email_userid",
+                "expire_oauthstatehash",
                 "expire_passkeychallengeid",
                 "expire_sessionid",
                 "expire_tokenhash",
@@ -221,6 +231,7 @@ mod tests {
                 "passkeyid_passkey",
                 "providersubject_identity",
                 "sessionid_session",
+                "statehash_oauthbrowserstate",
                 "tokenhash_apitoken",
                 "tokenhash_emailtoken",
                 "userid_emailtokenhash",

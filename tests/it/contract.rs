@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use latchkey::http::Route;
+use latchkey::http::pages::PageRoute;
 
 use crate::support::TestServer;
 
@@ -41,6 +42,18 @@ async fn the_served_document_lists_exactly_the_routes_and_their_methods() {
                 )
             })
         })
+        .chain(
+            // The browser OAuth routes live under the API's prefix, served with the pages.
+            PageRoute::ALL
+                .iter()
+                .filter(|page| page.path().starts_with("/frontend/api/v1/"))
+                .flat_map(|page| {
+                    page.methods()
+                        .split(", ")
+                        .filter(|method| *method != "HEAD")
+                        .map(move |method| (page.path().to_owned(), method.to_owned()))
+                }),
+        )
         .collect();
     assert_eq!(documented, routed);
 

@@ -2,7 +2,11 @@
 //! key (a test-only key committed as `tests/fixtures/oauth/rsa-2048.pem`), P-256 and Ed25519
 //! keys made for each run, a discovery document, a JWKS endpoint, an RFC 7662 introspection
 //! endpoint and a userinfo endpoint, each counting its calls. It can publish and withdraw
-//! keys (a rotation), hang, or stop.
+//! keys (a rotation), hang, or stop. For the browser sign-in it has an authorization
+//! endpoint that approves at once for the account set with `sign_in_as` (or declines), and
+//! a token endpoint that checks the client's secret, the PKCE verifier and the
+//! `redirect_uri`, and answers an ID token (with the nonce, without the email: a conformant
+//! provider puts that in userinfo) and an access token for userinfo.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -108,8 +112,24 @@ pub struct AccessTokenGrant {
     pub userinfo: Value,
 }
 
+/// A code the authorization endpoint gave out, waiting for the token endpoint.
+struct PendingCode {
+    code_challenge: String,
+    redirect_uri: String,
+    nonce: Option<String>,
+    account: Value,
+}
+
 #[derive(Default)]
 struct ProviderState {
+    /// Signs the ID tokens of the browser sign-in: the same key as `TestProvider::rsa`.
+    id_token_key: Option<Arc<TestKey>>,
+    /// The account the authorization endpoint signs in (`sub`, `email`, `email_verified`).
+    signed_in_account: Option<Value>,
+    /// The authorization endpoint answers `error=access_denied`.
+    declining: bool,
+    codes: HashMap<String, PendingCode>,
+    token_requests: usize,
     issuer: String,
     published: Vec<Value>,
     access_tokens: HashMap<String, AccessTokenGrant>,
@@ -142,6 +162,7 @@ impl TestProvider {
         let state = Arc::new(Mutex::new(ProviderState {
             issuer: format!("http://{address}"),
             published: vec![rsa.jwk(), p256.jwk(), ed25519.jwk()],
+            id_token_key: Some(Arc::new(TestKey::rsa("rsa-1"))),
             ..ProviderState::default()
         }));
         let served = Arc::clone(&state);
@@ -212,6 +233,24 @@ impl TestProvider {
         self.state.lock().unwrap().hanging = true;
     }
 
+    /// The account the authorization endpoint approves from now on.
+    pub fn sign_in_as(&self, subject: &str, email: &str, email_verified: bool) {
+        self.state.lock().unwrap().signed_in_account = Some(json!({
+            "sub": subject,
+            "email": email,
+            "email_verified": email_verified,
+        }));
+    }
+
+    /// The authorization endpoint answers `error=access_denied` from now on.
+    pub fn decline(&self) {
+        self.state.lock().unwrap().declining = true;
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.state.lock().unwrap().token_requests
+    }
+
     pub fn jwks_requests(&self) -> usize {
         self.state.lock().unwrap().jwks_requests
     }
@@ -254,6 +293,20 @@ impl TestProvider {
             issuer: Some(self.issuer()),
             audiences: vec![CLIENT_ID.to_owned()],
             jwks_url: Some(self.url("/jwks")),
+            ..OAuthProviderConfig::default()
+        }
+    }
+
+    /// An `oidc` provider named `name` that signs people in from the browser: its
+    /// endpoints discovered, its secret given.
+    pub fn browser_config(&self, name: &str) -> OAuthProviderConfig {
+        OAuthProviderConfig {
+            name: name.to_owned(),
+            kind: OAuthProviderKind::Oidc,
+            issuer: Some(self.issuer()),
+            client_id: Some(CLIENT_ID.to_owned()),
+            client_secret: Some(latchkey::model::Secret::new(CLIENT_SECRET.to_owned())),
+            display_name: Some("Test Provider".to_owned()),
             ..OAuthProviderConfig::default()
         }
     }
@@ -303,12 +356,124 @@ async fn answer(
                 "jwks_uri": format!("{}/jwks", state.issuer),
                 "userinfo_endpoint": format!("{}/userinfo", state.issuer),
                 "introspection_endpoint": format!("{}/introspect", state.issuer),
+                "authorization_endpoint": format!("{}/authorize", state.issuer),
+                "token_endpoint": format!("{}/token", state.issuer),
                 "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
             }),
         ),
         (&Method::GET, "/jwks") => {
             state.jwks_requests += 1;
             json_answer(StatusCode::OK, &json!({ "keys": state.published }))
+        }
+        (&Method::GET, "/authorize") => {
+            let query: HashMap<String, String> =
+                form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let field = |name: &str| query.get(name).cloned().unwrap_or_default();
+            let redirect_uri = field("redirect_uri");
+            let state_sent = field("state");
+            let refusal = if field("client_id") != CLIENT_ID {
+                Some("unauthorized_client")
+            } else if field("response_type") != "code"
+                || field("code_challenge_method") != "S256"
+                || field("code_challenge").len() != 43
+            {
+                Some("invalid_request")
+            } else if state.declining || state.signed_in_account.is_none() {
+                Some("access_denied")
+            } else {
+                None
+            };
+            let back = match refusal {
+                Some(error) => form_urlencoded::Serializer::new(String::new())
+                    .append_pair("error", error)
+                    .append_pair("state", &state_sent)
+                    .append_pair("iss", &state.issuer)
+                    .finish(),
+                None => {
+                    let code = STANDARD
+                        .encode(random_bytes())
+                        .replace(['+', '/', '='], "x");
+                    let pending = PendingCode {
+                        code_challenge: field("code_challenge"),
+                        redirect_uri: redirect_uri.clone(),
+                        nonce: query.get("nonce").cloned(),
+                        account: state.signed_in_account.clone().unwrap(),
+                    };
+                    state.codes.insert(code.clone(), pending);
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("code", &code)
+                        .append_pair("state", &state_sent)
+                        .append_pair("iss", &state.issuer)
+                        .finish()
+                }
+            };
+            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::FOUND;
+            response.headers_mut().insert(
+                hyper::header::LOCATION,
+                format!("{redirect_uri}?{back}").parse().unwrap(),
+            );
+            response
+        }
+        (&Method::POST, "/token") => {
+            state.token_requests += 1;
+            let expected = format!(
+                "Basic {}",
+                STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+            );
+            if header("authorization") != expected {
+                return json_answer(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": "invalid_client"}),
+                );
+            }
+            let form: HashMap<String, String> =
+                form_urlencoded::parse(&body).into_owned().collect();
+            let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+            let Some(pending) = state.codes.remove(&field("code")) else {
+                return json_answer(StatusCode::BAD_REQUEST, &json!({"error": "invalid_grant"}));
+            };
+            let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                <sha2::Sha256 as sha2::Digest>::digest(field("code_verifier").as_bytes()),
+            );
+            if field("grant_type") != "authorization_code"
+                || challenge != pending.code_challenge
+                || field("redirect_uri") != pending.redirect_uri
+            {
+                return json_answer(StatusCode::BAD_REQUEST, &json!({"error": "invalid_grant"}));
+            }
+            let access_token = STANDARD.encode(random_bytes());
+            state.access_tokens.insert(
+                access_token.clone(),
+                AccessTokenGrant {
+                    client_id: CLIENT_ID.to_owned(),
+                    active: true,
+                    userinfo: pending.account.clone(),
+                },
+            );
+            let now = now_unix_seconds();
+            let mut claims = json!({
+                "iss": state.issuer,
+                "aud": CLIENT_ID,
+                "sub": pending.account["sub"],
+                "iat": now,
+                "exp": now + 600,
+            });
+            if let Some(nonce) = pending.nonce {
+                claims["nonce"] = json!(nonce);
+            }
+            let id_token = state.id_token_key.as_ref().unwrap().sign(&claims);
+            json_answer(
+                StatusCode::OK,
+                &json!({
+                    "access_token": access_token,
+                    "token_type": "Bearer",
+                    "expires_in": 600,
+                    "id_token": id_token,
+                }),
+            )
         }
         (&Method::POST, "/introspect") => {
             state.introspection_requests += 1;

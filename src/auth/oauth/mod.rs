@@ -42,6 +42,8 @@ use crate::model::second_factor::FirstFactor;
 use crate::model::{NewUser, OAuthIdentity, Role, Status, User};
 use crate::store::{IdentityLink, StoreError};
 
+pub mod browser;
+mod code_exchange;
 pub mod jwks;
 pub mod provider;
 
@@ -118,7 +120,7 @@ pub struct OAuthCheck {
 }
 
 /// Who a verified provider account signs in as, decided from one look at the store.
-enum Resolution {
+pub(crate) enum Resolution {
     Linked(User),
     LinkByEmail(User),
     NewAccount(NewUser),
@@ -151,7 +153,7 @@ fn may_link_by_email(user: &User) -> Result<(), &'static str> {
 
 /// Who a verified provider account signs in as, from one look at the store. Every refusal is
 /// `OAuthRefused`, which reads the same to the client whatever its reason.
-fn resolve(
+pub(crate) fn resolve(
     app: &App,
     provider: &Provider,
     account: &ProviderAccount,
@@ -194,14 +196,24 @@ pub async fn oauth_sign_in(
     request: OAuthSignInRequest,
 ) -> Result<OAuthSignInOutcome, AuthError> {
     let network = request.client.network();
+    throttled_attempt(app, &network, sign_in_or_check(app, request)).await
+}
+
+/// Runs one OAuth sign-in attempt of a client network: refused at once when the network's
+/// bucket is empty, counted, and drained by a failure (`is_failed_attempt`).
+pub(crate) async fn throttled_attempt(
+    app: &App,
+    network: &str,
+    attempt: impl std::future::Future<Output = Result<OAuthSignInOutcome, AuthError>>,
+) -> Result<OAuthSignInOutcome, AuthError> {
     app.throttle
-        .check_network(&network, app.clock.since_start_seconds())
+        .check_network(network, app.clock.since_start_seconds())
         .map_err(|retry| {
             app.sign_in_counts
                 .record(SignInMethod::OAuth, AttemptOutcome::Throttled);
             AuthError::TooManyAttempts(retry.0)
         })?;
-    let outcome = sign_in_or_check(app, request).await;
+    let outcome = attempt.await;
     // A `check-auth` signs nobody in, so it is not counted as a sign-in.
     match &outcome {
         Ok(OAuthSignInOutcome::Checked(_)) => {}
@@ -212,7 +224,7 @@ pub async fn oauth_sign_in(
     }
     if is_failed_attempt(&outcome) {
         app.throttle
-            .record_network_failure(&network, app.clock.since_start_seconds());
+            .record_network_failure(network, app.clock.since_start_seconds());
     }
     outcome
 }
@@ -246,6 +258,7 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::InvalidProviderToken(_)
             | AuthError::OAuthRefused(_)
             | AuthError::OAuthEmailMismatch
+            | AuthError::OAuthBrowserSignIn(_)
             | AuthError::PasskeyChallenge(_)
             | AuthError::PasskeyNotVerified(_)
             | AuthError::PasskeyRefused(_) => true,
@@ -277,6 +290,31 @@ async fn sign_in_or_check(
         return check_verdict(app, &request, verdict);
     }
     let (account, resolution) = verdict?;
+    let opening = SignInRequestParts {
+        long_term_token: request.long_term_token,
+        logout_other: request.logout_other,
+        client: request.client,
+    };
+    sign_in_resolved(app, provider, account, resolution, opening).await
+}
+
+/// What a sign-in's session is opened with, besides its account.
+pub(crate) struct SignInRequestParts {
+    pub(crate) long_term_token: bool,
+    pub(crate) logout_other: bool,
+    pub(crate) client: ClientInfo,
+}
+
+/// Signs a verified provider account in as `resolve` decided: links or creates the account
+/// when it must (checking the rule again in the transaction that writes), then opens the
+/// session like a password sign-in, with the second-factor gate.
+pub(crate) async fn sign_in_resolved(
+    app: &App,
+    provider: &Provider,
+    account: ProviderAccount,
+    resolution: Resolution,
+    request: SignInRequestParts,
+) -> Result<OAuthSignInOutcome, AuthError> {
     let name = provider.config.name.as_str();
     let subject = account.subject.clone();
     let now = app.clock.now_unix_seconds();

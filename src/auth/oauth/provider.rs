@@ -19,6 +19,7 @@ use crate::auth::oauth::{ProviderToken, lock};
 use crate::config::{
     OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem, RefusedOAuthSetting,
 };
+use crate::model::Secret;
 use crate::model::clock::Clock;
 use crate::model::email_address::EmailAddress;
 use crate::model::net::parse_provider_url;
@@ -32,7 +33,7 @@ const SUBJECT_MAX_CHARACTERS: usize = 255;
 /// The configured providers and their key caches, with the shared HTTP client: built once.
 pub struct OAuthProviders {
     providers: Vec<Provider>,
-    http_client: reqwest::Client,
+    pub(super) http_client: reqwest::Client,
     /// Time allowed for each call to a provider.
     call_timeout: Duration,
     leeway_seconds: u64,
@@ -60,6 +61,13 @@ pub enum OAuthSetupError {
         name: String,
         source: KeyFileError,
     },
+    #[error("oauth provider {name:?}: client_secret_file {path}: {problem}")]
+    UnreadableSecretFile {
+        index: usize,
+        name: String,
+        path: String,
+        problem: String,
+    },
 }
 
 impl OAuthSetupError {
@@ -70,6 +78,9 @@ impl OAuthSetupError {
             OAuthSetupError::UnreadableKeyFile { index, .. } => {
                 format!("oauth.providers[{index}].jwks_file")
             }
+            OAuthSetupError::UnreadableSecretFile { index, .. } => {
+                format!("oauth.providers[{index}].client_secret_file")
+            }
         }
     }
 }
@@ -79,6 +90,19 @@ pub struct Provider {
     /// OIDC: the accepted `aud` values.
     audiences: Vec<String>,
     keys: ProviderKeys,
+    /// `client_secret`, or the content of `client_secret_file`.
+    pub(super) client_secret: Option<Secret<String>>,
+    /// OIDC: the issuer's discovery document, fetched once when first needed.
+    discovered: Mutex<Option<Arc<DiscoveredEndpoints>>>,
+}
+
+/// What this server uses of an issuer's `/.well-known/openid-configuration`.
+#[derive(Debug)]
+pub struct DiscoveredEndpoints {
+    pub jwks_url: Option<url::Url>,
+    pub authorization_url: Option<url::Url>,
+    pub token_url: Option<url::Url>,
+    pub userinfo_url: Option<url::Url>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -102,7 +126,6 @@ enum ProviderKeys {
 struct FetchedKeys {
     /// `jwks_url`; `None`: the `jwks_uri` of the issuer's discovery document.
     configured_url: Option<url::Url>,
-    discovered_url: Mutex<Option<url::Url>>,
     cache: JwksCache,
 }
 
@@ -137,7 +160,6 @@ impl OAuthProviders {
                         )?)),
                         None => ProviderKeys::Fetched(Box::new(FetchedKeys {
                             configured_url: configured_jwks_url(index, provider_config)?,
-                            discovered_url: Mutex::new(None),
                             cache: JwksCache::default(),
                         })),
                     },
@@ -149,10 +171,23 @@ impl OAuthProviders {
                      issued to us, so a token any other app obtained signs its user in here"
                 );
             }
+            let client_secret = match &provider_config.client_secret_file {
+                Some(path) => Some(read_secret_file(path).map_err(|problem| {
+                    OAuthSetupError::UnreadableSecretFile {
+                        index,
+                        name: provider_config.name.clone(),
+                        path: path.display().to_string(),
+                        problem,
+                    }
+                })?),
+                None => provider_config.client_secret.clone(),
+            };
             providers.push(Provider {
                 audiences: provider_config.effective_audiences(),
                 config: provider_config.clone(),
                 keys,
+                client_secret,
+                discovered: Mutex::new(None),
             });
         }
         Ok(OAuthProviders {
@@ -168,6 +203,13 @@ impl OAuthProviders {
         self.providers
             .iter()
             .find(|provider| provider.config.name == name)
+    }
+
+    /// The providers people sign in with from the browser, in the configuration's order.
+    pub fn browser_providers(&self) -> impl Iterator<Item = &Provider> {
+        self.providers
+            .iter()
+            .filter(|provider| provider.config.offers_browser_sign_in())
     }
 
     /// Verifies a token with its provider and reads the account it stands for. `clock` is
@@ -189,7 +231,7 @@ impl OAuthProviders {
         provider_account(&provider.config, &claims)
     }
 
-    async fn verify_id_token(
+    pub(super) async fn verify_id_token(
         &self,
         provider: &Provider,
         token: &str,
@@ -272,7 +314,16 @@ impl OAuthProviders {
     ) -> Result<KeySet, AuthError> {
         let jwks_url = match &fetched.configured_url {
             Some(url) => url.clone(),
-            None => self.discovered_jwks_url(provider, fetched).await?,
+            None => match &self.discovered_endpoints(provider).await?.jwks_url {
+                Some(url) => url.clone(),
+                None => {
+                    tracing::warn!(
+                        provider = provider.config.name,
+                        "the discovery document names no jwks_uri"
+                    );
+                    return Err(AuthError::ProviderUnreachable);
+                }
+            },
         };
         let request = self
             .http_client
@@ -288,14 +339,14 @@ impl OAuthProviders {
         })
     }
 
-    /// The `jwks_uri` of `<issuer>/.well-known/openid-configuration`, fetched once.
-    async fn discovered_jwks_url(
+    /// The endpoints of `<issuer>/.well-known/openid-configuration`, fetched once (a failed
+    /// fetch is tried again at the next need). Its `issuer` must be the configured one.
+    pub(super) async fn discovered_endpoints(
         &self,
         provider: &Provider,
-        fetched: &FetchedKeys,
-    ) -> Result<url::Url, AuthError> {
-        if let Some(url) = lock(&fetched.discovered_url).clone() {
-            return Ok(url);
+    ) -> Result<Arc<DiscoveredEndpoints>, AuthError> {
+        if let Some(endpoints) = lock(&provider.discovered).clone() {
+            return Ok(endpoints);
         }
         let name = &provider.config.name;
         let issuer = provider.config.issuer.as_deref().unwrap_or_default();
@@ -318,15 +369,23 @@ impl OAuthProviders {
         if document.get("issuer").and_then(Value::as_str) != Some(issuer) {
             return Err(misconfigured("its issuer is not the configured one"));
         }
-        let jwks_url = document
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| misconfigured("no jwks_uri"))
-            .and_then(|text| {
-                parse_provider_url(text).map_err(|error| misconfigured(&error.to_string()))
-            })?;
-        *lock(&fetched.discovered_url) = Some(jwks_url.clone());
-        Ok(jwks_url)
+        let endpoint = |member: &str| -> Result<Option<url::Url>, AuthError> {
+            match document.get(member) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => parse_provider_url(text)
+                    .map(Some)
+                    .map_err(|error| misconfigured(&format!("{member}: {error}"))),
+                Some(_) => Err(misconfigured(&format!("{member} is not a string"))),
+            }
+        };
+        let endpoints = Arc::new(DiscoveredEndpoints {
+            jwks_url: endpoint("jwks_uri")?,
+            authorization_url: endpoint("authorization_endpoint")?,
+            token_url: endpoint("token_endpoint")?,
+            userinfo_url: endpoint("userinfo_endpoint")?,
+        });
+        *lock(&provider.discovered) = Some(Arc::clone(&endpoints));
+        Ok(endpoints)
     }
 
     /// Introspects an access token (when configured), then asks the userinfo URL whose it is.
@@ -337,6 +396,12 @@ impl OAuthProviders {
     ) -> Result<Map<String, Value>, AuthError> {
         let config = &provider.config;
         let name = &config.name;
+        if config.introspection_url.is_none() && !config.allow_unbound_tokens {
+            // A browser-only provider: its access tokens come from our own code exchange.
+            return Err(AuthError::InvalidProviderToken(
+                "this provider signs in from the browser only",
+            ));
+        }
         if let Some(introspection_url) = &config.introspection_url {
             let client_id = config.client_id.as_deref().unwrap_or_default();
             let mut form = vec![("token", token), ("token_type_hint", "access_token")];
@@ -344,7 +409,7 @@ impl OAuthProviders {
                 .http_client
                 .post(introspection_url)
                 .header(reqwest::header::ACCEPT, "application/json");
-            match &config.client_secret {
+            match &provider.client_secret {
                 Some(secret) => {
                     request = request.basic_auth(client_id, Some(secret.expose_secret()));
                 }
@@ -375,6 +440,17 @@ impl OAuthProviders {
             }
         }
         let userinfo_url = config.userinfo_url.as_deref().unwrap_or_default();
+        self.userinfo(provider, userinfo_url, token).await
+    }
+
+    /// The account a userinfo URL answers for an access token, as a JSON object.
+    pub(super) async fn userinfo(
+        &self,
+        provider: &Provider,
+        userinfo_url: &str,
+        token: &str,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let name = &provider.config.name;
         let request = self
             .http_client
             .get(userinfo_url)
@@ -393,7 +469,7 @@ impl OAuthProviders {
     /// Sends one request, within `[oauth] provider_timeout_seconds`, and reads a JSON answer
     /// of bounded size. A failure to connect, a timeout or a body that is not JSON is
     /// `ProviderUnreachable`, logged without secrets.
-    async fn call(
+    pub(super) async fn call(
         &self,
         provider_name: &str,
         what: &'static str,
@@ -440,6 +516,17 @@ impl OAuthProviders {
     }
 }
 
+/// A client secret from its file: the whole file, surrounding whitespace dropped; an empty
+/// one is refused.
+fn read_secret_file(path: &std::path::Path) -> Result<Secret<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| error.to_string())?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err("the file is empty".to_owned());
+    }
+    Ok(Secret::new(secret.to_owned()))
+}
+
 /// The configured `jwks_url`, parsed; `OAuthConfig::check` has already accepted it.
 fn configured_jwks_url(
     index: usize,
@@ -460,7 +547,7 @@ fn configured_jwks_url(
     })
 }
 
-fn unreachable(provider_name: &str, what: &'static str, status: u16) -> AuthError {
+pub(super) fn unreachable(provider_name: &str, what: &'static str, status: u16) -> AuthError {
     tracing::warn!(
         provider = provider_name,
         call = what,
@@ -485,7 +572,7 @@ fn id_token_problem(error: &jsonwebtoken::errors::Error) -> &'static str {
 }
 
 /// Reads subject, email and email verification from the provider's claims or userinfo.
-fn provider_account(
+pub(super) fn provider_account(
     config: &OAuthProviderConfig,
     claims: &Map<String, Value>,
 ) -> Result<ProviderAccount, AuthError> {
@@ -566,6 +653,34 @@ mod tests {
             account.email.unwrap().normalized,
             "ada@xn--bcher-kva.example"
         );
+    }
+
+    #[test]
+    fn a_client_secret_file_is_read_at_start_and_an_empty_one_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("secret");
+        std::fs::write(&path, "  from-a-file\n").unwrap();
+        let provider_config = OAuthProviderConfig {
+            name: "files".to_owned(),
+            issuer: Some("https://idp.example.com".to_owned()),
+            client_id: Some("latchkey".to_owned()),
+            client_secret_file: Some(path.clone()),
+            ..OAuthProviderConfig::default()
+        };
+        let config = OAuthConfig {
+            providers: vec![provider_config],
+            ..OAuthConfig::default()
+        };
+        let providers = OAuthProviders::new(&config, reqwest::Client::new()).unwrap();
+        let provider = providers.provider("files").unwrap();
+        assert_eq!(
+            provider.client_secret.as_ref().unwrap().expose_secret(),
+            "from-a-file"
+        );
+        assert_eq!(providers.browser_providers().count(), 1);
+        std::fs::write(&path, "\n").unwrap();
+        let error = OAuthProviders::new(&config, reqwest::Client::new()).unwrap_err();
+        assert_eq!(error.key(), "oauth.providers[0].client_secret_file");
     }
 
     #[test]

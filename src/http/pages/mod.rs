@@ -8,6 +8,7 @@ mod account;
 mod assets;
 mod csrf;
 mod form;
+mod oauth_browser;
 mod password_reset;
 pub mod qr_code;
 mod render;
@@ -52,6 +53,8 @@ pub enum PageRoute {
     AccountTotpDisable,
     AccountRecoveryCodes,
     AccountPasskeyDelete,
+    OAuthStart,
+    OAuthCallback,
     Stylesheet,
     OperatorStylesheet,
     Icon,
@@ -59,7 +62,7 @@ pub enum PageRoute {
 }
 
 impl PageRoute {
-    pub const ALL: [PageRoute; 23] = [
+    pub const ALL: [PageRoute; 25] = [
         PageRoute::SignIn,
         PageRoute::SecondFactor,
         PageRoute::SignUp,
@@ -79,6 +82,8 @@ impl PageRoute {
         PageRoute::AccountTotpDisable,
         PageRoute::AccountRecoveryCodes,
         PageRoute::AccountPasskeyDelete,
+        PageRoute::OAuthStart,
+        PageRoute::OAuthCallback,
         PageRoute::Stylesheet,
         PageRoute::OperatorStylesheet,
         PageRoute::Icon,
@@ -107,6 +112,8 @@ impl PageRoute {
             PageRoute::AccountTotpDisable => "/account/totp/disable",
             PageRoute::AccountRecoveryCodes => "/account/recovery-codes",
             PageRoute::AccountPasskeyDelete => "/account/passkeys/delete",
+            PageRoute::OAuthStart => oauth_browser::START_TEMPLATE,
+            PageRoute::OAuthCallback => oauth_browser::CALLBACK_TEMPLATE,
             PageRoute::Stylesheet => assets::BUILT_IN_STYLESHEET_PATH,
             PageRoute::OperatorStylesheet => assets::OPERATOR_STYLESHEET_PATH,
             PageRoute::Icon => assets::ICON_PATH,
@@ -130,6 +137,8 @@ impl PageRoute {
             | PageRoute::AccountRecoveryCodes
             | PageRoute::AccountPasskeyDelete => "POST",
             PageRoute::Account
+            | PageRoute::OAuthStart
+            | PageRoute::OAuthCallback
             | PageRoute::Stylesheet
             | PageRoute::OperatorStylesheet
             | PageRoute::Icon
@@ -143,8 +152,15 @@ impl PageRoute {
         }
     }
 
-    /// The page at exactly this path (no trailing slash, no prefix match).
+    /// The page at exactly this path (no trailing slash, no prefix match); the browser
+    /// OAuth routes by their template, whatever provider they name.
     pub fn from_path(path: &str) -> Option<PageRoute> {
+        if let Some((step, _)) = oauth_browser::step_of_path(path) {
+            return Some(match step {
+                oauth_browser::OAuthBrowserStep::Start => PageRoute::OAuthStart,
+                oauth_browser::OAuthBrowserStep::Callback => PageRoute::OAuthCallback,
+            });
+        }
         PageRoute::ALL
             .into_iter()
             .find(|route| route.path() == path)
@@ -222,6 +238,12 @@ async fn run_page(
         (PageRoute::SecondFactor, &Method::GET) => second_factor::show(api, pages, request),
         (PageRoute::SecondFactor, &Method::POST) => {
             second_factor::submit(api, pages, request).await
+        }
+        (PageRoute::OAuthStart, &Method::GET) => {
+            Box::pin(oauth_browser::start(api, pages, request)).await
+        }
+        (PageRoute::OAuthCallback, &Method::GET) => {
+            Box::pin(oauth_browser::callback(api, pages, request)).await
         }
         (PageRoute::SignUp, &Method::GET) => sign_up::show(api, pages, request),
         (PageRoute::SignUp, &Method::POST) => sign_up::submit(api, pages, request).await,

@@ -13,6 +13,7 @@ use hyper::header::{
     RETRY_AFTER, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 
+use crate::auth::oauth::browser::BrowserSignInProblem;
 use crate::http::Api;
 use crate::http::error::ApiError;
 use crate::http::pages::csrf::BrowserBinding;
@@ -164,6 +165,29 @@ impl Problem {
                 "The anti-robot check did not pass. Please try again.".to_owned(),
             ),
             ApiError::NotFound => (None, "There is no page at this address.".to_owned()),
+            ApiError::OAuthBrowserSignIn(problem) => (
+                None,
+                match problem {
+                    BrowserSignInProblem::ProviderDeclined => "The sign-in was cancelled or refused at the provider. You can try again, or sign in another way.",
+                    BrowserSignInProblem::OtherBrowser => "This sign-in was started in another browser, or your browser did not keep its cookie. Start it again from this page.",
+                    BrowserSignInProblem::WrongIssuer => "The answer did not come from the provider this sign-in was started with. Start it again from this page.",
+                    BrowserSignInProblem::CodeRefused => "The provider did not confirm this sign-in. Start it again from this page.",
+                    BrowserSignInProblem::UnknownState | BrowserSignInProblem::NotOffered => "This sign-in link has expired or was used already. Start it again from this page.",
+                }
+                .to_owned(),
+            ),
+            ApiError::ProviderUnreachable => (
+                None,
+                "The sign-in provider cannot be reached right now. Please try again in a moment, or sign in another way.".to_owned(),
+            ),
+            ApiError::InvalidProviderToken => (
+                None,
+                "The provider's answer could not be verified, so you were not signed in. Start again from this page.".to_owned(),
+            ),
+            ApiError::OAuthRefused | ApiError::OAuthEmailMismatch => (
+                None,
+                "This provider account cannot sign in here. Sign in another way, or ask the administrator of this service for help.".to_owned(),
+            ),
             ApiError::MethodNotAllowed(_) => (
                 None,
                 "This page cannot be used that way. Open it from a link instead.".to_owned(),
@@ -296,7 +320,7 @@ pub fn html_page(
 
 /// The headers every page answer carries, redirects included (`finish_headers` adds the
 /// same to every answer; here they hold even if that changes).
-fn add_page_headers(response: &mut Response) {
+pub(super) fn add_page_headers(response: &mut Response) {
     let headers = response.headers_mut();
     headers
         .entry(CONTENT_SECURITY_POLICY)

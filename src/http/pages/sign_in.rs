@@ -13,6 +13,7 @@ use crate::http::error::ApiError;
 use crate::http::handlers::sign_in::{audited_sign_in, checked_return_url};
 use crate::http::pages::csrf::BrowserBinding;
 use crate::http::pages::form::{PageForm, checkbox, read_page_form};
+use crate::http::pages::oauth_browser;
 use crate::http::pages::render::{self, Layout, Problem, form_page};
 use crate::http::pages::second_factor::{self, PendingSignIn, SecondFactorMethods};
 use crate::http::pages::{Pages, page_identity, passkeys_available};
@@ -35,8 +36,28 @@ struct SignInPage {
     signup_open: bool,
     /// Whether the passkey button and autofill are offered (`public_url` is set).
     passkeys_available: bool,
+    /// "Sign in with <provider>" links, one per provider that offers the browser sign-in.
+    providers: Vec<ProviderButton>,
     /// Where the passkey script goes once signed in: `ret-url` (checked), else `/account`.
     destination: String,
+}
+
+/// One "Sign in with <provider>" link.
+struct ProviderButton {
+    shown_name: String,
+    start_url: String,
+}
+
+/// The sign-in links of the providers that offer the browser sign-in, carrying `ret-url`.
+fn provider_buttons(api: &Api, return_url: Option<&str>) -> Vec<ProviderButton> {
+    api.app
+        .oauth
+        .browser_providers()
+        .map(|provider| ProviderButton {
+            shown_name: provider.config.shown_name().to_owned(),
+            start_url: oauth_browser::start_path(&provider.config.name, return_url),
+        })
+        .collect()
 }
 
 impl SignInPage {
@@ -77,6 +98,7 @@ fn draw(
             .return_url
             .clone()
             .unwrap_or_else(|| DEFAULT_DESTINATION.to_owned()),
+        providers: provider_buttons(api, entered.return_url.as_deref()),
         return_url: entered.return_url,
         email: entered.email,
         long_term: entered.long_term,
@@ -184,6 +206,24 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             draw(api, pages, &browser, entered, Some(&error))
         }
     }
+}
+
+/// The sign-in page drawn with `error`'s problem and status: a browser OAuth sign-in that
+/// came back without signing in.
+pub fn draw_with_problem(
+    api: &Api,
+    pages: &Pages,
+    request: &Request,
+    return_url: Option<String>,
+    error: &ApiError,
+) -> Result<Response, ApiError> {
+    let browser = BrowserBinding::read_or_start(api, &request.parts)?;
+    let entered = Entered {
+        return_url,
+        email: String::new(),
+        long_term: false,
+    };
+    draw(api, pages, &browser, entered, Some(error))
 }
 
 /// The sign-in page drawn as the answer to a second step whose sign-in no longer waits
