@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::auth::after_answer::AfterAnswer;
 use crate::auth::maintenance;
+use crate::auth::oauth::browser as browser_oauth;
 use crate::auth::oauth::provider::OAuthProviders;
 use crate::auth::passkeys;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
@@ -50,6 +51,9 @@ pub struct App {
     pub passkeys: Result<RelyingParty, RelyingPartyUnavailable>,
     /// Limits started passkey ceremonies per client network.
     pub passkey_ceremony_limiter: PerKeyLimiter,
+    /// Limits started browser OAuth sign-ins per client network: each keeps a row of the
+    /// shared, capped table of states for ten minutes.
+    pub oauth_browser_start_limiter: PerKeyLimiter,
     /// The per-address work of reset and resend requests, run after their answer.
     pub after_answer: AfterAnswer,
     /// The tokens' `iss`: `public_url`'s origin, else `urn:latchkey:<store id>`. Never the
@@ -133,6 +137,12 @@ impl App {
                     .throttle
                     .enabled
                     .then_some(passkeys::CEREMONIES_PER_NETWORK),
+            ),
+            oauth_browser_start_limiter: PerKeyLimiter::new(
+                config
+                    .throttle
+                    .enabled
+                    .then_some(browser_oauth::STARTS_PER_NETWORK),
             ),
             after_answer: AfterAnswer::new(),
             sign_in_counts: SignInCounts::default(),

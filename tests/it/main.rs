@@ -20,6 +20,7 @@ mod decoding;
 mod doc_references;
 mod forward_auth;
 mod hardening;
+mod hostile_oauth_browser;
 mod hostile_second_factors;
 mod keys;
 mod mail_support;

@@ -128,6 +128,9 @@ struct ProviderState {
     signed_in_account: Option<Value>,
     /// The authorization endpoint answers `error=access_denied`.
     declining: bool,
+    /// Claims the browser sign-in's ID tokens carry besides `iss`, `aud`, `sub`, times and
+    /// the nonce (a provider that puts the email in the ID token too).
+    id_token_extra_claims: Option<Value>,
     codes: HashMap<String, PendingCode>,
     token_requests: usize,
     issuer: String,
@@ -240,6 +243,11 @@ impl TestProvider {
             "email": email,
             "email_verified": email_verified,
         }));
+    }
+
+    /// The browser sign-in's ID tokens carry `claims` too from now on.
+    pub fn put_in_id_tokens(&self, claims: Value) {
+        self.state.lock().unwrap().id_token_extra_claims = Some(claims);
     }
 
     /// The authorization endpoint answers `error=access_denied` from now on.
@@ -463,6 +471,11 @@ async fn answer(
             });
             if let Some(nonce) = pending.nonce {
                 claims["nonce"] = json!(nonce);
+            }
+            if let Some(Value::Object(extra)) = &state.id_token_extra_claims {
+                for (name, value) in extra {
+                    claims[name] = value.clone();
+                }
             }
             let id_token = state.id_token_key.as_ref().unwrap().sign(&claims);
             json_answer(

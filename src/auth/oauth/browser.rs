@@ -13,6 +13,7 @@ use crate::auth::oauth::code_exchange::{CodeExchange, Endpoint};
 use crate::auth::oauth::{
     OAuthSignInOutcome, SignInRequestParts, resolve, sign_in_resolved, throttled_attempt,
 };
+use crate::auth::rate_limit::PerKeyLimit;
 use crate::auth::{AuthError, ClientInfo, store_write};
 use crate::config::OAuthProviderKind;
 use crate::model::Secret;
@@ -51,6 +52,15 @@ impl BrowserSignInProblem {
         }
     }
 }
+
+/// Sign-ins one client network may start: 30 at once, refilled over a minute. Each start
+/// keeps a row for ten minutes in a table capped for everyone
+/// (`MAX_OPEN_OAUTH_BROWSER_STATES`), so one network holds at most about 330 of them and
+/// cannot lock every other browser out of signing in with a provider.
+pub const STARTS_PER_NETWORK: PerKeyLimit = PerKeyLimit {
+    requests: 30,
+    window_seconds: 60,
+};
 
 /// Random bytes in a state, nonce, PKCE verifier and browser-binding value.
 const RANDOM_BYTES: usize = 32;
@@ -106,8 +116,10 @@ fn is_well_formed_binding(value: &str) -> bool {
 /// `GET .../oauth/{provider}/start`: keeps the state and answers the provider's
 /// authorization URL. `return_url` is already checked by the ret-url rule; a well-formed
 /// `browser_binding` the browser holds is kept, so that two tabs may sign in at once.
+/// Limited per client network (`STARTS_PER_NETWORK`).
 pub async fn start(
     app: &App,
+    client: &ClientInfo,
     provider_name: &str,
     return_url: Option<String>,
     browser_binding: Option<Secret<String>>,
@@ -120,6 +132,9 @@ pub async fn start(
         .ok_or(AuthError::OAuthBrowserSignIn(
             BrowserSignInProblem::NotOffered,
         ))?;
+    app.oauth_browser_start_limiter
+        .take(&client.network(), app.clock.since_start_seconds())
+        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
     let mut authorization_url = app
         .oauth
         .endpoint(provider, Endpoint::Authorization)

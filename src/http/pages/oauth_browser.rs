@@ -155,6 +155,7 @@ pub async fn start(api: &Api, pages: &Pages, request: &Request) -> Result<Respon
     let binding = cookie_value(&request.parts, cookie_name(api))?.map(Secret::new);
     let started = browser::start(
         &api.app,
+        &request.client_info(api),
         &provider_name,
         return_url.clone(),
         binding,
