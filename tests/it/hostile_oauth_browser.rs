@@ -4,6 +4,8 @@
 //! token and its userinfo answer. The hand-made provider of `oauth_provider.rs` plays the
 //! provider.
 
+use latchkey::model::{Role, Status};
+
 use crate::oauth_provider::TestProvider;
 use crate::page_support::PageBrowser;
 use crate::support::{TestResponse, TestServer, page_request_to};
@@ -192,6 +194,71 @@ async fn an_attackers_callback_does_not_sign_the_victims_browser_in() {
         provider.token_requests(),
         0,
         "the attacker's code is never redeemed"
+    );
+    provider.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_email_in_the_id_token_takes_no_verification_from_userinfo_about_another_address() {
+    let provider = TestProvider::start().await;
+    // The ID token names the owner's address without saying it is verified; userinfo
+    // answers for another address, verified.
+    provider.sign_in_as("intruder", "intruder@example.com", true);
+    provider.put_in_id_tokens(serde_json::json!({"email": "owner@example.com"}));
+    let mut config = provider.browser_config("idp");
+    config.link_by_verified_email = true;
+    let server = TestServer::start_on_localhost(move |server_config| {
+        server_config.oauth.providers = vec![config];
+        server_config.signup.open = true;
+    })
+    .await;
+    let owner = server.add_user("owner@example.com", Role::User, Status::Active);
+    let mut browser = PageBrowser::new(&server);
+    let callback = to_provider_and_back(&mut browser, &provider, START).await;
+    let answer = browser.get(&callback).await;
+    assert!(
+        server
+            .app
+            .store
+            .identities_of_user(owner.id)
+            .unwrap()
+            .is_empty(),
+        "the owner's account was linked to the intruder's provider account ({})",
+        answer.status
+    );
+    // The owner's address is not verified by anyone: no account, no session.
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert!(!sets_session_cookie(&answer));
+
+    // The other way round: the ID token says "verified" without naming an address, and
+    // userinfo names the owner's address, unverified.
+    provider.sign_in_as("intruder", "owner@example.com", false);
+    provider.put_in_id_tokens(serde_json::json!({"email_verified": true}));
+    let mut browser = PageBrowser::new(&server);
+    let callback = to_provider_and_back(&mut browser, &provider, START).await;
+    let answer = browser.get(&callback).await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert!(!sets_session_cookie(&answer));
+    assert!(
+        server
+            .app
+            .store
+            .identities_of_user(owner.id)
+            .unwrap()
+            .is_empty()
+    );
+
+    // One answer naming the address and its verification together still links.
+    provider.sign_in_as("owner-at-idp", "owner@example.com", true);
+    provider.put_in_id_tokens(serde_json::json!({"email": "owner@example.com"}));
+    let mut browser = PageBrowser::new(&server);
+    let callback = to_provider_and_back(&mut browser, &provider, START).await;
+    let answer = browser.get(&callback).await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    assert_eq!(
+        server.app.store.identities_of_user(owner.id).unwrap().len(),
+        1
     );
     provider.stop().await;
     server.stop().await;

@@ -146,7 +146,8 @@ impl OAuthProviders {
 
     /// An ID token's claims, with the email and its verification read from userinfo when
     /// the token lacks them (a conformant provider puts them only there). Userinfo must
-    /// name the same subject; a claim the ID token has is never replaced.
+    /// name the same subject; a claim the ID token has is never replaced, and an address
+    /// is verified only by the answer that named it.
     async fn completed_from_userinfo(
         &self,
         provider: &Provider,
@@ -171,11 +172,25 @@ impl OAuthProviders {
         let Some(userinfo_url) = userinfo_url else {
             return Ok(claims);
         };
-        let userinfo = self.userinfo(provider, &userinfo_url, access_token).await?;
+        let mut userinfo = self.userinfo(provider, &userinfo_url, access_token).await?;
         if userinfo.get("sub") != claims.get("sub") {
             return Err(AuthError::InvalidProviderToken(
                 "userinfo names another subject than the ID token",
             ));
+        }
+        // An address and its verification come from the same answer: a verification is
+        // never lent to an address the other answer named.
+        match claims.get(&config.email_field) {
+            Some(id_token_email) => {
+                if userinfo.get(&config.email_field) != Some(id_token_email) {
+                    userinfo.remove(&config.email_verified_field);
+                }
+            }
+            None => {
+                if userinfo.contains_key(&config.email_field) {
+                    claims.remove(&config.email_verified_field);
+                }
+            }
         }
         for (name, value) in userinfo {
             claims.entry(name).or_insert(value);
