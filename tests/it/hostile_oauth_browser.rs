@@ -263,3 +263,48 @@ async fn an_email_in_the_id_token_takes_no_verification_from_userinfo_about_anot
     provider.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_id_token_issued_to_another_client_of_the_same_provider_signs_nobody_in() {
+    let provider = TestProvider::start().await;
+    provider.sign_in_as("subject-aud", "aud@example.com", true);
+    // The provider also serves a mobile app whose ID tokens `POST /auth/oauth-sign-in`
+    // accepts; the browser sign-in is ours alone (OpenID Connect Core 3.1.3.7).
+    let mut config = provider.browser_config("idp");
+    config.audiences = vec![
+        crate::oauth_provider::CLIENT_ID.to_owned(),
+        "mobile-app".to_owned(),
+    ];
+    let server = TestServer::start_on_localhost(move |server_config| {
+        server_config.oauth.providers = vec![config];
+        server_config.signup.open = true;
+    })
+    .await;
+    for claims in [
+        serde_json::json!({"aud": "mobile-app"}),
+        serde_json::json!({"aud": ["mobile-app", crate::oauth_provider::CLIENT_ID], "azp": "mobile-app"}),
+    ] {
+        provider.put_in_id_tokens(claims.clone());
+        let mut browser = PageBrowser::new(&server);
+        let callback = to_provider_and_back(&mut browser, &provider, START).await;
+        let answer = browser.get(&callback).await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{claims}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(!sets_session_cookie(&answer), "{claims}");
+    }
+    // Ours, named alone or with azp: signed in.
+    provider.put_in_id_tokens(serde_json::json!({
+        "aud": ["mobile-app", crate::oauth_provider::CLIENT_ID],
+        "azp": crate::oauth_provider::CLIENT_ID,
+    }));
+    let mut browser = PageBrowser::new(&server);
+    let callback = to_provider_and_back(&mut browser, &provider, START).await;
+    let answer = browser.get(&callback).await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    provider.stop().await;
+    server.stop().await;
+}

@@ -128,6 +128,11 @@ impl OAuthProviders {
                 if !nonce_matches {
                     return Err(AuthError::InvalidProviderToken("wrong nonce"));
                 }
+                if !is_issued_to(&claims, client_id) {
+                    return Err(AuthError::InvalidProviderToken(
+                        "the ID token is not issued to our client",
+                    ));
+                }
                 self.completed_from_userinfo(provider, claims, access_token)
                     .await?
             }
@@ -197,4 +202,22 @@ impl OAuthProviders {
         }
         Ok(claims)
     }
+}
+
+/// Whether an ID token of the code flow is ours (OpenID Connect Core 3.1.3.7): its `aud`
+/// names our `client_id`, and its `azp`, when present, is that `client_id`. The
+/// `audiences` a provider accepts for `POST /auth/oauth-sign-in` (a mobile app's, say) do
+/// not sign in through our own code exchange.
+fn is_issued_to(claims: &Map<String, Value>, client_id: &str) -> bool {
+    let audience_names_us = match claims.get("aud") {
+        Some(Value::String(audience)) => audience == client_id,
+        Some(Value::Array(audiences)) => audiences
+            .iter()
+            .any(|audience| audience.as_str() == Some(client_id)),
+        _ => false,
+    };
+    let authorized_party_is_us = claims
+        .get("azp")
+        .is_none_or(|party| party.as_str() == Some(client_id));
+    audience_names_us && authorized_party_is_us
 }
