@@ -308,3 +308,87 @@ async fn an_id_token_issued_to_another_client_of_the_same_provider_signs_nobody_
     provider.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_id_token_with_a_wrong_nonce_issuer_time_or_subject_signs_nobody_in() {
+    let provider = TestProvider::start().await;
+    provider.sign_in_as("subject-t", "tampered@example.com", true);
+    let server = server_with(&provider).await;
+    for claims in [
+        serde_json::json!({"nonce": "not-the-one-we-sent"}),
+        serde_json::json!({"nonce": null}),
+        serde_json::json!({"iss": "http://127.0.0.1:1"}),
+        serde_json::json!({"exp": 1_000_000}),
+        serde_json::json!({"iat": 99_999_999_999_u64}),
+        serde_json::json!({"aud": "someone-else"}),
+        // userinfo answers for `subject-t`: its email is not this subject's.
+        serde_json::json!({"sub": "another-subject"}),
+    ] {
+        provider.put_in_id_tokens(claims.clone());
+        let mut browser = PageBrowser::new(&server);
+        let callback = to_provider_and_back(&mut browser, &provider, START).await;
+        let answer = browser.get(&callback).await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{claims}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(!sets_session_cookie(&answer), "{claims}");
+    }
+    provider.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_or_pending_account_gets_no_session_from_the_callback() {
+    let provider = TestProvider::start().await;
+    let mut config = provider.browser_config("idp");
+    config.link_by_verified_email = true;
+    let server = TestServer::start_on_localhost(move |server_config| {
+        server_config.oauth.providers = vec![config];
+        server_config.signup.open = true;
+    })
+    .await;
+    for (email, status) in [
+        ("suspended@example.com", Status::Suspended),
+        ("pending@example.com", Status::Pending),
+    ] {
+        server.add_user(email, Role::User, status);
+        provider.sign_in_as(email, email, true);
+        let mut browser = PageBrowser::new(&server);
+        let callback = to_provider_and_back(&mut browser, &provider, START).await;
+        let answer = browser.get(&callback).await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{email}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(!sets_session_cookie(&answer), "{email}");
+    }
+    provider.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_start_keeps_no_return_url_that_leaves_the_site() {
+    let provider = TestProvider::start().await;
+    let server = server_with(&provider).await;
+    let mut browser = PageBrowser::new(&server);
+    for return_url in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "https:evil.example",
+        "javascript:alert(1)",
+        "%0D%0ALocation:%20https://evil.example",
+    ] {
+        let encoded: String = form_urlencoded::byte_serialize(return_url.as_bytes()).collect();
+        let answer = browser.get(&format!("{START}?ret-url={encoded}")).await;
+        assert_eq!(answer.status, 400, "{return_url}: {}", answer.text());
+        assert!(answer.header("location").is_none(), "{return_url}");
+    }
+    provider.stop().await;
+    server.stop().await;
+}
