@@ -392,3 +392,47 @@ async fn a_start_keeps_no_return_url_that_leaves_the_site() {
     provider.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_userinfo_provider_in_the_browser_links_only_a_verified_address() {
+    let provider = TestProvider::start().await;
+    // GitHub-style: no ID token, the account from userinfo with the access token.
+    let mut config = provider.userinfo_config("idp");
+    config.subject_field = "sub".to_owned();
+    config.authorization_url = Some(provider.url("/authorize"));
+    config.token_url = Some(provider.url("/token"));
+    config.link_by_verified_email = true;
+    let server = TestServer::start_on_localhost(move |server_config| {
+        server_config.oauth.providers = vec![config];
+        server_config.signup.open = true;
+    })
+    .await;
+    let owner = server.add_user("owner@example.com", Role::User, Status::Active);
+
+    provider.sign_in_as("gh-intruder", "owner@example.com", false);
+    let mut browser = PageBrowser::new(&server);
+    let callback = to_provider_and_back(&mut browser, &provider, START).await;
+    let refused = browser.get(&callback).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(!sets_session_cookie(&refused));
+    assert!(
+        server
+            .app
+            .store
+            .identities_of_user(owner.id)
+            .unwrap()
+            .is_empty()
+    );
+
+    provider.sign_in_as("gh-owner", "owner@example.com", true);
+    let mut browser = PageBrowser::new(&server);
+    let callback = to_provider_and_back(&mut browser, &provider, START).await;
+    let signed_in = browser.get(&callback).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text());
+    assert_eq!(
+        server.app.store.identities_of_user(owner.id).unwrap().len(),
+        1
+    );
+    provider.stop().await;
+    server.stop().await;
+}
