@@ -436,3 +436,37 @@ async fn a_userinfo_provider_in_the_browser_links_only_a_verified_address() {
     provider.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_redirect_uri_comes_from_the_public_url_never_from_request_headers() {
+    let provider = TestProvider::start().await;
+    let server = server_with(&provider).await;
+    let expected = format!("{}{CALLBACK}", server.localhost_origin());
+    let started = page_request_to(server.address, "GET", START)
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "https")
+        .header("Forwarded", "host=evil.example;proto=https")
+        .header("X-Original-URL", "/elsewhere")
+        .send()
+        .await;
+    assert_eq!(started.status, 302, "{}", started.text());
+    let location = started.header("location").unwrap();
+    let redirect_uri = location
+        .split_once('?')
+        .unwrap()
+        .1
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("redirect_uri="))
+        .map(|value| {
+            form_urlencoded::parse(format!("v={value}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned()
+        })
+        .unwrap();
+    assert_eq!(redirect_uri, expected);
+    assert!(!location.contains("evil.example"), "{location}");
+    provider.stop().await;
+    server.stop().await;
+}
