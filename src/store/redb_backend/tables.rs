@@ -183,10 +183,10 @@ pub(super) static ALL_TABLES: [&dyn StoreTable; 30] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::open_store;
+    use crate::store::redb_backend::test_support::open_store;
     use redb::ReadableDatabase;
 
-    fn names_in_file(store: &crate::store::Store) -> Vec<String> {
+    fn names_in_file(store: &crate::store::redb_backend::RedbStore) -> Vec<String> {
         let transaction = store.database.begin_read().unwrap();
         let mut names: Vec<String> = transaction
             .list_tables()

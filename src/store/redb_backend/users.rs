@@ -4,18 +4,21 @@
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use crate::model::{NewUser, PasswordHashString, Role, Status, UnixSeconds, User, UserId};
-use crate::store::api_tokens::delete_standalone_api_tokens;
-use crate::store::identities::delete_identities_of_user;
-use crate::store::record::{decode_user, encode_user};
-use crate::store::second_factors::delete_second_factors_of_user;
-use crate::store::sessions::{delete_session, session_ids_of_user};
-use crate::store::signup::{
+use crate::store::redb_backend::api_tokens::delete_standalone_api_tokens;
+use crate::store::redb_backend::identities::delete_identities_of_user;
+use crate::store::redb_backend::record::{decode_user, encode_user};
+use crate::store::redb_backend::second_factors::delete_second_factors_of_user;
+use crate::store::redb_backend::sessions::{delete_session, session_ids_of_user};
+use crate::store::redb_backend::signup::{
     delete_email_tokens_of_user, forget_unproved_sign_up, note_unproved_sign_up, void_reset_links,
 };
-use crate::store::tables::{EMAIL_USERID, META, META_NEXT_USER_ID, PARENTID_CHILDID, USERID_USER};
-use crate::store::{Requester, SessionsToEnd, Store, StoreError, check_requester};
+use crate::store::redb_backend::tables::{
+    EMAIL_USERID, META, META_NEXT_USER_ID, PARENTID_CHILDID, USERID_USER,
+};
+use crate::store::redb_backend::{RedbStore, check_requester};
+use crate::store::{Requester, SessionsToEnd, StoreError};
 
-impl Store {
+impl RedbStore {
     /// A sub-user made on a request's behalf: `requester` (its parent's credential) is
     /// checked again inside the transaction, so a sub-user made while its parent's
     /// credential was revoked, or its password changed, is not made.
@@ -414,7 +417,7 @@ pub(super) fn delete_users(
 mod tests {
     use crate::model::email_address::EmailAddress;
     use crate::model::{NewUser, PasswordHashString, PermissionSet, Role, SessionId, Status};
-    use crate::store::test_support::{NOW, add_user, live_session, open_store};
+    use crate::store::redb_backend::test_support::{NOW, add_user, live_session, open_store};
     use crate::store::{Requester, RequesterCredential, SessionsToEnd, StoreError};
 
     /// The second review's takeovers: a password change, a profile change or a sub-user that

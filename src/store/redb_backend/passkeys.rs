@@ -10,17 +10,18 @@ use crate::model::passkey::{
     PasskeyId,
 };
 use crate::model::{UnixSeconds, UserId};
-use crate::store::record::{PasskeyChallengeRecord, PasskeyRecord, decode, encode};
-use crate::store::tables::{
+use crate::store::redb_backend::record::{PasskeyChallengeRecord, PasskeyRecord, decode, encode};
+use crate::store::redb_backend::tables::{
     CHALLENGEID_PASSKEYCHALLENGE, CREDENTIALID_PASSKEYID, EXPIRE_PASSKEYCHALLENGEID,
     PASSKEYID_PASSKEY, USERID_PASSKEYID,
 };
-use crate::store::{Requester, Store, StoreError, check_requester};
+use crate::store::redb_backend::{RedbStore, check_requester};
+use crate::store::{Requester, StoreError};
 
 /// Expired challenges a full table purges, at most, before it takes a new one.
 const PURGE_WHEN_FULL_ROWS: usize = 1_000;
 
-impl Store {
+impl RedbStore {
     /// Keeps a started ceremony until it is finished or purged. When `max_open` challenges
     /// are kept already, expired ones are purged first in the same transaction; if that
     /// frees no room, `TooManyPasskeyChallenges`, and nothing is written.
@@ -388,7 +389,7 @@ mod tests {
     use super::*;
     use crate::model::SessionId;
     use crate::store::RequesterCredential;
-    use crate::store::test_support::{NOW, add_user, live_session, open_store};
+    use crate::store::redb_backend::test_support::{NOW, add_user, live_session, open_store};
 
     fn challenge(
         kind: PasskeyChallengeKind,

@@ -4,14 +4,15 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{ApiToken, TokenMaker, UnixSeconds, UserId};
-use crate::store::record::{decode_api_token, encode_api_token};
-use crate::store::sessions::read_session;
-use crate::store::tables::{EXPIRE_TOKENHASH, TOKENHASH_APITOKEN, USERID_TOKENHASH};
-use crate::store::token_makers::{self, fit_within_maker, token_maker_last_second};
-use crate::store::users::read_user_and_parent;
-use crate::store::{ApiTokenContext, Requester, Store, StoreError, check_requester};
+use crate::store::redb_backend::record::{decode_api_token, encode_api_token};
+use crate::store::redb_backend::sessions::read_session;
+use crate::store::redb_backend::tables::{EXPIRE_TOKENHASH, TOKENHASH_APITOKEN, USERID_TOKENHASH};
+use crate::store::redb_backend::token_makers::{self, fit_within_maker, token_maker_last_second};
+use crate::store::redb_backend::users::read_user_and_parent;
+use crate::store::redb_backend::{RedbStore, check_requester};
+use crate::store::{ApiTokenContext, Requester, StoreError};
 
-impl Store {
+impl RedbStore {
     /// The API token with this hash, its session (if bound to one), its user and parent.
     pub fn api_token_context(
         &self,

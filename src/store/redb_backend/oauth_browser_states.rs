@@ -7,14 +7,15 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::model::UnixSeconds;
 use crate::model::oauth_browser::{OAuthBrowserState, OAuthStateHash};
-use crate::store::record::{OAuthBrowserStateRecord, decode, encode};
-use crate::store::tables::{EXPIRE_OAUTHSTATEHASH, STATEHASH_OAUTHBROWSERSTATE};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::record::{OAuthBrowserStateRecord, decode, encode};
+use crate::store::redb_backend::tables::{EXPIRE_OAUTHSTATEHASH, STATEHASH_OAUTHBROWSERSTATE};
 
 /// Expired states a full table purges, at most, before it takes a new one.
 const PURGE_WHEN_FULL_ROWS: usize = 1_000;
 
-impl Store {
+impl RedbStore {
     /// Keeps a started sign-in. When `max_open` are kept already, expired ones are purged
     /// first in the same transaction; if that frees no room, `TooManyOAuthBrowserStates`,
     /// and nothing is written.
@@ -108,7 +109,7 @@ fn purge_expired_states(
 mod tests {
     use super::*;
     use crate::model::Secret;
-    use crate::store::test_support::{NOW, open_store};
+    use crate::store::redb_backend::test_support::{NOW, open_store};
 
     fn started(provider: &str, expires_at: UnixSeconds) -> OAuthBrowserState {
         OAuthBrowserState {

@@ -26,92 +26,9 @@ use crate::model::{
     UserId,
 };
 use crate::store::StoreError;
+use crate::store::stored_name::StoredName;
 
 pub const RECORD_VERSION: u8 = 1;
-
-/// A domain enum as the store writes it: by a fixed name, which must never change (records
-/// already on disk carry it).
-pub trait StoredName: Sized + Copy + 'static {
-    const ALL: &'static [Self];
-
-    fn stored_name(self) -> &'static str;
-
-    fn from_stored_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|value| value.stored_name() == name)
-    }
-}
-
-impl StoredName for Role {
-    const ALL: &'static [Role] = &Role::ALL;
-
-    fn stored_name(self) -> &'static str {
-        self.name()
-    }
-}
-
-impl StoredName for Status {
-    const ALL: &'static [Status] = &Status::ALL;
-
-    fn stored_name(self) -> &'static str {
-        self.name()
-    }
-}
-
-impl StoredName for SigningKeyStatus {
-    const ALL: &'static [SigningKeyStatus] = &SigningKeyStatus::ALL;
-
-    fn stored_name(self) -> &'static str {
-        self.name()
-    }
-}
-
-impl StoredName for SessionKind {
-    const ALL: &'static [SessionKind] = &[SessionKind::SignIn, SessionKind::Minted];
-
-    fn stored_name(self) -> &'static str {
-        match self {
-            SessionKind::SignIn => "sign-in",
-            SessionKind::Minted => "minted",
-        }
-    }
-}
-
-impl StoredName for EmailTokenPurpose {
-    const ALL: &'static [EmailTokenPurpose] = &[
-        EmailTokenPurpose::VerifyEmail,
-        EmailTokenPurpose::ResetPassword,
-    ];
-
-    fn stored_name(self) -> &'static str {
-        match self {
-            EmailTokenPurpose::VerifyEmail => "verify-email",
-            EmailTokenPurpose::ResetPassword => "reset-password",
-        }
-    }
-}
-
-impl StoredName for PasskeyChallengeKind {
-    const ALL: &'static [PasskeyChallengeKind] = &PasskeyChallengeKind::ALL;
-
-    fn stored_name(self) -> &'static str {
-        match self {
-            PasskeyChallengeKind::Registration => "registration",
-            PasskeyChallengeKind::DiscoverableSignIn => "discoverable-sign-in",
-            PasskeyChallengeKind::UserAssertion => "user-assertion",
-        }
-    }
-}
-
-impl StoredName for UaType {
-    const ALL: &'static [UaType] = &UaType::ALL;
-
-    fn stored_name(self) -> &'static str {
-        self.name()
-    }
-}
 
 /// A stored ua-type: one this build does not know reads as `unknown`, as it always has.
 fn stored_ua_type(name: &str) -> UaType {
@@ -123,7 +40,7 @@ fn stored_ua_type(name: &str) -> UaType {
 mod by_stored_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::store::record::StoredName;
+    use crate::store::stored_name::StoredName;
 
     pub fn serialize<T: StoredName, S: Serializer>(
         value: &T,

@@ -6,17 +6,18 @@ use crate::model::{
     ApiToken, NewUser, PermissionSet, Role, Session, SessionId, SessionKind, SigningKeyStatus,
     Status, TokenMaker, UaType, UnixSeconds, User, UserId,
 };
-use crate::store::tables::{META, META_SCHEMA_VERSION};
-use crate::store::{Store, StoredSigningKey};
+use crate::store::StoredSigningKey;
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::tables::{META, META_SCHEMA_VERSION};
 
 /// The time every fixture is made at.
 pub const NOW: UnixSeconds = 1_750_000_000;
 
-pub fn open_store(directory: &tempfile::TempDir) -> Store {
-    Store::open(&directory.path().join("latchkey.redb"), 1024 * 1024).unwrap()
+pub fn open_store(directory: &tempfile::TempDir) -> RedbStore {
+    RedbStore::open(&directory.path().join("latchkey.redb"), 1024 * 1024).unwrap()
 }
 
-pub fn add_user(store: &Store, email: &str) -> User {
+pub fn add_user(store: &RedbStore, email: &str) -> User {
     store
         .insert_user(
             NewUser {
@@ -64,7 +65,7 @@ pub fn standalone_token(user_id: UserId, hash_byte: u8, made_by: Option<TokenMak
     }
 }
 
-pub fn schema_version(store: &Store) -> Option<u64> {
+pub fn schema_version(store: &RedbStore) -> Option<u64> {
     let transaction = store.begin_read().unwrap();
     let meta = transaction.open_table(META).unwrap();
     meta.get(META_SCHEMA_VERSION)
@@ -72,7 +73,7 @@ pub fn schema_version(store: &Store) -> Option<u64> {
         .map(|guard| guard.value())
 }
 
-pub fn set_schema_version(store: &Store, version: u64) {
+pub fn set_schema_version(store: &RedbStore, version: u64) {
     let transaction = store.begin_write().unwrap();
     transaction
         .open_table(META)

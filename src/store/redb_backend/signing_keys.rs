@@ -6,9 +6,10 @@
 use redb::ReadableTable;
 
 use crate::model::{Secret, SigningKeyStatus, UnixSeconds};
-use crate::store::record::{RECORD_VERSION, SigningKeyRecord, decode, encode};
-use crate::store::tables::KEYID_SIGNINGKEY;
-use crate::store::{KeyRevocation, PendingNextKey, Store, StoreError, StoredSigningKey};
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::record::{RECORD_VERSION, SigningKeyRecord, decode, encode};
+use crate::store::redb_backend::tables::KEYID_SIGNINGKEY;
+use crate::store::{KeyRevocation, PendingNextKey, StoreError, StoredSigningKey};
 
 fn stored_key(key_id: &str, record: &SigningKeyRecord) -> Result<StoredSigningKey, StoreError> {
     Ok(StoredSigningKey {
@@ -98,7 +99,7 @@ fn promote_due(records: &mut [(String, SigningKeyRecord)], now: UnixSeconds) -> 
     true
 }
 
-impl Store {
+impl RedbStore {
     pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
         let transaction = self.begin_read()?;
         let table = transaction.open_table(KEYID_SIGNINGKEY)?;
@@ -269,7 +270,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::test_signing_key;
+    use crate::store::redb_backend::test_support::test_signing_key;
 
     #[test]
     fn key_bytes_are_read_back_only_from_lowercase_hex() {
@@ -298,7 +299,7 @@ mod tests {
         }
     }
 
-    fn statuses(store: &Store) -> Vec<(String, SigningKeyStatus)> {
+    fn statuses(store: &RedbStore) -> Vec<(String, SigningKeyStatus)> {
         let mut keys: Vec<_> = store
             .signing_keys()
             .unwrap()
@@ -309,7 +310,7 @@ mod tests {
         keys
     }
 
-    fn status_of(store: &Store, key_id: &str) -> Option<SigningKeyStatus> {
+    fn status_of(store: &RedbStore, key_id: &str) -> Option<SigningKeyStatus> {
         statuses(store)
             .into_iter()
             .find(|(id, _)| id == key_id)
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn a_next_key_waits_its_turn_then_replaces_the_active_one() {
         let directory = tempfile::tempdir().unwrap();
-        let store = Store::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
+        let store = RedbStore::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
         let first = test_signing_key(1_000);
         store.insert_active_signing_key(&first).unwrap();
         let next = test_signing_key(1_010);
@@ -366,7 +367,7 @@ mod tests {
     #[test]
     fn revoking_the_signing_key_leaves_another_that_signs() {
         let directory = tempfile::tempdir().unwrap();
-        let store = Store::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
+        let store = RedbStore::open(&directory.path().join("keys.redb"), 1024 * 1024).unwrap();
         let first = test_signing_key(1_000);
         store.insert_active_signing_key(&first).unwrap();
         let replacement = test_signing_key(1_050);

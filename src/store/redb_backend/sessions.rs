@@ -4,14 +4,17 @@
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::model::{Session, SessionId, SessionKind, TokenMaker, UnixSeconds, UserId};
-use crate::store::api_tokens::{insert_api_token, remove_api_token_rows};
-use crate::store::record::{decode_session, encode_session};
-use crate::store::tables::{EXPIRE_SESSIONID, SESSIONID_SESSION, USERID_UNPREFIXEDSESSIONID};
-use crate::store::token_makers::{self, fit_within_maker};
-use crate::store::users::{read_user_and_parent, set_password_hash};
-use crate::store::{NewSignIn, SessionContext, Store, StoreError, check_requester};
+use crate::store::redb_backend::api_tokens::{insert_api_token, remove_api_token_rows};
+use crate::store::redb_backend::record::{decode_session, encode_session};
+use crate::store::redb_backend::tables::{
+    EXPIRE_SESSIONID, SESSIONID_SESSION, USERID_UNPREFIXEDSESSIONID,
+};
+use crate::store::redb_backend::token_makers::{self, fit_within_maker};
+use crate::store::redb_backend::users::{read_user_and_parent, set_password_hash};
+use crate::store::redb_backend::{RedbStore, check_requester};
+use crate::store::{NewSignIn, SessionContext, StoreError};
 
-impl Store {
+impl RedbStore {
     /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
     /// sessions and replaces its password hash, all in one durable transaction.
     pub fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<(), StoreError> {
@@ -349,10 +352,10 @@ pub(super) fn cap_session_expiry(
 mod tests {
     use super::*;
     use crate::model::{PasswordHashString, Status};
-    use crate::store::test_support::{NOW, add_user, live_session, open_store};
+    use crate::store::redb_backend::test_support::{NOW, add_user, live_session, open_store};
     use crate::store::{Requester, SessionsToEnd, StoreError};
 
-    fn index_rows(store: &Store, user_id: UserId) -> Vec<u128> {
+    fn index_rows(store: &RedbStore, user_id: UserId) -> Vec<u128> {
         let transaction = store.begin_read().unwrap();
         let index = transaction.open_table(USERID_UNPREFIXEDSESSIONID).unwrap();
         index

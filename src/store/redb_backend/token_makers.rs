@@ -7,10 +7,10 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{SessionId, TokenMaker, UnixSeconds};
 use crate::store::StoreError;
-use crate::store::api_tokens::{cap_api_token_expiry, remove_api_token_rows};
-use crate::store::record::decode_api_token;
-use crate::store::sessions::{cap_session_expiry, remove_session_rows, session_in};
-use crate::store::tables::{MAKER_MADE, SESSIONID_SESSION, TOKENHASH_APITOKEN};
+use crate::store::redb_backend::api_tokens::{cap_api_token_expiry, remove_api_token_rows};
+use crate::store::redb_backend::record::decode_api_token;
+use crate::store::redb_backend::sessions::{cap_session_expiry, remove_session_rows, session_in};
+use crate::store::redb_backend::tables::{MAKER_MADE, SESSIONID_SESSION, TOKENHASH_APITOKEN};
 
 /// A kind byte (1: API token, 2: minted session), then the token's hash or the session id.
 fn maker_key(maker: TokenMaker) -> [u8; 33] {
@@ -164,7 +164,9 @@ pub(super) fn fit_within_maker(
 #[cfg(test)]
 mod tests {
     use crate::model::{ApiToken, Session, SessionId, SessionKind, TokenMaker};
-    use crate::store::test_support::{NOW, add_user, live_session, open_store, standalone_token};
+    use crate::store::redb_backend::test_support::{
+        NOW, add_user, live_session, open_store, standalone_token,
+    };
     use crate::store::{NewSignIn, Requester, RequesterCredential};
 
     /// A token or minted session made by a token whose life was shortened after the request

@@ -12,17 +12,18 @@ use crate::model::second_factor::{
     SecondFactorSummary, TotpSecret,
 };
 use crate::model::{UnixSeconds, UserId};
-use crate::store::passkeys::{count_passkeys_of_user, delete_passkeys_of_user};
-use crate::store::record::{
+use crate::store::redb_backend::passkeys::{count_passkeys_of_user, delete_passkeys_of_user};
+use crate::store::redb_backend::record::{
     MfaTokenRecord, PendingTotpRecord, RecoveryCodesRecord, TotpRecord, decode, encode,
 };
-use crate::store::sessions::write_sign_in;
-use crate::store::tables::{
+use crate::store::redb_backend::sessions::write_sign_in;
+use crate::store::redb_backend::tables::{
     MFATOKENHASH_MFATOKEN, USERID_PASSKEYID, USERID_PENDINGTOTP, USERID_RECOVERYCODES, USERID_TOTP,
 };
-use crate::store::{NewSignIn, Requester, Store, StoreError, check_requester};
+use crate::store::redb_backend::{RedbStore, check_requester};
+use crate::store::{NewSignIn, Requester, StoreError};
 
-impl Store {
+impl RedbStore {
     /// What the user holds, read in one transaction.
     pub fn second_factor_summary(
         &self,
@@ -478,7 +479,7 @@ mod tests {
     use super::*;
     use crate::model::second_factor::FirstFactor;
     use crate::model::{PasswordHashString, SessionId};
-    use crate::store::test_support::{NOW, add_user, live_session, open_store};
+    use crate::store::redb_backend::test_support::{NOW, add_user, live_session, open_store};
 
     fn requester_for(user: &crate::model::User, now: UnixSeconds) -> Requester {
         Requester {

@@ -6,11 +6,12 @@ use std::collections::HashSet;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::model::{OutgoingMail, QueuedMail, Secret, UnixSeconds};
-use crate::store::record::{MailRecord, RECORD_VERSION, decode, encode};
-use crate::store::tables::{MAILID_MAIL, META, META_NEXT_MAIL_ID};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::record::{MailRecord, RECORD_VERSION, decode, encode};
+use crate::store::redb_backend::tables::{MAILID_MAIL, META, META_NEXT_MAIL_ID};
 
-impl Store {
+impl RedbStore {
     /// Messages due for a delivery attempt, oldest first.
     pub fn due_mails(&self, now: UnixSeconds, limit: usize) -> Result<Vec<QueuedMail>, StoreError> {
         let transaction = self.begin_read()?;

@@ -9,20 +9,23 @@ use crate::model::{
     EmailToken, EmailTokenProblem, EmailTokenPurpose, NewUser, OutgoingMail, PasswordHashString,
     SignUpAttempt, Status, UnixSeconds, User, UserId,
 };
-use crate::store::api_tokens::delete_standalone_api_tokens;
-use crate::store::mail_queue::{enqueue, remove_mail_to};
-use crate::store::record::{
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::api_tokens::delete_standalone_api_tokens;
+use crate::store::redb_backend::mail_queue::{enqueue, remove_mail_to};
+use crate::store::redb_backend::record::{
     AttemptRecord, EmailTokenRecord, RECORD_VERSION, decode, decode_user, encode,
 };
-use crate::store::second_factors::delete_second_factors_of_user;
-use crate::store::sessions::{delete_session, session_ids_of_user};
-use crate::store::tables::{
+use crate::store::redb_backend::second_factors::delete_second_factors_of_user;
+use crate::store::redb_backend::sessions::{delete_session, session_ids_of_user};
+use crate::store::redb_backend::tables::{
     CREATED_UNPROVEDUSERID, EMAIL_USERID, TOKENHASH_EMAILTOKEN, USERID_EMAILTOKENHASH, USERID_USER,
 };
-use crate::store::users::{children_in, delete_users, insert_user, user_in, write_user};
-use crate::store::{LinkToIssue, SignUpEffect, Store, StoreError, TokenAction};
+use crate::store::redb_backend::users::{
+    children_in, delete_users, insert_user, user_in, write_user,
+};
+use crate::store::{LinkToIssue, SignUpEffect, StoreError, TokenAction};
 
-impl Store {
+impl RedbStore {
     /// A sign-up in one transaction. A free address gets a pending user; an unproved pending
     /// one takes the new password and names for signing in while pending (when allowed). In
     /// both cases the attempt's password and names go with its own link, and earlier
@@ -481,8 +484,8 @@ fn end_what_was_made_while_pending(
 mod tests {
     use crate::model::email_address::EmailAddress;
     use crate::model::{NewUser, PermissionSet, Role, Status};
-    use crate::store::tables::CREATED_UNPROVEDUSERID;
-    use crate::store::test_support::{NOW, add_user, open_store, set_schema_version};
+    use crate::store::redb_backend::tables::CREATED_UNPROVEDUSERID;
+    use crate::store::redb_backend::test_support::{NOW, add_user, open_store, set_schema_version};
 
     /// The purge of unproved sign-ups reads its own index, not every user; a file written
     /// before the index (schema version 2) gets it filled when it opens.

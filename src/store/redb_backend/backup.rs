@@ -6,10 +6,11 @@ use std::path::Path;
 
 use redb::Database;
 
-use crate::store::tables::ALL_TABLES;
-use crate::store::{BackupSummary, Store, StoreError};
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::tables::ALL_TABLES;
+use crate::store::{BackupSummary, StoreError};
 
-impl Store {
+impl RedbStore {
     /// Writes a consistent copy of the whole store to a new file at `path`, from one read
     /// transaction: writes that commit meanwhile are not in it, and nothing half-done is.
     pub fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
@@ -37,7 +38,7 @@ impl Store {
     /// Checks that `path` is a store this build can open and that it holds a signing key:
     /// what `restore` requires before it replaces anything. Returns its store id and keys.
     pub fn check_backup(path: &Path) -> Result<BackupSummary, StoreError> {
-        let store = Store::open(path, 4 * 1024 * 1024)?;
+        let store = RedbStore::open(path, 4 * 1024 * 1024)?;
         let signing_keys = store.signing_keys()?;
         if signing_keys.is_empty() {
             return Err(StoreError::CorruptRecord(
@@ -62,8 +63,8 @@ mod tests {
         NewUser, OutgoingMail, PasswordHashString, PermissionSet, Role, SessionId, Status,
         TokenMaker,
     };
-    use crate::store::tables::{META_STORE_ID, META_TEXT};
-    use crate::store::test_support::{
+    use crate::store::redb_backend::tables::{META_STORE_ID, META_TEXT};
+    use crate::store::redb_backend::test_support::{
         NOW, add_user, live_session, open_store, standalone_token, test_signing_key,
     };
     use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
@@ -208,7 +209,7 @@ mod tests {
 
     /// Rows in every second-factor table: an active TOTP with recovery codes for `user`, a
     /// pending enrolment for a user of its own, and an mfa-token.
-    fn second_factor_rows(store: &Store, user: &crate::model::User) {
+    fn second_factor_rows(store: &RedbStore, user: &crate::model::User) {
         use crate::model::second_factor::{
             FirstFactor, MfaToken, PendingTotp, RecoveryCodeSet, TotpSecret,
         };
@@ -275,7 +276,7 @@ mod tests {
             .unwrap();
         let backup = directory.path().join("copy.redb");
         store.backup_to(&backup).unwrap();
-        let summary = Store::check_backup(&backup).unwrap();
+        let summary = RedbStore::check_backup(&backup).unwrap();
         assert_eq!(summary.store_id.as_deref(), Some(id.as_str()));
 
         // A file from before store ids gets one at its next open; a backup of it has none.
@@ -289,7 +290,7 @@ mod tests {
         let old_backup = directory.path().join("old.redb");
         store.backup_to(&old_backup).unwrap();
         drop(store);
-        assert_eq!(Store::check_backup(&old_backup).unwrap().store_id, None);
+        assert_eq!(RedbStore::check_backup(&old_backup).unwrap().store_id, None);
         let store = open_store(&directory);
         assert_ne!(store.store_id(), id);
         assert!(uuid::Uuid::parse_str(store.store_id()).is_ok());

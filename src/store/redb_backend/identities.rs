@@ -6,10 +6,13 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{NewUser, OAuthIdentity, UnixSeconds, User, UserId};
-use crate::store::record::{IdentityRecord, RECORD_VERSION, decode, encode};
-use crate::store::tables::{PROVIDERSUBJECT_IDENTITY, USERID_PROVIDERSUBJECT, USERID_USER};
-use crate::store::users::{insert_user, user_in};
-use crate::store::{IdentityLink, Store, StoreError};
+use crate::store::redb_backend::RedbStore;
+use crate::store::redb_backend::record::{IdentityRecord, RECORD_VERSION, decode, encode};
+use crate::store::redb_backend::tables::{
+    PROVIDERSUBJECT_IDENTITY, USERID_PROVIDERSUBJECT, USERID_USER,
+};
+use crate::store::redb_backend::users::{insert_user, user_in};
+use crate::store::{IdentityLink, StoreError};
 
 /// Removes every identity of a user (its deletion).
 pub(super) fn delete_identities_of_user(
@@ -35,7 +38,7 @@ pub(super) fn delete_identities_of_user(
     Ok(())
 }
 
-impl Store {
+impl RedbStore {
     /// The user this identity signs in as; `None` when it is not linked (or its user is gone).
     pub fn user_of_identity(
         &self,
