@@ -157,6 +157,7 @@ impl From<StoreError> for AuthError {
             // A flood of started browser sign-ins, likewise.
             StoreError::TooManyOAuthBrowserStates => AuthError::Overloaded,
             StoreError::Redb(_)
+            | StoreError::Postgres(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }
             | StoreError::Locked { .. }

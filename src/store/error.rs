@@ -1,10 +1,13 @@
-//! The store's one error type: redb's failures, records that do not decode, a file from a
+//! The store's one error type: redb's and PostgreSQL's failures, records that do not decode, a file from a
 //! newer build, and the conflicts a caller must branch on (`auth::error` maps them, once).
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage failed: {0}")]
     Redb(#[from] redb::Error),
+    /// The PostgreSQL backend's failures: a connection, a statement, the pool.
+    #[error("database failed: {0}")]
+    Postgres(String),
     #[error("a stored {0} record does not decode")]
     CorruptRecord(&'static str),
     /// The file was written by a newer build: this one could misread it, so it refuses it.
@@ -51,6 +54,12 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(error.to_string())
+    }
 }
 
 macro_rules! from_redb_error {

@@ -4,6 +4,7 @@
 //! before it returns.
 
 mod error;
+mod postgres_backend;
 mod redb_backend;
 mod stored_name;
 

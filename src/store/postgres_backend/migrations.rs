@@ -1,0 +1,83 @@
+//! The schema's versions as SQL inside the binary, applied in order at open under an
+//! advisory lock, so that nodes starting together migrate once; a database that a newer
+//! build migrated further is refused.
+
+use deadpool_postgres::Object;
+
+use crate::store::StoreError;
+
+/// Every migration, in order: version `n` is the `n`th entry. Append only; never edit one
+/// that a release applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_tables.sql")];
+
+/// The schema version this build leaves a database at.
+pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
+
+/// The session-level advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x4c61_7463_686b_0002;
+
+/// Brings the database to `SCHEMA_VERSION` and returns the store id (made on first open).
+pub(super) async fn migrate(client: &mut Object) -> Result<String, StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let migrated = migrate_holding_the_lock(client).await;
+    // Released on every path; a failed unlock only means the connection is gone, which
+    // releases the lock too.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    migrated
+}
+
+async fn migrate_holding_the_lock(client: &mut Object) -> Result<String, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS latchkey_schema_migrations (
+                 version bigint PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    let applied: i64 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM latchkey_schema_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let applied = u64::try_from(applied).map_err(|_| StoreError::CorruptRecord("migration"))?;
+    if applied > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: applied,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let version = index as u64 + 1;
+        if version <= applied {
+            continue;
+        }
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(migration).await?;
+        transaction
+            .execute(
+                "INSERT INTO latchkey_schema_migrations (version) VALUES ($1)",
+                &[&(version as i64)],
+            )
+            .await?;
+        transaction.commit().await?;
+    }
+    let candidate = uuid::Uuid::new_v4().to_string();
+    client
+        .execute(
+            "INSERT INTO store_facts (name, value) VALUES ('store_id', $1)
+             ON CONFLICT (name) DO NOTHING",
+            &[&candidate],
+        )
+        .await?;
+    Ok(client
+        .query_one("SELECT value FROM store_facts WHERE name = 'store_id'", &[])
+        .await?
+        .try_get(0)?)
+}

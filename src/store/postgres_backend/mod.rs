@@ -1,0 +1,160 @@
+//! The PostgreSQL backend: the same functions as `redb_backend`, over a pool of connections
+//! to one database that many nodes share. Each public function is one transaction. Writes
+//! take one transaction-scoped advisory lock (`WRITER_LOCK`) first, so they run one at a
+//! time across every node, as redb's single writer does: a rule checked by a write (the last
+//! active root, a session cap, a credential version) sees no concurrent write. Reads take
+//! no lock: a single statement, or a `REPEATABLE READ` snapshot for several.
+
+#![allow(dead_code)] // Wired in behind `Store` next (#22).
+
+mod mail_queue;
+mod migrations;
+mod rows;
+mod second_factors;
+#[cfg(test)]
+mod test_support;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction,
+};
+use tokio_postgres::{IsolationLevel, NoTls};
+
+use crate::store::postgres_backend::rows::{session_id_to_sql, unsigned_to_sql, user_id_to_sql};
+use crate::store::{Requester, RequesterCredential, StoreError};
+
+/// The advisory lock every write transaction holds until it ends.
+const WRITER_LOCK: i64 = 0x4c61_7463_686b_0001;
+
+/// A cheap handle to the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    store_id: Arc<str>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PostgresStore")
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` with at most `pool_size` connections, applies the migrations this
+    /// build has and the database lacks (refusing a database newer than the build:
+    /// `NewerSchema`), and reads the store id, made if the database has none.
+    pub async fn open(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error: tokio_postgres::Error| StoreError::Postgres(error.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|error| StoreError::Postgres(error.to_string()))?;
+        let mut client = connection_from(&pool).await?;
+        let store_id = migrations::migrate(&mut client).await?;
+        Ok(PostgresStore {
+            pool,
+            store_id: Arc::from(store_id),
+        })
+    }
+
+    /// This store's id, as `RedbStore::store_id`.
+    pub fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// A connection from the pool.
+    async fn connection(&self) -> Result<Object, StoreError> {
+        connection_from(&self.pool).await
+    }
+}
+
+async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|error| StoreError::Postgres(error.to_string()))
+}
+
+/// Starts a write transaction holding the writer lock until it commits or rolls back
+/// (dropping the transaction rolls it back).
+async fn begin_write(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
+    let transaction = client.transaction().await?;
+    let lock = transaction
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?;
+    transaction.execute(&lock, &[&WRITER_LOCK]).await?;
+    Ok(transaction)
+}
+
+/// Starts a read-only transaction on one snapshot, for reads of several statements.
+async fn begin_read(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
+/// Refuses (`CredentialsChanged`) a requester whose user changed credentials or whose own
+/// credential is gone or expired, inside the write that it asks for.
+async fn check_requester(
+    client: &impl GenericClient,
+    requester: &Requester,
+) -> Result<(), StoreError> {
+    let user_id = user_id_to_sql(requester.user_id)?;
+    let statement = client
+        .prepare_cached("SELECT credential_version FROM users WHERE id = $1")
+        .await?;
+    let version: Option<i64> = client
+        .query_opt(&statement, &[&user_id])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    if version != Some(unsigned_to_sql(requester.credential_version, "user")?) {
+        return Err(StoreError::CredentialsChanged);
+    }
+    let alive = match requester.credential {
+        None => true,
+        Some(RequesterCredential::Session(id)) => {
+            let statement = client
+                .prepare_cached(
+                    "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND expire > $3",
+                )
+                .await?;
+            client
+                .query_opt(
+                    &statement,
+                    &[&session_id_to_sql(id), &user_id, &requester.now],
+                )
+                .await?
+                .is_some()
+        }
+        Some(RequesterCredential::ApiToken(hash)) => {
+            let statement = client
+                .prepare_cached(
+                    "SELECT 1 FROM api_tokens WHERE hash = $1 AND user_id = $2 \
+                     AND (expires_at IS NULL OR expires_at >= $3)",
+                )
+                .await?;
+            client
+                .query_opt(&statement, &[&hash.as_slice(), &user_id, &requester.now])
+                .await?
+                .is_some()
+        }
+    };
+    if alive {
+        Ok(())
+    } else {
+        Err(StoreError::CredentialsChanged)
+    }
+}
