@@ -168,8 +168,8 @@ pub fn socket_path(data_dir: &Path) -> Result<PathBuf, String> {
 
 /// Runs a command against the store; with `app` (inside the server) key changes also
 /// reload the live key ring.
-pub fn execute(store: &Store, app: Option<&App>, command: AdminCommand) -> AdminReply {
-    match run(store, app, command) {
+pub async fn execute(store: &Store, app: Option<&App>, command: AdminCommand) -> AdminReply {
+    match run(store, app, command).await {
         Ok(output) => AdminReply::success(output),
         Err(AdminError::Refused(message)) => AdminReply::failure(message),
         Err(AdminError::Store(StoreError::LastActiveRoot)) => AdminReply::failure(
@@ -183,12 +183,13 @@ fn refused(message: impl Into<String>) -> AdminError {
     AdminError::Refused(message.into())
 }
 
-fn user_by_email(store: &Store, email: &str) -> Result<User, AdminError> {
+async fn user_by_email(store: &Store, email: &str) -> Result<User, AdminError> {
     // An account an older build accepted under a key today's rule refuses stays reachable,
     // so the operator can suspend or inspect it.
     let normalized = EmailAddress::lookup_key(email);
     store
-        .user_by_normalized_email(&normalized)?
+        .user_by_normalized_email(&normalized)
+        .await?
         .ok_or_else(|| refused(format!("no user {normalized}")))
 }
 
@@ -202,7 +203,11 @@ fn audit(event: &str, user: &User) {
     tracing::info!(target: "latchkey::audit", event, user_id = user.id, source = "admin");
 }
 
-fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String, AdminError> {
+async fn run(
+    store: &Store,
+    app: Option<&App>,
+    command: AdminCommand,
+) -> Result<String, AdminError> {
     // The server's clock; the CLI, working on the store with no server, reads the system's.
     let now = app.map_or_else(now_unix_seconds, |app| app.clock.now_unix_seconds());
     match command {
@@ -225,6 +230,7 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             };
             let user = store
                 .insert_user(new_user, now)
+                .await
                 .map_err(|error| match error {
                     StoreError::EmailTaken => refused("that email address is taken"),
                     other => AdminError::Store(other),
@@ -238,7 +244,8 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             ))
         }
         AdminCommand::UserList => Ok(store
-            .all_users()?
+            .all_users()
+            .await?
             .iter()
             .map(|user| {
                 format!(
@@ -254,9 +261,11 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             email,
             password_hash,
         } => {
-            let user = user_by_email(store, &email)?;
+            let user = user_by_email(store, &email).await?;
             // An operator resets a password that may be known to someone else: end everything.
-            store.change_password(None, user.id, &password_hash, SessionsToEnd::All, true, now)?;
+            store
+                .change_password(None, user.id, &password_hash, SessionsToEnd::All, true, now)
+                .await?;
             audit("password-reset", &user);
             Ok(format!(
                 "password set for {}; its sessions and API tokens have ended\n",
@@ -267,15 +276,17 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             change_user(store, now, &email, "suspended", |user| {
                 user.status = Status::Suspended
             })
+            .await
         }
         AdminCommand::UserActivate { email } => {
             change_user(store, now, &email, "activated", |user| {
                 user.status = Status::Active
             })
+            .await
         }
         AdminCommand::UserRole { email, role } => {
             let role = role_from_flag(&role)?;
-            if user_by_email(store, &email)?.role == Role::Sub {
+            if user_by_email(store, &email).await?.role == Role::Sub {
                 return Err(refused(
                     "a sub-user's role cannot change; its parent manages it",
                 ));
@@ -284,11 +295,13 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
                 user.role = role;
                 user.permissions = role.default_permissions();
             })
+            .await
         }
         AdminCommand::SessionList { email } => {
-            let user = user_by_email(store, &email)?;
+            let user = user_by_email(store, &email).await?;
             Ok(store
-                .live_sessions_of_user(user.id, now)?
+                .live_sessions_of_user(user.id, now)
+                .await?
                 .iter()
                 .map(|session| {
                     format!(
@@ -303,16 +316,16 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
                 .collect())
         }
         AdminCommand::SessionRevoke { email, id, all } => {
-            let user = user_by_email(store, &email)?;
+            let user = user_by_email(store, &email).await?;
             if all {
-                let count = store.end_all_sessions_of_user(user.id)?;
+                let count = store.end_all_sessions_of_user(user.id).await?;
                 audit("sessions-ended", &user);
                 return Ok(format!("ended {count} sessions of {}\n", user.email));
             }
             let text = id.unwrap_or_default();
             let session_id = SessionId::parse_canonical(&text)
                 .ok_or_else(|| refused(format!("{text:?} is not a session id")))?;
-            if !store.end_session_of_user(user.id, session_id)? {
+            if !store.end_session_of_user(user.id, session_id).await? {
                 return Err(refused(format!("{} has no session {text}", user.email)));
             }
             audit("session-ended", &user);
@@ -322,8 +335,8 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             publish_ahead_seconds,
         } => {
             let rotation = match app {
-                Some(app) => app.rotate_signing_key(),
-                None => signing_keys::rotate_signing_key(store, publish_ahead_seconds, now),
+                Some(app) => app.rotate_signing_key().await,
+                None => signing_keys::rotate_signing_key(store, publish_ahead_seconds, now).await,
             }
             .map_err(|error| refused(error.to_string()))?;
             match rotation {
@@ -352,8 +365,8 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
         }
         AdminCommand::KeysRevoke { key_id } => {
             let revocation = match app {
-                Some(app) => app.revoke_signing_key(&key_id),
-                None => signing_keys::revoke_signing_key(store, &key_id, now),
+                Some(app) => app.revoke_signing_key(&key_id).await,
+                None => signing_keys::revoke_signing_key(store, &key_id, now).await,
             }
             .map_err(|error| refused(error.to_string()))?
             .ok_or_else(|| refused(format!("no signing key {key_id}")))?;
@@ -365,13 +378,13 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             }
             Ok(output)
         }
-        AdminCommand::KeysList => Ok(describe_signing_keys(&store.signing_keys()?, now)),
+        AdminCommand::KeysList => Ok(describe_signing_keys(&store.signing_keys().await?, now)),
         AdminCommand::Backup => Err(refused(
             "a backup is streamed by the admin socket or written by backup_from_cli, not executed",
         )),
         AdminCommand::UserMfaReset { email } => {
-            let user = user_by_email(store, &email)?;
-            let removed = store.reset_second_factors(user.id)?;
+            let user = user_by_email(store, &email).await?;
+            let removed = store.reset_second_factors(user.id).await?;
             tracing::info!(
                 target: "latchkey::audit",
                 event = "mfa-reset",
@@ -388,9 +401,9 @@ fn run(store: &Store, app: Option<&App>, command: AdminCommand) -> Result<String
             ))
         }
         AdminCommand::UserDelete { email } => {
-            let user = user_by_email(store, &email)?;
-            let sub_users = store.children_of(user.id)?.len();
-            if !store.delete_user_tree(user.id)? {
+            let user = user_by_email(store, &email).await?;
+            let sub_users = store.children_of(user.id).await?.len();
+            if !store.delete_user_tree(user.id).await? {
                 return Err(refused(format!("no user {email}")));
             }
             tracing::info!(target: "latchkey::audit", event = "user-deleted", user_id = user.id, sub_users, source = "admin");
@@ -441,16 +454,17 @@ pub fn describe_signing_keys(
         .collect()
 }
 
-fn change_user(
+async fn change_user(
     store: &Store,
     now: UnixSeconds,
     email: &str,
     what: &str,
-    change: impl FnOnce(&mut User),
+    change: impl FnOnce(&mut User) + Send + 'static,
 ) -> Result<String, AdminError> {
-    let user = user_by_email(store, email)?;
+    let user = user_by_email(store, email).await?;
     let updated = store
-        .update_user(user.id, now, change)?
+        .update_user(user.id, now, change)
+        .await?
         .ok_or_else(|| refused(format!("no user {email}")))?;
     audit(
         match updated.status {
@@ -545,7 +559,10 @@ async fn answer_refused_peer(stream: tokio::net::UnixStream, refusal: AdminReply
 /// Makes a backup into a file of the server's own in the data directory, opens it and
 /// unlinks it at once (the open file streams on; nothing is left behind), and returns it
 /// with its length.
-fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::File, u64), String> {
+async fn backup_to_unlinked_file(
+    store: &Store,
+    data_dir: &Path,
+) -> Result<(std::fs::File, u64), String> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
@@ -554,7 +571,10 @@ fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::F
         "latchkey.backup-{}-{nanos}.redb",
         std::process::id()
     ));
-    let made = store.backup_to(&path).map_err(|error| error.to_string());
+    let made = store
+        .backup_to(&path)
+        .await
+        .map_err(|error| error.to_string());
     let opened = made.and_then(|()| {
         std::fs::File::open(&path).map_err(|error| format!("{}: {error}", path.display()))
     });
@@ -567,13 +587,16 @@ fn backup_to_unlinked_file(store: &Store, data_dir: &Path) -> Result<(std::fs::F
     Ok((file, length))
 }
 
-/// The reply line of a backup, then its bytes, written by a blocking-pool thread over the
-/// socket turned back into a blocking std stream.
-fn stream_backup(app: &App, stream: std::os::unix::net::UnixStream) {
+/// The reply line of a backup (`made` by `backup_to_unlinked_file`), then its bytes,
+/// written by a blocking-pool thread over the socket turned back into a blocking std stream.
+fn stream_backup(
+    made: Result<(std::fs::File, u64), String>,
+    stream: std::os::unix::net::UnixStream,
+) {
     let mut stream = stream;
     // A reader that stops reading must not hold this blocking-pool thread for ever.
     let _ = stream.set_write_timeout(Some(BACKUP_STALL_LIMIT));
-    let (mut file, length) = match backup_to_unlinked_file(&app.store, &app.config.store.data_dir) {
+    let (mut file, length) = match made {
         Ok(made) => made,
         Err(message) => {
             let _ = write_reply_blocking(&mut stream, &AdminReply::failure(message));
@@ -649,8 +672,11 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
                             });
                         match blocking {
                             Ok(stream) => {
+                                let made =
+                                    backup_to_unlinked_file(&app.store, &app.config.store.data_dir)
+                                        .await;
                                 let _ = tokio::task::spawn_blocking(move || {
-                                    stream_backup(&app, stream)
+                                    stream_backup(made, stream)
                                 })
                                 .await;
                             }
@@ -660,14 +686,7 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, app: Arc<App>) {
                         }
                         return;
                     }
-                    Ok(command) => {
-                        let worker = Arc::clone(&app);
-                        tokio::task::spawn_blocking(move || {
-                            execute(&worker.store, Some(&worker), command)
-                        })
-                        .await
-                        .unwrap_or_else(|error| AdminReply::failure(error.to_string()))
-                    }
+                    Ok(command) => execute(&app.store, Some(&app), command).await,
                     Err(_) => AdminReply::failure(
                         "malformed admin command (is the command of another build than the running server? restart the server after an upgrade)",
                     ),
@@ -692,7 +711,7 @@ pub fn run_from_cli(
         socket,
         open_store,
         |stream| exchange(stream, &request).map(|(reply, _)| reply),
-        |store| Ok(execute(&store, None, command)),
+        |store| on_a_runtime_of_its_own(execute(&store, None, command)),
     )
 }
 
@@ -728,12 +747,24 @@ pub fn backup_from_cli(
             )
         },
         |store| {
-            Ok(match store.backup_to(file) {
-                Ok(()) => AdminReply::success(written.clone()),
-                Err(error) => AdminReply::failure(error.to_string()),
+            on_a_runtime_of_its_own(async {
+                match store.backup_to(file).await {
+                    Ok(()) => AdminReply::success(written.clone()),
+                    Err(error) => AdminReply::failure(error.to_string()),
+                }
             })
         },
     )
+}
+
+/// Runs `work` (the CLI's command on the store itself, with no server) on a runtime made for
+/// it: the store's functions are async, and its writes run on that runtime's blocking pool.
+fn on_a_runtime_of_its_own<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the CLI's runtime: {error}"))?;
+    Ok(runtime.block_on(work))
 }
 
 /// Writes exactly `length` bytes from `source` to a new file created 0600, flushed to disk;
@@ -888,7 +919,7 @@ mod tests {
 
     const HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
 
-    fn add(store: &Store, email: &str) -> AdminReply {
+    async fn add(store: &Store, email: &str) -> AdminReply {
         execute(
             store,
             None,
@@ -898,6 +929,7 @@ mod tests {
                 password_hash: PasswordHashString::new(HASH.to_owned()),
             },
         )
+        .await
     }
 
     #[test]
@@ -935,22 +967,23 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), b"0123456789");
     }
 
-    #[test]
-    fn user_add_follows_the_address_rule_and_older_rows_stay_reachable() {
+    #[tokio::test]
+    async fn user_add_follows_the_address_rule_and_older_rows_stay_reachable() {
         let directory = tempfile::tempdir().unwrap();
-        let store = Store::open(&directory.path().join("db.redb"), 1024 * 1024).unwrap();
+        let store = Store::open_redb(&directory.path().join("db.redb"), 1024 * 1024).unwrap();
         for wrapped in [
             "<alice@example.com>",
             "\"alice\"@example.com",
             "\u{212A}ate@example.com",
         ] {
-            let reply = add(&store, wrapped);
+            let reply = add(&store, wrapped).await;
             assert!(!reply.ok, "{wrapped}");
             assert!(reply.output.contains("254"), "{}", reply.output);
         }
-        assert!(add(&store, "Ada@Bücher.example").ok);
+        assert!(add(&store, "Ada@Bücher.example").await.ok);
         let user = store
             .user_by_normalized_email("ada@xn--bcher-kva.example")
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(user.email, "Ada@xn--bcher-kva.example");
@@ -972,6 +1005,7 @@ mod tests {
                 },
                 now_unix_seconds(),
             )
+            .await
             .unwrap();
         let suspended = execute(
             &store,
@@ -979,7 +1013,8 @@ mod tests {
             AdminCommand::UserSuspend {
                 email: "\"Alice\"@example.com".to_owned(),
             },
-        );
+        )
+        .await;
         assert!(suspended.ok, "{}", suspended.output);
     }
 }

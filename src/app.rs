@@ -83,15 +83,16 @@ pub enum StartError {
 impl App {
     /// Loads the signing keys (making the first one on a new store) and starts the hashers,
     /// on the system clock.
-    pub fn new(config: Config, store: Store) -> Result<App, StartError> {
-        App::with_clock(config, store, Clock::system())
+    pub async fn new(config: Config, store: Store) -> Result<App, StartError> {
+        App::with_clock(config, store, Clock::system()).await
     }
 
     /// `App::new` reading the time from `clock` (a test's `ManualClock`).
-    pub fn with_clock(config: Config, store: Store, clock: Clock) -> Result<App, StartError> {
+    pub async fn with_clock(config: Config, store: Store, clock: Clock) -> Result<App, StartError> {
         let OutgoingCalls { http_client, oauth } = OutgoingCalls::build(&config)?;
         let key_ring =
-            signing_keys::load_key_ring_making_the_first_key(&store, clock.now_unix_seconds())?;
+            signing_keys::load_key_ring_making_the_first_key(&store, clock.now_unix_seconds())
+                .await?;
         let hashers = Hashers::start(
             password_cost(&config),
             config.password.effective_hasher_threads(),
@@ -167,8 +168,8 @@ impl App {
     }
 
     /// Re-reads the signing keys from the store and swaps the ring in.
-    pub fn reload_key_ring(&self) -> Result<(), SigningKeyError> {
-        let key_ring = Arc::new(signing_keys::read_key_ring(&self.store)?);
+    pub async fn reload_key_ring(&self) -> Result<(), SigningKeyError> {
+        let key_ring = Arc::new(signing_keys::read_key_ring(&self.store).await?);
         match self.key_ring.write() {
             Ok(mut guard) => *guard = key_ring,
             Err(poisoned) => *poisoned.into_inner() = key_ring,
@@ -178,26 +179,28 @@ impl App {
 
     /// `signing_keys::rotate_signing_key` with this server's `[keys] publish_ahead_seconds`,
     /// then swaps the ring in.
-    pub fn rotate_signing_key(&self) -> Result<KeyRotation, SigningKeyError> {
+    pub async fn rotate_signing_key(&self) -> Result<KeyRotation, SigningKeyError> {
         let rotation = signing_keys::rotate_signing_key(
             &self.store,
             self.config.keys.publish_ahead_seconds,
             self.clock.now_unix_seconds(),
-        )?;
-        self.reload_key_ring()?;
+        )
+        .await?;
+        self.reload_key_ring().await?;
         Ok(rotation)
     }
 
     /// `signing_keys::revoke_signing_key`, then swaps the ring in and forgets every cached
     /// verification, so the key's tokens fail from the next request on.
-    pub fn revoke_signing_key(
+    pub async fn revoke_signing_key(
         &self,
         key_id: &str,
     ) -> Result<Option<KeyRevocation>, SigningKeyError> {
         let revocation =
-            signing_keys::revoke_signing_key(&self.store, key_id, self.clock.now_unix_seconds())?;
+            signing_keys::revoke_signing_key(&self.store, key_id, self.clock.now_unix_seconds())
+                .await?;
         if revocation.is_some() {
-            self.reload_key_ring()?;
+            self.reload_key_ring().await?;
             self.token_cache.forget_all();
         }
         Ok(revocation)
@@ -205,14 +208,15 @@ impl App {
 
     /// `signing_keys::promote_drop_and_rotate_signing_keys` on this server's schedule, then
     /// swaps the ring in when a key changed. Returns the ids dropped.
-    pub fn maintain_signing_keys(&self) -> Result<Vec<String>, SigningKeyError> {
+    pub async fn maintain_signing_keys(&self) -> Result<Vec<String>, SigningKeyError> {
         let upkeep = signing_keys::promote_drop_and_rotate_signing_keys(
             &self.store,
             SigningKeySchedule::from_config(&self.config),
             self.clock.now_unix_seconds(),
-        )?;
+        )
+        .await?;
         if upkeep.changed_keys() {
-            self.reload_key_ring()?;
+            self.reload_key_ring().await?;
         }
         Ok(upkeep.dropped)
     }
@@ -260,9 +264,9 @@ impl App {
 
     /// The store's figures for the metrics: messages waiting in the mail queue, and the
     /// database file's size in bytes. Each is `None` when it cannot be read.
-    pub fn store_figures(&self) -> StoreFigures {
+    pub async fn store_figures(&self) -> StoreFigures {
         StoreFigures {
-            queued_mails: self.store.queued_mail_count().ok(),
+            queued_mails: self.store.queued_mail_count().await.ok(),
             file_bytes: std::fs::metadata(self.config.store.database_path())
                 .ok()
                 .map(|metadata| metadata.len()),

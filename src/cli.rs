@@ -349,7 +349,7 @@ fn print_reply(reply: admin::AdminReply) -> Result<(), CommandError> {
 fn open_store(config: &Config) -> Result<Store, StoreError> {
     let path = config.store.database_path();
     let file_bytes = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
-    Store::open(&path, config.store.cache_size_bytes(file_bytes))
+    Store::open_redb(&path, config.store.cache_size_bytes(file_bytes))
 }
 
 /// `latchkey restore FILE`: with the server stopped, copies the backup to a staged file
@@ -365,7 +365,7 @@ fn restore(
     let target = config.store.database_path();
     let current_store_existed = target.exists();
     // Holding the current store proves no server runs on it during the swap.
-    let held = match Store::open(&target, 4 * 1024 * 1024) {
+    let held = match Store::open_redb(&target, 4 * 1024 * 1024) {
         Ok(store) => Some(store),
         Err(StoreError::Locked { path }) => {
             return Err(CommandError::Usage(format!(
@@ -533,14 +533,17 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
     let config_file = config_file
         .map(|path| path.display().to_string())
         .unwrap_or_else(|| "none".to_owned());
-    let app =
-        Arc::new(App::new(config, store).map_err(|error| CommandError::Start(error.to_string()))?);
-    let api = Api::new(Arc::clone(&app)).map_err(|error| CommandError::Start(error.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("latchkey-runtime")
         .build()
         .map_err(|error| CommandError::Start(error.to_string()))?;
+    let app = Arc::new(
+        runtime
+            .block_on(App::new(config, store))
+            .map_err(|error| CommandError::Start(error.to_string()))?,
+    );
+    let api = Api::new(Arc::clone(&app)).map_err(|error| CommandError::Start(error.to_string()))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -237,45 +237,39 @@ pub async fn deliver_forever(app: Arc<App>) {
     };
     loop {
         let now = app.clock.now_unix_seconds();
-        let store = app.store.clone();
-        let due = tokio::task::spawn_blocking(move || store.due_mails(now, BATCH)).await;
-        let due = match due {
-            Ok(Ok(due)) => due,
-            Ok(Err(error)) => {
+        let due = match app.store.due_mails(now, BATCH).await {
+            Ok(due) => due,
+            Err(error) => {
                 tracing::warn!(%error, "cannot read the mail queue");
                 Vec::new()
             }
-            Err(_) => Vec::new(),
         };
         for queued in due {
             let outcome = deliver(&transport, &config.from, &queued).await;
             let to = mask_address(&queued.mail.to);
-            let store = app.store.clone();
+            let store = &app.store;
             let update = match outcome {
                 Ok(how) => {
                     app.mail_deliveries.record(DeliveryOutcome::Delivered);
                     tracing::info!(to, subject = queued.mail.subject, how, "mail delivered");
-                    tokio::task::spawn_blocking(move || store.remove_mail(queued.id)).await
+                    store.remove_mail(queued.id).await
                 }
                 Err(error) => {
                     let attempts = queued.attempts.saturating_add(1);
                     if attempts >= config.max_attempts {
                         app.mail_deliveries.record(DeliveryOutcome::GivenUp);
                         tracing::error!(to, attempts, %error, "mail given up");
-                        tokio::task::spawn_blocking(move || store.remove_mail(queued.id)).await
+                        store.remove_mail(queued.id).await
                     } else {
                         app.mail_deliveries.record(DeliveryOutcome::Failed);
                         let wait = 2i64.saturating_pow(attempts).min(LONGEST_WAIT_SECONDS);
                         tracing::warn!(to, attempts, retry_in_seconds = wait, %error, "mail delivery failed");
                         let retry_at = app.clock.now_unix_seconds() + wait;
-                        tokio::task::spawn_blocking(move || {
-                            store.postpone_mail(queued.id, attempts, retry_at)
-                        })
-                        .await
+                        store.postpone_mail(queued.id, attempts, retry_at).await
                     }
                 }
             };
-            if let Ok(Err(error)) = update {
+            if let Err(error) = update {
                 tracing::warn!(%error, "cannot update the mail queue");
             }
         }

@@ -68,25 +68,45 @@ fn new_user(email: &str, password_hash: &PasswordHashString) -> BenchResult<NewU
 /// Users, sessions and API tokens in transactions of `SEED_BATCH` rows; one session in every
 /// `sessions / TOKEN_SESSIONS` gets a bound API token and a signed token, signed with the
 /// store's key and the issuer `config` gives, exactly as the server signs them.
+/// The store's functions are async: the seeding runs on a runtime of its own.
 pub fn seed_store(
     directory: &Path,
     plan: &SeedPlan,
     password_hash: &PasswordHashString,
     config: &Config,
 ) -> BenchResult<Seeded> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(seed_store_on_a_runtime(
+            directory,
+            plan,
+            password_hash,
+            config,
+        ))
+}
+
+async fn seed_store_on_a_runtime(
+    directory: &Path,
+    plan: &SeedPlan,
+    password_hash: &PasswordHashString,
+    config: &Config,
+) -> BenchResult<Seeded> {
     let label = plan.label;
-    let store = Store::open(&directory.join("latchkey.redb"), SEED_CACHE_BYTES)?;
+    let store = Store::open_redb(&directory.join("latchkey.redb"), SEED_CACHE_BYTES)?;
     let issuer = token_issuer(config, &store);
     let now = now_unix_seconds();
     let mut timings = Vec::new();
     let key = generate_signing_key(now)?;
-    store.insert_active_signing_key(&key)?;
-    let key_ring = KeyRing::from_stored(&store.signing_keys()?)?;
+    store.insert_active_signing_key(&key).await?;
+    let key_ring = KeyRing::from_stored(&store.signing_keys().await?)?;
 
     let mut sign_in_emails = Vec::with_capacity(plan.sign_in_users);
     for index in 0..plan.sign_in_users {
         let email = format!("sign-in-{index}@bench.invalid");
-        store.insert_user(new_user(&email, password_hash)?, now)?;
+        store
+            .insert_user(new_user(&email, password_hash)?, now)
+            .await?;
         sign_in_emails.push(email);
     }
 
@@ -103,7 +123,7 @@ pub fn seed_store(
             password_hash,
         )?);
         if batch.len() == SEED_BATCH || index + 1 == plan.users {
-            let inserted = store.insert_users(std::mem::take(&mut batch), now)?;
+            let inserted = store.insert_users(std::mem::take(&mut batch), now).await?;
             done += inserted.len() as u64;
             user_ids.extend(inserted.iter().map(|user| user.id));
             if template.is_none() {
@@ -182,7 +202,7 @@ pub fn seed_store(
         }
         batch.push(session);
         if batch.len() >= SEED_BATCH {
-            store.insert_sessions(&batch)?;
+            store.insert_sessions(&batch).await?;
             batch.clear();
             if last_report.elapsed() >= Duration::from_secs(15) {
                 last_report = Instant::now();
@@ -196,7 +216,7 @@ pub fn seed_store(
         }
     }
     if !batch.is_empty() {
-        store.insert_sessions(&batch)?;
+        store.insert_sessions(&batch).await?;
     }
     let sessions_took = started.elapsed();
     progress!(
@@ -215,7 +235,7 @@ pub fn seed_store(
 
     let started = Instant::now();
     for chunk in bound_tokens.chunks(SEED_BATCH) {
-        store.insert_api_tokens(chunk)?;
+        store.insert_api_tokens(chunk).await?;
     }
     let tokens_took = started.elapsed();
     timings.push((

@@ -4,9 +4,7 @@
 
 use crate::app::App;
 use crate::auth::password::{NewPassword, Password};
-use crate::auth::{
-    AuthError, ClientInfo, CredentialKind, Identity, store_write, throttled_recheck,
-};
+use crate::auth::{AuthError, ClientInfo, CredentialKind, Identity, throttled_recheck};
 use crate::model::email_address::EmailAddress;
 use crate::model::{
     NewUser, OAuthIdentity, PASSWORD_MAX_CHARACTERS, Permission, PermissionSet, Role, Session,
@@ -32,30 +30,37 @@ pub fn can_reach(caller: &User, target: &User) -> bool {
 }
 
 /// A reachable user by id, or `NotFound` (also for users the caller may not see).
-pub fn reachable_user(app: &App, identity: &Identity, id: UserId) -> Result<User, AuthError> {
+pub async fn reachable_user(app: &App, identity: &Identity, id: UserId) -> Result<User, AuthError> {
     app.store
-        .user_by_id(id)?
+        .user_by_id(id)
+        .await?
         .filter(|target| can_reach(&identity.user, target))
         .ok_or(AuthError::NotFound)
 }
 
 /// The parent of a user, if it has one.
-pub fn parent_of(app: &App, user: &User) -> Result<Option<User>, AuthError> {
+pub async fn parent_of(app: &App, user: &User) -> Result<Option<User>, AuthError> {
     match user.parent_id {
-        Some(parent_id) => Ok(app.store.user_by_id(parent_id)?),
+        Some(parent_id) => Ok(app.store.user_by_id(parent_id).await?),
         None => Ok(None),
     }
 }
 
-pub fn list_sessions(app: &App, identity: &Identity) -> Result<Vec<Session>, AuthError> {
+pub async fn list_sessions(app: &App, identity: &Identity) -> Result<Vec<Session>, AuthError> {
     Ok(app
         .store
-        .live_sessions_of_user(identity.user.id, app.clock.now_unix_seconds())?)
+        .live_sessions_of_user(identity.user.id, app.clock.now_unix_seconds())
+        .await?)
 }
 
-pub fn get_session(app: &App, identity: &Identity, id: SessionId) -> Result<Session, AuthError> {
+pub async fn get_session(
+    app: &App,
+    identity: &Identity,
+    id: SessionId,
+) -> Result<Session, AuthError> {
     app.store
-        .session(id)?
+        .session(id)
+        .await?
         .filter(|session| {
             session.user_id == identity.user.id && session.expire > app.clock.now_unix_seconds()
         })
@@ -68,10 +73,7 @@ pub fn get_session(app: &App, identity: &Identity, id: SessionId) -> Result<Sess
 pub async fn end_session(app: &App, identity: &Identity, id: SessionId) -> Result<(), AuthError> {
     check_may_end_other_sessions(identity, Some(id) == identity.session_id)?;
     let user_id = identity.user.id;
-    let ended = store_write(&app.store, move |store| {
-        store.end_session_of_user(user_id, id)
-    })
-    .await?;
+    let ended = app.store.end_session_of_user(user_id, id).await?;
     if ended {
         Ok(())
     } else {
@@ -96,10 +98,7 @@ fn check_may_end_other_sessions(identity: &Identity, only_its_own: bool) -> Resu
 
 pub async fn end_all_sessions(app: &App, identity: &Identity) -> Result<(), AuthError> {
     let user_id = identity.user.id;
-    store_write(&app.store, move |store| {
-        store.end_all_sessions_of_user(user_id)
-    })
-    .await?;
+    app.store.end_all_sessions_of_user(user_id).await?;
     Ok(())
 }
 
@@ -112,16 +111,16 @@ pub async fn end_other_sessions(app: &App, identity: &Identity) -> Result<(), Au
         return end_all_sessions(app, identity).await;
     };
     let user_id = identity.user.id;
-    store_write(&app.store, move |store| {
-        store.end_other_sessions_of_user(user_id, kept)
-    })
-    .await?;
+    app.store.end_other_sessions_of_user(user_id, kept).await?;
     Ok(())
 }
 
 /// The OAuth identities linked to the caller's account, as sign-in answers list them.
-pub fn linked_identities(app: &App, identity: &Identity) -> Result<Vec<OAuthIdentity>, AuthError> {
-    Ok(app.store.identities_of_user(identity.user.id)?)
+pub async fn linked_identities(
+    app: &App,
+    identity: &Identity,
+) -> Result<Vec<OAuthIdentity>, AuthError> {
+    Ok(app.store.identities_of_user(identity.user.id).await?)
 }
 
 /// Ends the credential's session, or with `logout_all` every session of the user. A
@@ -138,10 +137,7 @@ pub async fn sign_out(app: &App, identity: &Identity, logout_all: bool) -> Resul
         }),
         (_, Some(session_id)) => {
             let user_id = identity.user.id;
-            store_write(&app.store, move |store| {
-                store.end_session_of_user(user_id, session_id)
-            })
-            .await?;
+            app.store.end_session_of_user(user_id, session_id).await?;
             Ok(())
         }
     }
@@ -204,8 +200,8 @@ pub async fn change_own_password(
     let user_id = identity.user.id;
     let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
-    store_write(&app.store, move |store| {
-        store.change_password(
+    app.store
+        .change_password(
             Some(&requester),
             user_id,
             &hash,
@@ -213,8 +209,8 @@ pub async fn change_own_password(
             logout_all,
             now,
         )
-    })
-    .await
+        .await?;
+    Ok(())
 }
 
 /// `PUT /auth/{user-id}/password`: the caller re-authenticates with its own password.
@@ -228,7 +224,7 @@ pub async fn change_user_password(
     logout_all: bool,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
-    let target = reachable_user(app, identity, target_id)?;
+    let target = reachable_user(app, identity, target_id).await?;
     verify_own_password(app, &identity.user, &caller_password, client).await?;
     let new_password = NewPassword::parse(
         app,
@@ -245,8 +241,8 @@ pub async fn change_user_password(
     };
     let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
-    store_write(&app.store, move |store| {
-        store.change_password(
+    app.store
+        .change_password(
             Some(&requester),
             target.id,
             &hash,
@@ -254,8 +250,8 @@ pub async fn change_user_password(
             logout_all,
             now,
         )
-    })
-    .await
+        .await?;
+    Ok(())
 }
 
 /// What `POST /user` asks for.
@@ -307,10 +303,7 @@ pub async fn create_sub_user(
     };
     let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
-    store_write(&app.store, move |store| {
-        store.insert_sub_user(new_user, now, &requester)
-    })
-    .await
+    Ok(app.store.insert_sub_user(new_user, now, &requester).await?)
 }
 
 /// Everything a request grants must lie within the E of the credential making it.
@@ -374,7 +367,7 @@ pub async fn update_user_profile(
     target_id: UserId,
     change: ProfileChange,
 ) -> Result<User, AuthError> {
-    reachable_user(app, identity, target_id)?;
+    reachable_user(app, identity, target_id).await?;
     if let Some(permissions) = change.permissions {
         check_within(permissions, identity.effective_permissions)?;
     }
@@ -392,8 +385,9 @@ async fn apply_profile_change(
     let permissions = change.permissions;
     let now = app.clock.now_unix_seconds();
     let requester = identity.requester(now);
-    let updated = store_write(&app.store, move |store| {
-        store.update_user_for(Some(&requester), user_id, now, |user| {
+    let updated = app
+        .store
+        .update_user_for(Some(&requester), user_id, now, move |user| {
             if first_name.is_some() {
                 user.first_name = first_name;
             }
@@ -404,15 +398,14 @@ async fn apply_profile_change(
                 user.permissions = permissions;
             }
         })
-    })
-    .await?;
+        .await?;
     updated.ok_or(AuthError::NotFound)
 }
 
 /// `DELETE /user/current`: the user, its sub-users, and all their sessions and tokens.
 pub async fn delete_own_account(app: &App, identity: &Identity) -> Result<(), AuthError> {
     let user_id = identity.user.id;
-    store_write(&app.store, move |store| store.delete_user_tree(user_id)).await?;
+    app.store.delete_user_tree(user_id).await?;
     Ok(())
 }
 
@@ -437,7 +430,7 @@ pub enum UserSortField {
 
 /// `GET /user`: the users the caller may read (never itself), filtered, sorted and paged.
 /// Returns one page and the number of matches.
-pub fn list_users(
+pub async fn list_users(
     app: &App,
     identity: &Identity,
     filter: &UserFilter,
@@ -446,8 +439,8 @@ pub fn list_users(
     limit: usize,
 ) -> Result<(Vec<User>, usize), AuthError> {
     let candidates = match identity.user.role {
-        Role::Root | Role::Admin => app.store.all_users()?,
-        Role::User | Role::Sub => app.store.children_of(identity.user.id)?,
+        Role::Root | Role::Admin => app.store.all_users().await?,
+        Role::User | Role::Sub => app.store.children_of(identity.user.id).await?,
     };
     let email = filter
         .email

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::auth::account::check_within;
 use crate::auth::{
     AuthError, ClientInfo, Identity, generate_api_token, new_session, session_expire,
-    sign_session_token, store_write, token_hash,
+    sign_session_token, token_hash,
 };
 use crate::model::Secret;
 use crate::model::{ApiToken, PermissionSet, Session, SessionKind, UnixSeconds};
@@ -113,15 +113,14 @@ pub async fn create_api_token(
     let stored = api_token.clone();
     let limit = app.config.auth.max_api_tokens_per_user;
     let requester = identity.requester(now);
-    store_write(&app.store, move |store| {
-        store.insert_api_token_within_limit(&stored, limit, &requester)
-    })
-    .await?;
+    app.store
+        .insert_api_token_within_limit(&stored, limit, &requester)
+        .await?;
     Ok((api_token, Secret::new(token)))
 }
 
 /// The caller's standalone tokens; expired ones only when asked for.
-pub fn list_api_tokens(
+pub async fn list_api_tokens(
     app: &App,
     identity: &Identity,
     include_expired: bool,
@@ -129,7 +128,8 @@ pub fn list_api_tokens(
     let now = app.clock.now_unix_seconds();
     Ok(app
         .store
-        .standalone_api_tokens_of_user(identity.user.id)?
+        .standalone_api_tokens_of_user(identity.user.id)
+        .await?
         .into_iter()
         .filter(|api_token| include_expired || !is_expired(api_token, now))
         .collect())
@@ -137,13 +137,13 @@ pub fn list_api_tokens(
 
 /// One of the caller's tokens by its full text or its first 8 characters. A prefix that
 /// matches two tokens is a conflict, never a guess.
-pub fn find_api_token(
+pub async fn find_api_token(
     app: &App,
     identity: &Identity,
     key: &str,
     include_expired: bool,
 ) -> Result<ApiToken, AuthError> {
-    let candidates = list_api_tokens(app, identity, include_expired)?;
+    let candidates = list_api_tokens(app, identity, include_expired).await?;
     if key.len() == 64 {
         let hash = token_hash(key);
         return candidates
@@ -185,7 +185,7 @@ pub async fn update_api_token(
     key: &str,
     change: ApiTokenChange,
 ) -> Result<ApiToken, AuthError> {
-    let mut api_token = find_api_token(app, identity, key, true)?;
+    let mut api_token = find_api_token(app, identity, key, true).await?;
     let now = app.clock.now_unix_seconds();
     if let Some(permissions) = change.permissions {
         check_within(permissions, identity.effective_permissions)?;
@@ -206,11 +206,10 @@ pub async fn update_api_token(
     check_changed_token_within_caller(identity, &api_token)?;
     api_token.updated = now;
     let requester = identity.requester(now);
-    store_write(&app.store, move |store| {
-        store.replace_api_token(&api_token, &requester)
-    })
-    .await?
-    .ok_or(AuthError::NotFound)
+    app.store
+        .replace_api_token(&api_token, &requester)
+        .await?
+        .ok_or(AuthError::NotFound)
 }
 
 /// API.md 15.2: what a changed token can do lies within the caller's effective set (so no
@@ -240,12 +239,12 @@ fn check_changed_token_within_caller(
 }
 
 pub async fn delete_api_token(app: &App, identity: &Identity, key: &str) -> Result<(), AuthError> {
-    let api_token = find_api_token(app, identity, key, true)?;
+    let api_token = find_api_token(app, identity, key, true).await?;
     let user_id = identity.user.id;
-    let deleted = store_write(&app.store, move |store| {
-        store.delete_api_token_of_user(user_id, &api_token.hash)
-    })
-    .await?;
+    let deleted = app
+        .store
+        .delete_api_token_of_user(user_id, &api_token.hash)
+        .await?;
     if deleted {
         Ok(())
     } else {
@@ -323,6 +322,6 @@ pub async fn mint_token(
         replacement_password_hash: None,
     };
     // A minting credential revoked meanwhile answers `Unauthenticated` (`From<StoreError>`).
-    store_write(&app.store, move |store| store.record_sign_in(&minted)).await?;
+    app.store.record_sign_in(&minted).await?;
     Ok((session, Secret::new(token)))
 }

@@ -158,6 +158,7 @@ impl From<StoreError> for AuthError {
             StoreError::TooManyOAuthBrowserStates => AuthError::Overloaded,
             StoreError::Redb(_)
             | StoreError::Postgres(_)
+            | StoreError::WriteInterrupted(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }
             | StoreError::Locked { .. }

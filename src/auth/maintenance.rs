@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::auth::{api_tokens, signup, store_write};
+use crate::auth::{api_tokens, signup};
 
 /// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
 /// write lock behind a purge.
@@ -51,15 +51,14 @@ async fn purge_unproved_sign_ups(app: &App) {
     }
 }
 
-/// `App::maintain_signing_keys` on the blocking pool: its store writes fsync.
+/// `App::maintain_signing_keys`, logging what it dropped or why it failed.
 async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
-    let maintained = Arc::clone(app);
-    match tokio::task::spawn_blocking(move || maintained.maintain_signing_keys()).await {
-        Ok(Ok(dropped)) if !dropped.is_empty() => {
+    match app.maintain_signing_keys().await {
+        Ok(dropped) if !dropped.is_empty() => {
             tracing::info!(?dropped, "dropped retired signing keys")
         }
-        Ok(Err(error)) => tracing::warn!(%error, "signing-key maintenance failed"),
-        _ => {}
+        Err(error) => tracing::warn!(%error, "signing-key maintenance failed"),
+        Ok(_) => {}
     }
 }
 
@@ -71,29 +70,37 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
         let now = app.clock.now_unix_seconds();
-        let purged = store_write(&app.store, move |store| {
-            let sessions = store.purge_expired_sessions(now, PURGE_BATCH_ROWS)?;
-            let tokens = store.purge_api_tokens_expired_before(
-                now - api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS,
-                PURGE_BATCH_ROWS,
-            )?;
-            let email_tokens = store.purge_email_tokens_expired_before(
-                now - SPENT_EMAIL_TOKEN_RETENTION_SECONDS,
-                PURGE_BATCH_ROWS,
-            )?;
-            let second_factor_records =
-                store.purge_expired_second_factor_records(now, PURGE_BATCH_ROWS)?;
-            let passkey_challenges =
-                store.purge_expired_passkey_challenges(now, PURGE_BATCH_ROWS)?;
-            let oauth_browser_states =
-                store.purge_expired_oauth_browser_states(now, PURGE_BATCH_ROWS)?;
+        let store = &app.store;
+        let purged: Result<usize, crate::store::StoreError> = async {
+            let sessions = store.purge_expired_sessions(now, PURGE_BATCH_ROWS).await?;
+            let tokens = store
+                .purge_api_tokens_expired_before(
+                    now - api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS,
+                    PURGE_BATCH_ROWS,
+                )
+                .await?;
+            let email_tokens = store
+                .purge_email_tokens_expired_before(
+                    now - SPENT_EMAIL_TOKEN_RETENTION_SECONDS,
+                    PURGE_BATCH_ROWS,
+                )
+                .await?;
+            let second_factor_records = store
+                .purge_expired_second_factor_records(now, PURGE_BATCH_ROWS)
+                .await?;
+            let passkey_challenges = store
+                .purge_expired_passkey_challenges(now, PURGE_BATCH_ROWS)
+                .await?;
+            let oauth_browser_states = store
+                .purge_expired_oauth_browser_states(now, PURGE_BATCH_ROWS)
+                .await?;
             Ok(sessions
                 .max(tokens)
                 .max(email_tokens)
                 .max(second_factor_records)
                 .max(passkey_challenges)
                 .max(oauth_browser_states))
-        })
+        }
         .await;
         match purged {
             Ok(count) if count == PURGE_BATCH_ROWS => tokio::task::yield_now().await,

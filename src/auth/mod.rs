@@ -1,5 +1,5 @@
-//! The domain: use cases as functions over `&App`. Nothing here knows HTTP or redb; store
-//! writes run off the async runtime through `store_write`, password work on the hasher pool.
+//! The domain: use cases as functions over `&App`. Nothing here knows HTTP or a database;
+//! the store's async functions run the storage, password work runs on the hasher pool.
 
 pub mod account;
 pub mod after_answer;
@@ -34,23 +34,10 @@ use crate::model::{
     ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
     TokenMaker, UnixSeconds, User,
 };
-use crate::store::{NewSignIn, Requester, RequesterCredential, Store, StoreError};
+use crate::store::{NewSignIn, Requester, RequesterCredential};
 use password::Password;
 
 pub use error::AuthError;
-
-/// Runs a store write on the blocking pool so that its fsync never stalls the runtime.
-pub async fn store_write<T, F>(store: &Store, write: F) -> Result<T, AuthError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || write(&store))
-        .await
-        .map_err(|error| AuthError::Internal(error.to_string()))?
-        .map_err(AuthError::from)
-}
 
 /// A fresh API token: 32 random bytes as 64 lowercase hex characters.
 pub fn generate_api_token() -> Result<String, AuthError> {
@@ -164,7 +151,10 @@ async fn sign_in_with_password(
         });
     }
     let email = EmailAddress::parse(&request.email)?;
-    let user = app.store.user_by_normalized_email(&email.normalized)?;
+    let user = app
+        .store
+        .user_by_normalized_email(&email.normalized)
+        .await?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
     let verification = throttled_recheck(
         app,
@@ -177,7 +167,7 @@ async fn sign_in_with_password(
     let Some(user) = user.filter(|_| verification.matches) else {
         return Err(AuthError::InvalidCredentials);
     };
-    let parent = account::parent_of(app, &user)?;
+    let parent = account::parent_of(app, &user).await?;
     // `open_session` checks again; checking first means a refused account costs no re-hash.
     check_may_sign_in(app, &user, parent.as_ref())?;
     let replacement_password_hash = if verification.needs_rehash {
@@ -295,19 +285,22 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
     // A password change or suspension that committed after the check above wins: the
     // sign-in answers as if the password had been wrong (at a second step: as if its
     // mfa-token had expired).
-    store_write(&app.store, move |store| match second_step {
+    let recorded = match second_step {
         Some((mfa_token_hash, proof)) => {
-            store.record_sign_in_with_second_factor(&sign_in, &mfa_token_hash, proof)
+            app.store
+                .record_sign_in_with_second_factor(&sign_in, &mfa_token_hash, proof)
+                .await
         }
-        None => store.record_sign_in(&sign_in),
-    })
-    .await
-    .map_err(|error| match (error, second_step) {
-        (AuthError::CredentialsChanged, Some(_)) => AuthError::InvalidMfaToken,
-        (AuthError::CredentialsChanged, None) => AuthError::InvalidCredentials,
-        (other, _) => other,
-    })?;
-    let linked_identities = app.store.identities_of_user(user.id)?;
+        None => app.store.record_sign_in(&sign_in).await,
+    };
+    recorded
+        .map_err(AuthError::from)
+        .map_err(|error| match (error, second_step) {
+            (AuthError::CredentialsChanged, Some(_)) => AuthError::InvalidMfaToken,
+            (AuthError::CredentialsChanged, None) => AuthError::InvalidCredentials,
+            (other, _) => other,
+        })?;
+    let linked_identities = app.store.identities_of_user(user.id).await?;
     Ok(SignInOutcome {
         user,
         session,
@@ -508,7 +501,10 @@ impl Identity {
 /// Turns a presented credential into an identity, or `Unauthenticated`. Reads the store
 /// every time (revocation shows on the very next request); signature checks are cached by
 /// the complete token text, and `exp` is checked on every hit.
-pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Identity, AuthError> {
+pub async fn authenticate(
+    app: &App,
+    credential: PresentedCredential<'_>,
+) -> Result<Identity, AuthError> {
     let now = app.clock.now_unix_seconds();
     match credential {
         PresentedCredential::SignedToken(token) => {
@@ -521,7 +517,8 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
             }
             let context = app
                 .store
-                .session_context(verified.session_id)?
+                .session_context(verified.session_id)
+                .await?
                 .ok_or(AuthError::Unauthenticated)?;
             if context.session.user_id != verified.user_id || context.session.expire <= now {
                 return Err(AuthError::Unauthenticated);
@@ -548,7 +545,8 @@ pub fn authenticate(app: &App, credential: PresentedCredential<'_>) -> Result<Id
             }
             let context = app
                 .store
-                .api_token_context(&token_hash(token))?
+                .api_token_context(&token_hash(token))
+                .await?
                 .ok_or(AuthError::Unauthenticated)?;
             let api_token = &context.api_token;
             if api_tokens::is_expired(api_token, now) {

@@ -11,9 +11,7 @@ use crate::auth::password::Password;
 use crate::auth::rate_limit::PerKeyLimit;
 use crate::auth::second_factor::{SecondFactorGate, check_reauthentication};
 use crate::auth::sign_in_counts::{AttemptOutcome, SignInMethod};
-use crate::auth::{
-    AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, open_session, store_write,
-};
+use crate::auth::{AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, open_session};
 use crate::model::UserId;
 use crate::model::passkey::{
     MAX_PASSKEYS_PER_USER, PASSKEY_CHALLENGE_LIFETIME_SECONDS, PASSKEY_NAME_MAX_CHARACTERS,
@@ -81,7 +79,7 @@ pub async fn start_passkey_registration(
     take_ceremony_token(app, client)?;
     check_reauthentication(app, identity, password, client).await?;
     let user = &identity.user;
-    let passkeys = app.store.passkeys_of_user(user.id)?;
+    let passkeys = app.store.passkeys_of_user(user.id).await?;
     if passkeys.len() >= MAX_PASSKEYS_PER_USER {
         return Err(AuthError::Conflict(
             "the user holds the most passkeys allowed; remove one first",
@@ -164,17 +162,16 @@ pub async fn finish_passkey_registration(
     };
     let requester = identity.requester(now);
     let stored = passkey.clone();
-    store_write(&app.store, move |store| {
-        store.finish_passkey_registration(challenge.id, &stored, MAX_PASSKEYS_PER_USER, &requester)
-    })
-    .await?;
+    app.store
+        .finish_passkey_registration(challenge.id, &stored, MAX_PASSKEYS_PER_USER, &requester)
+        .await?;
     Ok(passkey)
 }
 
 /// `GET /auth/passkey`: the caller's passkeys, oldest first.
-pub fn list_passkeys(app: &App, identity: &Identity) -> Result<Vec<Passkey>, AuthError> {
+pub async fn list_passkeys(app: &App, identity: &Identity) -> Result<Vec<Passkey>, AuthError> {
     relying_party(app)?;
-    Ok(app.store.passkeys_of_user(identity.user.id)?)
+    Ok(app.store.passkeys_of_user(identity.user.id).await?)
 }
 
 /// `DELETE /auth/passkey/{passkey-id}`: removes one of the caller's passkeys; anyone
@@ -192,10 +189,10 @@ pub async fn remove_passkey(
     check_reauthentication(app, identity, password, client).await?;
     let user_id = identity.user.id;
     let requester = identity.requester(app.clock.now_unix_seconds());
-    let removed = store_write(&app.store, move |store| {
-        store.delete_passkey_of_user(user_id, id, &requester)
-    })
-    .await?;
+    let removed = app
+        .store
+        .delete_passkey_of_user(user_id, id, &requester)
+        .await?;
     if removed {
         Ok(())
     } else {
@@ -262,7 +259,8 @@ pub async fn start_passkey_assertion_for_user(
     take_ceremony_token(app, client)?;
     let credentials: Vec<Vec<u8>> = app
         .store
-        .passkeys_of_user(user_id)?
+        .passkeys_of_user(user_id)
+        .await?
         .into_iter()
         .map(|passkey| passkey.credential)
         .collect();
@@ -336,9 +334,10 @@ async fn verify_and_open_session(
     // are the ones the session commits against (`open_session` checks both again).
     let user = app
         .store
-        .user_by_id(passkey.user_id)?
+        .user_by_id(passkey.user_id)
+        .await?
         .ok_or_else(|| AuthError::PasskeyRefused("the passkey's user is gone".into()))?;
-    let parent = parent_of(app, &user)?;
+    let parent = parent_of(app, &user).await?;
     open_session(
         app,
         SessionOpening {
@@ -373,7 +372,7 @@ async fn verify_assertion(
 ) -> Result<Passkey, AuthError> {
     let challenge = open_challenge(app, challenge_id, kind, None).await?;
     let (passkey, updated_credential) =
-        match check_assertion(app, relying_party, &challenge, credential) {
+        match check_assertion(app, relying_party, &challenge, credential).await {
             Ok(verified) => verified,
             Err(error) => {
                 discard_challenge(app, challenge.id).await?;
@@ -381,16 +380,16 @@ async fn verify_assertion(
             }
         };
     let now = app.clock.now_unix_seconds();
-    store_write(&app.store, move |store| {
-        store.finish_passkey_assertion(challenge_id, kind, passkey.id, updated_credential, now)
-    })
-    .await
+    Ok(app
+        .store
+        .finish_passkey_assertion(challenge_id, kind, passkey.id, updated_credential, now)
+        .await?)
 }
 
 /// The checks of an assertion that read but do not write: the passkey its credential id
 /// names, that passkey's user against the ceremony's, and the signature and flags. Answers
 /// the passkey and its credential as the ceremony updated it (if it did).
-fn check_assertion(
+async fn check_assertion(
     app: &App,
     relying_party: &RelyingParty,
     challenge: &PasskeyChallenge,
@@ -399,7 +398,8 @@ fn check_assertion(
     let assertion = ClientAssertion::parse(credential).map_err(|_| malformed_credential())?;
     let passkey = app
         .store
-        .passkey_by_credential_id(assertion.credential_id())?
+        .passkey_by_credential_id(assertion.credential_id())
+        .await?
         .ok_or_else(|| AuthError::PasskeyRefused("no passkey has this credential id".into()))?;
     let handle_matches = assertion
         .user_handle()
@@ -450,7 +450,7 @@ async fn open_challenge(
     user_id: Option<UserId>,
 ) -> Result<PasskeyChallenge, AuthError> {
     let unknown = || AuthError::PasskeyChallenge(PasskeyChallengeProblem::Unknown);
-    let challenge = app.store.passkey_challenge(id)?.ok_or_else(unknown)?;
+    let challenge = app.store.passkey_challenge(id).await?.ok_or_else(unknown)?;
     if challenge.kind != kind || user_id.is_some_and(|user_id| challenge.user_id != Some(user_id)) {
         return Err(unknown());
     }
@@ -464,7 +464,7 @@ async fn open_challenge(
 }
 
 async fn discard_challenge(app: &App, id: PasskeyChallengeId) -> Result<(), AuthError> {
-    store_write(&app.store, move |store| store.discard_passkey_challenge(id)).await?;
+    app.store.discard_passkey_challenge(id).await?;
     Ok(())
 }
 
@@ -486,10 +486,9 @@ async fn keep_challenge(
         state: started.state,
     };
     let challenge_id = challenge.id;
-    store_write(&app.store, move |store| {
-        store.insert_passkey_challenge(&challenge, MAX_OPEN_CHALLENGES, now)
-    })
-    .await?;
+    app.store
+        .insert_passkey_challenge(&challenge, MAX_OPEN_CHALLENGES, now)
+        .await?;
     Ok(StartedPasskeyCeremony {
         challenge_id,
         options: started.options,

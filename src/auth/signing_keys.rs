@@ -77,25 +77,25 @@ impl SigningKeyUpkeep {
 }
 
 /// Reads the stored keys into a ring.
-pub fn read_key_ring(store: &Store) -> Result<KeyRing, SigningKeyError> {
-    Ok(KeyRing::from_stored(&store.signing_keys()?)?)
+pub async fn read_key_ring(store: &Store) -> Result<KeyRing, SigningKeyError> {
+    Ok(KeyRing::from_stored(&store.signing_keys().await?)?)
 }
 
 /// The ring a starting server signs with: persists the switch to due `next` keys, and
 /// generates and stores the first active key on a new store.
-pub fn load_key_ring_making_the_first_key(
+pub async fn load_key_ring_making_the_first_key(
     store: &Store,
     now: UnixSeconds,
 ) -> Result<KeyRing, SigningKeyError> {
-    store.promote_due_signing_keys(now)?;
-    let mut stored_keys = store.signing_keys()?;
+    store.promote_due_signing_keys(now).await?;
+    let mut stored_keys = store.signing_keys().await?;
     if !stored_keys
         .iter()
         .any(|key| key.status == SigningKeyStatus::Active)
     {
         let key = generate_signing_key(now)?;
-        store.insert_active_signing_key(&key)?;
-        stored_keys = store.signing_keys()?;
+        store.insert_active_signing_key(&key).await?;
+        stored_keys = store.signing_keys().await?;
     }
     Ok(KeyRing::from_stored(&stored_keys)?)
 }
@@ -104,19 +104,22 @@ pub fn load_key_ring_making_the_first_key(
 /// active key retires (it keeps verifying); else it is published as `next` and signs that
 /// many seconds later, unless a `next` key is already waiting. A running server's ring is
 /// not touched: `App::rotate_signing_key` does that.
-pub fn rotate_signing_key(
+pub async fn rotate_signing_key(
     store: &Store,
     publish_ahead_seconds: u64,
     now: UnixSeconds,
 ) -> Result<KeyRotation, SigningKeyError> {
     let key = generate_signing_key(now)?;
     if publish_ahead_seconds == 0 {
-        store.insert_active_signing_key(&key)?;
+        store.insert_active_signing_key(&key).await?;
         return Ok(KeyRotation::Active { key_id: key.key_id });
     }
     let activates_at = now.saturating_add(i64::try_from(publish_ahead_seconds).unwrap_or(i64::MAX));
     Ok(
-        match store.insert_next_signing_key(&key, activates_at, now)? {
+        match store
+            .insert_next_signing_key(&key, activates_at, now)
+            .await?
+        {
             None => KeyRotation::Next {
                 key_id: key.key_id,
                 activates_at,
@@ -131,37 +134,33 @@ pub fn rotate_signing_key(
 
 /// Removes a signing key at once. Revoking the key that signs never leaves none: a `next`
 /// key waiting takes over at once, else a fresh key does. `None`: no such key.
-pub fn revoke_signing_key(
+pub async fn revoke_signing_key(
     store: &Store,
     key_id: &str,
     now: UnixSeconds,
 ) -> Result<Option<KeyRevocation>, SigningKeyError> {
     let replacement = generate_signing_key(now)?;
-    Ok(store.revoke_signing_key(key_id, &replacement, now)?)
+    Ok(store.revoke_signing_key(key_id, &replacement, now).await?)
 }
 
 /// The scheduled upkeep: persists the switch to `next` keys whose time has come, drops
 /// retired keys that can no longer have a live token (retired longer ago than the longest
 /// token lifetime), and rotates when `[keys] rotate_every` says it is time (publishing ahead
 /// by `publish_ahead_seconds`, so the new key signs about `rotate_every` after the last).
-pub fn promote_drop_and_rotate_signing_keys(
+pub async fn promote_drop_and_rotate_signing_keys(
     store: &Store,
     schedule: SigningKeySchedule,
     now: UnixSeconds,
 ) -> Result<SigningKeyUpkeep, SigningKeyError> {
-    let promoted = store.promote_due_signing_keys(now)?;
-    let stored = store.signing_keys()?;
+    let promoted = store.promote_due_signing_keys(now).await?;
+    let stored = store.signing_keys().await?;
     let mut dropped = Vec::new();
     for key_id in keys_past_their_last_token(&stored, schedule, now) {
-        store.delete_signing_key(&key_id)?;
+        store.delete_signing_key(&key_id).await?;
         dropped.push(key_id);
     }
     let rotation = if scheduled_rotation_is_due(&stored, schedule, now) {
-        Some(rotate_signing_key(
-            store,
-            schedule.publish_ahead_seconds,
-            now,
-        )?)
+        Some(rotate_signing_key(store, schedule.publish_ahead_seconds, now).await?)
     } else {
         None
     };

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::auth::account::checked_name;
 use crate::auth::maintenance::PURGE_BATCH_ROWS;
 use crate::auth::password::{NewPassword, Password};
-use crate::auth::{AuthError, ClientInfo, store_write, token_hash};
+use crate::auth::{AuthError, ClientInfo, token_hash};
 use crate::html::escape;
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
@@ -184,12 +184,11 @@ pub async fn sign_up(
         "This link works for {}.",
         describe_lifetime(app.config.signup.verify_token_lifetime_seconds)
     );
-    let effect = store_write(&app.store, move |store| {
-        store.sign_up(
+    let effect = app.store.sign_up(
             new_user,
             token_hash,
             expires_at,
-            |user| {
+            move |user| {
                 message(
                     user,
                     "Confirm your email address",
@@ -198,7 +197,7 @@ pub async fn sign_up(
                     &[&works_for],
                 )
             },
-            |user| {
+            move |user| {
                 message(
                     user,
                     "Someone tried to sign up with your address",
@@ -212,7 +211,6 @@ pub async fn sign_up(
             },
             now,
         )
-    })
     .await?;
     app.wake_mail_worker();
     tracing::info!(
@@ -240,10 +238,10 @@ async fn consume(
 ) -> Result<User, AuthError> {
     let hash = token_hash(token);
     let now = app.clock.now_unix_seconds();
-    let consumed = store_write(&app.store, move |store| {
-        store.consume_email_token(&hash, purpose, action, now)
-    })
-    .await?;
+    let consumed = app
+        .store
+        .consume_email_token(&hash, purpose, action, now)
+        .await?;
     let user = consumed.map_err(|problem| AuthError::EmailToken { field, problem })?;
     tracing::info!(target: "latchkey::audit", event, user_id = user.id);
     Ok(user)
@@ -289,11 +287,10 @@ pub fn resend_verification(
         );
         let verify_expires_at = now + lifetime(app.config.signup.verify_token_lifetime_seconds);
         let verify_lifetime = describe_lifetime(app.config.signup.verify_token_lifetime_seconds);
-        let issued = store_write(&app.store, move |store| {
-            store.issue_email_token(
+        let issued = app.store.issue_email_token(
                 &email.normalized,
                 hash,
-                |user| {
+                move |user| {
                     if user.email_verified || user.status == Status::Suspended {
                         return None;
                     }
@@ -354,7 +351,6 @@ pub fn resend_verification(
                 },
                 now,
             )
-        })
         .await;
         app.wake_mail_worker();
         if let Err(error) = issued {
@@ -390,11 +386,10 @@ pub fn request_password_reset(
             "This link works for {}.",
             describe_lifetime(app.config.signup.reset_token_lifetime_seconds)
         );
-        let issued = store_write(&app.store, move |store| {
-            store.issue_email_token(
+        let issued = app.store.issue_email_token(
                 &email.normalized,
                 hash,
-                |user| {
+                move |user| {
                     (user.status == Status::Active && user.email_verified).then(|| LinkToIssue {
                         purpose: EmailTokenPurpose::ResetPassword,
                         expires_at,
@@ -412,7 +407,6 @@ pub fn request_password_reset(
                 },
                 now,
             )
-        })
         .await;
         app.wake_mail_worker();
         match issued {
@@ -441,11 +435,11 @@ pub async fn complete_password_reset(
     let field = "password-update-token";
     let hash = token_hash(token);
     let now = app.clock.now_unix_seconds();
-    let user = store_read(app, move |store| {
-        store.email_token_user(&hash, EmailTokenPurpose::ResetPassword, now)
-    })
-    .await?
-    .map_err(|problem| AuthError::EmailToken { field, problem })?;
+    let user = app
+        .store
+        .email_token_user(&hash, EmailTokenPurpose::ResetPassword, now)
+        .await?
+        .map_err(|problem| AuthError::EmailToken { field, problem })?;
     let new_password = NewPassword::parse(
         app,
         new_password,
@@ -479,30 +473,21 @@ pub async fn purge_unproved_sign_ups(app: &App, now: UnixSeconds) -> Result<usiz
     let before = now.saturating_sub(lifetime(lifetime_seconds));
     let mut purged_total = 0;
     loop {
-        let candidates = store_read(app, move |store| {
-            store.unproved_sign_ups_created_before(before, PURGE_BATCH_ROWS)
-        })
-        .await?;
+        let candidates = app
+            .store
+            .unproved_sign_ups_created_before(before, PURGE_BATCH_ROWS)
+            .await?;
         let full_batch = candidates.len() == PURGE_BATCH_ROWS;
-        let purged = store_write(&app.store, move |store| {
-            store.purge_unproved_sign_ups(&candidates, before)
-        })
-        .await?;
+        let purged = app
+            .store
+            .purge_unproved_sign_ups(&candidates, before)
+            .await?;
         purged_total += purged;
         if !full_batch || purged == 0 {
             return Ok(purged_total);
         }
         tokio::task::yield_now().await;
     }
-}
-
-/// A store read on the blocking pool, like `store_write`.
-async fn store_read<T, F>(app: &App, read: F) -> Result<T, AuthError>
-where
-    T: Send + 'static,
-    F: FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-{
-    store_write(&app.store, read).await
 }
 
 /// "30 minutes", "1 hour", "2 days": a link's lifetime as its mail states it.

@@ -179,7 +179,7 @@ async fn dispatch(api: &Api, route: Route, mut request: Request) -> Result<Respo
     // reads it (API.md section 15, rule 17).
     credential::check_single_headers(&request.parts)?;
     let path = PathParameters::parse(&request.path_parameters)?;
-    let identity = match check_access(api, &request, route, &path) {
+    let identity = match check_access(api, &request, route, &path).await {
         // Forward auth may answer a missing credential with the way to the sign-in page.
         Err(ApiError::Unauthenticated) if route == Route::ForwardAuth => {
             return forward_auth::unauthenticated(api, &request);
@@ -270,16 +270,18 @@ fn run_handler<'a>(
             request,
             required(identity)?,
         ))),
-        (Route::Sessions, &Method::GET) => Ready(sessions::list_sessions(api, required(identity)?)),
+        (Route::Sessions, &Method::GET) => {
+            Pending(Box::pin(sessions::list_sessions(api, required(identity)?)))
+        }
         (Route::Sessions, &Method::DELETE) => Pending(Box::pin(sessions::end_all_sessions(
             api,
             required(identity)?,
         ))),
-        (Route::Session, &Method::GET) => Ready(sessions::get_session(
+        (Route::Session, &Method::GET) => Pending(Box::pin(sessions::get_session(
             api,
             required(identity)?,
             path.session_id()?,
-        )),
+        ))),
         (Route::Session, &Method::DELETE) => Pending(Box::pin(sessions::end_session(
             api,
             required(identity)?,
@@ -294,13 +296,19 @@ fn run_handler<'a>(
             required(identity)?,
             path.user_id()?,
         ))),
-        (Route::Users, &Method::GET) => Ready(users::list_users(api, request, required(identity)?)),
+        (Route::Users, &Method::GET) => Pending(Box::pin(users::list_users(
+            api,
+            request,
+            required(identity)?,
+        ))),
         (Route::Users, &Method::POST) => Pending(Box::pin(users::create_sub_user(
             api,
             request,
             required(identity)?,
         ))),
-        (Route::CurrentUser, &Method::GET) => Ready(users::current_user(api, required(identity)?)),
+        (Route::CurrentUser, &Method::GET) => {
+            Pending(Box::pin(users::current_user(api, required(identity)?)))
+        }
         (Route::CurrentUser, &Method::PUT) => Pending(Box::pin(users::update_current_user(
             api,
             request,
@@ -310,29 +318,33 @@ fn run_handler<'a>(
             api,
             required(identity)?,
         ))),
-        (Route::UserById, &Method::GET) => {
-            Ready(users::get_user(api, required(identity)?, path.user_id()?))
-        }
+        (Route::UserById, &Method::GET) => Pending(Box::pin(users::get_user(
+            api,
+            required(identity)?,
+            path.user_id()?,
+        ))),
         (Route::UserById, &Method::PUT) => Pending(Box::pin(users::update_user(
             api,
             request,
             required(identity)?,
             path.user_id()?,
         ))),
-        (Route::ApiTokens, &Method::GET) => {
-            Ready(api_tokens::list(api, request, required(identity)?))
-        }
+        (Route::ApiTokens, &Method::GET) => Pending(Box::pin(api_tokens::list(
+            api,
+            request,
+            required(identity)?,
+        ))),
         (Route::ApiTokens, &Method::POST) => Pending(Box::pin(api_tokens::create(
             api,
             request,
             required(identity)?,
         ))),
-        (Route::ApiToken, &Method::GET) => Ready(api_tokens::get(
+        (Route::ApiToken, &Method::GET) => Pending(Box::pin(api_tokens::get(
             api,
             request,
             required(identity)?,
             path.token()?,
-        )),
+        ))),
         (Route::ApiToken, &Method::PUT) => Pending(Box::pin(api_tokens::update(
             api,
             request,
@@ -393,7 +405,9 @@ fn run_handler<'a>(
         (Route::PasskeyRegisterFinish, &Method::POST) => Pending(Box::pin(
             passkeys::finish_registration(api, request, required(identity)?),
         )),
-        (Route::Passkeys, &Method::GET) => Ready(passkeys::list(api, required(identity)?)),
+        (Route::Passkeys, &Method::GET) => {
+            Pending(Box::pin(passkeys::list(api, required(identity)?)))
+        }
         (Route::Passkey, &Method::DELETE) => Pending(Box::pin(passkeys::remove(
             api,
             request,
@@ -417,7 +431,7 @@ fn required(identity: Option<Identity>) -> Result<Identity, ApiError> {
 /// Reads and authenticates the request's one credential, unless the route is `Public`, and
 /// applies the route's access rule to it (`routes::admit`: the cookie CSRF rule and the
 /// permission).
-fn check_access(
+async fn check_access(
     api: &Api,
     request: &Request,
     route: Route,
@@ -428,18 +442,17 @@ fn check_access(
     let caller = if access == routes::Access::Public {
         None
     } else {
-        credential::find_credential(
+        match credential::find_credential(
             &request.parts,
             &request.query,
             config.auth.query_credentials,
-        )?
-        .map(|found| {
-            auth::authenticate(&api.app, found.presented()).map(|identity| Caller {
-                identity,
+        )? {
+            None => None,
+            Some(found) => Some(Caller {
+                identity: auth::authenticate(&api.app, found.presented()).await?,
                 from_cookie: found.from_cookie,
-            })
-        })
-        .transpose()?
+            }),
+        }
     };
     admit(
         access,

@@ -8,6 +8,9 @@ pub enum StoreError {
     /// The PostgreSQL backend's failures: a connection, a statement, the pool.
     #[error("database failed: {0}")]
     Postgres(String),
+    /// The thread that ran a write failed before it could answer.
+    #[error("a store write was interrupted: {0}")]
+    WriteInterrupted(String),
     #[error("a stored {0} record does not decode")]
     CorruptRecord(&'static str),
     /// The file was written by a newer build: this one could misread it, so it refuses it.

@@ -3,9 +3,10 @@
 //! one redb file); each public function is one transaction, and every write commits durably
 //! before it returns.
 
+mod backend;
 mod error;
 mod postgres_backend;
-mod redb_backend;
+pub(crate) mod redb_backend;
 mod stored_name;
 
 use crate::model::{
@@ -13,8 +14,8 @@ use crate::model::{
     SigningKeyStatus, UnixSeconds, User, UserId,
 };
 
+pub use crate::store::backend::Store;
 pub use crate::store::error::StoreError;
-pub use crate::store::redb_backend::RedbStore as Store;
 pub use crate::store::redb_backend::is_unproved_sign_up;
 
 /// What `check_backup` found in a backup file.
@@ -63,7 +64,7 @@ pub enum RequesterCredential {
 }
 
 /// Everything a sign-in writes, committed in one transaction.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct NewSignIn {
     pub session: Session,
     /// Who signs in (the session's own user, no credential) or mints (the minting

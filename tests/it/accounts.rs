@@ -47,8 +47,12 @@ async fn sign_in_with_agent(server: &TestServer, email: &str, agent: &str) -> Si
 #[tokio::test]
 async fn sessions_are_listed_newest_first_read_one_by_one_and_ended() {
     let server = TestServer::start().await;
-    server.add_user("s@example.com", Role::User, Status::Active);
-    server.add_user("other@example.com", Role::User, Status::Active);
+    server
+        .add_user("s@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("other@example.com", Role::User, Status::Active)
+        .await;
     let first = sign_in_with_agent(&server, "s@example.com", "curl/8.5").await;
     server.advance_clock(std::time::Duration::from_secs(1));
     let second = sign_in_with_agent(&server, "s@example.com", "Mozilla/5.0 (X11; Linux)").await;
@@ -131,7 +135,9 @@ async fn sessions_are_listed_newest_first_read_one_by_one_and_ended() {
 #[tokio::test]
 async fn fifty_concurrent_sign_ins_all_end_with_delete_all_sessions() {
     let server = TestServer::start().await;
-    server.add_user("fifty@example.com", Role::User, Status::Active);
+    server
+        .add_user("fifty@example.com", Role::User, Status::Active)
+        .await;
     let mut batch = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let request = server
@@ -164,7 +170,9 @@ async fn fifty_concurrent_sign_ins_all_end_with_delete_all_sessions() {
 #[tokio::test]
 async fn sign_out_ends_its_session_or_all_and_checks_ret_url_first() {
     let server = TestServer::start().await;
-    server.add_user("out@example.com", Role::User, Status::Active);
+    server
+        .add_user("out@example.com", Role::User, Status::Active)
+        .await;
     let first = server.sign_in("out@example.com").await;
     let second = server.sign_in("out@example.com").await;
     let bad = server
@@ -213,7 +221,9 @@ async fn sign_out_ends_its_session_or_all_and_checks_ret_url_first() {
 #[tokio::test]
 async fn a_cookie_sign_out_needs_an_allowed_origin() {
     let server = TestServer::start().await;
-    server.add_user("csrf@example.com", Role::User, Status::Active);
+    server
+        .add_user("csrf@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("csrf@example.com").await;
     let cookie = format!("jwt={}", signed_in.signed_token);
     let foreign = server
@@ -250,7 +260,9 @@ async fn a_cookie_sign_out_needs_an_allowed_origin() {
 #[tokio::test]
 async fn own_password_changes_with_the_old_one_and_logout_all_ends_the_rest() {
     let server = TestServer::start().await;
-    server.add_user("pw@example.com", Role::User, Status::Active);
+    server
+        .add_user("pw@example.com", Role::User, Status::Active)
+        .await;
     let current = server.sign_in("pw@example.com").await;
     let other = server.sign_in("pw@example.com").await;
     let change = |old: &str, new: &str| {
@@ -323,8 +335,12 @@ async fn create_sub_user(
 #[tokio::test]
 async fn sub_users_are_reached_only_by_their_parent_and_hold_no_more_than_it() {
     let server = TestServer::start().await;
-    server.add_user("parent@example.com", Role::User, Status::Active);
-    server.add_user("stranger@example.com", Role::User, Status::Active);
+    server
+        .add_user("parent@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("stranger@example.com", Role::User, Status::Active)
+        .await;
     let parent = server.sign_in("parent@example.com").await;
     let stranger = server.sign_in("stranger@example.com").await;
     let sub_id = create_sub_user(
@@ -504,10 +520,18 @@ async fn sub_users_are_reached_only_by_their_parent_and_hold_no_more_than_it() {
 #[tokio::test]
 async fn admins_reach_lower_ranks_only_and_the_last_root_stays() {
     let server = TestServer::start().await;
-    let root = server.add_user("root@example.com", Role::Root, Status::Active);
-    let other_admin = server.add_user("admin2@example.com", Role::Admin, Status::Active);
-    let plain = server.add_user("plain@example.com", Role::User, Status::Active);
-    server.add_user("admin@example.com", Role::Admin, Status::Active);
+    let root = server
+        .add_user("root@example.com", Role::Root, Status::Active)
+        .await;
+    let other_admin = server
+        .add_user("admin2@example.com", Role::Admin, Status::Active)
+        .await;
+    let plain = server
+        .add_user("plain@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("admin@example.com", Role::Admin, Status::Active)
+        .await;
     let admin = server.sign_in("admin@example.com").await;
     for target in [root.id, other_admin.id] {
         let read = server
@@ -572,7 +596,9 @@ async fn user_lists_filter_sort_and_page_over_250_sub_users() {
         config.throttle.sub_users_per_caller_per_hour = 250;
     })
     .await;
-    server.add_user("boss@example.com", Role::User, Status::Active);
+    server
+        .add_user("boss@example.com", Role::User, Status::Active)
+        .await;
     let boss = server.sign_in("boss@example.com").await;
     for index in 0..250 {
         create_sub_user(
@@ -588,6 +614,7 @@ async fn user_lists_filter_sort_and_page_over_250_sub_users() {
         .app
         .store
         .children_of(boss.user_id)
+        .await
         .unwrap()
         .into_iter()
         .take(5)
@@ -598,6 +625,7 @@ async fn user_lists_filter_sort_and_page_over_250_sub_users() {
             .update_user(user.id, server.now(), |user| {
                 user.status = Status::Suspended
             })
+            .await
             .unwrap();
     }
     let list = |query: &str| {
@@ -661,7 +689,9 @@ async fn user_lists_filter_sort_and_page_over_250_sub_users() {
 #[tokio::test]
 async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
     let server = TestServer::start_with(|config| config.session.purge_interval_seconds = 1).await;
-    let user = server.add_user("purge@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("purge@example.com", Role::User, Status::Active)
+        .await;
     let past = server.now() - 3600;
     let expired: Vec<Session> = (0..10_000)
         .map(|_| Session {
@@ -670,8 +700,8 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
             ..live_session(SessionId::new_random(), user.id)
         })
         .collect();
-    server.app.store.insert_sessions(&expired).unwrap();
-    assert_eq!(server.app.store.session_count().unwrap(), 10_000);
+    server.app.store.insert_sessions(&expired).await.unwrap();
+    assert_eq!(server.app.store.session_count().await.unwrap(), 10_000);
     let mut live = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -685,7 +715,7 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
             listed.json["sessions"].as_array().unwrap().len(),
             live.len()
         );
-        if server.app.store.session_count().unwrap() == live.len() as u64 {
+        if server.app.store.session_count().await.unwrap() == live.len() as u64 {
             break;
         }
         assert!(
@@ -702,7 +732,9 @@ async fn expired_sessions_are_purged_in_the_background_while_sign_ins_go_on() {
 #[tokio::test]
 async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_apart() {
     let server = TestServer::start().await;
-    server.add_user("prefix@example.com", Role::User, Status::Active);
+    server
+        .add_user("prefix@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("prefix@example.com").await;
     let list_ids = || async {
         let listed = server
@@ -721,18 +753,19 @@ async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_
         ids
     };
     // The store's only session so far is the sign-in's.
-    assert_eq!(server.app.store.session_count().unwrap(), 1);
+    assert_eq!(server.app.store.session_count().await.unwrap(), 1);
     let own_session_id = SessionId::parse_canonical(&list_ids().await[0]).unwrap();
     let user = server
         .app
         .store
         .user_by_id(signed_in.user_id)
+        .await
         .unwrap()
         .unwrap();
     // Another user whose id has the same low 48 bits: its new sessions share the id range.
     let mut neighbour = user.clone();
     neighbour.id = user.id ^ (1 << 48);
-    server.app.store.replace_user(&neighbour).unwrap();
+    server.app.store.replace_user(&neighbour).await.unwrap();
     let neighbour_session = live_session(SessionId::new_for_user(neighbour.id), neighbour.id);
     assert!(SessionId::range_for_user(user.id).contains(&neighbour_session.id.0));
     // A session from before prefixed ids: a random v4 id, found through the index.
@@ -742,6 +775,7 @@ async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_
         .app
         .store
         .insert_sessions(&[neighbour_session.clone(), old_session.clone()])
+        .await
         .unwrap();
 
     assert!(own_session_id.is_prefixed_for(user.id));
@@ -755,13 +789,30 @@ async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_
         .send()
         .await;
     assert!(ended.status < 300, "ending all sessions: {}", ended.status);
-    assert!(server.app.store.session(old_session.id).unwrap().is_none());
-    assert!(server.app.store.session(own_session_id).unwrap().is_none());
+    assert!(
+        server
+            .app
+            .store
+            .session(old_session.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        server
+            .app
+            .store
+            .session(own_session_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         server
             .app
             .store
             .session(neighbour_session.id)
+            .await
             .unwrap()
             .is_some(),
         "ending one user's sessions ended its neighbour's"
@@ -769,7 +820,7 @@ async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_
 }
 
 /// A standalone API token stored the way `POST /auth/api-token` will store one.
-fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission]) -> String {
+async fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission]) -> String {
     let token = latchkey::auth::generate_api_token().unwrap();
     let now = server.now();
     server
@@ -787,6 +838,7 @@ fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission
             expires_at: None,
             made_by: None,
         })
+        .await
         .unwrap();
     token
 }
@@ -794,9 +846,11 @@ fn standalone_token(server: &TestServer, user_id: u64, permissions: &[Permission
 #[tokio::test]
 async fn a_read_profile_api_token_cannot_delete_end_all_or_create_beyond_itself() {
     let server = TestServer::start().await;
-    let user = server.add_user("narrow@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("narrow@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("narrow@example.com").await;
-    let narrow = standalone_token(&server, user.id, &[Permission::ReadProfile]);
+    let narrow = standalone_token(&server, user.id, &[Permission::ReadProfile]).await;
     assert_eq!(server.current_user_status(&narrow).await, 200);
     let delete = server
         .request("DELETE", "/user/current")
@@ -831,7 +885,8 @@ async fn a_read_profile_api_token_cannot_delete_end_all_or_create_beyond_itself(
         &server,
         user.id,
         &[Permission::WriteSubUser, Permission::ReadProfile],
-    );
+    )
+    .await;
     let beyond = server
         .request("POST", "/user")
         .bearer(&writer)
@@ -863,13 +918,16 @@ async fn a_read_profile_api_token_cannot_delete_end_all_or_create_beyond_itself(
 async fn standalone_api_tokens_survive_session_ends_but_not_logout_all_password_changes_or_deletion()
  {
     let server = TestServer::start().await;
-    let user = server.add_user("keeper@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("keeper@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("keeper@example.com").await;
     let standalone = standalone_token(
         &server,
         user.id,
         &[Permission::ReadProfile, Permission::WriteUser],
-    );
+    )
+    .await;
     let end_all = server
         .request("DELETE", "/auth/session")
         .bearer(&session.signed_token)
@@ -909,7 +967,7 @@ async fn standalone_api_tokens_survive_session_ends_but_not_logout_all_password_
     assert_eq!(server.current_user_status(&standalone).await, 401);
     assert_alive(&server, &session).await;
 
-    let second = standalone_token(&server, user.id, &[Permission::WriteUser]);
+    let second = standalone_token(&server, user.id, &[Permission::WriteUser]).await;
     assert_eq!(server.current_user_status(&second).await, 200);
     let deleted = server
         .request("DELETE", "/user/current")
@@ -928,7 +986,9 @@ async fn every_password_length_refusal_gives_the_configured_range() {
         config.password.min_length = 8;
     })
     .await;
-    server.add_user("length@example.com", Role::User, Status::Active);
+    server
+        .add_user("length@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("length@example.com").await;
     let sub_id = create_sub_user(&server, &signed_in, "length-sub@example.com", &[]).await;
     let too_long = "x".repeat(73);

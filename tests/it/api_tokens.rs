@@ -47,7 +47,9 @@ async fn create_token(server: &TestServer, credential: &str, body: Value) -> Val
 #[tokio::test]
 async fn api_tokens_round_trip_with_every_field_and_are_shown_once() {
     let server = TestServer::start().await;
-    server.add_user("tokens@example.com", Role::User, Status::Active);
+    server
+        .add_user("tokens@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("tokens@example.com").await;
     let created = create_token(
         &server,
@@ -162,7 +164,9 @@ async fn api_tokens_round_trip_with_every_field_and_are_shown_once() {
 #[tokio::test]
 async fn a_token_with_ttl_1_stops_working_and_is_listed_only_with_include_expired() {
     let server = TestServer::start().await;
-    server.add_user("ttl@example.com", Role::User, Status::Active);
+    server
+        .add_user("ttl@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("ttl@example.com").await;
     let created = create_token(&server, &session.signed_token, json!({ "ttl": 1 })).await;
     let token = created["token"].as_str().unwrap().to_owned();
@@ -187,7 +191,9 @@ async fn a_token_with_ttl_1_stops_working_and_is_listed_only_with_include_expire
 #[tokio::test]
 async fn restrictions_and_a_demoted_owner_shrink_the_effective_set_at_once() {
     let server = TestServer::start().await;
-    let owner = server.add_user("shrink@example.com", Role::User, Status::Active);
+    let owner = server
+        .add_user("shrink@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("shrink@example.com").await;
     let created = create_token(
         &server,
@@ -229,6 +235,7 @@ async fn restrictions_and_a_demoted_owner_shrink_the_effective_set_at_once() {
         .update_user(owner.id, server.now(), |user| {
             user.permissions = user.permissions.without(Permission::ReadSubUser);
         })
+        .await
         .unwrap();
     assert_eq!(
         list_users().await.assert_error(403)["context"]["permission"],
@@ -240,7 +247,9 @@ async fn restrictions_and_a_demoted_owner_shrink_the_effective_set_at_once() {
 #[tokio::test]
 async fn a_write_user_token_cannot_mint_or_create_beyond_write_user() {
     let server = TestServer::start().await;
-    server.add_user("limited@example.com", Role::User, Status::Active);
+    server
+        .add_user("limited@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("limited@example.com").await;
     let created = create_token(
         &server,
@@ -319,7 +328,9 @@ async fn offline_claims(server: &TestServer, token: &str) -> Value {
 #[tokio::test]
 async fn minted_tokens_carry_their_claims_verify_offline_and_end_with_the_sessions() {
     let server = TestServer::start().await;
-    server.add_user("mint@example.com", Role::User, Status::Active);
+    server
+        .add_user("mint@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("mint@example.com").await;
     let minted = server
         .request("POST", "/auth/jwt")
@@ -413,7 +424,9 @@ async fn after_rotation_old_tokens_work_new_ones_carry_the_new_key_and_keys_list
         config.session.short_term_seconds = 2;
     })
     .await;
-    server.add_user("rotate@example.com", Role::User, Status::Active);
+    server
+        .add_user("rotate@example.com", Role::User, Status::Active)
+        .await;
     let before = server.sign_in("rotate@example.com").await;
     let keys_before = server.request("GET", "/auth/keys").send().await;
     let etag_before = keys_before.header("etag").unwrap().to_owned();
@@ -423,7 +436,7 @@ async fn after_rotation_old_tokens_work_new_ones_carry_the_new_key_and_keys_list
         .to_owned();
 
     let latchkey::auth::signing_keys::KeyRotation::Active { key_id: new_key } =
-        server.app.rotate_signing_key().unwrap()
+        server.app.rotate_signing_key().await.unwrap()
     else {
         panic!("with publish_ahead_seconds = 0 the new key signs at once");
     };
@@ -456,9 +469,9 @@ async fn after_rotation_old_tokens_work_new_ones_carry_the_new_key_and_keys_list
     );
 
     // Once every token the old key signed has expired, the key is dropped.
-    assert!(server.app.maintain_signing_keys().unwrap().is_empty());
+    assert!(server.app.maintain_signing_keys().await.unwrap().is_empty());
     server.advance_clock(std::time::Duration::from_secs(3));
-    assert_eq!(server.app.maintain_signing_keys().unwrap(), [old_key]);
+    assert_eq!(server.app.maintain_signing_keys().await.unwrap(), [old_key]);
     let keys_last = server.request("GET", "/auth/keys").send().await;
     assert_eq!(keys_last.json["keys"].as_array().unwrap().len(), 1);
     assert_eq!(keys_last.json["keys"][0]["id"], new_key.as_str());

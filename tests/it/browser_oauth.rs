@@ -153,11 +153,18 @@ async fn a_person_signs_in_with_a_real_provider_and_the_same_account_signs_in_ag
         .app
         .store
         .user_by_normalized_email("ada@example.com")
+        .await
         .unwrap()
         .expect("the sign-in made the account");
     assert!(user.email_verified, "the provider verified the address");
     assert_eq!(
-        server.app.store.identities_of_user(user.id).unwrap().len(),
+        server
+            .app
+            .store
+            .identities_of_user(user.id)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
@@ -172,6 +179,7 @@ async fn a_person_signs_in_with_a_real_provider_and_the_same_account_signs_in_ag
         .app
         .store
         .user_by_normalized_email("ada@example.com")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(again.id, user.id);
@@ -181,7 +189,9 @@ async fn a_person_signs_in_with_a_real_provider_and_the_same_account_signs_in_ag
 #[tokio::test]
 async fn an_unverified_provider_email_never_reaches_the_existing_account() {
     let (server, provider) = server_and_provider("owner@example.com", false).await;
-    let owner = server.add_user("owner@example.com", Role::User, Status::Active);
+    let owner = server
+        .add_user("owner@example.com", Role::User, Status::Active)
+        .await;
     let browser = Browser::start().await;
     sign_in_with_the_provider(&browser, &server, &provider).await;
     assert!(
@@ -206,6 +216,7 @@ async fn an_unverified_provider_email_never_reaches_the_existing_account() {
             .app
             .store
             .identities_of_user(owner.id)
+            .await
             .unwrap()
             .is_empty()
     );

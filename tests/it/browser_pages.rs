@@ -126,7 +126,9 @@ async fn sign_in_follows_the_return_url_with_a_session_the_api_accepts() {
         config.auth.allowed_return_origins = vec![allowed_origin];
     })
     .await;
-    server.add_user("reader@example.com", Role::User, Status::Active);
+    server
+        .add_user("reader@example.com", Role::User, Status::Active)
+        .await;
     let return_url = format!("{application_origin}/after/sign-in?from=pages");
     let browser = Browser::start().await;
 
@@ -192,7 +194,9 @@ async fn sign_in_follows_the_return_url_with_a_session_the_api_accepts() {
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_address_get_the_same_page() {
     let server = TestServer::start().await;
-    server.add_user("known@example.com", Role::User, Status::Active);
+    server
+        .add_user("known@example.com", Role::User, Status::Active)
+        .await;
     let browser = Browser::start().await;
     let sign_in_page = format!("{}/sign-in", server.origin());
 
@@ -303,6 +307,7 @@ async fn sign_up_verifies_through_the_emailed_link_and_signs_in() {
         .app
         .store
         .user_by_normalized_email("newcomer@example.com")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(pending.status, Status::Pending);
@@ -315,6 +320,7 @@ async fn sign_up_verifies_through_the_emailed_link_and_signs_in() {
         .app
         .store
         .user_by_normalized_email("newcomer@example.com")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(verified.status, Status::Active);
@@ -356,7 +362,9 @@ async fn sign_up_verifies_through_the_emailed_link_and_signs_in() {
 #[tokio::test]
 async fn a_password_reset_through_the_emailed_link_replaces_the_password() {
     let server = TestServer::start().await;
-    server.add_user("forgetful@example.com", Role::User, Status::Active);
+    server
+        .add_user("forgetful@example.com", Role::User, Status::Active)
+        .await;
     let earlier_session = server.sign_in("forgetful@example.com").await;
     let browser = Browser::start().await;
 
@@ -461,7 +469,9 @@ async fn send_account_form(browser: &Browser, action: &str, name: &str) {
 #[tokio::test]
 async fn every_account_action_takes_effect_through_the_api() {
     let server = TestServer::start().await;
-    server.add_user("owner@example.com", Role::User, Status::Active);
+    server
+        .add_user("owner@example.com", Role::User, Status::Active)
+        .await;
     let browser = Browser::start().await;
     browser.goto(&format!("{}/account", server.origin())).await;
     let sent_to = browser.current_url().await;

@@ -137,7 +137,9 @@ async fn a_same_origin_json_request_authenticated_by_the_cookie_passes_the_origi
     // the API's rule for cookies wants the real origin. The passkey script's requests ask
     // for it with the "same-origin" referrer policy.
     let server = TestServer::start_on_localhost(|_| {}).await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let script = page_request_to(server.address, "GET", "/assets/passkey.js")
         .send()
         .await
@@ -231,7 +233,9 @@ async fn passkey_count(server: &TestServer, session: &str) -> usize {
 async fn a_passkey_added_on_the_account_page_signs_in_alone_and_as_the_second_step() {
     use crate::browser_second_factor::{sign_in_with_password, sign_out, wait_for_url};
     let server = TestServer::start_on_localhost(|_| {}).await;
-    server.add_user("grace@example.com", Role::User, Status::Active);
+    server
+        .add_user("grace@example.com", Role::User, Status::Active)
+        .await;
     let origin = server.localhost_origin();
     let browser = Browser::start().await;
     sign_in_with_password(&browser, &server).await;

@@ -68,7 +68,7 @@ async fn assert_at_the_second_step(browser: &Browser) {
 #[tokio::test]
 async fn totp_from_the_account_page_then_the_second_step_with_a_code_and_a_recovery_code() {
     let server = TestServer::start_on_localhost(|_| {}).await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let browser = Browser::start().await;
     let account = format!("{}/account", server.localhost_origin());
     sign_in_with_password(&browser, &server).await;

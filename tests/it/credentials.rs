@@ -13,7 +13,9 @@ use crate::support::TestServer;
 #[tokio::test]
 async fn each_of_the_five_schemes_reaches_the_profile() {
     let server = TestServer::start().await;
-    let user = server.add_user("five@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("five@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("five@example.com").await;
     let requests = [
         server
@@ -49,7 +51,9 @@ async fn each_of_the_five_schemes_reaches_the_profile() {
 #[tokio::test]
 async fn query_credentials_can_be_turned_off() {
     let server = TestServer::start_with(|config| config.auth.query_credentials = false).await;
-    server.add_user("noquery@example.com", Role::User, Status::Active);
+    server
+        .add_user("noquery@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("noquery@example.com").await;
     let response = server
         .request("GET", "/user/current")
@@ -62,7 +66,9 @@ async fn query_credentials_can_be_turned_off() {
 #[tokio::test]
 async fn the_first_credential_present_decides_even_when_a_later_one_is_good() {
     let server = TestServer::start().await;
-    server.add_user("order@example.com", Role::User, Status::Active);
+    server
+        .add_user("order@example.com", Role::User, Status::Active)
+        .await;
     let good = server.sign_in("order@example.com").await;
     let cookie = format!("jwt={}", good.signed_token);
     let bad_header = server
@@ -92,7 +98,9 @@ async fn the_first_credential_present_decides_even_when_a_later_one_is_good() {
 #[tokio::test]
 async fn tampered_expired_foreign_and_garbage_tokens_are_refused_alike() {
     let server = TestServer::start().await;
-    let user = server.add_user("bad@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("bad@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("bad@example.com").await;
     let now = server.now();
     let verified = server
@@ -155,7 +163,9 @@ async fn tampered_expired_foreign_and_garbage_tokens_are_refused_alike() {
 #[tokio::test]
 async fn a_forged_token_whose_claims_equal_a_cached_one_is_refused() {
     let server = TestServer::start().await;
-    server.add_user("cache@example.com", Role::User, Status::Active);
+    server
+        .add_user("cache@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("cache@example.com").await;
     // Warm the verified-signature cache with the genuine token.
     let warm = server
@@ -181,7 +191,9 @@ async fn a_forged_token_whose_claims_equal_a_cached_one_is_refused() {
 #[tokio::test]
 async fn an_idle_server_frees_its_verified_tokens_and_checks_them_again() {
     let server = TestServer::start().await;
-    server.add_user("idle@example.com", Role::User, Status::Active);
+    server
+        .add_user("idle@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("idle@example.com").await;
     let check = || async {
         let response = server
@@ -209,7 +221,9 @@ async fn an_idle_server_frees_its_verified_tokens_and_checks_them_again() {
         config.auth.verified_token_cache_release_after_idle_seconds = 0;
     })
     .await;
-    keeping.add_user("keep@example.com", Role::User, Status::Active);
+    keeping
+        .add_user("keep@example.com", Role::User, Status::Active)
+        .await;
     let kept = keeping.sign_in("keep@example.com").await;
     let response = keeping
         .request("GET", "/user/current")
@@ -226,7 +240,9 @@ async fn an_idle_server_frees_its_verified_tokens_and_checks_them_again() {
 #[tokio::test]
 async fn suspension_blocks_every_credential_on_the_next_request() {
     let server = TestServer::start().await;
-    let user = server.add_user("later@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("later@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("later@example.com").await;
     let warm = server
         .request("GET", "/user/current")
@@ -236,7 +252,7 @@ async fn suspension_blocks_every_credential_on_the_next_request() {
     assert_eq!(warm.status, 200);
     let mut suspended = user.clone();
     suspended.status = Status::Suspended;
-    server.app.store.replace_user(&suspended).unwrap();
+    server.app.store.replace_user(&suspended).await.unwrap();
     for credential in [&signed_in.signed_token, &signed_in.api_token] {
         let response = server
             .request("GET", "/user/current")

@@ -8,7 +8,9 @@ use crate::support::{PASSWORD, TestServer};
 #[tokio::test]
 async fn every_field_with_a_wrong_type_is_a_400_naming_it() {
     let server = TestServer::start().await;
-    server.add_user("types@example.com", Role::User, Status::Active);
+    server
+        .add_user("types@example.com", Role::User, Status::Active)
+        .await;
     let base = json!({ "email": "types@example.com", "password": PASSWORD });
     let cases = [
         ("email", json!(5)),

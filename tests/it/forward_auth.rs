@@ -77,8 +77,12 @@ async fn the_first_matching_rule_decides_by_host_path_segments_role_and_permissi
         ];
     })
     .await;
-    server.add_user("admin@example.com", Role::Admin, Status::Active);
-    server.add_user("user@example.com", Role::User, Status::Active);
+    server
+        .add_user("admin@example.com", Role::Admin, Status::Active)
+        .await;
+    server
+        .add_user("user@example.com", Role::User, Status::Active)
+        .await;
     let admin = server.sign_in("admin@example.com").await.signed_token;
     let user = server.sign_in("user@example.com").await.signed_token;
 
@@ -192,7 +196,9 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     })
     .await;
     for server in [&untrusted, &trusted] {
-        server.add_user("user@example.com", Role::User, Status::Active);
+        server
+            .add_user("user@example.com", Role::User, Status::Active)
+            .await;
     }
     let untrusted_user = untrusted.sign_in("user@example.com").await.signed_token;
     let trusted_user = trusted.sign_in("user@example.com").await.signed_token;
@@ -242,7 +248,9 @@ async fn the_answer_names_the_user_and_the_missing_credential_gets_401_or_the_si
         config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
-    let user = server.add_user("Zoe@Example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("Zoe@Example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("zoe@example.com").await;
     let renamed = server
         .request("PUT", "/user/current")
@@ -369,7 +377,9 @@ async fn a_cookie_domain_serves_subdomains_without_widening_the_origin_rules() {
         config.session.cookie_domain = Some("example.com".to_owned());
     })
     .await;
-    server.add_user("user@example.com", Role::User, Status::Active);
+    server
+        .add_user("user@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server
         .sign_in_with_password("user@example.com", PASSWORD)
         .await;
@@ -556,7 +566,9 @@ async fn visit_through(kind: ProxyKind, end_by_revocation: bool) {
         },
     ];
     let (server, proxy, _upstream) = latchkey_behind(kind, rules).await;
-    let user = server.add_user("visitor@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("visitor@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = Browser::default();
     let first_url = proxy.app_url("/reports/2026?tab=sales&sort=desc");
 
@@ -735,7 +747,9 @@ async fn send_raw_target(proxy: &Proxy, target: &str, credential: &str) -> TestR
 async fn a_fragment_in_the_request_target_does_not_walk_around_a_rule() {
     let rules = vec![deny_rule_under(APP_HOST, "/admin")];
     let (server, proxy, _upstream) = latchkey_behind(ProxyKind::Nginx, rules).await;
-    server.add_user("user@example.com", Role::User, Status::Active);
+    server
+        .add_user("user@example.com", Role::User, Status::Active)
+        .await;
     let token = server.sign_in("user@example.com").await.signed_token;
 
     assert_eq!(send_raw_target(&proxy, "/public", &token).await.status, 200);

@@ -36,7 +36,9 @@ async fn sign_in_from(
 #[tokio::test]
 async fn guessing_one_account_is_throttled_but_its_owner_still_gets_in() {
     let server = server_behind_a_proxy().await;
-    server.add_user("target@example.com", Role::User, Status::Active);
+    server
+        .add_user("target@example.com", Role::User, Status::Active)
+        .await;
     let attacker = "198.51.100.66";
     for _ in 0..5 {
         sign_in_from(&server, attacker, "target@example.com", "guess guess")
@@ -65,7 +67,9 @@ async fn guessing_one_account_is_throttled_but_its_owner_still_gets_in() {
 #[tokio::test]
 async fn a_success_resets_the_count_for_its_network() {
     let server = server_behind_a_proxy().await;
-    server.add_user("forgetful@example.com", Role::User, Status::Active);
+    server
+        .add_user("forgetful@example.com", Role::User, Status::Active)
+        .await;
     let client = "192.0.2.10";
     for _ in 0..4 {
         sign_in_from(&server, client, "forgetful@example.com", "wrong password")
@@ -122,7 +126,9 @@ async fn one_network_guessing_many_accounts_is_throttled_per_network_and_ipv6_pe
 #[tokio::test]
 async fn password_changes_draw_on_the_same_buckets() {
     let server = TestServer::start().await;
-    server.add_user("changer@example.com", Role::User, Status::Active);
+    server
+        .add_user("changer@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("changer@example.com").await;
     let change = |old: &'static str| {
         server
@@ -155,7 +161,9 @@ async fn a_full_hashing_queue_answers_503_at_once_while_token_checks_go_on() {
         config.throttle.enabled = false;
     })
     .await;
-    server.add_user("busy@example.com", Role::User, Status::Active);
+    server
+        .add_user("busy@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("busy@example.com").await;
     // Make each later hash expensive: the stored hash now costs 64 MiB and 3 passes.
     let expensive = latchkey::auth::password::HashCost {
@@ -167,6 +175,7 @@ async fn a_full_hashing_queue_answers_503_at_once_while_token_checks_go_on() {
         .app
         .store
         .user_by_normalized_email("busy@example.com")
+        .await
         .unwrap()
         .unwrap();
     let hash = latchkey::auth::password::hash_once(
@@ -180,6 +189,7 @@ async fn a_full_hashing_queue_answers_503_at_once_while_token_checks_go_on() {
         .update_user(user.id, server.now(), |user| {
             user.password_hash = Some(hash)
         })
+        .await
         .unwrap();
 
     let mut sign_ins = tokio::task::JoinSet::new();

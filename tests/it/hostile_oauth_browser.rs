@@ -213,7 +213,9 @@ async fn an_email_in_the_id_token_takes_no_verification_from_userinfo_about_anot
         server_config.signup.open = true;
     })
     .await;
-    let owner = server.add_user("owner@example.com", Role::User, Status::Active);
+    let owner = server
+        .add_user("owner@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let callback = to_provider_and_back(&mut browser, &provider, START).await;
     let answer = browser.get(&callback).await;
@@ -222,6 +224,7 @@ async fn an_email_in_the_id_token_takes_no_verification_from_userinfo_about_anot
             .app
             .store
             .identities_of_user(owner.id)
+            .await
             .unwrap()
             .is_empty(),
         "the owner's account was linked to the intruder's provider account ({})",
@@ -245,6 +248,7 @@ async fn an_email_in_the_id_token_takes_no_verification_from_userinfo_about_anot
             .app
             .store
             .identities_of_user(owner.id)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -257,7 +261,13 @@ async fn an_email_in_the_id_token_takes_no_verification_from_userinfo_about_anot
     let answer = browser.get(&callback).await;
     assert_eq!(answer.status, 303, "{}", answer.text());
     assert_eq!(
-        server.app.store.identities_of_user(owner.id).unwrap().len(),
+        server
+            .app
+            .store
+            .identities_of_user(owner.id)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     provider.stop().await;
@@ -354,7 +364,7 @@ async fn a_suspended_or_pending_account_gets_no_session_from_the_callback() {
         ("suspended@example.com", Status::Suspended),
         ("pending@example.com", Status::Pending),
     ] {
-        server.add_user(email, Role::User, status);
+        server.add_user(email, Role::User, status).await;
         provider.sign_in_as(email, email, true);
         let mut browser = PageBrowser::new(&server);
         let callback = to_provider_and_back(&mut browser, &provider, START).await;
@@ -407,7 +417,9 @@ async fn a_userinfo_provider_in_the_browser_links_only_a_verified_address() {
         server_config.signup.open = true;
     })
     .await;
-    let owner = server.add_user("owner@example.com", Role::User, Status::Active);
+    let owner = server
+        .add_user("owner@example.com", Role::User, Status::Active)
+        .await;
 
     provider.sign_in_as("gh-intruder", "owner@example.com", false);
     let mut browser = PageBrowser::new(&server);
@@ -420,6 +432,7 @@ async fn a_userinfo_provider_in_the_browser_links_only_a_verified_address() {
             .app
             .store
             .identities_of_user(owner.id)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -430,7 +443,13 @@ async fn a_userinfo_provider_in_the_browser_links_only_a_verified_address() {
     let signed_in = browser.get(&callback).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.text());
     assert_eq!(
-        server.app.store.identities_of_user(owner.id).unwrap().len(),
+        server
+            .app
+            .store
+            .identities_of_user(owner.id)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     provider.stop().await;

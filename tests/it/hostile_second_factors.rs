@@ -91,7 +91,7 @@ fn wrong_code(server: &TestServer, secret: &str, nth: u32) -> String {
 #[tokio::test]
 async fn a_right_password_at_the_first_step_forgives_no_wrong_code() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let session = server.sign_in(EMAIL).await;
     let enrolment = enrol(&server, &session).await;
     server.advance_clock(STEP);
@@ -132,7 +132,7 @@ async fn a_right_password_at_the_first_step_forgives_no_wrong_code() {
 #[tokio::test]
 async fn a_password_reset_keeps_the_second_factor() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let session = server.sign_in(EMAIL).await;
     let enrolment = enrol(&server, &session).await;
     server.advance_clock(STEP);

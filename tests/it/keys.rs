@@ -11,7 +11,9 @@ use crate::support::TestServer;
 #[tokio::test]
 async fn published_keys_verify_a_signed_token_offline_and_carry_an_etag() {
     let server = TestServer::start().await;
-    server.add_user("keys@example.com", Role::User, Status::Active);
+    server
+        .add_user("keys@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("keys@example.com").await;
 
     let response = server.request("GET", "/auth/keys").send().await;

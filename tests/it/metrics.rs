@@ -102,7 +102,9 @@ async fn sign_in_with(server: &TestServer, email: &str, password: &str) -> TestR
 #[tokio::test]
 async fn a_scrape_after_known_traffic_reports_exact_counts() {
     let server = start_with_metrics().await;
-    server.add_user("metrics@example.com", Role::User, Status::Active);
+    server
+        .add_user("metrics@example.com", Role::User, Status::Active)
+        .await;
     let first = server.sign_in("metrics@example.com").await;
     server.sign_in("metrics@example.com").await;
     assert_eq!(
@@ -281,7 +283,9 @@ async fn a_scrape_after_known_traffic_reports_exact_counts() {
 #[tokio::test]
 async fn promtool_accepts_the_output_and_openmetrics_is_served_on_request() {
     let server = start_with_metrics().await;
-    server.add_user("lint@example.com", Role::User, Status::Active);
+    server
+        .add_user("lint@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("lint@example.com").await;
     server.current_user_status(&signed_in.signed_token).await;
     let text = scrape(&server).await;

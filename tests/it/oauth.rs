@@ -65,8 +65,8 @@ fn signed_in(response: &TestResponse) -> &Value {
     &response.json
 }
 
-fn user_count(server: &TestServer) -> usize {
-    server.app.store.all_users().unwrap().len()
+async fn user_count(server: &TestServer) -> usize {
+    server.app.store.all_users().await.unwrap().len()
 }
 
 #[tokio::test]
@@ -99,7 +99,7 @@ async fn a_new_account_is_created_then_its_linked_identity_signs_in_again() {
         .send()
         .await;
     assert_eq!(profile.json["role"], "user");
-    assert_eq!(user_count(&server), 1);
+    assert_eq!(user_count(&server).await, 1);
 
     // The identity is linked now: the same subject signs in again, whatever its email and
     // whichever key signed the token.
@@ -109,7 +109,7 @@ async fn a_new_account_is_created_then_its_linked_identity_signs_in_again() {
         assert_eq!(signed_in(&response)["user-id"], user_id);
         assert_eq!(response.json["email"], "New@Example.com");
     }
-    assert_eq!(user_count(&server), 1);
+    assert_eq!(user_count(&server).await, 1);
     server.stop().await;
 }
 
@@ -128,7 +128,9 @@ async fn a_password_sign_in_to_a_password_less_account_costs_a_dummy_verify_and_
             .ed25519
             .sign(&provider.claims("subject-2", "oauth-only@example.com", true));
     signed_in(&oauth_sign_in(&server, OIDC, &token).await);
-    server.add_user("password@example.com", Role::User, Status::Active);
+    server
+        .add_user("password@example.com", Role::User, Status::Active)
+        .await;
 
     // Interleaved, so that load from other tests slows both kinds alike.
     let (mut password_less, mut wrong_password) = (Duration::MAX, Duration::MAX);
@@ -170,7 +172,7 @@ async fn sign_up_follows_signup_open_unless_the_provider_says_otherwise() {
     let closed = server_with(vec![provider.oidc_config(OIDC)], |_| {}).await;
     let response = oauth_sign_in(&closed, OIDC, &token).await;
     assert_eq!(response.assert_error(403)["context"]["reason"], "refused");
-    assert_eq!(user_count(&closed), 0);
+    assert_eq!(user_count(&closed).await, 0);
     closed.stop().await;
 
     let open = server_with(vec![provider.oidc_config(OIDC)], |config| {
@@ -212,7 +214,8 @@ async fn linking_by_verified_email_is_off_unless_configured_and_never_reaches_ro
     };
 
     let off = server_with(vec![open_oidc(&provider)], |_| {}).await;
-    off.add_user("ada@example.com", Role::User, Status::Active);
+    off.add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let response = oauth_sign_in(&off, OIDC, &token_for("ada", "Ada@Example.com", true)).await;
     assert_eq!(response.assert_error(403)["context"]["reason"], "refused");
     off.stop().await;
@@ -222,11 +225,21 @@ async fn linking_by_verified_email_is_off_unless_configured_and_never_reaches_ro
         ..open_oidc(&provider)
     };
     let server = server_with(vec![linking], |_| {}).await;
-    let ada = server.add_user("ada@example.com", Role::User, Status::Active);
-    let root = server.add_user("root@example.com", Role::Root, Status::Active);
-    server.add_user("admin@example.com", Role::Admin, Status::Active);
-    let pending = server.add_user("pending@example.com", Role::User, Status::Pending);
-    server.add_user("suspended@example.com", Role::User, Status::Suspended);
+    let ada = server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
+    let root = server
+        .add_user("root@example.com", Role::Root, Status::Active)
+        .await;
+    server
+        .add_user("admin@example.com", Role::Admin, Status::Active)
+        .await;
+    let pending = server
+        .add_user("pending@example.com", Role::User, Status::Pending)
+        .await;
+    server
+        .add_user("suspended@example.com", Role::User, Status::Suspended)
+        .await;
 
     // An unverified provider email never links (and, being taken, never signs up either).
     let response = oauth_sign_in(&server, OIDC, &token_for("ada", "ada@example.com", false)).await;
@@ -255,6 +268,7 @@ async fn linking_by_verified_email_is_off_unless_configured_and_never_reaches_ro
             .app
             .store
             .identities_of_user(root.id)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -276,6 +290,7 @@ async fn linking_by_verified_email_is_off_unless_configured_and_never_reaches_ro
             .app
             .store
             .identities_of_user(pending.id)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -401,7 +416,7 @@ async fn id_tokens_that_do_not_verify_get_401() {
             .unwrap();
         assert!(message.contains(reason), "{case}: {message}");
     }
-    assert_eq!(user_count(&server), 0);
+    assert_eq!(user_count(&server).await, 0);
 
     // Within the leeway (60 s by default), a just-expired token still verifies.
     let token = provider
@@ -666,8 +681,8 @@ async fn check_auth_verifies_without_creating_a_session_or_an_account() {
     assert!(response.json.get("api-token").is_none());
     assert!(response.json.get("jwt-token").is_none());
     assert!(response.header("set-cookie").is_none());
-    assert_eq!(user_count(&server), 0);
-    assert_eq!(server.app.store.session_count().unwrap(), 0);
+    assert_eq!(user_count(&server).await, 0);
+    assert_eq!(server.app.store.session_count().await.unwrap(), 0);
 
     let expired = provider.rsa.sign(&json!({
         "iss": provider.issuer(), "aud": CLIENT_ID, "sub": "check",
@@ -685,12 +700,12 @@ async fn check_auth_verifies_without_creating_a_session_or_an_account() {
 
     // Once the account exists, the check names it, and still creates no session.
     let user_id = signed_in(&oauth_sign_in(&server, OIDC, &newcomer).await)["user-id"].clone();
-    let sessions = server.app.store.session_count().unwrap();
+    let sessions = server.app.store.session_count().await.unwrap();
     let response = oauth_request(&server, check(&newcomer)).await;
     assert_eq!(response.json["check-auth-result"]["ok"], true);
     assert_eq!(response.json["user-id"], user_id);
     assert_eq!(response.json["status"], "active");
-    assert_eq!(server.app.store.session_count().unwrap(), sessions);
+    assert_eq!(server.app.store.session_count().await.unwrap(), sessions);
     server.stop().await;
 }
 
@@ -810,6 +825,7 @@ async fn deleting_an_account_unlinks_its_identities() {
             .app
             .store
             .identities_of_user(first_id)
+            .await
             .unwrap()
             .is_empty()
     );

@@ -200,7 +200,9 @@ async fn an_unverified_provider_email_never_reaches_an_existing_account() {
         server_config.signup.open = true;
     })
     .await;
-    let owner = server.add_user("owner@example.com", Role::User, Status::Active);
+    let owner = server
+        .add_user("owner@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let refused = sign_in_through_provider(&mut browser, &provider).await;
     assert_sign_in_page_says(&refused, 403, "This provider account cannot sign in here.");
@@ -209,6 +211,7 @@ async fn an_unverified_provider_email_never_reaches_an_existing_account() {
             .app
             .store
             .identities_of_user(owner.id)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -319,7 +322,9 @@ async fn an_account_with_a_second_factor_continues_at_the_second_step() {
         server_config.oauth.providers = vec![config];
     })
     .await;
-    server.add_user("guarded@example.com", Role::User, Status::Active);
+    server
+        .add_user("guarded@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("guarded@example.com").await;
     let enrolment = crate::second_factor::enrol(&server, &session).await;
     server.advance_clock(Duration::from_secs(30));

@@ -28,17 +28,19 @@ fn assert_page_headers(response: &TestResponse) {
     assert_eq!(response.header("cache-control"), Some("no-store"));
 }
 
-fn sessions_of(server: &TestServer, email: &str) -> usize {
+async fn sessions_of(server: &TestServer, email: &str) -> usize {
     let user = server
         .app
         .store
         .user_by_normalized_email(email)
+        .await
         .unwrap()
         .unwrap();
     server
         .app
         .store
         .live_sessions_of_user(user.id, server.now())
+        .await
         .unwrap()
         .len()
 }
@@ -126,7 +128,9 @@ async fn head_answers_like_get_without_a_body_on_every_page_that_answers_get() {
     // HEAD wherever it answers GET (monitors check /sign-in that way). It must act on
     // nothing a POST would, and a form-only page still refuses it.
     let server = TestServer::start_with(|config| config.signup.open = true).await;
-    server.add_user("head@example.com", Role::User, Status::Active);
+    server
+        .add_user("head@example.com", Role::User, Status::Active)
+        .await;
     for path in [
         "/sign-in",
         "/sign-up",
@@ -167,7 +171,7 @@ async fn head_answers_like_get_without_a_body_on_every_page_that_answers_get() {
     let head_out = browser.request("HEAD", "/sign-out").send().await;
     assert_eq!(head_out.status, 405);
     assert_eq!(head_out.header("allow"), Some("POST"));
-    assert_eq!(sessions_of(&server, "head@example.com"), 1);
+    assert_eq!(sessions_of(&server, "head@example.com").await, 1);
     let put = browser.request("PUT", "/sign-in").send().await;
     assert_eq!(put.status, 405);
     assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
@@ -224,7 +228,9 @@ async fn forms_use_the_api_field_names_with_autocomplete_and_focus_the_first_fie
 async fn a_page_post_without_its_csrf_token_or_from_a_foreign_origin_is_refused_and_signs_no_one_in()
  {
     let server = TestServer::start().await;
-    server.add_user("csrf@example.com", Role::User, Status::Active);
+    server
+        .add_user("csrf@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let html = browser.get("/sign-in").await.text();
     let token = csrf_token(&html);
@@ -281,7 +287,7 @@ async fn a_page_post_without_its_csrf_token_or_from_a_foreign_origin_is_refused_
         .await;
     assert_eq!(null_cross_site.status, 403);
     assert!(browser.session_token().is_none());
-    assert_eq!(sessions_of(&server, "csrf@example.com"), 0);
+    assert_eq!(sessions_of(&server, "csrf@example.com").await, 0);
 
     // The same form as a browser sends it from the page: it works.
     let same_origin = browser
@@ -292,13 +298,15 @@ async fn a_page_post_without_its_csrf_token_or_from_a_foreign_origin_is_refused_
         .send()
         .await;
     assert_eq!(same_origin.status, 303, "{}", same_origin.text());
-    assert_eq!(sessions_of(&server, "csrf@example.com"), 1);
+    assert_eq!(sessions_of(&server, "csrf@example.com").await, 1);
 }
 
 #[tokio::test]
 async fn a_form_made_for_one_session_does_not_work_for_another() {
     let server = TestServer::start().await;
-    server.add_user("bound@example.com", Role::User, Status::Active);
+    server
+        .add_user("bound@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let signed_in = browser
         .submit(
@@ -334,8 +342,12 @@ async fn a_sign_in_form_opened_before_signing_in_elsewhere_sends_the_visitor_on(
         config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
-    server.add_user("first-tab@example.com", Role::User, Status::Active);
-    server.add_user("second-tab@example.com", Role::User, Status::Active);
+    server
+        .add_user("first-tab@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("second-tab@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let stale_form = browser.get("/sign-in").await.text();
     let stale_token = csrf_token(&stale_form);
@@ -366,7 +378,7 @@ async fn a_sign_in_form_opened_before_signing_in_elsewhere_sends_the_visitor_on(
     );
     assert!(second_tab.header("set-cookie").is_none());
     assert_eq!(browser.session_token(), Some(first_cookie.as_str()));
-    assert_eq!(sessions_of(&server, "second-tab@example.com"), 0);
+    assert_eq!(sessions_of(&server, "second-tab@example.com").await, 0);
 
     // The ret-url rule still holds, and a foreign origin is still refused first.
     let bad_return = browser
@@ -391,7 +403,9 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
         config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
-    server.add_user("ret@example.com", Role::User, Status::Active);
+    server
+        .add_user("ret@example.com", Role::User, Status::Active)
+        .await;
     let credentials = [("email", "ret@example.com"), ("password", PASSWORD)];
 
     let mut browser = PageBrowser::new(&server);
@@ -456,7 +470,7 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
     );
 
     // A ret-url the rule refuses: 400, on the page and on the post, and no session.
-    let before = sessions_of(&server, "ret@example.com");
+    let before = sessions_of(&server, "ret@example.com").await;
     let mut browser = PageBrowser::new(&server);
     for refused in ["https%3A%2F%2Fevil.example%2F", "%2F%2Fevil.example"] {
         let page = browser.get(&format!("/sign-in?ret-url={refused}")).await;
@@ -482,13 +496,15 @@ async fn sign_in_sets_the_cookie_and_goes_to_the_account_or_an_allowed_ret_url()
         .await;
     assert_eq!(refused.status, 400);
     assert!(browser.session_token().is_none());
-    assert_eq!(sessions_of(&server, "ret@example.com"), before);
+    assert_eq!(sessions_of(&server, "ret@example.com").await, before);
 }
 
 #[tokio::test]
 async fn unknown_email_and_wrong_password_show_the_same_page() {
     let server = TestServer::start().await;
-    server.add_user("known@example.com", Role::User, Status::Active);
+    server
+        .add_user("known@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let wrong_password = browser
         .submit(
@@ -534,7 +550,9 @@ async fn unknown_email_and_wrong_password_show_the_same_page() {
 #[tokio::test]
 async fn a_throttled_visitor_is_told_how_long_to_wait() {
     let server = TestServer::start().await;
-    server.add_user("guessed@example.com", Role::User, Status::Active);
+    server
+        .add_user("guessed@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     let mut throttled = None;
     for _ in 0..30 {
@@ -583,7 +601,9 @@ async fn sign_up_verify_sign_in_and_sign_out_through_the_pages_and_the_outbox() 
     assert_eq!(signed_up.status, 200, "{}", signed_up.text());
     assert!(signed_up.text().contains("Check your email"));
     // A taken address reads the same.
-    server.add_user("taken@example.com", Role::User, Status::Active);
+    server
+        .add_user("taken@example.com", Role::User, Status::Active)
+        .await;
     let taken = browser
         .submit(
             "/sign-up",
@@ -621,20 +641,21 @@ async fn sign_up_verify_sign_in_and_sign_out_through_the_pages_and_the_outbox() 
     // Opening the link consumes nothing: a mail scanner may fetch it.
     let page = browser.get(&format!("/verify?token={token}")).await;
     assert_eq!(page.status, 200);
-    let pending = |server: &TestServer| {
+    let pending = async |server: &TestServer| {
         server
             .app
             .store
             .user_by_normalized_email("new@example.com")
+            .await
             .unwrap()
             .unwrap()
             .status
     };
-    assert_eq!(pending(&server), Status::Pending);
+    assert_eq!(pending(&server).await, Status::Pending);
     let verified = browser.submit(&format!("/verify?token={token}"), &[]).await;
     assert_eq!(verified.status, 200, "{}", verified.text());
     assert!(verified.text().contains("Email address confirmed"));
-    assert_eq!(pending(&server), Status::Active);
+    assert_eq!(pending(&server).await, Status::Active);
     // The link works once.
     let again = browser.submit(&format!("/verify?token={token}"), &[]).await;
     assert_eq!(again.status, 400);
@@ -691,7 +712,9 @@ async fn sign_up_is_refused_on_the_page_when_closed() {
 async fn a_password_reset_through_the_pages_and_the_outbox() {
     let server = TestServer::start().await;
     let outbox = server.data_dir.path().join("outbox");
-    server.add_user("forgot@example.com", Role::User, Status::Active);
+    server
+        .add_user("forgot@example.com", Role::User, Status::Active)
+        .await;
     let old_session = server.sign_in("forgot@example.com").await;
     let mut browser = PageBrowser::new(&server);
     let requested = browser
@@ -770,7 +793,9 @@ async fn the_old_link_pages_redirect_to_the_new_ones_with_their_token() {
 #[tokio::test]
 async fn pages_never_take_a_credential_from_the_query_or_a_header() {
     let server = TestServer::start().await;
-    server.add_user("query@example.com", Role::User, Status::Active);
+    server
+        .add_user("query@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("query@example.com").await;
     let browser = PageBrowser::new(&server);
     for path in [
@@ -853,7 +878,9 @@ async fn with_the_pages_off_their_paths_are_not_found() {
 #[tokio::test]
 async fn sign_out_needs_the_sessions_form_while_the_session_lives() {
     let server = TestServer::start().await;
-    server.add_user("out@example.com", Role::User, Status::Active);
+    server
+        .add_user("out@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::new(&server);
     browser
         .submit(

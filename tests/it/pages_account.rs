@@ -94,7 +94,9 @@ async fn an_anonymous_visitor_is_sent_to_sign_in_and_its_posts_change_nothing() 
 #[tokio::test]
 async fn the_page_shows_the_account_its_sessions_tokens_and_the_security_headers() {
     let server = TestServer::start().await;
-    server.add_user("page@example.com", Role::User, Status::Active);
+    server
+        .add_user("page@example.com", Role::User, Status::Active)
+        .await;
     let other = server.sign_in("page@example.com").await;
     let token = create_api_token(&server, &other.signed_token).await;
     let mut browser = PageBrowser::signed_in(&server, "page@example.com").await;
@@ -111,10 +113,11 @@ async fn the_page_shows_the_account_its_sessions_tokens_and_the_security_headers
     assert!(html.contains("This browser"));
     // The other session can be ended from here; this one only signed out.
     let jwt = browser.jwt();
+    let current = session_behind(&server, &jwt).await;
     let other_id = session_ids(&server, &jwt)
         .await
         .into_iter()
-        .find(|id| *id != session_behind(&server, &jwt))
+        .find(|id| *id != current)
         .unwrap();
     assert!(html.contains(&format!("name=\"session-id\" value=\"{other_id}\"")));
     assert_eq!(html.matches("name=\"session-id\"").count(), 1);
@@ -133,7 +136,9 @@ async fn the_page_shows_the_account_its_sessions_tokens_and_the_security_headers
 #[tokio::test]
 async fn the_profile_form_changes_the_names_the_api_reads_and_refuses_a_bad_one_inline() {
     let server = TestServer::start().await;
-    server.add_user("names@example.com", Role::User, Status::Active);
+    server
+        .add_user("names@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::signed_in(&server, "names@example.com").await;
 
     let saved = browser
@@ -176,7 +181,9 @@ async fn the_profile_form_changes_the_names_the_api_reads_and_refuses_a_bad_one_
 #[tokio::test]
 async fn a_password_change_keeps_every_session_and_this_browser_signed_in() {
     let server = TestServer::start().await;
-    server.add_user("keep@example.com", Role::User, Status::Active);
+    server
+        .add_user("keep@example.com", Role::User, Status::Active)
+        .await;
     let elsewhere = server.sign_in("keep@example.com").await;
     let token = create_api_token(&server, &elsewhere.signed_token).await;
     let mut browser = PageBrowser::signed_in(&server, "keep@example.com").await;
@@ -203,7 +210,9 @@ async fn a_password_change_keeps_every_session_and_this_browser_signed_in() {
 #[tokio::test]
 async fn a_password_change_that_signs_out_everywhere_else_keeps_only_this_browser() {
     let server = TestServer::start().await;
-    server.add_user("away@example.com", Role::User, Status::Active);
+    server
+        .add_user("away@example.com", Role::User, Status::Active)
+        .await;
     let elsewhere = server.sign_in("away@example.com").await;
     let token = create_api_token(&server, &elsewhere.signed_token).await;
     let mut browser = PageBrowser::signed_in(&server, "away@example.com").await;
@@ -238,7 +247,9 @@ async fn a_password_change_that_signs_out_everywhere_else_keeps_only_this_browse
 #[tokio::test]
 async fn a_wrong_current_password_or_a_short_new_one_is_shown_next_to_its_field() {
     let server = TestServer::start().await;
-    server.add_user("wrong@example.com", Role::User, Status::Active);
+    server
+        .add_user("wrong@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::signed_in(&server, "wrong@example.com").await;
 
     let refused = browser
@@ -278,7 +289,9 @@ async fn a_wrong_current_password_or_a_short_new_one_is_shown_next_to_its_field(
 #[tokio::test]
 async fn a_throttled_password_change_says_how_long_to_wait() {
     let server = TestServer::start().await;
-    server.add_user("guess@example.com", Role::User, Status::Active);
+    server
+        .add_user("guess@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::signed_in(&server, "guess@example.com").await;
 
     let mut throttled = None;
@@ -307,8 +320,12 @@ async fn a_throttled_password_change_says_how_long_to_wait() {
 #[tokio::test]
 async fn ending_a_session_refuses_its_token_and_another_users_session_is_not_found() {
     let server = TestServer::start().await;
-    server.add_user("ender@example.com", Role::User, Status::Active);
-    server.add_user("stranger@example.com", Role::User, Status::Active);
+    server
+        .add_user("ender@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("stranger@example.com", Role::User, Status::Active)
+        .await;
     let elsewhere = server.sign_in("ender@example.com").await;
     let stranger = server.sign_in("stranger@example.com").await;
     let mut browser = PageBrowser::signed_in(&server, "ender@example.com").await;
@@ -332,7 +349,7 @@ async fn ending_a_session_refuses_its_token_and_another_users_session_is_not_fou
         .await;
     assert_eq!(garbled.status, 400, "{}", garbled.text());
 
-    let elsewhere_id = session_behind(&server, &elsewhere.signed_token);
+    let elsewhere_id = session_behind(&server, &elsewhere.signed_token).await;
     let ended = browser
         .act("/account/sessions/end", &[("session-id", &elsewhere_id)])
         .await;
@@ -346,11 +363,12 @@ async fn ending_a_session_refuses_its_token_and_another_users_session_is_not_fou
 }
 
 /// The session id behind a signed token, read through `auth::authenticate`.
-fn session_behind(server: &TestServer, jwt: &str) -> String {
+async fn session_behind(server: &TestServer, jwt: &str) -> String {
     latchkey::auth::authenticate(
         &server.app,
         latchkey::auth::PresentedCredential::SignedToken(latchkey::model::Secret::new(jwt)),
     )
+    .await
     .unwrap()
     .session_id
     .unwrap()
@@ -360,7 +378,9 @@ fn session_behind(server: &TestServer, jwt: &str) -> String {
 #[tokio::test]
 async fn ending_all_other_sessions_keeps_this_browser_and_the_api_tokens() {
     let server = TestServer::start().await;
-    server.add_user("others@example.com", Role::User, Status::Active);
+    server
+        .add_user("others@example.com", Role::User, Status::Active)
+        .await;
     let first = server.sign_in("others@example.com").await;
     let second = server.sign_in("others@example.com").await;
     let token = create_api_token(&server, &first.signed_token).await;
@@ -381,7 +401,9 @@ async fn ending_all_other_sessions_keeps_this_browser_and_the_api_tokens() {
 #[tokio::test]
 async fn a_created_token_works_through_the_api_and_is_never_shown_again() {
     let server = TestServer::start().await;
-    server.add_user("maker@example.com", Role::User, Status::Active);
+    server
+        .add_user("maker@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::signed_in(&server, "maker@example.com").await;
 
     let created = browser
@@ -429,7 +451,9 @@ async fn a_created_token_works_through_the_api_and_is_never_shown_again() {
 #[tokio::test]
 async fn a_token_form_is_refused_inline_for_no_permission_or_one_the_visitor_lacks() {
     let server = TestServer::start().await;
-    server.add_user("picky@example.com", Role::User, Status::Active);
+    server
+        .add_user("picky@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::signed_in(&server, "picky@example.com").await;
 
     let none = browser
@@ -453,8 +477,12 @@ async fn a_token_form_is_refused_inline_for_no_permission_or_one_the_visitor_lac
 #[tokio::test]
 async fn a_deleted_token_is_refused_and_another_users_token_is_not_found() {
     let server = TestServer::start().await;
-    server.add_user("deleter@example.com", Role::User, Status::Active);
-    server.add_user("victim@example.com", Role::User, Status::Active);
+    server
+        .add_user("deleter@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("victim@example.com", Role::User, Status::Active)
+        .await;
     let victim = server.sign_in("victim@example.com").await;
     let victims_token = create_api_token(&server, &victim.signed_token).await;
     let mut browser = PageBrowser::signed_in(&server, "deleter@example.com").await;
@@ -484,7 +512,9 @@ async fn a_deleted_token_is_refused_and_another_users_token_is_not_found() {
 #[tokio::test]
 async fn a_sub_user_without_token_permissions_sees_no_token_forms_and_cannot_post_one() {
     let server = TestServer::start().await;
-    server.add_user("parent@example.com", Role::User, Status::Active);
+    server
+        .add_user("parent@example.com", Role::User, Status::Active)
+        .await;
     let parent = server.sign_in("parent@example.com").await;
     let created = server
         .request("POST", "/user")
@@ -533,15 +563,18 @@ async fn account_state(server: &TestServer, credential: &str) -> Vec<String> {
 #[tokio::test]
 async fn every_account_form_without_its_token_or_from_another_origin_changes_nothing() {
     let server = TestServer::start().await;
-    server.add_user("csrf@example.com", Role::User, Status::Active);
+    server
+        .add_user("csrf@example.com", Role::User, Status::Active)
+        .await;
     let mut browser = PageBrowser::signed_in(&server, "csrf@example.com").await;
     let elsewhere = server.sign_in("csrf@example.com").await;
     let token = create_api_token(&server, &elsewhere.signed_token).await;
     let jwt = browser.jwt();
+    let current = session_behind(&server, &jwt).await;
     let other_session = session_ids(&server, &jwt)
         .await
         .into_iter()
-        .find(|id| *id != session_behind(&server, &jwt))
+        .find(|id| *id != current)
         .unwrap();
     let page = browser.get("/account").await;
     let good_token = csrf_token(&page.text());

@@ -146,7 +146,7 @@ async fn first_step<'a>(
 #[tokio::test]
 async fn totp_turned_on_from_the_account_page_then_asked_for_at_every_password_sign_in() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let mut account = PageBrowser::signed_in(&server, EMAIL).await;
     let jwt = account.cookies["jwt"].clone();
 
@@ -357,7 +357,7 @@ async fn totp_turned_on_from_the_account_page_then_asked_for_at_every_password_s
 #[tokio::test]
 async fn every_second_factor_form_without_its_token_or_from_another_origin_changes_nothing() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let mut account = PageBrowser::signed_in(&server, EMAIL).await;
     let jwt = account.cookies["jwt"].clone();
     let (secret, recovery_codes) = enrol_through_the_page(&server, &mut account).await;
@@ -431,7 +431,7 @@ async fn every_second_factor_form_without_its_token_or_from_another_origin_chang
 #[tokio::test]
 async fn a_minted_token_in_the_cookie_cannot_change_second_factors() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let session = server.sign_in(EMAIL).await;
     let minted = server
         .request("POST", "/auth/jwt")

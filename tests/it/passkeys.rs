@@ -155,7 +155,9 @@ fn assert_passkey_refused(response: &TestResponse) {
 #[tokio::test]
 async fn a_registered_passkey_signs_in_without_a_password_like_a_password_sign_in() {
     let server = passkey_server().await;
-    let user = server.add_user("ada@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("ada@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
 
@@ -258,7 +260,9 @@ async fn a_registered_passkey_signs_in_without_a_password_like_a_password_sign_i
 #[tokio::test]
 async fn without_public_url_every_passkey_endpoint_answers_409_saying_why() {
     let server = TestServer::start().await;
-    server.add_user("nourl@example.com", Role::User, Status::Active);
+    server
+        .add_user("nourl@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("nourl@example.com").await;
     let token = signed_in.signed_token.as_str();
     let challenge = PasskeyChallengeId::new_random().to_string();
@@ -303,7 +307,9 @@ async fn without_public_url_every_passkey_endpoint_answers_409_saying_why() {
 #[tokio::test]
 async fn a_challenge_finishes_one_ceremony_once() {
     let server = passkey_server().await;
-    server.add_user("once@example.com", Role::User, Status::Active);
+    server
+        .add_user("once@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("once@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
 
@@ -364,7 +370,9 @@ async fn a_challenge_finishes_one_ceremony_once() {
 #[tokio::test]
 async fn challenges_expire_after_five_minutes_on_the_servers_clock() {
     let server = passkey_server().await;
-    server.add_user("late@example.com", Role::User, Status::Active);
+    server
+        .add_user("late@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("late@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
 
@@ -412,7 +420,9 @@ async fn a_restart_between_start_and_finish_loses_no_ceremony() {
         })
     };
     let first = start_on_the_same_store().await;
-    first.add_user("restart@example.com", Role::User, Status::Active);
+    first
+        .add_user("restart@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = first.sign_in("restart@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
     let (registration_id, registration_options) =
@@ -448,7 +458,9 @@ async fn a_restart_between_start_and_finish_loses_no_ceremony() {
 #[tokio::test]
 async fn spoiled_registrations_and_assertions_are_refused_and_use_their_challenge_up() {
     let server = passkey_server().await;
-    server.add_user("spoiled@example.com", Role::User, Status::Active);
+    server
+        .add_user("spoiled@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("spoiled@example.com").await;
 
     let wrong_origin = Ceremony::at("https://evil.example.test");
@@ -543,8 +555,12 @@ async fn spoiled_registrations_and_assertions_are_refused_and_use_their_challeng
 #[tokio::test]
 async fn a_credential_signs_in_only_the_user_who_registered_it() {
     let server = passkey_server().await;
-    let ann = server.add_user("ann@example.com", Role::User, Status::Active);
-    let bob = server.add_user("bob@example.com", Role::User, Status::Active);
+    let ann = server
+        .add_user("ann@example.com", Role::User, Status::Active)
+        .await;
+    let bob = server
+        .add_user("bob@example.com", Role::User, Status::Active)
+        .await;
     let ann_session = server.sign_in("ann@example.com").await;
     let bob_session = server.sign_in("bob@example.com").await;
     let mut anns_key = SoftwareAuthenticator::new();
@@ -617,7 +633,9 @@ async fn a_credential_signs_in_only_the_user_who_registered_it() {
 #[tokio::test]
 async fn only_a_sign_in_session_manages_passkeys_and_any_read_user_credential_lists_them() {
     let server = passkey_server().await;
-    server.add_user("owner@example.com", Role::User, Status::Active);
+    server
+        .add_user("owner@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("owner@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
     let passkey = register(&server, &signed_in, &mut authenticator, "Key").await;
@@ -681,7 +699,9 @@ async fn only_a_sign_in_session_manages_passkeys_and_any_read_user_credential_li
 #[tokio::test]
 async fn registration_rechecks_the_password_or_asks_a_passwordless_account_for_a_recent_sign_in() {
     let server = passkey_server().await;
-    server.add_user("recheck@example.com", Role::User, Status::Active);
+    server
+        .add_user("recheck@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("recheck@example.com").await;
     let missing = register_start(&server, &signed_in.signed_token, None).await;
     assert_eq!(missing.assert_error(400)["context"]["field"], "password");
@@ -710,6 +730,7 @@ async fn registration_rechecks_the_password_or_asks_a_passwordless_account_for_a
             ),
             server.now(),
         )
+        .await
         .unwrap();
     let token = open_passwordless_session(&server, passwordless).await;
     let (challenge_id, options) = ceremony(&register_start(&server, &token, None).await);
@@ -765,8 +786,12 @@ async fn open_passwordless_session(server: &TestServer, user: User) -> String {
 #[tokio::test]
 async fn passkeys_list_and_remove_as_their_owner_only() {
     let server = passkey_server().await;
-    server.add_user("keys@example.com", Role::User, Status::Active);
-    server.add_user("other@example.com", Role::User, Status::Active);
+    server
+        .add_user("keys@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("other@example.com", Role::User, Status::Active)
+        .await;
     let owner = server.sign_in("keys@example.com").await;
     let other = server.sign_in("other@example.com").await;
     let mut first = SoftwareAuthenticator::new();
@@ -851,7 +876,9 @@ async fn passkeys_list_and_remove_as_their_owner_only() {
 #[tokio::test]
 async fn a_user_holds_at_most_twenty_passkeys() {
     let server = passkey_server().await;
-    server.add_user("many@example.com", Role::User, Status::Active);
+    server
+        .add_user("many@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("many@example.com").await;
     for number in 0..20 {
         register(
@@ -871,7 +898,9 @@ async fn a_user_holds_at_most_twenty_passkeys() {
 #[tokio::test]
 async fn suspended_and_deleted_users_are_refused_as_a_password_sign_in_refuses_them() {
     let server = passkey_server().await;
-    let user = server.add_user("suspended@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("suspended@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("suspended@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
     register(&server, &signed_in, &mut authenticator, "Key").await;
@@ -881,6 +910,7 @@ async fn suspended_and_deleted_users_are_refused_as_a_password_sign_in_refuses_t
         .update_user(user.id, server.now(), |user| {
             user.status = Status::Suspended
         })
+        .await
         .unwrap();
     let response = sign_in_with(&server, &mut authenticator, &honest()).await;
     let body = response.assert_error(403);
@@ -890,11 +920,12 @@ async fn suspended_and_deleted_users_are_refused_as_a_password_sign_in_refuses_t
         .app
         .store
         .update_user(user.id, server.now(), |user| user.status = Status::Pending)
+        .await
         .unwrap();
     let response = sign_in_with(&server, &mut authenticator, &honest()).await;
     assert_eq!(response.assert_error(403)["context"]["reason"], "pending");
 
-    assert!(server.app.store.delete_user_tree(user.id).unwrap());
+    assert!(server.app.store.delete_user_tree(user.id).await.unwrap());
     assert_passkey_refused(&sign_in_with(&server, &mut authenticator, &honest()).await);
     server.stop().await;
 }
@@ -943,8 +974,12 @@ async fn second_factor_finish(
 #[tokio::test]
 async fn a_passkey_completes_a_password_sign_in_that_asks_for_a_second_factor() {
     let server = passkey_server().await;
-    server.add_user("second@example.com", Role::User, Status::Active);
-    server.add_user("thief@example.com", Role::User, Status::Active);
+    server
+        .add_user("second@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("thief@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("second@example.com").await;
     let thief_signed_in = server.sign_in("thief@example.com").await;
     let mut authenticator = SoftwareAuthenticator::new();
@@ -1037,7 +1072,9 @@ async fn a_passkey_completes_a_password_sign_in_that_asks_for_a_second_factor() 
 #[tokio::test]
 async fn malformed_bodies_get_the_documented_error_on_every_passkey_route() {
     let server = passkey_server().await;
-    server.add_user("malformed@example.com", Role::User, Status::Active);
+    server
+        .add_user("malformed@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("malformed@example.com").await;
     let token = signed_in.signed_token.as_str();
     let (challenge_id, options) = ceremony(&register_start(&server, token, Some(PASSWORD)).await);

@@ -129,7 +129,7 @@ pub(crate) async fn enrol(server: &TestServer, session: &SignedIn) -> Enrolment 
 
 /// A user with TOTP on, signed in once; the clock moved on a step, so a fresh code is due.
 async fn enrolled_user(server: &TestServer) -> (SignedIn, Enrolment) {
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let session = server.sign_in(EMAIL).await;
     let enrolment = enrol(server, &session).await;
     server.advance_clock(STEP);
@@ -177,11 +177,12 @@ fn assert_mfa_token_refused(response: &TestResponse) {
     assert_eq!(body["context"]["field"], "mfa-token");
 }
 
-fn live_sessions(server: &TestServer, user_id: u64) -> usize {
+async fn live_sessions(server: &TestServer, user_id: u64) -> usize {
     server
         .app
         .store
         .live_sessions_of_user(user_id, server.now())
+        .await
         .unwrap()
         .len()
 }
@@ -189,7 +190,7 @@ fn live_sessions(server: &TestServer, user_id: u64) -> usize {
 #[tokio::test]
 async fn enrolment_rechecks_the_password_and_stays_pending_until_a_code_confirms_it() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let session = server.sign_in(EMAIL).await;
     let token = session.signed_token.as_str();
     assert_eq!(second_factors(&server, token).await, holding(false, 0));
@@ -285,7 +286,7 @@ async fn a_password_alone_gets_the_second_step_and_a_fresh_code_within_one_step_
     let server = TestServer::start().await;
     let (session, enrolment) = enrolled_user(&server).await;
     let secret = enrolment.secret.as_str();
-    let sessions_before = live_sessions(&server, session.user_id);
+    let sessions_before = live_sessions(&server, session.user_id).await;
     let mfa_token = first_step(&server).await;
     // A form sign-in with a ret-url is answered the same: no session, no redirect.
     let form = server
@@ -298,7 +299,10 @@ async fn a_password_alone_gets_the_second_step_and_a_fresh_code_within_one_step_
         .send()
         .await;
     second_factor_required(&form, json!(["totp", "recovery-code"]));
-    assert_eq!(live_sessions(&server, session.user_id), sessions_before);
+    assert_eq!(
+        live_sessions(&server, session.user_id).await,
+        sessions_before
+    );
 
     // The confirming code's step is spent: its code is a replay now.
     let confirming_step_code = pyotp_code(secret, server.now() - 30);
@@ -318,7 +322,10 @@ async fn a_password_alone_gets_the_second_step_and_a_fresh_code_within_one_step_
         200
     );
     assert_eq!(server.current_user_status(&signed_in.api_token).await, 200);
-    assert_eq!(live_sessions(&server, session.user_id), sessions_before + 1);
+    assert_eq!(
+        live_sessions(&server, session.user_id).await,
+        sessions_before + 1
+    );
     // The token is spent, and so is the code.
     assert_mfa_token_refused(&with_code(&server, &mfa_token, &code).await);
     let next_token = first_step(&server).await;
@@ -370,7 +377,7 @@ async fn a_password_alone_gets_the_second_step_and_a_fresh_code_within_one_step_
         cookie.contains(&format!("Max-Age={short_term}")),
         "{cookie}"
     );
-    assert_eq!(live_sessions(&server, session.user_id), 1);
+    assert_eq!(live_sessions(&server, session.user_id).await, 1);
     assert_eq!(
         server.current_user_status(&signed_in.signed_token).await,
         200
@@ -526,7 +533,7 @@ async fn wrong_codes_drain_the_brute_force_buckets_that_passwords_drain() {
 
     // And wrong codes confirming an enrolment.
     let other = "grace@example.com";
-    server.add_user(other, Role::User, Status::Active);
+    server.add_user(other, Role::User, Status::Active).await;
     let other_session = server.sign_in(other).await;
     let started = call(
         &server,
@@ -588,7 +595,7 @@ async fn wrong_codes_spread_over_minutes_and_mfa_tokens_meet_the_accounts_hourly
 #[tokio::test]
 async fn api_tokens_and_minted_tokens_are_refused_on_every_route_that_manages_second_factors() {
     let server = TestServer::start().await;
-    server.add_user(EMAIL, Role::User, Status::Active);
+    server.add_user(EMAIL, Role::User, Status::Active).await;
     let session = server.sign_in(EMAIL).await;
     let permissions = json!(["read:user", "write:user"]);
     let standalone = call(
@@ -844,7 +851,8 @@ async fn a_suspended_account_is_refused_at_the_second_step() {
         AdminCommand::UserSuspend {
             email: EMAIL.to_owned(),
         },
-    );
+    )
+    .await;
     assert!(reply.ok, "{}", reply.output);
     let code = pyotp_code(&enrolment.secret, server.now());
     let refused = with_code(&server, &mfa_token, &code).await;
@@ -1000,7 +1008,7 @@ async fn malformed_bodies_on_every_second_factor_route_get_the_error_shape_and_n
 async fn the_sign_in_page_opens_no_session_on_a_password_alone() {
     let server = TestServer::start().await;
     let (session, _) = enrolled_user(&server).await;
-    let sessions_before = live_sessions(&server, session.user_id);
+    let sessions_before = live_sessions(&server, session.user_id).await;
     let mut browser = PageBrowser::new(&server);
     let answered = browser
         .submit("/sign-in", &[("email", EMAIL), ("password", PASSWORD)])
@@ -1011,7 +1019,10 @@ async fn the_sign_in_page_opens_no_session_on_a_password_alone() {
         "{:?}",
         answered.headers
     );
-    assert_eq!(live_sessions(&server, session.user_id), sessions_before);
+    assert_eq!(
+        live_sessions(&server, session.user_id).await,
+        sessions_before
+    );
     server.stop().await;
 }
 

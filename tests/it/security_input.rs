@@ -52,8 +52,12 @@ const NOT_BARE: [&str; 8] = [
 #[tokio::test]
 async fn sign_up_refuses_every_address_that_is_not_bare() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
-    server.add_user("alice@example.com", Role::User, Status::Active);
-    server.add_user("kate@example.com", Role::User, Status::Active);
+    server
+        .add_user("alice@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("kate@example.com", Role::User, Status::Active)
+        .await;
     for address in NOT_BARE {
         let response = sign_up(&server, json!({ "email": address, "password": PASSWORD })).await;
         assert_eq!(field_of(&response), "email", "{address:?}");
@@ -64,14 +68,18 @@ async fn sign_up_refuses_every_address_that_is_not_bare() {
     assert_eq!(body["context"]["field"], "email");
     assert!(body["error"].as_str().unwrap().contains("254"), "{body}");
     // No account was made for any of them: only the two above exist.
-    assert_eq!(server.app.store.all_users().unwrap().len(), 2);
+    assert_eq!(server.app.store.all_users().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn sub_users_resend_and_reset_refuse_addresses_that_are_not_bare() {
     let server = TestServer::start().await;
-    server.add_user("alice@example.com", Role::User, Status::Active);
-    server.add_user("parent@example.com", Role::User, Status::Active);
+    server
+        .add_user("alice@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("parent@example.com", Role::User, Status::Active)
+        .await;
     let parent = server.sign_in("parent@example.com").await;
     for address in NOT_BARE {
         let created = create_sub_user(
@@ -95,7 +103,9 @@ async fn sub_users_resend_and_reset_refuse_addresses_that_are_not_bare() {
 #[tokio::test]
 async fn sign_in_with_an_address_that_is_not_bare_is_a_400_naming_email() {
     let server = TestServer::start().await;
-    server.add_user("alice@example.com", Role::User, Status::Active);
+    server
+        .add_user("alice@example.com", Role::User, Status::Active)
+        .await;
     for address in NOT_BARE {
         let response = server
             .request("POST", "/auth/sign-in")
@@ -109,7 +119,9 @@ async fn sign_in_with_an_address_that_is_not_bare_is_a_400_naming_email() {
 #[tokio::test]
 async fn the_domain_is_stored_in_ascii_and_the_address_keeps_no_unicode_folding() {
     let server = TestServer::start().await;
-    server.add_user("parent@example.com", Role::User, Status::Active);
+    server
+        .add_user("parent@example.com", Role::User, Status::Active)
+        .await;
     let parent = server.sign_in("parent@example.com").await;
     let created = create_sub_user(
         &server,
@@ -201,7 +213,9 @@ async fn sign_up_applies_the_name_rule_of_every_other_route() {
 #[tokio::test]
 async fn a_form_whose_percent_decoding_is_not_utf8_is_a_400() {
     let server = TestServer::start().await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("ada@example.com").await;
     for body in [
         "first-name=%FF",
@@ -249,8 +263,12 @@ async fn a_form_whose_percent_decoding_is_not_utf8_is_a_400() {
 #[tokio::test]
 async fn two_authorization_headers_are_a_400_even_when_both_are_valid() {
     let server = TestServer::start().await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
-    server.add_user("eve@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("eve@example.com", Role::User, Status::Active)
+        .await;
     let ada = server.sign_in("ada@example.com").await;
     let eve = server.sign_in("eve@example.com").await;
     let response = server
@@ -274,7 +292,9 @@ async fn two_authorization_headers_are_a_400_even_when_both_are_valid() {
 #[tokio::test]
 async fn two_content_type_headers_are_a_400() {
     let server = TestServer::start().await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let body =
         serde_json::to_vec(&json!({ "email": "ada@example.com", "password": PASSWORD })).unwrap();
     for second in ["application/x-www-form-urlencoded", "application/json"] {
@@ -291,8 +311,12 @@ async fn two_content_type_headers_are_a_400() {
 #[tokio::test]
 async fn two_jwt_cookies_are_a_400_in_one_cookie_header_or_several() {
     let server = TestServer::start().await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
-    server.add_user("eve@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("eve@example.com", Role::User, Status::Active)
+        .await;
     let ada = server.sign_in("ada@example.com").await;
     let eve = server.sign_in("eve@example.com").await;
     let one_header = server
@@ -328,8 +352,12 @@ async fn two_jwt_cookies_are_a_400_in_one_cookie_header_or_several() {
 #[tokio::test]
 async fn a_json_body_with_a_repeated_key_is_a_400_at_any_depth() {
     let server = TestServer::start().await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
-    server.add_user("eve@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("eve@example.com", Role::User, Status::Active)
+        .await;
     // A proxy or WAF that reads the first `email` sees eve; serde_json kept the last.
     let smuggled = format!(
         r#"{{"email":"eve@example.com","password":"{PASSWORD}","email":"ada@example.com"}}"#
@@ -388,7 +416,9 @@ async fn a_form_sign_in_from_a_foreign_origin_is_a_403() {
         config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let own_origin = server.origin();
     let userinfo_origin = own_origin.replace("http://", "http://ada@");
     for foreign in [
@@ -466,7 +496,9 @@ async fn an_origin_with_userinfo_never_passes_the_cookie_csrf_check_or_cors() {
         config.http.cors_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
-    server.add_user("ada@example.com", Role::User, Status::Active);
+    server
+        .add_user("ada@example.com", Role::User, Status::Active)
+        .await;
     let ada = server.sign_in("ada@example.com").await;
     let cookie = format!("jwt={}", ada.signed_token);
     let own_origin = server.origin();
@@ -524,7 +556,7 @@ async fn an_origin_with_userinfo_never_passes_the_cookie_csrf_check_or_cors() {
 /// Signs a fresh user in through the loopback proxy with these `X-Forwarded-For` lines and
 /// answers the remote-ip its one session records.
 async fn recorded_remote_ip(server: &TestServer, email: &str, forwarded_lines: &[&str]) -> Value {
-    server.add_user(email, Role::User, Status::Active);
+    server.add_user(email, Role::User, Status::Active).await;
     let mut request = server.request("POST", "/auth/sign-in");
     for line in forwarded_lines {
         request = request.header("X-Forwarded-For", line);

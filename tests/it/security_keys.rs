@@ -13,7 +13,7 @@ use crate::support::{PASSWORD, TestServer};
 pub async fn wait_until_store_is_free(data_dir: &std::path::Path) {
     let path = data_dir.join("latchkey.redb");
     for _ in 0..200 {
-        match Store::open(&path, 1024 * 1024) {
+        match Store::open_redb(&path, 1024 * 1024) {
             Ok(_) => return,
             Err(StoreError::Locked { .. }) => {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -29,7 +29,9 @@ async fn a_token_stays_valid_when_the_server_restarts_on_another_port() {
     let data_dir = tempfile::tempdir().unwrap();
     let data_path = data_dir.path().to_path_buf();
     let first = TestServer::start_with(|config| config.store.data_dir = data_path.clone()).await;
-    first.add_user("moves@example.com", Role::User, Status::Active);
+    first
+        .add_user("moves@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = first.sign_in("moves@example.com").await;
     assert_eq!(
         first.current_user_status(&signed_in.signed_token).await,
@@ -79,8 +81,8 @@ fn latchkey_with_config(
     )
 }
 
-#[test]
-fn the_cli_hashes_with_the_configured_password_cost() {
+#[tokio::test]
+async fn the_cli_hashes_with_the_configured_password_cost() {
     let data_dir = tempfile::tempdir().unwrap();
     let config_file = data_dir.path().join("latchkey.toml");
     std::fs::write(
@@ -90,10 +92,11 @@ fn the_cli_hashes_with_the_configured_password_cost() {
     .unwrap();
     let store_dir = data_dir.path().join("data");
     let expected_parameters = "$argon2id$v=19$m=96,t=3,p=2$";
-    let stored_hash = || {
-        let store = Store::open(&store_dir.join("latchkey.redb"), 1024 * 1024).unwrap();
+    let stored_hash = async || {
+        let store = Store::open_redb(&store_dir.join("latchkey.redb"), 1024 * 1024).unwrap();
         let user = store
             .user_by_normalized_email("cost@example.com")
+            .await
             .unwrap()
             .unwrap();
         user.password_hash.unwrap().into_exposed_secret()
@@ -112,7 +115,7 @@ fn the_cli_hashes_with_the_configured_password_cost() {
         &format!("{PASSWORD}\n"),
     );
     assert!(ok, "{text}");
-    let added = stored_hash();
+    let added = stored_hash().await;
     assert!(added.starts_with(expected_parameters), "{added}");
 
     let (ok, text) = latchkey_with_config(
@@ -128,7 +131,7 @@ fn the_cli_hashes_with_the_configured_password_cost() {
         "another password\n",
     );
     assert!(ok, "{text}");
-    let changed = stored_hash();
+    let changed = stored_hash().await;
     assert_ne!(changed, added);
     assert!(changed.starts_with(expected_parameters), "{changed}");
 }
@@ -142,8 +145,12 @@ async fn a_sign_in_against_an_old_cheaper_hash_costs_at_least_the_configured_has
         memory_kib: 8,
         ..configured
     };
-    server.add_user_with_cost("old-hash@example.com", Role::User, Status::Active, older);
-    server.add_user("new-hash@example.com", Role::User, Status::Active);
+    server
+        .add_user_with_cost("old-hash@example.com", Role::User, Status::Active, older)
+        .await;
+    server
+        .add_user("new-hash@example.com", Role::User, Status::Active)
+        .await;
     let wrong_password_work = async |email: &str| {
         let before = server.app.hashers.block_passes();
         let response = server
@@ -189,15 +196,17 @@ async fn published_keys(server: &TestServer) -> (Vec<(String, String)>, String) 
     (keys, response.header("etag").unwrap().to_owned())
 }
 
-fn admin_command(server: &TestServer, command: AdminCommand) -> (bool, String) {
-    let reply = admin::execute(&server.app.store, Some(&server.app), command);
+async fn admin_command(server: &TestServer, command: AdminCommand) -> (bool, String) {
+    let reply = admin::execute(&server.app.store, Some(&server.app), command).await;
     (reply.ok, reply.output)
 }
 
 #[tokio::test]
 async fn a_revoked_key_stops_its_tokens_on_the_next_request_even_when_cached() {
     let server = TestServer::start().await;
-    server.add_user("revoke@example.com", Role::User, Status::Active);
+    server
+        .add_user("revoke@example.com", Role::User, Status::Active)
+        .await;
     let signed_in = server.sign_in("revoke@example.com").await;
     let old_key = key_id_of(&signed_in.signed_token);
     // Used twice: the second use is answered from the verified-token cache.
@@ -215,7 +224,8 @@ async fn a_revoked_key_stops_its_tokens_on_the_next_request_even_when_cached() {
         AdminCommand::KeysRevoke {
             key_id: old_key.clone(),
         },
-    );
+    )
+    .await;
     assert!(ok, "{output}");
     assert!(output.contains("new active key"), "{output}");
     server
@@ -238,7 +248,8 @@ async fn a_revoked_key_stops_its_tokens_on_the_next_request_even_when_cached() {
         AdminCommand::KeysRevoke {
             key_id: old_key.clone(),
         },
-    );
+    )
+    .await;
     assert!(!ok && output.contains("no signing key"), "{output}");
     server.stop().await;
 }
@@ -246,7 +257,9 @@ async fn a_revoked_key_stops_its_tokens_on_the_next_request_even_when_cached() {
 #[tokio::test]
 async fn a_rotated_key_is_published_as_next_before_it_signs() {
     let server = TestServer::start_with(|config| config.keys.publish_ahead_seconds = 2).await;
-    server.add_user("ahead@example.com", Role::User, Status::Active);
+    server
+        .add_user("ahead@example.com", Role::User, Status::Active)
+        .await;
     let before = server.sign_in("ahead@example.com").await;
     let old_key = key_id_of(&before.signed_token);
     let (_, etag_before) = published_keys(&server).await;
@@ -256,7 +269,8 @@ async fn a_rotated_key_is_published_as_next_before_it_signs() {
         AdminCommand::KeysRotate {
             publish_ahead_seconds: 0,
         },
-    );
+    )
+    .await;
     assert!(ok && output.contains("new next key"), "{output}");
     let (keys, etag_next) = published_keys(&server).await;
     assert_eq!(keys.len(), 2);
@@ -272,7 +286,8 @@ async fn a_rotated_key_is_published_as_next_before_it_signs() {
         AdminCommand::KeysRotate {
             publish_ahead_seconds: 0,
         },
-    );
+    )
+    .await;
     assert!(!ok && output.contains("already next"), "{output}");
 
     // At its time (two seconds on) the new key signs; the old one verifies.
@@ -307,12 +322,12 @@ async fn automatic_rotation_publishes_ahead_once() {
     .await;
     let (keys, _) = published_keys(&server).await;
     assert_eq!(keys.len(), 1);
-    server.app.maintain_signing_keys().unwrap();
+    server.app.maintain_signing_keys().await.unwrap();
     let (keys, _) = published_keys(&server).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert_eq!(keys[0].1, "active");
     assert_eq!(keys[1].1, "next");
-    server.app.maintain_signing_keys().unwrap();
+    server.app.maintain_signing_keys().await.unwrap();
     assert_eq!(published_keys(&server).await.0, keys);
     server.stop().await;
 }
@@ -342,7 +357,7 @@ fn restore_refuses_a_backup_of_another_install_unless_allowed_and_names_the_keys
     let first_key = install_with_backup(&first, &first_backup);
     let second_key = install_with_backup(&second, &second_backup);
     let store_id = |data_dir: &std::path::Path| {
-        Store::open(&data_dir.join("latchkey.redb"), 1024 * 1024)
+        Store::open_redb(&data_dir.join("latchkey.redb"), 1024 * 1024)
             .unwrap()
             .store_id()
             .to_owned()

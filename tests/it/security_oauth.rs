@@ -49,7 +49,7 @@ fn check_body(provider: &str, token: &str) -> Value {
 }
 
 /// Inserts a user straight into the store with the given verification flag.
-fn insert_user(
+async fn insert_user(
     server: &TestServer,
     email: &str,
     role: Role,
@@ -80,19 +80,26 @@ fn insert_user(
             },
             server.now(),
         )
+        .await
         .unwrap()
 }
 
 /// What a refused link must leave alone.
-fn account_state(server: &TestServer, user_id: u64) -> (Status, bool, bool, u64, i64, usize) {
-    let user = server.app.store.user_by_id(user_id).unwrap().unwrap();
+async fn account_state(server: &TestServer, user_id: u64) -> (Status, bool, bool, u64, i64, usize) {
+    let user = server.app.store.user_by_id(user_id).await.unwrap().unwrap();
     (
         user.status,
         user.password_hash.is_some(),
         user.email_verified,
         user.credential_version,
         user.updated,
-        server.app.store.identities_of_user(user_id).unwrap().len(),
+        server
+            .app
+            .store
+            .identities_of_user(user_id)
+            .await
+            .unwrap()
+            .len(),
     )
 }
 
@@ -123,7 +130,8 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
         Status::Active,
         true,
         None,
-    );
+    )
+    .await;
     let refused_accounts = [
         // A sign-up that never used its link: whoever set its password never proved the
         // address, and linking used to activate it for the provider's user.
@@ -134,7 +142,8 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             Status::Pending,
             false,
             None,
-        ),
+        )
+        .await,
         // Active but unverified (say, allowed to sign in before verifying).
         insert_user(
             &server,
@@ -143,7 +152,8 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             Status::Active,
             false,
             None,
-        ),
+        )
+        .await,
         // A sub-user, even one whose address is verified.
         insert_user(
             &server,
@@ -152,7 +162,8 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             Status::Active,
             true,
             Some(parent.id),
-        ),
+        )
+        .await,
         insert_user(
             &server,
             "root@example.com",
@@ -160,7 +171,8 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             Status::Active,
             true,
             None,
-        ),
+        )
+        .await,
         insert_user(
             &server,
             "admin@example.com",
@@ -168,7 +180,8 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             Status::Active,
             true,
             None,
-        ),
+        )
+        .await,
         insert_user(
             &server,
             "suspended@example.com",
@@ -176,10 +189,11 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             Status::Suspended,
             true,
             None,
-        ),
+        )
+        .await,
     ];
     for (index, account) in refused_accounts.iter().enumerate() {
-        let before = account_state(&server, account.id);
+        let before = account_state(&server, account.id).await;
         let token =
             provider
                 .rsa
@@ -192,14 +206,19 @@ async fn linking_by_email_reaches_only_a_verified_active_plain_user() {
             account.email
         );
         assert_eq!(
-            account_state(&server, account.id),
+            account_state(&server, account.id).await,
             before,
             "{} was changed or linked",
             account.email
         );
     }
     // The pending account's own password still works once its owner verifies.
-    let verified = server.app.store.user_by_id(refused_accounts[0].id).unwrap();
+    let verified = server
+        .app
+        .store
+        .user_by_id(refused_accounts[0].id)
+        .await
+        .unwrap();
     assert_eq!(verified.unwrap().status, Status::Pending);
 
     // A verified active user is linked and signed in.
@@ -225,7 +244,7 @@ async fn an_unverified_provider_email_creates_no_account_unless_the_provider_all
         .sign(&provider.claims("newcomer", "claimed@example.com", false));
     let response = oauth_from(&server, "198.51.100.1", sign_in_body(LINKING, &token)).await;
     assert_eq!(response.assert_error(403)["code"], 40306);
-    assert!(server.app.store.all_users().unwrap().is_empty());
+    assert!(server.app.store.all_users().await.unwrap().is_empty());
     let checked = oauth_from(&server, "198.51.100.1", check_body(LINKING, &token)).await;
     assert_eq!(checked.json["check-auth-result"]["ok"], false);
     server.stop().await;
@@ -241,6 +260,7 @@ async fn an_unverified_provider_email_creates_no_account_unless_the_provider_all
         .app
         .store
         .user_by_normalized_email("claimed@example.com")
+        .await
         .unwrap()
         .unwrap();
     assert!(!user.email_verified, "nobody proved this address");
@@ -254,6 +274,7 @@ async fn an_unverified_provider_email_creates_no_account_unless_the_provider_all
         .app
         .store
         .user_by_normalized_email("proved@example.com")
+        .await
         .unwrap()
         .unwrap();
     assert!(user.email_verified);
@@ -276,7 +297,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Active,
         true,
         None,
-    );
+    )
+    .await;
     insert_user(
         &server,
         "root@example.com",
@@ -284,7 +306,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Active,
         true,
         None,
-    );
+    )
+    .await;
     insert_user(
         &server,
         "admin@example.com",
@@ -292,7 +315,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Active,
         true,
         None,
-    );
+    )
+    .await;
     insert_user(
         &server,
         "sub@example.com",
@@ -300,7 +324,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Active,
         false,
         Some(parent.id),
-    );
+    )
+    .await;
     insert_user(
         &server,
         "pending@example.com",
@@ -308,7 +333,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Pending,
         false,
         None,
-    );
+    )
+    .await;
     insert_user(
         &server,
         "unverified@example.com",
@@ -316,7 +342,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Active,
         false,
         None,
-    );
+    )
+    .await;
     insert_user(
         &server,
         "suspended@example.com",
@@ -324,7 +351,8 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         Status::Suspended,
         true,
         None,
-    );
+    )
+    .await;
     let no_email = {
         let mut claims = provider.claims("no-email", "x@example.com", true);
         claims.as_object_mut().unwrap().remove("email");
@@ -423,12 +451,13 @@ async fn every_oauth_refusal_reads_the_same_whether_or_not_the_address_has_an_ac
         );
     }
     // Nothing was created or linked.
-    assert_eq!(server.app.store.all_users().unwrap().len(), 7);
+    assert_eq!(server.app.store.all_users().await.unwrap().len(), 7);
     assert!(
         server
             .app
             .store
             .identities_of_user(parent.id)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -473,7 +502,7 @@ async fn oauth_sign_in_is_throttled_per_network_before_any_provider_call() {
         );
     }
     let calls_before = provider.introspection_requests();
-    let sessions_before = server.app.store.session_count().unwrap();
+    let sessions_before = server.app.store.session_count().await.unwrap();
     for body in [
         sign_in_body(USERINFO, "gho_guess_4"),
         check_body(USERINFO, "gho_guess_5"),
@@ -486,7 +515,10 @@ async fn oauth_sign_in_is_throttled_per_network_before_any_provider_call() {
         assert!(retry_after >= 1);
     }
     assert_eq!(provider.introspection_requests(), calls_before);
-    assert_eq!(server.app.store.session_count().unwrap(), sessions_before);
+    assert_eq!(
+        server.app.store.session_count().await.unwrap(),
+        sessions_before
+    );
 
     // The bucket is the one failed passwords drain: password sign-in is held back too.
     let password = server
@@ -506,7 +538,9 @@ async fn oauth_sign_in_is_throttled_per_network_before_any_provider_call() {
 #[tokio::test]
 async fn rotating_networks_buys_no_guesses_beyond_the_account_ceiling() {
     let server = server_with(Vec::new(), |_| {}).await;
-    server.add_user("target@example.com", Role::User, Status::Active);
+    server
+        .add_user("target@example.com", Role::User, Status::Active)
+        .await;
     // One guess from each of 20 networks spends the account's 20 a minute.
     for index in 0..20 {
         let response = server
@@ -532,7 +566,9 @@ async fn rotating_networks_buys_no_guesses_beyond_the_account_ceiling() {
 #[tokio::test]
 async fn reset_requests_for_one_address_count_every_network() {
     let server = server_with(Vec::new(), |_| {}).await;
-    server.add_user("target@example.com", Role::User, Status::Active);
+    server
+        .add_user("target@example.com", Role::User, Status::Active)
+        .await;
     let reset_from = |network: String| {
         server
             .request("POST", "/auth/password-reset")
@@ -556,9 +592,15 @@ async fn sub_user_creation_is_limited_per_caller() {
         config.throttle.sub_users_per_caller_per_hour = 3;
     })
     .await;
-    server.add_user("prober@example.com", Role::User, Status::Active);
-    server.add_user("other@example.com", Role::User, Status::Active);
-    server.add_user("victim@example.com", Role::User, Status::Active);
+    server
+        .add_user("prober@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("other@example.com", Role::User, Status::Active)
+        .await;
+    server
+        .add_user("victim@example.com", Role::User, Status::Active)
+        .await;
     let prober = server.sign_in("prober@example.com").await;
     let other = server.sign_in("other@example.com").await;
     let create = |credential: String, email: &'static str| {
@@ -600,6 +642,7 @@ async fn sub_user_creation_is_limited_per_caller() {
             .app
             .store
             .user_by_normalized_email("free-3@example.com")
+            .await
             .unwrap()
             .is_none()
     );

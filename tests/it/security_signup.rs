@@ -97,7 +97,14 @@ async fn mail_to(outbox: &Path, address: &str) -> String {
 /// Waits until the mail worker has taken every message off the queue.
 async fn wait_for_an_empty_mail_queue(server: &TestServer) {
     let deadline = Instant::now() + MAIL_WAIT;
-    while !server.app.store.due_mails(i64::MAX, 1).unwrap().is_empty() {
+    while !server
+        .app
+        .store
+        .due_mails(i64::MAX, 1)
+        .await
+        .unwrap()
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "the mail queue did not empty");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -107,16 +114,17 @@ async fn wait_for_an_empty_mail_queue(server: &TestServer) {
 /// message queued after them; then nothing more is on its way.
 async fn settle(server: &TestServer, control_address: &str) {
     server.app.after_answer.finished().await;
+    let expires_at = server.now() + 60;
     let queued = server
         .app
         .store
         .issue_email_token(
             control_address,
             [7; 32],
-            |user| {
+            move |user| {
                 Some(LinkToIssue {
                     purpose: EmailTokenPurpose::VerifyEmail,
-                    expires_at: server.now() + 60,
+                    expires_at,
                     mail: OutgoingMail {
                         to: user.email.clone(),
                         subject: "Control".into(),
@@ -127,6 +135,7 @@ async fn settle(server: &TestServer, control_address: &str) {
             },
             server.now(),
         )
+        .await
         .unwrap();
     assert!(queued, "the control user exists");
     server.app.wake_mail_worker();
@@ -141,8 +150,13 @@ fn mails_to(outbox: &Path, address: &str) -> usize {
         .count()
 }
 
-fn user(server: &TestServer, email: &str) -> Option<User> {
-    server.app.store.user_by_normalized_email(email).unwrap()
+async fn user(server: &TestServer, email: &str) -> Option<User> {
+    server
+        .app
+        .store
+        .user_by_normalized_email(email)
+        .await
+        .unwrap()
 }
 
 async fn create_sub_user(server: &TestServer, parent: &SignedIn, email: &str) -> TestResponse {
@@ -170,7 +184,9 @@ async fn create_api_token(server: &TestServer, signed_in: &SignedIn) -> String {
 #[tokio::test]
 async fn reset_mail_goes_only_to_proved_addresses() {
     let server = TestServer::start_with(open_sign_up).await;
-    let parent_user = server.add_user("parent@example.com", Role::User, Status::Active);
+    let parent_user = server
+        .add_user("parent@example.com", Role::User, Status::Active)
+        .await;
     assert!(
         parent_user.email_verified,
         "user add vouches for the address"
@@ -184,7 +200,7 @@ async fn reset_mail_goes_only_to_proved_addresses() {
             .status,
         201
     );
-    let sub_user = user(&server, "typed-in@example.com").unwrap();
+    let sub_user = user(&server, "typed-in@example.com").await.unwrap();
     assert!(!sub_user.email_verified);
     assert_eq!(sub_user.status, Status::Active);
     assert_eq!(
@@ -229,7 +245,9 @@ async fn reset_mail_goes_only_to_proved_addresses() {
 #[tokio::test]
 async fn a_sub_user_verifies_its_address_through_resend_and_stays_active() {
     let server = TestServer::start().await;
-    server.add_user("parent@example.com", Role::User, Status::Active);
+    server
+        .add_user("parent@example.com", Role::User, Status::Active)
+        .await;
     let parent = server.sign_in("parent@example.com").await;
     assert_eq!(
         create_sub_user(&server, &parent, "child@example.com")
@@ -255,7 +273,7 @@ async fn a_sub_user_verifies_its_address_through_resend_and_stays_active() {
         verified.json,
         json!({ "email": "child@example.com", "status": "active", "success": true })
     );
-    let child = user(&server, "child@example.com").unwrap();
+    let child = user(&server, "child@example.com").await.unwrap();
     assert!(child.email_verified);
     assert_eq!(child.status, Status::Active);
     // Its password is the one its parent set, and now a reset reaches it.
@@ -283,7 +301,7 @@ async fn a_pending_sign_ups_resend_lets_the_address_owner_choose_the_password() 
     assert!(mail.contains("choose your password"), "{mail}");
     let chosen = confirm_reset(&server, &token_in(&mail), "the owner's password").await;
     assert_eq!(chosen.status, 204, "{}", chosen.text());
-    let owner = user(&server, "owner@example.com").unwrap();
+    let owner = user(&server, "owner@example.com").await.unwrap();
     assert_eq!(owner.status, Status::Active);
     assert!(owner.email_verified);
     assert_eq!(
@@ -397,7 +415,7 @@ async fn activation_ends_what_an_earlier_sign_up_made_while_pending() {
     ] {
         assert_eq!(server.current_user_status(credential).await, 401);
     }
-    assert!(user(&server, "attackers-sub@example.com").is_none());
+    assert!(user(&server, "attackers-sub@example.com").await.is_none());
     sign_in(&server, "attackers-sub@example.com", PASSWORD)
         .await
         .assert_error(401);
@@ -430,8 +448,12 @@ async fn server_whose_hashers_refuse_everything() -> TestServer {
 #[tokio::test]
 async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashing() {
     let server = server_whose_hashers_refuse_everything().await;
-    server.add_user("target@example.com", Role::User, Status::Active);
-    let target = server.add_user("other-target@example.com", Role::User, Status::Active);
+    server
+        .add_user("target@example.com", Role::User, Status::Active)
+        .await;
+    let target = server
+        .add_user("other-target@example.com", Role::User, Status::Active)
+        .await;
     let now = server.now();
     // An expired reset token and a used one (each user holds one reset link at a time),
     // written as a reset request writes them.
@@ -445,7 +467,7 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
             .issue_email_token(
                 address,
                 token_hash(token),
-                |_| {
+                move |_| {
                     Some(LinkToIssue {
                         purpose: EmailTokenPurpose::ResetPassword,
                         expires_at,
@@ -459,6 +481,7 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
                 },
                 now,
             )
+            .await
             .unwrap();
         assert!(issued);
     }
@@ -471,6 +494,7 @@ async fn reset_confirmation_and_verification_look_the_token_up_before_any_hashin
             latchkey::store::TokenAction::SetPassword(target.password_hash.clone().unwrap()),
             now,
         )
+        .await
         .unwrap();
     assert!(used.is_ok());
 
@@ -511,7 +535,9 @@ async fn reset_confirmation_is_limited_per_network_before_the_hash_queue() {
         config.signup.requests_per_network = 1;
     })
     .await;
-    server.add_user("limited@example.com", Role::User, Status::Active);
+    server
+        .add_user("limited@example.com", Role::User, Status::Active)
+        .await;
     // The network's one request a minute goes to the reset request itself.
     assert_eq!(
         post_email(&server, "/auth/password-reset", "limited@example.com")
@@ -563,7 +589,9 @@ async fn reset_confirmation_is_limited_per_network_before_the_hash_queue() {
 #[tokio::test]
 async fn reset_and_resend_answer_before_any_per_address_work() {
     let server = TestServer::start_with(open_sign_up).await;
-    server.add_user("known@example.com", Role::User, Status::Active);
+    server
+        .add_user("known@example.com", Role::User, Status::Active)
+        .await;
     assert_eq!(
         sign_up(&server, "pending@example.com", PASSWORD)
             .await
@@ -599,6 +627,7 @@ async fn reset_and_resend_answer_before_any_per_address_work() {
             .app
             .store
             .due_mails(i64::MAX, 100)
+            .await
             .unwrap()
             .is_empty()
     );
@@ -646,9 +675,9 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
         201
     );
     let eight_days_ago = server.now() - 8 * 86_400;
-    let mut stale = user(&server, "stale@example.com").unwrap();
+    let mut stale = user(&server, "stale@example.com").await.unwrap();
     stale.created = eight_days_ago;
-    store.replace_user(&stale).unwrap();
+    store.replace_user(&stale).await.unwrap();
     // An old account whose owner proved the address stays, as does a fresh sign-up.
     let proved = store
         .insert_user(
@@ -662,19 +691,22 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
             },
             eight_days_ago,
         )
+        .await
         .unwrap();
-    let queued_to = |address: &str| {
+    let queued_to = async |address: &str| {
         store
             .due_mails(i64::MAX, 1000)
+            .await
             .unwrap()
             .iter()
             .filter(|queued| queued.mail.to == address)
             .count()
     };
-    assert_eq!(queued_to("stale@example.com"), 1);
+    assert_eq!(queued_to("stale@example.com").await, 1);
     let stale_link = token_in(
         &store
             .due_mails(i64::MAX, 1000)
+            .await
             .unwrap()
             .into_iter()
             .find(|queued| queued.mail.to == "stale@example.com")
@@ -688,13 +720,13 @@ async fn sign_ups_never_verified_are_purged_with_what_they_made_their_links_and_
         .await
         .unwrap();
     assert_eq!(purged, 1);
-    assert!(user(&server, "stale@example.com").is_none());
-    assert!(user(&server, "stale-sub@example.com").is_none());
-    assert_eq!(queued_to("stale@example.com"), 0);
+    assert!(user(&server, "stale@example.com").await.is_none());
+    assert!(user(&server, "stale-sub@example.com").await.is_none());
+    assert_eq!(queued_to("stale@example.com").await, 0);
     assert_eq!(server.current_user_status(&squatter.api_token).await, 401);
-    assert!(store.user_by_id(proved.id).unwrap().is_some());
-    assert!(user(&server, "fresh@example.com").is_some());
-    assert_eq!(queued_to("fresh@example.com"), 1);
+    assert!(store.user_by_id(proved.id).await.unwrap().is_some());
+    assert!(user(&server, "fresh@example.com").await.is_some());
+    assert_eq!(queued_to("fresh@example.com").await, 1);
     // Nothing of the old account answers, its link included.
     assert_eq!(
         verify(&server, &stale_link).await.assert_error(400)["context"]["reason"],
@@ -718,7 +750,9 @@ async fn the_reset_mail_states_its_lifetime_and_the_new_password_meets_every_rul
         config.password.min_length = 8;
     })
     .await;
-    server.add_user("rules@example.com", Role::User, Status::Active);
+    server
+        .add_user("rules@example.com", Role::User, Status::Active)
+        .await;
     post_email(&server, "/auth/password-reset", "rules@example.com").await;
     let mail = mail_to(&outbox(&server), "rules@example.com").await;
     assert!(mail.contains("This link works for 15 minutes."), "{mail}");
@@ -776,7 +810,9 @@ async fn the_reset_mail_states_its_lifetime_and_the_new_password_meets_every_rul
 #[tokio::test]
 async fn a_password_change_or_a_suspension_ends_the_reset_links_mailed_before_it() {
     let server = TestServer::start().await;
-    let user = server.add_user("links@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("links@example.com", Role::User, Status::Active)
+        .await;
     post_email(&server, "/auth/password-reset", "links@example.com").await;
     let first_link = token_in(&mail_to(&outbox(&server), "links@example.com").await);
     let session = sign_in(&server, "links@example.com", PASSWORD).await;
@@ -807,6 +843,7 @@ async fn a_password_change_or_a_suspension_ends_the_reset_links_mailed_before_it
         .update_user(user.id, server.now(), |user| {
             user.status = Status::Suspended
         })
+        .await
         .unwrap();
     let refused = confirm_reset(&server, &second_link, "the interceptor's choice").await;
     assert_eq!(refused.assert_error(400)["context"]["reason"], "invalid");
@@ -819,7 +856,9 @@ async fn a_password_change_or_a_suspension_ends_the_reset_links_mailed_before_it
 #[tokio::test]
 async fn an_account_made_from_an_unproved_provider_email_gets_no_verification_link() {
     let server = TestServer::start().await;
-    server.add_user("control@example.com", Role::User, Status::Active);
+    server
+        .add_user("control@example.com", Role::User, Status::Active)
+        .await;
     server
         .app
         .store
@@ -833,6 +872,7 @@ async fn an_account_made_from_an_unproved_provider_email_gets_no_verification_li
             },
             server.now(),
         )
+        .await
         .unwrap();
     let answer = post_email(&server, "/auth/verify/resend", "claimed@example.com").await;
     assert_eq!(answer.status, 200, "{}", answer.text());

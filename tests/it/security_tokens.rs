@@ -57,7 +57,9 @@ async fn newest_session_id(server: &TestServer, signed_token: &str) -> String {
 async fn a_minted_read_profile_token_cannot_end_sessions_change_the_password_or_delete_the_account()
 {
     let server = TestServer::start().await;
-    server.add_user("minted@example.com", Role::User, Status::Active);
+    server
+        .add_user("minted@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("minted@example.com").await;
     let sign_in_session_id = newest_session_id(&server, &session.signed_token).await;
     let minted = mint(
@@ -130,7 +132,9 @@ async fn a_minted_read_profile_token_cannot_end_sessions_change_the_password_or_
 #[tokio::test]
 async fn sign_in_credentials_and_write_user_tokens_may_still_end_every_session() {
     let server = TestServer::start().await;
-    server.add_user("ender@example.com", Role::User, Status::Active);
+    server
+        .add_user("ender@example.com", Role::User, Status::Active)
+        .await;
     let first = server.sign_in("ender@example.com").await;
     let response = server
         .request("DELETE", "/auth/session")
@@ -162,7 +166,9 @@ async fn sign_in_credentials_and_write_user_tokens_may_still_end_every_session()
 #[tokio::test]
 async fn a_token_cannot_lift_its_restrictions_or_outlive_itself_through_put() {
     let server = TestServer::start().await;
-    server.add_user("restricted@example.com", Role::User, Status::Active);
+    server
+        .add_user("restricted@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("restricted@example.com").await;
     let restricted = new_api_token(
         &server,
@@ -225,6 +231,7 @@ async fn a_token_cannot_lift_its_restrictions_or_outlive_itself_through_put() {
         .app
         .store
         .standalone_api_tokens_of_user(session.user_id)
+        .await
         .unwrap();
     let changed = stored.iter().find(|token| token.prefix == prefix).unwrap();
     assert!(changed.restrictions.names().contains(&"write:billing"));
@@ -235,7 +242,9 @@ async fn a_token_cannot_lift_its_restrictions_or_outlive_itself_through_put() {
 #[tokio::test]
 async fn what_a_token_makes_nests_under_it_and_ends_with_it() {
     let server = TestServer::start().await;
-    server.add_user("nesting@example.com", Role::User, Status::Active);
+    server
+        .add_user("nesting@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("nesting@example.com").await;
     let parent = new_api_token(&server, &session.signed_token, json!({ "ttl": 3600 })).await;
     let parent_text = token_text(&parent);
@@ -314,7 +323,9 @@ async fn what_a_token_makes_nests_under_it_and_ends_with_it() {
 #[tokio::test]
 async fn a_shortened_maker_shortens_what_it_made_and_nothing_outlives_its_maker() {
     let server = TestServer::start().await;
-    server.add_user("stretch@example.com", Role::User, Status::Active);
+    server
+        .add_user("stretch@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("stretch@example.com").await;
     let maker = new_api_token(&server, &session.signed_token, json!({ "ttl": 0 })).await;
     let maker_text = token_text(&maker);
@@ -380,8 +391,12 @@ async fn a_shortened_maker_shortens_what_it_made_and_nothing_outlives_its_maker(
 #[tokio::test]
 async fn an_admin_password_change_with_logout_all_ends_the_targets_api_tokens() {
     let server = TestServer::start().await;
-    server.add_user("admin@example.com", Role::Admin, Status::Active);
-    let target = server.add_user("victim@example.com", Role::User, Status::Active);
+    server
+        .add_user("admin@example.com", Role::Admin, Status::Active)
+        .await;
+    let target = server
+        .add_user("victim@example.com", Role::User, Status::Active)
+        .await;
     let victim_session = server.sign_in("victim@example.com").await;
     let planted = new_api_token(&server, &victim_session.signed_token, json!({})).await;
     let admin = server.sign_in("admin@example.com").await;
@@ -409,7 +424,9 @@ async fn an_admin_password_change_with_logout_all_ends_the_targets_api_tokens() 
 #[tokio::test]
 async fn minting_refuses_claims_that_pose_as_user_facts() {
     let server = TestServer::start().await;
-    server.add_user("claims@example.com", Role::User, Status::Active);
+    server
+        .add_user("claims@example.com", Role::User, Status::Active)
+        .await;
     let session = server.sign_in("claims@example.com").await;
     for claim in [
         "email", "role", "status", "username", "parent", "name", "user-id", "Sub", "ISS", "Email",
@@ -443,7 +460,9 @@ async fn sessions_and_api_tokens_per_user_are_capped() {
         config.auth.max_api_tokens_per_user = 2;
     })
     .await;
-    let user = server.add_user("capped@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("capped@example.com", Role::User, Status::Active)
+        .await;
     // Three sessions from earlier minutes, oldest first (times are whole seconds, so a
     // test's own sign-ins would all tie).
     let now = server.now();
@@ -454,7 +473,7 @@ async fn sessions_and_api_tokens_per_user_are_capped() {
             ..live_session(SessionId::new_for_user(user.id), user.id)
         })
         .collect();
-    server.app.store.insert_sessions(&earlier).unwrap();
+    server.app.store.insert_sessions(&earlier).await.unwrap();
     let newest = server.sign_in("capped@example.com").await;
     let listed = server
         .request("GET", "/auth/session")
@@ -477,7 +496,15 @@ async fn sessions_and_api_tokens_per_user_are_capped() {
     assert_eq!(listed_ids, expected);
     // Minting counts too: the oldest left (200 s) ends.
     mint(&server, &newest.signed_token, json!({})).await;
-    assert!(server.app.store.session(earlier[1].id).unwrap().is_none());
+    assert!(
+        server
+            .app
+            .store
+            .session(earlier[1].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     for _ in 0..2 {
         new_api_token(&server, &newest.signed_token, json!({ "ttl": 1 })).await;

@@ -10,7 +10,9 @@ use crate::support::{PASSWORD, TestServer};
 #[tokio::test]
 async fn json_sign_in_answers_every_documented_field() {
     let server = TestServer::start().await;
-    let user = server.add_user("Ada@Example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("Ada@Example.com", Role::User, Status::Active)
+        .await;
     let response = server
         .request("POST", "/auth/sign-in")
         .json(&json!({
@@ -71,7 +73,9 @@ async fn json_sign_in_answers_every_documented_field() {
 #[tokio::test]
 async fn a_form_with_ret_url_gets_a_303_with_the_cookie() {
     let server = TestServer::start().await;
-    server.add_user("form@example.com", Role::User, Status::Active);
+    server
+        .add_user("form@example.com", Role::User, Status::Active)
+        .await;
     let response = server
         .request("POST", "/auth/sign-in")
         .form(&[
@@ -109,7 +113,9 @@ async fn an_allowed_absolute_ret_url_passes_and_every_bypass_is_refused() {
         config.auth.allowed_return_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
-    server.add_user("ret@example.com", Role::User, Status::Active);
+    server
+        .add_user("ret@example.com", Role::User, Status::Active)
+        .await;
     let allowed = server
         .request("POST", "/auth/sign-in")
         .form(&[
@@ -146,7 +152,9 @@ async fn an_allowed_absolute_ret_url_passes_and_every_bypass_is_refused() {
 #[tokio::test]
 async fn unknown_email_and_wrong_password_are_indistinguishable() {
     let server = TestServer::start().await;
-    server.add_user("known@example.com", Role::User, Status::Active);
+    server
+        .add_user("known@example.com", Role::User, Status::Active)
+        .await;
     let wrong_password = server
         .request("POST", "/auth/sign-in")
         .json(&json!({ "email": "known@example.com", "password": "not the password" }))
@@ -166,8 +174,12 @@ async fn unknown_email_and_wrong_password_are_indistinguishable() {
 #[tokio::test]
 async fn pending_and_suspended_get_403_only_with_the_right_password() {
     let server = TestServer::start().await;
-    server.add_user("pending@example.com", Role::User, Status::Pending);
-    server.add_user("suspended@example.com", Role::User, Status::Suspended);
+    server
+        .add_user("pending@example.com", Role::User, Status::Pending)
+        .await;
+    server
+        .add_user("suspended@example.com", Role::User, Status::Suspended)
+        .await;
     for (email, reason) in [
         ("pending@example.com", "pending"),
         ("suspended@example.com", "suspended"),
@@ -192,7 +204,9 @@ async fn pending_and_suspended_get_403_only_with_the_right_password() {
 async fn pending_users_sign_in_when_unverified_sign_in_is_allowed() {
     let server =
         TestServer::start_with(|config| config.signup.allow_unverified_sign_in = true).await;
-    server.add_user("early@example.com", Role::User, Status::Pending);
+    server
+        .add_user("early@example.com", Role::User, Status::Pending)
+        .await;
     let response = server
         .request("POST", "/auth/sign-in")
         .json(&json!({ "email": "early@example.com", "password": PASSWORD }))
@@ -205,7 +219,9 @@ async fn pending_users_sign_in_when_unverified_sign_in_is_allowed() {
 #[tokio::test]
 async fn logout_other_ends_every_other_session() {
     let server = TestServer::start().await;
-    server.add_user("many@example.com", Role::User, Status::Active);
+    server
+        .add_user("many@example.com", Role::User, Status::Active)
+        .await;
     let first = server.sign_in("many@example.com").await;
     let second = server.sign_in("many@example.com").await;
     let third = server
@@ -239,7 +255,9 @@ async fn a_hash_with_other_parameters_is_replaced_at_sign_in() {
         iterations: 1,
         parallelism: 1,
     };
-    let user = server.add_user_with_cost("old@example.com", Role::User, Status::Active, older_cost);
+    let user = server
+        .add_user_with_cost("old@example.com", Role::User, Status::Active, older_cost)
+        .await;
     assert!(
         user.password_hash
             .as_ref()
@@ -248,7 +266,7 @@ async fn a_hash_with_other_parameters_is_replaced_at_sign_in() {
             .contains("m=128")
     );
     server.sign_in("old@example.com").await;
-    let stored = server.app.store.user_by_id(user.id).unwrap().unwrap();
+    let stored = server.app.store.user_by_id(user.id).await.unwrap().unwrap();
     let hash = stored.password_hash.unwrap().into_exposed_secret();
     assert!(hash.contains("m=64,t=1,p=1"), "not re-hashed");
     // The new hash still verifies.

@@ -166,6 +166,7 @@ async fn with_the_pages_off_the_verify_link_opens_a_minimal_page_whose_form_comp
         .app
         .store
         .user_by_normalized_email("page@example.com")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(user.status, Status::Active);
@@ -174,7 +175,9 @@ async fn with_the_pages_off_the_verify_link_opens_a_minimal_page_whose_form_comp
 #[tokio::test]
 async fn sign_up_resend_and_reset_answer_the_same_for_taken_and_free_addresses() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
-    server.add_user("taken@example.com", Role::User, Status::Active);
+    server
+        .add_user("taken@example.com", Role::User, Status::Active)
+        .await;
     let outbox = server.data_dir.path().join("outbox");
     let taken = sign_up(&server, "taken@example.com", "another password").await;
     let free = sign_up(&server, "free@example.com", "another password").await;
@@ -256,7 +259,9 @@ async fn a_second_sign_up_for_a_pending_address_keeps_each_link_with_its_own_pas
 #[tokio::test]
 async fn a_password_reset_ends_every_credential_and_its_token_works_once() {
     let server = TestServer::start().await;
-    let user = server.add_user("reset@example.com", Role::User, Status::Active);
+    let user = server
+        .add_user("reset@example.com", Role::User, Status::Active)
+        .await;
     let outbox = server.data_dir.path().join("outbox");
     let session = server.sign_in("reset@example.com").await;
     let token_request = server
@@ -335,7 +340,9 @@ async fn expired_and_foreign_tokens_are_refused_with_their_reasons() {
         config.signup.reset_token_lifetime_seconds = 1;
     })
     .await;
-    server.add_user("late@example.com", Role::User, Status::Active);
+    server
+        .add_user("late@example.com", Role::User, Status::Active)
+        .await;
     let outbox = server.data_dir.path().join("outbox");
     server
         .request("POST", "/auth/password-reset")
@@ -429,7 +436,7 @@ async fn mail_waits_for_an_smtp_server_that_is_down_and_arrives_once_it_is_back(
     // The first attempt is refused, and the message waits two seconds for the next.
     let deadline = std::time::Instant::now() + MAIL_WAIT;
     loop {
-        let queued = server.app.store.due_mails(i64::MAX, 10).unwrap();
+        let queued = server.app.store.due_mails(i64::MAX, 10).await.unwrap();
         assert_eq!(queued.len(), 1);
         if queued[0].attempts == 1 {
             break;
@@ -581,7 +588,9 @@ async fn a_captcha_provider_checks_the_token_and_an_unreachable_one_never_passes
 #[tokio::test]
 async fn sign_up_resend_and_reset_are_rate_limited_alike_for_taken_and_free_addresses() {
     let server = TestServer::start_with(|config| config.signup.open = true).await;
-    server.add_user("limited@example.com", Role::User, Status::Active);
+    server
+        .add_user("limited@example.com", Role::User, Status::Active)
+        .await;
     for email in ["limited@example.com", "vacant@example.com"] {
         let mut statuses = Vec::new();
         for _ in 0..4 {

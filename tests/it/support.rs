@@ -95,9 +95,9 @@ impl TestServer {
             .as_ref()
             .map(|listener| listener.local_addr().unwrap());
         config.metrics.listen = metrics_address;
-        let store = Store::open(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
+        let store = Store::open_redb(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
         let clock = ManualClock::starting_now();
-        let app = Arc::new(App::with_clock(config, store, clock.clock()).unwrap());
+        let app = Arc::new(App::with_clock(config, store, clock.clock()).await.unwrap());
         let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_task = metrics_listener.map(|metrics_listener| {
@@ -167,11 +167,12 @@ impl TestServer {
     }
 
     /// Creates a user straight in the store, as `latchkey user add` does.
-    pub fn add_user(&self, email: &str, role: Role, status: Status) -> User {
+    pub async fn add_user(&self, email: &str, role: Role, status: Status) -> User {
         self.add_user_with_cost(email, role, status, self.cost())
+            .await
     }
 
-    pub fn add_user_with_cost(
+    pub async fn add_user_with_cost(
         &self,
         email: &str,
         role: Role,
@@ -197,6 +198,7 @@ impl TestServer {
                 },
                 self.now(),
             )
+            .await
             .unwrap()
     }
 

@@ -14,7 +14,7 @@ use crate::auth::oauth::{
     OAuthSignInOutcome, SignInRequestParts, resolve, sign_in_resolved, throttled_attempt,
 };
 use crate::auth::rate_limit::PerKeyLimit;
-use crate::auth::{AuthError, ClientInfo, store_write};
+use crate::auth::{AuthError, ClientInfo};
 use crate::config::OAuthProviderKind;
 use crate::model::Secret;
 use crate::model::oauth_browser::{
@@ -173,10 +173,9 @@ pub async fn start(
         expires_at: now + OAUTH_BROWSER_STATE_LIFETIME_SECONDS,
     };
     let state_hash = OAuthStateHash(sha256(&state));
-    store_write(&app.store, move |store| {
-        store.insert_oauth_browser_state(state_hash, &kept, MAX_OPEN_OAUTH_BROWSER_STATES, now)
-    })
-    .await?;
+    app.store
+        .insert_oauth_browser_state(state_hash, &kept, MAX_OPEN_OAUTH_BROWSER_STATES, now)
+        .await?;
     Ok(BrowserSignInStart {
         authorization_url: authorization_url.to_string(),
         browser_binding,
@@ -189,10 +188,10 @@ pub async fn finish(app: &App, callback: BrowserCallback) -> BrowserSignInFinish
     let kept = match &callback.state {
         Some(state) if !state.is_empty() && state.len() <= 512 => {
             let state_hash = OAuthStateHash(sha256(state));
-            store_write(&app.store, move |store| {
-                store.take_oauth_browser_state(state_hash)
-            })
-            .await
+            app.store
+                .take_oauth_browser_state(state_hash)
+                .await
+                .map_err(AuthError::from)
         }
         _ => Ok(None),
     };
@@ -270,7 +269,7 @@ async fn finish_with_state(
             &app.clock,
         )
         .await?;
-    let resolution = resolve(app, provider, &account)?;
+    let resolution = resolve(app, provider, &account).await?;
     sign_in_resolved(
         app,
         provider,

@@ -33,7 +33,6 @@ use crate::auth::second_factor::SecondFactorGate;
 use crate::auth::sign_in_counts::{AttemptOutcome, SignInMethod};
 use crate::auth::{
     AuthError, ClientInfo, SessionOpening, SignInOutcome, account, check_may_sign_in, open_session,
-    store_write,
 };
 use crate::config::OAuthProviderConfig;
 use crate::model::Secret;
@@ -153,19 +152,27 @@ fn may_link_by_email(user: &User) -> Result<(), &'static str> {
 
 /// Who a verified provider account signs in as, from one look at the store. Every refusal is
 /// `OAuthRefused`, which reads the same to the client whatever its reason.
-pub(crate) fn resolve(
+pub(crate) async fn resolve(
     app: &App,
     provider: &Provider,
     account: &ProviderAccount,
 ) -> Result<Resolution, AuthError> {
     let config = &provider.config;
-    if let Some(user) = app.store.user_of_identity(&config.name, &account.subject)? {
+    if let Some(user) = app
+        .store
+        .user_of_identity(&config.name, &account.subject)
+        .await?
+    {
         return Ok(Resolution::Linked(user));
     }
     let Some(email) = &account.email else {
         return Err(AuthError::OAuthRefused("no-email"));
     };
-    if let Some(user) = app.store.user_by_normalized_email(&email.normalized)? {
+    if let Some(user) = app
+        .store
+        .user_by_normalized_email(&email.normalized)
+        .await?
+    {
         if !account.email_verified {
             return Err(AuthError::OAuthRefused("unverified-email-taken"));
         }
@@ -287,7 +294,7 @@ async fn sign_in_or_check(
     };
     let verdict = verify_and_resolve(app, provider, &request).await;
     if request.check_only {
-        return check_verdict(app, &request, verdict);
+        return check_verdict(app, &request, verdict).await;
     }
     let (account, resolution) = verdict?;
     let opening = SignInRequestParts {
@@ -325,19 +332,19 @@ pub(crate) async fn sign_in_resolved(
             let expected_email = user.normalized_email.clone();
             // The account may have changed since `resolve` read it: the rule is checked again
             // in the transaction that links.
-            let linked = store_write(&app.store, move |store| {
-                store.link_identity(
+            let linked = app
+                .store
+                .link_identity(
                     &provider_name,
                     &subject,
                     user_id,
-                    |current| {
+                    move |current| {
                         current.normalized_email == expected_email
                             && may_link_by_email(current).is_ok()
                     },
                     now,
                 )
-            })
-            .await?;
+                .await?;
             match linked {
                 IdentityLink::Linked(user) => (user, OAuthSignInKind::LinkedByEmail),
                 IdentityLink::AlreadyLinked(user) => (user, OAuthSignInKind::LinkedIdentity),
@@ -348,13 +355,14 @@ pub(crate) async fn sign_in_resolved(
         }
         Resolution::NewAccount(new_user) => {
             let provider_name = name.to_owned();
-            let created = store_write(&app.store, move |store| {
-                match store.create_user_with_identity(&provider_name, &subject, new_user, now) {
-                    Err(StoreError::EmailTaken) => Ok(None),
-                    other => other.map(Some),
-                }
-            })
-            .await?;
+            let created = match app
+                .store
+                .create_user_with_identity(&provider_name, &subject, new_user, now)
+                .await
+            {
+                Err(StoreError::EmailTaken) => None,
+                other => Some(other?),
+            };
             match created {
                 Some((user, true)) => (user, OAuthSignInKind::NewAccount),
                 Some((user, false)) => (user, OAuthSignInKind::LinkedIdentity),
@@ -376,7 +384,7 @@ pub(crate) async fn sign_in_resolved(
             remote_ip = request.client.remote_ip,
         );
     }
-    let parent = account::parent_of(app, &user)?;
+    let parent = account::parent_of(app, &user).await?;
     let outcome = open_session(
         app,
         SessionOpening {
@@ -417,7 +425,7 @@ async fn verify_and_resolve(
             return Err(AuthError::OAuthEmailMismatch);
         }
     }
-    let resolution = resolve(app, provider, &account)?;
+    let resolution = resolve(app, provider, &account).await?;
     Ok((account, resolution))
 }
 
@@ -425,7 +433,7 @@ async fn verify_and_resolve(
 /// input and an unreachable provider stay errors; a token that would not sign in is `ok:
 /// false`: with the token's problem when it does not verify, and otherwise with the one
 /// message every refusal reads (the reason goes to the log).
-fn check_verdict(
+async fn check_verdict(
     app: &App,
     request: &OAuthSignInRequest,
     verdict: Result<(ProviderAccount, Resolution), AuthError>,
@@ -472,13 +480,13 @@ fn check_verdict(
         Resolution::NewAccount(_) => (None, "the token would create a new account".to_owned()),
     };
     if let Some(user) = &user {
-        let parent = account::parent_of(app, user)?;
+        let parent = account::parent_of(app, user).await?;
         if let Err(error) = check_may_sign_in(app, user, parent.as_ref()) {
             return refused(error.to_string());
         }
     }
     let linked_identities = match &user {
-        Some(user) => app.store.identities_of_user(user.id)?,
+        Some(user) => app.store.identities_of_user(user.id).await?,
         None => Vec::new(),
     };
     Ok(OAuthSignInOutcome::Checked(OAuthCheck {

@@ -19,7 +19,7 @@ use crate::auth::password::Password;
 use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::{
     AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, account, check_may_sign_in,
-    open_session, store_write, throttled_recheck, token_hash,
+    open_session, throttled_recheck, token_hash,
 };
 use crate::model::passkey::PasskeyChallengeId;
 use crate::model::second_factor::{
@@ -137,8 +137,8 @@ pub struct TotpEnrolment {
 }
 
 /// What the user holds (`GET /user/current`'s `second-factors`).
-pub fn summary(app: &App, user_id: UserId) -> Result<SecondFactorSummary, AuthError> {
-    Ok(app.store.second_factor_summary(user_id)?)
+pub async fn summary(app: &App, user_id: UserId) -> Result<SecondFactorSummary, AuthError> {
+    Ok(app.store.second_factor_summary(user_id).await?)
 }
 
 /// The ways a user with these factors may complete a sign-in; recovery codes only back TOTP.
@@ -170,13 +170,13 @@ pub(crate) async fn require_if_held(
     app: &App,
     sign_in: HalfDoneSignIn<'_>,
 ) -> Result<(), AuthError> {
-    let held = summary(app, sign_in.user.id)?;
+    let held = summary(app, sign_in.user.id).await?;
     if !held.requires_second_factor() {
         return Ok(());
     }
     let user_id = sign_in.user.id;
     let (token, stored) = mfa_token::issue(sign_in, app.clock.now_unix_seconds())?;
-    store_write(&app.store, move |store| store.insert_mfa_token(&stored)).await?;
+    app.store.insert_mfa_token(&stored).await?;
     Err(AuthError::SecondFactorRequired(SecondFactorChallenge {
         user_id,
         mfa_token: token,
@@ -193,7 +193,7 @@ pub async fn complete_sign_in(
 ) -> Result<SecondFactorSignedIn, AuthError> {
     let hash = token_hash(request.mfa_token.expose_secret());
     let now = app.clock.now_unix_seconds();
-    let Some(token) = app.store.mfa_token(&hash, now)? else {
+    let Some(token) = app.store.mfa_token(&hash, now).await? else {
         return Err(AuthError::InvalidMfaToken);
     };
     let method = sign_in_method(&token.first_factor);
@@ -207,10 +207,10 @@ async fn complete_with_token(
     token: MfaToken,
     request: SecondFactorSignIn,
 ) -> Result<SecondFactorSignedIn, AuthError> {
-    let Some(user) = app.store.user_by_id(token.user_id)? else {
+    let Some(user) = app.store.user_by_id(token.user_id).await? else {
         return Err(AuthError::InvalidMfaToken);
     };
-    let parent = account::parent_of(app, &user)?;
+    let parent = account::parent_of(app, &user).await?;
     // A suspended account hears so (its first step did); then a password change or a
     // suspension since the first step ends the token.
     check_may_sign_in(app, &user, parent.as_ref())?;
@@ -280,7 +280,7 @@ async fn proof_of(
                     message: "must be 6 digits",
                 });
             }
-            let Some(active) = app.store.active_totp(user.id)? else {
+            let Some(active) = app.store.active_totp(user.id).await? else {
                 return Ok(None);
             };
             Ok(accepted_step(&active, code, now).map(SecondFactorProof::TotpStep))
@@ -293,7 +293,7 @@ async fn proof_of(
                     message: "must be a recovery code (xxxxx-xxxxx)",
                 });
             }
-            let Some(held) = app.store.recovery_codes(user.id)? else {
+            let Some(held) = app.store.recovery_codes(user.id).await? else {
                 return Ok(None);
             };
             let Some(hash) = recovery_codes::hash_of_presented(text.expose_secret(), &held.salt)
@@ -330,7 +330,11 @@ pub async fn start_passkey_second_factor(
     client: &ClientInfo,
 ) -> Result<StartedPasskeyCeremony, AuthError> {
     let hash = token_hash(mfa_token.expose_secret());
-    let Some(token) = app.store.mfa_token(&hash, app.clock.now_unix_seconds())? else {
+    let Some(token) = app
+        .store
+        .mfa_token(&hash, app.clock.now_unix_seconds())
+        .await?
+    else {
         return Err(AuthError::InvalidMfaToken);
     };
     passkeys::start_passkey_assertion_for_user(app, token.user_id, client).await
@@ -351,12 +355,12 @@ async fn count_wrong_code(
 ) -> AuthError {
     record_wrong_second_factor(app, &user.normalized_email, network);
     if let Some(hash) = mfa_token_hash.copied() {
-        let counted = store_write(&app.store, move |store| {
-            store.record_wrong_second_factor(&hash, mfa_token::MAX_WRONG_CODES)
-        })
-        .await;
+        let counted = app
+            .store
+            .record_wrong_second_factor(&hash, mfa_token::MAX_WRONG_CODES)
+            .await;
         if let Err(error) = counted {
-            return error;
+            return AuthError::from(error);
         }
     }
     AuthError::WrongSecondFactor {
@@ -377,7 +381,7 @@ pub async fn check_reauthentication(
     if user.password_hash.is_none() {
         let now = app.clock.now_unix_seconds();
         let session = match identity.session_id {
-            Some(session_id) => app.store.session(session_id)?,
+            Some(session_id) => app.store.session(session_id).await?,
             None => None,
         };
         return match session {
@@ -428,22 +432,19 @@ pub async fn start_totp_enrolment(
         expires_at: now + PENDING_ENROLMENT_SECONDS,
     };
     let requester = identity.requester(now);
-    store_write(&app.store, move |store| {
-        store.start_totp_enrolment(&pending, &requester)
-    })
-    .await?;
+    app.store.start_totp_enrolment(&pending, &requester).await?;
     Ok(enrolment_of(app, &identity.user, &secret))
 }
 
 /// The enrolment waiting for its confirming code, as `start_totp_enrolment` answered it
 /// (the enrolment page draws it again after a refused code); `None` when none is pending
 /// or it expired.
-pub fn pending_totp_enrolment(
+pub async fn pending_totp_enrolment(
     app: &App,
     identity: &Identity,
 ) -> Result<Option<TotpEnrolment>, AuthError> {
     let now = app.clock.now_unix_seconds();
-    let pending = app.store.pending_totp(identity.user.id, now)?;
+    let pending = app.store.pending_totp(identity.user.id, now).await?;
     Ok(pending.map(|pending| enrolment_of(app, &identity.user, &pending.secret)))
 }
 
@@ -463,15 +464,19 @@ fn enrolment_of(app: &App, user: &User, secret: &TotpSecret) -> TotpEnrolment {
 
 /// The ways the sign-in waiting on this mfa-token may still be completed (the token is
 /// read, not spent); `None` when the token is unknown, spent or expired.
-pub fn pending_sign_in_methods(
+pub async fn pending_sign_in_methods(
     app: &App,
     mfa_token: &Secret<String>,
 ) -> Result<Option<Vec<SecondFactorMethod>>, AuthError> {
     let hash = token_hash(mfa_token.expose_secret());
-    let Some(token) = app.store.mfa_token(&hash, app.clock.now_unix_seconds())? else {
+    let Some(token) = app
+        .store
+        .mfa_token(&hash, app.clock.now_unix_seconds())
+        .await?
+    else {
         return Ok(None);
     };
-    let held = summary(app, token.user_id)?;
+    let held = summary(app, token.user_id).await?;
     Ok(Some(methods_offered(&held)))
 }
 
@@ -493,7 +498,7 @@ pub async fn confirm_totp_enrolment(
     let network = client.network();
     check_throttle(app, user, &network)?;
     let now = app.clock.now_unix_seconds();
-    let Some(pending) = app.store.pending_totp(user.id, now)? else {
+    let Some(pending) = app.store.pending_totp(user.id, now).await? else {
         return Err(AuthError::Conflict(
             "no TOTP enrolment is pending; start one with POST /auth/mfa/totp",
         ));
@@ -506,10 +511,9 @@ pub async fn confirm_totp_enrolment(
         recovery_codes::generate().map_err(|error| AuthError::Internal(error.to_string()))?;
     let requester = identity.requester(now);
     let secret = pending.secret;
-    store_write(&app.store, move |store| {
-        store.activate_totp(&secret, step, &kept, &requester)
-    })
-    .await?;
+    app.store
+        .activate_totp(&secret, step, &kept, &requester)
+        .await?;
     app.throttle
         .record_success(&user.normalized_email, &network);
     Ok(codes)
@@ -534,7 +538,7 @@ pub async fn disable_totp(
     check_reauthentication(app, identity, password, client).await?;
     let network = client.network();
     check_throttle(app, user, &network)?;
-    if app.store.active_totp(user.id)?.is_none() {
+    if app.store.active_totp(user.id).await?.is_none() {
         return Err(AuthError::Conflict("TOTP is off"));
     }
     let now = app.clock.now_unix_seconds();
@@ -542,10 +546,11 @@ pub async fn disable_totp(
         return Err(count_wrong_code(app, user, &network, None, &presented).await);
     };
     let requester = identity.requester(now);
-    let disabled = store_write(&app.store, move |store| {
-        store.disable_totp(proof, &requester)
-    })
-    .await;
+    let disabled = app
+        .store
+        .disable_totp(proof, &requester)
+        .await
+        .map_err(AuthError::from);
     if let Err(AuthError::WrongSecondFactor { .. }) = disabled {
         return Err(count_wrong_code(app, user, &network, None, &presented).await);
     }
@@ -566,10 +571,7 @@ pub async fn regenerate_recovery_codes(
     let (codes, kept) =
         recovery_codes::generate().map_err(|error| AuthError::Internal(error.to_string()))?;
     let requester = identity.requester(app.clock.now_unix_seconds());
-    store_write(&app.store, move |store| {
-        store.replace_recovery_codes(&kept, &requester)
-    })
-    .await?;
+    app.store.replace_recovery_codes(&kept, &requester).await?;
     Ok(codes)
 }
 

@@ -16,8 +16,9 @@ fn include_expired(request: &Request) -> Result<bool, ApiError> {
 }
 
 /// `GET /auth/api-token`.
-pub fn list(api: &Api, request: &Request, identity: Identity) -> Result<Response, ApiError> {
-    let tokens = api_tokens::list_api_tokens(&api.app, &identity, include_expired(request)?)?;
+pub async fn list(api: &Api, request: &Request, identity: Identity) -> Result<Response, ApiError> {
+    let tokens =
+        api_tokens::list_api_tokens(&api.app, &identity, include_expired(request)?).await?;
     let now = api.app.clock.now_unix_seconds();
     Ok(json_response(
         StatusCode::OK,
@@ -55,14 +56,14 @@ pub async fn create(
 }
 
 /// `GET /auth/api-token/{token}`.
-pub fn get(
+pub async fn get(
     api: &Api,
     request: &Request,
     identity: Identity,
     key: &str,
 ) -> Result<Response, ApiError> {
     let api_token =
-        api_tokens::find_api_token(&api.app, &identity, key, include_expired(request)?)?;
+        api_tokens::find_api_token(&api.app, &identity, key, include_expired(request)?).await?;
     Ok(json_response(
         StatusCode::OK,
         &ApiTokenEntry::from_api_token(&api_token, None, api.app.clock.now_unix_seconds()),

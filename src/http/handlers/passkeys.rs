@@ -78,8 +78,8 @@ pub async fn finish_registration(
 }
 
 /// `GET /auth/passkey`.
-pub fn list(api: &Api, identity: Identity) -> Result<Response, ApiError> {
-    let passkeys = passkeys::list_passkeys(&api.app, &identity)?;
+pub async fn list(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    let passkeys = passkeys::list_passkeys(&api.app, &identity).await?;
     Ok(json_response(
         StatusCode::OK,
         &PasskeyList {

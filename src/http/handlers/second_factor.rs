@@ -78,7 +78,9 @@ pub async fn audited_complete_sign_in(
         remote_ip = outcome.session.remote_ip,
     );
     if signed_in.method == SecondFactorMethod::RecoveryCode {
-        let left = second_factor::summary(&api.app, outcome.user.id)?.recovery_codes_left;
+        let left = second_factor::summary(&api.app, outcome.user.id)
+            .await?
+            .recovery_codes_left;
         tracing::info!(
             target: "latchkey::audit",
             event = "recovery-code-used",

@@ -13,8 +13,8 @@ use crate::http::response::{Response, append_session_cookie, empty_response, jso
 use crate::model::SessionId;
 
 /// `GET /auth/session`.
-pub fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
-    let sessions = account::list_sessions(&api.app, &identity)?;
+pub async fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    let sessions = account::list_sessions(&api.app, &identity).await?;
     Ok(json_response(
         StatusCode::OK,
         &SessionList {
@@ -24,8 +24,12 @@ pub fn list_sessions(api: &Api, identity: Identity) -> Result<Response, ApiError
 }
 
 /// `GET /auth/session/{session-id}`.
-pub fn get_session(api: &Api, identity: Identity, id: SessionId) -> Result<Response, ApiError> {
-    let session = account::get_session(&api.app, &identity, id)?;
+pub async fn get_session(
+    api: &Api,
+    identity: Identity,
+    id: SessionId,
+) -> Result<Response, ApiError> {
+    let session = account::get_session(&api.app, &identity, id).await?;
     Ok(json_response(
         StatusCode::OK,
         &SessionEntry::from_session(&session),

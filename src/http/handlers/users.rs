@@ -20,8 +20,8 @@ const MAX_PAGE_LIMIT: u64 = 100;
 
 /// `GET /user/current`: the hot path; no write, no hashing. One more read gives the
 /// `second-factors` the user holds.
-pub fn current_user(api: &Api, identity: Identity) -> Result<Response, ApiError> {
-    let second_factors = second_factor::summary(&api.app, identity.user.id)?;
+pub async fn current_user(api: &Api, identity: Identity) -> Result<Response, ApiError> {
+    let second_factors = second_factor::summary(&api.app, identity.user.id).await?;
     Ok(json_response(
         StatusCode::OK,
         &UserProfile {
@@ -91,7 +91,7 @@ pub async fn update_user(
         permissions: fields.permission_set("permissions")?,
     };
     let user = account::update_user_profile(&api.app, &identity, target_id, change).await?;
-    let parent = account::parent_of(&api.app, &user)?;
+    let parent = account::parent_of(&api.app, &user).await?;
     Ok(json_response(
         StatusCode::OK,
         &UserProfile::from_user(&user, parent.as_ref()),
@@ -99,12 +99,16 @@ pub async fn update_user(
 }
 
 /// `GET /user/{user-id}`: the caller's own id answers like `/user/current`.
-pub fn get_user(api: &Api, identity: Identity, target_id: UserId) -> Result<Response, ApiError> {
+pub async fn get_user(
+    api: &Api,
+    identity: Identity,
+    target_id: UserId,
+) -> Result<Response, ApiError> {
     if target_id == identity.user.id {
-        return current_user(api, identity);
+        return current_user(api, identity).await;
     }
-    let user = account::reachable_user(&api.app, &identity, target_id)?;
-    let parent = account::parent_of(&api.app, &user)?;
+    let user = account::reachable_user(&api.app, &identity, target_id).await?;
+    let parent = account::parent_of(&api.app, &user).await?;
     Ok(json_response(
         StatusCode::OK,
         &UserProfile::from_user(&user, parent.as_ref()),
@@ -121,7 +125,7 @@ pub async fn delete_current_user(api: &Api, identity: Identity) -> Result<Respon
 
 /// `GET /user`: filters, `pagination[page]`, `pagination[limit]`, `sort[field]`,
 /// `sort[order]`.
-pub fn list_users(
+pub async fn list_users(
     api: &Api,
     request: &mut Request,
     identity: Identity,
@@ -187,7 +191,8 @@ pub fn list_users(
         (sort_field, descending),
         page,
         limit,
-    )?;
+    )
+    .await?;
     let mut applied = Map::new();
     if !filter.statuses.is_empty() {
         applied.insert(

@@ -6,8 +6,6 @@
 pub mod process;
 pub mod recording;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -92,19 +90,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub async fn read(api: &Api) -> Snapshot {
-        let app = Arc::clone(&api.app);
-        // The store read and the /proc reads are file I/O: off the runtime's threads.
-        let (store, process) =
-            tokio::task::spawn_blocking(move || (app.store_figures(), ProcessFigures::read()))
-                .await
-                .unwrap_or((
-                    StoreFigures {
-                        queued_mails: None,
-                        file_bytes: None,
-                    },
-                    ProcessFigures::default(),
-                ));
         let app = &api.app;
+        let store = app.store_figures().await;
+        // The /proc reads are file I/O: off the runtime's threads.
+        let process = tokio::task::spawn_blocking(ProcessFigures::read)
+            .await
+            .unwrap_or_default();
         let (requests, durations) = api.request_metrics.as_ref().map_or_else(
             || (Vec::new(), Vec::new()),
             |metrics| (metrics.request_counts(), metrics.route_histograms()),

@@ -19,8 +19,8 @@ pub struct Visitor {
 
 impl Visitor {
     /// The visitor of a `GET`.
-    pub fn read(api: &Api, request: &Request) -> Result<Visitor, ApiError> {
-        let identity = page_identity(api, request)?;
+    pub async fn read(api: &Api, request: &Request) -> Result<Visitor, ApiError> {
+        let identity = page_identity(api, request).await?;
         let browser = BrowserBinding::read_or_start(api, &request.parts)?;
         Ok(Visitor { identity, browser })
     }
@@ -38,7 +38,7 @@ pub async fn read_visitor_form(
     pages: &Pages,
     request: &mut Request,
 ) -> Result<(Visitor, PageForm), ApiError> {
-    let identity = page_identity(api, request)?;
+    let identity = page_identity(api, request).await?;
     let form = read_page_form(api, pages, request, identity.as_ref()).await?;
     let browser = BrowserBinding::read_or_start(api, &request.parts)?;
     Ok((Visitor { identity, browser }, form))

@@ -233,9 +233,9 @@ async fn run_page(
         (PageRoute::PasskeyScript, &Method::GET) => {
             Ok(assets::passkey_script(&pages.passkey_script))
         }
-        (PageRoute::SignIn, &Method::GET) => sign_in::show(api, pages, request),
+        (PageRoute::SignIn, &Method::GET) => sign_in::show(api, pages, request).await,
         (PageRoute::SignIn, &Method::POST) => sign_in::submit(api, pages, request).await,
-        (PageRoute::SecondFactor, &Method::GET) => second_factor::show(api, pages, request),
+        (PageRoute::SecondFactor, &Method::GET) => second_factor::show(api, pages, request).await,
         (PageRoute::SecondFactor, &Method::POST) => {
             second_factor::submit(api, pages, request).await
         }
@@ -245,24 +245,24 @@ async fn run_page(
         (PageRoute::OAuthCallback, &Method::GET) => {
             Box::pin(oauth_browser::callback(api, pages, request)).await
         }
-        (PageRoute::SignUp, &Method::GET) => sign_up::show(api, pages, request),
+        (PageRoute::SignUp, &Method::GET) => sign_up::show(api, pages, request).await,
         (PageRoute::SignUp, &Method::POST) => sign_up::submit(api, pages, request).await,
-        (PageRoute::Verify, &Method::GET) => verify::show(api, pages, request),
+        (PageRoute::Verify, &Method::GET) => verify::show(api, pages, request).await,
         (PageRoute::Verify, &Method::POST) => verify::submit(api, pages, request).await,
         (PageRoute::PasswordReset, &Method::GET) => {
-            password_reset::show_request(api, pages, request)
+            password_reset::show_request(api, pages, request).await
         }
         (PageRoute::PasswordReset, &Method::POST) => {
             password_reset::submit_request(api, pages, request).await
         }
         (PageRoute::PasswordResetConfirm, &Method::GET) => {
-            password_reset::show_confirm(api, pages, request)
+            password_reset::show_confirm(api, pages, request).await
         }
         (PageRoute::PasswordResetConfirm, &Method::POST) => {
             password_reset::submit_confirm(api, pages, request).await
         }
         (PageRoute::SignOut, &Method::POST) => sign_out::submit(api, pages, request).await,
-        (PageRoute::Account, &Method::GET) => account::show(api, pages, request),
+        (PageRoute::Account, &Method::GET) => account::show(api, pages, request).await,
         // The account forms' futures are boxed: inline, their state would sit in every
         // request's future, the API's hot path included.
         (PageRoute::AccountProfile, &Method::POST) => {
@@ -312,10 +312,10 @@ pub fn passkeys_available(api: &Api) -> bool {
 /// or `Authorization`, so a link cannot carry a credential into a browser's page. A cookie
 /// that no longer verifies (expired, signed out) is a visitor not signed in; two `jwt`
 /// cookies are an ambiguous request (400).
-pub fn page_identity(api: &Api, request: &Request) -> Result<Option<Identity>, ApiError> {
+pub async fn page_identity(api: &Api, request: &Request) -> Result<Option<Identity>, ApiError> {
     let Some(token) = cookie_value(&request.parts, "jwt")? else {
         return Ok(None);
     };
     let presented = PresentedCredential::SignedToken(Secret::new(token.as_str()));
-    Ok(auth::authenticate(&api.app, presented).ok())
+    Ok(auth::authenticate(&api.app, presented).await.ok())
 }

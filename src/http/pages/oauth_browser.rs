@@ -149,7 +149,7 @@ fn binding_cookie(api: &Api, value: &str) -> Option<HeaderValue> {
 pub async fn start(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
     let provider_name = provider_of_request(api, request)?;
     let return_url = checked_return_url(api, request.query.string("ret-url")?)?;
-    if page_identity(api, request)?.is_some() {
+    if page_identity(api, request).await?.is_some() {
         return render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION));
     }
     let binding = cookie_value(&request.parts, cookie_name(api))?.map(Secret::new);
@@ -239,7 +239,7 @@ pub async fn callback(api: &Api, pages: &Pages, request: &Request) -> Result<Res
                 return_url,
                 methods: SecondFactorMethods::from_names(methods),
             };
-            second_factor::draw(api, pages, request, Some(pending), None)
+            second_factor::draw(api, pages, request, Some(pending), None).await
         }
         Err(error) => {
             tracing::info!(

@@ -92,8 +92,12 @@ fn draw_confirm(
 }
 
 /// `GET /password-reset`.
-pub fn show_request(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let visitor = Visitor::read(api, request)?;
+pub async fn show_request(
+    api: &Api,
+    pages: &Pages,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let visitor = Visitor::read(api, request).await?;
     draw_request(api, pages, &visitor, String::new(), None)
 }
 
@@ -135,7 +139,11 @@ pub async fn submit_request(
 }
 
 /// `GET /password-reset/confirm?token=…`: the form only; the token is checked when sent.
-pub fn show_confirm(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+pub async fn show_confirm(
+    api: &Api,
+    pages: &Pages,
+    request: &Request,
+) -> Result<Response, ApiError> {
     let Some(token) = link_token(request)? else {
         return message_page(
             api,
@@ -144,7 +152,7 @@ pub fn show_confirm(api: &Api, pages: &Pages, request: &Request) -> Result<Respo
             ("/password-reset", "Ask for a reset link"),
         );
     };
-    let visitor = Visitor::read(api, request)?;
+    let visitor = Visitor::read(api, request).await?;
     draw_confirm(api, pages, &visitor, token, None)
 }
 

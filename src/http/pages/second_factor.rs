@@ -93,14 +93,14 @@ impl SecondFactorPage {
 
 /// Draws the page for `pending` (or for no pending sign-in), with `error`'s problem,
 /// status and `Retry-After` when drawn again after a refused code.
-pub fn draw(
+pub async fn draw(
     api: &Api,
     pages: &Pages,
     request: &Request,
     pending: Option<PendingSignIn>,
     error: Option<&ApiError>,
 ) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
+    let identity = page_identity(api, request).await?;
     let browser = BrowserBinding::read_or_start(api, &request.parts)?;
     let mut layout = Layout::new(api, "Second step");
     if pending
@@ -138,8 +138,8 @@ pub fn draw(
 
 /// `GET /sign-in/second-factor`: no sign-in is pending on a bare visit (the mfa-token never
 /// travels in a URL).
-pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    draw(api, pages, request, None, None)
+pub async fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+    draw(api, pages, request, None, None).await
 }
 
 /// `POST /sign-in/second-factor`: the code or recovery code form. Checked like every page
@@ -147,7 +147,7 @@ pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, Api
 /// `/account`; a refused code draws the page again while the sign-in still waits; a sign-in
 /// that no longer waits goes back to the sign-in page, told why.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
+    let identity = page_identity(api, request).await?;
     let form = read_page_form(api, pages, request, identity.as_ref()).await?;
     let (fields, expired) = form.fields_and_expired();
     let Some(mfa_token) = fields
@@ -170,11 +170,12 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             mfa_token,
             return_url,
             &ApiError::FormTokenInvalid,
-        );
+        )
+        .await;
     }
     let presented = match presented_second_factor(&fields) {
         Ok(presented) => presented,
-        Err(error) => return draw_again(api, pages, request, mfa_token, return_url, &error),
+        Err(error) => return draw_again(api, pages, request, mfa_token, return_url, &error).await,
     };
     let signed_in = audited_complete_sign_in(
         api,
@@ -199,7 +200,7 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             );
             Ok(response)
         }
-        Err(error) => draw_again(api, pages, request, mfa_token, return_url, &error),
+        Err(error) => draw_again(api, pages, request, mfa_token, return_url, &error).await,
     }
 }
 
@@ -228,7 +229,7 @@ fn presented_second_factor(fields: &Fields) -> Result<PresentedSecondFactor, Api
 /// The page again with `error`, for the sign-in still waiting on `mfa_token` (its methods
 /// read afresh: a spent recovery code may have been the last); the sign-in page, told why,
 /// once the token is dead (expired, used, or too many wrong codes).
-fn draw_again(
+async fn draw_again(
     api: &Api,
     pages: &Pages,
     request: &Request,
@@ -238,7 +239,7 @@ fn draw_again(
 ) -> Result<Response, ApiError> {
     let methods = match error {
         ApiError::InvalidMfaToken => None,
-        _ => crate::auth::second_factor::pending_sign_in_methods(&api.app, &mfa_token)?,
+        _ => crate::auth::second_factor::pending_sign_in_methods(&api.app, &mfa_token).await?,
     };
     let Some(methods) = methods else {
         return sign_in::draw_after_dead_second_step(api, pages, request, return_url);
@@ -248,7 +249,7 @@ fn draw_again(
         return_url,
         methods: SecondFactorMethods::from_names(methods.into_iter().map(SecondFactorMethod::name)),
     };
-    draw(api, pages, request, Some(pending), Some(error))
+    draw(api, pages, request, Some(pending), Some(error)).await
 }
 
 #[cfg(test)]

@@ -111,9 +111,9 @@ fn draw(
 }
 
 /// `GET /sign-in`.
-pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+pub async fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
     let return_url = checked_return_url(api, request.query.string("ret-url")?)?;
-    if page_identity(api, request)?.is_some() {
+    if page_identity(api, request).await?.is_some() {
         return render::redirect(return_url.as_deref().unwrap_or(DEFAULT_DESTINATION));
     }
     let browser = BrowserBinding::read_or_start(api, &request.parts)?;
@@ -128,7 +128,7 @@ pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, Api
 /// `POST /sign-in`. Nothing is checked, and no session made, before the form's origin and
 /// CSRF token are.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
+    let identity = page_identity(api, request).await?;
     let form = read_page_form(api, pages, request, identity.as_ref()).await?;
     // A visitor already signed in is sent on, as `show` does, whatever the form held: a
     // sign-in form drawn before this browser signed in (another tab) carries an anonymous
@@ -195,7 +195,7 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
                 return_url,
                 methods: SecondFactorMethods::from_names(methods),
             };
-            second_factor::draw(api, pages, request, Some(pending), None)
+            second_factor::draw(api, pages, request, Some(pending), None).await
         }
         Err(error) => {
             let entered = Entered {

@@ -12,7 +12,7 @@ use crate::http::response::{Response, append_session_cookie};
 
 /// `POST /sign-out`.
 pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<Response, ApiError> {
-    let identity = page_identity(api, request)?;
+    let identity = page_identity(api, request).await?;
     let form = read_page_form(api, pages, request, identity.as_ref()).await?;
     // A visitor whose session has already ended has nothing to end: a stale form then only
     // clears the cookie. With a live session, only a form made for it signs out.

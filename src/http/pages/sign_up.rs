@@ -74,9 +74,9 @@ fn check_open(api: &Api) -> Result<(), ApiError> {
 }
 
 /// `GET /sign-up`.
-pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+pub async fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
     check_open(api)?;
-    let visitor = Visitor::read(api, request)?;
+    let visitor = Visitor::read(api, request).await?;
     draw(api, pages, &visitor, Entered::default(), None)
 }
 

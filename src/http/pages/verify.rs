@@ -40,7 +40,7 @@ fn draw(
 }
 
 /// `GET /verify?token=…`.
-pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+pub async fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
     let Some(token) = link_token(request)? else {
         return message_page(
             api,
@@ -49,7 +49,7 @@ pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, Api
             ("/sign-in", "Go to sign-in"),
         );
     };
-    let visitor = Visitor::read(api, request)?;
+    let visitor = Visitor::read(api, request).await?;
     draw(api, pages, &visitor, token, None)
 }
 

@@ -76,7 +76,8 @@ pub async fn submit_create(
                 request,
                 &identity,
                 Err((Section::ApiTokens, error, entered)),
-            );
+            )
+            .await;
         }
     };
     let page = NewApiTokenPage {
@@ -112,5 +113,5 @@ pub async fn submit_delete(
         Ok::<_, ApiError>(Notice::ApiTokenDeleted)
     }
     .await;
-    finish_on_page(api, pages, request, &identity, outcome)
+    finish_on_page(api, pages, request, &identity, outcome).await
 }

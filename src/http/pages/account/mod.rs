@@ -36,8 +36,8 @@ const SIGN_IN_FIRST: &str = "/sign-in?ret-url=/account";
 
 /// `GET /account`, with the notice a form's 303 named (`?done=`, one of a fixed list: the
 /// page never shows text from the address).
-pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
-    let Some(identity) = page_identity(api, request)? else {
+pub async fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, ApiError> {
+    let Some(identity) = page_identity(api, request).await? else {
         return render::redirect(SIGN_IN_FIRST);
     };
     let notice = request
@@ -50,7 +50,7 @@ pub fn show(api: &Api, pages: &Pages, request: &Request) -> Result<Response, Api
         notice,
         ..Shown::default()
     };
-    draw(api, pages, request, &identity, StatusCode::OK, shown)
+    draw(api, pages, request, &identity, StatusCode::OK, shown).await
 }
 
 /// A signed-in visitor's form, once its origin and CSRF token passed; or the answer to send
@@ -67,7 +67,7 @@ async fn read_account_form(
     pages: &Pages,
     request: &mut Request,
 ) -> Result<AccountForm, ApiError> {
-    let Some(identity) = page_identity(api, request)? else {
+    let Some(identity) = page_identity(api, request).await? else {
         return render::redirect(SIGN_IN_FIRST).map(AccountForm::Answered);
     };
     match read_page_form(api, pages, request, Some(&identity)).await? {
@@ -79,7 +79,9 @@ async fn read_account_form(
                 problem: Some((Section::Page, &error)),
                 ..Shown::default()
             };
-            draw(api, pages, request, &identity, status, shown).map(AccountForm::Answered)
+            draw(api, pages, request, &identity, status, shown)
+                .await
+                .map(AccountForm::Answered)
         }
     }
 }
@@ -113,7 +115,7 @@ fn check_route_access(
 /// The answer to a form once acted on: 303 back to the page with its notice, or the page
 /// again with the problem next to the form (its status the API's). A credential that
 /// stopped working meanwhile sends the visitor to sign in.
-fn finish(
+async fn finish(
     api: &Api,
     pages: &Pages,
     request: &Request,
@@ -130,14 +132,14 @@ fn finish(
                 problem: Some((section, &error)),
                 entered,
             };
-            let response = draw(api, pages, request, identity, status, shown)?;
+            let response = draw(api, pages, request, identity, status, shown).await?;
             Ok(render::with_retry_after(response, Some(&error)))
         }
     }
 }
 
 /// `finish` for a form whose problem shows at the top of the page, nothing to fill again.
-fn finish_on_page(
+async fn finish_on_page(
     api: &Api,
     pages: &Pages,
     request: &Request,
@@ -145,7 +147,7 @@ fn finish_on_page(
     outcome: Result<Notice, ApiError>,
 ) -> Result<Response, ApiError> {
     let outcome = outcome.map_err(|error| (Section::Page, error, Entered::default()));
-    finish(api, pages, request, identity, outcome)
+    finish(api, pages, request, identity, outcome).await
 }
 
 /// The audit line the API's dispatch writes for the same act (`audited_event`).

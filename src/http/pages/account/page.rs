@@ -308,7 +308,7 @@ fn account_problem(error: &ApiError) -> Problem {
 }
 
 /// Draws the page for a signed-in visitor, with `status`.
-pub fn draw(
+pub async fn draw(
     api: &Api,
     pages: &Pages,
     request: &Request,
@@ -319,16 +319,16 @@ pub fn draw(
     let browser = BrowserBinding::read_or_start(api, &request.parts)?;
     let user = &identity.user;
     let entered = shown.entered;
-    let sessions = session_rows(account::list_sessions(&api.app, identity)?, identity);
+    let sessions = session_rows(account::list_sessions(&api.app, identity).await?, identity);
     let may = |route, method| check_route_access(api, request, identity, route, method).is_ok();
     let api_tokens = if may(Route::ApiTokens, &Method::GET) {
-        let tokens = api_tokens::list_api_tokens(&api.app, identity, false)?;
+        let tokens = api_tokens::list_api_tokens(&api.app, identity, false).await?;
         Some(tokens.iter().map(api_token_row).collect())
     } else {
         None
     };
     let may_change_api_tokens = may(Route::ApiTokens, &Method::POST);
-    let second_factors = second_factors_section(api, identity)?;
+    let second_factors = second_factors_section(api, identity).await?;
     // A problem goes next to its form; at the top when that form is not drawn.
     let (problem, section_problem) = match shown.problem {
         Some((Section::ApiTokens, error)) if !may_change_api_tokens => {
@@ -346,7 +346,8 @@ pub fn draw(
     } else {
         (Vec::new(), Vec::new())
     };
-    let identities = account::linked_identities(&api.app, identity)?
+    let identities = account::linked_identities(&api.app, identity)
+        .await?
         .into_iter()
         .map(|linked| IdentityRow {
             provider: linked.provider,
@@ -390,14 +391,15 @@ pub fn draw(
 
 /// The second factors the visitor holds: the summary `GET /user/current` reports, and the
 /// passkeys (none to list where passkeys are not available).
-fn second_factors_section(
+async fn second_factors_section(
     api: &Api,
     identity: &Identity,
 ) -> Result<SecondFactorsSection, ApiError> {
-    let held = second_factor::summary(&api.app, identity.user.id)?;
+    let held = second_factor::summary(&api.app, identity.user.id).await?;
     let passkeys_available = passkeys_available(api);
     let passkeys = if passkeys_available {
-        passkeys::list_passkeys(&api.app, identity)?
+        passkeys::list_passkeys(&api.app, identity)
+            .await?
             .into_iter()
             .map(|passkey| PasskeyRow {
                 id: passkey.id.to_string(),

@@ -38,5 +38,5 @@ pub async fn submit_delete(
     }
     .await
     .map_err(|error| (Section::Passkeys, error, Entered::default()));
-    finish(api, pages, request, &identity, outcome)
+    finish(api, pages, request, &identity, outcome).await
 }

@@ -66,5 +66,5 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
         };
         (Section::Password, error, entered)
     });
-    finish(api, pages, request, &identity, outcome)
+    finish(api, pages, request, &identity, outcome).await
 }

@@ -38,5 +38,5 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
     }
     .await
     .map_err(|error| (Section::Profile, error, entered));
-    finish(api, pages, request, &identity, outcome)
+    finish(api, pages, request, &identity, outcome).await
 }

@@ -90,13 +90,16 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
     .await;
     match made {
         Ok(codes) => draw_recovery_codes(api, &codes, true),
-        Err(error) => finish(
-            api,
-            pages,
-            request,
-            &identity,
-            Err((Section::RecoveryCodes, error, Entered::default())),
-        ),
+        Err(error) => {
+            finish(
+                api,
+                pages,
+                request,
+                &identity,
+                Err((Section::RecoveryCodes, error, Entered::default())),
+            )
+            .await
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub async fn submit_end(
         Ok::<_, ApiError>(Notice::SessionEnded)
     }
     .await;
-    finish_on_page(api, pages, request, &identity, outcome)
+    finish_on_page(api, pages, request, &identity, outcome).await
 }
 
 /// `POST /account/sessions/end-others`.
@@ -60,5 +60,5 @@ pub async fn submit_end_others(
         Ok::<_, ApiError>(Notice::OtherSessionsEnded)
     }
     .await;
-    finish_on_page(api, pages, request, &identity, outcome)
+    finish_on_page(api, pages, request, &identity, outcome).await
 }

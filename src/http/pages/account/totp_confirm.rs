@@ -66,7 +66,7 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
             | ApiError::TooManyRequests(_)
     );
     if code_refused
-        && let Some(enrolment) = second_factor::pending_totp_enrolment(&api.app, &identity)?
+        && let Some(enrolment) = second_factor::pending_totp_enrolment(&api.app, &identity).await?
     {
         return draw_enrolment(api, pages, request, &identity, &enrolment, Some(&error));
     }
@@ -78,4 +78,5 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
         &identity,
         Err((Section::Totp, error, Entered::default())),
     )
+    .await
 }

@@ -55,5 +55,5 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
     }
     .await
     .map_err(|error| (Section::Totp, error, Entered::default()));
-    finish(api, pages, request, &identity, outcome)
+    finish(api, pages, request, &identity, outcome).await
 }

@@ -44,12 +44,15 @@ pub async fn submit(api: &Api, pages: &Pages, request: &mut Request) -> Result<R
     .await;
     match started {
         Ok(enrolment) => draw_enrolment(api, pages, request, &identity, &enrolment, None),
-        Err(error) => finish(
-            api,
-            pages,
-            request,
-            &identity,
-            Err((Section::Totp, error, Entered::default())),
-        ),
+        Err(error) => {
+            finish(
+                api,
+                pages,
+                request,
+                &identity,
+                Err((Section::Totp, error, Entered::default())),
+            )
+            .await
+        }
     }
 }
