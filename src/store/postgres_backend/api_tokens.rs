@@ -274,3 +274,357 @@ fn optional_session_from_row(row: &Row, first: usize) -> Result<Option<Session>,
         Some(_) => session_from_row(row, first).map(Some),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::email_address::EmailAddress;
+    use crate::model::{
+        NewUser, PasswordHashString, PermissionSet, Role, SessionId, SessionKind, Status,
+    };
+    use crate::store::postgres_backend::test_support::{
+        NOW, add_user, assert_same, fresh_store, live_session, standalone_token,
+    };
+    use crate::store::{NewSignIn, RequesterCredential, SessionsToEnd};
+
+    /// The review's races (API.md 15.3, 15.6), as `redb_backend`'s test of the same name: a
+    /// request that authenticated before its credential was revoked, or before a password
+    /// change, writes nothing once it reaches the store; a change to a token deleted
+    /// meanwhile does not bring it back; a sub-user whose parent was deleted meanwhile is
+    /// not made.
+    #[tokio::test]
+    async fn writes_from_a_credential_revoked_in_flight_leave_nothing_behind() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "raced@example.com").await;
+        let now = NOW;
+        let session = live_session(SessionId::new_for_user(user.id), user.id);
+        store
+            .insert_sessions(std::slice::from_ref(&session))
+            .await
+            .unwrap();
+        let maker = standalone_token(user.id, 1, None);
+        store.insert_api_token(&maker).await.unwrap();
+        let requester = |credential| Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: Some(credential),
+            now,
+        };
+        let by_session = requester(RequesterCredential::Session(session.id));
+        let by_token = requester(RequesterCredential::ApiToken(maker.hash));
+
+        // Both still stand: their writes go through.
+        store
+            .insert_api_token_within_limit(&standalone_token(user.id, 2, None), 100, &by_session)
+            .await
+            .unwrap();
+        // The session ends, the token is deleted: what they still had in flight is refused.
+        store.end_all_sessions_of_user(user.id).await.unwrap();
+        store
+            .delete_api_token_of_user(user.id, &maker.hash)
+            .await
+            .unwrap();
+        for requester in [&by_session, &by_token] {
+            assert!(matches!(
+                store
+                    .insert_api_token_within_limit(
+                        &standalone_token(user.id, 3, None),
+                        100,
+                        requester
+                    )
+                    .await,
+                Err(StoreError::CredentialsChanged)
+            ));
+            let minted = NewSignIn {
+                session: Session {
+                    kind: SessionKind::Minted,
+                    ..live_session(SessionId::new_for_user(user.id), user.id)
+                },
+                requester: *requester,
+                max_sessions_per_user: 1000,
+                api_token: None,
+                end_other_sessions: false,
+                replacement_password_hash: None,
+            };
+            assert!(matches!(
+                store.record_sign_in(&minted).await,
+                Err(StoreError::CredentialsChanged)
+            ));
+            assert!(store.session(minted.session.id).await.unwrap().is_none());
+        }
+        assert_eq!(
+            store
+                .standalone_api_tokens_of_user(user.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|token| token.hash[0])
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+
+        // A password change raises the version: a request authenticated before it is refused.
+        let fresh = live_session(SessionId::new_for_user(user.id), user.id);
+        store
+            .insert_sessions(std::slice::from_ref(&fresh))
+            .await
+            .unwrap();
+        let before_change = requester(RequesterCredential::Session(fresh.id));
+        store
+            .change_password(
+                None,
+                user.id,
+                &PasswordHashString::new("$argon2id$changed".to_owned()),
+                SessionsToEnd::None,
+                false,
+                now,
+            )
+            .await
+            .unwrap();
+        let survivor = store.standalone_api_tokens_of_user(user.id).await.unwrap()[0].clone();
+        assert!(matches!(
+            store.replace_api_token(&survivor, &before_change).await,
+            Err(StoreError::CredentialsChanged)
+        ));
+
+        // A change to a token deleted meanwhile does not bring it back.
+        let current = Requester {
+            credential_version: user.credential_version + 1,
+            ..before_change
+        };
+        store
+            .delete_api_token_of_user(user.id, &survivor.hash)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .replace_api_token(&survivor, &current)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .standalone_api_tokens_of_user(user.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A sub-user of a parent deleted meanwhile is not made.
+        let parent = add_user(&store, "parent@example.com").await;
+        store.delete_user_tree(parent.id).await.unwrap();
+        let orphan = NewUser {
+            parent_id: Some(parent.id),
+            permissions: PermissionSet::empty(),
+            ..NewUser::new(
+                EmailAddress::parse("orphan@example.com").unwrap(),
+                Role::Sub,
+                Status::Active,
+            )
+        };
+        assert!(matches!(
+            store.insert_user(orphan, now).await,
+            Err(StoreError::CredentialsChanged)
+        ));
+        assert!(
+            store
+                .user_by_normalized_email("orphan@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// The cap counts every standalone token, expired ones included, and no bound one.
+    #[tokio::test]
+    async fn the_token_limit_counts_standalone_tokens_expired_ones_included() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "limited@example.com").await;
+        let owner = Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: None,
+            now: NOW,
+        };
+        let session = Session {
+            api_token_hash: Some([9; 32]),
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        store
+            .insert_sessions(std::slice::from_ref(&session))
+            .await
+            .unwrap();
+        store
+            .insert_api_token(&ApiToken {
+                session_id: Some(session.id),
+                ..standalone_token(user.id, 9, None)
+            })
+            .await
+            .unwrap();
+        let expired = ApiToken {
+            expires_at: Some(NOW - 100),
+            ..standalone_token(user.id, 1, None)
+        };
+        store
+            .insert_api_token_within_limit(&expired, 2, &owner)
+            .await
+            .unwrap();
+        store
+            .insert_api_token_within_limit(&standalone_token(user.id, 2, None), 2, &owner)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .insert_api_token_within_limit(&standalone_token(user.id, 3, None), 2, &owner)
+                .await,
+            Err(StoreError::TooManyApiTokens)
+        ));
+        let listed = store.standalone_api_tokens_of_user(user.id).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_same(&listed[0], &expired);
+    }
+
+    /// Standalone tokens are listed oldest first (by hash among equals).
+    #[tokio::test]
+    async fn standalone_tokens_are_listed_oldest_first() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "listed@example.com").await;
+        let newest = ApiToken {
+            created: NOW + 5,
+            ..standalone_token(user.id, 1, None)
+        };
+        store
+            .insert_api_tokens(&[
+                newest,
+                standalone_token(user.id, 3, None),
+                standalone_token(user.id, 2, None),
+            ])
+            .await
+            .unwrap();
+        let order: Vec<u8> = store
+            .standalone_api_tokens_of_user(user.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|token| token.hash[0])
+            .collect();
+        assert_eq!(order, vec![2, 3, 1]);
+    }
+
+    /// The purge takes standalone tokens expired before the bound, earliest first, at most
+    /// `limit`, with what they made; never a bound token, nor one still in its grace.
+    #[tokio::test]
+    async fn the_purge_deletes_long_expired_standalone_tokens_with_what_they_made() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "purge@example.com").await;
+        let earliest = ApiToken {
+            expires_at: Some(NOW - 300),
+            ..standalone_token(user.id, 1, None)
+        };
+        let made = standalone_token(user.id, 2, Some(TokenMaker::ApiToken(earliest.hash)));
+        let later = ApiToken {
+            expires_at: Some(NOW - 200),
+            ..standalone_token(user.id, 3, None)
+        };
+        let in_grace = ApiToken {
+            expires_at: Some(NOW - 50),
+            ..standalone_token(user.id, 4, None)
+        };
+        let session = Session {
+            api_token_hash: Some([5; 32]),
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        store
+            .insert_sessions(std::slice::from_ref(&session))
+            .await
+            .unwrap();
+        let bound = ApiToken {
+            session_id: Some(session.id),
+            expires_at: Some(NOW - 300),
+            ..standalone_token(user.id, 5, None)
+        };
+        store
+            .insert_api_tokens(&[later, in_grace, made, earliest, bound.clone()])
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store
+                .purge_api_tokens_expired_before(NOW - 100, 1)
+                .await
+                .unwrap(),
+            1
+        );
+        let left = |tokens: Vec<ApiToken>| tokens.iter().map(|token| token.hash[0]).collect();
+        let now_left: Vec<u8> = left(store.standalone_api_tokens_of_user(user.id).await.unwrap());
+        assert_eq!(now_left, vec![3, 4]);
+        assert_eq!(
+            store
+                .purge_api_tokens_expired_before(NOW - 100, 10)
+                .await
+                .unwrap(),
+            1
+        );
+        let now_left: Vec<u8> = left(store.standalone_api_tokens_of_user(user.id).await.unwrap());
+        assert_eq!(now_left, vec![4]);
+        assert!(
+            store
+                .api_token_context(&bound.hash)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    /// The context of a standalone token of a sub-user: no session, the parent; of an
+    /// unknown hash: none. A user deletes only their own tokens.
+    #[tokio::test]
+    async fn a_token_context_carries_its_user_and_parent_and_only_its_owner_deletes_it() {
+        let store = fresh_store().await;
+        let parent = add_user(&store, "token-parent@example.com").await;
+        let child = store
+            .insert_user(
+                NewUser {
+                    parent_id: Some(parent.id),
+                    permissions: PermissionSet::empty(),
+                    ..NewUser::new(
+                        EmailAddress::parse("token-child@example.com").unwrap(),
+                        Role::Sub,
+                        Status::Active,
+                    )
+                },
+                NOW,
+            )
+            .await
+            .unwrap();
+        let token = standalone_token(child.id, 7, None);
+        store.insert_api_token(&token).await.unwrap();
+        let context = store.api_token_context(&token.hash).await.unwrap().unwrap();
+        assert_same(&context.api_token, &token);
+        assert!(context.session.is_none());
+        assert_same(&context.user, &child);
+        assert_same(&context.parent, &Some(parent.clone()));
+        assert!(store.api_token_context(&[8; 32]).await.unwrap().is_none());
+
+        assert!(
+            !store
+                .delete_api_token_of_user(parent.id, &token.hash)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .delete_api_token_of_user(child.id, &token.hash)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .api_token_context(&token.hash)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -202,3 +202,220 @@ pub(super) async fn fit_within_maker(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{ApiToken, Session, SessionId, SessionKind, TokenMaker};
+    use crate::store::postgres_backend::test_support::{
+        NOW, add_user, fresh_store, live_session, standalone_token,
+    };
+    use crate::store::{NewSignIn, Requester, RequesterCredential};
+
+    /// A token or minted session made by a token whose life was shortened after the request
+    /// read it still ends within the maker's life as it stands at the write, and a token made
+    /// by a minted session stops working no later than that session (API.md 15.3).
+    #[tokio::test]
+    async fn what_a_token_makes_fits_its_makers_life_as_it_stands_at_the_write() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "shortened@example.com").await;
+        let now = NOW;
+        let maker = standalone_token(user.id, 1, None);
+        store.insert_api_token(&maker).await.unwrap();
+        let requester = Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: Some(RequesterCredential::ApiToken(maker.hash)),
+            now,
+        };
+        // The owner shortens the maker to 60 s while the maker's requests are on their way.
+        let shortened = ApiToken {
+            expires_at: Some(now + 60),
+            ..maker.clone()
+        };
+        let owner = Requester {
+            credential: None,
+            ..requester
+        };
+        store
+            .replace_api_token(&shortened, &owner)
+            .await
+            .unwrap()
+            .unwrap();
+        let made = standalone_token(user.id, 2, Some(TokenMaker::ApiToken(maker.hash)));
+        store
+            .insert_api_token_within_limit(&made, 100, &requester)
+            .await
+            .unwrap();
+        let stored = store.standalone_api_tokens_of_user(user.id).await.unwrap();
+        let made = stored.iter().find(|token| token.hash[0] == 2).unwrap();
+        assert_eq!(made.expires_at, Some(now + 60));
+        let minted = NewSignIn {
+            session: Session {
+                kind: SessionKind::Minted,
+                expire: now + 14 * 24 * 3600,
+                made_by: Some(TokenMaker::ApiToken(maker.hash)),
+                ..live_session(SessionId::new_for_user(user.id), user.id)
+            },
+            requester,
+            max_sessions_per_user: 1000,
+            api_token: None,
+            end_other_sessions: false,
+            replacement_password_hash: None,
+        };
+        store.record_sign_in(&minted).await.unwrap();
+        let minted_session = store.session(minted.session.id).await.unwrap().unwrap();
+        // A session works while expire > now: its last second is the maker's.
+        assert_eq!(minted_session.expire, now + 61);
+
+        // A token made by that minted session stops with it: its last second is one before.
+        let by_minted = Requester {
+            credential: Some(RequesterCredential::Session(minted_session.id)),
+            ..requester
+        };
+        let grandchild = standalone_token(
+            user.id,
+            3,
+            Some(TokenMaker::MintedSession(minted_session.id)),
+        );
+        store
+            .insert_api_token_within_limit(&grandchild, 100, &by_minted)
+            .await
+            .unwrap();
+        let stored = store.standalone_api_tokens_of_user(user.id).await.unwrap();
+        let grandchild = stored.iter().find(|token| token.hash[0] == 3).unwrap();
+        assert_eq!(grandchild.expires_at, Some(now + 60));
+    }
+
+    /// A maker's shortened life caps what it made, and what that made, to the same last
+    /// second; what already ends earlier, and what it made, is left alone.
+    #[tokio::test]
+    async fn shortening_a_maker_caps_its_whole_tree_but_not_what_ends_sooner() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "tree@example.com").await;
+        let owner = Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: None,
+            now: NOW,
+        };
+        let root = standalone_token(user.id, 1, None);
+        let child = standalone_token(user.id, 2, Some(TokenMaker::ApiToken(root.hash)));
+        let minted = Session {
+            kind: SessionKind::Minted,
+            made_by: Some(TokenMaker::ApiToken(child.hash)),
+            expire: NOW + 10_000,
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        let grandchild = standalone_token(user.id, 3, Some(TokenMaker::MintedSession(minted.id)));
+        // Ends before the cap: it and what it made stay as they are.
+        let early = ApiToken {
+            expires_at: Some(NOW + 10),
+            ..standalone_token(user.id, 4, Some(TokenMaker::ApiToken(root.hash)))
+        };
+        let under_early = standalone_token(user.id, 5, Some(TokenMaker::ApiToken(early.hash)));
+        store
+            .insert_api_tokens(&[
+                root.clone(),
+                child.clone(),
+                grandchild.clone(),
+                early.clone(),
+                under_early.clone(),
+            ])
+            .await
+            .unwrap();
+        store
+            .insert_sessions(std::slice::from_ref(&minted))
+            .await
+            .unwrap();
+
+        let shortened = ApiToken {
+            expires_at: Some(NOW + 100),
+            ..root.clone()
+        };
+        let stored = store
+            .replace_api_token(&shortened, &owner)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.expires_at, Some(NOW + 100));
+        let expiry_of = |tokens: &[ApiToken], byte: u8| {
+            tokens
+                .iter()
+                .find(|token| token.hash[0] == byte)
+                .unwrap()
+                .expires_at
+        };
+        let tokens = store.standalone_api_tokens_of_user(user.id).await.unwrap();
+        assert_eq!(expiry_of(&tokens, 2), Some(NOW + 100));
+        assert_eq!(expiry_of(&tokens, 3), Some(NOW + 100));
+        assert_eq!(expiry_of(&tokens, 4), Some(NOW + 10));
+        assert_eq!(expiry_of(&tokens, 5), None);
+        let minted_after = store.session(minted.id).await.unwrap().unwrap();
+        assert_eq!(minted_after.expire, NOW + 101);
+
+        // A longer life caps nothing again; a made token's life stays within its maker's.
+        let lengthened_child = ApiToken {
+            expires_at: None,
+            ..child.clone()
+        };
+        let stored = store
+            .replace_api_token(&lengthened_child, &owner)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.expires_at, Some(NOW + 100));
+        assert!(matches!(stored.made_by, Some(TokenMaker::ApiToken(hash)) if hash == root.hash));
+    }
+
+    /// Deleting a maker deletes what it made, however deep, across tokens and minted
+    /// sessions; other tokens stay.
+    #[tokio::test]
+    async fn deleting_a_maker_deletes_its_whole_tree_and_nothing_else() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "chain@example.com").await;
+        let root = standalone_token(user.id, 1, None);
+        let minted = Session {
+            kind: SessionKind::Minted,
+            made_by: Some(TokenMaker::ApiToken(root.hash)),
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        let by_minted = standalone_token(user.id, 2, Some(TokenMaker::MintedSession(minted.id)));
+        let deeper = Session {
+            kind: SessionKind::Minted,
+            made_by: Some(TokenMaker::ApiToken(by_minted.hash)),
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        let unrelated = standalone_token(user.id, 3, None);
+        store
+            .insert_api_tokens(&[root.clone(), by_minted.clone(), unrelated.clone()])
+            .await
+            .unwrap();
+        store
+            .insert_sessions(&[minted.clone(), deeper.clone()])
+            .await
+            .unwrap();
+
+        assert!(
+            store
+                .delete_api_token_of_user(user.id, &root.hash)
+                .await
+                .unwrap()
+        );
+        assert!(store.session(minted.id).await.unwrap().is_none());
+        assert!(store.session(deeper.id).await.unwrap().is_none());
+        let left: Vec<u8> = store
+            .standalone_api_tokens_of_user(user.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|token| token.hash[0])
+            .collect();
+        assert_eq!(left, vec![3]);
+        assert!(
+            !store
+                .delete_api_token_of_user(user.id, &root.hash)
+                .await
+                .unwrap()
+        );
+    }
+}
