@@ -120,3 +120,7 @@ pub fn standalone_token(
 pub fn assert_same<T: std::fmt::Debug>(left: &T, right: &T) {
     assert_eq!(format!("{left:?}"), format!("{right:?}"));
 }
+
+/// Fails to compile unless `value` is `Send`: a request handler awaits the store's futures
+/// on a multi-threaded runtime.
+pub fn assert_send<T: Send>(_value: &T) {}

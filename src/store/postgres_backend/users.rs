@@ -423,10 +423,40 @@ mod tests {
     use super::*;
     use crate::model::email_address::EmailAddress;
     use crate::model::{ApiToken, PermissionSet, Session, SessionId, SessionKind, TokenMaker};
-    use crate::store::RequesterCredential;
     use crate::store::postgres_backend::test_support::{
-        NOW, add_user, assert_same, fresh_store, live_session, standalone_token,
+        NOW, add_user, assert_same, assert_send, fresh_store, live_session, standalone_token,
     };
+    use crate::store::{NewSignIn, RequesterCredential};
+
+    /// Type-checked, never run: the futures of these backends' functions are `Send`, also
+    /// across the transaction helpers they share.
+    #[allow(dead_code)]
+    fn the_public_futures_are_send(store: &PostgresStore, sign_in: &NewSignIn, token: &ApiToken) {
+        let requester = &sign_in.requester;
+        assert_send(&store.record_sign_in(sign_in));
+        assert_send(&store.session_context(SessionId(1)));
+        assert_send(&store.api_token_context(&token.hash));
+        assert_send(&store.update_user_for(Some(requester), 1, NOW, |user| user.first_name = None));
+        assert_send(&store.change_password(
+            Some(requester),
+            1,
+            &PasswordHashString::new(String::new()),
+            SessionsToEnd::All,
+            true,
+            NOW,
+        ));
+        assert_send(&store.delete_user_tree(1));
+        assert_send(&store.insert_sub_user(
+            new_user("a@example.com", Role::Sub, Some(1)),
+            NOW,
+            requester,
+        ));
+        assert_send(&store.replace_api_token(token, requester));
+        assert_send(&store.insert_api_token_within_limit(token, 1, requester));
+        assert_send(&store.purge_expired_sessions(NOW, 1));
+        assert_send(&store.purge_api_tokens_expired_before(NOW, 1));
+        assert_send(&store.end_other_sessions_of_user(1, SessionId(1)));
+    }
 
     fn new_user(email: &str, role: Role, parent_id: Option<UserId>) -> NewUser {
         NewUser {
