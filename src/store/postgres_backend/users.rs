@@ -383,11 +383,12 @@ pub(super) async fn delete_users(
     Ok(())
 }
 
-/// Drops the user's password-reset links: a password change or a suspension makes any link
-/// mailed before it worthless to whoever holds it.
+/// Drops the user's unused password-reset links: a password change or a suspension makes
+/// any link mailed before it worthless to whoever holds it. (A used one stays, to be told
+/// apart from a bad link.)
 async fn void_reset_links(client: &impl GenericClient, user_id: UserId) -> Result<(), StoreError> {
     let statement = client
-        .prepare_cached("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
+        .prepare_cached("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2 AND NOT used")
         .await?;
     client
         .execute(
@@ -656,14 +657,20 @@ mod tests {
         let store = fresh_store().await;
         let user = add_user(&store, "links@example.com").await;
         let client = store.connection().await.unwrap();
-        let add_link = |byte: u8, purpose: &'static str, user_id: UserId| {
+        let add_link = |byte: u8, purpose: &'static str, used: bool, user_id: UserId| {
             let client = &client;
             async move {
                 client
                     .execute(
-                        "INSERT INTO email_tokens (hash, purpose, user_id, expires_at) \
-                         VALUES ($1, $2, $3, $4)",
-                        &[&vec![byte; 32], &purpose, &(user_id as i64), &(NOW + 3600)],
+                        "INSERT INTO email_tokens (hash, purpose, user_id, expires_at, used) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[
+                            &vec![byte; 32],
+                            &purpose,
+                            &(user_id as i64),
+                            &(NOW + 3600),
+                            &used,
+                        ],
                     )
                     .await
                     .unwrap();
@@ -684,8 +691,8 @@ mod tests {
                     .collect::<Vec<_>>()
             }
         };
-        add_link(1, "reset-password", user.id).await;
-        add_link(2, "verify-email", user.id).await;
+        add_link(1, "reset-password", false, user.id).await;
+        add_link(2, "verify-email", false, user.id).await;
         let renamed = store
             .update_user(user.id, NOW + 1, |user| {
                 user.last_name = Some("Lovelace".to_owned())
@@ -730,7 +737,9 @@ mod tests {
             ])
             .await
             .unwrap();
-        add_link(5, "reset-password", user.id).await;
+        add_link(5, "reset-password", false, user.id).await;
+        // A used link stays: its second use is told apart from a bad link.
+        add_link(8, "reset-password", true, user.id).await;
         let hash = PasswordHashString::new("$argon2id$changed".to_owned());
         store
             .change_password(
@@ -747,7 +756,10 @@ mod tests {
         assert_eq!(changed.password_hash, Some(hash.clone()));
         assert_eq!(changed.credential_version, 2);
         assert_eq!(changed.updated, NOW + 3);
-        assert_eq!(links_of(user.id).await, vec!["verify-email"]);
+        assert_eq!(
+            links_of(user.id).await,
+            vec!["reset-password", "verify-email"]
+        );
         assert!(store.session(kept.id).await.unwrap().is_some());
         assert!(store.session(ended.id).await.unwrap().is_none());
         assert_eq!(count(&store, "SELECT count(*) FROM api_tokens").await, 0);
@@ -775,7 +787,7 @@ mod tests {
             )
             .await
             .unwrap();
-        add_link(7, "reset-password", pending.id).await;
+        add_link(7, "reset-password", false, pending.id).await;
         store
             .change_password(None, pending.id, &hash, SessionsToEnd::All, true, NOW)
             .await
@@ -840,8 +852,8 @@ mod tests {
                 .unwrap();
             client
                 .execute(
-                    "INSERT INTO email_tokens (hash, purpose, user_id, expires_at) \
-                     VALUES ($1, 'verify-email', $2, 0)",
+                    "INSERT INTO email_tokens (hash, purpose, user_id, expires_at, used) \
+                     VALUES ($1, 'verify-email', $2, 0, false)",
                     &[&vec![bytes; 32], &(user_id as i64)],
                 )
                 .await
