@@ -7,10 +7,13 @@
 
 #![allow(dead_code)] // Wired in behind `Store` next (#22).
 
+mod identities;
 mod mail_queue;
 mod migrations;
 mod rows;
 mod second_factors;
+mod signing_keys;
+mod signup;
 #[cfg(test)]
 mod test_support;
 

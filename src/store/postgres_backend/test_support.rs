@@ -47,3 +47,18 @@ async fn a_fresh_database_is_migrated_once_and_keeps_its_store_id() {
     assert_eq!(first.store_id(), again.store_id());
     assert_eq!(first.store_id().len(), 36);
 }
+
+/// The time every fixture is made at (as the redb backend's fixtures).
+pub const NOW: crate::model::UnixSeconds = 1_750_000_000;
+
+/// A signing key as the store keeps it, with fixed bytes; its id is unique per `created`.
+pub fn test_signing_key(created: crate::model::UnixSeconds) -> crate::store::StoredSigningKey {
+    crate::store::StoredSigningKey {
+        key_id: format!("k4.pid.test-key-{created}"),
+        secret_key_bytes: crate::model::Secret::new(vec![7; 64]),
+        status: crate::model::SigningKeyStatus::Active,
+        created,
+        retired_at: None,
+        activates_at: None,
+    }
+}
