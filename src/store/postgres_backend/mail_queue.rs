@@ -2,8 +2,97 @@
 
 use deadpool_postgres::GenericClient;
 
-use crate::model::{OutgoingMail, UnixSeconds};
+use crate::model::{OutgoingMail, QueuedMail, Secret, UnixSeconds};
 use crate::store::StoreError;
+use crate::store::postgres_backend::rows::unsigned_from_sql;
+use crate::store::postgres_backend::{PostgresStore, begin_write};
+
+impl PostgresStore {
+    /// Messages due for a delivery attempt, oldest first.
+    pub async fn due_mails(
+        &self,
+        now: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, to_address, subject, text_body, html_body, attempts, \
+                 next_attempt_at FROM mail_queue WHERE next_attempt_at <= $1 \
+                 ORDER BY id LIMIT $2",
+            )
+            .await?;
+        // The redb backend stops once it holds `limit` messages, after taking the first: a
+        // limit of 0 still gives one.
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let mut due = Vec::new();
+        for row in client.query(&statement, &[&now, &limit]).await? {
+            due.push(QueuedMail {
+                id: unsigned_from_sql(row.try_get(0)?, "mail")?,
+                mail: OutgoingMail {
+                    to: row.try_get(1)?,
+                    subject: row.try_get(2)?,
+                    text: Secret::new(row.try_get(3)?),
+                    html: Secret::new(row.try_get(4)?),
+                },
+                attempts: u32::try_from(row.try_get::<_, i32>(5)?)
+                    .map_err(|_| StoreError::CorruptRecord("mail"))?,
+                next_attempt_at: row.try_get(6)?,
+            });
+        }
+        Ok(due)
+    }
+
+    /// How many messages wait in the queue, due or postponed.
+    pub async fn queued_mail_count(&self) -> Result<u64, StoreError> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached("SELECT count(*) FROM mail_queue")
+            .await?;
+        unsigned_from_sql(client.query_one(&statement, &[]).await?.try_get(0)?, "mail")
+    }
+
+    /// Removes a message from the queue (delivered, or given up).
+    pub async fn remove_mail(&self, id: u64) -> Result<(), StoreError> {
+        // An id past `bigint` names no message: nothing to remove, as in the redb backend.
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(());
+        };
+        let mut client = self.connection().await?;
+        let transaction = begin_write(&mut client).await?;
+        let statement = transaction
+            .prepare_cached("DELETE FROM mail_queue WHERE id = $1")
+            .await?;
+        transaction.execute(&statement, &[&id]).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn postpone_mail(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_attempt_at: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(());
+        };
+        let attempts = i32::try_from(attempts).map_err(|_| StoreError::CorruptRecord("mail"))?;
+        let mut client = self.connection().await?;
+        let transaction = begin_write(&mut client).await?;
+        let statement = transaction
+            .prepare_cached(
+                "UPDATE mail_queue SET attempts = $2, next_attempt_at = $3 WHERE id = $1",
+            )
+            .await?;
+        transaction
+            .execute(&statement, &[&id, &attempts, &next_attempt_at])
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+}
 
 /// Queues a message, due at once, inside the change that causes it.
 pub(super) async fn enqueue(
@@ -45,4 +134,105 @@ pub(super) async fn remove_mail_to(
         .await?;
     client.execute(&statement, &[&addresses]).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres_backend::test_support::{NOW, fresh_store};
+
+    fn mail_to(to: &str, subject: &str) -> OutgoingMail {
+        OutgoingMail {
+            to: to.to_owned(),
+            subject: subject.to_owned(),
+            text: Secret::new(format!("text of {subject}")),
+            html: Secret::new(format!("<p>{subject}</p>")),
+        }
+    }
+
+    async fn enqueue_now(store: &PostgresStore, mail: &OutgoingMail, now: UnixSeconds) {
+        let mut client = store.connection().await.unwrap();
+        let transaction = begin_write(&mut client).await.unwrap();
+        enqueue(&transaction, mail, now).await.unwrap();
+        transaction.commit().await.unwrap();
+    }
+
+    fn subjects(mails: &[QueuedMail]) -> Vec<&str> {
+        mails
+            .iter()
+            .map(|queued| queued.mail.subject.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn due_mails_come_oldest_first_up_to_the_limit_and_postponed_ones_wait() {
+        let store = fresh_store().await;
+        assert_eq!(store.queued_mail_count().await.unwrap(), 0);
+        assert!(store.due_mails(NOW, 10).await.unwrap().is_empty());
+        enqueue_now(&store, &mail_to("a@example.com", "first"), NOW).await;
+        enqueue_now(&store, &mail_to("b@example.com", "second"), NOW + 5).await;
+        enqueue_now(&store, &mail_to("c@example.com", "third"), NOW).await;
+        assert_eq!(store.queued_mail_count().await.unwrap(), 3);
+
+        let due = store.due_mails(NOW, 10).await.unwrap();
+        assert_eq!(subjects(&due), vec!["first", "third"]);
+        let first = &due[0];
+        assert_eq!(first.mail.to, "a@example.com");
+        assert_eq!(first.mail.text.expose_secret(), "text of first");
+        assert_eq!(first.mail.html.expose_secret(), "<p>first</p>");
+        assert_eq!((first.attempts, first.next_attempt_at), (0, NOW));
+        assert_eq!(
+            subjects(&store.due_mails(NOW + 5, 10).await.unwrap()),
+            vec!["first", "second", "third"]
+        );
+        assert_eq!(
+            subjects(&store.due_mails(NOW + 5, 2).await.unwrap()),
+            vec!["first", "second"]
+        );
+        // As the redb backend: the first due message is taken before the limit is looked at.
+        assert_eq!(
+            subjects(&store.due_mails(NOW + 5, 0).await.unwrap()),
+            vec!["first"]
+        );
+
+        store.postpone_mail(first.id, 1, NOW + 60).await.unwrap();
+        assert_eq!(
+            subjects(&store.due_mails(NOW + 5, 10).await.unwrap()),
+            vec!["second", "third"]
+        );
+        let later = store.due_mails(NOW + 60, 10).await.unwrap();
+        assert_eq!(subjects(&later), vec!["first", "second", "third"]);
+        assert_eq!((later[0].attempts, later[0].next_attempt_at), (1, NOW + 60));
+        // Unknown ids change nothing.
+        store.postpone_mail(9_999, 1, NOW).await.unwrap();
+        store.postpone_mail(u64::MAX, 1, NOW).await.unwrap();
+        store.remove_mail(9_999).await.unwrap();
+        store.remove_mail(u64::MAX).await.unwrap();
+        assert_eq!(store.queued_mail_count().await.unwrap(), 3);
+
+        store.remove_mail(first.id).await.unwrap();
+        assert_eq!(store.queued_mail_count().await.unwrap(), 2);
+        assert_eq!(
+            subjects(&store.due_mails(NOW + 60, 10).await.unwrap()),
+            vec!["second", "third"]
+        );
+    }
+
+    #[tokio::test]
+    async fn mail_to_deleted_addresses_is_dropped() {
+        let store = fresh_store().await;
+        enqueue_now(&store, &mail_to("a@example.com", "one"), NOW).await;
+        enqueue_now(&store, &mail_to("b@example.com", "two"), NOW).await;
+        enqueue_now(&store, &mail_to("a@example.com", "three"), NOW).await;
+        let client = store.connection().await.unwrap();
+        remove_mail_to(&client, &[]).await.unwrap();
+        assert_eq!(store.queued_mail_count().await.unwrap(), 3);
+        remove_mail_to(&client, &["a@example.com".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(
+            subjects(&store.due_mails(NOW, 10).await.unwrap()),
+            vec!["two"]
+        );
+    }
 }

@@ -8,11 +8,14 @@
 #![allow(dead_code)] // Wired in behind `Store` next (#22).
 
 mod api_tokens;
+mod identities;
 mod mail_queue;
 mod migrations;
 mod rows;
 mod second_factors;
 mod sessions;
+mod signing_keys;
+mod signup;
 #[cfg(test)]
 mod test_support;
 mod token_makers;

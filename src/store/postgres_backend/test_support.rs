@@ -124,3 +124,15 @@ pub fn assert_same<T: std::fmt::Debug>(left: &T, right: &T) {
 /// Fails to compile unless `value` is `Send`: a request handler awaits the store's futures
 /// on a multi-threaded runtime.
 pub fn assert_send<T: Send>(_value: &T) {}
+
+/// A signing key as the store keeps it, with fixed bytes; its id is unique per `created`.
+pub fn test_signing_key(created: crate::model::UnixSeconds) -> crate::store::StoredSigningKey {
+    crate::store::StoredSigningKey {
+        key_id: format!("k4.pid.test-key-{created}"),
+        secret_key_bytes: crate::model::Secret::new(vec![7; 64]),
+        status: crate::model::SigningKeyStatus::Active,
+        created,
+        retired_at: None,
+        activates_at: None,
+    }
+}

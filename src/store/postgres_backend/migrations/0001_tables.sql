@@ -95,7 +95,7 @@ CREATE TABLE email_tokens (
     user_id bigint NOT NULL REFERENCES users (id),
     expires_at bigint NOT NULL,
     -- A used link stays, so a second use is told apart from a bad link.
-    used boolean NOT NULL,
+    used boolean NOT NULL DEFAULT false,
     -- A sign-up's link carries its attempt's password and names (API.md 15.5).
     attempt_password_hash text,
     attempt_first_name text,
