@@ -9,6 +9,8 @@
 
 mod mail_queue;
 mod migrations;
+mod oauth_browser_states;
+mod passkeys;
 mod rows;
 mod second_factors;
 #[cfg(test)]
