@@ -135,3 +135,158 @@ async fn purge_expired_states(
     let purged = client.execute(&statement, &[&now, &limit]).await?;
     Ok(usize::try_from(purged).unwrap_or(usize::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres_backend::test_support::{NOW, fresh_store};
+
+    fn started(provider: &str, expires_at: UnixSeconds) -> OAuthBrowserState {
+        OAuthBrowserState {
+            provider: provider.to_owned(),
+            browser_binding_hash: [7; 32],
+            nonce: Secret::new("nonce".to_owned()),
+            pkce_verifier: Secret::new("verifier".to_owned()),
+            return_url: Some("/account".to_owned()),
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_is_taken_once() {
+        let store = fresh_store().await;
+        let hash = OAuthStateHash([1; 32]);
+        store
+            .insert_oauth_browser_state(hash, &started("idp", NOW + 600), 10, NOW)
+            .await
+            .unwrap();
+        let taken = store.take_oauth_browser_state(hash).await.unwrap().unwrap();
+        assert_eq!(taken.provider, "idp");
+        assert_eq!(taken.browser_binding_hash, [7; 32]);
+        assert_eq!(taken.nonce.expose_secret(), "nonce");
+        assert_eq!(taken.pkce_verifier.expose_secret(), "verifier");
+        assert_eq!(taken.return_url.as_deref(), Some("/account"));
+        assert_eq!(taken.expires_at, NOW + 600);
+        assert!(
+            store
+                .take_oauth_browser_state(hash)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_state_without_a_return_url_comes_back_without_one() {
+        let store = fresh_store().await;
+        let hash = OAuthStateHash([9; 32]);
+        let state = OAuthBrowserState {
+            return_url: None,
+            ..started("idp", NOW + 600)
+        };
+        store
+            .insert_oauth_browser_state(hash, &state, 10, NOW)
+            .await
+            .unwrap();
+        let taken = store.take_oauth_browser_state(hash).await.unwrap().unwrap();
+        assert_eq!(taken.return_url, None);
+    }
+
+    #[tokio::test]
+    async fn a_full_table_purges_the_expired_then_refuses() {
+        let store = fresh_store().await;
+        store
+            .insert_oauth_browser_state(OAuthStateHash([1; 32]), &started("a", NOW), 2, NOW)
+            .await
+            .unwrap();
+        store
+            .insert_oauth_browser_state(OAuthStateHash([2; 32]), &started("b", NOW + 600), 2, NOW)
+            .await
+            .unwrap();
+        // The first expired at NOW: purged to make room.
+        store
+            .insert_oauth_browser_state(OAuthStateHash([3; 32]), &started("c", NOW + 600), 2, NOW)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .take_oauth_browser_state(OAuthStateHash([1; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            store
+                .insert_oauth_browser_state(
+                    OAuthStateHash([4; 32]),
+                    &started("d", NOW + 600),
+                    2,
+                    NOW
+                )
+                .await,
+            Err(StoreError::TooManyOAuthBrowserStates)
+        ));
+        // The refused one wrote nothing.
+        assert!(
+            store
+                .take_oauth_browser_state(OAuthStateHash([4; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .purge_expired_oauth_browser_states(NOW + 600, 100)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            store
+                .take_oauth_browser_state(OAuthStateHash([2; 32]))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_purge_takes_at_most_its_limit_earliest_first() {
+        let store = fresh_store().await;
+        for (byte, expires_at) in [(1u8, NOW + 3), (2, NOW + 1), (3, NOW + 2), (4, NOW + 900)] {
+            store
+                .insert_oauth_browser_state(
+                    OAuthStateHash([byte; 32]),
+                    &started("idp", expires_at),
+                    10,
+                    NOW,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store
+                .purge_expired_oauth_browser_states(NOW + 10, 2)
+                .await
+                .unwrap(),
+            2
+        );
+        // The two that expired first went; the third expired one waits for the next purge.
+        for byte in [2u8, 3] {
+            assert!(
+                store
+                    .take_oauth_browser_state(OAuthStateHash([byte; 32]))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert!(
+            store
+                .take_oauth_browser_state(OAuthStateHash([1; 32]))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}

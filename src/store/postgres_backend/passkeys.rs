@@ -429,3 +429,443 @@ fn passkey_challenge_from_row(row: &Row) -> Result<PasskeyChallenge, StoreError>
         state: row.try_get(5)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SessionId;
+    use crate::store::RequesterCredential;
+    use crate::store::postgres_backend::second_factors::delete_second_factors_of_user;
+    use crate::store::postgres_backend::test_support::{
+        NOW, add_session, add_user, fresh_store, live_session,
+    };
+
+    fn challenge(
+        kind: PasskeyChallengeKind,
+        user_id: Option<UserId>,
+        expires_at: UnixSeconds,
+    ) -> PasskeyChallenge {
+        PasskeyChallenge {
+            id: PasskeyChallengeId::new_random(),
+            kind,
+            user_id,
+            user_handle: user_id.map(u128::from),
+            expires_at,
+            state: b"{\"state\":1}".to_vec(),
+        }
+    }
+
+    fn passkey(user_id: UserId, credential_id: &[u8]) -> Passkey {
+        Passkey {
+            id: PasskeyId::new_random(),
+            user_id,
+            credential_id: credential_id.to_vec(),
+            user_handle: 0x0102,
+            name: "Laptop".into(),
+            created: NOW,
+            last_used: None,
+            credential: b"{\"cred\":1}".to_vec(),
+        }
+    }
+
+    fn requester_of(user: &crate::model::User) -> Requester {
+        Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: None,
+            now: NOW,
+        }
+    }
+
+    /// A registration's challenge finishes exactly one registration, only for its own
+    /// user; an assertion's takes its challenge and records the use.
+    #[tokio::test]
+    async fn a_challenge_finishes_one_ceremony_of_its_kind_and_user() {
+        let store = fresh_store().await;
+        let owner = add_user(&store, "owner@example.com").await;
+        let other = add_user(&store, "other@example.com").await;
+        let session = live_session(SessionId::new_for_user(owner.id), owner.id);
+        add_session(&store, &session).await;
+        let requester = Requester {
+            credential: Some(RequesterCredential::Session(session.id)),
+            ..requester_of(&owner)
+        };
+        let started = challenge(
+            PasskeyChallengeKind::Registration,
+            Some(owner.id),
+            NOW + 300,
+        );
+        store
+            .insert_passkey_challenge(&started, 10, NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.passkey_challenge(started.id).await.unwrap(),
+            Some(started.clone())
+        );
+
+        // Another user's passkey cannot use the owner's registration; the refusal writes
+        // nothing, so the challenge is still there for its owner.
+        let refused = store
+            .finish_passkey_registration(
+                started.id,
+                &passkey(other.id, b"other"),
+                20,
+                &requester_of(&other),
+            )
+            .await;
+        assert!(matches!(
+            refused,
+            Err(StoreError::PasskeyChallengeRefused(
+                PasskeyChallengeProblem::Unknown
+            ))
+        ));
+        assert!(store.passkey_challenge(started.id).await.unwrap().is_some());
+        assert_eq!(store.passkey_count(other.id).await.unwrap(), 0);
+        let registered = passkey(owner.id, b"cred-1");
+        store
+            .finish_passkey_registration(started.id, &registered, 20, &requester)
+            .await
+            .unwrap();
+        assert_eq!(store.passkey_challenge(started.id).await.unwrap(), None);
+        // Used once: the same challenge is refused, and writes nothing.
+        assert!(matches!(
+            store
+                .finish_passkey_registration(
+                    started.id,
+                    &passkey(owner.id, b"cred-2"),
+                    20,
+                    &requester
+                )
+                .await,
+            Err(StoreError::PasskeyChallengeRefused(
+                PasskeyChallengeProblem::Unknown
+            ))
+        ));
+        assert_eq!(
+            store.passkeys_of_user(owner.id).await.unwrap(),
+            vec![registered.clone()]
+        );
+        assert_eq!(
+            store.passkey_by_credential_id(b"cred-1").await.unwrap(),
+            Some(registered.clone())
+        );
+
+        // The same credential id is nobody's second passkey.
+        let again = challenge(
+            PasskeyChallengeKind::Registration,
+            Some(owner.id),
+            NOW + 300,
+        );
+        store
+            .insert_passkey_challenge(&again, 10, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .finish_passkey_registration(
+                    again.id,
+                    &passkey(owner.id, b"cred-1"),
+                    20,
+                    &requester
+                )
+                .await,
+            Err(StoreError::PasskeyAlreadyRegistered)
+        ));
+        // The cap: one passkey held, a cap of one refuses the next.
+        assert!(matches!(
+            store
+                .finish_passkey_registration(again.id, &passkey(owner.id, b"cred-3"), 1, &requester)
+                .await,
+            Err(StoreError::TooManyPasskeys)
+        ));
+        assert_eq!(store.passkey_count(owner.id).await.unwrap(), 1);
+
+        // An assertion takes a sign-in challenge, not a registration's.
+        let sign_in = challenge(PasskeyChallengeKind::DiscoverableSignIn, None, NOW + 300);
+        store
+            .insert_passkey_challenge(&sign_in, 10, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .finish_passkey_assertion(
+                    again.id,
+                    PasskeyChallengeKind::DiscoverableSignIn,
+                    registered.id,
+                    None,
+                    NOW + 1
+                )
+                .await,
+            Err(StoreError::PasskeyChallengeRefused(
+                PasskeyChallengeProblem::Unknown
+            ))
+        ));
+        let used = store
+            .finish_passkey_assertion(
+                sign_in.id,
+                PasskeyChallengeKind::DiscoverableSignIn,
+                registered.id,
+                Some(b"{\"cred\":2}".to_vec()),
+                NOW + 1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(used.last_used, Some(NOW + 1));
+        assert_eq!(used.credential, b"{\"cred\":2}");
+        assert_eq!(store.passkeys_of_user(owner.id).await.unwrap(), vec![used]);
+        assert_eq!(store.passkey_challenge(sign_in.id).await.unwrap(), None);
+
+        // An assertion without an updated credential keeps the stored one.
+        let user_assertion = challenge(
+            PasskeyChallengeKind::UserAssertion,
+            Some(owner.id),
+            NOW + 300,
+        );
+        store
+            .insert_passkey_challenge(&user_assertion, 10, NOW)
+            .await
+            .unwrap();
+        let used_again = store
+            .finish_passkey_assertion(
+                user_assertion.id,
+                PasskeyChallengeKind::UserAssertion,
+                registered.id,
+                None,
+                NOW + 2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(used_again.last_used, Some(NOW + 2));
+        assert_eq!(used_again.credential, b"{\"cred\":2}");
+
+        // One user's assertion is that user's only.
+        let assertion = challenge(
+            PasskeyChallengeKind::UserAssertion,
+            Some(other.id),
+            NOW + 300,
+        );
+        store
+            .insert_passkey_challenge(&assertion, 10, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .finish_passkey_assertion(
+                    assertion.id,
+                    PasskeyChallengeKind::UserAssertion,
+                    registered.id,
+                    None,
+                    NOW + 3
+                )
+                .await,
+            Err(StoreError::PasskeyChallengeRefused(
+                PasskeyChallengeProblem::Unknown
+            ))
+        ));
+
+        // Removal: only the owner's, and only for a current requester.
+        assert!(
+            !store
+                .delete_passkey_of_user(other.id, registered.id, &requester)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            store
+                .delete_passkey_of_user(
+                    owner.id,
+                    registered.id,
+                    &Requester {
+                        credential_version: owner.credential_version + 1,
+                        ..requester
+                    }
+                )
+                .await,
+            Err(StoreError::CredentialsChanged)
+        ));
+        assert!(
+            store
+                .delete_passkey_of_user(owner.id, registered.id, &requester)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.passkey_count(owner.id).await.unwrap(), 0);
+        assert_eq!(
+            store.passkey_by_credential_id(b"cred-1").await.unwrap(),
+            None
+        );
+        // An assertion with a passkey removed meanwhile.
+        let late = challenge(PasskeyChallengeKind::DiscoverableSignIn, None, NOW + 300);
+        store
+            .insert_passkey_challenge(&late, 10, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .finish_passkey_assertion(
+                    late.id,
+                    PasskeyChallengeKind::DiscoverableSignIn,
+                    registered.id,
+                    None,
+                    NOW + 4
+                )
+                .await,
+            Err(StoreError::PasskeyGone)
+        ));
+    }
+
+    /// A credential id registered by one user cannot be registered by another.
+    #[tokio::test]
+    async fn a_credential_id_is_unique_across_users() {
+        let store = fresh_store().await;
+        let first = add_user(&store, "first@example.com").await;
+        let second = add_user(&store, "second@example.com").await;
+        for (user, expected_ok) in [(&first, true), (&second, false)] {
+            let started = challenge(PasskeyChallengeKind::Registration, Some(user.id), NOW + 300);
+            store
+                .insert_passkey_challenge(&started, 10, NOW)
+                .await
+                .unwrap();
+            let result = store
+                .finish_passkey_registration(
+                    started.id,
+                    &passkey(user.id, b"shared"),
+                    20,
+                    &requester_of(user),
+                )
+                .await;
+            if expected_ok {
+                result.unwrap();
+            } else {
+                assert!(matches!(result, Err(StoreError::PasskeyAlreadyRegistered)));
+            }
+        }
+        assert_eq!(
+            store
+                .passkey_by_credential_id(b"shared")
+                .await
+                .unwrap()
+                .map(|passkey| passkey.user_id),
+            Some(first.id)
+        );
+        assert_eq!(store.passkey_count(second.id).await.unwrap(), 0);
+    }
+
+    /// Oldest first, then by id.
+    #[tokio::test]
+    async fn a_users_passkeys_come_oldest_first() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "user@example.com").await;
+        let mut expected = Vec::new();
+        for (created, credential_id) in [(NOW + 5, b"c".as_slice()), (NOW, b"a"), (NOW + 1, b"b")] {
+            let started = challenge(PasskeyChallengeKind::Registration, Some(user.id), NOW + 300);
+            store
+                .insert_passkey_challenge(&started, 10, NOW)
+                .await
+                .unwrap();
+            let made = Passkey {
+                created,
+                ..passkey(user.id, credential_id)
+            };
+            store
+                .finish_passkey_registration(started.id, &made, 20, &requester_of(&user))
+                .await
+                .unwrap();
+            expected.push(made);
+        }
+        expected.sort_by(|left, right| {
+            left.created
+                .cmp(&right.created)
+                .then(left.id.cmp(&right.id))
+        });
+        assert_eq!(store.passkeys_of_user(user.id).await.unwrap(), expected);
+        assert_eq!(store.remove_all_passkeys(user.id).await.unwrap(), 3);
+        assert!(store.passkeys_of_user(user.id).await.unwrap().is_empty());
+    }
+
+    /// Expired challenges are refused, purged by the purge, and make room when the table is
+    /// full; a full table of live ones refuses a new one.
+    #[tokio::test]
+    async fn expired_challenges_are_refused_purged_and_give_way_to_new_ones() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "user@example.com").await;
+        let registered = passkey(user.id, b"cred");
+        let registration = challenge(PasskeyChallengeKind::Registration, Some(user.id), NOW + 300);
+        store
+            .insert_passkey_challenge(&registration, 10, NOW)
+            .await
+            .unwrap();
+        store
+            .finish_passkey_registration(registration.id, &registered, 20, &requester_of(&user))
+            .await
+            .unwrap();
+
+        let stale = challenge(PasskeyChallengeKind::DiscoverableSignIn, None, NOW + 300);
+        store
+            .insert_passkey_challenge(&stale, 2, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .finish_passkey_assertion(
+                    stale.id,
+                    PasskeyChallengeKind::DiscoverableSignIn,
+                    registered.id,
+                    None,
+                    NOW + 300
+                )
+                .await,
+            Err(StoreError::PasskeyChallengeRefused(
+                PasskeyChallengeProblem::Expired
+            ))
+        ));
+        // The refused assertion recorded no use.
+        assert_eq!(
+            store
+                .passkey_by_credential_id(b"cred")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used,
+            None
+        );
+        let live = challenge(PasskeyChallengeKind::DiscoverableSignIn, None, NOW + 600);
+        store.insert_passkey_challenge(&live, 2, NOW).await.unwrap();
+        // Full with one live and one expired: the expired one makes room.
+        let newest = challenge(PasskeyChallengeKind::DiscoverableSignIn, None, NOW + 900);
+        store
+            .insert_passkey_challenge(&newest, 2, NOW + 300)
+            .await
+            .unwrap();
+        assert_eq!(store.passkey_challenge(stale.id).await.unwrap(), None);
+        // Full with live ones only: refused, and nothing written.
+        let refused = challenge(PasskeyChallengeKind::DiscoverableSignIn, None, NOW + 900);
+        assert!(matches!(
+            store.insert_passkey_challenge(&refused, 2, NOW + 300).await,
+            Err(StoreError::TooManyPasskeyChallenges)
+        ));
+        assert_eq!(store.passkey_challenge(refused.id).await.unwrap(), None);
+        assert_eq!(
+            store
+                .purge_expired_passkey_challenges(NOW + 600, 100)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.passkey_challenge(live.id).await.unwrap(), None);
+        assert!(store.passkey_challenge(newest.id).await.unwrap().is_some());
+        assert!(store.discard_passkey_challenge(newest.id).await.unwrap());
+        assert!(!store.discard_passkey_challenge(newest.id).await.unwrap());
+
+        // Removing the user's second factors (as its deletion does) takes the passkeys.
+        let mut client = store.connection().await.unwrap();
+        let transaction = begin_write(&mut client).await.unwrap();
+        delete_second_factors_of_user(&transaction, user.id)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        assert_eq!(store.passkey_by_credential_id(b"cred").await.unwrap(), None);
+        assert_eq!(store.remove_all_passkeys(user.id).await.unwrap(), 0);
+    }
+}
