@@ -7,14 +7,18 @@
 
 #![allow(dead_code)] // Wired in behind `Store` next (#22).
 
+mod api_tokens;
 mod mail_queue;
 mod migrations;
 mod oauth_browser_states;
 mod passkeys;
 mod rows;
 mod second_factors;
+mod sessions;
 #[cfg(test)]
 mod test_support;
+mod token_makers;
+mod users;
 
 use std::sync::Arc;
 
