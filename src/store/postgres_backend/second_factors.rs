@@ -15,8 +15,9 @@ use crate::model::{PasswordHashString, UnixSeconds, UserId};
 use crate::store::postgres_backend::rows::{
     hash_from_sql, unsigned_from_sql, unsigned_to_sql, user_id_from_sql, user_id_to_sql,
 };
+use crate::store::postgres_backend::sessions::write_sign_in;
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
-use crate::store::{Requester, StoreError};
+use crate::store::{NewSignIn, Requester, StoreError};
 
 /// `mfa_tokens`' columns in the order `mfa_token_from_row` reads them.
 const MFA_TOKEN_COLUMNS: &str = "hash, user_id, credential_version, first_factor, \
@@ -285,29 +286,17 @@ impl PostgresStore {
     ) -> Result<bool, StoreError> {
         let mut client = self.connection().await?;
         let transaction = begin_write(&mut client).await?;
-        // Saturating, as the redb backend's counter is, at the column's largest value.
+        // Saturating (as the redb backend's counter does) at the column's largest value.
         let count = transaction
             .prepare_cached(
-                "UPDATE mfa_tokens SET wrong_codes = wrong_codes + 1 \
-                 WHERE hash = $1 AND wrong_codes < 2147483647 RETURNING wrong_codes",
+                "UPDATE mfa_tokens SET wrong_codes = LEAST(wrong_codes, 2147483646) + 1 \
+                 WHERE hash = $1 RETURNING wrong_codes",
             )
             .await?;
-        let wrong_codes: i32 = match transaction.query_opt(&count, &[&hash.as_slice()]).await? {
-            Some(row) => row.try_get(0)?,
-            None => {
-                // Gone, or already counted as high as the column goes.
-                let saturated = transaction
-                    .prepare_cached("SELECT wrong_codes FROM mfa_tokens WHERE hash = $1")
-                    .await?;
-                match transaction
-                    .query_opt(&saturated, &[&hash.as_slice()])
-                    .await?
-                {
-                    Some(row) => row.try_get(0)?,
-                    None => return Ok(false),
-                }
-            }
+        let Some(row) = transaction.query_opt(&count, &[&hash.as_slice()]).await? else {
+            return Ok(false);
         };
+        let wrong_codes: i32 = row.try_get(0)?;
         let lives = i64::from(wrong_codes) < i64::from(max_wrong_codes);
         if !lives {
             let delete = transaction
@@ -317,6 +306,45 @@ impl PostgresStore {
         }
         transaction.commit().await?;
         Ok(lives)
+    }
+
+    /// The second step of a sign-in: spends the mfa-token and the proof, and writes the
+    /// session as `record_sign_in` does, all in one transaction. Refused (nothing written)
+    /// when the token is gone or expired, or the proof was spent meanwhile.
+    pub async fn record_sign_in_with_second_factor(
+        &self,
+        sign_in: &NewSignIn,
+        mfa_token_hash: &[u8; 32],
+        proof: SecondFactorProof,
+    ) -> Result<(), StoreError> {
+        let user_id = sign_in.session.user_id;
+        let mut client = self.connection().await?;
+        let transaction = begin_write(&mut client).await?;
+        let take_token = transaction
+            .prepare_cached("DELETE FROM mfa_tokens WHERE hash = $1 RETURNING user_id, expires_at")
+            .await?;
+        let token = match transaction
+            .query_opt(&take_token, &[&mfa_token_hash.as_slice()])
+            .await?
+        {
+            Some(row) => Some((
+                user_id_from_sql(row.try_get(0)?)?,
+                row.try_get::<_, UnixSeconds>(1)?,
+            )),
+            None => None,
+        };
+        let usable = token.is_some_and(|(token_user_id, expires_at)| {
+            token_user_id == user_id && expires_at > sign_in.requester.now
+        });
+        if !usable {
+            return Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::MfaTokenGone,
+            ));
+        }
+        spend_proof(&transaction, user_id, proof).await?;
+        write_sign_in(&transaction, sign_in).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// `latchkey user mfa-reset`: removes the user's TOTP (pending or active), recovery
@@ -335,7 +363,8 @@ impl PostgresStore {
     }
 
     /// Deletes up to `limit` mfa-tokens and up to `limit` pending enrolments that expired by
-    /// `now`; answers the larger of the two counts.
+    /// `now` (in key order, as the redb backend scans them); answers the larger of the two
+    /// counts.
     pub async fn purge_expired_second_factor_records(
         &self,
         now: UnixSeconds,
@@ -347,14 +376,15 @@ impl PostgresStore {
         let purge_tokens = transaction
             .prepare_cached(
                 "DELETE FROM mfa_tokens WHERE hash IN \
-                 (SELECT hash FROM mfa_tokens WHERE expires_at <= $1 LIMIT $2)",
+                 (SELECT hash FROM mfa_tokens WHERE expires_at <= $1 ORDER BY hash LIMIT $2)",
             )
             .await?;
         let purged_tokens = transaction.execute(&purge_tokens, &[&now, &limit]).await?;
         let purge_enrolments = transaction
             .prepare_cached(
                 "DELETE FROM pending_totp WHERE user_id IN \
-                 (SELECT user_id FROM pending_totp WHERE expires_at <= $1 LIMIT $2)",
+                 (SELECT user_id FROM pending_totp WHERE expires_at <= $1 \
+                 ORDER BY user_id LIMIT $2)",
             )
             .await?;
         let purged_enrolments = transaction
@@ -621,4 +651,653 @@ fn mfa_token_from_row(row: &Row) -> Result<MfaToken, StoreError> {
         wrong_codes: u32::try_from(wrong_codes)
             .map_err(|_| StoreError::CorruptRecord("mfa token"))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::passkey::{
+        Passkey, PasskeyChallenge, PasskeyChallengeId, PasskeyChallengeKind, PasskeyId,
+    };
+    use crate::model::{SessionId, User};
+    use crate::store::postgres_backend::test_support::{NOW, add_user, fresh_store, live_session};
+
+    fn requester_for(user: &User, now: UnixSeconds) -> Requester {
+        Requester {
+            user_id: user.id,
+            credential_version: user.credential_version,
+            credential: None,
+            now,
+        }
+    }
+
+    fn codes(hashes: &[[u8; 32]]) -> RecoveryCodeSet {
+        RecoveryCodeSet {
+            salt: [4; 16],
+            hashes: hashes.to_vec(),
+        }
+    }
+
+    fn mfa_token(user_id: UserId, hash_byte: u8) -> MfaToken {
+        MfaToken {
+            hash: [hash_byte; 32],
+            user_id,
+            credential_version: 0,
+            first_factor: FirstFactor::OAuth {
+                provider: "idp".to_owned(),
+            },
+            long_term_token: false,
+            logout_other: false,
+            remote_ip: "127.0.0.1".to_owned(),
+            user_agent: "test".to_owned(),
+            replacement_password_hash: Some(PasswordHashString::new("$argon2id$r".to_owned())),
+            created: NOW,
+            expires_at: NOW + 300,
+            wrong_codes: 0,
+        }
+    }
+
+    fn sign_in_of(user: &User) -> NewSignIn {
+        NewSignIn {
+            session: live_session(SessionId::new_for_user(user.id), user.id),
+            requester: requester_for(user, NOW),
+            max_sessions_per_user: 1000,
+            api_token: None,
+            end_other_sessions: false,
+            replacement_password_hash: None,
+        }
+    }
+
+    async fn start_and_activate(
+        store: &PostgresStore,
+        user: &User,
+        secret_byte: u8,
+        step: u64,
+        recovery_codes: &RecoveryCodeSet,
+    ) {
+        let requester = requester_for(user, NOW);
+        let secret = TotpSecret::new([secret_byte; 20]);
+        store
+            .start_totp_enrolment(
+                &PendingTotp {
+                    user_id: user.id,
+                    secret,
+                    created: NOW,
+                    expires_at: NOW + 600,
+                },
+                &requester,
+            )
+            .await
+            .unwrap();
+        store
+            .activate_totp(&secret, step, recovery_codes, &requester)
+            .await
+            .unwrap();
+    }
+
+    async fn add_passkey(store: &PostgresStore, user: &User, credential_id: &[u8]) {
+        let challenge = PasskeyChallenge {
+            id: PasskeyChallengeId::new_random(),
+            kind: PasskeyChallengeKind::Registration,
+            user_id: Some(user.id),
+            user_handle: Some(1),
+            expires_at: NOW + 300,
+            state: b"{}".to_vec(),
+        };
+        store
+            .insert_passkey_challenge(&challenge, 10, NOW)
+            .await
+            .unwrap();
+        let passkey = Passkey {
+            id: PasskeyId::new_random(),
+            user_id: user.id,
+            credential_id: credential_id.to_vec(),
+            user_handle: 1,
+            name: "Laptop".into(),
+            created: NOW,
+            last_used: None,
+            credential: b"{}".to_vec(),
+        };
+        store
+            .finish_passkey_registration(challenge.id, &passkey, 20, &requester_for(user, NOW))
+            .await
+            .unwrap();
+    }
+
+    /// Enrolment, a step spent once, a recovery code spent once, and the mfa-token spent
+    /// once: each second use is refused inside the transaction and writes nothing.
+    #[tokio::test]
+    async fn codes_recovery_codes_and_mfa_tokens_are_each_spent_once() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        let requester = requester_for(&user, NOW);
+        let secret = TotpSecret::new([7; 20]);
+        let pending = PendingTotp {
+            user_id: user.id,
+            secret,
+            created: NOW,
+            expires_at: NOW + 600,
+        };
+        store
+            .start_totp_enrolment(&pending, &requester)
+            .await
+            .unwrap();
+        let kept = store.pending_totp(user.id, NOW).await.unwrap().unwrap();
+        assert_eq!(kept.secret, secret);
+        assert_eq!((kept.created, kept.expires_at), (NOW, NOW + 600));
+        assert!(
+            store
+                .pending_totp(user.id, NOW + 600)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A replaced enrolment's secret activates nothing.
+        assert!(matches!(
+            store
+                .activate_totp(&TotpSecret::new([8; 20]), 10, &codes(&[]), &requester)
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::NoPendingTotp
+            ))
+        ));
+        // Nor does an expired enrolment.
+        assert!(matches!(
+            store
+                .activate_totp(&secret, 10, &codes(&[]), &requester_for(&user, NOW + 600))
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::NoPendingTotp
+            ))
+        ));
+        store
+            .activate_totp(&secret, 10, &codes(&[[1; 32], [2; 32]]), &requester)
+            .await
+            .unwrap();
+        let active = store.active_totp(user.id).await.unwrap().unwrap();
+        assert_eq!(active.secret, secret);
+        assert_eq!((active.enabled_at, active.last_accepted_step), (NOW, 10));
+        assert!(store.pending_totp(user.id, NOW).await.unwrap().is_none());
+        assert_eq!(
+            store.second_factor_summary(user.id).await.unwrap(),
+            SecondFactorSummary {
+                totp: true,
+                passkeys: 0,
+                recovery_codes_left: 2
+            }
+        );
+        assert!(matches!(
+            store.start_totp_enrolment(&pending, &requester).await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::TotpAlreadyOn
+            ))
+        ));
+
+        store
+            .insert_mfa_token(&mfa_token(user.id, 5))
+            .await
+            .unwrap();
+        let token = store.mfa_token(&[5; 32], NOW).await.unwrap().unwrap();
+        assert_eq!(
+            token.first_factor,
+            FirstFactor::OAuth {
+                provider: "idp".to_owned()
+            }
+        );
+        assert_eq!(token.user_id, user.id);
+        assert_eq!(
+            token
+                .replacement_password_hash
+                .as_ref()
+                .map(|hash| hash.expose_secret().to_owned()),
+            Some("$argon2id$r".to_owned())
+        );
+        assert!(
+            store
+                .mfa_token(&[5; 32], NOW + 300)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // The step of the confirming code is spent already.
+        assert!(matches!(
+            store
+                .record_sign_in_with_second_factor(
+                    &sign_in_of(&user),
+                    &[5; 32],
+                    SecondFactorProof::TotpStep(10)
+                )
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::CodeSpent
+            ))
+        ));
+        assert!(store.mfa_token(&[5; 32], NOW).await.unwrap().is_some());
+        let first = sign_in_of(&user);
+        store
+            .record_sign_in_with_second_factor(&first, &[5; 32], SecondFactorProof::TotpStep(11))
+            .await
+            .unwrap();
+        assert!(store.session(first.session.id).await.unwrap().is_some());
+        assert_eq!(
+            store
+                .active_totp(user.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_accepted_step,
+            11
+        );
+        assert!(matches!(
+            store
+                .record_sign_in_with_second_factor(
+                    &sign_in_of(&user),
+                    &[5; 32],
+                    SecondFactorProof::TotpStep(12)
+                )
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::MfaTokenGone
+            ))
+        ));
+
+        store
+            .insert_mfa_token(&mfa_token(user.id, 6))
+            .await
+            .unwrap();
+        store
+            .record_sign_in_with_second_factor(
+                &sign_in_of(&user),
+                &[6; 32],
+                SecondFactorProof::RecoveryCode([2; 32]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.recovery_codes(user.id).await.unwrap(),
+            Some(codes(&[[1; 32]]))
+        );
+        store
+            .insert_mfa_token(&mfa_token(user.id, 7))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .record_sign_in_with_second_factor(
+                    &sign_in_of(&user),
+                    &[7; 32],
+                    SecondFactorProof::RecoveryCode([2; 32])
+                )
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::RecoveryCodeSpent
+            ))
+        ));
+
+        // Wrong codes kill the token at the limit.
+        assert!(store.record_wrong_second_factor(&[7; 32], 2).await.unwrap());
+        assert_eq!(
+            store
+                .mfa_token(&[7; 32], NOW)
+                .await
+                .unwrap()
+                .unwrap()
+                .wrong_codes,
+            1
+        );
+        assert!(!store.record_wrong_second_factor(&[7; 32], 2).await.unwrap());
+        assert!(store.mfa_token(&[7; 32], NOW).await.unwrap().is_none());
+        assert!(!store.record_wrong_second_factor(&[7; 32], 2).await.unwrap());
+
+        // Turning TOTP off spends its proof and removes everything.
+        assert!(matches!(
+            store
+                .disable_totp(SecondFactorProof::TotpStep(11), &requester)
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::CodeSpent
+            ))
+        ));
+        store
+            .disable_totp(SecondFactorProof::RecoveryCode([1; 32]), &requester)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.second_factor_summary(user.id).await.unwrap(),
+            SecondFactorSummary::default()
+        );
+        assert!(store.active_totp(user.id).await.unwrap().is_none());
+        assert_eq!(store.recovery_codes(user.id).await.unwrap(), None);
+        assert!(matches!(
+            store
+                .replace_recovery_codes(&codes(&[[3; 32]]), &requester)
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::TotpOff
+            ))
+        ));
+        assert!(matches!(
+            store
+                .disable_totp(SecondFactorProof::TotpStep(100), &requester)
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::TotpOff
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_change_since_the_first_step_leaves_the_second_step_nothing() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        start_and_activate(&store, &user, 7, 10, &codes(&[])).await;
+        store
+            .insert_mfa_token(&mfa_token(user.id, 5))
+            .await
+            .unwrap();
+        store
+            .change_password(
+                None,
+                user.id,
+                &PasswordHashString::new("$argon2id$changed".to_owned()),
+                crate::store::SessionsToEnd::All,
+                false,
+                NOW,
+            )
+            .await
+            .unwrap();
+        let sign_in = sign_in_of(&user);
+        assert!(matches!(
+            store
+                .record_sign_in_with_second_factor(
+                    &sign_in,
+                    &[5; 32],
+                    SecondFactorProof::TotpStep(11)
+                )
+                .await,
+            Err(StoreError::CredentialsChanged)
+        ));
+        // Nothing was spent: the step is still usable and the token still there.
+        assert_eq!(
+            store
+                .active_totp(user.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_accepted_step,
+            10
+        );
+        assert!(store.mfa_token(&[5; 32], NOW).await.unwrap().is_some());
+        assert!(store.session(sign_in.session.id).await.unwrap().is_none());
+    }
+
+    /// A token is its own user's, and dead once expired: either way nothing is spent.
+    #[tokio::test]
+    async fn another_users_or_an_expired_mfa_token_signs_nobody_in() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        let other = add_user(&store, "bob@example.com").await;
+        start_and_activate(&store, &user, 7, 10, &codes(&[[1; 32]])).await;
+        store
+            .insert_mfa_token(&mfa_token(other.id, 5))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .record_sign_in_with_second_factor(
+                    &sign_in_of(&user),
+                    &[5; 32],
+                    SecondFactorProof::TotpStep(11)
+                )
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::MfaTokenGone
+            ))
+        ));
+        assert!(store.mfa_token(&[5; 32], NOW).await.unwrap().is_some());
+        store
+            .insert_mfa_token(&mfa_token(user.id, 6))
+            .await
+            .unwrap();
+        let late = NewSignIn {
+            requester: requester_for(&user, NOW + 300),
+            ..sign_in_of(&user)
+        };
+        assert!(matches!(
+            store
+                .record_sign_in_with_second_factor(
+                    &late,
+                    &[6; 32],
+                    SecondFactorProof::RecoveryCode([1; 32])
+                )
+                .await,
+            Err(StoreError::SecondFactorRefused(
+                SecondFactorRefusal::MfaTokenGone
+            ))
+        ));
+        assert_eq!(
+            store.recovery_codes(user.id).await.unwrap(),
+            Some(codes(&[[1; 32]]))
+        );
+        assert!(store.session(late.session.id).await.unwrap().is_none());
+        // A passkey proof spends only the token (the assertion spent its challenge).
+        let with_passkey = sign_in_of(&user);
+        store
+            .insert_mfa_token(&MfaToken {
+                first_factor: FirstFactor::Password,
+                ..mfa_token(user.id, 8)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .mfa_token(&[8; 32], NOW)
+                .await
+                .unwrap()
+                .unwrap()
+                .first_factor,
+            FirstFactor::Password
+        );
+        store
+            .record_sign_in_with_second_factor(
+                &with_passkey,
+                &[8; 32],
+                SecondFactorProof::PasskeyAsserted,
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .session(with_passkey.session.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(store.mfa_token(&[8; 32], NOW).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn recovery_codes_are_replaced_whole_while_totp_is_on() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        let requester = requester_for(&user, NOW);
+        assert_eq!(store.recovery_codes(user.id).await.unwrap(), None);
+        start_and_activate(&store, &user, 7, 10, &codes(&[[1; 32], [2; 32]])).await;
+        let replacement = RecoveryCodeSet {
+            salt: [9; 16],
+            hashes: vec![[5; 32], [6; 32], [7; 32]],
+        };
+        store
+            .replace_recovery_codes(&replacement, &requester)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.recovery_codes(user.id).await.unwrap(),
+            Some(replacement)
+        );
+        // A stale requester changes nothing.
+        assert!(matches!(
+            store
+                .replace_recovery_codes(
+                    &codes(&[]),
+                    &Requester {
+                        credential_version: 1,
+                        ..requester
+                    }
+                )
+                .await,
+            Err(StoreError::CredentialsChanged)
+        ));
+        assert_eq!(
+            store.second_factor_summary(user.id).await.unwrap(),
+            SecondFactorSummary {
+                totp: true,
+                passkeys: 0,
+                recovery_codes_left: 3
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_purge_takes_expired_tokens_and_enrolments_and_reset_removes_every_factor() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        let requester = requester_for(&user, NOW);
+        store
+            .insert_mfa_token(&mfa_token(user.id, 1))
+            .await
+            .unwrap();
+        store
+            .insert_mfa_token(&MfaToken {
+                expires_at: NOW + 1000,
+                ..mfa_token(user.id, 2)
+            })
+            .await
+            .unwrap();
+        store
+            .start_totp_enrolment(
+                &PendingTotp {
+                    user_id: user.id,
+                    secret: TotpSecret::new([7; 20]),
+                    created: NOW,
+                    expires_at: NOW + 300,
+                },
+                &requester,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .purge_expired_second_factor_records(NOW + 300, 100)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.mfa_token(&[1; 32], NOW).await.unwrap().is_none());
+        assert!(store.mfa_token(&[2; 32], NOW).await.unwrap().is_some());
+        assert!(store.pending_totp(user.id, NOW).await.unwrap().is_none());
+
+        start_and_activate(&store, &user, 9, 1, &codes(&[[1; 32]; 10])).await;
+        add_passkey(&store, &user, b"laptop").await;
+        assert_eq!(
+            store.reset_second_factors(user.id).await.unwrap(),
+            SecondFactorSummary {
+                totp: true,
+                passkeys: 1,
+                recovery_codes_left: 10
+            }
+        );
+        assert_eq!(store.passkey_count(user.id).await.unwrap(), 0);
+        assert_eq!(
+            store.second_factor_summary(user.id).await.unwrap(),
+            SecondFactorSummary::default()
+        );
+        assert!(store.active_totp(user.id).await.unwrap().is_none());
+        assert_eq!(store.recovery_codes(user.id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_purge_takes_at_most_its_limit_of_each() {
+        let store = fresh_store().await;
+        let mut users = Vec::new();
+        for name in ["a", "b", "c"] {
+            users.push(add_user(&store, &format!("{name}@example.com")).await);
+        }
+        for (index, user) in users.iter().enumerate() {
+            let byte = u8::try_from(index).unwrap() + 1;
+            store
+                .insert_mfa_token(&mfa_token(user.id, byte))
+                .await
+                .unwrap();
+            store
+                .start_totp_enrolment(
+                    &PendingTotp {
+                        user_id: user.id,
+                        secret: TotpSecret::new([byte; 20]),
+                        created: NOW,
+                        expires_at: NOW + 10,
+                    },
+                    &requester_for(user, NOW),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store
+                .purge_expired_second_factor_records(NOW + 300, 2)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            store
+                .purge_expired_second_factor_records(NOW + 300, 2)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .purge_expired_second_factor_records(NOW + 300, 2)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    /// Second steps racing for one mfa-token, each with a fresh step: the writer lock lets
+    /// exactly one of them through, and the others find the token gone.
+    #[tokio::test]
+    async fn racing_second_steps_spend_one_mfa_token_once() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        start_and_activate(&store, &user, 7, 10, &codes(&[])).await;
+        store
+            .insert_mfa_token(&mfa_token(user.id, 5))
+            .await
+            .unwrap();
+        let mut racers = tokio::task::JoinSet::new();
+        for step in 11..19 {
+            let store = store.clone();
+            let sign_in = sign_in_of(&user);
+            racers.spawn(async move {
+                store
+                    .record_sign_in_with_second_factor(
+                        &sign_in,
+                        &[5; 32],
+                        SecondFactorProof::TotpStep(step),
+                    )
+                    .await
+            });
+        }
+        let mut signed_in = 0;
+        while let Some(result) = racers.join_next().await {
+            match result.unwrap() {
+                Ok(()) => signed_in += 1,
+                Err(StoreError::SecondFactorRefused(SecondFactorRefusal::MfaTokenGone)) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(signed_in, 1);
+    }
 }

@@ -94,19 +94,6 @@ pub async fn add_session(store: &PostgresStore, session: &Session) {
     rows::insert_session(&client, session).await.unwrap();
 }
 
-/// Whether a session with this id is kept.
-pub async fn session_exists(store: &PostgresStore, id: SessionId) -> bool {
-    let client = store.connection().await.unwrap();
-    client
-        .query_opt(
-            "SELECT 1 FROM sessions WHERE id = $1",
-            &[&rows::session_id_to_sql(id)],
-        )
-        .await
-        .unwrap()
-        .is_some()
-}
-
 #[tokio::test]
 async fn a_fresh_database_is_migrated_once_and_keeps_its_store_id() {
     let url = fresh_database().await;
