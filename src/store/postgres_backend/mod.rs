@@ -11,6 +11,8 @@ mod api_tokens;
 mod identities;
 mod mail_queue;
 mod migrations;
+mod oauth_browser_states;
+mod passkeys;
 mod rows;
 mod second_factors;
 mod sessions;

@@ -1,7 +1,14 @@
 //! The unit tests' databases: each test gets a fresh one on the PostgreSQL server that
 //! `scripts/test` starts and names in `LATCHKEY_TEST_POSTGRES_URL`.
 
-use crate::store::postgres_backend::PostgresStore;
+use crate::model::email_address::EmailAddress;
+use crate::model::{
+    PermissionSet, Role, Session, SessionId, SessionKind, Status, UaType, UnixSeconds, User, UserId,
+};
+use crate::store::postgres_backend::{PostgresStore, rows};
+
+/// The time every fixture is made at (the store reads no clock).
+pub const NOW: UnixSeconds = 1_750_000_000;
 
 /// The server's URL from the environment (a connection to its `postgres` database).
 pub fn server_url() -> String {
@@ -37,6 +44,54 @@ pub async fn fresh_store() -> PostgresStore {
     PostgresStore::open(&fresh_database().await, 4)
         .await
         .unwrap()
+}
+
+/// An active user with a verified `email`, no password and no permissions, written straight
+/// as a row (as `RedbStore::insert_user` would make it, at `NOW`).
+pub async fn add_user(store: &PostgresStore, email: &str) -> User {
+    let email = EmailAddress::parse(email).unwrap();
+    let client = store.connection().await.unwrap();
+    let user = User {
+        id: rows::next_user_id(&client).await.unwrap(),
+        email: email.as_given,
+        normalized_email: email.normalized,
+        password_hash: None,
+        role: Role::User,
+        status: Status::Active,
+        parent_id: None,
+        first_name: None,
+        last_name: None,
+        permissions: PermissionSet::empty(),
+        created: NOW,
+        updated: NOW,
+        email_verified: true,
+        credential_version: 0,
+    };
+    rows::write_user(&client, &user).await.unwrap();
+    user
+}
+
+/// A sign-in session of `user_id` made at `NOW`, live for an hour (not written).
+pub fn live_session(id: SessionId, user_id: UserId) -> Session {
+    Session {
+        id,
+        user_id,
+        kind: SessionKind::SignIn,
+        created: NOW,
+        expire: NOW + 3600,
+        remote_ip: "127.0.0.1".into(),
+        user_agent: String::new(),
+        ua_type: UaType::Unknown,
+        granted_permissions: PermissionSet::empty(),
+        api_token_hash: None,
+        made_by: None,
+    }
+}
+
+/// Writes `session` as a row.
+pub async fn add_session(store: &PostgresStore, session: &Session) {
+    let client = store.connection().await.unwrap();
+    rows::insert_session(&client, session).await.unwrap();
 }
 
 #[tokio::test]
