@@ -103,51 +103,6 @@ async fn a_fresh_database_is_migrated_once_and_keeps_its_store_id() {
     assert_eq!(first.store_id().len(), 36);
 }
 
-/// The time every fixture is made at (the store reads no clock).
-pub const NOW: crate::model::UnixSeconds = 1_750_000_000;
-
-/// An active, verified user with no permissions, made at `NOW`.
-pub async fn add_user(store: &PostgresStore, email: &str) -> crate::model::User {
-    use crate::model::email_address::EmailAddress;
-    use crate::model::{NewUser, PermissionSet, Role, Status};
-    store
-        .insert_user(
-            NewUser {
-                permissions: PermissionSet::empty(),
-                email_verified: true,
-                ..NewUser::new(
-                    EmailAddress::parse(email).unwrap(),
-                    Role::User,
-                    Status::Active,
-                )
-            },
-            NOW,
-        )
-        .await
-        .unwrap()
-}
-
-/// A sign-in session made at `NOW`, live for an hour.
-pub fn live_session(
-    id: crate::model::SessionId,
-    user_id: crate::model::UserId,
-) -> crate::model::Session {
-    use crate::model::{PermissionSet, Session, SessionKind, UaType};
-    Session {
-        id,
-        user_id,
-        kind: SessionKind::SignIn,
-        created: NOW,
-        expire: NOW + 3600,
-        remote_ip: "127.0.0.1".into(),
-        user_agent: String::new(),
-        ua_type: UaType::Unknown,
-        granted_permissions: PermissionSet::empty(),
-        api_token_hash: None,
-        made_by: None,
-    }
-}
-
 /// A standalone API token whose hash is 32 times `hash_byte`, never expiring.
 pub fn standalone_token(
     user_id: crate::model::UserId,

@@ -4,9 +4,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use crate::model::{
-    EmailTokenPurpose, NewUser, PasswordHashString, Role, Status, UnixSeconds, User, UserId,
-};
+use crate::model::{NewUser, PasswordHashString, Role, Status, UnixSeconds, User, UserId};
 use crate::store::postgres_backend::api_tokens::delete_standalone_api_tokens;
 use crate::store::postgres_backend::rows::{
     USER_COLUMNS, hash_from_sql, next_user_id, session_id_from_sql, user_from_row, user_id_to_sql,
@@ -14,6 +12,7 @@ use crate::store::postgres_backend::rows::{
 };
 use crate::store::postgres_backend::second_factors::delete_second_factors_of_user;
 use crate::store::postgres_backend::sessions::{delete_sessions, session_ids_of_user};
+use crate::store::postgres_backend::signup::void_reset_links;
 use crate::store::postgres_backend::token_makers::delete_with_what_they_made;
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
 use crate::store::stored_name::StoredName;
@@ -380,25 +379,6 @@ pub(super) async fn delete_users(
         .prepare_cached("DELETE FROM users WHERE id = ANY($1)")
         .await?;
     client.execute(&statement, &[&sql_ids]).await?;
-    Ok(())
-}
-
-/// Drops the user's unused password-reset links: a password change or a suspension makes
-/// any link mailed before it worthless to whoever holds it. (A used one stays, to be told
-/// apart from a bad link.)
-async fn void_reset_links(client: &impl GenericClient, user_id: UserId) -> Result<(), StoreError> {
-    let statement = client
-        .prepare_cached("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2 AND NOT used")
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &user_id_to_sql(user_id)?,
-                &EmailTokenPurpose::ResetPassword.stored_name(),
-            ],
-        )
-        .await?;
     Ok(())
 }
 
