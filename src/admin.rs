@@ -715,6 +715,19 @@ pub fn run_from_cli(
     )
 }
 
+/// Runs a command on the store `open` opens, with no server (the CLI on PostgreSQL).
+pub fn run_on_store(
+    open: impl std::future::Future<Output = Result<Store, StoreError>>,
+    command: AdminCommand,
+) -> Result<AdminReply, String> {
+    on_a_runtime_of_its_own(async {
+        match open.await {
+            Ok(store) => Ok(execute(&store, None, command).await),
+            Err(error) => Err(error.to_string()),
+        }
+    })?
+}
+
 /// `latchkey backup FILE`: this process writes FILE (new, 0600), so it goes wherever the
 /// operator may write, whatever the server's own sandbox allows. With a server running, the
 /// copy streams over the socket; without one, it is made from the store directly.

@@ -263,13 +263,11 @@ impl App {
     }
 
     /// The store's figures for the metrics: messages waiting in the mail queue, and the
-    /// database file's size in bytes. Each is `None` when it cannot be read.
+    /// store's size in bytes (the redb file, or the PostgreSQL database). Each is `None` when it cannot be read.
     pub async fn store_figures(&self) -> StoreFigures {
         StoreFigures {
             queued_mails: self.store.queued_mail_count().await.ok(),
-            file_bytes: std::fs::metadata(self.config.store.database_path())
-                .ok()
-                .map(|metadata| metadata.len()),
+            file_bytes: self.store.size_in_bytes().await.ok(),
         }
     }
 

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::admin::{self, AdminCommand};
 use crate::app::{App, PreflightError, password_cost, preflight};
 use crate::auth::password::{Password, hash_once};
-use crate::config::{Config, FlagOverrides, LogFormat};
+use crate::config::{Config, FlagOverrides, LogFormat, StoreBackend};
 use crate::http::Api;
 use crate::model::{PASSWORD_MAX_CHARACTERS, PasswordHashString};
 use crate::store::{Store, StoreError};
@@ -203,6 +203,13 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
             let _ = std::io::stdout().write_all(report.as_bytes());
             Ok(())
         }
+        Command::Restore { .. } | Command::Backup { .. }
+            if config.store.backend == StoreBackend::Postgres =>
+        {
+            Err(CommandError::Usage(
+                "with [store] backend = \"postgres\", back up and restore with PostgreSQL's own tools (pg_dump, pg_restore)".to_owned(),
+            ))
+        }
         Command::Restore {
             file,
             allow_other_install,
@@ -255,7 +262,7 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
         ),
         Command::Backup { file } => {
             let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
-            let reply = admin::backup_from_cli(&socket, || open_store(&config), &file)
+            let reply = admin::backup_from_cli(&socket, || open_redb_store(&config), &file)
                 .map_err(CommandError::Start)?;
             print_reply(reply)
         }
@@ -326,11 +333,17 @@ fn describe_setting(name: &str, value: &serde_json::Value, report: &mut String) 
 }
 
 /// Sends an admin command to the running server, or runs it on the store; prints its
-/// output; a refused command is exit code 1.
+/// output; a refused command is exit code 1. On PostgreSQL the command always runs on the
+/// database itself, which every node reads: no node's socket is needed.
 fn run_admin(config: &Config, command: AdminCommand) -> Result<(), CommandError> {
-    let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
-    let reply = admin::run_from_cli(&socket, || open_store(config), command)
-        .map_err(CommandError::Start)?;
+    let reply = match config.store.backend {
+        StoreBackend::Postgres => admin::run_on_store(open_store(config), command),
+        StoreBackend::Redb => {
+            let socket = admin::socket_path(&config.store.data_dir).map_err(CommandError::Usage)?;
+            admin::run_from_cli(&socket, || open_redb_store(config), command)
+        }
+    }
+    .map_err(CommandError::Start)?;
     print_reply(reply)
 }
 
@@ -344,9 +357,19 @@ fn print_reply(reply: admin::AdminReply) -> Result<(), CommandError> {
     }
 }
 
-/// Opens the store with redb's cache sized for its file as it is now (`[store]
+/// Opens the store `[store] backend` names.
+async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    match (&config.store.backend, &config.store.postgres_url) {
+        (StoreBackend::Postgres, Some(url)) => {
+            Store::open_postgres(url.expose_secret(), config.store.postgres_pool_size).await
+        }
+        _ => open_redb_store(config),
+    }
+}
+
+/// Opens the redb file with its cache sized for the file as it is now (`[store]
 /// cache_size_mib`, else from the file's size).
-fn open_store(config: &Config) -> Result<Store, StoreError> {
+fn open_redb_store(config: &Config) -> Result<Store, StoreError> {
     let path = config.store.database_path();
     let file_bytes = std::fs::metadata(&path).map_or(0, |metadata| metadata.len());
     Store::open_redb(&path, config.store.cache_size_bytes(file_bytes))
@@ -526,18 +549,18 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
     raise_open_files_limit();
     let database_path = config.store.database_path();
     let socket_path = admin::socket_path(&config.store.data_dir).map_err(CommandError::Start)?;
-    // The store first: holding it proves no other server uses this data dir, so a socket
-    // file left behind is stale and may go.
-    let store = open_store(&config)?;
-    let listen = config.server.listen;
-    let config_file = config_file
-        .map(|path| path.display().to_string())
-        .unwrap_or_else(|| "none".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("latchkey-runtime")
         .build()
         .map_err(|error| CommandError::Start(error.to_string()))?;
+    // The store first: holding the redb file proves no other server uses this data dir, so
+    // a socket file left behind is stale and may go.
+    let store = runtime.block_on(open_store(&config))?;
+    let listen = config.server.listen;
+    let config_file = config_file
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| "none".to_owned());
     let app = Arc::new(
         runtime
             .block_on(App::new(config, store))

@@ -159,6 +159,7 @@ impl From<StoreError> for AuthError {
             StoreError::Redb(_)
             | StoreError::Postgres(_)
             | StoreError::WriteInterrupted(_)
+            | StoreError::NotOnThisBackend(_)
             | StoreError::CorruptRecord(_)
             | StoreError::NewerSchema { .. }
             | StoreError::Locked { .. }

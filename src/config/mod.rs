@@ -30,7 +30,7 @@ pub use crate::config::sections::{
     CaptchaProvider, EmailConfig, EmailTransport, HttpConfig, KeysConfig, LogConfig, LogFormat,
     MetricsConfig, OAuthConfig, OAuthProviderConfig, OAuthProviderKind, OAuthSettingProblem,
     PROVIDER_NAME_MAX_CHARACTERS, PagesConfig, PasswordConfig, RefusedOAuthSetting, ServerConfig,
-    SessionConfig, SignupConfig, SmtpTls, StoreConfig, ThrottleConfig,
+    SessionConfig, SignupConfig, SmtpTls, StoreBackend, StoreConfig, ThrottleConfig,
 };
 
 /// Environment variables that are flags, not config keys.
@@ -105,6 +105,10 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Layers(String),
 }
+
+/// The most connections `[store] postgres_pool_size` may ask for: PostgreSQL's own default
+/// `max_connections` is 100, shared by every node.
+pub const MAX_POSTGRES_POOL_SIZE: usize = 1000;
 
 /// The largest `[store] cache_size_mib` accepted (1 TiB): beyond any store this serves, and
 /// small enough that the size in bytes cannot overflow.
@@ -395,6 +399,18 @@ impl Config {
                 format!(
                     "must be between 1 and {MAX_STORE_CACHE_SIZE_MIB} (MiB of redb's page cache)"
                 ),
+            );
+        }
+        if self.store.backend == StoreBackend::Postgres && self.store.postgres_url.is_none() {
+            return refuse(
+                "store.postgres_url",
+                "must be set with backend = \"postgres\": it names the database".to_owned(),
+            );
+        }
+        if !(1..=MAX_POSTGRES_POOL_SIZE).contains(&self.store.postgres_pool_size) {
+            return refuse(
+                "store.postgres_pool_size",
+                format!("must be between 1 and {MAX_POSTGRES_POOL_SIZE} (connections per node)"),
             );
         }
         if self.captcha.provider != CaptchaProvider::None && self.captcha.secret.is_none() {

@@ -72,17 +72,36 @@ impl Default for HttpConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The data directory: `latchkey.redb` lives here.
+    /// Which database holds the store: the embedded redb file (the default) or PostgreSQL.
+    pub backend: StoreBackend,
+    /// The data directory: `latchkey.redb` lives here (and the admin socket, on either
+    /// backend).
     pub data_dir: PathBuf,
     /// redb's page cache in MiB; unset (the default): sized by `cache_size_bytes`.
     pub cache_size_mib: Option<usize>,
+    /// With `backend = "postgres"`: the database's URL (`postgres://user:password@host/db`),
+    /// a secret since it may carry a password.
+    pub postgres_url: Option<Secret<String>>,
+    /// With `backend = "postgres"`: the most connections this node holds open.
+    pub postgres_pool_size: usize,
+}
+
+/// `[store] backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Redb,
+    Postgres,
 }
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
+            backend: StoreBackend::Redb,
             data_dir: PathBuf::from("./data"),
             cache_size_mib: None,
+            postgres_url: None,
+            postgres_pool_size: 16,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::model::{
     ApiToken, EmailTokenProblem, EmailTokenPurpose, NewUser, OAuthIdentity, OutgoingMail,
     PasswordHashString, QueuedMail, Session, SessionId, UnixSeconds, User, UserId,
 };
+use crate::store::postgres_backend::PostgresStore;
 use crate::store::redb_backend::RedbStore;
 use crate::store::{
     ApiTokenContext, BackupSummary, IdentityLink, KeyRevocation, LinkToIssue, NewSignIn,
@@ -32,6 +33,7 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Backend {
     Redb(RedbStore),
+    Postgres(PostgresStore),
 }
 
 /// Runs a redb write on the blocking pool, so that its fsync never stalls the runtime.
@@ -51,10 +53,27 @@ impl Store {
         })
     }
 
+    /// Connects to the PostgreSQL database at `url` with at most `pool_size` connections,
+    /// migrating it to this build's schema (see `PostgresStore::open`).
+    pub async fn open_postgres(url: &str, pool_size: usize) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(PostgresStore::open(url, pool_size).await?),
+        })
+    }
+
     /// The install's id: made when the store was created, kept by backups and copies.
     pub fn store_id(&self) -> &str {
         match &self.backend {
             Backend::Redb(store) => store.store_id(),
+            Backend::Postgres(store) => store.store_id(),
+        }
+    }
+
+    /// How many bytes the store takes: the redb file's size, or the PostgreSQL database's.
+    pub async fn size_in_bytes(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Redb(store) => store.size_in_bytes(),
+            Backend::Postgres(store) => store.size_in_bytes().await,
         }
     }
 
@@ -66,6 +85,9 @@ impl Store {
                 let path = path.to_path_buf();
                 off_the_runtime(move || store.backup_to(&path)).await
             }
+            Backend::Postgres(_) => Err(StoreError::NotOnThisBackend(
+                "backups of a PostgreSQL store are PostgreSQL's own: use pg_dump",
+            )),
         }
     }
 
@@ -92,6 +114,7 @@ impl Store {
                 let requester = *requester;
                 off_the_runtime(move || store.insert_sub_user(new_user, now, &requester)).await
             }
+            Backend::Postgres(store) => store.insert_sub_user(new_user, now, requester).await,
         }
     }
 
@@ -105,6 +128,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.insert_user(new_user, now)).await
             }
+            Backend::Postgres(store) => store.insert_user(new_user, now).await,
         }
     }
 
@@ -120,18 +144,21 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.insert_users(new_users, now)).await
             }
+            Backend::Postgres(store) => store.insert_users(new_users, now).await,
         }
     }
 
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.user_by_id(id),
+            Backend::Postgres(store) => store.user_by_id(id).await,
         }
     }
 
     pub async fn user_by_normalized_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.user_by_normalized_email(email),
+            Backend::Postgres(store) => store.user_by_normalized_email(email).await,
         }
     }
 
@@ -139,6 +166,7 @@ impl Store {
     pub async fn all_users(&self) -> Result<Vec<User>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.all_users(),
+            Backend::Postgres(store) => store.all_users().await,
         }
     }
 
@@ -146,6 +174,7 @@ impl Store {
     pub async fn children_of(&self, parent_id: UserId) -> Result<Vec<User>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.children_of(parent_id),
+            Backend::Postgres(store) => store.children_of(parent_id).await,
         }
     }
 
@@ -157,6 +186,7 @@ impl Store {
                 let user = user.clone();
                 off_the_runtime(move || store.replace_user(&user)).await
             }
+            Backend::Postgres(store) => store.replace_user(user).await,
         }
     }
 
@@ -173,6 +203,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.update_user(id, now, change)).await
             }
+            Backend::Postgres(store) => store.update_user(id, now, change).await,
         }
     }
 
@@ -192,6 +223,7 @@ impl Store {
                 off_the_runtime(move || store.update_user_for(requester.as_ref(), id, now, change))
                     .await
             }
+            Backend::Postgres(store) => store.update_user_for(requester, id, now, change).await,
         }
     }
 
@@ -227,6 +259,18 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .change_password(
+                        requester,
+                        user_id,
+                        hash,
+                        sessions_to_end,
+                        end_standalone_api_tokens,
+                        now,
+                    )
+                    .await
+            }
         }
     }
 
@@ -238,6 +282,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.delete_user_tree(id)).await
             }
+            Backend::Postgres(store) => store.delete_user_tree(id).await,
         }
     }
 
@@ -252,6 +297,7 @@ impl Store {
                 let sign_in = sign_in.clone();
                 off_the_runtime(move || store.record_sign_in(&sign_in)).await
             }
+            Backend::Postgres(store) => store.record_sign_in(sign_in).await,
         }
     }
 
@@ -262,12 +308,14 @@ impl Store {
     ) -> Result<Option<SessionContext>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.session_context(id),
+            Backend::Postgres(store) => store.session_context(id).await,
         }
     }
 
     pub async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.session(id),
+            Backend::Postgres(store) => store.session(id).await,
         }
     }
 
@@ -279,6 +327,7 @@ impl Store {
     ) -> Result<Vec<Session>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.live_sessions_of_user(user_id, now),
+            Backend::Postgres(store) => store.live_sessions_of_user(user_id, now).await,
         }
     }
 
@@ -293,6 +342,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.end_session_of_user(user_id, id)).await
             }
+            Backend::Postgres(store) => store.end_session_of_user(user_id, id).await,
         }
     }
 
@@ -303,6 +353,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.end_all_sessions_of_user(user_id)).await
             }
+            Backend::Postgres(store) => store.end_all_sessions_of_user(user_id).await,
         }
     }
 
@@ -317,6 +368,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.end_other_sessions_of_user(user_id, kept)).await
             }
+            Backend::Postgres(store) => store.end_other_sessions_of_user(user_id, kept).await,
         }
     }
 
@@ -324,6 +376,7 @@ impl Store {
     pub async fn session_count(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.session_count(),
+            Backend::Postgres(store) => store.session_count().await,
         }
     }
 
@@ -335,6 +388,7 @@ impl Store {
                 let sessions = sessions.to_vec();
                 off_the_runtime(move || store.insert_sessions(&sessions)).await
             }
+            Backend::Postgres(store) => store.insert_sessions(sessions).await,
         }
     }
 
@@ -349,6 +403,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.purge_expired_sessions(now, limit)).await
             }
+            Backend::Postgres(store) => store.purge_expired_sessions(now, limit).await,
         }
     }
 
@@ -361,6 +416,7 @@ impl Store {
     ) -> Result<Option<ApiTokenContext>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.api_token_context(hash),
+            Backend::Postgres(store) => store.api_token_context(hash).await,
         }
     }
 
@@ -372,6 +428,7 @@ impl Store {
                 let api_token = api_token.clone();
                 off_the_runtime(move || store.insert_api_token(&api_token)).await
             }
+            Backend::Postgres(store) => store.insert_api_token(api_token).await,
         }
     }
 
@@ -383,6 +440,7 @@ impl Store {
                 let api_tokens = api_tokens.to_vec();
                 off_the_runtime(move || store.insert_api_tokens(&api_tokens)).await
             }
+            Backend::Postgres(store) => store.insert_api_tokens(api_tokens).await,
         }
     }
 
@@ -405,6 +463,11 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .insert_api_token_within_limit(api_token, limit, requester)
+                    .await
+            }
         }
     }
 
@@ -415,6 +478,7 @@ impl Store {
     ) -> Result<Vec<ApiToken>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.standalone_api_tokens_of_user(user_id),
+            Backend::Postgres(store) => store.standalone_api_tokens_of_user(user_id).await,
         }
     }
 
@@ -434,6 +498,7 @@ impl Store {
                 let requester = *requester;
                 off_the_runtime(move || store.replace_api_token(&api_token, &requester)).await
             }
+            Backend::Postgres(store) => store.replace_api_token(api_token, requester).await,
         }
     }
 
@@ -449,6 +514,7 @@ impl Store {
                 let hash = *hash;
                 off_the_runtime(move || store.delete_api_token_of_user(user_id, &hash)).await
             }
+            Backend::Postgres(store) => store.delete_api_token_of_user(user_id, hash).await,
         }
     }
 
@@ -463,6 +529,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.purge_api_tokens_expired_before(before, limit)).await
             }
+            Backend::Postgres(store) => store.purge_api_tokens_expired_before(before, limit).await,
         }
     }
 
@@ -497,6 +564,18 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .sign_up(
+                        new_user,
+                        token_hash,
+                        token_expires_at,
+                        verification_mail,
+                        address_in_use_mail,
+                        now,
+                    )
+                    .await
+            }
         }
     }
 
@@ -519,6 +598,11 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .issue_email_token(normalized_email, token_hash, link_for, now)
+                    .await
+            }
         }
     }
 
@@ -533,6 +617,7 @@ impl Store {
     ) -> Result<Result<User, EmailTokenProblem>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.email_token_user(hash, purpose, now),
+            Backend::Postgres(store) => store.email_token_user(hash, purpose, now).await,
         }
     }
 
@@ -552,6 +637,7 @@ impl Store {
                 off_the_runtime(move || store.consume_email_token(&hash, purpose, action, now))
                     .await
             }
+            Backend::Postgres(store) => store.consume_email_token(hash, purpose, action, now).await,
         }
     }
 
@@ -567,6 +653,9 @@ impl Store {
                 off_the_runtime(move || store.purge_email_tokens_expired_before(before, limit))
                     .await
             }
+            Backend::Postgres(store) => {
+                store.purge_email_tokens_expired_before(before, limit).await
+            }
         }
     }
 
@@ -579,6 +668,7 @@ impl Store {
     ) -> Result<Vec<UserId>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.unproved_sign_ups_created_before(before, limit),
+            Backend::Postgres(store) => store.unproved_sign_ups_created_before(before, limit).await,
         }
     }
 
@@ -597,6 +687,7 @@ impl Store {
                 let user_ids = user_ids.to_vec();
                 off_the_runtime(move || store.purge_unproved_sign_ups(&user_ids, before)).await
             }
+            Backend::Postgres(store) => store.purge_unproved_sign_ups(user_ids, before).await,
         }
     }
 
@@ -610,6 +701,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.user_of_identity(provider, subject),
+            Backend::Postgres(store) => store.user_of_identity(provider, subject).await,
         }
     }
 
@@ -620,6 +712,7 @@ impl Store {
     ) -> Result<Vec<OAuthIdentity>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.identities_of_user(user_id),
+            Backend::Postgres(store) => store.identities_of_user(user_id).await,
         }
     }
 
@@ -642,6 +735,11 @@ impl Store {
                     store.link_identity(&provider, &subject, user_id, may_link, now)
                 })
                 .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .link_identity(provider, subject, user_id, may_link, now)
+                    .await
             }
         }
     }
@@ -666,6 +764,11 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .create_user_with_identity(provider, subject, new_user, now)
+                    .await
+            }
         }
     }
 
@@ -679,6 +782,7 @@ impl Store {
     ) -> Result<Vec<QueuedMail>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.due_mails(now, limit),
+            Backend::Postgres(store) => store.due_mails(now, limit).await,
         }
     }
 
@@ -686,6 +790,7 @@ impl Store {
     pub async fn queued_mail_count(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.queued_mail_count(),
+            Backend::Postgres(store) => store.queued_mail_count().await,
         }
     }
 
@@ -696,6 +801,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.remove_mail(id)).await
             }
+            Backend::Postgres(store) => store.remove_mail(id).await,
         }
     }
 
@@ -711,6 +817,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.postpone_mail(id, attempts, next_attempt_at)).await
             }
+            Backend::Postgres(store) => store.postpone_mail(id, attempts, next_attempt_at).await,
         }
     }
 
@@ -719,6 +826,7 @@ impl Store {
     pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.signing_keys(),
+            Backend::Postgres(store) => store.signing_keys().await,
         }
     }
 
@@ -733,6 +841,7 @@ impl Store {
                 let key = key.clone();
                 off_the_runtime(move || store.insert_active_signing_key(&key)).await
             }
+            Backend::Postgres(store) => store.insert_active_signing_key(key).await,
         }
     }
 
@@ -744,6 +853,7 @@ impl Store {
                 let key_id = key_id.to_owned();
                 off_the_runtime(move || store.delete_signing_key(&key_id)).await
             }
+            Backend::Postgres(store) => store.delete_signing_key(key_id).await,
         }
     }
 
@@ -762,6 +872,7 @@ impl Store {
                 off_the_runtime(move || store.insert_next_signing_key(&key, activates_at, now))
                     .await
             }
+            Backend::Postgres(store) => store.insert_next_signing_key(key, activates_at, now).await,
         }
     }
 
@@ -773,6 +884,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.promote_due_signing_keys(now)).await
             }
+            Backend::Postgres(store) => store.promote_due_signing_keys(now).await,
         }
     }
 
@@ -792,6 +904,7 @@ impl Store {
                 let replacement = replacement.clone();
                 off_the_runtime(move || store.revoke_signing_key(&key_id, &replacement, now)).await
             }
+            Backend::Postgres(store) => store.revoke_signing_key(key_id, replacement, now).await,
         }
     }
 
@@ -804,6 +917,7 @@ impl Store {
     ) -> Result<SecondFactorSummary, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.second_factor_summary(user_id),
+            Backend::Postgres(store) => store.second_factor_summary(user_id).await,
         }
     }
 
@@ -811,6 +925,7 @@ impl Store {
     pub async fn active_totp(&self, user_id: UserId) -> Result<Option<ActiveTotp>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.active_totp(user_id),
+            Backend::Postgres(store) => store.active_totp(user_id).await,
         }
     }
 
@@ -822,6 +937,7 @@ impl Store {
     ) -> Result<Option<PendingTotp>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.pending_totp(user_id, now),
+            Backend::Postgres(store) => store.pending_totp(user_id, now).await,
         }
     }
 
@@ -832,6 +948,7 @@ impl Store {
     ) -> Result<Option<RecoveryCodeSet>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.recovery_codes(user_id),
+            Backend::Postgres(store) => store.recovery_codes(user_id).await,
         }
     }
 
@@ -848,6 +965,7 @@ impl Store {
                 let requester = *requester;
                 off_the_runtime(move || store.start_totp_enrolment(&pending, &requester)).await
             }
+            Backend::Postgres(store) => store.start_totp_enrolment(pending, requester).await,
         }
     }
 
@@ -872,6 +990,11 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .activate_totp(secret, accepted_step, recovery_codes, requester)
+                    .await
+            }
         }
     }
 
@@ -888,6 +1011,7 @@ impl Store {
                 let requester = *requester;
                 off_the_runtime(move || store.disable_totp(proof, &requester)).await
             }
+            Backend::Postgres(store) => store.disable_totp(proof, requester).await,
         }
     }
 
@@ -905,6 +1029,11 @@ impl Store {
                 off_the_runtime(move || store.replace_recovery_codes(&recovery_codes, &requester))
                     .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .replace_recovery_codes(recovery_codes, requester)
+                    .await
+            }
         }
     }
 
@@ -915,6 +1044,7 @@ impl Store {
                 let token = token.clone();
                 off_the_runtime(move || store.insert_mfa_token(&token)).await
             }
+            Backend::Postgres(store) => store.insert_mfa_token(token).await,
         }
     }
 
@@ -926,6 +1056,7 @@ impl Store {
     ) -> Result<Option<MfaToken>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.mfa_token(hash, now),
+            Backend::Postgres(store) => store.mfa_token(hash, now).await,
         }
     }
 
@@ -941,6 +1072,11 @@ impl Store {
                 let store = store.clone();
                 let hash = *hash;
                 off_the_runtime(move || store.record_wrong_second_factor(&hash, max_wrong_codes))
+                    .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .record_wrong_second_factor(hash, max_wrong_codes)
                     .await
             }
         }
@@ -965,6 +1101,11 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .record_sign_in_with_second_factor(sign_in, mfa_token_hash, proof)
+                    .await
+            }
         }
     }
 
@@ -979,6 +1120,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.reset_second_factors(user_id)).await
             }
+            Backend::Postgres(store) => store.reset_second_factors(user_id).await,
         }
     }
 
@@ -993,6 +1135,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.purge_expired_second_factor_records(now, limit)).await
             }
+            Backend::Postgres(store) => store.purge_expired_second_factor_records(now, limit).await,
         }
     }
 
@@ -1014,6 +1157,11 @@ impl Store {
                 off_the_runtime(move || store.insert_passkey_challenge(&challenge, max_open, now))
                     .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .insert_passkey_challenge(challenge, max_open, now)
+                    .await
+            }
         }
     }
 
@@ -1025,6 +1173,7 @@ impl Store {
     ) -> Result<Option<PasskeyChallenge>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.passkey_challenge(id),
+            Backend::Postgres(store) => store.passkey_challenge(id).await,
         }
     }
 
@@ -1039,6 +1188,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.discard_passkey_challenge(id)).await
             }
+            Backend::Postgres(store) => store.discard_passkey_challenge(id).await,
         }
     }
 
@@ -1067,6 +1217,11 @@ impl Store {
                     )
                 })
                 .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .finish_passkey_registration(challenge_id, passkey, max_per_user, requester)
+                    .await
             }
         }
     }
@@ -1098,6 +1253,17 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .finish_passkey_assertion(
+                        challenge_id,
+                        kind,
+                        passkey_id,
+                        updated_credential,
+                        now,
+                    )
+                    .await
+            }
         }
     }
 
@@ -1108,6 +1274,7 @@ impl Store {
     ) -> Result<Option<Passkey>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.passkey_by_credential_id(credential_id),
+            Backend::Postgres(store) => store.passkey_by_credential_id(credential_id).await,
         }
     }
 
@@ -1115,6 +1282,7 @@ impl Store {
     pub async fn passkeys_of_user(&self, user_id: UserId) -> Result<Vec<Passkey>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.passkeys_of_user(user_id),
+            Backend::Postgres(store) => store.passkeys_of_user(user_id).await,
         }
     }
 
@@ -1122,6 +1290,7 @@ impl Store {
     pub async fn passkey_count(&self, user_id: UserId) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Redb(store) => store.passkey_count(user_id),
+            Backend::Postgres(store) => store.passkey_count(user_id).await,
         }
     }
 
@@ -1139,6 +1308,7 @@ impl Store {
                 let requester = *requester;
                 off_the_runtime(move || store.delete_passkey_of_user(user_id, id, &requester)).await
             }
+            Backend::Postgres(store) => store.delete_passkey_of_user(user_id, id, requester).await,
         }
     }
 
@@ -1149,6 +1319,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.remove_all_passkeys(user_id)).await
             }
+            Backend::Postgres(store) => store.remove_all_passkeys(user_id).await,
         }
     }
 
@@ -1163,6 +1334,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.purge_expired_passkey_challenges(now, limit)).await
             }
+            Backend::Postgres(store) => store.purge_expired_passkey_challenges(now, limit).await,
         }
     }
 
@@ -1187,6 +1359,11 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(store) => {
+                store
+                    .insert_oauth_browser_state(state_hash, state, max_open, now)
+                    .await
+            }
         }
     }
 
@@ -1202,6 +1379,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.take_oauth_browser_state(state_hash)).await
             }
+            Backend::Postgres(store) => store.take_oauth_browser_state(state_hash).await,
         }
     }
 
@@ -1216,6 +1394,7 @@ impl Store {
                 let store = store.clone();
                 off_the_runtime(move || store.purge_expired_oauth_browser_states(now, limit)).await
             }
+            Backend::Postgres(store) => store.purge_expired_oauth_browser_states(now, limit).await,
         }
     }
 }

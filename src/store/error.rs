@@ -8,6 +8,9 @@ pub enum StoreError {
     /// The PostgreSQL backend's failures: a connection, a statement, the pool.
     #[error("database failed: {0}")]
     Postgres(String),
+    /// An operation the chosen backend leaves to its own tools (a backup on PostgreSQL).
+    #[error("{0}")]
+    NotOnThisBackend(&'static str),
     /// The thread that ran a write failed before it could answer.
     #[error("a store write was interrupted: {0}")]
     WriteInterrupted(String),
@@ -60,8 +63,16 @@ pub enum StoreError {
 }
 
 impl From<tokio_postgres::Error> for StoreError {
+    /// The driver's own text says only "db error" for what the server refused: the server's
+    /// SQLSTATE and message are added, for the log (clients see a sanitized error).
     fn from(error: tokio_postgres::Error) -> StoreError {
-        StoreError::Postgres(error.to_string())
+        StoreError::Postgres(match error.as_db_error() {
+            Some(refused) => format!("{error}: {} ({})", refused.message(), refused.code().code()),
+            None => match std::error::Error::source(&error) {
+                Some(cause) => format!("{error}: {cause}"),
+                None => error.to_string(),
+            },
+        })
     }
 }
 

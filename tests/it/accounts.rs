@@ -765,6 +765,8 @@ async fn sessions_with_old_random_ids_and_a_user_sharing_the_id_prefix_are_told_
     // Another user whose id has the same low 48 bits: its new sessions share the id range.
     let mut neighbour = user.clone();
     neighbour.id = user.id ^ (1 << 48);
+    neighbour.email = "neighbour@example.com".to_owned();
+    neighbour.normalized_email = "neighbour@example.com".to_owned();
     server.app.store.replace_user(&neighbour).await.unwrap();
     let neighbour_session = live_session(SessionId::new_for_user(neighbour.id), neighbour.id);
     assert!(SessionId::range_for_user(user.id).contains(&neighbour_session.id.0));

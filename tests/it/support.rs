@@ -1,6 +1,7 @@
-//! The test harness: a real server on 127.0.0.1 port 0 over a real redb file in a temp dir,
-//! started in-process on a manual clock the test advances, and a small HTTP/1.1 client that
-//! speaks to it over TCP.
+//! The test harness: a real server on 127.0.0.1 port 0 over a real redb file in a temp dir
+//! (or, with `TEST_STORE_BACKEND=postgres`, a database of its own on the PostgreSQL
+//! server `scripts/test` starts), started in-process on a manual clock the test advances,
+//! and a small HTTP/1.1 client that speaks to it over TCP.
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
@@ -10,12 +11,12 @@ use std::time::Duration;
 
 use latchkey::App;
 use latchkey::auth::password::{HashCost, Password, hash_once};
-use latchkey::config::Config;
+use latchkey::config::{Config, StoreBackend};
 use latchkey::http::Api;
 use latchkey::model::clock::ManualClock;
 use latchkey::model::{
-    NewUser, PermissionSet, Role, Session, SessionId, SessionKind, Status, UaType, UnixSeconds,
-    User, now_unix_seconds,
+    NewUser, PermissionSet, Role, Secret, Session, SessionId, SessionKind, Status, UaType,
+    UnixSeconds, User, now_unix_seconds,
 };
 use latchkey::store::Store;
 use serde_json::Value;
@@ -95,7 +96,7 @@ impl TestServer {
             .as_ref()
             .map(|listener| listener.local_addr().unwrap());
         config.metrics.listen = metrics_address;
-        let store = Store::open_redb(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
+        let store = open_test_store(&mut config).await;
         let clock = ManualClock::starting_now();
         let app = Arc::new(App::with_clock(config, store, clock.clock()).await.unwrap());
         let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
@@ -425,6 +426,55 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 }
 
 /// A live session of `user_id` with the given id, written straight to the store.
+/// Whether this run of the suite puts its servers on PostgreSQL (`scripts/test`'s second
+/// run) rather than on redb files.
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_STORE_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// The store a test server runs on. On PostgreSQL the database is named after the data
+/// directory, so a test that restarts a server on the same directory finds its data again,
+/// as it would in the redb file.
+async fn open_test_store(config: &mut Config) -> Store {
+    if !on_postgres() {
+        return Store::open_redb(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
+    }
+    let server = std::env::var("TEST_POSTGRES_URL")
+        .expect("TEST_STORE_BACKEND=postgres needs TEST_POSTGRES_URL (scripts/test)");
+    let name = format!(
+        "latchkey_it_{}",
+        config
+            .store
+            .data_dir
+            .to_string_lossy()
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|byte| byte.to_ascii_lowercase() as char)
+            .collect::<String>()
+    );
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    if let Err(error) = client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+    {
+        // A restart on the same data directory: the database is there already.
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE),
+            "{error}"
+        );
+    }
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    config.store.backend = StoreBackend::Postgres;
+    config.store.postgres_url = Some(Secret::new(url.to_string()));
+    config.store.postgres_pool_size = 8;
+    Store::open_postgres(url.as_str(), 8).await.unwrap()
+}
+
 pub fn live_session(id: SessionId, user_id: u64) -> Session {
     let now = now_unix_seconds();
     Session {

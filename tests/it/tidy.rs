@@ -94,7 +94,7 @@ const FORBIDDEN_IMPORTS: &[(&str, &[&str])] = &[
 const WEBAUTHN_ADAPTER: &str = "webauthn.rs";
 
 /// Modules whose types are domain types: they derive no serde traits (wire types live in
-/// `http/dto.rs`, stored records in `store/record.rs`).
+/// `http/dto.rs`, stored records in `store/redb_backend/record.rs`).
 const SERDE_FREE_LAYERS: &[&str] = &["model", "auth"];
 
 #[test]

@@ -3,9 +3,7 @@
 //! take one transaction-scoped advisory lock (`WRITER_LOCK`) first, so they run one at a
 //! time across every node, as redb's single writer does: a rule checked by a write (the last
 //! active root, a session cap, a credential version) sees no concurrent write. Reads take
-//! no lock: a single statement, or a `REPEATABLE READ` snapshot for several.
-
-#![allow(dead_code)] // Wired in behind `Store` next (#22).
+//! no lock; the token checks' contexts are one statement each.
 
 mod api_tokens;
 mod identities;
@@ -28,9 +26,11 @@ use std::sync::Arc;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction,
 };
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::NoTls;
 
-use crate::store::postgres_backend::rows::{session_id_to_sql, unsigned_to_sql, user_id_to_sql};
+use crate::store::postgres_backend::rows::{
+    session_id_to_sql, unsigned_from_sql, unsigned_to_sql, user_id_to_sql,
+};
 use crate::store::{Requester, RequesterCredential, StoreError};
 
 /// The advisory lock every write transaction holds until it ends.
@@ -81,6 +81,16 @@ impl PostgresStore {
         &self.store_id
     }
 
+    /// The database's size in bytes, as PostgreSQL counts it.
+    pub async fn size_in_bytes(&self) -> Result<u64, StoreError> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached("SELECT pg_database_size(current_database())")
+            .await?;
+        let bytes: i64 = client.query_one(&statement, &[]).await?.try_get(0)?;
+        unsigned_from_sql(bytes, "database size")
+    }
+
     /// A connection from the pool.
     async fn connection(&self) -> Result<Object, StoreError> {
         connection_from(&self.pool).await
@@ -102,16 +112,6 @@ async fn begin_write(client: &mut Object) -> Result<Transaction<'_>, StoreError>
         .await?;
     transaction.execute(&lock, &[&WRITER_LOCK]).await?;
     Ok(transaction)
-}
-
-/// Starts a read-only transaction on one snapshot, for reads of several statements.
-async fn begin_read(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
-    Ok(client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?)
 }
 
 /// Refuses (`CredentialsChanged`) a requester whose user changed credentials or whose own

@@ -1,5 +1,5 @@
 //! The unit tests' databases: each test gets a fresh one on the PostgreSQL server that
-//! `scripts/test` starts and names in `LATCHKEY_TEST_POSTGRES_URL`.
+//! `scripts/test` starts and names in `TEST_POSTGRES_URL`.
 
 use crate::model::email_address::EmailAddress;
 use crate::model::{
@@ -12,8 +12,10 @@ pub const NOW: UnixSeconds = 1_750_000_000;
 
 /// The server's URL from the environment (a connection to its `postgres` database).
 pub fn server_url() -> String {
-    std::env::var("LATCHKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("LATCHKEY_TEST_POSTGRES_URL is unset: run the tests with scripts/test, which starts PostgreSQL")
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "TEST_POSTGRES_URL is unset: run the tests with scripts/test, which starts PostgreSQL"
+        )
     })
 }
 

@@ -89,19 +89,6 @@ pub(super) async fn delete_with_what_they_made(
     delete_tree(client, token_hashes, session_ids, true).await
 }
 
-/// Removes everything `maker` made, and everything those made in turn; `maker` itself is
-/// left as it is (gone already, or kept).
-pub(super) async fn end_what_was_made_by(
-    client: &impl GenericClient,
-    maker: TokenMaker,
-) -> Result<(), StoreError> {
-    match maker {
-        TokenMaker::ApiToken(hash) => delete_tree(client, &[hash], &[], false).await?,
-        TokenMaker::MintedSession(id) => delete_tree(client, &[], &[id], false).await?,
-    };
-    Ok(())
-}
-
 /// Brings the expiry of everything `maker` made, and of what that made, down to `bound`
 /// (an API token's last second; a session ends at most one second after it) when it was
 /// later: the maker's lifetime just got shorter (API.md 15.3). What already ends by then,

@@ -54,6 +54,7 @@ const NEVER_FOLLOW_A_LINK: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 pub struct RedbStore {
     database: Arc<Database>,
     identity: Arc<StoreIdentity>,
+    path: Arc<Path>,
 }
 
 /// The store id, read (or made) once at open.
@@ -158,6 +159,7 @@ impl RedbStore {
                 other => StoreError::from(other),
             })?;
         let mut store = RedbStore {
+            path: Arc::from(path),
             database: Arc::new(database),
             identity: Arc::new(StoreIdentity {
                 id: String::new(),
@@ -166,6 +168,16 @@ impl RedbStore {
         };
         store.identity = Arc::new(store.create_tables()?);
         Ok(store)
+    }
+
+    /// The file's size in bytes.
+    pub fn size_in_bytes(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|metadata| metadata.len())
+            .map_err(|source| StoreError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })
     }
 
     /// This store's id (see `META_STORE_ID`).
