@@ -17,6 +17,7 @@ use crate::model::{
     PasswordHashString, QueuedMail, Session, SessionId, UnixSeconds, User, UserId,
 };
 use crate::store::postgres_backend::PostgresStore;
+use crate::store::copy::{self, CopyError, CopyProgress, CopySummary};
 use crate::store::redb_backend::RedbStore;
 use crate::store::{
     ApiTokenContext, BackupSummary, IdentityLink, KeyRevocation, LinkToIssue, NewSignIn,
@@ -1395,6 +1396,90 @@ impl Store {
                 off_the_runtime(move || store.purge_expired_oauth_browser_states(now, limit)).await
             }
             Backend::Postgres(store) => store.purge_expired_oauth_browser_states(now, limit).await,
+        }
+    }
+}
+
+/// `store copy`: the public call, and what `store::copy` asks of each backend.
+impl Store {
+    /// Copies every row of this store, and its id and counters, into `target`, which must
+    /// hold no rows (`CopyError::TargetNotEmpty`, and nothing is written); `progress` hears
+    /// of each batch written and each table finished (see `store::copy`). This store is read
+    /// in one snapshot. `target`'s own handle still names its old store id: open it again to
+    /// serve from it.
+    pub async fn copy_into(
+        &self,
+        target: &Store,
+        progress: impl FnMut(&CopyProgress),
+    ) -> Result<CopySummary, CopyError> {
+        copy::copy_store(self, target, copy::COPY_BATCH_ROWS, progress).await
+    }
+
+    /// A `Store` over this redb handle, which the test keeps to look inside.
+    #[cfg(test)]
+    pub(super) fn wrapping_redb(store: RedbStore) -> Store {
+        Store {
+            backend: Backend::Redb(store),
+        }
+    }
+
+    /// A `Store` over this PostgreSQL handle, which the test keeps to look inside.
+    #[cfg(test)]
+    pub(super) fn wrapping_postgres(store: PostgresStore) -> Store {
+        Store {
+            backend: Backend::Postgres(store),
+        }
+    }
+
+    /// The tables holding rows, by name (the backend's own); the meta tables every store has
+    /// from its first open aside.
+    pub(super) async fn tables_holding_rows(&self) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Redb(store) => store.tables_holding_rows(),
+            Backend::Postgres(store) => store.tables_holding_rows().await,
+        }
+    }
+
+    /// Sends every row, in batches of `batch_rows`, and then the store's facts, all read in
+    /// one snapshot.
+    pub(super) async fn send_every_row(
+        &self,
+        sender: copy::CopySender,
+        batch_rows: usize,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Redb(store) => {
+                let store = store.clone();
+                off_the_runtime(move || store.send_every_row(&sender, batch_rows)).await
+            }
+            Backend::Postgres(store) => store.send_every_row(&sender, batch_rows).await,
+        }
+    }
+
+    /// Writes one batch in one transaction; answers how many rows it wrote (the rest
+    /// referred to what the source no longer holds).
+    pub(super) async fn write_copied_rows(&self, rows: copy::CopiedRows) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Redb(store) => {
+                let store = store.clone();
+                off_the_runtime(move || store.write_copied_rows(&rows)).await
+            }
+            Backend::Postgres(store) => store.write_copied_rows(&rows).await,
+        }
+    }
+
+    /// Sets the store id and the next user and mail ids.
+    pub(super) async fn write_store_facts(
+        &self,
+        facts: &copy::StoreFacts,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Redb(store) => {
+                let store = store.clone();
+                let facts = facts.clone();
+                off_the_runtime(move || store.write_store_facts(&facts)).await
+            }
+            Backend::Postgres(store) => store.write_store_facts(facts).await,
         }
     }
 }

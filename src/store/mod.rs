@@ -4,6 +4,7 @@
 //! before it returns.
 
 mod backend;
+mod copy;
 mod error;
 mod postgres_backend;
 pub(crate) mod redb_backend;
@@ -15,6 +16,7 @@ use crate::model::{
 };
 
 pub use crate::store::backend::Store;
+pub use crate::store::copy::{CopiedTable, CopyError, CopyProgress, CopySummary};
 pub use crate::store::error::StoreError;
 pub use crate::store::redb_backend::is_unproved_sign_up;
 

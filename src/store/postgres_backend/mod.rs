@@ -6,6 +6,7 @@
 //! no lock; the token checks' contexts are one statement each.
 
 mod api_tokens;
+mod copy;
 mod identities;
 mod mail_queue;
 mod migrations;

@@ -21,11 +21,11 @@ use crate::store::stored_name::StoredName;
 const PURGE_WHEN_FULL_ROWS: i64 = 1_000;
 
 /// `passkeys`' columns in the order `passkey_from_row` reads them.
-const PASSKEY_COLUMNS: &str =
+pub(super) const PASSKEY_COLUMNS: &str =
     "id, user_id, credential_id, user_handle, name, created, last_used, credential";
 
 /// `passkey_challenges`' columns in the order `passkey_challenge_from_row` reads them.
-const PASSKEY_CHALLENGE_COLUMNS: &str = "id, kind, user_id, user_handle, expires_at, state";
+pub(super) const PASSKEY_CHALLENGE_COLUMNS: &str = "id, kind, user_id, user_handle, expires_at, state";
 
 impl PostgresStore {
     /// Keeps a started ceremony until it is finished or purged. When `max_open` challenges
@@ -403,7 +403,7 @@ async fn purge_expired_challenges(
 }
 
 /// The passkey whose `PASSKEY_COLUMNS` are the row's.
-fn passkey_from_row(row: &Row) -> Result<Passkey, StoreError> {
+pub(super) fn passkey_from_row(row: &Row) -> Result<Passkey, StoreError> {
     Ok(Passkey {
         id: PasskeyId(row.try_get::<_, uuid::Uuid>(0)?.as_u128()),
         user_id: user_id_from_sql(row.try_get(1)?)?,
@@ -417,7 +417,7 @@ fn passkey_from_row(row: &Row) -> Result<Passkey, StoreError> {
 }
 
 /// The challenge whose `PASSKEY_CHALLENGE_COLUMNS` are the row's.
-fn passkey_challenge_from_row(row: &Row) -> Result<PasskeyChallenge, StoreError> {
+pub(super) fn passkey_challenge_from_row(row: &Row) -> Result<PasskeyChallenge, StoreError> {
     let user_id: Option<i64> = row.try_get(2)?;
     let user_handle: Option<uuid::Uuid> = row.try_get(3)?;
     Ok(PasskeyChallenge {

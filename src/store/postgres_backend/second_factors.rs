@@ -20,7 +20,7 @@ use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester
 use crate::store::{NewSignIn, Requester, StoreError};
 
 /// `mfa_tokens`' columns in the order `mfa_token_from_row` reads them.
-const MFA_TOKEN_COLUMNS: &str = "hash, user_id, credential_version, first_factor, \
+pub(super) const MFA_TOKEN_COLUMNS: &str = "hash, user_id, credential_version, first_factor, \
      long_term_token, logout_other, remote_ip, user_agent, replacement_password_hash, created, \
      expires_at, wrong_codes";
 
@@ -590,14 +590,14 @@ async fn spend_proof(
     }
 }
 
-fn totp_secret_from_sql(bytes: &[u8]) -> Result<TotpSecret, StoreError> {
+pub(super) fn totp_secret_from_sql(bytes: &[u8]) -> Result<TotpSecret, StoreError> {
     let secret: [u8; TOTP_SECRET_BYTES] = bytes
         .try_into()
         .map_err(|_| StoreError::CorruptRecord("totp"))?;
     Ok(TotpSecret::new(secret))
 }
 
-fn recovery_code_set_from_sql(
+pub(super) fn recovery_code_set_from_sql(
     salt: &[u8],
     hashes: Vec<Vec<u8>>,
 ) -> Result<RecoveryCodeSet, StoreError> {
@@ -612,7 +612,7 @@ fn recovery_code_set_from_sql(
 }
 
 /// `password`, or the provider's name after `oauth:`.
-fn first_factor_to_sql(first_factor: &FirstFactor) -> String {
+pub(super) fn first_factor_to_sql(first_factor: &FirstFactor) -> String {
     match first_factor {
         FirstFactor::Password => "password".to_owned(),
         FirstFactor::OAuth { provider } => format!("oauth:{provider}"),
@@ -632,7 +632,7 @@ fn first_factor_from_sql(text: &str) -> Result<FirstFactor, StoreError> {
 }
 
 /// The mfa-token whose `MFA_TOKEN_COLUMNS` are the row's.
-fn mfa_token_from_row(row: &Row) -> Result<MfaToken, StoreError> {
+pub(super) fn mfa_token_from_row(row: &Row) -> Result<MfaToken, StoreError> {
     let wrong_codes: i32 = row.try_get(11)?;
     Ok(MfaToken {
         hash: hash_from_sql(row.try_get(0)?, "mfa token")?,

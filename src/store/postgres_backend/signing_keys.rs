@@ -18,7 +18,7 @@ use crate::store::{KeyRevocation, PendingNextKey, StoreError, StoredSigningKey};
 const SELECT_SIGNING_KEYS: &str = "SELECT key_id, secret_key, status, created, retired_at, \
      activates_at FROM signing_keys ORDER BY key_id COLLATE \"C\"";
 
-fn signing_key_from_row(row: &Row) -> Result<StoredSigningKey, StoreError> {
+pub(super) fn signing_key_from_row(row: &Row) -> Result<StoredSigningKey, StoreError> {
     Ok(StoredSigningKey {
         key_id: row.try_get(0)?,
         secret_key_bytes: Secret::new(row.try_get(1)?),

@@ -5,6 +5,7 @@
 
 mod api_tokens;
 mod backup;
+mod copy;
 mod identities;
 mod mail_queue;
 mod oauth_browser_states;

@@ -1,6 +1,6 @@
 //! Every table of the store file, named `key_value`, and `ALL_TABLES`, the one list that
-//! opening (create), backup (copy) and their tests walk, so a new table cannot be left out
-//! of either.
+//! opening (create), backup (copy) and their tests walk (`store copy`'s tests too), so a new
+//! table cannot be left out of either.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
@@ -120,6 +120,9 @@ pub(super) trait StoreTable: TableHandle + Sync {
         source: &ReadTransaction,
         target: &WriteTransaction,
     ) -> Result<(), StoreError>;
+    /// Every row as its key's and value's bytes, in key order: what the copy's tests compare.
+    #[cfg(test)]
+    fn rows_as_bytes(&self, source: &ReadTransaction) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
 }
 
 impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
@@ -142,6 +145,20 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
             to.insert(key.value(), value.value())?;
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    fn rows_as_bytes(&self, source: &ReadTransaction) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let table = source.open_table(*self)?;
+        let mut rows = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            rows.push((
+                K::as_bytes(&key.value()).as_ref().to_vec(),
+                V::as_bytes(&value.value()).as_ref().to_vec(),
+            ));
+        }
+        Ok(rows)
     }
 }
 
