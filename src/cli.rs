@@ -16,7 +16,7 @@ use crate::auth::password::{Password, hash_once};
 use crate::config::{Config, FlagOverrides, LogFormat, StoreBackend};
 use crate::http::Api;
 use crate::model::{PASSWORD_MAX_CHARACTERS, PasswordHashString};
-use crate::store::{Store, StoreError};
+use crate::store::{CopyError, Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +68,26 @@ enum Command {
         /// Restore a backup of another install (its store id differs from this store's).
         #[arg(long)]
         allow_other_install: bool,
+    },
+    /// Move the store: copy it into an empty store of either backend.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy every table of the store `[store]` names (its users, sessions, API tokens,
+    /// signing keys, second factors, queued mail...) and its store id into an EMPTY store, so
+    /// that a server started on the copy accepts every token made before. A redb store's
+    /// server must be stopped first; a PostgreSQL store is read in one snapshot while its
+    /// nodes keep running (what they write after the copy starts is not in it).
+    Copy {
+        /// A PostgreSQL database (postgres://USER@HOST/DATABASE or postgresql://...), or the
+        /// path of a new redb file.
+        #[arg(long, value_name = "URL_OR_FILE")]
+        to: String,
     },
 }
 
@@ -214,6 +234,9 @@ fn run_command(cli: Cli) -> Result<(), CommandError> {
             file,
             allow_other_install,
         } => restore(&config, &file, allow_other_install),
+        Command::Store {
+            command: StoreCommand::Copy { to },
+        } => copy_store(&config, &to),
         Command::User { command } => {
             let command = match command {
                 UserCommand::Add {
@@ -453,6 +476,137 @@ fn restore(
         admin::describe_signing_keys(&summary.signing_keys, crate::model::now_unix_seconds())
     );
     Ok(())
+}
+
+/// `latchkey store copy --to TARGET`: opens the configured store (refused while a server
+/// holds its redb file) and the target (a `postgres://` or `postgresql://` URL is a
+/// PostgreSQL database, migrated; anything else a redb file, made 0600), copies every row
+/// into it (refused, with nothing written, when it holds any), and prints a line as each
+/// table ends and, for a large table, once a second while it copies.
+fn copy_store(config: &Config, to: &str) -> Result<(), CommandError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| CommandError::Start(error.to_string()))?;
+    runtime.block_on(async {
+        let source = open_store(config).await.map_err(|error| match error {
+            StoreError::Locked { path } => CommandError::Usage(format!(
+                "{path} is held by a running server; stop it before copying (a PostgreSQL store can be copied while its nodes run)"
+            )),
+            other => CommandError::Store(other),
+        })?;
+        let source_name = match config.store.backend {
+            StoreBackend::Postgres => "the PostgreSQL database".to_owned(),
+            StoreBackend::Redb => format!("{}", config.store.database_path().display()),
+        };
+        let target_is_postgres = to.starts_with("postgres://") || to.starts_with("postgresql://");
+        let target_name;
+        let mut made_target_file = None;
+        let target = if target_is_postgres {
+            target_name = describe_postgres_url(to);
+            Store::open_postgres(to, 2).await?
+        } else {
+            let path = std::path::Path::new(to);
+            target_name = path.display().to_string();
+            if config.store.backend == StoreBackend::Redb
+                && path.exists()
+                && std::fs::canonicalize(path).ok()
+                    == std::fs::canonicalize(config.store.database_path()).ok()
+            {
+                return Err(CommandError::Usage(format!(
+                    "{target_name} is the store being copied; name a new file"
+                )));
+            }
+            if !path.exists() {
+                made_target_file = Some(path.to_path_buf());
+            }
+            Store::open_redb(path, 64 * 1024 * 1024).map_err(|error| match error {
+                StoreError::Locked { path } => CommandError::Usage(format!(
+                    "{path} is held by a running server; copy only into a store no server uses"
+                )),
+                other => CommandError::Store(other),
+            })?
+        };
+        let mut out = std::io::stdout();
+        let _ = writeln!(
+            out,
+            "copying store {} from {source_name} to {target_name}",
+            source.store_id()
+        );
+        let started = std::time::Instant::now();
+        let mut last_line = started;
+        let copied = source
+            .copy_into(&target, |progress| {
+                let left_out = match progress.rows_skipped {
+                    0 => String::new(),
+                    skipped => format!(
+                        ", {skipped} left out (they belong to a user or session the store no longer holds)"
+                    ),
+                };
+                if progress.finished {
+                    let _ = writeln!(
+                        out,
+                        "{}: {} rows copied{left_out}",
+                        progress.table.name(),
+                        progress.rows_copied
+                    );
+                    last_line = std::time::Instant::now();
+                } else if last_line.elapsed() >= std::time::Duration::from_secs(1) {
+                    let _ = writeln!(
+                        out,
+                        "{}: {} rows copied so far{left_out}",
+                        progress.table.name(),
+                        progress.rows_copied
+                    );
+                    last_line = std::time::Instant::now();
+                }
+            })
+            .await;
+        drop(target);
+        match copied {
+            Ok(summary) => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "copied {} rows in {:.1} s; {target_name} now holds store {} (start the servers on it with [store] {})",
+                    summary.rows_copied(),
+                    started.elapsed().as_secs_f64(),
+                    summary.store_id,
+                    if target_is_postgres {
+                        "backend = \"postgres\" and postgres_url"
+                    } else {
+                        "backend = \"redb\", the file as latchkey.redb in the data directory"
+                    }
+                );
+                Ok(())
+            }
+            Err(refusal @ CopyError::TargetNotEmpty { .. }) => Err(CommandError::Usage(format!(
+                "{refusal} (a new PostgreSQL database, or a path with no file); nothing was written to {target_name}"
+            ))),
+            Err(failure) => {
+                let left = match made_target_file {
+                    Some(path) if std::fs::remove_file(&path).is_ok() => {
+                        format!("{} was removed", path.display())
+                    }
+                    _ => format!(
+                        "{target_name} holds what was written before the failure: copy into a new one"
+                    ),
+                };
+                Err(CommandError::Start(format!("the copy stopped: {failure}; {left}")))
+            }
+        }
+    })
+}
+
+/// A PostgreSQL URL as it may be shown: without its password.
+fn describe_postgres_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "the PostgreSQL database".to_owned(),
+    }
 }
 
 /// Root restoring for a server that runs as another user (the systemd unit's): the restored

@@ -46,6 +46,7 @@ mod security_signup;
 mod security_tokens;
 mod sign_in;
 mod signup;
+mod store_copy;
 mod support;
 mod systemd;
 mod tidy;
