@@ -505,7 +505,9 @@ fn copy_store(config: &Config, to: &str) -> Result<(), CommandError> {
         let mut made_target_file = None;
         let target = if target_is_postgres {
             target_name = describe_postgres_url(to);
-            Store::open_postgres(to, 2).await?
+            Store::open_postgres(to, 2).await.map_err(|error| {
+                CommandError::Start(format!("cannot open {target_name}: {error}"))
+            })?
         } else {
             let path = std::path::Path::new(to);
             target_name = path.display().to_string();
@@ -529,35 +531,44 @@ fn copy_store(config: &Config, to: &str) -> Result<(), CommandError> {
             })?
         };
         let mut out = std::io::stdout();
-        let _ = writeln!(
-            out,
+        let header = format!(
             "copying store {} from {source_name} to {target_name}",
             source.store_id()
         );
+        let mut header = Some(header);
         let started = std::time::Instant::now();
         let mut last_line = started;
         let copied = source
             .copy_into(&target, |progress| {
+                // Once the target is found empty: a refusal prints only itself.
+                if let Some(header) = header.take() {
+                    let _ = writeln!(out, "{header}");
+                }
+                let rows = |count: u64| match count {
+                    1 => "1 row".to_owned(),
+                    count => format!("{count} rows"),
+                };
                 let left_out = match progress.rows_skipped {
                     0 => String::new(),
                     skipped => format!(
-                        ", {skipped} left out (they belong to a user or session the store no longer holds)"
+                        ", {} left out (they belong to a user or session the store no longer holds)",
+                        rows(skipped)
                     ),
                 };
                 if progress.finished {
                     let _ = writeln!(
                         out,
-                        "{}: {} rows copied{left_out}",
+                        "{}: {} copied{left_out}",
                         progress.table.name(),
-                        progress.rows_copied
+                        rows(progress.rows_copied)
                     );
                     last_line = std::time::Instant::now();
                 } else if last_line.elapsed() >= std::time::Duration::from_secs(1) {
                     let _ = writeln!(
                         out,
-                        "{}: {} rows copied so far{left_out}",
+                        "{}: {} copied so far{left_out}",
                         progress.table.name(),
-                        progress.rows_copied
+                        rows(progress.rows_copied)
                     );
                     last_line = std::time::Instant::now();
                 }

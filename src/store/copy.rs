@@ -263,7 +263,9 @@ pub(super) async fn copy_store(
     }
     let (sender, mut receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reading = source.send_every_row(sender, batch_rows.max(1));
-    let writing = async {
+    // The receiver is the writing's own: when the writing stops (a failed batch) it is
+    // dropped with it, and the reading's next send fails instead of waiting for ever.
+    let writing = async move {
         let mut tally = Tally::new();
         while let Some(item) = receiver.recv().await {
             match item {

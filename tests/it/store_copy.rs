@@ -140,10 +140,13 @@ async fn enrol_totp(address: std::net::SocketAddr) -> Vec<String> {
         .collect()
 }
 
+/// The rows a copy's output says it copied of `table` (its line as the table ends).
 fn line_count(output: &str, table: &str) -> Option<u64> {
     output.lines().find_map(|line| {
-        line.strip_prefix(&format!("{table}: "))?
-            .strip_suffix(" rows copied")?
+        let copied = line.strip_prefix(&format!("{table}: "))?;
+        copied
+            .strip_suffix(" rows copied")
+            .or_else(|| copied.strip_suffix(" row copied"))?
             .parse()
             .ok()
     })

@@ -872,6 +872,40 @@ mod tests {
         url.to_string()
     }
 
+    /// A target that fails part way stops the copy as the target's failure, at once: the
+    /// source, blocked on a full channel, is not left waiting.
+    #[tokio::test]
+    async fn a_target_failing_part_way_stops_the_copy() {
+        let directory = tempfile::tempdir().unwrap();
+        let (source, source_file) = redb_store(&directory, "source.redb");
+        source_file.fill_every_table_for_tests();
+        let database = fresh_store().await;
+        database
+            .connection()
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS                  $$ BEGIN RAISE EXCEPTION 'no sessions here'; END $$;                  CREATE TRIGGER refuse BEFORE INSERT ON sessions                  FOR EACH STATEMENT EXECUTE FUNCTION refuse()",
+            )
+            .await
+            .unwrap();
+        let target = Store::wrapping_postgres(database.clone());
+        let copied = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            copy_store(&source, &target, 1, |_| {}),
+        )
+        .await
+        .expect("the copy stops");
+        match copied {
+            Err(CopyError::Target(error)) => {
+                assert!(error.to_string().contains("no sessions here"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // What was written before stays: the target is no longer empty.
+        assert_eq!(database.tables_holding_rows().await.unwrap(), ["users"]);
+    }
+
     /// A copy of a database that live nodes keep writing is one snapshot: what commits while
     /// it reads is not in it.
     #[tokio::test]

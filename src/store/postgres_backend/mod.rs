@@ -99,9 +99,11 @@ impl PostgresStore {
 }
 
 async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
-    pool.get()
-        .await
-        .map_err(|error| StoreError::Postgres(error.to_string()))
+    pool.get().await.map_err(|error| match error {
+        // The server's own refusal (a database that does not exist, a password refused).
+        deadpool_postgres::PoolError::Backend(error) => StoreError::from(error),
+        other => StoreError::Postgres(other.to_string()),
+    })
 }
 
 /// Starts a write transaction holding the writer lock until it commits or rolls back
