@@ -16,8 +16,8 @@ use crate::model::{
     ApiToken, EmailTokenProblem, EmailTokenPurpose, NewUser, OAuthIdentity, OutgoingMail,
     PasswordHashString, QueuedMail, Session, SessionId, UnixSeconds, User, UserId,
 };
-use crate::store::postgres_backend::PostgresStore;
 use crate::store::copy::{self, CopyError, CopyProgress, CopySummary};
+use crate::store::postgres_backend::PostgresStore;
 use crate::store::redb_backend::RedbStore;
 use crate::store::{
     ApiTokenContext, BackupSummary, IdentityLink, KeyRevocation, LinkToIssue, NewSignIn,
@@ -1458,7 +1458,10 @@ impl Store {
 
     /// Writes one batch in one transaction; answers how many rows it wrote (the rest
     /// referred to what the source no longer holds).
-    pub(super) async fn write_copied_rows(&self, rows: copy::CopiedRows) -> Result<u64, StoreError> {
+    pub(super) async fn write_copied_rows(
+        &self,
+        rows: copy::CopiedRows,
+    ) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Redb(store) => {
                 let store = store.clone();

@@ -95,7 +95,10 @@ async fn first_step(address: std::net::SocketAddr) -> String {
         .send()
         .await;
     let body = answer.assert_error(403);
-    assert_eq!(body["context"]["reason"], "second-factor-required", "{body}");
+    assert_eq!(
+        body["context"]["reason"], "second-factor-required",
+        "{body}"
+    );
     body["context"]["mfa-token"].as_str().unwrap().to_owned()
 }
 
@@ -236,11 +239,7 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
     assert_eq!(line_count(&text, "mfa_tokens"), Some(1), "{text}");
     assert_eq!(line_count(&text, "recovery_codes"), Some(1), "{text}");
     assert!(line_count(&text, "sessions").unwrap() >= 2, "{text}");
-    let store_id = text
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .to_owned();
+    let store_id = text.split_whitespace().nth(2).unwrap().to_owned();
 
     // A server on PostgreSQL takes everything made on redb.
     let postgres_dir = tempfile::tempdir().unwrap();
@@ -265,7 +264,11 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
         "a recovery code works once"
     );
     let mails = wait_for_mail(smtp.inbox.path(), 1, Duration::from_secs(40)).await;
-    assert!(mails[0].contains(&format!("To: {NEWCOMER}")), "{}", mails[0]);
+    assert!(
+        mails[0].contains(&format!("To: {NEWCOMER}")),
+        "{}",
+        mails[0]
+    );
     let verified = request_to(address, "POST", "/auth/verify")
         .header("X-Recaptcha-Token", "not-checked")
         .json(&json!({ "verify-token": token_in(&mails[0]) }))
@@ -276,7 +279,13 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
     let (ok, text) = latchkey(
         postgres_dir.path(),
         &postgres_settings,
-        &["user", "add", "--email", "fourth@example.com", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "fourth@example.com",
+            "--password-stdin",
+        ],
         &password_line,
     );
     assert!(ok && text.contains("created user 4 "), "{text}");
@@ -292,7 +301,10 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
         "",
     );
     assert!(ok, "{text}");
-    assert!(text.contains(&format!("copying store {store_id} ")), "{text}");
+    assert!(
+        text.contains(&format!("copying store {store_id} ")),
+        "{text}"
+    );
     assert_eq!(line_count(&text, "users"), Some(4), "{text}");
     assert_eq!(terminate(&mut server).code(), Some(0));
     use std::os::unix::fs::PermissionsExt;
@@ -340,7 +352,13 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
     assert_eq!(terminate(&mut server).code(), Some(0));
     let (ok, text) = admin(
         back_dir.path(),
-        &["user", "add", "--email", "fifth@example.com", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "fifth@example.com",
+            "--password-stdin",
+        ],
         &password_line,
     );
     assert!(ok && text.contains("created user 5 "), "{text}");

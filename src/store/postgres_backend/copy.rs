@@ -11,11 +11,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use crate::model::oauth_browser::OAuthStateHash;
+use crate::model::second_factor::{ActiveTotp, PendingTotp};
 use crate::model::{
     EmailToken, EmailTokenPurpose, OAuthIdentity, OutgoingMail, PasswordHashString, QueuedMail,
     Secret, SignUpAttempt,
 };
-use crate::model::second_factor::{ActiveTotp, PendingTotp};
 use crate::store::StoreError;
 use crate::store::copy::{
     CopiedEmailToken, CopiedRecoveryCodes, CopiedRows, CopiedTable, CopyItem, CopySender,
@@ -125,7 +125,10 @@ impl PostgresStore {
 
     /// Writes one batch of copied rows in one transaction; answers how many it wrote (a row
     /// whose user or session is not here is left out).
-    pub(in crate::store) async fn write_copied_rows(&self, rows: &CopiedRows) -> Result<u64, StoreError> {
+    pub(in crate::store) async fn write_copied_rows(
+        &self,
+        rows: &CopiedRows,
+    ) -> Result<u64, StoreError> {
         let mut client = self.connection().await?;
         let transaction = begin_write(&mut client).await?;
         let written = insert_copied_rows(&transaction, rows).await?;
@@ -134,7 +137,10 @@ impl PostgresStore {
     }
 
     /// Sets the store id, and the sequences so that the next user and mail get these ids.
-    pub(in crate::store) async fn write_store_facts(&self, facts: &StoreFacts) -> Result<(), StoreError> {
+    pub(in crate::store) async fn write_store_facts(
+        &self,
+        facts: &StoreFacts,
+    ) -> Result<(), StoreError> {
         let mut client = self.connection().await?;
         let transaction = begin_write(&mut client).await?;
         let statement = transaction
@@ -218,9 +224,7 @@ fn copied_rows(table: CopiedTable, rows: &[Row]) -> Result<CopiedRows, StoreErro
     }
     Ok(match table {
         CopiedTable::Users => CopiedRows::Users(each(rows, |row| user_from_row(row, 0))?),
-        CopiedTable::Sessions => {
-            CopiedRows::Sessions(each(rows, |row| session_from_row(row, 0))?)
-        }
+        CopiedTable::Sessions => CopiedRows::Sessions(each(rows, |row| session_from_row(row, 0))?),
         CopiedTable::ApiTokens => {
             CopiedRows::ApiTokens(each(rows, |row| api_token_from_row(row, 0))?)
         }
@@ -368,7 +372,9 @@ async fn insert_copied_rows(
                 ),
                 vec![
                     Box::new(values(sessions, |session| session_id_to_sql(session.id))),
-                    Box::new(checked_values(sessions, |session| user_id_to_sql(session.user_id))?),
+                    Box::new(checked_values(sessions, |session| {
+                        user_id_to_sql(session.user_id)
+                    })?),
                     Box::new(values(sessions, |session| session.kind.stored_name())),
                     Box::new(values(sessions, |session| session.created)),
                     Box::new(values(sessions, |session| session.expire)),
@@ -401,10 +407,18 @@ async fn insert_copied_rows(
                 vec![
                     Box::new(values(tokens, |token| token.hash.as_slice())),
                     Box::new(values(tokens, |token| token.prefix.as_str())),
-                    Box::new(checked_values(tokens, |token| user_id_to_sql(token.user_id))?),
-                    Box::new(values(tokens, |token| token.session_id.map(session_id_to_sql))),
-                    Box::new(values(tokens, |token| permissions_to_sql(token.permissions))),
-                    Box::new(values(tokens, |token| permissions_to_sql(token.restrictions))),
+                    Box::new(checked_values(tokens, |token| {
+                        user_id_to_sql(token.user_id)
+                    })?),
+                    Box::new(values(tokens, |token| {
+                        token.session_id.map(session_id_to_sql)
+                    })),
+                    Box::new(values(tokens, |token| {
+                        permissions_to_sql(token.permissions)
+                    })),
+                    Box::new(values(tokens, |token| {
+                        permissions_to_sql(token.restrictions)
+                    })),
                     Box::new(values(tokens, |token| token.created)),
                     Box::new(values(tokens, |token| token.updated)),
                     Box::new(values(tokens, |token| token.expires_at)),
@@ -423,7 +437,9 @@ async fn insert_copied_rows(
                     .to_owned(),
                 vec![
                     Box::new(values(keys, |key| key.key_id.as_str())),
-                    Box::new(values(keys, |key| key.secret_key_bytes.expose_secret().as_slice())),
+                    Box::new(values(keys, |key| {
+                        key.secret_key_bytes.expose_secret().as_slice()
+                    })),
                     Box::new(values(keys, |key| key.status.stored_name())),
                     Box::new(values(keys, |key| key.created)),
                     Box::new(values(keys, |key| key.retired_at)),
@@ -446,7 +462,9 @@ async fn insert_copied_rows(
                 vec![
                     Box::new(values(tokens, |copied| copied.token.hash.as_slice())),
                     Box::new(values(tokens, |copied| copied.token.purpose.stored_name())),
-                    Box::new(checked_values(tokens, |copied| user_id_to_sql(copied.token.user_id))?),
+                    Box::new(checked_values(tokens, |copied| {
+                        user_id_to_sql(copied.token.user_id)
+                    })?),
                     Box::new(values(tokens, |copied| copied.token.expires_at)),
                     Box::new(values(tokens, |copied| copied.used)),
                     Box::new(values(tokens, |copied| {
@@ -482,13 +500,20 @@ async fn insert_copied_rows(
                  $3::text[], $4::text[], $5::text[], $6::integer[], $7::bigint[])"
                     .to_owned(),
                 vec![
-                    Box::new(checked_values(mails, |queued| unsigned_to_sql(queued.id, "mail"))?),
+                    Box::new(checked_values(mails, |queued| {
+                        unsigned_to_sql(queued.id, "mail")
+                    })?),
                     Box::new(values(mails, |queued| queued.mail.to.as_str())),
                     Box::new(values(mails, |queued| queued.mail.subject.as_str())),
-                    Box::new(values(mails, |queued| queued.mail.text.expose_secret().as_str())),
-                    Box::new(values(mails, |queued| queued.mail.html.expose_secret().as_str())),
+                    Box::new(values(mails, |queued| {
+                        queued.mail.text.expose_secret().as_str()
+                    })),
+                    Box::new(values(mails, |queued| {
+                        queued.mail.html.expose_secret().as_str()
+                    })),
                     Box::new(checked_values(mails, |queued| {
-                        i32::try_from(queued.attempts).map_err(|_| StoreError::CorruptRecord("mail"))
+                        i32::try_from(queued.attempts)
+                            .map_err(|_| StoreError::CorruptRecord("mail"))
                     })?),
                     Box::new(values(mails, |queued| queued.next_attempt_at)),
                 ],
@@ -545,7 +570,9 @@ async fn insert_copied_rows(
                      WHERE {USER_IS_HERE}"
                 ),
                 vec![
-                    Box::new(checked_values(enrolments, |pending| user_id_to_sql(pending.user_id))?),
+                    Box::new(checked_values(enrolments, |pending| {
+                        user_id_to_sql(pending.user_id)
+                    })?),
                     Box::new(values(enrolments, |pending| {
                         pending.secret.expose_secret().as_slice()
                     })),
@@ -565,7 +592,12 @@ async fn insert_copied_rows(
                 .await?;
             let mut written = 0;
             for set in sets {
-                let hashes: Vec<&[u8]> = set.codes.hashes.iter().map(|hash| hash.as_slice()).collect();
+                let hashes: Vec<&[u8]> = set
+                    .codes
+                    .hashes
+                    .iter()
+                    .map(|hash| hash.as_slice())
+                    .collect();
                 written += client
                     .execute(
                         &statement,
@@ -591,11 +623,15 @@ async fn insert_copied_rows(
                 ),
                 vec![
                     Box::new(values(tokens, |token| token.hash.as_slice())),
-                    Box::new(checked_values(tokens, |token| user_id_to_sql(token.user_id))?),
+                    Box::new(checked_values(tokens, |token| {
+                        user_id_to_sql(token.user_id)
+                    })?),
                     Box::new(checked_values(tokens, |token| {
                         unsigned_to_sql(token.credential_version, "mfa token")
                     })?),
-                    Box::new(values(tokens, |token| first_factor_to_sql(&token.first_factor))),
+                    Box::new(values(tokens, |token| {
+                        first_factor_to_sql(&token.first_factor)
+                    })),
                     Box::new(values(tokens, |token| token.long_term_token)),
                     Box::new(values(tokens, |token| token.logout_other)),
                     Box::new(values(tokens, |token| token.remote_ip.as_str())),
@@ -626,8 +662,12 @@ async fn insert_copied_rows(
                      WHERE {USER_IS_HERE}"
                 ),
                 vec![
-                    Box::new(values(passkeys, |passkey| uuid::Uuid::from_u128(passkey.id.0))),
-                    Box::new(checked_values(passkeys, |passkey| user_id_to_sql(passkey.user_id))?),
+                    Box::new(values(passkeys, |passkey| {
+                        uuid::Uuid::from_u128(passkey.id.0)
+                    })),
+                    Box::new(checked_values(passkeys, |passkey| {
+                        user_id_to_sql(passkey.user_id)
+                    })?),
                     Box::new(values(passkeys, |passkey| passkey.credential_id.as_slice())),
                     Box::new(values(passkeys, |passkey| {
                         uuid::Uuid::from_u128(passkey.user_handle)
@@ -677,8 +717,12 @@ async fn insert_copied_rows(
                 vec![
                     Box::new(values(states, |(hash, _)| hash.0.as_slice())),
                     Box::new(values(states, |(_, state)| state.provider.as_str())),
-                    Box::new(values(states, |(_, state)| state.browser_binding_hash.as_slice())),
-                    Box::new(values(states, |(_, state)| state.nonce.expose_secret().as_str())),
+                    Box::new(values(states, |(_, state)| {
+                        state.browser_binding_hash.as_slice()
+                    })),
+                    Box::new(values(states, |(_, state)| {
+                        state.nonce.expose_secret().as_str()
+                    })),
                     Box::new(values(states, |(_, state)| {
                         state.pkce_verifier.expose_secret().as_str()
                     })),
@@ -829,7 +873,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(finished.len(), CopiedTable::ALL.len());
-        assert!(finished.contains(&(CopiedTable::MfaTokens, 0, 1)), "{finished:?}");
+        assert!(
+            finished.contains(&(CopiedTable::MfaTokens, 0, 1)),
+            "{finished:?}"
+        );
         // The discoverable sign-in's challenge belongs to nobody and stays.
         assert!(
             finished.contains(&(CopiedTable::PasskeyChallenges, 1, 1)),
@@ -866,8 +913,8 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        let mut url = url::Url::parse(&crate::store::postgres_backend::test_support::server_url())
-            .unwrap();
+        let mut url =
+            url::Url::parse(&crate::store::postgres_backend::test_support::server_url()).unwrap();
         url.set_path(&format!("/{name}"));
         url.to_string()
     }

@@ -25,7 +25,8 @@ pub(super) const PASSKEY_COLUMNS: &str =
     "id, user_id, credential_id, user_handle, name, created, last_used, credential";
 
 /// `passkey_challenges`' columns in the order `passkey_challenge_from_row` reads them.
-pub(super) const PASSKEY_CHALLENGE_COLUMNS: &str = "id, kind, user_id, user_handle, expires_at, state";
+pub(super) const PASSKEY_CHALLENGE_COLUMNS: &str =
+    "id, kind, user_id, user_handle, expires_at, state";
 
 impl PostgresStore {
     /// Keeps a started ceremony until it is finished or purged. When `max_open` challenges

@@ -62,7 +62,11 @@ impl RedbStore {
 
     /// Sends every row of every table in `CopiedTable::ALL`'s order, `batch_rows` at a time,
     /// then the store's facts, all from one read transaction. Runs on a blocking thread.
-    pub(in crate::store) fn send_every_row(&self, sender: &CopySender, batch_rows: usize) -> Result<(), StoreError> {
+    pub(in crate::store) fn send_every_row(
+        &self,
+        sender: &CopySender,
+        batch_rows: usize,
+    ) -> Result<(), StoreError> {
         let transaction = self.begin_read()?;
         let mut batch = Batch {
             transaction: &transaction,
@@ -71,11 +75,9 @@ impl RedbStore {
         };
         for table in CopiedTable::ALL {
             match table {
-                CopiedTable::Users => {
-                    batch.send(USERID_USER, CopiedRows::Users, |id, bytes| {
-                        decode_user(bytes, id)
-                    })?
-                }
+                CopiedTable::Users => batch.send(USERID_USER, CopiedRows::Users, |id, bytes| {
+                    decode_user(bytes, id)
+                })?,
                 CopiedTable::Sessions => {
                     batch.send(SESSIONID_SESSION, CopiedRows::Sessions, |id, bytes| {
                         decode_session(bytes, SessionId(id))
@@ -86,11 +88,13 @@ impl RedbStore {
                         decode_api_token(bytes, *hash)
                     })?
                 }
-                CopiedTable::SigningKeys => {
-                    batch.send(KEYID_SIGNINGKEY, CopiedRows::SigningKeys, |key_id, bytes| {
+                CopiedTable::SigningKeys => batch.send(
+                    KEYID_SIGNINGKEY,
+                    CopiedRows::SigningKeys,
+                    |key_id, bytes| {
                         stored_key(key_id, &decode::<SigningKeyRecord>(bytes, "signing key")?)
-                    })?
-                }
+                    },
+                )?,
                 CopiedTable::EmailTokens => batch.send(
                     TOKENHASH_EMAILTOKEN,
                     CopiedRows::EmailTokens,
@@ -174,8 +178,7 @@ impl RedbStore {
                         let hash: [u8; 32] = hash
                             .try_into()
                             .map_err(|_| StoreError::CorruptRecord("oauth browser state"))?;
-                        let record: OAuthBrowserStateRecord =
-                            decode(bytes, "oauth browser state")?;
+                        let record: OAuthBrowserStateRecord = decode(bytes, "oauth browser state")?;
                         Ok((OAuthStateHash(hash), record.into_state()?))
                     },
                 )?,
@@ -189,7 +192,10 @@ impl RedbStore {
             let store_id = transaction
                 .open_table(META_TEXT)?
                 .get(META_STORE_ID)?
-                .map_or_else(|| self.store_id().to_owned(), |guard| guard.value().to_owned());
+                .map_or_else(
+                    || self.store_id().to_owned(),
+                    |guard| guard.value().to_owned(),
+                );
             StoreFacts {
                 store_id,
                 next_user_id: counter(META_NEXT_USER_ID)?,
@@ -542,7 +548,8 @@ impl RedbStore {
             text: Secret::new("text".to_owned()),
             html: Secret::new("<p>html</p>".to_owned()),
         };
-        self.insert_active_signing_key(&test_signing_key(1)).unwrap();
+        self.insert_active_signing_key(&test_signing_key(1))
+            .unwrap();
         self.insert_next_signing_key(&test_signing_key(2), NOW + 3600, NOW)
             .unwrap();
 

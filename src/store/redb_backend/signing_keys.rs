@@ -11,7 +11,10 @@ use crate::store::redb_backend::record::{RECORD_VERSION, SigningKeyRecord, decod
 use crate::store::redb_backend::tables::KEYID_SIGNINGKEY;
 use crate::store::{KeyRevocation, PendingNextKey, StoreError, StoredSigningKey};
 
-pub(super) fn stored_key(key_id: &str, record: &SigningKeyRecord) -> Result<StoredSigningKey, StoreError> {
+pub(super) fn stored_key(
+    key_id: &str,
+    record: &SigningKeyRecord,
+) -> Result<StoredSigningKey, StoreError> {
     Ok(StoredSigningKey {
         key_id: key_id.to_owned(),
         secret_key_bytes: Secret::new(

@@ -122,7 +122,10 @@ pub(super) trait StoreTable: TableHandle + Sync {
     ) -> Result<(), StoreError>;
     /// Every row as its key's and value's bytes, in key order: what the copy's tests compare.
     #[cfg(test)]
-    fn rows_as_bytes(&self, source: &ReadTransaction) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn rows_as_bytes(
+        &self,
+        source: &ReadTransaction,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
 }
 
 impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
@@ -148,7 +151,10 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
     }
 
     #[cfg(test)]
-    fn rows_as_bytes(&self, source: &ReadTransaction) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn rows_as_bytes(
+        &self,
+        source: &ReadTransaction,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let table = source.open_table(*self)?;
         let mut rows = Vec::new();
         for entry in table.iter()? {
