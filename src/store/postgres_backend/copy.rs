@@ -431,10 +431,9 @@ async fn insert_copied_rows(
         CopiedRows::SigningKeys(keys) => {
             execute_batch(
                 client,
-                &"INSERT INTO signing_keys (key_id, secret_key, status, created, retired_at, \
+                "INSERT INTO signing_keys (key_id, secret_key, status, created, retired_at, \
                  activates_at) SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], \
-                 $4::bigint[], $5::bigint[], $6::bigint[])"
-                    .to_owned(),
+                 $4::bigint[], $5::bigint[], $6::bigint[])",
                 vec![
                     Box::new(values(keys, |key| key.key_id.as_str())),
                     Box::new(values(keys, |key| {
@@ -495,10 +494,9 @@ async fn insert_copied_rows(
         CopiedRows::MailQueue(mails) => {
             execute_batch(
                 client,
-                &"INSERT INTO mail_queue (id, to_address, subject, text_body, html_body, \
+                "INSERT INTO mail_queue (id, to_address, subject, text_body, html_body, \
                  attempts, next_attempt_at) SELECT * FROM unnest($1::bigint[], $2::text[], \
-                 $3::text[], $4::text[], $5::text[], $6::integer[], $7::bigint[])"
-                    .to_owned(),
+                 $3::text[], $4::text[], $5::text[], $6::integer[], $7::bigint[])",
                 vec![
                     Box::new(checked_values(mails, |queued| {
                         unsigned_to_sql(queued.id, "mail")
@@ -709,11 +707,10 @@ async fn insert_copied_rows(
         CopiedRows::OAuthBrowserStates(states) => {
             execute_batch(
                 client,
-                &"INSERT INTO oauth_browser_states (state_hash, provider, browser_binding_hash, \
+                "INSERT INTO oauth_browser_states (state_hash, provider, browser_binding_hash, \
                  nonce, pkce_verifier, return_url, expires_at) SELECT * FROM \
                  unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], \
-                 $6::text[], $7::bigint[])"
-                    .to_owned(),
+                 $6::text[], $7::bigint[])",
                 vec![
                     Box::new(values(states, |(hash, _)| hash.0.as_slice())),
                     Box::new(values(states, |(_, state)| state.provider.as_str())),

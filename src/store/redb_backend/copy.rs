@@ -452,13 +452,16 @@ impl Batch<'_> {
     }
 }
 
+/// Every table's rows as bytes, by the table's name.
+#[cfg(test)]
+pub(in crate::store) type TableBytes =
+    std::collections::BTreeMap<String, crate::store::redb_backend::tables::RowBytes>;
+
 /// What the copy's tests (here and in `postgres_backend::copy`) make and compare.
 #[cfg(test)]
 impl RedbStore {
     /// Every table of `ALL_TABLES` as its rows' bytes, by name.
-    pub(in crate::store) fn every_table_as_bytes(
-        &self,
-    ) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(in crate::store) fn every_table_as_bytes(&self) -> TableBytes {
         let transaction = self.begin_read().unwrap();
         crate::store::redb_backend::tables::ALL_TABLES
             .iter()
@@ -474,10 +477,7 @@ impl RedbStore {
     /// Asserts that this file holds `expected` (`every_table_as_bytes` of another), table
     /// by table, naming the first table that differs.
     #[track_caller]
-    pub(in crate::store) fn assert_holds(
-        found: &std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
-        expected: &std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
-    ) {
+    pub(in crate::store) fn assert_holds(found: &TableBytes, expected: &TableBytes) {
         assert_eq!(
             found.keys().collect::<Vec<_>>(),
             expected.keys().collect::<Vec<_>>()
@@ -495,9 +495,7 @@ impl RedbStore {
 
     /// `every_table_as_bytes`, with what PostgreSQL does not keep (the recovery codes'
     /// `created`) set as a copy from PostgreSQL sets it.
-    pub(in crate::store) fn every_table_as_postgres_keeps_it(
-        &self,
-    ) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(in crate::store) fn every_table_as_postgres_keeps_it(&self) -> TableBytes {
         let mut tables = self.every_table_as_bytes();
         for (_, value) in tables
             .get_mut(USERID_RECOVERYCODES.name())

@@ -109,6 +109,10 @@ pub(super) const META_NEXT_MAIL_ID: &str = "next_mail_id";
 /// the tokens' issuer when no `public_url` is set.
 pub(super) const META_STORE_ID: &str = "store_id";
 
+/// A table's rows as their keys' and values' bytes, in key order (the copy's tests).
+#[cfg(test)]
+pub(super) type RowBytes = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What `open` and `backup_to` do with a table, whatever its key and value types; its
 /// `name` is redb's `TableHandle::name`.
 pub(super) trait StoreTable: TableHandle + Sync {
@@ -122,10 +126,7 @@ pub(super) trait StoreTable: TableHandle + Sync {
     ) -> Result<(), StoreError>;
     /// Every row as its key's and value's bytes, in key order: what the copy's tests compare.
     #[cfg(test)]
-    fn rows_as_bytes(
-        &self,
-        source: &ReadTransaction,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn rows_as_bytes(&self, source: &ReadTransaction) -> Result<RowBytes, StoreError>;
 }
 
 impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
@@ -151,10 +152,7 @@ impl<K: redb::Key + Sync + 'static, V: redb::Value + Sync + 'static> StoreTable
     }
 
     #[cfg(test)]
-    fn rows_as_bytes(
-        &self,
-        source: &ReadTransaction,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn rows_as_bytes(&self, source: &ReadTransaction) -> Result<RowBytes, StoreError> {
         let table = source.open_table(*self)?;
         let mut rows = Vec::new();
         for entry in table.iter()? {
