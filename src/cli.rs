@@ -489,6 +489,13 @@ fn copy_store(config: &Config, to: &str) -> Result<(), CommandError> {
         .enable_all()
         .build()
         .map_err(|error| CommandError::Start(error.to_string()))?;
+    if config.store.backend == StoreBackend::Redb && !config.store.database_path().exists() {
+        // Opening would make an empty store here, and copy nothing.
+        return Err(CommandError::Usage(format!(
+            "there is no store at {}; name its data directory with --data-dir or LATCHKEY_DATA_DIR",
+            config.store.database_path().display()
+        )));
+    }
     runtime.block_on(async {
         let source = open_store(config).await.map_err(|error| match error {
             StoreError::Locked { path } => CommandError::Usage(format!(

@@ -214,6 +214,17 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
         .await;
     assert_eq!(signed_up.status, 200, "{}", signed_up.text());
 
+    // A data directory without a store has nothing to copy: refused, and none is made.
+    let nowhere = tempfile::tempdir().unwrap();
+    let (ok, text) = latchkey(
+        nowhere.path(),
+        &[],
+        &["store", "copy", "--to", "/nonexistent/copy.redb"],
+        "",
+    );
+    assert!(!ok && text.contains("there is no store at"), "{text}");
+    assert!(!nowhere.path().join("latchkey.redb").exists());
+
     // A running server holds its redb file: the copy is refused, and says what to do.
     let postgres_url = fresh_database().await;
     let (ok, text) = latchkey(
