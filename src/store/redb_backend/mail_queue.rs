@@ -40,6 +40,54 @@ impl RedbStore {
         Ok(due)
     }
 
+    /// Takes up to `limit` due messages for this process to send: those due longest (then
+    /// by id), in that order, each now due only at `lease_until`, in one write transaction.
+    /// Until the lease ends no other claim takes them; delivered, a message is removed,
+    /// failed, postponed, and one whose sender died comes due again when its lease ends.
+    /// An idle queue costs a read, never a write.
+    pub fn claim_due_mails(
+        &self,
+        now: UnixSeconds,
+        lease_until: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        if limit == 0 || self.due_mails(now, 1)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let transaction = self.begin_write()?;
+        let mut claimed = Vec::new();
+        {
+            let mut table = transaction.open_table(MAILID_MAIL)?;
+            let mut due = Vec::new();
+            for entry in table.iter()? {
+                let (id, bytes) = entry?;
+                let record: MailRecord = decode(bytes.value(), "mail")?;
+                if record.next_attempt_at <= now {
+                    due.push((record.next_attempt_at, id.value(), record));
+                }
+            }
+            due.sort_by_key(|(next_attempt_at, id, _)| (*next_attempt_at, *id));
+            due.truncate(limit);
+            for (_, id, mut record) in due {
+                record.next_attempt_at = lease_until;
+                table.insert(id, encode(&record).as_slice())?;
+                claimed.push(QueuedMail {
+                    id,
+                    mail: OutgoingMail {
+                        to: record.to,
+                        subject: record.subject,
+                        text: Secret::new(record.text),
+                        html: Secret::new(record.html),
+                    },
+                    attempts: record.attempts,
+                    next_attempt_at: lease_until,
+                });
+            }
+        }
+        transaction.commit()?;
+        Ok(claimed)
+    }
+
     /// How many messages wait in the queue, due or postponed.
     pub fn queued_mail_count(&self) -> Result<u64, StoreError> {
         let transaction = self.begin_read()?;
@@ -126,4 +174,74 @@ pub(super) fn remove_mail_to(
         mails.remove(id)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redb_backend::test_support::open_store;
+
+    const NOW: UnixSeconds = 1_750_000_000;
+
+    fn enqueue_now(store: &RedbStore, subject: &str, now: UnixSeconds) {
+        let transaction = store.begin_write().unwrap();
+        let mail = OutgoingMail {
+            to: format!("{subject}@example.com"),
+            subject: subject.to_owned(),
+            text: Secret::new(format!("text of {subject}")),
+            html: Secret::new(format!("<p>{subject}</p>")),
+        };
+        enqueue(&transaction, &mail, now).unwrap();
+        transaction.commit().unwrap();
+    }
+
+    fn subjects(mails: &[QueuedMail]) -> Vec<&str> {
+        mails
+            .iter()
+            .map(|queued| queued.mail.subject.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_takes_the_longest_due_messages_once_until_their_lease_ends() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        assert!(store.claim_due_mails(NOW, NOW + 60, 10).unwrap().is_empty());
+        enqueue_now(&store, "first", NOW);
+        enqueue_now(&store, "later", NOW + 5);
+        enqueue_now(&store, "second", NOW);
+        enqueue_now(&store, "earliest", NOW - 10);
+        assert!(store.claim_due_mails(NOW, NOW + 60, 0).unwrap().is_empty());
+
+        let claimed = store.claim_due_mails(NOW, NOW + 60, 2).unwrap();
+        assert_eq!(subjects(&claimed), ["earliest", "first"]);
+        assert_eq!(claimed[1].mail.to, "first@example.com");
+        assert_eq!(claimed[1].mail.text.expose_secret(), "text of first");
+        assert_eq!(
+            (claimed[1].attempts, claimed[1].next_attempt_at),
+            (0, NOW + 60)
+        );
+        // Claimed messages are taken by no other claim until their lease ends.
+        assert_eq!(
+            subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).unwrap()),
+            ["second", "later"]
+        );
+        assert!(
+            store
+                .claim_due_mails(NOW + 59, NOW + 119, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // A failure postpones its message, a delivery removes it; the rest come due again
+        // when their lease ends, as after a sender that died.
+        store.postpone_mail(claimed[0].id, 1, NOW + 100).unwrap();
+        store.remove_mail(claimed[1].id).unwrap();
+        let after_the_lease = store.claim_due_mails(NOW + 65, NOW + 125, 10).unwrap();
+        // Due at the same time: by id, the order they were queued in.
+        assert_eq!(subjects(&after_the_lease), ["later", "second"]);
+        let after_the_wait = store.claim_due_mails(NOW + 200, NOW + 260, 10).unwrap();
+        assert_eq!(subjects(&after_the_wait), ["earliest", "later", "second"]);
+        assert_eq!(after_the_wait[0].attempts, 1);
+        assert_eq!(store.queued_mail_count().unwrap(), 3);
+    }
 }
