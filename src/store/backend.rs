@@ -826,9 +826,11 @@ impl Store {
         }
     }
 
-    /// Takes up to `limit` due messages for this node to send, those due longest first, each
-    /// due again only at `lease_until` (so no other node takes it while this one sends):
-    /// then `remove_mail` when delivered, `postpone_mail` when not.
+    /// Takes up to `limit` due messages for this node to send, those due longest first:
+    /// then `remove_mail` when delivered, `postpone_mail` when not. On a shared store each
+    /// is due again only at `lease_until`, so no other node takes it while this one sends
+    /// (and one whose node died is sent when the lease ends); on redb, whose one process
+    /// runs the one mail worker, a claim is a read.
     pub async fn claim_due_mails(
         &self,
         now: UnixSeconds,
@@ -836,10 +838,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<QueuedMail>, StoreError> {
         match &self.backend {
-            Backend::Redb(store) => {
-                let store = store.clone();
-                off_the_runtime(move || store.claim_due_mails(now, lease_until, limit)).await
-            }
+            Backend::Redb(store) => store.claim_due_mails(now, lease_until, limit),
             Backend::Postgres(store) => store.claim_due_mails(now, lease_until, limit).await,
         }
     }

@@ -37,6 +37,7 @@ impl PostgresStore {
     /// id), in that order, each now due only at `lease_until`, in one statement. Until the
     /// lease ends no other node's claim takes them; delivered, a message is removed,
     /// failed, postponed, and one whose node died comes due again when its lease ends.
+    /// Each comes with the time it was due at, as the redb backend gives it.
     ///
     /// `FOR UPDATE SKIP LOCKED` makes concurrent claims take disjoint messages, and a
     /// message another claim pushed forward after this statement's snapshot is read again
@@ -71,11 +72,12 @@ impl PostgresStore {
             .query(&statement, &[&now, &limit, &lease_until])
             .await?
         {
-            let was_due: UnixSeconds = row.try_get(7)?;
-            claimed.push((was_due, queued_mail_from_row(&row)?));
+            let mut queued = queued_mail_from_row(&row)?;
+            queued.next_attempt_at = row.try_get(7)?;
+            claimed.push(queued);
         }
-        claimed.sort_by_key(|(was_due, queued)| (*was_due, queued.id));
-        Ok(claimed.into_iter().map(|(_, queued)| queued).collect())
+        claimed.sort_by_key(|queued| (queued.next_attempt_at, queued.id));
+        Ok(claimed)
     }
 
     /// How many messages wait in the queue, due or postponed.
@@ -301,10 +303,7 @@ mod tests {
         assert_eq!(subjects(&claimed), ["earliest", "first"]);
         assert_eq!(claimed[1].mail.to, "first@example.com");
         assert_eq!(claimed[1].mail.text.expose_secret(), "text of first");
-        assert_eq!(
-            (claimed[1].attempts, claimed[1].next_attempt_at),
-            (0, NOW + 60)
-        );
+        assert_eq!((claimed[1].attempts, claimed[1].next_attempt_at), (0, NOW));
         // Claimed messages are taken by no other claim until their lease ends.
         assert_eq!(
             subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).await.unwrap()),
@@ -335,7 +334,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(subjects(&after_the_wait), ["earliest", "later", "second"]);
-        assert_eq!(after_the_wait[0].attempts, 1);
+        assert_eq!(
+            (
+                after_the_wait[0].attempts,
+                after_the_wait[0].next_attempt_at
+            ),
+            (1, NOW + 100)
+        );
         assert_eq!(store.queued_mail_count().await.unwrap(), 3);
     }
 

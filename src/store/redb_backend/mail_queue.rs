@@ -40,52 +40,24 @@ impl RedbStore {
         Ok(due)
     }
 
-    /// Takes up to `limit` due messages for this process to send: those due longest (then
-    /// by id), in that order, each now due only at `lease_until`, in one write transaction.
-    /// Until the lease ends no other claim takes them; delivered, a message is removed,
-    /// failed, postponed, and one whose sender died comes due again when its lease ends.
-    /// An idle queue costs a read, never a write.
+    /// Up to `limit` due messages for this process to send: those due longest (then by id),
+    /// in that order. A read: the one process that holds the file runs the one mail worker,
+    /// so no other claim can take them, and nothing needs pushing to `lease_until` (which
+    /// only the PostgreSQL backend, shared by many nodes, needs). So a message whose sender
+    /// died is due again at once when the server restarts, and a poll costs no write.
     pub fn claim_due_mails(
         &self,
         now: UnixSeconds,
-        lease_until: UnixSeconds,
+        _lease_until: UnixSeconds,
         limit: usize,
     ) -> Result<Vec<QueuedMail>, StoreError> {
-        if limit == 0 || self.due_mails(now, 1)?.is_empty() {
+        if limit == 0 {
             return Ok(Vec::new());
         }
-        let transaction = self.begin_write()?;
-        let mut claimed = Vec::new();
-        {
-            let mut table = transaction.open_table(MAILID_MAIL)?;
-            let mut due = Vec::new();
-            for entry in table.iter()? {
-                let (id, bytes) = entry?;
-                let record: MailRecord = decode(bytes.value(), "mail")?;
-                if record.next_attempt_at <= now {
-                    due.push((record.next_attempt_at, id.value(), record));
-                }
-            }
-            due.sort_by_key(|(next_attempt_at, id, _)| (*next_attempt_at, *id));
-            due.truncate(limit);
-            for (_, id, mut record) in due {
-                record.next_attempt_at = lease_until;
-                table.insert(id, encode(&record).as_slice())?;
-                claimed.push(QueuedMail {
-                    id,
-                    mail: OutgoingMail {
-                        to: record.to,
-                        subject: record.subject,
-                        text: Secret::new(record.text),
-                        html: Secret::new(record.html),
-                    },
-                    attempts: record.attempts,
-                    next_attempt_at: lease_until,
-                });
-            }
-        }
-        transaction.commit()?;
-        Ok(claimed)
+        let mut due = self.due_mails(now, usize::MAX)?;
+        due.sort_by_key(|queued| (queued.next_attempt_at, queued.id));
+        due.truncate(limit);
+        Ok(due)
     }
 
     /// How many messages wait in the queue, due or postponed.
@@ -203,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_takes_the_longest_due_messages_once_until_their_lease_ends() {
+    fn a_claim_takes_the_longest_due_messages_and_leaves_them_to_the_one_worker() {
         let directory = tempfile::tempdir().unwrap();
         let store = open_store(&directory);
         assert!(store.claim_due_mails(NOW, NOW + 60, 10).unwrap().is_empty());
@@ -217,31 +189,22 @@ mod tests {
         assert_eq!(subjects(&claimed), ["earliest", "first"]);
         assert_eq!(claimed[1].mail.to, "first@example.com");
         assert_eq!(claimed[1].mail.text.expose_secret(), "text of first");
+        assert_eq!((claimed[1].attempts, claimed[1].next_attempt_at), (0, NOW));
+        // Nothing is pushed: a server killed mid-send finds its messages due at its restart.
         assert_eq!(
-            (claimed[1].attempts, claimed[1].next_attempt_at),
-            (0, NOW + 60)
+            subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).unwrap()),
+            ["earliest", "first", "second", "later"]
         );
-        // Claimed messages are taken by no other claim until their lease ends.
+        // A failure postpones its message, a delivery removes it.
+        store.postpone_mail(claimed[0].id, 1, NOW + 100).unwrap();
+        store.remove_mail(claimed[1].id).unwrap();
         assert_eq!(
             subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).unwrap()),
             ["second", "later"]
         );
-        assert!(
-            store
-                .claim_due_mails(NOW + 59, NOW + 119, 10)
-                .unwrap()
-                .is_empty()
-        );
-        // A failure postpones its message, a delivery removes it; the rest come due again
-        // when their lease ends, as after a sender that died.
-        store.postpone_mail(claimed[0].id, 1, NOW + 100).unwrap();
-        store.remove_mail(claimed[1].id).unwrap();
-        let after_the_lease = store.claim_due_mails(NOW + 65, NOW + 125, 10).unwrap();
-        // Due at the same time: by id, the order they were queued in.
-        assert_eq!(subjects(&after_the_lease), ["later", "second"]);
         let after_the_wait = store.claim_due_mails(NOW + 200, NOW + 260, 10).unwrap();
-        assert_eq!(subjects(&after_the_wait), ["earliest", "later", "second"]);
-        assert_eq!(after_the_wait[0].attempts, 1);
+        assert_eq!(subjects(&after_the_wait), ["second", "later", "earliest"]);
+        assert_eq!(after_the_wait[2].attempts, 1);
         assert_eq!(store.queued_mail_count().unwrap(), 3);
     }
 }
