@@ -3,7 +3,8 @@
 //! `TEST_POSTGRES_URL`, and the CLI on that database, answering as one server: a session made
 //! on one node works and ends on the others, a suspension or a key change made by the CLI
 //! reaches every node, each queued mail is sent once, and a node killed mid-traffic leaves
-//! the others serving and comes back.
+//! the others serving and comes back. And the README's two nodes behind nginx, as written
+//! there.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use serde_json::json;
 
 use crate::binary::{BINARY, CHEAP_HASHING, RunningServer, run_with_stdin, start_server_with};
 use crate::mail_support::{ReservedPort, SmtpServer, delivered_mails, wait_for_mail};
+use crate::proxy_support::{Proxy, substitute};
 use crate::support::{PASSWORD, SignedIn, TestResponse, request_to};
 
 /// The settings every node and the CLI share: the database, cheap argon2, and the
@@ -555,5 +557,101 @@ async fn a_node_killed_mid_traffic_leaves_the_others_serving_and_comes_back() {
     assert_everywhere(&cluster, &[&made_on_the_victim.signed_token], 200).await;
     let after = signed_in(cluster.address(0), "steady@example.com").await;
     assert_everywhere(&cluster, &[&after.signed_token, &after.api_token], 200).await;
+    cluster.assert_no_node_failed_its_chores();
+}
+
+/// The first block of `language` in the README's section `heading`.
+fn readme_block(heading: &str, language: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("the README has no section {heading:?}"))
+        .1;
+    let block = section
+        .split_once(&format!("```{language}\n"))
+        .unwrap_or_else(|| panic!("{heading:?} has no {language} block"))
+        .1;
+    block.split_once("```").unwrap().0.to_owned()
+}
+
+/// How many requests to `route` a node logged.
+fn requests_logged(node: &RunningServer, route: &str) -> usize {
+    let route = format!("route=\"{route}\" ");
+    node.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(&route))
+        .count()
+}
+
+#[tokio::test]
+async fn the_readmes_two_nodes_behind_nginx_answer_as_one_and_ride_out_a_node_going_down() {
+    let mut cluster = Cluster::start(
+        2,
+        &[("LATCHKEY_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]")],
+    )
+    .await;
+    cluster.add_user("balanced@example.com");
+    let site = readme_block("## Running more than one node", "nginx");
+    let (first, second) = (cluster.address(0), cluster.address(1));
+    let nginx = Proxy::start_nginx_site(|port| {
+        substitute(
+            &site,
+            &[
+                ("listen 443 ssl;", &format!("listen 127.0.0.1:{port};")),
+                ("10.0.0.11:8080", &first.to_string()),
+                ("10.0.0.12:8080", &second.to_string()),
+            ],
+        )
+    })
+    .await;
+    let through_nginx: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+
+    // Sign-ins through nginx land on both nodes; each token works through nginx and on
+    // either node; the sessions carry the client's address, as nginx forwarded it.
+    let mut tokens = Vec::new();
+    for _ in 0..6 {
+        let answer = request_to(through_nginx, "POST", "/auth/sign-in")
+            .header("X-Forwarded-For", "203.0.113.9")
+            .json(&json!({ "email": "balanced@example.com", "password": PASSWORD }))
+            .send()
+            .await;
+        tokens.push(SignedIn::from_response(&answer).signed_token);
+    }
+    for node in &cluster.nodes {
+        assert!(
+            requests_logged(&node.server, "/auth/sign-in") >= 2,
+            "nginx did not spread the sign-ins"
+        );
+    }
+    for token in &tokens {
+        for address in [through_nginx, first, second] {
+            assert_eq!(current_user_status(address, token).await, 200);
+        }
+    }
+    let sessions = request_to(through_nginx, "GET", "/auth/session")
+        .bearer(&tokens[0])
+        .send()
+        .await;
+    let sessions = sessions.json["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 6);
+    assert!(
+        sessions
+            .iter()
+            .all(|session| session["remote-ip"] == "203.0.113.9"),
+        "{sessions:?}"
+    );
+
+    // One node dies: nginx sends everything to the other, sign-ins included.
+    cluster.nodes[1].server.child.kill().unwrap();
+    cluster.nodes[1].server.child.wait().unwrap();
+    for token in &tokens {
+        assert_eq!(current_user_status(through_nginx, token).await, 200);
+        let answer = sign_in(through_nginx, "balanced@example.com").await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    cluster.nodes.truncate(1);
     cluster.assert_no_node_failed_its_chores();
 }
