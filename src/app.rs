@@ -209,8 +209,13 @@ impl App {
     /// first so that reloads for unknown keys come at most once per
     /// `UNKNOWN_KEY_RELOAD_INTERVAL` (tokens with made-up key ids cannot make every request
     /// read the store; concurrent ones share one reload). Returns whether the ring is now
-    /// newer than the token's first check, so that checking it again may succeed.
+    /// newer than the token's first check, so that checking it again may succeed. On a
+    /// store of its own (redb) this server made every key itself: nothing to reload, and
+    /// the token is refused at once.
     pub async fn reload_key_ring_for_unknown_key(&self) -> bool {
+        if !self.store.is_shared() {
+            return false;
+        }
         let seen_at = tokio::time::Instant::now();
         let mut last_reload = self.key_ring_reloads.lock().await;
         if let Some(last) = *last_reload {
