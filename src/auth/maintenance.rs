@@ -2,7 +2,8 @@
 //! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
 //! purges expired sessions, API tokens, emailed links, mfa-tokens, unconfirmed TOTP
 //! enrolments and passkey challenges; hourly it also purges sign-ups never proved. Each step
-//! logs its own outcome and a failure never stops the loop.
+//! logs its own outcome and a failure never stops the loop. Of many nodes on one database,
+//! one at a time runs a pass (`Store::maintenance_turn`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,19 @@ pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
     let mut last_sign_up_purge: Option<Duration> = None;
     loop {
         tokio::time::sleep(interval).await;
+        // One node at a time: a node that finds another node's pass running skips its own,
+        // which would find nothing left to do.
+        let turn = match app.store.maintenance_turn().await {
+            Ok(Some(turn)) => turn,
+            Ok(None) => {
+                tracing::debug!("another node is running the maintenance pass");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot take the maintenance lock");
+                continue;
+            }
+        };
         let now = app.clock.since_start();
         if last_sign_up_purge
             .is_none_or(|last| now.saturating_sub(last) >= UNPROVED_SIGN_UP_PURGE_INTERVAL)
@@ -39,6 +53,7 @@ pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
         }
         promote_drop_and_rotate_signing_keys(&app).await;
         purge_expired_sessions_api_tokens_and_email_tokens(&app).await;
+        turn.end().await;
     }
 }
 

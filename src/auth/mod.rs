@@ -26,7 +26,7 @@ use crate::app::App;
 use crate::auth::second_factor::SecondFactorGate;
 use crate::auth::second_factor::mfa_token::HalfDoneSignIn;
 use crate::auth::sign_in_counts::SignInMethod;
-use crate::auth::signed_token::TokenClaims;
+use crate::auth::signed_token::{TokenClaims, TokenError};
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
 use crate::model::second_factor::FirstFactor;
@@ -499,8 +499,9 @@ impl Identity {
 }
 
 /// Turns a presented credential into an identity, or `Unauthenticated`. Reads the store
-/// every time (revocation shows on the very next request); signature checks are cached by
-/// the complete token text, and `exp` is checked on every hit.
+/// every time (revocation shows on the very next request, on every node); signature checks
+/// are cached by the complete token text, and `exp` is checked on every hit. A token naming
+/// a key the ring lacks reloads the ring first (`App::reload_key_ring_for_unknown_key`).
 pub async fn authenticate(
     app: &App,
     credential: PresentedCredential<'_>,
@@ -509,9 +510,15 @@ pub async fn authenticate(
     match credential {
         PresentedCredential::SignedToken(token) => {
             let token = *token.expose_secret();
-            let verified = app
-                .token_cache
-                .get_or_verify(token, || app.key_ring().verify(token, &app.issuer, now))?;
+            let verify = || app.key_ring().verify(token, &app.issuer, now);
+            let verified = match app.token_cache.get_or_verify(token, verify) {
+                // A key made since the ring was read (on another node, or by the CLI):
+                // read it again, at most once a second, and check once more.
+                Err(TokenError::UnknownKey) if app.reload_key_ring_for_unknown_key().await => {
+                    app.token_cache.get_or_verify(token, verify)?
+                }
+                other => other?,
+            };
             if verified.expires_at <= now {
                 return Err(AuthError::Unauthenticated);
             }

@@ -14,7 +14,7 @@ use crate::model::{
     SigningKeyStatus, UnixSeconds, User, UserId,
 };
 
-pub use crate::store::backend::Store;
+pub use crate::store::backend::{MaintenanceTurn, Store};
 pub use crate::store::error::StoreError;
 pub use crate::store::redb_backend::is_unproved_sign_up;
 

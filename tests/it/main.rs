@@ -25,6 +25,7 @@ mod hostile_second_factors;
 mod keys;
 mod mail_support;
 mod metrics;
+mod multi_node;
 mod oauth;
 mod oauth_browser;
 mod oauth_provider;

@@ -8,6 +8,7 @@
 mod api_tokens;
 mod identities;
 mod mail_queue;
+mod maintenance_lock;
 mod migrations;
 mod oauth_browser_states;
 mod passkeys;
@@ -28,6 +29,7 @@ use deadpool_postgres::{
 };
 use tokio_postgres::NoTls;
 
+pub use crate::store::postgres_backend::maintenance_lock::MaintenanceLock;
 use crate::store::postgres_backend::rows::{
     session_id_to_sql, unsigned_from_sql, unsigned_to_sql, user_id_to_sql,
 };
