@@ -356,9 +356,8 @@ async fn count_wrong_code(
     mfa_token_hash: Option<&[u8; 32]>,
     presented: &PresentedSecondFactor,
 ) -> AuthError {
-    if let Err(error) = record_wrong_second_factor(app, &user.normalized_email, network).await {
-        return AuthError::from(error);
-    }
+    // Both counts are tried, whichever fails: a failure to count answers as the store's.
+    let in_the_buckets = record_wrong_second_factor(app, &user.normalized_email, network).await;
     if let Some(hash) = mfa_token_hash.copied() {
         let counted = app
             .store
@@ -367,6 +366,9 @@ async fn count_wrong_code(
         if let Err(error) = counted {
             return AuthError::from(error);
         }
+    }
+    if let Err(error) = in_the_buckets {
+        return AuthError::from(error);
     }
     AuthError::WrongSecondFactor {
         field: presented.field(),
