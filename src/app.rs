@@ -13,7 +13,7 @@ use crate::auth::oauth::browser as browser_oauth;
 use crate::auth::oauth::provider::OAuthProviders;
 use crate::auth::passkeys;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
-use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
+use crate::auth::rate_limit::{CounterHome, PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
 use crate::auth::sign_in_counts::SignInCounts;
 use crate::auth::signed_token::{KeyRing, VerifiedTokenCache};
 use crate::auth::signing_keys::{self, KeyRotation, SigningKeyError, SigningKeySchedule};
@@ -44,6 +44,9 @@ pub struct App {
     pub sign_in_counts: SignInCounts,
     /// Mail delivery attempts by outcome, for the metrics.
     pub mail_deliveries: DeliveryCounts,
+    /// The brute-force buckets of password and second-factor checks. Like every limiter
+    /// here, in this process's memory on redb, in the database on PostgreSQL (shared by
+    /// every node: `CounterHome`).
     pub throttle: Throttle,
     /// Limits sign-up, resend and reset requests per address and client network, and
     /// reset confirmations per client network.
@@ -109,47 +112,67 @@ impl App {
             },
             config.password.hasher_niceness,
         )?;
+        let counter_home = CounterHome::for_store(&store);
+        let throttling = config.throttle.enabled;
         Ok(App {
             issuer: token_issuer(&config, &store),
             token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries)
                 .counting_lookups(config.metrics.listen.is_some()),
-            throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
-                failures_per_account_network: config.throttle.failures_per_account_network,
-                failures_per_account: config.throttle.failures_per_account,
-                failures_per_network: config.throttle.failures_per_network,
-                max_delay_seconds: config.throttle.max_delay_seconds,
-            })),
-            request_limiter: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
-                failures_per_account_network: config.signup.requests_per_address_network,
-                failures_per_account: config.signup.requests_per_address,
-                failures_per_network: config.signup.requests_per_network,
-                max_delay_seconds: config.throttle.max_delay_seconds,
-            })),
-            sub_user_limiter: PerKeyLimiter::new(config.throttle.enabled.then_some(PerKeyLimit {
-                requests: config.throttle.sub_users_per_caller_per_hour,
-                window_seconds: 3600,
-            })),
-            second_factor_failure_limiter: PerKeyLimiter::new(config.throttle.enabled.then_some(
-                PerKeyLimit {
+            throttle: Throttle::new(
+                "password",
+                throttling.then_some(ThrottleLimits {
+                    failures_per_account_network: config.throttle.failures_per_account_network,
+                    failures_per_account: config.throttle.failures_per_account,
+                    failures_per_network: config.throttle.failures_per_network,
+                    max_delay_seconds: config.throttle.max_delay_seconds,
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
+            request_limiter: Throttle::new(
+                "requests",
+                throttling.then_some(ThrottleLimits {
+                    failures_per_account_network: config.signup.requests_per_address_network,
+                    failures_per_account: config.signup.requests_per_address,
+                    failures_per_network: config.signup.requests_per_network,
+                    max_delay_seconds: config.throttle.max_delay_seconds,
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
+            sub_user_limiter: PerKeyLimiter::new(
+                "sub_users",
+                throttling.then_some(PerKeyLimit {
+                    requests: config.throttle.sub_users_per_caller_per_hour,
+                    window_seconds: 3600,
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
+            second_factor_failure_limiter: PerKeyLimiter::new(
+                "second_factor_failures",
+                throttling.then_some(PerKeyLimit {
                     requests: config.throttle.second_factor_failures_per_account_per_hour,
                     window_seconds: 3600,
-                },
-            )),
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
             passkeys: RelyingParty::for_public_url(
                 config.server.public_url.as_ref(),
                 &config.pages.title,
             ),
             passkey_ceremony_limiter: PerKeyLimiter::new(
-                config
-                    .throttle
-                    .enabled
-                    .then_some(passkeys::CEREMONIES_PER_NETWORK),
+                "passkey_ceremonies",
+                throttling.then_some(passkeys::CEREMONIES_PER_NETWORK),
+                &counter_home,
+                clock.clone(),
             ),
             oauth_browser_start_limiter: PerKeyLimiter::new(
-                config
-                    .throttle
-                    .enabled
-                    .then_some(browser_oauth::STARTS_PER_NETWORK),
+                "oauth_browser_starts",
+                throttling.then_some(browser_oauth::STARTS_PER_NETWORK),
+                &counter_home,
+                clock.clone(),
             ),
             after_answer: AfterAnswer::new(),
             sign_in_counts: SignInCounts::default(),

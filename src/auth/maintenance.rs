@@ -1,15 +1,16 @@
 //! The maintenance loop that runs beside the server: every `[session]
 //! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
 //! purges expired sessions, API tokens, emailed links, mfa-tokens, unconfirmed TOTP
-//! enrolments and passkey challenges; hourly it also purges sign-ups never proved. Each step
-//! logs its own outcome and a failure never stops the loop. Of many nodes on one database,
-//! one at a time runs a pass (`Store::maintenance_turn`).
+//! enrolments and passkey challenges, and, on a store whose rate-limit buckets are shared
+//! (PostgreSQL), the buckets that hold nothing back; hourly it also purges sign-ups never
+//! proved. Each step logs its own outcome and a failure never stops the loop. Of many nodes
+//! on one database, one at a time runs a pass (`Store::maintenance_turn`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::auth::{api_tokens, signup};
+use crate::auth::{api_tokens, rate_limit, signup};
 
 /// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
 /// write lock behind a purge.
@@ -80,7 +81,8 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 /// Deletes expired sessions, API tokens expired more than
 /// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens, expired
 /// mfa-tokens and TOTP enrolments, expired passkey challenges and started browser OAuth
-/// sign-ins, a batch of each per
+/// sign-ins, and shared rate-limit buckets that hold nothing back (or, past
+/// `rate_limit::MAX_ENTRIES` for a limiter, those that hold back least), a batch of each per
 /// transaction, until a batch comes back short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
@@ -109,12 +111,25 @@ async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
             let oauth_browser_states = store
                 .purge_expired_oauth_browser_states(now, PURGE_BATCH_ROWS)
                 .await?;
+            let throttle_buckets = match store.shared_counters() {
+                Some(counters) => {
+                    counters
+                        .purge_idle_buckets(
+                            app.clock.now_unix_seconds_fractional(),
+                            rate_limit::MAX_ENTRIES as u64,
+                            PURGE_BATCH_ROWS,
+                        )
+                        .await?
+                }
+                None => 0,
+            };
             Ok(sessions
                 .max(tokens)
                 .max(email_tokens)
                 .max(second_factor_records)
                 .max(passkey_challenges)
-                .max(oauth_browser_states))
+                .max(oauth_browser_states)
+                .max(throttle_buckets))
         }
         .await;
         match purged {

@@ -101,13 +101,10 @@ pub async fn throttled_recheck(
     stored: Option<crate::model::PasswordHashString>,
 ) -> Result<password::Verification, AuthError> {
     let network = client.network();
-    app.throttle
-        .check(email, &network, app.clock.since_start_seconds())
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+    app.throttle.check(email, &network).await?;
     let verification = app.hashers.verify(password, stored).await?;
     if !verification.matches {
-        app.throttle
-            .record_failed_attempt(email, &network, app.clock.since_start_seconds());
+        app.throttle.record_failed_attempt(email, &network).await?;
     }
     Ok(verification)
 }
@@ -192,7 +189,9 @@ async fn sign_in_with_password(
     // Only a session clears the history: a first step that answered with an mfa-token
     // forgives none of the wrong codes that came before it.
     if opened.is_ok() {
-        app.throttle.record_success(&email.normalized, &network);
+        app.throttle
+            .record_success(&email.normalized, &network)
+            .await;
     }
     opened
 }

@@ -109,6 +109,15 @@ impl Store {
         }
     }
 
+    /// The rate limiters' buckets in the database, for a backend that many nodes share
+    /// (PostgreSQL); `None` on redb, whose one node keeps them in memory.
+    pub fn shared_counters(&self) -> Option<crate::store::SharedCounters> {
+        match &self.backend {
+            Backend::Redb(_) => None,
+            Backend::Postgres(store) => Some(store.shared_counters()),
+        }
+    }
+
     /// How many bytes the store takes: the redb file's size, or the PostgreSQL database's.
     pub async fn size_in_bytes(&self) -> Result<u64, StoreError> {
         match &self.backend {

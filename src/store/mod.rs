@@ -16,6 +16,13 @@ use crate::model::{
 
 pub use crate::store::backend::{MaintenanceTurn, Store};
 pub use crate::store::error::StoreError;
+#[cfg(test)]
+pub(crate) use crate::store::postgres_backend::shared_counters_on_a_fresh_database;
+/// The rate limiters' buckets that every node shares: only on PostgreSQL
+/// (`Store::shared_counters`).
+pub use crate::store::postgres_backend::{
+    BucketTake, ConditionalTake, SharedBucket, SharedCounters,
+};
 pub use crate::store::redb_backend::is_unproved_sign_up;
 
 /// What `check_backup` found in a backup file.

@@ -45,6 +45,7 @@ mod security_keys;
 mod security_oauth;
 mod security_signup;
 mod security_tokens;
+mod shared_throttle;
 mod sign_in;
 mod signup;
 mod support;

@@ -8,7 +8,10 @@ use crate::store::StoreError;
 
 /// Every migration, in order: version `n` is the `n`th entry. Append only; never edit one
 /// that a release applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_tables.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_tables.sql"),
+    include_str!("migrations/0002_throttle_counters.sql"),
+];
 
 /// The schema version this build leaves a database at.
 pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
