@@ -3,7 +3,7 @@
 //! There are no globals.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use crate::auth::oauth::browser as browser_oauth;
 use crate::auth::oauth::provider::OAuthProviders;
 use crate::auth::passkeys;
 use crate::auth::password::{HashCost, Hashers, PasswordError};
-use crate::auth::rate_limit::{PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
+use crate::auth::rate_limit::{CounterHome, PerKeyLimit, PerKeyLimiter, Throttle, ThrottleLimits};
 use crate::auth::sign_in_counts::SignInCounts;
 use crate::auth::signed_token::{KeyRing, VerifiedTokenCache};
 use crate::auth::signing_keys::{self, KeyRotation, SigningKeyError, SigningKeySchedule};
@@ -33,11 +33,20 @@ pub struct App {
     pub hashers: Hashers,
     /// Replaced whole on key rotation; readers clone the `Arc` and let go of the lock.
     key_ring: RwLock<Arc<KeyRing>>,
+    /// When the ring was last read from the store (the start of that read, in real time),
+    /// behind the lock every reload holds: reloads run one at a time, and a reload for an
+    /// unknown key id that one begun since then answers is not repeated.
+    key_ring_reloads: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Reloads of the ring so far, for the tests.
+    key_ring_reload_count: AtomicU64,
     pub token_cache: VerifiedTokenCache,
     /// Sign-in outcomes by method, for the metrics.
     pub sign_in_counts: SignInCounts,
     /// Mail delivery attempts by outcome, for the metrics.
     pub mail_deliveries: DeliveryCounts,
+    /// The brute-force buckets of password and second-factor checks. Like every limiter
+    /// here, in this process's memory on redb, in the database on PostgreSQL (shared by
+    /// every node: `CounterHome`).
     pub throttle: Throttle,
     /// Limits sign-up, resend and reset requests per address and client network, and
     /// reset confirmations per client network.
@@ -103,52 +112,74 @@ impl App {
             },
             config.password.hasher_niceness,
         )?;
+        let counter_home = CounterHome::for_store(&store);
+        let throttling = config.throttle.enabled;
         Ok(App {
             issuer: token_issuer(&config, &store),
             token_cache: VerifiedTokenCache::new(config.auth.verified_token_cache_entries)
                 .counting_lookups(config.metrics.listen.is_some()),
-            throttle: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
-                failures_per_account_network: config.throttle.failures_per_account_network,
-                failures_per_account: config.throttle.failures_per_account,
-                failures_per_network: config.throttle.failures_per_network,
-                max_delay_seconds: config.throttle.max_delay_seconds,
-            })),
-            request_limiter: Throttle::new(config.throttle.enabled.then_some(ThrottleLimits {
-                failures_per_account_network: config.signup.requests_per_address_network,
-                failures_per_account: config.signup.requests_per_address,
-                failures_per_network: config.signup.requests_per_network,
-                max_delay_seconds: config.throttle.max_delay_seconds,
-            })),
-            sub_user_limiter: PerKeyLimiter::new(config.throttle.enabled.then_some(PerKeyLimit {
-                requests: config.throttle.sub_users_per_caller_per_hour,
-                window_seconds: 3600,
-            })),
-            second_factor_failure_limiter: PerKeyLimiter::new(config.throttle.enabled.then_some(
-                PerKeyLimit {
+            throttle: Throttle::new(
+                "password",
+                throttling.then_some(ThrottleLimits {
+                    failures_per_account_network: config.throttle.failures_per_account_network,
+                    failures_per_account: config.throttle.failures_per_account,
+                    failures_per_network: config.throttle.failures_per_network,
+                    max_delay_seconds: config.throttle.max_delay_seconds,
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
+            request_limiter: Throttle::new(
+                "requests",
+                throttling.then_some(ThrottleLimits {
+                    failures_per_account_network: config.signup.requests_per_address_network,
+                    failures_per_account: config.signup.requests_per_address,
+                    failures_per_network: config.signup.requests_per_network,
+                    max_delay_seconds: config.throttle.max_delay_seconds,
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
+            sub_user_limiter: PerKeyLimiter::new(
+                "sub_users",
+                throttling.then_some(PerKeyLimit {
+                    requests: config.throttle.sub_users_per_caller_per_hour,
+                    window_seconds: 3600,
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
+            second_factor_failure_limiter: PerKeyLimiter::new(
+                "second_factor_failures",
+                throttling.then_some(PerKeyLimit {
                     requests: config.throttle.second_factor_failures_per_account_per_hour,
                     window_seconds: 3600,
-                },
-            )),
+                }),
+                &counter_home,
+                clock.clone(),
+            ),
             passkeys: RelyingParty::for_public_url(
                 config.server.public_url.as_ref(),
                 &config.pages.title,
             ),
             passkey_ceremony_limiter: PerKeyLimiter::new(
-                config
-                    .throttle
-                    .enabled
-                    .then_some(passkeys::CEREMONIES_PER_NETWORK),
+                "passkey_ceremonies",
+                throttling.then_some(passkeys::CEREMONIES_PER_NETWORK),
+                &counter_home,
+                clock.clone(),
             ),
             oauth_browser_start_limiter: PerKeyLimiter::new(
-                config
-                    .throttle
-                    .enabled
-                    .then_some(browser_oauth::STARTS_PER_NETWORK),
+                "oauth_browser_starts",
+                throttling.then_some(browser_oauth::STARTS_PER_NETWORK),
+                &counter_home,
+                clock.clone(),
             ),
             after_answer: AfterAnswer::new(),
             sign_in_counts: SignInCounts::default(),
             mail_deliveries: DeliveryCounts::default(),
             key_ring: RwLock::new(Arc::new(key_ring)),
+            key_ring_reloads: tokio::sync::Mutex::new(None),
+            key_ring_reload_count: AtomicU64::new(0),
             hashers,
             store,
             clock,
@@ -167,14 +198,67 @@ impl App {
         }
     }
 
-    /// Re-reads the signing keys from the store and swaps the ring in.
+    /// Re-reads the signing keys from the store and swaps the ring in. When a key the old
+    /// ring held is gone (revoked, here or on another node, or dropped), every cached
+    /// verification is forgotten too, so its tokens fail from the next request on.
     pub async fn reload_key_ring(&self) -> Result<(), SigningKeyError> {
+        let mut last_reload = self.key_ring_reloads.lock().await;
+        self.reload_key_ring_holding(&mut last_reload).await
+    }
+
+    /// `reload_key_ring`, under its lock (`last_reload` is what it guards).
+    async fn reload_key_ring_holding(
+        &self,
+        last_reload: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), SigningKeyError> {
+        let started = tokio::time::Instant::now();
         let key_ring = Arc::new(signing_keys::read_key_ring(&self.store).await?);
-        match self.key_ring.write() {
-            Ok(mut guard) => *guard = key_ring,
-            Err(poisoned) => *poisoned.into_inner() = key_ring,
+        let old_key_ring = match self.key_ring.write() {
+            Ok(mut guard) => std::mem::replace(&mut *guard, Arc::clone(&key_ring)),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::clone(&key_ring)),
+        };
+        *last_reload = Some(started);
+        self.key_ring_reload_count.fetch_add(1, Ordering::Relaxed);
+        // After the swap: a verification that began with the old ring carries the old epoch
+        // (`VerifiedTokenCache::forget_all`).
+        if old_key_ring.lost_keys_in(&key_ring) {
+            self.token_cache.forget_all();
         }
         Ok(())
+    }
+
+    /// For a token that names a key the ring lacks (another node or the CLI may have just
+    /// made it): reloads the ring unless a reload begun since the call already did, waiting
+    /// first so that reloads for unknown keys come at most once per
+    /// `UNKNOWN_KEY_RELOAD_INTERVAL` (tokens with made-up key ids cannot make every request
+    /// read the store; concurrent ones share one reload). Returns whether the ring is now
+    /// newer than the token's first check, so that checking it again may succeed. On a
+    /// store of its own (redb) this server made every key itself: nothing to reload, and
+    /// the token is refused at once.
+    pub async fn reload_key_ring_for_unknown_key(&self) -> bool {
+        if !self.store.is_shared() {
+            return false;
+        }
+        let seen_at = tokio::time::Instant::now();
+        let mut last_reload = self.key_ring_reloads.lock().await;
+        if let Some(last) = *last_reload {
+            if last >= seen_at {
+                return true;
+            }
+            tokio::time::sleep_until(last + UNKNOWN_KEY_RELOAD_INTERVAL).await;
+        }
+        match self.reload_key_ring_holding(&mut last_reload).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reload the signing keys");
+                false
+            }
+        }
+    }
+
+    /// How many times the ring has been read from the store since the start.
+    pub fn key_ring_reload_count(&self) -> u64 {
+        self.key_ring_reload_count.load(Ordering::Relaxed)
     }
 
     /// `signing_keys::rotate_signing_key` with this server's `[keys] publish_ahead_seconds`,
@@ -190,7 +274,7 @@ impl App {
         Ok(rotation)
     }
 
-    /// `signing_keys::revoke_signing_key`, then swaps the ring in and forgets every cached
+    /// `signing_keys::revoke_signing_key`, then swaps the ring in, which forgets every cached
     /// verification, so the key's tokens fail from the next request on.
     pub async fn revoke_signing_key(
         &self,
@@ -200,8 +284,8 @@ impl App {
             signing_keys::revoke_signing_key(&self.store, key_id, self.clock.now_unix_seconds())
                 .await?;
         if revocation.is_some() {
+            // The key is gone from the store: the reload forgets every cached verification.
             self.reload_key_ring().await?;
-            self.token_cache.forget_all();
         }
         Ok(revocation)
     }
@@ -222,7 +306,8 @@ impl App {
     }
 
     /// Spawns the work that runs beside the accept loop while this server serves: the
-    /// maintenance loop (`auth::maintenance`) and the mail worker (`mail::deliver_forever`).
+    /// maintenance loop (`auth::maintenance`), the mail worker (`mail::deliver_forever`),
+    /// the idle token cache's release and, on a store other nodes share, the ring's reload.
     /// Must run inside the tokio runtime.
     pub fn start_background_tasks(self: &Arc<App>) -> BackgroundTasks {
         BackgroundTasks {
@@ -231,6 +316,7 @@ impl App {
             )),
             mail_delivery: tokio::spawn(crate::mail::deliver_forever(Arc::clone(self))),
             idle_cache_release: tokio::spawn(release_idle_token_cache_forever(Arc::clone(self))),
+            key_ring_refresh: tokio::spawn(reload_shared_key_ring_forever(Arc::clone(self))),
         }
     }
 
@@ -295,6 +381,7 @@ pub struct BackgroundTasks {
     maintenance: tokio::task::JoinHandle<()>,
     mail_delivery: tokio::task::JoinHandle<()>,
     idle_cache_release: tokio::task::JoinHandle<()>,
+    key_ring_refresh: tokio::task::JoinHandle<()>,
 }
 
 impl BackgroundTasks {
@@ -316,6 +403,7 @@ impl Drop for BackgroundTasks {
         self.maintenance.abort();
         self.mail_delivery.abort();
         self.idle_cache_release.abort();
+        self.key_ring_refresh.abort();
     }
 }
 
@@ -343,6 +431,34 @@ async fn release_idle_token_cache_forever(app: Arc<App>) {
         checks.tick().await;
         if app.release_idle_token_cache() {
             tracing::debug!("freed the idle verified-token cache");
+        }
+    }
+}
+
+/// At most one reload of the ring a second for tokens naming unknown keys.
+const UNKNOWN_KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a node on a shared store reads the signing keys again: a key made on another
+/// node (or by the CLI) signs here within this, and a key revoked there stops verifying
+/// here within this. The contract's 10 seconds for a rotation to reach every node's
+/// signing allows for a reload that fails once.
+pub const SHARED_KEY_RING_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Until aborted, on a store other processes share (`Store::is_shared`): the ring again from
+/// the store every `SHARED_KEY_RING_RELOAD_INTERVAL`. On a store of its own a server makes
+/// every key change itself and reloads then.
+async fn reload_shared_key_ring_forever(app: Arc<App>) {
+    if !app.store.is_shared() {
+        return;
+    }
+    let mut reloads = tokio::time::interval(SHARED_KEY_RING_RELOAD_INTERVAL);
+    reloads.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once, and the ring was just read at the start.
+    reloads.tick().await;
+    loop {
+        reloads.tick().await;
+        if let Err(error) = app.reload_key_ring().await {
+            tracing::warn!(%error, "cannot reload the signing keys");
         }
     }
 }

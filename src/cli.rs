@@ -719,7 +719,12 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
     preflight(&config)?;
     init_logging(&config);
     raise_open_files_limit();
-    let database_path = config.store.database_path();
+    // Where the data is, for the start line: the file, or the backend (never the URL, which
+    // may carry a password).
+    let data = match config.store.backend {
+        StoreBackend::Redb => config.store.database_path().display().to_string(),
+        StoreBackend::Postgres => "postgres ([store] postgres_url)".to_owned(),
+    };
     let socket_path = admin::socket_path(&config.store.data_dir).map_err(CommandError::Start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -767,7 +772,7 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
         tracing::info!(
             listen = %bound,
             issuer = %app.issuer,
-            data = %database_path.display(),
+            data = %data,
             config_file,
             admin_socket = %socket_path.display(),
             metrics = %metrics_bound.as_deref().unwrap_or("off"),

@@ -1,7 +1,7 @@
-//! Email delivery: the only module that knows lettre. A background worker takes due
-//! messages from the store's queue and delivers them through the configured transport (an
-//! outbox directory of .eml files, or SMTP), removing each once delivered and otherwise
-//! trying again with a growing wait. The API's answers never depend on delivery, and
+//! Email delivery: the only module that knows lettre. A background worker claims due
+//! messages from the store's queue (so that of many nodes on one database, one sends each)
+//! and delivers them through the configured transport (an outbox directory of .eml files,
+//! or SMTP), removing each once delivered and otherwise trying again with a growing wait. The API's answers never depend on delivery, and
 //! addresses are masked in every log line.
 
 use std::path::{Path, PathBuf};
@@ -213,9 +213,11 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(describe)
 }
 
-/// Delivers queued mail until the task is dropped. It reads the queue every second (a
-/// postponed message comes due, or another process queued one), and at once when a request
-/// has queued mail (`App::wake_mail_worker`).
+/// Delivers queued mail until the task is dropped. It claims due messages every second (a
+/// postponed message comes due, or another process or node queued one), and at once when a
+/// request has queued mail (`App::wake_mail_worker`). A claim is a lease
+/// (`CLAIM_LEASE_SECONDS`): no other node sends those messages while this one does, and if
+/// this node dies mid-send they come due again when it ends.
 pub async fn deliver_forever(app: Arc<App>) {
     let config = app.config.email.clone();
     let transport = match config.transport {
@@ -236,48 +238,94 @@ pub async fn deliver_forever(app: Arc<App>) {
         },
     };
     loop {
-        let now = app.clock.now_unix_seconds();
-        let due = match app.store.due_mails(now, BATCH).await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the mail queue");
-                Vec::new()
-            }
-        };
-        for queued in due {
-            let outcome = deliver(&transport, &config.from, &queued).await;
-            let to = mask_address(&queued.mail.to);
-            let store = &app.store;
-            let update = match outcome {
-                Ok(how) => {
-                    app.mail_deliveries.record(DeliveryOutcome::Delivered);
-                    tracing::info!(to, subject = queued.mail.subject, how, "mail delivered");
-                    store.remove_mail(queued.id).await
-                }
-                Err(error) => {
-                    let attempts = queued.attempts.saturating_add(1);
-                    if attempts >= config.max_attempts {
-                        app.mail_deliveries.record(DeliveryOutcome::GivenUp);
-                        tracing::error!(to, attempts, %error, "mail given up");
-                        store.remove_mail(queued.id).await
-                    } else {
-                        app.mail_deliveries.record(DeliveryOutcome::Failed);
-                        let wait = 2i64.saturating_pow(attempts).min(LONGEST_WAIT_SECONDS);
-                        tracing::warn!(to, attempts, retry_in_seconds = wait, %error, "mail delivery failed");
-                        let retry_at = app.clock.now_unix_seconds() + wait;
-                        store.postpone_mail(queued.id, attempts, retry_at).await
-                    }
-                }
-            };
-            if let Err(error) = update {
-                tracing::warn!(%error, "cannot update the mail queue");
-            }
+        let handed_back = deliver_one_claim(&app, &config, &transport).await;
+        if handed_back {
+            // Messages whose lease ran short went back to the queue, due now: claim again.
+            continue;
         }
         tokio::select! {
             () = tokio::time::sleep(POLL_INTERVAL) => {}
             () = app.mail_queued() => {}
         }
     }
+}
+
+/// How long a claim keeps its messages from every other node's claims.
+pub const CLAIM_LEASE_SECONDS: i64 = 60;
+
+/// The longest one delivery may take before it counts as failed: past `SMTP_TIMEOUT` per
+/// command, a whole SMTP exchange could otherwise outlast the lease.
+const DELIVERY_TIME_LIMIT: Duration = Duration::from_secs(20);
+
+/// A delivery starts only while its lease has this long left: the time limit, and 10
+/// seconds for the nodes' clocks to disagree, so another node's claim never takes a
+/// message this one is still sending.
+const LEASE_LEFT_TO_START_SECONDS: i64 = 30;
+
+/// Claims a batch of due messages and delivers them in turn, removing each one delivered
+/// (or given up) and postponing each one that failed. Those whose turn comes too late in the
+/// lease go back to the queue, due at once, without counting an attempt; returns whether
+/// any did.
+async fn deliver_one_claim(app: &App, config: &EmailConfig, transport: &Transport) -> bool {
+    let store = &app.store;
+    let claimed_at = app.clock.now_unix_seconds();
+    let lease_until = claimed_at + CLAIM_LEASE_SECONDS;
+    let claimed = match store.claim_due_mails(claimed_at, lease_until, BATCH).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::warn!(%error, "cannot claim mail from the queue");
+            return false;
+        }
+    };
+    let mut handed_back = false;
+    for queued in claimed {
+        let now = app.clock.now_unix_seconds();
+        if lease_until - now < LEASE_LEFT_TO_START_SECONDS {
+            handed_back = true;
+            if let Err(error) = store.postpone_mail(queued.id, queued.attempts, now).await {
+                tracing::warn!(%error, "cannot hand mail back to the queue");
+            }
+            continue;
+        }
+        let outcome = match tokio::time::timeout(
+            DELIVERY_TIME_LIMIT,
+            deliver(transport, &config.from, &queued),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!(
+                "no answer within {} seconds",
+                DELIVERY_TIME_LIMIT.as_secs()
+            )),
+        };
+        let to = mask_address(&queued.mail.to);
+        let update = match outcome {
+            Ok(how) => {
+                app.mail_deliveries.record(DeliveryOutcome::Delivered);
+                tracing::info!(to, subject = queued.mail.subject, how, "mail delivered");
+                store.remove_mail(queued.id).await
+            }
+            Err(error) => {
+                let attempts = queued.attempts.saturating_add(1);
+                if attempts >= config.max_attempts {
+                    app.mail_deliveries.record(DeliveryOutcome::GivenUp);
+                    tracing::error!(to, attempts, %error, "mail given up");
+                    store.remove_mail(queued.id).await
+                } else {
+                    app.mail_deliveries.record(DeliveryOutcome::Failed);
+                    let wait = 2i64.saturating_pow(attempts).min(LONGEST_WAIT_SECONDS);
+                    tracing::warn!(to, attempts, retry_in_seconds = wait, %error, "mail delivery failed");
+                    let retry_at = app.clock.now_unix_seconds() + wait;
+                    store.postpone_mail(queued.id, attempts, retry_at).await
+                }
+            }
+        };
+        if let Err(error) = update {
+            tracing::warn!(%error, "cannot update the mail queue");
+        }
+    }
+    handed_back
 }
 
 #[cfg(test)]

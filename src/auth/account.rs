@@ -285,11 +285,8 @@ pub async fn create_sub_user(
     // Each creation that gets this far answers whether the address is taken: a caller may
     // ask only so often (API.md 15.10), and a refused request costs no hash.
     app.sub_user_limiter
-        .take(
-            &identity.user.id.to_string(),
-            app.clock.since_start_seconds(),
-        )
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+        .take(&identity.user.id.to_string())
+        .await?;
     let hash = app.hashers.hash(password.into_password()).await?;
     let new_user = NewUser {
         password_hash: Some(hash),

@@ -1,14 +1,16 @@
 //! The maintenance loop that runs beside the server: every `[session]
 //! purge_interval_seconds` it keeps the signing keys current (promotes, drops, rotates) and
 //! purges expired sessions, API tokens, emailed links, mfa-tokens, unconfirmed TOTP
-//! enrolments and passkey challenges; hourly it also purges sign-ups never proved. Each step
-//! logs its own outcome and a failure never stops the loop.
+//! enrolments and passkey challenges, and, on a store whose rate-limit buckets are shared
+//! (PostgreSQL), the buckets that hold nothing back; hourly it also purges sign-ups never
+//! proved. Each step logs its own outcome and a failure never stops the loop. Of many nodes
+//! on one database, one at a time runs a pass (`Store::maintenance_turn`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::auth::{api_tokens, signup};
+use crate::auth::{api_tokens, rate_limit, signup};
 
 /// Rows deleted per purge transaction: small enough that a sign-in never waits long for the
 /// write lock behind a purge.
@@ -30,6 +32,19 @@ pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
     let mut last_sign_up_purge: Option<Duration> = None;
     loop {
         tokio::time::sleep(interval).await;
+        // One node at a time: a node that finds another node's pass running skips its own,
+        // which would find nothing left to do.
+        let turn = match app.store.maintenance_turn().await {
+            Ok(Some(turn)) => turn,
+            Ok(None) => {
+                tracing::debug!("another node is running the maintenance pass");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot take the maintenance lock");
+                continue;
+            }
+        };
         let now = app.clock.since_start();
         if last_sign_up_purge
             .is_none_or(|last| now.saturating_sub(last) >= UNPROVED_SIGN_UP_PURGE_INTERVAL)
@@ -39,6 +54,7 @@ pub async fn purge_expired_records_and_rotate_keys_forever(app: Arc<App>) {
         }
         promote_drop_and_rotate_signing_keys(&app).await;
         purge_expired_sessions_api_tokens_and_email_tokens(&app).await;
+        turn.end().await;
     }
 }
 
@@ -65,7 +81,8 @@ async fn promote_drop_and_rotate_signing_keys(app: &Arc<App>) {
 /// Deletes expired sessions, API tokens expired more than
 /// `api_tokens::EXPIRED_TOKEN_RETENTION_SECONDS` ago, spent emailed tokens, expired
 /// mfa-tokens and TOTP enrolments, expired passkey challenges and started browser OAuth
-/// sign-ins, a batch of each per
+/// sign-ins, and shared rate-limit buckets that hold nothing back (or, past
+/// `rate_limit::MAX_ENTRIES` for a limiter, those that hold back least), a batch of each per
 /// transaction, until a batch comes back short.
 async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
     loop {
@@ -94,12 +111,25 @@ async fn purge_expired_sessions_api_tokens_and_email_tokens(app: &App) {
             let oauth_browser_states = store
                 .purge_expired_oauth_browser_states(now, PURGE_BATCH_ROWS)
                 .await?;
+            let throttle_buckets = match store.shared_counters() {
+                Some(counters) => {
+                    counters
+                        .purge_idle_buckets(
+                            app.clock.now_unix_seconds_fractional(),
+                            rate_limit::MAX_ENTRIES as u64,
+                            PURGE_BATCH_ROWS,
+                        )
+                        .await?
+                }
+                None => 0,
+            };
             Ok(sessions
                 .max(tokens)
                 .max(email_tokens)
                 .max(second_factor_records)
                 .max(passkey_challenges)
-                .max(oauth_browser_states))
+                .max(oauth_browser_states)
+                .max(throttle_buckets))
         }
         .await;
         match purged {

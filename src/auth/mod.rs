@@ -26,7 +26,7 @@ use crate::app::App;
 use crate::auth::second_factor::SecondFactorGate;
 use crate::auth::second_factor::mfa_token::HalfDoneSignIn;
 use crate::auth::sign_in_counts::SignInMethod;
-use crate::auth::signed_token::TokenClaims;
+use crate::auth::signed_token::{TokenClaims, TokenError};
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
 use crate::model::second_factor::FirstFactor;
@@ -101,13 +101,10 @@ pub async fn throttled_recheck(
     stored: Option<crate::model::PasswordHashString>,
 ) -> Result<password::Verification, AuthError> {
     let network = client.network();
-    app.throttle
-        .check(email, &network, app.clock.since_start_seconds())
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+    app.throttle.check(email, &network).await?;
     let verification = app.hashers.verify(password, stored).await?;
     if !verification.matches {
-        app.throttle
-            .record_failed_attempt(email, &network, app.clock.since_start_seconds());
+        app.throttle.record_failed_attempt(email, &network).await?;
     }
     Ok(verification)
 }
@@ -192,7 +189,9 @@ async fn sign_in_with_password(
     // Only a session clears the history: a first step that answered with an mfa-token
     // forgives none of the wrong codes that came before it.
     if opened.is_ok() {
-        app.throttle.record_success(&email.normalized, &network);
+        app.throttle
+            .record_success(&email.normalized, &network)
+            .await;
     }
     opened
 }
@@ -499,8 +498,9 @@ impl Identity {
 }
 
 /// Turns a presented credential into an identity, or `Unauthenticated`. Reads the store
-/// every time (revocation shows on the very next request); signature checks are cached by
-/// the complete token text, and `exp` is checked on every hit.
+/// every time (revocation shows on the very next request, on every node); signature checks
+/// are cached by the complete token text, and `exp` is checked on every hit. A token naming
+/// a key the ring lacks reloads the ring first (`App::reload_key_ring_for_unknown_key`).
 pub async fn authenticate(
     app: &App,
     credential: PresentedCredential<'_>,
@@ -509,9 +509,15 @@ pub async fn authenticate(
     match credential {
         PresentedCredential::SignedToken(token) => {
             let token = *token.expose_secret();
-            let verified = app
-                .token_cache
-                .get_or_verify(token, || app.key_ring().verify(token, &app.issuer, now))?;
+            let verify = || app.key_ring().verify(token, &app.issuer, now);
+            let verified = match app.token_cache.get_or_verify(token, verify) {
+                // A key made since the ring was read (on another node, or by the CLI):
+                // read it again, at most once a second, and check once more.
+                Err(TokenError::UnknownKey) if app.reload_key_ring_for_unknown_key().await => {
+                    app.token_cache.get_or_verify(token, verify)?
+                }
+                other => other?,
+            };
             if verified.expires_at <= now {
                 return Err(AuthError::Unauthenticated);
             }

@@ -8,7 +8,7 @@
 use crate::app::App;
 use crate::auth::account::{is_refused_in_a_name, parent_of};
 use crate::auth::password::Password;
-use crate::auth::rate_limit::PerKeyLimit;
+use crate::auth::rate_limit::{LimitRefusal, PerKeyLimit};
 use crate::auth::second_factor::{SecondFactorGate, check_reauthentication};
 use crate::auth::sign_in_counts::{AttemptOutcome, SignInMethod};
 use crate::auth::{AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, open_session};
@@ -76,7 +76,7 @@ pub async fn start_passkey_registration(
     client: &ClientInfo,
 ) -> Result<StartedPasskeyCeremony, AuthError> {
     let relying_party = relying_party(app)?;
-    take_ceremony_token(app, client)?;
+    take_ceremony_token(app, client).await?;
     check_reauthentication(app, identity, password, client).await?;
     let user = &identity.user;
     let passkeys = app.store.passkeys_of_user(user.id).await?;
@@ -207,7 +207,7 @@ pub async fn start_passkey_sign_in(
     client: &ClientInfo,
 ) -> Result<StartedPasskeyCeremony, AuthError> {
     let relying_party = relying_party(app)?;
-    take_ceremony_token(app, client)?;
+    take_ceremony_token(app, client).await?;
     let started = relying_party
         .start_discoverable_sign_in()
         .map_err(ceremony_failure)?;
@@ -231,18 +231,20 @@ pub async fn sign_in_with_passkey(
     let relying_party = relying_party(app)?;
     let network = request.client.network();
     app.throttle
-        .check_network(&network, app.clock.since_start_seconds())
-        .map_err(|retry| {
-            app.sign_in_counts
-                .record(SignInMethod::Passkey, AttemptOutcome::Throttled);
-            AuthError::TooManyAttempts(retry.0)
+        .check_network(&network)
+        .await
+        .map_err(|refusal| {
+            if let LimitRefusal::TooSoon(_) = refusal {
+                app.sign_in_counts
+                    .record(SignInMethod::Passkey, AttemptOutcome::Throttled);
+            }
+            AuthError::from(refusal)
         })?;
     let outcome = verify_and_open_session(app, relying_party, request).await;
     app.sign_in_counts
         .record_result(SignInMethod::Passkey, &outcome);
     if outcome.as_ref().is_err_and(is_failed_attempt) {
-        app.throttle
-            .record_network_failure(&network, app.clock.since_start_seconds());
+        app.throttle.record_network_failure(&network).await?;
     }
     outcome
 }
@@ -256,7 +258,7 @@ pub async fn start_passkey_assertion_for_user(
     client: &ClientInfo,
 ) -> Result<StartedPasskeyCeremony, AuthError> {
     let relying_party = relying_party(app)?;
-    take_ceremony_token(app, client)?;
+    take_ceremony_token(app, client).await?;
     let credentials: Vec<Vec<u8>> = app
         .store
         .passkeys_of_user(user_id)
@@ -496,10 +498,11 @@ async fn keep_challenge(
 }
 
 /// Takes a token from the client network's bucket of started ceremonies.
-fn take_ceremony_token(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
+async fn take_ceremony_token(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     app.passkey_ceremony_limiter
-        .take(&client.network(), app.clock.since_start_seconds())
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))
+        .take(&client.network())
+        .await
+        .map_err(AuthError::from)
 }
 
 fn malformed_credential() -> AuthError {

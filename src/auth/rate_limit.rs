@@ -9,17 +9,34 @@
 //!
 //! The per-account ceiling binds every network, one that never failed against the account
 //! included, so rotating networks buys no guesses beyond it; an opened session clears its own
-//! (email, network) bucket. Memory is bounded: keys are 64-bit keyed hashes (the same size
-//! whatever the email), a limiter holds at most `MAX_ENTRIES` buckets, and when it is full the
-//! buckets that hold the least back are forgotten first (a refilled bucket holds nothing
-//! back), so a flood of fresh keys cannot free the key it attacks. Time is passed in (seconds
-//! on `App::clock`'s `since_start`), so the rules are tested without sleeping. A limiter whose lock was poisoned keeps limiting: it
-//! never fails open.
+//! (email, network) bucket.
+//!
+//! Where the buckets live is chosen once, when `App` is built (`CounterHome`): on a store
+//! that one node holds (redb), in this process's memory (`InMemoryThrottle`,
+//! `InMemoryPerKeyLimiter`: no await, no store round trip); on one that many nodes share
+//! (PostgreSQL), in the database (`shared`), so that N guesses spread over nodes meet the
+//! same ceilings as N on one. Both keep the same buckets with the same arithmetic.
+//!
+//! In memory, memory is bounded: keys are 64-bit keyed hashes (the same size whatever the
+//! email), a limiter holds at most `MAX_ENTRIES` buckets, and when it is full the buckets that
+//! hold the least back are forgotten first (a refilled bucket holds nothing back), so a flood
+//! of fresh keys cannot free the key it attacks; the shared buckets are purged by the same
+//! rule in the maintenance pass. The in-memory limiters count time in seconds on `App::clock`'s
+//! `since_start`, the shared ones in Unix seconds on the same clock (nodes share no start),
+//! so the rules are tested without sleeping. A limiter whose lock was poisoned keeps
+//! limiting, and one whose database cannot be reached refuses: it never fails open.
+
+mod shared;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::auth::AuthError;
+use crate::auth::rate_limit::shared::{SharedPerKeyLimiter, SharedThrottle};
+use crate::model::clock::Clock;
+use crate::store::{SharedBucket, SharedCounters, Store, StoreError};
 
 /// Limits, from `[throttle]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +63,10 @@ pub const MAX_ENTRIES: usize = 100_000;
 const ENTRIES_AFTER_EVICTION: usize = MAX_ENTRIES / 2;
 const WINDOW_SECONDS: f64 = 60.0;
 
-/// The buckets of password checks (or of sign-up, resend and reset requests). One per use in
-/// `App`.
+/// The buckets of password checks (or of sign-up, resend and reset requests) in this
+/// process's memory, with the time passed in.
 #[derive(Debug)]
-pub struct Throttle {
+pub struct InMemoryThrottle {
     limits: Option<ThrottleLimits>,
     table: Mutex<BucketTable>,
 }
@@ -61,12 +78,252 @@ pub struct PerKeyLimit {
     pub window_seconds: u64,
 }
 
-/// One token bucket per key, each request taking a token: for limits on a caller rather than
-/// on guessing (`POST /user` per user id).
+/// One token bucket per key in this process's memory, with the time passed in.
 #[derive(Debug)]
-pub struct PerKeyLimiter {
+pub struct InMemoryPerKeyLimiter {
     limit: Option<PerKeyLimit>,
     table: Mutex<BucketTable>,
+}
+
+/// Where the limiters keep their buckets, chosen once when `App` is built.
+#[derive(Clone, Debug)]
+pub enum CounterHome {
+    /// This process's memory: the store has one node (redb).
+    ThisProcess,
+    /// The database that every node shares (PostgreSQL).
+    SharedDatabase(SharedCounters),
+}
+
+impl CounterHome {
+    /// The database's counters when the store offers shared ones, else this process's.
+    pub fn for_store(store: &Store) -> CounterHome {
+        match store.shared_counters() {
+            Some(counters) => CounterHome::SharedDatabase(counters),
+            None => CounterHome::ThisProcess,
+        }
+    }
+}
+
+/// Why a limited step may not go ahead.
+#[derive(Debug)]
+pub enum LimitRefusal {
+    /// A bucket is empty or blocked: 429, with the wait.
+    TooSoon(RetryAfter),
+    /// The shared counters could not be read: refused rather than let through unlimited.
+    CountersUnavailable(StoreError),
+}
+
+impl From<LimitRefusal> for AuthError {
+    fn from(refusal: LimitRefusal) -> AuthError {
+        match refusal {
+            LimitRefusal::TooSoon(retry) => AuthError::TooManyAttempts(retry.0),
+            LimitRefusal::CountersUnavailable(error) => AuthError::from(error),
+        }
+    }
+}
+
+/// The buckets of password checks (or of sign-up, resend and reset requests), wherever they
+/// live. One per use in `App`.
+#[derive(Debug)]
+pub struct Throttle {
+    buckets: ThrottleBuckets,
+    clock: Clock,
+}
+
+#[derive(Debug)]
+enum ThrottleBuckets {
+    ThisProcess(InMemoryThrottle),
+    Shared(SharedThrottle),
+}
+
+impl Throttle {
+    /// `limiter` names its buckets in a shared database (`"password"`, `"requests"`);
+    /// `limits` `None` turns throttling off (benchmarks, load tests).
+    pub fn new(
+        limiter: &'static str,
+        limits: Option<ThrottleLimits>,
+        home: &CounterHome,
+        clock: Clock,
+    ) -> Throttle {
+        let buckets = match home {
+            CounterHome::ThisProcess => ThrottleBuckets::ThisProcess(InMemoryThrottle::new(limits)),
+            CounterHome::SharedDatabase(counters) => {
+                ThrottleBuckets::Shared(SharedThrottle::new(limiter, limits, counters.clone()))
+            }
+        };
+        Throttle { buckets, clock }
+    }
+
+    /// Whether a password check for `email` from `network` may go ahead now. The account's
+    /// ceiling applies to every network, new ones included.
+    pub async fn check(&self, email: &str, network: &str) -> Result<(), LimitRefusal> {
+        match &self.buckets {
+            ThrottleBuckets::ThisProcess(throttle) => throttle
+                .check(email, network, self.clock.since_start_seconds())
+                .map_err(LimitRefusal::TooSoon),
+            ThrottleBuckets::Shared(throttle) => {
+                throttle
+                    .check(email, network, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
+
+    /// Records a failed password check: each bucket loses a token; one that runs dry blocks
+    /// for a wait that doubles with each consecutive lockout.
+    pub async fn record_failed_attempt(
+        &self,
+        email: &str,
+        network: &str,
+    ) -> Result<(), StoreError> {
+        self.take_from_each_bucket(email, network).await
+    }
+
+    /// Counts a request that is limited whatever its outcome (sign-up, resend, reset, reset
+    /// confirmation): it drains the buckets exactly as a failed password check does.
+    pub async fn count_request(&self, key: &str, network: &str) -> Result<(), StoreError> {
+        self.take_from_each_bucket(key, network).await
+    }
+
+    async fn take_from_each_bucket(&self, email: &str, network: &str) -> Result<(), StoreError> {
+        match &self.buckets {
+            ThrottleBuckets::ThisProcess(throttle) => {
+                throttle.take_from_each_bucket(email, network, self.clock.since_start_seconds());
+                Ok(())
+            }
+            ThrottleBuckets::Shared(throttle) => {
+                throttle
+                    .take_from_each_bucket(email, network, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
+
+    /// Records a success: the (email, network) history is forgotten. It comes after the
+    /// session is made, so a database that cannot forget is logged, not answered: the bucket
+    /// stays as drained as it was, which limits more, never less.
+    pub async fn record_success(&self, email: &str, network: &str) {
+        match &self.buckets {
+            ThrottleBuckets::ThisProcess(throttle) => throttle.record_success(email, network),
+            ThrottleBuckets::Shared(throttle) => {
+                if let Err(error) = throttle.record_success(email, network).await {
+                    tracing::warn!(%error, "could not clear a throttle bucket after a success");
+                }
+            }
+        }
+    }
+
+    /// Whether a client network may try again now: its own bucket alone, for attempts that
+    /// name no account (OAuth and passkey sign-in).
+    pub async fn check_network(&self, network: &str) -> Result<(), LimitRefusal> {
+        match &self.buckets {
+            ThrottleBuckets::ThisProcess(throttle) => throttle
+                .check_network(network, self.clock.since_start_seconds())
+                .map_err(LimitRefusal::TooSoon),
+            ThrottleBuckets::Shared(throttle) => {
+                throttle
+                    .check_network(network, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
+
+    /// Records a failed attempt against the network's bucket alone (the same bucket failed
+    /// password checks drain).
+    pub async fn record_network_failure(&self, network: &str) -> Result<(), StoreError> {
+        match &self.buckets {
+            ThrottleBuckets::ThisProcess(throttle) => {
+                throttle.record_network_failure(network, self.clock.since_start_seconds());
+                Ok(())
+            }
+            ThrottleBuckets::Shared(throttle) => {
+                throttle
+                    .record_network_failure(network, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
+}
+
+/// One token bucket per key, wherever it lives: for limits on a caller or a network rather
+/// than on guessing (`POST /user` per user id, started ceremonies per network), and for
+/// failure ceilings (wrong second factors per account).
+#[derive(Debug)]
+pub struct PerKeyLimiter {
+    buckets: PerKeyBuckets,
+    clock: Clock,
+}
+
+#[derive(Debug)]
+enum PerKeyBuckets {
+    ThisProcess(InMemoryPerKeyLimiter),
+    Shared(SharedPerKeyLimiter),
+}
+
+impl PerKeyLimiter {
+    /// `limiter` names its buckets in a shared database; `limit` `None`: no limit.
+    pub fn new(
+        limiter: &'static str,
+        limit: Option<PerKeyLimit>,
+        home: &CounterHome,
+        clock: Clock,
+    ) -> PerKeyLimiter {
+        let buckets = match home {
+            CounterHome::ThisProcess => {
+                PerKeyBuckets::ThisProcess(InMemoryPerKeyLimiter::new(limit))
+            }
+            CounterHome::SharedDatabase(counters) => {
+                PerKeyBuckets::Shared(SharedPerKeyLimiter::new(limiter, limit, counters.clone()))
+            }
+        };
+        PerKeyLimiter { buckets, clock }
+    }
+
+    /// Takes a token from `key`'s bucket, or says how long until one is back. Checking and
+    /// taking are one step, so concurrent requests cannot all pass on the last token.
+    pub async fn take(&self, key: &str) -> Result<(), LimitRefusal> {
+        match &self.buckets {
+            PerKeyBuckets::ThisProcess(limiter) => limiter
+                .take(key, self.clock.since_start_seconds())
+                .map_err(LimitRefusal::TooSoon),
+            PerKeyBuckets::Shared(limiter) => {
+                limiter
+                    .take(key, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
+
+    /// Whether `key` may try again now, taking nothing: for limits that count failures
+    /// (`record_failure`) rather than attempts.
+    pub async fn check(&self, key: &str) -> Result<(), LimitRefusal> {
+        match &self.buckets {
+            PerKeyBuckets::ThisProcess(limiter) => limiter
+                .check(key, self.clock.since_start_seconds())
+                .map_err(LimitRefusal::TooSoon),
+            PerKeyBuckets::Shared(limiter) => {
+                limiter
+                    .check(key, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
+
+    /// Counts a failure against `key`: a token goes, and `check` refuses once none is left
+    /// until one comes back.
+    pub async fn record_failure(&self, key: &str) -> Result<(), StoreError> {
+        match &self.buckets {
+            PerKeyBuckets::ThisProcess(limiter) => {
+                limiter.record_failure(key, self.clock.since_start_seconds());
+                Ok(())
+            }
+            PerKeyBuckets::Shared(limiter) => {
+                limiter
+                    .record_failure(key, self.clock.now_unix_seconds_fractional())
+                    .await
+            }
+        }
+    }
 }
 
 /// The network a client address counts as: the address itself for IPv4, its /64 for IPv6.
@@ -92,6 +349,18 @@ enum BucketKind {
     PerKey,
 }
 
+impl BucketKind {
+    /// The parts of (email, network) a bucket of this kind counts: the account's bucket is
+    /// one for every network, the network's one for every account.
+    fn counted_parts<'a>(self, email: &'a str, network: &'a str) -> (&'a str, &'a str) {
+        match self {
+            BucketKind::AccountNetwork => (email, network),
+            BucketKind::Account | BucketKind::PerKey => (email, ""),
+            BucketKind::Network => ("", network),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
@@ -112,10 +381,10 @@ struct BucketTable {
     key_hasher: RandomState,
 }
 
-impl Throttle {
+impl InMemoryThrottle {
     /// `None`: throttling is off (benchmarks, load tests).
-    pub fn new(limits: Option<ThrottleLimits>) -> Throttle {
-        Throttle {
+    pub fn new(limits: Option<ThrottleLimits>) -> InMemoryThrottle {
+        InMemoryThrottle {
             limits,
             table: Mutex::new(BucketTable::new()),
         }
@@ -202,10 +471,10 @@ impl Throttle {
     }
 }
 
-impl PerKeyLimiter {
+impl InMemoryPerKeyLimiter {
     /// `None`: no limit.
-    pub fn new(limit: Option<PerKeyLimit>) -> PerKeyLimiter {
-        PerKeyLimiter {
+    pub fn new(limit: Option<PerKeyLimit>) -> InMemoryPerKeyLimiter {
+        InMemoryPerKeyLimiter {
             limit,
             table: Mutex::new(BucketTable::new()),
         }
@@ -286,6 +555,29 @@ impl Bucket {
         }
     }
 
+    /// A bucket as the shared database keeps it.
+    fn from_shared(shared: &SharedBucket) -> Bucket {
+        Bucket {
+            tokens: shared.tokens,
+            updated: shared.updated,
+            blocked_until: shared.blocked_until,
+            seconds_per_token: shared.seconds_per_token,
+            capacity: shared.capacity,
+            lockouts: shared.lockouts,
+        }
+    }
+
+    fn to_shared(self) -> SharedBucket {
+        SharedBucket {
+            capacity: self.capacity,
+            seconds_per_token: self.seconds_per_token,
+            tokens: self.tokens,
+            updated: self.updated,
+            blocked_until: self.blocked_until,
+            lockouts: self.lockouts,
+        }
+    }
+
     fn tokens_at(&self, now: f64) -> f64 {
         let elapsed = (now - self.updated).max(0.0);
         (self.tokens + elapsed / self.seconds_per_token).min(f64::from(self.capacity))
@@ -342,11 +634,7 @@ impl BucketTable {
     /// A bucket's key: a hash keyed per process, so a client cannot aim two keys at one slot.
     /// Each kind reads only its own parts: the account's bucket is one for every network.
     fn key(&self, kind: BucketKind, email: &str, network: &str) -> u64 {
-        let (email, network) = match kind {
-            BucketKind::AccountNetwork => (email, network),
-            BucketKind::Account | BucketKind::PerKey => (email, ""),
-            BucketKind::Network => ("", network),
-        };
+        let (email, network) = kind.counted_parts(email, network);
         self.key_hasher.hash_one((kind, email, network))
     }
 
@@ -447,7 +735,7 @@ mod tests {
 
     #[test]
     fn a_failure_limit_refuses_once_its_failures_are_spent_and_refills_over_its_window() {
-        let limiter = PerKeyLimiter::new(Some(PerKeyLimit {
+        let limiter = InMemoryPerKeyLimiter::new(Some(PerKeyLimit {
             requests: 10,
             window_seconds: 3600,
         }));
@@ -465,7 +753,7 @@ mod tests {
 
     #[test]
     fn five_failures_then_a_growing_wait_and_a_clean_network_still_passes() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         let mut now = 1000.0;
         for _ in 0..5 {
             assert!(throttle.check("a@x.com", "198.51.100.1", now).is_ok());
@@ -495,7 +783,7 @@ mod tests {
 
     #[test]
     fn the_account_ceiling_binds_networks_that_never_failed_against_it() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         let now = 1000.0;
         // One guess from each of 20 networks: no network and no (account, network) pair is
         // anywhere near its own limit, but the account's 20 are spent.
@@ -517,7 +805,7 @@ mod tests {
 
     #[test]
     fn requests_per_address_count_every_network() {
-        let throttle = Throttle::new(Some(REQUEST_LIMITS));
+        let throttle = InMemoryThrottle::new(Some(REQUEST_LIMITS));
         let now = 50.0;
         // As `signup::limit_requests` does: check, then count the request.
         for index in 0..5 {
@@ -535,7 +823,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_distinct_keys_stays_bounded_and_the_attacked_keys_stay_throttled() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         let now = 1000.0;
         let attacker = "198.51.100.7";
         // The attacker's own network is locked out of the account, and the account's
@@ -583,7 +871,7 @@ mod tests {
 
     #[test]
     fn a_full_table_forgets_refilled_buckets_and_keeps_a_lockout() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         let attacker = "198.51.100.7";
         for _ in 0..20 {
             throttle.record_failed_attempt("target@x.com", attacker, 0.0);
@@ -608,7 +896,7 @@ mod tests {
 
     #[test]
     fn a_network_failing_against_many_accounts_is_held_back() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         for index in 0..30 {
             throttle.record_failed_attempt(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
         }
@@ -618,7 +906,7 @@ mod tests {
 
     #[test]
     fn network_failures_share_the_bucket_of_failed_passwords() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         for index in 0..29 {
             throttle.record_failed_attempt(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
         }
@@ -629,7 +917,7 @@ mod tests {
         assert!(throttle.check("fresh@x.com", "198.51.100.9", 50.0).is_err());
         assert!(throttle.check_network("198.51.100.10", 50.0).is_ok());
         assert!(
-            Throttle::new(None)
+            InMemoryThrottle::new(None)
                 .check_network("198.51.100.9", 0.0)
                 .is_ok()
         );
@@ -641,7 +929,7 @@ mod tests {
             requests: 3,
             window_seconds: 3600,
         };
-        let limiter = PerKeyLimiter::new(Some(limit));
+        let limiter = InMemoryPerKeyLimiter::new(Some(limit));
         for _ in 0..3 {
             assert!(limiter.take("7", 10.0).is_ok());
         }
@@ -653,7 +941,7 @@ mod tests {
         );
         assert!(limiter.take("7", 10.0 + 1200.0).is_ok());
         assert!(limiter.take("7", 10.0 + 1200.0).is_err());
-        assert!(PerKeyLimiter::new(None).take("7", 0.0).is_ok());
+        assert!(InMemoryPerKeyLimiter::new(None).take("7", 0.0).is_ok());
     }
 
     /// Panics on another thread while it holds `table`'s lock, which poisons the lock.
@@ -672,7 +960,7 @@ mod tests {
 
     #[test]
     fn a_poisoned_limiter_still_refuses_attempts_over_its_limit() {
-        let throttle = Throttle::new(Some(LIMITS));
+        let throttle = InMemoryThrottle::new(Some(LIMITS));
         for _ in 0..5 {
             throttle.record_failed_attempt("a@x.com", "198.51.100.1", 10.0);
         }
@@ -689,7 +977,7 @@ mod tests {
         assert!(throttle.check("fresh@x.com", "203.0.113.5", 10.0).is_err());
         assert!(throttle.check_network("203.0.113.5", 10.0).is_err());
 
-        let limiter = PerKeyLimiter::new(Some(PerKeyLimit {
+        let limiter = InMemoryPerKeyLimiter::new(Some(PerKeyLimit {
             requests: 2,
             window_seconds: 3600,
         }));

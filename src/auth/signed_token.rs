@@ -150,6 +150,17 @@ impl KeyRing {
         &self.keys
     }
 
+    /// Whether `newer` lacks a key this ring holds (revoked, or dropped): the tokens that
+    /// key signed must not verify from cached checks any more.
+    pub fn lost_keys_in(&self, newer: &KeyRing) -> bool {
+        self.keys.iter().any(|key| {
+            !newer
+                .keys
+                .iter()
+                .any(|newer_key| newer_key.key_id == key.key_id)
+        })
+    }
+
     /// The id of the key that signs at `now`.
     pub fn active_key_id(&self, now: UnixSeconds) -> &str {
         &self.signing_key_at(now).key_id

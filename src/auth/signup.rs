@@ -43,14 +43,18 @@ fn lifetime(seconds: u64) -> UnixSeconds {
 }
 
 /// Applies the per-address and per-network request limits; every request counts.
-fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Result<(), AuthError> {
+async fn limit_requests(
+    app: &App,
+    normalized_email: &str,
+    client: &ClientInfo,
+) -> Result<(), AuthError> {
     let network = client.network();
-    let now = app.clock.since_start_seconds();
     app.request_limiter
-        .check(normalized_email, &network, now)
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+        .check(normalized_email, &network)
+        .await?;
     app.request_limiter
-        .count_request(normalized_email, &network, now);
+        .count_request(normalized_email, &network)
+        .await?;
     Ok(())
 }
 
@@ -59,14 +63,11 @@ fn limit_requests(app: &App, normalized_email: &str, client: &ClientInfo) -> Res
 /// 15.7). Its buckets are the network's own (so `[signup] requests_per_address_network`
 /// confirmations a minute), plus the network bucket that sign-up, resend and reset requests
 /// drain; requests flooding an address never block its owner here.
-fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
+async fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     let network = client.network();
     let key = format!("password-reset-confirm {network}");
-    let now = app.clock.since_start_seconds();
-    app.request_limiter
-        .check(&key, &network, now)
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
-    app.request_limiter.count_request(&key, &network, now);
+    app.request_limiter.check(&key, &network).await?;
+    app.request_limiter.count_request(&key, &network).await?;
     Ok(())
 }
 
@@ -152,7 +153,7 @@ pub async fn sign_up(
     let email = EmailAddress::parse(&request.email)?;
     let first_name = checked_name("first-name", request.first_name)?;
     let last_name = checked_name("last-name", request.last_name)?;
-    limit_requests(app, &email.normalized, client)?;
+    limit_requests(app, &email.normalized, client).await?;
     let password = NewPassword::parse(app, request.password, "password", &email.normalized, None)?;
     let hash = app.hashers.hash(password.into_password()).await?;
     let now = app.clock.now_unix_seconds();
@@ -266,13 +267,13 @@ pub async fn verify_email(app: &App, token: &str) -> Result<User, AuthError> {
 /// choose a password: a fresh link may carry no attempt's password, since the one who asks
 /// may not be the one who signed up (API.md 15.5). An active account whose address is
 /// unproved (a sub-user) gets a verification link. Anyone else gets nothing.
-pub fn resend_verification(
+pub async fn resend_verification(
     app: &Arc<App>,
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     let email = EmailAddress::parse(email)?;
-    limit_requests(app, &email.normalized, client)?;
+    limit_requests(app, &email.normalized, client).await?;
     let (token, hash) = new_email_token()?;
     let job_app = Arc::clone(app);
     app.after_answer.spawn(async move {
@@ -362,13 +363,13 @@ pub fn resend_verification(
 /// `POST /auth/password-reset`: the same answer always, sent before anything is looked up
 /// (API.md 15.10). Then an active user whose address is proved gets a reset link; an
 /// unproved address gets nothing (API.md 15.4), nor does an unknown one.
-pub fn request_password_reset(
+pub async fn request_password_reset(
     app: &Arc<App>,
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), AuthError> {
     let email = EmailAddress::parse(email)?;
-    limit_requests(app, &email.normalized, client)?;
+    limit_requests(app, &email.normalized, client).await?;
     let (token, hash) = new_email_token()?;
     let remote_ip = client.remote_ip.clone();
     let job_app = Arc::clone(app);
@@ -447,7 +448,7 @@ pub async fn complete_password_reset(
         &user.normalized_email,
         None,
     )?;
-    limit_hashing(app, client)?;
+    limit_hashing(app, client).await?;
     let password_hash = app.hashers.hash(new_password.into_password()).await?;
     consume(
         app,

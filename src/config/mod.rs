@@ -707,6 +707,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_postgres_backend_needs_its_url_and_reads_it_from_the_environment() {
+        let load = |variables: &[(&str, &str)]| {
+            let environment = variables
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect::<Vec<_>>();
+            Config::load(None, environment, &FlagOverrides::default())
+        };
+        let refused = load(&[("LATCHKEY_STORE__BACKEND", "postgres")]).unwrap_err();
+        assert!(
+            refused.to_string().contains("store.postgres_url"),
+            "{refused}"
+        );
+        let config = load(&[
+            ("LATCHKEY_STORE__BACKEND", "postgres"),
+            (
+                "LATCHKEY_STORE__POSTGRES_URL",
+                "postgres://latchkey:pw@db/latchkey",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(config.store.backend, StoreBackend::Postgres);
+        assert_eq!(
+            config.store.postgres_url.as_ref().unwrap().expose_secret(),
+            "postgres://latchkey:pw@db/latchkey"
+        );
+        assert_eq!(config.store.postgres_pool_size, 16);
+        let refused = load(&[("LATCHKEY_STORE__POSTGRES_POOL_SIZE", "0")]).unwrap_err();
+        assert!(
+            refused.to_string().contains("store.postgres_pool_size"),
+            "{refused}"
+        );
+        assert_eq!(load(&[]).unwrap().store.backend, StoreBackend::Redb);
+    }
+
+    #[test]
     fn layers_override_in_order_and_unknown_names_are_refused() {
         let directory = tempfile::tempdir().unwrap();
         let file = directory.path().join("config.toml");

@@ -56,6 +56,17 @@ impl Clock {
         i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
     }
 
+    /// Seconds since the Unix epoch, UTC, with the fraction: for counters that several
+    /// processes share (the throttle's buckets in PostgreSQL), which cannot count from one
+    /// process's start.
+    pub fn now_unix_seconds_fractional(&self) -> f64 {
+        match &self.source {
+            ClockSource::System { .. } => system_time_since_epoch(),
+            ClockSource::Manual(manual) => manual.start_since_epoch + manual.advanced(),
+        }
+        .as_secs_f64()
+    }
+
     /// Time since this clock was made, never going back (the system reading is monotonic,
     /// unlike the wall clock): for intervals such as the throttle's refill and the JWKS
     /// refresh floor.
@@ -127,6 +138,7 @@ mod tests {
         assert_eq!(copy.now_unix_seconds(), 1_700_000_001);
         assert_eq!(copy.since_start_seconds(), 1.5);
         assert_eq!(clock.since_start(), Duration::from_millis(1500));
+        assert_eq!(clock.now_unix_seconds_fractional(), 1_700_000_001.5);
     }
 
     #[test]
@@ -134,6 +146,7 @@ mod tests {
         let clock = Clock::system();
         let wall = i64::try_from(system_time_since_epoch().as_secs()).unwrap();
         assert!((clock.now_unix_seconds() - wall).abs() <= 1);
+        assert!((clock.now_unix_seconds_fractional() - wall as f64).abs() <= 2.0);
         let first = clock.since_start();
         assert!(clock.since_start() >= first);
     }

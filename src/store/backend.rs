@@ -17,7 +17,7 @@ use crate::model::{
     PasswordHashString, QueuedMail, Session, SessionId, UnixSeconds, User, UserId,
 };
 use crate::store::copy::{self, CopyError, CopyProgress, CopySummary};
-use crate::store::postgres_backend::PostgresStore;
+use crate::store::postgres_backend::{MaintenanceLock, PostgresStore};
 use crate::store::redb_backend::RedbStore;
 use crate::store::{
     ApiTokenContext, BackupSummary, IdentityLink, KeyRevocation, LinkToIssue, NewSignIn,
@@ -46,6 +46,22 @@ async fn off_the_runtime<T: Send + 'static>(
         .map_err(|error| StoreError::WriteInterrupted(error.to_string()))?
 }
 
+/// `Store::maintenance_turn`: while it lives, no other node runs a maintenance pass.
+#[derive(Debug)]
+#[must_use = "the turn ends when it drops"]
+pub struct MaintenanceTurn {
+    lock: Option<MaintenanceLock>,
+}
+
+impl MaintenanceTurn {
+    /// Ends the turn, so another node may take the next pass.
+    pub async fn end(self) {
+        if let Some(lock) = self.lock {
+            lock.release().await;
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the redb file at `path` (see `RedbStore::open`).
     pub fn open_redb(path: &Path, cache_size_bytes: usize) -> Result<Store, StoreError> {
@@ -67,6 +83,39 @@ impl Store {
         match &self.backend {
             Backend::Redb(store) => store.store_id(),
             Backend::Postgres(store) => store.store_id(),
+        }
+    }
+
+    /// Whether other processes may change this store while this one runs: other nodes and
+    /// the CLI on PostgreSQL; on redb only this process opens the file (the CLI goes
+    /// through its admin socket).
+    pub fn is_shared(&self) -> bool {
+        match &self.backend {
+            Backend::Redb(_) => false,
+            Backend::Postgres(_) => true,
+        }
+    }
+
+    /// This node's turn at the maintenance pass (purges and signing-key upkeep), or `None`
+    /// while another node takes its own: on PostgreSQL an advisory lock, held until
+    /// `MaintenanceTurn::end` (or, should the pass be cancelled, until its connection
+    /// closes); on redb, whose file one process holds, always granted. Never waits.
+    pub async fn maintenance_turn(&self) -> Result<Option<MaintenanceTurn>, StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(Some(MaintenanceTurn { lock: None })),
+            Backend::Postgres(store) => Ok(store
+                .try_maintenance_lock()
+                .await?
+                .map(|lock| MaintenanceTurn { lock: Some(lock) })),
+        }
+    }
+
+    /// The rate limiters' buckets in the database, for a backend that many nodes share
+    /// (PostgreSQL); `None` on redb, whose one node keeps them in memory.
+    pub fn shared_counters(&self) -> Option<crate::store::SharedCounters> {
+        match &self.backend {
+            Backend::Redb(_) => None,
+            Backend::Postgres(store) => Some(store.shared_counters()),
         }
     }
 
@@ -784,6 +833,23 @@ impl Store {
         match &self.backend {
             Backend::Redb(store) => store.due_mails(now, limit),
             Backend::Postgres(store) => store.due_mails(now, limit).await,
+        }
+    }
+
+    /// Takes up to `limit` due messages for this node to send, those due longest first:
+    /// then `remove_mail` when delivered, `postpone_mail` when not. On a shared store each
+    /// is due again only at `lease_until`, so no other node takes it while this one sends
+    /// (and one whose node died is sent when the lease ends); on redb, whose one process
+    /// runs the one mail worker, a claim is a read.
+    pub async fn claim_due_mails(
+        &self,
+        now: UnixSeconds,
+        lease_until: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        match &self.backend {
+            Backend::Redb(store) => store.claim_due_mails(now, lease_until, limit),
+            Backend::Postgres(store) => store.claim_due_mails(now, lease_until, limit).await,
         }
     }
 

@@ -15,9 +15,16 @@ use crate::model::{
     SigningKeyStatus, UnixSeconds, User, UserId,
 };
 
-pub use crate::store::backend::Store;
+pub use crate::store::backend::{MaintenanceTurn, Store};
 pub use crate::store::copy::{CopiedTable, CopyError, CopyProgress, CopySummary};
 pub use crate::store::error::StoreError;
+#[cfg(test)]
+pub(crate) use crate::store::postgres_backend::shared_counters_on_a_fresh_database;
+/// The rate limiters' buckets that every node shares: only on PostgreSQL
+/// (`Store::shared_counters`).
+pub use crate::store::postgres_backend::{
+    BucketTake, ConditionalTake, SharedBucket, SharedCounters,
+};
 pub use crate::store::redb_backend::is_unproved_sign_up;
 
 /// What `check_backup` found in a backup file.

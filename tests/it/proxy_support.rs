@@ -110,16 +110,23 @@ impl Proxy {
     /// that only keeps its pid, logs and temp files in a temp dir.
     pub async fn start_nginx(latchkey: SocketAddr, upstream: SocketAddr) -> Proxy {
         let site = contrib_file("contrib/nginx/latchkey.conf");
-        start_on_some_port(|port, directory| {
-            let site = substitute(
+        Proxy::start_nginx_site(|port| {
+            substitute(
                 &site,
                 &[
                     ("listen 80;", &format!("listen 127.0.0.1:{port};")),
                     (CONTRIB_LATCHKEY, &latchkey.to_string()),
                     (CONTRIB_APP, &upstream.to_string()),
                 ],
-            );
-            std::fs::write(directory.join("latchkey.conf"), site).unwrap();
+            )
+        })
+        .await
+    }
+
+    /// nginx as `start_nginx` runs it, on the site `site_on` gives for the port it listens on.
+    pub async fn start_nginx_site(site_on: impl Fn(u16) -> String) -> Proxy {
+        start_on_some_port(|port, directory| {
+            std::fs::write(directory.join("latchkey.conf"), site_on(port)).unwrap();
             let prefix = directory.display();
             let main = format!(
                 "daemon off;\nmaster_process off;\npid {prefix}/nginx.pid;\n\
@@ -186,7 +193,7 @@ fn contrib_file(relative: &str) -> String {
 
 /// Replaces each example value with the test's; each must be in the file, so a contrib file
 /// that changes shape fails here rather than running something else.
-fn substitute(text: &str, replacements: &[(&str, &str)]) -> String {
+pub fn substitute(text: &str, replacements: &[(&str, &str)]) -> String {
     let mut text = text.to_owned();
     for (from, to) in replacements {
         assert!(

@@ -81,6 +81,39 @@ impl TestServer {
         listener: tokio::net::TcpListener,
         adjust: impl FnOnce(&mut Config),
     ) -> TestServer {
+        TestServer::start_on_listener_with_store(
+            listener,
+            adjust,
+            TestStore::OwnStore,
+            ManualClock::starting_now(),
+        )
+        .await
+    }
+
+    /// Starts a server on the PostgreSQL database at `database_url`, which other servers of
+    /// the test may share (`fresh_postgres_database`), reading `clock`: give every node of
+    /// one test clones of one `ManualClock`, so that advancing it moves them all.
+    pub async fn start_on_postgres_database(
+        database_url: &str,
+        clock: ManualClock,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestServer::start_on_listener_with_store(
+            listener,
+            adjust,
+            TestStore::PostgresDatabase(database_url.to_owned()),
+            clock,
+        )
+        .await
+    }
+
+    async fn start_on_listener_with_store(
+        listener: tokio::net::TcpListener,
+        adjust: impl FnOnce(&mut Config),
+        test_store: TestStore,
+        clock: ManualClock,
+    ) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let address = listener.local_addr().unwrap();
         let mut config = cheap_config();
@@ -96,8 +129,15 @@ impl TestServer {
             .as_ref()
             .map(|listener| listener.local_addr().unwrap());
         config.metrics.listen = metrics_address;
-        let store = open_test_store(&mut config).await;
-        let clock = ManualClock::starting_now();
+        let store = match test_store {
+            TestStore::OwnStore => open_test_store(&mut config).await,
+            TestStore::PostgresDatabase(url) => {
+                config.store.backend = StoreBackend::Postgres;
+                config.store.postgres_url = Some(Secret::new(url.clone()));
+                config.store.postgres_pool_size = 8;
+                Store::open_postgres(&url, 8).await.unwrap()
+            }
+        };
         let app = Arc::new(App::with_clock(config, store, clock.clock()).await.unwrap());
         let api = Arc::new(Api::new(Arc::clone(&app)).unwrap());
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -430,6 +470,35 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 /// run) rather than on redb files.
 pub fn on_postgres() -> bool {
     std::env::var("TEST_STORE_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// Which store `TestServer::start_on_listener_with_store` opens.
+enum TestStore {
+    /// The test's own: a redb file in its data directory, or with
+    /// `TEST_STORE_BACKEND=postgres` a database of its own (`open_test_store`).
+    OwnStore,
+    /// A PostgreSQL database by URL, which several servers may share.
+    PostgresDatabase(String),
+}
+
+/// A new, empty database on the PostgreSQL server of `TEST_POSTGRES_URL` (whichever backend
+/// the run puts its other servers on), and its URL: for tests of several nodes on one
+/// database.
+pub async fn fresh_postgres_database() -> String {
+    let server = std::env::var("TEST_POSTGRES_URL")
+        .expect("tests of nodes sharing a database need TEST_POSTGRES_URL (scripts/test)");
+    let name = format!("latchkey_nodes_{}", uuid::Uuid::new_v4().simple());
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
 }
 
 /// The store a test server runs on. On PostgreSQL the database is named after the data

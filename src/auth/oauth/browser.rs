@@ -133,8 +133,8 @@ pub async fn start(
             BrowserSignInProblem::NotOffered,
         ))?;
     app.oauth_browser_start_limiter
-        .take(&client.network(), app.clock.since_start_seconds())
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))?;
+        .take(&client.network())
+        .await?;
     let mut authorization_url = app
         .oauth
         .endpoint(provider, Endpoint::Authorization)

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use crate::app::App;
 use crate::auth::oauth::provider::{Provider, ProviderAccount};
+use crate::auth::rate_limit::LimitRefusal;
 use crate::auth::second_factor::SecondFactorGate;
 use crate::auth::sign_in_counts::{AttemptOutcome, SignInMethod};
 use crate::auth::{
@@ -214,11 +215,14 @@ pub(crate) async fn throttled_attempt(
     attempt: impl std::future::Future<Output = Result<OAuthSignInOutcome, AuthError>>,
 ) -> Result<OAuthSignInOutcome, AuthError> {
     app.throttle
-        .check_network(network, app.clock.since_start_seconds())
-        .map_err(|retry| {
-            app.sign_in_counts
-                .record(SignInMethod::OAuth, AttemptOutcome::Throttled);
-            AuthError::TooManyAttempts(retry.0)
+        .check_network(network)
+        .await
+        .map_err(|refusal| {
+            if let LimitRefusal::TooSoon(_) = refusal {
+                app.sign_in_counts
+                    .record(SignInMethod::OAuth, AttemptOutcome::Throttled);
+            }
+            AuthError::from(refusal)
         })?;
     let outcome = attempt.await;
     // A `check-auth` signs nobody in, so it is not counted as a sign-in.
@@ -230,8 +234,7 @@ pub(crate) async fn throttled_attempt(
         }
     }
     if is_failed_attempt(&outcome) {
-        app.throttle
-            .record_network_failure(network, app.clock.since_start_seconds());
+        app.throttle.record_network_failure(network).await?;
     }
     outcome
 }

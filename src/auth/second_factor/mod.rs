@@ -27,6 +27,7 @@ use crate::model::second_factor::{
     SecondFactorSummary, TotpSecret,
 };
 use crate::model::{PASSWORD_MAX_CHARACTERS, Secret, UnixSeconds, User, UserId};
+use crate::store::StoreError;
 use mfa_token::HalfDoneSignIn;
 
 /// How long a started enrolment waits for the code that confirms it.
@@ -218,7 +219,7 @@ async fn complete_with_token(
         return Err(AuthError::InvalidMfaToken);
     }
     let network = request.client.network();
-    check_throttle(app, &user, &network)?;
+    check_throttle(app, &user, &network).await?;
     let presented = &request.presented;
     let normalized_email = user.normalized_email.clone();
     let now = app.clock.now_unix_seconds();
@@ -246,7 +247,9 @@ async fn complete_with_token(
     .await;
     match opened {
         Ok(outcome) => {
-            app.throttle.record_success(&normalized_email, &network);
+            app.throttle
+                .record_success(&normalized_email, &network)
+                .await;
             Ok(SecondFactorSignedIn {
                 outcome,
                 method: presented.method(),
@@ -255,7 +258,7 @@ async fn complete_with_token(
         }
         // Spent by a request that ran at the same time: as wrong as any other.
         Err(AuthError::WrongSecondFactor { field }) => {
-            record_wrong_second_factor(app, &normalized_email, &network);
+            record_wrong_second_factor(app, &normalized_email, &network).await?;
             Err(AuthError::WrongSecondFactor { field })
         }
         Err(error) => Err(error),
@@ -353,7 +356,8 @@ async fn count_wrong_code(
     mfa_token_hash: Option<&[u8; 32]>,
     presented: &PresentedSecondFactor,
 ) -> AuthError {
-    record_wrong_second_factor(app, &user.normalized_email, network);
+    // Both counts are tried, whichever fails: a failure to count answers as the store's.
+    let in_the_buckets = record_wrong_second_factor(app, &user.normalized_email, network).await;
     if let Some(hash) = mfa_token_hash.copied() {
         let counted = app
             .store
@@ -362,6 +366,9 @@ async fn count_wrong_code(
         if let Err(error) = counted {
             return AuthError::from(error);
         }
+    }
+    if let Err(error) = in_the_buckets {
+        return AuthError::from(error);
     }
     AuthError::WrongSecondFactor {
         field: presented.field(),
@@ -496,7 +503,7 @@ pub async fn confirm_totp_enrolment(
         });
     }
     let network = client.network();
-    check_throttle(app, user, &network)?;
+    check_throttle(app, user, &network).await?;
     let now = app.clock.now_unix_seconds();
     let Some(pending) = app.store.pending_totp(user.id, now).await? else {
         return Err(AuthError::Conflict(
@@ -515,7 +522,8 @@ pub async fn confirm_totp_enrolment(
         .activate_totp(&secret, step, &kept, &requester)
         .await?;
     app.throttle
-        .record_success(&user.normalized_email, &network);
+        .record_success(&user.normalized_email, &network)
+        .await;
     Ok(codes)
 }
 
@@ -537,7 +545,7 @@ pub async fn disable_totp(
     }
     check_reauthentication(app, identity, password, client).await?;
     let network = client.network();
-    check_throttle(app, user, &network)?;
+    check_throttle(app, user, &network).await?;
     if app.store.active_totp(user.id).await?.is_none() {
         return Err(AuthError::Conflict("TOTP is off"));
     }
@@ -556,7 +564,8 @@ pub async fn disable_totp(
     }
     disabled?;
     app.throttle
-        .record_success(&user.normalized_email, &network);
+        .record_success(&user.normalized_email, &network)
+        .await;
     Ok(())
 }
 
@@ -579,25 +588,27 @@ pub async fn regenerate_recovery_codes(
 /// hourly ceiling of wrong second factors (`[throttle]
 /// second_factor_failures_per_account_per_hour`), which binds however the guesses are spread
 /// over networks, mfa-tokens and minutes.
-fn check_throttle(app: &App, user: &User, network: &str) -> Result<(), AuthError> {
-    let now = app.clock.since_start_seconds();
-    app.throttle
-        .check(&user.normalized_email, network, now)
-        .and_then(|()| {
-            app.second_factor_failure_limiter
-                .check(&user.normalized_email, now)
-        })
-        .map_err(|retry| AuthError::TooManyAttempts(retry.0))
+async fn check_throttle(app: &App, user: &User, network: &str) -> Result<(), AuthError> {
+    app.throttle.check(&user.normalized_email, network).await?;
+    app.second_factor_failure_limiter
+        .check(&user.normalized_email)
+        .await?;
+    Ok(())
 }
 
 /// A wrong code, recovery code or passkey assertion: in the password checks' buckets and in
 /// the account's hourly ceiling of wrong second factors.
-fn record_wrong_second_factor(app: &App, normalized_email: &str, network: &str) {
-    let now = app.clock.since_start_seconds();
+async fn record_wrong_second_factor(
+    app: &App,
+    normalized_email: &str,
+    network: &str,
+) -> Result<(), StoreError> {
     app.throttle
-        .record_failed_attempt(normalized_email, network, now);
+        .record_failed_attempt(normalized_email, network)
+        .await?;
     app.second_factor_failure_limiter
-        .record_failure(normalized_email, now);
+        .record_failure(normalized_email)
+        .await
 }
 
 #[cfg(test)]

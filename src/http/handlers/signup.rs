@@ -124,7 +124,7 @@ pub async fn resend(api: &Api, request: &mut Request) -> Result<Response, ApiErr
     let fields = request.fields(api).await?;
     captcha(api, request, &fields, false).await?;
     let email = fields.required_string("email")?;
-    signup::resend_verification(&api.app, &email, &request.client_info(api))?;
+    signup::resend_verification(&api.app, &email, &request.client_info(api)).await?;
     Ok(accepted())
 }
 
@@ -133,7 +133,7 @@ pub async fn request_reset(api: &Api, request: &mut Request) -> Result<Response,
     let fields = request.fields(api).await?;
     captcha(api, request, &fields, false).await?;
     let email = fields.required_string("email")?;
-    signup::request_password_reset(&api.app, &email, &request.client_info(api))?;
+    signup::request_password_reset(&api.app, &email, &request.client_info(api)).await?;
     Ok(accepted())
 }
 

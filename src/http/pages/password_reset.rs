@@ -120,7 +120,7 @@ pub async fn submit_request(
     let outcome = async {
         captcha(api, request, &fields, false).await?;
         let email = fields.required_string("email")?;
-        signup::request_password_reset(&api.app, &email, &request.client_info(api))?;
+        signup::request_password_reset(&api.app, &email, &request.client_info(api)).await?;
         Ok::<(), ApiError>(())
     }
     .await;

@@ -47,6 +47,11 @@ const TABLES_NOT_COPIED: &[(&str, &str)] = &[
         "latchkey_schema_migrations",
         "each database's own migrations",
     ),
+    (
+        "throttle_buckets",
+        "rate limits refill on their own; a redb store keeps them in memory, and a restart \
+         starts them full as a new store does",
+    ),
 ];
 
 impl PostgresStore {

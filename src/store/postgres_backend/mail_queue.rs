@@ -25,22 +25,59 @@ impl PostgresStore {
         // The redb backend stops once it holds `limit` messages, after taking the first: a
         // limit of 0 still gives one.
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let mut due = Vec::new();
-        for row in client.query(&statement, &[&now, &limit]).await? {
-            due.push(QueuedMail {
-                id: unsigned_from_sql(row.try_get(0)?, "mail")?,
-                mail: OutgoingMail {
-                    to: row.try_get(1)?,
-                    subject: row.try_get(2)?,
-                    text: Secret::new(row.try_get(3)?),
-                    html: Secret::new(row.try_get(4)?),
-                },
-                attempts: u32::try_from(row.try_get::<_, i32>(5)?)
-                    .map_err(|_| StoreError::CorruptRecord("mail"))?,
-                next_attempt_at: row.try_get(6)?,
-            });
+        client
+            .query(&statement, &[&now, &limit])
+            .await?
+            .iter()
+            .map(queued_mail_from_row)
+            .collect()
+    }
+
+    /// Takes up to `limit` due messages for this node to send: those due longest (then by
+    /// id), in that order, each now due only at `lease_until`, in one statement. Until the
+    /// lease ends no other node's claim takes them; delivered, a message is removed,
+    /// failed, postponed, and one whose node died comes due again when its lease ends.
+    /// Each comes with the time it was due at, as the redb backend gives it.
+    ///
+    /// `FOR UPDATE SKIP LOCKED` makes concurrent claims take disjoint messages, and a
+    /// message another claim pushed forward after this statement's snapshot is read again
+    /// and no longer matches. It takes no writer lock: the claim checks no rule across
+    /// tables, and every node polls each second, so taking the lock would make idle polls
+    /// queue behind sign-ins. A locking CTE is never inlined, so the rows locked are
+    /// exactly the rows updated.
+    pub async fn claim_due_mails(
+        &self,
+        now: UnixSeconds,
+        lease_until: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
         }
-        Ok(due)
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(
+                "WITH due AS (SELECT id, next_attempt_at AS was_due FROM mail_queue \
+                 WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) \
+                 UPDATE mail_queue SET next_attempt_at = $3 FROM due \
+                 WHERE mail_queue.id = due.id \
+                 RETURNING mail_queue.id, to_address, subject, text_body, html_body, \
+                 attempts, next_attempt_at, due.was_due",
+            )
+            .await?;
+        let mut claimed = Vec::new();
+        for row in client
+            .query(&statement, &[&now, &limit, &lease_until])
+            .await?
+        {
+            let mut queued = queued_mail_from_row(&row)?;
+            queued.next_attempt_at = row.try_get(7)?;
+            claimed.push(queued);
+        }
+        claimed.sort_by_key(|queued| (queued.next_attempt_at, queued.id));
+        Ok(claimed)
     }
 
     /// How many messages wait in the queue, due or postponed.
@@ -92,6 +129,23 @@ impl PostgresStore {
         transaction.commit().await?;
         Ok(())
     }
+}
+
+/// A message from a row of `id, to_address, subject, text_body, html_body, attempts,
+/// next_attempt_at`.
+fn queued_mail_from_row(row: &tokio_postgres::Row) -> Result<QueuedMail, StoreError> {
+    Ok(QueuedMail {
+        id: unsigned_from_sql(row.try_get(0)?, "mail")?,
+        mail: OutgoingMail {
+            to: row.try_get(1)?,
+            subject: row.try_get(2)?,
+            text: Secret::new(row.try_get(3)?),
+            html: Secret::new(row.try_get(4)?),
+        },
+        attempts: u32::try_from(row.try_get::<_, i32>(5)?)
+            .map_err(|_| StoreError::CorruptRecord("mail"))?,
+        next_attempt_at: row.try_get(6)?,
+    })
 }
 
 /// Queues a message, due at once, inside the change that causes it.
@@ -215,6 +269,136 @@ mod tests {
         assert_eq!(
             subjects(&store.due_mails(NOW + 60, 10).await.unwrap()),
             vec!["second", "third"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_the_longest_due_messages_once_until_their_lease_ends() {
+        let store = fresh_store().await;
+        assert!(
+            store
+                .claim_due_mails(NOW, NOW + 60, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        enqueue_now(&store, &mail_to("first@example.com", "first"), NOW).await;
+        enqueue_now(&store, &mail_to("later@example.com", "later"), NOW + 5).await;
+        enqueue_now(&store, &mail_to("second@example.com", "second"), NOW).await;
+        enqueue_now(
+            &store,
+            &mail_to("earliest@example.com", "earliest"),
+            NOW - 10,
+        )
+        .await;
+        assert!(
+            store
+                .claim_due_mails(NOW, NOW + 60, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let claimed = store.claim_due_mails(NOW, NOW + 60, 2).await.unwrap();
+        assert_eq!(subjects(&claimed), ["earliest", "first"]);
+        assert_eq!(claimed[1].mail.to, "first@example.com");
+        assert_eq!(claimed[1].mail.text.expose_secret(), "text of first");
+        assert_eq!((claimed[1].attempts, claimed[1].next_attempt_at), (0, NOW));
+        // Claimed messages are taken by no other claim until their lease ends.
+        assert_eq!(
+            subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).await.unwrap()),
+            ["second", "later"]
+        );
+        assert!(
+            store
+                .claim_due_mails(NOW + 59, NOW + 119, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A failure postpones its message, a delivery removes it; the rest come due again
+        // when their lease ends, as after a node that died.
+        store
+            .postpone_mail(claimed[0].id, 1, NOW + 100)
+            .await
+            .unwrap();
+        store.remove_mail(claimed[1].id).await.unwrap();
+        let after_the_lease = store
+            .claim_due_mails(NOW + 65, NOW + 125, 10)
+            .await
+            .unwrap();
+        // Due at the same time: by id, the order they were queued in.
+        assert_eq!(subjects(&after_the_lease), ["later", "second"]);
+        let after_the_wait = store
+            .claim_due_mails(NOW + 200, NOW + 260, 10)
+            .await
+            .unwrap();
+        assert_eq!(subjects(&after_the_wait), ["earliest", "later", "second"]);
+        assert_eq!(
+            (
+                after_the_wait[0].attempts,
+                after_the_wait[0].next_attempt_at
+            ),
+            (1, NOW + 100)
+        );
+        assert_eq!(store.queued_mail_count().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_of_many_nodes_take_each_message_exactly_once() {
+        let url = crate::store::postgres_backend::test_support::fresh_database().await;
+        let mut nodes = Vec::new();
+        for _ in 0..4 {
+            nodes.push(PostgresStore::open(&url, 4).await.unwrap());
+        }
+        const MAILS: usize = 300;
+        for index in 0..MAILS {
+            enqueue_now(
+                &nodes[0],
+                &mail_to(
+                    &format!("user{index}@example.com"),
+                    &format!("mail {index}"),
+                ),
+                NOW,
+            )
+            .await;
+        }
+        // Each node claims small batches, several at a time, until the queue is empty.
+        let mut claimers = tokio::task::JoinSet::new();
+        for node in &nodes {
+            for _ in 0..3 {
+                let node = node.clone();
+                claimers.spawn(async move {
+                    let mut taken = Vec::new();
+                    loop {
+                        let batch = node.claim_due_mails(NOW, NOW + 60, 7).await.unwrap();
+                        if batch.is_empty() {
+                            return taken;
+                        }
+                        taken.extend(batch.into_iter().map(|queued| queued.id));
+                    }
+                });
+            }
+        }
+        let mut every_claim = Vec::new();
+        while let Some(taken) = claimers.join_next().await {
+            every_claim.extend(taken.unwrap());
+        }
+        let claimed_count = every_claim.len();
+        every_claim.sort_unstable();
+        every_claim.dedup();
+        assert_eq!(
+            every_claim.len(),
+            claimed_count,
+            "a message was claimed twice"
+        );
+        assert_eq!(claimed_count, MAILS);
+        assert!(
+            nodes[1]
+                .claim_due_mails(NOW + 59, NOW + 119, 10)
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -8,7 +8,10 @@ use crate::store::StoreError;
 
 /// Every migration, in order: version `n` is the `n`th entry. Append only; never edit one
 /// that a release applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_tables.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_tables.sql"),
+    include_str!("migrations/0002_throttle_counters.sql"),
+];
 
 /// The schema version this build leaves a database at.
 pub const SCHEMA_VERSION: u64 = MIGRATIONS.len() as u64;
@@ -80,4 +83,68 @@ async fn migrate_holding_the_lock(client: &mut Object) -> Result<String, StoreEr
         .query_one("SELECT value FROM store_facts WHERE name = 'store_id'", &[])
         .await?
         .try_get(0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres_backend::PostgresStore;
+    use crate::store::postgres_backend::test_support::fresh_database;
+
+    #[tokio::test]
+    async fn a_database_a_newer_build_migrated_is_refused_and_left_alone() {
+        let url = fresh_database().await;
+        let store = PostgresStore::open(&url, 1).await.unwrap();
+        let newer = SCHEMA_VERSION as i64 + 1;
+        store
+            .connection()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO latchkey_schema_migrations (version) VALUES ($1)",
+                &[&newer],
+            )
+            .await
+            .unwrap();
+        match PostgresStore::open(&url, 1).await {
+            Err(StoreError::NewerSchema { found, supported }) => {
+                assert_eq!((found, supported), (newer as u64, SCHEMA_VERSION));
+            }
+            other => panic!("a newer database opened: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_starting_together_migrate_once() {
+        let url = fresh_database().await;
+        let opened = open_four_at_once(&url).await;
+        let ids: std::collections::BTreeSet<String> = opened
+            .iter()
+            .map(|store| store.store_id().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 1, "every node reads the one store id");
+        let client = opened[0].connection().await.unwrap();
+        let applied: i64 = client
+            .query_one("SELECT count(*) FROM latchkey_schema_migrations", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(applied, SCHEMA_VERSION as i64);
+    }
+
+    /// Four stores opened at once on one database.
+    async fn open_four_at_once(url: &str) -> Vec<PostgresStore> {
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let url = url.to_owned();
+            tasks.push(tokio::spawn(
+                async move { PostgresStore::open(&url, 1).await },
+            ));
+        }
+        let mut opened = Vec::new();
+        for task in tasks {
+            opened.push(task.await.unwrap().unwrap());
+        }
+        opened
+    }
 }

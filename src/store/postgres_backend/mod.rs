@@ -9,6 +9,7 @@ mod api_tokens;
 mod copy;
 mod identities;
 mod mail_queue;
+mod maintenance_lock;
 mod migrations;
 mod oauth_browser_states;
 mod passkeys;
@@ -19,6 +20,7 @@ mod signing_keys;
 mod signup;
 #[cfg(test)]
 mod test_support;
+mod throttle_counters;
 mod token_makers;
 mod users;
 
@@ -29,10 +31,17 @@ use deadpool_postgres::{
 };
 use tokio_postgres::NoTls;
 
+pub use crate::store::postgres_backend::maintenance_lock::MaintenanceLock;
 use crate::store::postgres_backend::rows::{
     session_id_to_sql, unsigned_from_sql, unsigned_to_sql, user_id_to_sql,
 };
 use crate::store::{Requester, RequesterCredential, StoreError};
+
+#[cfg(test)]
+pub use crate::store::postgres_backend::throttle_counters::shared_counters_on_a_fresh_database;
+pub use crate::store::postgres_backend::throttle_counters::{
+    BucketTake, ConditionalTake, SharedBucket, SharedCounters,
+};
 
 /// The advisory lock every write transaction holds until it ends.
 const WRITER_LOCK: i64 = 0x4c61_7463_686b_0001;

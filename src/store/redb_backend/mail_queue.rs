@@ -40,6 +40,26 @@ impl RedbStore {
         Ok(due)
     }
 
+    /// Up to `limit` due messages for this process to send: those due longest (then by id),
+    /// in that order. A read: the one process that holds the file runs the one mail worker,
+    /// so no other claim can take them, and nothing needs pushing to `lease_until` (which
+    /// only the PostgreSQL backend, shared by many nodes, needs). So a message whose sender
+    /// died is due again at once when the server restarts, and a poll costs no write.
+    pub fn claim_due_mails(
+        &self,
+        now: UnixSeconds,
+        _lease_until: UnixSeconds,
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut due = self.due_mails(now, usize::MAX)?;
+        due.sort_by_key(|queued| (queued.next_attempt_at, queued.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     /// How many messages wait in the queue, due or postponed.
     pub fn queued_mail_count(&self) -> Result<u64, StoreError> {
         let transaction = self.begin_read()?;
@@ -126,4 +146,65 @@ pub(super) fn remove_mail_to(
         mails.remove(id)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redb_backend::test_support::open_store;
+
+    const NOW: UnixSeconds = 1_750_000_000;
+
+    fn enqueue_now(store: &RedbStore, subject: &str, now: UnixSeconds) {
+        let transaction = store.begin_write().unwrap();
+        let mail = OutgoingMail {
+            to: format!("{subject}@example.com"),
+            subject: subject.to_owned(),
+            text: Secret::new(format!("text of {subject}")),
+            html: Secret::new(format!("<p>{subject}</p>")),
+        };
+        enqueue(&transaction, &mail, now).unwrap();
+        transaction.commit().unwrap();
+    }
+
+    fn subjects(mails: &[QueuedMail]) -> Vec<&str> {
+        mails
+            .iter()
+            .map(|queued| queued.mail.subject.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_takes_the_longest_due_messages_and_leaves_them_to_the_one_worker() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        assert!(store.claim_due_mails(NOW, NOW + 60, 10).unwrap().is_empty());
+        enqueue_now(&store, "first", NOW);
+        enqueue_now(&store, "later", NOW + 5);
+        enqueue_now(&store, "second", NOW);
+        enqueue_now(&store, "earliest", NOW - 10);
+        assert!(store.claim_due_mails(NOW, NOW + 60, 0).unwrap().is_empty());
+
+        let claimed = store.claim_due_mails(NOW, NOW + 60, 2).unwrap();
+        assert_eq!(subjects(&claimed), ["earliest", "first"]);
+        assert_eq!(claimed[1].mail.to, "first@example.com");
+        assert_eq!(claimed[1].mail.text.expose_secret(), "text of first");
+        assert_eq!((claimed[1].attempts, claimed[1].next_attempt_at), (0, NOW));
+        // Nothing is pushed: a server killed mid-send finds its messages due at its restart.
+        assert_eq!(
+            subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).unwrap()),
+            ["earliest", "first", "second", "later"]
+        );
+        // A failure postpones its message, a delivery removes it.
+        store.postpone_mail(claimed[0].id, 1, NOW + 100).unwrap();
+        store.remove_mail(claimed[1].id).unwrap();
+        assert_eq!(
+            subjects(&store.claim_due_mails(NOW + 5, NOW + 65, 10).unwrap()),
+            ["second", "later"]
+        );
+        let after_the_wait = store.claim_due_mails(NOW + 200, NOW + 260, 10).unwrap();
+        assert_eq!(subjects(&after_the_wait), ["second", "later", "earliest"]);
+        assert_eq!(after_the_wait[2].attempts, 1);
+        assert_eq!(store.queued_mail_count().unwrap(), 3);
+    }
 }
