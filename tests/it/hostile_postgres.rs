@@ -7,7 +7,8 @@
 use latchkey::model::{Role, Status};
 use serde_json::json;
 
-use crate::support::TestServer;
+use crate::binary::{CHEAP_HASHING, start_server_with, terminate};
+use crate::support::{TestServer, fresh_postgres_database};
 
 /// A user id past `i64::MAX` (PostgreSQL's `bigint`) is no id any store can hold: it is an
 /// invalid path parameter (400) on every route, not a 500 from the database layer.
@@ -47,4 +48,25 @@ async fn a_user_id_beyond_a_signed_64_bit_integer_is_an_invalid_path_parameter()
         .send()
         .await;
     response.assert_error(404);
+}
+
+/// API.md 15.19 on PostgreSQL too: `serve` makes its data directory (the admin socket, the
+/// outbox's mail with its links) 0700 at every start, whichever backend holds the data.
+#[tokio::test]
+async fn a_node_on_postgres_closes_its_data_directory_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let database_url = fresh_postgres_database().await;
+    let parent = tempfile::tempdir().unwrap();
+    let data_dir = parent.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut environment: Vec<(&str, &str)> = CHEAP_HASHING.to_vec();
+    environment.extend([
+        ("LATCHKEY_STORE__BACKEND", "postgres"),
+        ("LATCHKEY_STORE__POSTGRES_URL", database_url.as_str()),
+    ]);
+    let mut server = start_server_with(&data_dir, &environment);
+    let mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
+    terminate(&mut server);
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
 }
