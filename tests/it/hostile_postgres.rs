@@ -7,7 +7,7 @@
 use latchkey::model::{Role, Status};
 use serde_json::json;
 
-use crate::binary::{CHEAP_HASHING, start_server_with, terminate};
+use crate::binary::{BINARY, CHEAP_HASHING, run_with_stdin, start_server_with, terminate};
 use crate::support::{TestServer, fresh_postgres_database};
 
 /// A user id past `i64::MAX` (PostgreSQL's `bigint`) is no id any store can hold: it is an
@@ -69,4 +69,30 @@ async fn a_node_on_postgres_closes_its_data_directory_at_start() {
     let mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
     terminate(&mut server);
     assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+}
+
+/// A database the server cannot use says why (the server's own refusal), so the operator
+/// can act, and never shows the URL's password.
+#[test]
+fn a_refused_database_connection_says_why_without_the_password() {
+    let server = std::env::var("TEST_POSTGRES_URL")
+        .expect("this test needs TEST_POSTGRES_URL (scripts/test)");
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path("/latchkey_no_such_database");
+    url.set_password(Some("sw0rdf1sh-in-the-url")).unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let (ok, output) = run_with_stdin(
+        std::process::Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("LATCHKEY_DATA_DIR", data_dir.path())
+            .env("LATCHKEY_STORE__BACKEND", "postgres")
+            .env("LATCHKEY_STORE__POSTGRES_URL", url.as_str()),
+        "",
+    );
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("latchkey_no_such_database\" does not exist"),
+        "{output}"
+    );
+    assert!(!output.contains("sw0rdf1sh"), "{output}");
 }

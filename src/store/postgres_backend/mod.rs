@@ -107,9 +107,12 @@ impl PostgresStore {
 }
 
 async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
-    pool.get()
-        .await
-        .map_err(|error| StoreError::Postgres(error.to_string()))
+    pool.get().await.map_err(|error| match error {
+        // The server's own refusal (no such database, a wrong password, too many
+        // connections), not the driver's bare "db error".
+        deadpool_postgres::PoolError::Backend(refused) => StoreError::from(refused),
+        other => StoreError::Postgres(other.to_string()),
+    })
 }
 
 /// Starts a write transaction holding the writer lock until it commits or rolls back
