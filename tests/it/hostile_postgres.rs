@@ -8,7 +8,7 @@ use latchkey::model::{Role, Status};
 use serde_json::json;
 
 use crate::binary::{BINARY, CHEAP_HASHING, run_with_stdin, start_server_with, terminate};
-use crate::support::{TestServer, fresh_postgres_database};
+use crate::support::{PASSWORD, TestServer, fresh_postgres_database};
 
 /// A user id past `i64::MAX` (PostgreSQL's `bigint`) is no id any store can hold: it is an
 /// invalid path parameter (400) on every route, not a 500 from the database layer.
@@ -95,4 +95,39 @@ fn a_refused_database_connection_says_why_without_the_password() {
         "{output}"
     );
     assert!(!output.contains("sw0rdf1sh"), "{output}");
+}
+
+/// A throttle ceiling past `i32::MAX` (PostgreSQL's `integer`, the buckets' capacity) is a
+/// valid setting: wrong passwords and reset requests get their usual answers on both
+/// backends, not a 500 from every sign-in.
+#[tokio::test]
+async fn throttle_ceilings_past_a_signed_32_bit_integer_work_without_errors() {
+    let server = TestServer::start_with(|config| {
+        config.throttle.failures_per_account_network = 3_000_000_000;
+        config.throttle.failures_per_account = 3_000_000_000;
+        config.throttle.failures_per_network = 3_000_000_000;
+        config.signup.requests_per_address_network = 3_000_000_000;
+        config.signup.requests_per_address = 3_000_000_000;
+        config.signup.requests_per_network = 3_000_000_000;
+    })
+    .await;
+    server
+        .add_user("alice@example.com", Role::User, Status::Active)
+        .await;
+    for _ in 0..3 {
+        let wrong = server
+            .sign_in_with_password("alice@example.com", "not the password at all")
+            .await;
+        wrong.assert_error(401);
+    }
+    let right = server
+        .sign_in_with_password("alice@example.com", PASSWORD)
+        .await;
+    assert_eq!(right.status, 200, "{}", right.text());
+    let reset = server
+        .request("POST", "/auth/password-reset")
+        .json(&json!({ "email": "alice@example.com" }))
+        .send()
+        .await;
+    assert_eq!(reset.status, 200, "{}", reset.text());
 }
