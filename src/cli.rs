@@ -390,6 +390,15 @@ async fn open_store(config: &Config) -> Result<Store, StoreError> {
     }
 }
 
+/// Makes the data directory (if missing) and sets it to 0700, as `RedbStore::open` does for
+/// the redb file's directory.
+fn close_data_directory(data_dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |error: std::io::Error| format!("{}: {error}", data_dir.display());
+    std::fs::create_dir_all(data_dir).map_err(failed)?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)
+}
+
 /// Opens the redb file with its cache sized for the file as it is now (`[store]
 /// cache_size_mib`, else from the file's size).
 fn open_redb_store(config: &Config) -> Result<Store, StoreError> {
@@ -734,6 +743,11 @@ fn serve(config: Config, config_file: Option<&std::path::Path>) -> Result<(), Co
     // The store first: holding the redb file proves no other server uses this data dir, so
     // a socket file left behind is stale and may go.
     let store = runtime.block_on(open_store(&config))?;
+    // On redb the store's open closed the directory; on PostgreSQL it still holds the admin
+    // socket and the outbox's mail (API.md 15.19: 0700 at every start, on either backend).
+    if config.store.backend == StoreBackend::Postgres {
+        close_data_directory(&config.store.data_dir).map_err(CommandError::Start)?;
+    }
     let listen = config.server.listen;
     let config_file = config_file
         .map(|path| path.display().to_string())

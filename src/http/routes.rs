@@ -325,7 +325,12 @@ impl PathParameters {
                         && value.len() <= 19
                         && value.bytes().all(|byte| byte.is_ascii_digit())
                         && !value.starts_with('0');
-                    let id = valid.then(|| value.parse::<u64>().ok()).flatten();
+                    // At most `i64::MAX`: no store holds a larger id (PostgreSQL's ids are
+                    // `bigint`), so a larger one is invalid, not a database error.
+                    let id = valid
+                        .then(|| value.parse::<i64>().ok())
+                        .flatten()
+                        .and_then(|id| UserId::try_from(id).ok());
                     parameters.user_id = Some(id.ok_or(ApiError::InvalidPathParameter("user-id"))?);
                 }
                 "token" => {

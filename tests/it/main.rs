@@ -21,6 +21,7 @@ mod doc_references;
 mod forward_auth;
 mod hardening;
 mod hostile_oauth_browser;
+mod hostile_postgres;
 mod hostile_second_factors;
 mod keys;
 mod mail_support;

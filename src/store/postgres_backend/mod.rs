@@ -46,6 +46,33 @@ pub use crate::store::postgres_backend::throttle_counters::{
 /// The advisory lock every write transaction holds until it ends.
 const WRITER_LOCK: i64 = 0x4c61_7463_686b_0001;
 
+/// How long a request waits for a pooled connection before it fails (rather than hangs).
+const POOL_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long connecting to the database may take, unless the URL sets `connect_timeout`.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Server-side limits on every connection, unless the URL's `options` set them: a node that
+/// froze inside a transaction (SIGSTOP, a partition) loses its session, and with it the
+/// writer lock, after `idle_in_transaction_session_timeout`, so the other nodes' writes do
+/// not wait for ever; a write waits at most `lock_timeout` for a lock.
+const SESSION_LIMITS: &[(&str, &str)] = &[
+    ("idle_in_transaction_session_timeout", "30s"),
+    ("lock_timeout", "20s"),
+];
+
+/// Sets `CONNECT_LIMIT` and `SESSION_LIMITS` where the URL left them unset.
+fn bound_the_waits(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_LIMIT);
+    }
+    let mut options = config.get_options().unwrap_or_default().to_owned();
+    for (setting, value) in SESSION_LIMITS {
+        if !options.contains(setting) {
+            options.push_str(&format!(" -c {setting}={value}"));
+        }
+    }
+    config.options(options.trim());
+}
+
 /// A cheap handle to the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -64,9 +91,10 @@ impl PostgresStore {
     /// build has and the database lacks (refusing a database newer than the build:
     /// `NewerSchema`), and reads the store id, made if the database has none.
     pub async fn open(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error: tokio_postgres::Error| StoreError::Postgres(error.to_string()))?;
+        bound_the_waits(&mut config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -76,6 +104,9 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_LIMIT))
+            .create_timeout(Some(CONNECT_LIMIT))
             .build()
             .map_err(|error| StoreError::Postgres(error.to_string()))?;
         let mut client = connection_from(&pool).await?;
@@ -109,8 +140,9 @@ impl PostgresStore {
 
 async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
     pool.get().await.map_err(|error| match error {
-        // The server's own refusal (a database that does not exist, a password refused).
-        deadpool_postgres::PoolError::Backend(error) => StoreError::from(error),
+        // The server's own refusal (no such database, a wrong password, too many
+        // connections), not the driver's bare "db error".
+        deadpool_postgres::PoolError::Backend(refused) => StoreError::from(refused),
         other => StoreError::Postgres(other.to_string()),
     })
 }

@@ -148,3 +148,18 @@ pub fn test_signing_key(created: crate::model::UnixSeconds) -> crate::store::Sto
         activates_at: None,
     }
 }
+
+#[tokio::test]
+async fn every_connection_bounds_how_long_a_frozen_transaction_holds_its_locks() {
+    let store = fresh_store().await;
+    let client = store.connection().await.unwrap();
+    let show = async |setting: &str| -> String {
+        client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(show("idle_in_transaction_session_timeout").await, "30s");
+    assert_eq!(show("lock_timeout").await, "20s");
+}

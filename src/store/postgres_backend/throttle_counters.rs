@@ -173,11 +173,11 @@ impl SharedCounters {
         for take in takes {
             let bucket = &take.new_bucket_after_take;
             digests.push(take.digest.as_slice());
-            capacities.push(to_sql_count(bucket.capacity)?);
+            capacities.push(to_sql_count(bucket.capacity));
             seconds_per_token.push(bucket.seconds_per_token);
             tokens.push(bucket.tokens);
             blocked_until.push(bucket.blocked_until);
-            lockouts.push(to_sql_count(bucket.lockouts)?);
+            lockouts.push(to_sql_count(bucket.lockouts));
         }
         client
             .execute(
@@ -238,11 +238,11 @@ impl SharedCounters {
                     &now,
                     &limiter,
                     &digest.as_slice(),
-                    &to_sql_count(new_bucket_after_take.capacity)?,
+                    &to_sql_count(new_bucket_after_take.capacity),
                     &new_bucket_after_take.seconds_per_token,
                     &new_bucket_after_take.tokens,
                     &new_bucket_after_take.blocked_until,
-                    &to_sql_count(new_bucket_after_take.lockouts)?,
+                    &to_sql_count(new_bucket_after_take.lockouts),
                 ],
             )
             .await?
@@ -323,8 +323,11 @@ impl SharedCounters {
     }
 }
 
-fn to_sql_count(count: u32) -> Result<i32, StoreError> {
-    i32::try_from(count).map_err(|_| StoreError::CorruptRecord("throttle bucket"))
+/// A capacity or lockout count as the `integer` column holds it: a configured ceiling past
+/// `i32::MAX` is kept as `i32::MAX` (two billion failures is no ceiling either way), not
+/// refused, so that such a setting throttles here as it does in memory.
+fn to_sql_count(count: u32) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 fn from_sql_count(count: i32) -> Result<u32, StoreError> {
