@@ -655,3 +655,42 @@ async fn the_readmes_two_nodes_behind_nginx_answer_as_one_and_ride_out_a_node_go
     cluster.nodes.truncate(1);
     cluster.assert_no_node_failed_its_chores();
 }
+
+/// Wrong passwords for one account, until a node answers 429: over `addresses` in turn.
+/// Returns how many wrong passwords were answered 401 first.
+async fn wrong_passwords_until_refused(addresses: &[SocketAddr], email: &str) -> usize {
+    for attempt in 0..50 {
+        let address = addresses[attempt % addresses.len()];
+        let answer = request_to(address, "POST", "/auth/sign-in")
+            .json(&json!({ "email": email, "password": "not the password" }))
+            .send()
+            .await;
+        match answer.status {
+            401 => continue,
+            429 => return attempt,
+            other => panic!("attempt {attempt}: {other} {}", answer.text()),
+        }
+    }
+    panic!("50 wrong passwords for {email} were never refused");
+}
+
+#[tokio::test]
+async fn wrong_passwords_spread_over_two_nodes_meet_the_same_ceiling_as_on_one() {
+    let cluster = Cluster::start(2, &[]).await;
+    cluster.add_user("spread@example.com");
+    cluster.add_user("single@example.com");
+    let on_one_node =
+        wrong_passwords_until_refused(&[cluster.address(0)], "single@example.com").await;
+    let spread = wrong_passwords_until_refused(&cluster.addresses(), "spread@example.com").await;
+    assert_eq!(
+        spread, on_one_node,
+        "spreading the guesses over nodes gained attempts"
+    );
+    // Both nodes now refuse the account from this network, the right password included.
+    for address in cluster.addresses() {
+        let refused = sign_in(address, "spread@example.com").await;
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert!(refused.header("retry-after").is_some());
+    }
+    cluster.assert_no_node_failed_its_chores();
+}
