@@ -8,6 +8,7 @@ mod copy;
 mod error;
 mod postgres_backend;
 pub(crate) mod redb_backend;
+mod signing_key_rules;
 mod stored_name;
 
 use crate::model::{

@@ -1,8 +1,6 @@
 //! Store functions for signing keys on PostgreSQL, as `redb_backend/signing_keys.rs`: the
 //! changes read the whole key table (a handful of rows) inside one write transaction, apply
-//! the same rule in Rust, and write back only the rows that changed. Which key signs follows
-//! one rule, the same as `KeyRing`'s: among the active keys and the `next` keys whose time
-//! has come, the one that activated last.
+//! `signing_key_rules`, and write back only the rows that changed.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -10,6 +8,7 @@ use tokio_postgres::Row;
 use crate::model::{Secret, SigningKeyStatus, UnixSeconds};
 use crate::store::postgres_backend::rows::name_from_sql;
 use crate::store::postgres_backend::{PostgresStore, begin_write};
+use crate::store::signing_key_rules::{new_key, promote_due, publish_next, revoke};
 use crate::store::stored_name::StoredName;
 use crate::store::{KeyRevocation, PendingNextKey, StoreError, StoredSigningKey};
 
@@ -70,74 +69,6 @@ async fn write_signing_key(
     Ok(())
 }
 
-/// A key as a new row of `status`: not retired.
-fn new_key(
-    key: &StoredSigningKey,
-    status: SigningKeyStatus,
-    activates_at: Option<UnixSeconds>,
-) -> StoredSigningKey {
-    StoredSigningKey {
-        status,
-        retired_at: None,
-        activates_at,
-        ..key.clone()
-    }
-}
-
-/// When a key signs (or signed) from.
-fn activation(key: &StoredSigningKey) -> UnixSeconds {
-    key.activates_at.unwrap_or(key.created)
-}
-
-fn has_status(key: &StoredSigningKey, status: SigningKeyStatus) -> bool {
-    key.status == status
-}
-
-fn is_due_next(key: &StoredSigningKey, now: UnixSeconds) -> bool {
-    has_status(key, SigningKeyStatus::Next) && activation(key) <= now
-}
-
-/// Leaves exactly one active key among the active keys and the due `next` ones: the one
-/// that activated last. The others retire at its activation time. Returns whether any key
-/// changed.
-fn promote_due(keys: &mut [StoredSigningKey], now: UnixSeconds) -> bool {
-    let candidates =
-        |key: &StoredSigningKey| has_status(key, SigningKeyStatus::Active) || is_due_next(key, now);
-    let count = keys.iter().filter(|key| candidates(key)).count();
-    let any_due_next = keys.iter().any(|key| is_due_next(key, now));
-    if count <= 1 && !any_due_next {
-        return false;
-    }
-    let Some((winner_id, winner_activation)) = keys
-        .iter()
-        .filter(|key| candidates(key))
-        // On a tie the key already active stays, as in `KeyRing::signing_key_at`.
-        .max_by_key(|key| {
-            (
-                activation(key),
-                key.created,
-                has_status(key, SigningKeyStatus::Active),
-                key.key_id.clone(),
-            )
-        })
-        .map(|key| (key.key_id.clone(), activation(key)))
-    else {
-        return false;
-    };
-    for key in keys.iter_mut() {
-        if !candidates(key) {
-            continue;
-        }
-        if key.key_id == winner_id {
-            key.status = SigningKeyStatus::Active;
-        } else {
-            key.status = SigningKeyStatus::Retired;
-            key.retired_at = Some(winner_activation);
-        }
-    }
-    true
-}
-
 /// Whether two versions of a key's row are the same (its bytes never change in place).
 fn same_row(left: &StoredSigningKey, right: &StoredSigningKey) -> bool {
     left.key_id == right.key_id
@@ -193,68 +124,23 @@ impl PostgresStore {
         activates_at: UnixSeconds,
         now: UnixSeconds,
     ) -> Result<Option<PendingNextKey>, StoreError> {
-        self.change_signing_keys(|keys| {
-            promote_due(keys, now);
-            if let Some(waiting) = keys
-                .iter()
-                .find(|key| has_status(key, SigningKeyStatus::Next))
-            {
-                return Some(PendingNextKey {
-                    key_id: waiting.key_id.clone(),
-                    activates_at: activation(waiting),
-                });
-            }
-            keys.push(new_key(key, SigningKeyStatus::Next, Some(activates_at)));
-            None
-        })
-        .await
+        self.change_signing_keys(|keys| publish_next(keys, key, activates_at, now))
+            .await
     }
 
-    /// Makes the `next` keys whose time has come active (the one that activated last signs)
-    /// and retires the keys they replace. Returns whether anything changed.
     pub async fn promote_due_signing_keys(&self, now: UnixSeconds) -> Result<bool, StoreError> {
         self.change_signing_keys(|keys| promote_due(keys, now))
             .await
     }
 
-    /// Removes a key at once. When it is the key that signs, a waiting `next` key signs from
-    /// now on, else `replacement` (fresh key material) does: there is always a key that
-    /// signs. `None` when there is no such key.
     pub async fn revoke_signing_key(
         &self,
         key_id: &str,
         replacement: &StoredSigningKey,
         now: UnixSeconds,
     ) -> Result<Option<KeyRevocation>, StoreError> {
-        self.change_signing_keys(|keys| {
-            promote_due(keys, now);
-            let index = keys.iter().position(|key| key.key_id == key_id)?;
-            let revoked = keys.remove(index);
-            if !has_status(&revoked, SigningKeyStatus::Active) {
-                return Some(KeyRevocation {
-                    new_active_key_id: None,
-                });
-            }
-            let waiting = keys
-                .iter_mut()
-                .filter(|key| has_status(key, SigningKeyStatus::Next))
-                .min_by_key(|key| activation(key));
-            let new_active_key_id = match waiting {
-                Some(waiting) => {
-                    waiting.status = SigningKeyStatus::Active;
-                    waiting.activates_at = Some(now);
-                    waiting.key_id.clone()
-                }
-                None => {
-                    keys.push(new_key(replacement, SigningKeyStatus::Active, None));
-                    replacement.key_id.clone()
-                }
-            };
-            Some(KeyRevocation {
-                new_active_key_id: Some(new_active_key_id),
-            })
-        })
-        .await
+        self.change_signing_keys(|keys| revoke(keys, key_id, replacement, now))
+            .await
     }
 
     /// Reads every key, lets `change` edit the list, and writes back the rows that changed,

@@ -1,7 +1,7 @@
 //! Signing keys: reading them, and the changes that read and rewrite the whole key table (a
 //! handful of rows) in one transaction: storing a new active key, publishing a key ahead as
-//! `next`, promoting the `next` keys that are due, revoking and dropping a key. Which key signs follows one rule, the same as `KeyRing`'s: among the
-//! active keys and the `next` keys whose time has come, the one that activated last.
+//! `next`, promoting the `next` keys that are due, revoking and dropping a key, by
+//! `signing_key_rules`.
 
 use redb::ReadableTable;
 
@@ -9,6 +9,7 @@ use crate::model::{Secret, SigningKeyStatus, UnixSeconds};
 use crate::store::redb_backend::RedbStore;
 use crate::store::redb_backend::record::{RECORD_VERSION, SigningKeyRecord, decode, encode};
 use crate::store::redb_backend::tables::KEYID_SIGNINGKEY;
+use crate::store::signing_key_rules::{new_key, promote_due, publish_next, revoke};
 use crate::store::{KeyRevocation, PendingNextKey, StoreError, StoredSigningKey};
 
 pub(super) fn stored_key(
@@ -28,78 +29,16 @@ pub(super) fn stored_key(
     })
 }
 
-fn new_record(
-    key: &StoredSigningKey,
-    status: SigningKeyStatus,
-    activates_at: Option<UnixSeconds>,
-) -> SigningKeyRecord {
+/// `key` as the record that stores it.
+fn record_of(key: &StoredSigningKey) -> SigningKeyRecord {
     SigningKeyRecord {
         v: RECORD_VERSION,
         secret_key_hex: base16ct::lower::encode_string(key.secret_key_bytes.expose_secret()),
-        status,
+        status: key.status,
         created: key.created,
-        retired_at: None,
-        activates_at,
+        retired_at: key.retired_at,
+        activates_at: key.activates_at,
     }
-}
-
-/// When a record's key signs (or signed) from.
-fn activation(record: &SigningKeyRecord) -> UnixSeconds {
-    record.activates_at.unwrap_or(record.created)
-}
-
-fn has_status(record: &SigningKeyRecord, status: SigningKeyStatus) -> bool {
-    record.status == status
-}
-
-fn is_due_next(record: &SigningKeyRecord, now: UnixSeconds) -> bool {
-    has_status(record, SigningKeyStatus::Next) && activation(record) <= now
-}
-
-/// Leaves exactly one active key among the active keys and the due `next` ones: the one
-/// that activated last. The others retire at its activation time. Returns whether any
-/// record changed.
-fn promote_due(records: &mut [(String, SigningKeyRecord)], now: UnixSeconds) -> bool {
-    let candidates = |record: &SigningKeyRecord| {
-        has_status(record, SigningKeyStatus::Active) || is_due_next(record, now)
-    };
-    let count = records
-        .iter()
-        .filter(|(_, record)| candidates(record))
-        .count();
-    let any_due_next = records.iter().any(|(_, record)| is_due_next(record, now));
-    if count <= 1 && !any_due_next {
-        return false;
-    }
-    let Some(winner) = records
-        .iter()
-        .filter(|(_, record)| candidates(record))
-        // On a tie the key already active stays, as in `KeyRing::signing_key_at`.
-        .max_by_key(|(key_id, record)| {
-            (
-                activation(record),
-                record.created,
-                has_status(record, SigningKeyStatus::Active),
-                key_id.clone(),
-            )
-        })
-        .map(|(key_id, record)| (key_id.clone(), activation(record)))
-    else {
-        return false;
-    };
-    let (winner_id, winner_activation) = winner;
-    for (key_id, record) in records.iter_mut() {
-        if !candidates(record) {
-            continue;
-        }
-        if *key_id == winner_id {
-            record.status = SigningKeyStatus::Active;
-        } else {
-            record.status = SigningKeyStatus::Retired;
-            record.retired_at = Some(winner_activation);
-        }
-    }
-    true
 }
 
 impl RedbStore {
@@ -133,7 +72,7 @@ impl RedbStore {
             for (key_id, record) in retired {
                 table.insert(key_id.as_str(), encode(&record).as_slice())?;
             }
-            let record = new_record(key, SigningKeyStatus::Active, None);
+            let record = record_of(&new_key(key, SigningKeyStatus::Active, None));
             table.insert(key.key_id.as_str(), encode(&record).as_slice())?;
         }
         transaction.commit()?;
@@ -156,29 +95,13 @@ impl RedbStore {
         activates_at: UnixSeconds,
         now: UnixSeconds,
     ) -> Result<Option<PendingNextKey>, StoreError> {
-        self.change_signing_keys(|records| {
-            promote_due(records, now);
-            if let Some((key_id, record)) = records
-                .iter()
-                .find(|(_, record)| has_status(record, SigningKeyStatus::Next))
-            {
-                return Some(PendingNextKey {
-                    key_id: key_id.clone(),
-                    activates_at: activation(record),
-                });
-            }
-            records.push((
-                key.key_id.clone(),
-                new_record(key, SigningKeyStatus::Next, Some(activates_at)),
-            ));
-            None
-        })
+        self.change_signing_keys(|keys| publish_next(keys, key, activates_at, now))
     }
 
     /// Makes the `next` keys whose time has come active (the one that activated last signs)
     /// and retires the keys they replace. Returns whether anything changed.
     pub fn promote_due_signing_keys(&self, now: UnixSeconds) -> Result<bool, StoreError> {
-        self.change_signing_keys(|records| promote_due(records, now))
+        self.change_signing_keys(|keys| promote_due(keys, now))
     }
 
     /// Removes a key at once. When it is the key that signs, a waiting `next` key signs from
@@ -190,37 +113,7 @@ impl RedbStore {
         replacement: &StoredSigningKey,
         now: UnixSeconds,
     ) -> Result<Option<KeyRevocation>, StoreError> {
-        self.change_signing_keys(|records| {
-            promote_due(records, now);
-            let index = records.iter().position(|(id, _)| id == key_id)?;
-            let (_, revoked) = records.remove(index);
-            if !has_status(&revoked, SigningKeyStatus::Active) {
-                return Some(KeyRevocation {
-                    new_active_key_id: None,
-                });
-            }
-            let waiting = records
-                .iter_mut()
-                .filter(|(_, record)| has_status(record, SigningKeyStatus::Next))
-                .min_by_key(|(_, record)| activation(record));
-            let new_active_key_id = match waiting {
-                Some((waiting_id, record)) => {
-                    record.status = SigningKeyStatus::Active;
-                    record.activates_at = Some(now);
-                    waiting_id.clone()
-                }
-                None => {
-                    records.push((
-                        replacement.key_id.clone(),
-                        new_record(replacement, SigningKeyStatus::Active, None),
-                    ));
-                    replacement.key_id.clone()
-                }
-            };
-            Some(KeyRevocation {
-                new_active_key_id: Some(new_active_key_id),
-            })
-        })
+        self.change_signing_keys(|keys| revoke(keys, key_id, replacement, now))
     }
 
     /// Reads every key record, lets `change` edit the list, and writes back the rows that
@@ -228,7 +121,7 @@ impl RedbStore {
     /// this every purge interval).
     fn change_signing_keys<T>(
         &self,
-        change: impl FnOnce(&mut Vec<(String, SigningKeyRecord)>) -> T,
+        change: impl FnOnce(&mut Vec<StoredSigningKey>) -> T,
     ) -> Result<T, StoreError> {
         let transaction = self.begin_write()?;
         let outcome;
@@ -236,22 +129,23 @@ impl RedbStore {
         {
             let mut table = transaction.open_table(KEYID_SIGNINGKEY)?;
             let mut before = Vec::new();
-            let mut records = Vec::new();
+            let mut keys = Vec::new();
             for entry in table.iter()? {
                 let (key_id, bytes) = entry?;
                 let record: SigningKeyRecord = decode(bytes.value(), "signing key")?;
                 before.push((key_id.value().to_owned(), bytes.value().to_vec()));
-                records.push((key_id.value().to_owned(), record));
+                keys.push(stored_key(key_id.value(), &record)?);
             }
-            outcome = change(&mut records);
+            outcome = change(&mut keys);
             for (key_id, _) in &before {
-                if !records.iter().any(|(id, _)| id == key_id) {
+                if !keys.iter().any(|key| key.key_id == *key_id) {
                     table.remove(key_id.as_str())?;
                     changed = true;
                 }
             }
-            for (key_id, record) in &records {
-                let bytes = encode(record);
+            for key in &keys {
+                let key_id = &key.key_id;
+                let bytes = encode(&record_of(key));
                 let unchanged = before
                     .iter()
                     .any(|(id, old_bytes)| id == key_id && *old_bytes == bytes);
@@ -287,10 +181,7 @@ mod tests {
         };
         let key = stored_key("k", &record("00ff7f")).unwrap();
         assert_eq!(key.secret_key_bytes.expose_secret(), &[0x00, 0xff, 0x7f]);
-        assert_eq!(
-            new_record(&key, SigningKeyStatus::Active, None).secret_key_hex,
-            "00ff7f"
-        );
+        assert_eq!(record_of(&key).secret_key_hex, "00ff7f");
         for refused in ["+1", "-1ff", "00FF7F", "0x00", " 0ff", "0g", "abc"] {
             assert!(
                 matches!(
