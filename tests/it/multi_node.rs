@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::binary::{BINARY, CHEAP_HASHING, RunningServer, run_with_stdin, start_server_with};
 use crate::mail_support::{ReservedPort, SmtpServer, delivered_mails, wait_for_mail};
 use crate::proxy_support::{Proxy, substitute};
-use crate::support::{PASSWORD, SignedIn, TestResponse, request_to};
+use crate::support::{PASSWORD, SignedIn, TestResponse, fresh_postgres_database, request_to};
 
 /// The settings every node and the CLI share: the database, cheap argon2, and the
 /// maintenance pass every second (so that the nodes contend for its lock throughout).
@@ -36,26 +36,6 @@ fn shared_environment(database_url: &str) -> Vec<(String, String)> {
     environment
 }
 
-/// A new, empty database on the test server, and the URL that reaches it.
-async fn fresh_database() -> String {
-    let server = std::env::var("TEST_POSTGRES_URL").expect(
-        "the multi-node tests need TEST_POSTGRES_URL: run them with scripts/test, which starts \
-         PostgreSQL",
-    );
-    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let name = format!("latchkey_nodes_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
-    url.to_string()
-}
-
 struct Node {
     data_dir: tempfile::TempDir,
     server: RunningServer,
@@ -72,7 +52,7 @@ struct Cluster {
 impl Cluster {
     /// `count` nodes with the shared settings and `extra` ones.
     async fn start(count: usize, extra: &[(&str, &str)]) -> Cluster {
-        let database_url = fresh_database().await;
+        let database_url = fresh_postgres_database().await;
         let mut environment = shared_environment(&database_url);
         environment.extend(
             extra

@@ -12,29 +12,11 @@ use serde_json::json;
 use crate::binary::{BINARY, CHEAP_HASHING, admin, run_with_stdin, start_server_with, terminate};
 use crate::mail_support::{ReservedPort, SmtpServer, token_in, wait_for_mail};
 use crate::second_factor::pyotp_code;
-use crate::support::{PASSWORD, SignedIn, request_to};
+use crate::support::{PASSWORD, SignedIn, fresh_postgres_database, request_to};
 
 const ROOT: &str = "root@example.com";
 const TOTP_USER: &str = "totp@example.com";
 const NEWCOMER: &str = "newcomer@example.com";
-
-/// A new, empty database on the test server, and its URL.
-async fn fresh_database() -> String {
-    let server = std::env::var("TEST_POSTGRES_URL")
-        .expect("the store copy tests need TEST_POSTGRES_URL (scripts/test)");
-    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let name = format!("latchkey_copy_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
-    url.to_string()
-}
 
 /// One number from the database at `url`.
 async fn count(url: &str, sql: &str) -> i64 {
@@ -226,7 +208,7 @@ async fn a_store_moves_to_postgresql_and_back_with_every_token_still_valid() {
     assert!(!nowhere.path().join("latchkey.redb").exists());
 
     // A running server holds its redb file: the copy is refused, and says what to do.
-    let postgres_url = fresh_database().await;
+    let postgres_url = fresh_postgres_database().await;
     let (ok, text) = latchkey(
         redb_dir.path(),
         &[],

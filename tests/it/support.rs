@@ -483,19 +483,30 @@ enum TestStore {
 
 /// A new, empty database on the PostgreSQL server of `TEST_POSTGRES_URL` (whichever backend
 /// the run puts its other servers on), and its URL: for tests of several nodes on one
-/// database.
+/// database, and of copies between backends.
 pub async fn fresh_postgres_database() -> String {
+    postgres_database_named(&format!("latchkey_nodes_{}", uuid::Uuid::new_v4().simple())).await
+}
+
+/// The URL of the database `name` on the test server, made if it is not there yet (a
+/// server restarted on the same data directory finds its database again).
+async fn postgres_database_named(name: &str) -> String {
     let server = std::env::var("TEST_POSTGRES_URL")
-        .expect("tests of nodes sharing a database need TEST_POSTGRES_URL (scripts/test)");
-    let name = format!("latchkey_nodes_{}", uuid::Uuid::new_v4().simple());
+        .expect("tests on PostgreSQL need TEST_POSTGRES_URL (scripts/test starts a server)");
     let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
-    client
+    if let Err(error) = client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
-        .unwrap();
+    {
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE),
+            "{error}"
+        );
+    }
     let mut url = url::Url::parse(&server).unwrap();
     url.set_path(&format!("/{name}"));
     url.to_string()
@@ -508,8 +519,6 @@ async fn open_test_store(config: &mut Config) -> Store {
     if !on_postgres() {
         return Store::open_redb(&config.store.database_path(), 4 * 1024 * 1024).unwrap();
     }
-    let server = std::env::var("TEST_POSTGRES_URL")
-        .expect("TEST_STORE_BACKEND=postgres needs TEST_POSTGRES_URL (scripts/test)");
     let name = format!(
         "latchkey_it_{}",
         config
@@ -521,27 +530,11 @@ async fn open_test_store(config: &mut Config) -> Store {
             .map(|byte| byte.to_ascii_lowercase() as char)
             .collect::<String>()
     );
-    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    if let Err(error) = client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-    {
-        // A restart on the same data directory: the database is there already.
-        assert_eq!(
-            error.code(),
-            Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE),
-            "{error}"
-        );
-    }
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
+    let url = postgres_database_named(&name).await;
     config.store.backend = StoreBackend::Postgres;
-    config.store.postgres_url = Some(Secret::new(url.to_string()));
+    config.store.postgres_url = Some(Secret::new(url.clone()));
     config.store.postgres_pool_size = 8;
-    Store::open_postgres(url.as_str(), 8).await.unwrap()
+    Store::open_postgres(&url, 8).await.unwrap()
 }
 
 pub fn live_session(id: SessionId, user_id: u64) -> Session {
