@@ -17,6 +17,23 @@ use crate::store::postgres_backend::token_makers::{
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
 use crate::store::{ApiTokenContext, Requester, StoreError};
 
+/// `api_token_context`'s statement: the token, its session, its user and the parent, joined.
+pub(super) fn api_token_context_query() -> String {
+    format!(
+        "SELECT {}, {}, {}, {} FROM api_tokens token \
+         LEFT JOIN sessions session ON session.id = token.session_id \
+         JOIN users owner ON owner.id = token.user_id \
+         LEFT JOIN users parent ON parent.id = owner.parent_id \
+         WHERE token.hash = $1 \
+           AND (token.session_id IS NULL OR session.id IS NOT NULL) \
+           AND (owner.parent_id IS NULL OR parent.id IS NOT NULL)",
+        qualified("token", API_TOKEN_COLUMNS),
+        qualified("session", SESSION_COLUMNS),
+        qualified("owner", USER_COLUMNS),
+        qualified("parent", USER_COLUMNS),
+    )
+}
+
 impl PostgresStore {
     /// The API token with this hash, its session (if bound to one), its user and parent:
     /// one statement, on every request an API token authenticates.
@@ -26,19 +43,7 @@ impl PostgresStore {
     ) -> Result<Option<ApiTokenContext>, StoreError> {
         let client = self.connection().await?;
         let statement = client
-            .prepare_cached(&format!(
-                "SELECT {}, {}, {}, {} FROM api_tokens token \
-                 LEFT JOIN sessions session ON session.id = token.session_id \
-                 JOIN users owner ON owner.id = token.user_id \
-                 LEFT JOIN users parent ON parent.id = owner.parent_id \
-                 WHERE token.hash = $1 \
-                   AND (token.session_id IS NULL OR session.id IS NOT NULL) \
-                   AND (owner.parent_id IS NULL OR parent.id IS NOT NULL)",
-                qualified("token", API_TOKEN_COLUMNS),
-                qualified("session", SESSION_COLUMNS),
-                qualified("owner", USER_COLUMNS),
-                qualified("parent", USER_COLUMNS),
-            ))
+            .prepare_cached(&self.token_check_queries.api_token_context)
             .await?;
         let Some(row) = client.query_opt(&statement, &[&hash.as_slice()]).await? else {
             return Ok(None);

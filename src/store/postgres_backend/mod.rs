@@ -78,6 +78,14 @@ fn bound_the_waits(config: &mut tokio_postgres::Config) {
 pub struct PostgresStore {
     pool: Pool,
     store_id: Arc<str>,
+    token_check_queries: Arc<TokenCheckQueries>,
+}
+
+/// The token checks' statements, whose column lists are put together once at open rather
+/// than on every authenticated request.
+struct TokenCheckQueries {
+    session_context: String,
+    api_token_context: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -114,6 +122,10 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             store_id: Arc::from(store_id),
+            token_check_queries: Arc::new(TokenCheckQueries {
+                session_context: sessions::session_context_query(),
+                api_token_context: api_tokens::api_token_context_query(),
+            }),
         })
     }
 

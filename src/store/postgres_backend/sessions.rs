@@ -15,6 +15,20 @@ use crate::store::postgres_backend::users::set_password_hash;
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
 use crate::store::{NewSignIn, SessionContext, StoreError};
 
+/// `session_context`'s statement: the session, its user and the parent, joined.
+pub(super) fn session_context_query() -> String {
+    format!(
+        "SELECT {}, {}, {} FROM sessions session \
+         JOIN users owner ON owner.id = session.user_id \
+         LEFT JOIN users parent ON parent.id = owner.parent_id \
+         WHERE session.id = $1 \
+           AND (owner.parent_id IS NULL OR parent.id IS NOT NULL)",
+        qualified("session", SESSION_COLUMNS),
+        qualified("owner", USER_COLUMNS),
+        qualified("parent", USER_COLUMNS),
+    )
+}
+
 impl PostgresStore {
     /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
     /// sessions and replaces its password hash, all in one transaction.
@@ -34,16 +48,7 @@ impl PostgresStore {
     ) -> Result<Option<SessionContext>, StoreError> {
         let client = self.connection().await?;
         let statement = client
-            .prepare_cached(&format!(
-                "SELECT {}, {}, {} FROM sessions session \
-                 JOIN users owner ON owner.id = session.user_id \
-                 LEFT JOIN users parent ON parent.id = owner.parent_id \
-                 WHERE session.id = $1 \
-                   AND (owner.parent_id IS NULL OR parent.id IS NOT NULL)",
-                qualified("session", SESSION_COLUMNS),
-                qualified("owner", USER_COLUMNS),
-                qualified("parent", USER_COLUMNS),
-            ))
+            .prepare_cached(&self.token_check_queries.session_context)
             .await?;
         let Some(row) = client
             .query_opt(&statement, &[&session_id_to_sql(id)])
