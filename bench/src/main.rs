@@ -114,6 +114,10 @@ pub struct Args {
     /// `scripts/postgres-for-tests` and stopped at the end.
     #[arg(long, value_name = "URL", env = "LATCHKEY_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
+    /// A what-if for PostgreSQL's part: reach the throwaway cluster over its Unix socket
+    /// rather than TCP on loopback.
+    #[arg(long, conflicts_with = "postgres_url")]
+    pub postgres_over_unix_socket: bool,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     pub hello_server: Option<SocketAddr>,
@@ -387,6 +391,7 @@ impl PostgresPart<'_> {
         let server = PostgresServer::start_or_connect(
             args.postgres_url.as_deref(),
             &self.work_dir.join("postgres-cluster"),
+            args.postgres_over_unix_socket,
         )?;
         let database = server.create_fresh_database()?;
         report.phase(

@@ -87,8 +87,15 @@ impl ThrowawayCluster {
         Ok(cluster)
     }
 
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// The `postgres` database's URL, over TCP on loopback or over the socket in the
+    /// cluster's directory (its path percent-encoded as the host).
+    fn url(&self, over_unix_socket: bool) -> String {
+        let host = if over_unix_socket {
+            self.directory.to_string_lossy().replace('/', "%2F")
+        } else {
+            "127.0.0.1".to_owned()
+        };
+        format!("postgres://postgres@{host}:{}/postgres", self.port)
     }
 
     /// `pg_ctl stop` in `mode` ("fast" at the end of a run, "immediate" on an interrupt).
@@ -182,6 +189,8 @@ fn run(program: &str, arguments: &[&str], quiet_output: bool) -> BenchResult<Str
 pub struct PostgresServer {
     /// The `postgres` database's URL, for creating and dropping the run's own database.
     admin_url: String,
+    /// Whether the throwaway cluster is reached over its Unix socket rather than TCP.
+    over_unix_socket: bool,
     /// Set when this run started the cluster, which it stops when dropped.
     throwaway: Option<ThrowawayCluster>,
 }
@@ -205,23 +214,27 @@ pub struct FreshDatabase {
 
 impl PostgresServer {
     /// Connects to the server at `url`, or, without one, starts a throwaway cluster in
-    /// `cluster_directory`.
+    /// `cluster_directory`, reached over TCP on loopback or, `over_unix_socket`, over its
+    /// socket.
     pub fn start_or_connect(
         url: Option<&str>,
         cluster_directory: &Path,
+        over_unix_socket: bool,
     ) -> BenchResult<PostgresServer> {
         if let Some(url) = url {
             with_client(url, async |client| client.simple_query("SELECT 1").await)
                 .map_err(|error| format!("cannot connect to --postgres-url: {error}"))?;
             return Ok(PostgresServer {
                 admin_url: url.to_owned(),
+                over_unix_socket: false,
                 throwaway: None,
             });
         }
         let cluster = ThrowawayCluster::start(cluster_directory.to_path_buf())
             .map_err(|error| format!("cannot start a throwaway PostgreSQL cluster: {error}"))?;
         Ok(PostgresServer {
-            admin_url: cluster.url(),
+            admin_url: cluster.url(over_unix_socket),
+            over_unix_socket,
             throwaway: Some(cluster),
         })
     }
@@ -287,10 +300,16 @@ impl PostgresServer {
     pub fn facts(&self) -> BenchResult<DatabaseFacts> {
         Ok(DatabaseFacts {
             origin: if self.throwaway.is_some() {
-                "a throwaway cluster of the run's own on loopback (`initdb`, then `pg_ctl \
-                 start` with PostgreSQL's defaults but the port, the socket directory and \
-                 `max_connections=200`)"
-                    .to_owned()
+                format!(
+                    "a throwaway cluster of the run's own (`initdb`, then `pg_ctl start` with \
+                     PostgreSQL's defaults but the port, the socket directory and \
+                     `max_connections=200`), reached {}",
+                    if self.over_unix_socket {
+                        "over its Unix socket (`--postgres-over-unix-socket`)"
+                    } else {
+                        "over TCP on loopback, as a node on another machine would reach it"
+                    }
+                )
             } else {
                 "the server that `--postgres-url` names, on this machine".to_owned()
             },

@@ -190,17 +190,19 @@ impl Report {
                         "in the median round the PostgreSQL server spent {} µs of CPU (user + \
                          kernel, the cluster's processes included) per answer against the redb \
                          server's {} µs; PostgreSQL: {}; redb: {}. The pool holds at most {} \
-                         connections; each such check is one statement for the credential's \
-                         context{} and one round trip each over loopback.",
+                         connections; each such check takes {}, one round trip each over \
+                         loopback.",
                         pair.subject.cpu_per_answer_text(),
                         pair.baseline.cpu_per_answer_text(),
                         cpu(&pair.subject),
                         cpu(&pair.baseline),
                         postgres.pool_size,
                         if check == TokenCheck::SessionSigned {
-                            ""
+                            "two statements (the session's context, then the user's live \
+                             sessions)"
                         } else {
-                            " plus one for the user's second-factor summary"
+                            "two statements (the credential's context, then the user's \
+                             second-factor summary)"
                         }
                     )
                 }

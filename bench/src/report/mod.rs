@@ -193,6 +193,9 @@ impl Report {
             BackendChoice::Redb => flags.push("--backend redb".to_owned()),
             BackendChoice::Postgres => flags.push("--backend postgres".to_owned()),
         }
+        if args.postgres_over_unix_socket {
+            flags.push("--postgres-over-unix-socket".to_owned());
+        }
         if args.seconds != 5 {
             flags.push(format!("--seconds {}", args.seconds));
         }
@@ -973,6 +976,7 @@ mod tests {
             forward_auth_only: false,
             backend: BackendChoice::Both,
             postgres_url: None,
+            postgres_over_unix_socket: false,
             hello_server: None,
         };
         let mut report = Report {
@@ -1023,7 +1027,7 @@ mod tests {
     }
 
     /// PostgreSQL's part: token checks at 18-22% of redb's rate and sign-ins at 70% of the
-    /// limit when `missed`, else at 30-40% and 97%.
+    /// limit when `missed`, else at 31-40% and 97%.
     fn postgres_results(
         missed: bool,
         argon2_before: Argon2Limit,
@@ -1099,6 +1103,7 @@ mod tests {
                 0,
                 false,
             )),
+
             priming: vec![Priming {
                 name: "PostgreSQL: GET /user/current, signed token".to_owned(),
                 requests: 10_000,
