@@ -7,7 +7,9 @@
 //! This file holds the command line and the order of the run.
 //!
 //! `cargo run --release -p latchkey-bench [-- --large-users N --large-sessions N | --skip-large | --pages-only]`
-//! (`-- --forward-auth-only` runs the forward-auth phase alone and writes nothing)
+//! (`-- --forward-auth-only` runs the forward-auth phase alone and writes nothing; `-- --backend
+//! postgres` runs PostgreSQL's part (`postgres`, `load::postgres`) alone, `--backend redb` all
+//! but it)
 
 use std::error::Error;
 use std::io::Write;
@@ -29,6 +31,7 @@ macro_rules! progress {
 }
 
 mod load;
+mod postgres;
 mod procfs;
 mod report;
 mod seed;
@@ -36,15 +39,18 @@ mod servers;
 
 use crate::load::client::CLIENT_THREADS;
 use crate::load::metrics_overhead::measure_metrics_overhead;
+use crate::load::postgres::{PostgresResults, PostgresSide, measure_postgres};
 use crate::load::{
     Argon2Limit, FORWARD_AUTH_ENV, FORWARD_AUTH_NAME, LargeResults, RATE_CONNECTIONS, Requests,
     Timing, argon2_limit, forward_auth_pair, measure_large_store, measure_pages_only,
     measure_small_store,
 };
+use crate::postgres::{PostgresServer, stop_throwaway_cluster};
 use crate::report::Report;
+use crate::report::render::{PHASES_HEADER, phase_row};
 use crate::seed::{
-    PASSWORD, PUBLIC_URL, SIGN_IN_USERS, SMALL_USERS, SeedPlan, TOKEN_SESSIONS, seed_note,
-    seed_store,
+    PASSWORD, PUBLIC_URL, SIGN_IN_USERS, SMALL_USERS, SeedPlan, SeedTarget, TOKEN_SESSIONS,
+    seed_note, seed_store,
 };
 use crate::servers::{ChildServer, hello_server, kill_started_servers};
 
@@ -97,16 +103,42 @@ pub struct Args {
     /// against `GET /user/current` in alternating rounds) and print it; writes nothing.
     #[arg(long)]
     pub forward_auth_only: bool,
+    /// Which stores run: both (PostgreSQL's part after the small store's loads), redb only
+    /// (no PostgreSQL needed), or PostgreSQL's part alone (beside the small redb store it is
+    /// paired with), which prints it and writes nothing.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
+    pub backend: BackendChoice,
+    /// An existing PostgreSQL server on this machine for PostgreSQL's part
+    /// (`postgres://user@host:port/database`), where the run creates a database of its own and
+    /// drops it at the end; without it, a throwaway cluster is started with
+    /// `scripts/postgres-for-tests` and stopped at the end.
+    #[arg(long, value_name = "URL", env = "LATCHKEY_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// A what-if for PostgreSQL's part: reach the throwaway cluster over its Unix socket
+    /// rather than TCP on loopback.
+    #[arg(long, conflicts_with = "postgres_url")]
+    pub postgres_over_unix_socket: bool,
     /// Internal: serve the minimal hyper "hello" server on this address.
     #[arg(long, value_name = "ADDR", hide = true)]
     pub hello_server: Option<SocketAddr>,
 }
 
+/// `--backend`: which stores the run measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Both,
+    Redb,
+    Postgres,
+}
+
 impl Args {
     /// Whether one phase runs alone on the small store (`--only-metrics-overhead`,
-    /// `--pages-only`, `--forward-auth-only`).
+    /// `--pages-only`, `--forward-auth-only`, `--backend postgres`).
     fn single_phase(&self) -> bool {
-        self.only_metrics_overhead || self.pages_only || self.forward_auth_only
+        self.only_metrics_overhead
+            || self.pages_only
+            || self.forward_auth_only
+            || self.backend == BackendChoice::Postgres
     }
 }
 
@@ -204,7 +236,12 @@ fn run(args: &Args) -> BenchResult<()> {
         sessions: TOKEN_SESSIONS,
         sign_in_users: SIGN_IN_USERS,
     };
-    let small = seed_store(&small_dir, &small_plan, &password_hash, &config)?;
+    let small = seed_store(
+        SeedTarget::Redb(&small_dir),
+        &small_plan,
+        &password_hash,
+        &config,
+    )?;
     report.phase("seed the small store", started.elapsed());
     for (label, duration) in &small.timings {
         report.phase(&format!("  small: {label}"), *duration);
@@ -212,6 +249,30 @@ fn run(args: &Args) -> BenchResult<()> {
     report.seed_notes.push(seed_note(&small_plan, &small));
     let requests = Requests::build(&small);
 
+    let postgres_part = PostgresPart {
+        client: &client,
+        paths: &paths,
+        work_dir: &work.path,
+        redb_dir: &small_dir,
+        redb_requests: &requests,
+        timing: &timing,
+        argon2_cost: (cost, hasher_threads),
+        password_hash: &password_hash,
+        config: &config,
+    };
+    if args.backend == BackendChoice::Postgres {
+        drop(small);
+        let postgres = postgres_part.run(args, &mut report)?;
+        report.postgres_rows(&postgres);
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "{}", report.table());
+        let _ = writeln!(stdout, "{}", report.postgres_section(&postgres, None));
+        let _ = writeln!(stdout, "{PHASES_HEADER}");
+        for phase in postgres.phases() {
+            let _ = writeln!(stdout, "{}", phase_row(phase));
+        }
+        return Ok(());
+    }
     if args.single_phase() {
         drop(small);
         return run_single_phase(args, &client, &paths, &small_dir, &requests, &timing);
@@ -229,6 +290,13 @@ fn run(args: &Args) -> BenchResult<()> {
     report.phase("small store: loads, idle wait, restarts", started.elapsed());
     let small_file_bytes = file_size(&small_dir.join("latchkey.redb"));
 
+    // (#22) PostgreSQL beside the small store.
+    let postgres = if args.backend == BackendChoice::Both {
+        Some(postgres_part.run(args, &mut report)?)
+    } else {
+        None
+    };
+
     // (f) the large store.
     let large_results = if args.skip_large {
         None
@@ -241,7 +309,12 @@ fn run(args: &Args) -> BenchResult<()> {
             sessions: args.large_sessions,
             sign_in_users: 0,
         };
-        let large = seed_store(&large_dir, &large_plan, &password_hash, &config)?;
+        let large = seed_store(
+            SeedTarget::Redb(&large_dir),
+            &large_plan,
+            &password_hash,
+            &config,
+        )?;
         report.phase("seed the large store", started.elapsed());
         for (label, duration) in &large.timings {
             report.phase(&format!("  large: {label}"), *duration);
@@ -265,10 +338,17 @@ fn run(args: &Args) -> BenchResult<()> {
         &argon2,
         &small_results,
         small_file_bytes,
+        postgres.as_ref(),
         large_results.as_ref(),
         cost,
     );
-    let text = report.render(&argon2, &small_results, large_results.as_ref(), cost);
+    let text = report.render(
+        &argon2,
+        &small_results,
+        postgres.as_ref(),
+        large_results.as_ref(),
+        cost,
+    );
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{}", report.table());
     if !args.no_write {
@@ -278,6 +358,106 @@ fn run(args: &Args) -> BenchResult<()> {
     }
     progress!("whole run: {:.1} s", report.total.as_secs_f64());
     Ok(())
+}
+
+/// What PostgreSQL's part needs from the run: the client, the paths, the redb small store it
+/// is paired with and that store's requests, and what seeding needs.
+struct PostgresPart<'a> {
+    client: &'a tokio::runtime::Runtime,
+    paths: &'a Paths,
+    work_dir: &'a Path,
+    redb_dir: &'a Path,
+    redb_requests: &'a Requests,
+    timing: &'a Timing,
+    argon2_cost: (latchkey::auth::password::HashCost, usize),
+    password_hash: &'a latchkey::model::PasswordHashString,
+    config: &'a Config,
+}
+
+impl PostgresPart<'_> {
+    /// Starts (or connects to) the PostgreSQL server, seeds the small store's plan into a fresh
+    /// database there, measures it beside the redb small store, and drops the database (and
+    /// stops a throwaway cluster) whatever the outcome.
+    fn run(&self, args: &Args, report: &mut Report) -> BenchResult<PostgresResults> {
+        let started = Instant::now();
+        progress!(
+            "(#22) PostgreSQL: {}",
+            if args.postgres_url.is_some() {
+                "the server --postgres-url names"
+            } else {
+                "a throwaway cluster (initdb, pg_ctl start)"
+            }
+        );
+        let server = PostgresServer::start_or_connect(
+            args.postgres_url.as_deref(),
+            &self.work_dir.join("postgres-cluster"),
+            args.postgres_over_unix_socket,
+        )?;
+        let database = server.create_fresh_database()?;
+        report.phase(
+            "(#22) start PostgreSQL, create the database",
+            started.elapsed(),
+        );
+        let outcome = self.seed_and_measure(&server, &database, report);
+        let dropped = server.drop_database(&database);
+        drop(server);
+        let results = outcome?;
+        dropped?;
+        Ok(results)
+    }
+
+    fn seed_and_measure(
+        &self,
+        server: &PostgresServer,
+        database: &crate::postgres::FreshDatabase,
+        report: &mut Report,
+    ) -> BenchResult<PostgresResults> {
+        let started = Instant::now();
+        let plan = SeedPlan {
+            label: "postgres",
+            users: SMALL_USERS,
+            sessions: TOKEN_SESSIONS,
+            sign_in_users: SIGN_IN_USERS,
+        };
+        let seeded = seed_store(
+            SeedTarget::Postgres(&database.url),
+            &plan,
+            self.password_hash,
+            self.config,
+        )?;
+        report.phase(
+            "(#22) seed the small store into PostgreSQL",
+            started.elapsed(),
+        );
+        for (label, duration) in &seeded.timings {
+            report.phase(&format!("  postgres: {label}"), *duration);
+        }
+        report.seed_notes.push(format!(
+            "{} (the small store's plan, in PostgreSQL)",
+            seed_note(&plan, &seeded)
+        ));
+        let requests = Requests::build(&seeded);
+        let started = Instant::now();
+        let results = measure_postgres(
+            self.client,
+            self.paths,
+            self.redb_dir,
+            self.redb_requests,
+            &PostgresSide {
+                server,
+                database,
+                data_dir: &self.work_dir.join("postgres-node"),
+                requests: &requests,
+            },
+            self.timing,
+            self.argon2_cost,
+        )?;
+        report.phase(
+            "(#22) PostgreSQL beside redb: loads, sign-ins, argon2 limits",
+            started.elapsed(),
+        );
+        Ok(results)
+    }
 }
 
 /// `--only-metrics-overhead`, `--pages-only` or `--forward-auth-only`: that phase alone on the
@@ -362,6 +542,7 @@ async fn clean_up_on_signal() {
         _ = interrupt.recv() => {}
     }
     kill_started_servers();
+    stop_throwaway_cluster();
     if let Some(directory) = WORK_DIR
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

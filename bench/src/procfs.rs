@@ -84,16 +84,85 @@ pub struct Samples {
     pub client: Option<CpuSample>,
 }
 
+/// The processes that serve a load: the server's, and (on PostgreSQL) the database cluster's,
+/// named by its postmaster's pid, whose CPU counts as the server's.
+#[derive(Clone, Copy)]
+pub struct ServerProcesses {
+    pub server_pid: u32,
+    pub database_postmaster_pid: Option<u32>,
+}
+
+impl ServerProcesses {
+    /// The server's CPU, by thread group, and the database cluster's under "postgres".
+    fn cpu_sample(self) -> Option<CpuSample> {
+        let server = cpu_sample(&format!("/proc/{}", self.server_pid), true)?;
+        Some(match self.database_postmaster_pid {
+            Some(postmaster) => server.merged(process_family_sample(postmaster, "postgres")),
+            None => server,
+        })
+    }
+}
+
 impl Samples {
-    pub fn take(target: u32, other: Option<u32>) -> Samples {
+    pub fn take(target: ServerProcesses, other: Option<ServerProcesses>) -> Samples {
         Samples {
             machine_ticks: machine_busy_ticks(),
-            target: cpu_sample(&format!("/proc/{target}"), true),
-            target_reads: read_syscalls(target),
-            other: other.and_then(|pid| cpu_sample(&format!("/proc/{pid}"), true)),
+            target: target.cpu_sample(),
+            target_reads: read_syscalls(target.server_pid),
+            other: other.and_then(ServerProcesses::cpu_sample),
             client: cpu_sample("/proc/self", false),
         }
     }
+}
+
+impl CpuSample {
+    /// Both samples' ticks added up, their thread groups side by side.
+    fn merged(mut self, other: Option<CpuSample>) -> CpuSample {
+        if let Some(other) = other {
+            self.ticks += other.ticks;
+            self.user_ticks += other.user_ticks;
+            for (name, ticks) in other.threads {
+                *self.threads.entry(name).or_default() += ticks;
+            }
+        }
+        self
+    }
+}
+
+/// The CPU of a process and of its children (a PostgreSQL postmaster and the backends,
+/// writers and launchers it forked), all counted under one thread group `group`. A child
+/// that exits during a window takes its ticks with it: the pooled backends live throughout.
+pub fn process_family_sample(parent: u32, group: &str) -> Option<CpuSample> {
+    let (_, mut user_ticks, mut system_ticks) = stat_ticks(&format!("/proc/{parent}/stat"))?;
+    for entry in std::fs::read_dir("/proc").ok()?.take(1_000_000).flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != parent && parent_pid(pid) == Some(parent) {
+            let path = format!("/proc/{pid}/stat");
+            if let Some((_, user, system)) = stat_ticks(&path) {
+                user_ticks += user;
+                system_ticks += system;
+            }
+        }
+    }
+    Some(CpuSample {
+        ticks: user_ticks + system_ticks,
+        user_ticks,
+        threads: BTreeMap::from([(group.to_owned(), user_ticks + system_ticks)]),
+    })
+}
+
+/// A process's parent (`ppid`, the second field after the name in `/proc/<pid>/stat`).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.rfind(')')?;
+    text.get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Other processes (a build, a test run) skew a 2-core measurement badly: before each load,

@@ -1,7 +1,7 @@
 //! Seeding a store through the library's `Store` API, before the server holds the file (redb
-//! lets one process hold it): sign-in users, token users with their sessions, and the
-//! session-bound API tokens and signed tokens the token checks cycle over, each made by the
-//! library's own functions, exactly as a sign-in makes them.
+//! lets one process hold it) or into a fresh PostgreSQL database: sign-in users, token users
+//! with their sessions, and the session-bound API tokens and signed tokens the token checks
+//! cycle over, each made by the library's own functions, exactly as a sign-in makes them.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -37,6 +37,8 @@ pub const SMALL_USERS: u64 = 2_000;
 pub const SEED_BATCH: usize = 100_000;
 /// redb's page cache while seeding (the server itself runs with its configured cache).
 const SEED_CACHE_BYTES: usize = 512 << 20;
+/// Connections while seeding a PostgreSQL database (one transaction at a time needs one).
+const SEED_POSTGRES_POOL_SIZE: usize = 2;
 
 pub struct SeedPlan {
     pub label: &'static str,
@@ -65,12 +67,21 @@ fn new_user(email: &str, password_hash: &PasswordHashString) -> BenchResult<NewU
     })
 }
 
+/// Where a seeding writes: the redb file in a data directory, or a PostgreSQL database.
+#[derive(Clone, Copy)]
+pub enum SeedTarget<'a> {
+    /// `latchkey.redb` in this directory.
+    Redb(&'a Path),
+    /// The (empty) database at this URL; the store's migrations make its tables.
+    Postgres(&'a str),
+}
+
 /// Users, sessions and API tokens in transactions of `SEED_BATCH` rows; one session in every
 /// `sessions / TOKEN_SESSIONS` gets a bound API token and a signed token, signed with the
 /// store's key and the issuer `config` gives, exactly as the server signs them.
 /// The store's functions are async: the seeding runs on a runtime of its own.
 pub fn seed_store(
-    directory: &Path,
+    target: SeedTarget<'_>,
     plan: &SeedPlan,
     password_hash: &PasswordHashString,
     config: &Config,
@@ -78,22 +89,22 @@ pub fn seed_store(
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(seed_store_on_a_runtime(
-            directory,
-            plan,
-            password_hash,
-            config,
-        ))
+        .block_on(seed_store_on_a_runtime(target, plan, password_hash, config))
 }
 
 async fn seed_store_on_a_runtime(
-    directory: &Path,
+    target: SeedTarget<'_>,
     plan: &SeedPlan,
     password_hash: &PasswordHashString,
     config: &Config,
 ) -> BenchResult<Seeded> {
     let label = plan.label;
-    let store = Store::open_redb(&directory.join("latchkey.redb"), SEED_CACHE_BYTES)?;
+    let store = match target {
+        SeedTarget::Redb(directory) => {
+            Store::open_redb(&directory.join("latchkey.redb"), SEED_CACHE_BYTES)?
+        }
+        SeedTarget::Postgres(url) => Store::open_postgres(url, SEED_POSTGRES_POOL_SIZE).await?,
+    };
     let issuer = token_issuer(config, &store);
     let now = now_unix_seconds();
     let mut timings = Vec::new();

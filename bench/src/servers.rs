@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::procfs::ServerProcesses;
 use crate::seed::PUBLIC_URL;
 use crate::{BenchResult, Paths, pause};
 
@@ -25,6 +26,9 @@ pub struct ChildServer {
     child: Option<Child>,
     pub pid: u32,
     pub address: SocketAddr,
+    /// On PostgreSQL: the database cluster's postmaster, whose processes' CPU counts as this
+    /// server's in a load's samples.
+    pub database_postmaster_pid: Option<u32>,
     started: Instant,
     health_path: &'static str,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
@@ -139,10 +143,19 @@ impl ChildServer {
             pid: child.id(),
             child: Some(child),
             address,
+            database_postmaster_pid: None,
             started,
             health_path,
             stderr_tail,
         })
+    }
+
+    /// The processes whose CPU a load's samples count as this server's.
+    pub fn processes(&self) -> ServerProcesses {
+        ServerProcesses {
+            server_pid: self.pid,
+            database_postmaster_pid: self.database_postmaster_pid,
+        }
     }
 
     fn tail(&self) -> String {

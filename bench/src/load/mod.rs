@@ -6,6 +6,7 @@
 pub mod client;
 pub mod metrics_overhead;
 pub mod paired;
+pub mod postgres;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -955,7 +956,8 @@ fn measure_once(
     let quiet_wait = wait_for_quiet();
     let address = target.address;
     let target_pid = target.pid;
-    let other_pid = other.map(|server| server.pid);
+    let target_processes = target.processes();
+    let other_processes = other.map(ChildServer::processes);
     let (outcomes, samples) = client.block_on(async move {
         let measure_start = Instant::now() + timing.warmup;
         let measure_end = measure_start + timing.measured;
@@ -975,9 +977,9 @@ fn measure_once(
             groups.push(tasks);
         }
         tokio::time::sleep_until(measure_start.into()).await;
-        let before = Samples::take(target_pid, other_pid);
+        let before = Samples::take(target_processes, other_processes);
         tokio::time::sleep_until(measure_end.into()).await;
-        let after = Samples::take(target_pid, other_pid);
+        let after = Samples::take(target_processes, other_processes);
         let mut outcomes = Vec::new();
         for (spec, tasks) in specs.iter().zip(groups) {
             let mut outcome = LoadOutcome::new(spec.name.clone(), timing.measured);

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use latchkey::Config;
 
-use crate::load::{Argon2Limit, LargeResults, Phase, SmallResults};
+use crate::load::postgres::PostgresResults;
+use crate::load::{Argon2Limit, LargeResults, Phase, SmallResults, TokenCheck};
 use crate::procfs::{Mapping, MemoryStatus, kib_to_mib};
 use crate::report::{MIB, Report, Row, RowKind, hasher_buffers_in, rate_text, thousands};
 
@@ -17,6 +18,7 @@ impl Report {
         row: &Row,
         argon2: &Argon2Limit,
         small: &SmallResults,
+        postgres: Option<&PostgresResults>,
         large: Option<&LargeResults>,
     ) -> String {
         let cpu = |phase: &Phase| -> String {
@@ -181,8 +183,49 @@ impl Report {
                  before it answers; see Starts and stops.",
                 argon2.seconds_per_hash * 1e3
             ),
+            RowKind::PostgresTokenRate(check) => match postgres {
+                Some(postgres) => {
+                    let pair = postgres.rates(check);
+                    format!(
+                        "in the median round the PostgreSQL server spent {} µs of CPU (user + \
+                         kernel, the cluster's processes included) per answer against the redb \
+                         server's {} µs; PostgreSQL: {}; redb: {}. The pool holds at most {} \
+                         connections; each such check takes {}, one round trip each over \
+                         loopback.",
+                        pair.subject.cpu_per_answer_text(),
+                        pair.baseline.cpu_per_answer_text(),
+                        cpu(&pair.subject),
+                        cpu(&pair.baseline),
+                        postgres.pool_size,
+                        if check == TokenCheck::SessionSigned {
+                            "two statements (the session's context, then the user's live \
+                             sessions)"
+                        } else {
+                            "two statements (the credential's context, then the user's \
+                             second-factor summary)"
+                        }
+                    )
+                }
+                None => String::new(),
+            },
+            RowKind::PostgresSignIns => match postgres {
+                Some(postgres) => format!(
+                    "during the sign-in load: {}. The limit was measured with {} hashing \
+                     threads right before and right after ({:.1} and {:.1} hashes/s). Besides \
+                     its hash, every sign-in parses and answers HTTP, signs a token and commits \
+                     a write under the cluster-wide writer lock (`fsync` {}).",
+                    cpu(&postgres.sign_ins),
+                    postgres.argon2_before.threads,
+                    postgres.argon2_before.hashes_per_second,
+                    postgres.argon2_after.hashes_per_second,
+                    postgres.facts.fsync
+                ),
+                None => String::new(),
+            },
             // These rows inform and have no target, so they are never missed.
-            RowKind::HelloRate
+            RowKind::PostgresTokenLatency(_)
+            | RowKind::PostgresDatabaseSize
+            | RowKind::HelloRate
             | RowKind::IdleWithCachesKept
             | RowKind::LargeTokenLatency(_)
             | RowKind::LargeFileSize

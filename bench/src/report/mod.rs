@@ -3,7 +3,8 @@
 //! missed target, the measurements that explain it (`explain`).
 
 mod explain;
-mod render;
+mod postgres;
+pub mod render;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,12 +13,13 @@ use std::time::Duration;
 use latchkey::auth::password::HashCost;
 use latchkey::model::now_unix_seconds;
 
+use crate::load::postgres::PostgresResults;
 use crate::load::{
     Argon2Limit, FORWARD_AUTH_NAME, IDLE_AFTER_LOAD, LATENCY_CONNECTIONS, LargeResults,
     RATE_CONNECTIONS, RESTARTS, SIGN_IN_CONNECTIONS, SmallResults, TokenCheck,
 };
 use crate::procfs::{Mapping, kib_to_mib, proc_field};
-use crate::{Args, Paths};
+use crate::{Args, BackendChoice, Paths};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -72,6 +74,14 @@ pub enum RowKind {
     MetricsOverhead,
     /// (h) the sign-in page's rate against the signed-token check's.
     SignInPage,
+    /// (#22) a token check's rate on PostgreSQL against redb's, in paired rounds.
+    PostgresTokenRate(TokenCheck),
+    /// (#22) a token check's latency on PostgreSQL.
+    PostgresTokenLatency(TokenCheck),
+    /// (#22) sign-ins on PostgreSQL against the argon2 limit.
+    PostgresSignIns,
+    /// (#22) the PostgreSQL database's size.
+    PostgresDatabaseSize,
     /// The whole run's length.
     WholeRun,
 }
@@ -100,6 +110,10 @@ impl RowKind {
             RowKind::SignInPage => "h",
             // Not one of issue #8's letters: the target is API.md section 9's.
             RowKind::ForwardAuthRate => "§9",
+            RowKind::PostgresTokenRate(_)
+            | RowKind::PostgresTokenLatency(_)
+            | RowKind::PostgresSignIns
+            | RowKind::PostgresDatabaseSize => "#22",
             RowKind::WholeRun => "",
         }
     }
@@ -173,6 +187,14 @@ impl Report {
             if args.large_sessions != 5_000_000 {
                 flags.push(format!("--large-sessions {}", args.large_sessions));
             }
+        }
+        match args.backend {
+            BackendChoice::Both => {}
+            BackendChoice::Redb => flags.push("--backend redb".to_owned()),
+            BackendChoice::Postgres => flags.push("--backend postgres".to_owned()),
+        }
+        if args.postgres_over_unix_socket {
+            flags.push("--postgres-over-unix-socket".to_owned());
         }
         if args.seconds != 5 {
             flags.push(format!("--seconds {}", args.seconds));
@@ -265,6 +287,7 @@ impl Report {
         argon2: &Argon2Limit,
         small: &SmallResults,
         small_file_bytes: u64,
+        postgres: Option<&PostgresResults>,
         large: Option<&LargeResults>,
         cost: HashCost,
     ) {
@@ -459,6 +482,9 @@ impl Report {
             "≤ 64 MiB",
             check(mib(small.peak.hwm_kib) <= 64.0),
         );
+        if let Some(postgres) = postgres {
+            self.postgres_rows(postgres);
+        }
         if let Some(large) = large {
             let results = &large.results;
             let counts = format!(
@@ -589,8 +615,9 @@ mod tests {
     use super::*;
     use crate::load::client::{ConnectionStats, LoadOutcome};
     use crate::load::metrics_overhead::MetricsOverhead;
-    use crate::load::paired::PairedRounds;
+    use crate::load::paired::{PairedRounds, median};
     use crate::load::{HelloPair, LargeMeasured, Phase, Priming, TokenLoads};
+    use crate::postgres::DatabaseFacts;
     use crate::procfs::{CpuUse, MemoryStatus};
     use crate::servers::Stopped;
     use std::os::unix::process::ExitStatusExt as _;
@@ -602,6 +629,7 @@ mod tests {
         report: Report,
         argon2: Argon2Limit,
         small: SmallResults,
+        postgres: PostgresResults,
         large: Option<LargeResults>,
         cost: HashCost,
     }
@@ -946,6 +974,9 @@ mod tests {
             only_metrics_overhead: false,
             pages_only: false,
             forward_auth_only: false,
+            backend: BackendChoice::Both,
+            postgres_url: None,
+            postgres_over_unix_socket: false,
             hello_server: None,
         };
         let mut report = Report {
@@ -976,13 +1007,121 @@ mod tests {
             args,
         };
         let argon2_before = argon2(567);
-        report.build_rows(&argon2_before, &small, 8_600_000, large.as_ref(), cost);
+        let postgres = postgres_results(missed, argon2(555), argon2(549));
+        report.build_rows(
+            &argon2_before,
+            &small,
+            8_600_000,
+            Some(&postgres),
+            large.as_ref(),
+            cost,
+        );
         Fixture {
             report,
             argon2: argon2_before,
             small,
+            postgres,
             large,
             cost,
+        }
+    }
+
+    /// PostgreSQL's part: token checks at 18-22% of redb's rate and sign-ins at 70% of the
+    /// limit when `missed`, else at 31-40% and 97%.
+    fn postgres_results(
+        missed: bool,
+        argon2_before: Argon2Limit,
+        argon2_after: Argon2Limit,
+    ) -> PostgresResults {
+        let on_postgres = |mut phase: Phase| {
+            phase.server = Some(cpu(
+                1.5,
+                0.9,
+                &[("latchkey-runtim", 0.7), ("postgres", 0.8)],
+            ));
+            phase
+        };
+        let pair = |name: &str, ratios: [f64; 5]| {
+            let redb_answers = 76_000;
+            let median = median(&ratios);
+            PairedRounds {
+                subject: on_postgres(load_phase(
+                    &format!("PostgreSQL: {name}"),
+                    64,
+                    (redb_answers as f64 * median) as u64,
+                    2_500,
+                    0,
+                    false,
+                )),
+                baseline: load_phase(
+                    &format!("redb, beside PostgreSQL: {name}"),
+                    64,
+                    redb_answers,
+                    700,
+                    0,
+                    false,
+                ),
+                round_ratios: ratios.to_vec(),
+            }
+        };
+        let (signed_ratios, api_ratios) = if missed {
+            (
+                [0.21, 0.20, 0.22, 0.19, 0.18],
+                [0.20, 0.22, 0.21, 0.19, 0.20],
+            )
+        } else {
+            (
+                [0.31, 0.33, 0.35, 0.32, 0.34],
+                [0.38, 0.36, 0.40, 0.37, 0.39],
+            )
+        };
+        PostgresResults {
+            facts: DatabaseFacts {
+                origin: "a throwaway cluster".to_owned(),
+                version: "15.18 (Debian 15.18-0+deb12u1)".to_owned(),
+                fsync: "on".to_owned(),
+                synchronous_commit: "on".to_owned(),
+                shared_buffers: "128MB".to_owned(),
+            },
+            pool_size: 16,
+            first_start: Duration::from_millis(85),
+            signed: pair("GET /user/current, signed token", signed_ratios),
+            api: pair("GET /user/current, API token", api_ratios),
+            signed_latency: on_postgres(load_phase(
+                "PostgreSQL: GET /user/current, signed token",
+                8,
+                30_000,
+                250,
+                0,
+                false,
+            )),
+            api_latency: on_postgres(load_phase(
+                "PostgreSQL: GET /user/current, API token",
+                8,
+                31_000,
+                240,
+                0,
+                false,
+            )),
+
+            priming: vec![Priming {
+                name: "PostgreSQL: GET /user/current, signed token".to_owned(),
+                requests: 10_000,
+                took: Duration::from_millis(900),
+                failures: 0,
+            }],
+            argon2_before,
+            sign_ins: on_postgres(load_phase(
+                "PostgreSQL: sign-in",
+                16,
+                if missed { 77 } else { 107 },
+                160_000,
+                0,
+                false,
+            )),
+            argon2_after,
+            database_bytes: 14 << 20,
+            database_cpu_counted: !missed,
         }
     }
 
@@ -994,6 +1133,7 @@ mod tests {
         let rendered = fixture.report.render(
             &fixture.argon2,
             &fixture.small,
+            Some(&fixture.postgres),
             fixture.large.as_ref(),
             fixture.cost,
         );

@@ -8,6 +8,7 @@ use std::time::Duration;
 use latchkey::auth::password::HashCost;
 
 use crate::load::client::CLIENT_THREADS;
+use crate::load::postgres::PostgresResults;
 use crate::load::{
     Argon2Limit, IDLE_AFTER_LOAD, LATENCY_CONNECTIONS, LargeResults, MEASURE_ATTEMPTS,
     PAIRED_ROUNDS, Phase, Priming, SmallResults,
@@ -43,6 +44,7 @@ impl Report {
         &self,
         argon2: &Argon2Limit,
         small: &SmallResults,
+        postgres: Option<&PostgresResults>,
         large: Option<&LargeResults>,
         cost: HashCost,
     ) -> String {
@@ -99,6 +101,13 @@ impl Report {
         let _ = writeln!(text, "- Whole run: {:.0} s.\n", self.total.as_secs_f64());
         let _ = writeln!(text, "## Results\n");
         let _ = writeln!(text, "{}", self.table());
+        if let Some(postgres) = postgres {
+            let _ = writeln!(
+                text,
+                "{}",
+                self.postgres_section(postgres, Some((small, argon2)))
+            );
+        }
 
         let _ = writeln!(text, "## Load phases\n");
         let _ = writeln!(
@@ -107,12 +116,16 @@ impl Report {
              `/proc/<pid>/stat` and each thread's `stat`; \"server\" is the process that answered \
              (the hello server in its row). \"reads/req\" is the server's read system calls \
              (`syscr` in `/proc/<pid>/io`) per answered request: redb reads a page it lacks in \
-             its cache with `pread`.\n"
+             its cache with `pread`.{}\n",
+            if postgres.is_some() {
+                " In PostgreSQL's rows the server's CPU includes the database cluster's \
+                 processes (`postgres` among the threads); its reads are the latchkey \
+                 process's only."
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(
-            text,
-            "| phase | conns | answers | rate | p50 ms | p99 ms | max ms | non-200 / failed | server CPU µs/req (user + kernel) | server cores (threads) | client cores | other processes' cores | reads/req | server RSS / HWM after, MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        );
+        let _ = writeln!(text, "{PHASES_HEADER}");
         let mut all: Vec<&Phase> = vec![
             &small.sign_ins,
             &small.tokens.signed_pair.hello,
@@ -129,6 +142,9 @@ impl Report {
             &small.mixed_tokens,
             &small.mixed_sign_ins,
         ];
+        if let Some(postgres) = postgres {
+            all.extend(postgres.phases());
+        }
         if let Some(large) = large {
             let results = &large.results;
             all.extend([
@@ -142,42 +158,7 @@ impl Report {
         }
         let all_phases = all.clone();
         for phase in all {
-            let outcome = &phase.outcome;
-            let answers = outcome.completed();
-            let [server_cores, client_cores, other_cores] = phase.cores_texts();
-            let _ = writeln!(
-                text,
-                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} / {} | {} | {} | {} | {} | {} | {} |",
-                phase.name,
-                phase.connections,
-                thousands(answers),
-                rate_text(phase.rate()),
-                outcome.percentile_ms(50.0),
-                outcome.percentile_ms(99.0),
-                outcome.max_ms(),
-                outcome.unexpected,
-                outcome.failed,
-                phase.cpu_per_answer_text(),
-                server_cores,
-                client_cores,
-                other_cores,
-                phase.server_reads.map_or_else(
-                    || "?".to_owned(),
-                    |reads| if answers == 0 {
-                        "?".to_owned()
-                    } else {
-                        format!("{:.2}", reads as f64 / answers as f64)
-                    }
-                ),
-                phase.server_memory_after.as_ref().map_or_else(
-                    || "?".to_owned(),
-                    |memory| format!(
-                        "{:.1} / {:.1}",
-                        kib_to_mib(memory.rss_kib),
-                        kib_to_mib(memory.hwm_kib)
-                    )
-                ),
-            );
+            let _ = writeln!(text, "{}", phase_row(phase));
         }
         let _ = writeln!(
             text,
@@ -187,6 +168,9 @@ impl Report {
              | request set | requests | seconds | rate | non-200 / failed |\n|---|---|---|---|---|"
         );
         let mut priming: Vec<&Priming> = small.tokens.priming.iter().collect();
+        if let Some(postgres) = postgres {
+            priming.extend(postgres.priming.iter());
+        }
         if let Some(large) = large {
             priming.extend(large.results.tokens.priming.iter());
         }
@@ -251,7 +235,11 @@ impl Report {
                  cores in one phase): the numbers are disturbed; rerun on a quiet machine."
             );
         }
-        let statuses: Vec<String> = [&small.sign_ins, &small.mixed_sign_ins]
+        let mut sign_in_phases = vec![&small.sign_ins, &small.mixed_sign_ins];
+        if let Some(postgres) = postgres {
+            sign_in_phases.push(&postgres.sign_ins);
+        }
+        let statuses: Vec<String> = sign_in_phases
             .iter()
             .filter(|phase| phase.outcome.unexpected > 0)
             .map(|phase| format!("{}: {:?}", phase.name, phase.outcome.statuses))
@@ -431,7 +419,7 @@ impl Report {
                 "- **{}** ({}): {}",
                 row.measurement,
                 row.value,
-                self.why(row, argon2, small, large)
+                self.why(row, argon2, small, postgres, large)
             );
         }
         let _ = writeln!(text, "\n## Running it\n");
@@ -442,12 +430,66 @@ impl Report {
              cargo run --release -p latchkey-bench -- --large-users 100000 --large-sessions 500000\n\
              cargo run --release -p latchkey-bench -- --pages-only    # (h) alone; prints its ratio, writes nothing\n\
              cargo run --release -p latchkey-bench -- --only-metrics-overhead --no-write   # (#21) alone\n\
+             cargo run --release -p latchkey-bench -- --backend redb      # all but PostgreSQL's part: no PostgreSQL needed\n\
+             cargo run --release -p latchkey-bench -- --backend postgres  # (#22) PostgreSQL beside redb alone; prints it, writes nothing\n\
              bench/callgrind-metrics.sh                               # (#21) instructions per token check, metrics off and on\n```\n\n\
              It builds `target/release/latchkey` first (`cargo build --release --bin latchkey`; \
              `--server PATH` runs another binary instead), works in a temporary directory that it \
              removes, talks to 127.0.0.1 only, and writes this file (`--no-write` prints the \
              table only). `--seconds` and `--warmup-seconds` set the length of each load."
         );
+        let _ = writeln!(
+            text,
+            "\nPostgreSQL's part needs PostgreSQL's programs on this machine: by default it \
+             makes a throwaway cluster in its temporary directory with `initdb` and `pg_ctl` \
+             (the newest `/usr/lib/postgresql/<version>/bin`, Debian's `postgresql` package, \
+             else `pg_config --bindir`; run as root, the cluster runs as the `postgres` user) \
+             and stops it at the end; `--postgres-url URL` (or `LATCHKEY_BENCH_POSTGRES_URL`) \
+             names an existing server on this machine instead, on which the run creates a \
+             database of its own and drops it at the end."
+        );
         text
     }
+}
+
+/// The head of the load phases' table.
+pub const PHASES_HEADER: &str = "| phase | conns | answers | rate | p50 ms | p99 ms | max ms | non-200 / failed | server CPU µs/req (user + kernel) | server cores (threads) | client cores | other processes' cores | reads/req | server RSS / HWM after, MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+/// One phase as a row of the load phases' table.
+pub fn phase_row(phase: &Phase) -> String {
+    let outcome = &phase.outcome;
+    let answers = outcome.completed();
+    let [server_cores, client_cores, other_cores] = phase.cores_texts();
+    format!(
+        "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} / {} | {} | {} | {} | {} | {} | {} |",
+        phase.name,
+        phase.connections,
+        thousands(answers),
+        rate_text(phase.rate()),
+        outcome.percentile_ms(50.0),
+        outcome.percentile_ms(99.0),
+        outcome.max_ms(),
+        outcome.unexpected,
+        outcome.failed,
+        phase.cpu_per_answer_text(),
+        server_cores,
+        client_cores,
+        other_cores,
+        phase.server_reads.map_or_else(
+            || "?".to_owned(),
+            |reads| if answers == 0 {
+                "?".to_owned()
+            } else {
+                format!("{:.2}", reads as f64 / answers as f64)
+            }
+        ),
+        phase.server_memory_after.as_ref().map_or_else(
+            || "?".to_owned(),
+            |memory| format!(
+                "{:.1} / {:.1}",
+                kib_to_mib(memory.rss_kib),
+                kib_to_mib(memory.hwm_kib)
+            )
+        ),
+    )
 }
