@@ -183,6 +183,7 @@ mod tests {
             kind: CredentialKind::SessionToken(SessionKind::SignIn),
             effective_permissions: permissions,
             credential_expires_at: None,
+            second_factors: None,
         }
     }
 

@@ -29,11 +29,12 @@ use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::signed_token::{TokenClaims, TokenError};
 use crate::model::Secret;
 use crate::model::email_address::EmailAddress;
-use crate::model::second_factor::FirstFactor;
+use crate::model::second_factor::{FirstFactor, SecondFactorSummary};
 use crate::model::{
     ApiToken, PASSWORD_MAX_CHARACTERS, PermissionSet, Session, SessionId, SessionKind, Status,
     TokenMaker, UnixSeconds, User,
 };
+pub use crate::store::AlsoRead;
 use crate::store::{NewSignIn, Requester, RequesterCredential};
 use password::Password;
 
@@ -444,6 +445,9 @@ pub struct Identity {
     /// When the credential itself stops working: its session's or API token's expiry
     /// (`None`: an API token that never expires).
     pub credential_expires_at: Option<UnixSeconds>,
+    /// The user's second factors, when the check was asked to read them with the
+    /// credential (`AlsoRead::SecondFactorSummary`).
+    pub second_factors: Option<SecondFactorSummary>,
 }
 
 impl Identity {
@@ -501,9 +505,13 @@ impl Identity {
 /// every time (revocation shows on the very next request, on every node); signature checks
 /// are cached by the complete token text, and `exp` is checked on every hit. A token naming
 /// a key the ring lacks reloads the ring first (`App::reload_key_ring_for_unknown_key`).
+///
+/// `also` names what the same read fetches for the route besides (a profile's second
+/// factors), so the route needs no second read.
 pub async fn authenticate(
     app: &App,
     credential: PresentedCredential<'_>,
+    also: AlsoRead,
 ) -> Result<Identity, AuthError> {
     let now = app.clock.now_unix_seconds();
     match credential {
@@ -523,7 +531,7 @@ pub async fn authenticate(
             }
             let context = app
                 .store
-                .session_context(verified.session_id)
+                .session_context(verified.session_id, also)
                 .await?
                 .ok_or(AuthError::Unauthenticated)?;
             if context.session.user_id != verified.user_id || context.session.expire <= now {
@@ -540,6 +548,7 @@ pub async fn authenticate(
                 credential_expires_at: Some(context.session.expire),
                 session_id: Some(context.session.id),
                 api_token_hash: None,
+                second_factors: context.second_factors,
                 user: context.user,
                 parent: context.parent,
             })
@@ -551,7 +560,7 @@ pub async fn authenticate(
             }
             let context = app
                 .store
-                .api_token_context(&token_hash(token))
+                .api_token_context(&token_hash(token), also)
                 .await?
                 .ok_or(AuthError::Unauthenticated)?;
             let api_token = &context.api_token;
@@ -589,6 +598,7 @@ pub async fn authenticate(
                 session_id,
                 credential_expires_at,
                 api_token_hash: Some(api_token.hash),
+                second_factors: context.second_factors,
                 user: context.user,
                 parent: context.parent,
             })

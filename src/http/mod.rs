@@ -449,7 +449,12 @@ async fn check_access(
         )? {
             None => None,
             Some(found) => Some(Caller {
-                identity: auth::authenticate(&api.app, found.presented()).await?,
+                identity: auth::authenticate(
+                    &api.app,
+                    found.presented(),
+                    routes::also_read(route, &request.parts.method),
+                )
+                .await?,
                 from_cookie: found.from_cookie,
             }),
         }

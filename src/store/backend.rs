@@ -20,7 +20,7 @@ use crate::store::copy::{self, CopyError, CopyProgress, CopySummary};
 use crate::store::postgres_backend::{MaintenanceLock, PostgresStore};
 use crate::store::redb_backend::RedbStore;
 use crate::store::{
-    ApiTokenContext, BackupSummary, IdentityLink, KeyRevocation, LinkToIssue, NewSignIn,
+    AlsoRead, ApiTokenContext, BackupSummary, IdentityLink, KeyRevocation, LinkToIssue, NewSignIn,
     PendingNextKey, Requester, SessionContext, SessionsToEnd, SignUpEffect, StoreError,
     StoredSigningKey, TokenAction,
 };
@@ -351,14 +351,16 @@ impl Store {
         }
     }
 
-    /// The session, its user and the user's parent, or `None` if the session is gone.
+    /// The session, its user and the user's parent (and what `also` asks for), or `None`
+    /// if the session is gone.
     pub async fn session_context(
         &self,
         id: SessionId,
+        also: AlsoRead,
     ) -> Result<Option<SessionContext>, StoreError> {
         match &self.backend {
-            Backend::Redb(store) => store.session_context(id),
-            Backend::Postgres(store) => store.session_context(id).await,
+            Backend::Redb(store) => store.session_context(id, also),
+            Backend::Postgres(store) => store.session_context(id, also).await,
         }
     }
 
@@ -459,14 +461,16 @@ impl Store {
 
     // api_tokens
 
-    /// The API token with this hash, its session (if bound to one), its user and parent.
+    /// The API token with this hash, its session (if bound to one), its user and parent
+    /// (and what `also` asks for).
     pub async fn api_token_context(
         &self,
         hash: &[u8; 32],
+        also: AlsoRead,
     ) -> Result<Option<ApiTokenContext>, StoreError> {
         match &self.backend {
-            Backend::Redb(store) => store.api_token_context(hash),
-            Backend::Postgres(store) => store.api_token_context(hash).await,
+            Backend::Redb(store) => store.api_token_context(hash, also),
+            Backend::Postgres(store) => store.api_token_context(hash, also).await,
         }
     }
 

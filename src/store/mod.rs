@@ -11,6 +11,7 @@ pub(crate) mod redb_backend;
 mod signing_key_rules;
 mod stored_name;
 
+use crate::model::second_factor::SecondFactorSummary;
 use crate::model::{
     ApiToken, EmailTokenPurpose, OutgoingMail, PasswordHashString, Secret, Session, SessionId,
     SigningKeyStatus, UnixSeconds, User, UserId,
@@ -90,12 +91,23 @@ pub struct NewSignIn {
     pub replacement_password_hash: Option<PasswordHashString>,
 }
 
+/// What a token check reads besides the credential, its user and the parent: the route
+/// decides, so a profile that shows the user's second factors costs one read, not two (on
+/// PostgreSQL, one statement instead of two round trips).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlsoRead {
+    Nothing,
+    SecondFactorSummary,
+}
+
 /// A session credential's whole context, read in one transaction.
 #[derive(Clone, Debug)]
 pub struct SessionContext {
     pub session: Session,
     pub user: User,
     pub parent: Option<User>,
+    /// Read only when asked for (`AlsoRead::SecondFactorSummary`).
+    pub second_factors: Option<SecondFactorSummary>,
 }
 
 /// An API token credential's whole context, read in one transaction.
@@ -105,6 +117,8 @@ pub struct ApiTokenContext {
     pub session: Option<Session>,
     pub user: User,
     pub parent: Option<User>,
+    /// Read only when asked for (`AlsoRead::SecondFactorSummary`).
+    pub second_factors: Option<SecondFactorSummary>,
 }
 
 /// Which sessions a password change ends.

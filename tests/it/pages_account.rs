@@ -367,6 +367,7 @@ async fn session_behind(server: &TestServer, jwt: &str) -> String {
     latchkey::auth::authenticate(
         &server.app,
         latchkey::auth::PresentedCredential::SignedToken(latchkey::model::Secret::new(jwt)),
+        latchkey::auth::AlsoRead::Nothing,
     )
     .await
     .unwrap()

@@ -411,6 +411,23 @@ async fn recovery_codes_work_once_each_count_down_and_regeneration_replaces_them
     // A wrong one leaves the token alive: another code completes it.
     SignedIn::from_response(&with_recovery_code(token, codes[1].clone()).await);
     assert_eq!(second_factors(&server, credential).await, holding(true, 8));
+    // The token check reads the summary with the credential: the session's api-token and a
+    // standalone API token see the same as the signed token.
+    assert_eq!(
+        second_factors(&server, &session.api_token).await,
+        holding(true, 8)
+    );
+    let standalone = call(
+        &server,
+        "POST",
+        "/auth/api-token",
+        credential,
+        json!({ "permissions": ["read:profile"] }),
+    )
+    .await;
+    assert_eq!(standalone.status, 200, "{}", standalone.text());
+    let standalone = standalone.json["token"].as_str().unwrap().to_owned();
+    assert_eq!(second_factors(&server, &standalone).await, holding(true, 8));
 
     // Regeneration: the password again, ten new codes, every old one gone.
     let regenerate = |body: Value| {

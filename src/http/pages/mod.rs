@@ -20,7 +20,7 @@ mod verify;
 
 use hyper::Method;
 
-use crate::auth::{self, Identity, PresentedCredential};
+use crate::auth::{self, AlsoRead, Identity, PresentedCredential};
 use crate::http::Api;
 use crate::http::credential::cookie_value;
 use crate::http::error::ApiError;
@@ -317,5 +317,7 @@ pub async fn page_identity(api: &Api, request: &Request) -> Result<Option<Identi
         return Ok(None);
     };
     let presented = PresentedCredential::SignedToken(Secret::new(token.as_str()));
-    Ok(auth::authenticate(&api.app, presented).await.ok())
+    Ok(auth::authenticate(&api.app, presented, AlsoRead::Nothing)
+        .await
+        .ok())
 }

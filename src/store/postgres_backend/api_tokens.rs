@@ -11,16 +11,18 @@ use crate::store::postgres_backend::rows::{
     USER_COLUMN_COUNT, USER_COLUMNS, api_token_from_row, hash_from_sql, optional_user_from_row,
     qualified, session_from_row, user_from_row, user_id_to_sql, write_api_token,
 };
+use crate::store::postgres_backend::sessions::{also_read_columns, also_read_from_row};
 use crate::store::postgres_backend::token_makers::{
     cap_what_was_made_by, delete_with_what_they_made, fit_within_maker, token_maker_last_second,
 };
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
-use crate::store::{ApiTokenContext, Requester, StoreError};
+use crate::store::{AlsoRead, ApiTokenContext, Requester, StoreError};
 
-/// `api_token_context`'s statement: the token, its session, its user and the parent, joined.
-pub(super) fn api_token_context_query() -> String {
+/// `api_token_context`'s statement: the token, its session, its user and the parent, joined
+/// (and the user's second-factor summary when `also` asks for it).
+pub(super) fn api_token_context_query(also: AlsoRead) -> String {
     format!(
-        "SELECT {}, {}, {}, {} FROM api_tokens token \
+        "SELECT {}, {}, {}, {}{} FROM api_tokens token \
          LEFT JOIN sessions session ON session.id = token.session_id \
          JOIN users owner ON owner.id = token.user_id \
          LEFT JOIN users parent ON parent.id = owner.parent_id \
@@ -31,29 +33,33 @@ pub(super) fn api_token_context_query() -> String {
         qualified("session", SESSION_COLUMNS),
         qualified("owner", USER_COLUMNS),
         qualified("parent", USER_COLUMNS),
+        also_read_columns(also),
     )
 }
 
 impl PostgresStore {
-    /// The API token with this hash, its session (if bound to one), its user and parent:
-    /// one statement, on every request an API token authenticates.
+    /// The API token with this hash, its session (if bound to one), its user and parent (and
+    /// what `also` asks for): one statement, on every request an API token authenticates.
     pub async fn api_token_context(
         &self,
         hash: &[u8; 32],
+        also: AlsoRead,
     ) -> Result<Option<ApiTokenContext>, StoreError> {
         let client = self.connection().await?;
         let statement = client
-            .prepare_cached(&self.token_check_queries.api_token_context)
+            .prepare_cached(self.token_check_queries.api_token_context(also))
             .await?;
         let Some(row) = client.query_opt(&statement, &[&hash.as_slice()]).await? else {
             return Ok(None);
         };
         let user_column = API_TOKEN_COLUMN_COUNT + SESSION_COLUMN_COUNT;
+        let parent_column = user_column + USER_COLUMN_COUNT;
         Ok(Some(ApiTokenContext {
             api_token: api_token_from_row(&row, 0)?,
             session: optional_session_from_row(&row, API_TOKEN_COLUMN_COUNT)?,
             user: user_from_row(&row, user_column)?,
-            parent: optional_user_from_row(&row, user_column + USER_COLUMN_COUNT)?,
+            parent: optional_user_from_row(&row, parent_column)?,
+            second_factors: also_read_from_row(&row, also, parent_column + USER_COLUMN_COUNT)?,
         }))
     }
 
@@ -575,7 +581,7 @@ mod tests {
         assert_eq!(now_left, vec![4]);
         assert!(
             store
-                .api_token_context(&bound.hash)
+                .api_token_context(&bound.hash, AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_some()
@@ -605,12 +611,22 @@ mod tests {
             .unwrap();
         let token = standalone_token(child.id, 7, None);
         store.insert_api_token(&token).await.unwrap();
-        let context = store.api_token_context(&token.hash).await.unwrap().unwrap();
+        let context = store
+            .api_token_context(&token.hash, AlsoRead::Nothing)
+            .await
+            .unwrap()
+            .unwrap();
         assert_same(&context.api_token, &token);
         assert!(context.session.is_none());
         assert_same(&context.user, &child);
         assert_same(&context.parent, &Some(parent.clone()));
-        assert!(store.api_token_context(&[8; 32]).await.unwrap().is_none());
+        assert!(
+            store
+                .api_token_context(&[8; 32], AlsoRead::Nothing)
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         assert!(
             !store
@@ -626,7 +642,7 @@ mod tests {
         );
         assert!(
             store
-                .api_token_context(&token.hash)
+                .api_token_context(&token.hash, AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_none()

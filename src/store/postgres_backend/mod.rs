@@ -35,7 +35,7 @@ pub use crate::store::postgres_backend::maintenance_lock::MaintenanceLock;
 use crate::store::postgres_backend::rows::{
     session_id_to_sql, unsigned_from_sql, unsigned_to_sql, user_id_to_sql,
 };
-use crate::store::{Requester, RequesterCredential, StoreError};
+use crate::store::{AlsoRead, Requester, RequesterCredential, StoreError};
 
 #[cfg(test)]
 pub use crate::store::postgres_backend::throttle_counters::shared_counters_on_a_fresh_database;
@@ -85,7 +85,38 @@ pub struct PostgresStore {
 /// than on every authenticated request.
 struct TokenCheckQueries {
     session_context: String,
+    session_context_with_second_factors: String,
     api_token_context: String,
+    api_token_context_with_second_factors: String,
+}
+
+impl TokenCheckQueries {
+    fn new() -> TokenCheckQueries {
+        TokenCheckQueries {
+            session_context: sessions::session_context_query(AlsoRead::Nothing),
+            session_context_with_second_factors: sessions::session_context_query(
+                AlsoRead::SecondFactorSummary,
+            ),
+            api_token_context: api_tokens::api_token_context_query(AlsoRead::Nothing),
+            api_token_context_with_second_factors: api_tokens::api_token_context_query(
+                AlsoRead::SecondFactorSummary,
+            ),
+        }
+    }
+
+    fn session_context(&self, also: AlsoRead) -> &str {
+        match also {
+            AlsoRead::Nothing => &self.session_context,
+            AlsoRead::SecondFactorSummary => &self.session_context_with_second_factors,
+        }
+    }
+
+    fn api_token_context(&self, also: AlsoRead) -> &str {
+        match also {
+            AlsoRead::Nothing => &self.api_token_context,
+            AlsoRead::SecondFactorSummary => &self.api_token_context_with_second_factors,
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -122,10 +153,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             store_id: Arc::from(store_id),
-            token_check_queries: Arc::new(TokenCheckQueries {
-                session_context: sessions::session_context_query(),
-                api_token_context: api_tokens::api_token_context_query(),
-            }),
+            token_check_queries: Arc::new(TokenCheckQueries::new()),
         })
     }
 

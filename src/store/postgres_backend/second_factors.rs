@@ -425,19 +425,34 @@ async fn second_factor_summary_in(
     user_id: UserId,
 ) -> Result<SecondFactorSummary, StoreError> {
     let statement = client
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM active_totp WHERE user_id = $1), \
-             (SELECT count(*) FROM passkeys WHERE user_id = $1), \
-             COALESCE((SELECT cardinality(hashes) FROM recovery_codes WHERE user_id = $1), 0)",
-        )
+        .prepare_cached(&format!("SELECT {}", second_factor_summary_columns("$1")))
         .await?;
     let row = client
         .query_one(&statement, &[&user_id_to_sql(user_id)?])
         .await?;
-    let passkeys: i64 = row.try_get(1)?;
-    let recovery_codes_left: i32 = row.try_get(2)?;
+    second_factor_summary_from_row(&row, 0)
+}
+
+/// The three columns of `SecondFactorSummary` for the user whose id is `user_id` (a
+/// parameter or a column), as scalar subqueries: appended to a token check's statement when
+/// it asks for them.
+pub(super) fn second_factor_summary_columns(user_id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM active_totp WHERE user_id = {user_id}), \
+         (SELECT count(*) FROM passkeys WHERE user_id = {user_id}), \
+         COALESCE((SELECT cardinality(hashes) FROM recovery_codes WHERE user_id = {user_id}), 0)"
+    )
+}
+
+/// The summary from the three columns `second_factor_summary_columns` put at `first`.
+pub(super) fn second_factor_summary_from_row(
+    row: &Row,
+    first: usize,
+) -> Result<SecondFactorSummary, StoreError> {
+    let passkeys: i64 = row.try_get(first + 1)?;
+    let recovery_codes_left: i32 = row.try_get(first + 2)?;
     Ok(SecondFactorSummary {
-        totp: row.try_get(0)?,
+        totp: row.try_get(first)?,
         passkeys: usize::try_from(passkeys).map_err(|_| StoreError::CorruptRecord("passkey"))?,
         recovery_codes_left: usize::try_from(recovery_codes_left)
             .map_err(|_| StoreError::CorruptRecord("recovery codes"))?,

@@ -2,6 +2,9 @@
 //! user's sessions, ending them (with what they made) and purging the expired.
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use crate::model::second_factor::SecondFactorSummary;
 
 use crate::model::{Session, SessionId, UnixSeconds, UserId};
 use crate::store::postgres_backend::api_tokens::insert_api_token;
@@ -10,15 +13,19 @@ use crate::store::postgres_backend::rows::{
     optional_user_from_row, qualified, session_from_row, session_id_from_sql, session_id_to_sql,
     user_from_row, user_id_to_sql,
 };
+use crate::store::postgres_backend::second_factors::{
+    second_factor_summary_columns, second_factor_summary_from_row,
+};
 use crate::store::postgres_backend::token_makers::{delete_with_what_they_made, fit_within_maker};
 use crate::store::postgres_backend::users::set_password_hash;
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
-use crate::store::{NewSignIn, SessionContext, StoreError};
+use crate::store::{AlsoRead, NewSignIn, SessionContext, StoreError};
 
-/// `session_context`'s statement: the session, its user and the parent, joined.
-pub(super) fn session_context_query() -> String {
+/// `session_context`'s statement: the session, its user and the parent, joined (and the
+/// user's second-factor summary when `also` asks for it).
+pub(super) fn session_context_query(also: AlsoRead) -> String {
     format!(
-        "SELECT {}, {}, {} FROM sessions session \
+        "SELECT {}, {}, {}{} FROM sessions session \
          JOIN users owner ON owner.id = session.user_id \
          LEFT JOIN users parent ON parent.id = owner.parent_id \
          WHERE session.id = $1 \
@@ -26,7 +33,30 @@ pub(super) fn session_context_query() -> String {
         qualified("session", SESSION_COLUMNS),
         qualified("owner", USER_COLUMNS),
         qualified("parent", USER_COLUMNS),
+        also_read_columns(also),
     )
+}
+
+/// The columns a token check's statement appends for `also`, after a comma.
+pub(super) fn also_read_columns(also: AlsoRead) -> String {
+    match also {
+        AlsoRead::Nothing => String::new(),
+        AlsoRead::SecondFactorSummary => {
+            format!(", {}", second_factor_summary_columns("owner.id"))
+        }
+    }
+}
+
+/// What `also_read_columns` appended, read from `first` on.
+pub(super) fn also_read_from_row(
+    row: &Row,
+    also: AlsoRead,
+    first: usize,
+) -> Result<Option<SecondFactorSummary>, StoreError> {
+    match also {
+        AlsoRead::Nothing => Ok(None),
+        AlsoRead::SecondFactorSummary => second_factor_summary_from_row(row, first).map(Some),
+    }
 }
 
 impl PostgresStore {
@@ -40,15 +70,16 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// The session, its user and the user's parent, or `None` if the session is gone: one
-    /// statement, on every request a session authenticates.
+    /// The session, its user and the user's parent (and what `also` asks for), or `None` if
+    /// the session is gone: one statement, on every request a session authenticates.
     pub async fn session_context(
         &self,
         id: SessionId,
+        also: AlsoRead,
     ) -> Result<Option<SessionContext>, StoreError> {
         let client = self.connection().await?;
         let statement = client
-            .prepare_cached(&self.token_check_queries.session_context)
+            .prepare_cached(self.token_check_queries.session_context(also))
             .await?;
         let Some(row) = client
             .query_opt(&statement, &[&session_id_to_sql(id)])
@@ -56,10 +87,12 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
+        let parent_column = SESSION_COLUMN_COUNT + USER_COLUMN_COUNT;
         Ok(Some(SessionContext {
             session: session_from_row(&row, 0)?,
             user: user_from_row(&row, SESSION_COLUMN_COUNT)?,
-            parent: optional_user_from_row(&row, SESSION_COLUMN_COUNT + USER_COLUMN_COUNT)?,
+            parent: optional_user_from_row(&row, parent_column)?,
+            second_factors: also_read_from_row(&row, also, parent_column + USER_COLUMN_COUNT)?,
         }))
     }
 
@@ -581,7 +614,11 @@ mod tests {
         assert_eq!(after.password_hash, Some(rehash));
         assert_eq!(after.credential_version, user.credential_version);
         assert_eq!(after.updated, user.updated);
-        let context = store.api_token_context(&bound.hash).await.unwrap().unwrap();
+        let context = store
+            .api_token_context(&bound.hash, AlsoRead::Nothing)
+            .await
+            .unwrap()
+            .unwrap();
         assert_same(&context.api_token, &bound);
         assert_same(&context.session, &Some(session.clone()));
         assert_same(&context.user, &after);
@@ -603,7 +640,7 @@ mod tests {
         );
         assert!(
             store
-                .api_token_context(&bound.hash)
+                .api_token_context(&bound.hash, AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_none()
@@ -637,17 +674,25 @@ mod tests {
             .await
             .unwrap();
 
-        let context = store.session_context(own.id).await.unwrap().unwrap();
+        let context = store
+            .session_context(own.id, AlsoRead::Nothing)
+            .await
+            .unwrap()
+            .unwrap();
         assert_same(&context.session, &own);
         assert_same(&context.user, &parent);
         assert!(context.parent.is_none());
-        let context = store.session_context(childs.id).await.unwrap().unwrap();
+        let context = store
+            .session_context(childs.id, AlsoRead::Nothing)
+            .await
+            .unwrap()
+            .unwrap();
         assert_same(&context.session, &childs);
         assert_same(&context.user, &child);
         assert_same(&context.parent, &Some(parent));
         assert!(
             store
-                .session_context(SessionId::new_random())
+                .session_context(SessionId::new_random(), AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_none()
@@ -684,7 +729,13 @@ mod tests {
         assert_eq!(store.purge_expired_sessions(NOW, 1).await.unwrap(), 1);
         assert!(store.session(expired_first.id).await.unwrap().is_none());
         assert!(store.session(expired_second.id).await.unwrap().is_some());
-        assert!(store.api_token_context(&made.hash).await.unwrap().is_none());
+        assert!(
+            store
+                .api_token_context(&made.hash, AlsoRead::Nothing)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(store.purge_expired_sessions(NOW, 10).await.unwrap(), 1);
         assert_eq!(store.purge_expired_sessions(NOW, 10).await.unwrap(), 0);
         assert!(store.session(live.id).await.unwrap().is_some());

@@ -519,6 +519,7 @@ mod tests {
     use super::*;
     use crate::model::email_address::EmailAddress;
     use crate::model::{PermissionSet, Role, Secret, SessionId};
+    use crate::store::AlsoRead;
     use crate::store::postgres_backend::test_support::{
         NOW, add_user, fresh_store, live_session, standalone_token,
     };
@@ -840,7 +841,7 @@ mod tests {
         assert!(store.session(session.id).await.unwrap().is_none());
         assert!(
             store
-                .api_token_context(&[0x51; 32])
+                .api_token_context(&[0x51; 32], AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_none()
@@ -1055,7 +1056,7 @@ mod tests {
         assert!(store.session(session.id).await.unwrap().is_none());
         assert!(
             store
-                .api_token_context(&[0x61; 32])
+                .api_token_context(&[0x61; 32], AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_none()
@@ -1282,7 +1283,7 @@ mod tests {
         assert!(store.session(session.id).await.unwrap().is_none());
         assert!(
             store
-                .api_token_context(&[0x71; 32])
+                .api_token_context(&[0x71; 32], AlsoRead::Nothing)
                 .await
                 .unwrap()
                 .is_none()

@@ -407,7 +407,7 @@ mod tests {
     use crate::store::postgres_backend::test_support::{
         NOW, add_user, assert_same, assert_send, fresh_store, live_session, standalone_token,
     };
-    use crate::store::{NewSignIn, RequesterCredential};
+    use crate::store::{AlsoRead, NewSignIn, RequesterCredential};
 
     /// Type-checked, never run: the futures of these backends' functions are `Send`, also
     /// across the transaction helpers they share.
@@ -415,8 +415,8 @@ mod tests {
     fn the_public_futures_are_send(store: &PostgresStore, sign_in: &NewSignIn, token: &ApiToken) {
         let requester = &sign_in.requester;
         assert_send(&store.record_sign_in(sign_in));
-        assert_send(&store.session_context(SessionId(1)));
-        assert_send(&store.api_token_context(&token.hash));
+        assert_send(&store.session_context(SessionId(1), AlsoRead::Nothing));
+        assert_send(&store.api_token_context(&token.hash, AlsoRead::Nothing));
         assert_send(&store.update_user_for(Some(requester), 1, NOW, |user| user.first_name = None));
         assert_send(&store.change_password(
             Some(requester),

@@ -5,18 +5,20 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{ApiToken, TokenMaker, UnixSeconds, UserId};
 use crate::store::redb_backend::record::{decode_api_token, encode_api_token};
-use crate::store::redb_backend::sessions::read_session;
+use crate::store::redb_backend::sessions::{read_also, read_session};
 use crate::store::redb_backend::tables::{EXPIRE_TOKENHASH, TOKENHASH_APITOKEN, USERID_TOKENHASH};
 use crate::store::redb_backend::token_makers::{self, fit_within_maker, token_maker_last_second};
 use crate::store::redb_backend::users::read_user_and_parent;
 use crate::store::redb_backend::{RedbStore, check_requester};
-use crate::store::{ApiTokenContext, Requester, StoreError};
+use crate::store::{AlsoRead, ApiTokenContext, Requester, StoreError};
 
 impl RedbStore {
-    /// The API token with this hash, its session (if bound to one), its user and parent.
+    /// The API token with this hash, its session (if bound to one), its user and parent
+    /// (and what `also` asks for).
     pub fn api_token_context(
         &self,
         hash: &[u8; 32],
+        also: AlsoRead,
     ) -> Result<Option<ApiTokenContext>, StoreError> {
         let transaction = self.begin_read()?;
         let tokens = transaction.open_table(TOKENHASH_APITOKEN)?;
@@ -35,6 +37,7 @@ impl RedbStore {
             return Ok(None);
         };
         Ok(Some(ApiTokenContext {
+            second_factors: read_also(&transaction, also, user.id)?,
             api_token,
             session,
             user,

@@ -4,7 +4,7 @@
 //! transaction as its effect, so the same code never works twice, even in two requests at
 //! once; every write on a request's behalf checks its `Requester` there too.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use subtle::ConstantTimeEq;
 
 use crate::model::second_factor::{
@@ -29,20 +29,7 @@ impl RedbStore {
         &self,
         user_id: UserId,
     ) -> Result<SecondFactorSummary, StoreError> {
-        let transaction = self.begin_read()?;
-        let totp = transaction.open_table(USERID_TOTP)?.get(user_id)?.is_some();
-        let recovery_codes_left =
-            match transaction.open_table(USERID_RECOVERYCODES)?.get(user_id)? {
-                Some(bytes) => decode::<RecoveryCodesRecord>(bytes.value(), "recovery codes")?
-                    .hashes
-                    .len(),
-                None => 0,
-            };
-        Ok(SecondFactorSummary {
-            totp,
-            passkeys: count_passkeys_of_user(&transaction.open_table(USERID_PASSKEYID)?, user_id)?,
-            recovery_codes_left,
-        })
+        second_factor_summary_in(&self.begin_read()?, user_id)
     }
 
     /// The user's active TOTP, if it has one.
@@ -472,6 +459,26 @@ fn spend_proof(
             Ok(())
         }
     }
+}
+
+/// What second factors the user holds, read in `transaction` (also by the token checks that
+/// ask for it, `AlsoRead::SecondFactorSummary`).
+pub(super) fn second_factor_summary_in(
+    transaction: &ReadTransaction,
+    user_id: UserId,
+) -> Result<SecondFactorSummary, StoreError> {
+    let totp = transaction.open_table(USERID_TOTP)?.get(user_id)?.is_some();
+    let recovery_codes_left = match transaction.open_table(USERID_RECOVERYCODES)?.get(user_id)? {
+        Some(bytes) => decode::<RecoveryCodesRecord>(bytes.value(), "recovery codes")?
+            .hashes
+            .len(),
+        None => 0,
+    };
+    Ok(SecondFactorSummary {
+        totp,
+        passkeys: count_passkeys_of_user(&transaction.open_table(USERID_PASSKEYID)?, user_id)?,
+        recovery_codes_left,
+    })
 }
 
 #[cfg(test)]

@@ -3,16 +3,18 @@
 
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use crate::model::second_factor::SecondFactorSummary;
 use crate::model::{Session, SessionId, SessionKind, TokenMaker, UnixSeconds, UserId};
 use crate::store::redb_backend::api_tokens::{insert_api_token, remove_api_token_rows};
 use crate::store::redb_backend::record::{decode_session, encode_session};
+use crate::store::redb_backend::second_factors::second_factor_summary_in;
 use crate::store::redb_backend::tables::{
     EXPIRE_SESSIONID, SESSIONID_SESSION, USERID_UNPREFIXEDSESSIONID,
 };
 use crate::store::redb_backend::token_makers::{self, fit_within_maker};
 use crate::store::redb_backend::users::{read_user_and_parent, set_password_hash};
 use crate::store::redb_backend::{RedbStore, check_requester};
-use crate::store::{NewSignIn, SessionContext, StoreError};
+use crate::store::{AlsoRead, NewSignIn, SessionContext, StoreError};
 
 impl RedbStore {
     /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
@@ -24,8 +26,13 @@ impl RedbStore {
         Ok(())
     }
 
-    /// The session, its user and the user's parent, or `None` if the session is gone.
-    pub fn session_context(&self, id: SessionId) -> Result<Option<SessionContext>, StoreError> {
+    /// The session, its user and the user's parent (and what `also` asks for), or `None`
+    /// if the session is gone.
+    pub fn session_context(
+        &self,
+        id: SessionId,
+        also: AlsoRead,
+    ) -> Result<Option<SessionContext>, StoreError> {
         let transaction = self.begin_read()?;
         let Some(session) = read_session(&transaction, id)? else {
             return Ok(None);
@@ -34,6 +41,7 @@ impl RedbStore {
             return Ok(None);
         };
         Ok(Some(SessionContext {
+            second_factors: read_also(&transaction, also, user.id)?,
             session,
             user,
             parent,
@@ -346,6 +354,18 @@ pub(super) fn cap_session_expiry(
         .open_table(SESSIONID_SESSION)?
         .insert(id.0, encode_session(&session).as_slice())?;
     Ok(true)
+}
+
+/// What a token check reads besides its context, in the same transaction.
+pub(super) fn read_also(
+    transaction: &ReadTransaction,
+    also: AlsoRead,
+    user_id: UserId,
+) -> Result<Option<SecondFactorSummary>, StoreError> {
+    match also {
+        AlsoRead::Nothing => Ok(None),
+        AlsoRead::SecondFactorSummary => second_factor_summary_in(transaction, user_id).map(Some),
+    }
 }
 
 #[cfg(test)]
