@@ -357,6 +357,25 @@ impl App {
         }
     }
 
+    /// Whether the store answers within `STORE_PROBE_LIMIT` (`/health`); a failure is
+    /// logged with its cause.
+    pub async fn store_is_reachable(&self) -> bool {
+        match tokio::time::timeout(STORE_PROBE_LIMIT, self.store.check_reachable()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "health: the store does not answer");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    seconds = STORE_PROBE_LIMIT.as_secs(),
+                    "health: the store did not answer in time"
+                );
+                false
+            }
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
@@ -410,6 +429,10 @@ impl Drop for BackgroundTasks {
 /// How often `release_idle_token_cache_forever` looks: the idle spell it waits for is
 /// counted to within this.
 const IDLE_CACHE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long `/health` waits for the store to answer before it answers 503: less than a
+/// load balancer's usual check timeout, so the node is left out rather than timed out.
+const STORE_PROBE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Until aborted: `App::release_idle_token_cache` every second, so a server left idle after
 /// a burst does not keep the burst's verified tokens (BENCHMARKS.md, row e). redb's page

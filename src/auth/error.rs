@@ -66,6 +66,9 @@ pub enum AuthError {
     Conflict(&'static str),
     #[error("the password hashers are saturated")]
     Overloaded,
+    /// The store cannot serve now (PostgreSQL unreachable, out of connections): retry.
+    #[error("{0}")]
+    StoreUnavailable(StoreError),
     #[error("too many failed attempts; retry in {0} s")]
     TooManyAttempts(u64),
     #[error("sign-up is closed")]
@@ -156,6 +159,7 @@ impl From<StoreError> for AuthError {
             StoreError::TooManyPasskeyChallenges => AuthError::Overloaded,
             // A flood of started browser sign-ins, likewise.
             StoreError::TooManyOAuthBrowserStates => AuthError::Overloaded,
+            StoreError::Unavailable(_) => AuthError::StoreUnavailable(error),
             StoreError::Redb(_)
             | StoreError::Postgres(_)
             | StoreError::WriteInterrupted(_)

@@ -113,6 +113,7 @@ impl AttemptOutcome {
             | AuthError::OAuthBrowserSignIn(_) => AttemptOutcome::BadRequest,
             AuthError::CaptchaUnavailable
             | AuthError::ProviderUnreachable
+            | AuthError::StoreUnavailable(_)
             | AuthError::Store(_)
             | AuthError::Internal(_) => AttemptOutcome::Error,
         }

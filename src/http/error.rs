@@ -87,6 +87,8 @@ pub enum ApiError {
     Overloaded,
     Draining,
     Timeout,
+    /// The store cannot serve now: logged with its cause, answered 503 to retry.
+    StoreUnavailable(String),
     Internal(String),
 }
 
@@ -418,6 +420,11 @@ impl ApiError {
                 50302,
                 "the request took too long".into(),
             ),
+            ApiError::StoreUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                50305,
+                "the store cannot be reached; retry shortly".into(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 50000,
@@ -433,6 +440,7 @@ impl ApiError {
             ApiError::Overloaded
             | ApiError::Draining
             | ApiError::Timeout
+            | ApiError::StoreUnavailable(_)
             | ApiError::CaptchaUnavailable
             | ApiError::ProviderUnreachable => Some(1),
             ApiError::TooManyRequests(seconds) => Some(*seconds),
@@ -492,6 +500,7 @@ impl From<AuthError> for ApiError {
             AuthError::ProviderUnreachable => ApiError::ProviderUnreachable,
             AuthError::OAuthBrowserSignIn(BrowserSignInProblem::NotOffered) => ApiError::NotFound,
             AuthError::OAuthBrowserSignIn(problem) => ApiError::OAuthBrowserSignIn(problem),
+            AuthError::StoreUnavailable(error) => ApiError::StoreUnavailable(error.to_string()),
             AuthError::Store(error) => ApiError::Internal(error.to_string()),
             AuthError::Internal(message) => ApiError::Internal(message),
         }

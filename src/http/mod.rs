@@ -147,8 +147,14 @@ pub async fn handle(api: &Api, request: hyper::Request<Incoming>, peer: SocketAd
             match handled.unwrap_or(Err(ApiError::Timeout)) {
                 Ok(response) => response,
                 Err(error) => {
-                    if let ApiError::Internal(detail) = &error {
-                        tracing::error!(route = template, %detail, "request failed");
+                    match &error {
+                        ApiError::Internal(detail) => {
+                            tracing::error!(route = template, %detail, "request failed");
+                        }
+                        ApiError::StoreUnavailable(detail) => {
+                            tracing::warn!(route = template, %detail, "store unavailable");
+                        }
+                        _ => {}
                     }
                     error_response(&error)
                 }
@@ -374,7 +380,7 @@ fn run_handler<'a>(
         }
         (Route::Keys, &Method::GET) => Ready(meta::public_keys(api, request)),
         (Route::OpenApi, &Method::GET) => Ready(Ok(meta::openapi_document())),
-        (Route::Health, &Method::GET | &Method::HEAD) => Ready(meta::health(api)),
+        (Route::Health, &Method::GET | &Method::HEAD) => Pending(Box::pin(meta::health(api))),
         (Route::ForwardAuth, &Method::GET | &Method::HEAD) => {
             Ready(forward_auth::forward(api, request, required(identity)?))
         }

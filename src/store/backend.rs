@@ -110,6 +110,16 @@ impl Store {
         }
     }
 
+    /// Whether the store answers now: on PostgreSQL, one trivial statement on a pooled
+    /// connection (`/health`, so that a load balancer leaves out a node that cannot reach the
+    /// database); redb, a file this process holds open, always answers.
+    pub async fn check_reachable(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(()),
+            Backend::Postgres(store) => store.check_reachable().await,
+        }
+    }
+
     /// The rate limiters' buckets in the database, for a backend that many nodes share
     /// (PostgreSQL); `None` on redb, whose one node keeps them in memory.
     pub fn shared_counters(&self) -> Option<crate::store::SharedCounters> {

@@ -5,9 +5,16 @@
 pub enum StoreError {
     #[error("storage failed: {0}")]
     Redb(#[from] redb::Error),
-    /// The PostgreSQL backend's failures: a connection, a statement, the pool.
+    /// The PostgreSQL backend's failures that are not an outage: a statement refused, a
+    /// value that does not fit.
     #[error("database failed: {0}")]
     Postgres(String),
+    /// The database cannot serve now, though nothing is wrong with the request: refused or
+    /// lost connections, no pooled connection within the wait, the server shutting down or
+    /// out of connections, the writer lock not granted within `lock_timeout`. Clients get a
+    /// 503 to retry, not a 500.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// An operation the chosen backend leaves to its own tools (a backup on PostgreSQL).
     #[error("{0}")]
     NotOnThisBackend(&'static str),
@@ -66,14 +73,39 @@ impl From<tokio_postgres::Error> for StoreError {
     /// The driver's own text says only "db error" for what the server refused: the server's
     /// SQLSTATE and message are added, for the log (clients see a sanitized error).
     fn from(error: tokio_postgres::Error) -> StoreError {
-        StoreError::Postgres(match error.as_db_error() {
-            Some(refused) => format!("{error}: {} ({})", refused.message(), refused.code().code()),
-            None => match std::error::Error::source(&error) {
-                Some(cause) => format!("{error}: {cause}"),
-                None => error.to_string(),
-            },
-        })
+        match error.as_db_error() {
+            Some(refused) => {
+                let text = format!("{error}: {} ({})", refused.message(), refused.code().code());
+                if is_outage_state(refused.code().code()) {
+                    StoreError::Unavailable(text)
+                } else {
+                    StoreError::Postgres(text)
+                }
+            }
+            None => {
+                let cause = std::error::Error::source(&error);
+                let text = match cause {
+                    Some(cause) => format!("{error}: {cause}"),
+                    None => error.to_string(),
+                };
+                // No answer from the server at all: the connection is gone or never came.
+                let lost = error.is_closed()
+                    || cause.is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some());
+                if lost {
+                    StoreError::Unavailable(text)
+                } else {
+                    StoreError::Postgres(text)
+                }
+            }
+        }
     }
+}
+
+/// The SQLSTATEs that say the database cannot serve now, not that the statement is wrong:
+/// class 08 (connection exceptions), the server shutting down or starting (57P01 to 57P03),
+/// too many connections (53300), and a lock not granted within `lock_timeout` (55P03).
+fn is_outage_state(state: &str) -> bool {
+    state.starts_with("08") || matches!(state, "57P01" | "57P02" | "57P03" | "53300" | "55P03")
 }
 
 macro_rules! from_redb_error {
@@ -93,3 +125,23 @@ from_redb_error!(
     redb::StorageError,
     redb::CommitError
 );
+
+#[cfg(test)]
+mod tests {
+    use super::is_outage_state;
+
+    /// The database's trouble (503 to retry) against a statement's (500, a bug to fix).
+    #[test]
+    fn outages_are_told_from_refused_statements_by_their_sqlstate() {
+        for outage in [
+            "08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300", "55P03",
+        ] {
+            assert!(is_outage_state(outage), "{outage}");
+        }
+        for refused in [
+            "23505", "23503", "22003", "42P01", "40001", "53200", "57014",
+        ] {
+            assert!(!is_outage_state(refused), "{refused}");
+        }
+    }
+}

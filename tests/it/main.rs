@@ -50,6 +50,7 @@ mod shared_throttle;
 mod sign_in;
 mod signup;
 mod store_copy;
+mod store_outage;
 mod support;
 mod systemd;
 mod tidy;

@@ -279,6 +279,7 @@ fn is_failed_attempt(outcome: &Result<OAuthSignInOutcome, AuthError>) -> bool {
             | AuthError::TooManyAttempts(_)
             | AuthError::CaptchaUnavailable
             | AuthError::ProviderUnreachable
+            | AuthError::StoreUnavailable(_)
             | AuthError::Store(_)
             | AuthError::Internal(_) => false,
         },

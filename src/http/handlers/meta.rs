@@ -79,10 +79,17 @@ pub fn openapi_document() -> Response {
     static_response("application/json", include_bytes!("../openapi.json"))
 }
 
-/// `GET` and `HEAD /health`: 200 while serving, 503 while draining.
-pub fn health(api: &Api) -> Result<Response, ApiError> {
+/// `GET` and `HEAD /health`: 200 while serving, 503 while draining or while the store
+/// does not answer (PostgreSQL out of reach), so that a load balancer sends the requests to
+/// another node.
+pub async fn health(api: &Api) -> Result<Response, ApiError> {
     if api.app.is_draining() {
         return Ok(error_response(&ApiError::Draining));
+    }
+    if !api.app.store_is_reachable().await {
+        return Ok(error_response(&ApiError::StoreUnavailable(
+            "no answer to the health probe".into(),
+        )));
     }
     Ok(json_response(
         StatusCode::OK,

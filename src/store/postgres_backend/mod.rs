@@ -173,6 +173,14 @@ impl PostgresStore {
     }
 
     /// A connection from the pool.
+    /// One trivial statement on a pooled connection: whether the database answers now.
+    pub async fn check_reachable(&self) -> Result<(), StoreError> {
+        let client = self.connection().await?;
+        let statement = client.prepare_cached("SELECT 1").await?;
+        client.query_one(&statement, &[]).await?;
+        Ok(())
+    }
+
     async fn connection(&self) -> Result<Object, StoreError> {
         connection_from(&self.pool).await
     }
@@ -181,8 +189,12 @@ impl PostgresStore {
 async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
     pool.get().await.map_err(|error| match error {
         // The server's own refusal (no such database, a wrong password, too many
-        // connections), not the driver's bare "db error".
+        // connections) or a connection that failed, not the driver's bare "db error".
         deadpool_postgres::PoolError::Backend(refused) => StoreError::from(refused),
+        // Every pooled connection busy for the whole wait, or none could be made in time.
+        deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
+            StoreError::Unavailable(error.to_string())
+        }
         other => StoreError::Postgres(other.to_string()),
     })
 }

@@ -1,0 +1,171 @@
+//! A node whose PostgreSQL goes out of reach: requests that need the database answer 503
+//! with `Retry-After` (the database's trouble, not a bug: never a 500), `/health` answers
+//! 503 so that a load balancer leaves the node out, and once the database is back the same
+//! credentials work again without a restart. The outage is real: the node reaches the
+//! database through a TCP relay in this file, which the test cuts (every open connection
+//! closed, new ones closed as they come) and then restores.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use latchkey::model::clock::ManualClock;
+use latchkey::model::{Role, Status};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+use crate::support::{PASSWORD, TestResponse, TestServer, fresh_postgres_database};
+
+/// A loopback relay to the database that the test can cut and restore.
+struct CuttableRelay {
+    address: SocketAddr,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+    accepting: AbortHandle,
+}
+
+impl CuttableRelay {
+    async fn start(target: SocketAddr) -> CuttableRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let accepting = tokio::spawn({
+            let open = Arc::clone(&open);
+            let connections = Arc::clone(&connections);
+            async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !open.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let relayed = tokio::spawn(async move {
+                        if let Ok(mut database) = TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut database).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(relayed.abort_handle());
+                }
+            }
+        })
+        .abort_handle();
+        CuttableRelay {
+            address,
+            open,
+            connections,
+            accepting,
+        }
+    }
+
+    /// Closes every relayed connection and every new one from now on.
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableRelay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accepting.abort();
+    }
+}
+
+/// `url` with its host and port replaced by `address`.
+fn through(url: &str, address: SocketAddr) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    url.set_host(Some(&address.ip().to_string())).unwrap();
+    url.set_port(Some(address.port())).unwrap();
+    url.to_string()
+}
+
+fn database_address(url: &str) -> SocketAddr {
+    let url = url::Url::parse(url).unwrap();
+    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .parse()
+        .unwrap()
+}
+
+fn assert_store_unavailable(response: &TestResponse, what: &str) {
+    assert_eq!(response.status, 503, "{what}: {}", response.text());
+    let body = response.assert_error(503);
+    assert_eq!(body["code"], 50305, "{what}");
+    assert_eq!(response.header("retry-after"), Some("1"), "{what}");
+    // Sanitized: nothing of the driver's text or the database's address reaches the client.
+    let text = response.text();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("postgres"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_out_of_reach_answers_503_and_health_fails_until_it_is_back() {
+    let database_url = fresh_postgres_database().await;
+    let relay = CuttableRelay::start(database_address(&database_url)).await;
+    let server = TestServer::start_on_postgres_database(
+        &through(&database_url, relay.address),
+        ManualClock::starting_now(),
+        |_| {},
+    )
+    .await;
+    server
+        .add_user("outage@example.com", Role::User, Status::Active)
+        .await;
+    let signed_in = server.sign_in("outage@example.com").await;
+    let health = || server.request("GET", "/health").send();
+    assert_eq!(health().await.status, 200);
+
+    relay.cut();
+    for credential in [&signed_in.signed_token, &signed_in.api_token] {
+        let response = server
+            .request("GET", "/user/current")
+            .bearer(credential)
+            .send()
+            .await;
+        assert_store_unavailable(&response, "GET /user/current");
+    }
+    let sign_in = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "outage@example.com", "password": PASSWORD }))
+        .send()
+        .await;
+    assert_store_unavailable(&sign_in, "POST /auth/sign-in");
+    let sign_out = server
+        .request("DELETE", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert_store_unavailable(&sign_out, "DELETE /auth/session");
+    assert_store_unavailable(&health().await, "GET /health");
+
+    relay.restore();
+    assert_eq!(health().await.status, 200);
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        200
+    );
+    assert_eq!(server.current_user_status(&signed_in.api_token).await, 200);
+    // The sign-out refused during the outage changed nothing; done now, it ends the session.
+    let sign_out = server
+        .request("DELETE", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert_eq!(sign_out.status, 204, "{}", sign_out.text());
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        401
+    );
+    server.stop().await;
+}
