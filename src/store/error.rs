@@ -103,9 +103,15 @@ impl From<tokio_postgres::Error> for StoreError {
 
 /// The SQLSTATEs that say the database cannot serve now, not that the statement is wrong:
 /// class 08 (connection exceptions), the server shutting down or starting (57P01 to 57P03),
-/// too many connections (53300), and a lock not granted within `lock_timeout` (55P03).
+/// too many connections (53300), a lock not granted within `lock_timeout` (55P03), and a
+/// transaction the server rolled back to break a deadlock or a serialization conflict
+/// (40P01, 40001): each is worth retrying as it stands.
 fn is_outage_state(state: &str) -> bool {
-    state.starts_with("08") || matches!(state, "57P01" | "57P02" | "57P03" | "53300" | "55P03")
+    state.starts_with("08")
+        || matches!(
+            state,
+            "57P01" | "57P02" | "57P03" | "53300" | "55P03" | "40P01" | "40001"
+        )
 }
 
 macro_rules! from_redb_error {
@@ -130,7 +136,8 @@ from_redb_error!(
 mod tests {
     use super::is_outage_state;
 
-    /// The database's trouble (503 to retry) against a statement's (500, a bug to fix).
+    /// The database's trouble (503 to retry) against a statement's (500, a bug to fix). A
+    /// refusal while connecting is always the former (`connection_from`), whatever its state.
     #[test]
     fn outages_are_told_from_refused_statements_by_their_sqlstate() {
         for outage in [

@@ -1,9 +1,10 @@
-//! A node whose PostgreSQL goes out of reach: requests that need the database answer 503
-//! with `Retry-After` (the database's trouble, not a bug: never a 500), `/health` answers
-//! 503 so that a load balancer leaves the node out, and once the database is back the same
-//! credentials work again without a restart. The outage is real: the node reaches the
-//! database through a TCP relay in this file, which the test cuts (every open connection
-//! closed, new ones closed as they come) and then restores.
+//! A node whose PostgreSQL cannot serve: requests that need the database answer 503 with
+//! `Retry-After` (the database's trouble, not a bug: never a 500), `/health` answers 503 so
+//! that a load balancer leaves the node out, and once the database is back the same
+//! credentials work again without a restart. The outages are real: the network (a TCP relay
+//! in this file that the test cuts, every open connection closed and new ones closed as they
+//! come, then restores), a database that refuses connections, and the writer lock held by
+//! another session past `lock_timeout`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use latchkey::model::{Role, Status};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
+use tokio_postgres::NoTls;
 
 use crate::support::{PASSWORD, TestResponse, TestServer, fresh_postgres_database};
 
@@ -157,6 +159,116 @@ async fn a_database_out_of_reach_answers_503_and_health_fails_until_it_is_back()
     );
     assert_eq!(server.current_user_status(&signed_in.api_token).await, 200);
     // The sign-out refused during the outage changed nothing; done now, it ends the session.
+    let sign_out = server
+        .request("DELETE", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert_eq!(sign_out.status, 204, "{}", sign_out.text());
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        401
+    );
+    server.stop().await;
+}
+
+/// A connection of the test's own to the database at `url`.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn a_database_that_refuses_connections_answers_503_until_it_accepts_them_again() {
+    let database_url = fresh_postgres_database().await;
+    let database_name = url::Url::parse(&database_url).unwrap().path()[1..].to_owned();
+    let server_url = std::env::var("TEST_POSTGRES_URL").unwrap();
+    let server =
+        TestServer::start_on_postgres_database(&database_url, ManualClock::starting_now(), |_| {})
+            .await;
+    server
+        .add_user("refused@example.com", Role::User, Status::Active)
+        .await;
+    let signed_in = server.sign_in("refused@example.com").await;
+    let administrator = connect(&server_url).await;
+    administrator
+        .batch_execute(&format!(
+            "ALTER DATABASE {database_name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{database_name}' AND pid <> pg_backend_pid()"
+        ))
+        .await
+        .unwrap();
+    let response = server
+        .request("GET", "/user/current")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert_store_unavailable(&response, "GET /user/current");
+    let sign_in = server
+        .request("POST", "/auth/sign-in")
+        .json(&json!({ "email": "refused@example.com", "password": PASSWORD }))
+        .send()
+        .await;
+    assert_store_unavailable(&sign_in, "POST /auth/sign-in");
+    assert_store_unavailable(
+        &server.request("GET", "/health").send().await,
+        "GET /health",
+    );
+    administrator
+        .batch_execute(&format!(
+            "ALTER DATABASE {database_name} ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(server.request("GET", "/health").send().await.status, 200);
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        200
+    );
+    server.stop().await;
+}
+
+/// The advisory lock every write of every node takes first (`WRITER_LOCK` in
+/// `src/store/postgres_backend/mod.rs`).
+const WRITER_LOCK: i64 = 0x4c61_7463_686b_0001;
+
+#[tokio::test]
+async fn a_write_that_waits_past_lock_timeout_answers_503_and_changes_nothing() {
+    let database_url = fresh_postgres_database().await;
+    // A URL's own `lock_timeout` is kept (the default is 10 s): one second here.
+    let node_url = format!("{database_url}?options=-c%20lock_timeout%3D1s");
+    let server = TestServer::start_on_postgres_database(
+        node_url.as_str(),
+        ManualClock::starting_now(),
+        |_| {},
+    )
+    .await;
+    server
+        .add_user("locked@example.com", Role::User, Status::Active)
+        .await;
+    let signed_in = server.sign_in("locked@example.com").await;
+    // Another session (a node frozen mid-write) holds the writer lock.
+    let mut holder = connect(&database_url).await;
+    let holding = holder.transaction().await.unwrap();
+    holding
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
+        .await
+        .unwrap();
+    let sign_out = server
+        .request("DELETE", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await;
+    assert_store_unavailable(&sign_out, "DELETE /auth/session");
+    // Reads take no lock: the node still answers them, and /health with them.
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        200
+    );
+    assert_eq!(server.request("GET", "/health").send().await.status, 200);
+    holding.rollback().await.unwrap();
     let sign_out = server
         .request("DELETE", "/auth/session")
         .bearer(&signed_in.signed_token)

@@ -50,19 +50,28 @@ const WRITER_LOCK: i64 = 0x4c61_7463_686b_0001;
 const POOL_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long connecting to the database may take, unless the URL sets `connect_timeout`.
 const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long sent data may go unacknowledged before the kernel drops the connection, unless
+/// the URL sets `tcp_user_timeout`: a connection into a network partition fails (503) rather
+/// than holding every request that is handed it.
+const UNACKNOWLEDGED_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Server-side limits on every connection, unless the URL's `options` set them: a node that
 /// froze inside a transaction (SIGSTOP, a partition) loses its session, and with it the
 /// writer lock, after `idle_in_transaction_session_timeout`, so the other nodes' writes do
-/// not wait for ever; a write waits at most `lock_timeout` for a lock.
+/// not wait for ever; a write waits at most `lock_timeout` for a lock, less than the default
+/// `[http] request_timeout_seconds` (15), so that the client hears why (503, 50305).
 const SESSION_LIMITS: &[(&str, &str)] = &[
     ("idle_in_transaction_session_timeout", "30s"),
-    ("lock_timeout", "20s"),
+    ("lock_timeout", "10s"),
 ];
 
-/// Sets `CONNECT_LIMIT` and `SESSION_LIMITS` where the URL left them unset.
+/// Sets `CONNECT_LIMIT`, `UNACKNOWLEDGED_LIMIT` and `SESSION_LIMITS` where the URL left them
+/// unset.
 fn bound_the_waits(config: &mut tokio_postgres::Config) {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_LIMIT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(UNACKNOWLEDGED_LIMIT);
     }
     let mut options = config.get_options().unwrap_or_default().to_owned();
     for (setting, value) in SESSION_LIMITS {
@@ -188,9 +197,13 @@ impl PostgresStore {
 
 async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
     pool.get().await.map_err(|error| match error {
-        // The server's own refusal (no such database, a wrong password, too many
-        // connections) or a connection that failed, not the driver's bare "db error".
-        deadpool_postgres::PoolError::Backend(refused) => StoreError::from(refused),
+        // No connection could be made: whatever the server said (no such database, a wrong
+        // password, not accepting connections, too many) or the network, the database cannot
+        // serve now, and the server's own words go to the log, not the driver's bare "db error".
+        deadpool_postgres::PoolError::Backend(refused) => match StoreError::from(refused) {
+            StoreError::Postgres(text) => StoreError::Unavailable(text),
+            other => other,
+        },
         // Every pooled connection busy for the whole wait, or none could be made in time.
         deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
             StoreError::Unavailable(error.to_string())

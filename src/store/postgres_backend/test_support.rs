@@ -161,5 +161,5 @@ async fn every_connection_bounds_how_long_a_frozen_transaction_holds_its_locks()
             .get(0)
     };
     assert_eq!(show("idle_in_transaction_session_timeout").await, "30s");
-    assert_eq!(show("lock_timeout").await, "20s");
+    assert_eq!(show("lock_timeout").await, "10s");
 }

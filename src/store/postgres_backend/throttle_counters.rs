@@ -276,7 +276,9 @@ impl SharedCounters {
     /// if never drained); when fewer than `batch` were, and a limiter keeps more than
     /// `max_buckets_per_limiter`, also deletes its buckets that hold back least (the soonest
     /// idle), up to `batch` in all, as a full in-memory table forgets them. Returns how many
-    /// went: the maintenance pass calls again while a whole batch goes.
+    /// went: the maintenance pass calls again while a whole batch goes. A bucket a request
+    /// holds locked is skipped (`SKIP LOCKED`), so the purge never waits on a request nor
+    /// locks rows in an order that could deadlock with one.
     pub async fn purge_idle_buckets(
         &self,
         now: f64,
@@ -288,7 +290,8 @@ impl SharedCounters {
         let statement = client
             .prepare_cached(
                 "DELETE FROM throttle_buckets WHERE (limiter, digest) IN \
-                 (SELECT limiter, digest FROM throttle_buckets WHERE idle_at <= $1 LIMIT $2)",
+                 (SELECT limiter, digest FROM throttle_buckets WHERE idle_at <= $1 LIMIT $2 \
+                  FOR UPDATE SKIP LOCKED)",
             )
             .await?;
         let mut purged = client.execute(&statement, &[&now, &batch]).await?;
@@ -303,7 +306,7 @@ impl SharedCounters {
             .prepare_cached(
                 "DELETE FROM throttle_buckets WHERE limiter = $1 AND digest IN \
                  (SELECT digest FROM throttle_buckets WHERE limiter = $1 \
-                  ORDER BY idle_at LIMIT $2)",
+                  ORDER BY idle_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
             )
             .await?;
         if purged < batch.unsigned_abs() {
