@@ -141,12 +141,13 @@ mod tests {
     #[test]
     fn outages_are_told_from_refused_statements_by_their_sqlstate() {
         for outage in [
-            "08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300", "55P03",
+            "08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300", "55P03", "40P01",
+            "40001",
         ] {
             assert!(is_outage_state(outage), "{outage}");
         }
         for refused in [
-            "23505", "23503", "22003", "42P01", "40001", "53200", "57014",
+            "23505", "23503", "22003", "42P01", "53200", "57014", "55000",
         ] {
             assert!(!is_outage_state(refused), "{refused}");
         }
