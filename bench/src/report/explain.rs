@@ -190,19 +190,18 @@ impl Report {
                         "in the median round the PostgreSQL server spent {} µs of CPU (user + \
                          kernel, the cluster's processes included) per answer against the redb \
                          server's {} µs; PostgreSQL: {}; redb: {}. The pool holds at most {} \
-                         connections; each such check takes {}, one round trip each over \
-                         loopback.",
+                         connections; each such check takes {} over loopback.",
                         pair.subject.cpu_per_answer_text(),
                         pair.baseline.cpu_per_answer_text(),
                         cpu(&pair.subject),
                         cpu(&pair.baseline),
                         postgres.pool_size,
                         if check == TokenCheck::SessionSigned {
-                            "two statements (the session's context, then the user's live \
-                             sessions)"
+                            "two statements, one round trip each (the session's context, \
+                             then the user's live sessions)"
                         } else {
-                            "two statements (the credential's context, then the user's \
-                             second-factor summary)"
+                            "one statement, one round trip (the credential's context with the \
+                             user's second-factor summary)"
                         }
                     )
                 }
