@@ -5,7 +5,6 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::model::second_factor::SecondFactorSummary;
-
 use crate::model::{Session, SessionId, UnixSeconds, UserId};
 use crate::store::postgres_backend::api_tokens::insert_api_token;
 use crate::store::postgres_backend::rows::{
