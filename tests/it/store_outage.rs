@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tokio_postgres::NoTls;
 
-use crate::support::{PASSWORD, TestResponse, TestServer, fresh_postgres_database};
+use crate::support::{PASSWORD, SignedIn, TestResponse, TestServer, fresh_postgres_database};
 
 /// A loopback relay to the database that the test can cut and restore.
 struct CuttableRelay {
@@ -111,20 +111,41 @@ fn assert_store_unavailable(response: &TestResponse, what: &str) {
     );
 }
 
+/// A node on the database at `node_url`, and a user of it signed in.
+async fn node_with_a_signed_in_user(node_url: &str, email: &str) -> (TestServer, SignedIn) {
+    let server =
+        TestServer::start_on_postgres_database(node_url, ManualClock::starting_now(), |_| {}).await;
+    server.add_user(email, Role::User, Status::Active).await;
+    let signed_in = server.sign_in(email).await;
+    (server, signed_in)
+}
+
+async fn sign_out(server: &TestServer, signed_in: &SignedIn) -> TestResponse {
+    server
+        .request("DELETE", "/auth/session")
+        .bearer(&signed_in.signed_token)
+        .send()
+        .await
+}
+
+/// Once the database serves again, the sign-out that the outage refused works, and ends the
+/// session: the refusal had changed nothing.
+async fn assert_sign_out_now_ends_the_session(server: &TestServer, signed_in: &SignedIn) {
+    let response = sign_out(server, signed_in).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+    assert_eq!(
+        server.current_user_status(&signed_in.signed_token).await,
+        401
+    );
+}
+
 #[tokio::test]
 async fn a_database_out_of_reach_answers_503_and_health_fails_until_it_is_back() {
     let database_url = fresh_postgres_database().await;
     let relay = CuttableRelay::start(database_address(&database_url)).await;
-    let server = TestServer::start_on_postgres_database(
-        &through(&database_url, relay.address),
-        ManualClock::starting_now(),
-        |_| {},
-    )
-    .await;
-    server
-        .add_user("outage@example.com", Role::User, Status::Active)
-        .await;
-    let signed_in = server.sign_in("outage@example.com").await;
+    let (server, signed_in) =
+        node_with_a_signed_in_user(&through(&database_url, relay.address), "outage@example.com")
+            .await;
     let health = || server.request("GET", "/health").send();
     assert_eq!(health().await.status, 200);
 
@@ -143,12 +164,7 @@ async fn a_database_out_of_reach_answers_503_and_health_fails_until_it_is_back()
         .send()
         .await;
     assert_store_unavailable(&sign_in, "POST /auth/sign-in");
-    let sign_out = server
-        .request("DELETE", "/auth/session")
-        .bearer(&signed_in.signed_token)
-        .send()
-        .await;
-    assert_store_unavailable(&sign_out, "DELETE /auth/session");
+    assert_store_unavailable(&sign_out(&server, &signed_in).await, "DELETE /auth/session");
     assert_store_unavailable(&health().await, "GET /health");
 
     relay.restore();
@@ -158,17 +174,7 @@ async fn a_database_out_of_reach_answers_503_and_health_fails_until_it_is_back()
         200
     );
     assert_eq!(server.current_user_status(&signed_in.api_token).await, 200);
-    // The sign-out refused during the outage changed nothing; done now, it ends the session.
-    let sign_out = server
-        .request("DELETE", "/auth/session")
-        .bearer(&signed_in.signed_token)
-        .send()
-        .await;
-    assert_eq!(sign_out.status, 204, "{}", sign_out.text());
-    assert_eq!(
-        server.current_user_status(&signed_in.signed_token).await,
-        401
-    );
+    assert_sign_out_now_ends_the_session(&server, &signed_in).await;
     server.stop().await;
 }
 
@@ -184,13 +190,8 @@ async fn a_database_that_refuses_connections_answers_503_until_it_accepts_them_a
     let database_url = fresh_postgres_database().await;
     let database_name = url::Url::parse(&database_url).unwrap().path()[1..].to_owned();
     let server_url = std::env::var("TEST_POSTGRES_URL").unwrap();
-    let server =
-        TestServer::start_on_postgres_database(&database_url, ManualClock::starting_now(), |_| {})
-            .await;
-    server
-        .add_user("refused@example.com", Role::User, Status::Active)
-        .await;
-    let signed_in = server.sign_in("refused@example.com").await;
+    let (server, signed_in) =
+        node_with_a_signed_in_user(&database_url, "refused@example.com").await;
     let administrator = connect(&server_url).await;
     administrator
         .batch_execute(&format!(
@@ -239,16 +240,7 @@ async fn a_write_that_waits_past_lock_timeout_answers_503_and_changes_nothing() 
     let database_url = fresh_postgres_database().await;
     // A URL's own `lock_timeout` is kept (the default is 10 s): one second here.
     let node_url = format!("{database_url}?options=-c%20lock_timeout%3D1s");
-    let server = TestServer::start_on_postgres_database(
-        node_url.as_str(),
-        ManualClock::starting_now(),
-        |_| {},
-    )
-    .await;
-    server
-        .add_user("locked@example.com", Role::User, Status::Active)
-        .await;
-    let signed_in = server.sign_in("locked@example.com").await;
+    let (server, signed_in) = node_with_a_signed_in_user(&node_url, "locked@example.com").await;
     // Another session (a node frozen mid-write) holds the writer lock.
     let mut holder = connect(&database_url).await;
     let holding = holder.transaction().await.unwrap();
@@ -256,12 +248,7 @@ async fn a_write_that_waits_past_lock_timeout_answers_503_and_changes_nothing() 
         .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
         .await
         .unwrap();
-    let sign_out = server
-        .request("DELETE", "/auth/session")
-        .bearer(&signed_in.signed_token)
-        .send()
-        .await;
-    assert_store_unavailable(&sign_out, "DELETE /auth/session");
+    assert_store_unavailable(&sign_out(&server, &signed_in).await, "DELETE /auth/session");
     // Reads take no lock: the node still answers them, and /health with them.
     assert_eq!(
         server.current_user_status(&signed_in.signed_token).await,
@@ -269,15 +256,6 @@ async fn a_write_that_waits_past_lock_timeout_answers_503_and_changes_nothing() 
     );
     assert_eq!(server.request("GET", "/health").send().await.status, 200);
     holding.rollback().await.unwrap();
-    let sign_out = server
-        .request("DELETE", "/auth/session")
-        .bearer(&signed_in.signed_token)
-        .send()
-        .await;
-    assert_eq!(sign_out.status, 204, "{}", sign_out.text());
-    assert_eq!(
-        server.current_user_status(&signed_in.signed_token).await,
-        401
-    );
+    assert_sign_out_now_ends_the_session(&server, &signed_in).await;
     server.stop().await;
 }
