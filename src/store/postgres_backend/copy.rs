@@ -13,14 +13,14 @@ use tokio_postgres::{IsolationLevel, Row};
 use crate::model::oauth_browser::OAuthStateHash;
 use crate::model::second_factor::{ActiveTotp, PendingTotp};
 use crate::model::{
-    EmailToken, EmailTokenPurpose, OAuthIdentity, OutgoingMail, PasswordHashString, QueuedMail,
-    Secret, SignUpAttempt,
+    EmailToken, EmailTokenPurpose, OAuthIdentity, PasswordHashString, Secret, SignUpAttempt,
 };
 use crate::store::StoreError;
 use crate::store::copy::{
     CopiedEmailToken, CopiedRecoveryCodes, CopiedRows, CopiedTable, CopyItem, CopySender,
     StoreFacts, target_stopped,
 };
+use crate::store::postgres_backend::mail_queue::queued_mail_from_row;
 use crate::store::postgres_backend::passkeys::{
     PASSKEY_CHALLENGE_COLUMNS, PASSKEY_COLUMNS, passkey_challenge_from_row, passkey_from_row,
 };
@@ -254,20 +254,7 @@ fn copied_rows(table: CopiedTable, rows: &[Row]) -> Result<CopiedRows, StoreErro
                 used: row.try_get(4)?,
             })
         })?),
-        CopiedTable::MailQueue => CopiedRows::MailQueue(each(rows, |row| {
-            Ok(QueuedMail {
-                id: unsigned_from_sql(row.try_get(0)?, "mail")?,
-                mail: OutgoingMail {
-                    to: row.try_get(1)?,
-                    subject: row.try_get(2)?,
-                    text: Secret::new(row.try_get(3)?),
-                    html: Secret::new(row.try_get(4)?),
-                },
-                attempts: u32::try_from(row.try_get::<_, i32>(5)?)
-                    .map_err(|_| StoreError::CorruptRecord("mail"))?,
-                next_attempt_at: row.try_get(6)?,
-            })
-        })?),
+        CopiedTable::MailQueue => CopiedRows::MailQueue(each(rows, queued_mail_from_row)?),
         CopiedTable::OAuthIdentities => CopiedRows::OAuthIdentities(each(rows, |row| {
             Ok(OAuthIdentity {
                 provider: row.try_get(0)?,

@@ -133,7 +133,7 @@ impl PostgresStore {
 
 /// A message from a row of `id, to_address, subject, text_body, html_body, attempts,
 /// next_attempt_at`.
-fn queued_mail_from_row(row: &tokio_postgres::Row) -> Result<QueuedMail, StoreError> {
+pub(super) fn queued_mail_from_row(row: &tokio_postgres::Row) -> Result<QueuedMail, StoreError> {
     Ok(QueuedMail {
         id: unsigned_from_sql(row.try_get(0)?, "mail")?,
         mail: OutgoingMail {

@@ -9,10 +9,7 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle};
 
 use crate::model::oauth_browser::OAuthStateHash;
 use crate::model::passkey::{PasskeyChallengeId, PasskeyId};
-use crate::model::{
-    EmailToken, OAuthIdentity, OutgoingMail, PasswordHashString, QueuedMail, Secret, SessionId,
-    SignUpAttempt,
-};
+use crate::model::{EmailToken, OAuthIdentity, PasswordHashString, SessionId, SignUpAttempt};
 use crate::store::StoreError;
 use crate::store::copy::{
     CopiedEmailToken, CopiedRecoveryCodes, CopiedRows, CopiedTable, CopyItem, CopySender,
@@ -20,6 +17,7 @@ use crate::store::copy::{
 };
 use crate::store::redb_backend::RedbStore;
 use crate::store::redb_backend::api_tokens::insert_api_token;
+use crate::store::redb_backend::mail_queue::queued_mail_from_record;
 use crate::store::redb_backend::record::{
     AttemptRecord, EmailTokenRecord, IdentityRecord, MailRecord, MfaTokenRecord,
     OAuthBrowserStateRecord, PasskeyChallengeRecord, PasskeyRecord, PendingTotpRecord,
@@ -102,18 +100,7 @@ impl RedbStore {
                 )?,
                 CopiedTable::MailQueue => {
                     batch.send(MAILID_MAIL, CopiedRows::MailQueue, |id, bytes| {
-                        let record: MailRecord = decode(bytes, "mail")?;
-                        Ok(QueuedMail {
-                            id,
-                            mail: OutgoingMail {
-                                to: record.to,
-                                subject: record.subject,
-                                text: Secret::new(record.text),
-                                html: Secret::new(record.html),
-                            },
-                            attempts: record.attempts,
-                            next_attempt_at: record.next_attempt_at,
-                        })
+                        Ok(queued_mail_from_record(id, decode(bytes, "mail")?))
                     })?
                 }
                 CopiedTable::OAuthIdentities => batch.send(
@@ -526,8 +513,8 @@ impl RedbStore {
             FirstFactor, MfaToken, PendingTotp, RecoveryCodeSet, TotpSecret,
         };
         use crate::model::{
-            ApiToken, EmailTokenPurpose, NewUser, PermissionSet, Role, Session, SessionKind,
-            Status, TokenMaker, User,
+            ApiToken, EmailTokenPurpose, NewUser, OutgoingMail, PermissionSet, Role, Secret,
+            Session, SessionKind, Status, TokenMaker, User,
         };
         use crate::store::redb_backend::test_support::{
             NOW, add_user, live_session, standalone_token, test_signing_key,

@@ -21,17 +21,7 @@ impl RedbStore {
             let (id, bytes) = entry?;
             let record: MailRecord = decode(bytes.value(), "mail")?;
             if record.next_attempt_at <= now {
-                due.push(QueuedMail {
-                    id: id.value(),
-                    mail: OutgoingMail {
-                        to: record.to,
-                        subject: record.subject,
-                        text: Secret::new(record.text),
-                        html: Secret::new(record.html),
-                    },
-                    attempts: record.attempts,
-                    next_attempt_at: record.next_attempt_at,
-                });
+                due.push(queued_mail_from_record(id.value(), record));
                 if due.len() >= limit {
                     break;
                 }
@@ -146,6 +136,21 @@ pub(super) fn remove_mail_to(
         mails.remove(id)?;
     }
     Ok(())
+}
+
+/// The queued message `id` as its stored record holds it.
+pub(super) fn queued_mail_from_record(id: u64, record: MailRecord) -> QueuedMail {
+    QueuedMail {
+        id,
+        mail: OutgoingMail {
+            to: record.to,
+            subject: record.subject,
+            text: Secret::new(record.text),
+            html: Secret::new(record.html),
+        },
+        attempts: record.attempts,
+        next_attempt_at: record.next_attempt_at,
+    }
 }
 
 #[cfg(test)]
