@@ -156,7 +156,7 @@ pub async fn verify_own_password(
             field: "old-password",
         });
     }
-    let verification = throttled_recheck(
+    let (verification, _) = throttled_recheck(
         app,
         &user.normalized_email,
         client,

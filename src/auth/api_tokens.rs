@@ -314,6 +314,7 @@ pub async fn mint_token(
         request.claims,
     )?;
     let minted = NewSignIn {
+        refuse_if_second_factor_held: false,
         session: session.clone(),
         requester: identity.requester(now),
         max_sessions_per_user: app.config.session.max_per_user,

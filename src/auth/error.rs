@@ -160,6 +160,9 @@ impl From<StoreError> for AuthError {
             // A flood of started browser sign-ins, likewise.
             StoreError::TooManyOAuthBrowserStates => AuthError::Overloaded,
             StoreError::Unavailable(_) => AuthError::StoreUnavailable(error),
+            // Only `open_session` asks the store for this refusal, and it answers it with a
+            // second-factor challenge before any conversion: here it would be a bug.
+            StoreError::SecondFactorHeld(_) => AuthError::Store(error),
             StoreError::Redb(_)
             | StoreError::Postgres(_)
             | StoreError::WriteInterrupted(_)

@@ -23,6 +23,7 @@ pub mod signup;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::rate_limit::ThrottlePassed;
 use crate::auth::second_factor::SecondFactorGate;
 use crate::auth::second_factor::mfa_token::HalfDoneSignIn;
 use crate::auth::sign_in_counts::SignInMethod;
@@ -35,7 +36,7 @@ use crate::model::{
     TokenMaker, UnixSeconds, User,
 };
 pub use crate::store::AlsoRead;
-use crate::store::{NewSignIn, Requester, RequesterCredential};
+use crate::store::{NewSignIn, Requester, RequesterCredential, StoreError};
 use password::Password;
 
 pub use error::AuthError;
@@ -91,23 +92,24 @@ impl ClientInfo {
 
 /// Verifies a password for `email` under the brute-force throttle: a refused check costs no
 /// hashing; a failure drains the buckets. A success forgets nothing by itself: only a
-/// session opened (`sign_in`, the second step) clears the (account, network) history, so
-/// that a right password between wrong TOTP codes, at a sign-in's first step or on a route
-/// that checks the password again, does not wipe their count.
+/// session opened (`sign_in`, the second step) clears the (account, network) history, with
+/// the `ThrottlePassed` answered here, so that a right password between wrong TOTP codes, at
+/// a sign-in's first step or on a route that checks the password again, does not wipe their
+/// count.
 pub async fn throttled_recheck(
     app: &App,
     email: &str,
     client: &ClientInfo,
     password: Password,
     stored: Option<crate::model::PasswordHashString>,
-) -> Result<password::Verification, AuthError> {
+) -> Result<(password::Verification, ThrottlePassed), AuthError> {
     let network = client.network();
-    app.throttle.check(email, &network).await?;
+    let passed = app.throttle.check(email, &network).await?;
     let verification = app.hashers.verify(password, stored).await?;
     if !verification.matches {
         app.throttle.record_failed_attempt(email, &network).await?;
     }
-    Ok(verification)
+    Ok((verification, passed))
 }
 
 #[derive(Debug)]
@@ -154,7 +156,7 @@ async fn sign_in_with_password(
         .user_by_normalized_email(&email.normalized)
         .await?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
-    let verification = throttled_recheck(
+    let (verification, throttle_passed) = throttled_recheck(
         app,
         &email.normalized,
         &request.client,
@@ -191,7 +193,7 @@ async fn sign_in_with_password(
     // forgives none of the wrong codes that came before it.
     if opened.is_ok() {
         app.throttle
-            .record_success(&email.normalized, &network)
+            .record_success(&email.normalized, &network, throttle_passed)
             .await;
     }
     opened
@@ -227,27 +229,15 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         second_factor,
     } = opening;
     check_may_sign_in(app, &user, parent.as_ref())?;
-    let second_step = match second_factor {
-        SecondFactorGate::FirstFactorOnly(first_factor) => {
-            second_factor::require_if_held(
-                app,
-                HalfDoneSignIn {
-                    user: &user,
-                    first_factor,
-                    long_term_token,
-                    logout_other,
-                    client: &client,
-                    replacement_password_hash: replacement_password_hash.clone(),
-                },
-            )
-            .await?;
-            None
-        }
+    // A first factor alone is refused by the store, inside the write, if the user holds a
+    // second factor by then; the refusal becomes the challenge below.
+    let (first_factor_only, second_step) = match second_factor {
+        SecondFactorGate::FirstFactorOnly(first_factor) => (Some(first_factor), None),
         SecondFactorGate::Completed {
             mfa_token_hash,
             proof,
-        } => Some((mfa_token_hash, proof)),
-        SecondFactorGate::PasskeyWithUserVerification => None,
+        } => (None, Some((mfa_token_hash, proof))),
+        SecondFactorGate::PasskeyWithUserVerification => (None, None),
     };
     let now = app.clock.now_unix_seconds();
     let expire = session_expire(app, long_term_token, now);
@@ -280,7 +270,8 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         max_sessions_per_user: app.config.session.max_per_user,
         api_token: Some(bound_api_token),
         end_other_sessions: logout_other,
-        replacement_password_hash,
+        replacement_password_hash: replacement_password_hash.clone(),
+        refuse_if_second_factor_held: first_factor_only.is_some(),
     };
     // A password change or suspension that committed after the check above wins: the
     // sign-in answers as if the password had been wrong (at a second step: as if its
@@ -293,14 +284,27 @@ pub async fn open_session(app: &App, opening: SessionOpening) -> Result<SignInOu
         }
         None => app.store.record_sign_in(&sign_in).await,
     };
-    recorded
-        .map_err(AuthError::from)
-        .map_err(|error| match (error, second_step) {
-            (AuthError::CredentialsChanged, Some(_)) => AuthError::InvalidMfaToken,
-            (AuthError::CredentialsChanged, None) => AuthError::InvalidCredentials,
-            (other, _) => other,
-        })?;
-    let linked_identities = app.store.identities_of_user(user.id).await?;
+    let linked_identities = match (recorded, first_factor_only) {
+        (Ok(linked_identities), _) => linked_identities,
+        (Err(StoreError::SecondFactorHeld(held)), Some(first_factor)) => {
+            let half_done = HalfDoneSignIn {
+                user: &user,
+                first_factor,
+                long_term_token,
+                logout_other,
+                client: &client,
+                replacement_password_hash,
+            };
+            return Err(second_factor::challenge(app, half_done, held).await);
+        }
+        (Err(error), _) => {
+            return Err(match (AuthError::from(error), second_step) {
+                (AuthError::CredentialsChanged, Some(_)) => AuthError::InvalidMfaToken,
+                (AuthError::CredentialsChanged, None) => AuthError::InvalidCredentials,
+                (other, _) => other,
+            });
+        }
+    };
     Ok(SignInOutcome {
         user,
         session,

@@ -122,6 +122,16 @@ impl From<LimitRefusal> for AuthError {
     }
 }
 
+/// What a password check that the throttle let through saw, for the success that may
+/// follow (`Throttle::record_success`): whether the (account, network) bucket held a history
+/// to forget. In this process's memory forgetting costs nothing, so it always does; in the
+/// shared database a bucket that was not there costs no statement. A failure recorded by
+/// another request after the check is then left in place, which limits more, never less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottlePassed {
+    history_to_forget: bool,
+}
+
 /// The buckets of password checks (or of sign-up, resend and reset requests), wherever they
 /// live. One per use in `App`.
 #[derive(Debug)]
@@ -156,15 +166,21 @@ impl Throttle {
 
     /// Whether a password check for `email` from `network` may go ahead now. The account's
     /// ceiling applies to every network, new ones included.
-    pub async fn check(&self, email: &str, network: &str) -> Result<(), LimitRefusal> {
+    pub async fn check(&self, email: &str, network: &str) -> Result<ThrottlePassed, LimitRefusal> {
         match &self.buckets {
-            ThrottleBuckets::ThisProcess(throttle) => throttle
-                .check(email, network, self.clock.since_start_seconds())
-                .map_err(LimitRefusal::TooSoon),
-            ThrottleBuckets::Shared(throttle) => {
+            ThrottleBuckets::ThisProcess(throttle) => {
                 throttle
+                    .check(email, network, self.clock.since_start_seconds())
+                    .map_err(LimitRefusal::TooSoon)?;
+                Ok(ThrottlePassed {
+                    history_to_forget: true,
+                })
+            }
+            ThrottleBuckets::Shared(throttle) => {
+                let history_to_forget = throttle
                     .check(email, network, self.clock.now_unix_seconds_fractional())
-                    .await
+                    .await?;
+                Ok(ThrottlePassed { history_to_forget })
             }
         }
     }
@@ -199,10 +215,13 @@ impl Throttle {
         }
     }
 
-    /// Records a success: the (email, network) history is forgotten. It comes after the
-    /// session is made, so a database that cannot forget is logged, not answered: the bucket
-    /// stays as drained as it was, which limits more, never less.
-    pub async fn record_success(&self, email: &str, network: &str) {
+    /// Records a success after `passed`: the (email, network) history is forgotten. It comes
+    /// after the session is made, so a database that cannot forget is logged, not answered:
+    /// the bucket stays as drained as it was, which limits more, never less.
+    pub async fn record_success(&self, email: &str, network: &str, passed: ThrottlePassed) {
+        if !passed.history_to_forget {
+            return;
+        }
         match &self.buckets {
             ThrottleBuckets::ThisProcess(throttle) => throttle.record_success(email, network),
             ThrottleBuckets::Shared(throttle) => {

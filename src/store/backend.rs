@@ -349,8 +349,13 @@ impl Store {
     // sessions
 
     /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
-    /// sessions and replaces its password hash, all in one durable transaction.
-    pub async fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<(), StoreError> {
+    /// sessions and replaces its password hash, all in one durable transaction. Answers the
+    /// user's linked identities as committed. A first factor alone is refused
+    /// (`SecondFactorHeld`, nothing written) when the user holds a second factor.
+    pub async fn record_sign_in(
+        &self,
+        sign_in: &NewSignIn,
+    ) -> Result<Vec<OAuthIdentity>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => {
                 let store = store.clone();
@@ -1171,7 +1176,7 @@ impl Store {
         sign_in: &NewSignIn,
         mfa_token_hash: &[u8; 32],
         proof: SecondFactorProof,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<OAuthIdentity>, StoreError> {
         match &self.backend {
             Backend::Redb(store) => {
                 let store = store.clone();

@@ -36,6 +36,10 @@ pub enum StoreError {
     /// suspension) before it could commit, or its user is gone.
     #[error("the user's credentials changed while signing in")]
     CredentialsChanged,
+    /// A sign-in by a first factor alone found that the user holds a second factor (what
+    /// the user holds, for the challenge): nothing was written.
+    #[error("the user holds a second factor")]
+    SecondFactorHeld(crate::model::second_factor::SecondFactorSummary),
     #[error("the user holds the most API tokens allowed")]
     TooManyApiTokens,
     /// A second-factor write found the state it needs gone (a spent code, an expired

@@ -89,6 +89,10 @@ pub struct NewSignIn {
     pub end_other_sessions: bool,
     /// A re-hash of the password under the configured parameters.
     pub replacement_password_hash: Option<PasswordHashString>,
+    /// A first factor alone: if the user holds a second factor when the transaction runs,
+    /// nothing is written and the answer is `StoreError::SecondFactorHeld`. Checked in the
+    /// write, so an enrolment that commits first always wins.
+    pub refuse_if_second_factor_held: bool,
 }
 
 /// What a token check reads besides the credential, its user and the parent: the route

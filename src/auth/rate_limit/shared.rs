@@ -13,7 +13,7 @@ use crate::auth::rate_limit::{
     Bucket, BucketKind, LimitRefusal, PerKeyLimit, RetryAfter, ThrottleLimits, WINDOW_SECONDS,
     bucket_kinds, refusal_after,
 };
-use crate::store::{BucketTake, ConditionalTake, SharedCounters, StoreError};
+use crate::store::{BucketTake, ConditionalTake, SharedBucket, SharedCounters, StoreError};
 
 /// The shared buckets of one `Throttle`.
 #[derive(Debug)]
@@ -45,18 +45,22 @@ impl SharedThrottle {
     }
 
     /// `InMemoryThrottle::check`: the longest wait of the three buckets, read in one
-    /// statement.
+    /// statement. Passed, it answers whether the (account, network) bucket is kept: whether
+    /// a success has anything to forget.
     pub(super) async fn check(
         &self,
         email: &str,
         network: &str,
         now: f64,
-    ) -> Result<(), LimitRefusal> {
+    ) -> Result<bool, LimitRefusal> {
         let Some(limits) = self.limits else {
-            return Ok(());
+            return Ok(false);
         };
         let digests = bucket_kinds(&limits).map(|(kind, _)| bucket_digest(kind, email, network));
-        self.refusal_from_kept(&digests, now).await
+        let account_network = bucket_digest(BucketKind::AccountNetwork, email, network);
+        let kept = self.read_kept(&digests).await?;
+        refusal_after(longest_wait_of(&kept, now)).map_err(LimitRefusal::TooSoon)?;
+        Ok(kept.iter().any(|(digest, _)| *digest == account_network))
     }
 
     /// `InMemoryThrottle::take_from_each_bucket`, in one statement.
@@ -133,17 +137,26 @@ impl SharedThrottle {
     }
 
     async fn refusal_from_kept(&self, digests: &[[u8; 32]], now: f64) -> Result<(), LimitRefusal> {
-        let kept = self
-            .counters
+        let kept = self.read_kept(digests).await?;
+        refusal_after(longest_wait_of(&kept, now)).map_err(LimitRefusal::TooSoon)
+    }
+
+    async fn read_kept(
+        &self,
+        digests: &[[u8; 32]],
+    ) -> Result<Vec<([u8; 32], SharedBucket)>, LimitRefusal> {
+        self.counters
             .read_buckets(self.limiter, digests)
             .await
-            .map_err(LimitRefusal::CountersUnavailable)?;
-        let longest_wait = kept
-            .iter()
-            .map(|(_, shared)| wait_of_kept_bucket(Bucket::from_shared(shared), now))
-            .fold(0.0_f64, f64::max);
-        refusal_after(longest_wait).map_err(LimitRefusal::TooSoon)
+            .map_err(LimitRefusal::CountersUnavailable)
     }
+}
+
+/// The longest wait among the kept buckets at `now` (0 when none must wait).
+fn longest_wait_of(kept: &[([u8; 32], SharedBucket)], now: f64) -> f64 {
+    kept.iter()
+        .map(|(_, shared)| wait_of_kept_bucket(Bucket::from_shared(shared), now))
+        .fold(0.0_f64, f64::max)
 }
 
 impl SharedPerKeyLimiter {
@@ -339,7 +352,7 @@ mod tests {
                 for network in networks {
                     let expected = in_memory.check(email, network, now);
                     let got = match shared.check(email, network, now).await {
-                        Ok(()) => Ok(()),
+                        Ok(_) => Ok(()),
                         Err(LimitRefusal::TooSoon(retry)) => Err(retry),
                         Err(LimitRefusal::CountersUnavailable(error)) => panic!("{error}"),
                     };
@@ -361,6 +374,40 @@ mod tests {
             }
         }
         assert!(refusals > 100, "the script refused only {refusals} checks");
+    }
+
+    /// A passed check says whether the (account, network) bucket is kept, so that a
+    /// success after a check that found none spends no statement forgetting it.
+    #[tokio::test]
+    async fn a_passed_check_says_whether_the_account_network_history_is_kept() {
+        let counters = shared_counters_on_a_fresh_database().await;
+        let limits = ThrottleLimits {
+            failures_per_account_network: 3,
+            failures_per_account: 5,
+            failures_per_network: 7,
+            max_delay_seconds: 120,
+        };
+        let shared = SharedThrottle::new("password", Some(limits), counters);
+        let (email, network) = ("ada@example.com", "198.51.100.1");
+        let kept = |outcome: Result<bool, LimitRefusal>| match outcome {
+            Ok(kept) => kept,
+            Err(LimitRefusal::TooSoon(retry)) => panic!("refused for {retry:?}"),
+            Err(LimitRefusal::CountersUnavailable(error)) => panic!("{error}"),
+        };
+        assert!(!kept(shared.check(email, network, START).await));
+        // Another network's failure keeps the account's bucket, not this pair's.
+        shared
+            .take_from_each_bucket(email, "198.51.100.2", START)
+            .await
+            .unwrap();
+        assert!(!kept(shared.check(email, network, START).await));
+        shared
+            .take_from_each_bucket(email, network, START)
+            .await
+            .unwrap();
+        assert!(kept(shared.check(email, network, START).await));
+        shared.record_success(email, network).await.unwrap();
+        assert!(!kept(shared.check(email, network, START).await));
     }
 
     #[tokio::test]

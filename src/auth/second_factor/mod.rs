@@ -1,7 +1,8 @@
 //! Second factors (API.md section 10): TOTP enrolment, confirmation and removal, recovery
 //! codes, and the second step of a sign-in. Once a user holds a second factor, a first
-//! factor (password or OAuth) opens no session: `open_session` asks `require_if_held`, which
-//! answers `SecondFactorRequired` with an mfa-token, and `complete_sign_in` spends that
+//! factor (password or OAuth) opens no session: the store refuses it inside the sign-in's
+//! write, and `open_session` hands the refusal to `challenge`, which answers
+//! `SecondFactorRequired` with an mfa-token, and `complete_sign_in` spends that
 //! token with a code or a recovery code in the transaction that writes the session.
 //!
 //! Changing a second factor takes a sign-in session (the route's rule) and, besides, the
@@ -16,6 +17,7 @@ pub mod totp;
 use crate::app::App;
 use crate::auth::passkeys::{self, StartedPasskeyCeremony};
 use crate::auth::password::Password;
+use crate::auth::rate_limit::ThrottlePassed;
 use crate::auth::sign_in_counts::SignInMethod;
 use crate::auth::{
     AuthError, ClientInfo, Identity, SessionOpening, SignInOutcome, account, check_may_sign_in,
@@ -165,24 +167,27 @@ pub fn sign_in_method(first_factor: &FirstFactor) -> SignInMethod {
     }
 }
 
-/// Called by `open_session` for a first factor alone: if the user holds a second factor,
-/// stores an mfa-token for the half-done sign-in and answers `SecondFactorRequired`.
-pub(crate) async fn require_if_held(
+/// Called by `open_session` when the store refused a first factor alone because the user
+/// holds a second factor (`held`): stores an mfa-token for the half-done sign-in and answers
+/// `SecondFactorRequired`.
+pub(crate) async fn challenge(
     app: &App,
     sign_in: HalfDoneSignIn<'_>,
-) -> Result<(), AuthError> {
-    let held = summary(app, sign_in.user.id).await?;
-    if !held.requires_second_factor() {
-        return Ok(());
-    }
+    held: SecondFactorSummary,
+) -> AuthError {
     let user_id = sign_in.user.id;
-    let (token, stored) = mfa_token::issue(sign_in, app.clock.now_unix_seconds())?;
-    app.store.insert_mfa_token(&stored).await?;
-    Err(AuthError::SecondFactorRequired(SecondFactorChallenge {
+    let (token, stored) = match mfa_token::issue(sign_in, app.clock.now_unix_seconds()) {
+        Ok(issued) => issued,
+        Err(error) => return error,
+    };
+    if let Err(error) = app.store.insert_mfa_token(&stored).await {
+        return AuthError::from(error);
+    }
+    AuthError::SecondFactorRequired(SecondFactorChallenge {
         user_id,
         mfa_token: token,
         methods: methods_offered(&held),
-    }))
+    })
 }
 
 /// The second step of a sign-in: checks the mfa-token, its user and the code or recovery
@@ -219,7 +224,7 @@ async fn complete_with_token(
         return Err(AuthError::InvalidMfaToken);
     }
     let network = request.client.network();
-    check_throttle(app, &user, &network).await?;
+    let throttle_passed = check_throttle(app, &user, &network).await?;
     let presented = &request.presented;
     let normalized_email = user.normalized_email.clone();
     let now = app.clock.now_unix_seconds();
@@ -248,7 +253,7 @@ async fn complete_with_token(
     match opened {
         Ok(outcome) => {
             app.throttle
-                .record_success(&normalized_email, &network)
+                .record_success(&normalized_email, &network, throttle_passed)
                 .await;
             Ok(SecondFactorSignedIn {
                 outcome,
@@ -406,7 +411,7 @@ pub async fn check_reauthentication(
     if password.expose_secret().chars().count() > PASSWORD_MAX_CHARACTERS {
         return Err(wrong);
     }
-    let verification = throttled_recheck(
+    let (verification, _) = throttled_recheck(
         app,
         &user.normalized_email,
         client,
@@ -503,7 +508,7 @@ pub async fn confirm_totp_enrolment(
         });
     }
     let network = client.network();
-    check_throttle(app, user, &network).await?;
+    let throttle_passed = check_throttle(app, user, &network).await?;
     let now = app.clock.now_unix_seconds();
     let Some(pending) = app.store.pending_totp(user.id, now).await? else {
         return Err(AuthError::Conflict(
@@ -522,7 +527,7 @@ pub async fn confirm_totp_enrolment(
         .activate_totp(&secret, step, &kept, &requester)
         .await?;
     app.throttle
-        .record_success(&user.normalized_email, &network)
+        .record_success(&user.normalized_email, &network, throttle_passed)
         .await;
     Ok(codes)
 }
@@ -545,7 +550,7 @@ pub async fn disable_totp(
     }
     check_reauthentication(app, identity, password, client).await?;
     let network = client.network();
-    check_throttle(app, user, &network).await?;
+    let throttle_passed = check_throttle(app, user, &network).await?;
     if app.store.active_totp(user.id).await?.is_none() {
         return Err(AuthError::Conflict("TOTP is off"));
     }
@@ -564,7 +569,7 @@ pub async fn disable_totp(
     }
     disabled?;
     app.throttle
-        .record_success(&user.normalized_email, &network)
+        .record_success(&user.normalized_email, &network, throttle_passed)
         .await;
     Ok(())
 }
@@ -588,12 +593,16 @@ pub async fn regenerate_recovery_codes(
 /// hourly ceiling of wrong second factors (`[throttle]
 /// second_factor_failures_per_account_per_hour`), which binds however the guesses are spread
 /// over networks, mfa-tokens and minutes.
-async fn check_throttle(app: &App, user: &User, network: &str) -> Result<(), AuthError> {
-    app.throttle.check(&user.normalized_email, network).await?;
+async fn check_throttle(
+    app: &App,
+    user: &User,
+    network: &str,
+) -> Result<ThrottlePassed, AuthError> {
+    let passed = app.throttle.check(&user.normalized_email, network).await?;
     app.second_factor_failure_limiter
         .check(&user.normalized_email)
         .await?;
-    Ok(())
+    Ok(passed)
 }
 
 /// A wrong code, recovery code or passkey assertion: in the password checks' buckets and in

@@ -347,6 +347,7 @@ mod tests {
                 Err(StoreError::CredentialsChanged)
             ));
             let minted = NewSignIn {
+                refuse_if_second_factor_held: false,
                 session: Session {
                     kind: SessionKind::Minted,
                     ..live_session(SessionId::new_for_user(user.id), user.id)

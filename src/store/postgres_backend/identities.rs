@@ -31,26 +31,7 @@ impl PostgresStore {
         user_id: UserId,
     ) -> Result<Vec<OAuthIdentity>, StoreError> {
         let client = self.connection().await?;
-        // Ordered by the strings' bytes, as the redb backend's index keys are.
-        let statement = client
-            .prepare_cached(
-                "SELECT provider, subject, user_id, linked FROM oauth_identities \
-                 WHERE user_id = $1 ORDER BY provider COLLATE \"C\", subject COLLATE \"C\"",
-            )
-            .await?;
-        client
-            .query(&statement, &[&user_id_to_sql(user_id)?])
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(OAuthIdentity {
-                    provider: row.try_get(0)?,
-                    subject: row.try_get(1)?,
-                    user_id: user_id_from_sql(row.try_get(2)?)?,
-                    linked: row.try_get(3)?,
-                })
-            })
-            .collect()
+        identities_of_user_in(&client, user_id).await
     }
 
     /// Links (provider, subject) to the existing user `user_id`, if `may_link` still accepts
@@ -99,6 +80,34 @@ impl PostgresStore {
         transaction.commit().await?;
         Ok((user, true))
     }
+}
+
+/// The user's linked identities, in (provider, subject) order (also read by a sign-in's
+/// write, for its answer).
+pub(super) async fn identities_of_user_in(
+    client: &impl GenericClient,
+    user_id: UserId,
+) -> Result<Vec<OAuthIdentity>, StoreError> {
+    // Ordered by the strings' bytes, as the redb backend's index keys are.
+    let statement = client
+        .prepare_cached(
+            "SELECT provider, subject, user_id, linked FROM oauth_identities \
+             WHERE user_id = $1 ORDER BY provider COLLATE \"C\", subject COLLATE \"C\"",
+        )
+        .await?;
+    client
+        .query(&statement, &[&user_id_to_sql(user_id)?])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(OAuthIdentity {
+                provider: row.try_get(0)?,
+                subject: row.try_get(1)?,
+                user_id: user_id_from_sql(row.try_get(2)?)?,
+                linked: row.try_get(3)?,
+            })
+        })
+        .collect()
 }
 
 /// The user an identity is linked to.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction,
 };
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Statement};
 
 pub use crate::store::postgres_backend::maintenance_lock::MaintenanceLock;
 use crate::store::postgres_backend::rows::{
@@ -216,11 +216,27 @@ async fn connection_from(pool: &Pool) -> Result<Object, StoreError> {
 /// (dropping the transaction rolls it back).
 async fn begin_write(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
     let transaction = client.transaction().await?;
-    let lock = transaction
-        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-        .await?;
-    transaction.execute(&lock, &[&WRITER_LOCK]).await?;
+    let lock = writer_lock_statement(&transaction).await?;
+    take_writer_lock(&transaction, &lock).await?;
     Ok(transaction)
+}
+
+/// The prepared statement that takes the writer lock. Prepared before a pipelined batch that
+/// starts with `take_writer_lock`, so that the lock is the batch's first message on the
+/// connection: PostgreSQL runs every later statement of the batch once it holds the lock.
+async fn writer_lock_statement(client: &impl GenericClient) -> Result<Statement, StoreError> {
+    Ok(client
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?)
+}
+
+/// Waits for the writer lock (held until the transaction ends).
+async fn take_writer_lock(
+    client: &impl GenericClient,
+    statement: &Statement,
+) -> Result<(), StoreError> {
+    client.execute(statement, &[&WRITER_LOCK]).await?;
+    Ok(())
 }
 
 /// Refuses (`CredentialsChanged`) a requester whose user changed credentials or whose own

@@ -231,18 +231,25 @@ pub(super) async fn next_user_id(client: &impl GenericClient) -> Result<UserId, 
     user_id_from_sql(client.query_one(&statement, &[]).await?.try_get(0)?)
 }
 
+/// `insert_session`'s statement.
+pub(super) const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, kind, created, expire, remote_ip, user_agent, \
+     ua_type, granted_permissions, api_token_hash, made_by_api_token, made_by_session) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// `write_api_token`'s statement.
+const INSERT_API_TOKEN: &str = "INSERT INTO api_tokens (hash, prefix, user_id, session_id, permissions, \
+     restrictions, created, updated, expires_at, made_by_api_token, made_by_session) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (hash) DO UPDATE SET prefix = $2, user_id = $3, session_id = $4, \
+     permissions = $5, restrictions = $6, created = $7, updated = $8, \
+     expires_at = $9, made_by_api_token = $10, made_by_session = $11";
+
 /// Inserts `session`.
 pub(super) async fn insert_session(
     client: &impl GenericClient,
     session: &Session,
 ) -> Result<(), StoreError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO sessions (id, user_id, kind, created, expire, remote_ip, user_agent, \
-             ua_type, granted_permissions, api_token_hash, made_by_api_token, made_by_session) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .await?;
+    let statement = client.prepare_cached(INSERT_SESSION).await?;
     let (made_by_api_token, made_by_session) = maker_to_sql(session.made_by);
     client
         .execute(
@@ -271,16 +278,7 @@ pub(super) async fn write_api_token(
     client: &impl GenericClient,
     token: &ApiToken,
 ) -> Result<(), StoreError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO api_tokens (hash, prefix, user_id, session_id, permissions, \
-             restrictions, created, updated, expires_at, made_by_api_token, made_by_session) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (hash) DO UPDATE SET prefix = $2, user_id = $3, session_id = $4, \
-             permissions = $5, restrictions = $6, created = $7, updated = $8, \
-             expires_at = $9, made_by_api_token = $10, made_by_session = $11",
-        )
-        .await?;
+    let statement = client.prepare_cached(INSERT_API_TOKEN).await?;
     let (made_by_api_token, made_by_session) = maker_to_sql(token.made_by);
     client
         .execute(

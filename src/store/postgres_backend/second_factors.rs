@@ -11,11 +11,11 @@ use crate::model::second_factor::{
     ActiveTotp, FirstFactor, MfaToken, PendingTotp, RECOVERY_CODE_SALT_BYTES, RecoveryCodeSet,
     SecondFactorProof, SecondFactorRefusal, SecondFactorSummary, TOTP_SECRET_BYTES, TotpSecret,
 };
-use crate::model::{PasswordHashString, UnixSeconds, UserId};
+use crate::model::{OAuthIdentity, PasswordHashString, UnixSeconds, UserId};
 use crate::store::postgres_backend::rows::{
     hash_from_sql, unsigned_from_sql, unsigned_to_sql, user_id_from_sql, user_id_to_sql,
 };
-use crate::store::postgres_backend::sessions::write_sign_in;
+use crate::store::postgres_backend::sessions::{WriterLock, write_sign_in};
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
 use crate::store::{NewSignIn, Requester, StoreError};
 
@@ -316,7 +316,7 @@ impl PostgresStore {
         sign_in: &NewSignIn,
         mfa_token_hash: &[u8; 32],
         proof: SecondFactorProof,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<OAuthIdentity>, StoreError> {
         let user_id = sign_in.session.user_id;
         let mut client = self.connection().await?;
         let transaction = begin_write(&mut client).await?;
@@ -342,9 +342,9 @@ impl PostgresStore {
             ));
         }
         spend_proof(&transaction, user_id, proof).await?;
-        write_sign_in(&transaction, sign_in).await?;
+        let identities = write_sign_in(&transaction, sign_in, WriterLock::Held).await?;
         transaction.commit().await?;
-        Ok(())
+        Ok(identities)
     }
 
     /// `latchkey user mfa-reset`: removes the user's TOTP (pending or active), recovery
@@ -420,7 +420,7 @@ pub(super) async fn delete_second_factors_of_user(
 }
 
 /// What the user holds, in one statement of the caller's client or transaction.
-async fn second_factor_summary_in(
+pub(super) async fn second_factor_summary_in(
     client: &impl GenericClient,
     user_id: UserId,
 ) -> Result<SecondFactorSummary, StoreError> {
@@ -714,6 +714,7 @@ mod tests {
 
     fn sign_in_of(user: &User) -> NewSignIn {
         NewSignIn {
+            refuse_if_second_factor_held: false,
             session: live_session(SessionId::new_for_user(user.id), user.id),
             requester: requester_for(user, NOW),
             max_sessions_per_user: 1000,
@@ -777,6 +778,46 @@ mod tests {
             .finish_passkey_registration(challenge.id, &passkey, 20, &requester_for(user, NOW))
             .await
             .unwrap();
+    }
+
+    /// A first factor alone is refused inside the sign-in's write once the user holds a
+    /// second factor, however late the enrolment committed, and nothing is written; before
+    /// that, the write answers the user's linked identities.
+    #[tokio::test]
+    async fn a_first_factor_alone_is_refused_in_the_write_once_a_second_factor_is_held() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        store
+            .link_identity("idp", "ada-at-idp", user.id, |_| true, NOW)
+            .await
+            .unwrap();
+        let before = NewSignIn {
+            refuse_if_second_factor_held: true,
+            ..sign_in_of(&user)
+        };
+        let identities = store.record_sign_in(&before).await.unwrap();
+        let subjects: Vec<&str> = identities.iter().map(|one| one.subject.as_str()).collect();
+        assert_eq!(subjects, ["ada-at-idp"]);
+
+        start_and_activate(&store, &user, 7, 10, &codes(&[[1; 32]])).await;
+        let after = NewSignIn {
+            refuse_if_second_factor_held: true,
+            ..sign_in_of(&user)
+        };
+        let held = SecondFactorSummary {
+            totp: true,
+            passkeys: 0,
+            recovery_codes_left: 1,
+        };
+        assert!(matches!(
+            store.record_sign_in(&after).await,
+            Err(StoreError::SecondFactorHeld(summary)) if summary == held
+        ));
+        assert!(store.session(after.session.id).await.unwrap().is_none());
+        // A completed second step asks for no such refusal.
+        let completed = sign_in_of(&user);
+        store.record_sign_in(&completed).await.unwrap();
+        assert!(store.session(completed.session.id).await.unwrap().is_some());
     }
 
     /// Enrolment, a step spent once, a recovery code spent once, and the mfa-token spent
@@ -1308,7 +1349,7 @@ mod tests {
         let mut signed_in = 0;
         while let Some(result) = racers.join_next().await {
             match result.unwrap() {
-                Ok(()) => signed_in += 1,
+                Ok(_) => signed_in += 1,
                 Err(StoreError::SecondFactorRefused(SecondFactorRefusal::MfaTokenGone)) => {}
                 Err(other) => panic!("unexpected {other:?}"),
             }

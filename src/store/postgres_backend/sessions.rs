@@ -1,23 +1,26 @@
 //! Sessions on PostgreSQL, as `redb_backend/sessions.rs`: sign-ins and minted tokens, a
 //! user's sessions, ending them (with what they made) and purging the expired.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use crate::model::second_factor::SecondFactorSummary;
-use crate::model::{Session, SessionId, UnixSeconds, UserId};
+use crate::model::{OAuthIdentity, Session, SessionId, UnixSeconds, UserId};
 use crate::store::postgres_backend::api_tokens::insert_api_token;
+use crate::store::postgres_backend::identities::identities_of_user_in;
 use crate::store::postgres_backend::rows::{
-    SESSION_COLUMN_COUNT, SESSION_COLUMNS, USER_COLUMN_COUNT, USER_COLUMNS, insert_session,
-    optional_user_from_row, qualified, session_from_row, session_id_from_sql, session_id_to_sql,
-    user_from_row, user_id_to_sql,
+    INSERT_SESSION, SESSION_COLUMN_COUNT, SESSION_COLUMNS, USER_COLUMN_COUNT, USER_COLUMNS,
+    insert_session, optional_user_from_row, qualified, session_from_row, session_id_from_sql,
+    session_id_to_sql, user_from_row, user_id_to_sql,
 };
 use crate::store::postgres_backend::second_factors::{
-    second_factor_summary_columns, second_factor_summary_from_row,
+    second_factor_summary_columns, second_factor_summary_from_row, second_factor_summary_in,
 };
 use crate::store::postgres_backend::token_makers::{delete_with_what_they_made, fit_within_maker};
 use crate::store::postgres_backend::users::set_password_hash;
-use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
+use crate::store::postgres_backend::{
+    PostgresStore, begin_write, check_requester, take_writer_lock, writer_lock_statement,
+};
 use crate::store::{AlsoRead, NewSignIn, SessionContext, StoreError};
 
 /// `session_context`'s statement: the session, its user and the parent, joined (and the
@@ -61,12 +64,15 @@ pub(super) fn also_read_from_row(
 impl PostgresStore {
     /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
     /// sessions and replaces its password hash, all in one transaction.
-    pub async fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<(), StoreError> {
+    pub async fn record_sign_in(
+        &self,
+        sign_in: &NewSignIn,
+    ) -> Result<Vec<OAuthIdentity>, StoreError> {
         let mut client = self.connection().await?;
-        let transaction = begin_write(&mut client).await?;
-        write_sign_in(&transaction, sign_in).await?;
+        let transaction = client.transaction().await?;
+        let identities = write_sign_in(&transaction, sign_in, WriterLock::TakeFirst).await?;
         transaction.commit().await?;
-        Ok(())
+        Ok(identities)
     }
 
     /// The session, its user and the user's parent (and what `also` asks for), or `None` if
@@ -210,33 +216,88 @@ impl PostgresStore {
     }
 }
 
+/// Whether `write_sign_in`'s transaction already holds the writer lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WriterLock {
+    /// Taken by the caller (a second step spends its proof under it first).
+    Held,
+    /// To be taken by `write_sign_in`, as the first statement of its first batch.
+    TakeFirst,
+}
+
 /// What `record_sign_in` writes, inside a transaction of its caller's (a second step spends
-/// its proof in the same one).
+/// its proof in the same one); answers the user's linked identities as committed.
+///
+/// A sign-in is on the path of every password check, so its statements go in two pipelined
+/// batches rather than one round trip each: first the writer lock, the requester's check,
+/// the second factors held (when `refuse_if_second_factor_held`), the sessions to end and
+/// the maker's life; then the inserts and the identities. PostgreSQL runs statements in the
+/// order they reach it, and a batch sends them in the order its futures are listed, except
+/// that a statement not yet prepared on this connection waits a round trip for its
+/// preparation. So the two statements that others depend on, the lock and the session's
+/// insert (its token refers to it), are prepared before their batch.
 pub(super) async fn write_sign_in(
-    client: &impl GenericClient,
+    transaction: &Transaction<'_>,
     sign_in: &NewSignIn,
-) -> Result<(), StoreError> {
+    lock: WriterLock,
+) -> Result<Vec<OAuthIdentity>, StoreError> {
     let user_id = sign_in.session.user_id;
-    check_requester(client, &sign_in.requester).await?;
-    if sign_in.end_other_sessions {
-        let ids = session_ids_of_user(client, user_id).await?;
-        delete_sessions(client, &ids).await?;
-    } else {
-        end_oldest_sessions_beyond(client, user_id, sign_in.max_sessions_per_user).await?;
+    let lock_statement = match lock {
+        WriterLock::TakeFirst => Some(writer_lock_statement(transaction).await?),
+        WriterLock::Held => None,
+    };
+    let ((), (), held, doomed, maker_last_second) = tokio::try_join!(
+        biased;
+        async {
+            match &lock_statement {
+                Some(statement) => take_writer_lock(transaction, statement).await,
+                None => Ok(()),
+            }
+        },
+        check_requester(transaction, &sign_in.requester),
+        async {
+            match sign_in.refuse_if_second_factor_held {
+                true => second_factor_summary_in(transaction, user_id).await.map(Some),
+                false => Ok(None),
+            }
+        },
+        async {
+            match sign_in.end_other_sessions {
+                true => session_ids_of_user(transaction, user_id).await,
+                false => oldest_sessions_beyond(transaction, user_id, sign_in.max_sessions_per_user)
+                    .await,
+            }
+        },
+        fit_within_maker(transaction, sign_in.session.made_by),
+    )?;
+    if let Some(held) = held.filter(SecondFactorSummary::requires_second_factor) {
+        return Err(StoreError::SecondFactorHeld(held));
     }
+    delete_sessions(transaction, &doomed).await?;
     let mut session = sign_in.session.clone();
-    if let Some(last_second) = fit_within_maker(client, session.made_by).await? {
+    if let Some(last_second) = maker_last_second {
         session.expire = session.expire.min(last_second + 1);
     }
-    insert_session(client, &session).await?;
-    if let Some(api_token) = &sign_in.api_token {
-        insert_api_token(client, api_token).await?;
-    }
-    if let Some(hash) = &sign_in.replacement_password_hash {
-        // A re-hash of the same password is not a profile change: `updated` stays.
-        set_password_hash(client, user_id, hash, None).await?;
-    }
-    Ok(())
+    transaction.prepare_cached(INSERT_SESSION).await?;
+    let ((), (), (), identities) = tokio::try_join!(
+        biased;
+        insert_session(transaction, &session),
+        async {
+            match &sign_in.api_token {
+                Some(api_token) => insert_api_token(transaction, api_token).await,
+                None => Ok(()),
+            }
+        },
+        async {
+            match &sign_in.replacement_password_hash {
+                // A re-hash of the same password is not a profile change: `updated` stays.
+                Some(hash) => set_password_hash(transaction, user_id, hash, None).await,
+                None => Ok(()),
+            }
+        },
+        identities_of_user_in(transaction, user_id),
+    )?;
+    Ok(identities)
 }
 
 /// A session by id.
@@ -272,13 +333,13 @@ pub(super) async fn session_ids_of_user(
         .collect()
 }
 
-/// Ends the user's oldest sessions until one more fits under `limit` (API.md 15.13): all
-/// but the newest `limit - 1` go.
-async fn end_oldest_sessions_beyond(
+/// The user's oldest sessions that must end for one more to fit under `limit` (API.md
+/// 15.13): all but the newest `limit - 1`.
+async fn oldest_sessions_beyond(
     client: &impl GenericClient,
     user_id: UserId,
     limit: usize,
-) -> Result<(), StoreError> {
+) -> Result<Vec<SessionId>, StoreError> {
     let statement = client
         .prepare_cached(
             "SELECT id FROM sessions WHERE user_id = $1 \
@@ -286,14 +347,12 @@ async fn end_oldest_sessions_beyond(
         )
         .await?;
     let kept = i64::try_from(limit.max(1) - 1).unwrap_or(i64::MAX);
-    let doomed = client
+    client
         .query(&statement, &[&user_id_to_sql(user_id)?, &kept])
         .await?
         .iter()
         .map(|row| Ok(session_id_from_sql(row.try_get(0)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    delete_sessions(client, &doomed).await?;
-    Ok(())
+        .collect()
 }
 
 /// Removes a session with its bound API token and everything the session (a minted token)
@@ -320,12 +379,13 @@ mod tests {
         ApiToken, PasswordHashString, PermissionSet, SessionKind, Status, TokenMaker,
     };
     use crate::store::postgres_backend::test_support::{
-        NOW, add_user, assert_same, fresh_store, live_session, standalone_token,
+        NOW, add_user, assert_same, fresh_database, fresh_store, live_session, standalone_token,
     };
     use crate::store::{Requester, RequesterCredential, SessionsToEnd, StoreError};
 
     fn sign_in_of(session: Session, credential_version: u64) -> NewSignIn {
         NewSignIn {
+            refuse_if_second_factor_held: false,
             requester: Requester {
                 user_id: session.user_id,
                 credential_version,
@@ -588,6 +648,41 @@ mod tests {
 
     /// A sign-in's API token and password re-hash commit with its session; the re-hash is no
     /// credential change (its version and `updated` stay); the token ends with the session.
+    /// The sign-in's inserts are pipelined: the session's must reach the database before
+    /// its token's, which refers to it, even on a connection that has prepared the token's
+    /// insert but not yet the session's (one connection, so it is that one).
+    #[tokio::test]
+    async fn a_sign_in_inserts_its_session_before_its_token_on_any_connection() {
+        let store = PostgresStore::open(&fresh_database().await, 1)
+            .await
+            .unwrap();
+        let user = add_user(&store, "pipelined@example.com").await;
+        store
+            .insert_api_token(&standalone_token(user.id, 1, None))
+            .await
+            .unwrap();
+        let session = Session {
+            api_token_hash: Some([2; 32]),
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        let bound = ApiToken {
+            session_id: Some(session.id),
+            expires_at: Some(session.expire),
+            ..standalone_token(user.id, 2, None)
+        };
+        let sign_in = NewSignIn {
+            api_token: Some(bound.clone()),
+            ..sign_in_of(session.clone(), user.credential_version)
+        };
+        store.record_sign_in(&sign_in).await.unwrap();
+        let context = store
+            .api_token_context(&bound.hash, AlsoRead::Nothing)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_same(&context.session, &Some(session));
+    }
+
     #[tokio::test]
     async fn a_sign_in_writes_its_token_and_rehash_and_the_token_ends_with_the_session() {
         let store = fresh_store().await;

@@ -596,6 +596,7 @@ impl RedbStore {
         let signed_in = SessionId::new_for_user(parent.id);
         let bound_hash = [11; 32];
         self.record_sign_in(&NewSignIn {
+            refuse_if_second_factor_held: false,
             session: Session {
                 api_token_hash: Some(bound_hash),
                 user_agent: "curl/8".to_owned(),

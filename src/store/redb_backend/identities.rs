@@ -57,24 +57,11 @@ impl RedbStore {
     /// The user's linked identities, in (provider, subject) order.
     pub fn identities_of_user(&self, user_id: UserId) -> Result<Vec<OAuthIdentity>, StoreError> {
         let transaction = self.begin_read()?;
-        let by_user = transaction.open_table(USERID_PROVIDERSUBJECT)?;
-        let identities = transaction.open_table(PROVIDERSUBJECT_IDENTITY)?;
-        let mut found = Vec::new();
-        for entry in by_user.range(user_range(user_id))? {
-            let (key, _) = entry?;
-            let (_, provider, subject) = key.value();
-            let Some(bytes) = identities.get((provider, subject))? else {
-                continue;
-            };
-            let record: IdentityRecord = decode(bytes.value(), "oauth identity")?;
-            found.push(OAuthIdentity {
-                provider: provider.to_owned(),
-                subject: subject.to_owned(),
-                user_id: record.user_id,
-                linked: record.linked,
-            });
-        }
-        Ok(found)
+        identities_in(
+            &transaction.open_table(USERID_PROVIDERSUBJECT)?,
+            &transaction.open_table(PROVIDERSUBJECT_IDENTITY)?,
+            user_id,
+        )
     }
 
     /// Links (provider, subject) to the existing user `user_id`, if `may_link` still accepts
@@ -121,6 +108,31 @@ impl RedbStore {
         transaction.commit()?;
         Ok((user, true))
     }
+}
+
+/// The user's linked identities, in (provider, subject) order, from the tables of either
+/// kind of transaction (a sign-in's write reads them for its answer).
+pub(super) fn identities_in(
+    by_user: &impl ReadableTable<(u64, &'static str, &'static str), ()>,
+    identities: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    user_id: UserId,
+) -> Result<Vec<OAuthIdentity>, StoreError> {
+    let mut found = Vec::new();
+    for entry in by_user.range(user_range(user_id))? {
+        let (key, _) = entry?;
+        let (_, provider, subject) = key.value();
+        let Some(bytes) = identities.get((provider, subject))? else {
+            continue;
+        };
+        let record: IdentityRecord = decode(bytes.value(), "oauth identity")?;
+        found.push(OAuthIdentity {
+            provider: provider.to_owned(),
+            subject: subject.to_owned(),
+            user_id: record.user_id,
+            linked: record.linked,
+        });
+    }
+    Ok(found)
 }
 
 /// Every key of the reverse index that belongs to `user_id`.

@@ -11,7 +11,7 @@ use crate::model::second_factor::{
     ActiveTotp, MfaToken, PendingTotp, RecoveryCodeSet, SecondFactorProof, SecondFactorRefusal,
     SecondFactorSummary, TotpSecret,
 };
-use crate::model::{UnixSeconds, UserId};
+use crate::model::{OAuthIdentity, UnixSeconds, UserId};
 use crate::store::redb_backend::passkeys::{count_passkeys_of_user, delete_passkeys_of_user};
 use crate::store::redb_backend::record::{
     MfaTokenRecord, PendingTotpRecord, RecoveryCodesRecord, TotpRecord, decode, encode,
@@ -252,7 +252,7 @@ impl RedbStore {
         sign_in: &NewSignIn,
         mfa_token_hash: &[u8; 32],
         proof: SecondFactorProof,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<OAuthIdentity>, StoreError> {
         let user_id = sign_in.session.user_id;
         let transaction = self.begin_write()?;
         {
@@ -274,33 +274,16 @@ impl RedbStore {
             }
         }
         spend_proof(&transaction, user_id, proof)?;
-        write_sign_in(&transaction, sign_in)?;
+        let identities = write_sign_in(&transaction, sign_in)?;
         transaction.commit()?;
-        Ok(())
+        Ok(identities)
     }
 
     /// `latchkey user mfa-reset`: removes the user's TOTP (pending or active), recovery
     /// codes and passkeys. Answers what the user held before.
     pub fn reset_second_factors(&self, user_id: UserId) -> Result<SecondFactorSummary, StoreError> {
         let transaction = self.begin_write()?;
-        let before = {
-            let totp = transaction.open_table(USERID_TOTP)?.get(user_id)?.is_some();
-            let recovery_codes_left =
-                match transaction.open_table(USERID_RECOVERYCODES)?.get(user_id)? {
-                    Some(bytes) => decode::<RecoveryCodesRecord>(bytes.value(), "recovery codes")?
-                        .hashes
-                        .len(),
-                    None => 0,
-                };
-            SecondFactorSummary {
-                totp,
-                passkeys: count_passkeys_of_user(
-                    &transaction.open_table(USERID_PASSKEYID)?,
-                    user_id,
-                )?,
-                recovery_codes_left,
-            }
-        };
+        let before = second_factor_summary_in_write(&transaction, user_id)?;
         delete_second_factors_of_user(&transaction, user_id)?;
         transaction.commit()?;
         Ok(before)
@@ -467,16 +450,42 @@ pub(super) fn second_factor_summary_in(
     transaction: &ReadTransaction,
     user_id: UserId,
 ) -> Result<SecondFactorSummary, StoreError> {
-    let totp = transaction.open_table(USERID_TOTP)?.get(user_id)?.is_some();
-    let recovery_codes_left = match transaction.open_table(USERID_RECOVERYCODES)?.get(user_id)? {
+    second_factor_summary_from(
+        &transaction.open_table(USERID_TOTP)?,
+        &transaction.open_table(USERID_RECOVERYCODES)?,
+        &transaction.open_table(USERID_PASSKEYID)?,
+        user_id,
+    )
+}
+
+/// `second_factor_summary_in` inside a write transaction.
+pub(super) fn second_factor_summary_in_write(
+    transaction: &WriteTransaction,
+    user_id: UserId,
+) -> Result<SecondFactorSummary, StoreError> {
+    second_factor_summary_from(
+        &transaction.open_table(USERID_TOTP)?,
+        &transaction.open_table(USERID_RECOVERYCODES)?,
+        &transaction.open_table(USERID_PASSKEYID)?,
+        user_id,
+    )
+}
+
+fn second_factor_summary_from(
+    totp: &impl ReadableTable<u64, &'static [u8]>,
+    recovery_codes: &impl ReadableTable<u64, &'static [u8]>,
+    passkeys: &impl ReadableTable<(u64, u128), ()>,
+    user_id: UserId,
+) -> Result<SecondFactorSummary, StoreError> {
+    let recovery_codes_left = match recovery_codes.get(user_id)? {
         Some(bytes) => decode::<RecoveryCodesRecord>(bytes.value(), "recovery codes")?
             .hashes
             .len(),
         None => 0,
     };
     Ok(SecondFactorSummary {
-        totp,
-        passkeys: count_passkeys_of_user(&transaction.open_table(USERID_PASSKEYID)?, user_id)?,
+        totp: totp.get(user_id)?.is_some(),
+        passkeys: count_passkeys_of_user(passkeys, user_id)?,
         recovery_codes_left,
     })
 }
@@ -525,6 +534,7 @@ mod tests {
 
     fn sign_in_of(user: &crate::model::User) -> NewSignIn {
         NewSignIn {
+            refuse_if_second_factor_held: false,
             session: live_session(SessionId::new_for_user(user.id), user.id),
             requester: requester_for(user, NOW),
             max_sessions_per_user: 1000,
@@ -532,6 +542,57 @@ mod tests {
             end_other_sessions: false,
             replacement_password_hash: None,
         }
+    }
+
+    /// A first factor alone is refused inside the sign-in's write once the user holds a
+    /// second factor, however late the enrolment committed, and nothing is written; before
+    /// that, the write answers the user's linked identities.
+    #[test]
+    fn a_first_factor_alone_is_refused_in_the_write_once_a_second_factor_is_held() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = open_store(&directory);
+        let user = add_user(&store, "ada@example.com");
+        store
+            .link_identity("idp", "ada-at-idp", user.id, |_| true, NOW)
+            .unwrap();
+        let before = NewSignIn {
+            refuse_if_second_factor_held: true,
+            ..sign_in_of(&user)
+        };
+        let identities = store.record_sign_in(&before).unwrap();
+        let subjects: Vec<&str> = identities.iter().map(|one| one.subject.as_str()).collect();
+        assert_eq!(subjects, ["ada-at-idp"]);
+
+        let requester = requester_for(&user, NOW);
+        let secret = TotpSecret::new([7; 20]);
+        let pending = PendingTotp {
+            user_id: user.id,
+            secret,
+            created: NOW,
+            expires_at: NOW + 600,
+        };
+        store.start_totp_enrolment(&pending, &requester).unwrap();
+        store
+            .activate_totp(&secret, 10, &codes(&[[1; 32]]), &requester)
+            .unwrap();
+        let after = NewSignIn {
+            refuse_if_second_factor_held: true,
+            ..sign_in_of(&user)
+        };
+        let held = SecondFactorSummary {
+            totp: true,
+            passkeys: 0,
+            recovery_codes_left: 1,
+        };
+        assert!(matches!(
+            store.record_sign_in(&after),
+            Err(StoreError::SecondFactorHeld(summary)) if summary == held
+        ));
+        assert!(store.session(after.session.id).unwrap().is_none());
+        // A completed second step asks for no such refusal.
+        let completed = sign_in_of(&user);
+        store.record_sign_in(&completed).unwrap();
+        assert!(store.session(completed.session.id).unwrap().is_some());
     }
 
     /// Enrolment, a step spent once, a recovery code spent once, and the mfa-token spent

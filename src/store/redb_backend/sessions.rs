@@ -4,12 +4,18 @@
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::model::second_factor::SecondFactorSummary;
-use crate::model::{Session, SessionId, SessionKind, TokenMaker, UnixSeconds, UserId};
+use crate::model::{
+    OAuthIdentity, Session, SessionId, SessionKind, TokenMaker, UnixSeconds, UserId,
+};
 use crate::store::redb_backend::api_tokens::{insert_api_token, remove_api_token_rows};
+use crate::store::redb_backend::identities::identities_in;
 use crate::store::redb_backend::record::{decode_session, encode_session};
-use crate::store::redb_backend::second_factors::second_factor_summary_in;
+use crate::store::redb_backend::second_factors::{
+    second_factor_summary_in, second_factor_summary_in_write,
+};
 use crate::store::redb_backend::tables::{
-    EXPIRE_SESSIONID, SESSIONID_SESSION, USERID_UNPREFIXEDSESSIONID,
+    EXPIRE_SESSIONID, PROVIDERSUBJECT_IDENTITY, SESSIONID_SESSION, USERID_PROVIDERSUBJECT,
+    USERID_UNPREFIXEDSESSIONID,
 };
 use crate::store::redb_backend::token_makers::{self, fit_within_maker};
 use crate::store::redb_backend::users::{read_user_and_parent, set_password_hash};
@@ -19,11 +25,11 @@ use crate::store::{AlsoRead, NewSignIn, SessionContext, StoreError};
 impl RedbStore {
     /// Writes a sign-in's session, its API token, and (optionally) ends the user's other
     /// sessions and replaces its password hash, all in one durable transaction.
-    pub fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<(), StoreError> {
+    pub fn record_sign_in(&self, sign_in: &NewSignIn) -> Result<Vec<OAuthIdentity>, StoreError> {
         let transaction = self.begin_write()?;
-        write_sign_in(&transaction, sign_in)?;
+        let identities = write_sign_in(&transaction, sign_in)?;
         transaction.commit()?;
-        Ok(())
+        Ok(identities)
     }
 
     /// The session, its user and the user's parent (and what `also` asks for), or `None`
@@ -165,13 +171,19 @@ impl RedbStore {
 
 /// A session from the sessions table of either kind of transaction.
 /// What `record_sign_in` writes, inside a transaction of its caller's (a second step spends
-/// its proof in the same one).
+/// its proof in the same one); answers the user's linked identities as committed.
 pub(super) fn write_sign_in(
     transaction: &WriteTransaction,
     sign_in: &NewSignIn,
-) -> Result<(), StoreError> {
+) -> Result<Vec<OAuthIdentity>, StoreError> {
     let user_id = sign_in.session.user_id;
     check_requester(transaction, &sign_in.requester)?;
+    if sign_in.refuse_if_second_factor_held {
+        let held = second_factor_summary_in_write(transaction, user_id)?;
+        if held.requires_second_factor() {
+            return Err(StoreError::SecondFactorHeld(held));
+        }
+    }
     if sign_in.end_other_sessions {
         for session_id in session_ids_of_user(transaction, user_id)? {
             delete_session(transaction, session_id)?;
@@ -191,7 +203,11 @@ pub(super) fn write_sign_in(
         // A re-hash of the same password is not a profile change: `updated` stays.
         set_password_hash(transaction, user_id, hash, None)?;
     }
-    Ok(())
+    identities_in(
+        &transaction.open_table(USERID_PROVIDERSUBJECT)?,
+        &transaction.open_table(PROVIDERSUBJECT_IDENTITY)?,
+        user_id,
+    )
 }
 
 pub(super) fn session_in(
@@ -472,6 +488,7 @@ mod tests {
         let store = open_store(&directory);
         let user = add_user(&store, "racer@example.com");
         let sign_in = |version: u64| NewSignIn {
+            refuse_if_second_factor_held: false,
             session: live_session(SessionId::new_for_user(user.id), user.id),
             requester: Requester {
                 user_id: user.id,

@@ -207,6 +207,7 @@ mod tests {
         let made = stored.iter().find(|token| token.hash[0] == 2).unwrap();
         assert_eq!(made.expires_at, Some(now + 60));
         let minted = NewSignIn {
+            refuse_if_second_factor_held: false,
             session: Session {
                 kind: SessionKind::Minted,
                 expire: now + 14 * 24 * 3600,
