@@ -11,6 +11,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_tables.sql"),
     include_str!("migrations/0002_throttle_counters.sql"),
+    include_str!("migrations/0003_second_factor_summary.sql"),
 ];
 
 /// The schema version this build leaves a database at.
@@ -112,6 +113,54 @@ mod tests {
             }
             other => panic!("a newer database opened: {other:?}"),
         }
+    }
+
+    /// A database left at version 2 with second factors in it gets their summary on each
+    /// user's row when version 3 is applied.
+    #[tokio::test]
+    async fn version_3_counts_the_second_factors_already_held() {
+        let url = fresh_database().await;
+        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let transaction = client.transaction().await.unwrap();
+        for migration in &MIGRATIONS[..2] {
+            transaction.batch_execute(migration).await.unwrap();
+        }
+        transaction
+            .batch_execute(
+                "CREATE TABLE latchkey_schema_migrations (
+                     version bigint PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 );
+                 INSERT INTO latchkey_schema_migrations (version) VALUES (1), (2);
+                 INSERT INTO users (id, email, normalized_email, role, status, permissions,
+                     created, updated, email_verified, credential_version)
+                 VALUES (1, 'ada@example.com', 'ada@example.com', 'user', 'active', 0, 0, 0,
+                     true, 0),
+                 (2, 'bob@example.com', 'bob@example.com', 'user', 'active', 0, 0, 0, true, 0);
+                 INSERT INTO active_totp VALUES (1, '\\x0000000000000000000000000000000000000000', 0, 0);
+                 INSERT INTO recovery_codes VALUES (1, '\\x00', ARRAY['\\x01', '\\x02']::bytea[]);
+                 INSERT INTO passkeys (id, user_id, credential_id, user_handle, name, created,
+                     credential)
+                 VALUES (gen_random_uuid(), 2, '\\x01', gen_random_uuid(), 'key', 0, '\\x00');",
+            )
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+
+        let store = PostgresStore::open(&url, 1).await.unwrap();
+        let ada = store.second_factor_summary(1).await.unwrap();
+        let bob = store.second_factor_summary(2).await.unwrap();
+        assert_eq!(
+            (ada.totp, ada.passkeys, ada.recovery_codes_left),
+            (true, 0, 2)
+        );
+        assert_eq!(
+            (bob.totp, bob.passkeys, bob.recovery_codes_left),
+            (false, 1, 0)
+        );
     }
 
     #[tokio::test]

@@ -419,29 +419,32 @@ pub(super) async fn delete_second_factors_of_user(
     Ok(())
 }
 
-/// What the user holds, in one statement of the caller's client or transaction.
+/// What the user holds, in one statement of the caller's client or transaction (nothing, for
+/// a user that is not there).
 pub(super) async fn second_factor_summary_in(
     client: &impl GenericClient,
     user_id: UserId,
 ) -> Result<SecondFactorSummary, StoreError> {
     let statement = client
-        .prepare_cached(&format!("SELECT {}", second_factor_summary_columns("$1")))
+        .prepare_cached(&format!(
+            "SELECT {} FROM users WHERE id = $1",
+            second_factor_summary_columns("users")
+        ))
         .await?;
-    let row = client
-        .query_one(&statement, &[&user_id_to_sql(user_id)?])
-        .await?;
-    second_factor_summary_from_row(&row, 0)
+    match client
+        .query_opt(&statement, &[&user_id_to_sql(user_id)?])
+        .await?
+    {
+        Some(row) => second_factor_summary_from_row(&row, 0),
+        None => Ok(SecondFactorSummary::default()),
+    }
 }
 
-/// The three columns of `SecondFactorSummary` for the user whose id is `user_id` (a
-/// parameter or a column), as scalar subqueries: appended to a token check's statement when
-/// it asks for them.
-pub(super) fn second_factor_summary_columns(user_id: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM active_totp WHERE user_id = {user_id}), \
-         (SELECT count(*) FROM passkeys WHERE user_id = {user_id}), \
-         COALESCE((SELECT cardinality(hashes) FROM recovery_codes WHERE user_id = {user_id}), 0)"
-    )
+/// The three columns of `SecondFactorSummary` on the users row that a statement calls
+/// `users`: kept by the triggers of schema version 3 (`0003_second_factor_summary.sql`) as
+/// the factor tables change. Appended to a token check's statement when it asks for them.
+pub(super) fn second_factor_summary_columns(users: &str) -> String {
+    format!("{users}.totp_on, {users}.passkey_count, {users}.recovery_codes_left")
 }
 
 /// The summary from the three columns `second_factor_summary_columns` put at `first`.
@@ -778,6 +781,85 @@ mod tests {
             .finish_passkey_registration(challenge.id, &passkey, 20, &requester_for(user, NOW))
             .await
             .unwrap();
+    }
+
+    /// The summary on the users row (schema version 3's triggers) against a count of the
+    /// factor tables' rows.
+    async fn assert_summary_is_the_count(
+        store: &PostgresStore,
+        user: &User,
+        expected: (bool, usize, usize),
+    ) {
+        let kept = store.second_factor_summary(user.id).await.unwrap();
+        let client = store.connection().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM active_totp WHERE user_id = $1), \
+                 (SELECT count(*) FROM passkeys WHERE user_id = $1), \
+                 COALESCE((SELECT cardinality(hashes) FROM recovery_codes WHERE user_id = $1), 0)",
+                &[&user_id_to_sql(user.id).unwrap()],
+            )
+            .await
+            .unwrap();
+        let counted = second_factor_summary_from_row(&row, 0).unwrap();
+        assert_eq!(kept, counted);
+        assert_eq!(
+            (kept.totp, kept.passkeys, kept.recovery_codes_left),
+            expected
+        );
+    }
+
+    /// Every write that changes a second factor leaves the summary on the user's row equal
+    /// to a count of the factor tables: enrolment, a spent recovery code, new codes, passkeys
+    /// added and removed, TOTP turned off, and the reset; another user's stays as it was.
+    #[tokio::test]
+    async fn the_summary_on_the_users_row_follows_every_second_factor_write() {
+        let store = fresh_store().await;
+        let user = add_user(&store, "ada@example.com").await;
+        let bystander = add_user(&store, "bob@example.com").await;
+        add_passkey(&store, &bystander, b"bob's").await;
+        assert_summary_is_the_count(&store, &user, (false, 0, 0)).await;
+
+        start_and_activate(&store, &user, 7, 10, &codes(&[[1; 32], [2; 32], [3; 32]])).await;
+        assert_summary_is_the_count(&store, &user, (true, 0, 3)).await;
+        let mfa = mfa_token(user.id, 9);
+        store.insert_mfa_token(&mfa).await.unwrap();
+        store
+            .record_sign_in_with_second_factor(
+                &sign_in_of(&user),
+                &mfa.hash,
+                SecondFactorProof::RecoveryCode([2; 32]),
+            )
+            .await
+            .unwrap();
+        assert_summary_is_the_count(&store, &user, (true, 0, 2)).await;
+        let requester = requester_for(&user, NOW);
+        store
+            .replace_recovery_codes(&codes(&[[4; 32]; 10]), &requester)
+            .await
+            .unwrap();
+        assert_summary_is_the_count(&store, &user, (true, 0, 10)).await;
+
+        add_passkey(&store, &user, b"first").await;
+        add_passkey(&store, &user, b"second").await;
+        assert_summary_is_the_count(&store, &user, (true, 2, 10)).await;
+        let first = store.passkeys_of_user(user.id).await.unwrap()[0].id;
+        assert!(
+            store
+                .delete_passkey_of_user(user.id, first, &requester)
+                .await
+                .unwrap()
+        );
+        assert_summary_is_the_count(&store, &user, (true, 1, 10)).await;
+
+        store
+            .disable_totp(SecondFactorProof::TotpStep(11), &requester)
+            .await
+            .unwrap();
+        assert_summary_is_the_count(&store, &user, (false, 1, 0)).await;
+        store.reset_second_factors(user.id).await.unwrap();
+        assert_summary_is_the_count(&store, &user, (false, 0, 0)).await;
+        assert_summary_is_the_count(&store, &bystander, (false, 1, 0)).await;
     }
 
     /// A first factor alone is refused inside the sign-in's write once the user holds a

@@ -44,7 +44,7 @@ pub(super) fn also_read_columns(also: AlsoRead) -> String {
     match also {
         AlsoRead::Nothing => String::new(),
         AlsoRead::SecondFactorSummary => {
-            format!(", {}", second_factor_summary_columns("owner.id"))
+            format!(", {}", second_factor_summary_columns("owner"))
         }
     }
 }
