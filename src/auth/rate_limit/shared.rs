@@ -304,17 +304,19 @@ mod tests {
         }
     }
 
+    /// Small ceilings and a short longest wait, so that a walk meets every rule: each bucket
+    /// running dry, lockouts doubling up to the cap, refills, forgotten buckets.
+    const SMALL_LIMITS: ThrottleLimits = ThrottleLimits {
+        failures_per_account_network: 3,
+        failures_per_account: 5,
+        failures_per_network: 7,
+        max_delay_seconds: 120,
+    };
+
     #[tokio::test]
     async fn shared_buckets_answer_exactly_as_the_in_memory_ones_step_by_step() {
         let counters = shared_counters_on_a_fresh_database().await;
-        // Small ceilings and a short longest wait, so that the walk meets every rule: each
-        // bucket running dry, lockouts doubling up to the cap, refills, forgotten buckets.
-        let limits = ThrottleLimits {
-            failures_per_account_network: 3,
-            failures_per_account: 5,
-            failures_per_network: 7,
-            max_delay_seconds: 120,
-        };
+        let limits = SMALL_LIMITS;
         let shared = SharedThrottle::new("password", Some(limits), counters.clone());
         let in_memory = InMemoryThrottle::new(Some(limits));
         let emails = ["ada@example.com", "bob@example.com"];
@@ -381,13 +383,7 @@ mod tests {
     #[tokio::test]
     async fn a_passed_check_says_whether_the_account_network_history_is_kept() {
         let counters = shared_counters_on_a_fresh_database().await;
-        let limits = ThrottleLimits {
-            failures_per_account_network: 3,
-            failures_per_account: 5,
-            failures_per_network: 7,
-            max_delay_seconds: 120,
-        };
-        let shared = SharedThrottle::new("password", Some(limits), counters);
+        let shared = SharedThrottle::new("password", Some(SMALL_LIMITS), counters);
         let (email, network) = ("ada@example.com", "198.51.100.1");
         let kept = |outcome: Result<bool, LimitRefusal>| match outcome {
             Ok(kept) => kept,
