@@ -5,7 +5,10 @@
 //! keyed by the normalized email (whether or not the account exists), by (email, client
 //! network) and by client network (IPv4 address, IPv6 /64). `PerKeyLimiter` is one plain
 //! bucket per key (a caller's user id, for sub-user creation). A check whose bucket is empty
-//! is refused before any hashing, with the seconds until it refills.
+//! is refused before any hashing, with the seconds until it refills. A check that passes
+//! holds one token of each of its buckets until its attempt ends (`ThrottlePassed`, dropped
+//! after the failure is taken or the success recorded), so that simultaneous guesses meet
+//! the ceilings as the same guesses one after another do; the holds are this node's own.
 //!
 //! The per-account ceiling binds every network, one that never failed against the account
 //! included, so rotating networks buys no guesses beyond it; an opened session clears its own
@@ -31,7 +34,7 @@ mod shared;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::auth::AuthError;
 use crate::auth::rate_limit::shared::{SharedPerKeyLimiter, SharedThrottle};
@@ -127,9 +130,14 @@ impl From<LimitRefusal> for AuthError {
 /// to forget. In this process's memory forgetting costs nothing, so it always does; in the
 /// shared database a bucket that was not there costs no statement. A failure recorded by
 /// another request after the check is then left in place, which limits more, never less.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// It also holds one token of each of the attempt's buckets on this node until it is dropped:
+/// a check that passes is counted against the checks that follow while its hash runs, which
+/// is what keeps a burst of simultaneous guesses within the ceilings.
+#[derive(Debug)]
 pub struct ThrottlePassed {
     history_to_forget: bool,
+    _hold: Option<AttemptHold>,
 }
 
 /// The buckets of password checks (or of sign-up, resend and reset requests), wherever they
@@ -137,7 +145,67 @@ pub struct ThrottlePassed {
 #[derive(Debug)]
 pub struct Throttle {
     buckets: ThrottleBuckets,
+    limits: Option<ThrottleLimits>,
+    attempts_under_way: Arc<AttemptsUnderWay>,
     clock: Clock,
+}
+
+/// The attempts that passed a check on this node and have not ended, counted by bucket (a
+/// keyed hash of the bucket's kind and parts, as `BucketTable` keys them). Bounded by the
+/// requests in flight: a count that falls to 0 is removed.
+#[derive(Debug, Default)]
+struct AttemptsUnderWay {
+    counts: Mutex<HashMap<u64, u32>>,
+    key_hasher: RandomState,
+}
+
+/// One attempt's hold on its three buckets, let go when dropped.
+#[derive(Debug)]
+struct AttemptHold {
+    attempts_under_way: Arc<AttemptsUnderWay>,
+    keys: [u64; 3],
+}
+
+impl AttemptsUnderWay {
+    fn keys(&self, limits: &ThrottleLimits, email: &str, network: &str) -> [u64; 3] {
+        bucket_kinds(limits).map(|(kind, _)| {
+            let (email, network) = kind.counted_parts(email, network);
+            self.key_hasher.hash_one((kind, email, network))
+        })
+    }
+
+    /// Holds `keys` for one more attempt, and answers how many other attempts hold each.
+    fn hold(self: &Arc<Self>, keys: [u64; 3]) -> (AttemptHold, [u32; 3]) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let others = keys.map(|key| {
+            let count = counts.entry(key).or_insert(0);
+            *count = count.saturating_add(1);
+            *count - 1
+        });
+        let hold = AttemptHold {
+            attempts_under_way: Arc::clone(self),
+            keys,
+        };
+        (hold, others)
+    }
+}
+
+impl Drop for AttemptHold {
+    fn drop(&mut self) {
+        let mut counts = self
+            .attempts_under_way
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in self.keys {
+            if let Some(count) = counts.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -161,26 +229,65 @@ impl Throttle {
                 ThrottleBuckets::Shared(SharedThrottle::new(limiter, limits, counters.clone()))
             }
         };
-        Throttle { buckets, clock }
+        Throttle {
+            buckets,
+            limits,
+            attempts_under_way: Arc::new(AttemptsUnderWay::default()),
+            clock,
+        }
     }
 
     /// Whether a password check for `email` from `network` may go ahead now. The account's
     /// ceiling applies to every network, new ones included.
+    /// The attempt is held first, so that of two simultaneous checks each counts the other.
     pub async fn check(&self, email: &str, network: &str) -> Result<ThrottlePassed, LimitRefusal> {
+        let Some(limits) = self.limits else {
+            return Ok(ThrottlePassed {
+                history_to_forget: false,
+                _hold: None,
+            });
+        };
+        let keys = self.attempts_under_way.keys(&limits, email, network);
+        let (hold, others) = self.attempts_under_way.hold(keys);
+        let history_to_forget = self.check_beside(email, network, others).await?;
+        Ok(ThrottlePassed {
+            history_to_forget,
+            _hold: Some(hold),
+        })
+    }
+
+    /// `check` for a request that is counted right after whatever its outcome
+    /// (`count_request`): with no hash in between, it holds nothing, so that requests sent
+    /// together meet the ceiling exactly rather than count twice while they finish.
+    pub async fn check_request(&self, key: &str, network: &str) -> Result<(), LimitRefusal> {
+        self.check_beside(key, network, [0; 3]).await?;
+        Ok(())
+    }
+
+    /// Whether the buckets let an attempt through beside `others` under way on this node;
+    /// passed, whether the (account, network) bucket has a history to forget.
+    async fn check_beside(
+        &self,
+        email: &str,
+        network: &str,
+        others: [u32; 3],
+    ) -> Result<bool, LimitRefusal> {
         match &self.buckets {
             ThrottleBuckets::ThisProcess(throttle) => {
                 throttle
-                    .check(email, network, self.clock.since_start_seconds())
+                    .check(email, network, others, self.clock.since_start_seconds())
                     .map_err(LimitRefusal::TooSoon)?;
-                Ok(ThrottlePassed {
-                    history_to_forget: true,
-                })
+                Ok(true)
             }
             ThrottleBuckets::Shared(throttle) => {
-                let history_to_forget = throttle
-                    .check(email, network, self.clock.now_unix_seconds_fractional())
-                    .await?;
-                Ok(ThrottlePassed { history_to_forget })
+                throttle
+                    .check(
+                        email,
+                        network,
+                        others,
+                        self.clock.now_unix_seconds_fractional(),
+                    )
+                    .await
             }
         }
     }
@@ -409,19 +516,28 @@ impl InMemoryThrottle {
         }
     }
 
-    /// Whether a password check for `email` from `network` may go ahead at `now` (seconds).
-    /// The account's ceiling applies to every network, new ones included.
-    pub fn check(&self, email: &str, network: &str, now: f64) -> Result<(), RetryAfter> {
+    /// Whether a password check for `email` from `network` may go ahead at `now` (seconds),
+    /// beside `others` attempts under way on each bucket (in `bucket_kinds` order). The
+    /// account's ceiling applies to every network, new ones included.
+    pub fn check(
+        &self,
+        email: &str,
+        network: &str,
+        others: [u32; 3],
+        now: f64,
+    ) -> Result<(), RetryAfter> {
         let Some(limits) = self.limits else {
             return Ok(());
         };
         let mut table = lock(&self.table);
         let mut longest_wait = 0.0_f64;
-        for (kind, _) in bucket_kinds(&limits) {
+        for ((kind, capacity), others) in bucket_kinds(&limits).into_iter().zip(others) {
             let key = table.key(kind, email, network);
-            if let Some(bucket) = table.refilled(key, now) {
-                longest_wait = longest_wait.max(bucket.wait(now));
-            }
+            let wait = match table.refilled(key, now) {
+                Some(bucket) => bucket.wait_beside(others, now),
+                None => wait_for_attempts_under_way(f64::from(capacity.max(1)), others),
+            };
+            longest_wait = longest_wait.max(wait);
         }
         refusal_after(longest_wait)
     }
@@ -621,6 +737,17 @@ impl Bucket {
         }
     }
 
+    /// `wait`, beside `others` attempts under way that will each take a token or give theirs
+    /// back.
+    fn wait_beside(&self, others: u32, now: f64) -> f64 {
+        let own = self.wait(now);
+        if own > 0.0 {
+            own
+        } else {
+            wait_for_attempts_under_way(self.tokens, others)
+        }
+    }
+
     /// Seconds until this bucket is as if it had never been drained: forgetting it sooner
     /// hands its key that much back. 0 means it can be forgotten at no cost.
     fn hold_seconds(&self, now: f64) -> f64 {
@@ -711,6 +838,17 @@ impl BucketTable {
     }
 }
 
+/// The wait of a bucket holding `tokens` (refilled, not blocked) while `others` attempts
+/// under way hold one each: none while a token is left over, else a second, within which an
+/// attempt under way has usually ended (its hash done, its failure taken or its hold let go).
+fn wait_for_attempts_under_way(tokens: f64, others: u32) -> f64 {
+    if tokens - f64::from(others) >= 1.0 {
+        0.0
+    } else {
+        1.0
+    }
+}
+
 fn refusal_after(wait_seconds: f64) -> Result<(), RetryAfter> {
     if wait_seconds > 0.0 {
         return Err(RetryAfter(seconds_at_least_one(wait_seconds)));
@@ -775,27 +913,43 @@ mod tests {
         let throttle = InMemoryThrottle::new(Some(LIMITS));
         let mut now = 1000.0;
         for _ in 0..5 {
-            assert!(throttle.check("a@x.com", "198.51.100.1", now).is_ok());
+            assert!(
+                throttle
+                    .check("a@x.com", "198.51.100.1", [0; 3], now)
+                    .is_ok()
+            );
             throttle.record_failed_attempt("a@x.com", "198.51.100.1", now);
         }
-        let first_wait = throttle.check("a@x.com", "198.51.100.1", now).unwrap_err();
+        let first_wait = throttle
+            .check("a@x.com", "198.51.100.1", [0; 3], now)
+            .unwrap_err();
         assert!(first_wait.0 >= 1);
         assert!(
-            throttle.check("a@x.com", "203.0.113.7", now).is_ok(),
+            throttle
+                .check("a@x.com", "203.0.113.7", [0; 3], now)
+                .is_ok(),
             "a clean network passes while the account has failures left"
         );
         // After the wait, one more failure locks again for longer.
         now += first_wait.0 as f64 + 0.5;
-        assert!(throttle.check("a@x.com", "198.51.100.1", now).is_ok());
+        assert!(
+            throttle
+                .check("a@x.com", "198.51.100.1", [0; 3], now)
+                .is_ok()
+        );
         throttle.record_failed_attempt("a@x.com", "198.51.100.1", now);
-        let second_wait = throttle.check("a@x.com", "198.51.100.1", now).unwrap_err();
+        let second_wait = throttle
+            .check("a@x.com", "198.51.100.1", [0; 3], now)
+            .unwrap_err();
         assert!(
             second_wait.0 > first_wait.0,
             "{second_wait:?} after {first_wait:?}"
         );
         throttle.record_success("a@x.com", "198.51.100.1");
         assert!(
-            throttle.check("a@x.com", "198.51.100.1", now).is_ok(),
+            throttle
+                .check("a@x.com", "198.51.100.1", [0; 3], now)
+                .is_ok(),
             "a success resets it"
         );
     }
@@ -808,16 +962,20 @@ mod tests {
         // anywhere near its own limit, but the account's 20 are spent.
         for index in 0..20 {
             let network = format!("198.51.100.{index}");
-            assert!(throttle.check("a@x.com", &network, now).is_ok());
+            assert!(throttle.check("a@x.com", &network, [0; 3], now).is_ok());
             throttle.record_failed_attempt("a@x.com", &network, now);
         }
-        let refused = throttle.check("a@x.com", "203.0.113.99", now);
+        let refused = throttle.check("a@x.com", "203.0.113.99", [0; 3], now);
         assert!(refused.is_err(), "a 21st network got a fresh guess");
-        assert!(throttle.check("other@x.com", "203.0.113.99", now).is_ok());
+        assert!(
+            throttle
+                .check("other@x.com", "203.0.113.99", [0; 3], now)
+                .is_ok()
+        );
         // The ceiling refills over its window.
         assert!(
             throttle
-                .check("a@x.com", "203.0.113.99", now + 61.0)
+                .check("a@x.com", "203.0.113.99", [0; 3], now + 61.0)
                 .is_ok()
         );
     }
@@ -829,12 +987,12 @@ mod tests {
         // As `signup::limit_requests` does: check, then count the request.
         for index in 0..5 {
             let network = format!("2001:db8:{index}::/64");
-            assert!(throttle.check("taken@x.com", &network, now).is_ok());
+            assert!(throttle.check("taken@x.com", &network, [0; 3], now).is_ok());
             throttle.count_request("taken@x.com", &network, now);
         }
         assert!(
             throttle
-                .check("taken@x.com", "2001:db8:99::/64", now)
+                .check("taken@x.com", "2001:db8:99::/64", [0; 3], now)
                 .is_err(),
             "a sixth network got past requests_per_address"
         );
@@ -853,8 +1011,16 @@ mod tests {
         for index in 0..15 {
             throttle.record_failed_attempt("target@x.com", &format!("203.0.113.{index}"), now);
         }
-        assert!(throttle.check("target@x.com", attacker, now).is_err());
-        assert!(throttle.check("target@x.com", "192.0.2.1", now).is_err());
+        assert!(
+            throttle
+                .check("target@x.com", attacker, [0; 3], now)
+                .is_err()
+        );
+        assert!(
+            throttle
+                .check("target@x.com", "192.0.2.1", [0; 3], now)
+                .is_err()
+        );
 
         // Then 100,000 distinct keys (each a new email from a new network: three buckets
         // each), within a second.
@@ -879,11 +1045,15 @@ mod tests {
         // Flooding forgot other buckets, not the attacked ones.
         let after = now + 1.0;
         assert!(
-            throttle.check("target@x.com", attacker, after).is_err(),
+            throttle
+                .check("target@x.com", attacker, [0; 3], after)
+                .is_err(),
             "the attacker's network got its guesses back"
         );
         assert!(
-            throttle.check("target@x.com", "192.0.2.2", after).is_err(),
+            throttle
+                .check("target@x.com", "192.0.2.2", [0; 3], after)
+                .is_err(),
             "the account's ceiling was reset by the flood"
         );
     }
@@ -910,7 +1080,11 @@ mod tests {
             throttle.record_failed_attempt(&format!("new{index}@x.com"), &network, later);
         }
         assert_eq!(throttle.held_entries(), 1 + 3 * 1000);
-        assert!(throttle.check("target@x.com", attacker, later).is_err());
+        assert!(
+            throttle
+                .check("target@x.com", attacker, [0; 3], later)
+                .is_err()
+        );
     }
 
     #[test]
@@ -919,8 +1093,16 @@ mod tests {
         for index in 0..30 {
             throttle.record_failed_attempt(&format!("user{index}@x.com"), "198.51.100.9", 50.0);
         }
-        assert!(throttle.check("fresh@x.com", "198.51.100.9", 50.0).is_err());
-        assert!(throttle.check("fresh@x.com", "198.51.100.10", 50.0).is_ok());
+        assert!(
+            throttle
+                .check("fresh@x.com", "198.51.100.9", [0; 3], 50.0)
+                .is_err()
+        );
+        assert!(
+            throttle
+                .check("fresh@x.com", "198.51.100.10", [0; 3], 50.0)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -933,7 +1115,11 @@ mod tests {
         throttle.record_network_failure("198.51.100.9", 50.0);
         let wait = throttle.check_network("198.51.100.9", 50.0).unwrap_err();
         assert!(wait.0 >= 1);
-        assert!(throttle.check("fresh@x.com", "198.51.100.9", 50.0).is_err());
+        assert!(
+            throttle
+                .check("fresh@x.com", "198.51.100.9", [0; 3], 50.0)
+                .is_err()
+        );
         assert!(throttle.check_network("198.51.100.10", 50.0).is_ok());
         assert!(
             InMemoryThrottle::new(None)
@@ -985,7 +1171,9 @@ mod tests {
         }
         poison(&throttle.table);
         assert!(
-            throttle.check("a@x.com", "198.51.100.1", 10.0).is_err(),
+            throttle
+                .check("a@x.com", "198.51.100.1", [0; 3], 10.0)
+                .is_err(),
             "a poisoned throttle let a locked-out network guess again"
         );
         // It still counts, too: a network failing against many accounts after the poisoning
@@ -993,7 +1181,11 @@ mod tests {
         for index in 0..30 {
             throttle.record_failed_attempt(&format!("user{index}@x.com"), "203.0.113.5", 10.0);
         }
-        assert!(throttle.check("fresh@x.com", "203.0.113.5", 10.0).is_err());
+        assert!(
+            throttle
+                .check("fresh@x.com", "203.0.113.5", [0; 3], 10.0)
+                .is_err()
+        );
         assert!(throttle.check_network("203.0.113.5", 10.0).is_err());
 
         let limiter = InMemoryPerKeyLimiter::new(Some(PerKeyLimit {
@@ -1016,5 +1208,42 @@ mod tests {
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         assert_eq!(client_network(first), client_network(second));
         assert_ne!(client_network(first), client_network(other));
+    }
+
+    /// A check that passed holds a token of each bucket until it is dropped: beside the
+    /// (account, network) bucket's 3 held, a fourth waits a second; one let go makes room.
+    #[tokio::test]
+    async fn a_passed_check_holds_its_tokens_until_it_ends() {
+        let limits = ThrottleLimits {
+            failures_per_account_network: 3,
+            ..LIMITS
+        };
+        let throttle = Throttle::new(
+            "password",
+            Some(limits),
+            &CounterHome::ThisProcess,
+            crate::model::clock::ManualClock::starting_now().clock(),
+        );
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(throttle.check("a@x.com", "198.51.100.1").await.unwrap());
+        }
+        match throttle.check("a@x.com", "198.51.100.1").await {
+            Err(LimitRefusal::TooSoon(retry)) => assert_eq!(retry, RetryAfter(1)),
+            other => panic!("a fourth check beside three held passed: {other:?}"),
+        }
+        // Another network's bucket is its own; the account's has room for 20.
+        assert!(throttle.check("a@x.com", "198.51.100.2").await.is_ok());
+        held.pop();
+        assert!(throttle.check("a@x.com", "198.51.100.1").await.is_ok());
+        // A failure taken before its hold is let go leaves the room it took.
+        let failing = held.pop().unwrap();
+        throttle
+            .record_failed_attempt("a@x.com", "198.51.100.1")
+            .await
+            .unwrap();
+        drop(failing);
+        let _third = throttle.check("a@x.com", "198.51.100.1").await.unwrap();
+        assert!(throttle.check("a@x.com", "198.51.100.1").await.is_err());
     }
 }

@@ -50,7 +50,7 @@ async fn limit_requests(
 ) -> Result<(), AuthError> {
     let network = client.network();
     app.request_limiter
-        .check(normalized_email, &network)
+        .check_request(normalized_email, &network)
         .await?;
     app.request_limiter
         .count_request(normalized_email, &network)
@@ -66,7 +66,7 @@ async fn limit_requests(
 async fn limit_hashing(app: &App, client: &ClientInfo) -> Result<(), AuthError> {
     let network = client.network();
     let key = format!("password-reset-confirm {network}");
-    app.request_limiter.check(&key, &network).await?;
+    app.request_limiter.check_request(&key, &network).await?;
     app.request_limiter.count_request(&key, &network).await?;
     Ok(())
 }

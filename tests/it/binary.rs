@@ -147,7 +147,12 @@ async fn user_add_serve_sign_in_terminate_and_restart() {
     let directory_mode = std::fs::metadata(&data_path).unwrap().permissions().mode();
     assert_eq!(directory_mode & 0o777, 0o700);
 
-    let mut server = start_server(&data_path);
+    // Eight sign-ins of one account from one network at a time: each holds a token of the
+    // throttle's (account, network) bucket while it hashes, so that bucket gets room for 8.
+    let mut server = start_server_with(
+        &data_path,
+        &[("LATCHKEY_THROTTLE__FAILURES_PER_ACCOUNT_NETWORK", "8")],
+    );
     let address = server.address;
     let sign_in = move || async move {
         request_to(address, "POST", "/auth/sign-in")

@@ -64,6 +64,56 @@ async fn guessing_one_account_is_throttled_but_its_owner_still_gets_in() {
     assert_eq!(owner.status, 200, "{}", owner.text());
 }
 
+/// Wrong passwords sent at once.
+async fn simultaneous_guesses(
+    server: &TestServer,
+    email: &str,
+    networks: impl Iterator<Item = String>,
+) -> Vec<u16> {
+    let mut guesses = tokio::task::JoinSet::new();
+    for network in networks {
+        let request = server
+            .request("POST", "/auth/sign-in")
+            .header("X-Forwarded-For", &network)
+            .json(&json!({ "email": email, "password": "guess guess" }));
+        guesses.spawn(request.send());
+    }
+    let mut statuses = Vec::new();
+    while let Some(answer) = guesses.join_next().await {
+        statuses.push(answer.unwrap().status);
+    }
+    statuses
+}
+
+/// Guesses sent all at once meet the ceilings that guesses one after another meet: a check
+/// that passed holds a token of each of its buckets while its hash runs, so that the checks
+/// beside it count it. From one network, the (account, network) bucket's 5; from forty, the
+/// account's 20. The rest are refused without a hash.
+#[tokio::test]
+async fn simultaneous_guesses_meet_the_ceilings_of_guesses_one_after_another() {
+    let server = server_behind_a_proxy().await;
+    for email in ["burst@example.com", "spread@example.com"] {
+        server.add_user(email, Role::User, Status::Active).await;
+    }
+    let one_network = std::iter::repeat_n("198.51.100.77".to_owned(), 30);
+    let statuses = simultaneous_guesses(&server, "burst@example.com", one_network).await;
+    let hashed = statuses.iter().filter(|status| **status == 401).count();
+    assert!((1..=5).contains(&hashed), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|status| [401, 429].contains(status)),
+        "{statuses:?}"
+    );
+
+    let forty_networks = (1..=40).map(|index| format!("203.0.113.{index}"));
+    let statuses = simultaneous_guesses(&server, "spread@example.com", forty_networks).await;
+    let hashed = statuses.iter().filter(|status| **status == 401).count();
+    assert!((1..=20).contains(&hashed), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|status| [401, 429].contains(status)),
+        "{statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_success_resets_the_count_for_its_network() {
     let server = server_behind_a_proxy().await;

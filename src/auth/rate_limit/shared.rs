@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::rate_limit::{
     Bucket, BucketKind, LimitRefusal, PerKeyLimit, RetryAfter, ThrottleLimits, WINDOW_SECONDS,
-    bucket_kinds, refusal_after,
+    bucket_kinds, refusal_after, wait_for_attempts_under_way,
 };
 use crate::store::{BucketTake, ConditionalTake, SharedBucket, SharedCounters, StoreError};
 
@@ -45,22 +45,35 @@ impl SharedThrottle {
     }
 
     /// `InMemoryThrottle::check`: the longest wait of the three buckets, read in one
-    /// statement. Passed, it answers whether the (account, network) bucket is kept: whether
-    /// a success has anything to forget.
+    /// statement, beside `others` attempts under way on this node. Passed, it answers whether
+    /// the (account, network) bucket is kept: whether a success has anything to forget.
     pub(super) async fn check(
         &self,
         email: &str,
         network: &str,
+        others: [u32; 3],
         now: f64,
     ) -> Result<bool, LimitRefusal> {
         let Some(limits) = self.limits else {
             return Ok(false);
         };
-        let digests = bucket_kinds(&limits).map(|(kind, _)| bucket_digest(kind, email, network));
-        let account_network = bucket_digest(BucketKind::AccountNetwork, email, network);
+        let kinds = bucket_kinds(&limits);
+        let digests = kinds.map(|(kind, _)| bucket_digest(kind, email, network));
         let kept = self.read_kept(&digests).await?;
-        refusal_after(longest_wait_of(&kept, now)).map_err(LimitRefusal::TooSoon)?;
-        Ok(kept.iter().any(|(digest, _)| *digest == account_network))
+        let mut longest_wait = 0.0_f64;
+        for ((digest, (_, capacity)), others) in digests.iter().zip(kinds).zip(others) {
+            let wait = match kept.iter().find(|(kept_digest, _)| kept_digest == digest) {
+                Some((_, shared)) => {
+                    let mut bucket = Bucket::from_shared(shared);
+                    bucket.refill(now);
+                    bucket.wait_beside(others, now)
+                }
+                None => wait_for_attempts_under_way(f64::from(capacity.max(1)), others),
+            };
+            longest_wait = longest_wait.max(wait);
+        }
+        refusal_after(longest_wait).map_err(LimitRefusal::TooSoon)?;
+        Ok(kept.iter().any(|(digest, _)| *digest == digests[0]))
     }
 
     /// `InMemoryThrottle::take_from_each_bucket`, in one statement.
@@ -352,8 +365,8 @@ mod tests {
             }
             for email in emails {
                 for network in networks {
-                    let expected = in_memory.check(email, network, now);
-                    let got = match shared.check(email, network, now).await {
+                    let expected = in_memory.check(email, network, [0; 3], now);
+                    let got = match shared.check(email, network, [0; 3], now).await {
                         Ok(_) => Ok(()),
                         Err(LimitRefusal::TooSoon(retry)) => Err(retry),
                         Err(LimitRefusal::CountersUnavailable(error)) => panic!("{error}"),
@@ -390,20 +403,20 @@ mod tests {
             Err(LimitRefusal::TooSoon(retry)) => panic!("refused for {retry:?}"),
             Err(LimitRefusal::CountersUnavailable(error)) => panic!("{error}"),
         };
-        assert!(!kept(shared.check(email, network, START).await));
+        assert!(!kept(shared.check(email, network, [0; 3], START).await));
         // Another network's failure keeps the account's bucket, not this pair's.
         shared
             .take_from_each_bucket(email, "198.51.100.2", START)
             .await
             .unwrap();
-        assert!(!kept(shared.check(email, network, START).await));
+        assert!(!kept(shared.check(email, network, [0; 3], START).await));
         shared
             .take_from_each_bucket(email, network, START)
             .await
             .unwrap();
-        assert!(kept(shared.check(email, network, START).await));
+        assert!(kept(shared.check(email, network, [0; 3], START).await));
         shared.record_success(email, network).await.unwrap();
-        assert!(!kept(shared.check(email, network, START).await));
+        assert!(!kept(shared.check(email, network, [0; 3], START).await));
     }
 
     #[tokio::test]
@@ -468,13 +481,13 @@ mod tests {
         }
         assert!(
             passwords
-                .check("a@x.com", "198.51.100.1", START)
+                .check("a@x.com", "198.51.100.1", [0; 3], START)
                 .await
                 .is_err()
         );
         assert!(
             requests
-                .check("a@x.com", "198.51.100.1", START)
+                .check("a@x.com", "198.51.100.1", [0; 3], START)
                 .await
                 .is_ok()
         );
@@ -496,7 +509,7 @@ mod tests {
         }
         assert!(
             switched_off
-                .check("a@x.com", "198.51.100.1", START)
+                .check("a@x.com", "198.51.100.1", [0; 3], START)
                 .await
                 .is_ok()
         );
