@@ -174,6 +174,12 @@ impl AttemptsUnderWay {
         })
     }
 
+    /// How many attempts hold each of `keys` now.
+    fn counts(&self, keys: [u64; 3]) -> [u32; 3] {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.map(|key| counts.get(&key).copied().unwrap_or(0))
+    }
+
     /// Holds `keys` for one more attempt, and answers how many other attempts hold each.
     fn hold(self: &Arc<Self>, keys: [u64; 3]) -> (AttemptHold, [u32; 3]) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -239,7 +245,7 @@ impl Throttle {
 
     /// Whether a password check for `email` from `network` may go ahead now. The account's
     /// ceiling applies to every network, new ones included.
-    /// The attempt is held first, so that of two simultaneous checks each counts the other.
+    /// Passed, the attempt is held, and checks that begin after it count it.
     pub async fn check(&self, email: &str, network: &str) -> Result<ThrottlePassed, LimitRefusal> {
         let Some(limits) = self.limits else {
             return Ok(ThrottlePassed {
@@ -248,8 +254,18 @@ impl Throttle {
             });
         };
         let keys = self.attempts_under_way.keys(&limits, email, network);
+        // Checked before it holds anything, so that a stream of refused requests takes no
+        // room from anyone (the database's answer can be a while coming).
+        let under_way = self.attempts_under_way.counts(keys);
+        let history_to_forget = self.check_beside(email, network, under_way).await?;
         let (hold, others) = self.attempts_under_way.hold(keys);
-        let history_to_forget = self.check_beside(email, network, others).await?;
+        // Attempts that began while this one read its buckets did not count it: read again
+        // beside them (from now on every new one counts this one).
+        let history_to_forget = if others == under_way {
+            history_to_forget
+        } else {
+            self.check_beside(email, network, others).await?
+        };
         Ok(ThrottlePassed {
             history_to_forget,
             _hold: Some(hold),
