@@ -150,6 +150,15 @@ pub struct Throttle {
     clock: Clock,
 }
 
+/// What a check that passed read: whether the (account, network) bucket has a history to
+/// forget, and the tokens each bucket has left (in `bucket_kinds` order; a bucket never
+/// drained has its capacity).
+#[derive(Debug)]
+struct PassedBuckets {
+    history_to_forget: bool,
+    tokens_left: [f64; 3],
+}
+
 /// The attempts that passed a check on this node and have not ended, counted by bucket (a
 /// keyed hash of the bucket's kind and parts, as `BucketTable` keys them). Bounded by the
 /// requests in flight: a count that falls to 0 is removed.
@@ -257,15 +266,18 @@ impl Throttle {
         // Checked before it holds anything, so that a stream of refused requests takes no
         // room from anyone (the database's answer can be a while coming).
         let under_way = self.attempts_under_way.counts(keys);
-        let history_to_forget = self.check_beside(email, network, under_way).await?;
+        let passed = self.check_beside(email, network, under_way).await?;
         let (hold, others) = self.attempts_under_way.hold(keys);
-        // Attempts that began while this one read its buckets did not count it: read again
-        // beside them (from now on every new one counts this one).
-        let history_to_forget = if others == under_way {
-            history_to_forget
-        } else {
-            self.check_beside(email, network, others).await?
-        };
+        // Attempts that began while this one read its buckets did not count it: it counts
+        // them, against what the buckets had left (and every later one counts it).
+        let longest_wait = passed
+            .tokens_left
+            .iter()
+            .zip(others)
+            .map(|(tokens, others)| wait_for_attempts_under_way(*tokens, others))
+            .fold(0.0_f64, f64::max);
+        refusal_after(longest_wait).map_err(LimitRefusal::TooSoon)?;
+        let history_to_forget = passed.history_to_forget;
         Ok(ThrottlePassed {
             history_to_forget,
             _hold: Some(hold),
@@ -280,20 +292,22 @@ impl Throttle {
         Ok(())
     }
 
-    /// Whether the buckets let an attempt through beside `others` under way on this node;
-    /// passed, whether the (account, network) bucket has a history to forget.
+    /// Whether the buckets let an attempt through beside `others` under way on this node.
     async fn check_beside(
         &self,
         email: &str,
         network: &str,
         others: [u32; 3],
-    ) -> Result<bool, LimitRefusal> {
+    ) -> Result<PassedBuckets, LimitRefusal> {
         match &self.buckets {
             ThrottleBuckets::ThisProcess(throttle) => {
-                throttle
+                let tokens_left = throttle
                     .check(email, network, others, self.clock.since_start_seconds())
                     .map_err(LimitRefusal::TooSoon)?;
-                Ok(true)
+                Ok(PassedBuckets {
+                    history_to_forget: true,
+                    tokens_left,
+                })
             }
             ThrottleBuckets::Shared(throttle) => {
                 throttle
@@ -533,29 +547,42 @@ impl InMemoryThrottle {
     }
 
     /// Whether a password check for `email` from `network` may go ahead at `now` (seconds),
-    /// beside `others` attempts under way on each bucket (in `bucket_kinds` order). The
-    /// account's ceiling applies to every network, new ones included.
+    /// beside `others` attempts under way on each bucket (in `bucket_kinds` order); passed,
+    /// the tokens each bucket has left. The account's ceiling applies to every network, new
+    /// ones included.
     pub fn check(
         &self,
         email: &str,
         network: &str,
         others: [u32; 3],
         now: f64,
-    ) -> Result<(), RetryAfter> {
+    ) -> Result<[f64; 3], RetryAfter> {
         let Some(limits) = self.limits else {
-            return Ok(());
+            return Ok([f64::INFINITY; 3]);
         };
         let mut table = lock(&self.table);
         let mut longest_wait = 0.0_f64;
-        for ((kind, capacity), others) in bucket_kinds(&limits).into_iter().zip(others) {
+        let mut tokens_left = [0.0; 3];
+        for (((kind, capacity), others), left) in bucket_kinds(&limits)
+            .into_iter()
+            .zip(others)
+            .zip(&mut tokens_left)
+        {
             let key = table.key(kind, email, network);
             let wait = match table.refilled(key, now) {
-                Some(bucket) => bucket.wait_beside(others, now),
-                None => wait_for_attempts_under_way(f64::from(capacity.max(1)), others),
+                Some(bucket) => {
+                    *left = bucket.tokens;
+                    bucket.wait_beside(others, now)
+                }
+                None => {
+                    *left = f64::from(capacity.max(1));
+                    wait_for_attempts_under_way(*left, others)
+                }
             };
             longest_wait = longest_wait.max(wait);
         }
-        refusal_after(longest_wait)
+        refusal_after(longest_wait)?;
+        Ok(tokens_left)
     }
 
     /// Records a failed password check: each bucket loses a token; one that runs dry blocks

@@ -10,8 +10,8 @@
 use sha2::{Digest, Sha256};
 
 use crate::auth::rate_limit::{
-    Bucket, BucketKind, LimitRefusal, PerKeyLimit, RetryAfter, ThrottleLimits, WINDOW_SECONDS,
-    bucket_kinds, refusal_after, wait_for_attempts_under_way,
+    Bucket, BucketKind, LimitRefusal, PassedBuckets, PerKeyLimit, RetryAfter, ThrottleLimits,
+    WINDOW_SECONDS, bucket_kinds, refusal_after, wait_for_attempts_under_way,
 };
 use crate::store::{BucketTake, ConditionalTake, SharedBucket, SharedCounters, StoreError};
 
@@ -46,34 +46,48 @@ impl SharedThrottle {
 
     /// `InMemoryThrottle::check`: the longest wait of the three buckets, read in one
     /// statement, beside `others` attempts under way on this node. Passed, it answers whether
-    /// the (account, network) bucket is kept: whether a success has anything to forget.
+    /// the (account, network) bucket is kept (whether a success has anything to forget) and
+    /// what each bucket has left.
     pub(super) async fn check(
         &self,
         email: &str,
         network: &str,
         others: [u32; 3],
         now: f64,
-    ) -> Result<bool, LimitRefusal> {
+    ) -> Result<PassedBuckets, LimitRefusal> {
         let Some(limits) = self.limits else {
-            return Ok(false);
+            return Ok(PassedBuckets {
+                history_to_forget: false,
+                tokens_left: [f64::INFINITY; 3],
+            });
         };
         let kinds = bucket_kinds(&limits);
         let digests = kinds.map(|(kind, _)| bucket_digest(kind, email, network));
         let kept = self.read_kept(&digests).await?;
         let mut longest_wait = 0.0_f64;
-        for ((digest, (_, capacity)), others) in digests.iter().zip(kinds).zip(others) {
+        let mut tokens_left = [0.0; 3];
+        for (((digest, (_, capacity)), others), left) in
+            digests.iter().zip(kinds).zip(others).zip(&mut tokens_left)
+        {
             let wait = match kept.iter().find(|(kept_digest, _)| kept_digest == digest) {
                 Some((_, shared)) => {
                     let mut bucket = Bucket::from_shared(shared);
                     bucket.refill(now);
+                    *left = bucket.tokens;
                     bucket.wait_beside(others, now)
                 }
-                None => wait_for_attempts_under_way(f64::from(capacity.max(1)), others),
+                None => {
+                    *left = f64::from(capacity.max(1));
+                    wait_for_attempts_under_way(*left, others)
+                }
             };
             longest_wait = longest_wait.max(wait);
         }
         refusal_after(longest_wait).map_err(LimitRefusal::TooSoon)?;
-        Ok(kept.iter().any(|(digest, _)| *digest == digests[0]))
+        Ok(PassedBuckets {
+            history_to_forget: kept.iter().any(|(digest, _)| *digest == digests[0]),
+            tokens_left,
+        })
     }
 
     /// `InMemoryThrottle::take_from_each_bucket`, in one statement.
@@ -365,7 +379,7 @@ mod tests {
             }
             for email in emails {
                 for network in networks {
-                    let expected = in_memory.check(email, network, [0; 3], now);
+                    let expected = in_memory.check(email, network, [0; 3], now).map(|_| ());
                     let got = match shared.check(email, network, [0; 3], now).await {
                         Ok(_) => Ok(()),
                         Err(LimitRefusal::TooSoon(retry)) => Err(retry),
@@ -398,8 +412,8 @@ mod tests {
         let counters = shared_counters_on_a_fresh_database().await;
         let shared = SharedThrottle::new("password", Some(SMALL_LIMITS), counters);
         let (email, network) = ("ada@example.com", "198.51.100.1");
-        let kept = |outcome: Result<bool, LimitRefusal>| match outcome {
-            Ok(kept) => kept,
+        let kept = |outcome: Result<PassedBuckets, LimitRefusal>| match outcome {
+            Ok(passed) => passed.history_to_forget,
             Err(LimitRefusal::TooSoon(retry)) => panic!("refused for {retry:?}"),
             Err(LimitRefusal::CountersUnavailable(error)) => panic!("{error}"),
         };
