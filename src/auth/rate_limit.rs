@@ -7,8 +7,10 @@
 //! bucket per key (a caller's user id, for sub-user creation). A check whose bucket is empty
 //! is refused before any hashing, with the seconds until it refills. A check that passes
 //! holds one token of each of its buckets until its attempt ends (`ThrottlePassed`, dropped
-//! after the failure is taken or the success recorded), so that simultaneous guesses meet
-//! the ceilings as the same guesses one after another do; the holds are this node's own.
+//! after the failure is taken or the success recorded), and a check counts the attempts
+//! that end while it reads its buckets (their failures may be missing from what it read), so
+//! that simultaneous guesses meet the ceilings as the same guesses one after another do; the
+//! holds are this node's own.
 //!
 //! The per-account ceiling binds every network, one that never failed against the account
 //! included, so rotating networks buys no guesses beyond it; an opened session clears its own
@@ -159,13 +161,36 @@ struct PassedBuckets {
     tokens_left: [f64; 3],
 }
 
-/// The attempts that passed a check on this node and have not ended, counted by bucket (a
-/// keyed hash of the bucket's kind and parts, as `BucketTable` keys them). Bounded by the
-/// requests in flight: a count that falls to 0 is removed.
+/// The attempts on this node that passed a check and have not ended, and those still reading
+/// their buckets, by bucket (a keyed hash of the bucket's kind and parts, as `BucketTable`
+/// keys them). Bounded by the requests in flight: an entry nobody holds or reads is removed.
 #[derive(Debug, Default)]
 struct AttemptsUnderWay {
-    counts: Mutex<HashMap<u64, u32>>,
+    buckets: Mutex<HashMap<u64, BucketAttempts>>,
     key_hasher: RandomState,
+}
+
+/// One bucket's attempts on this node.
+#[derive(Debug, Default)]
+struct BucketAttempts {
+    /// Attempts that passed and have not ended.
+    held: u32,
+    /// Attempts that passed and have ended, since the entry was made: one that ends while a
+    /// check reads its buckets may have taken its failure after the read, so the check counts
+    /// it as under way.
+    ended: u64,
+    /// Checks between their first look here and their hold or refusal.
+    reading: u32,
+}
+
+/// A check's look at the attempts under way, taken before it reads its buckets; it keeps
+/// the entries (and their count of ended attempts) until the check holds or is refused.
+#[derive(Debug)]
+struct AttemptsReading {
+    attempts_under_way: Arc<AttemptsUnderWay>,
+    keys: [u64; 3],
+    held_before: [u32; 3],
+    ended_before: [u64; 3],
 }
 
 /// One attempt's hold on its three buckets, let go when dropped.
@@ -183,43 +208,88 @@ impl AttemptsUnderWay {
         })
     }
 
-    /// How many attempts hold each of `keys` now.
-    fn counts(&self, keys: [u64; 3]) -> [u32; 3] {
-        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.map(|key| counts.get(&key).copied().unwrap_or(0))
+    fn buckets(&self) -> MutexGuard<'_, HashMap<u64, BucketAttempts>> {
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Holds `keys` for one more attempt, and answers how many other attempts hold each.
-    fn hold(self: &Arc<Self>, keys: [u64; 3]) -> (AttemptHold, [u32; 3]) {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let others = keys.map(|key| {
-            let count = counts.entry(key).or_insert(0);
-            *count = count.saturating_add(1);
-            *count - 1
-        });
-        let hold = AttemptHold {
+    /// Starts a check on `keys`: how many attempts hold each now, kept with how many have
+    /// ended so far.
+    fn start_reading(self: &Arc<Self>, keys: [u64; 3]) -> AttemptsReading {
+        let mut buckets = self.buckets();
+        let mut held_before = [0; 3];
+        let mut ended_before = [0; 3];
+        for (index, key) in keys.into_iter().enumerate() {
+            let bucket = buckets.entry(key).or_default();
+            bucket.reading = bucket.reading.saturating_add(1);
+            held_before[index] = bucket.held;
+            ended_before[index] = bucket.ended;
+        }
+        AttemptsReading {
             attempts_under_way: Arc::clone(self),
             keys,
+            held_before,
+            ended_before,
+        }
+    }
+
+    /// Removes the entries of `keys` that nobody holds or reads.
+    fn forget_idle(buckets: &mut HashMap<u64, BucketAttempts>, keys: [u64; 3]) {
+        for key in keys {
+            if buckets
+                .get(&key)
+                .is_some_and(|bucket| bucket.held == 0 && bucket.reading == 0)
+            {
+                buckets.remove(&key);
+            }
+        }
+    }
+}
+
+impl AttemptsReading {
+    /// Holds the buckets for this attempt, and answers, for each, how many other attempts
+    /// the buckets as read may not count: those holding now, and those that ended since the
+    /// reading began (their failures may have been taken after the read).
+    fn hold(&self) -> (AttemptHold, [u32; 3]) {
+        let mut buckets = self.attempts_under_way.buckets();
+        let mut others = [0; 3];
+        for (index, key) in self.keys.into_iter().enumerate() {
+            let bucket = buckets.entry(key).or_default();
+            let ended_since = bucket.ended.saturating_sub(self.ended_before[index]);
+            others[index] = bucket
+                .held
+                .saturating_add(u32::try_from(ended_since).unwrap_or(u32::MAX));
+            bucket.held = bucket.held.saturating_add(1);
+        }
+        let hold = AttemptHold {
+            attempts_under_way: Arc::clone(&self.attempts_under_way),
+            keys: self.keys,
         };
         (hold, others)
     }
 }
 
-impl Drop for AttemptHold {
+impl Drop for AttemptsReading {
     fn drop(&mut self) {
-        let mut counts = self
-            .attempts_under_way
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = self.attempts_under_way.buckets();
         for key in self.keys {
-            if let Some(count) = counts.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(&key);
-                }
+            if let Some(bucket) = buckets.get_mut(&key) {
+                bucket.reading = bucket.reading.saturating_sub(1);
             }
         }
+        AttemptsUnderWay::forget_idle(&mut buckets, self.keys);
+    }
+}
+
+impl Drop for AttemptHold {
+    fn drop(&mut self) {
+        let mut buckets = self.attempts_under_way.buckets();
+        for key in self.keys {
+            if let Some(bucket) = buckets.get_mut(&key) {
+                bucket.held = bucket.held.saturating_sub(1);
+                bucket.ended = bucket.ended.saturating_add(1);
+            }
+        }
+        AttemptsUnderWay::forget_idle(&mut buckets, self.keys);
     }
 }
 
@@ -265,11 +335,15 @@ impl Throttle {
         let keys = self.attempts_under_way.keys(&limits, email, network);
         // Checked before it holds anything, so that a stream of refused requests takes no
         // room from anyone (the database's answer can be a while coming).
-        let under_way = self.attempts_under_way.counts(keys);
-        let passed = self.check_beside(email, network, under_way).await?;
-        let (hold, others) = self.attempts_under_way.hold(keys);
-        // Attempts that began while this one read its buckets did not count it: it counts
-        // them, against what the buckets had left (and every later one counts it).
+        let reading = self.attempts_under_way.start_reading(keys);
+        let passed = self
+            .check_beside(email, network, reading.held_before)
+            .await?;
+        let (hold, others) = reading.hold();
+        drop(reading);
+        // Attempts that began while this one read its buckets did not count it, and those
+        // that ended meanwhile may be missing from the read: it counts both, against what
+        // the buckets had left (and every later check counts it).
         let longest_wait = passed
             .tokens_left
             .iter()
@@ -1251,6 +1325,34 @@ mod tests {
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         assert_eq!(client_network(first), client_network(second));
         assert_ne!(client_network(first), client_network(other));
+    }
+
+    /// An attempt that ends while another check reads its buckets is counted by that check
+    /// (its failure may have been taken after the read), and entries nobody holds or reads
+    /// are forgotten.
+    #[test]
+    fn an_attempt_that_ends_while_a_check_reads_is_counted_by_that_check() {
+        let attempts = Arc::new(AttemptsUnderWay::default());
+        let keys = [1, 2, 3];
+        let first = attempts.start_reading(keys);
+        let (first_hold, others) = first.hold();
+        drop(first);
+        assert_eq!(others, [0; 3]);
+        let second = attempts.start_reading(keys);
+        assert_eq!(second.held_before, [1; 3]);
+        drop(first_hold);
+        let (second_hold, others) = second.hold();
+        drop(second);
+        assert_eq!(others, [1; 3]);
+        drop(second_hold);
+        let third = attempts.start_reading(keys);
+        let (third_hold, others) = third.hold();
+        drop(third);
+        assert_eq!(others, [0; 3]);
+        drop(third_hold);
+        let refused = attempts.start_reading(keys);
+        drop(refused);
+        assert!(attempts.buckets().is_empty());
     }
 
     /// A check that passed holds a token of each bucket until it is dropped: beside the
