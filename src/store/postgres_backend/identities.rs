@@ -84,17 +84,17 @@ impl PostgresStore {
 
 /// The user's linked identities, in (provider, subject) order (also read by a sign-in's
 /// write, for its answer).
+/// `identities_of_user_in`'s statement; ordered by the strings' bytes, as the redb
+/// backend's index keys are.
+pub(super) const IDENTITIES_OF_USER: &str = "SELECT provider, subject, user_id, linked \
+    FROM oauth_identities WHERE user_id = $1 \
+    ORDER BY provider COLLATE \"C\", subject COLLATE \"C\"";
+
 pub(super) async fn identities_of_user_in(
     client: &impl GenericClient,
     user_id: UserId,
 ) -> Result<Vec<OAuthIdentity>, StoreError> {
-    // Ordered by the strings' bytes, as the redb backend's index keys are.
-    let statement = client
-        .prepare_cached(
-            "SELECT provider, subject, user_id, linked FROM oauth_identities \
-             WHERE user_id = $1 ORDER BY provider COLLATE \"C\", subject COLLATE \"C\"",
-        )
-        .await?;
+    let statement = client.prepare_cached(IDENTITIES_OF_USER).await?;
     client
         .query(&statement, &[&user_id_to_sql(user_id)?])
         .await?

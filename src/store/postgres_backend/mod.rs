@@ -13,6 +13,7 @@ mod maintenance_lock;
 mod migrations;
 mod oauth_browser_states;
 mod passkeys;
+mod pipelined_transaction;
 mod rows;
 mod second_factors;
 mod sessions;

@@ -237,7 +237,7 @@ pub(super) const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, kind
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// `write_api_token`'s statement.
-const INSERT_API_TOKEN: &str = "INSERT INTO api_tokens (hash, prefix, user_id, session_id, permissions, \
+pub(super) const INSERT_API_TOKEN: &str = "INSERT INTO api_tokens (hash, prefix, user_id, session_id, permissions, \
      restrictions, created, updated, expires_at, made_by_api_token, made_by_session) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (hash) DO UPDATE SET prefix = $2, user_id = $3, session_id = $4, \

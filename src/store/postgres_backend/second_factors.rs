@@ -15,7 +15,7 @@ use crate::model::{OAuthIdentity, PasswordHashString, UnixSeconds, UserId};
 use crate::store::postgres_backend::rows::{
     hash_from_sql, unsigned_from_sql, unsigned_to_sql, user_id_from_sql, user_id_to_sql,
 };
-use crate::store::postgres_backend::sessions::{WriterLock, write_sign_in};
+use crate::store::postgres_backend::sessions::{SignInTransaction, write_sign_in};
 use crate::store::postgres_backend::{PostgresStore, begin_write, check_requester};
 use crate::store::{NewSignIn, Requester, StoreError};
 
@@ -342,7 +342,7 @@ impl PostgresStore {
             ));
         }
         spend_proof(&transaction, user_id, proof).await?;
-        let identities = write_sign_in(&transaction, sign_in, WriterLock::Held).await?;
+        let identities = write_sign_in(&transaction, sign_in, SignInTransaction::Open).await?;
         transaction.commit().await?;
         Ok(identities)
     }

@@ -1,23 +1,26 @@
 //! Sessions on PostgreSQL, as `redb_backend/sessions.rs`: sign-ins and minted tokens, a
 //! user's sessions, ending them (with what they made) and purging the expired.
 
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::model::second_factor::SecondFactorSummary;
 use crate::model::{OAuthIdentity, Session, SessionId, UnixSeconds, UserId};
 use crate::store::postgres_backend::api_tokens::insert_api_token;
-use crate::store::postgres_backend::identities::identities_of_user_in;
+use crate::store::postgres_backend::identities::{IDENTITIES_OF_USER, identities_of_user_in};
+use crate::store::postgres_backend::pipelined_transaction::{
+    begin, commit, write_in_pipelined_transaction,
+};
 use crate::store::postgres_backend::rows::{
-    INSERT_SESSION, SESSION_COLUMN_COUNT, SESSION_COLUMNS, USER_COLUMN_COUNT, USER_COLUMNS,
-    insert_session, optional_user_from_row, qualified, session_from_row, session_id_from_sql,
-    session_id_to_sql, user_from_row, user_id_to_sql,
+    INSERT_API_TOKEN, INSERT_SESSION, SESSION_COLUMN_COUNT, SESSION_COLUMNS, USER_COLUMN_COUNT,
+    USER_COLUMNS, insert_session, optional_user_from_row, qualified, session_from_row,
+    session_id_from_sql, session_id_to_sql, user_from_row, user_id_to_sql,
 };
 use crate::store::postgres_backend::second_factors::{
     second_factor_summary_columns, second_factor_summary_from_row, second_factor_summary_in,
 };
 use crate::store::postgres_backend::token_makers::{delete_with_what_they_made, fit_within_maker};
-use crate::store::postgres_backend::users::set_password_hash;
+use crate::store::postgres_backend::users::{SET_PASSWORD_HASH, set_password_hash};
 use crate::store::postgres_backend::{
     PostgresStore, begin_write, check_requester, take_writer_lock, writer_lock_statement,
 };
@@ -68,11 +71,11 @@ impl PostgresStore {
         &self,
         sign_in: &NewSignIn,
     ) -> Result<Vec<OAuthIdentity>, StoreError> {
-        let mut client = self.connection().await?;
-        let transaction = client.transaction().await?;
-        let identities = write_sign_in(&transaction, sign_in, WriterLock::TakeFirst).await?;
-        transaction.commit().await?;
-        Ok(identities)
+        let client = self.connection().await?;
+        write_in_pipelined_transaction(client, async |client| {
+            write_sign_in(client, sign_in, SignInTransaction::Own).await
+        })
+        .await
     }
 
     /// The session, its user and the user's parent (and what `also` asks for), or `None` if
@@ -216,86 +219,108 @@ impl PostgresStore {
     }
 }
 
-/// Whether `write_sign_in`'s transaction already holds the writer lock.
+/// How `write_sign_in` stands to its transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum WriterLock {
-    /// Taken by the caller (a second step spends its proof under it first).
-    Held,
-    /// To be taken by `write_sign_in`, as the first statement of its first batch.
-    TakeFirst,
+pub(super) enum SignInTransaction {
+    /// The caller's, open, the writer lock held (a second step spends its proof under it
+    /// first); the caller commits.
+    Open,
+    /// Its own, on a connection of `write_in_pipelined_transaction`: BEGIN and the writer
+    /// lock lead the first batch, COMMIT ends the second.
+    Own,
 }
 
-/// What `record_sign_in` writes, inside a transaction of its caller's (a second step spends
-/// its proof in the same one); answers the user's linked identities as committed.
+/// What `record_sign_in` writes; answers the user's linked identities as committed.
 ///
 /// A sign-in is on the path of every password check, so its statements go in two pipelined
-/// batches rather than one round trip each: first the writer lock, the requester's check,
-/// the second factors held (when `refuse_if_second_factor_held`), the sessions to end and
-/// the maker's life; then the inserts and the identities. PostgreSQL runs statements in the
-/// order they reach it, and a batch sends them in the order its futures are listed, except
-/// that a statement not yet prepared on this connection waits a round trip for its
-/// preparation. So the two statements that others depend on, the lock and the session's
-/// insert (its token refers to it), are prepared before their batch.
+/// batches rather than one round trip each: first (BEGIN and) the writer lock, the
+/// requester's check, the second factors held (when `refuse_if_second_factor_held`), the
+/// sessions to end and the maker's life; then the inserts and the identities (and COMMIT).
+/// PostgreSQL runs statements in the order they reach it, and a batch sends them in the
+/// order its futures are listed, except that a statement not yet prepared on this
+/// connection waits a round trip for its preparation. So the lock and every statement of
+/// the second batch are prepared before their batch: the lock must come first, the
+/// session's insert before its token's (which refers to it), and COMMIT last.
 pub(super) async fn write_sign_in(
-    transaction: &Transaction<'_>,
+    client: &impl GenericClient,
     sign_in: &NewSignIn,
-    lock: WriterLock,
+    transaction: SignInTransaction,
 ) -> Result<Vec<OAuthIdentity>, StoreError> {
     let user_id = sign_in.session.user_id;
-    let lock_statement = match lock {
-        WriterLock::TakeFirst => Some(writer_lock_statement(transaction).await?),
-        WriterLock::Held => None,
+    let own = transaction == SignInTransaction::Own;
+    let lock_statement = match own {
+        true => Some(writer_lock_statement(client).await?),
+        false => None,
     };
-    let ((), (), held, doomed, maker_last_second) = tokio::try_join!(
+    let ((), (), (), held, doomed, maker_last_second) = tokio::try_join!(
         biased;
         async {
+            match own {
+                true => begin(client).await,
+                false => Ok(()),
+            }
+        },
+        async {
             match &lock_statement {
-                Some(statement) => take_writer_lock(transaction, statement).await,
+                Some(statement) => take_writer_lock(client, statement).await,
                 None => Ok(()),
             }
         },
-        check_requester(transaction, &sign_in.requester),
+        check_requester(client, &sign_in.requester),
         async {
             match sign_in.refuse_if_second_factor_held {
-                true => second_factor_summary_in(transaction, user_id).await.map(Some),
+                true => second_factor_summary_in(client, user_id).await.map(Some),
                 false => Ok(None),
             }
         },
         async {
             match sign_in.end_other_sessions {
-                true => session_ids_of_user(transaction, user_id).await,
-                false => oldest_sessions_beyond(transaction, user_id, sign_in.max_sessions_per_user)
+                true => session_ids_of_user(client, user_id).await,
+                false => oldest_sessions_beyond(client, user_id, sign_in.max_sessions_per_user)
                     .await,
             }
         },
-        fit_within_maker(transaction, sign_in.session.made_by),
+        fit_within_maker(client, sign_in.session.made_by),
     )?;
     if let Some(held) = held.filter(SecondFactorSummary::requires_second_factor) {
         return Err(StoreError::SecondFactorHeld(held));
     }
-    delete_sessions(transaction, &doomed).await?;
+    delete_sessions(client, &doomed).await?;
     let mut session = sign_in.session.clone();
     if let Some(last_second) = maker_last_second {
         session.expire = session.expire.min(last_second + 1);
     }
-    transaction.prepare_cached(INSERT_SESSION).await?;
-    let ((), (), (), identities) = tokio::try_join!(
+    for statement in [
+        INSERT_SESSION,
+        INSERT_API_TOKEN,
+        SET_PASSWORD_HASH,
+        IDENTITIES_OF_USER,
+    ] {
+        client.prepare_cached(statement).await?;
+    }
+    let ((), (), (), identities, ()) = tokio::try_join!(
         biased;
-        insert_session(transaction, &session),
+        insert_session(client, &session),
         async {
             match &sign_in.api_token {
-                Some(api_token) => insert_api_token(transaction, api_token).await,
+                Some(api_token) => insert_api_token(client, api_token).await,
                 None => Ok(()),
             }
         },
         async {
             match &sign_in.replacement_password_hash {
                 // A re-hash of the same password is not a profile change: `updated` stays.
-                Some(hash) => set_password_hash(transaction, user_id, hash, None).await,
+                Some(hash) => set_password_hash(client, user_id, hash, None).await,
                 None => Ok(()),
             }
         },
-        identities_of_user_in(transaction, user_id),
+        identities_of_user_in(client, user_id),
+        async {
+            match own {
+                true => commit(client).await,
+                false => Ok(()),
+            }
+        },
     )?;
     Ok(identities)
 }
@@ -681,6 +706,41 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_same(&context.session, &Some(session));
+    }
+
+    /// A sign-in's BEGIN and COMMIT travel with its statements: on a connection that has
+    /// prepared none of them, a sign-in whose token cannot be written (its user does not
+    /// exist) commits nothing, its session included, so no statement overtook the COMMIT;
+    /// and the connection goes back to the pool out of the transaction, so that the next
+    /// sign-in on it commits.
+    #[tokio::test]
+    async fn a_sign_in_that_fails_at_its_last_batch_commits_nothing_and_its_connection_goes_on() {
+        let database = fresh_database().await;
+        let store = PostgresStore::open(&database, 1).await.unwrap();
+        let watcher = PostgresStore::open(&database, 1).await.unwrap();
+        let user = add_user(&store, "atomic@example.com").await;
+        let session = Session {
+            api_token_hash: Some([3; 32]),
+            ..live_session(SessionId::new_for_user(user.id), user.id)
+        };
+        let orphan_token = ApiToken {
+            session_id: Some(session.id),
+            expires_at: Some(session.expire),
+            ..standalone_token(user.id + 1000, 3, None)
+        };
+        let failing = NewSignIn {
+            api_token: Some(orphan_token),
+            ..sign_in_of(session.clone(), user.credential_version)
+        };
+        assert!(store.record_sign_in(&failing).await.is_err());
+        assert!(watcher.session(session.id).await.unwrap().is_none());
+
+        let next = live_session(SessionId::new_for_user(user.id), user.id);
+        store
+            .record_sign_in(&sign_in_of(next.clone(), user.credential_version))
+            .await
+            .unwrap();
+        assert_same(&watcher.session(next.id).await.unwrap(), &Some(next));
     }
 
     #[tokio::test]

@@ -308,20 +308,19 @@ pub(super) async fn children_of_user(
 /// Sets a user's password hash inside a write transaction; a missing user is left alone.
 /// With `now`, a new password: `updated` is set and the credential version rises. Without,
 /// a re-hash of the same password under new costs, which changes nothing a sign-in verified.
+/// `set_password_hash`'s statement: a `now` bumps the credential version and `updated`.
+pub(super) const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, \
+    updated = COALESCE($3, updated), \
+    credential_version = credential_version + CASE WHEN $3::bigint IS NULL THEN 0 ELSE 1 END \
+    WHERE id = $1";
+
 pub(super) async fn set_password_hash(
     client: &impl GenericClient,
     user_id: UserId,
     hash: &PasswordHashString,
     now: Option<UnixSeconds>,
 ) -> Result<(), StoreError> {
-    let statement = client
-        .prepare_cached(
-            "UPDATE users SET password_hash = $2, updated = COALESCE($3, updated), \
-             credential_version = credential_version \
-                 + CASE WHEN $3::bigint IS NULL THEN 0 ELSE 1 END \
-             WHERE id = $1",
-        )
-        .await?;
+    let statement = client.prepare_cached(SET_PASSWORD_HASH).await?;
     client
         .execute(
             &statement,
