@@ -7,6 +7,7 @@ pub mod client;
 pub mod metrics_overhead;
 pub mod paired;
 pub mod postgres;
+pub mod sign_in_rounds;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,9 +1,9 @@
 //! PostgreSQL beside redb (issue #22): the small store seeded into a fresh PostgreSQL database
 //! on this machine, its server (`latchkey serve` with `LATCHKEY_STORE__BACKEND=postgres`) loaded
 //! with the token checks in paired rounds against the redb server over the small store, both
-//! running (the ratio is the median round's), then with sign-ins, judged against the argon2
-//! limit measured right before and right after them. The cluster's processes count as the
-//! server's in every CPU figure of its phases.
+//! running (the ratio is the median round's), then with sign-ins, in paired rounds against
+//! the argon2 limit. The cluster's processes count as the server's in every CPU figure of
+//! its phases.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,9 +14,10 @@ use latchkey::auth::password::HashCost;
 
 use crate::load::client::LoadSpec;
 use crate::load::paired::{PairedRounds, paired_rounds, rate_window, round_timing};
+use crate::load::sign_in_rounds::{SignInRounds, measure_sign_in_rounds};
 use crate::load::{
     Argon2Limit, LATENCY_CONNECTIONS, Phase, Priming, Requests, SIGN_IN_CONNECTIONS, Timing,
-    TokenCheck, argon2_limit, measure_one, prime,
+    TokenCheck, measure_one, prime,
 };
 use crate::postgres::{DatabaseFacts, FreshDatabase, PostgresServer};
 use crate::servers::ChildServer;
@@ -50,9 +51,8 @@ pub struct PostgresResults {
     pub signed_latency: Phase,
     pub api_latency: Phase,
     pub priming: Vec<Priming>,
-    pub argon2_before: Argon2Limit,
-    pub sign_ins: Phase,
-    pub argon2_after: Argon2Limit,
+    /// Sign-ins in rounds paired with the argon2 limit.
+    pub sign_in_rounds: SignInRounds,
     pub database_bytes: u64,
     /// Whether the cluster's postmaster was found, so that its processes' CPU counts as the
     /// server's; otherwise it shows under other processes.
@@ -76,14 +76,19 @@ impl PostgresResults {
         }
     }
 
-    /// The argon2 limit the sign-ins are judged against: the mean of the two measurements.
-    pub fn argon2_limit(&self) -> f64 {
-        (self.argon2_before.hashes_per_second + self.argon2_after.hashes_per_second) / 2.0
+    /// The median round's sign-in window.
+    pub fn sign_ins(&self) -> &Phase {
+        self.sign_in_rounds.sign_ins()
     }
 
-    /// Sign-ins per second over that limit.
+    /// The median round's argon2 limit.
+    pub fn argon2_limit(&self) -> &Argon2Limit {
+        self.sign_in_rounds.limit()
+    }
+
+    /// Sign-ins per second over the limit, in the median round.
     pub fn sign_in_ratio(&self) -> f64 {
-        self.sign_ins.rate() / self.argon2_limit().max(1e-9)
+        self.sign_in_rounds.ratio()
     }
 
     /// The phases, in the order they ran (each median round's redb window first).
@@ -95,7 +100,7 @@ impl PostgresResults {
             &self.api.baseline,
             &self.api.subject,
             &self.api_latency,
-            &self.sign_ins,
+            self.sign_ins(),
         ]
     }
 }
@@ -110,7 +115,8 @@ pub struct PostgresSide<'a> {
 }
 
 /// Starts both servers, primes every request set on each, runs the paired rounds and the
-/// latencies, stops the redb server, then runs the sign-ins between two argon2 limits.
+/// latencies, stops the redb server, then runs the sign-ins in rounds paired with the argon2
+/// limit.
 pub fn measure_postgres(
     client: &tokio::runtime::Runtime,
     paths: &Paths,
@@ -235,28 +241,18 @@ pub fn measure_postgres(
     }
     redb_server.stop()?;
 
-    progress!("(#22) argon2id limit, right before PostgreSQL's sign-ins");
-    let argon2_before = argon2_limit(argon2_cost.0, argon2_cost.1, timing.measured)?;
     progress!(
-        "(#22) {POSTGRES_PREFIX}sign-ins, {SIGN_IN_CONNECTIONS} connections (limit {:.1} hashes/s)",
-        argon2_before.hashes_per_second
+        "(#22) {POSTGRES_PREFIX}sign-ins, {SIGN_IN_CONNECTIONS} connections, in rounds paired \
+         with the argon2id limit"
     );
-    let sign_ins = measure_one(
+    let sign_in_rounds = measure_sign_in_rounds(
         client,
         &postgres_server,
-        None,
-        LoadSpec {
-            name: format!("{POSTGRES_PREFIX}sign-in"),
-            requests: Arc::clone(&postgres.requests.sign_in),
-            connections: SIGN_IN_CONNECTIONS,
-        },
+        &format!("{POSTGRES_PREFIX}sign-in"),
+        &postgres.requests.sign_in,
+        argon2_cost,
         timing,
     )?;
-    let argon2_after = argon2_limit(argon2_cost.0, argon2_cost.1, timing.measured)?;
-    progress!(
-        "(#22) argon2id limit right after: {:.1} hashes/s",
-        argon2_after.hashes_per_second
-    );
     postgres_server.stop()?;
     let database_bytes = postgres.server.database_bytes(postgres.database)?;
 
@@ -273,9 +269,7 @@ pub fn measure_postgres(
         signed_latency: next_latency()?,
         api_latency: next_latency()?,
         priming,
-        argon2_before,
-        sign_ins,
-        argon2_after,
+        sign_in_rounds,
         database_bytes,
         database_cpu_counted,
     })

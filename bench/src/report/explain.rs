@@ -209,14 +209,15 @@ impl Report {
             },
             RowKind::PostgresSignIns => match postgres {
                 Some(postgres) => format!(
-                    "during the sign-in load: {}. The limit was measured with {} hashing \
-                     threads right before and right after ({:.1} and {:.1} hashes/s). Besides \
-                     its hash, every sign-in parses and answers HTTP, signs a token and commits \
-                     a write under the cluster-wide writer lock (`fsync` {}).",
-                    cpu(&postgres.sign_ins),
-                    postgres.argon2_before.threads,
-                    postgres.argon2_before.hashes_per_second,
-                    postgres.argon2_after.hashes_per_second,
+                    "during the median round's sign-in window: {}. The limit was measured \
+                     with {} hashing threads in each round (that round's: {:.1} hashes/s; \
+                     rounds {}). Besides its hash, every sign-in parses and answers HTTP, \
+                     signs a token and commits a write under the cluster-wide writer lock \
+                     (`fsync` {}).",
+                    cpu(postgres.sign_ins()),
+                    postgres.argon2_limit().threads,
+                    postgres.argon2_limit().hashes_per_second,
+                    postgres.sign_in_rounds.rounds_text(),
                     postgres.facts.fsync
                 ),
                 None => String::new(),

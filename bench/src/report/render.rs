@@ -237,7 +237,7 @@ impl Report {
         }
         let mut sign_in_phases = vec![&small.sign_ins, &small.mixed_sign_ins];
         if let Some(postgres) = postgres {
-            sign_in_phases.push(&postgres.sign_ins);
+            sign_in_phases.push(postgres.sign_ins());
         }
         let statuses: Vec<String> = sign_in_phases
             .iter()
