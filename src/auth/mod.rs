@@ -103,13 +103,26 @@ pub async fn throttled_recheck(
     password: Password,
     stored: Option<crate::model::PasswordHashString>,
 ) -> Result<(password::Verification, ThrottlePassed), AuthError> {
-    let network = client.network();
-    let passed = app.throttle.check(email, &network).await?;
+    let passed = app.throttle.check(email, &client.network()).await?;
+    let verification = verify_under_throttle(app, email, client, password, stored).await?;
+    Ok((verification, passed))
+}
+
+/// `throttled_recheck`'s hash and failure count, after a check that passed.
+async fn verify_under_throttle(
+    app: &App,
+    email: &str,
+    client: &ClientInfo,
+    password: Password,
+    stored: Option<crate::model::PasswordHashString>,
+) -> Result<password::Verification, AuthError> {
     let verification = app.hashers.verify(password, stored).await?;
     if !verification.matches {
-        app.throttle.record_failed_attempt(email, &network).await?;
+        app.throttle
+            .record_failed_attempt(email, &client.network())
+            .await?;
     }
-    Ok((verification, passed))
+    Ok(verification)
 }
 
 #[derive(Debug)]
@@ -151,12 +164,25 @@ async fn sign_in_with_password(
         });
     }
     let email = EmailAddress::parse(&request.email)?;
-    let user = app
-        .store
-        .user_by_normalized_email(&email.normalized)
-        .await?;
+    let network = request.client.network();
+    // The account and the throttle's buckets are read side by side (on PostgreSQL, two
+    // statements in flight at once); a refused check discards the account unread.
+    let (user, throttle_passed) = tokio::try_join!(
+        async {
+            app.store
+                .user_by_normalized_email(&email.normalized)
+                .await
+                .map_err(AuthError::from)
+        },
+        async {
+            app.throttle
+                .check(&email.normalized, &network)
+                .await
+                .map_err(AuthError::from)
+        },
+    )?;
     let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
-    let (verification, throttle_passed) = throttled_recheck(
+    let verification = verify_under_throttle(
         app,
         &email.normalized,
         &request.client,
@@ -175,7 +201,6 @@ async fn sign_in_with_password(
     } else {
         None
     };
-    let network = request.client.network();
     let opened = open_session(
         app,
         SessionOpening {

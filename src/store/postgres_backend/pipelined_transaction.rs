@@ -12,24 +12,28 @@ use crate::store::StoreError;
 ///
 /// The connection goes back to the pool as it is after a write that succeeded (committed),
 /// after a ROLLBACK otherwise (a warning and nothing more where a pipelined COMMIT already
-/// ended the transaction). It is closed instead, and PostgreSQL rolls back, when that
-/// ROLLBACK fails or when the write is dropped half done (a request cancelled mid-write).
+/// ended the transaction). A write dropped half done (a request cancelled mid-write) leaves
+/// its ROLLBACK to a task that holds the connection, and so its place in the pool, until
+/// PostgreSQL has answered it: a backend waiting for the writer lock learns of a closed
+/// socket only once it gets the lock, so closing the connection instead would let the pool
+/// open others beside it, beyond its size. A connection whose ROLLBACK fails is closed.
 pub(super) async fn write_in_pipelined_transaction<T>(
     client: Object,
     write: impl AsyncFnOnce(&Object) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut on_loan = ClosedUnlessHandedBack {
+    let mut on_loan = RolledBackUnlessHandedBack {
         client: Some(client),
     };
     let Some(client) = on_loan.client.as_ref() else {
         return Err(StoreError::Postgres("no connection to write on".to_owned()));
     };
     let result = write(client).await;
-    if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
-        return result;
+    let poolable = result.is_ok() || client.batch_execute("ROLLBACK").await.is_ok();
+    if let Some(client) = on_loan.client.take()
+        && !poolable
+    {
+        drop(Object::take(client));
     }
-    // Handed back to the pool.
-    on_loan.client = None;
     result
 }
 
@@ -48,13 +52,45 @@ pub(super) async fn commit(client: &impl GenericClient) -> Result<(), StoreError
     Ok(())
 }
 
-/// A connection that is closed, not pooled, unless taken out before it is dropped.
+/// A connection in a transaction, rolled back when dropped unless taken out first.
 #[derive(Debug)]
-struct ClosedUnlessHandedBack {
+struct RolledBackUnlessHandedBack {
     client: Option<Object>,
 }
 
-impl Drop for ClosedUnlessHandedBack {
+impl Drop for RolledBackUnlessHandedBack {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let rolling_back = ClosedUnlessRolledBack {
+            client: Some(client),
+        };
+        // Outside a runtime (never, in the server) the connection is closed instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(roll_back_then_pool(rolling_back));
+        }
+    }
+}
+
+/// Rolls the transaction back, then hands the connection back to the pool.
+async fn roll_back_then_pool(mut rolling_back: ClosedUnlessRolledBack) {
+    if let Some(client) = rolling_back.client.as_ref()
+        && client.batch_execute("ROLLBACK").await.is_ok()
+    {
+        // Handed back to the pool.
+        rolling_back.client = None;
+    }
+}
+
+/// A connection that is closed, not pooled, unless taken out before it is dropped (a task
+/// that could not roll back, or one dropped with its runtime).
+#[derive(Debug)]
+struct ClosedUnlessRolledBack {
+    client: Option<Object>,
+}
+
+impl Drop for ClosedUnlessRolledBack {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             drop(Object::take(client));
@@ -78,10 +114,11 @@ mod tests {
     }
 
     /// A write dropped inside its transaction (a cancelled request) does not hand its
-    /// connection, transaction open, to the next caller: the pool's next connection is
-    /// another one.
+    /// connection, transaction open, to the next caller: a task rolls it back first, holding
+    /// its place in the pool meanwhile, so the next caller gets the same connection (never
+    /// one opened beside it), out of the transaction.
     #[tokio::test]
-    async fn a_write_dropped_half_done_closes_its_connection_instead_of_pooling_it() {
+    async fn a_write_dropped_half_done_is_rolled_back_before_its_connection_is_pooled() {
         let store = PostgresStore::open(&fresh_database().await, 1)
             .await
             .unwrap();
@@ -92,6 +129,9 @@ mod tests {
         let client = store.connection().await.unwrap();
         let write = write_in_pipelined_transaction(client, async |client| {
             begin(client).await?;
+            client
+                .batch_execute("CREATE TABLE written_then_dropped (id int)")
+                .await?;
             let _ = began.send(());
             std::future::pending::<Result<(), StoreError>>().await
         });
@@ -101,7 +141,16 @@ mod tests {
         };
         assert!(dropped_in_its_transaction);
 
-        assert_ne!(backend_process_of_next_connection(&store).await, first);
+        let client = store.connection().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), to_regclass('written_then_dropped') IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i32>(0), first);
+        assert!(row.get::<_, bool>(1));
     }
 
     /// A write that fails is rolled back and its connection pooled again, out of the

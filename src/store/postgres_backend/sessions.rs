@@ -14,7 +14,7 @@ use crate::store::postgres_backend::pipelined_transaction::{
 use crate::store::postgres_backend::rows::{
     INSERT_API_TOKEN, INSERT_SESSION, SESSION_COLUMN_COUNT, SESSION_COLUMNS, USER_COLUMN_COUNT,
     USER_COLUMNS, insert_session, optional_user_from_row, qualified, session_from_row,
-    session_id_from_sql, session_id_to_sql, user_from_row, user_id_to_sql,
+    session_id_from_sql, session_id_to_sql, unsigned_to_sql, user_from_row, user_id_to_sql,
 };
 use crate::store::postgres_backend::second_factors::{
     second_factor_summary_columns, second_factor_summary_from_row, second_factor_summary_in,
@@ -24,7 +24,7 @@ use crate::store::postgres_backend::users::{SET_PASSWORD_HASH, set_password_hash
 use crate::store::postgres_backend::{
     PostgresStore, begin_write, check_requester, take_writer_lock, writer_lock_statement,
 };
-use crate::store::{AlsoRead, NewSignIn, SessionContext, StoreError};
+use crate::store::{AlsoRead, NewSignIn, Requester, SessionContext, StoreError};
 
 /// `session_context`'s statement: the session, its user and the parent, joined (and the
 /// user's second-factor summary when `also` asks for it).
@@ -248,6 +248,11 @@ pub(super) async fn write_sign_in(
 ) -> Result<Vec<OAuthIdentity>, StoreError> {
     let user_id = sign_in.session.user_id;
     let own = transaction == SignInTransaction::Own;
+    // A password or OAuth sign-in's requester is the user itself, with no credential of its
+    // own: its check and the second factors held are one read of the user's row.
+    let one_read_of_the_user = sign_in.refuse_if_second_factor_held
+        && sign_in.requester.credential.is_none()
+        && sign_in.requester.user_id == user_id;
     let lock_statement = match own {
         true => Some(writer_lock_statement(client).await?),
         false => None,
@@ -266,11 +271,19 @@ pub(super) async fn write_sign_in(
                 None => Ok(()),
             }
         },
-        check_requester(client, &sign_in.requester),
         async {
-            match sign_in.refuse_if_second_factor_held {
-                true => second_factor_summary_in(client, user_id).await.map(Some),
-                false => Ok(None),
+            match one_read_of_the_user {
+                true => Ok(()),
+                false => check_requester(client, &sign_in.requester).await,
+            }
+        },
+        async {
+            match (one_read_of_the_user, sign_in.refuse_if_second_factor_held) {
+                (true, _) => check_version_and_read_second_factors(client, &sign_in.requester)
+                    .await
+                    .map(Some),
+                (false, true) => second_factor_summary_in(client, user_id).await.map(Some),
+                (false, false) => Ok(None),
             }
         },
         async {
@@ -323,6 +336,29 @@ pub(super) async fn write_sign_in(
         },
     )?;
     Ok(identities)
+}
+
+/// `check_requester` for a requester with no credential of its own, and
+/// `second_factor_summary_in` for its user, in one statement.
+async fn check_version_and_read_second_factors(
+    client: &impl GenericClient,
+    requester: &Requester,
+) -> Result<SecondFactorSummary, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT credential_version, {} FROM users WHERE id = $1",
+            second_factor_summary_columns("users")
+        ))
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&user_id_to_sql(requester.user_id)?])
+        .await?
+        .ok_or(StoreError::CredentialsChanged)?;
+    let version: i64 = row.try_get(0)?;
+    if version != unsigned_to_sql(requester.credential_version, "user")? {
+        return Err(StoreError::CredentialsChanged);
+    }
+    second_factor_summary_from_row(&row, 1)
 }
 
 /// A session by id.
@@ -549,13 +585,31 @@ mod tests {
     }
 
     /// API.md 15.6: a sign-in that verified before a password change or a suspension
-    /// committed writes nothing, so no session survives the change that raced it.
+    /// committed writes nothing, so no session survives the change that raced it; whether or
+    /// not it also reads the second factors held (in the same statement when it does).
     #[tokio::test]
     async fn a_sign_in_verified_against_an_older_credential_version_writes_nothing() {
         let store = fresh_store().await;
-        let user = add_user(&store, "racer@example.com").await;
-        let sign_in = |version: u64| {
-            sign_in_of(
+        for refuse_if_second_factor_held in [false, true] {
+            let email = format!("racer-{refuse_if_second_factor_held}@example.com");
+            a_sign_in_against_an_older_version_writes_nothing(
+                &store,
+                &email,
+                refuse_if_second_factor_held,
+            )
+            .await;
+        }
+    }
+
+    async fn a_sign_in_against_an_older_version_writes_nothing(
+        store: &PostgresStore,
+        email: &str,
+        refuse_if_second_factor_held: bool,
+    ) {
+        let user = add_user(store, email).await;
+        let sign_in = |version: u64| NewSignIn {
+            refuse_if_second_factor_held,
+            ..sign_in_of(
                 live_session(SessionId::new_for_user(user.id), user.id),
                 version,
             )
