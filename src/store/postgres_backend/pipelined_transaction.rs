@@ -113,6 +113,20 @@ mod tests {
         row.get(0)
     }
 
+    /// The backend process of the pool's next connection, and whether `table` is absent
+    /// as that connection sees it.
+    async fn next_connection_and_whether_gone(store: &PostgresStore, table: &str) -> (i32, bool) {
+        let client = store.connection().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), to_regclass($1) IS NULL",
+                &[&table],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
     /// A write dropped inside its transaction (a cancelled request) does not hand its
     /// connection, transaction open, to the next caller: a task rolls it back first, holding
     /// its place in the pool meanwhile, so the next caller gets the same connection (never
@@ -141,16 +155,10 @@ mod tests {
         };
         assert!(dropped_in_its_transaction);
 
-        let client = store.connection().await.unwrap();
-        let row = client
-            .query_one(
-                "SELECT pg_backend_pid(), to_regclass('written_then_dropped') IS NULL",
-                &[],
-            )
-            .await
-            .unwrap();
-        assert_eq!(row.get::<_, i32>(0), first);
-        assert!(row.get::<_, bool>(1));
+        assert_eq!(
+            next_connection_and_whether_gone(&store, "written_then_dropped").await,
+            (first, true)
+        );
     }
 
     /// A write that fails is rolled back and its connection pooled again, out of the
@@ -172,15 +180,9 @@ mod tests {
         .await;
         assert!(matches!(result, Err(StoreError::CredentialsChanged)));
 
-        let client = store.connection().await.unwrap();
-        let row = client
-            .query_one(
-                "SELECT pg_backend_pid(), to_regclass('written_then_rolled_back') IS NULL",
-                &[],
-            )
-            .await
-            .unwrap();
-        assert_eq!(row.get::<_, i32>(0), first);
-        assert!(row.get::<_, bool>(1));
+        assert_eq!(
+            next_connection_and_whether_gone(&store, "written_then_rolled_back").await,
+            (first, true)
+        );
     }
 }
