@@ -254,6 +254,16 @@ impl fmt::Debug for Hashers {
     }
 }
 
+impl Job {
+    /// Whether the request that queued the job has stopped waiting for its answer.
+    fn is_abandoned(&self) -> bool {
+        match self {
+            Job::Hash { reply, .. } => reply.is_closed(),
+            Job::Verify { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
 impl Hashers {
     /// Starts `threads` hashers, each with its own buffer, behind a queue of `queue_capacity`.
     /// The dummy hash is made here, with the configured cost.
@@ -463,6 +473,12 @@ fn run_hasher(
             }
             Taken::Closed => return,
         };
+        // A job whose request has gone (the client hung up while it waited) is dropped
+        // unworked: nobody would read its answer, and its hash would take a hasher from
+        // the requests still waiting.
+        if job.is_abandoned() {
+            continue;
+        }
         if memory.is_empty() {
             memory = new_buffer(block_count);
         }
@@ -668,6 +684,46 @@ mod tests {
             assert_eq!((field, message), ("new-password", expected));
         }
         assert!(new_password("another one", Some("the old one")).is_ok());
+    }
+
+    /// A job whose request stopped waiting before a hasher took it is never worked: behind
+    /// a verification that keeps the one hasher busy, a second one is queued and its request
+    /// dropped; only the first and a third, queued after, are counted as finished.
+    #[tokio::test]
+    async fn a_job_whose_request_has_gone_is_dropped_unworked() {
+        // Dear enough (tens of milliseconds) that the first job is still being worked when
+        // the second's request goes, microseconds after both were queued.
+        let busy_cost = HashCost {
+            memory_kib: 16384,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let hashers = Hashers::start(busy_cost, 1, 8, None, 0).unwrap();
+        let stored = hashers
+            .hash(Password::new("correct horse".into()))
+            .await
+            .unwrap();
+        let finished_before = hashers.jobs_finished();
+        let mut first =
+            Box::pin(hashers.verify(Password::new("first".into()), Some(stored.clone())));
+        let mut abandoned =
+            Box::pin(hashers.verify(Password::new("abandoned".into()), Some(stored.clone())));
+        // One poll each queues both jobs; the second's request then goes.
+        let queued = tokio::select! {
+            biased;
+            _ = &mut first => false,
+            _ = &mut abandoned => false,
+            _ = std::future::ready(()) => true,
+        };
+        assert!(queued);
+        drop(abandoned);
+        assert!(!first.await.unwrap().matches);
+        let third = hashers
+            .verify(Password::new("correct horse".into()), Some(stored))
+            .await
+            .unwrap();
+        assert!(third.matches);
+        assert_eq!(hashers.jobs_finished(), finished_before + 2);
     }
 
     #[tokio::test]
