@@ -877,7 +877,10 @@ impl Bucket {
     /// with each consecutive lockout, up to `max_delay_seconds`.
     fn take_with_lockout(&mut self, max_delay_seconds: u64, now: f64) {
         self.tokens = (self.tokens - 1.0).max(0.0);
-        if self.tokens < 1.0 {
+        // A failure taken while the bucket is blocked (an attempt that passed its check
+        // before the block, on this node or another) neither lengthens nor escalates it:
+        // one lockout doubles the next wait once, however many attempts overshot it.
+        if self.tokens < 1.0 && self.blocked_until <= now {
             let growth = 2f64.powi(i32::try_from(self.lockouts.min(20)).unwrap_or(20));
             let wait = (self.seconds_per_token * growth).min(max_delay_seconds as f64);
             self.blocked_until = now + wait;
@@ -1175,12 +1178,47 @@ mod tests {
         );
     }
 
+    /// Failures that land while a bucket is locked out (attempts that passed their checks
+    /// before it, on this node or others) neither lengthen nor escalate the lockout: ten
+    /// guesses over the ceiling at once wait as none over it do, and each later lockout (the
+    /// guesser failing again as soon as it may, until refused) doubles once.
+    #[test]
+    fn failures_during_a_lockout_neither_lengthen_nor_escalate_it() {
+        let waits = |failures_at_once: usize| {
+            let throttle = InMemoryThrottle::new(Some(LIMITS));
+            for _ in 0..failures_at_once {
+                throttle.record_failed_attempt("a@x.com", "198.51.100.1", 0.0);
+            }
+            let mut waits = Vec::new();
+            let mut now = 0.0;
+            while waits.len() < 3 {
+                match throttle.check("a@x.com", "198.51.100.1", [0; 3], now) {
+                    Err(RetryAfter(wait)) => {
+                        waits.push(wait);
+                        now += wait as f64;
+                    }
+                    Ok(_) => throttle.record_failed_attempt("a@x.com", "198.51.100.1", now),
+                }
+            }
+            waits
+        };
+        assert_eq!(waits(5), vec![12, 24, 48]);
+        assert_eq!(waits(15), waits(5));
+    }
+
     #[test]
     fn a_full_table_forgets_refilled_buckets_and_keeps_a_lockout() {
         let throttle = InMemoryThrottle::new(Some(LIMITS));
         let attacker = "198.51.100.7";
+        // The attacker fails again as soon as each lockout ends, so each doubles the next.
+        let mut attacker_now = 0.0;
         for _ in 0..20 {
-            throttle.record_failed_attempt("target@x.com", attacker, 0.0);
+            if let Err(RetryAfter(wait)) =
+                throttle.check("target@x.com", attacker, [0; 3], attacker_now)
+            {
+                attacker_now += wait as f64;
+            }
+            throttle.record_failed_attempt("target@x.com", attacker, attacker_now);
         }
         // Fill the table, one slot short, with one failure for each of many other keys.
         let old_keys = (MAX_ENTRIES - 3) / 3;
@@ -1189,9 +1227,10 @@ mod tests {
             throttle.record_failed_attempt(&format!("old{index}@x.com"), &network, 0.0);
         }
         assert_eq!(throttle.held_entries(), MAX_ENTRIES - 1);
-        // Five minutes later every one of those has refilled; only the attacker's (account,
-        // network) bucket, locked out by its repeated failures, still holds anything back.
-        let later = 300.0;
+        // Ten seconds after the attacker's last failure, every one of those has refilled,
+        // and so have the attacker's account and network buckets; only its (account,
+        // network) bucket, locked out for 48 s by that failure, still holds anything back.
+        let later = attacker_now + 10.0;
         for index in 0..1000_u32 {
             let network = Ipv4Addr::from(0x0b00_0000 + index).to_string();
             throttle.record_failed_attempt(&format!("new{index}@x.com"), &network, later);

@@ -150,12 +150,14 @@ impl SharedCounters {
                                 refilled.updated, \
                                 CASE WHEN $9::double precision IS NOT NULL \
                                           AND greatest(refilled.tokens - 1, 0) < 1 \
+                                          AND bucket.blocked_until <= $1 \
                                      THEN $1 + least(bucket.seconds_per_token \
                                                      * power(2, least(refilled.lockouts, 20)), \
                                                      $9::double precision) \
                                      ELSE bucket.blocked_until END AS blocked_until, \
                                 CASE WHEN $9::double precision IS NOT NULL \
                                           AND greatest(refilled.tokens - 1, 0) < 1 \
+                                          AND bucket.blocked_until <= $1 \
                                      THEN least(refilled.lockouts::bigint + 1, 2147483647) \
                                           ::integer \
                                      ELSE refilled.lockouts END AS lockouts \
