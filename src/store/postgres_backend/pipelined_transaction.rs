@@ -10,10 +10,10 @@ use crate::store::StoreError;
 /// run inside the transaction, in two round trips fewer than with a `Transaction`, whose
 /// BEGIN and COMMIT each wait for their answer.
 ///
-/// The connection goes back to the pool as it is after a write that succeeded (committed),
-/// after a ROLLBACK otherwise (a warning and nothing more where a pipelined COMMIT already
-/// ended the transaction). A write dropped half done (a request cancelled mid-write) leaves
-/// its ROLLBACK to a task that holds the connection, and so its place in the pool, until
+/// The connection goes back to the pool as it is after a write that succeeded (committed).
+/// A write that failed or was dropped half done (a request cancelled mid-write) leaves its
+/// ROLLBACK (a warning and nothing more where a pipelined COMMIT already ended the
+/// transaction) to a task that holds the connection, and so its place in the pool, until
 /// PostgreSQL has answered it: a backend waiting for the writer lock learns of a closed
 /// socket only once it gets the lock, so closing the connection instead would let the pool
 /// open others beside it, beyond its size. A connection whose ROLLBACK fails is closed.
@@ -28,12 +28,11 @@ pub(super) async fn write_in_pipelined_transaction<T>(
         return Err(StoreError::Postgres("no connection to write on".to_owned()));
     };
     let result = write(client).await;
-    let poolable = result.is_ok() || client.batch_execute("ROLLBACK").await.is_ok();
-    if let Some(client) = on_loan.client.take()
-        && !poolable
-    {
-        drop(Object::take(client));
+    if result.is_ok() {
+        // Committed: handed back to the pool as it is.
+        on_loan.client = None;
     }
+    // Otherwise `on_loan` rolls back as it goes, as after a write dropped half done.
     result
 }
 
